@@ -1,0 +1,132 @@
+// The command line: a thin layer over createRuntime().
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
+import { ConfigSchema, ISOLATION_KINDS, type BerthConfig } from '../config/schema.js';
+import { Berth } from '../runtime/berth.js';
+import { parseDuration, parseSize } from '../util/units.js';
+
+const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url));
+
+function duration(v: string): number {
+  try {
+    return parseDuration(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+function size(v: string): number {
+  try {
+    return parseSize(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+}
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected a non-negative integer, got "${v}"`);
+  return n;
+}
+
+async function serve(config: BerthConfig): Promise<void> {
+  const berth = new Berth(config);
+  await berth.start();
+  for (const name of berth.runtimes.keys()) {
+    process.stdout.write(`berth: runtime "${name}" listening on ${berth.endpoint(name)}\n`);
+  }
+  let signals = 0;
+  const shutdown = (sig: string) => {
+    if (++signals > 1) process.exit(130);
+    berth.log.info({ signal: sig }, 'draining: no new sessions; in-flight calls may finish');
+    void berth.stop().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+function fail(e: unknown): never {
+  process.stderr.write(`berth: ${e instanceof ConfigError ? e.message : (e as Error).message}\n`);
+  process.exit(2);
+}
+
+const program = new Command('berth').description('A stateful MCP runtime: any MCP server, one sandbox per session, behind Streamable HTTP.');
+
+program
+  .command('run')
+  .description('Host one MCP server (the bundled demo server when no COMMAND is given) at http://HOST:PORT/mcp')
+  .argument('[command...]', 'the MCP server to run, after --')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--port <port>', 'port to listen on (0 = any free port)', int, 8787)
+  .option('--stateless', 'serve without sessions from a warm pool; no server-to-client requests')
+  .addOption(new Option('--upstream <kind>', 'how the server speaks MCP').choices(['stdio', 'http']).default('stdio'))
+  .option('--idle-timeout <duration>', 'end a session after this much idleness', duration, 15 * 60_000)
+  .option('--max-lifetime <duration>', 'end a session this long after it started', duration, 8 * 3_600_000)
+  .option('--isolation <kind>', `sandbox per session: ${ISOLATION_KINDS.join(', ')}`, 'auto')
+  .option('--warm-pool <n>', 'servers started ahead of demand', int, 2)
+  .option('--max-sessions <n>', 'most live sessions', int, 1000)
+  .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
+  .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
+  .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, 30_000)
+  .action(async (command: string[], o) => {
+    if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation)) fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
+    const argv = command.length ? command : [process.execPath, DEMO_SERVER];
+    let config: BerthConfig;
+    try {
+      config = parseConfig(
+        {
+          server: { host: o.host, port: o.port, allowedOrigins: o.allowedOrigin, drainTimeout: o.drainTimeout },
+          runtimes: {
+            default: {
+              command: argv,
+              mode: o.stateless ? 'stateless' : 'stateful',
+              upstream: o.upstream,
+              isolation: o.isolation,
+              idleTimeout: o.idleTimeout,
+              maxLifetime: o.maxLifetime,
+              warmPool: o.warmPool,
+              limits: { maxSessions: o.maxSessions, maxBodySize: o.maxBody },
+            },
+          },
+        },
+        'flags',
+      );
+      await serve(config);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('serve')
+  .description('Host the named runtimes of a config file, each at /runtimes/NAME/mcp')
+  .requiredOption('-c, --config <file>', 'YAML config file (see docs/config.md)')
+  .action(async (o) => {
+    try {
+      await serve(loadConfigFile(o.config));
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
+  .command('schema')
+  .description('Print the JSON Schema of the config file')
+  .action(() => {
+    process.stdout.write(JSON.stringify(z.toJSONSchema(ConfigSchema, { io: 'input' }), null, 2) + '\n');
+  });
+
+program
+  .command('check')
+  .description('Validate a config file and exit')
+  .requiredOption('-c, --config <file>', 'YAML config file')
+  .action((o) => {
+    try {
+      const c = loadConfigFile(o.config);
+      process.stdout.write(`${o.config}: ok (${Object.keys(c.runtimes).length} runtime(s): ${Object.keys(c.runtimes).join(', ')})\n`);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+await program.parseAsync(process.argv);

@@ -1,0 +1,97 @@
+// The one source of truth for configuration: validated with zod, exported as JSON Schema (scripts/gen-schema.ts).
+import { z } from 'zod';
+import { parseDuration, parseSize } from '../util/units.js';
+
+const durationRe = /^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$/;
+const sizeRe = /^\s*\d+(\.\d+)?\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$/i;
+
+const duration = (desc: string) =>
+  z
+    .union([z.number().int().nonnegative(), z.string().regex(durationRe, 'expected a duration such as 250ms, 30s, 15m or 8h')])
+    .transform((v) => parseDuration(v))
+    .describe(desc);
+
+const size = (desc: string) =>
+  z
+    .union([z.number().int().nonnegative(), z.string().regex(sizeRe, 'expected a size such as 512KiB or 4MiB')])
+    .transform((v) => parseSize(v))
+    .describe(desc);
+
+export const ISOLATION_KINDS = ['auto', 'process', 'namespace', 'gvisor', 'microvm'] as const;
+
+export const LimitsSchema = z
+  .object({
+    maxBodySize: size('Largest accepted request body; larger bodies get 413.').default(4 * 1024 * 1024),
+    maxSessions: z.number().int().positive().describe('Most live sessions this runtime holds; beyond it initialize gets 503.').default(1000),
+    maxQueuedMessages: z
+      .number()
+      .int()
+      .positive()
+      .describe('Server-to-client messages held per session while no stream is open to carry them; beyond it the sender gets an error.')
+      .default(1000),
+    startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').default(30_000),
+    stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').default(5_000),
+    bodyTimeout: duration('How long a client may take to send a request body.').default(30_000),
+  })
+  .strict();
+
+export const RuntimeSchema = z
+  .object({
+    command: z
+      .union([z.string().min(1), z.array(z.string()).min(1)])
+      .describe('The MCP server to host: an argv array, or one string split on spaces.'),
+    mode: z.enum(['stateful', 'stateless']).describe('stateful: one server per session; stateless: a shared warm pool, no session id.').default('stateful'),
+    upstream: z.enum(['stdio', 'http']).describe('stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp.').default('stdio'),
+    isolation: z.enum(ISOLATION_KINDS).describe('Sandbox driver for each session server; auto picks the strongest one this host supports.').default('auto'),
+    idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').default(15 * 60_000),
+    maxLifetime: duration('A session ends this long after creation, even while busy.').default(8 * 3_600_000),
+    warmPool: z
+      .number()
+      .int()
+      .nonnegative()
+      .describe('Servers started ahead of demand so a new session (or a stateless request) finds one ready.')
+      .default(2),
+    readyProbe: z
+      .enum(['ping', 'none'])
+      .describe('How a warm stdio server is known to be ready: a JSON-RPC ping before initialize, or not at all.')
+      .default('ping'),
+    env: z.record(z.string(), z.string()).describe('Extra environment variables for the server.').default({}),
+    inheritEnv: z.array(z.string()).describe("Names of berth's own environment variables to pass through to the server.").default([]),
+    cwd: z.string().optional().describe('Working directory the command is resolved from (default: where berth started).'),
+    limits: LimitsSchema.default(LimitsSchema.parse({})),
+  })
+  .strict();
+
+export const ServerSchema = z
+  .object({
+    host: z.string().describe('Address to listen on.').default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).describe('Port to listen on (0 picks a free one).').default(8787),
+    allowedOrigins: z
+      .array(z.string())
+      .describe('Origin header values allowed to call berth; "loopback" allows localhost origins, "*" any.')
+      .default(['loopback']),
+    drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').default(30_000),
+    sessionRoot: z.string().optional().describe('Directory under which per-session working directories are made (default: the OS temp dir).'),
+  })
+  .strict();
+
+export const ConfigSchema = z
+  .object({
+    server: ServerSchema.default(ServerSchema.parse({})),
+    runtimes: z
+      .record(z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, 'runtime names use letters, digits, ".", "_" and "-"'), RuntimeSchema)
+      .refine((r) => Object.keys(r).length > 0, 'at least one runtime is required')
+      .describe('Named runtimes, each served at /runtimes/NAME/mcp.'),
+  })
+  .strict();
+
+export type LimitsConfig = z.output<typeof LimitsSchema>;
+export type RuntimeConfig = z.output<typeof RuntimeSchema>;
+export type ServerConfig = z.output<typeof ServerSchema>;
+export type BerthConfig = z.output<typeof ConfigSchema>;
+export type BerthConfigInput = z.input<typeof ConfigSchema>;
+export type RuntimeConfigInput = z.input<typeof RuntimeSchema>;
+
+export function commandArgv(command: string | string[]): string[] {
+  return Array.isArray(command) ? command : command.trim().split(/\s+/);
+}

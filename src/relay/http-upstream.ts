@@ -1,0 +1,127 @@
+// An upstream server that serves Streamable HTTP itself (the AgentCore container contract: $PORT, path /mcp).
+// berth forwards each client request and pipes the response back as it arrives: SSE streams are never buffered.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream/promises';
+import { Pool } from 'undici';
+import { SESSION_HEADER } from '../wire/streamable-http.js';
+
+const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id'];
+const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'mcp-protocol-version', 'content-length', 'allow', 'www-authenticate'];
+
+export interface ForwardResult {
+  status: number;
+  /** The upstream's own session id, when the response carried one. */
+  upstreamSessionId?: string;
+}
+
+export class HttpUpstream {
+  private readonly pool: Pool;
+  upstreamSessionId: string | undefined;
+  bytesOut = 0;
+
+  constructor(readonly port: number) {
+    this.pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 });
+  }
+
+  /** Polls until the server answers any HTTP request on /mcp (any status counts: it is listening). */
+  async waitReady(timeoutMs: number, exited: Promise<unknown>): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let gone = false;
+    void exited.then(() => (gone = true));
+    for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+      if (gone) throw new Error('the server exited before it answered on $PORT');
+      try {
+        const r = await this.pool.request({ path: '/mcp', method: 'GET', headers: { accept: 'text/event-stream' }, headersTimeout: 1000 });
+        r.body.destroy();
+        return;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`the server did not answer on port ${this.port} within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /**
+   * Forwards one client request; `sessionHeader` is what the client sees as Mcp-Session-Id
+   * (berth's id, never the upstream's).
+   */
+  async forward(req: IncomingMessage, res: ServerResponse, body: Buffer | undefined, sessionHeader: string | undefined): Promise<ForwardResult> {
+    const headers: Record<string, string> = {};
+    for (const h of FORWARDED_REQUEST_HEADERS) {
+      const v = req.headers[h];
+      if (typeof v === 'string') headers[h] = v;
+    }
+    if (this.upstreamSessionId) headers[SESSION_HEADER] = this.upstreamSessionId;
+    const controller = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) controller.abort();
+    };
+    res.on('close', onClose);
+    const r = await this.pool.request({
+      path: '/mcp',
+      method: req.method as 'GET' | 'POST' | 'DELETE',
+      headers,
+      body,
+      signal: controller.signal,
+    });
+    const upstreamSessionId = typeof r.headers[SESSION_HEADER] === 'string' ? (r.headers[SESSION_HEADER] as string) : undefined;
+    const out: Record<string, string> = {};
+    for (const h of FORWARDED_RESPONSE_HEADERS) {
+      const v = r.headers[h];
+      if (typeof v === 'string') out[h] = v;
+    }
+    if (sessionHeader) out[SESSION_HEADER] = sessionHeader;
+    if (String(out['content-type'] ?? '').startsWith('text/event-stream')) out['x-accel-buffering'] = 'no';
+    res.writeHead(r.statusCode, out);
+    res.flushHeaders();
+    // pipeline() honours backpressure: a slow client slows the upstream read instead of growing a buffer.
+    r.body.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
+    await pipeline(r.body, res).catch(() => undefined);
+    res.off('close', onClose);
+    return { status: r.statusCode, upstreamSessionId };
+  }
+
+  /** berth's own handshake with the upstream (stateless pools): returns the initialize result. */
+  async initializeAsClient(params: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const headers = { accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
+    const r = await this.pool.request({
+      path: '/mcp',
+      method: 'POST',
+      headers,
+      body: JSON.stringify({ jsonrpc: '2.0', id: 'berth:init', method: 'initialize', params }),
+    });
+    const text = await r.body.text();
+    if (r.statusCode >= 400) throw new Error(`initialize answered HTTP ${r.statusCode}: ${text.slice(0, 200)}`);
+    const sid = r.headers[SESSION_HEADER];
+    if (typeof sid === 'string') this.upstreamSessionId = sid;
+    // The answer is JSON, or SSE whose data lines carry it.
+    const candidates = String(r.headers['content-type']).startsWith('text/event-stream')
+      ? text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5))
+      : [text];
+    for (const c of candidates) {
+      const msg = JSON.parse(c) as { id?: unknown; result?: Record<string, unknown>; error?: { message: string } };
+      if (msg.id !== 'berth:init') continue;
+      if (msg.error) throw new Error(`initialize failed: ${msg.error.message}`);
+      const note = await this.pool.request({
+        path: '/mcp',
+        method: 'POST',
+        headers: { ...headers, ...(this.upstreamSessionId ? { [SESSION_HEADER]: this.upstreamSessionId } : {}), 'mcp-protocol-version': String(msg.result?.protocolVersion ?? '') },
+        body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+      });
+      await note.body.dump();
+      return msg.result ?? {};
+    }
+    throw new Error('initialize got no answer from the server');
+  }
+
+  /** Asks the upstream to end its session (best effort) and closes the connection pool. */
+  async close(): Promise<void> {
+    if (this.upstreamSessionId) {
+      await this.pool
+        .request({ path: '/mcp', method: 'DELETE', headers: { [SESSION_HEADER]: this.upstreamSessionId }, headersTimeout: 1000 })
+        .then((r) => r.body.dump())
+        .catch(() => undefined);
+    }
+    await this.pool.destroy().catch(() => undefined);
+  }
+}

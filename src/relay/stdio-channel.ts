@@ -1,0 +1,67 @@
+// Newline-delimited JSON-RPC over a server's stdin/stdout (the MCP stdio transport).
+import { EventEmitter } from 'node:events';
+import type { Readable, Writable } from 'node:stream';
+import { invalidMessageReason, type JsonRpcMessage } from '../wire/jsonrpc.js';
+
+export interface StdioChannelEvents {
+  message: [JsonRpcMessage];
+  /** A line that is not a JSON-RPC message (servers sometimes print logs to stdout). */
+  invalid: [line: string, reason: string];
+}
+
+export class StdioChannel extends EventEmitter<StdioChannelEvents> {
+  private chunks: Buffer[] = [];
+  private writable = true;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    private readonly input: Writable,
+    output: Readable,
+  ) {
+    super();
+    output.on('data', (chunk: Buffer) => this.onData(chunk));
+    input.on('error', () => {
+      this.writable = false; // EPIPE once the server is gone; the session's exit handling reports it
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.bytesIn += chunk.length;
+    let start = 0;
+    let nl = chunk.indexOf(0x0a, start);
+    while (nl !== -1) {
+      this.chunks.push(chunk.subarray(start, nl));
+      const line = Buffer.concat(this.chunks).toString('utf8');
+      this.chunks = [];
+      this.onLine(line);
+      start = nl + 1;
+      nl = chunk.indexOf(0x0a, start);
+    }
+    if (start < chunk.length) this.chunks.push(chunk.subarray(start));
+  }
+
+  private onLine(raw: string): void {
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    if (line.trim() === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      this.emit('invalid', line, 'not JSON');
+      return;
+    }
+    const why = invalidMessageReason(value);
+    if (why) this.emit('invalid', line, why);
+    else this.emit('message', value as JsonRpcMessage);
+  }
+
+  /** Writes one message; returns false when the server can no longer be written to. */
+  send(message: JsonRpcMessage): boolean {
+    if (!this.writable || this.input.destroyed || this.input.writableEnded) return false;
+    const data = JSON.stringify(message) + '\n';
+    this.bytesOut += data.length;
+    this.input.write(data);
+    return true;
+  }
+}

@@ -1,0 +1,95 @@
+// What every hosted runtime shares: method dispatch, the Origin check, body parsing, and error answers.
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { RuntimeConfig, ServerConfig } from '../config/schema.js';
+import type { SandboxDriver } from '../sandbox/index.js';
+import type { LaunchContext } from '../session/launch.js';
+import type { EndReason, Session } from '../session/session.js';
+import { HttpError, sendError } from '../wire/http-error.js';
+import { ErrorCode } from '../wire/jsonrpc.js';
+import { checkOrigin, checkPostHeaders, checkProtocolVersion, parseMessages, readBody, type ParsedBody } from '../wire/streamable-http.js';
+
+export interface RuntimeEvents {
+  'session:created': [session: Session];
+  'session:ended': [session: Session, reason: EndReason, detail: string];
+}
+
+export interface RuntimeOptions {
+  name: string;
+  config: RuntimeConfig;
+  server: ServerConfig;
+  driver: SandboxDriver;
+  baseDir: string;
+  log: Logger;
+}
+
+export interface PostContext {
+  body: Buffer;
+  parsed: ParsedBody;
+  protocolVersion: string;
+}
+
+export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
+  readonly name: string;
+  readonly config: RuntimeConfig;
+  protected readonly log: Logger;
+  protected readonly launchCtx: LaunchContext;
+  protected draining = false;
+
+  constructor(protected readonly opts: RuntimeOptions) {
+    super();
+    this.name = opts.name;
+    this.config = opts.config;
+    this.log = opts.log.child({ runtime: opts.name });
+    this.launchCtx = {
+      runtimeName: opts.name,
+      config: opts.config,
+      driver: opts.driver,
+      sessionRoot: opts.server.sessionRoot,
+      baseDir: opts.baseDir,
+      log: this.log,
+    };
+  }
+
+  abstract start(): Promise<void>;
+  /** Stops taking new sessions/requests and waits up to graceMs for in-flight calls. */
+  abstract drain(graceMs: number): Promise<void>;
+  abstract close(): Promise<void>;
+  abstract get sessionCount(): number;
+  protected abstract post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void>;
+  protected abstract getStream(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  protected abstract delete(req: IncomingMessage, res: ServerResponse): Promise<void>;
+
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    try {
+      checkOrigin(req, this.opts.server.allowedOrigins);
+      switch (req.method) {
+        case 'POST': {
+          checkPostHeaders(req);
+          const protocolVersion = checkProtocolVersion(req);
+          const body = await readBody(req, this.config.limits.maxBodySize, this.config.limits.bodyTimeout);
+          await this.post(req, res, { body, parsed: parseMessages(body), protocolVersion });
+          return;
+        }
+        case 'GET':
+          checkProtocolVersion(req);
+          await this.getStream(req, res);
+          return;
+        case 'DELETE':
+          checkProtocolVersion(req);
+          await this.delete(req, res);
+          return;
+        default:
+          throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { allow: 'GET, POST, DELETE' });
+      }
+    } catch (e) {
+      if (e instanceof HttpError) {
+        sendError(res, e);
+        return;
+      }
+      this.log.error({ err: e }, 'request failed');
+      sendError(res, new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`));
+    }
+  }
+}

@@ -1,0 +1,122 @@
+// The library entry point: one HTTP listener hosting one or more named runtimes.
+//   /mcp                  -> the runtime named "default" (or the only one)
+//   /runtimes/NAME/mcp    -> runtime NAME
+//   /healthz              -> liveness and counts
+import { EventEmitter } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseConfig } from '../config/load.js';
+import type { BerthConfig, BerthConfigInput } from '../config/schema.js';
+import { createLogger, type Logger } from '../log.js';
+import { driverFor } from '../sandbox/index.js';
+import type { EndReason, Session } from '../session/session.js';
+import { HttpError, sendError, sendJson } from '../wire/http-error.js';
+import { ErrorCode } from '../wire/jsonrpc.js';
+import type { HostedRuntime } from './base.js';
+import { StatefulRuntime } from './stateful.js';
+import { StatelessRuntime } from './stateless.js';
+
+export interface BerthEvents {
+  'session:created': [session: Session, runtime: string];
+  'session:ended': [session: Session, runtime: string, reason: EndReason, detail: string];
+}
+
+export interface CreateRuntimeOptions {
+  logger?: Logger;
+  /** Where relative commands are resolved (default: process.cwd()). */
+  baseDir?: string;
+}
+
+export class Berth extends EventEmitter<BerthEvents> {
+  readonly config: BerthConfig;
+  readonly runtimes = new Map<string, HostedRuntime>();
+  readonly log: Logger;
+  private http: Server | undefined;
+  private stopping: Promise<void> | undefined;
+
+  constructor(config: BerthConfig, options: CreateRuntimeOptions = {}) {
+    super();
+    this.config = config;
+    this.log = options.logger ?? createLogger();
+    for (const [name, rc] of Object.entries(config.runtimes)) {
+      const opts = { name, config: rc, server: config.server, driver: driverFor(rc.isolation), baseDir: rc.cwd ?? options.baseDir ?? process.cwd(), log: this.log };
+      const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
+      rt.on('session:created', (s) => this.emit('session:created', s, name));
+      rt.on('session:ended', (s, reason, detail) => this.emit('session:ended', s, name, reason, detail));
+      this.runtimes.set(name, rt);
+    }
+  }
+
+  /** The runtime served at /mcp: the one named "default", or the only one. */
+  get defaultRuntime(): HostedRuntime | undefined {
+    return this.runtimes.get('default') ?? (this.runtimes.size === 1 ? this.runtimes.values().next().value : undefined);
+  }
+
+  get url(): string {
+    const a = this.http?.address() as AddressInfo | null | undefined;
+    if (!a) throw new Error('berth is not listening');
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return `http://${host}:${a.port}`;
+  }
+
+  /** Endpoint URL of a runtime. */
+  endpoint(name?: string): string {
+    return name && !(this.defaultRuntime?.name === name) ? `${this.url}/runtimes/${name}/mcp` : `${this.url}/mcp`;
+  }
+
+  async start(): Promise<this> {
+    await Promise.all([...this.runtimes.values()].map((r) => r.start()));
+    const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => void this.route(req, res));
+    this.http = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.server.port, this.config.server.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return this;
+  }
+
+  private route(req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (path === '/healthz') {
+      const runtimes = Object.fromEntries([...this.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, mode: r.config.mode }]));
+      sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : 'ok', runtimes });
+      return;
+    }
+    let rt: HostedRuntime | undefined;
+    if (path === '/mcp') rt = this.defaultRuntime;
+    else {
+      const m = /^\/runtimes\/([^/]+)\/mcp$/.exec(path);
+      if (m) rt = this.runtimes.get(decodeURIComponent(m[1]!));
+    }
+    if (!rt) {
+      sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no MCP endpoint at ${path} (runtimes: ${[...this.runtimes.keys()].map((n) => `/runtimes/${n}/mcp`).join(', ')})`));
+      return;
+    }
+    void rt.handle(req, res);
+  }
+
+  /** Graceful stop: refuse new sessions, let in-flight calls finish within drainTimeout, end every session. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      const all = [...this.runtimes.values()];
+      await Promise.all(all.map((r) => r.drain(this.config.server.drainTimeout)));
+      await Promise.all(all.map((r) => r.close()));
+      if (this.http) {
+        const server = this.http;
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+      }
+    })();
+    return this.stopping;
+  }
+}
+
+/** Creates (but does not start) berth from a config object; validation errors name the key. */
+export function createRuntime(config: BerthConfigInput | BerthConfig, options?: CreateRuntimeOptions): Berth {
+  return new Berth(parseConfig(config), options);
+}

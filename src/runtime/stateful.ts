@@ -1,0 +1,152 @@
+// Stateful runtimes: initialize creates a session with its own server; every later request is routed to it.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Exchange } from '../relay/exchange.js';
+import { Session } from '../session/session.js';
+import { WarmPool } from '../session/pool.js';
+import { HttpError } from '../wire/http-error.js';
+import { ErrorCode, isRequest, type JsonRpcMessage } from '../wire/jsonrpc.js';
+import { checkGetHeaders, SESSION_HEADER, sessionIdOf } from '../wire/streamable-http.js';
+import { randomBytes } from 'node:crypto';
+import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
+
+export class StatefulRuntime extends HostedRuntime {
+  readonly sessions = new Map<string, Session>();
+  private readonly pool: WarmPool;
+
+  constructor(opts: RuntimeOptions) {
+    super(opts);
+    this.pool = new WarmPool(this.launchCtx, opts.config.warmPool, this.log);
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
+  get warmServers(): number {
+    return this.pool.available;
+  }
+
+  async start(): Promise<void> {
+    this.pool.fill();
+  }
+
+  private lookup(req: IncomingMessage): Session {
+    const sid = sessionIdOf(req);
+    if (sid === undefined || sid === '') {
+      throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: Mcp-Session-Id header is required (send initialize first to create a session)');
+    }
+    const s = this.sessions.get(sid);
+    if (!s || !s.live) throw new HttpError(404, ErrorCode.SessionNotFound, 'Session not found: it is unknown, ended or expired; initialize a new session');
+    return s;
+  }
+
+  protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
+    const { messages, batch } = ctx.parsed;
+    const init = messages.find((m) => isRequest(m) && m.method === 'initialize');
+    if (init) return this.initialize(req, res, ctx, init);
+    const session = this.lookup(req);
+    session.touch();
+    const hasRequests = messages.some(isRequest);
+    const server = session.server;
+    if (server.kind === 'http') {
+      const done = hasRequests ? session.beginRequest() : () => undefined;
+      try {
+        await server.upstream.forward(req, res, ctx.body, session.id);
+      } finally {
+        done();
+      }
+      return;
+    }
+    const exchange = new Exchange(res, batch);
+    server.relay.fromClient(messages, exchange);
+    if (!hasRequests) {
+      res.writeHead(202).end();
+    }
+  }
+
+  private async initialize(req: IncomingMessage, res: ServerResponse, ctx: PostContext, init: JsonRpcMessage): Promise<void> {
+    if (ctx.parsed.messages.length > 1) {
+      throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
+    }
+    if (sessionIdOf(req) !== undefined) {
+      throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must not carry an Mcp-Session-Id; it creates a new session');
+    }
+    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
+    if (this.sessions.size >= this.config.limits.maxSessions) {
+      throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { 'retry-after': '5' });
+    }
+    let server;
+    try {
+      server = await this.pool.take();
+    } catch (e) {
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {}, (init as { id: string | number }).id);
+    }
+    const session = new Session(server, this.name, this.config);
+    this.sessions.set(session.id, session);
+    session.once('ended', (reason, detail) => {
+      this.sessions.delete(session.id);
+      this.log.info({ session: session.id.slice(0, 8), reason, detail, durationMs: Date.now() - session.createdAt }, 'session ended');
+      this.emit('session:ended', session, reason, detail);
+    });
+    const created = () => {
+      this.log.info({ session: session.id.slice(0, 8), pid: server.sandbox.pid }, 'session created');
+      this.emit('session:created', session);
+    };
+    if (server.kind === 'http') {
+      const done = session.beginRequest();
+      try {
+        const r = await server.upstream.forward(req, res, ctx.body, session.id);
+        server.upstream.upstreamSessionId = r.upstreamSessionId;
+        if (r.status >= 400) void session.end('init-failed', `the server answered initialize with HTTP ${r.status}`);
+        else created();
+      } finally {
+        done();
+      }
+      return;
+    }
+    const exchange = new Exchange(res, false, { [SESSION_HEADER]: session.id });
+    exchange.beforeRespond = (m) => {
+      if (m.error) {
+        delete exchange.headers[SESSION_HEADER];
+        void session.end('init-failed', `the server answered initialize with an error: ${m.error.message}`);
+        return;
+      }
+      const v = (m.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
+      if (typeof v === 'string') session.protocolVersion = v;
+      created();
+    };
+    server.relay.fromClient([init], exchange);
+  }
+
+  protected async getStream(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    checkGetHeaders(req);
+    const session = this.lookup(req);
+    session.touch();
+    if (session.server.kind === 'http') {
+      await session.server.upstream.forward(req, res, undefined, session.id);
+      return;
+    }
+    session.server.relay.openGet(res, randomBytes(9).toString('base64url'), { [SESSION_HEADER]: session.id });
+  }
+
+  protected async delete(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const session = this.lookup(req);
+    await session.end('deleted'); // for http upstreams this also DELETEs the upstream session
+    res.writeHead(204).end();
+  }
+
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && [...this.sessions.values()].some((s) => s.inFlight > 0)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.draining = true;
+    await Promise.all([...this.sessions.values()].map((s) => s.end('shutdown')));
+    await this.pool.close();
+  }
+}
+

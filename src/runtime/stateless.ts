@@ -1,0 +1,153 @@
+// Stateless runtimes: no session id, nothing server-initiated. Requests are spread over a pool of servers
+// that berth started and initialized ahead of time; they must hold no per-client state.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Exchange } from '../relay/exchange.js';
+import { dispose, launch, type Launched } from '../session/launch.js';
+import { HttpError, sendJson } from '../wire/http-error.js';
+import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
+import { LATEST_PROTOCOL_VERSION, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
+import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
+
+const BERTH_CLIENT_INFO = { name: 'berth', version: '0.1.0' };
+
+interface Member {
+  server: Launched;
+  initResult: Record<string, unknown>;
+  inFlight: number;
+}
+
+export class StatelessRuntime extends HostedRuntime {
+  private readonly members: Member[] = [];
+  private starting = 0;
+  private closed = false;
+  private readonly size: number;
+  private readonly waiters: Array<() => void> = [];
+
+  constructor(opts: RuntimeOptions) {
+    super(opts);
+    this.size = Math.max(1, opts.config.warmPool);
+  }
+
+  get sessionCount(): number {
+    return 0;
+  }
+
+  async start(): Promise<void> {
+    this.fill();
+  }
+
+  private fill(): void {
+    while (!this.closed && this.members.length + this.starting < this.size) {
+      this.starting++;
+      this.startMember().then(
+        (m) => {
+          this.starting--;
+          if (this.closed) return void dispose(m.server, 0);
+          this.members.push(m);
+          void m.server.sandbox.exited.then(() => {
+            const i = this.members.indexOf(m);
+            if (i >= 0) this.members.splice(i, 1);
+            if (m.server.kind === 'stdio') m.server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
+            void dispose(m.server, 0);
+            setTimeout(() => this.fill(), 100).unref();
+          });
+          for (const w of this.waiters.splice(0)) w();
+        },
+        (err: Error) => {
+          this.starting--;
+          this.log.error({ err: err.message }, 'stateless server failed to start');
+          if (!this.closed) setTimeout(() => this.fill(), 1000).unref();
+        },
+      );
+    }
+  }
+
+  /** Starts one server and initializes it as berth, so client requests can go straight to it. */
+  private async startMember(): Promise<Member> {
+    const server = await launch(this.launchCtx);
+    try {
+      await server.ready;
+      const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: BERTH_CLIENT_INFO };
+      if (server.kind === 'stdio') {
+        const r = await server.relay.call('initialize', params);
+        if (r.error) throw new Error(`initialize failed: ${r.error.message}`);
+        server.relay.notify('notifications/initialized');
+        return { server, initResult: r.result as Record<string, unknown>, inFlight: 0 };
+      }
+      const initResult = await server.upstream.initializeAsClient(params);
+      return { server, initResult, inFlight: 0 };
+    } catch (e) {
+      await dispose(server, 0);
+      throw e;
+    }
+  }
+
+  private async pick(): Promise<Member> {
+    const deadline = Date.now() + this.config.limits.startupTimeout;
+    while (this.members.length === 0) {
+      if (this.closed || Date.now() > deadline) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { 'retry-after': '1' });
+      this.fill();
+      await new Promise<void>((r) => {
+        this.waiters.push(r);
+        setTimeout(r, 200).unref();
+      });
+    }
+    return this.members.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+  }
+
+  protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
+    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
+    const { messages, batch } = ctx.parsed;
+    const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
+    if (init) {
+      if (messages.length > 1) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
+      const member = await this.pick();
+      const requested = init.params?.protocolVersion;
+      const protocolVersion =
+        typeof requested === 'string' && (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
+      // Answered by berth from the pool's own handshake: there is no session to create.
+      sendJson(res, 200, { jsonrpc: '2.0', id: init.id, result: { ...member.initResult, protocolVersion } });
+      return;
+    }
+    if (!messages.some(isRequest)) {
+      // Notifications (initialized, cancelled) and responses have nowhere to go without a session.
+      res.writeHead(202).end();
+      return;
+    }
+    const member = await this.pick();
+    member.inFlight++;
+    try {
+      if (member.server.kind === 'http') {
+        delete req.headers[SESSION_HEADER];
+        await member.server.upstream.forward(req, res, ctx.body, undefined);
+        return;
+      }
+      const exchange = new Exchange(res, batch);
+      await new Promise<void>((resolve) => {
+        res.once('close', resolve);
+        member.server.kind === 'stdio' && member.server.relay.fromClient(messages, exchange);
+      });
+    } finally {
+      member.inFlight--;
+    }
+  }
+
+  protected async getStream(): Promise<void> {
+    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no GET stream', { allow: 'POST' });
+  }
+
+  protected async delete(): Promise<void> {
+    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no sessions to delete', { allow: 'POST' });
+  }
+
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && this.members.some((m) => m.inFlight > 0)) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.config.limits.stopGrace)));
+  }
+}

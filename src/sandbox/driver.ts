@@ -1,0 +1,47 @@
+// The one small interface every sandbox driver implements (process today; namespace, gVisor, microVM next).
+import type { Readable, Writable } from 'node:stream';
+
+export interface SandboxLimits {
+  /** Bytes of memory, or undefined for no limit. */
+  memory?: number;
+  cpus?: number;
+  pids?: number;
+}
+
+export interface SandboxSpec {
+  /** The session this sandbox serves; also exported to the server as BERTH_SESSION_ID. */
+  sessionId: string;
+  argv: string[];
+  /** Where the command is resolved from (the runtime's directory). */
+  cwd: string;
+  /** The session's private writable working directory; the server runs in it. */
+  workDir: string;
+  env: Record<string, string>;
+  limits: SandboxLimits;
+  /** For http upstreams: the port the server must listen on (exported as PORT). */
+  port?: number;
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Set when the driver knows why (e.g. 'oom'). */
+  reason?: string;
+}
+
+export interface Sandbox {
+  readonly driver: string;
+  readonly pid: number | undefined;
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Resolves once, when the server has exited for any reason. */
+  readonly exited: Promise<ExitInfo>;
+  /** SIGTERM, then SIGKILL after graceMs; resolves when the server is gone. */
+  stop(graceMs: number): Promise<ExitInfo>;
+}
+
+export interface SandboxDriver {
+  readonly name: string;
+  start(spec: SandboxSpec): Promise<Sandbox>;
+}

@@ -1,0 +1,112 @@
+// Starting one MCP server in a sandbox, with its private working directory, and knowing when it is warm.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import type { Logger } from 'pino';
+import type { RuntimeConfig } from '../config/schema.js';
+import { commandArgv } from '../config/schema.js';
+import { HttpUpstream } from '../relay/http-upstream.js';
+import { StdioChannel } from '../relay/stdio-channel.js';
+import { StdioRelay } from '../relay/stdio-relay.js';
+import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
+
+/** At least 128 random bits, URL-safe and within the visible-ASCII range the spec requires. */
+export function newSessionId(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+export interface LaunchContext {
+  runtimeName: string;
+  config: RuntimeConfig;
+  driver: SandboxDriver;
+  sessionRoot: string | undefined;
+  baseDir: string;
+  log: Logger;
+}
+
+export type Launched = {
+  id: string;
+  workDir: string;
+  sandbox: Sandbox;
+  startedAt: number;
+  /** Resolves when the server is warm; rejects when it cannot start. */
+  ready: Promise<void>;
+  isReady: boolean;
+} & ({ kind: 'stdio'; channel: StdioChannel; relay: StdioRelay } | { kind: 'http'; upstream: HttpUpstream });
+
+/** Environment the sandbox starts with: a small allow-list, never berth's own secrets. */
+const BASE_ENV = ['PATH', 'LANG', 'LC_ALL', 'TZ', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE'];
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function launch(ctx: LaunchContext): Promise<Launched> {
+  const { config, log } = ctx;
+  const id = newSessionId();
+  const workDir = await mkdtemp(join(ctx.sessionRoot ?? tmpdir(), `berth-${ctx.runtimeName}-`));
+  const env: Record<string, string> = {};
+  for (const k of [...BASE_ENV, ...config.inheritEnv]) if (process.env[k] !== undefined) env[k] = process.env[k]!;
+  Object.assign(env, config.env, { BERTH_SESSION_ID: id, HOME: workDir, TMPDIR: workDir });
+  const port = config.upstream === 'http' ? await freePort() : undefined;
+  if (port !== undefined) env.PORT = String(port);
+  const argv = commandArgv(config.command);
+  let sandbox: Sandbox;
+  try {
+    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: {}, port });
+  } catch (e) {
+    await rm(workDir, { recursive: true, force: true });
+    throw e;
+  }
+  const slog = log.child({ session: id.slice(0, 8) });
+  createInterface({ input: sandbox.stderr }).on('line', (line) => slog.info({ stream: 'stderr' }, line));
+  const startedAt = performance.now();
+  const timeout = (what: string) =>
+    new Promise<never>((_, reject) => {
+      const t = setTimeout(() => reject(new Error(`${what} within ${config.limits.startupTimeout} ms (startupTimeout)`)), config.limits.startupTimeout);
+      t.unref();
+      void sandbox.exited.then(() => clearTimeout(t));
+    });
+  const exitedEarly = sandbox.exited.then((info) => {
+    throw new Error(`the server exited during start-up (${info.reason ?? `code ${info.code}, signal ${info.signal}`})`);
+  });
+  exitedEarly.catch(() => undefined);
+
+  if (config.upstream === 'http') {
+    const upstream = new HttpUpstream(port!);
+    const launched: Launched = { kind: 'http', id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
+    launched.ready = upstream.waitReady(config.limits.startupTimeout, sandbox.exited).then(() => void (launched.isReady = true));
+    launched.ready.catch(() => undefined);
+    return launched;
+  }
+  const channel = new StdioChannel(sandbox.stdin, sandbox.stdout);
+  channel.on('invalid', (line, reason) => slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
+  const relay = new StdioRelay(channel, { stateless: config.mode === 'stateless', maxQueuedMessages: config.limits.maxQueuedMessages });
+  relay.on('log', (level, msg, extra) => slog[level](extra ?? {}, msg));
+  const launched: Launched = { kind: 'stdio', id, workDir, sandbox, startedAt, channel, relay, isReady: false, ready: Promise.resolve() };
+  const probe =
+    config.readyProbe === 'ping'
+      ? relay.call('ping').then(() => undefined)
+      : Promise.resolve();
+  launched.ready = Promise.race([probe, exitedEarly, timeout('the server did not answer a ping')]).then(() => void (launched.isReady = true));
+  launched.ready.catch(() => undefined);
+  return launched;
+}
+
+/** Stops a launched server and removes its working directory. */
+export async function dispose(l: Launched, graceMs: number): Promise<void> {
+  if (l.kind === 'http') await l.upstream.close();
+  await l.sandbox.stop(graceMs);
+  await rm(l.workDir, { recursive: true, force: true }).catch(() => undefined);
+}

@@ -1,0 +1,77 @@
+// Warm servers started ahead of demand: a new session takes one that is already running and answering.
+import type { Logger } from 'pino';
+import { dispose, launch, type LaunchContext, type Launched } from './launch.js';
+
+export class WarmPool {
+  private readonly idle: Launched[] = [];
+  private starting = 0;
+  private failures = 0;
+  private closed = false;
+
+  constructor(
+    private readonly ctx: LaunchContext,
+    private readonly size: number,
+    private readonly log: Logger,
+  ) {}
+
+  get available(): number {
+    return this.idle.length;
+  }
+
+  fill(): void {
+    // Back off after repeated start failures so a broken command does not spin.
+    if (this.closed || this.failures >= 5) return;
+    while (this.idle.length + this.starting < this.size) {
+      this.starting++;
+      launch(this.ctx)
+        .then(async (l) => {
+          await l.ready;
+          return l;
+        })
+        .then(
+          (l) => {
+            this.starting--;
+            if (this.closed) return void dispose(l, this.ctx.config.limits.stopGrace);
+            this.failures = 0;
+            this.idle.push(l);
+            // A warm server that dies while waiting is replaced, never handed out.
+            void l.sandbox.exited.then(() => {
+              const i = this.idle.indexOf(l);
+              if (i >= 0) {
+                this.idle.splice(i, 1);
+                void dispose(l, 0);
+                this.fill();
+              }
+            });
+          },
+          (err: Error) => {
+            this.starting--;
+            this.failures++;
+            this.log.error({ err: err.message }, 'warm server failed to start');
+            if (!this.closed) setTimeout(() => this.fill(), 250 * this.failures).unref();
+          },
+        );
+    }
+  }
+
+  /** A warm server if one is ready, else a freshly launched one. Refills in the background. */
+  async take(): Promise<Launched> {
+    const l = this.idle.shift();
+    this.fill();
+    if (l) return l;
+    const fresh = await launch(this.ctx);
+    try {
+      await fresh.ready;
+    } catch (e) {
+      await dispose(fresh, 0);
+      throw e;
+    }
+    return fresh;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = this.idle.splice(0);
+    await Promise.all(all.map((l) => dispose(l, this.ctx.config.limits.stopGrace)));
+  }
+}

@@ -1,0 +1,120 @@
+// The session lifecycle, in one place: created by initialize, ended by DELETE, idle timeout, max lifetime,
+// server exit or shutdown. Ending fails in-flight requests at once, stops the sandbox and removes its directory.
+import { EventEmitter } from 'node:events';
+import type { RuntimeConfig } from '../config/schema.js';
+import { ErrorCode } from '../wire/jsonrpc.js';
+import { dispose, type Launched } from './launch.js';
+
+export type EndReason = 'deleted' | 'idle' | 'max-lifetime' | 'crashed' | 'shutdown' | 'init-failed';
+
+export interface SessionEvents {
+  ended: [reason: EndReason, detail: string];
+}
+
+export class Session extends EventEmitter<SessionEvents> {
+  readonly id: string;
+  readonly createdAt = Date.now();
+  lastActivity = Date.now();
+  protocolVersion: string | undefined;
+  state: 'live' | 'ending' | 'ended' = 'live';
+  endReason: EndReason | undefined;
+  /** Open client requests handled outside the stdio relay (http upstream POSTs). */
+  private proxiedInFlight = 0;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly lifetimeTimer: NodeJS.Timeout;
+  private readonly ended: Promise<void>;
+  private resolveEnded!: () => void;
+
+  constructor(
+    readonly server: Launched,
+    readonly runtimeName: string,
+    private readonly config: RuntimeConfig,
+  ) {
+    super();
+    this.id = server.id;
+    this.ended = new Promise((r) => (this.resolveEnded = r));
+    this.lifetimeTimer = setTimeout(() => void this.end('max-lifetime'), config.maxLifetime);
+    this.lifetimeTimer.unref();
+    if (server.kind === 'stdio') server.relay.on('busy', () => this.armIdle());
+    void server.sandbox.exited.then((info) => {
+      const why = info.reason ?? (info.signal ? `killed by ${info.signal}` : `exit code ${info.code}`);
+      void this.end('crashed', `the server process exited (${why})`);
+    });
+    this.armIdle();
+  }
+
+  get inFlight(): number {
+    return this.proxiedInFlight + (this.server.kind === 'stdio' ? this.server.relay.inFlightCount : 0);
+  }
+
+  get live(): boolean {
+    return this.state === 'live';
+  }
+
+  /** Any client traffic for this session. */
+  touch(): void {
+    this.lastActivity = Date.now();
+    this.armIdle();
+  }
+
+  /** Brackets a proxied request; a call in flight is never idleness. */
+  beginRequest(): () => void {
+    this.proxiedInFlight++;
+    this.armIdle();
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      this.proxiedInFlight--;
+      this.lastActivity = Date.now();
+      this.armIdle();
+    };
+  }
+
+  /** Idle = nothing in flight and no client traffic for idleTimeout. An open, silent GET stream is not activity. */
+  private armIdle(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+    if (!this.live || this.inFlight > 0) return;
+    const due = this.lastActivity + this.config.idleTimeout - Date.now();
+    this.idleTimer = setTimeout(() => {
+      if (this.inFlight === 0 && Date.now() - this.lastActivity >= this.config.idleTimeout - 5) void this.end('idle');
+      else this.armIdle();
+    }, Math.max(0, due));
+    this.idleTimer.unref();
+  }
+
+  /** Ends the session once; concurrent callers all wait for the same end. */
+  end(reason: EndReason, detail?: string): Promise<void> {
+    if (this.state !== 'live') return this.ended;
+    this.state = 'ending';
+    this.endReason = reason;
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.lifetimeTimer);
+    const message = detail ?? describe(reason);
+    if (this.server.kind === 'stdio') this.server.relay.close(ErrorCode.SessionEnded, `Session ended: ${message}`);
+    this.emit('ended', reason, message);
+    void dispose(this.server, this.config.limits.stopGrace).finally(() => {
+      this.state = 'ended';
+      this.resolveEnded();
+    });
+    return this.ended;
+  }
+}
+
+function describe(reason: EndReason): string {
+  switch (reason) {
+    case 'deleted':
+      return 'deleted by the client';
+    case 'idle':
+      return 'idle timeout reached';
+    case 'max-lifetime':
+      return 'maximum lifetime reached';
+    case 'crashed':
+      return 'the server process exited';
+    case 'shutdown':
+      return 'berth is shutting down';
+    case 'init-failed':
+      return 'initialize failed';
+  }
+}

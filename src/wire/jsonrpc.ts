@@ -1,0 +1,73 @@
+// JSON-RPC 2.0 message shapes, classification and error construction.
+
+export type JsonRpcId = string | number;
+export interface JsonRpcRequest { jsonrpc: '2.0'; id: JsonRpcId; method: string; params?: Record<string, unknown> }
+export interface JsonRpcNotification { jsonrpc: '2.0'; method: string; params?: Record<string, unknown> }
+export interface JsonRpcResponse { jsonrpc: '2.0'; id: JsonRpcId | null; result?: unknown; error?: JsonRpcErrorObject }
+export interface JsonRpcErrorObject { code: number; message: string; data?: unknown }
+export type JsonRpcMessage = JsonRpcRequest | JsonRpcNotification | JsonRpcResponse;
+
+export const ErrorCode = {
+  ParseError: -32700,
+  InvalidRequest: -32600,
+  MethodNotFound: -32601,
+  InvalidParams: -32602,
+  InternalError: -32603,
+  /** Generic server/transport error (used by the MCP SDKs for HTTP-level refusals). */
+  ServerError: -32000,
+  /** Session unknown, ended or expired (same code the MCP TypeScript SDK uses). */
+  SessionNotFound: -32001,
+  /** The session or its server ended while the request was in flight. */
+  SessionEnded: -32002,
+  /** The request was cancelled by its sender. */
+  RequestCancelled: -32800,
+} as const;
+
+export function isRequest(m: JsonRpcMessage): m is JsonRpcRequest {
+  return 'method' in m && 'id' in m && m.id !== undefined && m.id !== null;
+}
+export function isNotification(m: JsonRpcMessage): m is JsonRpcNotification {
+  return 'method' in m && !('id' in m && m.id !== undefined && m.id !== null);
+}
+export function isResponse(m: JsonRpcMessage): m is JsonRpcResponse {
+  return !('method' in m) && ('result' in m || 'error' in m);
+}
+
+export function errorResponse(id: JsonRpcId | null, code: number, message: string, data?: unknown): JsonRpcResponse {
+  const error: JsonRpcErrorObject = { code, message };
+  if (data !== undefined) error.data = data;
+  return { jsonrpc: '2.0', id, error };
+}
+
+/** Why a parsed value is not a JSON-RPC 2.0 message, or undefined when it is one. */
+export function invalidMessageReason(v: unknown): string | undefined {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return 'a JSON-RPC message must be a JSON object';
+  const o = v as Record<string, unknown>;
+  if (o.jsonrpc !== '2.0') return 'the "jsonrpc" member must be exactly "2.0"';
+  const hasId = 'id' in o && o.id !== undefined;
+  if (hasId && typeof o.id !== 'string' && !(typeof o.id === 'number' && Number.isFinite(o.id)) && o.id !== null) {
+    return 'the "id" member must be a string or a number';
+  }
+  if ('method' in o) {
+    if (typeof o.method !== 'string' || o.method.length === 0) return 'the "method" member must be a non-empty string';
+    if (hasId && o.id === null) return 'a request "id" must not be null';
+    if ('params' in o && o.params !== undefined && (typeof o.params !== 'object' || o.params === null)) {
+      return 'the "params" member must be an object or an array';
+    }
+    return undefined;
+  }
+  if (!hasId) return 'a message needs a "method" (request or notification) or an "id" with "result" or "error" (response)';
+  if ('result' in o === 'error' in o) return 'a response must carry exactly one of "result" and "error"';
+  if ('error' in o) {
+    const e = o.error as Record<string, unknown> | null;
+    if (typeof e !== 'object' || e === null || typeof e.code !== 'number' || typeof e.message !== 'string') {
+      return 'a response "error" must be an object with a numeric "code" and a string "message"';
+    }
+  }
+  return undefined;
+}
+
+/** A key for maps of ids: 1 and "1" are different JSON-RPC ids. */
+export function idKey(id: JsonRpcId): string {
+  return typeof id === 'number' ? `n:${id}` : `s:${id}`;
+}

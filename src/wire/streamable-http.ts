@@ -1,0 +1,149 @@
+// The wire rules of MCP Streamable HTTP for the 2025 revisions (2025-03-26, 2025-06-18, 2025-11-25):
+// which requests are well-formed, and the exact status + JSON-RPC error for each refusal.
+import type { IncomingMessage } from 'node:http';
+import { HttpError } from './http-error.js';
+import { ErrorCode, invalidMessageReason, type JsonRpcMessage } from './jsonrpc.js';
+
+export const SUPPORTED_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const;
+export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
+/** Without an MCP-Protocol-Version header the spec says to assume this one. */
+export const DEFAULT_NEGOTIATED_VERSION = '2025-03-26';
+
+export const SESSION_HEADER = 'mcp-session-id';
+export const VERSION_HEADER = 'mcp-protocol-version';
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function sessionIdOf(req: IncomingMessage): string | undefined {
+  return header(req, SESSION_HEADER);
+}
+
+/** Loopback origins are allowed by default: a browser page elsewhere must not drive a local server (DNS rebinding). */
+export function checkOrigin(req: IncomingMessage, allowed: readonly string[]): void {
+  const origin = header(req, 'origin');
+  if (origin === undefined) return; // non-browser clients send no Origin
+  if (allowed.includes('*') || allowed.includes(origin)) return;
+  if (allowed.includes('loopback')) {
+    try {
+      const host = new URL(origin).hostname;
+      if (host === 'localhost' || host === '127.0.0.1' || host === '[::1]' || host.endsWith('.localhost')) return;
+    } catch {
+      // fall through to the refusal
+    }
+  }
+  throw new HttpError(403, ErrorCode.ServerError, `Forbidden: Origin ${JSON.stringify(origin)} is not allowed (allowedOrigins)`);
+}
+
+function accepts(req: IncomingMessage, type: string): boolean {
+  const accept = header(req, 'accept') ?? '';
+  return accept.split(',').some((part) => {
+    const t = part.split(';')[0]!.trim().toLowerCase();
+    return t === type || t === '*/*' || t === `${type.split('/')[0]}/*`;
+  });
+}
+
+export function checkPostHeaders(req: IncomingMessage): void {
+  if (!accepts(req, 'application/json') || !accepts(req, 'text/event-stream')) {
+    throw new HttpError(406, ErrorCode.ServerError, 'Not Acceptable: the Accept header must list both application/json and text/event-stream');
+  }
+  const ct = (header(req, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
+  if (ct !== 'application/json') {
+    throw new HttpError(415, ErrorCode.ServerError, 'Unsupported Media Type: Content-Type must be application/json');
+  }
+}
+
+export function checkGetHeaders(req: IncomingMessage): void {
+  if (!accepts(req, 'text/event-stream')) {
+    throw new HttpError(406, ErrorCode.ServerError, 'Not Acceptable: the Accept header must list text/event-stream');
+  }
+}
+
+/** A present MCP-Protocol-Version header must name a revision this wire layer speaks. */
+export function checkProtocolVersion(req: IncomingMessage): string {
+  const v = header(req, VERSION_HEADER);
+  if (v === undefined) return DEFAULT_NEGOTIATED_VERSION;
+  if (!(SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(v)) {
+    throw new HttpError(
+      400,
+      ErrorCode.ServerError,
+      `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(v)} (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`,
+    );
+  }
+  return v;
+}
+
+/** Reads a request body up to `limit` bytes; beyond it, 413 without reading the rest. */
+export function readBody(req: IncomingMessage, limit: number, timeoutMs: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(header(req, 'content-length'));
+    if (Number.isFinite(declared) && declared > limit) {
+      reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body is ${declared} bytes, the limit is ${limit} bytes`, { connection: 'close' }));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new HttpError(408, ErrorCode.ServerError, `Request Timeout: body not received within ${timeoutMs} ms`, { connection: 'close' }));
+    }, timeoutMs);
+    const onData = (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        cleanup();
+        reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body exceeds the limit of ${limit} bytes`, { connection: 'close' }));
+        return;
+      }
+      chunks.push(c);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(Buffer.concat(chunks, size));
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const cleanup = () => {
+      clearTimeout(timer);
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+export interface ParsedBody {
+  messages: JsonRpcMessage[];
+  batch: boolean;
+}
+
+/** Parses a POST body into JSON-RPC messages (a single one, or a batch for 2025-03-26 clients). */
+export function parseMessages(body: Buffer): ParsedBody {
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch {
+    throw new HttpError(400, ErrorCode.ParseError, 'Parse error: the body is not valid UTF-8');
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, ErrorCode.ParseError, `Parse error: ${(e as Error).message}`);
+  }
+  const batch = Array.isArray(value);
+  const items = batch ? (value as unknown[]) : [value];
+  if (items.length === 0) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: empty batch');
+  items.forEach((item, i) => {
+    const why = invalidMessageReason(item);
+    if (why) throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request${batch ? ` (batch item ${i})` : ''}: ${why}`);
+  });
+  return { messages: items as JsonRpcMessage[], batch };
+}
