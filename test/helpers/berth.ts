@@ -1,0 +1,90 @@
+// Starts real berth processes (the built CLI) and connects the official SDK client to them.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const PROBE = ['node', '--import', 'tsx', 'test/fixtures/probe-server.ts'];
+
+export interface BerthProcess {
+  url: string;
+  proc: ChildProcess;
+  /** Everything berth wrote to stderr (JSON log lines). */
+  logs: () => string;
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}
+
+/** `berth <args...>`; resolves once it prints its endpoint URL. */
+export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
+  const proc = spawn(process.execPath, ['bin/berth.js', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`berth did not print its URL in 20 s\n${out}\n${err}`)), 20_000);
+    proc.stdout!.on('data', (d) => {
+      out += d;
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`berth exited with ${code}\n${out}\n${err}`)));
+  });
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return {
+    url,
+    proc,
+    logs: () => err,
+    stop: async (signal = 'SIGTERM') => {
+      if (proc.exitCode === null) proc.kill(signal);
+      return exited;
+    },
+  };
+}
+
+/** `berth run --port 0 [flags] -- COMMAND...` */
+export function runBerth(flags: string[], command: string[] = PROBE, env: Record<string, string> = {}): Promise<BerthProcess> {
+  return startBerth(['run', '--port', '0', ...flags, '--', ...command], env);
+}
+
+export async function connect(url: string, capabilities: ClientCapabilities = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  const client = new Client({ name: 'berth-test', version: '1.0.0' }, { capabilities });
+  const transport = new StreamableHTTPClientTransport(new URL(url));
+  await client.connect(transport);
+  return { client, transport };
+}
+
+export function textOf(result: unknown): string {
+  const c = (result as { content?: Array<{ type: string; text?: string }> }).content ?? [];
+  return c.map((x) => x.text ?? '').join('');
+}
+
+/** Raw HTTP helpers for what the SDK hides. */
+export const ACCEPT_BOTH = 'application/json, text/event-stream';
+export function initBody(id: number | string = 1, protocolVersion = '2025-11-25') {
+  return JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion, capabilities: { elicitation: {} }, clientInfo: { name: 'raw', version: '1' } } });
+}
+export async function rawInit(url: string): Promise<string> {
+  const r = await fetch(url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json' }, body: initBody() });
+  if (r.status !== 200) throw new Error(`initialize: HTTP ${r.status} ${await r.text()}`);
+  await r.text();
+  const sid = r.headers.get('mcp-session-id')!;
+  await fetch(url, {
+    method: 'POST',
+    headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  }).then((x) => x.text());
+  return sid;
+}
+
+/** Parses an SSE body into its JSON-RPC messages. */
+export function sseMessages(body: string): unknown[] {
+  return body
+    .split('\n')
+    .filter((l) => l.startsWith('data:'))
+    .map((l) => JSON.parse(l.slice(5)));
+}
