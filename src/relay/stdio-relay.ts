@@ -30,7 +30,7 @@ interface InFlight {
   clientId: JsonRpcId;
   method: string;
   exchange: Exchange;
-  progressKey?: string;
+  progressToken?: number;
   startedAt: number;
 }
 
@@ -52,7 +52,8 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   private nextId = 1;
   private readonly inflight = new Map<number, InFlight>();
   private readonly byClientId = new Map<string, number>();
-  private readonly progress = new Map<string, Exchange>();
+  /** Internal progress token -> where its notifications go, and the client's own token. */
+  private readonly progress = new Map<number, { exchange: Exchange; token: string | number }>();
   private readonly serverRequests = new Map<string, { method: string; target: Target | 'queued' }>();
   private readonly internal = new Map<string, (r: JsonRpcResponse) => void>();
   private get: SseWriter | undefined;
@@ -114,15 +115,19 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     const internalId = this.nextId++;
     const entry: InFlight = { clientId: m.id, method: m.method, exchange, startedAt: Date.now() };
-    const token = (m.params?._meta as Record<string, unknown> | undefined)?.progressToken;
+    let forwarded: JsonRpcRequest = { ...m, id: internalId };
+    const meta = m.params?._meta as Record<string, unknown> | undefined;
+    const token = meta?.progressToken;
     if (typeof token === 'string' || typeof token === 'number') {
-      entry.progressKey = idKey(token);
-      this.progress.set(entry.progressKey, exchange);
+      // Tokens are rewritten too: unrelated clients of a shared (stateless) server may pick the same one.
+      entry.progressToken = internalId;
+      this.progress.set(internalId, { exchange, token });
+      forwarded = { ...forwarded, params: { ...m.params, _meta: { ...meta, progressToken: internalId } } };
     }
     this.inflight.set(internalId, entry);
     this.byClientId.set(clientKey, internalId);
     if (this.inflight.size === 1) this.emit('busy', true);
-    if (!this.channel.send({ ...m, id: internalId })) {
+    if (!this.channel.send(forwarded)) {
       this.complete(internalId, errorResponse(m.id, ErrorCode.SessionEnded, 'the server is not running'));
     }
   }
@@ -222,9 +227,13 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   private serverNotification(m: JsonRpcMessage & { method: string; params?: Record<string, unknown> }): void {
     let target: Target | undefined;
     if (m.method === 'notifications/progress') {
-      const token = m.params?.progressToken;
-      const ex = typeof token === 'string' || typeof token === 'number' ? this.progress.get(idKey(token)) : undefined;
-      if (ex?.open) target = ex;
+      const route = typeof m.params?.progressToken === 'number' ? this.progress.get(m.params.progressToken) : undefined;
+      if (!route) {
+        this.emit('log', 'debug', 'progress for a request that is no longer in flight', { token: m.params?.progressToken });
+        return;
+      }
+      m = { ...m, params: { ...m.params, progressToken: route.token } };
+      if (route.exchange.open) target = route.exchange;
     } else if (m.method === 'notifications/cancelled') {
       const rid = m.params?.requestId;
       const pending = typeof rid === 'string' || typeof rid === 'number' ? this.serverRequests.get(idKey(rid)) : undefined;
@@ -276,7 +285,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     if (!f) return;
     this.inflight.delete(internalId);
     this.byClientId.delete(this.clientKey(f.clientId, f.exchange));
-    if (f.progressKey && this.progress.get(f.progressKey) === f.exchange) this.progress.delete(f.progressKey);
+    if (f.progressToken !== undefined) this.progress.delete(f.progressToken);
     if (!f.exchange.respond(`c:${idKey(f.clientId)}`, response)) {
       this.emit('log', 'warn', 'response not delivered: the client closed its stream before the result', { id: f.clientId, method: f.method });
     }

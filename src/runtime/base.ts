@@ -8,7 +8,7 @@ import type { LaunchContext } from '../session/launch.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { checkOrigin, checkPostHeaders, checkProtocolVersion, parseMessages, readBody, type ParsedBody } from '../wire/streamable-http.js';
+import { checkBatchAllowed, checkOrigin, checkPostHeaders, checkProtocolVersion, parseMessages, readBody, type ParsedBody } from '../wire/streamable-http.js';
 
 export interface RuntimeEvents {
   'session:created': [session: Session];
@@ -69,7 +69,9 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           checkPostHeaders(req);
           const protocolVersion = checkProtocolVersion(req);
           const body = await readBody(req, this.config.limits.maxBodySize, this.config.limits.bodyTimeout);
-          await this.post(req, res, { body, parsed: parseMessages(body), protocolVersion });
+          const parsed = parseMessages(body);
+          checkBatchAllowed(parsed, protocolVersion);
+          await this.post(req, res, { body, parsed, protocolVersion });
           return;
         }
         case 'GET':

@@ -67,7 +67,10 @@ export class StatelessRuntime extends HostedRuntime {
     const server = await launch(this.launchCtx);
     try {
       await server.ready;
-      const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: {}, clientInfo: BERTH_CLIENT_INFO };
+      // Declares the client capabilities so the server does ask; the relay then answers with a clear
+      // "this runtime is stateless" error instead of the server failing with a vaguer one.
+      const capabilities = { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} };
+      const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities, clientInfo: BERTH_CLIENT_INFO };
       if (server.kind === 'stdio') {
         const r = await server.relay.call('initialize', params);
         if (r.error) throw new Error(`initialize failed: ${r.error.message}`);

@@ -1,12 +1,27 @@
 // The development driver: the server is a plain child process in its own process group.
 // No isolation beyond a private working directory and a scrubbed environment.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
 import type { ExitInfo, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
+
+/**
+ * The server runs in its private working directory, so relative paths in the command (the program, and
+ * arguments that name existing files such as `server.js`) are made absolute against the runtime's directory.
+ */
+export function resolveArgv(argv: string[], baseDir: string): string[] {
+  return argv.map((a, i) => {
+    if (a.startsWith('-') || isAbsolute(a)) return a;
+    if (i === 0 && !a.includes('/')) return a; // a program found on PATH
+    const full = resolve(baseDir, a);
+    return existsSync(full) ? full : a;
+  });
+}
 
 export const processDriver: SandboxDriver = {
   name: 'process',
   async start(spec: SandboxSpec): Promise<Sandbox> {
-    const [cmd, ...args] = spec.argv;
+    const [cmd, ...args] = resolveArgv(spec.argv, spec.cwd);
     const child = spawn(cmd!, args, {
       cwd: spec.workDir,
       env: spec.env,

@@ -81,7 +81,7 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
     const declared = Number(header(req, 'content-length'));
     if (Number.isFinite(declared) && declared > limit) {
       reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body is ${declared} bytes, the limit is ${limit} bytes`, { connection: 'close' }));
-      req.resume();
+      discard(req);
       return;
     }
     const chunks: Buffer[] = [];
@@ -95,6 +95,7 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
       if (size > limit) {
         cleanup();
         reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body exceeds the limit of ${limit} bytes`, { connection: 'close' }));
+        discard(req);
         return;
       }
       chunks.push(c);
@@ -117,6 +118,26 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
     req.on('end', onEnd);
     req.on('error', onError);
   });
+}
+
+/**
+ * Reads and throws away the rest of a refused upload, so the client (still sending) sees the 413 instead of a
+ * reset connection; a client that keeps sending for long is cut off.
+ */
+function discard(req: IncomingMessage): void {
+  req.resume();
+  const t = setTimeout(() => {
+    if (!req.complete) req.socket.destroy();
+  }, 10_000);
+  t.unref();
+  req.once('end', () => clearTimeout(t));
+}
+
+/** JSON-RPC batches exist only in 2025-03-26 (and 2024-11-05); 2025-06-18 removed them. */
+export function checkBatchAllowed(parsed: ParsedBody, protocolVersion: string): void {
+  if (parsed.batch && protocolVersion !== '2025-03-26' && protocolVersion !== '2024-11-05') {
+    throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request: JSON-RPC batches are not part of protocol version ${protocolVersion}; send one message per POST`);
+  }
 }
 
 export interface ParsedBody {

@@ -6,7 +6,8 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-export const PROBE = ['node', '--import', 'tsx', 'test/fixtures/probe-server.ts'];
+/** Absolute paths: the server runs in its private session directory, not in the repo. */
+export const PROBE = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../fixtures/probe-server.ts', import.meta.url))];
 
 export interface BerthProcess {
   url: string;
