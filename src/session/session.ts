@@ -35,7 +35,13 @@ export class Session extends EventEmitter<SessionEvents> {
     this.ended = new Promise((r) => (this.resolveEnded = r));
     this.lifetimeTimer = setTimeout(() => void this.end('max-lifetime'), config.maxLifetime);
     this.lifetimeTimer.unref();
-    if (server.kind === 'stdio') server.relay.on('busy', () => this.armIdle());
+    if (server.kind === 'stdio') {
+      server.relay.on('busy', (busy) => {
+        // The idle clock starts when the last call ends, not when it was sent.
+        if (!busy) this.lastActivity = Date.now();
+        this.armIdle();
+      });
+    }
     void server.sandbox.exited.then((info) => {
       const why = info.reason ?? (info.signal ? `killed by ${info.signal}` : `exit code ${info.code}`);
       void this.end('crashed', `the server process exited (${why})`);

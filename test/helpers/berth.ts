@@ -41,7 +41,7 @@ export async function startBerth(args: string[], env: Record<string, string> = {
     proc,
     logs: () => err,
     stop: async (signal = 'SIGTERM') => {
-      if (proc.exitCode === null) proc.kill(signal);
+      if (proc.exitCode === null && !proc.killed) proc.kill(signal);
       return exited;
     },
   };
