@@ -80,7 +80,7 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
   return new Promise((resolve, reject) => {
     const declared = Number(header(req, 'content-length'));
     if (Number.isFinite(declared) && declared > limit) {
-      reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body is ${declared} bytes, the limit is ${limit} bytes`, { connection: 'close' }));
+      reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body is ${declared} bytes, the limit is ${limit} bytes`));
       discard(req);
       return;
     }
@@ -94,7 +94,7 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
       size += c.length;
       if (size > limit) {
         cleanup();
-        reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body exceeds the limit of ${limit} bytes`, { connection: 'close' }));
+        reject(new HttpError(413, ErrorCode.ServerError, `Payload Too Large: body exceeds the limit of ${limit} bytes`));
         discard(req);
         return;
       }
