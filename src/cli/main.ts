@@ -35,6 +35,9 @@ async function serve(config: BerthConfig): Promise<void> {
   for (const name of berth.runtimes.keys()) {
     process.stdout.write(`berth: runtime "${name}" listening on ${berth.endpoint(name)}\n`);
   }
+  // One stream's unexpected error must not take every other session down with the process.
+  process.on('uncaughtException', (err) => berth.log.error({ err }, 'uncaught exception (berth keeps serving)'));
+  process.on('unhandledRejection', (err) => berth.log.error({ err }, 'unhandled rejection (berth keeps serving)'));
   let signals = 0;
   const shutdown = (sig: string) => {
     if (++signals > 1) process.exit(130);

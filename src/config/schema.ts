@@ -21,7 +21,7 @@ export const ISOLATION_KINDS = ['auto', 'process', 'namespace', 'gvisor', 'micro
 
 export const LimitsSchema = z
   .object({
-    maxBodySize: size('Largest accepted request body; larger bodies get 413.').default(4 * 1024 * 1024),
+    maxBodySize: size('Largest accepted request body; larger bodies get 413.').prefault('4MiB'),
     maxSessions: z.number().int().positive().describe('Most live sessions this runtime holds; beyond it initialize gets 503.').default(1000),
     maxQueuedMessages: z
       .number()
@@ -29,9 +29,9 @@ export const LimitsSchema = z
       .positive()
       .describe('Server-to-client messages held per session while no stream is open to carry them; beyond it the sender gets an error.')
       .default(1000),
-    startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').default(30_000),
-    stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').default(5_000),
-    bodyTimeout: duration('How long a client may take to send a request body.').default(30_000),
+    startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
+    stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
+    bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),
   })
   .strict();
 
@@ -43,8 +43,8 @@ export const RuntimeSchema = z
     mode: z.enum(['stateful', 'stateless']).describe('stateful: one server per session; stateless: a shared warm pool, no session id.').default('stateful'),
     upstream: z.enum(['stdio', 'http']).describe('stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp.').default('stdio'),
     isolation: z.enum(ISOLATION_KINDS).describe('Sandbox driver for each session server; auto picks the strongest one this host supports.').default('auto'),
-    idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').default(15 * 60_000),
-    maxLifetime: duration('A session ends this long after creation, even while busy.').default(8 * 3_600_000),
+    idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').prefault('15m'),
+    maxLifetime: duration('A session ends this long after creation, even while busy.').prefault('8h'),
     warmPool: z
       .number()
       .int()
@@ -70,7 +70,7 @@ export const ServerSchema = z
       .array(z.string())
       .describe('Origin header values allowed to call berth; "loopback" allows localhost origins, "*" any.')
       .default(['loopback']),
-    drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').default(30_000),
+    drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').prefault('30s'),
     sessionRoot: z.string().optional().describe('Directory under which per-session working directories are made (default: the OS temp dir).'),
   })
   .strict();

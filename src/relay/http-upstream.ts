@@ -32,7 +32,7 @@ export class HttpUpstream {
       if (gone) throw new Error('the server exited before it answered on $PORT');
       try {
         const r = await this.pool.request({ path: '/mcp', method: 'GET', headers: { accept: 'text/event-stream' }, headersTimeout: 1000 });
-        r.body.destroy();
+        await r.body.dump({ limit: 0 }).catch(() => undefined);
         return;
       } catch {
         if (Date.now() > deadline) throw new Error(`the server did not answer on port ${this.port} within ${timeoutMs} ms`);

@@ -1,0 +1,567 @@
+/**
+ * Runs the official MCP conformance suite (server scenarios) three ways and compares:
+ *
+ *   direct           the fixture itself over Streamable HTTP (stateful, SDK transport) — the baseline
+ *   berth stateful   berth run -- <fixture --stdio>             (one server process per session)
+ *   berth stateless  berth run --stateless -- <fixture --stdio> (only the scenarios that apply)
+ *
+ *   node --import tsx scripts/conformance.ts [--only direct,stateful,stateless] [--scenario NAME]...
+ *                                            [--out DIR] [--timeout SECONDS] [--list]
+ *
+ * Every scenario is judged by the checks in its checks.json (a FAILURE check fails it),
+ * never by the suite's exit code. See docs/conformance.md.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SUITE_PACKAGE = '@modelcontextprotocol/conformance@0.1.16';
+/** Releases after 0.1.13 need Node 22; npx puts node@22 first on the suite's PATH. */
+const NPX_PREFIX = ['-y', '-p', 'node@22', '-p', SUITE_PACKAGE, '--', 'conformance'];
+/**
+ * `node --import tsx test/fixtures/conformance-server.ts`, spelled with absolute paths: berth starts
+ * each server in its own per-session working directory, where neither a relative script path nor a
+ * bare `--import tsx` would resolve.
+ */
+const FIXTURE = [process.execPath, '--import', import.meta.resolve('tsx'), join(ROOT, 'test', 'fixtures', 'conformance-server.ts')];
+
+const TARGETS = ['direct', 'stateful', 'stateless'] as const;
+type Target = (typeof TARGETS)[number];
+const TARGET_TITLE: Record<Target, string> = {
+  direct: 'direct',
+  stateful: 'berth stateful',
+  stateless: 'berth stateless',
+};
+
+/**
+ * The stateless rule: a scenario applies to a stateless endpoint unless it needs
+ * (a) a server→client request (sampling, elicitation): the client's answer comes back
+ *     as a new POST, which a stateless endpoint cannot route to the waiting server, or
+ * (b) a session: an Mcp-Session-Id, a GET stream, or resuming a stream with Last-Event-ID.
+ * Every other scenario (plain requests, and notifications sent on the request's own
+ * response stream such as logging and progress) applies. This table is that rule
+ * applied to the scenarios of SUITE_PACKAGE; a scenario not listed here applies.
+ */
+const STATELESS_NOT_APPLICABLE: Record<string, string> = {
+  'tools-call-sampling': 'server→client request (sampling/createMessage)',
+  'tools-call-elicitation': 'server→client request (elicitation/create)',
+  'elicitation-sep1034-defaults': 'server→client request (elicitation/create)',
+  'elicitation-sep1330-enums': 'server→client request (elicitation/create)',
+  'server-sse-polling': 'needs a session: resumes a closed SSE stream with GET + Last-Event-ID',
+  'server-sse-multiple-streams': 'needs a session: concurrent POST streams on one Mcp-Session-Id',
+};
+
+// ------------------------------------------------------------------ options
+
+interface Options {
+  targets: Target[];
+  scenarios: string[];
+  out: string;
+  timeoutMs: number;
+  list: boolean;
+}
+
+function usage(code: number): never {
+  (code ? process.stderr : process.stdout).write(
+    `usage: node --import tsx scripts/conformance.ts [options]
+
+  --only LIST        targets to run, comma-separated: direct, stateful, stateless
+                     (also berth = stateful,stateless); default: all three
+  --scenario NAME    run only this scenario (repeatable, or comma-separated)
+  --out DIR          results directory (default: conformance-results)
+  --timeout SECONDS  per-scenario limit (default: 150)
+  --list             print the scenarios and whether they apply to stateless, then exit
+  -h, --help         this text
+`,
+  );
+  process.exit(code);
+}
+
+function parseOptions(argv: string[]): Options {
+  const o: Options = { targets: [...TARGETS], scenarios: [], out: join(ROOT, 'conformance-results'), timeoutMs: 150_000, list: false };
+  let only: Target[] | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) {
+        process.stderr.write(`conformance: ${flag} needs a value\n`);
+        usage(2);
+      }
+      return v;
+    };
+    switch (flag) {
+      case '--only':
+        only ??= [];
+        for (const t of value().split(',').map((s) => s.trim()).filter(Boolean)) {
+          const names = t === 'berth' ? ['stateful', 'stateless'] : [t.replace(/^berth-/, '')];
+          for (const name of names) {
+            if (!(TARGETS as readonly string[]).includes(name)) {
+              process.stderr.write(`conformance: unknown target "${t}" (expected direct, stateful, stateless, berth)\n`);
+              usage(2);
+            }
+            if (!only.includes(name as Target)) only.push(name as Target);
+          }
+        }
+        break;
+      case '--scenario':
+        o.scenarios.push(...value().split(',').map((s) => s.trim()).filter(Boolean));
+        break;
+      case '--out':
+        o.out = resolve(value());
+        break;
+      case '--timeout': {
+        const s = Number(value());
+        if (!(s > 0)) usage(2);
+        o.timeoutMs = s * 1000;
+        break;
+      }
+      case '--list':
+        o.list = true;
+        break;
+      case '-h':
+      case '--help':
+        usage(0);
+      default:
+        process.stderr.write(`conformance: unknown option "${arg}"\n`);
+        usage(2);
+    }
+  }
+  if (only) o.targets = TARGETS.filter((t) => only.includes(t));
+  return o;
+}
+
+// ------------------------------------------------------- child processes
+
+const children = new Set<ChildProcess>();
+
+/** Every child gets its own process group so that it and all it started can be ended together. */
+function startChild(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; log?: string } = {}): ChildProcess {
+  const child = spawn(cmd, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  if (opts.log) {
+    const log = createWriteStream(opts.log);
+    log.write(`$ ${[cmd, ...args].join(' ')}\n`);
+    child.stdout!.pipe(log, { end: false });
+    child.stderr!.pipe(log, { end: false });
+    child.once('close', () => log.end());
+  }
+  return child;
+}
+
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    /* already gone */
+  }
+}
+
+function exited(child: ChildProcess, ms: number): Promise<boolean> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+/** SIGTERM the process itself (so berth can end its sessions), then SIGKILL whatever is left of its group. */
+async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
+    try {
+      process.kill(child.pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+    if (!(await exited(child, graceMs))) signalGroup(child, 'SIGTERM');
+    await exited(child, 2_000);
+  }
+  signalGroup(child, 'SIGKILL');
+}
+
+let cleaningUp = false;
+async function cleanup(): Promise<void> {
+  if (cleaningUp) return;
+  cleaningUp = true;
+  await Promise.all([...children].map((c) => stopChild(c, 5_000)));
+}
+process.on('exit', () => {
+  for (const c of children) signalGroup(c, 'SIGKILL');
+});
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    process.stderr.write(`\nconformance: ${sig}, stopping child processes\n`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves with the first match of `pattern` in the child's output, or rejects if it exits or time runs out. */
+function waitForOutput(child: ChildProcess, streams: ('stdout' | 'stderr')[], pattern: RegExp, ms: number): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let seen = '';
+    const tail = () => seen.split('\n').slice(-15).join('\n');
+    const timer = setTimeout(() => finish(new Error(`no line matching ${pattern} within ${ms / 1000}s; output:\n${tail()}`)), ms);
+    const onData = (chunk: Buffer) => {
+      seen += chunk.toString('utf8');
+      const m = seen.match(pattern);
+      if (m) finish(undefined, m);
+    };
+    const onExit = (code: number | null, signal: string | null) =>
+      finish(new Error(`exited (${signal ?? `code ${code}`}) before it was ready; output:\n${tail()}`));
+    const finish = (err?: Error, m?: RegExpMatchArray) => {
+      clearTimeout(timer);
+      for (const s of streams) child[s]!.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve(m!);
+    };
+    for (const s of streams) child[s]!.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+/** Runs a command to completion (or the time limit) and returns its combined output. */
+function runToEnd(cmd: string, args: string[], timeoutMs: number, log?: string): Promise<{ code: number | null; timedOut: boolean; output: string }> {
+  return new Promise((resolve) => {
+    const child = startChild(cmd, args, { log });
+    let output = '';
+    child.stdout!.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    child.stderr!.on('data', (c: Buffer) => (output += c.toString('utf8')));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      void stopChild(child, 1_000);
+    }, timeoutMs);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      signalGroup(child, 'SIGKILL'); // anything it left behind
+      resolve({ code, timedOut, output });
+    });
+  });
+}
+
+// --------------------------------------------------------------- targets
+
+interface RunningTarget {
+  url: string;
+  command: string[];
+  stop: () => Promise<void>;
+}
+
+async function startDirect(log: string): Promise<RunningTarget> {
+  const port = await freePort();
+  const command = [...FIXTURE, '--http'];
+  const child = startChild(command[0]!, command.slice(1), { env: { PORT: String(port), HOST: '127.0.0.1' }, log });
+  const m = await waitForOutput(child, ['stdout', 'stderr'], /listening on (http:\/\/\S+\/mcp)/, 60_000).catch(async (e) => {
+    await stopChild(child);
+    throw e;
+  });
+  return { url: m[1]!, command: [`PORT=${port}`, ...command], stop: () => stopChild(child) };
+}
+
+async function startBerth(stateless: boolean, log: string): Promise<RunningTarget> {
+  const cli = join(ROOT, 'dist', 'cli', 'main.js');
+  if (!existsSync(cli)) throw new Error(`${relative(ROOT, cli)} is missing: run \`npm run build\` first`);
+  const port = await freePort();
+  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...(stateless ? ['--stateless'] : []), '--', ...FIXTURE, '--stdio'];
+  const child = startChild(command[0]!, command.slice(1), { log });
+  // berth prints a line containing http://HOST:PORT/mcp once it accepts requests.
+  const m = await waitForOutput(child, ['stdout'], /(https?:\/\/[^\s"'<>]+\/mcp)\b/, 60_000).catch(async (e) => {
+    await stopChild(child);
+    throw e;
+  });
+  const url = new URL(m[1]!);
+  // A wildcard bind address is not a URL a client can use (and DNS-rebinding checks need loopback).
+  if (url.hostname === '0.0.0.0') url.hostname = '127.0.0.1';
+  if (url.hostname === '[::]') url.hostname = '[::1]';
+  return { url: url.href, command, stop: () => stopChild(child) };
+}
+
+// ------------------------------------------------------------- scenarios
+
+type Outcome = 'pass' | 'fail' | 'error' | 'n/a' | 'not-run';
+
+interface CheckSummary {
+  id: string;
+  name?: string;
+  status: string;
+  description?: string;
+  errorMessage?: string;
+  details?: unknown;
+}
+
+interface CellResult {
+  outcome: Outcome;
+  /** SUCCESS checks */
+  passed: number;
+  /** FAILURE checks */
+  failed: number;
+  warnings: number;
+  failures: CheckSummary[];
+  warningChecks: CheckSummary[];
+  reason?: string;
+  checksFile?: string;
+  log?: string;
+  durationMs?: number;
+}
+
+const notRun = (outcome: Outcome, reason?: string): CellResult => ({
+  outcome,
+  passed: 0,
+  failed: 0,
+  warnings: 0,
+  failures: [],
+  warningChecks: [],
+  ...(reason ? { reason } : {}),
+});
+
+async function listScenarios(): Promise<string[]> {
+  const r = await runToEnd('npx', [...NPX_PREFIX, 'list', '--server'], 300_000);
+  const names = [...r.output.matchAll(/^\s*-\s+([a-z0-9][\w.-]*)/gim)].map((m) => m[1]!);
+  if (r.code !== 0 || names.length === 0) {
+    throw new Error(`could not list the suite's server scenarios (exit ${r.code}):\n${r.output.slice(-2000)}`);
+  }
+  return names;
+}
+
+function newestChecksFile(dir: string): string | undefined {
+  if (!existsSync(dir)) return undefined;
+  const found = readdirSync(dir)
+    .map((d) => join(dir, d, 'checks.json'))
+    .filter((f) => existsSync(f))
+    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
+  return found[0];
+}
+
+const brief = (c: CheckSummary): CheckSummary => ({
+  id: c.id,
+  ...(c.name ? { name: c.name } : {}),
+  status: c.status,
+  ...(c.description ? { description: c.description } : {}),
+  ...(c.errorMessage ? { errorMessage: c.errorMessage } : {}),
+  ...(c.details !== undefined ? { details: c.details } : {}),
+});
+
+async function runScenario(url: string, scenario: string, targetDir: string, timeoutMs: number): Promise<CellResult> {
+  const outDir = join(targetDir, scenario);
+  const log = join(targetDir, 'logs', `${scenario}.log`);
+  const started = Date.now();
+  const r = await runToEnd('npx', [...NPX_PREFIX, 'server', '--url', url, '--scenario', scenario, '-o', outDir], timeoutMs, log);
+  const durationMs = Date.now() - started;
+  const file = newestChecksFile(outDir);
+  const base = { log: relative(ROOT, log), durationMs };
+  if (!file) {
+    const why = r.timedOut ? `timed out after ${timeoutMs / 1000}s` : `the suite wrote no checks.json (exit ${r.code})`;
+    return { ...notRun('error', `${why}; see ${base.log}`), ...base };
+  }
+  let checks: CheckSummary[];
+  try {
+    checks = JSON.parse(readFileSync(file, 'utf8')) as CheckSummary[];
+    if (!Array.isArray(checks)) throw new Error('not an array');
+  } catch (e) {
+    return { ...notRun('error', `unreadable ${file}: ${(e as Error).message}`), ...base };
+  }
+  const failures = checks.filter((c) => c.status === 'FAILURE').map(brief);
+  const warningChecks = checks.filter((c) => c.status === 'WARNING').map(brief);
+  return {
+    outcome: failures.length ? 'fail' : 'pass',
+    passed: checks.filter((c) => c.status === 'SUCCESS').length,
+    failed: failures.length,
+    warnings: warningChecks.length,
+    failures,
+    warningChecks,
+    checksFile: relative(ROOT, file),
+    ...base,
+  };
+}
+
+function cellText(c: CellResult): string {
+  switch (c.outcome) {
+    case 'pass':
+      return `pass ${c.passed}/${c.passed}` + (c.warnings ? ` +${c.warnings}w` : '');
+    case 'fail':
+      return `FAIL ${c.failed}/${c.passed + c.failed}` + (c.warnings ? ` +${c.warnings}w` : '');
+    case 'error':
+      return 'ERROR';
+    case 'n/a':
+      return 'n/a';
+    case 'not-run':
+      return '-';
+  }
+}
+
+// -------------------------------------------------------------------- main
+
+async function main(): Promise<number> {
+  const opts = parseOptions(process.argv.slice(2));
+
+  process.stdout.write(`conformance: suite ${SUITE_PACKAGE} (via npx, node@22)\n`);
+  const all = await listScenarios();
+  const unknown = opts.scenarios.filter((s) => !all.includes(s));
+  if (unknown.length) {
+    process.stderr.write(`conformance: unknown scenario(s): ${unknown.join(', ')}\navailable: ${all.join(', ')}\n`);
+    return 2;
+  }
+  const scenarios = opts.scenarios.length ? all.filter((s) => opts.scenarios.includes(s)) : all;
+
+  if (opts.list) {
+    for (const s of all) {
+      const na = STATELESS_NOT_APPLICABLE[s];
+      process.stdout.write(`${s.padEnd(32)} stateless: ${na ? `n/a (${na})` : 'applies'}\n`);
+    }
+    return 0;
+  }
+
+  mkdirSync(opts.out, { recursive: true });
+  const results = new Map<string, Partial<Record<Target, CellResult>>>(scenarios.map((s) => [s, {}]));
+  const targetInfo: Partial<Record<Target, { url?: string; command?: string[]; error?: string; serverLog: string }>> = {};
+
+  for (const target of opts.targets) {
+    const targetDir = join(opts.out, target);
+    rmSync(targetDir, { recursive: true, force: true });
+    mkdirSync(join(targetDir, 'logs'), { recursive: true });
+    const serverLog = join(targetDir, 'server.log');
+    const info: NonNullable<(typeof targetInfo)[Target]> = { serverLog: relative(ROOT, serverLog) };
+    targetInfo[target] = info;
+
+    const applicable = (s: string) => target !== 'stateless' || !STATELESS_NOT_APPLICABLE[s];
+    process.stdout.write(`\n== ${TARGET_TITLE[target]} ==\n`);
+    let running: RunningTarget;
+    try {
+      running = target === 'direct' ? await startDirect(serverLog) : await startBerth(target === 'stateless', serverLog);
+    } catch (e) {
+      info.error = `could not start: ${(e as Error).message}`;
+      process.stdout.write(`${info.error}\n`);
+      for (const s of scenarios) {
+        results.get(s)![target] = applicable(s) ? notRun('error', info.error) : notRun('n/a', STATELESS_NOT_APPLICABLE[s]);
+      }
+      continue;
+    }
+    info.url = running.url;
+    info.command = running.command;
+    process.stdout.write(`url: ${running.url}\n`);
+    try {
+      for (const s of scenarios) {
+        if (!applicable(s)) {
+          results.get(s)![target] = notRun('n/a', STATELESS_NOT_APPLICABLE[s]);
+          continue;
+        }
+        const cell = await runScenario(running.url, s, targetDir, opts.timeoutMs);
+        results.get(s)![target] = cell;
+        process.stdout.write(`  ${s.padEnd(32)} ${cellText(cell).padEnd(16)} ${((cell.durationMs ?? 0) / 1000).toFixed(1)}s\n`);
+      }
+    } finally {
+      await running.stop();
+    }
+  }
+
+  // ---- verdicts
+  const ran = (t: Target) => opts.targets.includes(t);
+  const regressions: { scenario: string; target: Target; outcome: Outcome; baseline: Outcome | 'none' }[] = [];
+  for (const [s, row] of results) {
+    for (const t of ['stateful', 'stateless'] as const) {
+      const cell = row[t];
+      if (!cell || cell.outcome === 'pass' || cell.outcome === 'n/a' || cell.outcome === 'not-run') continue;
+      const baseline = ran('direct') ? row.direct!.outcome : 'none';
+      // With a baseline, only what passes directly must pass through berth; without one, everything must.
+      if (baseline === 'none' || baseline === 'pass') regressions.push({ scenario: s, target: t, outcome: cell.outcome, baseline });
+    }
+  }
+  const directFailures = ran('direct') ? [...results].filter(([, row]) => row.direct!.outcome !== 'pass').map(([s]) => s) : [];
+  const startFailures = opts.targets.filter((t) => targetInfo[t]?.error);
+  const onlyDirect = opts.targets.length === 1 && opts.targets[0] === 'direct';
+  const exitCode = regressions.length || startFailures.length || (onlyDirect && directFailures.length) ? 1 : 0;
+
+  // ---- table
+  const header = ['scenario', ...TARGETS.map((t) => TARGET_TITLE[t])];
+  const rows = [...results].map(([s, row]) => [s, ...TARGETS.map((t) => cellText(row[t] ?? notRun('not-run')))]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ');
+  process.stdout.write(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('-|-')}\n`);
+  for (const r of rows) process.stdout.write(`${line(r)}\n`);
+  const totals = TARGETS.filter(ran).map((t) => {
+    const cells = [...results.values()].map((row) => row[t]!);
+    const count = (o: Outcome) => cells.filter((c) => c.outcome === o).length;
+    return `${TARGET_TITLE[t]}: ${count('pass')} pass, ${count('fail')} fail, ${count('error')} error, ${count('n/a')} n/a`;
+  });
+  process.stdout.write(`\n${totals.join('\n')}\n`);
+  process.stdout.write('(pass P/P = SUCCESS checks; FAIL F/T = FAILURE checks of SUCCESS+FAILURE; +Nw = WARNING checks)\n');
+
+  // ---- details of what did not pass
+  const problems: string[] = [];
+  for (const [s, row] of results) {
+    for (const t of TARGETS) {
+      const c = row[t];
+      if (!c || (c.outcome !== 'fail' && c.outcome !== 'error')) continue;
+      problems.push(`- ${s} [${TARGET_TITLE[t]}] ${c.outcome.toUpperCase()}${c.reason ? `: ${c.reason}` : ''}`);
+      for (const f of c.failures) problems.push(`    ${f.id}: ${f.errorMessage ?? f.description ?? ''}`);
+      if (c.log) problems.push(`    log: ${c.log}${c.checksFile ? `  checks: ${c.checksFile}` : ''}`);
+    }
+  }
+  if (problems.length) process.stdout.write(`\nNot passing:\n${problems.join('\n')}\n`);
+  if (regressions.length) {
+    process.stdout.write(
+      `\nRegressions (pass directly, not through berth):\n${regressions.map((r) => `- ${r.scenario} [${TARGET_TITLE[r.target]}]: ${r.outcome}`).join('\n')}\n`,
+    );
+  }
+  for (const t of startFailures) process.stdout.write(`\n${TARGET_TITLE[t]}: ${targetInfo[t]!.error}\n`);
+
+  // ---- summary.json
+  const summary = {
+    suite: SUITE_PACKAGE,
+    generatedAt: new Date().toISOString(),
+    targetsRun: opts.targets,
+    statelessRule:
+      'a scenario applies to stateless unless it needs a server→client request (sampling, elicitation) or a session (Mcp-Session-Id, GET stream, Last-Event-ID resumption)',
+    targets: Object.fromEntries(opts.targets.map((t) => [t, { title: TARGET_TITLE[t], ...targetInfo[t] }])),
+    scenarios: [...results].map(([s, row]) => ({
+      scenario: s,
+      stateless: STATELESS_NOT_APPLICABLE[s] ? { applies: false, reason: STATELESS_NOT_APPLICABLE[s] } : { applies: true },
+      results: Object.fromEntries(TARGETS.map((t) => [t, row[t] ?? notRun('not-run')])),
+    })),
+    regressions,
+    directFailures,
+    exitCode,
+  };
+  const summaryFile = join(opts.out, 'summary.json');
+  writeFileSync(summaryFile, JSON.stringify(summary, null, 2) + '\n');
+  process.stdout.write(`\nsummary: ${relative(ROOT, summaryFile) || summaryFile}\n`);
+  return exitCode;
+}
+
+main()
+  .then(async (code) => {
+    await cleanup();
+    process.exit(code);
+  })
+  .catch(async (e: unknown) => {
+    process.stderr.write(`conformance: ${(e as Error).stack ?? String(e)}\n`);
+    await cleanup();
+    process.exit(1);
+  });

@@ -1,0 +1,125 @@
+// berth serve with a config file, config validation errors, the generated schema docs, and the library API.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { createRuntime } from '../src/index.ts';
+import { generate } from '../scripts/gen-schema.ts';
+import { connect, PROBE, ROOT, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'berth-config-test-'));
+
+describe('berth serve --config', () => {
+  let berth: BerthProcess;
+  before(async () => {
+    const file = join(dir, 'berth.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        server: { port: 0 },
+        runtimes: {
+          default: { command: PROBE, warmPool: 1 },
+          tools: { command: PROBE, mode: 'stateless', warmPool: 1 },
+          web: { command: [...PROBE, '--http'], upstream: 'http', warmPool: 1, idleTimeout: '1m' },
+        },
+      }),
+    );
+    berth = await startBerth(['serve', '--config', file]);
+  });
+  after(() => berth.stop());
+
+  test('each named runtime is served at /runtimes/NAME/mcp, the default one also at /mcp', async () => {
+    const base = new URL(berth.url).origin;
+    for (const path of ['/mcp', '/runtimes/default/mcp', '/runtimes/tools/mcp', '/runtimes/web/mcp']) {
+      const { client, transport } = await connect(base + path);
+      assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: path } })), path, path);
+      assert.equal(transport.sessionId === undefined, path.includes('tools'), `${path}: session id only when stateful`);
+      if (transport.sessionId) await transport.terminateSession();
+      await client.close();
+    }
+  });
+
+  test('/healthz reports each runtime', async () => {
+    const r = await fetch(new URL('/healthz', berth.url));
+    const body = await r.json();
+    assert.equal(r.status, 200);
+    assert.deepEqual(Object.keys(body.runtimes).sort(), ['default', 'tools', 'web']);
+    assert.equal(body.runtimes.tools.mode, 'stateless');
+  });
+});
+
+describe('config validation', () => {
+  const check = (yamlText: string) => {
+    const file = join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);
+    writeFileSync(file, yamlText);
+    const r = spawnSync(process.execPath, ['bin/berth.js', 'serve', '--config', file], { cwd: ROOT, encoding: 'utf8', timeout: 10_000 });
+    return { file, status: r.status, stderr: r.stderr };
+  };
+
+  test('errors name the file, the key and what is wrong', () => {
+    const r = check('runtimes:\n  a:\n    command: [node]\n    idleTimeout: 5 minutes\n    mode: sometimes\n    colour: blue\n');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, new RegExp(`${r.file}: runtimes\\.a\\.idleTimeout: expected a duration`));
+    assert.match(r.stderr, /runtimes\.a\.mode: .*stateful.*stateless/);
+    assert.match(r.stderr, /runtimes\.a: Unrecognized key: "colour"/);
+  });
+
+  test('YAML syntax errors name the file and line', () => {
+    const r = check('runtimes: [\n');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /YAML: .*line 2/);
+  });
+
+  test('a runtime is required; unknown isolation kinds are refused', () => {
+    assert.match(check('server: {port: 0}\n').stderr, /runtimes: /);
+    const r = check('server: {port: 0}\nruntimes:\n  a:\n    command: [node]\n    isolation: chroot\n');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /runtimes\.a\.isolation: .*process/);
+  });
+
+  test('berth run: bad durations and isolation kinds are clear errors', () => {
+    const bad = spawnSync(process.execPath, ['bin/berth.js', 'run', '--idle-timeout', '5x', '--', 'node'], { cwd: ROOT, encoding: 'utf8' });
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /invalid duration "5x"/);
+    const iso = spawnSync(process.execPath, ['bin/berth.js', 'run', '--port', '0', '--isolation', 'vm', '--', 'node'], { cwd: ROOT, encoding: 'utf8' });
+    assert.equal(iso.status, 2);
+    assert.match(iso.stderr, /unknown --isolation "vm"; expected one of: auto, process/);
+  });
+
+  test('the bundled example config is valid', () => {
+    const r = spawnSync(process.execPath, ['bin/berth.js', 'check', '--config', 'examples/berth.yaml'], { cwd: ROOT, encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  });
+
+  test('docs/config.md and docs/config.schema.json are generated from the current schema', () => {
+    const { json, markdown } = generate();
+    assert.equal(readFileSync(join(ROOT, 'docs/config.schema.json'), 'utf8'), json, 'run npm run schema');
+    assert.equal(readFileSync(join(ROOT, 'docs/config.md'), 'utf8'), markdown, 'run npm run schema');
+  });
+});
+
+describe('library API', () => {
+  test('createRuntime starts, emits session events, and stops', async () => {
+    const berth = createRuntime({ server: { port: 0 }, runtimes: { default: { command: PROBE, warmPool: 1, idleTimeout: '1m' } } });
+    const events: string[] = [];
+    berth.on('session:created', (s, rt) => events.push(`created:${rt}:${s.id}`));
+    berth.on('session:ended', (s, rt, reason) => events.push(`ended:${rt}:${s.id}:${reason}`));
+    await berth.start();
+    try {
+      const { client, transport } = await connect(berth.endpoint());
+      const id = transport.sessionId!;
+      await transport.terminateSession();
+      await client.close();
+      assert.deepEqual(events, [`created:default:${id}`, `ended:default:${id}:deleted`]);
+    } finally {
+      await berth.stop();
+    }
+  });
+
+  test('createRuntime rejects bad config with the key named', () => {
+    assert.throws(() => createRuntime({ runtimes: { a: { command: ['x'], warmPool: -1 } } } as never), /runtimes\.a\.warmPool/);
+  });
+});
