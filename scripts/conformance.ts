@@ -368,6 +368,28 @@ const brief = (c: CheckSummary): CheckSummary => ({
   ...(c.details !== undefined ? { details: c.details } : {}),
 });
 
+/**
+ * Several scenarios only look for *some* text content in a tool result, so calling a tool the server
+ * does not have ("Tool x not found", isError: true) passes them. Where a check records the tool
+ * result, an isError result fails the scenario here (except in tools-call-error, which expects one).
+ */
+function harnessFailures(scenario: string, checks: CheckSummary[]): CheckSummary[] {
+  if (scenario === 'tools-call-error') return [];
+  const out: CheckSummary[] = [];
+  for (const c of checks) {
+    const result = (c.details as { result?: { isError?: unknown; content?: { text?: unknown }[] } } | undefined)?.result;
+    if (c.status !== 'SUCCESS' || result?.isError !== true) continue;
+    const text = result.content?.map((x) => (typeof x.text === 'string' ? x.text : '')).join(' ').trim();
+    out.push({
+      id: `harness/${c.id}-is-error`,
+      status: 'FAILURE',
+      description: `added by scripts/conformance.ts: check ${c.id} passed on a tool result with isError: true`,
+      errorMessage: `tool call returned isError: true${text ? `: ${text}` : ''}`,
+    });
+  }
+  return out;
+}
+
 async function runScenario(url: string, scenario: string, targetDir: string, timeoutMs: number): Promise<CellResult> {
   const outDir = join(targetDir, scenario);
   const log = join(targetDir, 'logs', `${scenario}.log`);
@@ -378,7 +400,7 @@ async function runScenario(url: string, scenario: string, targetDir: string, tim
   const base = { log: relative(ROOT, log), durationMs };
   if (!file) {
     const why = r.timedOut ? `timed out after ${timeoutMs / 1000}s` : `the suite wrote no checks.json (exit ${r.code})`;
-    return { ...notRun('error', `${why}; see ${base.log}`), ...base };
+    return { ...notRun('error', `${why}`), ...base };
   }
   let checks: CheckSummary[];
   try {
@@ -387,7 +409,7 @@ async function runScenario(url: string, scenario: string, targetDir: string, tim
   } catch (e) {
     return { ...notRun('error', `unreadable ${file}: ${(e as Error).message}`), ...base };
   }
-  const failures = checks.filter((c) => c.status === 'FAILURE').map(brief);
+  const failures = [...checks.filter((c) => c.status === 'FAILURE').map(brief), ...harnessFailures(scenario, checks)];
   const warningChecks = checks.filter((c) => c.status === 'WARNING').map(brief);
   return {
     outcome: failures.length ? 'fail' : 'pass',
@@ -493,6 +515,21 @@ async function main(): Promise<number> {
       if (baseline === 'none' || baseline === 'pass') regressions.push({ scenario: s, target: t, outcome: cell.outcome, baseline });
     }
   }
+  // Passing through berth while evaluating fewer checks than directly: not a failure, but the suite
+  // skipped part of the scenario (e.g. a JSON answer where the direct server streamed SSE).
+  const coverageGaps: { scenario: string; target: Target; directChecks: number; berthChecks: number }[] = [];
+  if (ran('direct')) {
+    for (const [s, row] of results) {
+      for (const t of ['stateful', 'stateless'] as const) {
+        const d = row.direct!;
+        const b = row[t];
+        if (!b || b.outcome !== 'pass' || d.outcome !== 'pass') continue;
+        if (b.passed + b.warnings < d.passed + d.warnings) {
+          coverageGaps.push({ scenario: s, target: t, directChecks: d.passed + d.warnings, berthChecks: b.passed + b.warnings });
+        }
+      }
+    }
+  }
   const directFailures = ran('direct') ? [...results].filter(([, row]) => row.direct!.outcome !== 'pass').map(([s]) => s) : [];
   const startFailures = opts.targets.filter((t) => targetInfo[t]?.error);
   const onlyDirect = opts.targets.length === 1 && opts.targets[0] === 'direct';
@@ -530,6 +567,13 @@ async function main(): Promise<number> {
       `\nRegressions (pass directly, not through berth):\n${regressions.map((r) => `- ${r.scenario} [${TARGET_TITLE[r.target]}]: ${r.outcome}`).join('\n')}\n`,
     );
   }
+  if (coverageGaps.length) {
+    process.stdout.write(
+      `\nPassed with fewer SUCCESS+WARNING checks than directly (the suite skipped part of the scenario; see its INFO checks):\n${coverageGaps
+        .map((g) => `- ${g.scenario} [${TARGET_TITLE[g.target]}]: ${g.berthChecks} vs ${g.directChecks} directly`)
+        .join('\n')}\n`,
+    );
+  }
   for (const t of startFailures) process.stdout.write(`\n${TARGET_TITLE[t]}: ${targetInfo[t]!.error}\n`);
 
   // ---- summary.json
@@ -546,6 +590,7 @@ async function main(): Promise<number> {
       results: Object.fromEntries(TARGETS.map((t) => [t, row[t] ?? notRun('not-run')])),
     })),
     regressions,
+    coverageGaps,
     directFailures,
     exitCode,
   };
