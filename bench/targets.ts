@@ -1,0 +1,224 @@
+// The systems under test, each a separate OS process started by the bench:
+//   direct  - the probe server serving Streamable HTTP itself (the SDK's StreamableHTTPServerTransport), no gateway
+//   berth   - `berth run` (the built CLI) hosting the probe server over stdio or http, stateful or stateless
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { alive, childrenOf, cpuMs, descendantsOf, processTable, startTime } from './procfs.js';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface Target {
+  kind: 'direct' | 'stateful' | 'stateless';
+  /** The process clients talk to: berth, or the direct server. */
+  pid: number;
+  url: string;
+  /** One pid per server sandbox: berth's direct children, or the direct server itself. */
+  sandboxes(): number[];
+  /** Every process that runs server code or its sandbox: berth's descendants, or the direct server itself. */
+  serverPids(): number[];
+  /** The gateway process (berth), or undefined for direct. */
+  gatewayPid: number | undefined;
+  /** Set once the target process has exited (it should not, before stop()). */
+  exitInfo(): string | undefined;
+  /** The sandbox driver berth chose (from its log), if it said. */
+  isolation(): string | undefined;
+  /** Milliseconds from spawn until the endpoint answered. */
+  startedInMs: number;
+  stop(): Promise<void>;
+  stderrTail(): string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function exitWatch(proc: ChildProcess): () => string | undefined {
+  let info: string | undefined;
+  proc.once('exit', (code, signal) => (info = signal ? `killed by ${signal}` : `exit code ${code}`));
+  return () => info;
+}
+
+function tail(proc: ChildProcess, onText?: (s: string) => void): () => string {
+  let buf = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    onText?.(buf);
+    if (buf.length > 64_000) buf = buf.slice(-32_000);
+  });
+  return () => buf.slice(-4000);
+}
+
+/**
+ * Every server process a target was seen to hold (pid -> start time), so none outlives the bench even when berth
+ * itself dies: berth starts servers in their own process groups, and a crashed berth leaves them running.
+ */
+type Seen = Map<number, number | undefined>;
+function remember(seen: Seen, pids: number[]): void {
+  for (const p of pids) if (!seen.has(p)) seen.set(p, startTime(p));
+}
+
+async function stopProc(proc: ChildProcess, pid: number, seen: Seen = new Map(), watch?: NodeJS.Timeout): Promise<void> {
+  clearInterval(watch);
+  remember(seen, descendantsOf(pid));
+  if (proc.exitCode === null && proc.signalCode === null) {
+    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    proc.kill('SIGTERM');
+    const t = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(t);
+  }
+  // berth ends its servers on SIGTERM; reap any that it did not (only pids we saw below it).
+  for (const [c, started] of [...seen]) {
+    if (alive(c) && startTime(c) === started) {
+      try {
+        process.kill(c, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    seen.delete(c);
+  }
+}
+
+async function waitHttp(url: string, proc: ChildProcess, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`server exited with code ${proc.exitCode}`);
+    try {
+      const r = await fetch(url, { method: 'GET', headers: { accept: 'text/event-stream' } });
+      await r.body?.cancel();
+      return;
+    } catch {
+      if (performance.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  }
+}
+
+export async function startDirect(probe: string): Promise<Target> {
+  const port = await freePort();
+  const t0 = performance.now();
+  const proc = spawn(process.execPath, [probe, '--http'], { cwd: ROOT, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const stderrTail = tail(proc);
+  const exitInfo = exitWatch(proc);
+  const url = `http://127.0.0.1:${port}/mcp`;
+  await waitHttp(url, proc, 20_000);
+  const startedInMs = performance.now() - t0;
+  return {
+    kind: 'direct',
+    pid: proc.pid!,
+    url,
+    gatewayPid: undefined,
+    sandboxes: () => [proc.pid!],
+    serverPids: () => [proc.pid!],
+    startedInMs,
+    exitInfo,
+    isolation: () => undefined,
+    stop: () => stopProc(proc, proc.pid!),
+    stderrTail,
+  };
+}
+
+export interface BerthOptions {
+  /** The berth launcher (default bin/berth.js): lets one bench compare builds. */
+  bin?: string;
+  warmPool: number;
+  /** --isolation (default: berth's own default, auto). */
+  isolation?: string;
+  stateless?: boolean;
+  upstream?: 'stdio' | 'http';
+}
+
+export async function startBerth(probe: string, o: BerthOptions): Promise<Target> {
+  const flags = ['--port', '0', '--warm-pool', String(o.warmPool)];
+  if (o.stateless) flags.push('--stateless');
+  if (o.isolation) flags.push('--isolation', o.isolation);
+  if (o.upstream === 'http') flags.push('--upstream', 'http');
+  const serverArgv = [process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
+  const t0 = performance.now();
+  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, '--', ...serverArgv], { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let isolation: string | undefined;
+  const stderrTail = tail(proc, (text) => {
+    if (isolation) return;
+    // auto logs its choice; an explicit kind is what was asked for
+    isolation = /isolation auto: using (\w+)/.exec(text)?.[1];
+  });
+  if (o.isolation && o.isolation !== 'auto') isolation = o.isolation;
+  const exitInfo = exitWatch(proc);
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`berth did not print its URL in 20 s\n${out}\n${stderrTail()}`)), 20_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    proc.once('exit', (code) => reject(new Error(`berth exited with ${code}\n${out}\n${stderrTail()}`)));
+  });
+  const startedInMs = performance.now() - t0;
+  const pid = proc.pid!;
+  const seen: Seen = new Map();
+  const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
+  watch.unref();
+  return {
+    kind: o.stateless ? 'stateless' : 'stateful',
+    pid,
+    url,
+    gatewayPid: pid,
+    sandboxes: () => childrenOf(pid),
+    serverPids: () => {
+      const d = descendantsOf(pid);
+      remember(seen, d);
+      return d;
+    },
+    startedInMs,
+    exitInfo,
+    isolation: () => isolation,
+    stop: () => stopProc(proc, pid, seen, watch),
+    stderrTail,
+  };
+}
+
+/**
+ * Waits until every target holds at least its expected number of server processes and all their process trees
+ * have gone quiet (no CPU time accrued over `quietMs`): a starting node process burns CPU until it is up and
+ * answering, so quiet means the warm pool is full and nothing competes with the next measurement.
+ */
+export async function settle(targets: Array<{ t: Target; servers: number }>, timeoutMs = 15_000, quietMs = 120): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  let base = -Infinity;
+  let quietSince = 0;
+  while (performance.now() < deadline) {
+    let short = false;
+    let cpu = 0;
+    for (const { t, servers } of targets) {
+      const gone = t.exitInfo();
+      if (gone) throw new Error(`the target process exited (${gone})`);
+      const table = processTable();
+      const pids = t.gatewayPid ? descendantsOf(t.pid, table) : [];
+      if ((t.gatewayPid ? childrenOf(t.pid, table).length : 1) < servers) short = true;
+      cpu += [t.pid, ...pids].reduce((a, p) => a + cpuMs(p), 0);
+    }
+    const now = performance.now();
+    // One 10 ms tick of noise (timers, GC) still counts as quiet.
+    if (short || cpu - base > 10) {
+      base = cpu;
+      quietSince = now;
+    } else if (now - quietSince >= quietMs) {
+      return true;
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
