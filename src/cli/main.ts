@@ -66,6 +66,15 @@ program
   .option('--idle-timeout <duration>', 'end a session after this much idleness', duration, 15 * 60_000)
   .option('--max-lifetime <duration>', 'end a session this long after it started', duration, 8 * 3_600_000)
   .option('--isolation <kind>', `sandbox per session: ${ISOLATION_KINDS.join(', ')}`, 'auto')
+  .addOption(new Option('--network <mode>', 'host: share the host network; none: loopback only (namespace isolation)').choices(['host', 'none']).default('host'))
+  .option('--mount <path>', 'expose a host path read-only in the sandbox (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--memory <size>', 'memory limit per session (cgroups), e.g. 256m', size)
+  .option('--cpus <n>', 'CPU limit per session (cgroups), e.g. 0.5', (v: string) => {
+    const n = Number(v);
+    if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number of CPUs, got "${v}"`);
+    return n;
+  })
+  .option('--pids <n>', 'most processes per session (cgroups)', int)
   .option('--warm-pool <n>', 'servers started ahead of demand', int, 2)
   .option('--max-sessions <n>', 'most live sessions', int, 1000)
   .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
@@ -88,7 +97,9 @@ program
               idleTimeout: o.idleTimeout,
               maxLifetime: o.maxLifetime,
               warmPool: o.warmPool,
-              limits: { maxSessions: o.maxSessions, maxBodySize: o.maxBody },
+              network: o.network,
+              mounts: o.mount,
+              limits: { maxSessions: o.maxSessions, maxBodySize: o.maxBody, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },

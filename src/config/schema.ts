@@ -32,6 +32,9 @@ export const LimitsSchema = z
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
     bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),
+    memory: size('Memory limit per session (cgroups); a session over it is killed alone. Unset: no limit.').optional(),
+    cpus: z.number().positive().describe('CPU limit per session, in CPUs (cgroups). Unset: no limit.').optional(),
+    pids: z.number().int().positive().describe('Most processes/threads per session (cgroups). Unset: no limit.').optional(),
   })
   .strict();
 
@@ -43,6 +46,11 @@ export const RuntimeSchema = z
     mode: z.enum(['stateful', 'stateless']).describe('stateful: one server per session; stateless: a shared warm pool, no session id.').default('stateful'),
     upstream: z.enum(['stdio', 'http']).describe('stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp.').default('stdio'),
     isolation: z.enum(ISOLATION_KINDS).describe('Sandbox driver for each session server; auto picks the strongest one this host supports.').default('auto'),
+    network: z
+      .enum(['host', 'none'])
+      .describe("host: the server shares the host's network; none: it has only its own loopback (namespace driver and stronger).")
+      .default('host'),
+    mounts: z.array(z.string().startsWith('/', 'mount paths must be absolute')).describe('More host paths the sandbox sees, read-only, at the same path.').default([]),
     idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').prefault('15m'),
     maxLifetime: duration('A session ends this long after creation, even while busy.').prefault('8h'),
     warmPool: z

@@ -52,6 +52,19 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     };
   }
 
+  get baseDir(): string {
+    return this.opts.baseDir;
+  }
+
+  get driverName(): string {
+    return this.launchCtx.driver.name;
+  }
+
+  /** Set by Berth.start() once the host has been probed; before start(). */
+  useDriver(driver: SandboxDriver): void {
+    this.launchCtx.driver = driver;
+  }
+
   abstract start(): Promise<void>;
   /** Stops taking new sessions/requests and waits up to graceMs for in-flight calls. */
   abstract drain(graceMs: number): Promise<void>;

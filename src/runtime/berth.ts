@@ -8,7 +8,8 @@ import type { AddressInfo } from 'node:net';
 import { parseConfig } from '../config/load.js';
 import type { BerthConfig, BerthConfigInput } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
-import { driverFor } from '../sandbox/index.js';
+import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
+import { processDriver } from '../sandbox/process.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError, sendJson } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -39,7 +40,9 @@ export class Berth extends EventEmitter<BerthEvents> {
     this.config = config;
     this.log = options.logger ?? createLogger();
     for (const [name, rc] of Object.entries(config.runtimes)) {
-      const opts = { name, config: rc, server: config.server, driver: driverFor(rc.isolation), baseDir: rc.cwd ?? options.baseDir ?? process.cwd(), log: this.log };
+      checkIsolationKind(rc.isolation);
+      // The driver is chosen in start(), after probing the host; process is a placeholder until then.
+      const opts = { name, config: rc, server: config.server, driver: processDriver, baseDir: rc.cwd ?? options.baseDir ?? process.cwd(), log: this.log };
       const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
       rt.on('session:created', (s) => this.emit('session:created', s, name));
       rt.on('session:ended', (s, reason, detail) => this.emit('session:ended', s, name, reason, detail));
@@ -65,6 +68,10 @@ export class Berth extends EventEmitter<BerthEvents> {
   }
 
   async start(): Promise<this> {
+    for (const rt of this.runtimes.values()) {
+      rt.useDriver(await chooseDriver(rt.config.isolation, rt.baseDir, this.log));
+      warnUnenforceableLimits(rt.config.limits, rt.name, this.log);
+    }
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
     const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => void this.route(req, res));
     this.http = server;

@@ -19,6 +19,7 @@ interface Member {
 export class StatelessRuntime extends HostedRuntime {
   private readonly members: Member[] = [];
   private starting = 0;
+  private readonly launches = new Set<Promise<unknown>>();
   private closed = false;
   private readonly size: number;
   private readonly waiters: Array<() => void> = [];
@@ -39,10 +40,10 @@ export class StatelessRuntime extends HostedRuntime {
   private fill(): void {
     while (!this.closed && this.members.length + this.starting < this.size) {
       this.starting++;
-      this.startMember().then(
+      const p = this.startMember().then(
         (m) => {
           this.starting--;
-          if (this.closed) return void dispose(m.server, 0);
+          if (this.closed) return dispose(m.server, 0);
           this.members.push(m);
           void m.server.sandbox.exited.then(() => {
             const i = this.members.indexOf(m);
@@ -59,6 +60,8 @@ export class StatelessRuntime extends HostedRuntime {
           if (!this.closed) setTimeout(() => this.fill(), 1000).unref();
         },
       );
+      this.launches.add(p);
+      void p.finally(() => this.launches.delete(p));
     }
   }
 
@@ -151,6 +154,7 @@ export class StatelessRuntime extends HostedRuntime {
 
   async close(): Promise<void> {
     this.closed = true;
+    await Promise.all(this.launches);
     await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.config.limits.stopGrace)));
   }
 }

@@ -20,6 +20,10 @@ export interface SandboxSpec {
   limits: SandboxLimits;
   /** For http upstreams: the port the server must listen on (exported as PORT). */
   port?: number;
+  /** host: share the host's network (servers usually call APIs); none: loopback only, nothing outside. */
+  network: 'host' | 'none';
+  /** More host paths to expose read-only, at the same path. */
+  mounts: string[];
 }
 
 export interface ExitInfo {
@@ -43,5 +47,7 @@ export interface Sandbox {
 
 export interface SandboxDriver {
   readonly name: string;
+  /** Whether this host can run the driver for a runtime rooted at baseDir; `reason` says why not. */
+  probe(baseDir: string): Promise<{ ok: boolean; reason?: string }>;
   start(spec: SandboxSpec): Promise<Sandbox>;
 }

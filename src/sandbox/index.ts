@@ -1,19 +1,56 @@
+import type { Logger } from 'pino';
 import { ISOLATION_KINDS } from '../config/schema.js';
-import type { SandboxDriver } from './driver.js';
+import { detectCgroups } from './cgroups.js';
+import type { SandboxDriver, SandboxLimits } from './driver.js';
+import { namespaceDriver } from './namespace.js';
 import { processDriver } from './process.js';
 
 export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits } from './driver.js';
 
-const drivers: Record<string, SandboxDriver> = { process: processDriver };
+/** Strongest first: what `auto` tries, in order. */
+const drivers: SandboxDriver[] = [namespaceDriver, processDriver];
 
-/** The driver for an --isolation value; unknown or not-yet-built kinds are a clear error. */
-export function driverFor(kind: string): SandboxDriver {
-  // Strongest first; only the process driver exists in this build.
-  if (kind === 'auto') return processDriver;
-  const d = drivers[kind];
-  if (d) return d;
+/** Refuses unknown or not-yet-built kinds with a clear error (at config time, before anything starts). */
+export function checkIsolationKind(kind: string): void {
+  if (kind === 'auto' || drivers.some((d) => d.name === kind)) return;
   if ((ISOLATION_KINDS as readonly string[]).includes(kind)) {
-    throw new Error(`isolation "${kind}" is not available in this build of berth yet; available: ${Object.keys(drivers).join(', ')}`);
+    throw new Error(`isolation "${kind}" is not available in this build of berth yet; available: auto, ${drivers.map((d) => d.name).join(', ')}`);
   }
   throw new Error(`unknown isolation "${kind}"; expected one of: ${ISOLATION_KINDS.join(', ')}`);
+}
+
+/**
+ * The driver for an isolation kind on this host. `auto` takes the strongest that passes its probe and logs
+ * why each stronger one was refused; an explicit kind that cannot run here is an error.
+ */
+export async function chooseDriver(kind: string, baseDir: string, log: Logger): Promise<SandboxDriver> {
+  checkIsolationKind(kind);
+  if (kind !== 'auto') {
+    const d = drivers.find((x) => x.name === kind)!;
+    const p = await d.probe(baseDir);
+    if (!p.ok) throw new Error(`isolation "${kind}" cannot run on this host: ${p.reason}`);
+    return d;
+  }
+  const refused: Record<string, string> = {};
+  for (const d of drivers) {
+    const p = await d.probe(baseDir);
+    if (p.ok) {
+      log.info({ isolation: d.name, refused }, `isolation auto: using ${d.name}`);
+      return d;
+    }
+    refused[d.name] = p.reason ?? 'unavailable';
+  }
+  return processDriver;
+}
+
+/** Says clearly, once, when configured limits cannot be enforced on this host. */
+export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, log: Logger): void {
+  if (!limits.memory && !limits.cpus && !limits.pids) return;
+  const cg = detectCgroups();
+  if (!cg.version) log.warn({ runtime }, `resource limits cannot be enforced on this host: ${cg.reason}`);
+  else {
+    const missing = (['memory', 'cpus', 'pids'] as const).filter((k) => limits[k] && !cg.controllers.includes(k === 'cpus' ? 'cpu' : k));
+    if (missing.length) log.warn({ runtime, missing }, `these limits cannot be enforced (no cgroup controller): ${missing.join(', ')}`);
+    else log.info({ runtime, cgroup: `v${cg.version}` }, 'resource limits enforced with cgroups');
+  }
 }

@@ -64,7 +64,8 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   const argv = commandArgv(config.command);
   let sandbox: Sandbox;
   try {
-    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: {}, port });
+    const { memory, cpus, pids } = config.limits;
+    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids }, port, network: config.network, mounts: config.mounts });
   } catch (e) {
     await rm(workDir, { recursive: true, force: true });
     throw e;

@@ -5,6 +5,7 @@ import { dispose, launch, type LaunchContext, type Launched } from './launch.js'
 export class WarmPool {
   private readonly idle: Launched[] = [];
   private starting = 0;
+  private readonly launches = new Set<Promise<unknown>>();
   private failures = 0;
   private closed = false;
 
@@ -23,7 +24,7 @@ export class WarmPool {
     if (this.closed || this.failures >= 5) return;
     while (this.idle.length + this.starting < this.size) {
       this.starting++;
-      launch(this.ctx)
+      const p = launch(this.ctx)
         .then(async (l) => {
           await l.ready;
           return l;
@@ -31,7 +32,7 @@ export class WarmPool {
         .then(
           (l) => {
             this.starting--;
-            if (this.closed) return void dispose(l, this.ctx.config.limits.stopGrace);
+            if (this.closed) return dispose(l, this.ctx.config.limits.stopGrace);
             this.failures = 0;
             this.idle.push(l);
             // A warm server that dies while waiting is replaced, never handed out.
@@ -51,6 +52,8 @@ export class WarmPool {
             if (!this.closed) setTimeout(() => this.fill(), 250 * this.failures).unref();
           },
         );
+      this.launches.add(p);
+      void p.finally(() => this.launches.delete(p));
     }
   }
 
@@ -71,6 +74,7 @@ export class WarmPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    await Promise.all(this.launches); // launches finishing now dispose themselves (closed)
     const all = this.idle.splice(0);
     await Promise.all(all.map((l) => dispose(l, this.ctx.config.limits.stopGrace)));
   }

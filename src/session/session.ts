@@ -5,7 +5,7 @@ import type { RuntimeConfig } from '../config/schema.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { dispose, type Launched } from './launch.js';
 
-export type EndReason = 'deleted' | 'idle' | 'max-lifetime' | 'crashed' | 'shutdown' | 'init-failed';
+export type EndReason = 'deleted' | 'idle' | 'max-lifetime' | 'crashed' | 'oom' | 'shutdown' | 'init-failed';
 
 export interface SessionEvents {
   ended: [reason: EndReason, detail: string];
@@ -43,6 +43,10 @@ export class Session extends EventEmitter<SessionEvents> {
       });
     }
     void server.sandbox.exited.then((info) => {
+      if (info.reason === 'oom') {
+        const limit = config.limits.memory ? ` of ${Math.round(config.limits.memory / 1048576)} MiB` : '';
+        return void this.end('oom', `the server ran out of memory (memory limit${limit}) and was killed`);
+      }
       const why = info.reason ?? (info.signal ? `killed by ${info.signal}` : `exit code ${info.code}`);
       void this.end('crashed', `the server process exited (${why})`);
     });
@@ -118,6 +122,8 @@ function describe(reason: EndReason): string {
       return 'maximum lifetime reached';
     case 'crashed':
       return 'the server process exited';
+    case 'oom':
+      return 'the server ran out of memory';
     case 'shutdown':
       return 'berth is shutting down';
     case 'init-failed':

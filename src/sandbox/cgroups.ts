@@ -1,0 +1,156 @@
+// Per-session resource limits through cgroups: v2 where the host delegates controllers, else v1 (memory, pids, cpu).
+// Files are written from Node directly; berth needs to be root (or own a delegated subtree).
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { SandboxLimits } from './driver.js';
+
+const ROOT = '/sys/fs/cgroup';
+const GROUP = 'berth';
+
+export interface CgroupSupport {
+  version: 1 | 2 | null;
+  /** Why limits cannot be enforced, when version is null. */
+  reason?: string;
+  /** Controllers that can be used. */
+  controllers: Array<'memory' | 'pids' | 'cpu'>;
+}
+
+let cached: CgroupSupport | undefined;
+
+function writable(path: string): boolean {
+  try {
+    const probe = join(path, `${GROUP}-probe-${process.pid}`);
+    mkdirSync(probe, { recursive: true });
+    rmdirSync(probe);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function detectCgroups(): CgroupSupport {
+  if (cached) return cached;
+  const v2Controllers = (dir: string) => (existsSync(join(dir, 'cgroup.controllers')) ? readFileSync(join(dir, 'cgroup.controllers'), 'utf8').trim().split(/\s+/) : []);
+  // Pure (unified) v2 hierarchy.
+  const v2 = v2Controllers(ROOT).filter((c): c is 'memory' | 'pids' | 'cpu' => c === 'memory' || c === 'pids' || c === 'cpu');
+  if (v2.length && writable(ROOT)) return (cached = { version: 2, controllers: v2 });
+  // Legacy v1 hierarchies, one per controller.
+  const v1 = (['memory', 'pids', 'cpu'] as const).filter((c) => existsSync(join(ROOT, c, 'cgroup.procs')) && writable(join(ROOT, c)));
+  if (v1.length) return (cached = { version: 1, controllers: [...v1] });
+  const reason =
+    process.getuid?.() !== 0
+      ? 'berth is not running as root and no cgroup subtree is delegated to it'
+      : existsSync(join(ROOT, 'unified'))
+        ? 'the cgroup v2 hierarchy has no usable controllers and no v1 hierarchy is writable'
+        : 'no writable cgroup hierarchy was found under /sys/fs/cgroup';
+  return (cached = { version: null, controllers: [], reason });
+}
+
+/** One session's cgroup(s). */
+export class SessionCgroup {
+  private readonly dirs: Partial<Record<'memory' | 'pids' | 'cpu', string>> = {};
+
+  private constructor(
+    private readonly support: CgroupSupport,
+    private readonly limits: SandboxLimits,
+  ) {}
+
+  static create(sessionId: string, limits: SandboxLimits): SessionCgroup | undefined {
+    const support = detectCgroups();
+    const wanted = (['memory', 'pids', 'cpu'] as const).filter(
+      (c) => (c === 'memory' && limits.memory) || (c === 'pids' && limits.pids) || (c === 'cpu' && limits.cpus),
+    );
+    if (!wanted.length || !support.version) return undefined;
+    const cg = new SessionCgroup(support, limits);
+    const name = `s-${sessionId.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 32)}`;
+    if (support.version === 2) {
+      const parent = join(ROOT, GROUP);
+      mkdirSync(parent, { recursive: true });
+      writeFileSync(join(parent, 'cgroup.subtree_control'), support.controllers.map((c) => `+${c}`).join(' '));
+      const dir = join(parent, name);
+      mkdirSync(dir, { recursive: true });
+      for (const c of wanted) if (support.controllers.includes(c)) cg.dirs[c] = dir;
+    } else {
+      for (const c of wanted) {
+        if (!support.controllers.includes(c)) continue;
+        const dir = join(ROOT, c, GROUP, name);
+        mkdirSync(dir, { recursive: true });
+        cg.dirs[c] = dir;
+      }
+    }
+    cg.applyLimits();
+    return cg;
+  }
+
+  private applyLimits(): void {
+    const { memory, pids, cpus } = this.limits;
+    const v2 = this.support.version === 2;
+    if (memory && this.dirs.memory) {
+      if (v2) {
+        writeFileSync(join(this.dirs.memory, 'memory.max'), String(memory));
+        try {
+          writeFileSync(join(this.dirs.memory, 'memory.swap.max'), '0');
+        } catch {
+          // no swap accounting on this host
+        }
+      } else {
+        writeFileSync(join(this.dirs.memory, 'memory.limit_in_bytes'), String(memory));
+        try {
+          writeFileSync(join(this.dirs.memory, 'memory.memsw.limit_in_bytes'), String(memory));
+        } catch {
+          // swap accounting disabled on this host
+        }
+      }
+    }
+    if (pids && this.dirs.pids) writeFileSync(join(this.dirs.pids, 'pids.max'), String(pids));
+    if (cpus && this.dirs.cpu) {
+      const period = 100_000;
+      const quota = Math.max(1000, Math.round(cpus * period));
+      if (v2) writeFileSync(join(this.dirs.cpu, 'cpu.max'), `${quota} ${period}`);
+      else {
+        writeFileSync(join(this.dirs.cpu, 'cpu.cfs_period_us'), String(period));
+        writeFileSync(join(this.dirs.cpu, 'cpu.cfs_quota_us'), String(quota));
+      }
+    }
+  }
+
+  /** Moves a process in; its later children inherit the cgroup. */
+  addPid(pid: number): void {
+    for (const dir of new Set(Object.values(this.dirs))) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+  }
+
+  /** True when the kernel OOM-killed a process of this session. */
+  oomKilled(): boolean {
+    const dir = this.dirs.memory;
+    if (!dir) return false;
+    try {
+      const file = this.support.version === 2 ? 'memory.events' : 'memory.oom_control';
+      const m = /oom_kill (\d+)/.exec(readFileSync(join(dir, file), 'utf8'));
+      return !!m && Number(m[1]) > 0;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Kills whatever is still in the cgroup(s), then removes them. */
+  async remove(): Promise<void> {
+    for (const dir of new Set(Object.values(this.dirs))) {
+      for (let i = 0; i < 50; i++) {
+        try {
+          for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+            try {
+              process.kill(Number(pid), 'SIGKILL');
+            } catch {
+              // already gone
+            }
+          }
+          rmdirSync(dir);
+          break;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') break;
+          await new Promise((r) => setTimeout(r, 20)); // EBUSY while the last process is reaped
+        }
+      }
+    }
+  }
+}

@@ -1,0 +1,132 @@
+// What the process-based drivers share: spawn in a new process group, join the session's cgroup, report
+// how the server ended (including OOM kills), and stop it: SIGTERM, then SIGKILL after the grace period.
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { SessionCgroup } from './cgroups.js';
+import type { ExitInfo, Sandbox, SandboxSpec } from './driver.js';
+
+export interface ChildOptions {
+  driver: string;
+  file: string;
+  args: string[];
+  /** Host directory the child starts in. */
+  cwd: string;
+  env: Record<string, string>;
+  spec: SandboxSpec;
+  /**
+   * The program holds at fd 3 until berth writes to it (bwrap --block-fd 3), so every process of the sandbox
+   * can be put in the session's cgroup before the server starts.
+   */
+  blockFd?: boolean;
+  /** Runs after the server is gone (e.g. removing the driver's scratch directories). */
+  cleanup?: () => Promise<void>;
+}
+
+/** Children (and their children) of a process, waiting briefly for the first one to appear. */
+async function descendants(pid: number, waitMs = 100): Promise<number[]> {
+  const childrenOf = (p: number): number[] => {
+    try {
+      return readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      return [];
+    }
+  };
+  for (let i = 0; i < waitMs / 2 && childrenOf(pid).length === 0; i++) await new Promise((r) => setTimeout(r, 2));
+  const all: number[] = [];
+  const queue = childrenOf(pid);
+  while (queue.length) {
+    const p = queue.shift()!;
+    all.push(p);
+    queue.push(...childrenOf(p));
+  }
+  return all;
+}
+
+export async function startChild(o: ChildOptions): Promise<Sandbox> {
+  const cgroup = SessionCgroup.create(o.spec.sessionId, o.spec.limits);
+  const child = spawn(o.file, o.args, { cwd: o.cwd, env: o.env, stdio: o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true });
+  // Listened for at once: the awaits below would otherwise let 'spawn' fire unheard.
+  const spawned = new Promise<void>((resolve, reject) => {
+    child.once('spawn', resolve);
+    child.once('error', (err) => reject(new Error(`cannot start ${JSON.stringify(o.file)}: ${err.message}`)));
+  });
+  spawned.catch(() => undefined);
+  if (cgroup && child.pid) {
+    try {
+      cgroup.addPid(child.pid);
+      // Whatever it forked before we got here (bwrap's namespace init) joins too; later forks inherit.
+      if (o.blockFd) for (const pid of await descendants(child.pid)) cgroup.addPid(pid);
+    } catch (e) {
+      child.kill('SIGKILL');
+      await cgroup.remove();
+      throw new Error(`cannot apply resource limits: ${(e as Error).message}`);
+    }
+  }
+  if (o.blockFd) {
+    const release = child.stdio[3] as Writable;
+    release.on('error', () => undefined); // the program closes its end once released
+    release.end('go');
+  }
+  let done = false;
+  const exited = new Promise<ExitInfo>((resolve) => {
+    child.once('exit', (code, signal) => {
+      done = true;
+      const info: ExitInfo = { code, signal };
+      if (cgroup?.oomKilled()) info.reason = 'oom';
+      resolve(info);
+    });
+    child.once('error', (err) => {
+      done = true;
+      resolve({ code: null, signal: null, reason: `failed to start: ${err.message}` });
+    });
+  });
+  // Resolves once the server is gone AND its cgroup and scratch space are removed.
+  const cleanedUp = exited.then(async (info) => {
+    await cgroup?.remove();
+    await o.cleanup?.();
+    return info;
+  });
+  await spawned;
+  const signalGroup = (sig: NodeJS.Signals) => {
+    try {
+      process.kill(-child.pid!, sig);
+    } catch {
+      try {
+        child.kill(sig);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  return {
+    driver: o.driver,
+    pid: child.pid,
+    stdin: child.stdin!,
+    stdout: child.stdout!,
+    stderr: child.stderr!,
+    exited,
+    async stop(graceMs: number) {
+      if (!done) {
+        child.stdin?.end(); // stdio servers exit on EOF: the gentlest stop
+        if (o.blockFd) {
+          // A wrapper (bwrap) would die on SIGTERM and orphan the server; signal the server itself so the
+          // wrappers exit after it and reap it.
+          for (const pid of (await descendants(child.pid!, 0)).reverse()) {
+            try {
+              process.kill(pid, 'SIGTERM');
+            } catch {
+              // already gone
+            }
+          }
+        } else signalGroup('SIGTERM');
+        const timer = setTimeout(() => signalGroup('SIGKILL'), graceMs);
+        timer.unref();
+        await exited;
+        clearTimeout(timer);
+        signalGroup('SIGKILL'); // stragglers left in the group
+      }
+      return cleanedUp;
+    },
+  };
+}

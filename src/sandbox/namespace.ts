@@ -1,0 +1,119 @@
+// The namespace driver (Linux): bubblewrap gives each session server new PID, mount, IPC, UTS, user, cgroup
+// and (with network: none) network namespaces, started as an unprivileged uid so nothing it creates is owned
+// by host root. Inside it sees: /usr and a few /etc files read-only, its own /proc, /dev and /tmp, its private
+// working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
+// any --mount paths read-only. Nothing else of the host.
+import { spawn, spawnSync } from 'node:child_process';
+import { chownSync, chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { startChild } from './child.js';
+import type { SandboxDriver, SandboxSpec } from './driver.js';
+import { resolveArgv } from './process.js';
+
+/** The uid/gid sessions run as on the host (nobody). */
+export const SANDBOX_UID = 65534;
+const ETC_FILES = ['/etc/ssl', '/etc/ca-certificates', '/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/passwd', '/etc/group', '/etc/localtime', '/etc/alternatives', '/etc/ld.so.cache', '/etc/mime.types'];
+const isRoot = () => process.getuid?.() === 0;
+
+function which(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const p = join(dir, cmd);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** The command prefix that drops to the sandbox uid (only needed, and only possible, as root). */
+function dropPrivileges(): string[] {
+  return isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--'] : [];
+}
+
+function run(file: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', (e) => resolve({ code: null, stderr: e.message }));
+    p.on('exit', (code) => resolve({ code, stderr }));
+  });
+}
+
+/** Mounts a per-session overlay of baseDir (root only): reads see the code, writes land in the session's layer. */
+async function mountOverlay(baseDir: string, scratch: string): Promise<string | undefined> {
+  if (!isRoot()) return undefined;
+  const [upper, work, merged] = ['upper', 'work', 'merged'].map((d) => join(scratch, d)) as [string, string, string];
+  for (const d of [upper, work, merged]) mkdirSync(d);
+  const r = await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${baseDir},upperdir=${upper},workdir=${work}`, merged]);
+  if (r.code !== 0) return undefined;
+  // The top directory is copied up with the sandbox uid as owner, so a server can write beside its code.
+  chownSync(merged, SANDBOX_UID, SANDBOX_UID);
+  return merged;
+}
+
+function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[]): string[] {
+  const a = ['--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--block-fd', '3'];
+  if (spec.network === 'host') a.push('--share-net');
+  a.push('--ro-bind', '/usr', '/usr');
+  for (const l of ['bin', 'lib', 'lib64', 'sbin']) a.push('--symlink', `usr/${l}`, `/${l}`);
+  for (const f of ETC_FILES) a.push('--ro-bind-try', f, f);
+  a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  a.push(base.writable ? '--bind' : '--ro-bind', base.src, spec.cwd);
+  for (const m of spec.mounts) a.push('--ro-bind', m, m);
+  // The program itself, when it lives outside what is already visible.
+  const prog = argv[0]!;
+  if (prog.startsWith('/') && !prog.startsWith('/usr/') && !prog.startsWith(spec.cwd + '/') && !spec.mounts.some((m) => prog.startsWith(m + '/'))) {
+    a.push('--ro-bind', dirname(prog), dirname(prog));
+  }
+  a.push('--bind', spec.workDir, spec.workDir, '--chdir', spec.workDir);
+  a.push('--', ...argv);
+  return a;
+}
+
+export const namespaceDriver: SandboxDriver = {
+  name: 'namespace',
+
+  async probe(baseDir: string) {
+    if (process.platform !== 'linux') return { ok: false, reason: 'namespaces need Linux' };
+    const bwrap = which('bwrap');
+    if (!bwrap) return { ok: false, reason: 'bubblewrap is not installed (apt-get install bubblewrap)' };
+    if (isRoot() && !which('setpriv')) return { ok: false, reason: 'setpriv (util-linux) is needed to drop root' };
+    const drop = dropPrivileges();
+    const args = [...drop.slice(1), bwrap, '--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--ro-bind', baseDir, baseDir, '--', '/usr/bin/test', '-r', baseDir];
+    const r = await run(drop[0] ?? bwrap, drop.length ? args : args.slice(1));
+    if (r.code !== 0) {
+      return { ok: false, reason: `a canary sandbox failed (${r.stderr.trim() || `exit ${r.code}`}); is ${baseDir} readable by uid ${SANDBOX_UID}?` };
+    }
+    return { ok: true };
+  },
+
+  async start(spec) {
+    const bwrap = which('bwrap');
+    if (!bwrap) throw new Error('bubblewrap is not installed');
+    const argv = resolveArgv(spec.argv, spec.cwd);
+    if (isRoot()) {
+      chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
+      chmodSync(spec.workDir, 0o700);
+    }
+    const scratch = await mkdtemp(join(tmpdir(), 'berth-ns-'));
+    chmodSync(scratch, 0o711); // the sandbox uid must traverse it to reach the overlay
+    const merged = await mountOverlay(spec.cwd, scratch);
+    const drop = dropPrivileges();
+    const args = bwrapArgs(spec, merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false }, argv);
+    const full = [...drop, bwrap, ...args];
+    return startChild({
+      driver: 'namespace',
+      file: full[0]!,
+      args: full.slice(1),
+      cwd: '/',
+      env: spec.env,
+      spec,
+      blockFd: true,
+      cleanup: async () => {
+        if (merged) spawnSync('umount', ['-l', merged]);
+        await rm(scratch, { recursive: true, force: true });
+      },
+    });
+  },
+};
