@@ -7,7 +7,7 @@ import { connect, PROBE, runBerth, textOf, type BerthProcess } from './helpers/b
 describe('http upstream', () => {
   let berth: BerthProcess;
   before(async () => {
-    berth = await runBerth(['--upstream', 'http', '--warm-pool', '2'], [...PROBE, '--http']);
+    berth = await runBerth(['--upstream', 'http', '--isolation', 'process', '--warm-pool', '2'], [...PROBE, '--http']);
   });
   after(() => berth.stop());
 
@@ -16,6 +16,7 @@ describe('http upstream', () => {
     const b = await connect(berth.url);
     const wa = JSON.parse(textOf(await a.client.callTool({ name: 'whoami', arguments: {} })));
     const wb = JSON.parse(textOf(await b.client.callTool({ name: 'whoami', arguments: {} })));
+    assert.notEqual(wa.instance, wb.instance);
     assert.notEqual(wa.pid, wb.pid);
     assert.equal(wa.session, a.transport.sessionId);
     assert.match(a.transport.sessionId!, /^[A-Za-z0-9_-]{32}$/, "berth's own id, not the upstream's UUID");

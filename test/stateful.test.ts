@@ -10,7 +10,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('stateful sessions', () => {
   let berth: BerthProcess;
   before(async () => {
-    berth = await runBerth(['--warm-pool', '2'], undefined, { BERTH_TEST_SECRET: 'must-not-leak' });
+    // The process driver here, so pids are host pids; test/namespace.test.ts covers the sandboxed driver.
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '2'], undefined, { BERTH_TEST_SECRET: 'must-not-leak' });
   });
   after(() => berth.stop());
 
@@ -20,6 +21,7 @@ describe('stateful sessions', () => {
     assert.notEqual(a.transport.sessionId, b.transport.sessionId);
     const wa = JSON.parse(textOf(await a.client.callTool({ name: 'whoami', arguments: {} })));
     const wb = JSON.parse(textOf(await b.client.callTool({ name: 'whoami', arguments: {} })));
+    assert.notEqual(wa.instance, wb.instance);
     assert.notEqual(wa.pid, wb.pid);
     assert.equal(wa.session, a.transport.sessionId, 'BERTH_SESSION_ID is the session id');
     assert.equal(wb.session, b.transport.sessionId);

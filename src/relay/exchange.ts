@@ -11,7 +11,7 @@ export class Exchange {
   private sse: SseWriter | undefined;
   private finished = false;
   private clientGone = false;
-  readonly streamId = randomBytes(9).toString('base64url');
+  private id: string | undefined;
 
   /** Sees each final response before it is written; may still change `headers` while the response is JSON. */
   beforeRespond: ((message: JsonRpcResponse) => void) | undefined;
@@ -24,6 +24,11 @@ export class Exchange {
     res.on('close', () => {
       if (!res.writableFinished) this.clientGone = true;
     });
+  }
+
+  /** Names this exchange's SSE stream (and keys stateless clients' ids); made only when first needed. */
+  get streamId(): string {
+    return (this.id ??= randomBytes(9).toString('base64url'));
   }
 
   /** True while a message written here can still reach the client. */

@@ -1,7 +1,6 @@
 // An upstream server that serves Streamable HTTP itself (the AgentCore container contract: $PORT, path /mcp).
 // berth forwards each client request and pipes the response back as it arrives: SSE streams are never buffered.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
 import { SESSION_HEADER } from '../wire/streamable-http.js';
 
@@ -28,7 +27,8 @@ export class HttpUpstream {
     const deadline = Date.now() + timeoutMs;
     let gone = false;
     void exited.then(() => (gone = true));
-    for (let delay = 10; ; delay = Math.min(delay * 2, 200)) {
+    // A short, flat poll: a server ready at 200 ms is seen at ~215 ms, not at the next backoff step.
+    for (const delay = 15; ; ) {
       if (gone) throw new Error('the server exited before it answered on $PORT');
       try {
         const r = await this.pool.request({ path: '/mcp', method: 'GET', headers: { accept: 'text/event-stream' }, headersTimeout: 1000 });
@@ -74,9 +74,17 @@ export class HttpUpstream {
     if (String(out['content-type'] ?? '').startsWith('text/event-stream')) out['x-accel-buffering'] = 'no';
     res.writeHead(r.statusCode, out);
     res.flushHeaders();
-    // pipeline() honours backpressure: a slow client slows the upstream read instead of growing a buffer.
-    r.body.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
-    await pipeline(r.body, res).catch(() => undefined);
+    // pipe() honours backpressure: a slow client slows the upstream read instead of growing a buffer.
+    await new Promise<void>((resolve) => {
+      r.body.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
+      r.body.once('end', resolve);
+      r.body.once('error', () => {
+        res.destroy();
+        resolve();
+      });
+      res.once('close', resolve);
+      r.body.pipe(res);
+    });
     res.off('close', onClose);
     return { status: r.statusCode, upstreamSessionId };
   }

@@ -76,6 +76,8 @@ export class StatefulRuntime extends HostedRuntime {
       throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { 'retry-after': '5' });
     }
     let server;
+    // Refill the pool only once this initialize is answered (or failed).
+    res.once('close', () => this.pool.fill());
     try {
       server = await this.pool.take();
     } catch (e) {

@@ -57,10 +57,12 @@ export class WarmPool {
     }
   }
 
-  /** A warm server if one is ready, else a freshly launched one. Refills in the background. */
+  /**
+   * A warm server if one is ready, else a freshly launched one. The caller refills (fill()) once its
+   * session has started, so the replacement's start-up CPU does not compete with that session's initialize.
+   */
   async take(): Promise<Launched> {
     const l = this.idle.shift();
-    this.fill();
     if (l) return l;
     const fresh = await launch(this.ctx);
     try {
