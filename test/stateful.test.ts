@@ -208,3 +208,63 @@ describe('drain', () => {
     await client.close();
   });
 });
+
+describe('delivery when no stream is open', () => {
+  const post = (url: string, sid: string, body: unknown) =>
+    fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+      body: JSON.stringify(body),
+    });
+
+  test('server stderr lines reach the log tagged with the session', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
+    try {
+      const { client, transport } = await connect(berth.url);
+      await client.callTool({ name: 'stderr', arguments: { text: 'a-line-on-stderr' } });
+      await sleep(100);
+      const line = berth
+        .logs()
+        .split('\n')
+        .find((l) => l.includes('a-line-on-stderr'));
+      assert.ok(line, 'the stderr line is in the log');
+      assert.equal(JSON.parse(line).session, transport.sessionId!.slice(0, 8));
+      assert.equal(JSON.parse(line).stream, 'stderr');
+      await transport.terminateSession();
+      await client.close();
+    } finally {
+      await berth.stop();
+    }
+  });
+
+  test('unrelated messages wait for a GET stream, bounded; overflow is logged, never silent', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--max-queued-messages', '5']);
+    try {
+      const { rawInit, sseMessages } = await import('./helpers/berth.ts');
+      const sid = await rawInit(berth.url);
+      // No GET stream open: 3 list_changed notifications are queued (after the tool's own response).
+      const r = await post(berth.url, sid, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'notify_many', arguments: { count: 3 } } });
+      assert.equal(r.status, 200, berth.logs());
+      await r.text();
+      const ac = new AbortController();
+      const get = await fetch(berth.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sid }, signal: ac.signal });
+      assert.equal(get.status, 200);
+      const reader = get.body!.getReader();
+      let text = '';
+      while (sseMessages(text).length < 3) text += new TextDecoder().decode((await reader.read()).value);
+      ac.abort();
+      await sleep(200); // let berth see the stream close (redelivery after a drop is resumability's job)
+      assert.deepEqual(
+        sseMessages(text).map((m) => (m as { method: string }).method),
+        Array(3).fill('notifications/tools/list_changed'),
+      );
+      // Beyond the bound, notifications are dropped with a warning in the log (requests get an error instead).
+      const ask = await post(berth.url, sid, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'notify_many', arguments: { count: 9 } } });
+      await ask.text();
+      await sleep(200); // berth's log reaches us through a pipe
+      assert.match(berth.logs(), /notification dropped: no open stream and the queue is full/);
+    } finally {
+      await berth.stop();
+    }
+  });
+});

@@ -78,6 +78,7 @@ program
   .option('--warm-pool <n>', 'servers started ahead of demand', int, 2)
   .option('--max-sessions <n>', 'most live sessions', int, 1000)
   .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
+  .option('--max-queued-messages <n>', 'server-to-client messages held per session while no stream is open', int, 1000)
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, 30_000)
   .action(async (command: string[], o) => {
@@ -99,7 +100,7 @@ program
               warmPool: o.warmPool,
               network: o.network,
               mounts: o.mount,
-              limits: { maxSessions: o.maxSessions, maxBodySize: o.maxBody, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              limits: { maxSessions: o.maxSessions, maxBodySize: o.maxBody, maxQueuedMessages: o.maxQueuedMessages, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },
