@@ -46,6 +46,15 @@ export function detectCgroups(): CgroupSupport {
   return (cached = { version: null, controllers: [], reason });
 }
 
+/** The session's cgroup, relative to each hierarchy's root. */
+export function cgroupPath(sessionId: string): string {
+  return `/${GROUP}/${cgroupName(sessionId)}`;
+}
+
+function cgroupName(sessionId: string): string {
+  return `s-${sessionId.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 32)}`;
+}
+
 /** One session's cgroup(s). */
 export class SessionCgroup {
   private readonly dirs: Partial<Record<'memory' | 'pids' | 'cpu', string>> = {};
@@ -62,7 +71,7 @@ export class SessionCgroup {
     );
     if (!wanted.length || !support.version) return undefined;
     const cg = new SessionCgroup(support, limits);
-    const name = `s-${sessionId.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 32)}`;
+    const name = cgroupName(sessionId);
     if (support.version === 2) {
       const parent = join(ROOT, GROUP);
       mkdirSync(parent, { recursive: true });

@@ -2,13 +2,19 @@ import type { Logger } from 'pino';
 import { ISOLATION_KINDS } from '../config/schema.js';
 import { detectCgroups } from './cgroups.js';
 import type { SandboxDriver, SandboxLimits } from './driver.js';
+import { gvisorDriver } from './gvisor.js';
 import { namespaceDriver } from './namespace.js';
 import { processDriver } from './process.js';
 
 export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits } from './driver.js';
 
-/** Strongest first: what `auto` tries, in order. */
-const drivers: SandboxDriver[] = [namespaceDriver, processDriver];
+/** Every driver, strongest first. */
+const drivers: SandboxDriver[] = [gvisorDriver, namespaceDriver, processDriver];
+/**
+ * What `auto` tries, in order. gVisor is opt-in: on hosts without KVM its ptrace platform makes syscall-heavy
+ * work ~10x slower, a cost an operator should choose, not get by default.
+ */
+const autoOrder: SandboxDriver[] = [namespaceDriver, processDriver];
 
 /** Refuses unknown or not-yet-built kinds with a clear error (at config time, before anything starts). */
 export function checkIsolationKind(kind: string): void {
@@ -32,7 +38,7 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger): 
     return d;
   }
   const refused: Record<string, string> = {};
-  for (const d of drivers) {
+  for (const d of autoOrder) {
     const p = await d.probe(baseDir);
     if (p.ok) {
       log.info({ isolation: d.name, refused }, `isolation auto: using ${d.name}`);

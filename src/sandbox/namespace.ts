@@ -3,42 +3,15 @@
 // by host root. Inside it sees: /usr and a few /etc files read-only, its own /proc, /dev and /tmp, its private
 // working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
 // any --mount paths read-only. Nothing else of the host.
-import { spawn, spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chownSync, chmodSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
-
-/** The uid/gid sessions run as on the host (nobody). */
-export const SANDBOX_UID = 65534;
-const ETC_FILES = ['/etc/ssl', '/etc/ca-certificates', '/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/passwd', '/etc/group', '/etc/localtime', '/etc/alternatives', '/etc/ld.so.cache', '/etc/mime.types'];
-const isRoot = () => process.getuid?.() === 0;
-
-function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
-    const p = join(dir, cmd);
-    if (existsSync(p)) return p;
-  }
-  return undefined;
-}
-
-/** The command prefix that drops to the sandbox uid (only needed, and only possible, as root). */
-function dropPrivileges(): string[] {
-  return isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--'] : [];
-}
-
-function run(file: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', (e) => resolve({ code: null, stderr: e.message }));
-    p.on('exit', (code) => resolve({ code, stderr }));
-  });
-}
+import { dropPrivileges, ETC_FILES, isRoot, run, SANDBOX_UID, which } from './host.js';
 
 /** Mounts a per-session overlay of baseDir (root only): reads see the code, writes land in the session's layer. */
 async function mountOverlay(baseDir: string, scratch: string): Promise<string | undefined> {

@@ -1,0 +1,115 @@
+// The gVisor driver: each session server runs on its own user-space kernel (runsc), so a kernel exploit in the
+// server meets gVisor's Sentry, not the host kernel. Rootless, ptrace platform by default (works without KVM);
+// BERTH_GVISOR_PLATFORM=systrap|kvm picks a faster one where the host has it. The sandbox sees the same
+// files as the namespace driver; every write (beside the code, in its working directory, anywhere) lands in
+// the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host.
+import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cgroupPath } from './cgroups.js';
+import { startChild } from './child.js';
+import type { SandboxDriver, SandboxSpec } from './driver.js';
+import { ETC_FILES, isRoot, run, SANDBOX_UID, which } from './host.js';
+import { resolveArgv } from './process.js';
+
+const platform = () => process.env.BERTH_GVISOR_PLATFORM ?? 'ptrace';
+
+function runscFlags(stateDir: string, network: 'host' | 'none'): string[] {
+  return ['--rootless', `--platform=${platform()}`, `--network=${network}`, '--overlay', '--root', stateDir];
+}
+
+function ociResources(spec: SandboxSpec): Record<string, unknown> {
+  const { memory, cpus, pids } = spec.limits;
+  const r: Record<string, unknown> = {};
+  if (memory) r.memory = { limit: memory, swap: memory };
+  if (pids) r.pids = { limit: pids };
+  if (cpus) r.cpu = { quota: Math.round(cpus * 100_000), period: 100_000 };
+  return r;
+}
+
+/** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
+function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
+  const rootfs = join(dir, 'rootfs');
+  mkdirSync(rootfs);
+  for (const l of ['bin', 'lib', 'lib64', 'sbin']) symlinkSync(`usr/${l}`, join(rootfs, l));
+  const bind = (p: string, rw = false) => ({ destination: p, type: 'bind', source: p, options: ['rbind', rw ? 'rw' : 'ro'] });
+  const mounts = [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
+    bind('/usr'),
+    ...ETC_FILES.filter((f) => existsSync(f)).map((f) => bind(f)),
+    bind(spec.cwd),
+    ...spec.mounts.map((m) => bind(m)),
+    bind(spec.workDir, true),
+  ];
+  const config = {
+    ociVersion: '1.0.0',
+    process: {
+      terminal: false,
+      user: { uid: SANDBOX_UID, gid: SANDBOX_UID },
+      args: argv,
+      env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
+      cwd: spec.workDir,
+      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      noNewPrivileges: true,
+    },
+    root: { path: 'rootfs', readonly: true },
+    hostname: 'berth',
+    mounts,
+    // runsc puts its sandbox in a cgroup of its own, so limits go through the OCI spec, not berth's cgroup.
+    // No network namespace in the spec is what lets --network=host reach the host's network.
+    // runsc would otherwise move its sandbox to a cgroup of its own; this keeps it in the session's cgroup,
+    // where berth set the limits and reads OOM kills.
+    linux: { cgroupsPath: cgroupPath(spec.sessionId), resources: ociResources(spec), namespaces: ['pid', 'mount', 'ipc', 'uts', ...(spec.network === 'none' ? ['network'] : [])].map((type) => ({ type })) },
+  };
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+}
+
+export const gvisorDriver: SandboxDriver = {
+  name: 'gvisor',
+
+  async probe(baseDir: string) {
+    if (process.platform !== 'linux') return { ok: false, reason: 'gVisor needs Linux' };
+    const runsc = which('runsc');
+    if (!runsc) return { ok: false, reason: 'runsc is not installed (apt-get install runsc)' };
+    // A canary sandbox: the same bundle shape a session gets, running /usr/bin/true.
+    const scratch = await mkdtemp(join(tmpdir(), 'berth-gv-probe-'));
+    try {
+      const spec: SandboxSpec = { sessionId: 'probe', argv: ['/usr/bin/true'], cwd: baseDir, workDir: scratch, env: { PATH: '/usr/bin' }, limits: {}, network: 'none', mounts: [] };
+      const bundle = join(scratch, 'bundle');
+      mkdirSync(bundle);
+      writeBundle(bundle, spec, ['/usr/bin/true']);
+      const r = await run(runsc, [...runscFlags(join(scratch, 'state'), 'none'), 'run', '--bundle', bundle, `berth-probe-${process.pid}`]);
+      if (r.code !== 0) return { ok: false, reason: `a canary gVisor sandbox failed: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}` };
+      return { ok: true };
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  },
+
+  async start(spec) {
+    const runsc = which('runsc');
+    if (!runsc) throw new Error('runsc is not installed');
+    // The server runs as the sandbox uid and must own its working directory.
+    if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
+    const scratch = await mkdtemp(join(tmpdir(), 'berth-gv-'));
+    const bundle = join(scratch, 'bundle');
+    const state = join(scratch, 'state');
+    mkdirSync(bundle);
+    writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd));
+    const id = `berth-${spec.sessionId.replace(/[^A-Za-z0-9]/g, '').slice(0, 24)}`;
+    return startChild({
+      driver: 'gvisor',
+      file: runsc,
+      args: [...runscFlags(state, spec.network), 'run', '--bundle', bundle, id],
+      cwd: scratch,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      spec,
+      cleanup: async () => {
+        await run(runsc, ['--rootless', '--root', state, 'delete', '--force', id]);
+        await rm(scratch, { recursive: true, force: true });
+      },
+    });
+  },
+};

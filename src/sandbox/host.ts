@@ -1,0 +1,33 @@
+// Host facts the sandbox drivers share: the unprivileged uid, which /etc files a server may see, tool lookup.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** The uid/gid sessions run as on the host (nobody). */
+export const SANDBOX_UID = 65534;
+export const ETC_FILES = ['/etc/ssl', '/etc/ca-certificates', '/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/passwd', '/etc/group', '/etc/localtime', '/etc/alternatives', '/etc/ld.so.cache', '/etc/mime.types'];
+export const isRoot = () => process.getuid?.() === 0;
+
+export function which(cmd: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+    const p = join(dir, cmd);
+    if (existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/** The command prefix that drops to the sandbox uid (only needed, and only possible, as root). */
+export function dropPrivileges(): string[] {
+  return isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--'] : [];
+}
+
+export function run(file: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', (e) => resolve({ code: null, stderr: e.message }));
+    p.on('exit', (code) => resolve({ code, stderr }));
+  });
+}
+

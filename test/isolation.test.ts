@@ -1,0 +1,171 @@
+// The sandboxing drivers (namespace = bubblewrap, gvisor = runsc): real sandboxes, the official SDK client,
+// the probe server's sandbox tools. A driver this host cannot run is skipped with its reason printed.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { gvisorDriver } from '../src/sandbox/gvisor.ts';
+import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { connect, ROOT, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+
+const availability = async (d: typeof namespaceDriver) => {
+  const p = await d.probe(ROOT);
+  if (!p.ok) console.log(`# SKIP ${d.name} tests: ${p.reason}`);
+  return p.ok ? false : `${d.name} driver unavailable here: ${p.reason}`;
+};
+
+const call = async (c: Awaited<ReturnType<typeof connect>>, name: string, args: Record<string, unknown> = {}) => textOf(await c.client.callTool({ name, arguments: args }));
+
+for (const driver of ['namespace', 'gvisor'] as const) {
+  const skip = await availability(driver === 'namespace' ? namespaceDriver : gvisorDriver);
+
+  describe(`${driver} isolation`, { skip }, () => {
+    let berth: BerthProcess;
+    let hostPort: Server;
+    let port = 0;
+    before(async () => {
+      berth = await runBerth(['--isolation', driver, '--warm-pool', '2']);
+      hostPort = createServer((s) => s.end()).listen(0, '127.0.0.1');
+      await new Promise((r) => hostPort.once('listening', r));
+      port = (hostPort.address() as { port: number }).port;
+    });
+    after(async () => {
+      hostPort.close();
+      await berth.stop();
+    });
+
+    test('files a session writes are invisible to other sessions and never reach the host', async () => {
+      const a = await connect(berth.url);
+      const b = await connect(berth.url);
+      const beside = `${ROOT}/written-by-sandbox-${Date.now()}.txt`;
+      // Beside the code: lands in the session's own overlay layer (namespace), or is refused (gvisor: the
+      // runtime directory belongs to host root).
+      const wrote = await call(a, 'fs', { op: 'write', path: beside, content: 'A' });
+      if (driver === 'namespace') assert.equal(wrote, 'written');
+      else assert.match(wrote, /^(written|error: (EACCES|EROFS))$/);
+      if (wrote === 'written') assert.equal(await call(a, 'fs', { op: 'read', path: beside }), 'A');
+      assert.equal(await call(b, 'fs', { op: 'exists', path: beside }), 'false');
+      assert.equal(existsSync(beside), false, 'no write reaches the host');
+      // In its working directory: private, and owned by the sandbox uid, never host root.
+      const wa = JSON.parse(await call(a, 'whoami'));
+      await call(a, 'fs', { op: 'write', path: 'own.txt', content: 'mine' });
+      assert.equal(await call(b, 'fs', { op: 'exists', path: `${wa.cwd}/own.txt` }), 'false');
+      // namespace: on the host, owned by the sandbox uid; gvisor: only in the sandbox's in-memory overlay.
+      if (existsSync(`${wa.cwd}/own.txt`)) assert.notEqual(statSync(`${wa.cwd}/own.txt`).uid, 0, 'created files are not owned by host root');
+      else assert.equal(driver, 'gvisor');
+      await a.transport.terminateSession();
+      await b.transport.terminateSession();
+      await Promise.all([a.client.close(), b.client.close()]);
+    });
+
+    test('host /tmp, the host home and other host paths are not visible; /usr is read-only', async () => {
+      const c = await connect(berth.url);
+      const own = JSON.parse(await call(c, 'whoami')).cwd.split('/').pop();
+      // Its own working directory is mounted there; nothing else of the host's /tmp is.
+      const tmp = JSON.parse(await call(c, 'fs', { op: 'list', path: '/tmp' })).filter((f: string) => f !== own);
+      const hostTmp = readdirSync('/tmp');
+      assert.ok(hostTmp.length > 0);
+      assert.ok(!tmp.some((f: string) => hostTmp.includes(f)), `sandbox /tmp shows host files: ${tmp}`);
+      assert.equal(await call(c, 'fs', { op: 'exists', path: '/root' }), 'false');
+      assert.equal(await call(c, 'fs', { op: 'exists', path: '/work/.library' }), 'false');
+      assert.match(await call(c, 'fs', { op: 'write', path: '/usr/berth-test', content: 'x' }), /error: (EROFS|EACCES)/);
+      await c.transport.terminateSession();
+      await c.client.close();
+    });
+
+    test('a session sees only its own processes', async () => {
+      const c = await connect(berth.url);
+      const pids = JSON.parse(await call(c, 'pids'));
+      assert.ok(pids.length <= 4, `sandbox sees pids ${pids}`);
+      assert.equal(JSON.parse(await call(c, 'whoami')).pid <= 3, true);
+      await c.transport.terminateSession();
+      await c.client.close();
+    });
+
+    test('with the host network (default) a session can reach host loopback', async () => {
+      const c = await connect(berth.url);
+      assert.equal(await call(c, 'connect', { port }), 'connected');
+      await c.transport.terminateSession();
+      await c.client.close();
+    });
+
+    test('after DELETE nothing of the session is left on the host', async () => {
+      const c = await connect(berth.url);
+      const w = JSON.parse(await call(c, 'whoami'));
+      // The session's host processes: bwrap binds its working directory, runsc names the container after it.
+      const marks = [`--chdir\0${w.cwd}\0`, `berth-${w.session.replace(/[^A-Za-z0-9]/g, '').slice(0, 24)}`];
+      const hostPids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
+        try {
+          const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+          return marks.some((m) => cmd.includes(m));
+        } catch {
+          return false;
+        }
+      })());
+      assert.ok(hostPids.length > 0, 'found the session processes on the host');
+      const overlay = /--bind\0(\/[^\0]*\/merged)\0/.exec(readFileSync(`/proc/${hostPids[0]}/cmdline`, 'utf8'))?.[1];
+      const cgroups = () => ['memory', 'pids', 'cpu'].flatMap((ctl) => (existsSync(`/sys/fs/cgroup/${ctl}/berth`) ? readdirSync(`/sys/fs/cgroup/${ctl}/berth`) : []));
+      await c.transport.terminateSession();
+      await c.client.close();
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(existsSync(w.cwd), false, 'working directory removed');
+      const alive = (p: string) => {
+        try {
+          return !/^\d+ \([^)]*\) Z/.test(readFileSync(`/proc/${p}/stat`, 'utf8')); // a zombie holds nothing
+        } catch {
+          return false;
+        }
+      };
+      for (const p of hostPids) assert.equal(alive(p), false, `process ${p} is gone`);
+      if (overlay) {
+        assert.ok(!readFileSync('/proc/mounts', 'utf8').includes(overlay), 'overlay unmounted');
+        assert.equal(existsSync(overlay), false, 'overlay scratch removed');
+      }
+      assert.ok(!cgroups().some((g) => g.includes(w.session.slice(0, 20))), 'cgroup removed');
+    });
+  });
+
+  describe(`${driver}: network none and memory limits`, { skip }, () => {
+    let berth: BerthProcess;
+    let hostPort: Server;
+    let port = 0;
+    before(async () => {
+      berth = await runBerth(['--isolation', driver, '--network', 'none', '--memory', '256m', '--warm-pool', '2']);
+      hostPort = createServer((s) => s.end()).listen(0, '127.0.0.1');
+      await new Promise((r) => hostPort.once('listening', r));
+      port = (hostPort.address() as { port: number }).port;
+    });
+    after(async () => {
+      hostPort.close();
+      await berth.stop();
+    });
+
+    test('with --network none a session cannot reach a port on the host loopback', async () => {
+      const c = await connect(berth.url);
+      assert.match(await call(c, 'connect', { port }), /^error: (ECONNREFUSED|ENETUNREACH|timeout)/);
+      await c.transport.terminateSession();
+      await c.client.close();
+    });
+
+    test('a session over its memory limit dies alone with an out-of-memory error; others go on', async () => {
+      const victim = await connect(berth.url);
+      const other = await connect(berth.url);
+      const err = await victim.client.callTool({ name: 'alloc', arguments: { mb: 1024 } }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      assert.ok(err, 'the allocating call failed');
+      assert.match(String(err), /out of memory/);
+      const r = await fetch(berth.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': victim.transport.sessionId! },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      });
+      assert.equal(r.status, 404);
+      assert.equal(await call(other, 'echo', { text: 'alive' }), 'alive');
+      assert.match(berth.logs(), /"reason":"oom"/);
+      await other.transport.terminateSession();
+      await Promise.all([victim.client.close(), other.client.close()]);
+    });
+  });
+}
