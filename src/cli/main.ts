@@ -132,6 +132,21 @@ program
   });
 
 program
+  .command('setup')
+  .description('Prepare a sandbox driver: `berth setup microvm` builds the guest kernel and initramfs from Debian packages')
+  .argument('<driver>', 'microvm')
+  .action(async (driver: string) => {
+    if (driver !== 'microvm') fail(new Error(`nothing to set up for "${driver}" (only microvm needs setup)`));
+    const { buildAssets } = await import('../sandbox/microvm-assets.js');
+    try {
+      const a = buildAssets((m) => process.stderr.write(`berth: ${m}\n`));
+      process.stdout.write(`berth: microvm assets ready: ${a.kernel}, ${a.initrd}\n`);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+program
   .command('check')
   .description('Validate a config file and exit')
   .requiredOption('-c, --config <file>', 'YAML config file')

@@ -3,18 +3,19 @@ import { ISOLATION_KINDS } from '../config/schema.js';
 import { detectCgroups } from './cgroups.js';
 import type { SandboxDriver, SandboxLimits } from './driver.js';
 import { gvisorDriver } from './gvisor.js';
+import { microvmDriver } from './microvm.js';
 import { namespaceDriver } from './namespace.js';
 import { processDriver } from './process.js';
 
 export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits } from './driver.js';
 
 /** Every driver, strongest first. */
-const drivers: SandboxDriver[] = [gvisorDriver, namespaceDriver, processDriver];
+const drivers: SandboxDriver[] = [microvmDriver, gvisorDriver, namespaceDriver, processDriver];
 /**
  * What `auto` tries, in order. gVisor is opt-in: on hosts without KVM its ptrace platform makes syscall-heavy
  * work ~10x slower, a cost an operator should choose, not get by default.
  */
-const autoOrder: SandboxDriver[] = [namespaceDriver, processDriver];
+const autoOrder: SandboxDriver[] = [microvmDriver, namespaceDriver, processDriver];
 
 /** Refuses unknown or not-yet-built kinds with a clear error (at config time, before anything starts). */
 export function checkIsolationKind(kind: string): void {
@@ -40,6 +41,11 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger): 
   const refused: Record<string, string> = {};
   for (const d of autoOrder) {
     const p = await d.probe(baseDir);
+    // A microVM is only the default when hardware virtualisation makes it fast (its probe then gives no caveat).
+    if (p.ok && d === microvmDriver && p.reason) {
+      refused[d.name] = p.reason;
+      continue;
+    }
     if (p.ok) {
       log.info({ isolation: d.name, refused }, `isolation auto: using ${d.name}`);
       return d;

@@ -1,0 +1,140 @@
+// The microVM driver: each session server in its own QEMU `microvm` with the stock Debian kernel — its own
+// kernel, memory and devices. Hardware-accelerated (-accel kvm) when a canary boot shows KVM can run a stock
+// kernel; TCG software emulation elsewhere (this is slow: seconds to boot, which the warm pool hides).
+// QEMU runs as uid 65534 with its seccomp sandbox on. The guest sees /usr and the runtime directory read-only
+// and its working directory read-write over 9p, never /; MCP travels over a virtio-serial port wired to
+// QEMU's stdio, and the guest console (the server's stderr) over a unix socket.
+import { spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { startChild } from './child.js';
+import type { Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
+import { dropPrivileges, isRoot, SANDBOX_UID, which } from './host.js';
+import { findAssets, type MicrovmAssets } from './microvm-assets.js';
+import { resolveArgv } from './process.js';
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+let accel: 'kvm' | 'tcg' | undefined;
+
+/** KVM only if a stock kernel really boots on it (a PVM /dev/kvm, for one, cannot): a 3 s canary. */
+async function chooseAccel(assets: MicrovmAssets): Promise<'kvm' | 'tcg'> {
+  if (accel) return accel;
+  if (!existsSync('/dev/kvm')) return (accel = 'tcg');
+  const r = spawnSync(
+    which('qemu-system-x86_64')!,
+    ['-M', 'microvm', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-kernel', assets.kernel, '-append', 'console=ttyS0 panic=-1 rdinit=/nonexistent', '-serial', 'stdio'],
+    { timeout: 3000, encoding: 'utf8' },
+  );
+  return (accel = /Kernel panic|VFS|Run \/nonexistent/.test(r.stdout ?? '') ? 'kvm' : 'tcg');
+}
+
+function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acceleration: 'kvm' | 'tcg'): string[] {
+  const memMiB = Math.max(128, Math.round((spec.limits.memory ?? 512 * 1048576) / 1048576));
+  const a = ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off'];
+  a.push(...(acceleration === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,tb-size=32', '-cpu', 'max']));
+  a.push('-m', `${memMiB}M`, '-smp', String(Math.max(1, Math.ceil(spec.limits.cpus ?? 1))));
+  a.push('-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-sandbox', 'on');
+  a.push('-kernel', assets.kernel, '-initrd', assets.initrd);
+  a.push('-append', 'console=ttyS0 quiet loglevel=1 panic=-1 tsc_early_khz=2000000 tsc=reliable lpj=4000000 rdinit=/init');
+  a.push('-chardev', `socket,id=con,path=${join(scratch, 'console.sock')}`, '-serial', 'chardev:con');
+  a.push('-device', 'virtio-serial-device', '-chardev', 'stdio,id=mcp,signal=off', '-device', 'virtserialport,chardev=mcp,name=mcp');
+  const share = (tag: string, path: string, ro: boolean) =>
+    a.push('-fsdev', `local,id=${tag},path=${path},security_model=none${ro ? ',readonly=on' : ''}`, '-device', `virtio-9p-device,fsdev=${tag},mount_tag=${tag}`);
+  share('usr', '/usr', true);
+  share('cfg', join(scratch, 'cfg'), true);
+  share('app', spec.cwd, true);
+  share('work', spec.workDir, false);
+  spec.mounts.forEach((m, i) => share(`m${i}`, m, true));
+  return a;
+}
+
+/** What the guest's /init sources: where to mount the shares, the environment, the command. */
+function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[]): void {
+  mkdirSync(dir);
+  const mount = (tag: string, path: string, ro: boolean) => `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
+  writeFileSync(join(dir, 'mounts.sh'), mount('app', spec.cwd, true) + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join(''));
+  writeFileSync(join(dir, 'env.sh'), `BERTH_ENV=${q(Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).join(' '))}\n`);
+  writeFileSync(join(dir, 'run.sh'), `cd ${q(spec.workDir)} && exec ${argv.map(q).join(' ')}\n`);
+}
+
+export const microvmDriver: SandboxDriver = {
+  name: 'microvm',
+
+  async probe() {
+    if (process.platform !== 'linux') return { ok: false, reason: 'the microVM driver needs Linux' };
+    if (!which('qemu-system-x86_64')) return { ok: false, reason: 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)' };
+    const assets = findAssets();
+    if (!assets) return { ok: false, reason: 'no guest kernel and initramfs yet: run `npx berth setup microvm`' };
+    const a = await chooseAccel(assets);
+    return { ok: true, reason: a === 'tcg' ? 'no usable hardware virtualisation: TCG software emulation (slow boots; the warm pool hides them)' : undefined };
+  },
+
+  async start(spec): Promise<Sandbox> {
+    const assets = findAssets();
+    if (!assets) throw new Error('no microVM kernel/initramfs: run `npx berth setup microvm`');
+    if (spec.port !== undefined) throw new Error('the microVM driver hosts stdio servers only (no network device for --upstream http)');
+    if (spec.network !== 'none') throw new Error('the microVM driver has no network device yet: use --network none');
+    const acceleration = await chooseAccel(assets);
+    const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
+    chmodSync(scratch, 0o711);
+    writeGuestConfig(join(scratch, 'cfg'), spec, resolveArgv(spec.argv, spec.cwd));
+    if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
+    // The guest console arrives on a unix socket QEMU connects to; it is the server's stderr.
+    const stderr = new PassThrough();
+    const stdin = new PassThrough();
+    const consoleServer = createServer((c) => {
+      let buf = '';
+      let opened = false;
+      c.on('data', (d: Buffer) => {
+        if (!opened) {
+          buf += d.toString('utf8');
+          // Only once the guest holds the port open may MCP bytes flow; earlier ones would be lost.
+          if (buf.includes('berth:port-open')) {
+            opened = true;
+            stdin.pipe(sandbox.stdin);
+          }
+        }
+        if (d.includes('berth:oom')) oom = true;
+        stderr.write(d);
+      });
+      c.on('end', () => stderr.end());
+    });
+    let oom = false;
+    const sock = join(scratch, 'console.sock');
+    await new Promise<void>((resolve) => consoleServer.listen(sock, resolve));
+    chmodSync(sock, 0o777);
+    const drop = dropPrivileges();
+    const full = [...drop, which('qemu-system-x86_64')!, ...qemuArgs(spec, assets, scratch, acceleration)];
+    const sandbox = await startChild({
+      driver: 'microvm',
+      file: full[0]!,
+      args: full.slice(1),
+      cwd: scratch,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      spec,
+      cleanup: async () => {
+        consoleServer.close();
+        await rm(scratch, { recursive: true, force: true });
+      },
+    });
+    sandbox.stderr.pipe(stderr, { end: false }); // QEMU's own complaints
+    return {
+      driver: 'microvm',
+      pid: sandbox.pid,
+      stdin,
+      stdout: sandbox.stdout,
+      stderr,
+      exited: sandbox.exited.then((info) => (oom ? { ...info, reason: 'oom' } : info)),
+      stop: async (grace) => {
+        stdin.end(); // the server sees EOF and exits; /init powers the VM off
+        const info = await sandbox.stop(grace);
+        return oom ? { ...info, reason: 'oom' } : info;
+      },
+    };
+  },
+};
+
