@@ -89,6 +89,13 @@ describe('config validation', () => {
     assert.match(iso.stderr, /unknown --isolation "vm"; expected one of: auto, process/);
   });
 
+  test('durations beyond what a timer holds, and http upstreams without a network, are refused', () => {
+    const r = check('runtimes:\n  a:\n    command: [node]\n    maxLifetime: 600h\n  b:\n    command: [node]\n    upstream: http\n    network: none\n');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /runtimes\.a\.maxLifetime: durations longer than 24 days/);
+    assert.match(r.stderr, /runtimes\.b\.network: upstream http needs network host/);
+  });
+
   test('the bundled example config is valid', () => {
     const r = spawnSync(process.execPath, ['bin/berth.js', 'check', '--config', 'examples/berth.yaml'], { cwd: ROOT, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
+import { hostName } from '../src/sandbox/host.ts';
+import { microvmDriver } from '../src/sandbox/microvm.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { connect, ROOT, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
@@ -16,15 +18,18 @@ const availability = async (d: typeof namespaceDriver) => {
 
 const call = async (c: Awaited<ReturnType<typeof connect>>, name: string, args: Record<string, unknown> = {}) => textOf(await c.client.callTool({ name, arguments: args }));
 
-for (const driver of ['namespace', 'gvisor'] as const) {
-  const skip = await availability(driver === 'namespace' ? namespaceDriver : gvisorDriver);
+const DRIVERS = { namespace: namespaceDriver, gvisor: gvisorDriver, microvm: microvmDriver };
+for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
+  const skip = await availability(DRIVERS[driver]);
+  // The microVM has no network device yet: it always runs with --network none.
+  const net = driver === 'microvm' ? ['--network', 'none'] : [];
 
   describe(`${driver} isolation`, { skip }, () => {
     let berth: BerthProcess;
     let hostPort: Server;
     let port = 0;
     before(async () => {
-      berth = await runBerth(['--isolation', driver, '--warm-pool', '2']);
+      berth = await runBerth(['--isolation', driver, ...net, '--warm-pool', '2']);
       hostPort = createServer((s) => s.end()).listen(0, '127.0.0.1');
       await new Promise((r) => hostPort.once('listening', r));
       port = (hostPort.address() as { port: number }).port;
@@ -76,13 +81,19 @@ for (const driver of ['namespace', 'gvisor'] as const) {
     test('a session sees only its own processes', async () => {
       const c = await connect(berth.url);
       const pids = JSON.parse(await call(c, 'pids'));
-      assert.ok(pids.length <= 4, `sandbox sees pids ${pids}`);
-      assert.equal(JSON.parse(await call(c, 'whoami')).pid <= 3, true);
+      if (driver === 'microvm') {
+        // Its own kernel: the guest's kernel threads, its init and the server; nothing of the host.
+        assert.ok(!pids.includes(String(berth.proc.pid)) || JSON.parse(await call(c, 'whoami')).pid < 1000, `guest pids ${pids}`);
+        assert.equal(await call(c, 'fs', { op: 'exists', path: `/proc/${berth.proc.pid}/cmdline` }) === 'true' && pids.length > 500, false);
+      } else {
+        assert.ok(pids.length <= 4, `sandbox sees pids ${pids}`);
+        assert.equal(JSON.parse(await call(c, 'whoami')).pid <= 3, true);
+      }
       await c.transport.terminateSession();
       await c.client.close();
     });
 
-    test('with the host network (default) a session can reach host loopback', async () => {
+    test('with the host network (default) a session can reach host loopback', { skip: driver === 'microvm' && 'the microVM has no network device yet' }, async () => {
       const c = await connect(berth.url);
       assert.equal(await call(c, 'connect', { port }), 'connected');
       await c.transport.terminateSession();
@@ -93,7 +104,7 @@ for (const driver of ['namespace', 'gvisor'] as const) {
       const c = await connect(berth.url);
       const w = JSON.parse(await call(c, 'whoami'));
       // The session's host processes: bwrap binds its working directory, runsc names the container after it.
-      const marks = [`--chdir\0${w.cwd}\0`, `berth-${w.session.replace(/[^A-Za-z0-9]/g, '').slice(0, 24)}`];
+      const marks = [`--chdir\0${w.cwd}\0`, hostName(w.session), `path=${w.cwd},`];
       const hostPids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
         try {
           const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
@@ -121,7 +132,8 @@ for (const driver of ['namespace', 'gvisor'] as const) {
         assert.ok(!readFileSync('/proc/mounts', 'utf8').includes(overlay), 'overlay unmounted');
         assert.equal(existsSync(overlay), false, 'overlay scratch removed');
       }
-      assert.ok(!cgroups().some((g) => g.includes(w.session.slice(0, 20))), 'cgroup removed');
+      assert.ok(!cgroups().includes(hostName(w.session)), 'cgroup removed');
+    assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(w.session), 'the session id is not in host-visible names');
     });
   });
 

@@ -268,3 +268,41 @@ describe('delivery when no stream is open', () => {
     }
   });
 });
+
+describe('edge cases found in review', () => {
+  test('a batch whose reply turns into SSE still carries every response (2025-03-26)', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
+    try {
+      const { rawInit, sseMessages } = await import('./helpers/berth.ts');
+      const sid = await rawInit(berth.url);
+      const r = await fetch(berth.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-03-26' },
+        body: JSON.stringify([
+          { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'first' } } },
+          { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'progress', arguments: { steps: 2 }, _meta: { progressToken: 'p' } } },
+        ]),
+      });
+      const ids = sseMessages(await r.text())
+        .map((m) => (m as { id?: number }).id)
+        .filter((id) => id !== undefined)
+        .sort();
+      assert.deepEqual(ids, [1, 2]);
+    } finally {
+      await berth.stop();
+    }
+  });
+
+  test('a malformed percent-encoding in the path is a 404, and berth keeps serving', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
+    try {
+      const base = new URL(berth.url).origin;
+      const r = await fetch(`${base}/runtimes/%E0%A4%A/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+      assert.equal(r.status, 404);
+      assert.equal((await r.json()).error.code, -32000);
+      assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    } finally {
+      await berth.stop();
+    }
+  });
+});

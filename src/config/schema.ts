@@ -9,6 +9,8 @@ const duration = (desc: string) =>
   z
     .union([z.number().int().nonnegative(), z.string().regex(durationRe, 'expected a duration such as 250ms, 30s, 15m or 8h')])
     .transform((v) => parseDuration(v))
+    // Node timers hold at most 2^31-1 ms (~24.8 days); longer ones would fire at once.
+    .refine((ms) => ms <= 2 ** 31 - 1, 'durations longer than 24 days are not supported')
     .describe(desc);
 
 const size = (desc: string) =>
@@ -68,7 +70,11 @@ export const RuntimeSchema = z
     cwd: z.string().optional().describe('Working directory the command is resolved from (default: where berth started).'),
     limits: LimitsSchema.default(LimitsSchema.parse({})),
   })
-  .strict();
+  .strict()
+  .refine((r) => !(r.upstream === 'http' && r.network === 'none'), {
+    message: 'upstream http needs network host: berth reaches the server on its $PORT',
+    path: ['network'],
+  });
 
 export const ServerSchema = z
   .object({

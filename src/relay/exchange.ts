@@ -43,7 +43,11 @@ export class Exchange {
   /** A message related to this POST's request(s), sent before the final response. */
   deliver(message: JsonRpcMessage): boolean {
     if (!this.open) return false;
-    if (!this.sse) this.sse = new SseWriter(this.res, this.streamId, this.headers);
+    if (!this.sse) {
+      this.sse = new SseWriter(this.res, this.streamId, this.headers);
+      // Batch responses that came while this was still plain JSON go first.
+      for (const r of this.responses.splice(0)) this.sse.send(r);
+    }
     return this.sse.send(message);
   }
 

@@ -69,7 +69,7 @@ export class Berth extends EventEmitter<BerthEvents> {
 
   async start(): Promise<this> {
     for (const rt of this.runtimes.values()) {
-      rt.useDriver(await chooseDriver(rt.config.isolation, rt.baseDir, this.log));
+      rt.useDriver(await chooseDriver(rt.config.isolation, rt.baseDir, this.log, this.config.server.sessionRoot));
       warnUnenforceableLimits(rt.config.limits, rt.name, this.log);
     }
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
@@ -96,7 +96,13 @@ export class Berth extends EventEmitter<BerthEvents> {
     if (path === '/mcp') rt = this.defaultRuntime;
     else {
       const m = /^\/runtimes\/([^/]+)\/mcp$/.exec(path);
-      if (m) rt = this.runtimes.get(decodeURIComponent(m[1]!));
+      if (m) {
+        try {
+          rt = this.runtimes.get(decodeURIComponent(m[1]!));
+        } catch {
+          rt = undefined; // malformed percent-encoding: no such runtime
+        }
+      }
     }
     if (!rt) {
       sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no MCP endpoint at ${path} (runtimes: ${[...this.runtimes.keys()].map((n) => `/runtimes/${n}/mcp`).join(', ')})`));

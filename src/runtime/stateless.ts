@@ -75,7 +75,16 @@ export class StatelessRuntime extends HostedRuntime {
       const capabilities = { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} };
       const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities, clientInfo: BERTH_CLIENT_INFO };
       if (server.kind === 'stdio') {
-        const r = await server.relay.call('initialize', params);
+        // A server that dies or hangs during initialize must not stall the pool (or shutdown) forever.
+        const died = server.sandbox.exited.then(() => {
+          throw new Error('the server exited during initialize');
+        });
+        died.catch(() => undefined); // it may exit long after the race is over
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no initialize answer within ${this.config.limits.startupTimeout} ms`)), this.config.limits.startupTimeout);
+        });
+        const r = await Promise.race([server.relay.call('initialize', params), died, late]).finally(() => clearTimeout(timer));
         if (r.error) throw new Error(`initialize failed: ${r.error.message}`);
         server.relay.notify('notifications/initialized');
         return { server, initResult: r.result as Record<string, unknown>, inFlight: 0 };
@@ -108,9 +117,11 @@ export class StatelessRuntime extends HostedRuntime {
     if (init) {
       if (messages.length > 1) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
       const member = await this.pick();
+      // Never claim more than the pooled server speaks: the client's version if the server has it, else the server's.
       const requested = init.params?.protocolVersion;
+      const serverVersion = String(member.initResult.protocolVersion ?? LATEST_PROTOCOL_VERSION);
       const protocolVersion =
-        typeof requested === 'string' && (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(requested) ? requested : LATEST_PROTOCOL_VERSION;
+        typeof requested === 'string' && (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(requested) && requested <= serverVersion ? requested : serverVersion;
       // Answered by berth from the pool's own handshake: there is no session to create.
       sendJson(res, 200, { jsonrpc: '2.0', id: init.id, result: { ...member.initResult, protocolVersion } });
       return;
@@ -130,6 +141,7 @@ export class StatelessRuntime extends HostedRuntime {
       }
       const exchange = new Exchange(res, batch);
       await new Promise<void>((resolve) => {
+        if (res.destroyed || res.closed) return resolve(); // the client left while we waited for a server
         res.once('close', resolve);
         member.server.kind === 'stdio' && member.server.relay.fromClient(messages, exchange);
       });

@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { SandboxLimits } from './driver.js';
+import { hostName } from './host.js';
 
 const ROOT = '/sys/fs/cgroup';
 const GROUP = 'berth';
@@ -52,7 +53,7 @@ export function cgroupPath(sessionId: string): string {
 }
 
 function cgroupName(sessionId: string): string {
-  return `s-${sessionId.replace(/[^A-Za-z0-9_-]/g, '').slice(0, 32)}`;
+  return hostName(sessionId);
 }
 
 /** One session's cgroup(s). */

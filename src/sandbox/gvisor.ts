@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { cgroupPath } from './cgroups.js';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
-import { ETC_FILES, isRoot, run, SANDBOX_UID, which } from './host.js';
+import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which } from './host.js';
 import { resolveArgv } from './process.js';
 
 const platform = () => process.env.BERTH_GVISOR_PLATFORM ?? 'ptrace';
@@ -98,7 +98,7 @@ export const gvisorDriver: SandboxDriver = {
     const state = join(scratch, 'state');
     mkdirSync(bundle);
     writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd));
-    const id = `berth-${spec.sessionId.replace(/[^A-Za-z0-9]/g, '').slice(0, 24)}`;
+    const id = hostName(spec.sessionId);
     return startChild({
       driver: 'gvisor',
       file: runsc,

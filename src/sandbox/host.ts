@@ -1,7 +1,27 @@
 // Host facts the sandbox drivers share: the unprivileged uid, which /etc files a server may see, tool lookup.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+
+/**
+ * A name for host-visible things of a session (cgroups, container ids): world-readable, so never the
+ * session id itself, which is the client's key to the session.
+ */
+export function hostName(sessionId: string): string {
+  return `berth-${createHash('sha256').update(sessionId).digest('hex').slice(0, 20)}`;
+}
+
+/**
+ * Why a runtime directory cannot be shown to a sandbox: it would expose the host, or the session directories
+ * (other sessions' private files) under it.
+ */
+export function unsafeRuntimeDir(baseDir: string, sessionRoot: string): string | undefined {
+  const b = baseDir.endsWith('/') ? baseDir : `${baseDir}/`;
+  if (baseDir === '/') return 'the runtime directory is / (the whole host)';
+  for (const p of [sessionRoot, '/tmp']) if (`${p}/`.startsWith(b)) return `the runtime directory ${baseDir} contains ${p}, where session directories live`;
+  return undefined;
+}
 
 /** The uid/gid sessions run as on the host (nobody). */
 export const SANDBOX_UID = 65534;

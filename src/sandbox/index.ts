@@ -1,6 +1,8 @@
 import type { Logger } from 'pino';
 import { ISOLATION_KINDS } from '../config/schema.js';
+import { tmpdir } from 'node:os';
 import { detectCgroups } from './cgroups.js';
+import { unsafeRuntimeDir } from './host.js';
 import type { SandboxDriver, SandboxLimits } from './driver.js';
 import { gvisorDriver } from './gvisor.js';
 import { microvmDriver } from './microvm.js';
@@ -30,8 +32,12 @@ export function checkIsolationKind(kind: string): void {
  * The driver for an isolation kind on this host. `auto` takes the strongest that passes its probe and logs
  * why each stronger one was refused; an explicit kind that cannot run here is an error.
  */
-export async function chooseDriver(kind: string, baseDir: string, log: Logger): Promise<SandboxDriver> {
+export async function chooseDriver(kind: string, baseDir: string, log: Logger, sessionRoot = tmpdir()): Promise<SandboxDriver> {
   checkIsolationKind(kind);
+  const unsafe = unsafeRuntimeDir(baseDir, sessionRoot);
+  if (unsafe && kind !== 'process' && kind !== 'auto') {
+    throw new Error(`isolation "${kind}" cannot run here: ${unsafe}; start berth in the server's own directory or set runtimes.NAME.cwd`);
+  }
   if (kind !== 'auto') {
     const d = drivers.find((x) => x.name === kind)!;
     const p = await d.probe(baseDir);
@@ -40,6 +46,10 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger): 
   }
   const refused: Record<string, string> = {};
   for (const d of autoOrder) {
+    if (unsafe && d !== processDriver) {
+      refused[d.name] = unsafe;
+      continue;
+    }
     const p = await d.probe(baseDir);
     // A microVM is only the default when hardware virtualisation makes it fast (its probe then gives no caveat).
     if (p.ok && d === microvmDriver && p.reason) {

@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { chownSync, chmodSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
@@ -26,7 +26,8 @@ async function mountOverlay(baseDir: string, scratch: string): Promise<string | 
 }
 
 function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[]): string[] {
-  const a = ['--unshare-all', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--block-fd', '3'];
+  // No nested user namespaces: they would hand the server a full capability set against more kernel surface.
+  const a = ['--unshare-all', '--unshare-user', '--disable-userns', '--assert-userns-disabled', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--block-fd', '3'];
   if (spec.network === 'host') a.push('--share-net');
   a.push('--ro-bind', '/usr', '/usr');
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) a.push('--symlink', `usr/${l}`, `/${l}`);
@@ -37,7 +38,7 @@ function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, 
   // The program itself, when it lives outside what is already visible.
   const prog = argv[0]!;
   if (prog.startsWith('/') && !prog.startsWith('/usr/') && !prog.startsWith(spec.cwd + '/') && !spec.mounts.some((m) => prog.startsWith(m + '/'))) {
-    a.push('--ro-bind', dirname(prog), dirname(prog));
+    a.push('--ro-bind', prog, prog); // the file alone: its directory may hold anything
   }
   a.push('--bind', spec.workDir, spec.workDir, '--chdir', spec.workDir);
   a.push('--', ...argv);
@@ -52,9 +53,11 @@ export const namespaceDriver: SandboxDriver = {
     const bwrap = which('bwrap');
     if (!bwrap) return { ok: false, reason: 'bubblewrap is not installed (apt-get install bubblewrap)' };
     if (isRoot() && !which('setpriv')) return { ok: false, reason: 'setpriv (util-linux) is needed to drop root' };
-    const drop = dropPrivileges();
-    const args = [...drop.slice(1), bwrap, '--unshare-all', '--die-with-parent', '--ro-bind', '/usr', '/usr', '--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64', '--symlink', 'usr/bin', '/bin', '--ro-bind', baseDir, baseDir, '--', '/usr/bin/test', '-r', baseDir];
-    const r = await run(drop[0] ?? bwrap, drop.length ? args : args.slice(1));
+    // The canary is a real session's sandbox (same flags), running `test -r` on the runtime directory.
+    const spec: SandboxSpec = { sessionId: 'probe', argv: [], cwd: baseDir, workDir: '/tmp', env: {}, limits: {}, network: 'none', mounts: [] };
+    const args = bwrapArgs(spec, { src: baseDir, writable: false }, ['/usr/bin/test', '-r', baseDir]).filter((x, i, all) => x !== '--block-fd' && all[i - 1] !== '--block-fd');
+    const full = [...dropPrivileges(), bwrap, ...args];
+    const r = await run(full[0]!, full.slice(1));
     if (r.code !== 0) {
       return { ok: false, reason: `a canary sandbox failed (${r.stderr.trim() || `exit ${r.code}`}); is ${baseDir} readable by uid ${SANDBOX_UID}?` };
     }

@@ -26,7 +26,12 @@ export class WarmPool {
       this.starting++;
       const p = launch(this.ctx)
         .then(async (l) => {
-          await l.ready;
+          try {
+            await l.ready;
+          } catch (e) {
+            await dispose(l, 0); // never leave a server that failed its readiness check running
+            throw e;
+          }
           return l;
         })
         .then(
@@ -64,6 +69,7 @@ export class WarmPool {
   async take(): Promise<Launched> {
     const l = this.idle.shift();
     if (l) return l;
+    this.failures = 0;
     const fresh = await launch(this.ctx);
     try {
       await fresh.ready;
