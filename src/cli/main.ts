@@ -80,6 +80,7 @@ program
   .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
   .option('--max-queued-messages <n>', 'server-to-client messages held per session while no stream is open', int, 1000)
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
+  .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, 30_000)
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, 30_000)
   .action(async (command: string[], o) => {
     if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation)) fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
@@ -100,7 +101,7 @@ program
               warmPool: o.warmPool,
               network: o.network,
               mounts: o.mount,
-              limits: { maxSessions: o.maxSessions, maxBodySize: o.maxBody, maxQueuedMessages: o.maxQueuedMessages, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              limits: { startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, maxQueuedMessages: o.maxQueuedMessages, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },

@@ -70,6 +70,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   abstract drain(graceMs: number): Promise<void>;
   abstract close(): Promise<void>;
   abstract get sessionCount(): number;
+  /** Servers started and ready, waiting for a session (stateful) or a request (stateless). */
+  abstract get warmServers(): number;
   protected abstract post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void>;
   protected abstract getStream(req: IncomingMessage, res: ServerResponse): Promise<void>;
   protected abstract delete(req: IncomingMessage, res: ServerResponse): Promise<void>;

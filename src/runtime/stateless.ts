@@ -33,6 +33,10 @@ export class StatelessRuntime extends HostedRuntime {
     return 0;
   }
 
+  get warmServers(): number {
+    return this.members.length;
+  }
+
   async start(): Promise<void> {
     this.fill();
   }

@@ -55,7 +55,8 @@ export function runBerth(flags: string[], command: string[] = PROBE, env: Record
 export async function connect(url: string, capabilities: ClientCapabilities = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const client = new Client({ name: 'berth-test', version: '1.0.0' }, { capabilities });
   const transport = new StreamableHTTPClientTransport(new URL(url));
-  await client.connect(transport);
+  // Generous: a session on a slow driver (a microVM under emulation) may wait for a server to boot.
+  await client.connect(transport, { timeout: 300_000 });
   return { client, transport };
 }
 
