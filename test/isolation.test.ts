@@ -47,6 +47,24 @@ if (!findAssets() && (await import('../src/sandbox/host.ts')).which('qemu-system
   }
 }
 
+/** A berth with warm sandboxes, and a port listening on the host's loopback, for the tests of one describe. */
+function sandboxed(flags: string[], command: string[]): { berth: BerthProcess; port: number } {
+  const env = { berth: undefined as unknown as BerthProcess, port: 0 };
+  let hostPort: Server;
+  before(async () => {
+    env.berth = await runBerth(flags, command);
+    await warm(env.berth.url, 2);
+    hostPort = createServer((s) => s.end()).listen(0, '127.0.0.1');
+    await new Promise((r) => hostPort.once('listening', r));
+    env.port = (hostPort.address() as { port: number }).port;
+  });
+  after(async () => {
+    hostPort.close();
+    await env.berth.stop();
+  });
+  return env;
+}
+
 const DRIVERS = { namespace: namespaceDriver, gvisor: gvisorDriver, microvm: microvmDriver };
 for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
   const skip = await availability(DRIVERS[driver]);
@@ -55,24 +73,11 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
   const command = driver === 'microvm' && !skip ? await compiledProbe() : PROBE;
 
   describe(`${driver} isolation`, { skip }, () => {
-    let berth: BerthProcess;
-    let hostPort: Server;
-    let port = 0;
-    before(async () => {
-      berth = await runBerth(['--isolation', driver, ...net, '--warm-pool', '2'], command);
-      await warm(berth.url, 2);
-      hostPort = createServer((s) => s.end()).listen(0, '127.0.0.1');
-      await new Promise((r) => hostPort.once('listening', r));
-      port = (hostPort.address() as { port: number }).port;
-    });
-    after(async () => {
-      hostPort.close();
-      await berth.stop();
-    });
+    const env = sandboxed(['--isolation', driver, ...net, '--warm-pool', '2'], command);
 
     test('files a session writes are invisible to other sessions and never reach the host', async () => {
-      const a = await connect(berth.url);
-      const b = await connect(berth.url);
+      const a = await connect(env.berth.url);
+      const b = await connect(env.berth.url);
       const beside = `${ROOT}/written-by-sandbox-${Date.now()}.txt`;
       // Beside the code: lands in the session's own overlay layer (namespace), or is refused (gvisor: the
       // runtime directory belongs to host root).
@@ -95,7 +100,7 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
     });
 
     test('host /tmp, the host home and other host paths are not visible; /usr is read-only', async () => {
-      const c = await connect(berth.url);
+      const c = await connect(env.berth.url);
       const own = JSON.parse(await call(c, 'whoami')).cwd.split('/').pop();
       // Its own working directory is mounted there; nothing else of the host's /tmp is.
       const tmp = JSON.parse(await call(c, 'fs', { op: 'list', path: '/tmp' })).filter((f: string) => f !== own);
@@ -113,12 +118,12 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
     });
 
     test('a session sees only its own processes', async () => {
-      const c = await connect(berth.url);
+      const c = await connect(env.berth.url);
       const pids = JSON.parse(await call(c, 'pids'));
       if (driver === 'microvm') {
         // Its own kernel: the guest's kernel threads, its init and the server; nothing of the host.
-        assert.ok(!pids.includes(String(berth.proc.pid)) || JSON.parse(await call(c, 'whoami')).pid < 1000, `guest pids ${pids}`);
-        assert.equal(await call(c, 'fs', { op: 'exists', path: `/proc/${berth.proc.pid}/cmdline` }) === 'true' && pids.length > 500, false);
+        assert.ok(!pids.includes(String(env.berth.proc.pid)) || JSON.parse(await call(c, 'whoami')).pid < 1000, `guest pids ${pids}`);
+        assert.equal(await call(c, 'fs', { op: 'exists', path: `/proc/${env.berth.proc.pid}/cmdline` }) === 'true' && pids.length > 500, false);
       } else {
         assert.ok(pids.length <= 4, `sandbox sees pids ${pids}`);
         assert.equal(JSON.parse(await call(c, 'whoami')).pid <= 3, true);
@@ -128,14 +133,14 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
     });
 
     test('with the host network (default) a session can reach host loopback', { skip: driver === 'microvm' && 'the microVM has no network device yet' }, async () => {
-      const c = await connect(berth.url);
-      assert.equal(await call(c, 'connect', { port }), 'connected');
+      const c = await connect(env.berth.url);
+      assert.equal(await call(c, 'connect', { port: env.port }), 'connected');
       await c.transport.terminateSession();
       await c.client.close();
     });
 
     test('after DELETE nothing of the session is left on the host', async () => {
-      const c = await connect(berth.url);
+      const c = await connect(env.berth.url);
       const w = JSON.parse(await call(c, 'whoami'));
       // The session's host processes: bwrap binds its working directory, runsc names the container after it.
       const marks = [`--chdir\0${w.cwd}\0`, hostName(w.session), `path=${w.cwd},`];
@@ -172,45 +177,32 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
   });
 
   describe(`${driver}: network none and memory limits`, { skip }, () => {
-    let berth: BerthProcess;
-    let hostPort: Server;
-    let port = 0;
-    before(async () => {
-      berth = await runBerth(['--isolation', driver, ...net, '--network', 'none', '--memory', '256m', '--warm-pool', '2'], command);
-      await warm(berth.url, 2);
-      hostPort = createServer((s) => s.end()).listen(0, '127.0.0.1');
-      await new Promise((r) => hostPort.once('listening', r));
-      port = (hostPort.address() as { port: number }).port;
-    });
-    after(async () => {
-      hostPort.close();
-      await berth.stop();
-    });
+    const env = sandboxed(['--isolation', driver, ...net, '--network', 'none', '--memory', '256m', '--warm-pool', '2'], command);
 
     test('with --network none a session cannot reach a port on the host loopback', async () => {
-      const c = await connect(berth.url);
-      assert.match(await call(c, 'connect', { port }), /^error: (ECONNREFUSED|ENETUNREACH|timeout)/);
+      const c = await connect(env.berth.url);
+      assert.match(await call(c, 'connect', { port: env.port }), /^error: (ECONNREFUSED|ENETUNREACH|timeout)/);
       await c.transport.terminateSession();
       await c.client.close();
     });
 
     test('a session over its memory limit dies alone with an out-of-memory error; others go on', async () => {
-      const victim = await connect(berth.url);
-      const other = await connect(berth.url);
+      const victim = await connect(env.berth.url);
+      const other = await connect(env.berth.url);
       const err = await victim.client.callTool({ name: 'alloc', arguments: { mb: 1024 } }).then(
         () => undefined,
         (e: Error) => e,
       );
       assert.ok(err, 'the allocating call failed');
       assert.match(String(err), /out of memory/);
-      const r = await fetch(berth.url, {
+      const r = await fetch(env.berth.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': victim.transport.sessionId! },
         body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
       });
       assert.equal(r.status, 404);
       assert.equal(await call(other, 'echo', { text: 'alive' }), 'alive');
-      assert.match(berth.logs(), /"reason":"oom"/);
+      assert.match(env.berth.logs(), /"reason":"oom"/);
       await other.transport.terminateSession();
       await Promise.all([victim.client.close(), other.client.close()]);
     });

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { connect, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { connect, PROBE, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -301,6 +301,28 @@ describe('edge cases found in review', () => {
       assert.equal(r.status, 404);
       assert.equal((await r.json()).error.code, -32000);
       assert.equal((await fetch(`${base}/healthz`)).status, 200);
+    } finally {
+      await berth.stop();
+    }
+  });
+});
+
+describe('hostile servers', () => {
+  test('a server flooding stdout without newlines is stopped at maxMessageSize; berth goes on', async () => {
+    const { createRuntime } = await import('../src/index.ts');
+    const berth = createRuntime({ server: { port: 0 }, runtimes: { default: { command: PROBE, isolation: 'process', warmPool: 1, limits: { maxMessageSize: '1MiB' } } } });
+    await berth.start();
+    try {
+      const victim = await connect(berth.endpoint());
+      const err = await victim.client.callTool({ name: 'flood', arguments: { mb: 8 } }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      assert.match(String(err), /Session ended: the server process exited/);
+      const other = await connect(berth.endpoint());
+      assert.equal(textOf(await other.client.callTool({ name: 'echo', arguments: { text: 'fine' } })), 'fine');
+      assert.ok(process.memoryUsage().rss < 1024 * 1024 * 1024);
+      await Promise.all([victim.client.close(), other.client.close()]);
     } finally {
       await berth.stop();
     }

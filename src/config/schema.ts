@@ -31,6 +31,7 @@ export const LimitsSchema = z
       .positive()
       .describe('Server-to-client messages held per session while no stream is open to carry them; beyond it the sender gets an error.')
       .default(1000),
+    maxMessageSize: size('Largest JSON-RPC message accepted from a server; a server that sends more is stopped.').prefault('64MiB'),
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
     bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),

@@ -7,17 +7,23 @@ export interface StdioChannelEvents {
   message: [JsonRpcMessage];
   /** A line that is not a JSON-RPC message (servers sometimes print logs to stdout). */
   invalid: [line: string, reason: string];
+  /** The server sent a line longer than the limit; nothing more is read from it. */
+  overflow: [bytes: number];
 }
 
 export class StdioChannel extends EventEmitter<StdioChannelEvents> {
   private chunks: Buffer[] = [];
+  private pending = 0;
+  private stopped = false;
   private writable = true;
   bytesIn = 0;
   bytesOut = 0;
 
   constructor(
     private readonly input: Writable,
-    output: Readable,
+    private readonly output: Readable,
+    /** Longest message accepted from the server: a hostile one must not make berth buffer without bound. */
+    private readonly maxLineBytes = 64 * 1024 * 1024,
   ) {
     super();
     output.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -27,6 +33,7 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
   }
 
   private onData(chunk: Buffer): void {
+    if (this.stopped) return;
     this.bytesIn += chunk.length;
     let start = 0;
     let nl = chunk.indexOf(0x0a, start);
@@ -34,11 +41,21 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
       this.chunks.push(chunk.subarray(start, nl));
       const line = Buffer.concat(this.chunks).toString('utf8');
       this.chunks = [];
+      this.pending = 0;
       this.onLine(line);
       start = nl + 1;
       nl = chunk.indexOf(0x0a, start);
     }
-    if (start < chunk.length) this.chunks.push(chunk.subarray(start));
+    if (start < chunk.length) {
+      this.chunks.push(chunk.subarray(start));
+      this.pending += chunk.length - start;
+      if (this.pending > this.maxLineBytes) {
+        this.stopped = true;
+        this.chunks = [];
+        this.output.destroy();
+        this.emit('overflow', this.pending);
+      }
+    }
   }
 
   private onLine(raw: string): void {

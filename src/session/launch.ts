@@ -91,7 +91,11 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     launched.ready.catch(() => undefined);
     return launched;
   }
-  const channel = new StdioChannel(sandbox.stdin, sandbox.stdout);
+  const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize);
+  channel.on('overflow', (bytes) => {
+    slog.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
+    void sandbox.stop(0);
+  });
   channel.on('invalid', (line, reason) => slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
   const relay = new StdioRelay(channel, { stateless: config.mode === 'stateless', maxQueuedMessages: config.limits.maxQueuedMessages });
   relay.on('log', (level, msg, extra) => slog[level](extra ?? {}, msg));
