@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { isRoot } from './host.js';
 
-export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', '9pnet', '9pnet_virtio', 'netfs', 'fscache', '9p'];
+export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', '9pnet', '9pnet_virtio', 'netfs', 'fscache', '9p', 'failover', 'net_failover', 'virtio_net'];
 
 export function assetDir(): string {
   return process.env.BERTH_CACHE_DIR ? join(process.env.BERTH_CACHE_DIR, 'microvm') : isRoot() ? '/var/cache/berth/microvm' : join(homedir(), '.cache/berth/microvm');
@@ -37,6 +37,12 @@ $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 usr /usr || echo
 $B ln -s usr/lib /lib; $B ln -s usr/lib64 /lib64
 $B mount -t tmpfs tmpfs /tmp
 . /cfg/mounts.sh
+$B ip link set lo up
+# network host: QEMU's user-mode NAT (10.0.2.0/24; 10.0.2.2 is the host, 10.0.2.3 its DNS).
+if [ -e /cfg/net ]; then
+  $B ip link set eth0 up && $B ip addr add 10.0.2.15/24 dev eth0 && $B ip route add default via 10.0.2.2
+  $B mkdir -p /etc && echo "nameserver 10.0.2.3" > /etc/resolv.conf
+fi
 PORT=
 for p in /sys/class/virtio-ports/*; do [ "$($B cat $p/name)" = mcp ] && PORT=/dev/\${p##*/}; done
 [ -n "$PORT" ] || echo "berth:init no mcp port"

@@ -49,6 +49,11 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
   share('app', spec.cwd, true);
   share('work', spec.workDir, false);
   spec.mounts.forEach((m, i) => share(`m${i}`, m, true));
+  if (spec.network === 'host') {
+    // User-mode NAT: outbound access like a host process has; an http upstream's $PORT is forwarded from loopback.
+    const fwd = spec.port !== undefined ? `,hostfwd=tcp:127.0.0.1:${spec.port}-:${spec.port}` : '';
+    a.push('-netdev', `user,id=n0${fwd}`, '-device', 'virtio-net-device,netdev=n0');
+  }
   return a;
 }
 
@@ -58,6 +63,7 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[]): void 
   const mount = (tag: string, path: string, ro: boolean) => `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
   writeFileSync(join(dir, 'mounts.sh'), mount('app', spec.cwd, true) + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join(''));
   writeFileSync(join(dir, 'env.sh'), `BERTH_ENV=${q(Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).join(' '))}\n`);
+  if (spec.network === 'host') writeFileSync(join(dir, 'net'), '');
   writeFileSync(join(dir, 'run.sh'), `cd ${q(spec.workDir)} && exec ${argv.map(q).join(' ')}\n`);
 }
 
@@ -76,8 +82,6 @@ export const microvmDriver: SandboxDriver = {
   async start(spec): Promise<Sandbox> {
     const assets = findAssets();
     if (!assets) throw new Error('no microVM kernel/initramfs: run `npx berth setup microvm`');
-    if (spec.port !== undefined) throw new Error('the microVM driver hosts stdio servers only (no network device for --upstream http)');
-    if (spec.network !== 'none') throw new Error('the microVM driver has no network device yet: use --network none');
     const acceleration = await chooseAccel(assets);
     const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
     chmodSync(scratch, 0o711);
