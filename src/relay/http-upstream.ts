@@ -2,6 +2,8 @@
 // berth forwards each client request and pipes the response back as it arrives: SSE streams are never buffered.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';
+import { HttpError } from '../wire/http-error.js';
+import { ErrorCode } from '../wire/jsonrpc.js';
 import { SESSION_HEADER } from '../wire/streamable-http.js';
 
 const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id'];
@@ -45,7 +47,14 @@ export class HttpUpstream {
    * Forwards one client request; `sessionHeader` is what the client sees as Mcp-Session-Id
    * (berth's id, never the upstream's).
    */
-  async forward(req: IncomingMessage, res: ServerResponse, body: Buffer | undefined, sessionHeader: string | undefined): Promise<ForwardResult> {
+  async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    body: Buffer | undefined,
+    sessionHeader: string | undefined,
+    /** Sees the status and the upstream's session id as soon as headers arrive (an SSE body may last long). */
+    onResponse?: (r: ForwardResult) => void,
+  ): Promise<ForwardResult> {
     const headers: Record<string, string> = {};
     for (const h of FORWARDED_REQUEST_HEADERS) {
       const v = req.headers[h];
@@ -57,14 +66,21 @@ export class HttpUpstream {
       if (!res.writableFinished) controller.abort();
     };
     res.on('close', onClose);
-    const r = await this.pool.request({
-      path: '/mcp',
-      method: req.method as 'GET' | 'POST' | 'DELETE',
-      headers,
-      body,
-      signal: controller.signal,
-    });
+    let r;
+    try {
+      r = await this.pool.request({
+        path: '/mcp',
+        method: req.method as 'GET' | 'POST' | 'DELETE',
+        headers,
+        body,
+        signal: controller.signal,
+      });
+    } catch (e) {
+      res.off('close', onClose);
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server did not answer: ${(e as Error).message}`);
+    }
     const upstreamSessionId = typeof r.headers[SESSION_HEADER] === 'string' ? (r.headers[SESSION_HEADER] as string) : undefined;
+    onResponse?.({ status: r.statusCode, upstreamSessionId });
     const out: Record<string, string> = {};
     for (const h of FORWARDED_RESPONSE_HEADERS) {
       const v = r.headers[h];

@@ -12,6 +12,7 @@ import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js'
 export class StatefulRuntime extends HostedRuntime {
   readonly sessions = new Map<string, Session>();
   private readonly pool: WarmPool;
+  private initializing = 0;
 
   constructor(opts: RuntimeOptions) {
     super(opts);
@@ -51,7 +52,10 @@ export class StatefulRuntime extends HostedRuntime {
     if (server.kind === 'http') {
       const done = hasRequests ? session.beginRequest() : () => undefined;
       try {
-        await server.upstream.forward(req, res, ctx.body, session.id);
+        await server.upstream.forward(req, res, ctx.body, session.id, (r) => {
+          // The upstream forgot its session (it restarted): this session cannot go on; its id now answers 404.
+          if (r.status === 404) void session.end('crashed', 'the server lost its session (it answered 404)');
+        });
       } finally {
         done();
       }
@@ -72,16 +76,20 @@ export class StatefulRuntime extends HostedRuntime {
       throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must not carry an Mcp-Session-Id; it creates a new session');
     }
     if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
-    if (this.sessions.size >= this.config.limits.maxSessions) {
+    // Sessions still being started count too, or concurrent initializes could overshoot the cap.
+    if (this.sessions.size + this.initializing >= this.config.limits.maxSessions) {
       throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { 'retry-after': '5' });
     }
     let server;
     // Refill the pool only once this initialize is answered (or failed).
     res.once('close', () => this.pool.fill());
+    this.initializing++;
     try {
       server = await this.pool.take();
     } catch (e) {
       throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {}, (init as { id: string | number }).id);
+    } finally {
+      this.initializing--;
     }
     const session = new Session(server, this.name, this.config);
     this.sessions.set(session.id, session);
@@ -97,10 +105,14 @@ export class StatefulRuntime extends HostedRuntime {
     if (server.kind === 'http') {
       const done = session.beginRequest();
       try {
-        const r = await server.upstream.forward(req, res, ctx.body, session.id);
-        server.upstream.upstreamSessionId = r.upstreamSessionId;
-        if (r.status >= 400) void session.end('init-failed', `the server answered initialize with HTTP ${r.status}`);
-        else created();
+        await server.upstream.forward(req, res, ctx.body, session.id, (r) => {
+          server.upstream.upstreamSessionId = r.upstreamSessionId;
+          if (r.status >= 400) void session.end('init-failed', `the server answered initialize with HTTP ${r.status}`);
+          else created();
+        });
+      } catch (e) {
+        void session.end('init-failed', (e as Error).message);
+        throw e;
       } finally {
         done();
       }
