@@ -4,13 +4,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
 import { commandArgv } from '../config/schema.js';
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { StdioChannel } from '../relay/stdio-channel.js';
 import { StdioRelay } from '../relay/stdio-relay.js';
+import { eachLine } from '../util/lines.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
 
 /** At least 128 random bits, URL-safe and within the visible-ASCII range the spec requires. */
@@ -71,7 +71,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     throw e;
   }
   const slog = log.child({ session: id.slice(0, 8) });
-  createInterface({ input: sandbox.stderr }).on('line', (line) => slog.info({ stream: 'stderr' }, line));
+  eachLine(sandbox.stderr, 16 * 1024, (line) => slog.info({ stream: 'stderr' }, line));
   const startedAt = performance.now();
   const timeout = (what: string) =>
     new Promise<never>((_, reject) => {
