@@ -45,6 +45,47 @@ export function rssKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
+/** Page tables of a process in KiB (kernel memory that PSS does not count). */
+export function pteKb(pid: number): number {
+  const m = /VmPTE:\s+(\d+)/.exec(read(`/proc/${pid}/status`) ?? '');
+  return m ? Number(m[1]) : 0;
+}
+
+/** Threads of a process (each takes a pid from kernel.pid_max). */
+export function threads(pid: number): number {
+  const m = /Threads:\s+(\d+)/.exec(read(`/proc/${pid}/status`) ?? '');
+  return m ? Number(m[1]) : 0;
+}
+
+/** Open file descriptors of a process. */
+export function fdCount(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** The soft limit on open files of a process. */
+export function openFilesLimit(pid: number): number {
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(read(`/proc/${pid}/limits`) ?? '');
+  return !m ? NaN : m[1] === 'unlimited' ? Infinity : Number(m[1]);
+}
+
+/** Threads alive on the whole machine, and the kernel's pid_max (threads take pids too). */
+export function machineTasks(): { tasks: number; pidMax: number } {
+  let tasks = 0;
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      tasks += readdirSync(`/proc/${name}/task`).length;
+    } catch {
+      // gone
+    }
+  }
+  return { tasks, pidMax: Number((read('/proc/sys/kernel/pid_max') ?? '').trim()) };
+}
+
 /** Proportional set size in KiB: shared pages (node binary, libraries) are split among the processes mapping them. */
 export function pssKb(pid: number): number | undefined {
   const m = /^Pss:\s+(\d+)/m.exec(read(`/proc/${pid}/smaps_rollup`) ?? '');

@@ -4,6 +4,8 @@
 //   http       berth stateful, server serving HTTP on $PORT  (berth run --upstream http -- node probe.mjs --http)
 //   stateless  berth stateless, a shared warm pool over stdio (berth run --stateless -- node probe.mjs)
 // plus, for cold session start, stdio and http berths with --warm-pool 0.
+// Then, per sandbox driver (bench/drivers.ts), the bundled demo server: session start warm and cold, a tool call,
+// memory per idle session, and how many idle sessions fit in this machine's memory.
 //
 // All targets run at once and every measurement is taken in rounds that rotate over the targets, so load from
 // elsewhere on the machine (CI neighbours, other jobs) hits each target alike; samples are pooled over rounds.
@@ -16,8 +18,9 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
+import { driverReport, driverTargets, runDrivers, VARIANTS, type DriverResult } from './drivers.js';
 import { systemCpu } from './procfs.js';
 import { ROOT, settle, startBerth, startDirect, type Target } from './targets.js';
 import {
@@ -55,12 +58,27 @@ const ALL = ['direct', 'stdio', 'http', 'stateless'] as const;
 type Id = (typeof ALL)[number];
 const ONLY = new Set(opt('only', ALL.join(',')).split(',') as Id[]);
 ONLY.add('direct'); // ratios need the baseline
+const DRIVERS_ONLY = flag('drivers-only');
+const DRIVER_IDS = opt('drivers', VARIANTS.map((v) => v.id).join(',')).split(',').filter((x) => x && x !== 'none');
+for (const d of DRIVER_IDS) if (!VARIANTS.some((v) => v.id === d)) throw new Error(`--drivers: unknown driver "${d}"; expected ${VARIANTS.map((v) => v.id).join(', ')} or none`);
 
 const P = QUICK
   ? { rounds: 3, firstWarmupMs: 500, warmupMs: 150, latencyMs: 400, loadMs: 600, sessionSamples: 6, coldSamples: 3, elicitCalls: 30 }
   : { rounds: 5, firstWarmupMs: 700, warmupMs: 150, latencyMs: 500, loadMs: 900, sessionSamples: 12, coldSamples: 5, elicitCalls: 60 };
 
+const DP = QUICK
+  ? { warmPool: WARM, rounds: 3, warmSamples: 8, coldSamples: 4, toolWarmupMs: 100, toolMs: 300, capacitySessions: Number(opt('capacity', '30')), openConcurrency: 4 }
+  : { warmPool: WARM, rounds: 5, warmSamples: 16, coldSamples: 6, toolWarmupMs: 100, toolMs: 400, capacitySessions: Number(opt('capacity', '60')), openConcurrency: 4 };
+
 const LABEL: Record<Id, string> = { direct: 'direct (SDK)', stdio: 'berth stdio', http: 'berth http', stateless: 'berth stateless' };
+
+// fetch (undici) removes a request's abort listener from the SDK transport's shared AbortSignal only when the request
+// is garbage-collected, so a few thousand calls on one client between two GCs trip Node's listener-leak warning
+// (at undici's own limit of 1500). It is neither berth's nor the bench's leak: keep it off the output.
+process.removeAllListeners('warning');
+process.on('warning', (w) => {
+  if (w.name !== 'MaxListenersExceededWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
+});
 
 const T0 = performance.now();
 function log(msg: string): void {
@@ -164,225 +182,249 @@ async function quiet(suts: Sut[]): Promise<boolean> {
 mkdirSync(join(ROOT, '.bench'), { recursive: true });
 const probe = compileProbe();
 
-// Load that is not ours: measured before anything starts.
-const bg0 = systemCpu();
-await new Promise((r) => setTimeout(r, 500));
-const bg1 = systemCpu();
-const backgroundCores = Math.round(((bg1.busy - bg0.busy) / Math.max(1, bg1.total - bg0.total)) * os.availableParallelism() * 100) / 100;
+/** Cores busy over 0.5 s while none of our targets run: load that is not ours. */
+async function background(): Promise<number> {
+  const a = systemCpu();
+  await new Promise((r) => setTimeout(r, 500));
+  const b = systemCpu();
+  return Math.round(((b.busy - a.busy) / Math.max(1, b.total - a.total)) * os.availableParallelism() * 100) / 100;
+}
+// Load that is not ours: measured before anything starts (and again before the per-driver section).
+const backgroundCores = await background();
+let driversBackgroundCores: number | undefined;
 log(`${QUICK ? 'quick' : 'full'} run: ${CONCURRENCY} clients, warm pool ${WARM}, ${os.availableParallelism()} CPUs, background load ${backgroundCores} cores`);
 
-const suts: Sut[] = [];
-try {
-  // Start every target.
-  for (const id of ALL) {
-    if (!ONLY.has(id)) continue;
-    const label = LABEL[id];
-    try {
-      const t = id === 'direct' ? await startDirect(probe) : await startBerth(probe, { bin: BERTH_BIN, isolation: ISOLATION, warmPool: WARM, stateless: id === 'stateless', upstream: id === 'http' ? 'http' : 'stdio' });
-      started.push(t);
-      const s: Sut = { id, label, t, servers: id === 'direct' ? 1 : WARM };
-      suts.push(s);
-      if (id === 'stdio' || id === 'http') {
-        try {
-          s.cold = await startBerth(probe, { bin: BERTH_BIN, isolation: ISOLATION, warmPool: 0, upstream: id });
-          started.push(s.cold);
-        } catch (e) {
-          s.coldFailed = (e as Error).message;
+/** The direct-vs-berth comparison (probe server): every target at once, in rotating rounds. */
+async function compare(): Promise<Partial<Record<Id, SutResult>>> {
+  const suts: Sut[] = [];
+  try {
+    // Start every target.
+    for (const id of ALL) {
+      if (!ONLY.has(id)) continue;
+      const label = LABEL[id];
+      try {
+        const t = id === 'direct' ? await startDirect(probe) : await startBerth(probe, { bin: BERTH_BIN, isolation: ISOLATION, warmPool: WARM, stateless: id === 'stateless', upstream: id === 'http' ? 'http' : 'stdio' });
+        started.push(t);
+        const s: Sut = { id, label, t, servers: id === 'direct' ? 1 : WARM };
+        suts.push(s);
+        if (id === 'stdio' || id === 'http') {
+          try {
+            s.cold = await startBerth(probe, { bin: BERTH_BIN, isolation: ISOLATION, warmPool: 0, upstream: id });
+            started.push(s.cold);
+          } catch (e) {
+            s.coldFailed = (e as Error).message;
+          }
         }
+        log(`${label}: up in ${t.startedInMs.toFixed(0)} ms`);
+      } catch (e) {
+        if (id === 'direct') throw e;
+        suts.push({ id, label, t: undefined as unknown as Target, servers: 0, failed: (e as Error).message });
+        log(`${label}: FAILED to start: ${(e as Error).message}`);
       }
-      log(`${label}: up in ${t.startedInMs.toFixed(0)} ms`);
-    } catch (e) {
-      if (id === 'direct') throw e;
-      suts.push({ id, label, t: undefined as unknown as Target, servers: 0, failed: (e as Error).message });
-      log(`${label}: FAILED to start: ${(e as Error).message}`);
     }
-  }
-  log('waiting for warm pools to fill and go quiet');
-  await quiet(suts);
-  const idle = new Map<Sut, SutResult['idle']>();
-  for (const s of live(suts)) {
-    const m = memory(s.t, []);
-    idle.set(s, { gatewayRssKb: m.gatewayRssKb, serverRssKb: m.serverRssKb, serverPssKb: m.serverPssKb });
-  }
+    log('waiting for warm pools to fill and go quiet');
+    await quiet(suts);
+    const idle = new Map<Sut, SutResult['idle']>();
+    for (const s of live(suts)) {
+      const m = memory(s.t, []);
+      idle.set(s, { gatewayRssKb: m.gatewayRssKb, serverRssKb: m.serverRssKb, serverPssKb: m.serverPssKb });
+    }
 
-  // ---- session start: sequential sessions, each after every target has gone quiet (warm pools full) -----------
-  log(`session start: ${P.sessionSamples} warm and ${P.coldSamples} cold samples per target`);
-  const warmSamples = new Map<Sut, ConnectSample[]>();
-  const coldSamples = new Map<Sut, ConnectSample[]>();
-  const unsettled = new Map<Sut, number>();
-  for (let i = 0; i < P.sessionSamples; i++) {
-    for (const s of rotate(live(suts), i)) {
-      const subjects: Array<[Target, Map<Sut, ConnectSample[]>]> = [[s.t, warmSamples]];
-      if (s.cold && !s.coldFailed && i < P.coldSamples) subjects.push([s.cold, coldSamples]);
-      for (const [t, into] of subjects) {
-        if (s.failed) break;
-        if (!(await quiet(suts))) unsettled.set(s, (unsettled.get(s) ?? 0) + 1);
-        try {
-          const x = await sessionSample(t);
-          into.set(s, [...(into.get(s) ?? []), x]);
-        } catch (e) {
-          if (t === s.t) fail(s, e);
-          else s.coldFailed = `${(e as Error).message}${t.exitInfo() ? `; stderr: ${crashText(t)}` : ''}`;
+    // ---- session start: sequential sessions, each after every target has gone quiet (warm pools full) -----------
+    log(`session start: ${P.sessionSamples} warm and ${P.coldSamples} cold samples per target`);
+    const warmSamples = new Map<Sut, ConnectSample[]>();
+    const coldSamples = new Map<Sut, ConnectSample[]>();
+    const unsettled = new Map<Sut, number>();
+    for (let i = 0; i < P.sessionSamples; i++) {
+      for (const s of rotate(live(suts), i)) {
+        const subjects: Array<[Target, Map<Sut, ConnectSample[]>]> = [[s.t, warmSamples]];
+        if (s.cold && !s.coldFailed && i < P.coldSamples) subjects.push([s.cold, coldSamples]);
+        for (const [t, into] of subjects) {
+          if (s.failed) break;
+          if (!(await quiet(suts))) unsettled.set(s, (unsettled.get(s) ?? 0) + 1);
+          try {
+            const x = await sessionSample(t);
+            into.set(s, [...(into.get(s) ?? []), x]);
+          } catch (e) {
+            if (t === s.t) fail(s, e);
+            else s.coldFailed = `${(e as Error).message}${t.exitInfo() ? `; stderr: ${crashText(t)}` : ''}`;
+          }
         }
       }
     }
-  }
-  // Direct, for reference: "cold" = spawn the server process, wait until it answers, connect; "fresh" = the first
-  // session of a process that has just started and gone quiet, which is what every berth session gets (a new
-  // server process per session, its code not yet warmed up by earlier requests).
-  const directCold: ConnectSample[] = [];
-  const directFresh: ConnectSample[] = [];
-  for (let i = 0; i < P.coldSamples; i++) {
-    const t0 = performance.now();
-    const a = await startDirect(probe);
-    started.push(a);
-    const c = await connect(a.url);
-    directCold.push({ connect: performance.now() - t0, initialize: NaN, firstCall: NaN });
-    await disconnect(c);
-    const b = await startDirect(probe);
-    started.push(b);
-    await settle([{ t: b, servers: 1 }]);
-    directFresh.push(await sessionSample(b));
-    for (const t of [a, b]) {
+    // Direct, for reference: "cold" = spawn the server process, wait until it answers, connect; "fresh" = the first
+    // session of a process that has just started and gone quiet, which is what every berth session gets (a new
+    // server process per session, its code not yet warmed up by earlier requests).
+    const directCold: ConnectSample[] = [];
+    const directFresh: ConnectSample[] = [];
+    for (let i = 0; i < P.coldSamples; i++) {
+      const t0 = performance.now();
+      const a = await startDirect(probe);
+      started.push(a);
+      const c = await connect(a.url);
+      directCold.push({ connect: performance.now() - t0, initialize: NaN, firstCall: NaN });
+      await disconnect(c);
+      const b = await startDirect(probe);
+      started.push(b);
+      await settle([{ t: b, servers: 1 }]);
+      directFresh.push(await sessionSample(b));
+      for (const t of [a, b]) {
+        started.splice(started.indexOf(t), 1);
+        await t.stop();
+      }
+    }
+    const sessionResult = (xs: ConnectSample[] | undefined, s: Sut): SessionStartResult | undefined =>
+      xs?.length
+        ? {
+            connectMs: dist(xs.map((x) => x.connect)),
+            initializeMs: dist(xs.map((x) => x.initialize).filter((x) => !Number.isNaN(x))),
+            firstCallMs: dist(xs.map((x) => x.firstCall).filter((x) => !Number.isNaN(x))),
+            unsettled: unsettled.get(s) ?? 0,
+          }
+        : undefined;
+
+    // ---- latency, one client; then elicitation on the same session ----------------------------------------------
+    log(`echo latency, 1 client: ${P.rounds} rounds of ${P.latencyMs} ms per target`);
+    const single = new Map<Sut, Conn[]>();
+    for (const s of live(suts)) {
+      try {
+        single.set(s, await openSessions(s.t, 1));
+      } catch (e) {
+        fail(s, e);
+      }
+    }
+    const latRounds = new Map<Sut, LoadRound[]>();
+    for (let r = 0; r < P.rounds; r++) {
+      for (const s of rotate(live(suts), r)) {
+        await quiet(suts);
+        try {
+          latRounds.set(s, [...(latRounds.get(s) ?? []), await loadRound(s.t, single.get(s)!, r ? P.warmupMs : P.firstWarmupMs, P.latencyMs)]);
+        } catch (e) {
+          fail(s, e);
+        }
+      }
+    }
+    log(`elicitation round trip: ${P.elicitCalls} calls per target`);
+    const elicit = new Map<Sut, { latencies: number[]; errors: number }>();
+    const stateful = () => live(suts).filter((s) => s.id !== 'stateless');
+    for (const s of stateful()) await elicitRound(single.get(s)![0]!, 10).catch((e) => fail(s, e)); // warm-up
+    for (let r = 0; r < P.rounds; r++) {
+      for (const s of rotate(stateful(), r)) {
+        try {
+          const x = await elicitRound(single.get(s)![0]!, Math.ceil(P.elicitCalls / P.rounds));
+          const prev = elicit.get(s) ?? { latencies: [], errors: 0 };
+          elicit.set(s, { latencies: [...prev.latencies, ...x.latencies], errors: prev.errors + x.errors });
+        } catch (e) {
+          fail(s, e);
+        }
+      }
+    }
+    for (const conns of single.values()) for (const c of conns) await disconnect(c);
+
+    // ---- throughput, N clients (N sessions) per target ----------------------------------------------------------
+    log(`echo throughput, ${CONCURRENCY} clients: ${P.rounds} rounds of ${P.loadMs} ms per target`);
+    const many = new Map<Sut, Conn[]>();
+    for (const s of live(suts)) {
+      try {
+        many.set(s, await openSessions(s.t, CONCURRENCY));
+      } catch (e) {
+        fail(s, e);
+      }
+    }
+    // Reference: the direct server with one process per session — what berth's stateful mode runs, minus berth.
+    const refProcs = await Promise.all(Array.from({ length: CONCURRENCY }, () => startDirect(probe)));
+    started.push(...refProcs);
+    const ref: Target = { ...refProcs[0]!, serverPids: () => refProcs.map((t) => t.pid), gatewayPid: undefined };
+    const refConns = (await Promise.all(refProcs.map((t) => openSessions(t, 1)))).flat();
+    const refRounds: LoadRound[] = [];
+    const loadRounds = new Map<Sut, LoadRound[]>();
+    for (let r = 0; r < P.rounds; r++) {
+      for (const s of rotate<Sut | 'ref'>([...live(suts), 'ref'], r)) {
+        await quiet(suts);
+        const warmup = r ? P.warmupMs : P.firstWarmupMs;
+        if (s === 'ref') {
+          refRounds.push(await loadRound(ref, refConns, warmup, P.loadMs));
+          continue;
+        }
+        try {
+          loadRounds.set(s, [...(loadRounds.get(s) ?? []), await loadRound(s.t, many.get(s)!, warmup, P.loadMs)]);
+        } catch (e) {
+          fail(s, e);
+        }
+      }
+    }
+    for (const c of refConns) await disconnect(c);
+    for (const t of refProcs) {
       started.splice(started.indexOf(t), 1);
       await t.stop();
     }
-  }
-  const sessionResult = (xs: ConnectSample[] | undefined, s: Sut): SessionStartResult | undefined =>
-    xs?.length
-      ? {
-          connectMs: dist(xs.map((x) => x.connect)),
-          initializeMs: dist(xs.map((x) => x.initialize).filter((x) => !Number.isNaN(x))),
-          firstCallMs: dist(xs.map((x) => x.firstCall).filter((x) => !Number.isNaN(x))),
-          unsettled: unsettled.get(s) ?? 0,
-        }
-      : undefined;
+    const mem = new Map<Sut, MemoryResult>();
+    for (const s of live(suts)) mem.set(s, memory(s.t, many.get(s)!.map((c) => c.sessionId)));
+    for (const conns of many.values()) for (const c of conns) await disconnect(c);
 
-  // ---- latency, one client; then elicitation on the same session ----------------------------------------------
-  log(`echo latency, 1 client: ${P.rounds} rounds of ${P.latencyMs} ms per target`);
-  const single = new Map<Sut, Conn[]>();
-  for (const s of live(suts)) {
-    try {
-      single.set(s, await openSessions(s.t, 1));
-    } catch (e) {
-      fail(s, e);
-    }
-  }
-  const latRounds = new Map<Sut, LoadRound[]>();
-  for (let r = 0; r < P.rounds; r++) {
-    for (const s of rotate(live(suts), r)) {
-      await quiet(suts);
-      try {
-        latRounds.set(s, [...(latRounds.get(s) ?? []), await loadRound(s.t, single.get(s)!, r ? P.warmupMs : P.firstWarmupMs, P.latencyMs)]);
-      } catch (e) {
-        fail(s, e);
-      }
-    }
-  }
-  log(`elicitation round trip: ${P.elicitCalls} calls per target`);
-  const elicit = new Map<Sut, { latencies: number[]; errors: number }>();
-  const stateful = () => live(suts).filter((s) => s.id !== 'stateless');
-  for (const s of stateful()) await elicitRound(single.get(s)![0]!, 10).catch((e) => fail(s, e)); // warm-up
-  for (let r = 0; r < P.rounds; r++) {
-    for (const s of rotate(stateful(), r)) {
-      try {
-        const x = await elicitRound(single.get(s)![0]!, Math.ceil(P.elicitCalls / P.rounds));
-        const prev = elicit.get(s) ?? { latencies: [], errors: 0 };
-        elicit.set(s, { latencies: [...prev.latencies, ...x.latencies], errors: prev.errors + x.errors });
-      } catch (e) {
-        fail(s, e);
-      }
-    }
-  }
-  for (const conns of single.values()) for (const c of conns) await disconnect(c);
-
-  // ---- throughput, N clients (N sessions) per target ----------------------------------------------------------
-  log(`echo throughput, ${CONCURRENCY} clients: ${P.rounds} rounds of ${P.loadMs} ms per target`);
-  const many = new Map<Sut, Conn[]>();
-  for (const s of live(suts)) {
-    try {
-      many.set(s, await openSessions(s.t, CONCURRENCY));
-    } catch (e) {
-      fail(s, e);
-    }
-  }
-  // Reference: the direct server with one process per session — what berth's stateful mode runs, minus berth.
-  const refProcs = await Promise.all(Array.from({ length: CONCURRENCY }, () => startDirect(probe)));
-  started.push(...refProcs);
-  const ref: Target = { ...refProcs[0]!, serverPids: () => refProcs.map((t) => t.pid), gatewayPid: undefined };
-  const refConns = (await Promise.all(refProcs.map((t) => openSessions(t, 1)))).flat();
-  const refRounds: LoadRound[] = [];
-  const loadRounds = new Map<Sut, LoadRound[]>();
-  for (let r = 0; r < P.rounds; r++) {
-    for (const s of rotate<Sut | 'ref'>([...live(suts), 'ref'], r)) {
-      await quiet(suts);
-      const warmup = r ? P.warmupMs : P.firstWarmupMs;
-      if (s === 'ref') {
-        refRounds.push(await loadRound(ref, refConns, warmup, P.loadMs));
+    // ---- results ------------------------------------------------------------------------------------------------
+    const results: Partial<Record<Id, SutResult>> = {};
+    for (const s of suts) {
+      if (!s.t) {
+        results[s.id] = { id: s.id, label: s.label, startedInMs: NaN, idle: { serverRssKb: NaN }, failed: s.failed };
         continue;
       }
-      try {
-        loadRounds.set(s, [...(loadRounds.get(s) ?? []), await loadRound(s.t, many.get(s)!, warmup, P.loadMs)]);
-      } catch (e) {
-        fail(s, e);
-      }
+      const cold = s.id === 'direct' ? directCold : coldSamples.get(s);
+      results[s.id] = {
+        id: s.id,
+        label: s.label,
+        isolation: s.t.isolation(),
+        startedInMs: Math.round(s.t.startedInMs),
+        idle: idle.get(s)!,
+        sessionStartWarm: sessionResult(warmSamples.get(s), s),
+        sessionStartCold: s.id === 'stateless' ? undefined : { ...sessionResult(cold, s)!, ...(s.id === 'direct' ? { note: 'spawn the server process, wait until it answers, then connect' } : {}) },
+        sessionStartFresh: s.id === 'direct' ? sessionResult(directFresh, s) : undefined,
+        latency: latRounds.get(s)?.length ? summarize(1, latRounds.get(s)!) : undefined,
+        elicitation: elicit.get(s) ? { latencyMs: dist(elicit.get(s)!.latencies), errors: elicit.get(s)!.errors } : undefined,
+        throughput: loadRounds.get(s)?.length ? summarize(CONCURRENCY, loadRounds.get(s)!) : undefined,
+        throughputProcessPerSession: s.id === 'direct' ? summarize(CONCURRENCY, refRounds) : undefined,
+        memory: mem.get(s),
+        failed: s.failed ?? (s.coldFailed ? `cold start (--warm-pool 0): ${s.coldFailed}` : undefined),
+      };
+      if (!results[s.id]!.sessionStartCold?.connectMs) delete results[s.id]!.sessionStartCold;
     }
+    return results;
+  } finally {
+    await stopAll();
   }
-  for (const c of refConns) await disconnect(c);
-  for (const t of refProcs) {
-    started.splice(started.indexOf(t), 1);
-    await t.stop();
-  }
-  const mem = new Map<Sut, MemoryResult>();
-  for (const s of live(suts)) mem.set(s, memory(s.t, many.get(s)!.map((c) => c.sessionId)));
-  for (const conns of many.values()) for (const c of conns) await disconnect(c);
-
-  // ---- results ------------------------------------------------------------------------------------------------
-  const results: Partial<Record<Id, SutResult>> = {};
-  for (const s of suts) {
-    if (!s.t) {
-      results[s.id] = { id: s.id, label: s.label, startedInMs: NaN, idle: { serverRssKb: NaN }, failed: s.failed };
-      continue;
-    }
-    const cold = s.id === 'direct' ? directCold : coldSamples.get(s);
-    results[s.id] = {
-      id: s.id,
-      label: s.label,
-      isolation: s.t.isolation(),
-      startedInMs: Math.round(s.t.startedInMs),
-      idle: idle.get(s)!,
-      sessionStartWarm: sessionResult(warmSamples.get(s), s),
-      sessionStartCold: s.id === 'stateless' ? undefined : { ...sessionResult(cold, s)!, ...(s.id === 'direct' ? { note: 'spawn the server process, wait until it answers, then connect' } : {}) },
-      sessionStartFresh: s.id === 'direct' ? sessionResult(directFresh, s) : undefined,
-      latency: latRounds.get(s)?.length ? summarize(1, latRounds.get(s)!) : undefined,
-      elicitation: elicit.get(s) ? { latencyMs: dist(elicit.get(s)!.latencies), errors: elicit.get(s)!.errors } : undefined,
-      throughput: loadRounds.get(s)?.length ? summarize(CONCURRENCY, loadRounds.get(s)!) : undefined,
-      throughputProcessPerSession: s.id === 'direct' ? summarize(CONCURRENCY, refRounds) : undefined,
-      memory: mem.get(s),
-      failed: s.failed ?? (s.coldFailed ? `cold start (--warm-pool 0): ${s.coldFailed}` : undefined),
-    };
-    if (!results[s.id]!.sessionStartCold?.connectMs) delete results[s.id]!.sessionStartCold;
-  }
-  await stopAll();
-  report(results);
-} finally {
-  await stopAll();
 }
 
-/** The commit measured, and whether src/ had uncommitted changes (the bench builds the working tree). */
-function gitState(): { commit?: string; srcDirty?: boolean } {
+const compared = DRIVERS_ONLY ? {} : await compare();
+let drivers: DriverResult[] = [];
+if (DRIVER_IDS.length) {
+  driversBackgroundCores = await background();
+  log(`per-driver section: ${DRIVER_IDS.join(', ')}; the bundled demo server; ${DP.capacitySessions} idle sessions per driver; background load ${driversBackgroundCores} cores`);
   try {
-    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT }).toString().trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: ROOT }).toString().trim() !== '';
-    return { commit, srcDirty: dirty };
+    drivers = await runDrivers({ bin: BERTH_BIN, log, started }, VARIANTS.filter((v) => DRIVER_IDS.includes(v.id)), DP);
+  } finally {
+    await stopAll();
+  }
+}
+report(compared, drivers);
+
+/**
+ * The commit measured, and whether its src/ had uncommitted changes: of the checkout that holds the berth launcher
+ * (--berth-bin may point into another checkout or worktree; `npm run bench` builds this one).
+ */
+function gitState(): { commit?: string; srcDirty?: boolean; checkout?: string } {
+  const dir = dirname(dirname(resolve(ROOT, BERTH_BIN)));
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: dir }).toString().trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src'], { cwd: dir }).toString().trim() !== '';
+    return { commit, srcDirty: dirty, checkout: relative(ROOT, dir) || '.' };
   } catch {
     return {};
   }
 }
 
 // ---- report -------------------------------------------------------------------------------------------------------
-function report(results: Partial<Record<Id, SutResult>>): void {
-  const d = results.direct!;
+function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]): void {
+  const d = results.direct ?? ({} as SutResult);
   const ids = ALL.filter((id) => results[id]);
   const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 1000) / 1000 : undefined);
   const ratios = Object.fromEntries(
@@ -435,13 +477,22 @@ function report(results: Partial<Record<Id, SutResult>>): void {
     scenarios: results,
     ratios,
     targets,
+    drivers: {
+      server: 'the bundled demo server (berth run with no command: node dist/demo/server.js)',
+      backgroundCores: driversBackgroundCores,
+      params: DP,
+      results: drivers,
+      targets: driverTargets(drivers),
+    },
   };
   writeFileSync(OUT, JSON.stringify(out, null, 2) + '\n');
 
   const f1 = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
   const mb = (kb: number | undefined) => (kb === undefined || Number.isNaN(kb) ? '–' : (kb / 1024).toFixed(1));
   // ratio: 'direct' = berth / direct; 'ref' = berth / the direct column's reference value (stateful berths only)
-  type Row = [string, (r: SutResult) => number | undefined, 'direct' | 'ref' | 'none', ((x: number | undefined) => string)?];
+  // An optional fifth element prints the cell itself (no ratio).
+  type Row = [string, (r: SutResult) => number | undefined, 'direct' | 'ref' | 'none', ((x: number | undefined) => string)?, ((r: SutResult) => string)?];
+  const busy = (x: LoadResult | undefined) => (x ? `${f1(x.coresBusy)} / ${f1(x.coresOther)}` : '–');
   const rows: Row[] = [
     [`echo calls/s, ${CONCURRENCY} clients`, (r) => r.throughput?.callsPerS, 'direct'],
     [`  latency p50 ms`, (r) => r.throughput?.latencyMs.p50, 'direct'],
@@ -450,12 +501,13 @@ function report(results: Partial<Record<Id, SutResult>>): void {
     [`  CPU ms/call: berth`, (r) => r.throughput?.cpuMsPerCall.gateway || undefined, 'none'],
     [`  CPU ms/call: server(s)`, (r) => r.throughput?.cpuMsPerCall.servers, 'direct'],
     [`  CPU ms/call: total`, (r) => r.throughput?.cpuMsPerCall.total, 'direct'],
-    [`  cores busy / of it not ours`, (r) => r.throughput?.coresBusy, 'none'],
+    [`  cores busy / of it not ours`, (r) => r.throughput?.coresBusy, 'none', f1, (r) => busy(r.throughput)],
     [`  vs direct, 1 process/session: calls/s`, (r) => (r === d ? d.throughputProcessPerSession : r.throughput)?.callsPerS, 'ref'],
     [`    server CPU ms/call`, (r) => (r === d ? d.throughputProcessPerSession : r.throughput)?.cpuMsPerCall.servers, 'ref'],
     [`echo calls/s, 1 client`, (r) => r.latency?.callsPerS, 'direct'],
     [`  latency p50 ms`, (r) => r.latency?.latencyMs.p50, 'direct'],
     [`  latency p99 ms`, (r) => r.latency?.latencyMs.p99, 'direct'],
+    [`  cores busy / of it not ours`, (r) => r.latency?.coresBusy, 'none', f1, (r) => busy(r.latency)],
     [`session start warm p50 ms`, (r) => r.sessionStartWarm?.connectMs.p50, 'direct'],
     [`  p99 ms`, (r) => r.sessionStartWarm?.connectMs.p99, 'direct'],
     [`  initialize part p50 ms`, (r) => r.sessionStartWarm?.initializeMs.p50, 'direct'],
@@ -465,15 +517,15 @@ function report(results: Partial<Record<Id, SutResult>>): void {
     [`  p99 ms`, (r) => r.sessionStartCold?.connectMs.p99, 'direct'],
     [`elicitation call p50 ms`, (r) => r.elicitation?.latencyMs.p50, 'direct'],
     [`  p99 ms`, (r) => r.elicitation?.latencyMs.p99, 'direct'],
-    [`berth RSS idle MB`, (r) => r.idle.gatewayRssKb, 'none', mb],
+    [`berth RSS idle MB`, (r) => r.idle?.gatewayRssKb, 'none', mb],
     [`berth RSS, ${CONCURRENCY} sessions MB`, (r) => r.memory?.gatewayRssKb, 'none', mb],
     [`server RSS per session MB`, (r) => r.memory?.serverRssKb, 'none', mb],
     [`server PSS per session MB`, (r) => r.memory?.serverPssKb, 'none', mb],
-    [`server sandboxes × processes each`, (r) => r.memory?.serverProcesses, 'none'],
+    [`server sandboxes × processes each`, (r) => r.memory?.serverProcesses, 'none', f1, (r) => (r.memory ? `${r.memory.serverProcesses} × ${r.memory.processesPerSandbox}` : '–')],
   ];
   const cols = ids.filter((id) => results[id]!.sessionStartWarm || results[id]!.throughput);
   const cells: string[][] = [['', ...cols.map((c) => LABEL[c])]];
-  for (const [name, get, mode, fmt = f1] of rows) {
+  for (const [name, get, mode, fmt = f1, cell] of rows) {
     const base = get(d);
     cells.push([
       name,
@@ -482,8 +534,7 @@ function report(results: Partial<Record<Id, SutResult>>): void {
         if (mode === 'ref' && c === 'stateless') return '–';
         const v = get(r);
         let s = fmt(v);
-        if (name.includes('not ours')) s = `${f1(r.throughput?.coresBusy)} / ${f1(r.throughput?.coresOther)}`;
-        if (name.includes('processes each')) s = r.memory ? `${r.memory.serverProcesses} × ${r.memory.processesPerSandbox}` : '–';
+        if (cell) return cell(r);
         if (c !== 'direct' && mode !== 'none' && v !== undefined && base !== undefined && base > 0) s += ` (${(v / base).toFixed(2)}×)`;
         return s;
       }),
@@ -495,11 +546,13 @@ function report(results: Partial<Record<Id, SutResult>>): void {
   w(`\nberth benchmark — node ${process.version}, SDK ${out.meta.sdk}, ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model ?? '?'}), ${QUICK ? 'quick' : 'full'} run in ${durationS} s\n`);
   const iso = [...new Set(ids.map((id) => results[id]!.isolation).filter(Boolean))].join(', ') || ISOLATION || 'auto';
   const g = out.meta.git;
-  w(`berth ${g.commit ?? '?'}${g.srcDirty ? ' + uncommitted src/ changes' : ''}, isolation ${iso}; ${CONCURRENCY} clients = ${CONCURRENCY} sessions; warm pool ${WARM}\n`);
-  w(`client, berth and servers share this machine; (×) = berth / direct\n\n`);
-  w([line(cells[0]!), widths.map((x) => '-'.repeat(x)).join('  '), ...cells.slice(1).map(line)].join('\n') + '\n');
-  w(`"vs direct" rows: the direct column shows the same probe with one process per session (no gateway), and the ratio\n`);
-  w(`compares berth with that instead of with the single shared direct process. See docs/benchmarks.md.\n\n`);
+  w(`berth ${g.commit ?? '?'}${g.srcDirty ? ' + uncommitted src/ changes' : ''}${g.checkout && g.checkout !== '.' ? ` (checkout ${g.checkout})` : ''}, isolation ${iso}; ${CONCURRENCY} clients = ${CONCURRENCY} sessions; warm pool ${WARM}\n`);
+  w(`client, berth and servers share this machine${results.direct ? '; (×) = berth / direct' : ''}\n\n`);
+  if (results.direct) {
+    w([line(cells[0]!), widths.map((x) => '-'.repeat(x)).join('  '), ...cells.slice(1).map(line)].join('\n') + '\n');
+    w(`"vs direct" rows: the direct column shows the same probe with one process per session (no gateway), and the ratio\n`);
+    w(`compares berth with that instead of with the single shared direct process. See docs/benchmarks.md.\n\n`);
+  }
   for (const [id, t] of Object.entries(targets)) {
     w(
       `target ${LABEL[id as Id].padEnd(16)} throughput ≥ 0.9× direct: ${t.throughputAtLeast0_9xDirect ? 'met   ' : 'MISSED'} (${ratios[id]!.throughput?.toFixed(2)}×)` +
@@ -513,6 +566,10 @@ function report(results: Partial<Record<Id, SutResult>>): void {
     if (e) w(`warning: ${r.label}: ${e} failed calls\n`);
     if (r.sessionStartWarm?.unsettled) w(`warning: ${r.label}: ${r.sessionStartWarm.unsettled} session samples taken before the targets went quiet\n`);
     if (r.failed) w(`FAILED ${r.label}: ${r.failed}\n`);
+  }
+  if (drivers.length) {
+    w(`\n${driverReport(drivers, f1)}`);
+    if ((driversBackgroundCores ?? 0) > 0.2) w(`warning: ${driversBackgroundCores} cores were busy before the per-driver section started; its timings are noisy\n`);
   }
   w(`\nJSON: ${OUT}\n`);
 }

@@ -135,16 +135,22 @@ export interface BerthOptions {
   isolation?: string;
   stateless?: boolean;
   upstream?: 'stdio' | 'http';
+  /** More `berth run` flags (e.g. --network none --memory 256m). */
+  flags?: string[];
 }
 
-export async function startBerth(probe: string, o: BerthOptions): Promise<Target> {
-  const flags = ['--port', '0', '--warm-pool', String(o.warmPool)];
+/**
+ * `berth run` hosting `probe` (the compiled probe server), or, with probe `null`, no command at all: berth then
+ * hosts its bundled demo server (`node dist/demo/server.js`).
+ */
+export async function startBerth(probe: string | null, o: BerthOptions): Promise<Target> {
+  const flags = ['--port', '0', '--warm-pool', String(o.warmPool), ...(o.flags ?? [])];
   if (o.stateless) flags.push('--stateless');
   if (o.isolation) flags.push('--isolation', o.isolation);
   if (o.upstream === 'http') flags.push('--upstream', 'http');
-  const serverArgv = [process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
+  const serverArgv = probe === null ? [] : ['--', process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, '--', ...serverArgv], { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, ...serverArgv], { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let isolation: string | undefined;
   const stderrTail = tail(proc, (text) => {
     if (isolation) return;

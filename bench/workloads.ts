@@ -71,7 +71,7 @@ export interface ConnectSample {
 }
 
 /** One session: time connect() and its first echo call, then end the session. */
-export async function sessionSample(t: Target): Promise<ConnectSample> {
+export async function sessionSample(t: Target, tool: { name: string; arguments: Record<string, unknown> } = ECHO): Promise<ConnectSample> {
   let posts = 0;
   let initializedAt = NaN;
   const c = newClient(t.url, () => {
@@ -80,7 +80,7 @@ export async function sessionSample(t: Target): Promise<ConnectSample> {
   const t0 = performance.now();
   await c.client.connect(c.transport);
   const t1 = performance.now();
-  await c.client.callTool(ECHO);
+  await c.client.callTool(tool);
   const t2 = performance.now();
   await disconnect(c);
   return { connect: t1 - t0, initialize: initializedAt - t0, firstCall: t2 - t1 };
@@ -114,7 +114,7 @@ export interface LoadRound {
  * Every connection calls `tool` back to back. The first `warmupMs` are discarded; calls that start and
  * finish inside the next `measureMs` are counted.
  */
-export async function loadRound(t: Target, conns: Conn[], warmupMs: number, measureMs: number, tool = ECHO): Promise<LoadRound> {
+export async function loadRound(t: Target, conns: Conn[], warmupMs: number, measureMs: number, tool: { name: string; arguments: Record<string, unknown> } = ECHO): Promise<LoadRound> {
   const cpuPids = t.serverPids(); // stateful: sessions' servers and idle warm ones (which cost ~0)
   const snap = () => ({
     client: process.cpuUsage(),
