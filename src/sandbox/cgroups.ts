@@ -1,6 +1,7 @@
 // Per-session resource limits through cgroups: v2 where the host delegates controllers, else v1 (memory, pids, cpu).
 // Files are written from Node directly; berth needs to be root (or own a delegated subtree).
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SandboxLimits } from './driver.js';
 import { hostName } from './host.js';
@@ -124,9 +125,9 @@ export class SessionCgroup {
     }
   }
 
-  /** Moves a process in; its later children inherit the cgroup. */
-  addPid(pid: number): void {
-    for (const dir of new Set(Object.values(this.dirs))) writeFileSync(join(dir, 'cgroup.procs'), String(pid));
+  /** Moves a process in; its later children inherit the cgroup. Async: on v1 a write can take 10+ ms. */
+  async addPid(pid: number): Promise<void> {
+    for (const dir of new Set(Object.values(this.dirs))) await writeFile(join(dir, 'cgroup.procs'), String(pid));
   }
 
   /** True when the kernel OOM-killed a process of this session. */

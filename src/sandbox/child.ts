@@ -54,9 +54,9 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   spawned.catch(() => undefined);
   if (cgroup && child.pid) {
     try {
-      cgroup.addPid(child.pid);
+      await cgroup.addPid(child.pid);
       // Whatever it forked before we got here (bwrap's namespace init) joins too; later forks inherit.
-      if (o.blockFd) for (const pid of await descendants(child.pid)) cgroup.addPid(pid);
+      if (o.blockFd) for (const pid of await descendants(child.pid)) await cgroup.addPid(pid);
     } catch (e) {
       child.kill('SIGKILL');
       await cgroup.remove();

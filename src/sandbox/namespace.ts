@@ -4,7 +4,7 @@
 // working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
 // any --mount paths read-only. Nothing else of the host.
 import { spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, mkdirSync } from 'node:fs';
+import { chownSync, chmodSync, mkdirSync, readlinkSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,13 +25,27 @@ async function mountOverlay(baseDir: string, scratch: string): Promise<string | 
   return merged;
 }
 
+function localtimeTarget(): string | undefined {
+  try {
+    const t = readlinkSync('/etc/localtime');
+    return t.includes('/usr/share/zoneinfo/') ? t : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[]): string[] {
   // No nested user namespaces: they would hand the server a full capability set against more kernel surface.
   const a = ['--unshare-all', '--unshare-user', '--disable-userns', '--assert-userns-disabled', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--block-fd', '3'];
   if (spec.network === 'host') a.push('--share-net');
   a.push('--ro-bind', '/usr', '/usr');
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) a.push('--symlink', `usr/${l}`, `/${l}`);
-  for (const f of ETC_FILES) a.push('--ro-bind-try', f, f);
+  for (const f of ETC_FILES) {
+    // A symlinked /etc/localtime stays a symlink: bound as a plain file, time-zone code scans all of zoneinfo.
+    const link = f === '/etc/localtime' ? localtimeTarget() : undefined;
+    if (link) a.push('--symlink', link, f);
+    else a.push('--ro-bind-try', f, f);
+  }
   a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
   a.push(base.writable ? '--bind' : '--ro-bind', base.src, spec.cwd);
   for (const m of spec.mounts) a.push('--ro-bind', m, m);
