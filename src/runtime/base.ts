@@ -66,8 +66,15 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   abstract start(): Promise<void>;
+  /** True while any client request is in flight. */
+  protected abstract get busy(): boolean;
+
   /** Stops taking new sessions/requests and waits up to graceMs for in-flight calls. */
-  abstract drain(graceMs: number): Promise<void>;
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline && this.busy) await new Promise((r) => setTimeout(r, 50));
+  }
   abstract close(): Promise<void>;
   abstract get sessionCount(): number;
   /** Servers started and ready, waiting for a session (stateful) or a request (stateless). */

@@ -149,12 +149,8 @@ export class StatefulRuntime extends HostedRuntime {
     res.writeHead(204).end();
   }
 
-  async drain(graceMs: number): Promise<void> {
-    this.draining = true;
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && [...this.sessions.values()].some((s) => s.inFlight > 0)) {
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  protected get busy(): boolean {
+    return [...this.sessions.values()].some((s) => s.inFlight > 0);
   }
 
   async close(): Promise<void> {

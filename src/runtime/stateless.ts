@@ -2,7 +2,7 @@
 // that berth started and initialized ahead of time; they must hold no per-client state.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
-import { dispose, launch, type Launched } from '../session/launch.js';
+import { dispose, launch, withinStartup, type Launched } from '../session/launch.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
@@ -78,22 +78,14 @@ export class StatelessRuntime extends HostedRuntime {
       // "this runtime is stateless" error instead of the server failing with a vaguer one.
       const capabilities = { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} };
       const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities, clientInfo: BERTH_CLIENT_INFO };
+      const startupTimeout = this.config.limits.startupTimeout;
       if (server.kind === 'stdio') {
-        // A server that dies or hangs during initialize must not stall the pool (or shutdown) forever.
-        const died = server.sandbox.exited.then(() => {
-          throw new Error('the server exited during initialize');
-        });
-        died.catch(() => undefined); // it may exit long after the race is over
-        let timer: NodeJS.Timeout | undefined;
-        const late = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no initialize answer within ${this.config.limits.startupTimeout} ms`)), this.config.limits.startupTimeout);
-        });
-        const r = await Promise.race([server.relay.call('initialize', params), died, late]).finally(() => clearTimeout(timer));
+        const r = await withinStartup(server.sandbox, startupTimeout, server.relay.call('initialize', params), 'the server did not answer initialize');
         if (r.error) throw new Error(`initialize failed: ${r.error.message}`);
         server.relay.notify('notifications/initialized');
         return { server, initResult: r.result as Record<string, unknown>, inFlight: 0 };
       }
-      const initResult = await server.upstream.initializeAsClient(params);
+      const initResult = await withinStartup(server.sandbox, startupTimeout, server.upstream.initializeAsClient(params), 'the server did not answer initialize');
       return { server, initResult, inFlight: 0 };
     } catch (e) {
       await dispose(server, 0);
@@ -162,10 +154,8 @@ export class StatelessRuntime extends HostedRuntime {
     throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no sessions to delete', { allow: 'POST' });
   }
 
-  async drain(graceMs: number): Promise<void> {
-    this.draining = true;
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && this.members.some((m) => m.inFlight > 0)) await new Promise((r) => setTimeout(r, 50));
+  protected get busy(): boolean {
+    return this.members.some((m) => m.inFlight > 0);
   }
 
   async close(): Promise<void> {

@@ -73,17 +73,6 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   const slog = log.child({ session: id.slice(0, 8) });
   eachLine(sandbox.stderr, 16 * 1024, (line) => slog.info({ stream: 'stderr' }, line));
   const startedAt = performance.now();
-  const timeout = (what: string) =>
-    new Promise<never>((_, reject) => {
-      const t = setTimeout(() => reject(new Error(`${what} within ${config.limits.startupTimeout} ms (startupTimeout)`)), config.limits.startupTimeout);
-      t.unref();
-      void sandbox.exited.then(() => clearTimeout(t));
-    });
-  const exitedEarly = sandbox.exited.then((info) => {
-    throw new Error(`the server exited during start-up (${info.reason ?? `code ${info.code}, signal ${info.signal}`})`);
-  });
-  exitedEarly.catch(() => undefined);
-
   if (config.upstream === 'http') {
     const upstream = new HttpUpstream(port!);
     const launched: Launched = { kind: 'http', id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
@@ -104,9 +93,26 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     config.readyProbe === 'ping'
       ? relay.call('ping').then(() => undefined)
       : Promise.resolve();
-  launched.ready = Promise.race([probe, exitedEarly, timeout('the server did not answer a ping')]).then(() => void (launched.isReady = true));
+  launched.ready = withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping').then(() => void (launched.isReady = true));
   launched.ready.catch(() => undefined);
   return launched;
+}
+
+/**
+ * A start-up step bounded the way every one is: it fails when the server exits first, or after timeoutMs.
+ * A server that dies or hangs while starting must never stall a pool (or shutdown).
+ */
+export function withinStartup<T>(sandbox: Sandbox, timeoutMs: number, work: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms (startupTimeout)`)), timeoutMs);
+    timer.unref();
+  });
+  const died = sandbox.exited.then((info) => {
+    throw new Error(`the server exited during start-up (${info.reason ?? `code ${info.code}, signal ${info.signal}`})`);
+  });
+  died.catch(() => undefined); // it may exit long after the race is over
+  return Promise.race([work, died, late]).finally(() => clearTimeout(timer));
 }
 
 /** Stops a launched server and removes its working directory. */
