@@ -2,7 +2,9 @@
 // server meets gVisor's Sentry, not the host kernel. Rootless, ptrace platform by default (works without KVM);
 // BERTH_GVISOR_PLATFORM=systrap|kvm picks a faster one where the host has it. The sandbox sees the same
 // files as the namespace driver; every write (beside the code, in its working directory, anywhere) lands in
-// the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host.
+// the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host. The runtime directory
+// is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
+// a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
 import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -28,8 +30,26 @@ function ociResources(spec: SandboxSpec): Record<string, unknown> {
   return r;
 }
 
+// Only for the entry step below, never the server's: chown the runtime dir's top, enter the 0700 working directory.
+const ENTRY_CAPS = ['CAP_CHOWN', 'CAP_DAC_READ_SEARCH', 'CAP_SETUID', 'CAP_SETGID', 'CAP_SETPCAP'];
+
+/**
+ * The sandbox starts as root inside gVisor (never the host's root: that is the Sentry's own user table) to give the
+ * runtime dir's top to the sandbox uid in the in-memory overlay, then setpriv drops to that uid with every
+ * capability cleared and execs the server. Without setpriv the server starts as the sandbox uid and the runtime
+ * dir stays read-only to it.
+ */
+function entryArgv(spec: SandboxSpec, argv: string[]): { uid: number; caps: string[]; args: string[] } | undefined {
+  const setpriv = '/usr/bin/setpriv';
+  if (!existsSync(setpriv) || !existsSync('/usr/bin/sh') || !existsSync('/usr/bin/chown')) return undefined;
+  const drop = [setpriv, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--'];
+  const script = `/usr/bin/chown ${SANDBOX_UID}:${SANDBOX_UID} "$0" && exec ${drop.join(' ')} "$@"`;
+  return { uid: 0, caps: ENTRY_CAPS, args: ['/usr/bin/sh', '-c', script, spec.cwd, ...argv] };
+}
+
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
 function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
+  const entry = entryArgv(spec, argv);
   const rootfs = join(dir, 'rootfs');
   mkdirSync(rootfs);
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) symlinkSync(`usr/${l}`, join(rootfs, l));
@@ -39,7 +59,7 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
     bind('/usr'),
     ...ETC_FILES.filter((f) => existsSync(f)).map((f) => bind(f)),
-    bind(spec.cwd),
+    bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
     bind(spec.workDir, true),
   ];
@@ -47,11 +67,11 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
     ociVersion: '1.0.0',
     process: {
       terminal: false,
-      user: { uid: SANDBOX_UID, gid: SANDBOX_UID },
-      args: argv,
+      user: { uid: entry?.uid ?? SANDBOX_UID, gid: entry?.uid ?? SANDBOX_UID },
+      args: entry?.args ?? argv,
       env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
       cwd: spec.workDir,
-      capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
+      capabilities: { bounding: entry?.caps ?? [], effective: entry?.caps ?? [], inheritable: [], permitted: entry?.caps ?? [], ambient: [] },
       noNewPrivileges: true,
     },
     root: { path: 'rootfs', readonly: true },
@@ -106,6 +126,7 @@ export const gvisorDriver: SandboxDriver = {
       cwd: scratch,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       spec,
+      scratchDirs: [scratch],
       cleanup: async () => {
         await run(runsc, ['--rootless', '--root', state, 'delete', '--force', id]);
         await rm(scratch, { recursive: true, force: true });
