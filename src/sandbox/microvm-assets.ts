@@ -1,14 +1,15 @@
 // The microVM's kernel and initramfs, built once into a cache directory from Debian's own packages:
 // the stock kernel (apt-get download, unpacked, decompressed to vmlinux so TCG skips the in-guest
-// decompression) and a busybox initramfs with the virtio/9p modules and berth's /init.
+// decompression) and a busybox initramfs with the virtio/9p/overlay modules and berth's /init.
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { isRoot } from './host.js';
 
-export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', '9pnet', '9pnet_virtio', 'netfs', 'fscache', '9p', 'failover', 'net_failover', 'virtio_net'];
+export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', '9pnet', '9pnet_virtio', 'netfs', 'fscache', '9p', 'failover', 'net_failover', 'virtio_net', 'overlay'];
 
 export function assetDir(): string {
   return process.env.BERTH_CACHE_DIR ? join(process.env.BERTH_CACHE_DIR, 'microvm') : isRoot() ? '/var/cache/berth/microvm' : join(homedir(), '.cache/berth/microvm');
@@ -19,10 +20,13 @@ export interface MicrovmAssets {
   initrd: string;
 }
 
+/** The initramfs is named after what goes into it, so an older build (other modules, another /init) is not used. */
+const initrdName = () => `initramfs-${createHash('sha256').update(INIT).update(GUEST_MODULES.join()).digest('hex').slice(0, 12)}.cpio.gz`;
+
 export function findAssets(): MicrovmAssets | undefined {
   const dir = assetDir();
   const kernel = join(dir, 'vmlinux');
-  const initrd = join(dir, 'initramfs.cpio.gz');
+  const initrd = join(dir, initrdName());
   return existsSync(kernel) && existsSync(initrd) ? { kernel, initrd } : undefined;
 }
 
@@ -107,10 +111,11 @@ export function buildAssets(log: (msg: string) => void = () => undefined): Micro
     writeFileSync(join(root, 'etc/passwd'), 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n');
     const files = sh('find', ['.'], { cwd: root });
     const cpio = sh('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: root, input: files });
-    writeFileSync(join(dir, 'initramfs.cpio.gz.tmp'), gzipSync(cpio));
+    writeFileSync(join(dir, `${initrdName()}.tmp`), gzipSync(cpio));
     // Renamed last, so a half-built cache is never taken for a whole one.
     sh('mv', [join(dir, 'vmlinux.tmp'), join(dir, 'vmlinux')]);
-    sh('mv', [join(dir, 'initramfs.cpio.gz.tmp'), join(dir, 'initramfs.cpio.gz')]);
+    sh('mv', [join(dir, `${initrdName()}.tmp`), join(dir, initrdName())]);
+    for (const f of readdirSync(dir)) if (f.startsWith('initramfs') && f !== initrdName()) rmSync(join(dir, f), { force: true });
     return findAssets()!;
   } finally {
     rmSync(work, { recursive: true, force: true });

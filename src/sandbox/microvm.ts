@@ -1,9 +1,11 @@
 // The microVM driver: each session server in its own QEMU `microvm` with the stock Debian kernel — its own
 // kernel, memory and devices. Hardware-accelerated (-accel kvm) when a canary boot shows KVM can run a stock
 // kernel; TCG software emulation elsewhere (this is slow: seconds to boot, which the warm pool hides).
-// QEMU runs as uid 65534 with its seccomp sandbox on. The guest sees /usr and the runtime directory read-only
-// and its working directory read-write over 9p, never /; MCP travels over a virtio-serial port wired to
-// QEMU's stdio, and the guest console (the server's stderr) over a unix socket.
+// QEMU runs as uid 65534 with its seccomp sandbox on. The guest sees /usr read-only and its working directory
+// read-write over 9p, never /; the runtime directory at its own path as an overlay whose lower is the read-only
+// 9p share and whose upper is guest tmpfs, so writes beside the code stay in the VM's memory. MCP travels over
+// a virtio-serial port wired to QEMU's stdio, and the guest console (the server's stderr) over a unix socket.
+// An http upstream's server gets HOST=0.0.0.0: QEMU forwards $PORT to the guest's NIC, not its loopback.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startChild } from './child.js';
-import type { Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
+import type { ExitInfo, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
 import { dropPrivileges, isRoot, SANDBOX_UID, which } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { resolveArgv } from './process.js';
@@ -61,8 +63,15 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
 function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[]): void {
   mkdirSync(dir);
   const mount = (tag: string, path: string, ro: boolean) => `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
-  writeFileSync(join(dir, 'mounts.sh'), mount('app', spec.cwd, true) + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join(''));
-  writeFileSync(join(dir, 'env.sh'), `BERTH_ENV=${q(Object.entries(spec.env).map(([k, v]) => `${k}=${v}`).join(' '))}\n`);
+  // The runtime dir: 9p lower, tmpfs upper (the VM's memory). Without overlay support it stays read-only.
+  const app =
+    mount('app', '/run/berth-app', true) +
+    `$B mkdir -p /run/berth-app-rw ${q(spec.cwd)} && $B mount -t tmpfs -o mode=0755 tmpfs /run/berth-app-rw && $B mkdir /run/berth-app-rw/upper /run/berth-app-rw/work\n` +
+    `$B mount -t overlay -o lowerdir=/run/berth-app,upperdir=/run/berth-app-rw/upper,workdir=/run/berth-app-rw/work overlay ${q(spec.cwd)} || ` +
+    `{ echo "berth:init no overlay: the runtime directory is read-only"; $B mount -o bind /run/berth-app ${q(spec.cwd)}; }\n`;
+  writeFileSync(join(dir, 'mounts.sh'), app + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join(''));
+  const env = spec.port !== undefined ? { HOST: '0.0.0.0', ...spec.env } : spec.env;
+  writeFileSync(join(dir, 'env.sh'), `BERTH_ENV=${q(Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' '))}\n`);
   if (spec.network === 'host') writeFileSync(join(dir, 'net'), '');
   writeFileSync(join(dir, 'run.sh'), `cd ${q(spec.workDir)} && exec ${argv.map(q).join(' ')}\n`);
 }
@@ -74,7 +83,7 @@ export const microvmDriver: SandboxDriver = {
     if (process.platform !== 'linux') return { ok: false, reason: 'the microVM driver needs Linux' };
     if (!which('qemu-system-x86_64')) return { ok: false, reason: 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)' };
     const assets = findAssets();
-    if (!assets) return { ok: false, reason: 'no guest kernel and initramfs yet: run `npx berth setup microvm`' };
+    if (!assets) return { ok: false, reason: 'no guest kernel and initramfs for this berth version yet: run `npx berth setup microvm`' };
     const a = await chooseAccel(assets);
     return { ok: true, reason: a === 'tcg' ? 'no usable hardware virtualisation: TCG software emulation (slow boots; the warm pool hides them)' : undefined };
   },
@@ -120,23 +129,25 @@ export const microvmDriver: SandboxDriver = {
       cwd: scratch,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       spec,
+      scratchDirs: [scratch],
       cleanup: async () => {
         consoleServer.close();
         await rm(scratch, { recursive: true, force: true });
       },
     });
     sandbox.stderr.pipe(stderr, { end: false }); // QEMU's own complaints
+    // QEMU exits normally after a guest OOM kill: only the guest's report on the console says why.
+    const verdict = (info: ExitInfo): ExitInfo => (oom ? { ...info, reason: 'oom' } : info);
     return {
       driver: 'microvm',
       pid: sandbox.pid,
       stdin,
       stdout: sandbox.stdout,
       stderr,
-      exited: sandbox.exited.then((info) => (oom ? { ...info, reason: 'oom' } : info)),
+      exited: sandbox.exited.then(verdict),
       stop: async (grace) => {
         stdin.end(); // the server sees EOF and exits; /init powers the VM off
-        const info = await sandbox.stop(grace);
-        return oom ? { ...info, reason: 'oom' } : info;
+        return verdict(await sandbox.stop(grace));
       },
     };
   },
