@@ -78,7 +78,9 @@ program
   .option('--warm-pool <n>', 'servers started ahead of demand', int, 2)
   .option('--max-sessions <n>', 'most live sessions', int, 1000)
   .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
-  .option('--max-queued-messages <n>', 'server-to-client messages held per session while no stream is open', int, 1000)
+  .option('--retain-events <n>', 'SSE events kept per session for resuming dropped streams (and for a GET stream not yet open)', int, 1000)
+  .option('--request-timeout <duration>', 'fail a call whose server sends no answer or progress for this long (0 = never)', duration, 600_000)
+  .option('--keep-alive <duration>', 'comment line on a silent SSE stream this often (0 = never)', duration, 15_000)
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, 30_000)
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, 30_000)
@@ -101,7 +103,8 @@ program
               warmPool: o.warmPool,
               network: o.network,
               mounts: o.mount,
-              limits: { startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, maxQueuedMessages: o.maxQueuedMessages, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive },
+              limits: { startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },

@@ -25,12 +25,6 @@ export const LimitsSchema = z
   .object({
     maxBodySize: size('Largest accepted request body; larger bodies get 413.').prefault('4MiB'),
     maxSessions: z.number().int().positive().describe('Most live sessions this runtime holds; beyond it initialize gets 503.').default(1000),
-    maxQueuedMessages: z
-      .number()
-      .int()
-      .positive()
-      .describe('Server-to-client messages held per session while no stream is open to carry them; beyond it the sender gets an error.')
-      .default(1000),
     maxMessageSize: size('Largest JSON-RPC message accepted from a server; a server that sends more is stopped.').prefault('64MiB'),
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
@@ -38,6 +32,35 @@ export const LimitsSchema = z
     memory: size('Memory limit per session (cgroups); a session over it is killed alone. Unset: no limit.').optional(),
     cpus: z.number().positive().describe('CPU limit per session, in CPUs (cgroups). Unset: no limit.').optional(),
     pids: z.number().int().positive().describe('Most processes/threads per session (cgroups). Unset: no limit.').optional(),
+    requestTimeout: duration(
+      'A call whose server sends neither its answer nor progress for this long fails with a timeout error (and the server gets a cancellation); the clock stops while the server waits on the client. 0: never.',
+    ).prefault('10m'),
+    serverRequestTimeout: duration(
+      'A server-to-client request (elicitation, sampling, roots) unanswered this long fails for the server and is cancelled for the client. 0: it waits as long as the session lives.',
+    ).prefault(0),
+  })
+  .strict();
+
+/** SSE streams: when a response becomes one, and how berth keeps it alive and resumable. */
+export const StreamsSchema = z
+  .object({
+    jsonWindow: duration(
+      'A call answered within this long gets plain JSON; a longer one (or one that sends progress or a request first) becomes a resumable SSE stream. 0: every call streams.',
+    ).prefault('200ms'),
+    keepAlive: duration('An SSE stream with nothing to say for this long gets a comment line, so proxies keep it open. 0: never.').prefault('15s'),
+    retry: duration('Reconnection delay advised to clients in the SSE retry field.').prefault('1s'),
+    retainEvents: z
+      .number()
+      .int()
+      .positive()
+      .describe(
+        'SSE events kept per session for replay after a dropped stream (Last-Event-ID), including messages waiting for a stream to open; the oldest go first, and a message dropped before any client saw it is answered with an error (requests) or logged (notifications).',
+      )
+      .default(1000),
+    retainBytes: size('Bytes of SSE events kept per session for replay (see retainEvents).').prefault('16MiB'),
+    maxBuffer: size(
+      'Bytes a slow client may leave unread on one stream before berth closes that connection; the client resumes from its last event.',
+    ).prefault('4MiB'),
   })
   .strict();
 
@@ -70,6 +93,7 @@ export const RuntimeSchema = z
     inheritEnv: z.array(z.string()).describe("Names of berth's own environment variables to pass through to the server.").default([]),
     cwd: z.string().optional().describe('Working directory the command is resolved from (default: where berth started).'),
     limits: LimitsSchema.default(LimitsSchema.parse({})),
+    streams: StreamsSchema.default(StreamsSchema.parse({})),
   })
   .strict()
   .refine((r) => !(r.upstream === 'http' && r.network === 'none'), {
@@ -101,6 +125,7 @@ export const ConfigSchema = z
   .strict();
 
 export type LimitsConfig = z.output<typeof LimitsSchema>;
+export type StreamsConfig = z.output<typeof StreamsSchema>;
 export type RuntimeConfig = z.output<typeof RuntimeSchema>;
 export type ServerConfig = z.output<typeof ServerSchema>;
 export type BerthConfig = z.output<typeof ConfigSchema>;

@@ -1,76 +1,115 @@
-// One client POST and its response: plain JSON when the server answers with nothing before the result,
-// upgraded to an SSE stream as soon as a related message (progress, elicitation, ...) must go out first.
+// One client POST and its response: plain JSON when the server answers quickly with nothing before the result;
+// a resumable SSE stream when a related message (progress, elicitation, ...) must go out first, or when the call
+// outlasts the JSON window (so a long call gets keep-alives and survives a dropped connection).
 import type { ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
-import { SseWriter } from '../wire/sse.js';
 import type { JsonRpcMessage, JsonRpcResponse } from '../wire/jsonrpc.js';
+import type { SseStream, StreamLog } from './stream-log.js';
+
+export interface ExchangeOptions {
+  batch: boolean;
+  headers?: Record<string, string>;
+  /** Where an upgraded response's stream lives: the session's log (resumable) or a throwaway one. */
+  streams: StreamLog;
+  /** Send the 2025-11-25 priming event when the response becomes a stream. */
+  priming: boolean;
+  /** Upgrade to SSE when the final response has not come after this long; 0 streams at once. */
+  jsonWindow: number;
+}
 
 export class Exchange {
   private readonly outstanding = new Set<string>();
   private readonly responses: JsonRpcResponse[] = [];
-  private sse: SseWriter | undefined;
+  private stream: SseStream | undefined;
   private finished = false;
   private clientGone = false;
-  private id: string | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private upgraded = false;
+  readonly headers: Record<string, string>;
 
   /** Sees each final response before it is written; may still change `headers` while the response is JSON. */
   beforeRespond: ((message: JsonRpcResponse) => void) | undefined;
 
   constructor(
     private readonly res: ServerResponse,
-    private readonly batch: boolean,
-    readonly headers: Record<string, string> = {},
+    private readonly opts: ExchangeOptions,
   ) {
+    this.headers = opts.headers ?? {};
     res.on('close', () => {
       if (!res.writableFinished) this.clientGone = true;
     });
   }
 
-  /** Names this exchange's SSE stream (and keys stateless clients' ids); made only when first needed. */
+  /** Names this exchange (stateless clients' ids are keyed by it); its stream's id once it has one. */
   get streamId(): string {
-    return (this.id ??= randomBytes(9).toString('base64url'));
+    return (this.stream ??= this.opts.streams.open()).id;
   }
 
-  /** True while a message written here can still reach the client. */
-  get open(): boolean {
-    return !this.finished && !this.clientGone && !this.res.destroyed;
+  /** A message sent here now reaches the client: on an open connection, or when it resumes the stream. */
+  get reachable(): boolean {
+    if (this.finished) return false;
+    if (this.upgraded) return this.stream!.reachable;
+    return !this.clientGone && !this.res.destroyed;
+  }
+
+  /** A connection is open for this exchange right now. */
+  get live(): boolean {
+    if (this.finished) return false;
+    if (this.upgraded) return this.stream!.attached;
+    return !this.clientGone && !this.res.destroyed;
   }
 
   expect(key: string): void {
     this.outstanding.add(key);
+    if (this.outstanding.size === 1 && !this.timer && !this.upgraded) {
+      if (this.opts.jsonWindow === 0) this.upgrade();
+      else {
+        this.timer = setTimeout(() => this.reachable && this.upgrade(), this.opts.jsonWindow);
+        this.timer.unref();
+      }
+    }
   }
 
   /** A message related to this POST's request(s), sent before the final response. */
-  deliver(message: JsonRpcMessage): boolean {
-    if (!this.open) return false;
-    if (!this.sse) {
-      this.sse = new SseWriter(this.res, this.streamId, this.headers);
-      // Batch responses that came while this was still plain JSON go first.
-      for (const r of this.responses.splice(0)) this.sse.send(r);
-    }
-    return this.sse.send(message);
+  deliver(message: JsonRpcMessage, onLost?: () => void): boolean {
+    if (!this.reachable) return false;
+    if (!this.upgrade()) return false;
+    this.stream!.send(message, onLost);
+    return true;
   }
 
-  /** The final response to one of the requests in this POST; ends the HTTP response after the last one. */
+  /** The final response to one of the requests in this POST; ends the exchange after the last one. */
   respond(key: string, message: JsonRpcResponse): boolean {
     if (!this.outstanding.delete(key)) return false;
-    const delivered = this.open;
+    const delivered = this.reachable;
     this.beforeRespond?.(message);
-    if (this.sse) this.sse.send(message);
+    if (this.upgraded) this.stream!.send(message);
     else this.responses.push(message);
     if (this.outstanding.size === 0) this.finish();
     return delivered;
   }
 
+  /** Turns the response into an SSE stream (once); false when that is no longer possible. */
+  private upgrade(): boolean {
+    if (this.upgraded) return true;
+    if (this.res.headersSent) return false;
+    this.upgraded = true;
+    this.stream ??= this.opts.streams.open();
+    this.stream.attach(this.res, this.headers, 0, this.opts.priming);
+    // Batch responses that came while this was still plain JSON go first.
+    for (const r of this.responses.splice(0)) this.stream.send(r);
+    return true;
+  }
+
   private finish(): void {
     if (this.finished) return;
     this.finished = true;
-    if (this.sse) {
-      this.sse.end();
+    clearTimeout(this.timer);
+    if (this.upgraded) {
+      this.stream!.finish();
       return;
     }
     if (this.clientGone || this.res.destroyed) return;
-    const body = JSON.stringify(this.batch ? this.responses : this.responses[0]);
+    const body = JSON.stringify(this.opts.batch ? this.responses : this.responses[0]);
     this.res.writeHead(200, { ...this.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.res.end(body);
   }

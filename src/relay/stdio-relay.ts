@@ -4,13 +4,14 @@
 // Routing rules (the server's stdio gives no "related request" hint, so berth infers it):
 //   response              -> the POST that carried the request
 //   notifications/progress-> the POST whose request carries that progressToken
-//   server request        -> the oldest in-flight POST still open (so a client without a GET stream
-//                            still sees an elicitation during a tool call); else the GET stream; else queued
+//   server request        -> the oldest in-flight POST with an open connection (so a client without a GET
+//                            stream still sees an elicitation during a tool call); else the open GET stream;
+//                            else a POST stream the client can resume; else the GET stream, kept until one opens
 //   notifications/message -> the POST of the only request in flight, else the GET stream
-//   other notifications   -> the GET stream, or queued until one opens
+//   other notifications   -> the GET stream (kept for it while none is open)
+// Every stream is resumable (stream-log.ts): what a dropped connection missed is replayed on GET + Last-Event-ID.
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
-import { SseWriter } from '../wire/sse.js';
 import {
   ErrorCode,
   errorResponse,
@@ -25,6 +26,10 @@ import {
 } from '../wire/jsonrpc.js';
 import type { Exchange } from './exchange.js';
 import type { StdioChannel } from './stdio-channel.js';
+import { type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
+
+/** The MCP SDKs' RequestTimeout code. */
+const REQUEST_TIMEOUT = -32001;
 
 interface InFlight {
   clientId: JsonRpcId;
@@ -32,6 +37,7 @@ interface InFlight {
   exchange: Exchange;
   progressToken?: number;
   startedAt: number;
+  timer?: NodeJS.Timeout;
 }
 
 type Target = Exchange | 'get';
@@ -39,7 +45,11 @@ type Target = Exchange | 'get';
 export interface RelayOptions {
   /** Stateless runtimes have no GET stream and answer server->client requests with an error. */
   stateless: boolean;
-  maxQueuedMessages: number;
+  streams: StreamOptions;
+  /** A call with no answer or progress for this long fails (0: never); paused while the server waits on the client. */
+  requestTimeout: number;
+  /** A server->client request unanswered this long fails for the server (0: never). */
+  serverRequestTimeout: number;
 }
 
 export interface RelayEvents {
@@ -54,10 +64,12 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   private readonly byClientId = new Map<string, number>();
   /** Internal progress token -> where its notifications go, and the client's own token. */
   private readonly progress = new Map<number, { exchange: Exchange; token: string | number }>();
-  private readonly serverRequests = new Map<string, { method: string; target: Target | 'queued' }>();
+  private readonly serverRequests = new Map<string, { method: string; target: Target; timer?: NodeJS.Timeout }>();
   private readonly internal = new Map<string, (r: JsonRpcResponse) => void>();
-  private get: SseWriter | undefined;
-  private queue: JsonRpcMessage[] = [];
+  /** This session's SSE streams and the events kept for replay. */
+  readonly streams: StreamLog;
+  /** The standalone (GET) stream: one logical stream for the session's life, carried by whichever GET is open. */
+  private standalone: SseStream | undefined;
   private closed: { code: number; message: string } | undefined;
 
   constructor(
@@ -65,6 +77,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     private readonly opts: RelayOptions,
   ) {
     super();
+    this.streams = new StreamLog(opts.streams, !opts.stateless);
     channel.on('message', (m) => this.fromServer(m));
   }
 
@@ -126,6 +139,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     this.inflight.set(internalId, entry);
     this.byClientId.set(clientKey, internalId);
+    this.armTimeout(internalId);
     if (this.inflight.size === 1) this.emit('busy', true);
     if (!this.channel.send(forwarded)) {
       this.complete(internalId, errorResponse(m.id, ErrorCode.SessionEnded, 'the server is not running'));
@@ -145,6 +159,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       return;
     }
     this.serverRequests.delete(key);
+    clearTimeout(pending.timer);
     this.channel.send(m);
   }
 
@@ -162,18 +177,19 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     this.channel.send(m);
   }
 
-  /** The client's standalone GET stream; a newer one replaces an older one. Flushes queued messages. */
-  openGet(res: ServerResponse, streamId: string, headers: Record<string, string>): SseWriter {
-    this.get?.end();
-    const sse = new SseWriter(res, streamId, headers);
-    this.get = sse;
-    res.on('close', () => {
-      if (this.get === sse) this.get = undefined;
-    });
-    const queued = this.queue;
-    this.queue = [];
-    for (const m of queued) this.route(m, 'get');
-    return sse;
+  /** A GET without Last-Event-ID: carries the standalone stream, starting with what no connection carried yet. */
+  openGet(res: ServerResponse, headers: Record<string, string>, priming: boolean): void {
+    this.standaloneStream().attach(res, headers, 'unwritten', priming);
+  }
+
+  /** A GET with Last-Event-ID: replays that stream (a POST's or the standalone one) after the id, then goes live. */
+  resume(res: ServerResponse, lastEventId: string, headers: Record<string, string>): void {
+    const { stream, seq } = this.streams.resolve(lastEventId);
+    stream.attach(res, headers, seq, false);
+  }
+
+  private standaloneStream(): SseStream {
+    return (this.standalone ??= this.streams.open());
   }
 
   private fromServer(m: JsonRpcMessage): void {
@@ -212,78 +228,104 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       );
       return;
     }
-    const target: Target | undefined = m.method === 'ping' ? this.getOrCall() : this.callOrGet();
     const key = idKey(m.id);
-    if (target) {
-      this.serverRequests.set(key, { method: m.method, target });
-      this.route(m, target);
-    } else if (this.enqueue(m)) {
-      this.serverRequests.set(key, { method: m.method, target: 'queued' });
-    } else {
-      this.channel.send(errorResponse(m.id, ErrorCode.ServerError, `berth: the client has no open stream and ${this.opts.maxQueuedMessages} messages are already waiting (maxQueuedMessages)`));
+    const target = this.pick(m.method === 'ping');
+    const pending: { method: string; target: Target; timer?: NodeJS.Timeout } = { method: m.method, target };
+    this.serverRequests.set(key, pending);
+    const timeout = this.opts.serverRequestTimeout;
+    if (timeout > 0) {
+      pending.timer = setTimeout(() => {
+        if (this.serverRequests.get(key) !== pending) return;
+        this.serverRequests.delete(key);
+        this.channel.send(errorResponse(m.id, REQUEST_TIMEOUT, `berth: the client did not answer "${m.method}" within ${timeout} ms (serverRequestTimeout)`));
+        this.route({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: m.id, reason: 'the server stopped waiting (serverRequestTimeout)' } }, pending.target);
+      }, timeout);
+      pending.timer.unref();
     }
+    this.route(m, target, () => {
+      if (this.serverRequests.get(key) !== pending) return;
+      this.serverRequests.delete(key);
+      clearTimeout(pending.timer);
+      this.channel.send(
+        errorResponse(m.id, ErrorCode.ServerError, `berth: no client stream carried "${m.method}" before newer messages displaced it (streams.retainEvents / retainBytes)`),
+      );
+    });
   }
 
   private serverNotification(m: JsonRpcMessage & { method: string; params?: Record<string, unknown> }): void {
     let target: Target | undefined;
     if (m.method === 'notifications/progress') {
       const route = typeof m.params?.progressToken === 'number' ? this.progress.get(m.params.progressToken) : undefined;
-      if (!route) {
-        this.emit('log', 'debug', 'progress for a request that is no longer in flight', { token: m.params?.progressToken });
+      if (!route || !route.exchange.reachable) {
+        this.emit('log', 'debug', 'progress for a request whose client is gone', { token: m.params?.progressToken });
         return;
       }
+      this.armTimeout(m.params!.progressToken as number); // progress is a sign of life
       m = { ...m, params: { ...m.params, progressToken: route.token } };
-      if (route.exchange.open) target = route.exchange;
+      target = route.exchange;
     } else if (m.method === 'notifications/cancelled') {
       const rid = m.params?.requestId;
       const pending = typeof rid === 'string' || typeof rid === 'number' ? this.serverRequests.get(idKey(rid)) : undefined;
-      if (pending) this.serverRequests.delete(idKey(rid as JsonRpcId));
-      if (pending && pending.target !== 'queued') target = pending.target;
+      if (pending) {
+        this.serverRequests.delete(idKey(rid as JsonRpcId));
+        clearTimeout(pending.timer);
+        target = pending.target;
+      }
     } else if (m.method === 'notifications/message' && this.inflight.size === 1) {
       const only = this.inflight.values().next().value!;
-      if (only.exchange.open) target = only.exchange;
+      if (only.exchange.live) target = only.exchange;
     }
     if (this.opts.stateless) {
       if (target) this.route(m, target);
       else this.emit('log', 'debug', 'stateless runtime: no client stream for a server notification', { method: m.method });
       return;
     }
-    target ??= this.get?.isOpen ? 'get' : undefined;
-    if (target) this.route(m, target);
-    else if (!this.enqueue(m)) this.emit('log', 'warn', 'notification dropped: no open stream and the queue is full', { method: m.method });
+    this.route(m, target ?? 'get', () =>
+      this.emit('log', 'warn', 'notification dropped: no client stream carried it before newer messages displaced it (streams.retainEvents / retainBytes)', { method: m.method }),
+    );
   }
 
-  private callOrGet(): Target | undefined {
-    for (const f of this.inflight.values()) if (f.exchange.open) return f.exchange;
-    return this.get?.isOpen ? 'get' : undefined;
+  /** Where a server request goes: a live call stream or GET stream first (ping prefers GET), then a call stream the client can resume, else the GET stream. */
+  private pick(preferGet: boolean): Target {
+    let live: Exchange | undefined;
+    for (const f of this.inflight.values()) if (f.exchange.live) { live = f.exchange; break; }
+    const get = this.standalone?.attached ? 'get' : undefined;
+    const first = preferGet ? (get ?? live) : (live ?? get);
+    if (first) return first;
+    for (const f of this.inflight.values()) if (f.exchange.reachable) return f.exchange;
+    return 'get';
   }
 
-  private getOrCall(): Target | undefined {
-    return this.get?.isOpen ? 'get' : this.callOrGet();
-  }
-
-  private enqueue(m: JsonRpcMessage): boolean {
-    if (this.queue.length >= this.opts.maxQueuedMessages) return false;
-    this.queue.push(m);
-    return true;
-  }
-
-  /** Sends to a target; when that stream turned out closed, falls back to the GET stream or the queue. */
-  private route(m: JsonRpcMessage, target: Target): void {
-    const ok = target === 'get' ? (this.get?.send(m) ?? false) : target.deliver(m);
-    if (ok) return;
-    const fallback = target === 'get' ? undefined : this.get?.isOpen ? 'get' : undefined;
-    if (fallback && this.get!.send(m)) return;
-    if (!this.enqueue(m) && isRequest(m)) {
-      this.serverRequests.delete(idKey(m.id));
-      this.channel.send(errorResponse(m.id, ErrorCode.ServerError, 'berth: the client stream closed and the queue is full'));
+  /** Sends to a call's stream, or (when that cannot reach the client) the standalone stream, kept until read. */
+  private route(m: JsonRpcMessage, target: Target, onLost?: () => void): void {
+    if (target !== 'get' && target.deliver(m, onLost)) return;
+    if (this.opts.stateless) {
+      onLost?.();
+      return;
     }
+    this.standaloneStream().send(m, onLost);
+  }
+
+  /** (Re)starts a call's timeout; a server waiting on the client is not hanging, so the clock waits too. */
+  private armTimeout(internalId: number): void {
+    const t = this.opts.requestTimeout;
+    const f = this.inflight.get(internalId);
+    if (!t || !f) return;
+    clearTimeout(f.timer);
+    f.timer = setTimeout(() => {
+      if (this.inflight.get(internalId) !== f) return;
+      if (this.serverRequests.size > 0) return this.armTimeout(internalId);
+      this.channel.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: internalId, reason: 'berth: request timed out (requestTimeout)' } });
+      this.complete(internalId, errorResponse(f.clientId, REQUEST_TIMEOUT, `Request timed out: the server sent neither an answer nor progress for ${t} ms (requestTimeout)`));
+    }, t);
+    f.timer.unref();
   }
 
   private complete(internalId: number, response: JsonRpcResponse): void {
     const f = this.inflight.get(internalId);
     if (!f) return;
     this.inflight.delete(internalId);
+    clearTimeout(f.timer);
     this.byClientId.delete(this.clientKey(f.clientId, f.exchange));
     if (f.progressToken !== undefined) this.progress.delete(f.progressToken);
     if (!f.exchange.respond(`c:${idKey(f.clientId)}`, response)) {
@@ -301,7 +343,8 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       this.internal.delete(key);
       cb(errorResponse(null, code, message));
     }
-    this.get?.end();
-    this.queue = [];
+    for (const p of this.serverRequests.values()) clearTimeout(p.timer);
+    this.serverRequests.clear();
+    this.streams.close();
   }
 }

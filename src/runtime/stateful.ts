@@ -6,8 +6,10 @@ import { WarmPool } from '../session/pool.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcMessage } from '../wire/jsonrpc.js';
 import { checkGetHeaders, SESSION_HEADER, sessionIdOf } from '../wire/streamable-http.js';
-import { randomBytes } from 'node:crypto';
 import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
+
+/** The first revision whose clients expect a priming event (an id with empty data) at the start of each stream. */
+const PRIMING_VERSION = '2025-11-25';
 
 export class StatefulRuntime extends HostedRuntime {
   readonly sessions = new Map<string, Session>();
@@ -61,7 +63,12 @@ export class StatefulRuntime extends HostedRuntime {
       }
       return;
     }
-    const exchange = new Exchange(res, batch);
+    const exchange = new Exchange(res, {
+      batch,
+      streams: server.relay.streams,
+      priming: ctx.protocolVersion >= PRIMING_VERSION,
+      jsonWindow: this.config.streams.jsonWindow,
+    });
     server.relay.fromClient(messages, exchange);
     if (!hasRequests) {
       res.writeHead(202).end();
@@ -118,7 +125,8 @@ export class StatefulRuntime extends HostedRuntime {
       }
       return;
     }
-    const exchange = new Exchange(res, false, { [SESSION_HEADER]: session.id });
+    // initialize is answered at once, as JSON: the protocol version (and so priming) is not known before it.
+    const exchange = new Exchange(res, { batch: false, headers: { [SESSION_HEADER]: session.id }, streams: server.relay.streams, priming: false, jsonWindow: 60_000 });
     exchange.beforeRespond = (m) => {
       if (m.error) {
         delete exchange.headers[SESSION_HEADER];
@@ -140,7 +148,10 @@ export class StatefulRuntime extends HostedRuntime {
       await session.server.upstream.forward(req, res, undefined, session.id);
       return;
     }
-    session.server.relay.openGet(res, randomBytes(9).toString('base64url'), { [SESSION_HEADER]: session.id });
+    const headers = { [SESSION_HEADER]: session.id };
+    const lastEventId = req.headers['last-event-id'];
+    if (typeof lastEventId === 'string') session.server.relay.resume(res, lastEventId, headers);
+    else session.server.relay.openGet(res, headers, (session.protocolVersion ?? '') >= PRIMING_VERSION);
   }
 
   protected async delete(req: IncomingMessage, res: ServerResponse): Promise<void> {

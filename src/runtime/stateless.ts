@@ -135,11 +135,13 @@ export class StatelessRuntime extends HostedRuntime {
         await member.server.upstream.forward(req, res, ctx.body, undefined);
         return;
       }
-      const exchange = new Exchange(res, batch);
+      const relay = member.server.relay;
+      // Nothing is kept for replay: without a session there is no stream to resume.
+      const exchange = new Exchange(res, { batch, streams: relay.streams, priming: false, jsonWindow: this.config.streams.jsonWindow });
       await new Promise<void>((resolve) => {
         if (res.destroyed || res.closed) return resolve(); // the client left while we waited for a server
         res.once('close', resolve);
-        member.server.kind === 'stdio' && member.server.relay.fromClient(messages, exchange);
+        relay.fromClient(messages, exchange);
       });
     } finally {
       member.inFlight--;

@@ -86,7 +86,12 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     void sandbox.stop(0);
   });
   channel.on('invalid', (line, reason) => slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
-  const relay = new StdioRelay(channel, { stateless: config.mode === 'stateless', maxQueuedMessages: config.limits.maxQueuedMessages });
+  const relay = new StdioRelay(channel, {
+    stateless: config.mode === 'stateless',
+    streams: config.streams,
+    requestTimeout: config.limits.requestTimeout,
+    serverRequestTimeout: config.limits.serverRequestTimeout,
+  });
   relay.on('log', (level, msg, extra) => slog[level](extra ?? {}, msg));
   const launched: Launched = { kind: 'stdio', id, workDir, sandbox, startedAt, channel, relay, isReady: false, ready: Promise.resolve() };
   const probe =

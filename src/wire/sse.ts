@@ -1,47 +1,33 @@
-import type { ServerResponse } from 'node:http';
+// Server-Sent Events framing for Streamable HTTP: headers, message events, the priming event and keep-alives.
+// What is sent when, and what is kept for replay, lives in src/relay/stream-log.ts.
 
-/** Writes Server-Sent Events on one HTTP response; knows whether the peer is still there. */
-export class SseWriter {
-  private closed = false;
-  private counter = 0;
-
-  constructor(
-    private readonly res: ServerResponse,
-    private readonly streamId: string,
-    headers: Record<string, string> = {},
-  ) {
-    res.writeHead(200, {
-      ...headers,
-      'content-type': 'text/event-stream',
-      'cache-control': 'no-cache, no-transform',
-      connection: 'keep-alive',
-      // Disable proxy buffering (nginx) so events reach the client as they are written.
-      'x-accel-buffering': 'no',
-    });
-    res.flushHeaders();
-    res.on('close', () => {
-      this.closed = true;
-    });
-  }
-
-  get isOpen(): boolean {
-    return !this.closed && !this.res.destroyed && !this.res.writableEnded;
-  }
-
-  /** Sends one JSON-RPC message as a `message` event; returns false when the peer is gone. */
-  send(message: unknown): boolean {
-    if (!this.isOpen) return false;
-    const id = `${this.streamId}:${++this.counter}`;
-    this.res.write(`id: ${id}\nevent: message\ndata: ${JSON.stringify(message)}\n\n`);
-    return true;
-  }
-
-  comment(text: string): void {
-    if (this.isOpen) this.res.write(`: ${text}\n\n`);
-  }
-
-  end(): void {
-    if (!this.closed && !this.res.writableEnded) this.res.end();
-    this.closed = true;
-  }
+export function sseHeaders(extra: Record<string, string>): Record<string, string> {
+  return {
+    ...extra,
+    'content-type': 'text/event-stream',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    // Disable proxy buffering (nginx) so events reach the client as they are written.
+    'x-accel-buffering': 'no',
+  };
 }
+
+/** One JSON-RPC message. JSON.stringify never emits a raw newline, so one data line always suffices. */
+export function messageEvent(id: string, message: unknown): string {
+  return `id: ${id}\nevent: message\ndata: ${JSON.stringify(message)}\n\n`;
+}
+
+/**
+ * The 2025-11-25 priming event: an id and empty data, so the client can resume (GET + Last-Event-ID) even if the
+ * connection drops before the first message; `retry` tells it how long to wait before reconnecting.
+ */
+export function primingEvent(id: string, retryMs: number): string {
+  return `id: ${id}\nretry: ${retryMs}\ndata: \n\n`;
+}
+
+/** A retry hint alone (no event is dispatched to the client's application). */
+export function retryField(retryMs: number): string {
+  return `retry: ${retryMs}\n\n`;
+}
+
+export const KEEP_ALIVE = ': keep-alive\n\n';

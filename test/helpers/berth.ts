@@ -83,10 +83,37 @@ export async function rawInit(url: string): Promise<string> {
   return sid;
 }
 
-/** Parses an SSE body into its JSON-RPC messages. */
+/** Parses an SSE body into its JSON-RPC messages (the empty-data priming event carries none). */
 export function sseMessages(body: string): unknown[] {
   return body
     .split('\n')
-    .filter((l) => l.startsWith('data:'))
+    .filter((l) => l.startsWith('data:') && l.slice(5).trim() !== '')
     .map((l) => JSON.parse(l.slice(5)));
+}
+
+export interface SseEvent {
+  id?: string;
+  retry?: number;
+  data: string;
+}
+
+/** Parses an SSE body into events (complete ones only: a trailing partial event is left out). */
+export function sseEvents(body: string): SseEvent[] {
+  const blocks = body.split('\n\n');
+  blocks.pop(); // incomplete, or the empty string after the last blank line
+  return blocks
+    .map((block) => {
+      const e: SseEvent = { data: '' };
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) continue;
+        const i = line.indexOf(':');
+        const field = i < 0 ? line : line.slice(0, i);
+        const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+        if (field === 'id') e.id = value;
+        else if (field === 'retry') e.retry = Number(value);
+        else if (field === 'data') e.data += value;
+      }
+      return e;
+    })
+    .filter((e) => e.id !== undefined || e.retry !== undefined || e.data !== '');
 }
