@@ -10,6 +10,7 @@ import type { BerthConfig, BerthConfigInput } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
 import { processDriver } from '../sandbox/process.js';
+import { sweepDeadInstances } from '../sandbox/registry.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError, sendJson } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -34,6 +35,8 @@ export class Berth extends EventEmitter<BerthEvents> {
   readonly log: Logger;
   private http: Server | undefined;
   private stopping: Promise<void> | undefined;
+  /** Sandboxes left by dead berth instances (SIGKILL, crash) that start() cleaned up. */
+  sweptSandboxes = 0;
 
   constructor(config: BerthConfig, options: CreateRuntimeOptions = {}) {
     super();
@@ -68,6 +71,7 @@ export class Berth extends EventEmitter<BerthEvents> {
   }
 
   async start(): Promise<this> {
+    this.sweptSandboxes = await sweepDeadInstances(this.log);
     for (const rt of this.runtimes.values()) {
       rt.useDriver(await chooseDriver(rt.config.isolation, rt.baseDir, this.log, this.config.server.sessionRoot));
       warnUnenforceableLimits(rt.config.limits, rt.name, this.log);

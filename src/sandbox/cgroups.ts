@@ -1,6 +1,6 @@
 // Per-session resource limits through cgroups: v2 where the host delegates controllers, else v1 (memory, pids, cpu).
 // Files are written from Node directly; berth needs to be root (or own a delegated subtree).
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmdirSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { SandboxLimits } from './driver.js';
@@ -145,23 +145,51 @@ export class SessionCgroup {
 
   /** Kills whatever is still in the cgroup(s), then removes them. */
   async remove(): Promise<void> {
-    for (const dir of new Set(Object.values(this.dirs))) {
-      for (let i = 0; i < 50; i++) {
+    for (const dir of new Set(Object.values(this.dirs))) await removeCgroupDir(dir);
+  }
+}
+
+/** Kills every process in a cgroup directory (and its sub-groups), then removes it; absent is fine. */
+export async function removeCgroupDir(dir: string): Promise<void> {
+  let subs: string[] = [];
+  try {
+    subs = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
+  } catch {
+    return; // already gone
+  }
+  for (const sub of subs) await removeCgroupDir(sub);
+  for (let i = 0; i < 50; i++) {
+    try {
+      for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
         try {
-          for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
-            try {
-              process.kill(Number(pid), 'SIGKILL');
-            } catch {
-              // already gone
-            }
-          }
-          rmdirSync(dir);
-          break;
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') break;
-          await new Promise((r) => setTimeout(r, 20)); // EBUSY while the last process is reaped
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
         }
       }
+      rmdirSync(dir);
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      await new Promise((r) => setTimeout(r, 20)); // EBUSY while the last process is reaped
     }
   }
+}
+
+/**
+ * Every mounted hierarchy a session cgroup may live in: the unified root on pure v2, else each v1 controller
+ * hierarchy and the v2 one beside them. runsc creates its cgroupsPath in all of them, not only berth's three.
+ */
+export function cgroupRoots(): string[] {
+  if (existsSync(join(ROOT, 'cgroup.procs'))) return [ROOT];
+  const roots = new Set<string>();
+  try {
+    for (const e of readdirSync(ROOT)) {
+      const dir = join(ROOT, e);
+      if (existsSync(join(dir, 'cgroup.procs'))) roots.add(realpathSync(dir)); // cpu -> cpu,cpuacct links
+    }
+  } catch {
+    // no cgroup filesystem
+  }
+  return [...roots];
 }

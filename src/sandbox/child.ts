@@ -1,10 +1,15 @@
 // What the process-based drivers share: spawn in a new process group, join the session's cgroup, report
 // how the server ended (including OOM kills), and stop it: SIGTERM, then SIGKILL after the grace period.
+// Every sandbox is recorded (registry.ts) from before its process starts until it is cleaned up, so what a
+// berth killed outright leaves, the next berth sweeps.
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
-import { SessionCgroup } from './cgroups.js';
+import { cgroupPath, SessionCgroup } from './cgroups.js';
 import type { ExitInfo, Sandbox, SandboxSpec } from './driver.js';
+import { hostName, procStat } from './host.js';
+import { track } from './registry.js';
 
 export interface ChildOptions {
   driver: string;
@@ -21,6 +26,9 @@ export interface ChildOptions {
   blockFd?: boolean;
   /** Runs after the server is gone (e.g. removing the driver's scratch directories). */
   cleanup?: () => Promise<void>;
+  /** Host directories and mount points the driver made for this sandbox (what `cleanup` removes). */
+  scratchDirs?: string[];
+  scratchMounts?: string[];
 }
 
 /** Children (and their children) of a process, waiting briefly for the first one to appear. */
@@ -44,7 +52,19 @@ async function descendants(pid: number, waitMs = 100): Promise<number[]> {
 }
 
 export async function startChild(o: ChildOptions): Promise<Sandbox> {
-  const cgroup = SessionCgroup.create(o.spec.sessionId, o.spec.limits);
+  const record = track(hostName(o.spec.sessionId), {
+    driver: o.driver,
+    cgroup: cgroupPath(o.spec.sessionId),
+    mounts: o.scratchMounts ?? [],
+    dirs: [...(o.scratchDirs ?? []), o.spec.workDir],
+  });
+  let cgroup: SessionCgroup | undefined;
+  try {
+    cgroup = SessionCgroup.create(o.spec.sessionId, o.spec.limits);
+  } catch (e) {
+    await o.cleanup?.(); // a half-made cgroup stays recorded, for the sweep after this berth ends
+    throw e;
+  }
   const child = spawn(o.file, o.args, { cwd: o.cwd, env: o.env, stdio: o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true });
   // Listened for at once: the awaits below would otherwise let 'spawn' fire unheard.
   const spawned = new Promise<void>((resolve, reject) => {
@@ -52,6 +72,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     child.once('error', (err) => reject(new Error(`cannot start ${JSON.stringify(o.file)}: ${err.message}`)));
   });
   spawned.catch(() => undefined);
+  if (child.pid) record.update({ pid: child.pid, start: procStat(child.pid)?.start, pgid: child.pid });
   if (cgroup && child.pid) {
     try {
       await cgroup.addPid(child.pid);
@@ -81,10 +102,13 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
       resolve({ code: null, signal: null, reason: `failed to start: ${err.message}` });
     });
   });
-  // Resolves once the server is gone AND its cgroup and scratch space are removed.
+  // Resolves once the server is gone AND its cgroup, scratch space and working directory are removed; only
+  // then is the record dropped (a failure keeps it, for the sweep after this berth ends).
   const cleanedUp = exited.then(async (info) => {
     await cgroup?.remove();
     await o.cleanup?.();
+    await rm(o.spec.workDir, { recursive: true, force: true });
+    record.drop();
     return info;
   });
   await spawned;

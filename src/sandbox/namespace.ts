@@ -100,6 +100,8 @@ export const namespaceDriver: SandboxDriver = {
       env: spec.env,
       spec,
       blockFd: true,
+      scratchDirs: [scratch],
+      scratchMounts: merged ? [merged] : [],
       cleanup: async () => {
         if (merged) spawnSync('umount', ['-l', merged]);
         await rm(scratch, { recursive: true, force: true });

@@ -1,0 +1,230 @@
+// What a berth killed without a chance to clean up (SIGKILL, OOM killer, crash) leaves behind: sandbox
+// processes, cgroups, overlay mounts, scratch and working directories. Each berth process keeps a state
+// directory named by its pid and start time with one record per live sandbox; a starting berth sweeps the
+// directories whose owner is dead, and only those, so concurrent berths never touch each other's sandboxes.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { cgroupRoots, removeCgroupDir } from './cgroups.js';
+import { isRoot, procStat } from './host.js';
+
+export interface SandboxRecord {
+  driver: string;
+  /** The top process, its start time (to tell it from a later process that reused the pid) and its group. */
+  pid?: number;
+  start?: number;
+  pgid?: number;
+  /** The session's cgroup relative to each hierarchy's root (runsc makes it in every hierarchy). */
+  cgroup?: string;
+  /** Host mount points to detach before the directories are removed. */
+  mounts: string[];
+  /** Scratch and working directories to remove. */
+  dirs: string[];
+}
+
+export interface Tracked {
+  update(patch: Partial<SandboxRecord>): void;
+  /** The sandbox is fully cleaned up: forget it. */
+  drop(): void;
+}
+
+let root: string | undefined;
+let instanceDir: string | undefined;
+/** Liveness is read from /proc (pid and start time); without it every owner would look dead. */
+const supported = existsSync('/proc/self/stat');
+
+/** BERTH_STATE_DIR, else /run/berth as root, else $XDG_RUNTIME_DIR/berth, else a per-user dir in the OS temp dir. */
+export function stateRoot(): string {
+  root ??=
+    process.env.BERTH_STATE_DIR ??
+    (isRoot() ? '/run/berth' : process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'berth') : join(tmpdir(), `berth-state-${process.getuid?.() ?? 'user'}`));
+  return root;
+}
+
+/** The state root, made if missing; refused unless only we can write it (records say what to kill and delete). */
+function usableRoot(): string {
+  const dir = stateRoot();
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = statSync(dir);
+  if (process.getuid && st.uid !== process.getuid()) throw new Error(`${dir} is owned by uid ${st.uid}, not berth's`);
+  if (st.mode & 0o022) throw new Error(`${dir} is writable by others`);
+  return dir;
+}
+
+const myStart = () => procStat(process.pid)?.start ?? 0;
+
+function ownDir(): string {
+  if (instanceDir) return instanceDir;
+  const dir = join(usableRoot(), `i-${process.pid}-${myStart()}`);
+  mkdirSync(dir, { recursive: true });
+  // A clean exit leaves no records; the empty directory goes too (rmdir fails, harmlessly, if not empty).
+  process.once('exit', () => {
+    try {
+      rmdirSync(dir);
+    } catch {
+      // records left: the next berth sweeps them
+    }
+  });
+  return (instanceDir = dir);
+}
+
+/** Records a sandbox before it makes anything; a record that cannot be written never stops a session. */
+export function track(name: string, initial: SandboxRecord): Tracked {
+  if (!supported) return { update: () => undefined, drop: () => undefined };
+  let file: string | undefined;
+  const rec = { ...initial };
+  const write = () => {
+    try {
+      file ??= join(ownDir(), `${name}.json`);
+      writeFileSync(`${file}.tmp`, JSON.stringify(rec));
+      renameSync(`${file}.tmp`, file); // never a half-written record
+    } catch {
+      // the state dir is unusable; sweepDeadInstances said so at start
+    }
+  };
+  write();
+  return {
+    update(patch) {
+      Object.assign(rec, patch);
+      write();
+    },
+    drop() {
+      if (!file) return;
+      try {
+        unlinkSync(file);
+      } catch {
+        // never written
+      }
+    },
+  };
+}
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  pgid: number;
+}
+
+function scanProcs(): Proc[] {
+  const all: Proc[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    const s = procStat(Number(e));
+    if (s) all.push({ pid: Number(e), ppid: s.ppid, pgid: s.pgid });
+  }
+  return all;
+}
+
+/** The recorded processes still alive: the top one (if its start time matches), its descendants and its group. */
+function leftoverProcs(rec: SandboxRecord): number[] {
+  const procs = scanProcs();
+  const found = new Set<number>();
+  if (rec.pid && procStat(rec.pid)?.start === rec.start) {
+    const queue = [rec.pid];
+    while (queue.length) {
+      const p = queue.shift()!;
+      found.add(p);
+      for (const c of procs) if (c.ppid === p && !found.has(c.pid)) queue.push(c.pid);
+    }
+  }
+  // A group id is not reused while the group has members; only a live leader with another start time means
+  // the id now names someone else's group.
+  const leader = rec.pgid ? procStat(rec.pgid) : undefined;
+  if (rec.pgid && (!leader || leader.start === rec.start)) for (const c of procs) if (c.pgid === rec.pgid) found.add(c.pid);
+  return [...found];
+}
+
+function mountPoints(): string[] {
+  const unescape = (p: string) => p.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => unescape(l.split(' ')[4]!));
+}
+
+/** Guards against a damaged record naming / or a top-level directory. */
+const deepEnough = (p: unknown): p is string => typeof p === 'string' && p.startsWith('/') && !p.includes('/../') && p.split('/').filter(Boolean).length >= 2;
+
+async function sweepRecord(rec: SandboxRecord): Promise<{ killed: number; cgroups: string[]; mounts: string[]; dirs: string[] }> {
+  const pids = leftoverProcs(rec);
+  for (const p of pids) {
+    try {
+      process.kill(p, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  for (let i = 0; i < 100 && pids.some((p) => procStat(p)); i++) await new Promise((r) => setTimeout(r, 20));
+  const cgroups: string[] = [];
+  if (typeof rec.cgroup === 'string' && /^\/berth\/[\w.-]+$/.test(rec.cgroup)) {
+    for (const r of cgroupRoots()) {
+      const dir = join(r, rec.cgroup);
+      if (!existsSync(dir)) continue;
+      await removeCgroupDir(dir);
+      cgroups.push(dir);
+    }
+  }
+  const mounts = (rec.mounts ?? []).filter(deepEnough).filter((m) => mountPoints().includes(m));
+  for (const m of mounts) spawnSync('umount', ['-l', m]);
+  const dirs: string[] = [];
+  const still = mountPoints();
+  for (const d of (rec.dirs ?? []).filter(deepEnough)) {
+    // rm -r through a live mount would delete what it shows (an overlay's upper layer, a bind-mounted host dir).
+    if (!existsSync(d) || still.some((m) => m === d || m.startsWith(`${d}/`))) continue;
+    rmSync(d, { recursive: true, force: true });
+    dirs.push(d);
+  }
+  return { killed: pids.length, cgroups, mounts, dirs };
+}
+
+const ownerAlive = (pid: number, start: number) => procStat(pid)?.start === start;
+
+/**
+ * Sweeps every instance directory whose owner (a berth, or a berth that was sweeping it) is dead: kills the
+ * recorded processes, removes cgroups, detaches mounts, deletes directories. Returns how many sandboxes.
+ */
+export async function sweepDeadInstances(log: Logger): Promise<number> {
+  if (!supported) return 0;
+  let dir: string;
+  try {
+    dir = usableRoot();
+  } catch (e) {
+    log.warn({ stateDir: stateRoot() }, `cannot keep sandbox records (a killed berth's sandboxes will not be cleaned up): ${(e as Error).message}`);
+    return 0;
+  }
+  let swept = 0;
+  for (const entry of readdirSync(dir)) {
+    const m = /^[is]-(\d+)-(\d+)(?:-|$)/.exec(entry);
+    if (!m || ownerAlive(Number(m[1]), Number(m[2]))) continue;
+    // Claimed by an atomic rename, so two berths starting together never sweep the same directory.
+    const claimed = join(dir, `s-${process.pid}-${myStart()}-${randomBytes(4).toString('hex')}`);
+    try {
+      renameSync(join(dir, entry), claimed);
+    } catch {
+      continue;
+    }
+    let failed = false;
+    for (const f of readdirSync(claimed).filter((x) => x.endsWith('.json'))) {
+      let rec: SandboxRecord;
+      try {
+        rec = JSON.parse(readFileSync(join(claimed, f), 'utf8'));
+      } catch {
+        continue;
+      }
+      try {
+        const done = await sweepRecord(rec);
+        swept++;
+        log.info({ owner: entry, driver: rec.driver, ...done }, 'swept a sandbox left by a dead berth');
+      } catch (e) {
+        failed = true; // its record stays, for the berth that sweeps after this one
+        log.warn({ owner: entry, driver: rec.driver }, `could not fully sweep a sandbox left by a dead berth: ${(e as Error).message}`);
+      }
+    }
+    if (!failed) rmSync(claimed, { recursive: true, force: true });
+  }
+  if (swept) log.info({ sandboxes: swept, stateDir: dir }, `swept ${swept} sandbox(es) left by dead berth instances`);
+  return swept;
+}
