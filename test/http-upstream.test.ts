@@ -2,7 +2,9 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { connect, PROBE, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { microvmDriver } from '../src/sandbox/microvm.ts';
+import { compiledProbe, ensureMicrovmAssets, warm } from './fixtures/slow-boot.ts';
+import { connect, PROBE, ROOT, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 describe('http upstream', () => {
   let berth: BerthProcess;
@@ -54,5 +56,42 @@ describe('http upstream', () => {
     });
     assert.equal(r.status, 404);
     await client.close();
+  });
+});
+
+// In a microVM the server listens in the guest (berth gives it HOST=0.0.0.0) and QEMU forwards $PORT to it.
+ensureMicrovmAssets();
+const vm = await microvmDriver.probe(ROOT);
+if (!vm.ok) console.log(`# SKIP http upstream in a microVM: ${vm.reason}`);
+
+describe('http upstream in a microVM', { skip: vm.ok ? false : `microvm driver unavailable here: ${vm.reason}` }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    const probe = await compiledProbe();
+    berth = await runBerth(['--upstream', 'http', '--isolation', 'microvm', '--startup-timeout', '180s', '--warm-pool', '2'], [...probe, '--http']);
+    await warm(berth.url, 2);
+  });
+  after(() => berth?.stop());
+
+  test('two sessions, two VMs: calls, elicitation and a large result through the forwarded port; DELETE ends one', async () => {
+    const a = await connect(berth.url, { elicitation: {} });
+    const b = await connect(berth.url);
+    a.client.setRequestHandler(ElicitRequestSchema, async () => ({ action: 'accept', content: { answer: 'from the guest' } }));
+    const wa = JSON.parse(textOf(await a.client.callTool({ name: 'whoami', arguments: {} })));
+    const wb = JSON.parse(textOf(await b.client.callTool({ name: 'whoami', arguments: {} })));
+    assert.notEqual(wa.instance, wb.instance);
+    assert.equal(wa.session, a.transport.sessionId);
+    assert.deepEqual(JSON.parse(textOf(await a.client.callTool({ name: 'ask', arguments: { question: 'q' } }))).content, { answer: 'from the guest' });
+    assert.equal(textOf(await a.client.callTool({ name: 'big', arguments: { bytes: 512 * 1024 } })).length, 512 * 1024);
+    await a.transport.terminateSession();
+    const r = await fetch(berth.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': a.transport.sessionId! },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    assert.equal(r.status, 404);
+    assert.equal(textOf(await b.client.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'still here');
+    await b.transport.terminateSession();
+    await Promise.all([a.client.close(), b.client.close()]);
   });
 });

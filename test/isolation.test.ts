@@ -7,8 +7,8 @@ import { createServer, type Server } from 'node:net';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { hostName } from '../src/sandbox/host.ts';
 import { microvmDriver } from '../src/sandbox/microvm.ts';
-import { buildAssets, findAssets } from '../src/sandbox/microvm-assets.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { compiledProbe, ensureMicrovmAssets, warm } from './fixtures/slow-boot.ts';
 import { connect, PROBE, ROOT, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 // BERTH_TEST_DRIVERS=gvisor,microvm runs only those drivers' suites (a microVM boot under TCG takes a while).
@@ -22,33 +22,7 @@ const availability = async (d: typeof namespaceDriver) => {
 
 const call = async (c: Awaited<ReturnType<typeof connect>>, name: string, args: Record<string, unknown> = {}) => textOf(await c.client.callTool({ name, arguments: args }));
 
-/** The probe compiled to plain JS: under TCG emulation, tsx compiling TypeScript at start-up takes minutes. */
-async function compiledProbe(): Promise<string[]> {
-  const { build } = await import('esbuild');
-  const out = `${ROOT}/test/.build/probe-server.mjs`;
-  await build({ entryPoints: [`${ROOT}/test/fixtures/probe-server.ts`], outfile: out, format: 'esm', platform: 'node', bundle: true, logLevel: 'silent' });
-  return [process.execPath, out];
-}
-
-/** Waits until berth holds `n` warm servers (slow drivers boot for a while). */
-async function warm(url: string, n: number, timeoutMs = 240_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const h = await (await fetch(new URL('/healthz', url))).json();
-    if (Object.values(h.runtimes as Record<string, { warm: number }>)[0]!.warm >= n) return;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`berth did not warm ${n} servers in ${timeoutMs} ms`);
-}
-
-// A host with QEMU but no guest assets yet builds them (what `berth setup microvm` does, ~10 s).
-if (!findAssets() && (await import('../src/sandbox/host.ts')).which('qemu-system-x86_64')) {
-  try {
-    buildAssets();
-  } catch (e) {
-    console.log(`# microvm assets could not be built: ${(e as Error).message}`);
-  }
-}
+ensureMicrovmAssets();
 
 /** A berth with warm sandboxes, and a port listening on the host's loopback, for the tests of one describe. */
 function sandboxed(flags: string[], command: string[]): { berth: BerthProcess; port: number } {
