@@ -3,8 +3,9 @@
 //   /runtimes/NAME/mcp    -> runtime NAME
 //   /healthz              -> liveness and counts
 import { EventEmitter } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { parseConfig } from '../config/load.js';
 import type { BerthConfig, BerthConfigInput } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
@@ -12,11 +13,14 @@ import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sa
 import { processDriver } from '../sandbox/process.js';
 import { sweepDeadInstances } from '../sandbox/registry.js';
 import type { EndReason, Session } from '../session/session.js';
-import { HttpError, sendError, sendJson } from '../wire/http-error.js';
+import { clientErrorAnswer, HttpError, sendError, sendJson, sendRawError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import type { HostedRuntime } from './base.js';
 import { StatefulRuntime } from './stateful.js';
 import { StatelessRuntime } from './stateless.js';
+
+/** Request line and headers together (Node's default, stated so a --max-http-header-size flag cannot change it). */
+const MAX_HEADER_SIZE = 16 * 1024;
 
 export interface BerthEvents {
   'session:created': [session: Session, runtime: string];
@@ -77,7 +81,24 @@ export class Berth extends EventEmitter<BerthEvents> {
       warnUnenforceableLimits(rt.config.limits, rt.name, this.log);
     }
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
-    const server = createServer({ keepAliveTimeout: 30_000, requestTimeout: 0 }, (req, res) => void this.route(req, res));
+    const server = createServer(this.serverOptions(), (req, res) => void this.route(req, res));
+    // Whatever Node answers on its own is answered as berth does: a JSON-RPC error body, never an empty or HTML one.
+    server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+      // A response already under way cannot be replaced (the bytes would corrupt it); a reset peer hears nothing.
+      const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+        socket.destroy();
+        return;
+      }
+      sendRawError(socket, clientErrorAnswer(err, MAX_HEADER_SIZE));
+    });
+    server.on('checkExpectation', (_req, res) => {
+      sendError(res, new HttpError(417, ErrorCode.ServerError, 'Expectation Failed: the only Expect value berth honours is 100-continue', { connection: 'close' }));
+    });
+    // Without a listener Node drops a CONNECT without a word.
+    server.on('connect', (req, socket: Duplex) => {
+      sendRawError(socket, new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { allow: 'GET, POST, DELETE' }));
+    });
     this.http = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -89,7 +110,31 @@ export class Berth extends EventEmitter<BerthEvents> {
     return this;
   }
 
+  /**
+   * Bounds on slow clients, before any runtime sees the request: the head must arrive within the longest
+   * bodyTimeout, the whole request within head + body time (a body nobody reads, after a refusal, included).
+   */
+  private serverOptions(): ServerOptions {
+    const bodyTimeout = Math.max(...[...this.runtimes.values()].map((r) => r.config.limits.bodyTimeout));
+    const headersTimeout = Math.max(1000, bodyTimeout);
+    return {
+      keepAliveTimeout: 30_000,
+      headersTimeout,
+      // A runtime's own 408 (readBody) comes first; this only cuts off what no handler reads.
+      requestTimeout: headersTimeout + bodyTimeout + 1000,
+      // How often Node checks those two timeouts (its default, 30 s, would let a slow client stay 30 s longer).
+      connectionsCheckingInterval: Math.min(1000, Math.floor(headersTimeout / 2)),
+      maxHeaderSize: MAX_HEADER_SIZE,
+      // Checked in route(), so the refusal is a JSON-RPC error like every other.
+      requireHostHeader: false,
+    };
+  }
+
   private route(req: IncomingMessage, res: ServerResponse): void {
+    if (req.httpVersion === '1.1' && req.headers.host === undefined) {
+      sendError(res, new HttpError(400, ErrorCode.ServerError, 'Bad Request: an HTTP/1.1 request must carry a Host header', { connection: 'close' }));
+      return;
+    }
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz') {
       const runtimes = Object.fromEntries([...this.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName }]));
