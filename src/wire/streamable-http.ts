@@ -145,6 +145,30 @@ export interface ParsedBody {
   batch: boolean;
 }
 
+/**
+ * The deepest nesting of arrays and objects a body may have. JSON.parse copes with any depth, but everything
+ * after it recurses — JSON.stringify on the way to the server overflows the stack at a few thousand levels —
+ * and no MCP message needs more than a few dozen.
+ */
+export const MAX_JSON_DEPTH = 512;
+
+/** Whether valid JSON text nests arrays/objects deeper than `limit` (a scan, so it cannot overflow itself). */
+export function nestedDeeperThan(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // the escaped character cannot end the string
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 /** Parses a POST body into JSON-RPC messages (a single one, or a batch for 2025-03-26 clients). */
 export function parseMessages(body: Buffer): ParsedBody {
   let text: string;
@@ -158,6 +182,9 @@ export function parseMessages(body: Buffer): ParsedBody {
     value = JSON.parse(text);
   } catch (e) {
     throw new HttpError(400, ErrorCode.ParseError, `Parse error: ${(e as Error).message}`);
+  }
+  if (nestedDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request: JSON nested deeper than ${MAX_JSON_DEPTH} levels`);
   }
   const batch = Array.isArray(value);
   const items = batch ? (value as unknown[]) : [value];
