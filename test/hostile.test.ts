@@ -690,6 +690,67 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     await health();
   });
 
+  test("refusals Node's HTTP server makes on its own carry a JSON-RPC error body too", async () => {
+    const post = (extra: string, body = '{"jsonrpc":"2.0","id":1,"method":"ping"}') =>
+      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\n${extra}content-length: ${body.length}\r\n\r\n${body}`;
+    const cases: Array<[string, string, number, RegExp]> = [
+      ['a control character in a header value', post('mcp-session-id: ab\x01cd\r\n'), 400, /Bad Request: not a valid HTTP\/1\.1 request \(.+\)/],
+      ['a header line without a colon', post('garbage\r\n'), 400, /Bad Request/],
+      ['20 KiB of headers', post(`x-big: ${'b'.repeat(20_000)}\r\n`), 431, /Request Header Fields Too Large.*16384/],
+      ['an unknown method', `BREW /mcp HTTP/1.1\r\nhost: x\r\n\r\n`, 400, /Bad Request/],
+      ['a malformed protocol in the request line', `GET /mcp HTTQ/1.1\r\nhost: x\r\n\r\n`, 400, /Bad Request/],
+      ['Content-Length and Transfer-Encoding together', post('transfer-encoding: chunked\r\n'), 400, /Bad Request/],
+      ['two different Content-Lengths', post('content-length: 7\r\n'), 400, /Bad Request/],
+      ['CONNECT', `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n\r\n`, 405, /Method Not Allowed: CONNECT/],
+      ['an Expect other than 100-continue', post('expect: teapot\r\n'), 417, /Expectation Failed/],
+      ['HTTP/1.1 without a Host header', `POST ${PATHS.stateful} HTTP/1.1\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`, 400, /Host header/],
+      ['a malformed chunk in a body berth is reading', `${post('').split('content-length')[0]}transfer-encoding: chunked\r\n\r\n5\r\n{"jso\r\nzz\r\n`, 400, /Bad Request/],
+    ];
+    for (const [what, raw, status, message] of cases) {
+      const r = await rawExchange([raw], { port });
+      assertRefusal(r, what, status, -32000, message);
+      assert.ok((await r.closed(3000)) >= 0, `${what}: the connection is closed after the refusal`);
+    }
+    // HTTP/1.0 needs no Host; the request is served as usual.
+    const old = await rawExchange([`GET /healthz HTTP/1.0\r\n\r\n`], { port });
+    assert.equal(old.status, 200);
+    await health();
+  });
+
+  test('a client that disconnects in the middle of its upload is not an error of berth', async () => {
+    const before = unexpectedLogLines().length;
+    for (let i = 0; i < 5; i++) {
+      const sock = tcpConnect({ host: '127.0.0.1', port });
+      await new Promise((r) => sock.once('connect', r));
+      sock.write(`POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"jsonrpc":`);
+      await sleep(100);
+      sock.destroy();
+    }
+    await sleep(300);
+    assert.deepEqual(unexpectedLogLines().slice(before), []);
+    await health();
+  });
+
+  test('pipelined requests on one connection are answered in order, a bad one among them included', async () => {
+    const ping = (id: number) => `{"jsonrpc":"2.0","id":${id},"method":"ping"}`;
+    const req = (body: string) => `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\nmcp-session-id: ${attackerSid}\r\nmcp-protocol-version: ${V}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const all = await new Promise<string>((resolve) => {
+      // One write: all three are in berth's buffer before the first is answered.
+      const sock = tcpConnect({ host: '127.0.0.1', port }, () => sock.write(req(ping(1)) + req('{"jsonrpc":') + req(ping(3))));
+      let got = '';
+      sock.on('data', (d) => {
+        got += d;
+        if ((got.match(/HTTP\/1\.1 \d{3} /g) ?? []).length === 3 && /"id":3\}/.test(got)) sock.destroy();
+      });
+      sock.on('close', () => resolve(got));
+      setTimeout(() => sock.destroy(), 5000);
+    });
+    const statuses = [...all.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    assert.deepEqual(statuses, [200, 400, 200], all.slice(0, 2000));
+    assert.match(all, /"id":1,?/);
+    assert.match(all, /"id":3/);
+  });
+
   test('headers: Accept, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Origin with odd, huge, non-ASCII and duplicate values', async () => {
     await check('headers', headerCase, 120, async (c) => {
       const req = headerRequest(c);

@@ -104,9 +104,10 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
       cleanup();
       resolve(Buffer.concat(chunks, size));
     };
+    // The client went away mid-upload (Node reports "aborted"): its refusal, not a failure of berth's.
     const onError = (e: Error) => {
       cleanup();
-      reject(e);
+      reject(new HttpError(400, ErrorCode.ServerError, `Bad Request: the connection closed before the whole body arrived (${e.message})`));
     };
     const cleanup = () => {
       clearTimeout(timer);
