@@ -87,15 +87,27 @@ export class StreamLog {
   }
 }
 
+interface Connection {
+  res: ServerResponse;
+  /** Seq of the last event written to this connection. */
+  cursor: number;
+  lastWrite: number;
+  timer?: NodeJS.Timeout;
+  /** Waiting for the socket to drain; events meanwhile stay in the log. */
+  waiting: boolean;
+  /** Bytes of new events that arrived while waiting: the slow-reader measure (maxBuffer). */
+  stalled: number;
+}
+
 export class SseStream {
   private seq = 0;
-  /** This stream's retained events, oldest first. */
+  /** This stream's retained events: contiguous seqs, oldest first (retention drops a stream's oldest first). */
   private readonly events: Retained[] = [];
   /** Highest seq dropped from retention: resuming from before it would leave a gap. */
   private droppedThrough = 0;
   /** Highest seq written to any connection; a fresh (non-resuming) attach starts after it. */
   private writtenThrough = 0;
-  private conn: { res: ServerResponse; lastWrite: number; timer?: NodeJS.Timeout } | undefined;
+  private conn: Connection | undefined;
   private done = false;
 
   constructor(
@@ -114,56 +126,69 @@ export class SseStream {
     return !this.done && (this.log.retain || this.attached);
   }
 
-  get finished(): boolean {
-    return this.done;
-  }
-
   /**
    * Carries the stream on `res`: replays retained events after `after` ('unwritten': only those no connection
-   * carried yet), then goes live. A newer connection replaces an older one.
+   * carried yet), paced by the socket, then goes live. A newer connection replaces an older one.
    */
   attach(res: ServerResponse, headers: Record<string, string>, after: number | 'unwritten', priming: boolean): void {
     const from = after === 'unwritten' ? this.writtenThrough : after;
     this.checkResumable(from);
     this.detach();
     res.writeHead(200, sseHeaders(headers));
-    const conn = { res, lastWrite: Date.now(), timer: undefined as NodeJS.Timeout | undefined };
+    const conn: Connection = { res, cursor: from, lastWrite: Date.now(), waiting: false, stalled: 0 };
     this.conn = conn;
     res.on('close', () => this.onClose(conn));
+    res.on('drain', () => {
+      conn.waiting = false;
+      conn.stalled = 0;
+      this.pump();
+    });
     const { retry, keepAlive } = this.log.opts;
     // A priming id names the position just before what follows, so resuming from it loses nothing.
-    this.write(priming ? primingEvent(`${this.id}.${from}`, retry) : after === 'unwritten' ? '' : retryField(retry));
-    for (const e of this.events) if (e.seq > from) this.carry(e);
+    if (priming) this.write(conn, primingEvent(`${this.id}.${from}`, retry));
+    else if (after !== 'unwritten') this.write(conn, retryField(retry));
     res.flushHeaders();
-    if (this.done) {
-      res.end();
-      return;
-    }
     if (keepAlive > 0) {
       conn.timer = setInterval(() => {
-        if (this.conn === conn && Date.now() - conn.lastWrite >= keepAlive - 10) this.write(KEEP_ALIVE);
+        if (!conn.waiting && Date.now() - conn.lastWrite >= keepAlive - 10) this.write(conn, KEEP_ALIVE);
       }, keepAlive);
       conn.timer.unref();
     }
+    this.pump();
   }
 
-  /** Sends one message: written now if a connection is open, kept for replay either way. */
+  /** Sends one message: written now if a connection can take it, kept for replay either way. */
   send(message: unknown, onLost?: () => void): void {
     if (this.done) return;
     const seq = ++this.seq;
     const frame = messageEvent(`${this.id}.${seq}`, message);
     const e: Retained = { stream: this, seq, frame, bytes: Buffer.byteLength(frame), written: false, onLost };
-    if (this.log.retain) this.events.push(e);
-    this.carry(e);
-    if (this.log.retain) this.log.keep(e);
-    else if (!e.written) onLost?.();
+    const c = this.conn;
+    if (!this.log.retain) {
+      // Nothing to replay from (stateless): written at once or lost, and a reader that falls maxBuffer behind is cut.
+      if (c && c.res.writableLength > this.log.opts.maxBuffer) this.cut(c);
+      if (this.conn && this.write(this.conn, frame)) this.conn.cursor = seq;
+      else onLost?.();
+      return;
+    }
+    this.events.push(e);
+    this.log.keep(e);
+    if (!c) return;
+    if (c.waiting) {
+      // A client that does not read must not make berth hold its events without bound: past maxBuffer, its
+      // connection is closed; the events stay in the log and the client resumes from the last one it got.
+      c.stalled += e.bytes;
+      if (c.stalled > this.log.opts.maxBuffer) this.cut(c);
+      return;
+    }
+    this.pump();
   }
 
   /** The stream is complete (its final response was sent): the connection ends once it has everything. */
   finish(): void {
     if (this.done) return;
     this.done = true;
-    if (this.attached) this.conn!.res.end();
+    this.pump();
     if (this.events.length === 0) this.log.forget(this);
   }
 
@@ -188,36 +213,48 @@ export class SseStream {
     }
   }
 
-  /** @internal Retention let go of an event (always this stream's oldest retained one). */
+  /** @internal Retention let go of this stream's oldest event. */
   dropped(e: Retained): void {
-    const i = this.events.indexOf(e);
-    if (i >= 0) this.events.splice(i, 1);
+    if (this.events[0] === e) this.events.shift();
     this.droppedThrough = Math.max(this.droppedThrough, e.seq);
+    // A connection that had not got that far can no longer continue without a gap.
+    if (this.conn && this.conn.cursor < e.seq) this.cut(this.conn);
     if (this.done && this.events.length === 0) this.log.forget(this);
   }
 
-  private carry(e: Retained): void {
-    if (!this.attached) return; // the connection was dropped mid-replay (maxBuffer): the rest waits for a resume
-    e.written = true;
-    this.writtenThrough = Math.max(this.writtenThrough, e.seq);
-    this.write(e.frame);
+  /** Writes retained events the connection has not had yet, until the socket asks to wait; ends a finished stream. */
+  private pump(): void {
+    const c = this.conn;
+    if (!c || c.waiting || !this.attached) return;
+    const first = this.events[0]?.seq ?? this.seq + 1;
+    for (let i = Math.max(0, c.cursor + 1 - first); i < this.events.length; i++) {
+      const e = this.events[i]!;
+      if (!this.write(c, e.frame)) return;
+      c.cursor = e.seq;
+      e.written = true;
+      this.writtenThrough = Math.max(this.writtenThrough, e.seq);
+      if (c.res.writableLength > c.res.writableHighWaterMark) {
+        c.waiting = true; // 'drain' resumes the pump
+        return;
+      }
+    }
+    if (this.done && c.cursor >= this.seq) this.detach();
   }
 
-  private write(chunk: string): void {
-    const c = this.conn;
-    if (!c || chunk === '' || c.res.destroyed || c.res.writableEnded) return;
+  private write(c: Connection, chunk: string): boolean {
+    if (this.conn !== c || c.res.destroyed || c.res.writableEnded) return false;
     c.res.write(chunk);
     c.lastWrite = Date.now();
-    // A client that does not read must not make berth buffer without bound: drop the connection, keep the
-    // events; the client resumes from the last one it got.
-    if (c.res.writableLength > this.log.opts.maxBuffer) {
-      this.conn = undefined;
-      clearInterval(c.timer);
-      c.res.destroy();
-    }
+    return true;
   }
 
-  private onClose(conn: NonNullable<SseStream['conn']>): void {
+  private cut(c: Connection): void {
+    if (this.conn === c) this.conn = undefined;
+    clearInterval(c.timer);
+    c.res.destroy();
+  }
+
+  private onClose(conn: Connection): void {
     clearInterval(conn.timer);
     if (this.conn === conn) this.conn = undefined;
   }
