@@ -10,6 +10,7 @@ import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js'
 
 /** The first revision whose clients expect a priming event (an id with empty data) at the start of each stream. */
 const PRIMING_VERSION = '2025-11-25';
+const REFILL_DELAY_MS = 250;
 
 export class StatefulRuntime extends HostedRuntime {
   readonly sessions = new Map<string, Session>();
@@ -88,8 +89,9 @@ export class StatefulRuntime extends HostedRuntime {
       throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { 'retry-after': '5' });
     }
     let server;
-    // Refill the pool only once this initialize is answered (or failed).
-    res.once('close', () => this.pool.fill());
+    // Refill the pool a little after this initialize is answered (or failed): starting a server costs a burst of
+    // CPU that would otherwise land on the new session's first calls.
+    res.once('close', () => setTimeout(() => this.pool.fill(), REFILL_DELAY_MS).unref());
     this.initializing++;
     try {
       server = await this.pool.take();
