@@ -3,6 +3,7 @@
  *
  *   direct           the fixture itself over Streamable HTTP (stateful, SDK transport) — the baseline
  *   berth stateful   berth run -- <fixture --stdio>             (one server process per session)
+ *   (stateful runs with --json-window 0, so every call is a resumable SSE stream; stateless keeps the JSON path)
  *   berth stateless  berth run --stateless -- <fixture --stdio> (only the scenarios that apply)
  *
  *   node --import tsx scripts/conformance.ts [--only direct,stateful,stateless] [--scenario NAME]...
@@ -289,7 +290,7 @@ async function startBerth(stateless: boolean, log: string): Promise<RunningTarge
   const cli = join(ROOT, 'dist', 'cli', 'main.js');
   if (!existsSync(cli)) throw new Error(`${relative(ROOT, cli)} is missing: run \`npm run build\` first`);
   const port = await freePort();
-  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...(stateless ? ['--stateless'] : []), '--', ...FIXTURE, '--stdio'];
+  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...(stateless ? ['--stateless'] : ['--json-window', '0']), '--', ...FIXTURE, '--stdio'];
   const child = startChild(command[0]!, command.slice(1), { log });
   // berth prints a line containing http://HOST:PORT/mcp once it accepts requests.
   const m = await waitForOutput(child, ['stdout'], /(https?:\/\/[^\s"'<>]+\/mcp)\b/, 60_000).catch(async (e) => {

@@ -80,6 +80,7 @@ program
   .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
   .option('--retain-events <n>', 'SSE events kept per session for resuming dropped streams (and for a GET stream not yet open)', int, 1000)
   .option('--request-timeout <duration>', 'fail a call whose server sends no answer or progress for this long (0 = never)', duration, 600_000)
+  .option('--json-window <duration>', 'a call answered within this long gets plain JSON, a longer one an SSE stream (0 = always SSE)', duration, 200)
   .option('--keep-alive <duration>', 'comment line on a silent SSE stream this often (0 = never)', duration, 15_000)
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, 30_000)
@@ -103,7 +104,7 @@ program
               warmPool: o.warmPool,
               network: o.network,
               mounts: o.mount,
-              streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive },
+              streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
               limits: { startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
