@@ -63,6 +63,8 @@ interface RawOptions {
   head?: boolean;
   /** Resolve once the headers of a text/event-stream response are in (a GET stream never ends). */
   peekStream?: boolean;
+  /** Instead of peeking, read a text/event-stream response for this long (or until it ends). */
+  streamMs?: number;
   timeoutMs?: number;
 }
 
@@ -81,6 +83,8 @@ function rawExchange(parts: Part[], opts: RawOptions): Promise<RawReply> {
     let head: { status: number; statusLine: string; headers: Record<string, string> } | undefined;
     let done = false;
     let closedAt = -1;
+    let streamChunks: Buffer[] = [];
+    let streamTimer: NodeJS.Timeout | undefined;
     const closedWaiters: Array<() => void> = [];
     const fail = (why: string) => {
       if (done) return;
@@ -94,6 +98,7 @@ function rawExchange(parts: Part[], opts: RawOptions): Promise<RawReply> {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      clearTimeout(streamTimer);
       const h = head!;
       resolve({
         ...h,
@@ -157,7 +162,12 @@ function rawExchange(parts: Part[], opts: RawOptions): Promise<RawReply> {
             chunks.push(buf.subarray(eol + 2, eol + 2 + size));
             pos = eol + 2 + size + 2;
           }
-          if (opts.peekStream && /^text\/event-stream/.test(h.headers['content-type'] ?? '')) return finish(Buffer.concat(chunks));
+          if (/^text\/event-stream/.test(h.headers['content-type'] ?? '')) {
+            if (opts.streamMs !== undefined) {
+              streamChunks = chunks;
+              streamTimer ??= setTimeout(() => finish(Buffer.concat(streamChunks)), opts.streamMs);
+            } else if (opts.peekStream) return finish(Buffer.concat(chunks));
+          }
           if (atEof) fail('connection closed inside a chunked body');
           return;
         }
@@ -298,8 +308,9 @@ function validHeaders(sid?: string, version: string | undefined = sid ? V : unde
   return h;
 }
 
+/** One request on a fresh connection. A GET stream is only peeked at (it never ends); any other is read to its end. */
 function send(req: RawRequest, extra: Partial<RawOptions> = {}): Promise<RawReply> {
-  return rawExchange([serialize(req)], { port, head: req.method === 'HEAD', peekStream: true, ...extra });
+  return rawExchange([serialize(req)], { port, head: req.method === 'HEAD', peekStream: req.method === 'GET', ...extra });
 }
 
 async function health(): Promise<void> {
@@ -354,6 +365,7 @@ class Victim {
 }
 
 let victim: Victim;
+let victimClient: Awaited<ReturnType<typeof connect>>['client'];
 let victimClose: () => Promise<void>;
 
 async function rawInit(path: string): Promise<string> {
@@ -576,6 +588,13 @@ function expectedFor(b: Buffer, limit: number): { status: number; code: number; 
   if (depthOf(v) > 512) return { status: 400, code: -32600, message: /nested deeper than/ };
   if (typeof v !== 'object' || v === null || (Array.isArray(v) && v.length === 0)) return { status: 400, code: -32600, message: /Invalid Request/ };
   if (!Array.isArray(v) && (v as Msg).jsonrpc !== '2.0') return { status: 400, code: -32600, message: /Invalid Request.*jsonrpc/ };
+  // MCP messages have only JSON-RPC's members, and object params: anything else a server would drop unanswered.
+  const isObj = (x: unknown): x is Msg => typeof x === 'object' && x !== null && !Array.isArray(x);
+  const members = ['jsonrpc', 'id', 'method', 'params', 'result', 'error'];
+  const items = Array.isArray(v) ? v : [v];
+  if (items.some((x) => isObj(x) && (Object.keys(x).some((k) => !members.includes(k)) || ('method' in x && 'params' in x && !isObj(x.params))))) {
+    return { status: 400, code: -32600, message: /Invalid Request/ };
+  }
   return undefined;
 }
 
@@ -630,6 +649,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     process.stdout.write(`# hostile: seed ${SEED} (HOSTILE_SEED=${SEED} replays), berth at ${berth.url}\n`);
 
     const { client, transport } = await connect(berth.url);
+    victimClient = client;
     victimClose = () => client.close();
     assert.equal(textOf(await client.callTool({ name: 'state_set', arguments: { value: SECRET } })), 'ok');
     victimSid = transport.sessionId!;
@@ -653,11 +673,12 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     const arb = fc.record({
       body,
       target: fc.constantFrom<Target>('stateful', 'stateful', 'stateless'),
-      session: sessionChoice,
+      // Mostly the attacker's own live session: only there does a body travel all the way to a server and back.
+      session: fc.oneof({ weight: 3, arbitrary: fc.constant('attacker') }, { weight: 2, arbitrary: sessionChoice }),
       version: fc.constantFrom(undefined, V, '2025-03-26', '2025-06-18'),
       chunked: fc.boolean(),
     });
-    await check('bodies', arb, 150, async ({ body: b, target, session, version, chunked }) => {
+    await check('bodies', arb, 800, async ({ body: b, target, session, version, chunked }) => {
       const sid = sessionValue(session);
       const headers: Array<[string, string | Buffer]> = validHeaders(undefined, version);
       if (sid !== undefined) headers.push(['mcp-session-id', sid]);
@@ -675,6 +696,31 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     });
     await health();
   });
+  test('messages an MCP server would drop unanswered are refused at once, not left to hang', async () => {
+    // Each of these reached the server, which (the official SDK) ignores it: the call hung until requestTimeout.
+    const cases: Array<[string, RegExp]> = [
+      ['{"jsonrpc":"2.0","id":1,"method":"ping","x":1}', /unexpected member "x"/],
+      ['{"jsonrpc":"2.0","id":2,"method":"ping","__proto__":{"method":"x"}}', /unexpected member "__proto__"/],
+      ['{"jsonrpc":"2.0","method":"notifications/initialized","":0}', /unexpected member ""/],
+      ['{"jsonrpc":"2.0","id":3,"method":"ping","params":[]}', /"params" member must be an object/],
+      ['{"jsonrpc":"2.0","id":4,"method":"ping","params":{"_meta":5}}', /_meta" must be an object/],
+      ['{"jsonrpc":"2.0","id":5,"method":"ping","params":{"_meta":{"progressToken":{}}}}', /progressToken" must be a string or a number/],
+      ['{"jsonrpc":"2.0","id":6,"result":[]}', /"result" must be an object/],
+      ['{"jsonrpc":"2.0","id":7,"result":{},"extra":true}', /unexpected member "extra"/],
+      ['{"jsonrpc":"2.0","id":8,"error":{"code":1.5,"message":"m"}}', /code" must be an integer/],
+    ];
+    for (const [body, message] of cases) {
+      for (const target of ['stateful', 'stateless'] as const) {
+        const r = await send({ method: 'POST', target: PATHS[target], headers: validHeaders(target === 'stateful' ? attackerSid : undefined), body: Buffer.from(body) }, { timeoutMs: 5000 });
+        assertRefusal(r, `${target}: ${body}`, 400, -32600, message);
+      }
+    }
+    // What MCP does allow still goes through: fractional ids and tokens (berth rewrites both), extra members in params.
+    const ok = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid), body: Buffer.from('{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t"},"extra":1,"_meta":{"progressToken":2.5}}}') });
+    assert.equal(ok.status, 200, ok.body.toString());
+    assert.match(ok.body.toString(), /"id":1\.5/);
+  });
+
   test('deeply nested JSON (up to 100k levels) in a live session and in every position: refused with 400, never a 500', async () => {
     for (const kind of ['array', 'object', 'params', 'unbalanced', 'batch'] as const) {
       for (const depth of [600, 5000, 100_000]) {
@@ -752,7 +798,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
   });
 
   test('headers: Accept, Content-Type, MCP-Protocol-Version, Mcp-Session-Id, Origin with odd, huge, non-ASCII and duplicate values', async () => {
-    await check('headers', headerCase, 120, async (c) => {
+    await check('headers', headerCase, 600, async (c) => {
       const req = headerRequest(c);
       const wire = serialize(req);
       const headBytes = wire.indexOf('\r\n\r\n') < 0 ? wire.length : wire.indexOf('\r\n\r\n');
@@ -776,7 +822,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       session: fc.constantFrom('none', 'attacker', 'ended'),
       withBody: fc.boolean(),
     });
-    await check('methods and paths', arb, 150, async ({ method, path, session, withBody }) => {
+    await check('methods and paths', arb, 600, async ({ method, path, session, withBody }) => {
       const sid = sessionValue(session);
       const headers: Array<[string, string | Buffer]> = validHeaders(undefined, sid ? V : undefined);
       if (sid !== undefined) headers.push(['mcp-session-id', sid]);
@@ -803,7 +849,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       method: fc.constantFrom('POST', 'GET', 'DELETE'),
       session: sessionChoice.filter((s) => s !== 'none' && s !== 'attacker'),
     });
-    await check('session ids', arb, 100, async ({ method, session }) => {
+    await check('session ids', arb, 300, async ({ method, session }) => {
       const sid = sessionValue(session)!;
       const headers: Array<[string, string | Buffer]> = [['host', 'x'], ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT], ['content-type', 'application/json'], ['mcp-session-id', sid]];
       const req: RawRequest = { method, target: PATHS.stateful, headers, body: method === 'POST' ? Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"state_get","arguments":{}}}') : undefined };
@@ -823,6 +869,43 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     await health();
   });
 
+  test("Last-Event-ID: malformed, huge, and another session's real event ids never replay that session's events", async () => {
+    // A second healthy session whose stream carries a secret of its own, and whose event ids we can see.
+    const secret2 = `second-secret-${randomBytes(12).toString('hex')}`;
+    const owner = await rawInit(PATHS.stateful);
+    const call = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(owner), body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'log', arguments: { message: secret2 } } })) }, { peekStream: false });
+    assert.match(call.headers['content-type'] ?? '', /^text\/event-stream/, 'the log notification makes the call a stream');
+    assert.ok(call.body.includes(secret2));
+    const ids = [...call.body.toString().matchAll(/^id: ?(\S+)$/gm)].map((m) => m[1]!);
+    assert.ok(ids.length >= 2, call.body.toString());
+    const getWith = (sid: string, id: string | Buffer) =>
+      send({ method: 'GET', target: PATHS.stateful, headers: [['host', 'x'], ['accept', 'text/event-stream'], ['mcp-session-id', sid], ['mcp-protocol-version', V], ['last-event-id', id]] }, { streamMs: 300 });
+    // The positive control: its owner resumes from the first event and gets the secret again.
+    const own = await getWith(owner, ids[0]!);
+    assert.equal(own.status, 200, own.body.toString());
+    assert.ok(own.body.includes(secret2), `the owner's replay: ${preview(own.body)}`);
+
+    const intruder = await rawInit(PATHS.stateful);
+    const idArb = fc.oneof(
+      fc.constantFrom(...ids),
+      fc.tuple(fc.constantFrom(...ids), fc.constantFrom('0', '1', '2', '999', '000000000000001', '-1', '1e3', '')).map(([id, seq]) => `${id.split('.')[0]}.${seq}`),
+      fc.tuple(fc.constantFrom(...ids), fc.nat({ max: 15 })).map(([id, i]) => id.slice(0, i) + (id[i] === 'A' ? 'B' : 'A') + id.slice(i + 1)),
+      fc.string({ unit: 'binary-ascii', maxLength: 40 }).filter((x) => !/[\r\n]/.test(x)),
+      fc.uint8Array({ minLength: 1, maxLength: 30 }).map((a) => Buffer.from(a.map((x) => (x === 10 || x === 13 ? 32 : x)))),
+      fc.constantFrom(2000, 15_000).map((n) => '7'.repeat(n)),
+    );
+    await check('Last-Event-ID', fc.record({ id: idArb, as: fc.constantFrom('intruder', 'ended', 'random') }), 150, async ({ id, as }) => {
+      const sid = as === 'intruder' ? intruder : as === 'ended' ? endedSid : `rnd-${randomBytes(8).toString('hex')}`;
+      const r = await getWith(sid, id);
+      const what = `GET as ${as} with Last-Event-ID ${preview(Buffer.isBuffer(id) ? id : Buffer.from(id, 'latin1'), 60)}`;
+      assertSound(r, what);
+      assert.ok(!r.body.includes(secret2), `another session's events replayed: ${what} -> ${preview(r.body)}`);
+      assert.ok(r.status >= 400, `${what} -> ${r.statusLine}`);
+    });
+    await send({ method: 'DELETE', target: PATHS.stateful, headers: [['host', 'x'], ['mcp-session-id', owner]] });
+    await send({ method: 'DELETE', target: PATHS.stateful, headers: [['host', 'x'], ['mcp-session-id', intruder]] });
+  });
+
   test('parallel barrage: batches of hostile requests at once', async () => {
     const one = fc.oneof(
       fc.record({ body, target: fc.constantFrom<Target>('stateful', 'stateless'), session: sessionChoice }).map(({ body: b, target, session }): RawRequest => {
@@ -834,7 +917,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       headerCase.map(headerRequest),
       fc.record({ method: fc.constantFrom(...METHODS.filter((m) => m !== 'CONNECT')), path: pathArb }).map(({ method, path }): RawRequest => ({ method, target: path, headers: validHeaders() })),
     );
-    await check('parallel barrage', fc.array(one.map((r) => Object.assign(r, { [fc.toStringMethod]: () => `${r.method} ${preview(r.target, 60)}` })), { minLength: 10, maxLength: 30 }), 8, async (reqs) => {
+    await check('parallel barrage', fc.array(one.map((r) => Object.assign(r, { [fc.toStringMethod]: () => `${r.method} ${preview(r.target, 60)}` })), { minLength: 10, maxLength: 30 }), 20, async (reqs) => {
       const replies = await Promise.all(reqs.map((q) => send(q, { timeoutMs: 15_000 }).then((r) => ({ q, r }))));
       for (const { q, r } of replies) assertSound(r, `${q.method} ${preview(q.target, 60)}`, q.method === 'HEAD');
     });
@@ -885,6 +968,8 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     await victim.stop();
     assert.deepEqual(victim.failures, [], 'every call of the healthy session succeeded');
     assert.ok(victim.calls >= 20, `the healthy session kept calling (${victim.calls} calls)`);
+    // And after the barrage it still holds its own state.
+    assert.equal(textOf(await victimClient.callTool({ name: 'state_get', arguments: {} })), SECRET);
     await health();
     assert.deepEqual(unexpectedLogLines(), []);
   });

@@ -67,6 +67,45 @@ export function invalidMessageReason(v: unknown): string | undefined {
   return undefined;
 }
 
+const CALL_MEMBERS = new Set(['jsonrpc', 'id', 'method', 'params']);
+const RESPONSE_MEMBERS = new Set(['jsonrpc', 'id', 'result', 'error']);
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * Why a message from a client is not one an MCP server takes, or undefined. Stricter than JSON-RPC alone, as MCP
+ * is: no members beyond JSON-RPC's own, `params` and `result` are objects, `params._meta` an object whose
+ * progressToken is a string or a number, error codes are integers. A server handed anything else (the official
+ * SDKs among them) drops the message without a word, so the client's call would hang instead of being refused.
+ */
+export function invalidClientMessageReason(v: unknown): string | undefined {
+  const why = invalidMessageReason(v);
+  if (why) return why;
+  const o = v as Record<string, unknown>;
+  const call = 'method' in o;
+  const allowed = call ? CALL_MEMBERS : RESPONSE_MEMBERS;
+  const extra = Object.keys(o).find((k) => !allowed.has(k));
+  if (extra !== undefined) {
+    return `unexpected member ${JSON.stringify(extra.slice(0, 50))}: a JSON-RPC ${call ? 'request or notification' : 'response'} has only ${[...allowed].join(', ')}`;
+  }
+  if (call && o.params !== undefined) {
+    if (!isObject(o.params)) return 'the "params" member must be an object (MCP)';
+    const meta = o.params._meta;
+    if (meta !== undefined) {
+      if (!isObject(meta)) return '"params._meta" must be an object';
+      const token = meta.progressToken;
+      if (token !== undefined && typeof token !== 'string' && !(typeof token === 'number' && Number.isFinite(token))) {
+        return '"params._meta.progressToken" must be a string or a number';
+      }
+    }
+  }
+  if (!call && 'result' in o && !isObject(o.result)) return 'a response "result" must be an object (MCP)';
+  if (!call && 'error' in o && !Number.isInteger((o.error as { code: number }).code)) return 'a response error "code" must be an integer';
+  return undefined;
+}
+
 /** A key for maps of ids: 1 and "1" are different JSON-RPC ids. */
 export function idKey(id: JsonRpcId): string {
   return typeof id === 'number' ? `n:${id}` : `s:${id}`;

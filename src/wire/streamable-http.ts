@@ -2,7 +2,7 @@
 // which requests are well-formed, and the exact status + JSON-RPC error for each refusal.
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from './http-error.js';
-import { ErrorCode, invalidMessageReason, type JsonRpcMessage } from './jsonrpc.js';
+import { ErrorCode, invalidClientMessageReason, type JsonRpcMessage } from './jsonrpc.js';
 
 export const SUPPORTED_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const;
 export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
@@ -191,7 +191,7 @@ export function parseMessages(body: Buffer): ParsedBody {
   const items = batch ? (value as unknown[]) : [value];
   if (items.length === 0) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: empty batch');
   items.forEach((item, i) => {
-    const why = invalidMessageReason(item);
+    const why = invalidClientMessageReason(item);
     if (why) throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request${batch ? ` (batch item ${i})` : ''}: ${why}`);
   });
   return { messages: items as JsonRpcMessage[], batch };
