@@ -64,6 +64,12 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
       assert.equal(await call(a, 'fs', { op: 'read', path: beside }), 'A');
       assert.equal(await call(b, 'fs', { op: 'exists', path: beside }), 'false');
       assert.equal(existsSync(beside), false, 'no write reaches the host');
+      if (driver === 'microvm') {
+        // The driver bundled the server and the guest put the bundle beside it: in the VM's overlay only.
+        const bundle = `${ROOT}/test/.build/.berth-bundle-probe-server.mjs`;
+        assert.equal(await call(a, 'fs', { op: 'exists', path: bundle }), 'true');
+        assert.equal(existsSync(bundle), false);
+      }
       // The code itself is still there, and a file only its (host root) owner may read stays unreadable.
       assert.equal(await call(a, 'fs', { op: 'exists', path: `${ROOT}/package.json` }), 'true');
       const secret = `${ROOT}/.secret-${Date.now()}`;

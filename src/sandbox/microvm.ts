@@ -6,17 +6,19 @@
 // 9p share and whose upper is guest tmpfs, so writes beside the code stay in the VM's memory. MCP travels over
 // a virtio-serial port wired to QEMU's stdio, and the guest console (the server's stderr) over a unix socket.
 // An http upstream's server gets HOST=0.0.0.0: QEMU forwards $PORT to the guest's NIC, not its loopback.
+// A node server is bundled into one file first when it can be (microvm-bundle.ts): far fewer files over 9p.
 import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startChild } from './child.js';
 import type { ExitInfo, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
 import { dropPrivileges, isRoot, SANDBOX_UID, which } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
+import { bundleFor, type Bundle } from './microvm-bundle.js';
 import { resolveArgv } from './process.js';
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -60,7 +62,7 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
 }
 
 /** What the guest's /init sources: where to mount the shares, the environment, the command. */
-function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[]): void {
+function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle: Bundle | undefined): void {
   mkdirSync(dir);
   const mount = (tag: string, path: string, ro: boolean) => `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
   // The runtime dir: 9p lower, tmpfs upper (the VM's memory). Without overlay support it stays read-only.
@@ -73,7 +75,14 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[]): void 
   const env = spec.port !== undefined ? { HOST: '0.0.0.0', ...spec.env } : spec.env;
   writeFileSync(join(dir, 'env.sh'), `BERTH_ENV=${q(Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' '))}\n`);
   if (spec.network === 'host') writeFileSync(join(dir, 'net'), '');
-  writeFileSync(join(dir, 'run.sh'), `cd ${q(spec.workDir)} && exec ${argv.map(q).join(' ')}\n`);
+  let run = `exec ${argv.map(q).join(' ')}`;
+  if (bundle) {
+    // Beside the script (in the overlay), so paths relative to it still hold; if it cannot go there, unbundled.
+    writeFileSync(join(dir, 'server.mjs'), bundle.code);
+    const beside = join(dirname(bundle.script), `.berth-bundle-${basename(bundle.script).replace(/\.m?js$/, '')}.mjs`);
+    run = `/bin/busybox cp /cfg/server.mjs ${q(beside)} 2>/dev/null && exec ${[argv[0]!, beside, ...argv.slice(2)].map(q).join(' ')}\n${run}`;
+  }
+  writeFileSync(join(dir, 'run.sh'), `cd ${q(spec.workDir)} || exit 1\n${run}\n`);
 }
 
 export const microvmDriver: SandboxDriver = {
@@ -94,7 +103,8 @@ export const microvmDriver: SandboxDriver = {
     const acceleration = await chooseAccel(assets);
     const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
     chmodSync(scratch, 0o711);
-    writeGuestConfig(join(scratch, 'cfg'), spec, resolveArgv(spec.argv, spec.cwd));
+    const argv = resolveArgv(spec.argv, spec.cwd);
+    writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd));
     if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
     // The guest console arrives on a unix socket QEMU connects to; it is the server's stderr.
     const stderr = new PassThrough();

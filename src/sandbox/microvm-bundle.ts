@@ -1,0 +1,56 @@
+// A node server bundled into one file before it boots in a microVM. Under TCG emulation, loading a server's
+// hundreds of modules over 9p is most of a VM's start: the demo server answers 2x sooner bundled (measured in
+// docs/benchmarks.md). Only for `node SCRIPT ARGS...` with SCRIPT inside the runtime directory, so the guest can
+// put the bundle beside it (in its overlay) and paths relative to the script still hold. Whatever esbuild cannot
+// bundle, or what fails `node --check`, runs as it is. BERTH_MICROVM_BUNDLE=0 turns it off.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
+
+export interface Bundle {
+  /** The script it replaces, and the code to put beside it. */
+  script: string;
+  code: Uint8Array;
+}
+
+// CommonJS dependencies call require(); ESM has none. `var`: a module's own top-level `require` then fails the check.
+const BANNER = "import { createRequire as __berthCreateRequire } from 'node:module'; var require = __berthCreateRequire(import.meta.url);";
+
+/** Built once per script and modification time, for every session of the runtime. */
+const built = new Map<string, Promise<Bundle | undefined>>();
+
+export function bundleFor(argv: string[], runtimeDir: string): Promise<Bundle | undefined> {
+  const [node, script] = argv;
+  if (process.env.BERTH_MICROVM_BUNDLE === '0' || !node || !script || !/^node(js)?$/.test(basename(node))) return Promise.resolve(undefined);
+  if (!script.startsWith(`${runtimeDir}/`) || !/\.m?js$/.test(script)) return Promise.resolve(undefined);
+  let key: string;
+  try {
+    key = `${script}@${statSync(script).mtimeMs}`;
+  } catch {
+    return Promise.resolve(undefined);
+  }
+  if (!built.has(key)) built.set(key, build(script));
+  return built.get(key)!;
+}
+
+async function build(script: string): Promise<Bundle | undefined> {
+  try {
+    const esbuild = await import('esbuild');
+    const r = await esbuild.build({ entryPoints: [script], bundle: true, write: false, format: 'esm', platform: 'node', target: 'node20', banner: { js: BANNER }, logLevel: 'silent' });
+    const code = r.outputFiles[0]!.contents;
+    return syntaxOk(code) ? { script, code } : undefined;
+  } catch {
+    return undefined; // no esbuild here, or a server it cannot bundle (native addons, dynamic imports of files)
+  }
+}
+
+function syntaxOk(code: Uint8Array): boolean {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-bundle-'));
+  try {
+    writeFileSync(join(dir, 'server.mjs'), code);
+    return spawnSync(process.execPath, ['--check', join(dir, 'server.mjs')]).status === 0;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
