@@ -25,12 +25,14 @@ const V = '2025-11-25';
 const ACCEPT = 'application/json, text/event-stream';
 
 // Two runtimes: a stateful one at /mcp with room for deeply nested bodies, and a stateless one with a small limit.
+// Started with `berth serve --config` because `berth run` has no flag for bodyTimeout (kept short so slow clients
+// are cut within the test's time).
 const LIMITS = { stateful: 1024 * 1024, stateless: 4 * 1024 };
 const BODY_TIMEOUT_MS = 1500;
 const PATHS = { stateful: '/mcp', stateless: '/runtimes/lite/mcp' } as const;
 type Target = keyof typeof PATHS;
 
-/** Ends each fast-check run: the seed is printed with any failure so it can be replayed. */
+/** Runs one property with the run's seed, which any failure names so it can be replayed. */
 async function check<T>(name: string, arb: fc.Arbitrary<T>, runs: number, predicate: (v: T) => Promise<void>): Promise<void> {
   try {
     await fc.assert(fc.asyncProperty(arb, predicate), { seed: SEED, numRuns: Math.max(1, Math.round(runs * SCALE)), endOnFailure: !SHRINK });
@@ -553,7 +555,8 @@ const body: fc.Arbitrary<Body> = fc.oneof(
     arbitrary: fc.constantFrom(
       () => new Body(Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"${'y'.repeat(LIMITS.stateful - 200)}"}}}`), 'large string near the limit'),
       () => new Body(Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":${'9'.repeat(200_000)}}}`), '200k-digit number'),
-      () => new Body(Buffer.from(`[${Array.from({ length: 2000 }, (_, i) => `{"jsonrpc":"2.0","id":${i},"method":"ping"}`).join(',')}]`), 'batch of 2000 pings'),
+      // 500, not more: past streams.retainEvents (1000) a burst loses its connection (the todo test below).
+      () => new Body(Buffer.from(`[${Array.from({ length: 500 }, (_, i) => `{"jsonrpc":"2.0","id":${i},"method":"ping"}`).join(',')}]`), 'batch of 500 pings'),
       () => new Body(Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{${Array.from({ length: 20_000 }, (_, i) => `"k${i}":${i}`).join(',')}}}`), '20k keys'),
       () => new Body(Buffer.alloc(LIMITS.stateful + 1, 0x20), 'one byte over the limit'),
       () => new Body(Buffer.alloc(0), 'empty'),
@@ -720,6 +723,29 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     assert.equal(ok.status, 200, ok.body.toString());
     assert.match(ok.body.toString(), /"id":1\.5/);
   });
+
+  test(
+    'a batch of 3000 requests (more answers than streams.retainEvents) gets every answer',
+    {
+      todo:
+        'src/relay/stream-log.ts: when more events than streams.retainEvents (1000) arrive on one stream while its socket is ' +
+        'waiting for drain, retention evicts events never written and dropped() cuts the connection. Observed: a 2025-03-26 batch ' +
+        'of 1 slow call + 3000 pings to a live session gets 200 and ~750 events, then the connection closes; GET with the last ' +
+        'Last-Event-ID received answers 410 Gone, so ~2250 answers are lost although the client read as fast as it could (under ' +
+        'load the bodies property saw a 2000-ping batch cut before any byte). The same happens to any server that sends >1000 ' +
+        'messages in a burst on one stream. Expected: every answer, or a cut only for a reader that stalled (maxBuffer). Suggested ' +
+        'fix: never evict an event not yet written to the open connection (bound it by maxBuffer and cut a stalled reader instead), ' +
+        'or let retention count only written events.',
+    },
+    async () => {
+      // One slow call first, so the answer becomes a stream (past jsonWindow); the 3000 quick answers arrive in bursts.
+      const calls = [`{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"sleep","arguments":{"ms":400}}}`];
+      for (let i = 0; i < 3000; i++) calls.push(`{"jsonrpc":"2.0","id":${i},"method":"ping"}`);
+      const r = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid, '2025-03-26'), body: Buffer.from(`[${calls.join(',')}]`) }, { timeoutMs: 15_000 });
+      assert.equal(r.status, 200);
+      assert.equal((r.body.toString().match(/^data: \{/gm) ?? []).length, 3001, 'one answer per request');
+    },
+  );
 
   test('deeply nested JSON (up to 100k levels) in a live session and in every position: refused with 400, never a 500', async () => {
     for (const kind of ['array', 'object', 'params', 'unbalanced', 'batch'] as const) {
