@@ -301,6 +301,22 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
     });
   });
 
+  describe('body shapes a server would choke on', () => {
+    test('JSON nested deeper than 512 levels -> 400 -32600 (5000 levels used to be a 500 from a stack overflow)', async () => {
+      const deep = (n: number) => `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":${'['.repeat(n)}${']'.repeat(n)}}}`;
+      assertRpcError(await send(URL_, 'POST', postHeaders(sid), deep(5000)), 400, -32600, /nested deeper than 512/);
+      // Brackets inside strings are not nesting.
+      const r = await send(URL_, 'POST', postHeaders(sid), JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping', params: { s: '['.repeat(5000) } }));
+      assert.equal(r.status, 200, r.text);
+      assert.equal((await send(URL_, 'POST', postHeaders(sid), deep(500))).status, 200);
+    });
+
+    test('members beyond JSON-RPC, non-object params -> 400 -32600 at once (the server would drop them unanswered)', async () => {
+      assertRpcError(await send(URL_, 'POST', postHeaders(sid), '{"jsonrpc":"2.0","id":1,"method":"ping","extra":1}'), 400, -32600, /unexpected member "extra"/);
+      assertRpcError(await send(URL_, 'POST', postHeaders(sid), '{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}'), 400, -32600, /"params" member must be an object/);
+    });
+  });
+
   describe('headers', () => {
     test('POST accepting only application/json -> 406', async () => {
       const r = await send(URL_, 'POST', postHeaders(sid, { accept: 'application/json' }), rpc(1, 'ping'));
