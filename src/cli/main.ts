@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
 import { ConfigSchema, ISOLATION_KINDS, type BerthConfig } from '../config/schema.js';
 import { Berth } from '../runtime/berth.js';
+import { sha256Hex } from '../security/auth.js';
 import { parseDuration, parseSize } from '../util/units.js';
 
 const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url));
@@ -82,6 +83,21 @@ program
   .option('--request-timeout <duration>', 'fail a call whose server sends no answer or progress for this long (0 = never)', duration, 600_000)
   .option('--json-window <duration>', 'a call answered within this long gets plain JSON, a longer one an SSE stream (0 = always SSE)', duration, 200)
   .option('--keep-alive <duration>', 'comment line on a silent SSE stream this often (0 = never)', duration, 15_000)
+  .addOption(new Option('--auth <kind>', 'who may call: none (loopback only), api-key, jwt').choices(['none', 'api-key', 'jwt']).default('none'))
+  .option('--api-key-env <var>', 'environment variable holding the accepted API keys, comma-separated (--auth api-key)')
+  .option('--jwks-url <url>', "the token issuer's JWKS URL (--auth jwt)")
+  .option('--issuer <iss>', 'required token issuer (--auth jwt)')
+  .option('--audience <aud>', "required token audience (--auth jwt; default: this runtime's resource URL)")
+  .option('--scope <scope>', 'scope every token must carry (repeatable; --auth jwt)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option('--public-url <url>', 'the URL clients reach berth at (OAuth metadata, default JWT audience)')
+  .option('--admin-token-env <var>', 'environment variable holding the admin API token (enables /admin/)')
+  .option('--max-sessions-per-principal <n>', 'live sessions one principal may hold (with auth)', int, 100)
+  .option('--rps <n>', 'requests per second per principal (with auth)', (v: string) => {
+    const n = Number(v);
+    if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got "${v}"`);
+    return n;
+  }, 50)
+  .option('--dangerously-allow-unauthenticated', 'allow --auth none on a non-loopback --host: anyone who reaches the port can open sessions')
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, 30_000)
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, 30_000)
@@ -92,7 +108,15 @@ program
     try {
       config = parseConfig(
         {
-          server: { host: o.host, port: o.port, allowedOrigins: o.allowedOrigin, drainTimeout: o.drainTimeout },
+          server: {
+            host: o.host,
+            port: o.port,
+            allowedOrigins: o.allowedOrigin,
+            drainTimeout: o.drainTimeout,
+            publicUrl: o.publicUrl,
+            dangerouslyAllowUnauthenticated: !!o.dangerouslyAllowUnauthenticated,
+            admin: o.adminTokenEnv ? { tokenEnv: o.adminTokenEnv } : undefined,
+          },
           runtimes: {
             default: {
               command: argv,
@@ -104,8 +128,9 @@ program
               warmPool: o.warmPool,
               network: o.network,
               mounts: o.mount,
+              auth: authFlags(o),
               streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
-              limits: { startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              limits: { startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },
@@ -115,6 +140,33 @@ program
     } catch (e) {
       fail(e);
     }
+  });
+
+/** The --auth flags as a runtime's auth config (validated with the rest). */
+function authFlags(o: Record<string, unknown>): unknown {
+  if (o.auth === 'api-key') {
+    if (!o.apiKeyEnv) throw new Error('--auth api-key needs --api-key-env VAR (comma-separated keys in that variable)');
+    return { kind: 'api-key', keysEnv: o.apiKeyEnv };
+  }
+  if (o.auth === 'jwt') {
+    if (!o.jwksUrl || !o.issuer) throw new Error('--auth jwt needs --jwks-url URL and --issuer ISS');
+    return { kind: 'jwt', jwksUrl: o.jwksUrl, issuer: o.issuer, audience: o.audience, scopes: o.scope };
+  }
+  return { kind: 'none' };
+}
+
+program
+  .command('hash-key')
+  .description('Print the SHA-256 digest of an API key or admin token, for auth.keys[].sha256 or server.admin.tokenSha256 (reads stdin without KEY)')
+  .argument('[key]')
+  .action(async (key?: string) => {
+    let k = key;
+    if (k === undefined) {
+      const chunks: Buffer[] = [];
+      for await (const c of process.stdin) chunks.push(c as Buffer);
+      k = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+    }
+    process.stdout.write(`${sha256Hex(k)}\n`);
   });
 
 program

@@ -32,6 +32,18 @@ export const LimitsSchema = z
     memory: size('Memory limit per session (cgroups); a session over it is killed alone. Unset: no limit.').optional(),
     cpus: z.number().positive().describe('CPU limit per session, in CPUs (cgroups). Unset: no limit.').optional(),
     pids: z.number().int().positive().describe('Most processes/threads per session (cgroups). Unset: no limit.').optional(),
+    maxSessionsPerPrincipal: z
+      .number()
+      .int()
+      .positive()
+      .describe('Most live sessions one principal (token subject or API key) holds in this runtime; beyond it initialize gets 429. Not applied without auth (every caller is the one principal "anonymous").')
+      .default(100),
+    requestsPerSecond: z
+      .number()
+      .positive()
+      .describe('Requests per second one principal may make to this runtime, on average (token bucket); beyond it 429 with Retry-After. Not applied without auth.')
+      .default(50),
+    requestBurst: z.number().int().positive().describe('Requests one principal may make at once before requestsPerSecond applies.').default(100),
     requestTimeout: duration(
       'A call whose server sends neither its answer nor progress for this long fails with a timeout error (and the server gets a cancellation); the clock stops while the server waits on the client. 0: never.',
     ).prefault('10m'),
@@ -64,6 +76,40 @@ export const StreamsSchema = z
   })
   .strict();
 
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+/** Asymmetric algorithms only: a JWKS holds public keys, and "none" or HMAC would let a caller forge tokens. */
+export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+export const AuthSchema = z
+  .discriminatedUnion('kind', [
+    z.object({ kind: z.literal('none') }).strict(),
+    z
+      .object({
+        kind: z.literal('api-key'),
+        keys: z
+          .array(z.object({ name: z.string().min(1), sha256: z.string().regex(SHA256_HEX, 'expected 64 lowercase hex digits (berth hash-key KEY)') }).strict())
+          .describe('Accepted API keys, stored as SHA-256 digests; the name is the principal.')
+          .default([]),
+        keysEnv: z.string().min(1).optional().describe('Environment variable holding more API keys in plain text, comma-separated (principals key-1, key-2, ...).'),
+      })
+      .strict(),
+    z
+      .object({
+        kind: z.literal('jwt'),
+        jwksUrl: z.url().describe("The issuer's JWKS URL (fetched, cached, refetched when a token names an unknown kid)."),
+        issuer: z.string().min(1).describe('Required iss claim; also listed as the authorization server in the protected-resource metadata.'),
+        audience: z
+          .union([z.string(), z.array(z.string()).min(1)])
+          .optional()
+          .describe("Accepted aud values (default: this runtime's resource URL, as the MCP authorization spec asks)."),
+        scopes: z.array(z.string()).describe('Scopes every token must carry (scope or scp claim).').default([]),
+        clockSkew: duration('Tolerance for exp and nbf.').prefault('30s'),
+        jwksCooldown: duration('Least time between JWKS refetches caused by unknown kids.').prefault('30s'),
+      })
+      .strict(),
+  ])
+  .describe('Who may call this runtime: none (loopback only unless dangerouslyAllowUnauthenticated), api-key, or jwt (OAuth 2.1 bearer tokens).');
+
 export const RuntimeSchema = z
   .object({
     command: z
@@ -92,6 +138,11 @@ export const RuntimeSchema = z
     env: z.record(z.string(), z.string()).describe('Extra environment variables for the server.').default({}),
     inheritEnv: z.array(z.string()).describe("Names of berth's own environment variables to pass through to the server.").default([]),
     cwd: z.string().optional().describe('Working directory the command is resolved from (default: where berth started).'),
+    auth: AuthSchema.default({ kind: 'none' }),
+    forwardHeaders: z
+      .array(z.string().regex(/^[A-Za-z0-9-]+$/).transform((h) => h.toLowerCase()))
+      .describe("Client request headers passed on to an http upstream (e.g. authorization). By default the caller's credentials never reach the server.")
+      .default([]),
     limits: LimitsSchema.default(LimitsSchema.parse({})),
     streams: StreamsSchema.default(StreamsSchema.parse({})),
   })
@@ -99,6 +150,18 @@ export const RuntimeSchema = z
   .refine((r) => !(r.upstream === 'http' && r.network === 'none'), {
     message: 'upstream http needs network host: berth reaches the server on its $PORT',
     path: ['network'],
+  })
+  .refine((r) => r.forwardHeaders.length === 0 || r.upstream === 'http', {
+    message: 'forwardHeaders applies to http upstreams only (a stdio server sees no headers)',
+    path: ['forwardHeaders'],
+  })
+  .refine((r) => !(r.auth.kind === 'api-key' && r.auth.keysEnv && r.inheritEnv.includes(r.auth.keysEnv)), {
+    message: 'inheritEnv must not pass the API keys variable into the sandbox',
+    path: ['inheritEnv'],
+  })
+  .refine((r) => r.auth.kind !== 'api-key' || r.auth.keys.length > 0 || r.auth.keysEnv, {
+    message: 'api-key auth needs keys or keysEnv',
+    path: ['auth'],
   });
 
 export const ServerSchema = z
@@ -111,6 +174,23 @@ export const ServerSchema = z
       .default(['loopback']),
     drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').prefault('30s'),
     sessionRoot: z.string().optional().describe('Directory under which per-session working directories are made (default: the OS temp dir).'),
+    publicUrl: z
+      .url()
+      .optional()
+      .describe("The URL clients reach berth at (scheme://host[:port]); names each runtime's resource in OAuth metadata and is the default JWT audience. Default: the address berth listens on."),
+    dangerouslyAllowUnauthenticated: z
+      .boolean()
+      .describe('Allow runtimes without auth on a non-loopback address: anyone who can reach the port can open sessions and run the server.')
+      .default(false),
+    admin: z
+      .object({
+        tokenEnv: z.string().min(1).optional().describe('Environment variable holding the admin token.'),
+        tokenSha256: z.string().regex(SHA256_HEX).optional().describe('SHA-256 digest of the admin token.'),
+      })
+      .strict()
+      .refine((a) => a.tokenEnv || a.tokenSha256, 'admin needs tokenEnv or tokenSha256')
+      .optional()
+      .describe('The admin API at /admin/ (list, inspect and end sessions; status). Off unless set.'),
   })
   .strict();
 
@@ -125,6 +205,7 @@ export const ConfigSchema = z
   .strict();
 
 export type LimitsConfig = z.output<typeof LimitsSchema>;
+export type AuthConfig = z.output<typeof AuthSchema>;
 export type StreamsConfig = z.output<typeof StreamsSchema>;
 export type RuntimeConfig = z.output<typeof RuntimeSchema>;
 export type ServerConfig = z.output<typeof ServerSchema>;

@@ -20,7 +20,11 @@ export class HttpUpstream {
   upstreamSessionId: string | undefined;
   bytesOut = 0;
 
-  constructor(readonly port: number) {
+  constructor(
+    readonly port: number,
+    /** Client headers a runtime opted in to passing on (forwardHeaders); credentials stay with berth otherwise. */
+    private readonly forwardHeaders: readonly string[] = [],
+  ) {
     this.pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 });
   }
 
@@ -56,7 +60,7 @@ export class HttpUpstream {
     onResponse?: (r: ForwardResult) => void,
   ): Promise<ForwardResult> {
     const headers: Record<string, string> = {};
-    for (const h of FORWARDED_REQUEST_HEADERS) {
+    for (const h of [...FORWARDED_REQUEST_HEADERS, ...this.forwardHeaders]) {
       const v = req.headers[h];
       if (typeof v === 'string') headers[h] = v;
     }

@@ -4,6 +4,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RuntimeConfig, ServerConfig } from '../config/schema.js';
 import type { SandboxDriver } from '../sandbox/index.js';
+import { createAuthenticator, principalKey, type Authenticator, type Principal, type ResourceInfo } from '../security/auth.js';
+import { RateLimiter } from '../security/quota.js';
 import type { LaunchContext } from '../session/launch.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError } from '../wire/http-error.js';
@@ -22,12 +24,15 @@ export interface RuntimeOptions {
   driver: SandboxDriver;
   baseDir: string;
   log: Logger;
+  /** This runtime's resource URLs and metadata URL (RFC 9728), known once berth listens. */
+  resource: ResourceInfo;
 }
 
 export interface PostContext {
   body: Buffer;
   parsed: ParsedBody;
   protocolVersion: string;
+  principal: Principal;
 }
 
 export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
@@ -36,12 +41,16 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   protected readonly log: Logger;
   protected readonly launchCtx: LaunchContext;
   protected draining = false;
+  readonly auth: Authenticator;
+  private readonly limiter: RateLimiter;
 
   constructor(protected readonly opts: RuntimeOptions) {
     super();
     this.name = opts.name;
     this.config = opts.config;
     this.log = opts.log.child({ runtime: opts.name });
+    this.auth = createAuthenticator(opts.config.auth, opts.resource);
+    this.limiter = new RateLimiter(opts.config.limits.requestsPerSecond, opts.config.limits.requestBurst);
     this.launchCtx = {
       runtimeName: opts.name,
       config: opts.config,
@@ -80,12 +89,29 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   /** Servers started and ready, waiting for a session (stateful) or a request (stateless). */
   abstract get warmServers(): number;
   protected abstract post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void>;
-  protected abstract getStream(req: IncomingMessage, res: ServerResponse): Promise<void>;
-  protected abstract delete(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  protected abstract getStream(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void>;
+  protected abstract delete(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void>;
+
+  /** Who is calling (401/403 when nobody acceptable), within their request rate (429). Before any body is read. */
+  private async admit(req: IncomingMessage): Promise<Principal> {
+    const principal = await this.auth.authenticate(req);
+    if (principal.kind === 'anonymous') return principal;
+    const wait = this.limiter.take(principalKey(principal));
+    if (wait > 0) {
+      throw new HttpError(
+        429,
+        ErrorCode.ServerError,
+        `Too Many Requests: more than ${this.config.limits.requestsPerSecond} requests per second (limits.requestsPerSecond, burst ${this.config.limits.requestBurst})`,
+        { 'retry-after': String(Math.max(1, Math.ceil(wait))) },
+      );
+    }
+    return principal;
+  }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
       checkOrigin(req, this.opts.server.allowedOrigins);
+      const principal = await this.admit(req);
       switch (req.method) {
         case 'POST': {
           checkPostHeaders(req);
@@ -93,16 +119,16 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           const body = await readBody(req, this.config.limits.maxBodySize, this.config.limits.bodyTimeout);
           const parsed = parseMessages(body);
           checkBatchAllowed(parsed, protocolVersion);
-          await this.post(req, res, { body, parsed, protocolVersion });
+          await this.post(req, res, { body, parsed, protocolVersion, principal });
           return;
         }
         case 'GET':
           checkProtocolVersion(req);
-          await this.getStream(req, res);
+          await this.getStream(req, res, principal);
           return;
         case 'DELETE':
           checkProtocolVersion(req);
-          await this.delete(req, res);
+          await this.delete(req, res, principal);
           return;
         default:
           throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { allow: 'GET, POST, DELETE' });

@@ -2,6 +2,8 @@
 //   /mcp                  -> the runtime named "default" (or the only one)
 //   /runtimes/NAME/mcp    -> runtime NAME
 //   /healthz              -> liveness and counts
+//   /.well-known/oauth-protected-resource/...  -> RFC 9728 metadata of runtimes with auth
+//   /admin/...            -> the admin API (its own token; off unless configured)
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -12,6 +14,9 @@ import { createLogger, type Logger } from '../log.js';
 import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
 import { processDriver } from '../sandbox/process.js';
 import { sweepDeadInstances } from '../sandbox/registry.js';
+import { adminTokenDigest, handleAdmin } from '../security/admin.js';
+import type { ResourceInfo } from '../security/auth.js';
+import { METADATA_PREFIX, protectedResourceMetadata, runtimePaths } from '../security/metadata.js';
 import type { EndReason, Session } from '../session/session.js';
 import { clientErrorAnswer, HttpError, sendError, sendJson, sendRawError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -41,6 +46,8 @@ export class Berth extends EventEmitter<BerthEvents> {
   private stopping: Promise<void> | undefined;
   /** Sandboxes left by dead berth instances (SIGKILL, crash) that start() cleaned up. */
   sweptSandboxes = 0;
+  private adminDigest: Buffer | undefined;
+  private readonly startedAt = Date.now();
 
   constructor(config: BerthConfig, options: CreateRuntimeOptions = {}) {
     super();
@@ -49,7 +56,15 @@ export class Berth extends EventEmitter<BerthEvents> {
     for (const [name, rc] of Object.entries(config.runtimes)) {
       checkIsolationKind(rc.isolation);
       // The driver is chosen in start(), after probing the host; process is a placeholder until then.
-      const opts = { name, config: rc, server: config.server, driver: processDriver, baseDir: rc.cwd ?? options.baseDir ?? process.cwd(), log: this.log };
+      const opts = {
+        name,
+        config: rc,
+        server: config.server,
+        driver: processDriver,
+        baseDir: rc.cwd ?? options.baseDir ?? process.cwd(),
+        log: this.log,
+        resource: this.resourceInfo(name),
+      };
       const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
       rt.on('session:created', (s) => this.emit('session:created', s, name));
       rt.on('session:ended', (s, reason, detail) => this.emit('session:ended', s, name, reason, detail));
@@ -74,7 +89,35 @@ export class Berth extends EventEmitter<BerthEvents> {
     return name && !(this.defaultRuntime?.name === name) ? `${this.url}/runtimes/${name}/mcp` : `${this.url}/mcp`;
   }
 
+  /** The base URL clients use (publicUrl, else the address berth listens on). */
+  get publicUrl(): string {
+    return (this.config.server.publicUrl ?? this.url).replace(/\/+$/, '');
+  }
+
+  private resourceInfo(name: string): ResourceInfo {
+    const paths = () => runtimePaths(name, this.defaultRuntime?.name === name);
+    return {
+      metadataUrl: () => `${this.publicUrl}${METADATA_PREFIX}${paths()[0]}`,
+      resourceUrls: () => paths().map((p) => `${this.publicUrl}${p}`),
+    };
+  }
+
+  /** Refuses an unauthenticated runtime on a non-loopback address unless the operator said so, loudly. */
+  private checkExposure(): void {
+    const { host, dangerouslyAllowUnauthenticated } = this.config.server;
+    const open = [...this.runtimes.values()].filter((r) => r.config.auth.kind === 'none').map((r) => r.name);
+    if (open.length === 0 || isLoopback(host)) return;
+    if (!dangerouslyAllowUnauthenticated) {
+      throw new Error(
+        `refusing to listen on ${host} without authentication: runtime(s) ${open.join(', ')} have auth "none", so anyone who can reach the port could open sessions and run the server. Configure auth (api-key or jwt), listen on 127.0.0.1, or pass --dangerously-allow-unauthenticated (server.dangerouslyAllowUnauthenticated).`,
+      );
+    }
+    this.log.warn({ host, runtimes: open }, 'UNAUTHENTICATED runtimes on a non-loopback address (dangerouslyAllowUnauthenticated)');
+  }
+
   async start(): Promise<this> {
+    this.checkExposure();
+    this.adminDigest = adminTokenDigest(this.config.server.admin);
     this.sweptSandboxes = await sweepDeadInstances(this.log);
     for (const rt of this.runtimes.values()) {
       rt.useDriver(await chooseDriver(rt.config.isolation, rt.baseDir, this.log, this.config.server.sessionRoot));
@@ -141,23 +184,42 @@ export class Berth extends EventEmitter<BerthEvents> {
       sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : 'ok', runtimes });
       return;
     }
-    let rt: HostedRuntime | undefined;
-    if (path === '/mcp') rt = this.defaultRuntime;
-    else {
-      const m = /^\/runtimes\/([^/]+)\/mcp$/.exec(path);
-      if (m) {
-        try {
-          rt = this.runtimes.get(decodeURIComponent(m[1]!));
-        } catch {
-          rt = undefined; // malformed percent-encoding: no such runtime
-        }
-      }
+    if (path === METADATA_PREFIX || path.startsWith(`${METADATA_PREFIX}/`)) {
+      this.metadata(res, path.slice(METADATA_PREFIX.length) || '/mcp');
+      return;
     }
+    if (path === '/admin' || path.startsWith('/admin/')) {
+      const ctx = { runtimes: this.runtimes, startedAt: this.startedAt, draining: !!this.stopping };
+      handleAdmin(req, res, path, this.adminDigest, ctx).catch((e) => sendError(res, e instanceof HttpError ? e : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`)));
+      return;
+    }
+    const rt = this.runtimeAt(path);
     if (!rt) {
       sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no MCP endpoint at ${path} (runtimes: ${[...this.runtimes.keys()].map((n) => `/runtimes/${n}/mcp`).join(', ')})`));
       return;
     }
     void rt.handle(req, res);
+  }
+
+  private runtimeAt(path: string): HostedRuntime | undefined {
+    if (path === '/mcp') return this.defaultRuntime;
+    const m = /^\/runtimes\/([^/]+)\/mcp$/.exec(path);
+    if (!m) return undefined;
+    try {
+      return this.runtimes.get(decodeURIComponent(m[1]!));
+    } catch {
+      return undefined; // malformed percent-encoding: no such runtime
+    }
+  }
+
+  private metadata(res: ServerResponse, resourcePath: string): void {
+    const rt = this.runtimeAt(resourcePath);
+    const doc = rt && protectedResourceMetadata(rt, `${this.publicUrl}${resourcePath}`);
+    if (!doc) {
+      sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no protected resource at ${resourcePath} (runtimes without auth have no metadata)`));
+      return;
+    }
+    sendJson(res, 200, doc, { 'cache-control': 'max-age=300' });
   }
 
   /** Graceful stop: refuse new sessions, let in-flight calls finish within drainTimeout, end every session. */
@@ -176,6 +238,10 @@ export class Berth extends EventEmitter<BerthEvents> {
     })();
     return this.stopping;
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 /** Creates (but does not start) berth from a config object; validation errors name the key. */

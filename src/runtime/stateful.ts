@@ -6,6 +6,7 @@ import { WarmPool } from '../session/pool.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcMessage } from '../wire/jsonrpc.js';
 import { checkGetHeaders, SESSION_HEADER, sessionIdOf } from '../wire/streamable-http.js';
+import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
 
 /** The first revision whose clients expect a priming event (an id with empty data) at the start of each stream. */
@@ -16,6 +17,8 @@ export class StatefulRuntime extends HostedRuntime {
   readonly sessions = new Map<string, Session>();
   private readonly pool: WarmPool;
   private initializing = 0;
+  /** Live and starting sessions per principal key (the per-principal quota). */
+  private readonly perPrincipal = new Map<string, number>();
 
   constructor(opts: RuntimeOptions) {
     super(opts);
@@ -34,13 +37,14 @@ export class StatefulRuntime extends HostedRuntime {
     this.pool.fill();
   }
 
-  private lookup(req: IncomingMessage): Session {
+  /** The caller's session; another principal's session answers exactly as an unknown one, so ids cannot be probed. */
+  private lookup(req: IncomingMessage, principal: Principal): Session {
     const sid = sessionIdOf(req);
     if (sid === undefined || sid === '') {
       throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: Mcp-Session-Id header is required (send initialize first to create a session)');
     }
     const s = this.sessions.get(sid);
-    if (!s || !s.live) throw new HttpError(404, ErrorCode.SessionNotFound, 'Session not found: it is unknown, ended or expired; initialize a new session');
+    if (!s || !s.live || s.principalKey !== principalKey(principal)) throw new HttpError(404, ErrorCode.SessionNotFound, 'Session not found: it is unknown, ended or expired; initialize a new session');
     return s;
   }
 
@@ -48,7 +52,7 @@ export class StatefulRuntime extends HostedRuntime {
     const { messages, batch } = ctx.parsed;
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize');
     if (init) return this.initialize(req, res, ctx, init);
-    const session = this.lookup(req);
+    const session = this.lookup(req, ctx.principal);
     session.touch();
     const hasRequests = messages.some(isRequest);
     const server = session.server;
@@ -88,6 +92,21 @@ export class StatefulRuntime extends HostedRuntime {
     if (this.sessions.size + this.initializing >= this.config.limits.maxSessions) {
       throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { 'retry-after': '5' });
     }
+    const key = principalKey(ctx.principal);
+    const held = this.perPrincipal.get(key) ?? 0;
+    const cap = this.config.limits.maxSessionsPerPrincipal;
+    if (ctx.principal.kind !== 'anonymous' && held >= cap) {
+      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: ${ctx.principal.subject} already holds ${held} live sessions (limits.maxSessionsPerPrincipal = ${cap}); end one (DELETE) first`, { 'retry-after': '30' });
+    }
+    this.perPrincipal.set(key, held + 1);
+    let counted = true;
+    const release = () => {
+      if (!counted) return;
+      counted = false;
+      const n = (this.perPrincipal.get(key) ?? 1) - 1;
+      if (n > 0) this.perPrincipal.set(key, n);
+      else this.perPrincipal.delete(key);
+    };
     let server;
     // Refill the pool a little after this initialize is answered (or failed): starting a server costs a burst of
     // CPU that would otherwise land on the new session's first calls.
@@ -96,19 +115,23 @@ export class StatefulRuntime extends HostedRuntime {
     try {
       server = await this.pool.take();
     } catch (e) {
+      release();
       throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {}, (init as { id: string | number }).id);
     } finally {
       this.initializing--;
     }
-    const session = new Session(server, this.name, this.config);
+    const session = new Session(server, this.name, this.config, ctx.principal);
     this.sessions.set(session.id, session);
+    const who = { principal: ctx.principal.subject, issuer: ctx.principal.issuer, auth: ctx.principal.kind };
     session.once('ended', (reason, detail) => {
+      release();
       this.sessions.delete(session.id);
-      this.log.info({ session: session.id.slice(0, 8), reason, detail, durationMs: Date.now() - session.createdAt }, 'session ended');
+      // The audit trail: one line per session created and one per session ended (with why and how long).
+      this.log.info({ audit: 'session.ended', session: session.id.slice(0, 8), ...who, reason, detail, durationMs: Date.now() - session.createdAt }, 'session ended');
       this.emit('session:ended', session, reason, detail);
     });
     const created = () => {
-      this.log.info({ session: session.id.slice(0, 8), pid: server.sandbox.pid }, 'session created');
+      this.log.info({ audit: 'session.created', session: session.id.slice(0, 8), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'session created');
       this.emit('session:created', session);
     };
     if (server.kind === 'http') {
@@ -142,9 +165,9 @@ export class StatefulRuntime extends HostedRuntime {
     server.relay.fromClient([init], exchange);
   }
 
-  protected async getStream(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async getStream(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
     checkGetHeaders(req);
-    const session = this.lookup(req);
+    const session = this.lookup(req, principal);
     session.touch();
     if (session.server.kind === 'http') {
       await session.server.upstream.forward(req, res, undefined, session.id);
@@ -156,8 +179,8 @@ export class StatefulRuntime extends HostedRuntime {
     else session.server.relay.openGet(res, headers, (session.protocolVersion ?? '') >= PRIMING_VERSION);
   }
 
-  protected async delete(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const session = this.lookup(req);
+  protected async delete(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
+    const session = this.lookup(req, principal);
     await session.end('deleted'); // for http upstreams this also DELETEs the upstream session
     res.writeHead(204).end();
   }

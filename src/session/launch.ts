@@ -74,7 +74,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   eachLine(sandbox.stderr, 16 * 1024, (line) => slog.info({ stream: 'stderr' }, line));
   const startedAt = performance.now();
   if (config.upstream === 'http') {
-    const upstream = new HttpUpstream(port!);
+    const upstream = new HttpUpstream(port!, config.forwardHeaders);
     const launched: Launched = { kind: 'http', id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
     launched.ready = upstream.waitReady(config.limits.startupTimeout, sandbox.exited).then(() => void (launched.isReady = true));
     launched.ready.catch(() => undefined);

@@ -3,9 +3,10 @@
 import { EventEmitter } from 'node:events';
 import type { RuntimeConfig } from '../config/schema.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
+import { principalKey, type Principal } from '../security/auth.js';
 import { dispose, type Launched } from './launch.js';
 
-export type EndReason = 'deleted' | 'idle' | 'max-lifetime' | 'crashed' | 'oom' | 'shutdown' | 'init-failed';
+export type EndReason = 'deleted' | 'idle' | 'max-lifetime' | 'crashed' | 'oom' | 'shutdown' | 'init-failed' | 'admin';
 
 export interface SessionEvents {
   ended: [reason: EndReason, detail: string];
@@ -25,13 +26,18 @@ export class Session extends EventEmitter<SessionEvents> {
   private readonly ended: Promise<void>;
   private resolveEnded!: () => void;
 
+  /** Who created the session; only they may use it. */
+  readonly principalKey: string;
+
   constructor(
     readonly server: Launched,
     readonly runtimeName: string,
     private readonly config: RuntimeConfig,
+    readonly principal: Principal,
   ) {
     super();
     this.id = server.id;
+    this.principalKey = principalKey(principal);
     this.ended = new Promise((r) => (this.resolveEnded = r));
     this.lifetimeTimer = setTimeout(() => void this.end('max-lifetime'), config.maxLifetime);
     this.lifetimeTimer.unref();
@@ -81,6 +87,15 @@ export class Session extends EventEmitter<SessionEvents> {
     };
   }
 
+  /** When the idle timeout ends the session if nothing happens before (undefined while a call is in flight). */
+  get idleExpiresAt(): number | undefined {
+    return this.inFlight > 0 ? undefined : this.lastActivity + this.config.idleTimeout;
+  }
+
+  get expiresAt(): number {
+    return this.createdAt + this.config.maxLifetime;
+  }
+
   /** Idle = nothing in flight and no client traffic for idleTimeout. An open, silent GET stream is not activity. */
   private armIdle(): void {
     clearTimeout(this.idleTimer);
@@ -128,5 +143,7 @@ function describe(reason: EndReason): string {
       return 'berth is shutting down';
     case 'init-failed':
       return 'initialize failed';
+    case 'admin':
+      return 'ended by an administrator';
   }
 }
