@@ -981,6 +981,23 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       await health();
     });
 
+    test('an idle keep-alive connection is not taken for a slow client: it serves a request after idling past the timeouts', async () => {
+      const get = 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n';
+      const got = await new Promise<string>((resolve) => {
+        let text = '';
+        const sock = tcpConnect({ host: '127.0.0.1', port }, () => sock.write(get));
+        sock.on('data', (d) => {
+          text += d;
+          // After the first answer, idle for longer than headers + body timeouts together, then ask again.
+          if ((text.match(/HTTP\/1\.1 200/g) ?? []).length === 1 && text.endsWith('}')) setTimeout(() => sock.write(get), 2 * BODY_TIMEOUT_MS + 2500);
+          if ((text.match(/HTTP\/1\.1 \d{3}/g) ?? []).length === 2) sock.destroy();
+        });
+        sock.on('close', () => resolve(text));
+        setTimeout(() => sock.destroy(), 15_000);
+      });
+      assert.deepEqual([...got.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]), ['200', '200'], got.slice(0, 600));
+    });
+
     test('a refused request whose body keeps trickling is not held open', async () => {
       const parts: Part[] = [`POST /nope HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`, ...drip(' ', 200, 100)];
       const r = await rawExchange(parts, { port, timeoutMs: 5000 });
