@@ -860,7 +860,8 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       if (path.length > 17_000 && METHODS.includes(method) && method !== 'HEAD') assertRefusal(r, what, 431, -32000, /Header Fields Too Large/);
       const p = path.split('?')[0]!;
       const served = ['/mcp', '/runtimes/default/mcp', '/runtimes/lite/mcp', '/healthz'];
-      if (plain && !p.includes('%') && !served.includes(p) && method !== 'HEAD') assertRefusal(r, what, 404, -32000, /Not Found/);
+      const other = p.startsWith('/admin') || p.startsWith('/.well-known/'); // endpoints with rules of their own
+      if (plain && !p.includes('%') && !served.includes(p) && !other && method !== 'HEAD') assertRefusal(r, what, 404, -32000, /Not Found/);
       if (plain && p === '/mcp' && !['GET', 'POST', 'DELETE', 'HEAD'].includes(method)) {
         assertRefusal(r, what, 405, -32000, /Method Not Allowed/);
         assert.match(r.headers.allow ?? '', /POST/, `405 without Allow: ${what}`);
@@ -1080,7 +1081,8 @@ const pathArb: fc.Arbitrary<string> = fc.oneof(
       '/runtimes/default/mcp', '/runtimes/%6c%69%74%65/mcp', '/runtimes/%ZZ/mcp', '/runtimes/%/mcp', '/runtimes//mcp', '/runtimes/x/mcp',
       '/runtimes/../mcp', '/runtimes/lite/../default/mcp', '/../../etc/passwd', '/runtimes/%2e%2e/mcp', '/runtimes/lite%2fmcp/mcp', '/healthz',
       '/healthz?verbose', '/healthz/', '*', 'http://127.0.0.1/mcp', '127.0.0.1:80', '/runtimes/\u00e9/mcp', '/runtimes/constructor/mcp',
-      '/runtimes/__proto__/mcp', '/runtimes/hasOwnProperty/mcp', '/mcp?\u0000', '/mcp\\..\\healthz',
+      '/runtimes/__proto__/mcp', '/runtimes/hasOwnProperty/mcp', '/mcp?\u0000', '/mcp\\..\\healthz', '/admin', '/admin/sessions',
+      '/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protected-resource/../mcp',
     ),
   },
   { weight: 1, arbitrary: fc.webPath().map((p) => p || '/') },
