@@ -77,7 +77,9 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     private readonly opts: RelayOptions,
   ) {
     super();
-    this.streams = new StreamLog(opts.streams, !opts.stateless);
+    this.streams = new StreamLog(opts.streams, !opts.stateless, (seq, stream) =>
+      this.emit('log', 'warn', 'a message no client stream carried was dropped from retention (streams.retainEvents / retainBytes)', { stream: stream.slice(0, 6), seq }),
+    );
     channel.on('message', (m) => this.fromServer(m));
   }
 

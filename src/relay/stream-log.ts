@@ -32,6 +32,8 @@ export class StreamLog {
   constructor(
     readonly opts: StreamOptions,
     readonly retain = true,
+    /** Told when an event no connection carried is let go and nobody else hears of it (a lost response). */
+    private readonly onDiscard?: (seq: number, streamId: string) => void,
   ) {}
 
   open(): SseStream {
@@ -61,16 +63,32 @@ export class StreamLog {
     return { stream, seq };
   }
 
-  /** @internal Keeps an event for replay, then drops the oldest events beyond the limits. */
+  /**
+   * @internal Keeps an event for replay, then lets go of the oldest events beyond the limits. An event still on
+   * its way to an open connection is not let go (a reading client must get every event, however fast they come):
+   * what piles up there is bounded by maxBuffer instead, past which the connection is cut and the rest waits here.
+   */
   keep(e: Retained): void {
     this.fifo.push(e);
     this.bytes += e.bytes;
-    while (this.fifo.length > this.opts.retainEvents || (this.bytes > this.opts.retainBytes && this.fifo.length > 1)) {
-      const old = this.fifo.shift()!;
+    for (let i = 0; this.over() && i < this.fifo.length; ) {
+      const old = this.fifo[i]!;
+      if (!old.written && old.stream.attached) {
+        i++;
+        continue;
+      }
+      this.fifo.splice(i, 1);
       this.bytes -= old.bytes;
       old.stream.dropped(old);
-      if (!old.written) old.onLost?.();
+      if (!old.written) {
+        if (old.onLost) old.onLost();
+        else this.onDiscard?.(old.seq, old.stream.id);
+      }
     }
+  }
+
+  private over(): boolean {
+    return this.fifo.length > this.opts.retainEvents || (this.bytes > this.opts.retainBytes && this.fifo.length > 1);
   }
 
   /** @internal */
