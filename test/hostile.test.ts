@@ -8,7 +8,7 @@
 // Replay a failure: HOSTILE_SEED=<the seed printed> (and HOSTILE_SHRINK=1 to shrink the counterexample).
 // A longer run: HOSTILE_RUNS=10 (multiplies the number of cases of every property).
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -366,6 +366,10 @@ class Victim {
   }
 }
 
+/** API keys of the locked runtime: alice keeps a secret in her session; mallory holds a valid key of his own. */
+const KEYS_OF = { alice: `alice-${randomBytes(12).toString('hex')}`, mallory: `mallory-${randomBytes(12).toString('hex')}` };
+const LOCKED = '/runtimes/locked/mcp';
+
 let victim: Victim;
 let victimClient: Awaited<ReturnType<typeof connect>>['client'];
 let victimClose: () => Promise<void>;
@@ -643,6 +647,13 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       runtimes: {
         default: { ...runtime, warmPool: 2, limits: { maxBodySize: LIMITS.stateful, bodyTimeout: BODY_TIMEOUT_MS, maxSessions: 6 } },
         lite: { ...runtime, mode: 'stateless', warmPool: 1, limits: { maxBodySize: LIMITS.stateless, bodyTimeout: BODY_TIMEOUT_MS } },
+        // API keys: sessions are bound to their principal. Rates high enough that 429 never hides another answer.
+        locked: {
+          ...runtime,
+          warmPool: 1,
+          auth: { kind: 'api-key', keys: Object.entries(KEYS_OF).map(([name, key]) => ({ name, sha256: createHash('sha256').update(key).digest('hex') })) },
+          limits: { bodyTimeout: BODY_TIMEOUT_MS, requestsPerSecond: 100_000, requestBurst: 100_000 },
+        },
       },
     };
     writeFileSync(join(dir, 'berth.yaml'), JSON.stringify(config)); // JSON is YAML
@@ -922,6 +933,55 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     });
     await send({ method: 'DELETE', target: PATHS.stateful, headers: [['host', 'x'], ['mcp-session-id', owner]] });
     await send({ method: 'DELETE', target: PATHS.stateful, headers: [['host', 'x'], ['mcp-session-id', intruder]] });
+  });
+
+  test("credentials: random, malformed, near-miss and another principal's valid key never reach a session that is not theirs", async () => {
+    const secret3 = `alice-secret-${randomBytes(12).toString('hex')}`;
+    const auth = (key: string): Array<[string, string]> => [['authorization', `Bearer ${key}`]];
+    const init = await send({ method: 'POST', target: LOCKED, headers: [...validHeaders(), ...auth(KEYS_OF.alice)], body: Buffer.from(initBody()) });
+    assert.equal(init.status, 200, init.body.toString());
+    const alice = init.headers['mcp-session-id']!;
+    const aliceHeaders = [...validHeaders(alice), ...auth(KEYS_OF.alice)];
+    await send({ method: 'POST', target: LOCKED, headers: aliceHeaders, body: Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}') });
+    const set = await send({ method: 'POST', target: LOCKED, headers: aliceHeaders, body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'state_set', arguments: { value: secret3 } } })) });
+    assert.equal(set.status, 200, set.body.toString());
+    // The positive control: alice herself reads it back.
+    const get = Buffer.from('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"state_get","arguments":{}}}');
+    assert.ok((await send({ method: 'POST', target: LOCKED, headers: aliceHeaders, body: get })).body.includes(secret3));
+
+    // Near misses of alice's key (not padding: HTTP trims the whitespace around a field value).
+    const alike = (k: string) => fc.constantFrom(`${k}x`, k.slice(0, -1), k.toUpperCase(), ` ${k}junk`, `${k},${k}`, `${k} ${k}`);
+    const credential = fc.oneof(
+      fc.constant<Array<[string, string | Buffer]>>([]),
+      fc.constant(auth(KEYS_OF.mallory)),
+      fc.constant<Array<[string, string | Buffer]>>([['x-api-key', KEYS_OF.mallory]]),
+      alike(KEYS_OF.alice).map((k): Array<[string, string | Buffer]> => auth(k)),
+      alike(KEYS_OF.alice).map((k): Array<[string, string | Buffer]> => [['x-api-key', k]]),
+      fc.constantFrom('Basic YWxpY2U6eA==', 'Bearer', 'Bearer ', 'bearer', 'Token x', 'Bearer a b', `Bearer ${'k'.repeat(15_000)}`, 'Bearer ===', 'Bearer ..').map((v): Array<[string, string | Buffer]> => [['authorization', v]]),
+      fc.string({ unit: 'binary-ascii', maxLength: 40 }).filter((v) => !/[\r\n]/.test(v)).map((v): Array<[string, string | Buffer]> => [['authorization', `Bearer ${v}`]]),
+      fc.uint8Array({ minLength: 1, maxLength: 30 }).map((a): Array<[string, string | Buffer]> => [['x-api-key', Buffer.from(a.map((x) => (x === 10 || x === 13 ? 32 : x)))]]),
+      // Duplicates: Node keeps the first Authorization and joins X-API-Key values with ", ".
+      fc.constant<Array<[string, string | Buffer]>>([...auth(KEYS_OF.mallory), ...auth(KEYS_OF.alice)]),
+      fc.constant<Array<[string, string | Buffer]>>([['x-api-key', KEYS_OF.mallory], ['x-api-key', KEYS_OF.alice]]),
+    );
+    const arb = fc.record({ credential, method: fc.constantFrom('POST', 'GET', 'DELETE'), session: fc.constantFrom('alice', 'none', 'ended', 'near-miss') });
+    await check('credentials', arb, 150, async ({ credential: cred, method, session }) => {
+      const sid = session === 'alice' ? alice : session === 'ended' ? endedSid : session === 'near-miss' ? `${alice}x` : undefined;
+      const headers: Array<[string, string | Buffer]> = [['host', 'x'], ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT], ['content-type', 'application/json'], ...cred];
+      if (sid) headers.push(['mcp-session-id', sid], ['mcp-protocol-version', V]);
+      const r = await send({ method, target: LOCKED, headers, body: method === 'POST' ? get : undefined });
+      const what = `${method} session=${session} credential=${preview(JSON.stringify(cred), 120)}`;
+      assertSound(r, what);
+      assert.ok(!r.body.includes(secret3), `alice's secret reached someone else: ${what} -> ${preview(r.body)}`);
+      assert.ok(r.status >= 400, `${what} -> ${r.statusLine}`);
+      const valid = (cred.length === 2 && cred[0]![0] === 'authorization') || (cred.length === 1 && typeof cred[0]![1] === 'string' && cred[0]![1].includes(KEYS_OF.mallory) && !cred[0]![1].includes(','));
+      if (r.status === 401) assert.match(r.headers['www-authenticate'] ?? '', /^Bearer /, `401 without a challenge: ${what}`);
+      // Mallory's valid key with alice's session id is the unknown-id 404, never her session.
+      if (valid && session === 'alice') assertRefusal(r, what, 404, -32001, /Session not found/);
+    });
+    // Alice's session is unharmed by all of it.
+    assert.ok((await send({ method: 'POST', target: LOCKED, headers: aliceHeaders, body: get })).body.includes(secret3));
+    await health();
   });
 
   test('parallel barrage: batches of hostile requests at once', async () => {
