@@ -18,6 +18,8 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
   private writable = true;
   bytesIn = 0;
   bytesOut = 0;
+  /** Told of every chunk read from the server (out of it) and every message written to it (in). */
+  onBytes: ((direction: 'in' | 'out', n: number) => void) | undefined;
 
   constructor(
     private readonly input: Writable,
@@ -35,6 +37,7 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
   private onData(chunk: Buffer): void {
     if (this.stopped) return;
     this.bytesIn += chunk.length;
+    this.onBytes?.('out', chunk.length);
     let start = 0;
     let nl = chunk.indexOf(0x0a, start);
     while (nl !== -1) {
@@ -78,6 +81,7 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
     if (!this.writable || this.input.destroyed || this.input.writableEnded) return false;
     const data = JSON.stringify(message) + '\n';
     this.bytesOut += data.length;
+    this.onBytes?.('in', data.length);
     this.input.write(data);
     return true;
   }

@@ -56,6 +56,8 @@ export interface RelayEvents {
   /** In-flight client request count went from 0 to 1 (busy) or back to 0 (quiet). */
   busy: [boolean];
   log: [level: 'debug' | 'info' | 'warn', msg: string, extra?: Record<string, unknown>];
+  /** The client answered a server request after `ms`. */
+  answered: [method: string, ms: number];
 }
 
 export class StdioRelay extends EventEmitter<RelayEvents> {
@@ -64,7 +66,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   private readonly byClientId = new Map<string, number>();
   /** Internal progress token -> where its notifications go, and the client's own token. */
   private readonly progress = new Map<number, { exchange: Exchange; token: string | number }>();
-  private readonly serverRequests = new Map<string, { method: string; target: Target; timer?: NodeJS.Timeout }>();
+  private readonly serverRequests = new Map<string, { method: string; target: Target; timer?: NodeJS.Timeout; at: number }>();
   private readonly internal = new Map<string, (r: JsonRpcResponse) => void>();
   /** This session's SSE streams and the events kept for replay. */
   readonly streams: StreamLog;
@@ -162,6 +164,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     this.serverRequests.delete(key);
     clearTimeout(pending.timer);
+    this.emit('answered', pending.method, performance.now() - pending.at);
     this.channel.send(m);
   }
 
@@ -232,7 +235,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     const key = idKey(m.id);
     const target = this.pick(m.method === 'ping');
-    const pending: { method: string; target: Target; timer?: NodeJS.Timeout } = { method: m.method, target };
+    const pending: { method: string; target: Target; timer?: NodeJS.Timeout; at: number } = { method: m.method, target, at: performance.now() };
     this.serverRequests.set(key, pending);
     const timeout = this.opts.serverRequestTimeout;
     if (timeout > 0) {

@@ -6,6 +6,9 @@ import type { RuntimeConfig, ServerConfig } from '../config/schema.js';
 import type { SandboxDriver } from '../sandbox/index.js';
 import { createAuthenticator, principalKey, type Authenticator, type Principal, type ResourceInfo } from '../security/auth.js';
 import { RateLimiter } from '../security/quota.js';
+import type { Metrics } from '../observe/metrics.js';
+import { isNotification, isRequest } from '../wire/jsonrpc.js';
+import { sessionIdOf } from '../wire/streamable-http.js';
 import type { LaunchContext } from '../session/launch.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError } from '../wire/http-error.js';
@@ -26,6 +29,7 @@ export interface RuntimeOptions {
   log: Logger;
   /** This runtime's resource URLs and metadata URL (RFC 9728), known once berth listens. */
   resource: ResourceInfo;
+  metrics?: Metrics;
 }
 
 export interface PostContext {
@@ -58,7 +62,12 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       sessionRoot: opts.server.sessionRoot,
       baseDir: opts.baseDir,
       log: this.log,
+      metrics: opts.metrics,
     };
+  }
+
+  protected get metrics(): Metrics | undefined {
+    return this.opts.metrics;
   }
 
   get baseDir(): string {
@@ -88,6 +97,10 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   abstract get sessionCount(): number;
   /** Servers started and ready, waiting for a session (stateful) or a request (stateless). */
   abstract get warmServers(): number;
+  /** Server-to-client requests waiting for a client answer. */
+  abstract get pendingServerRequests(): number;
+  /** Client requests in flight. */
+  abstract get callsInFlight(): number;
   protected abstract post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void>;
   protected abstract getStream(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void>;
   protected abstract delete(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void>;
@@ -109,15 +122,30 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    const seen: { method: string; id?: unknown; principal?: string } = { method: req.method ?? 'UNKNOWN' };
+    // One log line and one sample per request, when its response ends (a streamed call: at its result).
+    res.once('close', () => {
+      const seconds = (performance.now() - started) / 1000;
+      const status = res.headersSent ? res.statusCode : 499; // 499: the client left before any answer
+      this.metrics?.requests.inc({ runtime: this.name, method: seen.method, status: String(status) });
+      this.metrics?.requestSeconds.observe({ runtime: this.name, method: seen.method }, seconds);
+      const sid = sessionIdOf(req);
+      this.log.info({ session: sid?.slice(0, 8), id: seen.id, method: seen.method, status, ms: Math.round(seconds * 1000), principal: seen.principal }, 'request');
+    });
     try {
       checkOrigin(req, this.opts.server.allowedOrigins);
       const principal = await this.admit(req);
+      seen.principal = principal.subject;
       switch (req.method) {
         case 'POST': {
           checkPostHeaders(req);
           const protocolVersion = checkProtocolVersion(req);
           const body = await readBody(req, this.config.limits.maxBodySize, this.config.limits.bodyTimeout);
           const parsed = parseMessages(body);
+          const first = parsed.messages[0]!;
+          seen.method = parsed.batch ? 'batch' : isRequest(first) || isNotification(first) ? (first as { method: string }).method : 'response';
+          if (!parsed.batch && 'id' in first) seen.id = first.id;
           checkBatchAllowed(parsed, protocolVersion);
           await this.post(req, res, { body, parsed, protocolVersion, principal });
           return;

@@ -4,6 +4,7 @@
 //   /healthz              -> liveness and counts
 //   /.well-known/oauth-protected-resource/...  -> RFC 9728 metadata of runtimes with auth
 //   /admin/...            -> the admin API (its own token; off unless configured)
+//   /metrics              -> Prometheus metrics
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +15,7 @@ import { createLogger, type Logger } from '../log.js';
 import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
 import { processDriver } from '../sandbox/process.js';
 import { sweepDeadInstances } from '../sandbox/registry.js';
+import { Metrics } from '../observe/metrics.js';
 import { adminTokenDigest, handleAdmin } from '../security/admin.js';
 import type { ResourceInfo } from '../security/auth.js';
 import { METADATA_PREFIX, protectedResourceMetadata, runtimePaths } from '../security/metadata.js';
@@ -47,12 +49,14 @@ export class Berth extends EventEmitter<BerthEvents> {
   /** Sandboxes left by dead berth instances (SIGKILL, crash) that start() cleaned up. */
   sweptSandboxes = 0;
   private adminDigest: Buffer | undefined;
+  readonly metrics: Metrics;
   private readonly startedAt = Date.now();
 
   constructor(config: BerthConfig, options: CreateRuntimeOptions = {}) {
     super();
     this.config = config;
     this.log = options.logger ?? createLogger();
+    this.metrics = new Metrics({ runtimes: () => this.runtimes.values() });
     for (const [name, rc] of Object.entries(config.runtimes)) {
       checkIsolationKind(rc.isolation);
       // The driver is chosen in start(), after probing the host; process is a placeholder until then.
@@ -64,6 +68,7 @@ export class Berth extends EventEmitter<BerthEvents> {
         baseDir: rc.cwd ?? options.baseDir ?? process.cwd(),
         log: this.log,
         resource: this.resourceInfo(name),
+        metrics: this.metrics,
       };
       const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
       rt.on('session:created', (s) => this.emit('session:created', s, name));
@@ -182,6 +187,16 @@ export class Berth extends EventEmitter<BerthEvents> {
     if (path === '/healthz') {
       const runtimes = Object.fromEntries([...this.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName }]));
       sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : 'ok', runtimes });
+      return;
+    }
+    if (path === '/metrics' && req.method === 'GET') {
+      this.metrics.registry.metrics().then(
+        (text) => {
+          res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+          res.end(text);
+        },
+        (e: Error) => sendError(res, new HttpError(500, ErrorCode.InternalError, `Internal error: ${e.message}`)),
+      );
       return;
     }
     if (path === METADATA_PREFIX || path.startsWith(`${METADATA_PREFIX}/`)) {

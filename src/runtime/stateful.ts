@@ -33,6 +33,18 @@ export class StatefulRuntime extends HostedRuntime {
     return this.pool.available;
   }
 
+  get pendingServerRequests(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (s.server.kind === 'stdio') n += s.server.relay.pendingServerRequests;
+    return n;
+  }
+
+  get callsInFlight(): number {
+    let n = 0;
+    for (const s of this.sessions.values()) n += s.inFlight;
+    return n;
+  }
+
   async start(): Promise<void> {
     this.pool.fill();
   }
@@ -108,6 +120,8 @@ export class StatefulRuntime extends HostedRuntime {
       else this.perPrincipal.delete(key);
     };
     let server;
+    const t0 = performance.now();
+    const warm = this.pool.available > 0 ? 'yes' : 'no';
     // Refill the pool a little after this initialize is answered (or failed): starting a server costs a burst of
     // CPU that would otherwise land on the new session's first calls.
     res.once('close', () => setTimeout(() => this.pool.fill(), REFILL_DELAY_MS).unref());
@@ -126,11 +140,14 @@ export class StatefulRuntime extends HostedRuntime {
     session.once('ended', (reason, detail) => {
       release();
       this.sessions.delete(session.id);
+      this.metrics?.sessionsEnded.inc({ runtime: this.name, reason });
       // The audit trail: one line per session created and one per session ended (with why and how long).
       this.log.info({ audit: 'session.ended', session: session.id.slice(0, 8), ...who, reason, detail, durationMs: Date.now() - session.createdAt }, 'session ended');
       this.emit('session:ended', session, reason, detail);
     });
     const created = () => {
+      this.metrics?.sessionsCreated.inc({ runtime: this.name });
+      this.metrics?.sessionStartSeconds.observe({ runtime: this.name, driver: server.sandbox.driver, warm }, (performance.now() - t0) / 1000);
       this.log.info({ audit: 'session.created', session: session.id.slice(0, 8), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'session created');
       this.emit('session:created', session);
     };

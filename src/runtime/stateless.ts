@@ -37,6 +37,14 @@ export class StatelessRuntime extends HostedRuntime {
     return this.members.length;
   }
 
+  get pendingServerRequests(): number {
+    return 0; // a stateless server's requests to the client are refused at once
+  }
+
+  get callsInFlight(): number {
+    return this.members.reduce((n, m) => n + m.inFlight, 0);
+  }
+
   async start(): Promise<void> {
     this.fill();
   }

@@ -12,6 +12,7 @@ import { StdioChannel } from '../relay/stdio-channel.js';
 import { StdioRelay } from '../relay/stdio-relay.js';
 import { eachLine } from '../util/lines.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
+import type { Metrics } from '../observe/metrics.js';
 
 /** At least 128 random bits, URL-safe and within the visible-ASCII range the spec requires. */
 export function newSessionId(): string {
@@ -25,6 +26,7 @@ export interface LaunchContext {
   sessionRoot: string | undefined;
   baseDir: string;
   log: Logger;
+  metrics?: Metrics;
 }
 
 export type Launched = {
@@ -93,6 +95,12 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     serverRequestTimeout: config.limits.serverRequestTimeout,
   });
   relay.on('log', (level, msg, extra) => slog[level](extra ?? {}, msg));
+  const m = ctx.metrics;
+  if (m) {
+    const runtime = ctx.runtimeName;
+    channel.onBytes = (direction, n) => m.bytes.inc({ runtime, direction }, n);
+    relay.on('answered', (method, ms) => m.serverRequestSeconds.observe({ runtime, method }, ms / 1000));
+  }
   const launched: Launched = { kind: 'stdio', id, workDir, sandbox, startedAt, channel, relay, isReady: false, ready: Promise.resolve() };
   const probe =
     config.readyProbe === 'ping'

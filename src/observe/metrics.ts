@@ -1,0 +1,95 @@
+// Prometheus metrics (prom-client), one registry per berth instance, served at /metrics.
+// Counters and histograms are updated where things happen; gauges are read from the runtimes at scrape time.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { HostedRuntime } from '../runtime/base.js';
+
+export interface LiveView {
+  runtimes(): Iterable<HostedRuntime>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly sessionsCreated: Counter<'runtime'>;
+  readonly sessionsEnded: Counter<'runtime' | 'reason'>;
+  readonly requests: Counter<'runtime' | 'method' | 'status'>;
+  readonly requestSeconds: Histogram<'runtime' | 'method'>;
+  readonly sessionStartSeconds: Histogram<'runtime' | 'driver' | 'warm'>;
+  readonly serverRequestSeconds: Histogram<'runtime' | 'method'>;
+  readonly bytes: Counter<'runtime' | 'direction'>;
+
+  constructor(view: LiveView) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'berth_process_' });
+    this.sessionsCreated = new Counter({ name: 'berth_sessions_created_total', help: 'Sessions created.', labelNames: ['runtime'], registers });
+    this.sessionsEnded = new Counter({
+      name: 'berth_sessions_ended_total',
+      help: 'Sessions ended, by reason (deleted, idle, max-lifetime, crashed, oom, shutdown, init-failed, admin).',
+      labelNames: ['runtime', 'reason'],
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'berth_requests_total',
+      help: 'HTTP requests to runtimes, by JSON-RPC method (or HTTP method for GET/DELETE) and HTTP status.',
+      labelNames: ['runtime', 'method', 'status'],
+      registers,
+    });
+    this.requestSeconds = new Histogram({
+      name: 'berth_request_duration_seconds',
+      help: 'Time from a request to the end of its response (a call streamed over SSE counts until its result).',
+      labelNames: ['runtime', 'method'],
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    });
+    this.sessionStartSeconds = new Histogram({
+      name: 'berth_session_start_seconds',
+      help: 'Time from initialize to its answer, by sandbox driver and whether a warm server was waiting.',
+      labelNames: ['runtime', 'driver', 'warm'],
+      buckets: [0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    });
+    this.serverRequestSeconds = new Histogram({
+      name: 'berth_server_request_round_trip_seconds',
+      help: 'Time from a server-to-client request (elicitation, sampling, roots, ping) to the client answer.',
+      labelNames: ['runtime', 'method'],
+      buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
+      registers,
+    });
+    this.bytes = new Counter({ name: 'berth_relayed_bytes_total', help: 'Bytes relayed to (in) and from (out) stdio servers.', labelNames: ['runtime', 'direction'], registers });
+    new Gauge({
+      name: 'berth_sessions_live',
+      help: 'Live sessions.',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.sessionCount);
+      },
+    });
+    new Gauge({
+      name: 'berth_warm_servers',
+      help: 'Servers started and waiting for a session (stateful) or a request (stateless).',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.warmServers);
+      },
+    });
+    new Gauge({
+      name: 'berth_pending_server_requests',
+      help: 'Server-to-client requests waiting for the client (e.g. elicitations waiting for a person).',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.pendingServerRequests);
+      },
+    });
+    new Gauge({
+      name: 'berth_calls_in_flight',
+      help: 'Client requests in flight.',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.callsInFlight);
+      },
+    });
+  }
+}

@@ -1,0 +1,59 @@
+// Issue 7 (part): Prometheus metrics at /metrics and one log line per request.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { connect, runBerth, textOf } from './helpers/berth.ts';
+
+/** The value of one sample line, e.g. metric('berth_sessions_created_total{runtime="default"}'). */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('metrics and request logs', () => {
+  test('sessions, requests, round trips, start times and bytes are counted; every request is one log line', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
+    try {
+      // Wait for the warm server, so the session start is the warm one.
+      while (((await (await fetch(new URL('/healthz', berth.url))).json()) as { runtimes: { default: { warm: number } } }).runtimes.default.warm < 1) await sleep(50);
+      const { client, transport } = await connect(berth.url, { elicitation: {} });
+      client.setRequestHandler(ElicitRequestSchema, async () => {
+        await sleep(50);
+        return { action: 'accept', content: { answer: 'blue' } };
+      });
+      assert.match(textOf(await client.callTool({ name: 'ask', arguments: { question: 'colour?' } })), /blue/);
+      assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'x' } })), 'x');
+      const mid = await (await fetch(new URL('/metrics', berth.url))).text();
+      assert.equal(sample(mid, 'berth_sessions_live{runtime="default"}'), 1);
+      assert.equal(sample(mid, 'berth_sessions_created_total{runtime="default"}'), 1);
+      assert.equal(sample(mid, 'berth_requests_total{runtime="default",method="tools/call",status="200"}'), 2);
+      assert.equal(sample(mid, 'berth_requests_total{runtime="default",method="initialize",status="200"}'), 1);
+      assert.equal(sample(mid, 'berth_server_request_round_trip_seconds_count{runtime="default",method="elicitation/create"}'), 1);
+      assert.ok(sample(mid, 'berth_server_request_round_trip_seconds_sum{runtime="default",method="elicitation/create"}')! >= 0.05);
+      assert.equal(sample(mid, 'berth_session_start_seconds_count{runtime="default",driver="process",warm="yes"}'), 1);
+      assert.ok(sample(mid, 'berth_relayed_bytes_total{runtime="default",direction="out"}')! > 100);
+      assert.ok(sample(mid, 'berth_relayed_bytes_total{runtime="default",direction="in"}')! > 100);
+      assert.equal(sample(mid, 'berth_pending_server_requests{runtime="default"}'), 0);
+      const sid = transport.sessionId!;
+      await transport.terminateSession();
+      await client.close();
+      await sleep(100);
+      const end = await (await fetch(new URL('/metrics', berth.url))).text();
+      assert.equal(sample(end, 'berth_sessions_ended_total{runtime="default",reason="deleted"}'), 1);
+      assert.equal(sample(end, 'berth_sessions_live{runtime="default"}'), 0);
+      assert.equal(sample(end, 'berth_requests_total{runtime="default",method="DELETE",status="204"}'), 1);
+      assert.match(end, /^berth_warm_servers\{runtime="default"\} \d+$/m);
+      const lines = berth
+        .logs()
+        .split('\n')
+        .filter((l) => l.includes('"msg":"request"'))
+        .map((l) => JSON.parse(l) as { method: string; status: number; ms: number; session?: string; id?: unknown });
+      const calls = lines.filter((l) => l.method === 'tools/call');
+      assert.equal(calls.length, 2);
+      assert.ok(calls.every((c) => c.status === 200 && c.ms >= 0 && c.session === sid.slice(0, 8) && c.id !== undefined));
+    } finally {
+      await berth.stop();
+    }
+  });
+});
