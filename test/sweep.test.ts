@@ -200,3 +200,17 @@ for (const c of CASES) {
     });
   });
 }
+
+test('two berths starting at once sweep each dead sandbox exactly once', async () => {
+  const victim = await berthWithSandboxes(['--isolation', 'process'], 2);
+  const recs = records(victim.berth);
+  assert.equal(recs.length, 3);
+  await victim.berth.stop('SIGKILL');
+  const config = { server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process' as const, warmPool: 0 } } };
+  const quiet = pino({ level: 'silent' });
+  const [a, b] = [createRuntime(config, { logger: quiet }), createRuntime(config, { logger: quiet })];
+  await Promise.all([a.start(), b.start()]);
+  await Promise.all([a.stop(), b.stop()]);
+  assert.equal(a.sweptSandboxes + b.sweptSandboxes, 3);
+  assert.deepEqual(onHost(recs), { procs: [], cgroups: [], mounts: [], dirs: [] });
+});

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
-import { dropPrivileges, ETC_FILES, isRoot, run, SANDBOX_UID, which } from './host.js';
+import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which } from './host.js';
+import { track } from './registry.js';
 
 /** Mounts a per-session overlay of baseDir (root only): reads see the code, writes land in the session's layer. */
 async function mountOverlay(baseDir: string, scratch: string): Promise<string | undefined> {
@@ -87,6 +88,9 @@ export const namespaceDriver: SandboxDriver = {
       chmodSync(spec.workDir, 0o700);
     }
     const scratch = await mkdtemp(join(tmpdir(), 'berth-ns-'));
+    // Recorded before the overlay is mounted, so a berth killed meanwhile leaves nothing unswept; startChild's
+    // record for this sandbox (same name) replaces this one.
+    track(hostName(spec.sessionId), { driver: 'namespace', mounts: [join(scratch, 'merged')], dirs: [scratch, spec.workDir] });
     chmodSync(scratch, 0o711); // the sandbox uid must traverse it to reach the overlay
     const merged = await mountOverlay(spec.cwd, scratch);
     const drop = dropPrivileges();

@@ -182,49 +182,56 @@ async function sweepRecord(rec: SandboxRecord): Promise<{ killed: number; cgroup
 
 const ownerAlive = (pid: number, start: number) => procStat(pid)?.start === start;
 
+/** Sweeps the records of one claimed instance directory; a record that cannot be swept stays for a later berth. */
+async function sweepInstance(claimed: string, owner: string, log: Logger): Promise<number> {
+  let swept = 0;
+  let failed = false;
+  for (const f of readdirSync(claimed).filter((x) => x.endsWith('.json'))) {
+    let rec: SandboxRecord;
+    try {
+      rec = JSON.parse(readFileSync(join(claimed, f), 'utf8'));
+    } catch {
+      continue; // unreadable: nothing to act on
+    }
+    try {
+      const done = await sweepRecord(rec);
+      unlinkSync(join(claimed, f));
+      swept++;
+      log.info({ owner, driver: rec.driver, ...done }, 'swept a sandbox left by a dead berth');
+    } catch (e) {
+      failed = true;
+      log.warn({ owner, driver: rec.driver }, `could not fully sweep a sandbox left by a dead berth: ${(e as Error).message}`);
+    }
+  }
+  if (!failed) rmSync(claimed, { recursive: true, force: true });
+  return swept;
+}
+
 /**
  * Sweeps every instance directory whose owner (a berth, or a berth that was sweeping it) is dead: kills the
- * recorded processes, removes cgroups, detaches mounts, deletes directories. Returns how many sandboxes.
+ * recorded processes, removes cgroups, detaches mounts, deletes directories. Returns how many sandboxes. Never
+ * throws: a berth that cannot sweep still starts.
  */
 export async function sweepDeadInstances(log: Logger): Promise<number> {
   if (!supported) return 0;
-  let dir: string;
-  try {
-    dir = usableRoot();
-  } catch (e) {
-    log.warn({ stateDir: stateRoot() }, `cannot keep sandbox records (a killed berth's sandboxes will not be cleaned up): ${(e as Error).message}`);
-    return 0;
-  }
   let swept = 0;
-  for (const entry of readdirSync(dir)) {
-    const m = /^[is]-(\d+)-(\d+)(?:-|$)/.exec(entry);
-    if (!m || ownerAlive(Number(m[1]), Number(m[2]))) continue;
-    // Claimed by an atomic rename, so two berths starting together never sweep the same directory.
-    const claimed = join(dir, `s-${process.pid}-${myStart()}-${randomBytes(4).toString('hex')}`);
-    try {
-      renameSync(join(dir, entry), claimed);
-    } catch {
-      continue;
-    }
-    let failed = false;
-    for (const f of readdirSync(claimed).filter((x) => x.endsWith('.json'))) {
-      let rec: SandboxRecord;
+  try {
+    const dir = usableRoot();
+    for (const entry of readdirSync(dir)) {
+      const m = /^[is]-(\d+)-(\d+)(?:-|$)/.exec(entry);
+      if (!m || ownerAlive(Number(m[1]), Number(m[2]))) continue;
+      // Claimed by an atomic rename, so two berths starting together never sweep the same directory.
+      const claimed = join(dir, `s-${process.pid}-${myStart()}-${randomBytes(4).toString('hex')}`);
       try {
-        rec = JSON.parse(readFileSync(join(claimed, f), 'utf8'));
+        renameSync(join(dir, entry), claimed);
       } catch {
-        continue;
+        continue; // another berth claimed it first
       }
-      try {
-        const done = await sweepRecord(rec);
-        swept++;
-        log.info({ owner: entry, driver: rec.driver, ...done }, 'swept a sandbox left by a dead berth');
-      } catch (e) {
-        failed = true; // its record stays, for the berth that sweeps after this one
-        log.warn({ owner: entry, driver: rec.driver }, `could not fully sweep a sandbox left by a dead berth: ${(e as Error).message}`);
-      }
+      swept += await sweepInstance(claimed, entry, log);
     }
-    if (!failed) rmSync(claimed, { recursive: true, force: true });
+    if (swept) log.info({ sandboxes: swept, stateDir: dir }, `swept ${swept} sandbox(es) left by dead berth instances`);
+  } catch (e) {
+    log.warn({ stateDir: stateRoot() }, `cannot sweep sandboxes left by dead berths (and a killed berth's will not be): ${(e as Error).message}`);
   }
-  if (swept) log.info({ sandboxes: swept, stateDir: dir }, `swept ${swept} sandbox(es) left by dead berth instances`);
   return swept;
 }
