@@ -16,6 +16,7 @@ export class Metrics {
   readonly sessionStartSeconds: Histogram<'runtime' | 'driver' | 'warm'>;
   readonly serverRequestSeconds: Histogram<'runtime' | 'method'>;
   readonly bytes: Counter<'runtime' | 'direction'>;
+  readonly swept: Counter;
 
   constructor(view: LiveView) {
     const registers = [this.registry];
@@ -54,6 +55,7 @@ export class Metrics {
       buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
       registers,
     });
+    this.swept = new Counter({ name: 'berth_swept_sandboxes_total', help: 'Sandboxes left by dead berth instances (SIGKILL, crash) that this one cleaned up at start.', registers });
     this.bytes = new Counter({ name: 'berth_relayed_bytes_total', help: 'Bytes relayed to (in) and from (out) stdio servers.', labelNames: ['runtime', 'direction'], registers });
     new Gauge({
       name: 'berth_sessions_live',

@@ -124,6 +124,7 @@ export class Berth extends EventEmitter<BerthEvents> {
     this.checkExposure();
     this.adminDigest = adminTokenDigest(this.config.server.admin);
     this.sweptSandboxes = await sweepDeadInstances(this.log);
+    this.metrics.swept.inc(this.sweptSandboxes);
     for (const rt of this.runtimes.values()) {
       rt.useDriver(await chooseDriver(rt.config.isolation, rt.baseDir, this.log, this.config.server.sessionRoot));
       warnUnenforceableLimits(rt.config.limits, rt.name, this.log);
