@@ -728,6 +728,9 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
         assertRefusal(r, `${target}: ${body}`, 400, -32600, message);
       }
     }
+    // Two requests with one id in one batch: there is no telling their answers apart.
+    const dup = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid, '2025-03-26'), body: Buffer.from('[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"method":"tools/list"}]') }, { timeoutMs: 5000 });
+    assertRefusal(dup, 'a batch reusing an id', 400, -32600, /batch item 1.*id 1 is used twice/);
     // What MCP does allow still goes through: fractional ids and tokens (berth rewrites both), extra members in params.
     const ok = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid), body: Buffer.from('{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t"},"extra":1,"_meta":{"progressToken":2.5}}}') });
     assert.equal(ok.status, 200, ok.body.toString());

@@ -2,7 +2,7 @@
 // which requests are well-formed, and the exact status + JSON-RPC error for each refusal.
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from './http-error.js';
-import { ErrorCode, invalidClientMessageReason, type JsonRpcMessage } from './jsonrpc.js';
+import { ErrorCode, idKey, invalidClientMessageReason, isRequest, type JsonRpcMessage } from './jsonrpc.js';
 
 export const SUPPORTED_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const;
 export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
@@ -190,9 +190,17 @@ export function parseMessages(body: Buffer): ParsedBody {
   const batch = Array.isArray(value);
   const items = batch ? (value as unknown[]) : [value];
   if (items.length === 0) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: empty batch');
+  const ids = new Set<string>();
   items.forEach((item, i) => {
     const why = invalidClientMessageReason(item);
     if (why) throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request${batch ? ` (batch item ${i})` : ''}: ${why}`);
+    // Two requests with one id in one batch could not be told apart: one of them would go unanswered.
+    const m = item as JsonRpcMessage;
+    if (isRequest(m)) {
+      const key = idKey(m.id);
+      if (ids.has(key)) throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request (batch item ${i}): request id ${JSON.stringify(m.id)} is used twice in this batch`);
+      ids.add(key);
+    }
   });
   return { messages: items as JsonRpcMessage[], batch };
 }
