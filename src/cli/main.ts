@@ -7,6 +7,7 @@ import { ConfigSchema, ISOLATION_KINDS, type BerthConfig } from '../config/schem
 import { Berth } from '../runtime/berth.js';
 import { sha256Hex } from '../security/auth.js';
 import { parseDuration, parseSize } from '../util/units.js';
+import { registerClientCommands } from '../client/cli.js';
 
 const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url));
 
@@ -215,5 +216,7 @@ program
       fail(e);
     }
   });
+
+registerClientCommands(program);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,204 @@
+// The person at the terminal: forms, approvals, a progress bar and log lines, on given input/output streams.
+import { checkbox, input, search, select } from '@inquirer/prompts';
+import cliProgress from 'cli-progress';
+import type { CreateMessageRequest, CreateMessageResult, ElicitRequestFormParams, ElicitResult, LoggingMessageNotification, Progress } from '@modelcontextprotocol/sdk/types.js';
+import { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { checkValue, fieldsOf, hint, parseField, validateContent, type Field } from './form.js';
+import { describeSampling, forwardSampling, typedReply, type ChatEndpoint } from './sampling.js';
+
+/** Ctrl-C at a prompt (inquirer's ExitPromptError). */
+export function isPromptExit(e: unknown): boolean {
+  return e instanceof Error && (e.name === 'ExitPromptError' || e.name === 'AbortPromptError');
+}
+
+export class Terminal {
+  private queue: Promise<unknown> = Promise.resolve();
+  private bars: cliProgress.MultiBar | undefined;
+  private bar: cliProgress.SingleBar | undefined;
+
+  constructor(
+    readonly input: NodeJS.ReadableStream = process.stdin,
+    readonly output: NodeJS.WritableStream = process.stdout,
+  ) {}
+
+  private get ctx() {
+    return { input: this.input, output: this.output };
+  }
+
+  private get tty(): boolean {
+    return !!(this.output as NodeJS.WriteStream).isTTY;
+  }
+
+  print(text: string): void {
+    if (this.bars) this.bars.log(`${text}\n`);
+    else this.output.write(`${text}\n`);
+  }
+
+  /** One prompt sequence at a time (server requests can arrive together); the bar steps aside meanwhile. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(() => {
+      this.endProgress();
+      return fn();
+    });
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  progress(p: Progress): void {
+    const msg = p.message ?? '';
+    if (!this.tty || p.total === undefined) {
+      this.print(`progress ${p.progress}${p.total !== undefined ? `/${p.total}` : ''}${msg ? ` ${msg}` : ''}`);
+      return;
+    }
+    if (!this.bar) {
+      this.bars = new cliProgress.MultiBar(
+        { stream: this.output as NodeJS.WriteStream, format: '{bar} {percentage}% | {value}/{total} {message}', hideCursor: false, clearOnComplete: false, fps: 20 },
+        cliProgress.Presets.shades_classic,
+      );
+      this.bar = this.bars.create(p.total, 0, { message: msg });
+    }
+    this.bar.setTotal(p.total);
+    this.bar.update(p.progress, { message: msg });
+  }
+
+  /** Draws the bar's last state and leaves it on screen. */
+  endProgress(): void {
+    this.bars?.stop();
+    this.bars = undefined;
+    this.bar = undefined;
+  }
+
+  log(n: LoggingMessageNotification['params']): void {
+    const data = typeof n.data === 'string' ? n.data : JSON.stringify(n.data);
+    this.print(`[${n.level}]${n.logger ? ` ${n.logger}:` : ''} ${data}`);
+  }
+
+  /** Asks every field; resolves to the content, validated. */
+  async form(fields: Field[]): Promise<Record<string, unknown>> {
+    const content: Record<string, unknown> = {};
+    for (const f of fields) {
+      const v = await this.ask(f);
+      if (v !== undefined) content[f.name] = v;
+    }
+    const checked = validateContent(fields, content);
+    if (!checked.ok) throw new Error(checked.errors.join('; ')); // each answer was checked already
+    return checked.content;
+  }
+
+  private async ask(f: Field): Promise<unknown> {
+    const h = hint(f);
+    const message = `${f.label}${f.description ? ` — ${f.description}` : ''}${h ? ` (${h})` : ''}`;
+    const SKIP = Symbol('skip');
+    if (f.kind === 'boolean' || f.kind === 'choice') {
+      const choices: Array<{ name: string; value: unknown }> =
+        f.kind === 'boolean'
+          ? [
+              { name: 'yes', value: true },
+              { name: 'no', value: false },
+            ]
+          : f.choices.map((c) => ({ name: c.title === c.value ? c.value : `${c.title} (${c.value})`, value: c.value }));
+      if (!f.required && f.default === undefined) choices.push({ name: '(leave empty)', value: SKIP });
+      const v = await select({ message, choices, default: f.default }, this.ctx);
+      return v === SKIP ? undefined : v;
+    }
+    if (f.kind === 'multi') {
+      const chosen = await checkbox(
+        {
+          message,
+          choices: f.choices.map((c) => ({ name: c.title, value: c.value, checked: f.default?.includes(c.value) })),
+          validate: (items) => (items.length === 0 && !f.required) || checkValue(f, items.map((i) => i.value)) || true,
+        },
+        this.ctx,
+      );
+      return chosen.length === 0 && !f.required ? undefined : chosen;
+    }
+    const def = f.default === undefined ? undefined : typeof f.default === 'string' ? f.default : JSON.stringify(f.default);
+    const raw = await input(
+      {
+        message,
+        default: def,
+        validate: (s) => {
+          const r = parseField(f, s);
+          return r.ok || r.error;
+        },
+      },
+      this.ctx,
+    );
+    const r = parseField(f, raw);
+    return r.ok ? r.value : undefined;
+  }
+
+  /** An elicitation form: accept (with the filled-in form), decline or cancel; Ctrl-C cancels. */
+  elicit(params: ElicitRequestFormParams): Promise<ElicitResult> {
+    return this.exclusive(async () => {
+      this.output.write(`\nThe server asks: ${params.message}\n`);
+      try {
+        const action = await select(
+          {
+            message: 'Answer?',
+            choices: [
+              { name: 'Accept (fill in the form)', value: 'accept' as const },
+              { name: 'Decline', value: 'decline' as const },
+              { name: 'Cancel', value: 'cancel' as const },
+            ],
+          },
+          this.ctx,
+        );
+        if (action !== 'accept') return { action };
+        const content = await this.form(fieldsOf(params.requestedSchema));
+        return { action: 'accept', content: content as ElicitResult['content'] };
+      } catch (e) {
+        if (isPromptExit(e)) return { action: 'cancel' };
+        throw e;
+      }
+    });
+  }
+
+  /** Sampling: typed by the person, or forwarded to a model once the person approves (unless autoApprove). */
+  sample(params: CreateMessageRequest['params'], endpoint?: ChatEndpoint, autoApprove = false): Promise<CreateMessageResult> {
+    const refuse = () => new McpError(-1, 'User rejected sampling request');
+    if (endpoint && autoApprove) return forwardSampling(params, endpoint).then((r) => (this.print(`sampled from ${endpoint.model}`), r));
+    return this.exclusive(async () => {
+      this.output.write(`\nThe server asks for a model's reply:\n${describeSampling(params)}\n`);
+      try {
+        if (endpoint) {
+          const ok = await select({ message: `Send to ${endpoint.model}?`, choices: [{ name: 'Send', value: true }, { name: 'Decline', value: false }] }, this.ctx);
+          if (!ok) throw refuse();
+          const r = await forwardSampling(params, endpoint);
+          this.output.write(`${endpoint.model} replied: ${r.content.type === 'text' ? r.content.text : `[${r.content.type}]`}\n`);
+          return r;
+        }
+        const how = await select({ message: 'Answer?', choices: [{ name: 'Reply', value: 'reply' }, { name: 'Decline', value: 'decline' }] }, this.ctx);
+        if (how === 'decline') throw refuse();
+        return typedReply(await input({ message: 'Reply', required: true }, this.ctx));
+      } catch (e) {
+        if (isPromptExit(e)) throw refuse();
+        throw e;
+      }
+    });
+  }
+
+  /** Picks one item by typing part of its name. */
+  choose<T>(message: string, items: Array<{ name: string; value: T; description?: string }>): Promise<T> {
+    return this.exclusive(() =>
+      search<T>(
+        {
+          message,
+          source: (term) => {
+            const t = (term ?? '').toLowerCase();
+            return items.filter((i) => i.name.toLowerCase().includes(t)).sort((a, b) => Number(!a.name.toLowerCase().startsWith(t)) - Number(!b.name.toLowerCase().startsWith(t)));
+          },
+        },
+        this.ctx,
+      ),
+    );
+  }
+
+  menu<T extends string>(message: string, choices: Array<{ name: string; value: T }>): Promise<T> {
+    return this.exclusive(() => select<T>({ message, choices }, this.ctx));
+  }
+
+  askFields(fields: Field[]): Promise<Record<string, unknown>> {
+    return this.exclusive(() => this.form(fields));
+  }
+}
