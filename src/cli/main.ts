@@ -1,5 +1,6 @@
 // The command line: a thin layer over createRuntime().
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
@@ -31,8 +32,8 @@ function int(v: string): number {
   return n;
 }
 
-async function serve(config: BerthConfig): Promise<void> {
-  const berth = new Berth(config);
+async function serve(config: BerthConfig, configFile?: string): Promise<void> {
+  const berth = new Berth(config, { configFile });
   await berth.start();
   for (const name of berth.runtimes.keys()) {
     process.stdout.write(`berth: runtime "${name}" listening on ${berth.endpoint(name)}\n`);
@@ -100,6 +101,7 @@ program
   }, 50)
   .option('--dangerously-allow-unauthenticated', 'allow --auth none on a non-loopback --host: anyone who reaches the port can open sessions')
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
+  .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, 30_000)
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, 30_000)
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, 30_000)
   .action(async (command: string[], o) => {
@@ -131,7 +133,7 @@ program
               mounts: o.mount,
               auth: authFlags(o),
               streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
-              limits: { startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },
@@ -176,7 +178,7 @@ program
   .requiredOption('-c, --config <file>', 'YAML config file (see docs/config.md)')
   .action(async (o) => {
     try {
-      await serve(loadConfigFile(o.config));
+      await serve(loadConfigFile(o.config), resolve(o.config));
     } catch (e) {
       fail(e);
     }

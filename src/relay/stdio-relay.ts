@@ -145,9 +145,15 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     this.byClientId.set(clientKey, internalId);
     this.armTimeout(internalId);
     if (this.inflight.size === 1) this.emit('busy', true);
-    if (!this.channel.send(forwarded)) {
-      this.complete(internalId, errorResponse(m.id, ErrorCode.SessionEnded, 'the server is not running'));
+    let sent: boolean;
+    try {
+      sent = this.channel.send(forwarded);
+    } catch (e) {
+      // Registered above, so it must be completed here, or the session would look busy forever.
+      this.complete(internalId, errorResponse(m.id, ErrorCode.InvalidRequest, `Invalid Request: the message cannot be serialized: ${(e as Error).message}`));
+      return;
     }
+    if (!sent) this.complete(internalId, errorResponse(m.id, ErrorCode.SessionEnded, 'the server is not running'));
   }
 
   /** Stateless runtimes share one server among unrelated clients, whose ids only need to be unique per POST. */

@@ -30,6 +30,8 @@ export interface RuntimeOptions {
   /** This runtime's resource URLs and metadata URL (RFC 9728), known once berth listens. */
   resource: ResourceInfo;
   metrics?: Metrics;
+  /** Host paths no sandbox may see (berth's config file). */
+  hide?: string[];
 }
 
 export interface PostContext {
@@ -63,6 +65,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       baseDir: opts.baseDir,
       log: this.log,
       metrics: opts.metrics,
+      hide: opts.hide,
     };
   }
 

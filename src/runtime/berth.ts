@@ -15,6 +15,7 @@ import { createLogger, type Logger } from '../log.js';
 import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
 import { processDriver } from '../sandbox/process.js';
 import { sweepDeadInstances } from '../sandbox/registry.js';
+import { History } from '../observe/history.js';
 import { Metrics } from '../observe/metrics.js';
 import { adminTokenDigest, handleAdmin } from '../security/admin.js';
 import type { ResourceInfo } from '../security/auth.js';
@@ -38,6 +39,8 @@ export interface CreateRuntimeOptions {
   logger?: Logger;
   /** Where relative commands are resolved (default: process.cwd()). */
   baseDir?: string;
+  /** The config file berth was started from: hidden from every sandbox that would otherwise see it. */
+  configFile?: string;
 }
 
 export class Berth extends EventEmitter<BerthEvents> {
@@ -50,6 +53,8 @@ export class Berth extends EventEmitter<BerthEvents> {
   sweptSandboxes = 0;
   private adminDigest: Buffer | undefined;
   readonly metrics: Metrics;
+  /** Live sessions and request rate over the last hour (the dashboard's chart). */
+  readonly history: History;
   private readonly startedAt = Date.now();
 
   constructor(config: BerthConfig, options: CreateRuntimeOptions = {}) {
@@ -57,6 +62,12 @@ export class Berth extends EventEmitter<BerthEvents> {
     this.config = config;
     this.log = options.logger ?? createLogger();
     this.metrics = new Metrics({ runtimes: () => this.runtimes.values() });
+    this.history = new History({
+      read: async () => ({
+        sessions: [...this.runtimes.values()].reduce((n, r) => n + r.sessionCount, 0),
+        requests: (await this.metrics.requests.get()).values.reduce((n, v) => n + v.value, 0),
+      }),
+    });
     for (const [name, rc] of Object.entries(config.runtimes)) {
       checkIsolationKind(rc.isolation);
       // The driver is chosen in start(), after probing the host; process is a placeholder until then.
@@ -69,6 +80,7 @@ export class Berth extends EventEmitter<BerthEvents> {
         log: this.log,
         resource: this.resourceInfo(name),
         metrics: this.metrics,
+        hide: options.configFile ? [options.configFile] : [],
       };
       const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
       rt.on('session:created', (s) => this.emit('session:created', s, name));
@@ -149,6 +161,7 @@ export class Berth extends EventEmitter<BerthEvents> {
       sendRawError(socket, new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { allow: 'GET, POST, DELETE' }));
     });
     this.http = server;
+    if (this.adminDigest) this.history.start();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(this.config.server.port, this.config.server.host, () => {
@@ -205,7 +218,7 @@ export class Berth extends EventEmitter<BerthEvents> {
       return;
     }
     if (path === '/admin' || path.startsWith('/admin/')) {
-      const ctx = { runtimes: this.runtimes, startedAt: this.startedAt, draining: !!this.stopping };
+      const ctx = { runtimes: this.runtimes, startedAt: this.startedAt, draining: !!this.stopping, history: this.history };
       handleAdmin(req, res, path, this.adminDigest, ctx).catch((e) => sendError(res, e instanceof HttpError ? e : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`)));
       return;
     }
@@ -241,6 +254,7 @@ export class Berth extends EventEmitter<BerthEvents> {
   /** Graceful stop: refuse new sessions, let in-flight calls finish within drainTimeout, end every session. */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      this.history.stop();
       const all = [...this.runtimes.values()];
       await Promise.all(all.map((r) => r.drain(this.config.server.drainTimeout)));
       await Promise.all(all.map((r) => r.close()));

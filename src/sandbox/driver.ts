@@ -24,6 +24,8 @@ export interface SandboxSpec {
   network: 'host' | 'none';
   /** More host paths to expose read-only, at the same path. */
   mounts: string[];
+  /** Host paths the sandbox must not see although they lie in cwd or mounts (berth's own config file). */
+  hide?: string[];
 }
 
 export interface ExitInfo {

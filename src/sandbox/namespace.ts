@@ -4,7 +4,7 @@
 // working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
 // any --mount paths read-only. Nothing else of the host.
 import { spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, mkdirSync, readlinkSync } from 'node:fs';
+import { chownSync, chmodSync, existsSync, mkdirSync, readlinkSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,6 +54,12 @@ function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, 
   const prog = argv[0]!;
   if (prog.startsWith('/') && !prog.startsWith('/usr/') && !prog.startsWith(spec.cwd + '/') && !spec.mounts.some((m) => prog.startsWith(m + '/'))) {
     a.push('--ro-bind', prog, prog); // the file alone: its directory may hold anything
+  }
+  // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
+  for (const h of spec.hide ?? []) {
+    if (!existsSync(h)) continue;
+    if (statSync(h).isDirectory()) a.push('--tmpfs', h);
+    else a.push('--ro-bind', '/dev/null', h);
   }
   a.push('--bind', spec.workDir, spec.workDir, '--chdir', spec.workDir);
   a.push('--', ...argv);

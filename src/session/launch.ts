@@ -27,6 +27,8 @@ export interface LaunchContext {
   baseDir: string;
   log: Logger;
   metrics?: Metrics;
+  /** Host paths no sandbox may see (berth's config file). */
+  hide?: string[];
 }
 
 export type Launched = {
@@ -67,7 +69,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   let sandbox: Sandbox;
   try {
     const { memory, cpus, pids } = config.limits;
-    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids }, port, network: config.network, mounts: config.mounts });
+    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids }, port, network: config.network, mounts: config.mounts, hide: ctx.hide });
   } catch (e) {
     await rm(workDir, { recursive: true, force: true });
     throw e;
