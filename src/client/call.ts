@@ -86,6 +86,7 @@ export async function runCall(url: string, tool: string, o: CallOptions, io: Io)
     const r = await session.callTool(tool, args, (p) => term.progress(p));
     term.endProgress();
     io.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : `${resultText(r)}\n`);
+    if (r.isError) io.stderr.write(`berth call: ${tool} reported an error\n`);
     return r.isError || answerFailed ? 1 : 0;
   } catch (e) {
     term.endProgress();

@@ -67,7 +67,11 @@ export function fieldsOf(schema: unknown): Field[] {
 const FORMATS: Record<string, (s: string) => boolean> = {
   email: (s) => /^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(s),
   uri: (s) => /^[a-z][a-z0-9+.-]*:/i.test(s) && URL.canParse(s),
-  date: (s) => /^\d{4}-\d{2}-\d{2}$/.test(s) && new Date(`${s}T00:00:00Z`).toISOString().startsWith(s),
+  // Date rolls 1815-02-30 over to March, so the round trip must give back the same day.
+  date: (s) => {
+    const d = new Date(`${s}T00:00:00Z`);
+    return /^\d{4}-\d{2}-\d{2}$/.test(s) && !Number.isNaN(d.getTime()) && d.toISOString().startsWith(s);
+  },
   'date-time': (s) => /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(s) && !Number.isNaN(Date.parse(s)),
 };
 

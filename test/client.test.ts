@@ -1,0 +1,248 @@
+// The terminal client: form logic as pure functions, `berth call` and `berth connect` against real berth
+// processes hosting the probe server, sampling forwarded to a fake chat-completions server on loopback.
+import { test, before, after, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, execFileSync } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fieldsOf, parseField, validateContent, type Field } from '../src/client/form.js';
+import { toolArgs } from '../src/client/args.js';
+import { forwardSampling, toChatRequest } from '../src/client/sampling.js';
+import { ROOT, runBerth, type BerthProcess } from './helpers/berth.js';
+
+const FORM = {
+  type: 'object',
+  properties: {
+    name: { type: 'string', title: 'Your name', minLength: 2, maxLength: 5 },
+    email: { type: 'string', format: 'email' },
+    site: { type: 'string', format: 'uri' },
+    born: { type: 'string', format: 'date' },
+    at: { type: 'string', format: 'date-time' },
+    age: { type: 'integer', minimum: 0, maximum: 150 },
+    ratio: { type: 'number', minimum: 0.5, default: 1.5 },
+    agree: { type: 'boolean', default: false },
+    color: { type: 'string', enum: ['r', 'g'], enumNames: ['Red', 'Green'] },
+    size: { type: 'string', oneOf: [{ const: 's', title: 'Small' }, { const: 'l', title: 'Large' }], default: 's' },
+    tags: { type: 'array', items: { anyOf: [{ const: 'a', title: 'Alpha' }, { const: 'b', title: 'Beta' }] }, minItems: 1, maxItems: 1 },
+    plain: { type: 'string', enum: ['x', 'y'] },
+  },
+  required: ['name', 'age'],
+};
+const fields = fieldsOf(FORM);
+const field = (n: string) => fields.find((f) => f.name === n)!;
+const ok = (f: Field, raw: string) => {
+  const r = parseField(f, raw);
+  assert.ok(r.ok, `expected "${raw}" to be accepted for ${f.name}: ${!r.ok && r.error}`);
+  return r.value;
+};
+const refused = (f: Field, raw: string) => {
+  const r = parseField(f, raw);
+  assert.ok(!r.ok, `expected "${raw}" to be refused for ${f.name}`);
+  return r.error;
+};
+
+describe('form from schema', () => {
+  test('every field kind, with titles, requiredness, bounds and defaults', () => {
+    assert.deepEqual(
+      fields.map((f) => [f.name, f.kind, f.required]),
+      [
+        ['name', 'string', true], ['email', 'string', false], ['site', 'string', false], ['born', 'string', false], ['at', 'string', false],
+        ['age', 'number', true], ['ratio', 'number', false], ['agree', 'boolean', false], ['color', 'choice', false], ['size', 'choice', false],
+        ['tags', 'multi', false], ['plain', 'choice', false],
+      ],
+    );
+    assert.equal(field('name').label, 'Your name');
+    assert.deepEqual(field('color'), { name: 'color', label: 'color', description: undefined, required: false, kind: 'choice', default: undefined, choices: [{ value: 'r', title: 'Red' }, { value: 'g', title: 'Green' }] });
+    assert.deepEqual((field('size') as { choices: unknown }).choices, [{ value: 's', title: 'Small' }, { value: 'l', title: 'Large' }]);
+    assert.equal((field('age') as { integer: boolean }).integer, true);
+    assert.equal(fieldsOf({ properties: { o: { type: 'object' } } })[0]!.kind, 'json');
+  });
+
+  test('strings: length in characters, formats', () => {
+    refused(field('name'), 'A');
+    refused(field('name'), 'Abcdef');
+    assert.equal(ok(field('name'), '😀😀'), '😀😀'); // two characters, four UTF-16 units
+    assert.match(refused(field('name'), ''), /Your name is required/);
+    ok(field('email'), 'ada@example.org');
+    refused(field('email'), 'ada@');
+    ok(field('site'), 'https://example.org/x');
+    refused(field('site'), 'example.org');
+    ok(field('born'), '1815-12-10');
+    refused(field('born'), '1815-13-10');
+    refused(field('born'), '1815-02-30');
+    ok(field('at'), '2025-01-02T03:04:05Z');
+    refused(field('at'), '2025-01-02 noon');
+    assert.equal(ok(field('email'), ''), undefined); // optional, left empty
+  });
+
+  test('numbers: integer, bounds, defaults', () => {
+    assert.equal(ok(field('age'), '42'), 42);
+    refused(field('age'), '4.5');
+    refused(field('age'), '-1');
+    refused(field('age'), '151');
+    refused(field('age'), 'forty');
+    refused(field('age'), '12abc');
+    assert.equal(ok(field('ratio'), ''), 1.5);
+    assert.equal(ok(field('ratio'), '2.25'), 2.25);
+    refused(field('ratio'), '0.4');
+  });
+
+  test('booleans, enums by value, title or number, multi-select bounds', () => {
+    assert.equal(ok(field('agree'), 'yes'), true);
+    assert.equal(ok(field('agree'), 'n'), false);
+    assert.equal(ok(field('agree'), ''), false);
+    refused(field('agree'), 'maybe');
+    assert.equal(ok(field('color'), 'Green'), 'g');
+    assert.equal(ok(field('color'), '1'), 'r');
+    assert.equal(ok(field('size'), ''), 's');
+    refused(field('color'), 'blue');
+    refused(field('color'), '3');
+    assert.deepEqual(ok(field('tags'), 'Beta'), ['b']);
+    refused(field('tags'), 'a, b');
+    refused(field('tags'), 'c');
+  });
+
+  test('content checked before sending: defaults, required, types, unknown keys', () => {
+    assert.deepEqual(validateContent(fields, { name: 'Ada', age: 36 }), { ok: true, content: { name: 'Ada', age: 36, ratio: 1.5, agree: false, size: 's' } });
+    const bad = validateContent(fields, { name: 'A', age: '36', color: 'blue', tags: ['a', 'a'], extra: 1 });
+    assert.equal(bad.ok, false);
+    assert.deepEqual(!bad.ok && bad.errors, ['extra: not asked for', 'Your name: at least 2 characters', 'age: expected a number', 'color: one of r, g', 'tags: each choice at most once']);
+    const missing = validateContent(fields, {});
+    assert.deepEqual(!missing.ok && missing.errors, ['Your name is required', 'age is required']);
+  });
+
+  test('--arg values typed by the tool schema, merged over --args', async () => {
+    const schema = { properties: { steps: { type: 'integer' }, text: { type: 'string' }, obj: { type: 'object' } } };
+    assert.deepEqual(await toolArgs('{"text":"a","steps":1}', ['steps=3', 'text=42', 'obj={"k":1}', 'other=x'], schema), { text: '42', steps: 3, obj: { k: 1 }, other: 'x' });
+    await assert.rejects(toolArgs(undefined, ['steps=three'], schema), /steps: expected a number/);
+    await assert.rejects(toolArgs('[1]', [], schema), /JSON object/);
+  });
+});
+
+/** A chat-completions endpoint that answers "echo: <last user message>" and records what it got. */
+async function fakeModel(): Promise<{ url: string; server: Server; seen: Array<{ auth?: string; body: Record<string, unknown> }> }> {
+  const seen: Array<{ auth?: string; body: Record<string, unknown> }> = [];
+  const server = createServer(async (req, res) => {
+    let b = '';
+    for await (const c of req) b += c;
+    if (req.url !== '/v1/chat/completions') return void res.writeHead(404).end();
+    const body = JSON.parse(b);
+    seen.push({ auth: req.headers.authorization, body });
+    const last = body.messages.at(-1).content;
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ model: 'fake-1', choices: [{ message: { role: 'assistant', content: `echo: ${last}` }, finish_reason: 'length' }] }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, server, seen };
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+function berthCli(args: string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<Run> {
+  const p = spawn(process.execPath, ['bin/berth.js', ...args], { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  p.stdout.on('data', (d) => (stdout += d));
+  p.stderr.on('data', (d) => (stderr += d));
+  p.stdin.end(opts.stdin ?? '');
+  return new Promise((r) => p.once('close', (code) => r({ code, stdout, stderr })));
+}
+
+describe('berth call against berth', () => {
+  let b: BerthProcess;
+  let model: Awaited<ReturnType<typeof fakeModel>>;
+  before(async () => {
+    b = await runBerth(['--isolation', 'process']);
+    model = await fakeModel();
+  });
+  after(async () => {
+    await b.stop();
+    model.server.close();
+  });
+  const call = (tool: string, ...rest: string[]) => berthCli(['call', b.url, tool, ...rest]);
+
+  test('prints the text result; --json the whole result; --args - reads stdin', async () => {
+    const r = await call('echo', '--args', '{"text":"hello"}');
+    assert.deepEqual([r.code, r.stdout], [0, 'hello\n']);
+    const j = await berthCli(['call', b.url, 'echo', '--args', '-', '--json'], { stdin: '{"text":"from stdin"}' });
+    assert.equal(j.code, 0);
+    assert.deepEqual(JSON.parse(j.stdout).content, [{ type: 'text', text: 'from stdin' }]);
+  });
+
+  test('elicitation answered from --answer-elicitation: accept, decline, cancel, and content that does not fit', async () => {
+    const accept = await call('ask', '--args', '{"question":"name?"}', '--answer-elicitation', '{"answer":"Ada"}');
+    assert.deepEqual([accept.code, JSON.parse(accept.stdout)], [0, { action: 'accept', content: { answer: 'Ada' } }]);
+    const decline = await call('ask', '--args', '{"question":"name?"}', '--answer-elicitation', 'decline');
+    assert.deepEqual([decline.code, JSON.parse(decline.stdout)], [0, { action: 'decline' }]);
+    const cancel = await call('ask', '--args', '{"question":"name?"}', '--answer-elicitation', 'cancel');
+    assert.deepEqual(JSON.parse(cancel.stdout), { action: 'cancel' });
+    // Not sent as is: the form requires "answer"; the server gets a cancel and the script a failure.
+    const wrong = await call('ask', '--args', '{"question":"name?"}', '--answer-elicitation', '{"reply":"Ada"}');
+    assert.equal(wrong.code, 1);
+    assert.deepEqual(JSON.parse(wrong.stdout), { action: 'cancel' });
+    assert.match(wrong.stderr, /does not fit the form "name\?": reply: not asked for; answer is required/);
+  });
+
+  test('sampling answered from --answer-sampling, or forwarded to a chat-completions endpoint', async () => {
+    const typed = await call('sample', '--args', '{"prompt":"hi"}', '--answer-sampling', 'typed reply');
+    assert.deepEqual([typed.code, JSON.parse(typed.stdout)], [0, { type: 'text', text: 'typed reply' }]);
+    const fwd = await berthCli(['call', b.url, 'sample', '--args', '{"prompt":"to the model"}', '--sampling-endpoint', model.url, '--sampling-model', 'm1'], { env: { OPENAI_API_KEY: 'sk-test' } });
+    assert.deepEqual([fwd.code, JSON.parse(fwd.stdout)], [0, { type: 'text', text: 'echo: to the model' }]);
+    const got = model.seen.at(-1)!;
+    assert.equal(got.auth, 'Bearer sk-test');
+    assert.deepEqual(got.body, { model: 'm1', messages: [{ role: 'user', content: 'to the model' }], max_tokens: 50 });
+  });
+
+  test('roots from --root; progress and log lines on stderr', async () => {
+    const r = await call('roots', '--root', '/tmp', '--root', 'src');
+    assert.deepEqual(JSON.parse(r.stdout).roots, [{ uri: 'file:///tmp', name: 'tmp' }, { uri: `file://${ROOT}src`, name: 'src' }]);
+    const p = await call('progress', '--arg', 'steps=3', '--arg', 'delayMs=20');
+    assert.deepEqual([p.code, p.stdout], [0, 'done 3\n']);
+    assert.match(p.stderr, /progress 1\/3 step 1\nprogress 2\/3 step 2\nprogress 3\/3 step 3\n/);
+    const l = await call('log', '--args', '{"message":"note this"}');
+    assert.deepEqual([l.code, l.stdout, l.stderr], [0, 'logged\n', '[info] note this\n']);
+  });
+
+  test('exit codes: 1 for an unknown tool or an isError result, 2 when nothing answers', async () => {
+    const unknown = await call('nosuch');
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stdout, /Tool nosuch not found/);
+    assert.match(unknown.stderr, /nosuch reported an error/);
+    const invalid = await call('echo', '--args', '{"text":5}', '--json');
+    assert.equal(invalid.code, 1);
+    assert.equal(JSON.parse(invalid.stdout).isError, true);
+    const down = await berthCli(['call', 'http://127.0.0.1:1/mcp', 'echo']);
+    assert.equal(down.code, 2);
+  });
+
+  test('forwardSampling maps the request and the finish reason', async () => {
+    const r = await forwardSampling({ messages: [{ role: 'user', content: { type: 'text', text: 'x' } }], maxTokens: 5, systemPrompt: 'be brief', temperature: 0.2, stopSequences: ['\n'] }, { url: `${model.url}/chat/completions`, model: 'm2' });
+    assert.deepEqual(r, { role: 'assistant', content: { type: 'text', text: 'echo: x' }, model: 'fake-1', stopReason: 'maxTokens' });
+    assert.deepEqual(model.seen.at(-1)!.body, { model: 'm2', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'x' }], max_tokens: 5, temperature: 0.2, stop: ['\n'] });
+    assert.equal(model.seen.at(-1)!.auth, undefined);
+    const img = toChatRequest({ messages: [{ role: 'user', content: { type: 'image', data: 'AAAA', mimeType: 'image/png' } }], maxTokens: 1 }, 'm');
+    assert.deepEqual((img.messages as unknown[])[0], { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] });
+    await assert.rejects(forwardSampling({ messages: [], maxTokens: 1 }, { url: `${model.url}/nope`, model: 'm' }), /HTTP 404/);
+  });
+});
+
+describe('berth call with auth', () => {
+  let b: BerthProcess;
+  before(async () => {
+    b = await runBerth(['--isolation', 'process', '--auth', 'api-key', '--api-key-env', 'BERTH_CLIENT_TEST_KEYS'], undefined, { BERTH_CLIENT_TEST_KEYS: 'k-one,k-two' });
+  });
+  after(() => b.stop());
+
+  test('--token and --header reach an api-key runtime; none or a wrong key is refused', async () => {
+    const args = ['call', b.url, 'echo', '--args', '{"text":"in"}'];
+    assert.deepEqual(await berthCli([...args, '--token', 'k-one']).then((r) => [r.code, r.stdout]), [0, 'in\n']);
+    assert.deepEqual(await berthCli([...args, '--header', 'X-API-Key: k-two']).then((r) => [r.code, r.stdout]), [0, 'in\n']);
+    for (const extra of [[], ['--token', 'k-three']]) {
+      const r = await berthCli([...args, ...extra]);
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /401|Unauthorized/i);
+    }
+  });
+});
