@@ -1,8 +1,12 @@
-// The admin API (/admin/...): runtime status, and listing, inspecting and ending sessions. Behind its own token;
-// off (404) unless server.admin is configured.
+// The admin API (/admin/...): runtime status, and listing, inspecting and ending sessions, and the live dashboard
+// (its page at /admin/, its feed at /admin/events). Behind its own token; off (404) unless server.admin is configured.
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerConfig } from '../config/schema.js';
+import { isAsset, serveAsset } from '../dashboard/assets.js';
+import { streamSnapshots } from '../dashboard/events.js';
+import type { History } from '../observe/history.js';
+import { MemoryReader } from '../observe/memory.js';
 import type { HostedRuntime } from '../runtime/base.js';
 import { StatefulRuntime } from '../runtime/stateful.js';
 import type { Session } from '../session/session.js';
@@ -13,7 +17,12 @@ export interface AdminContext {
   runtimes: Map<string, HostedRuntime>;
   startedAt: number;
   draining: boolean;
+  /** Live sessions and request rate over the last hour, for the dashboard's chart. */
+  history?: History;
 }
+
+/** Shared by every admin reader, so dashboards watching at once cost one /proc reading per couple of seconds. */
+const memory = new MemoryReader();
 
 /** The admin token's digest, or undefined when the API is off. Throws when configured but unusable. */
 export function adminTokenDigest(admin: ServerConfig['admin']): Buffer | undefined {
@@ -24,8 +33,10 @@ export function adminTokenDigest(admin: ServerConfig['admin']): Buffer | undefin
   return createHash('sha256').update(token).digest();
 }
 
-export function describeSession(s: Session): Record<string, unknown> {
+export function describeSession(s: Session, now = Date.now()): Record<string, unknown> {
   const server = s.server;
+  const idleAt = s.idleExpiresAt;
+  const seconds = (ms: number) => Math.max(0, Math.round(ms / 1000));
   return {
     id: s.id,
     runtime: s.runtimeName,
@@ -38,9 +49,48 @@ export function describeSession(s: Session): Record<string, unknown> {
     lastActivity: new Date(s.lastActivity).toISOString(),
     idleExpiresAt: s.idleExpiresAt === undefined ? null : new Date(s.idleExpiresAt).toISOString(),
     expiresAt: new Date(s.expiresAt).toISOString(),
+    ageSeconds: seconds(now - s.createdAt),
+    idleSeconds: seconds(now - s.lastActivity),
+    // null while a call is in flight: a busy session is never idle.
+    idleExpiresInSeconds: idleAt === undefined ? null : seconds(idleAt - now),
+    expiresInSeconds: seconds(s.expiresAt - now),
     inFlight: s.inFlight,
     pendingServerRequests: server.kind === 'stdio' ? server.relay.pendingServerRequests : null,
     retainedEvents: server.kind === 'stdio' ? server.relay.streams.retainedEvents : null,
+  };
+}
+
+/** describeSession plus memory: the PSS of each session's sandbox process tree (null when it cannot be read). */
+async function describeWithMemory(sessions: Session[]): Promise<Record<string, unknown>[]> {
+  const mem = await memory.read(sessions.map((s) => s.server.sandbox.pid).filter((p): p is number => typeof p === 'number'));
+  const now = Date.now();
+  return sessions.map((s) => {
+    const m = s.server.sandbox.pid === undefined ? undefined : mem.get(s.server.sandbox.pid);
+    return { ...describeSession(s, now), memory: m ? { pssBytes: m.pssBytes, processes: m.processes } : null };
+  });
+}
+
+function liveSessions(ctx: AdminContext): Session[] {
+  return [...ctx.runtimes.values()].flatMap((r) => (r instanceof StatefulRuntime ? [...r.sessions.values()] : []));
+}
+
+function status(ctx: AdminContext): Record<string, unknown> {
+  const runtimes = Object.fromEntries(
+    [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.auth.kind, sessions: r.sessionCount, warm: r.warmServers }]),
+  );
+  return { status: ctx.draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000), runtimes };
+}
+
+/** What the dashboard shows, all at once: status, sessions with memory, and the chart's history. */
+async function snapshot(ctx: AdminContext) {
+  const history = ctx.history?.points ?? [];
+  return {
+    ...status(ctx),
+    now: new Date().toISOString(),
+    sessions: await describeWithMemory(liveSessions(ctx)),
+    historyIntervalSeconds: (ctx.history?.intervalMs ?? 0) / 1000,
+    history,
+    historyAt: history.at(-1)?.t,
   };
 }
 
@@ -54,6 +104,12 @@ function findSession(ctx: AdminContext, id: string): Session {
 
 export async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string, digest: Buffer | undefined, ctx: AdminContext): Promise<void> {
   if (!digest) throw new HttpError(404, ErrorCode.ServerError, 'Not Found: the admin API is off (configure server.admin)');
+  // The dashboard's files carry no data: a browser loads them without a header, then asks for the token.
+  if (path === '/admin' && (req.method === 'GET' || req.method === 'HEAD')) {
+    res.writeHead(308, { location: '/admin/' }).end();
+    return;
+  }
+  if (isAsset(path, req.method)) return serveAsset(req, res, path);
   const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
   const presented = m ? createHash('sha256').update(m[1]!).digest() : undefined;
   if (!presented || !timingSafeEqual(presented, digest)) {
@@ -61,20 +117,20 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
   }
   const method = req.method ?? 'GET';
   if (path === '/admin/status' && method === 'GET') {
-    const runtimes = Object.fromEntries(
-      [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.auth.kind, sessions: r.sessionCount, warm: r.warmServers }]),
-    );
-    sendJson(res, 200, { status: ctx.draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000), runtimes });
+    sendJson(res, 200, status(ctx));
+    return;
+  }
+  if (path === '/admin/events' && method === 'GET') {
+    streamSnapshots(req, res, () => snapshot(ctx));
     return;
   }
   if (path === '/admin/sessions' && method === 'GET') {
-    const sessions = [...ctx.runtimes.values()].flatMap((r) => (r instanceof StatefulRuntime ? [...r.sessions.values()].map(describeSession) : []));
-    sendJson(res, 200, { sessions });
+    sendJson(res, 200, { sessions: await describeWithMemory(liveSessions(ctx)) });
     return;
   }
   const one = /^\/admin\/sessions\/([A-Za-z0-9_-]{1,128})$/.exec(path);
   if (one && method === 'GET') {
-    sendJson(res, 200, describeSession(findSession(ctx, one[1]!)));
+    sendJson(res, 200, (await describeWithMemory([findSession(ctx, one[1]!)]))[0]);
     return;
   }
   if (one && method === 'DELETE') {
@@ -82,5 +138,5 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
     res.writeHead(204).end();
     return;
   }
-  throw new HttpError(404, ErrorCode.ServerError, `Not Found: ${method} ${path} (admin API: GET /admin/status, GET /admin/sessions, GET|DELETE /admin/sessions/ID)`);
+  throw new HttpError(404, ErrorCode.ServerError, `Not Found: ${method} ${path} (admin API: GET /admin/status, GET /admin/events, GET /admin/sessions, GET|DELETE /admin/sessions/ID; dashboard: /admin/)`);
 }
