@@ -138,6 +138,11 @@ describe('dashboard feed and figures', () => {
       assert.ok(feed.all.length >= n + 2, `${feed.all.length - n} snapshots in 2.5 s`);
       assert.ok(feed.all.slice(1).some((s) => s.history === undefined));
 
+      // The chart's history is fed by the runtimes and the request counter: a sample (every 10 s) sees the session
+      // and the requests made since the previous one.
+      const sample = await until('a history sample with the session', () => feed.all.flatMap((s) => s.history ?? []).find((p) => p.sessions === 1 && p.requestRate > 0), 15_000);
+      assert.ok(sample.requestRate < 10, `a handful of requests in 10 s, not ${sample.requestRate}/s`);
+
       const one = (await (await fetch(`${base}/admin/sessions/${transport.sessionId}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as SessionView;
       assert.ok(one.memory!.pssBytes > 5 * 1048576 && one.memory!.processes >= 1);
       feed.close();
@@ -168,7 +173,7 @@ describe('dashboard feed and figures', () => {
       }
       const redirect = await fetch(`${base}/admin`, { redirect: 'manual' });
       assert.equal(redirect.status, 308);
-      assert.equal(redirect.headers.get('location'), '/admin/');
+      assert.equal(redirect.headers.get('location'), 'admin/');
       for (const path of ['/admin/assets/nope.js', '/admin/sessions', '/admin/status', '/admin/events']) {
         assert.equal((await fetch(`${base}${path}`)).status, 401, path);
       }

@@ -106,7 +106,7 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
   if (!digest) throw new HttpError(404, ErrorCode.ServerError, 'Not Found: the admin API is off (configure server.admin)');
   // The dashboard's files carry no data: a browser loads them without a header, then asks for the token.
   if (path === '/admin' && (req.method === 'GET' || req.method === 'HEAD')) {
-    res.writeHead(308, { location: '/admin/' }).end();
+    res.writeHead(308, { location: 'admin/' }).end(); // relative: right behind a proxy's path prefix too
     return;
   }
   if (isAsset(path, req.method)) return serveAsset(req, res, path);

@@ -43,7 +43,7 @@ function useFeed(token, onRefused) {
     let retry;
     const follow = async () => {
       try {
-        const r = await fetch('/admin/events', { headers: authHeaders(token), signal: abort.signal, cache: 'no-store' });
+        const r = await fetch('events', { headers: authHeaders(token), signal: abort.signal, cache: 'no-store' });
         if (r.status === 401) return onRefused('The stored token is no longer accepted.');
         if (!r.ok) throw new Error(`HTTP ${r.status}`);
         setConn('live');
@@ -91,7 +91,7 @@ function Login({ message, onToken }) {
     if (!token) return setError('Enter the admin token.');
     setBusy(true);
     try {
-      const r = await fetch('/admin/status', { headers: authHeaders(token), cache: 'no-store' });
+      const r = await fetch('status', { headers: authHeaders(token), cache: 'no-store' });
       if (r.status === 401) setError('That token was refused.');
       else if (!r.ok) setError(`berth answered HTTP ${r.status}.`);
       else onToken(token);
@@ -155,7 +155,7 @@ function EndButton({ id, token }) {
   const click = async () => {
     if (state === 'idle') return setState('armed');
     setState('ending');
-    const r = await fetch(`/admin/sessions/${encodeURIComponent(id)}`, { method: 'DELETE', headers: authHeaders(token) }).catch((e) => ({ ok: false, status: e.message }));
+    const r = await fetch(`sessions/${encodeURIComponent(id)}`, { method: 'DELETE', headers: authHeaders(token) }).catch((e) => ({ ok: false, status: e.message }));
     if (!r.ok && r.status !== 404) {
       setError(`failed: ${r.status}`);
       setState('idle');
