@@ -201,7 +201,7 @@ async function launchChromium(): Promise<{ browser?: Browser; skip?: string }> {
   try {
     const { chromium } = await import('playwright-core');
     // As root (CI) Chromium's own sandbox cannot start; the page it loads is berth's own.
-    const browser = await chromium.launch({ executablePath: path, args: process.getuid?.() === 0 ? ['--no-sandbox'] : [] });
+    const browser = await chromium.launch({ executablePath: path, args: ['--disable-dev-shm-usage', ...(process.getuid?.() === 0 ? ['--no-sandbox'] : [])] });
     return { browser };
   } catch (e) {
     return { skip: `chromium at ${path} cannot run: ${(e as Error).message.split('\n')[0]}` };
@@ -210,7 +210,7 @@ async function launchChromium(): Promise<{ browser?: Browser; skip?: string }> {
 
 describe('dashboard in a browser', async () => {
   const launched = await launchChromium();
-  if (launched.skip) console.log(`# skipping the browser tests: ${launched.skip}`);
+  if (launched.skip) console.log(`skipping the browser tests: ${launched.skip}`);
   const browser = launched.browser;
   let berth: BerthProcess;
   before(async () => {
@@ -249,6 +249,7 @@ describe('dashboard in a browser', async () => {
       assert.equal(await row.locator('.principal').textContent(), 'anonymous');
       assert.match((await row.locator('.memory').textContent())!, /^\d+\.\d MiB$/);
       assert.equal(await page.locator('#live-count').textContent(), '1');
+      assert.ok(!(await page.locator('body').innerText()).includes(first.transport.sessionId!), 'the full id is never on screen');
       assert.match((await page.locator('#runtimes').textContent())!, /stateful.*process/);
       assert.equal(await page.locator('.uplot canvas').count() > 0, true, 'the chart is drawn');
       assert.equal(await page.evaluate(() => document.cookie), '', 'no cookie carries the token');

@@ -176,8 +176,9 @@ function Sessions({ sessions, token }) {
       <th class="num">Pending elicitations</th><th class="num">Memory (PSS)</th><th></th>
     </tr></thead>
     <tbody>${rows.map(
+      // Only a prefix of the id is shown: without auth the id is the key to the session, and screenshots travel.
       (s) => html`<tr class="session" data-id=${s.id} key=${s.id}>
-        <td><code title=${s.id}>${s.id.slice(0, 12)}…</code></td>
+        <td><code>${s.id.slice(0, 8)}…</code></td>
         <td>${s.runtime}</td>
         <td class="principal" title=${s.principal.issuer ?? ''}>${s.principal.kind === 'anonymous' ? 'anonymous' : `${s.principal.subject} (${s.principal.kind})`}</td>
         <td>${s.driver}</td>
