@@ -246,3 +246,142 @@ describe('berth call with auth', () => {
     }
   });
 });
+
+const HAS_TMUX = (() => {
+  try {
+    execFileSync('tmux', ['-V']);
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const SOCKET = `berth-client-test-${process.pid}`; // our own tmux server, never another's
+const tmux = (...args: string[]) => execFileSync('tmux', ['-L', SOCKET, ...args], { encoding: 'utf8' });
+const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** `berth connect` in a real pseudo-terminal: keys in with send-keys, the screen out with capture-pane. */
+class Pane {
+  static n = 0;
+  readonly name = `c${++Pane.n}`;
+  constructor(args: string[]) {
+    const cmd = `${[process.execPath, 'bin/berth.js', 'connect', ...args].map(sh).join(' ')}; echo "EXIT=$?"; sleep 600`;
+    tmux('new-session', '-d', '-s', this.name, '-x', '120', '-y', '50', '-c', ROOT, cmd);
+  }
+  screen(): string {
+    return tmux('capture-pane', '-p', '-J', '-S', '-500', '-t', this.name);
+  }
+  async waitFor(re: RegExp, ms = 30_000): Promise<RegExpExecArray> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const s = this.screen();
+      const m = re.exec(s);
+      if (m) return m;
+      if (Date.now() > end) throw new Error(`screen never showed ${re}:\n${s}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  keys(...k: string[]): void {
+    tmux('send-keys', '-t', this.name, ...k);
+  }
+  type(text: string): void {
+    tmux('send-keys', '-t', this.name, '-l', text);
+  }
+  close(): void {
+    tmux('kill-session', '-t', this.name);
+  }
+}
+
+describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not installed' }, () => {
+  let b: BerthProcess;
+  let model: Awaited<ReturnType<typeof fakeModel>>;
+  before(async () => {
+    // A session that outlives the tests: closing the last one would end the server while the next one starts.
+    tmux('new-session', '-d', '-s', 'keep', 'sleep 3600');
+    b = await runBerth(['--isolation', 'process']);
+    model = await fakeModel();
+  });
+  after(async () => {
+    try {
+      tmux('kill-server');
+    } catch {
+      /* no session left */
+    }
+    await b.stop();
+    model.server.close();
+  });
+  const ask = () => new Pane([b.url, '--call', 'ask', '--args', '{"question":"Your name?"}']);
+
+  test('an elicitation form: empty required input refused with a message, then filled and accepted', async () => {
+    const p = ask();
+    await p.waitFor(/The server asks: Your name\?[\s\S]*Answer\?[\s\S]*Accept/);
+    p.keys('Enter');
+    await p.waitFor(/\? answer/);
+    p.keys('Enter');
+    await p.waitFor(/answer is required/);
+    p.type('Ada');
+    p.keys('Enter');
+    await p.waitFor(/^\{"action":"accept","content":\{"answer":"Ada"\}\}$/m);
+    await p.waitFor(/EXIT=0/);
+    p.close();
+  });
+
+  test('an elicitation declined, and one cancelled', async () => {
+    for (const [downs, action] of [[1, 'decline'], [2, 'cancel']] as const) {
+      const p = ask();
+      await p.waitFor(/Answer\?[\s\S]*Cancel/);
+      for (let i = 0; i < downs; i++) p.keys('Down');
+      p.keys('Enter');
+      await p.waitFor(new RegExp(`^\\{"action":"${action}"\\}$`, 'm'));
+      await p.waitFor(/EXIT=0/);
+      p.close();
+    }
+  });
+
+  test('a progress bar appears, moves and completes', async () => {
+    const p = new Pane([b.url, '--call', 'progress', '--args', '{"steps":8,"delayMs":250}']);
+    const partial = await p.waitFor(/[░█]+ \d+% \| ([1-7])\/8 step \1/);
+    assert.ok(Number(partial[1]) < 8);
+    await p.waitFor(/█{40} 100% \| 8\/8 step 8\s*\ndone 8/);
+    await p.waitFor(/EXIT=0/);
+    p.close();
+  });
+
+  test('a sampling request shown, approved and answered with a typed reply', async () => {
+    const p = new Pane([b.url, '--call', 'sample', '--args', '{"prompt":"Say hi"}']);
+    await p.waitFor(/The server asks for a model's reply:\nuser: Say hi\n\(max 50 tokens\)[\s\S]*Answer\?[\s\S]*Decline/);
+    p.keys('Enter');
+    await p.waitFor(/\? Reply/);
+    p.type('Hello from the terminal');
+    p.keys('Enter');
+    await p.waitFor(/^\{"type":"text","text":"Hello from the terminal"\}$/m);
+    p.close();
+  });
+
+  test('a sampling request forwarded to the model once approved', async () => {
+    const before = model.seen.length;
+    const p = new Pane([b.url, '--call', 'sample', '--args', '{"prompt":"Say hi"}', '--sampling-endpoint', model.url, '--sampling-model', 'm-pty']);
+    await p.waitFor(/Send to m-pty\?/);
+    assert.equal(model.seen.length, before, 'nothing is sent before the person approves');
+    p.keys('Enter');
+    await p.waitFor(/m-pty replied: echo: Say hi[\s\S]*^\{"type":"text","text":"echo: Say hi"\}$/m);
+    assert.equal(model.seen.length, before + 1);
+    p.close();
+  });
+
+  test('the menu: pick a tool by typing, its argument asked from the schema, then quit', async () => {
+    const p = new Pane([b.url]);
+    await p.waitFor(/Tools \(\d+\):[\s\S]*What next\?/);
+    p.keys('Enter');
+    await p.waitFor(/\? Tool/);
+    p.type('echo');
+    await p.waitFor(/❯ echo/);
+    p.keys('Enter');
+    await p.waitFor(/\? text/);
+    p.type('hello pty');
+    p.keys('Enter');
+    await p.waitFor(/calling echo \{"text":"hello pty"\}\nhello pty\n[\s\S]*What next\?/);
+    p.keys('Down', 'Down', 'Enter'); // Call a tool, List again, Quit
+    await p.waitFor(/EXIT=0/);
+    p.close();
+  });
+});
