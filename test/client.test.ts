@@ -3,11 +3,13 @@
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fieldsOf, parseField, validateContent, type Field } from '../src/client/form.js';
 import { toolArgs } from '../src/client/args.js';
 import { forwardSampling, toChatRequest } from '../src/client/sampling.js';
+import { Terminal } from '../src/client/terminal.js';
 import { ROOT, runBerth, type BerthProcess } from './helpers/berth.js';
 
 const FORM = {
@@ -116,6 +118,51 @@ describe('form from schema', () => {
     assert.deepEqual(await toolArgs('{"text":"a","steps":1}', ['steps=3', 'text=42', 'obj={"k":1}', 'other=x'], schema), { text: '42', steps: 3, obj: { k: 1 }, other: 'x' });
     await assert.rejects(toolArgs(undefined, ['steps=three'], schema), /steps: expected a number/);
     await assert.rejects(toolArgs('[1]', [], schema), /JSON object/);
+  });
+});
+
+describe('the terminal form on plain streams', () => {
+  test('every prompt kind: bad values refused with a message and corrected, choices moved with arrow keys', async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    let screen = '';
+    output.on('data', (d) => (screen += d));
+    const waitFor = async (re: RegExp) => {
+      for (let i = 0; i < 100 && !re.test(screen); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.match(screen, re);
+      screen = '';
+    };
+    const term = new Terminal(input, output);
+    const answer = term.elicit({
+      message: 'Register',
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          name: { type: 'string', minLength: 2 },
+          age: { type: 'integer', maximum: 150 },
+          agree: { type: 'boolean', default: false },
+          size: { type: 'string', oneOf: [{ const: 's', title: 'Small' }, { const: 'l', title: 'Large' }] },
+        },
+        required: ['name', 'age'],
+      },
+    });
+    const DOWN = '\x1b[B';
+    const UP = '\x1b[A';
+    await waitFor(/The server asks: Register[\s\S]*Accept/);
+    input.write('\r');
+    await waitFor(/name \(2\.\.∞ chars\)/);
+    input.write('A\r');
+    await waitFor(/name: at least 2 characters/);
+    input.write('da\r');
+    await waitFor(/age \(integer, -∞\.\.150\)/);
+    input.write('200\r');
+    await waitFor(/age: at most 150/);
+    input.write('\x7f\x7f\x7f36\r');
+    await waitFor(/agree \(optional\)[\s\S]*❯ no/);
+    input.write(UP + '\r');
+    await waitFor(/size \(optional\)[\s\S]*Small \(s\)[\s\S]*\(leave empty\)/);
+    input.write(DOWN + '\r');
+    assert.deepEqual(await answer, { action: 'accept', content: { name: 'Ada', age: 36, agree: true, size: 'l' } });
   });
 });
 

@@ -1,6 +1,7 @@
 // The person at the terminal: forms, approvals, a progress bar and log lines, on given input/output streams.
 import { checkbox, input, search, select } from '@inquirer/prompts';
 import cliProgress from 'cli-progress';
+import { PassThrough } from 'node:stream';
 import type { CreateMessageRequest, CreateMessageResult, ElicitRequestFormParams, ElicitResult, LoggingMessageNotification, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { checkValue, fieldsOf, hint, parseField, validateContent, type Field } from './form.js';
@@ -21,8 +22,12 @@ export class Terminal {
     readonly output: NodeJS.WritableStream = process.stdout,
   ) {}
 
+  /** Each prompt ends the stream it writes to (harmless on a TTY), so any other gets one of its own in front. */
   private get ctx() {
-    return { input: this.input, output: this.output };
+    if (this.tty) return { input: this.input, output: this.output };
+    const output = new PassThrough();
+    output.pipe(this.output, { end: false });
+    return { input: this.input, output };
   }
 
   private get tty(): boolean {
