@@ -11,6 +11,7 @@ import { toolArgs } from '../src/client/args.js';
 import { forwardSampling, toChatRequest } from '../src/client/sampling.js';
 import { Terminal } from '../src/client/terminal.js';
 import { ROOT, runBerth, type BerthProcess } from './helpers/berth.js';
+import { startProxy } from './helpers/proxy.js';
 
 const FORM = {
   type: 'object',
@@ -187,12 +188,12 @@ interface Run {
   stdout: string;
   stderr: string;
 }
-function berthCli(args: string[], opts: { stdin?: string; env?: Record<string, string> } = {}): Promise<Run> {
+function berthCli(args: string[], opts: { stdin?: string; env?: Record<string, string>; onStderr?: (all: string) => void } = {}): Promise<Run> {
   const p = spawn(process.execPath, ['bin/berth.js', ...args], { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   p.stdout.on('data', (d) => (stdout += d));
-  p.stderr.on('data', (d) => (stderr += d));
+  p.stderr.on('data', (d) => opts.onStderr?.((stderr += d)));
   p.stdin.end(opts.stdin ?? '');
   return new Promise((r) => p.once('close', (code) => r({ code, stdout, stderr })));
 }
@@ -250,6 +251,27 @@ describe('berth call against berth', () => {
     assert.match(p.stderr, /progress 1\/3 step 1\nprogress 2\/3 step 2\nprogress 3\/3 step 3\n/);
     const l = await call('log', '--args', '{"message":"note this"}');
     assert.deepEqual([l.code, l.stdout, l.stderr], [0, 'logged\n', '[info] note this\n']);
+  });
+
+  test('a call survives a network cut: the stream resumes and no progress is lost', async () => {
+    const proxy = await startProxy(b.url);
+    try {
+      let cut = false;
+      const r = await berthCli(['call', proxy.url, 'progress', '--args', '{"steps":10,"delayMs":250}'], {
+        onStderr: (all) => {
+          if (!cut && all.includes('progress 3/10')) {
+            cut = true;
+            proxy.sever();
+            proxy.refuseFor(1500); // the first reconnection attempts fail too
+          }
+        },
+      });
+      assert.ok(cut);
+      assert.deepEqual([r.code, r.stdout], [0, 'done 10\n']);
+      assert.deepEqual(r.stderr.trim().split('\n'), Array.from({ length: 10 }, (_, i) => `progress ${i + 1}/10 step ${i + 1}`));
+    } finally {
+      await proxy.close();
+    }
   });
 
   test('exit codes: 1 for an unknown tool or an isError result, 2 when nothing answers', async () => {
