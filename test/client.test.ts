@@ -193,7 +193,10 @@ function berthCli(args: string[], opts: { stdin?: string; env?: Record<string, s
   let stdout = '';
   let stderr = '';
   p.stdout.on('data', (d) => (stdout += d));
-  p.stderr.on('data', (d) => opts.onStderr?.((stderr += d)));
+  p.stderr.on('data', (d) => {
+    stderr += d;
+    opts.onStderr?.(stderr);
+  });
   p.stdin.end(opts.stdin ?? '');
   return new Promise((r) => p.once('close', (code) => r({ code, stdout, stderr })));
 }
@@ -394,7 +397,7 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
     p.close();
   });
 
-  test('an elicitation declined, and one cancelled', async () => {
+  test('an elicitation declined, one cancelled, and one left with Ctrl-C', async () => {
     for (const [downs, action] of [[1, 'decline'], [2, 'cancel']] as const) {
       const p = ask();
       await p.waitFor(/Answer\?[\s\S]*Cancel/);
@@ -404,6 +407,13 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
       await p.waitFor(/EXIT=0/);
       p.close();
     }
+    const p = ask(); // Ctrl-C halfway through the form cancels
+    await p.waitFor(/Answer\?[\s\S]*Cancel/);
+    p.keys('Enter');
+    await p.waitFor(/\? answer/);
+    p.keys('C-c');
+    await p.waitFor(/^\{"action":"cancel"\}$/m);
+    p.close();
   });
 
   test('a progress bar appears, moves and completes', async () => {

@@ -15,15 +15,21 @@ export interface ConnectOptions extends ConnectionOptions {
   arg: string[];
 }
 
+/** The first line of a description, shortened: a list should fit the screen. */
+const brief = (d?: string) => {
+  const line = (d ?? '').split('\n')[0]!;
+  return line ? ` — ${line.length > 100 ? `${line.slice(0, 99)}…` : line}` : '';
+};
+
 async function listAll(s: McpSession, term: Terminal): Promise<Tool[]> {
   const caps = s.client.getServerCapabilities() ?? {};
   const tools = caps.tools ? (await s.client.listTools()).tools : [];
   term.print(`Tools (${tools.length}):`);
-  for (const t of tools) term.print(`  ${t.name}${t.description ? ` — ${t.description}` : ''}`);
+  for (const t of tools) term.print(`  ${t.name}${brief(t.description)}`);
   if (caps.prompts) {
     const { prompts } = await s.client.listPrompts();
     term.print(`Prompts (${prompts.length}):`);
-    for (const p of prompts) term.print(`  ${p.name}${p.description ? ` — ${p.description}` : ''}`);
+    for (const p of prompts) term.print(`  ${p.name}${brief(p.description)}`);
   }
   if (caps.resources) {
     const { resources } = await s.client.listResources();
