@@ -447,6 +447,14 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
     p.close();
   });
 
+  test('--auto-approve-sampling forwards without asking', async () => {
+    const p = new Pane([b.url, '--call', 'sample', '--args', '{"prompt":"unattended"}', '--sampling-endpoint', model.url, '--sampling-model', 'm-auto', '--auto-approve-sampling']);
+    const screen = await p.waitFor(/EXIT=0/);
+    assert.doesNotMatch(screen.input, /Send to m-auto\?/);
+    assert.match(screen.input, /sampled from m-auto\n\{"type":"text","text":"echo: unattended"\}/);
+    p.close();
+  });
+
   test('the menu: pick a tool by typing, its argument asked from the schema, then quit', async () => {
     const p = new Pane([b.url]);
     await p.waitFor(/Tools \(\d+\):[\s\S]*What next\?/);
