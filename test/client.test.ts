@@ -4,6 +4,9 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import { PassThrough } from 'node:stream';
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fieldsOf, parseField, validateContent, type Field } from '../src/client/form.js';
@@ -327,8 +330,8 @@ const HAS_TMUX = (() => {
     return false;
   }
 })();
-const SOCKET = `berth-client-test-${process.pid}`; // our own tmux server, never another's
-const tmux = (...args: string[]) => execFileSync('tmux', ['-L', SOCKET, ...args], { encoding: 'utf8' });
+const SOCKET = join(tmpdir(), `berth-client-test-${process.pid}.tmux`); // our own tmux server, never another's
+const tmux = (...args: string[]) => execFileSync('tmux', ['-S', SOCKET, ...args], { encoding: 'utf8' });
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** `berth connect` in a real pseudo-terminal: keys in with send-keys, the screen out with capture-pane. */
@@ -378,6 +381,7 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
     } catch {
       /* no session left */
     }
+    rmSync(SOCKET, { force: true });
     await b.stop();
     model.server.close();
   });
