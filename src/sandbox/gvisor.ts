@@ -5,7 +5,7 @@
 // the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host. The runtime directory
 // is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
 // a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
-import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,18 +47,34 @@ function entryArgv(spec: SandboxSpec, argv: string[]): { uid: number; caps: stri
   return { uid: 0, caps: ENTRY_CAPS, args: ['/usr/bin/sh', '-c', script, spec.cwd, ...argv] };
 }
 
+function localtimeTarget(): string | undefined {
+  try {
+    const t = readlinkSync('/etc/localtime');
+    return t.includes('/usr/share/zoneinfo/') ? t : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
 function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
   const entry = entryArgv(spec, argv);
   const rootfs = join(dir, 'rootfs');
   mkdirSync(rootfs);
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) symlinkSync(`usr/${l}`, join(rootfs, l));
+  // A symlinked /etc/localtime stays a symlink: bound as a plain file, time-zone code scans all of zoneinfo
+  // (some 1400 opens, slow on ptrace).
+  const zone = localtimeTarget();
+  if (zone) {
+    mkdirSync(join(rootfs, 'etc'));
+    symlinkSync(zone, join(rootfs, 'etc/localtime'));
+  }
   const bind = (p: string, rw = false) => ({ destination: p, type: 'bind', source: p, options: ['rbind', rw ? 'rw' : 'ro'] });
   const mounts = [
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
     bind('/usr'),
-    ...ETC_FILES.filter((f) => existsSync(f)).map((f) => bind(f)),
+    ...ETC_FILES.filter((f) => existsSync(f) && !(zone && f === '/etc/localtime')).map((f) => bind(f)),
     bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
     bind(spec.workDir, true),
