@@ -10,16 +10,29 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { childrenOf, descendantsOf, envOf, fdCount, machineTasks, openFilesLimit, processTable, pssKb, pteKb, rssKb, threads } from './procfs.js';
+import { hostName } from '../src/sandbox/host.js';
 import { settle, startBerth, type Target } from './targets.js';
 import { connect, disconnect, dist, loadRound, sessionSample, summarize, type Conn, type ConnectSample, type Dist, type LoadResult, type LoadRound } from './workloads.js';
 
 export interface Variant {
   id: string;
   label: string;
-  isolation: 'process' | 'namespace';
+  isolation: 'process' | 'namespace' | 'gvisor' | 'microvm';
   /** Extra `berth run` flags. */
   flags: string[];
+  /** Fewer samples, a smaller pool, fewer idle sessions: for drivers whose sandboxes take seconds to start. */
+  params?: Partial<DriverParams>;
+  /** How long to wait for its warm pool to fill and go quiet (default 15 s). */
+  settleMs?: number;
+  /** More environment for berth. */
+  env?: Record<string, string>;
+  /** Only run when named in `--drivers`. */
+  optIn?: boolean;
 }
+
+/** The microVM runs under TCG emulation on hosts without usable KVM: a VM takes 10-30 s to boot. */
+// Its first calls run cold code under emulation for seconds: longer warm-up and windows, or none would finish.
+const MICROVM: Partial<DriverParams> = { warmPool: 2, rounds: 2, warmSamples: 4, coldSamples: 2, capacitySessions: 4, openConcurrency: 2, toolWarmupMs: 4000, toolMs: 4000 };
 
 /** What `--drivers` may name. */
 export const VARIANTS: Variant[] = [
@@ -27,6 +40,10 @@ export const VARIANTS: Variant[] = [
   { id: 'namespace', label: 'namespace', isolation: 'namespace', flags: [] },
   // The locked-down production shape: no network, cgroup limits (v1 or v2) on every session.
   { id: 'namespace-limits', label: 'namespace+limits', isolation: 'namespace', flags: ['--network', 'none', '--memory', '256m', '--cpus', '1', '--pids', '256'] },
+  { id: 'gvisor', label: 'gvisor', isolation: 'gvisor', flags: [], params: { capacitySessions: 20, coldSamples: 4 }, settleMs: 30_000 },
+  { id: 'microvm', label: 'microvm', isolation: 'microvm', flags: ['--startup-timeout', '300s'], params: MICROVM, settleMs: 240_000 },
+  // The same without the driver's bundling of the server (BERTH_MICROVM_BUNDLE=0): what bundling buys.
+  { id: 'microvm-unbundled', label: 'microvm unbundled', isolation: 'microvm', flags: ['--startup-timeout', '300s'], params: MICROVM, settleMs: 240_000, env: { BERTH_MICROVM_BUNDLE: '0' }, optIn: true },
 ];
 
 export interface DriverParams {
@@ -104,6 +121,9 @@ export interface DriverResult {
   label: string;
   isolation: string;
   flags: string[];
+  env?: Record<string, string>;
+  /** The samples, pool and idle sessions this driver was measured with. */
+  params: DriverParams;
   /** Processes per session's sandbox and their command names, as seen in the process table. */
   sandbox?: { processes: number; commands: string[] };
   startWarm?: { connectMs: Dist; firstCallMs: Dist; unsettled: number };
@@ -125,7 +145,12 @@ export interface DriverTargets {
 
 const TOOL = { name: 'session_info', arguments: {} };
 const GiB_KB = 1024 * 1024;
-const HELPERS = new Set(['bwrap', 'setpriv']);
+/**
+ * Sandbox machinery rather than the server: bubblewrap, and gVisor's runsc, gofer and Sentry (the server's own
+ * memory is in the Sentry's stub processes). A microVM is one QEMU process holding the guest kernel and the server
+ * alike; it counts as the server.
+ */
+const HELPERS = new Set(['bwrap', 'setpriv', 'runsc', 'runsc-gofer', 'runsc-sandbox']);
 
 function which(cmd: string): string | undefined {
   for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) if (dir && existsSync(join(dir, cmd))) return join(dir, cmd);
@@ -148,11 +173,32 @@ function sandboxGroups(berthPid: number): number[][] {
   return childrenOf(berthPid, table).map((root) => [root, ...descendantsOf(root, table)]);
 }
 
+/** The program's name as it was started (runsc's processes are all `exe` in /proc/PID/comm). */
 const comm = (pid: number) => {
   try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    const argv0 = cmdline(pid).split('\0')[0]!;
+    return argv0 ? argv0.split('/').pop()! : readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
   } catch {
     return '?';
+  }
+};
+
+/**
+ * Whether a process is part of a session's sandbox: the server carries BERTH_SESSION_ID in its environment;
+ * runsc names its container after the session (hashed); QEMU shares the session's working directory.
+ */
+function servesSession(pid: number, c: Conn): boolean {
+  if (!c.sessionId) return false;
+  if (envOf(pid, 'BERTH_SESSION_ID') === c.sessionId) return true;
+  const cmd = cmdline(pid);
+  return cmd.includes(`\0${hostName(c.sessionId)}`) || (c.cwd !== undefined && cmd.includes(`path=${c.cwd},`));
+}
+
+const cmdline = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return '';
   }
 };
 
@@ -174,7 +220,8 @@ const rotate = <T>(xs: T[], r: number) => xs.map((_, i) => xs[(i + r) % xs.lengt
 
 export async function runDrivers(ctx: DriverContext, variants: Variant[], P: DriverParams): Promise<DriverResult[]> {
   const { log, started } = ctx;
-  const runs: Run[] = variants.map((v) => ({ v, r: { id: v.id, label: v.label, isolation: v.isolation, flags: v.flags } }));
+  const runs: Run[] = variants.map((v) => ({ v, r: { id: v.id, label: v.label, isolation: v.isolation, flags: v.flags, env: v.env, params: { ...P, ...v.params } } }));
+  const params = (x: Run): DriverParams => x.r.params;
   const bwrap = which('bwrap');
   const stop = async (t: Target | undefined) => {
     if (!t) return;
@@ -190,9 +237,9 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
     log(`driver ${x.v.label}: FAILED ${x.r.failed}`);
   };
   const quiet = async () => {
-    const list = live().flatMap((x) => [{ t: x.warm!, servers: P.warmPool }, ...(x.cold ? [{ t: x.cold, servers: 0 }] : [])]);
+    const list = live().flatMap((x) => [{ t: x.warm!, servers: params(x).warmPool }, ...(x.cold ? [{ t: x.cold, servers: 0 }] : [])]);
     try {
-      return await settle(list);
+      return await settle(list, Math.max(15_000, ...live().map((x) => x.v.settleMs ?? 0)));
     } catch {
       for (const x of live()) if (x.warm!.exitInfo() || x.cold?.exitInfo()) fail(x, 'berth exited', new Error('the target process exited'));
       return false;
@@ -208,9 +255,10 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
         continue;
       }
       try {
-        x.warm = await startBerth(null, { bin: ctx.bin, isolation: x.v.isolation, warmPool: P.warmPool, flags: x.v.flags });
+        const o = { bin: ctx.bin, isolation: x.v.isolation, flags: x.v.flags, env: x.v.env };
+        x.warm = await startBerth(null, { ...o, warmPool: params(x).warmPool });
         started.push(x.warm);
-        x.cold = await startBerth(null, { bin: ctx.bin, isolation: x.v.isolation, warmPool: 0, flags: x.v.flags });
+        x.cold = await startBerth(null, { ...o, warmPool: 0 });
         started.push(x.cold);
         log(`driver ${x.v.label}: berth up in ${x.warm.startedInMs.toFixed(0)} ms`);
       } catch (e) {
@@ -224,7 +272,7 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
         } else fail(x, 'berth did not start', e);
       }
     }
-    log(`drivers: waiting for warm pools of the demo server (${P.warmPool} each) to fill and go quiet`);
+    log(`drivers: waiting for warm pools of the demo server (${live().map((x) => `${x.v.label} ${params(x).warmPool}`).join(', ')}) to fill and go quiet`);
     await quiet();
     for (const x of live()) {
       const g = sandboxGroups(x.warm!.pid)[0] ?? [];
@@ -232,14 +280,16 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
     }
 
     // ---- session start, warm and cold, rotating over the drivers ------------------------------------------------
-    log(`drivers: session start, ${P.warmSamples} warm and ${P.coldSamples} cold samples per driver`);
+    log(`drivers: session start, ${live().map((x) => `${x.v.label} ${params(x).warmSamples} warm + ${params(x).coldSamples} cold`).join(', ')}`);
     const warm = new Map<Run, ConnectSample[]>();
     const cold = new Map<Run, ConnectSample[]>();
     const unsettled = new Map<Run, number>();
-    for (let i = 0; i < P.warmSamples; i++) {
+    const most = Math.max(0, ...runs.map((x) => params(x).warmSamples));
+    for (let i = 0; i < most; i++) {
       for (const x of rotate(live(), i)) {
-        const subjects: Array<[Target, Map<Run, ConnectSample[]>]> = [[x.warm!, warm]];
-        if (i < P.coldSamples) subjects.push([x.cold!, cold]);
+        const subjects: Array<[Target, Map<Run, ConnectSample[]>]> = [];
+        if (i < params(x).warmSamples) subjects.push([x.warm!, warm]);
+        if (i < params(x).coldSamples) subjects.push([x.cold!, cold]);
         for (const [t, into] of subjects) {
           if (x.r.failed) break;
           if (!(await quiet()) && into === warm) unsettled.set(x, (unsettled.get(x) ?? 0) + 1);
@@ -263,7 +313,7 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
     }
 
     // ---- a tool call inside each sandbox ------------------------------------------------------------------------
-    log(`drivers: tool call (${TOOL.name}), ${P.rounds} rounds of ${P.toolMs} ms per driver`);
+    log(`drivers: tool call (${TOOL.name}), up to ${P.rounds} rounds of ${P.toolMs} ms per driver`);
     const conns = new Map<Run, Conn>();
     for (const x of live()) {
       try {
@@ -275,9 +325,10 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
     const rounds = new Map<Run, LoadRound[]>();
     for (let r = 0; r < P.rounds; r++) {
       for (const x of rotate(live(), r)) {
+        if (r >= params(x).rounds) continue;
         await quiet();
         try {
-          rounds.set(x, [...(rounds.get(x) ?? []), await loadRound(x.warm!, [conns.get(x)!], r ? P.toolWarmupMs : 3 * P.toolWarmupMs, P.toolMs, TOOL)]);
+          rounds.set(x, [...(rounds.get(x) ?? []), await loadRound(x.warm!, [conns.get(x)!], r ? params(x).toolWarmupMs : 3 * params(x).toolWarmupMs, params(x).toolMs, TOOL)]);
         } catch (e) {
           fail(x, 'tool call', e);
         }
@@ -290,9 +341,9 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
 
     // ---- idle sessions: memory per session, and how many fit -----------------------------------------------------
     for (const x of live()) {
-      log(`drivers: ${x.v.label}: opening ${P.capacitySessions} idle sessions`);
+      log(`drivers: ${x.v.label}: opening ${params(x).capacitySessions} idle sessions`);
       try {
-        await capacity(x, P, quiet);
+        await capacity(x, params(x), quiet);
       } catch (e) {
         fail(x, 'idle sessions', e);
       }
@@ -331,8 +382,9 @@ async function capacity(x: Run, P: DriverParams, quiet: () => Promise<boolean>):
         try {
           const c = await connect(t.url);
           conns.push(c);
-          const r = (await c.client.callTool(TOOL)) as { structuredContent?: { sessionId?: string } };
+          const r = (await c.client.callTool(TOOL)) as { structuredContent?: { sessionId?: string; cwd?: string } };
           c.sessionId = r.structuredContent?.sessionId ?? undefined;
+          c.cwd = r.structuredContent?.cwd;
         } catch (e) {
           failures++;
           firstError ??= (e as Error).message;
@@ -343,9 +395,8 @@ async function capacity(x: Run, P: DriverParams, quiet: () => Promise<boolean>):
   const openS = (performance.now() - t0) / 1000;
   try {
     // Idle: the warm pool is refilled and nothing burns CPU any more.
-    await settle([{ t, servers: conns.length + P.warmPool }], 30_000, 300);
-    const wanted = new Set(conns.map((c) => c.sessionId).filter(Boolean));
-    const groups = sandboxGroups(t.pid).filter((g) => g.some((p) => wanted.has(envOf(p, 'BERTH_SESSION_ID') ?? '')));
+    await settle([{ t, servers: conns.length + P.warmPool }], Math.max(30_000, x.v.settleMs ?? 0), 300);
+    const groups = sandboxGroups(t.pid).filter((g) => g.some((p) => conns.some((c) => servesSession(p, c))));
     const n = groups.length;
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
     const mean = (xs: number[]) => sum(xs) / Math.max(1, xs.length);

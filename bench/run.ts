@@ -13,7 +13,9 @@
 // Flags: --quick (about half the time), --concurrency N (default 8), --only stdio,http,stateless (direct is
 //        always run), --warm-pool N (default 4), --out FILE (default .bench/results.json),
 //        --berth-bin PATH (the berth launcher to measure; default bin/berth.js),
-//        --isolation KIND (passed to berth; default: berth's default, auto)
+//        --isolation KIND (passed to berth; default: berth's default, auto),
+//        --drivers process,namespace,namespace-limits,gvisor,microvm (the per-driver section; microvm-unbundled
+//        only when named; none skips it), --drivers-only (skip the comparison), --capacity N (idle sessions)
 // Output: a table on stdout, JSON in .bench/results.json. Targets are shown, never asserted.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -59,7 +61,7 @@ type Id = (typeof ALL)[number];
 const ONLY = new Set(opt('only', ALL.join(',')).split(',') as Id[]);
 ONLY.add('direct'); // ratios need the baseline
 const DRIVERS_ONLY = flag('drivers-only');
-const DRIVER_IDS = opt('drivers', VARIANTS.map((v) => v.id).join(',')).split(',').filter((x) => x && x !== 'none');
+const DRIVER_IDS = opt('drivers', VARIANTS.filter((v) => !v.optIn).map((v) => v.id).join(',')).split(',').filter((x) => x && x !== 'none');
 for (const d of DRIVER_IDS) if (!VARIANTS.some((v) => v.id === d)) throw new Error(`--drivers: unknown driver "${d}"; expected ${VARIANTS.map((v) => v.id).join(', ')} or none`);
 
 const P = QUICK

@@ -137,6 +137,8 @@ export interface BerthOptions {
   upstream?: 'stdio' | 'http';
   /** More `berth run` flags (e.g. --network none --memory 256m). */
   flags?: string[];
+  /** More environment for berth (e.g. BERTH_MICROVM_BUNDLE=0). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -150,7 +152,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
   if (o.upstream === 'http') flags.push('--upstream', 'http');
   const serverArgv = probe === null ? [] : ['--', process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, ...serverArgv], { cwd: ROOT, env: process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, ...serverArgv], { cwd: ROOT, env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let isolation: string | undefined;
   const stderrTail = tail(proc, (text) => {
     if (isolation) return;

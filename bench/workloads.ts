@@ -30,6 +30,8 @@ export interface Conn {
   transport: StreamableHTTPClientTransport;
   /** BERTH_SESSION_ID as the server that answered whoami sees it (stateful berth: identifies its sandbox). */
   sessionId?: string;
+  /** Its working directory, where the tool reports it. */
+  cwd?: string;
 }
 
 /**
@@ -46,9 +48,12 @@ export function newClient(url: string, onPost?: () => void): Conn {
   return { client, transport: new StreamableHTTPClientTransport(new URL(url), { fetch: f }) };
 }
 
+/** Generous: a session on a microVM under emulation waits for a VM to boot when the pool is empty. */
+const CONNECT = { timeout: 300_000 };
+
 export async function connect(url: string): Promise<Conn> {
   const c = newClient(url);
-  await c.client.connect(c.transport);
+  await c.client.connect(c.transport, CONNECT);
   return c;
 }
 
@@ -78,7 +83,7 @@ export async function sessionSample(t: Target, tool: { name: string; arguments: 
     if (++posts === 2) initializedAt = performance.now();
   });
   const t0 = performance.now();
-  await c.client.connect(c.transport);
+  await c.client.connect(c.transport, CONNECT);
   const t1 = performance.now();
   await c.client.callTool(tool);
   const t2 = performance.now();
