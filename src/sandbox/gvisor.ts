@@ -93,10 +93,9 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
     root: { path: 'rootfs', readonly: true },
     hostname: 'berth',
     mounts,
-    // runsc puts its sandbox in a cgroup of its own, so limits go through the OCI spec, not berth's cgroup.
-    // No network namespace in the spec is what lets --network=host reach the host's network.
-    // runsc would otherwise move its sandbox to a cgroup of its own; this keeps it in the session's cgroup,
-    // where berth set the limits and reads OOM kills.
+    // runsc would otherwise move its sandbox to a cgroup of its own: cgroupsPath keeps it in the session's cgroup,
+    // where berth reads OOM kills, and runsc writes the spec's limits there. No network namespace in the spec is
+    // what lets --network=host reach the host's network.
     linux: { cgroupsPath: cgroupPath(spec.sessionId), resources: ociResources(spec), namespaces: ['pid', 'mount', 'ipc', 'uts', ...(spec.network === 'none' ? ['network'] : [])].map((type) => ({ type })) },
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
