@@ -13,7 +13,10 @@ import type { LaunchContext } from '../session/launch.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { checkBatchAllowed, checkOrigin, checkPostHeaders, checkProtocolVersion, parseMessages, readBody, type ParsedBody } from '../wire/streamable-http.js';
+import { checkOrigin, checkPostHeaders, parseMessages, readBody, wire2025, type ParsedBody } from '../wire/streamable-http.js';
+import { classifyBodiless, classifyEra, WireError, type RequestContext } from '../wire/era.js';
+import { wire2026 } from '../wire/streamable-http-2026.js';
+import { errorResponse } from '../wire/jsonrpc.js';
 
 export interface RuntimeEvents {
   'session:created': [session: Session];
@@ -39,6 +42,8 @@ export interface PostContext {
   parsed: ParsedBody;
   protocolVersion: string;
   principal: Principal;
+  /** What the wire layer learned: the era and, for modern requests, the method and client capabilities. */
+  wire: RequestContext;
 }
 
 export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
@@ -108,6 +113,15 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   protected abstract getStream(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void>;
   protected abstract delete(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void>;
 
+  /** A valid 2026-07-28 POST. Notifications are accepted and dropped (none is defined on HTTP). */
+  protected async postModern(_req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
+    if (ctx.wire.notification) {
+      res.writeHead(202).end();
+      return;
+    }
+    throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: this runtime does not serve protocol version 2026-07-28 requests yet', ctx.wire.id ?? null);
+  }
+
   /** Who is calling (401/403 when nobody acceptable), within their request rate (429). Before any body is read. */
   private async admit(req: IncomingMessage): Promise<Principal> {
     const principal = await this.auth.authenticate(req);
@@ -143,28 +157,37 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       switch (req.method) {
         case 'POST': {
           checkPostHeaders(req);
-          const protocolVersion = checkProtocolVersion(req);
           const body = await readBody(req, this.config.limits.maxBodySize, this.config.limits.bodyTimeout);
           const parsed = parseMessages(body);
           const first = parsed.messages[0]!;
           seen.method = parsed.batch ? 'batch' : isRequest(first) || isNotification(first) ? (first as { method: string }).method : 'response';
           if (!parsed.batch && 'id' in first) seen.id = first.id;
-          checkBatchAllowed(parsed, protocolVersion);
-          await this.post(req, res, { body, parsed, protocolVersion, principal });
+          // The era needs the body: a modern request is known by its _meta envelope.
+          const revision = classifyEra(req, parsed) === 'modern' ? wire2026 : wire2025;
+          const wire = revision.validatePost(req, parsed);
+          const ctx = { body, parsed, protocolVersion: wire.version, principal, wire };
+          if (wire.era === 'modern') await this.postModern(req, res, ctx);
+          else await this.post(req, res, ctx);
           return;
         }
         case 'GET':
-          checkProtocolVersion(req);
+          (classifyBodiless(req) === 'modern' ? wire2026 : wire2025).checkOther(req);
           await this.getStream(req, res, principal);
           return;
         case 'DELETE':
-          checkProtocolVersion(req);
+          (classifyBodiless(req) === 'modern' ? wire2026 : wire2025).checkOther(req);
           await this.delete(req, res, principal);
           return;
         default:
           throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { allow: 'GET, POST, DELETE' });
       }
     } catch (e) {
+      if (e instanceof WireError && e.data !== undefined && !res.headersSent) {
+        const body = JSON.stringify(errorResponse(e.id, e.code, e.message, e.data));
+        res.writeHead(e.status, { ...e.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+        res.end(body);
+        return;
+      }
       if (e instanceof HttpError) {
         sendError(res, e);
         return;

@@ -3,6 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { HttpError } from './http-error.js';
 import { ErrorCode, idKey, invalidClientMessageReason, isRequest, type JsonRpcMessage } from './jsonrpc.js';
+import type { WireRevision } from './era.js';
 
 export const SUPPORTED_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const;
 export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
@@ -140,6 +141,20 @@ export function checkBatchAllowed(parsed: ParsedBody, protocolVersion: string): 
     throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request: JSON-RPC batches are not part of protocol version ${protocolVersion}; send one message per POST`);
   }
 }
+
+/** The 2025 revisions behind the interface both eras share (src/wire/era.ts). */
+export const wire2025: WireRevision = {
+  era: 'legacy',
+  versions: SUPPORTED_PROTOCOL_VERSIONS,
+  validatePost(req, parsed) {
+    const version = checkProtocolVersion(req);
+    checkBatchAllowed(parsed, version);
+    return { era: 'legacy', version };
+  },
+  checkOther(req) {
+    checkProtocolVersion(req);
+  },
+};
 
 export interface ParsedBody {
   messages: JsonRpcMessage[];

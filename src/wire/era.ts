@@ -1,0 +1,80 @@
+// Which era of MCP a POST speaks, decided per request once its body is parsed: "modern" (2026-07-28 on, no
+// handshake, per-request _meta) or "legacy" (the initialize-handshake revisions up to 2025-11-25). Both are served
+// on one endpoint at once; each era's wire rules sit behind WireRevision.
+import type { IncomingMessage } from 'node:http';
+import type { ParsedBody } from './streamable-http.js';
+import type { JsonRpcId } from './jsonrpc.js';
+import { HttpError } from './http-error.js';
+
+export type Era = 'legacy' | 'modern';
+
+export const MODERN_VERSIONS = ['2026-07-28'] as const;
+export const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
+export const META_CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
+export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+
+/** What the wire layer learned about one valid POST. */
+export interface RequestContext {
+  era: Era;
+  /** The revision the request is served at. */
+  version: string;
+  /** Modern only: the single message is a notification (accepted and dropped: none is defined on HTTP). */
+  notification?: boolean;
+  id?: JsonRpcId;
+  method?: string;
+  clientCapabilities?: Record<string, unknown>;
+}
+
+/** One era's Streamable HTTP rules: 2025 in streamable-http.ts, 2026-07-28 in streamable-http-2026.ts. */
+export interface WireRevision {
+  readonly era: Era;
+  readonly versions: readonly string[];
+  /** Checks a parsed POST against this revision's rules; throws the exact refusal. */
+  validatePost(req: IncomingMessage, parsed: ParsedBody): RequestContext;
+  /** Checks a GET or DELETE; throws the exact refusal. */
+  checkOther(req: IncomingMessage): void;
+}
+
+/** A refusal whose JSON-RPC error carries `data` (the 2026 codes do: supported versions, the mismatch). */
+export class WireError extends HttpError {
+  constructor(status: number, code: number, message: string, id: JsonRpcId | null, readonly data?: unknown, headers: Record<string, string> = {}) {
+    super(status, code, message, headers, id);
+  }
+}
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+export function isModernVersion(v: string | undefined): boolean {
+  return v !== undefined && (MODERN_VERSIONS as readonly string[]).includes(v);
+}
+
+/** The per-request envelope's protocol version key is present (whatever its value). */
+export function hasEnvelope(message: unknown): boolean {
+  const params = (message as { params?: unknown }).params;
+  const meta = typeof params === 'object' && params !== null ? (params as { _meta?: unknown })._meta : undefined;
+  return typeof meta === 'object' && meta !== null && META_PROTOCOL_VERSION in meta;
+}
+
+/**
+ * The envelope decides first (a request carrying modern _meta is modern, even with a session id). Without one,
+ * a batch, `initialize` or an `Mcp-Session-Id` means legacy, and so does a missing, 2025 or unknown version header
+ * (unknown ones keep their 2025 refusal); only a modern version header makes a bare message modern, so that it is
+ * refused by the modern rules (missing _meta, batch) rather than the 2025 ones.
+ */
+export function classifyEra(req: IncomingMessage, parsed: ParsedBody): Era {
+  const first = parsed.messages[0]!;
+  if (!parsed.batch && hasEnvelope(first)) return 'modern';
+  const modernHeader = isModernVersion(header(req, 'mcp-protocol-version'));
+  if (parsed.batch) return modernHeader ? 'modern' : 'legacy';
+  if ((first as { method?: string }).method === 'initialize') return 'legacy';
+  if (header(req, 'mcp-session-id') !== undefined) return 'legacy';
+  return modernHeader ? 'modern' : 'legacy';
+}
+
+/** GET and DELETE carry no body: a modern version header alone makes them modern. */
+export function classifyBodiless(req: IncomingMessage): Era {
+  return isModernVersion(header(req, 'mcp-protocol-version')) ? 'modern' : 'legacy';
+}

@@ -1,0 +1,113 @@
+// The Streamable HTTP rules of MCP 2026-07-28 ("modern"): one JSON-RPC request or notification per POST, the
+// per-request _meta envelope, the version/method/name headers that must mirror the body, and the exact status and
+// JSON-RPC error of each refusal. Every error echoes the request id when the body had one.
+import type { IncomingMessage } from 'node:http';
+import { ErrorCode, isNotification, isRequest, type JsonRpcId } from './jsonrpc.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, WireError, type RequestContext, type WireRevision } from './era.js';
+import { SUPPORTED_PROTOCOL_VERSIONS, type ParsedBody } from './streamable-http.js';
+
+export const ModernErrorCode = {
+  HeaderMismatch: -32020,
+  MissingRequiredClientCapability: -32021,
+  UnsupportedProtocolVersion: -32022,
+} as const;
+
+/** Every version berth answers to, newest first: what a -32022 tells the client it may retry with. */
+export const ALL_SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SUPPORTED_PROTOCOL_VERSIONS];
+
+/** Requests of the handshake era that 2026-07-28 removed: 404 -32601, never forwarded. */
+export const REMOVED_METHODS = new Set(['initialize', 'ping', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']);
+
+/** Which param the Mcp-Name header mirrors, per method. */
+const NAME_PARAM: Record<string, 'name' | 'uri'> = { 'tools/call': 'name', 'prompts/get': 'name', 'resources/read': 'uri' };
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A header value as the client meant it: `=?base64?…?=` is UTF-8 in base64; undefined when malformed. */
+export function decodeHeaderValue(raw: string): string | undefined {
+  const m = /^=\?base64\?([A-Za-z0-9+/]*={0,2})\?=$/i.exec(raw);
+  if (!m) {
+    if (raw.startsWith('=?base64?')) return undefined;
+    // Node hands bytes beyond ASCII through as latin1: a raw value must be visible ASCII (or spaces).
+    return /^[\x20-\x7e]*$/.test(raw) ? raw : undefined;
+  }
+  if (m[1]!.length % 4 !== 0) return undefined;
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(Buffer.from(m[1]!, 'base64'));
+  } catch {
+    return undefined;
+  }
+}
+
+function mismatch(id: JsonRpcId | null, message: string, data: Record<string, unknown>): WireError {
+  return new WireError(400, ModernErrorCode.HeaderMismatch, `Bad Request: ${message}`, id, { mismatch: data });
+}
+
+export const wire2026: WireRevision = {
+  era: 'modern',
+  versions: MODERN_VERSIONS,
+
+  validatePost(req: IncomingMessage, parsed: ParsedBody): RequestContext {
+    if (parsed.batch) throw new WireError(400, ErrorCode.InvalidRequest, 'Invalid Request: batches are not part of protocol version 2026-07-28; send one message per POST', null);
+    const m = parsed.messages[0]!;
+    const headerVersion = header(req, 'mcp-protocol-version');
+    if (isNotification(m)) {
+      // No client notification is defined on HTTP in this revision (cancelling = closing the stream): accept, drop.
+      return { era: 'modern', version: headerVersion ?? MODERN_VERSIONS[0], notification: true, method: m.method };
+    }
+    if (!isRequest(m)) throw new WireError(400, ErrorCode.InvalidRequest, 'Invalid Request: protocol version 2026-07-28 has no client responses (there are no server requests to answer)', null);
+    const id = m.id;
+    if (headerVersion === undefined) {
+      throw mismatch(id, 'the MCP-Protocol-Version header is required and must equal params._meta["io.modelcontextprotocol/protocolVersion"]', { header: 'MCP-Protocol-Version' });
+    }
+    const meta = m.params?._meta;
+    if (!isObject(meta)) throw new WireError(400, ErrorCode.InvalidParams, 'Invalid params: params._meta with the per-request protocol fields is required', id);
+    const version = meta[META_PROTOCOL_VERSION];
+    if (typeof version !== 'string') throw new WireError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_PROTOCOL_VERSION}"] must be a string`, id);
+    const caps = meta[META_CLIENT_CAPABILITIES];
+    if (!isObject(caps)) throw new WireError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_CLIENT_CAPABILITIES}"] must be an object ({} for none)`, id);
+    if (headerVersion !== version) {
+      throw mismatch(id, `MCP-Protocol-Version ${JSON.stringify(headerVersion)} does not match the body's ${JSON.stringify(version)}`, { header: 'MCP-Protocol-Version', expected: version, received: headerVersion });
+    }
+    if (!(MODERN_VERSIONS as readonly string[]).includes(version)) {
+      throw new WireError(400, ModernErrorCode.UnsupportedProtocolVersion, `Unsupported protocol version ${JSON.stringify(version)} (supported: ${ALL_SUPPORTED_VERSIONS.join(', ')})`, id, {
+        supported: ALL_SUPPORTED_VERSIONS,
+        requested: version,
+      });
+    }
+    const method = header(req, 'mcp-method');
+    if (method !== m.method) {
+      throw mismatch(id, method === undefined ? 'the Mcp-Method header is required' : `Mcp-Method ${JSON.stringify(method)} does not match the body's method ${JSON.stringify(m.method)}`, {
+        header: 'Mcp-Method',
+        expected: m.method,
+        ...(method !== undefined ? { received: method } : {}),
+      });
+    }
+    const param = NAME_PARAM[m.method];
+    if (param) {
+      const expected = m.params?.[param];
+      if (typeof expected !== 'string') throw new WireError(400, ErrorCode.InvalidParams, `Invalid params: ${m.method} needs a string params.${param}`, id);
+      const raw = header(req, 'mcp-name');
+      if (raw === undefined) throw mismatch(id, `the Mcp-Name header is required for ${m.method} (params.${param})`, { header: 'Mcp-Name', expected });
+      const name = decodeHeaderValue(raw);
+      if (name === undefined) throw mismatch(id, 'Mcp-Name is not a valid header value (raw visible ASCII, or =?base64?…?= UTF-8)', { header: 'Mcp-Name' });
+      if (name !== expected) throw mismatch(id, `Mcp-Name does not match params.${param}`, { header: 'Mcp-Name', expected, received: name });
+    }
+    if (REMOVED_METHODS.has(m.method)) {
+      throw new WireError(404, ErrorCode.MethodNotFound, `Method not found: ${m.method} is not part of protocol version ${version}`, id);
+    }
+    return { era: 'modern', version, id, method: m.method, clientCapabilities: caps };
+  },
+
+  /** A server of this revision has no GET stream and no sessions to delete. */
+  checkOther(req: IncomingMessage): void {
+    throw new WireError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} is not part of protocol version 2026-07-28 (POST only)`, null, undefined, { allow: 'POST' });
+  },
+};

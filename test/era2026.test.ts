@@ -1,0 +1,134 @@
+// Both eras on one endpoint: raw 2026-07-28 requests against a real berth, refused exactly as the revision's
+// Streamable HTTP rules say (status, JSON-RPC code, data, the request id echoed), while 2025 clients keep working.
+// Build first: npx tsc -p tsconfig.json && node --import tsx --test test/era2026.test.ts
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { ACCEPT_BOTH, rawInit, runBerth, type BerthProcess } from './helpers/berth.ts';
+
+const MODERN = '2026-07-28';
+const ENVELOPE = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} };
+
+interface Reply {
+  status: number;
+  headers: Headers;
+  body: any;
+}
+
+async function post(url: string, message: unknown, headers: Record<string, string>): Promise<Reply> {
+  const r = await fetch(url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...headers }, body: JSON.stringify(message) });
+  const text = await r.text();
+  return { status: r.status, headers: r.headers, body: text ? JSON.parse(text) : undefined };
+}
+
+/** A well-formed modern request and its headers; `drop`/`set` bend one rule at a time. */
+function modern(method: string, params: Record<string, unknown> = {}, id: string | number = 'req-7') {
+  const message = { jsonrpc: '2.0', id, method, params: { ...params, _meta: ENVELOPE } };
+  const headers: Record<string, string> = { 'mcp-protocol-version': MODERN, 'mcp-method': method };
+  if (typeof params.name === 'string') headers['mcp-name'] = params.name;
+  if (typeof params.uri === 'string') headers['mcp-name'] = params.uri;
+  return { message, headers };
+}
+
+function without(h: Record<string, string>, name: string): Record<string, string> {
+  const { [name]: _, ...rest } = h;
+  return rest;
+}
+
+function assertError(r: Reply, status: number, code: number, id: unknown): void {
+  assert.equal(r.status, status, JSON.stringify(r.body));
+  assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
+  assert.equal(r.body.error?.code, code, JSON.stringify(r.body));
+  assert.deepEqual(r.body.id, id, 'the error echoes the request id');
+}
+
+describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
+  let berth: BerthProcess;
+  let url: string;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
+    url = berth.url;
+  });
+  after(() => berth?.stop());
+
+  test('MCP-Protocol-Version missing on a request with the envelope -> 400 -32020', async () => {
+    const { message, headers } = modern('tools/list');
+    assertError(await post(url, message, without(headers, 'mcp-protocol-version')), 400, -32020, 'req-7');
+  });
+
+  test('a modern header without _meta, or _meta without its fields -> 400 -32602', async () => {
+    const { headers } = modern('tools/list');
+    assertError(await post(url, { jsonrpc: '2.0', id: 3, method: 'tools/list' }, headers), 400, -32602, 3);
+    const noCaps = { jsonrpc: '2.0', id: 4, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } } };
+    assertError(await post(url, noCaps, headers), 400, -32602, 4);
+  });
+
+  test('header and _meta version disagree -> 400 -32020', async () => {
+    const { message, headers } = modern('tools/list', {}, 5);
+    assertError(await post(url, message, { ...headers, 'mcp-protocol-version': '2025-11-25' }), 400, -32020, 5);
+  });
+
+  test('an unknown modern version -> 400 -32022 naming supported and requested', async () => {
+    const message = { jsonrpc: '2.0', id: 'v', method: 'tools/list', params: { _meta: { ...ENVELOPE, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } };
+    const r = await post(url, message, { 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' });
+    assertError(r, 400, -32022, 'v');
+    assert.equal(r.body.error.data.requested, '2099-01-01');
+    assert.ok(r.body.error.data.supported.includes(MODERN) && r.body.error.data.supported.includes('2025-11-25'), JSON.stringify(r.body.error.data));
+  });
+
+  test('Mcp-Method missing, or different in case -> 400 -32020', async () => {
+    const { message, headers } = modern('tools/list');
+    assertError(await post(url, message, without(headers, 'mcp-method')), 400, -32020, 'req-7');
+    assertError(await post(url, message, { ...headers, 'mcp-method': 'TOOLS/LIST' }), 400, -32020, 'req-7');
+  });
+
+  test('Mcp-Name missing, mismatched or malformed -> 400 -32020', async () => {
+    const { message, headers } = modern('tools/call', { name: 'echo', arguments: { text: 'x' } }, 8);
+    assertError(await post(url, message, without(headers, 'mcp-name')), 400, -32020, 8);
+    assertError(await post(url, message, { ...headers, 'mcp-name': 'Echo' }), 400, -32020, 8);
+    assertError(await post(url, message, { ...headers, 'mcp-name': '=?base64?not base64?=' }), 400, -32020, 8);
+    const read = modern('resources/read', { uri: 'file:///a' }, 9);
+    assertError(await post(url, read.message, { ...read.headers, 'mcp-name': 'file:///b' }), 400, -32020, 9);
+  });
+
+  test('a base64-encoded Mcp-Name is decoded before comparing', async () => {
+    const name = 'écho';
+    const { message, headers } = modern('tools/call', { name, arguments: {} }, 10);
+    const r = await post(url, message, { ...headers, 'mcp-name': `=?base64?${Buffer.from(name).toString('base64')}?=` });
+    assert.notEqual(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.id, 10);
+  });
+
+  for (const method of ['initialize', 'ping', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']) {
+    test(`removed method ${method} with the envelope -> 404 -32601`, async () => {
+      const { message, headers } = modern(method, method.startsWith('resources/') ? { uri: 'file:///a' } : {}, `rm-${method}`);
+      assertError(await post(url, message, headers), 404, -32601, `rm-${method}`);
+    });
+  }
+
+  test('a batch under the modern header -> 400 -32600', async () => {
+    const { message, headers } = modern('tools/list');
+    assertError(await post(url, [message], headers), 400, -32600, null);
+  });
+
+  test('a notification under the modern header -> 202, no body', async () => {
+    const r = await post(url, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } }, { 'mcp-protocol-version': MODERN });
+    assert.equal(r.status, 202);
+    assert.equal(r.body, undefined);
+  });
+
+  for (const method of ['GET', 'DELETE']) {
+    test(`${method} with a modern version header -> 405 Allow: POST`, async () => {
+      const r = await fetch(url, { method, headers: { accept: 'text/event-stream', 'mcp-protocol-version': MODERN } });
+      assert.equal(r.status, 405);
+      assert.equal(r.headers.get('allow'), 'POST');
+      assert.equal((await r.json()).error.code, -32000);
+    });
+  }
+
+  test('2025 clients on the same endpoint are unaffected: initialize, then a session request', async () => {
+    const sid = await rawInit(url);
+    const r = await post(url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+    assert.equal(r.status, 200);
+    assert.ok(r.body.result.tools.length > 0);
+  });
+});
