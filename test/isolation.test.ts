@@ -54,7 +54,7 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
   describe(`${driver} isolation`, { skip }, () => {
     const env = sandboxed(['--isolation', driver, ...net, '--warm-pool', '2'], command);
 
-    test('files a session writes are invisible to other sessions and never reach the host', async () => {
+    test('files a session writes, beside its code or in its own directory, are invisible to other sessions and never reach the host', async () => {
       const a = await connect(env.berth.url);
       const b = await connect(env.berth.url);
       const beside = `${ROOT}/written-by-sandbox-${Date.now()}.txt`;
