@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { parseDuration } from '../src/util/units.ts';
+import { parseDuration } from '../src/util/units.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const arg = (name: string, def: string) => {
@@ -58,9 +58,11 @@ async function startDropper(target: string): Promise<{ url: string; drops: () =>
       info.clientAt = Date.now();
       info.chunks = 0;
     });
-    up.on('data', () => {
+    up.on('data', (d: Buffer) => {
       info.serverAt = Date.now();
       info.chunks++;
+      // The end of a chunked response: the socket is idle again (keep-alive), not a stream to cut.
+      if (d.length >= 5 && d.subarray(-5).toString() === '0\r\n\r\n') info.chunks = 0;
     });
     client.pipe(up).pipe(client);
     client.on('close', () => (up.destroy(), live.delete(client)));
@@ -92,6 +94,8 @@ interface Tally {
   completed: number;
   lost: number;
   beforeStream: number;
+  /** The client's own answer (to an elicitation) never reached berth: its POST failed and the SDK does not retry it. */
+  answerUnsent: number;
   errors: Record<string, number>;
 }
 
@@ -100,7 +104,9 @@ const inflight = new Map<string, { kind: string; since: number; session?: string
 
 async function session(url: string, until: number, tally: Tally): Promise<void> {
   const client = new Client({ name: 'soak', version: '1' }, { capabilities: { elicitation: {} } });
+  let unsent = 0;
   client.onerror = (e) => {
+    if (e.message.startsWith('Failed to send response')) unsent++;
     const kind = `client onerror: ${e.message.replace(/[0-9a-f-]{8,}/gi, '…').slice(0, 70)}`;
     tally.errors[kind] = (tally.errors[kind] ?? 0) + 1;
   };
@@ -125,6 +131,7 @@ async function session(url: string, until: number, tally: Tally): Promise<void> 
     // Whether the client ever held a position in this call's stream (an event id): without one, no client can resume.
     let resumable = false;
     const opts = { timeout: 30_000, onresumptiontoken: () => (resumable = true) };
+    const unsentBefore = unsent;
     inflight.set(tag, { kind: r < 0.5 ? 'echo' : r < 0.8 ? 'progress' : 'ask', since: Date.now(), session: transport.sessionId?.slice(0, 8) });
     try {
       if (r < 0.5) {
@@ -149,6 +156,7 @@ async function session(url: string, until: number, tally: Tally): Promise<void> 
       tally.errors[kind] = (tally.errors[kind] ?? 0) + 1;
       // A connection cut before the client read any event id of its stream cannot be resumed by any client.
       if (NETWORK.test(msg) || !resumable) tally.beforeStream++;
+      else if (unsent > unsentBefore) tally.answerUnsent++;
       else tally.lost++;
     }
   }
@@ -160,13 +168,16 @@ const berth = await startBerth();
 const proxy = await startDropper(berth.url);
 const started = Date.now();
 const until = started + DURATION;
-const tally: Tally = { completed: 0, lost: 0, beforeStream: 0, errors: {} };
-const rss: Array<{ t: number; mib: number; completed: number }> = [];
-const sampler = setInterval(() => {
-  rss.push({ t: Math.round((Date.now() - started) / 1000), mib: Math.round(rssMiB(berth.pid)), completed: tally.completed });
+const tally: Tally = { completed: 0, lost: 0, beforeStream: 0, answerUnsent: 0, errors: {} };
+const rss: Array<{ t: number; mib: number; heapMiB: number; completed: number }> = [];
+const metricsUrl = new URL('/metrics', berth.url);
+const sampler = setInterval(async () => {
+  const text = await fetch(metricsUrl).then((r) => r.text()).catch(() => '');
+  const heap = Number(/^berth_process_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? NaN) / 1048576;
+  rss.push({ t: Math.round((Date.now() - started) / 1000), mib: Math.round(rssMiB(berth.pid)), heapMiB: Math.round(heap), completed: tally.completed });
   const last = rss.at(-1)!;
   if (Date.now() > until + 5000) process.stderr.write(`still in flight: ${JSON.stringify([...inflight.values()].map((v) => ({ ...v, since: Math.round((Date.now() - v.since) / 1000) })))}\n`);
-  process.stderr.write(`t=${last.t}s rss=${last.mib}MiB completed=${tally.completed} lost=${tally.lost} cut-before-stream=${tally.beforeStream} drops=${proxy.drops()}\n`);
+  process.stderr.write(`t=${last.t}s rss=${last.mib}MiB heap=${last.heapMiB}MiB completed=${tally.completed} lost=${tally.lost} cut-before-stream=${tally.beforeStream} answer-unsent=${tally.answerUnsent} drops=${proxy.drops()}\n`);
 }, 10_000);
 // Sessions start staggered, so the warm pool (8) and the host keep up.
 await Promise.all(
@@ -183,9 +194,11 @@ berth.stop();
 
 // RSS must level off: compare the mean of the last fifth with that of the second fifth (after warm-up).
 const fifth = Math.max(1, Math.floor(rss.length / 5));
-const mean = (xs: typeof rss) => xs.reduce((a, b) => a + b.mib, 0) / Math.max(1, xs.length);
+const mean = (xs: typeof rss, k: 'mib' | 'heapMiB' = 'mib') => xs.reduce((a, b) => a + b[k], 0) / Math.max(1, xs.length);
 const warm = mean(rss.slice(fifth, 2 * fifth));
 const end = mean(rss.slice(-fifth));
+const heapWarm = mean(rss.slice(fifth, 2 * fifth), 'heapMiB');
+const heapEnd = mean(rss.slice(-fifth), 'heapMiB');
 const report = {
   date: new Date().toISOString(),
   sessions: SESSIONS,
@@ -196,17 +209,20 @@ const report = {
   callsCompleted: tally.completed,
   messagesLost: tally.lost,
   cutBeforeStreamBegan: tally.beforeStream,
+  clientAnswerNeverSent: tally.answerUnsent,
   errors: tally.errors,
   rssMiB: { afterWarmUp: Math.round(warm), atEnd: Math.round(end), growthPercent: Math.round(((end - warm) / warm) * 1000) / 10 },
-  rssSeries: rss,
+  heapMiB: { afterWarmUp: Math.round(heapWarm), atEnd: Math.round(heapEnd), growthPercent: Math.round(((heapEnd - heapWarm) / heapWarm) * 1000) / 10 },
+  series: rss,
 };
 mkdirSync(dirname(OUT), { recursive: true });
 writeFileSync(OUT, JSON.stringify(report, null, 2) + '\n');
-console.log('| sessions | duration | calls completed | messages lost | cut before stream | connections cut | RSS after warm-up | RSS at end | growth |');
-console.log('|---|---|---|---|---|---|---|---|---|');
+console.log('| sessions | duration | calls completed | messages lost | cut before stream | client answer unsent | connections cut | RSS after warm-up | RSS at end | growth |');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 console.log(
-  `| ${SESSIONS} | ${DURATION / 1000}s | ${tally.completed} | ${tally.lost} | ${tally.beforeStream} | ${proxy.drops()} | ${report.rssMiB.afterWarmUp} MiB | ${report.rssMiB.atEnd} MiB | ${report.rssMiB.growthPercent}% |`,
+  `| ${SESSIONS} | ${DURATION / 1000}s | ${tally.completed} | ${tally.lost} | ${tally.beforeStream} | ${tally.answerUnsent} | ${proxy.drops()} | ${report.rssMiB.afterWarmUp} MiB | ${report.rssMiB.atEnd} MiB | ${report.rssMiB.growthPercent}% |`,
 );
+console.log(`berth heap (V8, used): ${report.heapMiB.afterWarmUp} MiB after warm-up, ${report.heapMiB.atEnd} MiB at end (${report.heapMiB.growthPercent}%)`);
 console.log(`errors by kind: ${JSON.stringify(tally.errors)}`);
 console.log(`written to ${OUT}`);
 process.exit(tally.lost === 0 ? 0 : 1);
