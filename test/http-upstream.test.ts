@@ -1,10 +1,13 @@
 // --upstream http: each session gets its own server process serving Streamable HTTP on $PORT; berth proxies.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { microvmDriver } from '../src/sandbox/microvm.ts';
 import { compiledProbe, ensureMicrovmAssets, warm } from './fixtures/slow-boot.ts';
-import { connect, PROBE, ROOT, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { connect, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 describe('http upstream', () => {
   let berth: BerthProcess;
@@ -66,12 +69,20 @@ if (!vm.ok) console.log(`# SKIP http upstream in a microVM: ${vm.reason}`);
 
 describe('http upstream in a microVM', { skip: vm.ok ? false : `microvm driver unavailable here: ${vm.reason}` }, () => {
   let berth: BerthProcess;
+  const dir = mkdtempSync(join(tmpdir(), 'berth-http-vm-'));
+  // An environment value with spaces, quotes and a `$` must reach the guest's server as it is.
+  const secret = `it's "quoted" $HOME  with spaces`;
   before(async () => {
     const probe = await compiledProbe();
-    berth = await runBerth(['--upstream', 'http', '--isolation', 'microvm', '--startup-timeout', '180s', '--warm-pool', '2'], [...probe, '--http']);
+    const runtime = { command: [...probe, '--http'], upstream: 'http', isolation: 'microvm', warmPool: 2, env: { BERTH_TEST_SECRET: secret }, limits: { startupTimeout: '180s' } };
+    writeFileSync(join(dir, 'berth.yaml'), JSON.stringify({ server: { port: 0 }, runtimes: { default: runtime } })); // JSON is YAML
+    berth = await startBerth(['serve', '--config', join(dir, 'berth.yaml')]);
     await warm(berth.url, 2);
   });
-  after(() => berth?.stop());
+  after(async () => {
+    await berth?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   test('two sessions, two VMs: calls, elicitation and a large result through the forwarded port; DELETE ends one', async () => {
     const a = await connect(berth.url, { elicitation: {} });
@@ -81,6 +92,7 @@ describe('http upstream in a microVM', { skip: vm.ok ? false : `microvm driver u
     const wb = JSON.parse(textOf(await b.client.callTool({ name: 'whoami', arguments: {} })));
     assert.notEqual(wa.instance, wb.instance);
     assert.equal(wa.session, a.transport.sessionId);
+    assert.equal(wa.secret, secret);
     assert.deepEqual(JSON.parse(textOf(await a.client.callTool({ name: 'ask', arguments: { question: 'q' } }))).content, { answer: 'from the guest' });
     assert.equal(textOf(await a.client.callTool({ name: 'big', arguments: { bytes: 512 * 1024 } })).length, 512 * 1024);
     await a.transport.terminateSession();

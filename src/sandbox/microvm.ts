@@ -73,7 +73,9 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
     `{ echo "berth:init no overlay: the runtime directory is read-only"; $B mount -o bind /run/berth-app ${q(spec.cwd)}; }\n`;
   writeFileSync(join(dir, 'mounts.sh'), app + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join(''));
   const env = spec.port !== undefined ? { HOST: '0.0.0.0', ...spec.env } : spec.env;
-  writeFileSync(join(dir, 'env.sh'), `BERTH_ENV=${q(Object.entries(env).map(([k, v]) => `${k}=${v}`).join(' '))}\n`);
+  // /init passes $BERTH_ENV unquoted to `env -i`, which splits values at spaces: run.sh exports them instead.
+  writeFileSync(join(dir, 'env.sh'), 'BERTH_ENV=\n');
+  const exports = Object.entries(env).filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k)).map(([k, v]) => `export ${k}=${q(v)}\n`).join('');
   if (spec.network === 'host') writeFileSync(join(dir, 'net'), '');
   let run = `exec ${argv.map(q).join(' ')}`;
   if (bundle) {
@@ -82,7 +84,7 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
     const beside = join(dirname(bundle.script), `.berth-bundle-${basename(bundle.script).replace(/\.m?js$/, '')}.mjs`);
     run = `/bin/busybox cp /cfg/server.mjs ${q(beside)} 2>/dev/null && exec ${[argv[0]!, beside, ...argv.slice(2)].map(q).join(' ')}\n${run}`;
   }
-  writeFileSync(join(dir, 'run.sh'), `cd ${q(spec.workDir)} || exit 1\n${run}\n`);
+  writeFileSync(join(dir, 'run.sh'), `${exports}cd ${q(spec.workDir)} || exit 1\n${run}\n`);
 }
 
 export const microvmDriver: SandboxDriver = {
