@@ -2,8 +2,13 @@
 // Streamable HTTP rules say (status, JSON-RPC code, data, the request id echoed), while 2025 clients keep working.
 // Build first: npx tsc -p tsconfig.json && node --import tsx --test test/era2026.test.ts
 import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { ACCEPT_BOTH, rawInit, runBerth, type BerthProcess } from './helpers/berth.ts';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { ACCEPT_BOTH, rawInit, runBerth, sseEvents, textOf, type BerthProcess } from './helpers/berth.ts';
+
+/** The 2026-only fixture, by absolute path: servers run in their private directories. */
+const SERVER_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url))];
 
 const MODERN = '2026-07-28';
 const ENVELOPE = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} };
@@ -45,7 +50,7 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
   let berth: BerthProcess;
   let url: string;
   before(async () => {
-    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1'], SERVER_2026);
     url = berth.url;
   });
   after(() => berth?.stop());
@@ -94,8 +99,10 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
     const name = 'écho';
     const { message, headers } = modern('tools/call', { name, arguments: {} }, 10);
     const r = await post(url, message, { ...headers, 'mcp-name': `=?base64?${Buffer.from(name).toString('base64')}?=` });
-    assert.notEqual(r.status, 400, JSON.stringify(r.body));
+    // Past the wire checks, the server itself answers: it has no tool of that name.
+    assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.id, 10);
+    assert.ok(r.body.error || r.body.result?.isError, JSON.stringify(r.body));
   });
 
   for (const method of ['initialize', 'ping', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']) {
@@ -125,10 +132,113 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
     });
   }
 
+});
+
+describe('a 2025-era server', { timeout: 60_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
+  });
+  after(() => berth?.stop());
+
+  test('modern requests -> 400 -32022 naming only the 2025 versions (server/discover told berth its era)', async () => {
+    const { message, headers } = modern('tools/list', {}, 'legacy-1');
+    const r = await post(berth.url, message, headers);
+    assertError(r, 400, -32022, 'legacy-1');
+    assert.ok(!r.body.error.data.supported.includes(MODERN) && r.body.error.data.supported.includes('2025-11-25'), JSON.stringify(r.body.error.data));
+  });
+
   test('2025 clients on the same endpoint are unaffected: initialize, then a session request', async () => {
-    const sid = await rawInit(url);
-    const r = await post(url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+    const sid = await rawInit(berth.url);
+    const r = await post(berth.url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
     assert.equal(r.status, 200);
     assert.ok(r.body.result.tools.length > 0);
+  });
+});
+
+/** The SDK v2 client pinned to 2026-07-28, answering elicitations with its ordinary handler. */
+async function pinnedClient(url: string, headers: Record<string, string> = {}): Promise<Client> {
+  const client = new Client({ name: 'era-test', version: '1' }, { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} } } });
+  client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { name: 'ada' } }));
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  return client;
+}
+
+describe('modern clients served by a 2026-era server', { timeout: 90_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '2'], SERVER_2026);
+  });
+  after(() => berth?.stop());
+
+  test('a pinned SDK v2 client discovers the server and calls a tool', async () => {
+    const client = await pinnedClient(berth.url);
+    try {
+      const tools = await client.listTools();
+      assert.ok(tools.tools.some((t) => t.name === 'greet'));
+      assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'hi' } })), 'hi');
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('input_required passes through: the client answers, the retry completes on any pool member', async () => {
+    const client = await pinnedClient(berth.url);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const text = textOf(await client.callTool({ name: 'greet', arguments: { greeting: 'Hello' } }));
+        assert.match(text, /^Hello, ada! \(asked by [0-9a-f-]{36}, answered by [0-9a-f-]{36}\)$/);
+      }
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('server/discover and results carry the client id; JSON answers mint no session', async () => {
+    const { message, headers } = modern('server/discover', {}, 'd-1');
+    const r = await post(berth.url, message, headers);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.id, 'd-1');
+    assert.deepEqual(r.body.result.supportedVersions, [MODERN]);
+    assert.equal(r.headers.get('mcp-session-id'), null);
+  });
+
+  test('a call with progress streams as SSE without event ids, priming or retry; the last event is the result', async () => {
+    const { message, headers } = modern('tools/call', { name: 'progress', arguments: { steps: 3 } }, 'p-1');
+    (message.params._meta as Record<string, unknown>) = { ...ENVELOPE, progressToken: 'tok' };
+    const r = await fetch(berth.url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...headers }, body: JSON.stringify(message) });
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const body = await r.text();
+    assert.doesNotMatch(body, /^(id|retry):/m, body);
+    const events = sseEvents(body).map((e) => JSON.parse(e.data));
+    assert.deepEqual(events.slice(0, -1).map((e) => [e.method, e.params.progressToken, e.params.progress]), [1, 2, 3].map((n) => ['notifications/progress', 'tok', n]));
+    assert.equal(events.at(-1).id, 'p-1');
+    assert.equal(textOf(events.at(-1).result), 'done 3');
+  });
+});
+
+describe('closing a modern response stream cancels the request', { timeout: 60_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    // One pooled server, so the call that reads the record reaches the one that was cancelled.
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1'], SERVER_2026);
+  });
+  after(() => berth?.stop());
+
+  test('the server gets notifications/cancelled and stops the call', async () => {
+    const call = modern('tools/call', { name: 'sleep', arguments: { ms: 20_000, tag: 'cut-1' } }, 1);
+    const abort = new AbortController();
+    const r = await fetch(berth.url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...call.headers }, body: JSON.stringify(call.message), signal: abort.signal });
+    // Past the JSON window the response became a stream: the call is running at the server.
+    assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
+    abort.abort();
+    let seen = '';
+    for (let i = 0; i < 40 && seen !== 'cut-1'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const ask = modern('tools/call', { name: 'cancelled', arguments: {} }, `c-${i}`);
+      seen = textOf((await post(berth.url, ask.message, ask.headers)).body.result);
+    }
+    assert.equal(seen, 'cut-1');
   });
 });

@@ -135,6 +135,12 @@ export const RuntimeSchema = z
       .enum(['ping', 'none'])
       .describe('How a warm stdio server is known to be ready: a JSON-RPC ping before initialize, or not at all.')
       .default('ping'),
+    serverEra: z
+      .enum(['auto', '2025', '2026'])
+      .describe(
+        'Which MCP era the hosted server speaks: 2025 (initialize handshake), 2026 (2026-07-28, per-request _meta; its pool for 2026 clients is kept warm from the start), or auto: asked with server/discover at the first 2026-07-28 request.',
+      )
+      .default('auto'),
     env: z.record(z.string(), z.string()).describe('Extra environment variables for the server.').default({}),
     inheritEnv: z.array(z.string()).describe("Names of berth's own environment variables to pass through to the server.").default([]),
     cwd: z.string().optional().describe('Working directory the command is resolved from (default: where berth started).'),

@@ -17,6 +17,7 @@ import { checkOrigin, checkPostHeaders, parseMessages, readBody, wire2025, type 
 import { classifyBodiless, classifyEra, WireError, type RequestContext } from '../wire/era.js';
 import { wire2026 } from '../wire/streamable-http-2026.js';
 import { errorResponse } from '../wire/jsonrpc.js';
+import { ModernPool } from './modern.js';
 
 export interface RuntimeEvents {
   'session:created': [session: Session];
@@ -54,6 +55,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   protected draining = false;
   readonly auth: Authenticator;
   private readonly limiter: RateLimiter;
+  /** Serves 2026-07-28 requests that name no runtime session. */
+  protected readonly modern: ModernPool;
 
   constructor(protected readonly opts: RuntimeOptions) {
     super();
@@ -72,6 +75,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       metrics: opts.metrics,
       hide: opts.hide,
     };
+    this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log);
   }
 
   protected get metrics(): Metrics | undefined {
@@ -99,7 +103,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && this.busy) await new Promise((r) => setTimeout(r, 50));
+    while (Date.now() < deadline && (this.busy || this.modern.busy)) await new Promise((r) => setTimeout(r, 50));
   }
   abstract close(): Promise<void>;
   abstract get sessionCount(): number;
@@ -119,7 +123,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       res.writeHead(202).end();
       return;
     }
-    throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: this runtime does not serve protocol version 2026-07-28 requests yet', ctx.wire.id ?? null);
+    if (this.draining) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', ctx.wire.id ?? null, undefined, { 'retry-after': '5' });
+    await this.modern.serve(res, ctx);
   }
 
   /** Who is calling (401/403 when nobody acceptable), within their request rate (429). Before any body is read. */

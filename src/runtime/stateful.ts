@@ -47,6 +47,7 @@ export class StatefulRuntime extends HostedRuntime {
 
   async start(): Promise<void> {
     this.pool.fill();
+    this.modern.start();
   }
 
   /** The caller's session; another principal's session answers exactly as an unknown one, so ids cannot be probed. */
@@ -210,6 +211,7 @@ export class StatefulRuntime extends HostedRuntime {
     this.draining = true;
     await Promise.all([...this.sessions.values()].map((s) => s.end('shutdown')));
     await this.pool.close();
+    await this.modern.close();
   }
 }
 
