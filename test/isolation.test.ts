@@ -105,6 +105,8 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
       assert.ok(home.startsWith('error:') || !JSON.parse(home).some((f: string) => hostHome.includes(f)), `sandbox /root: ${home}`);
       assert.equal(await call(c, 'fs', { op: 'exists', path: '/work/.library' }), 'false');
       assert.match(await call(c, 'fs', { op: 'write', path: '/usr/berth-test', content: 'x' }), /error: (EROFS|EACCES)/);
+      // The chosen /etc files are there (TLS certificates for servers that call APIs).
+      for (const f of ['/etc/ssl/certs/ca-certificates.crt', '/etc/passwd']) if (existsSync(f)) assert.equal(await call(c, 'fs', { op: 'exists', path: f }), 'true', f);
       await c.transport.terminateSession();
       await c.client.close();
     });

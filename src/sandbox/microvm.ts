@@ -1,14 +1,15 @@
 // The microVM driver: each session server in its own QEMU `microvm` with the stock Debian kernel — its own
 // kernel, memory and devices. Hardware-accelerated (-accel kvm) when a canary boot shows KVM can run a stock
 // kernel; TCG software emulation elsewhere (this is slow: seconds to boot, which the warm pool hides).
-// QEMU runs as uid 65534 with its seccomp sandbox on. The guest sees /usr read-only and its working directory
-// read-write over 9p, never /; the runtime directory at its own path as an overlay whose lower is the read-only
-// 9p share and whose upper is guest tmpfs, so writes beside the code stay in the VM's memory. MCP travels over
-// a virtio-serial port wired to QEMU's stdio, and the guest console (the server's stderr) over a unix socket.
+// QEMU runs as uid 65534 with its seccomp sandbox on. The guest sees /usr and the /etc files the other drivers
+// show read-only, and its working directory read-write over 9p, never /; the runtime directory at its own path
+// as an overlay whose lower is the read-only 9p share and whose upper is guest tmpfs, so writes beside the code
+// stay in the VM's memory. MCP travels over a virtio-serial port wired to QEMU's stdio, and the guest console
+// (the server's stderr) over a unix socket.
 // An http upstream's server gets HOST=0.0.0.0: QEMU forwards $PORT to the guest's NIC, not its loopback.
 // A node server is bundled into one file first when it can be (microvm-bundle.ts): far fewer files over 9p.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -16,7 +17,7 @@ import { basename, dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startChild } from './child.js';
 import type { ExitInfo, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
-import { dropPrivileges, isRoot, SANDBOX_UID, which } from './host.js';
+import { dropPrivileges, ETC_FILES, isRoot, SANDBOX_UID, which } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { bundleFor, type Bundle } from './microvm-bundle.js';
 import { resolveArgv } from './process.js';
@@ -36,6 +37,18 @@ async function chooseAccel(assets: MicrovmAssets): Promise<'kvm' | 'tcg'> {
   return (accel = /Kernel panic|VFS|Run \/nonexistent/.test(r.stdout ?? '') ? 'kvm' : 'tcg');
 }
 
+/** The /etc entries the other drivers show, sorted by how they reach the guest: 9p share, copy, or symlink. */
+function hostEtc(): { dirs: string[]; files: string[]; links: Array<[string, string]> } {
+  const out = { dirs: [] as string[], files: [] as string[], links: [] as Array<[string, string]> };
+  for (const f of ETC_FILES) {
+    const st = lstatSync(f, { throwIfNoEntry: false });
+    if (st?.isDirectory()) out.dirs.push(f);
+    else if (st?.isFile()) out.files.push(f);
+    else if (st?.isSymbolicLink()) out.links.push([f, readlinkSync(f)]);
+  }
+  return out;
+}
+
 function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acceleration: 'kvm' | 'tcg'): string[] {
   const memMiB = Math.max(128, Math.round((spec.limits.memory ?? 512 * 1048576) / 1048576));
   const a = ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off'];
@@ -53,6 +66,7 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
   share('app', spec.cwd, true);
   share('work', spec.workDir, false);
   spec.mounts.forEach((m, i) => share(`m${i}`, m, true));
+  hostEtc().dirs.forEach((d, i) => share(`e${i}`, d, true));
   if (spec.network === 'host') {
     // User-mode NAT: outbound access like a host process has; an http upstream's $PORT is forwarded from loopback.
     const fwd = spec.port !== undefined ? `,hostfwd=tcp:127.0.0.1:${spec.port}-:${spec.port}` : '';
@@ -71,7 +85,15 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
     `$B mkdir -p /run/berth-app-rw ${q(spec.cwd)} && $B mount -t tmpfs -o mode=0755 tmpfs /run/berth-app-rw && $B mkdir /run/berth-app-rw/upper /run/berth-app-rw/work\n` +
     `$B mount -t overlay -o lowerdir=/run/berth-app,upperdir=/run/berth-app-rw/upper,workdir=/run/berth-app-rw/work overlay ${q(spec.cwd)} || ` +
     `{ echo "berth:init no overlay: the runtime directory is read-only"; $B mount -o bind /run/berth-app ${q(spec.cwd)}; }\n`;
-  writeFileSync(join(dir, 'mounts.sh'), app + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join(''));
+  // /etc: small files copied in, symlinks (localtime, into /usr) recreated, directories (certificates) shared.
+  const etc = hostEtc();
+  mkdirSync(join(dir, 'etc'));
+  for (const f of etc.files) copyFileSync(f, join(dir, 'etc', basename(f)));
+  const etcSetup =
+    `$B mkdir -p /etc && $B cp /cfg/etc/* /etc/ 2>/dev/null\n` +
+    etc.links.map(([f, target]) => `$B ln -sf ${q(target)} ${q(f)}\n`).join('') +
+    etc.dirs.map((d, i) => mount(`e${i}`, d, true)).join('');
+  writeFileSync(join(dir, 'mounts.sh'), app + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join('') + etcSetup);
   const env = spec.port !== undefined ? { HOST: '0.0.0.0', ...spec.env } : spec.env;
   // /init passes $BERTH_ENV unquoted to `env -i`, which splits values at spaces: run.sh exports them instead.
   writeFileSync(join(dir, 'env.sh'), 'BERTH_ENV=\n');
