@@ -2,6 +2,7 @@
 // Streamable HTTP rules say (status, JSON-RPC code, data, the request id echoed), while 2025 clients keep working.
 // Build first: npx tsc -p tsconfig.json && node --import tsx --test test/era2026.test.ts
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -240,5 +241,55 @@ describe('closing a modern response stream cancels the request', { timeout: 60_0
       seen = textOf((await post(berth.url, ask.message, ask.headers)).body.result);
     }
     assert.equal(seen, 'cut-1');
+  });
+});
+
+describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'ERA_KEYS'], SERVER_2026, { ERA_KEYS: 'key-one,key-two' });
+  });
+  after(() => berth?.stop());
+
+  const call = async (client: Client, name: string) => textOf(await client.callTool({ name, arguments: {} }));
+
+  test('a pinned client keeps one sandbox across calls; another principal naming the id gets its own; DELETE ends it', async () => {
+    const id = randomBytes(16).toString('base64url');
+    const pinned = { 'berth-runtime-session': id };
+    const alice = await pinnedClient(berth.url, { authorization: 'Bearer key-one', ...pinned });
+    const bob = await pinnedClient(berth.url, { authorization: 'Bearer key-two', ...pinned });
+    const pooled = await pinnedClient(berth.url, { authorization: 'Bearer key-one' });
+    try {
+      assert.deepEqual([await call(alice, 'count'), await call(alice, 'count'), await call(alice, 'count')], ['1', '2', '3']);
+      const aliceSandbox = await call(alice, 'whoami');
+      assert.equal(await call(alice, 'whoami'), aliceSandbox);
+      assert.equal(await call(bob, 'count'), '1', 'the same id under another principal is another sandbox');
+      assert.notEqual(await call(bob, 'whoami'), aliceSandbox);
+      assert.notEqual(await call(pooled, 'whoami'), aliceSandbox, 'without the header, requests go to the shared pool');
+      // input_required works inside a session too (the retry carries the header like any request).
+      assert.match(textOf(await alice.callTool({ name: 'greet', arguments: { greeting: 'Hi' } })), new RegExp(`^Hi, ada! \\(asked by ${aliceSandbox}, answered by ${aliceSandbox}\\)$`));
+
+      const del = (key: string) => fetch(berth.url, { method: 'DELETE', headers: { authorization: `Bearer ${key}`, ...pinned } });
+      assert.equal((await del('key-one')).status, 204);
+      assert.equal((await del('key-one')).status, 404, 'ended: nothing left to delete');
+      assert.equal(await call(bob, 'count'), '2', "ending alice's session left bob's alone");
+      assert.equal(await call(alice, 'count'), '1', 'the id names a fresh sandbox after DELETE');
+      const logs = berth.logs();
+      assert.match(logs, /"audit":"session.created","kind":"runtime"/);
+      assert.match(logs, /"audit":"session.ended","kind":"runtime".*"reason":"deleted"/);
+    } finally {
+      await Promise.all([alice.close(), bob.close(), pooled.close()]);
+    }
+  });
+
+  test('an id outside 22-128 chars of [A-Za-z0-9_-] -> 400; answers echo the header', async () => {
+    const auth = { authorization: 'Bearer key-one' };
+    const bad = modern('tools/list', {}, 'bad-id');
+    assertError(await post(berth.url, bad.message, { ...bad.headers, ...auth, 'berth-runtime-session': 'short' }), 400, -32000, 'bad-id');
+    const id = 'x'.repeat(22);
+    const ok = modern('tools/list', {}, 'ok-id');
+    const r = await post(berth.url, ok.message, { ...ok.headers, ...auth, 'berth-runtime-session': id });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.headers.get('berth-runtime-session'), id);
   });
 });

@@ -17,7 +17,9 @@ import { checkOrigin, checkPostHeaders, parseMessages, readBody, wire2025, type 
 import { classifyBodiless, classifyEra, WireError, type RequestContext } from '../wire/era.js';
 import { wire2026 } from '../wire/streamable-http-2026.js';
 import { errorResponse } from '../wire/jsonrpc.js';
-import { ModernPool } from './modern.js';
+import { ModernPool, modernLaunchContext, relayModern } from './modern.js';
+import { RUNTIME_SESSION_HEADER, RuntimeSessions } from '../session/runtime-session.js';
+import type { JsonRpcRequest } from '../wire/jsonrpc.js';
 
 export interface RuntimeEvents {
   'session:created': [session: Session];
@@ -57,6 +59,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   private readonly limiter: RateLimiter;
   /** Serves 2026-07-28 requests that name no runtime session. */
   protected readonly modern: ModernPool;
+  /** Sandboxes that 2026-07-28 clients pin with the Berth-Runtime-Session header. */
+  protected readonly runtimeSessions: RuntimeSessions;
 
   constructor(protected readonly opts: RuntimeOptions) {
     super();
@@ -76,6 +80,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       hide: opts.hide,
     };
     this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log);
+    this.runtimeSessions = new RuntimeSessions(modernLaunchContext(this.launchCtx), this.log, opts.metrics);
   }
 
   protected get metrics(): Metrics | undefined {
@@ -103,7 +108,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && (this.busy || this.modern.busy)) await new Promise((r) => setTimeout(r, 50));
+    while (Date.now() < deadline && (this.busy || this.modern.busy || this.runtimeSessions.busy)) await new Promise((r) => setTimeout(r, 50));
   }
   abstract close(): Promise<void>;
   abstract get sessionCount(): number;
@@ -118,13 +123,38 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   protected abstract delete(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void>;
 
   /** A valid 2026-07-28 POST. Notifications are accepted and dropped (none is defined on HTTP). */
-  protected async postModern(_req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
+  protected async postModern(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
     if (ctx.wire.notification) {
       res.writeHead(202).end();
       return;
     }
     if (this.draining) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', ctx.wire.id ?? null, undefined, { 'retry-after': '5' });
-    await this.modern.serve(res, ctx);
+    const runtimeSession = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], ctx.wire.id ?? null);
+    if (runtimeSession === undefined) return this.modern.serve(res, ctx);
+    const request = ctx.parsed.messages[0] as JsonRpcRequest;
+    if (this.config.mode === 'stateless') {
+      throw new WireError(400, ErrorCode.ServerError, 'Bad Request: this runtime is stateless; it keeps no runtime sessions (send no Berth-Runtime-Session)', request.id);
+    }
+    await this.modern.requireModern(ctx);
+    const session = await this.runtimeSessions.get(runtimeSession, ctx.principal, request.id);
+    if (session.server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: runtime sessions on http upstreams', request.id);
+    const { jsonWindow, keepAlive } = this.config.streams;
+    await relayModern(session.server.relay, res, request, { jsonWindow, keepAlive, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } });
+  }
+
+  /** Stops the modern pool and ends every runtime session (shutdown). */
+  protected async closeModern(): Promise<void> {
+    await this.runtimeSessions.close();
+    await this.modern.close();
+  }
+
+  /** DELETE naming a runtime session ends it (204), whatever the era header says; undefined when none is named. */
+  private async deleteRuntimeSession(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<boolean> {
+    const id = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], null);
+    if (id === undefined) return false;
+    if (!(await this.runtimeSessions.end(id, principal))) throw new WireError(404, -31001, 'Runtime session not found: it is unknown or already ended', null);
+    res.writeHead(204).end();
+    return true;
   }
 
   /** Who is calling (401/403 when nobody acceptable), within their request rate (429). Before any body is read. */
@@ -180,6 +210,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           await this.getStream(req, res, principal);
           return;
         case 'DELETE':
+          if (await this.deleteRuntimeSession(req, res, principal)) return;
           (classifyBodiless(req) === 'modern' ? wire2026 : wire2025).checkOther(req);
           await this.delete(req, res, principal);
           return;

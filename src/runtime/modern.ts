@@ -209,7 +209,8 @@ export class ModernPool {
     return 'modern';
   }
 
-  async serve(res: ServerResponse, ctx: PostContext): Promise<void> {
+  /** Refuses a modern request this runtime cannot serve (an http upstream, a 2025-era server). */
+  async requireModern(ctx: PostContext): Promise<void> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
     if (this.ctx.config.upstream !== 'stdio') {
       throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2026-07-28 requests to an http upstream are not served yet', request.id);
@@ -224,6 +225,11 @@ export class ModernPool {
         requested: ctx.wire.version,
       });
     }
+  }
+
+  async serve(res: ServerResponse, ctx: PostContext): Promise<void> {
+    const request = ctx.parsed.messages[0] as JsonRpcRequest;
+    await this.requireModern(ctx);
     const member = await this.pick(request.id);
     member.inFlight++;
     try {

@@ -211,7 +211,7 @@ export class StatefulRuntime extends HostedRuntime {
     this.draining = true;
     await Promise.all([...this.sessions.values()].map((s) => s.end('shutdown')));
     await this.pool.close();
-    await this.modern.close();
+    await this.closeModern();
   }
 }
 

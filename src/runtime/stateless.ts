@@ -173,6 +173,6 @@ export class StatelessRuntime extends HostedRuntime {
     this.closed = true;
     await Promise.all(this.launches);
     await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.config.limits.stopGrace)));
-    await this.modern.close();
+    await this.closeModern();
   }
 }
