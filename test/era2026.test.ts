@@ -293,3 +293,23 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
     assert.equal(r.headers.get('berth-runtime-session'), id);
   });
 });
+
+describe('a runtime session that timed out', { timeout: 60_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '0', '--idle-timeout', '1s'], SERVER_2026);
+  });
+  after(() => berth?.stop());
+
+  test('answers 404 naming why, instead of silently starting a fresh sandbox', async () => {
+    const pinned = { 'berth-runtime-session': randomBytes(16).toString('base64url') };
+    const first = modern('tools/call', { name: 'count', arguments: {} }, 1);
+    assert.equal(textOf((await post(berth.url, first.message, { ...first.headers, ...pinned })).body.result), '1');
+    await new Promise((r) => setTimeout(r, 2500));
+    const again = modern('tools/call', { name: 'count', arguments: {} }, 2);
+    const r = await post(berth.url, again.message, { ...again.headers, ...pinned });
+    assertError(r, 404, -31001, 2);
+    assert.equal(r.body.error.data.reason, 'idle');
+    assert.match(berth.logs(), /"audit":"session.ended","kind":"runtime".*"reason":"idle"/);
+  });
+});
