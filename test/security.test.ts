@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { ACCEPT_BOTH, connect, initBody, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
@@ -247,31 +248,33 @@ describe('authentication, binding, quotas, admin', () => {
   });
 });
 
-describe("berth's own config is not visible in the sandbox", async () => {
-  const probe = await namespaceDriver.probe(ROOT);
-  if (!probe.ok) console.log(`# SKIP config hiding: namespace driver unavailable here: ${probe.reason}`);
-  test('the config file in the runtime directory cannot be read inside a namespace sandbox', { skip: !probe.ok && probe.reason }, async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'berth-hide-'));
-    chmodSync(dir, 0o755); // readable by the sandbox's uid, and so is the (0644) config: only the mask hides it
-    const file = join(dir, 'berth.json');
-    writeFileSync(join(dir, 'beside.txt'), 'visible');
-    const config = { server: { port: 0, admin: { tokenSha256: sha('top-secret-admin') } }, runtimes: { default: { command: PROBE, cwd: dir, mounts: [ROOT], isolation: 'namespace', warmPool: 1 } } };
-    writeFileSync(file, JSON.stringify(config));
-    const berth = await startBerth(['serve', '--config', file]);
-    try {
-      const { client, transport } = await connect(berth.url);
-      const read = async (path: string) => textOf(await client.callTool({ name: 'fs', arguments: { op: 'read', path } }));
-      assert.equal(await read(join(dir, 'beside.txt')), 'visible', 'the runtime directory itself is visible');
-      // Masked by a bind of /dev/null, which the sandbox (mounted nodev) may not even open: either way, nothing of it.
-      const seen = await read(file);
-      assert.ok(seen === '' || seen === 'error: EACCES', seen);
-      await transport.terminateSession();
-      await client.close();
-    } finally {
-      await berth.stop();
-    }
+for (const driver of [namespaceDriver, gvisorDriver]) {
+  describe(`berth's own config is not visible in a ${driver.name} sandbox`, async () => {
+    const probe = await driver.probe(ROOT);
+    if (!probe.ok) console.log(`# SKIP config hiding (${driver.name}): driver unavailable here: ${probe.reason}`);
+    test('the config file in the runtime directory cannot be read inside the sandbox', { skip: !probe.ok && probe.reason }, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'berth-hide-'));
+      chmodSync(dir, 0o755); // readable by the sandbox's uid, and so is the (0644) config: only the mask hides it
+      const file = join(dir, 'berth.json');
+      writeFileSync(join(dir, 'beside.txt'), 'visible');
+      const config = { server: { port: 0, admin: { tokenSha256: sha('top-secret-admin') } }, runtimes: { default: { command: PROBE, cwd: dir, mounts: [ROOT], isolation: driver.name, warmPool: 1 } } };
+      writeFileSync(file, JSON.stringify(config));
+      const berth = await startBerth(['serve', '--config', file]);
+      try {
+        const { client, transport } = await connect(berth.url);
+        const read = async (path: string) => textOf(await client.callTool({ name: 'fs', arguments: { op: 'read', path } }));
+        assert.equal(await read(join(dir, 'beside.txt')), 'visible', 'the runtime directory itself is visible');
+        // Masked by a bind of /dev/null, which the sandbox (mounted nodev) may not even open: either way, nothing of it.
+        const seen = await read(file);
+        assert.ok(seen === '' || seen === 'error: EACCES', seen);
+        await transport.terminateSession();
+        await client.close();
+      } finally {
+        await berth.stop();
+      }
+    });
   });
-});
+}
 
 describe('exposure', () => {
   test('binding a non-loopback address with auth none refuses to start, with a clear message', async () => {

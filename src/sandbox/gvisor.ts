@@ -5,7 +5,7 @@
 // the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host. The runtime directory
 // is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
 // a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
-import { chownSync, existsSync, mkdirSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -77,6 +77,8 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
     ...ETC_FILES.filter((f) => existsSync(f) && !(zone && f === '/etc/localtime')).map((f) => bind(f)),
     bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
+    // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
+    ...(spec.hide ?? []).filter((h) => existsSync(h)).map((h) => (statSync(h).isDirectory() ? { destination: h, type: 'tmpfs', source: 'tmpfs' } : { destination: h, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] })),
     bind(spec.workDir, true),
   ];
   const config = {
