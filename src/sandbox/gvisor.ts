@@ -5,14 +5,14 @@
 // the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host. The runtime directory
 // is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
 // a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
-import { chownSync, existsSync, mkdirSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroupPath } from './cgroups.js';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
-import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which } from './host.js';
+import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget } from './host.js';
 import { resolveArgv } from './process.js';
 
 const platform = () => process.env.BERTH_GVISOR_PLATFORM ?? 'ptrace';
@@ -45,15 +45,6 @@ function entryArgv(spec: SandboxSpec, argv: string[]): { uid: number; caps: stri
   const drop = [setpriv, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--'];
   const script = `/usr/bin/chown ${SANDBOX_UID}:${SANDBOX_UID} "$0" && exec ${drop.join(' ')} "$@"`;
   return { uid: 0, caps: ENTRY_CAPS, args: ['/usr/bin/sh', '-c', script, spec.cwd, ...argv] };
-}
-
-function localtimeTarget(): string | undefined {
-  try {
-    const t = readlinkSync('/etc/localtime');
-    return t.includes('/usr/share/zoneinfo/') ? t : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */

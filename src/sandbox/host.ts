@@ -1,7 +1,7 @@
 // Host facts the sandbox drivers share: the unprivileged uid, which /etc files a server may see, tool lookup.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -62,6 +62,17 @@ export function procStat(pid: number): { start: number; ppid: number; pgid: numb
     const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on; comm may hold spaces
     if (f[0] === 'Z' || f[0] === 'X') return undefined;
     return { start: Number(f[19]), ppid: Number(f[1]), pgid: Number(f[2]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a symlinked /etc/localtime points inside /usr (kept a symlink in sandboxes: bound as a file, time-zone
+ * code scans all of zoneinfo), or undefined. */
+export function localtimeTarget(): string | undefined {
+  try {
+    const t = readlinkSync('/etc/localtime');
+    return t.includes('/usr/share/zoneinfo/') ? t : undefined;
   } catch {
     return undefined;
   }

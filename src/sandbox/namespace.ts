@@ -4,14 +4,14 @@
 // working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
 // any --mount paths read-only. Nothing else of the host.
 import { spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, existsSync, mkdirSync, readlinkSync, statSync } from 'node:fs';
+import { chownSync, chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
-import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which } from './host.js';
+import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget } from './host.js';
 import { track } from './registry.js';
 
 /** Mounts a per-session overlay of baseDir (root only): reads see the code, writes land in the session's layer. */
@@ -24,15 +24,6 @@ async function mountOverlay(baseDir: string, scratch: string): Promise<string | 
   // The top directory is copied up with the sandbox uid as owner, so a server can write beside its code.
   chownSync(merged, SANDBOX_UID, SANDBOX_UID);
   return merged;
-}
-
-function localtimeTarget(): string | undefined {
-  try {
-    const t = readlinkSync('/etc/localtime');
-    return t.includes('/usr/share/zoneinfo/') ? t : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[]): string[] {
