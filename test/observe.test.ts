@@ -56,4 +56,30 @@ describe('metrics and request logs', () => {
       await berth.stop();
     }
   });
+
+  test('/readyz: 503 until a warm server waits, 200 then, 503 again at maxSessions', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--max-sessions', '1']);
+    try {
+      const ready = async () => {
+        const r = await fetch(new URL('/readyz', berth.url));
+        return { status: r.status, body: (await r.json()) as { ready: boolean; reasons: string[] } };
+      };
+      let r = await ready();
+      for (let i = 0; i < 200 && r.status !== 200; i++) {
+        assert.equal(r.status, 503);
+        assert.match(r.body.reasons.join(), /no warm server yet/);
+        await sleep(50);
+        r = await ready();
+      }
+      assert.deepEqual(r, { status: 200, body: { ready: true, reasons: [] } });
+      const { client, transport } = await connect(berth.url);
+      r = await ready();
+      assert.equal(r.status, 503);
+      assert.match(r.body.reasons.join(), /at maxSessions/);
+      await transport.terminateSession();
+      await client.close();
+    } finally {
+      await berth.stop();
+    }
+  });
 });

@@ -2,6 +2,7 @@
 //   /mcp                  -> the runtime named "default" (or the only one)
 //   /runtimes/NAME/mcp    -> runtime NAME
 //   /healthz              -> liveness and counts
+//   /readyz               -> ready for new sessions (warm servers waiting, below the caps, not draining)
 //   /.well-known/oauth-protected-resource/...  -> RFC 9728 metadata of runtimes with auth
 //   /admin/...            -> the admin API (its own token; off unless configured)
 //   /metrics              -> Prometheus metrics
@@ -201,6 +202,18 @@ export class Berth extends EventEmitter<BerthEvents> {
     if (path === '/healthz') {
       const runtimes = Object.fromEntries([...this.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName }]));
       sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : 'ok', runtimes });
+      return;
+    }
+    if (path === '/readyz') {
+      // Ready for new sessions: not draining, every runtime below its session cap with a warm server waiting
+      // (when it keeps a pool). A load balancer sends new sessions elsewhere meanwhile; /healthz says alive.
+      const reasons: string[] = [];
+      if (this.stopping) reasons.push('draining');
+      for (const [n, r] of this.runtimes) {
+        if (r.config.warmPool > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
+        if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
+      }
+      sendJson(res, reasons.length ? 503 : 200, { ready: reasons.length === 0, reasons });
       return;
     }
     if (path === '/metrics' && req.method === 'GET') {
