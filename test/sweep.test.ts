@@ -214,3 +214,23 @@ test('two berths starting at once sweep each dead sandbox exactly once', async (
   assert.equal(a.sweptSandboxes + b.sweptSandboxes, 3);
   assert.deepEqual(onHost(recs), { procs: [], cgroups: [], mounts: [], dirs: [] });
 });
+
+test('server.stateDir in the config chooses where the records are kept', async () => {
+  const { writeFileSync } = await import('node:fs');
+  const { startBerth, PROBE } = await import('./helpers/berth.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'berth-statedir-'));
+  const state = join(dir, 'state');
+  const file = join(dir, 'berth.json');
+  writeFileSync(file, JSON.stringify({ server: { port: 0, stateDir: state }, runtimes: { default: { command: PROBE, isolation: 'process', warmPool: 1 } } }));
+  const berth = await startBerth(['serve', '--config', file], { BERTH_STATE_DIR: join(dir, 'not-this-one') });
+  try {
+    await rawInit(berth.url);
+    const instances = readdirSync(state);
+    assert.equal(instances.length, 1, 'one instance directory');
+    assert.ok(readdirSync(join(state, instances[0]!)).length >= 1, 'records of its sandboxes');
+    assert.equal(existsSync(join(dir, 'not-this-one')), false);
+  } finally {
+    await berth.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -180,6 +180,13 @@ export const ServerSchema = z
       .default(['loopback']),
     drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').prefault('30s'),
     sessionRoot: z.string().optional().describe('Directory under which per-session working directories are made (default: the OS temp dir).'),
+    stateDir: z
+      .string()
+      .startsWith('/', 'stateDir must be absolute')
+      .optional()
+      .describe(
+        "Where berth records its live sandboxes, so the next berth can clean up after a crash or SIGKILL (default: $BERTH_STATE_DIR, else /run/berth as root, else $XDG_RUNTIME_DIR/berth). Must be writable by berth's user only.",
+      ),
     publicUrl: z
       .url()
       .optional()

@@ -15,7 +15,7 @@ import type { BerthConfig, BerthConfigInput } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
 import { processDriver } from '../sandbox/process.js';
-import { sweepDeadInstances } from '../sandbox/registry.js';
+import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import { History } from '../observe/history.js';
 import { Metrics } from '../observe/metrics.js';
 import { adminTokenDigest, handleAdmin } from '../security/admin.js';
@@ -62,6 +62,7 @@ export class Berth extends EventEmitter<BerthEvents> {
     super();
     this.config = config;
     this.log = options.logger ?? createLogger();
+    if (config.server.stateDir) useStateRoot(config.server.stateDir);
     this.metrics = new Metrics({ runtimes: () => this.runtimes.values() });
     this.history = new History({
       read: async () => ({

@@ -36,7 +36,12 @@ let instanceDir: string | undefined;
 /** Liveness is read from /proc (pid and start time); without it every owner would look dead. */
 const supported = existsSync('/proc/self/stat');
 
-/** BERTH_STATE_DIR, else /run/berth as root, else $XDG_RUNTIME_DIR/berth, else a per-user dir in the OS temp dir. */
+/** Sets the state root (server.stateDir) before any sandbox starts; one per process. */
+export function useStateRoot(dir: string): void {
+  root = dir;
+}
+
+/** server.stateDir, else BERTH_STATE_DIR, else /run/berth as root, else $XDG_RUNTIME_DIR/berth, else a per-user dir in the OS temp dir. */
 export function stateRoot(): string {
   root ??=
     process.env.BERTH_STATE_DIR ??
