@@ -142,11 +142,21 @@ describe('a 2025-era server', { timeout: 60_000 }, () => {
   });
   after(() => berth?.stop());
 
-  test('modern requests -> 400 -32022 naming only the 2025 versions (server/discover told berth its era)', async () => {
-    const { message, headers } = modern('tools/list', {}, 'legacy-1');
-    const r = await post(berth.url, message, headers);
-    assertError(r, 400, -32022, 'legacy-1');
-    assert.ok(!r.body.error.data.supported.includes(MODERN) && r.body.error.data.supported.includes('2025-11-25'), JSON.stringify(r.body.error.data));
+  test('modern requests are bridged: discover from its initialize, results shaped for 2026', async () => {
+    const d = modern('server/discover', {}, 'legacy-d');
+    const r = await post(berth.url, d.message, d.headers);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal(r.body.id, 'legacy-d');
+    assert.ok(r.body.result.supportedVersions.includes(MODERN) && r.body.result.supportedVersions.includes('2025-11-25'), JSON.stringify(r.body.result));
+    assert.equal(r.body.result._meta['io.modelcontextprotocol/serverInfo'].name, 'probe');
+    assert.deepEqual([r.body.result.ttlMs, r.body.result.cacheScope], [0, 'private']);
+    const list = modern('tools/list', {}, 'legacy-1');
+    const l = await post(berth.url, list.message, list.headers);
+    assert.equal(l.body.id, 'legacy-1');
+    assert.equal(l.body.result.resultType, 'complete');
+    assert.ok(l.body.result.tools.some((t: { name: string }) => t.name === 'ask'));
+    const echo = modern('tools/call', { name: 'echo', arguments: { text: 'hi' } }, 'legacy-2');
+    assert.equal(textOf((await post(berth.url, echo.message, echo.headers)).body.result), 'hi');
   });
 
   test('2025 clients on the same endpoint are unaffected: initialize, then a session request', async () => {

@@ -135,11 +135,16 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     if (this.config.mode === 'stateless') {
       throw new WireError(400, ErrorCode.ServerError, 'Bad Request: this runtime is stateless; it keeps no runtime sessions (send no Berth-Runtime-Session)', request.id);
     }
-    await this.modern.requireModern(ctx);
+    const era = await this.modern.requireModern(ctx);
     const session = await this.runtimeSessions.get(runtimeSession, ctx.principal, request.id);
-    if (session.server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: runtime sessions on http upstreams', request.id);
+    const server = session.server;
+    if (server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: runtime sessions on http upstreams', request.id);
+    if (era === 'legacy') {
+      const caller = { rs: runtimeSession, principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } };
+      return this.modern.bridge.serve(res, request, caller, async () => server);
+    }
     const { jsonWindow, keepAlive } = this.config.streams;
-    await relayModern(session.server.relay, res, request, { jsonWindow, keepAlive, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } });
+    await relayModern(server.relay, res, request, { jsonWindow, keepAlive, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } });
   }
 
   /** Stops the modern pool and ends every runtime session (shutdown). */

@@ -1,7 +1,8 @@
 // Serving 2026-07-28 ("modern") requests to a server of that era: each request stands alone, relayed with its id
 // rewritten through the server's StdioRelay, answered as JSON or as an SSE stream without event ids or priming
 // (nothing is resumable in this revision), and closing that stream cancels the request at the server.
-// Without a runtime session, requests go to a warm pool of servers shared statelessly.
+// Without a runtime session, requests go to a warm pool of servers shared statelessly. A 2025-era server is
+// served through the bridge (src/bridge/legacy-server.ts).
 import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
@@ -12,9 +13,10 @@ import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, WireE
 import { sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
-import { SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import type { PostContext } from './base.js';
+import { LegacyBridge } from '../bridge/legacy-server.js';
+import { principalKey } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
 type StdioServer = Launched & { kind: 'stdio' };
@@ -172,10 +174,15 @@ export class ModernPool {
     this.size = Math.max(1, ctx.config.warmPool);
     if (serverEra === '2025') this.era = Promise.resolve('legacy');
     if (serverEra === '2026') this.era = Promise.resolve('modern');
+    const { jsonWindow, keepAlive } = ctx.config.streams;
+    this.bridge = new LegacyBridge({ runtime: ctx.runtimeName, jsonWindow, keepAlive, startupTimeout: ctx.config.limits.startupTimeout, gatherWindow: 25, pendingTimeout: 15 * 60_000 });
   }
 
+  /** Modern requests to a 2025-era server, with or without a runtime session. */
+  readonly bridge: LegacyBridge;
+
   get busy(): boolean {
-    return this.members.some((m) => m.inFlight > 0);
+    return this.members.some((m) => m.inFlight > 0) || this.bridge.size > 0;
   }
 
   /** A runtime whose server is known to be modern keeps its pool warm from the start. */
@@ -200,17 +207,18 @@ export class ModernPool {
     const server = await startReady(this.ctx);
     const modern = await speaksModern(server, this.ctx.config.limits.startupTimeout);
     this.log.info({ era: modern ? '2026' : '2025' }, 'hosted server era (server/discover)');
-    if (!modern || this.closed) {
+    if (this.closed) {
       void dispose(server, 0);
       return modern ? 'modern' : 'legacy';
     }
+    // Either era is kept: a 2025-era server answers modern clients through the bridge.
     this.adopt(server);
     this.fill();
-    return 'modern';
+    return modern ? 'modern' : 'legacy';
   }
 
-  /** Refuses a modern request this runtime cannot serve (an http upstream, a 2025-era server). */
-  async requireModern(ctx: PostContext): Promise<void> {
+  /** Refuses a modern request this runtime cannot serve (an http upstream); the server's era otherwise. */
+  async requireModern(ctx: PostContext): Promise<'modern' | 'legacy'> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
     if (this.ctx.config.upstream !== 'stdio') {
       throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2026-07-28 requests to an http upstream are not served yet', request.id);
@@ -218,18 +226,16 @@ export class ModernPool {
     const era = await this.serverEraOf().catch((e: Error) => {
       throw new WireError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, request.id);
     });
-    if (era === 'legacy') {
-      // No bridge yet: name the versions this runtime does serve, so the client falls back to initialize.
-      throw new WireError(400, ModernErrorCode.UnsupportedProtocolVersion, `Unsupported protocol version ${ctx.wire.version}: this runtime's server speaks only ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')}`, request.id, {
-        supported: SUPPORTED_PROTOCOL_VERSIONS,
-        requested: ctx.wire.version,
-      });
-    }
+    return era;
   }
 
   async serve(res: ServerResponse, ctx: PostContext): Promise<void> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
-    await this.requireModern(ctx);
+    if ((await this.requireModern(ctx)) === 'legacy') {
+      // A retry finds its suspended call through its requestState, whichever member holds it.
+      const caller = { rs: 'pool', principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
+      return this.bridge.serve(res, request, caller, async () => (await this.pick(request.id)).server);
+    }
     const member = await this.pick(request.id);
     member.inFlight++;
     try {

@@ -1,0 +1,122 @@
+// Bridge A: 2026-07-28 clients served by a 2025-era stdio server (the probe). Elicitation, sampling and roots
+// asked by the server become MRTR rounds the pinned SDK v2 client answers with its ordinary handlers; the
+// requestState berth mints cannot be forged, replayed or used by another principal.
+// Build first: npx tsc -p tsconfig.json && node --import tsx --test test/bridge.test.ts
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { ACCEPT_BOTH, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { principalDigest, requestDigest, RequestStateCodec, type StateClaims } from '../src/security/request-state.ts';
+
+const MODERN = '2026-07-28';
+
+describe('requestState codec', () => {
+  const codec = new RequestStateCodec();
+  const expected = { rt: 'default', rs: 'sess-1', p: principalDigest('alice'), m: 'tools/call', d: requestDigest({ name: 'ask', arguments: { q: 1, r: [2] } }) };
+  const claims: StateClaims = { ...expected, c: 'berth-b1', n: 1, k: { r1: 0 }, exp: Date.now() + 60_000 };
+  const token = codec.mint(claims);
+
+  test('an authentic token for this request verifies; argument order does not matter', () => {
+    assert.deepEqual(codec.verify(token, { ...expected, d: requestDigest({ arguments: { r: [2], q: 1 }, name: 'ask' }) }), claims);
+  });
+  test('tampered payload or MAC, another key, or garbage -> refused', () => {
+    const [v, payload, mac] = token.split('.');
+    const forged = Buffer.from(JSON.stringify({ ...claims, c: 'berth-b2' })).toString('base64url');
+    assert.equal(codec.verify(`${v}.${forged}.${mac}`, expected), undefined);
+    assert.equal(codec.verify(`${v}.${payload}.${mac!.slice(0, -2)}AA`, expected), undefined);
+    assert.equal(new RequestStateCodec().verify(token, expected), undefined);
+    for (const junk of [undefined, 42, '', 'b1..', 'x.y.z']) assert.equal(codec.verify(junk, expected), undefined);
+  });
+  test('expired -> refused', () => {
+    assert.equal(codec.verify(token, expected, claims.exp + 1), undefined);
+  });
+  test('a foreign principal, runtime session or runtime -> refused', () => {
+    assert.equal(codec.verify(token, { ...expected, p: principalDigest('bob') }), undefined);
+    assert.equal(codec.verify(token, { ...expected, rs: 'sess-2' }), undefined);
+    assert.equal(codec.verify(token, { ...expected, rt: 'other' }), undefined);
+  });
+  test('other arguments, name or method -> refused', () => {
+    assert.equal(codec.verify(token, { ...expected, d: requestDigest({ name: 'ask', arguments: { q: 2, r: [2] } }) }), undefined);
+    assert.equal(codec.verify(token, { ...expected, d: requestDigest({ name: 'sample', arguments: { q: 1, r: [2] } }) }), undefined);
+    assert.equal(codec.verify(token, { ...expected, m: 'prompts/get' }), undefined);
+  });
+});
+
+/** The SDK v2 client pinned to 2026-07-28 with ordinary handlers for every server-to-client request. */
+async function pinnedClient(url: string, headers: Record<string, string>): Promise<Client> {
+  const client = new Client({ name: 'bridge-test', version: '1' }, { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} }, sampling: {}, roots: {} } });
+  client.setRequestHandler('elicitation/create', async (r) => ({ action: 'accept', content: { answer: `yes to ${r.params.message}` } }));
+  client.setRequestHandler('sampling/createMessage', async () => ({ role: 'assistant', content: { type: 'text', text: 'sampled!' }, model: 'test-model', stopReason: 'endTurn' }));
+  client.setRequestHandler('roots/list', async () => ({ roots: [{ uri: 'file:///work', name: 'work' }] }));
+  await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
+  return client;
+}
+
+async function rawCall(url: string, headers: Record<string, string>, id: number, name: string, args: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  const caps = { elicitation: { form: {} } };
+  const body = { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...extra, _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps } } };
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name, ...headers },
+    body: JSON.stringify(body),
+  });
+  const text = await r.text();
+  const json = text.startsWith('{') ? JSON.parse(text) : JSON.parse(/data: (.*)\n\n$/.exec(text)![1]!);
+  return { status: r.status, body: json };
+}
+
+describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'BRIDGE_KEYS'], undefined, { BRIDGE_KEYS: 'key-one,key-two' });
+  });
+  after(() => berth?.stop());
+
+  test('elicitation, sampling and roots through MRTR, with state kept in one runtime session', async () => {
+    const session = { authorization: 'Bearer key-one', 'berth-runtime-session': randomBytes(16).toString('base64url') };
+    const client = await pinnedClient(berth.url, session);
+    try {
+      assert.equal(textOf(await client.callTool({ name: 'state_set', arguments: { value: 'kept' } })), 'ok');
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'ask', arguments: { question: 'ok?' } }))), { action: 'accept', content: { answer: 'yes to ok?' } });
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'sample', arguments: { prompt: 'hi' } }))), { type: 'text', text: 'sampled!' });
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'roots', arguments: {} }))), { roots: [{ uri: 'file:///work', name: 'work' }] });
+      assert.equal(textOf(await client.callTool({ name: 'state_get', arguments: {} })), 'kept');
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('a forged, replayed or foreign requestState is refused in-band with -32602; the owner can still retry', async () => {
+    const rs = randomBytes(16).toString('base64url');
+    const alice = { authorization: 'Bearer key-one', 'berth-runtime-session': rs };
+    const bob = { authorization: 'Bearer key-two', 'berth-runtime-session': rs };
+    const first = await rawCall(berth.url, alice, 1, 'ask', { question: 'q' });
+    assert.equal(first.body.result?.resultType, 'input_required', JSON.stringify(first.body));
+    const [key] = Object.keys(first.body.result.inputRequests);
+    assert.equal(first.body.result.inputRequests[key!].method, 'elicitation/create');
+    const state: string = first.body.result.requestState;
+    const inputResponses = { [key!]: { action: 'accept', content: { answer: 'a' } } };
+    const refused = (r: { status: number; body: any }, id: number) => {
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.body, { jsonrpc: '2.0', id, error: { code: -32602, message: 'Invalid or expired requestState' } });
+    };
+    const [v, payload, mac] = state.split('.');
+    const forgedPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), n: 2 })).toString('base64url');
+    refused(await rawCall(berth.url, alice, 2, 'ask', { question: 'q' }, { inputResponses, requestState: `${v}.${forgedPayload}.${mac}` }), 2);
+    refused(await rawCall(berth.url, bob, 3, 'ask', { question: 'q' }, { inputResponses, requestState: state }), 3);
+    refused(await rawCall(berth.url, alice, 4, 'ask', { question: 'other' }, { inputResponses, requestState: state }), 4);
+    const done = await rawCall(berth.url, alice, 5, 'ask', { question: 'q' }, { inputResponses, requestState: state });
+    assert.equal(done.body.id, 5);
+    assert.equal(done.body.result.resultType, 'complete');
+    assert.deepEqual(JSON.parse(done.body.result.content[0].text), { action: 'accept', content: { answer: 'a' } });
+    refused(await rawCall(berth.url, alice, 6, 'ask', { question: 'q' }, { inputResponses, requestState: state }), 6);
+  });
+
+  test('a client that did not declare sampling: the server is told -32601, nothing is asked', async () => {
+    const r = await rawCall(berth.url, { authorization: 'Bearer key-one' }, 7, 'sample', { prompt: 'x' });
+    assert.equal(r.body.id, 7);
+    assert.ok(r.body.error || r.body.result?.isError, JSON.stringify(r.body));
+    assert.notEqual(r.body.result?.resultType, 'input_required');
+  });
+});
