@@ -53,7 +53,7 @@ const opt = (name: string, dflt: string) => {
 const QUICK = flag('quick');
 const CONCURRENCY = Number(opt('concurrency', '8'));
 const WARM = Number(opt('warm-pool', '4'));
-const OUT = join(ROOT, opt('out', '.bench/results.json'));
+const OUT = resolve(ROOT, opt('out', '.bench/results.json')); // an absolute --out is kept as given
 const BERTH_BIN = opt('berth-bin', 'bin/berth.js');
 const ISOLATION = opt('isolation', '') || undefined;
 const ALL = ['direct', 'stdio', 'http', 'stateless'] as const;
