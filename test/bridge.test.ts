@@ -4,6 +4,7 @@
 // Build first: npx tsc -p tsconfig.json && node --import tsx --test test/bridge.test.ts
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { ACCEPT_BOTH, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
@@ -53,8 +54,7 @@ async function pinnedClient(url: string, headers: Record<string, string>): Promi
   return client;
 }
 
-async function rawCall(url: string, headers: Record<string, string>, id: number, name: string, args: Record<string, unknown>, extra: Record<string, unknown> = {}) {
-  const caps = { elicitation: { form: {} } };
+async function rawCall(url: string, headers: Record<string, string>, id: number, name: string, args: Record<string, unknown>, extra: Record<string, unknown> = {}, caps: Record<string, unknown> = { elicitation: { form: {} } }) {
   const body = { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...extra, _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps } } };
   const r = await fetch(url, {
     method: 'POST',
@@ -118,5 +118,30 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
     assert.equal(r.body.id, 7);
     assert.ok(r.body.error || r.body.result?.isError, JSON.stringify(r.body));
     assert.notEqual(r.body.result?.resultType, 'input_required');
+  });
+});
+
+describe('several requests in a round, several rounds (bridge A)', { timeout: 60_000 }, () => {
+  const ROUNDS = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/legacy-rounds.ts', import.meta.url))];
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1'], ROUNDS);
+  });
+  after(() => berth?.stop());
+
+  test('parallel asks share one input_required; the retry carries the call to the next round and the result', async () => {
+    const first = await rawCall(berth.url, {}, 1, 'interview', {}, {}, { elicitation: { form: {} }, sampling: {} });
+    const asked = first.body.result.inputRequests as Record<string, { method: string; params: any }>;
+    assert.deepEqual(Object.values(asked).map((r) => r.method).sort(), ['elicitation/create', 'sampling/createMessage'], JSON.stringify(first.body));
+    const answers = Object.fromEntries(
+      Object.entries(asked).map(([k, r]) => [k, r.method === 'sampling/createMessage' ? { role: 'assistant', content: { type: 'text', text: 'carpe' }, model: 'm', stopReason: 'endTurn' } : { action: 'accept', content: { answer: 'ada' } }]),
+    );
+    const second = await rawCall(berth.url, {}, 2, 'interview', {}, { inputResponses: answers, requestState: first.body.result.requestState }, { elicitation: { form: {} }, sampling: {} });
+    assert.equal(second.body.id, 2);
+    const [key, req] = Object.entries(second.body.result.inputRequests as Record<string, { method: string; params: any }>)[0]!;
+    assert.equal(req.params.message, 'city?');
+    const done = await rawCall(berth.url, {}, 3, 'interview', {}, { inputResponses: { [key]: { action: 'accept', content: { answer: 'paris' } } }, requestState: second.body.result.requestState }, { elicitation: { form: {} }, sampling: {} });
+    assert.equal(done.body.id, 3);
+    assert.deepEqual(JSON.parse(done.body.result.content[0].text), ['ada', { type: 'text', text: 'carpe' }, 'paris']);
   });
 });
