@@ -141,7 +141,9 @@ class BridgeCall extends Exchange {
       this.ask(m);
       return true;
     }
-    return this.out?.deliver(m) ?? false; // a suspended call's notifications have no stream to go to
+    // URL-mode completion has no 2026 counterpart (the retry is the completion); a suspended call has no stream.
+    if ((m as { method?: string }).method === 'notifications/elicitation/complete') return true;
+    return this.out?.deliver(m) ?? false;
   }
 
   override respond(_key: string, m: JsonRpcResponse): boolean {
