@@ -145,3 +145,22 @@ describe('several requests in a round, several rounds (bridge A)', { timeout: 60
     assert.deepEqual(JSON.parse(done.body.result.content[0].text), ['ada', { type: 'text', text: 'carpe' }, 'paris']);
   });
 });
+
+describe('a client that never retries (bridge A)', { timeout: 60_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1'], undefined, { BERTH_MRTR_PENDING_MS: '300' });
+  });
+  after(() => berth?.stop());
+
+  test('after the pending timeout its state is refused and the runtime session serves on', async () => {
+    const session = { 'berth-runtime-session': randomBytes(16).toString('base64url') };
+    const first = await rawCall(berth.url, session, 1, 'ask', { question: 'q' });
+    const { requestState, inputRequests } = first.body.result;
+    await new Promise((r) => setTimeout(r, 600));
+    const late = await rawCall(berth.url, session, 2, 'ask', { question: 'q' }, { requestState, inputResponses: { [Object.keys(inputRequests)[0]!]: { action: 'accept', content: { answer: 'a' } } } });
+    assert.equal(late.body.error?.code, -32602, JSON.stringify(late.body));
+    const echo = await rawCall(berth.url, session, 3, 'echo', { text: 'still here' });
+    assert.equal(textOf(echo.body.result), 'still here');
+  });
+});
