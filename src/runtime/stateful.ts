@@ -4,7 +4,9 @@ import { Exchange } from '../relay/exchange.js';
 import { Session } from '../session/session.js';
 import { WarmPool } from '../session/pool.js';
 import { HttpError } from '../wire/http-error.js';
-import { ErrorCode, isRequest, type JsonRpcMessage } from '../wire/jsonrpc.js';
+import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { ModernErrorCode } from '../wire/streamable-http-2026.js';
+import { bridgeInitialize, InitExchange, ModernServerBridge } from '../bridge/modern-server.js';
 import { checkGetHeaders, SESSION_HEADER, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
@@ -87,7 +89,8 @@ export class StatefulRuntime extends HostedRuntime {
       priming: ctx.protocolVersion >= PRIMING_VERSION,
       jsonWindow: this.config.streams.jsonWindow,
     });
-    server.relay.fromClient(messages, exchange);
+    if (session.bridge) session.bridge.fromClient(messages, exchange, res);
+    else server.relay.fromClient(messages, exchange);
     if (!hasRequests) {
       res.writeHead(202).end();
     }
@@ -169,7 +172,7 @@ export class StatefulRuntime extends HostedRuntime {
       return;
     }
     // initialize is answered at once, as JSON: the protocol version (and so priming) is not known before it.
-    const exchange = new Exchange(res, { batch: false, headers: { [SESSION_HEADER]: session.id }, streams: server.relay.streams, priming: false, jsonWindow: 60_000 });
+    const exchange = new InitExchange(res, { batch: false, headers: { [SESSION_HEADER]: session.id }, streams: server.relay.streams, priming: false, jsonWindow: 60_000 });
     exchange.beforeRespond = (m) => {
       if (m.error) {
         delete exchange.headers[SESSION_HEADER];
@@ -180,6 +183,27 @@ export class StatefulRuntime extends HostedRuntime {
       if (typeof v === 'string') session.protocolVersion = v;
       created();
     };
+    // A 2026-era server is served through bridge B: berth answers initialize from its server/discover.
+    const request = init as JsonRpcRequest;
+    const bridged = async (): Promise<JsonRpcResponse> => {
+      const r = await bridgeInitialize(server.relay, request);
+      if (r.error || !session.live) return r;
+      const p = request.params ?? {};
+      session.bridge = new ModernServerBridge(server.relay, { capabilities: p.capabilities, clientInfo: p.clientInfo }, {
+        answerTimeout: this.config.limits.serverRequestTimeout,
+        track: () => session.beginRequest(),
+      });
+      session.once('ended', () => session.bridge?.close());
+      return r;
+    };
+    if (this.config.serverEra === '2026') {
+      exchange.expect(`c:${idKey(request.id)}`);
+      void bridged().then((r) => exchange.respond(`c:${idKey(request.id)}`, r));
+      return;
+    }
+    if (this.config.serverEra === 'auto') {
+      exchange.onError = async (m) => (m.error?.code === ModernErrorCode.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m);
+    }
     server.relay.fromClient([init], exchange);
   }
 

@@ -5,6 +5,7 @@ import type { RuntimeConfig } from '../config/schema.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { dispose, type Launched } from './launch.js';
+import type { ModernServerBridge } from '../bridge/modern-server.js';
 
 export type EndReason = 'deleted' | 'idle' | 'max-lifetime' | 'crashed' | 'oom' | 'shutdown' | 'init-failed' | 'admin';
 
@@ -17,6 +18,8 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly createdAt = Date.now();
   lastActivity = Date.now();
   protocolVersion: string | undefined;
+  /** Set when this 2025 session is served by a 2026-era server through bridge B. */
+  bridge: ModernServerBridge | undefined;
   state: 'live' | 'ending' | 'ended' = 'live';
   endReason: EndReason | undefined;
   /** Open client requests handled outside the stdio relay (http upstream POSTs). */
