@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import type { StreamLog } from '../relay/stream-log.js';
-import { dispose, launch, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
+import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, WireError } from '../wire/era.js';
 import { sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
@@ -148,14 +148,7 @@ async function speaksModern(server: StdioServer, timeoutMs: number): Promise<boo
 
 /** A server started for modern requests, once it is warm (disposed when it cannot get there). */
 async function startReady(ctx: LaunchContext): Promise<StdioServer> {
-  const l = (await launch(modernLaunchContext(ctx))) as StdioServer;
-  try {
-    await l.ready;
-  } catch (e) {
-    await dispose(l, 0);
-    throw e;
-  }
-  return l;
+  return (await launchReady(modernLaunchContext(ctx))) as StdioServer;
 }
 
 /** The servers that answer modern requests without a runtime session: shared, least busy first. */

@@ -113,6 +113,18 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   return launched;
 }
 
+/** A launched server once it is warm; one that cannot get there is disposed, never left running. */
+export async function launchReady(ctx: LaunchContext): Promise<Launched> {
+  const l = await launch(ctx);
+  try {
+    await l.ready;
+  } catch (e) {
+    await dispose(l, 0);
+    throw e;
+  }
+  return l;
+}
+
 /**
  * A start-up step bounded the way every one is: it fails when the server exits first, or after timeoutMs.
  * A server that dies or hangs while starting must never stall a pool (or shutdown).

@@ -1,6 +1,6 @@
 // Warm servers started ahead of demand: a new session takes one that is already running and answering.
 import type { Logger } from 'pino';
-import { dispose, launch, type LaunchContext, type Launched } from './launch.js';
+import { dispose, launchReady, type LaunchContext, type Launched } from './launch.js';
 
 export class WarmPool {
   private readonly idle: Launched[] = [];
@@ -24,39 +24,29 @@ export class WarmPool {
     if (this.closed || this.failures >= 5) return;
     while (this.idle.length + this.starting < this.size) {
       this.starting++;
-      const p = launch(this.ctx)
-        .then(async (l) => {
-          try {
-            await l.ready;
-          } catch (e) {
-            await dispose(l, 0); // never leave a server that failed its readiness check running
-            throw e;
-          }
-          return l;
-        })
-        .then(
-          (l) => {
-            this.starting--;
-            if (this.closed) return dispose(l, this.ctx.config.limits.stopGrace);
-            this.failures = 0;
-            this.idle.push(l);
-            // A warm server that dies while waiting is replaced, never handed out.
-            void l.sandbox.exited.then(() => {
-              const i = this.idle.indexOf(l);
-              if (i >= 0) {
-                this.idle.splice(i, 1);
-                void dispose(l, 0);
-                this.fill();
-              }
-            });
-          },
-          (err: Error) => {
-            this.starting--;
-            this.failures++;
-            this.log.error({ err: err.message }, 'warm server failed to start');
-            if (!this.closed) setTimeout(() => this.fill(), 250 * this.failures).unref();
-          },
-        );
+      const p = launchReady(this.ctx).then(
+        (l) => {
+          this.starting--;
+          if (this.closed) return dispose(l, this.ctx.config.limits.stopGrace);
+          this.failures = 0;
+          this.idle.push(l);
+          // A warm server that dies while waiting is replaced, never handed out.
+          void l.sandbox.exited.then(() => {
+            const i = this.idle.indexOf(l);
+            if (i >= 0) {
+              this.idle.splice(i, 1);
+              void dispose(l, 0);
+              this.fill();
+            }
+          });
+        },
+        (err: Error) => {
+          this.starting--;
+          this.failures++;
+          this.log.error({ err: err.message }, 'warm server failed to start');
+          if (!this.closed) setTimeout(() => this.fill(), 250 * this.failures).unref();
+        },
+      );
       this.launches.add(p);
       void p.finally(() => this.launches.delete(p));
     }
@@ -70,14 +60,7 @@ export class WarmPool {
     const l = this.idle.shift();
     if (l) return l;
     this.failures = 0;
-    const fresh = await launch(this.ctx);
-    try {
-      await fresh.ready;
-    } catch (e) {
-      await dispose(fresh, 0);
-      throw e;
-    }
-    return fresh;
+    return launchReady(this.ctx);
   }
 
   async close(): Promise<void> {
