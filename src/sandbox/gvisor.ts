@@ -5,14 +5,14 @@
 // the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host. The runtime directory
 // is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
 // a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
-import { chownSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroupPath } from './cgroups.js';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
-import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget } from './host.js';
+import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { resolveArgv } from './process.js';
 
 const platform = () => process.env.BERTH_GVISOR_PLATFORM ?? 'ptrace';
@@ -69,7 +69,7 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
     bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
     // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
-    ...(spec.hide ?? []).filter((h) => existsSync(h)).map((h) => (statSync(h).isDirectory() ? { destination: h, type: 'tmpfs', source: 'tmpfs' } : { destination: h, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] })),
+    ...masks(spec.hide).map((m) => (m.dir ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' } : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] })),
     bind(spec.workDir, true),
   ];
   const config = {

@@ -1,7 +1,7 @@
 // Host facts the sandbox drivers share: the unprivileged uid, which /etc files a server may see, tool lookup.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
@@ -76,4 +76,12 @@ export function localtimeTarget(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * What a sandbox must mask of what it would otherwise see (berth's own config): each existing path, and whether
+ * it is a directory (masked by an empty tmpfs) or a file (masked by /dev/null).
+ */
+export function masks(hide: readonly string[] = []): Array<{ path: string; dir: boolean }> {
+  return hide.filter((h) => existsSync(h)).map((path) => ({ path, dir: statSync(path).isDirectory() }));
 }

@@ -4,14 +4,14 @@
 // working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
 // any --mount paths read-only. Nothing else of the host.
 import { spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chownSync, chmodSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
-import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget } from './host.js';
+import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { track } from './registry.js';
 
 /** Mounts a per-session overlay of baseDir (root only): reads see the code, writes land in the session's layer. */
@@ -47,11 +47,7 @@ function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, 
     a.push('--ro-bind', prog, prog); // the file alone: its directory may hold anything
   }
   // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
-  for (const h of spec.hide ?? []) {
-    if (!existsSync(h)) continue;
-    if (statSync(h).isDirectory()) a.push('--tmpfs', h);
-    else a.push('--ro-bind', '/dev/null', h);
-  }
+  for (const m of masks(spec.hide)) a.push(...(m.dir ? ['--tmpfs', m.path] : ['--ro-bind', '/dev/null', m.path]));
   a.push('--bind', spec.workDir, spec.workDir, '--chdir', spec.workDir);
   a.push('--', ...argv);
   return a;
