@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import type { SandboxRecord } from '../src/sandbox/registry.ts';
 import { ACCEPT_BOTH, rawInit, ROOT, runBerth, type BerthProcess } from './helpers/berth.ts';
 
 // One state directory for the file, so only these tests' berths meet here (the sweeper is in this process).
@@ -35,15 +36,7 @@ setInterval(() => {}, 1 << 30);
 `;
 const COMMAND = [process.execPath, '-e', STUBBORN];
 
-interface Rec {
-  driver: string;
-  pid?: number;
-  start?: number;
-  pgid?: number;
-  cgroup?: string;
-  mounts: string[];
-  dirs: string[];
-}
+type Rec = SandboxRecord;
 
 function stat(pid: number): { start: number; ppid: number; pgid: number; state: string } | undefined {
   try {
