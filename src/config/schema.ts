@@ -207,6 +207,43 @@ export const ServerSchema = z
   })
   .strict();
 
+
+/** Cluster mode (issue 8): many berth nodes share one session directory in Redis; any node takes any request. */
+export const ClusterSchema = z
+  .object({
+    redis: z.string().min(1).describe('Redis URL of the session directory (redis://host:port, rediss://, or a unix socket path).'),
+    redisPasswordEnv: z.string().min(1).optional().describe('Environment variable holding the Redis password.'),
+    nodeId: z
+      .string()
+      .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'nodeId is a DNS label: lowercase letters, digits and "-"')
+      .optional()
+      .describe('This node\'s name in the cluster (default: $BERTH_NODE_ID, else the hostname; in Kubernetes the pod name).'),
+    advertiseUrl: z.url().optional().describe('The URL other nodes reach this node at (default: $BERTH_ADVERTISE_URL).'),
+    secretEnv: z
+      .string()
+      .min(1)
+      .default('BERTH_CLUSTER_SECRET')
+      .describe('Environment variable holding the cluster secret (at least 32 bytes; several, comma-separated, during rotation: the first signs).'),
+    prefix: z.string().min(1).default('{berth}').describe('Prefix of every Redis key (keep the {hash tag} for Redis Cluster).'),
+    leaseTtl: duration('How long a node\'s lease outlives its last renewal; a dead node\'s sessions answer 404 everywhere after about this long.').prefault('6s'),
+    renewInterval: duration('How often a node renews its lease and publishes its load.').prefault('2s'),
+    viewInterval: duration('How often a node reads the other nodes\' leases and load.').prefault('1s'),
+    placement: z
+      .enum(['load', 'local'])
+      .describe('load: a new session goes to the least-loaded of two sampled nodes; local: always the receiving node.')
+      .default('load'),
+    forward: z
+      .object({
+        connectTimeout: duration('Connecting to the owner node; past it the request fails with 502.').prefault('1s'),
+        headersTimeout: duration('Waiting for the owner\'s response headers; past it the request fails with 502.').prefault('5s'),
+        idleTimeout: duration('A forwarded stream silent this long (keep-alives included) is ended; the client resumes.').prefault('15s'),
+      })
+      .strict()
+      .default({ connectTimeout: 1000, headersTimeout: 5000, idleTimeout: 15000 }),
+  })
+  .strict()
+  .refine((c) => c.leaseTtl >= 3 * c.renewInterval, { message: 'leaseTtl must be at least 3 × renewInterval', path: ['leaseTtl'] });
+
 export const ConfigSchema = z
   .object({
     server: ServerSchema.default(ServerSchema.parse({})),
@@ -214,6 +251,7 @@ export const ConfigSchema = z
       .record(z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9._-]*$/, 'runtime names use letters, digits, ".", "_" and "-"'), RuntimeSchema)
       .refine((r) => Object.keys(r).length > 0, 'at least one runtime is required')
       .describe('Named runtimes, each served at /runtimes/NAME/mcp.'),
+    cluster: ClusterSchema.optional().describe('Cluster mode: several berth nodes on one Redis. Off unless set.'),
   })
   .strict();
 
@@ -222,6 +260,7 @@ export type AuthConfig = z.output<typeof AuthSchema>;
 export type StreamsConfig = z.output<typeof StreamsSchema>;
 export type RuntimeConfig = z.output<typeof RuntimeSchema>;
 export type ServerConfig = z.output<typeof ServerSchema>;
+export type ClusterConfig = z.output<typeof ClusterSchema>;
 export type BerthConfig = z.output<typeof ConfigSchema>;
 export type BerthConfigInput = z.input<typeof ConfigSchema>;
 export type RuntimeConfigInput = z.input<typeof RuntimeSchema>;
