@@ -25,6 +25,7 @@ import {
   type JsonRpcResponse,
 } from '../wire/jsonrpc.js';
 import type { Exchange } from './exchange.js';
+import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { StdioChannel } from './stdio-channel.js';
 import { type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
 
@@ -143,7 +144,8 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     this.inflight.set(internalId, entry);
     this.byClientId.set(clientKey, internalId);
-    this.armTimeout(internalId);
+    // A listen stays open for as long as the client wants its notifications: it has no answer to time out.
+    if (m.method !== 'subscriptions/listen') this.armTimeout(internalId);
     if (this.inflight.size === 1) this.emit('busy', true);
     let sent: boolean;
     try {
@@ -265,6 +267,14 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
 
   private serverNotification(m: JsonRpcMessage & { method: string; params?: Record<string, unknown> }): void {
     let target: Target | undefined;
+    const sub = (m.params?._meta as Record<string, unknown> | undefined)?.[META_SUBSCRIPTION_ID];
+    const listen = typeof sub === 'number' ? this.inflight.get(sub) : undefined;
+    if (listen?.method === 'subscriptions/listen') {
+      // A 2026 listen stream's messages carry the listen's id (berth's, on this side): back to the client's.
+      m = { ...m, params: { ...m.params, _meta: { ...(m.params!._meta as Record<string, unknown>), [META_SUBSCRIPTION_ID]: listen.clientId } } };
+      if (listen.exchange.reachable) this.route(m, listen.exchange);
+      return;
+    }
     if (m.method === 'notifications/progress') {
       const route = typeof m.params?.progressToken === 'number' ? this.progress.get(m.params.progressToken) : undefined;
       if (!route || !route.exchange.reachable) {
@@ -339,6 +349,10 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     clearTimeout(f.timer);
     this.byClientId.delete(this.clientKey(f.clientId, f.exchange));
     if (f.progressToken !== undefined) this.progress.delete(f.progressToken);
+    const result = (response as { result?: { _meta?: Record<string, unknown> } }).result;
+    if (f.method === 'subscriptions/listen' && result?._meta?.[META_SUBSCRIPTION_ID] !== undefined) {
+      response = { ...response, result: { ...result, _meta: { ...result._meta, [META_SUBSCRIPTION_ID]: f.clientId } } } as JsonRpcResponse;
+    }
     if (!f.exchange.respond(`c:${idKey(f.clientId)}`, response)) {
       this.emit('log', 'warn', 'response not delivered: the client closed its stream before the result', { id: f.clientId, method: f.method });
     }

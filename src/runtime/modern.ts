@@ -9,13 +9,14 @@ import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import type { StreamLog } from '../relay/stream-log.js';
 import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, WireError } from '../wire/era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SUBSCRIPTION_ID, MODERN_VERSIONS, WireError } from '../wire/era.js';
 import { sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
-import { ModernErrorCode } from '../wire/streamable-http-2026.js';
+import { ModernErrorCode, statusOfServerError, withAllVersions } from '../wire/streamable-http-2026.js';
 import type { PostContext } from './base.js';
 import { LegacyBridge } from '../bridge/legacy-server.js';
+import { ListenFanout } from './listen.js';
 import { principalKey } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
@@ -38,7 +39,15 @@ export class ModernExchange extends Exchange {
     private readonly out: ServerResponse,
     private readonly clientId: JsonRpcId,
     streams: StreamLog,
-    private readonly o: { jsonWindow: number; keepAlive: number; headers: Record<string, string> },
+    private readonly o: {
+      jsonWindow: number;
+      keepAlive: number;
+      headers: Record<string, string>;
+      /** The id berth gave the request on its way to the server: a listen stream's messages are tagged with it. */
+      relayId?: JsonRpcId;
+      /** Rewrites a successful result before it goes out (server/discover names every version berth serves). */
+      transform?: (result: Record<string, unknown>) => Record<string, unknown>;
+    },
   ) {
     super(out, { batch: false, streams, priming: false, jsonWindow: o.jsonWindow, headers: o.headers });
     out.on('close', () => {
@@ -69,8 +78,16 @@ export class ModernExchange extends Exchange {
   override deliver(message: JsonRpcMessage): boolean {
     if (!this.reachable || isRequest(message)) return false;
     this.startStream();
-    this.out.write(`event: message\ndata: ${JSON.stringify(message)}\n\n`);
+    this.out.write(`event: message\ndata: ${JSON.stringify(this.retag(message))}\n\n`);
     return true;
+  }
+
+  /** A listen stream's messages name the listen by the id the client gave it, not berth's. */
+  private retag<T extends JsonRpcMessage>(m: T): T {
+    const holder = 'result' in m ? (m.result as { _meta?: Record<string, unknown> } | undefined) : (m as { params?: { _meta?: Record<string, unknown> } }).params;
+    if (this.o.relayId === undefined || holder?._meta?.[META_SUBSCRIPTION_ID] !== this.o.relayId) return m;
+    const _meta = { ...holder._meta, [META_SUBSCRIPTION_ID]: this.clientId };
+    return 'result' in m ? { ...m, result: { ...holder, _meta } } : { ...m, params: { ...holder, _meta } };
   }
 
   override respond(_key: string, message: JsonRpcResponse): boolean {
@@ -79,8 +96,9 @@ export class ModernExchange extends Exchange {
     this.ended = true;
     this.stop();
     if (!delivered) return false;
-    const answer = { ...message, id: this.clientId };
-    if (!this.streaming) sendJson(this.out, 200, answer, this.o.headers);
+    let answer = this.retag({ ...message, id: this.clientId });
+    if (this.o.transform && answer.result) answer = { ...answer, result: this.o.transform(answer.result as Record<string, unknown>) };
+    if (!this.streaming) sendJson(this.out, answer.error ? statusOfServerError(answer.error.code) : 200, answer, this.o.headers);
     else this.out.end(`event: message\ndata: ${JSON.stringify(answer)}\n\n`);
     return true;
   }
@@ -113,7 +131,8 @@ const PENDING_TIMEOUT = Number(process.env.BERTH_MRTR_PENDING_MS) || 15 * 60_000
  */
 export function relayModern(relay: StdioRelay, res: ServerResponse, request: JsonRpcRequest, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
   const id = `berth-m${++nextId}`;
-  const exchange = new ModernExchange(res, request.id, relay.streams, { ...o, headers: o.headers ?? {} });
+  const transform = request.method === 'server/discover' ? withAllVersions : undefined;
+  const exchange = new ModernExchange(res, request.id, relay.streams, { ...o, headers: o.headers ?? {}, relayId: id, transform });
   exchange.onAbandon = () =>
     relay.fromClient([{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'the client closed the response stream' } }], exchange);
   return new Promise((resolve) => {
@@ -159,6 +178,7 @@ export class ModernPool {
   private readonly size: number;
   private readonly launches = new Set<Promise<unknown>>();
   private readonly waiters: Array<() => void> = [];
+  private readonly listens = new Set<ListenFanout>();
   private era: Promise<'modern' | 'legacy'> | undefined;
 
   constructor(
@@ -231,6 +251,7 @@ export class ModernPool {
       const caller = { rs: 'pool', principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
       return this.bridge.serve(res, request, caller, async () => (await this.pick(request.id)).server);
     }
+    if (request.method === 'subscriptions/listen') return this.listen(res, request);
     const member = await this.pick(request.id);
     member.inFlight++;
     try {
@@ -241,9 +262,20 @@ export class ModernPool {
     }
   }
 
+  /** A listen reaches every member, present and future: a change may happen in any of them. */
+  private async listen(res: ServerResponse, request: JsonRpcRequest): Promise<void> {
+    await this.pick(request.id); // at least one member, or 503
+    const fan = new ListenFanout(res, request, { keepAlive: this.ctx.config.streams.keepAlive });
+    this.listens.add(fan);
+    for (const m of this.members) fan.join(m.server.relay);
+    await fan.done;
+    this.listens.delete(fan);
+  }
+
   private adopt(server: StdioServer): void {
     const m: Member = { server, inFlight: 0 };
     this.members.push(m);
+    for (const fan of this.listens) fan.join(server.relay);
     void server.sandbox.exited.then(() => {
       const i = this.members.indexOf(m);
       if (i >= 0) this.members.splice(i, 1);
@@ -289,6 +321,7 @@ export class ModernPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    for (const fan of this.listens) fan.close('the runtime is shutting down');
     await this.era?.catch(() => undefined);
     await Promise.allSettled([...this.launches]);
     await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.ctx.config.limits.stopGrace)));

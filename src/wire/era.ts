@@ -12,6 +12,8 @@ export const MODERN_VERSIONS = ['2026-07-28'] as const;
 export const META_PROTOCOL_VERSION = 'io.modelcontextprotocol/protocolVersion';
 export const META_CLIENT_CAPABILITIES = 'io.modelcontextprotocol/clientCapabilities';
 export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
+/** Tags every message of a subscriptions/listen stream: the listen request's JSON-RPC id. */
+export const META_SUBSCRIPTION_ID = 'io.modelcontextprotocol/subscriptionId';
 
 /** What the wire layer learned about one valid POST. */
 export interface RequestContext {

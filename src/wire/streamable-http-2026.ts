@@ -15,6 +15,22 @@ export const ModernErrorCode = {
 /** Every version berth answers to, newest first: what a -32022 tells the client it may retry with. */
 export const ALL_SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SUPPORTED_PROTOCOL_VERSIONS];
 
+/**
+ * The HTTP status of a response that is one JSON-RPC error from the server: this revision gives some errors a status
+ * of their own (an unknown method is 404; a missing capability or a version or header refusal is 400), others 200.
+ */
+export function statusOfServerError(code: number): number {
+  if (code === ErrorCode.MethodNotFound) return 404;
+  if (code === ModernErrorCode.HeaderMismatch || code === ModernErrorCode.MissingRequiredClientCapability || code === ModernErrorCode.UnsupportedProtocolVersion) return 400;
+  return 200;
+}
+
+/** berth serves every version of both eras in front of any server, so a discover answer names them all. */
+export function withAllVersions(result: Record<string, unknown>): Record<string, unknown> {
+  const own = Array.isArray(result.supportedVersions) ? (result.supportedVersions as unknown[]) : [];
+  return { ...result, supportedVersions: [...new Set([...ALL_SUPPORTED_VERSIONS, ...own.filter((v): v is string => typeof v === 'string')])] };
+}
+
 /** Requests of the handshake era that 2026-07-28 removed: 404 -32601, never forwarded. */
 export const REMOVED_METHODS = new Set(['initialize', 'ping', 'logging/setLevel', 'resources/subscribe', 'resources/unsubscribe']);
 
