@@ -58,6 +58,8 @@ const STATELESS_NOT_APPLICABLE: Record<string, string> = {
 // ------------------------------------------------------------------ options
 
 interface Options {
+  /** Which revision's suite: 2025 (0.1.16, per scenario) and/or 2026 (0.2.0 pre-release, --requirements 2026-07-28). */
+  suites: ('2025' | '2026')[];
   targets: Target[];
   scenarios: string[];
   out: string;
@@ -69,6 +71,8 @@ function usage(code: number): never {
   (code ? process.stderr : process.stdout).write(
     `usage: node --import tsx scripts/conformance.ts [options]
 
+  --suite S          2025 (suite 0.1.16, every server scenario), 2026 (suite 0.2.0-alpha.12,
+                     --requirements 2026-07-28, against the 2026-era fixture) or all (default)
   --only LIST        targets to run, comma-separated: direct, stateful, stateless
                      (also berth = stateful,stateless); default: all three
   --scenario NAME    run only this scenario (repeatable, or comma-separated)
@@ -82,7 +86,7 @@ function usage(code: number): never {
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { targets: [...TARGETS], scenarios: [], out: join(ROOT, 'conformance-results'), timeoutMs: 150_000, list: false };
+  const o: Options = { suites: ['2025', '2026'], targets: [...TARGETS], scenarios: [], out: join(ROOT, 'conformance-results'), timeoutMs: 150_000, list: false };
   let only: Target[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -124,6 +128,15 @@ function parseOptions(argv: string[]): Options {
       case '--list':
         o.list = true;
         break;
+      case '--suite': {
+        const v = value();
+        if (v !== '2025' && v !== '2026' && v !== 'all') {
+          process.stderr.write(`conformance: --suite takes 2025, 2026 or all\n`);
+          usage(2);
+        }
+        o.suites = v === 'all' ? ['2025', '2026'] : [v];
+        break;
+      }
       case '-h':
       case '--help':
         usage(0);
@@ -443,6 +456,13 @@ function cellText(c: CellResult): string {
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
+  let code = 0;
+  if (opts.suites.includes('2025')) code = Math.max(code, await main2025(opts));
+  if (opts.suites.includes('2026') && !opts.list && opts.scenarios.length === 0) code = Math.max(code, await main2026(opts));
+  return code;
+}
+
+async function main2025(opts: Options): Promise<number> {
 
   process.stdout.write(`conformance: suite ${SUITE_PACKAGE} (via npx, node@22)\n`);
   const all = await listScenarios();
@@ -600,6 +620,139 @@ async function main(): Promise<number> {
   process.stdout.write(`\nsummary: ${relative(ROOT, summaryFile) || summaryFile}\n`);
   return exitCode;
 }
+
+// ------------------------------------------------------ the 2026-07-28 suite
+
+/** The suite's 2026-07-28 requirements ship in its 0.2.0 pre-releases (frozen list, --requirements). */
+const SUITE_2026 = '@modelcontextprotocol/conformance@0.2.0-alpha.12';
+const NPX_2026 = ['-y', '-p', 'node@22', '-p', SUITE_2026, '--', 'conformance'];
+/** A server of the 2026-07-28 era (no initialize, MRTR tools): berth hosts it over stdio, the direct column serves it over HTTP. */
+const FIXTURE_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), join(ROOT, 'test', 'fixtures', 'conformance-server-2026.ts')];
+
+async function startDirect2026(log: string): Promise<RunningTarget> {
+  const port = await freePort();
+  const command = [...FIXTURE_2026, '--http'];
+  const child = startChild(command[0]!, command.slice(1), { env: { PORT: String(port), HOST: '127.0.0.1' }, log });
+  const m = await waitForOutput(child, ['stdout', 'stderr'], /listening on (http:\/\/\S+\/mcp)/, 60_000).catch(async (e) => {
+    await stopChild(child);
+    throw e;
+  });
+  return { url: m[1]!, command: [`PORT=${port}`, ...command], stop: () => stopChild(child) };
+}
+
+async function startBerth2026(stateless: boolean, log: string): Promise<RunningTarget> {
+  const port = await freePort();
+  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...(stateless ? ['--stateless'] : []), '--', ...FIXTURE_2026, '--stdio'];
+  const child = startChild(command[0]!, command.slice(1), { log });
+  const m = await waitForOutput(child, ['stdout'], /(https?:\/\/[^\s"'<>]+\/mcp)\b/, 60_000).catch(async (e) => {
+    await stopChild(child);
+    throw e;
+  });
+  return { url: m[1]!, command, stop: () => stopChild(child) };
+}
+
+/** `<dir>/server-<scenario>-<ISO time>/checks.json` → scenario name → its newest checks file. */
+function checksByScenario(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!existsSync(dir)) return out;
+  for (const d of readdirSync(dir).sort()) {
+    const m = d.match(/^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$/);
+    const f = join(dir, d, 'checks.json');
+    if (m && existsSync(f)) out.set(m[1]!, f);
+  }
+  return out;
+}
+
+function judge(scenario: string, file: string): CellResult {
+  const checks = JSON.parse(readFileSync(file, 'utf8')) as CheckSummary[];
+  const failures = [...checks.filter((c) => c.status === 'FAILURE').map(brief), ...harnessFailures(scenario, checks)];
+  const warningChecks = checks.filter((c) => c.status === 'WARNING').map(brief);
+  return {
+    outcome: failures.length ? 'fail' : 'pass',
+    passed: checks.filter((c) => c.status === 'SUCCESS').length,
+    failed: failures.length,
+    warnings: warningChecks.length,
+    failures,
+    warningChecks,
+    checksFile: relative(ROOT, file),
+  };
+}
+
+/**
+ * Runs `conformance server --requirements 2026-07-28` once per target and judges every scenario by its checks.json.
+ * Scored scenarios (the frozen required list) must pass through berth; the not-scored ones (extensions, pending)
+ * are reported only.
+ */
+async function main2026(opts: Options): Promise<number> {
+  process.stdout.write(`\nconformance: suite ${SUITE_2026} --requirements 2026-07-28 (via npx, node@22), fixture test/fixtures/conformance-server-2026.ts\n`);
+  const base = join(opts.out, '2026');
+  mkdirSync(base, { recursive: true });
+  const results = new Map<string, Partial<Record<Target, CellResult>>>();
+  const notScored = new Set<string>();
+  type TargetInfo = { url?: string; command?: string[]; error?: string; serverLog: string; suiteLog: string };
+  const info: Partial<Record<Target, TargetInfo>> = {};
+  for (const target of opts.targets) {
+    const dir = join(base, target);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const t: TargetInfo = (info[target] = { serverLog: relative(ROOT, join(dir, 'server.log')), suiteLog: relative(ROOT, join(dir, 'suite.log')) });
+    process.stdout.write(`\n== ${TARGET_TITLE[target]} (2026-07-28) ==\n`);
+    let running: RunningTarget;
+    try {
+      running = target === 'direct' ? await startDirect2026(join(dir, 'server.log')) : await startBerth2026(target === 'stateless', join(dir, 'server.log'));
+    } catch (e) {
+      t.error = `could not start: ${(e as Error).message}`;
+      process.stdout.write(`${t.error}\n`);
+      continue;
+    }
+    t.url = running.url;
+    t.command = running.command;
+    try {
+      const r = await runToEnd('npx', [...NPX_2026, 'server', '--url', running.url, '--requirements', '2026-07-28', '-o', join(dir, 'checks')], Math.max(opts.timeoutMs, 900_000), join(dir, 'suite.log'));
+      const section = r.output.split(/Not scored for 2026-07-28/)[1] ?? '';
+      for (const m of section.matchAll(/^\s*[✓✗]\s+(\S+)/gm)) notScored.add(m[1]!);
+      if (r.timedOut) t.error = 'the suite timed out';
+    } finally {
+      await running.stop();
+    }
+    for (const [scenario, file] of checksByScenario(join(dir, 'checks'))) {
+      const cell = judge(scenario, file);
+      (results.get(scenario) ?? results.set(scenario, {}).get(scenario)!)[target] = cell;
+    }
+  }
+
+  const scenarios = [...results.keys()].sort((a, b) => Number(notScored.has(a)) - Number(notScored.has(b)) || 0);
+  const header = ['scenario (2026-07-28)', ...opts.targets.map((t) => TARGET_TITLE[t])];
+  const rows = scenarios.map((s) => [notScored.has(s) ? `${s} (not scored)` : s, ...opts.targets.map((t) => cellText(results.get(s)![t] ?? notRun('error', 'no checks.json')))]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ');
+  process.stdout.write(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('-|-')}\n${rows.map(line).join('\n')}\n`);
+
+  const scored = scenarios.filter((s) => !notScored.has(s));
+  const failing: string[] = [];
+  for (const target of opts.targets) {
+    const bad = scored.filter((s) => results.get(s)![target]?.outcome !== 'pass');
+    process.stdout.write(`${TARGET_TITLE[target]} (2026-07-28): ${scored.length - bad.length}/${scored.length} scored scenarios pass${info[target]?.error ? ` (${info[target]!.error})` : ''}\n`);
+    if (target !== 'direct') for (const s of bad) failing.push(`- ${s} [${TARGET_TITLE[target]}]: ${(results.get(s)![target]?.failures ?? []).map((f) => `${f.id}: ${f.errorMessage ?? ''}`).join('; ')}`);
+    if (target !== 'direct' && info[target]?.error) failing.push(`- ${TARGET_TITLE[target]}: ${info[target]!.error}`);
+  }
+  // The frozen list has 37 server scenarios; fewer judged means the suite did not run them all.
+  const tooFew = opts.targets.some((t) => t !== 'direct' && scored.filter((s) => results.get(s)![t]).length < 37);
+  if (tooFew) failing.push('- fewer than the 37 required scenarios were judged (see suite.log)');
+  if (failing.length) process.stdout.write(`\nNot passing through berth (2026-07-28):\n${failing.join('\n')}\n`);
+  const summary = {
+    suite: SUITE_2026,
+    requirements: '2026-07-28',
+    generatedAt: new Date().toISOString(),
+    targets: info,
+    scenarios: scenarios.map((s) => ({ scenario: s, scored: !notScored.has(s), results: results.get(s) })),
+    failing,
+  };
+  writeFileSync(join(base, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
+  process.stdout.write(`summary: ${relative(ROOT, join(base, 'summary.json'))}\n`);
+  return failing.length ? 1 : 0;
+}
+
 
 main()
   .then(async (code) => {
