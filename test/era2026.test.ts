@@ -210,7 +210,9 @@ describe('modern clients served by a 2026-era server', { timeout: 90_000 }, () =
     const r = await post(berth.url, message, headers);
     assert.equal(r.status, 200);
     assert.equal(r.body.id, 'd-1');
-    assert.deepEqual(r.body.result.supportedVersions, [MODERN]);
+    // The server speaks only 2026-07-28; berth also bridges 2025 clients to it, and says so.
+    assert.equal(r.body.result.supportedVersions[0], MODERN);
+    assert.ok(r.body.result.supportedVersions.includes('2025-11-25'));
     assert.equal(r.headers.get('mcp-session-id'), null);
   });
 

@@ -81,7 +81,12 @@ export class ModernServerBridge {
   constructor(
     private readonly relay: StdioRelay,
     private readonly client: { capabilities: unknown; clientInfo: unknown },
-    private readonly o: { answerTimeout: number; track: () => () => void },
+    private readonly o: {
+      answerTimeout: number;
+      track: () => () => void;
+      /** A stateless runtime: no answer could reach the server, so a server asking for input is refused at once. */
+      noServerRequests?: boolean;
+    },
   ) {}
 
   /** The messages of one client POST; requests are answered on `exchange`, whose response is `res`. */
@@ -169,6 +174,10 @@ export class ModernServerBridge {
 
   /** Sends one round's input requests to the client and gathers its answers, keyed as the server keyed them. */
   private async ask(requests: Record<string, { method: string; params?: Params }>, call: Call, exchange: Exchange): Promise<{ ok?: Params; failed?: JsonRpcResponse }> {
+    if (this.o.noServerRequests) {
+      const methods = [...new Set(Object.values(requests).map((r) => r.method))].join(', ');
+      return { failed: errorResponse(null, ErrorCode.InvalidRequest, `berth: the server asked the client for input (${methods}), which a stateless runtime cannot carry: use a stateful runtime`) };
+    }
     const entries = Object.entries(requests).map(([key, req]) => {
       const id = `berth-in:${++this.next}`;
       let params = req.params;

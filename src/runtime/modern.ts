@@ -16,6 +16,7 @@ import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
 import { ModernErrorCode, statusOfServerError, withAllVersions } from '../wire/streamable-http-2026.js';
 import type { PostContext } from './base.js';
 import { LegacyBridge } from '../bridge/legacy-server.js';
+import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
 import { ListenFanout } from './listen.js';
 import { principalKey } from '../security/auth.js';
 
@@ -262,6 +263,31 @@ export class ModernPool {
     }
   }
 
+  /**
+   * A 2025 client of a stateless runtime whose server speaks only 2026-07-28: initialize is answered from
+   * server/discover, each request goes out with the envelope, and a server asking for input is refused.
+   */
+  async serveLegacyStateless(res: ServerResponse, messages: JsonRpcMessage[], batch: boolean): Promise<void> {
+    // Notifications (initialized, cancelled) and responses have nowhere to go without a session.
+    if (!messages.some(isRequest)) return void res.writeHead(202).end();
+    const member = await this.pick(null);
+    const relay = member.server.relay;
+    const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
+    if (init) return sendJson(res, 200, await bridgeInitialize(relay, init));
+    member.inFlight++;
+    try {
+      const exchange = new Exchange(res, { batch, streams: relay.streams, priming: false, jsonWindow: this.ctx.config.streams.jsonWindow });
+      const bridge = new ModernServerBridge(relay, { capabilities: {}, clientInfo: { name: 'berth-stateless', version: '0' } }, { answerTimeout: 0, track: () => () => {}, noServerRequests: true });
+      await new Promise<void>((resolve) => {
+        if (res.destroyed || res.closed) return resolve();
+        res.once('close', resolve);
+        bridge.fromClient(messages, exchange, res);
+      });
+    } finally {
+      member.inFlight--;
+    }
+  }
+
   /** A listen reaches every member, present and future: a change may happen in any of them. */
   private async listen(res: ServerResponse, request: JsonRpcRequest): Promise<void> {
     await this.pick(request.id); // at least one member, or 503
@@ -306,7 +332,7 @@ export class ModernPool {
     }
   }
 
-  private async pick(id: JsonRpcId): Promise<Member> {
+  private async pick(id: JsonRpcId | null): Promise<Member> {
     const deadline = Date.now() + this.ctx.config.limits.startupTimeout;
     while (this.members.length === 0) {
       if (this.closed || Date.now() > deadline) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', id, undefined, { 'retry-after': '1' });

@@ -6,6 +6,7 @@ import { dispose, launch, withinStartup, type Launched } from '../session/launch
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
+import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
 
 const BERTH_CLIENT_INFO = { name: 'berth', version: '0.1.0' };
@@ -23,6 +24,8 @@ export class StatelessRuntime extends HostedRuntime {
   private closed = false;
   private readonly size: number;
   private readonly waiters: Array<() => void> = [];
+  /** The server refused initialize as a 2026-07-28 server: 2025 clients are bridged through the modern pool. */
+  private modernOnly = false;
 
   constructor(opts: RuntimeOptions) {
     super(opts);
@@ -46,12 +49,13 @@ export class StatelessRuntime extends HostedRuntime {
   }
 
   async start(): Promise<void> {
+    this.modernOnly = this.config.serverEra === '2026';
     this.fill();
     this.modern.start();
   }
 
   private fill(): void {
-    while (!this.closed && this.members.length + this.starting < this.size) {
+    while (!this.closed && !this.modernOnly && this.members.length + this.starting < this.size) {
       this.starting++;
       const p = this.startMember().then(
         (m) => {
@@ -67,8 +71,15 @@ export class StatelessRuntime extends HostedRuntime {
           });
           for (const w of this.waiters.splice(0)) w();
         },
-        (err: Error) => {
+        (err: Error & { modern?: boolean }) => {
           this.starting--;
+          if (err.modern) {
+            // A 2026-era server never takes initialize: asking again would only repeat the refusal.
+            if (!this.modernOnly) this.log.info('the server speaks 2026-07-28 only: 2025 clients are served through the bridge');
+            this.modernOnly = true;
+            for (const w of this.waiters.splice(0)) w();
+            return;
+          }
           this.log.error({ err: err.message }, 'stateless server failed to start');
           if (!this.closed) setTimeout(() => this.fill(), 1000).unref();
         },
@@ -90,7 +101,7 @@ export class StatelessRuntime extends HostedRuntime {
       const startupTimeout = this.config.limits.startupTimeout;
       if (server.kind === 'stdio') {
         const r = await withinStartup(server.sandbox, startupTimeout, server.relay.call('initialize', params), 'the server did not answer initialize');
-        if (r.error) throw new Error(`initialize failed: ${r.error.message}`);
+        if (r.error) throw Object.assign(new Error(`initialize failed: ${r.error.message}`), { modern: r.error.code === ModernErrorCode.UnsupportedProtocolVersion });
         server.relay.notify('notifications/initialized');
         return { server, initResult: r.result as Record<string, unknown>, inFlight: 0 };
       }
@@ -105,6 +116,7 @@ export class StatelessRuntime extends HostedRuntime {
   private async pick(): Promise<Member> {
     const deadline = Date.now() + this.config.limits.startupTimeout;
     while (this.members.length === 0) {
+      if (this.modernOnly) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', { 'retry-after': '0' });
       if (this.closed || Date.now() > deadline) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { 'retry-after': '1' });
       this.fill();
       await new Promise<void>((r) => {
@@ -118,6 +130,11 @@ export class StatelessRuntime extends HostedRuntime {
   protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
     if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
     const { messages, batch } = ctx.parsed;
+    // Until a server has started, its era is unknown: a 2026-only one refuses initialize and is bridged from then on.
+    if (!this.modernOnly && this.members.length === 0) await this.pick().catch((e: Error) => {
+      if (!this.modernOnly) throw e;
+    });
+    if (this.modernOnly) return this.modern.serveLegacyStateless(res, messages, batch);
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) {
       if (messages.length > 1) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
