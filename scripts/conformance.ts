@@ -640,9 +640,13 @@ async function startDirect2026(log: string): Promise<RunningTarget> {
   return { url: m[1]!, command: [`PORT=${port}`, ...command], stop: () => stopChild(child) };
 }
 
-async function startBerth2026(stateless: boolean, log: string): Promise<RunningTarget> {
+type Target2026 = Target | 'http';
+const TITLE_2026: Record<Target2026, string> = { ...TARGET_TITLE, http: 'berth http upstream' };
+
+async function startBerth2026(target: Exclude<Target2026, 'direct'>, log: string): Promise<RunningTarget> {
   const port = await freePort();
-  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...(stateless ? ['--stateless'] : []), '--', ...FIXTURE_2026, '--stdio'];
+  const mode = { stateful: [], stateless: ['--stateless'], http: ['--upstream', 'http'] }[target];
+  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...mode, '--', ...FIXTURE_2026, target === 'http' ? '--http' : '--stdio'];
   const child = startChild(command[0]!, command.slice(1), { log });
   const m = await waitForOutput(child, ['stdout'], /(https?:\/\/[^\s"'<>]+\/mcp)\b/, 60_000).catch(async (e) => {
     await stopChild(child);
@@ -687,19 +691,21 @@ async function main2026(opts: Options): Promise<number> {
   process.stdout.write(`\nconformance: suite ${SUITE_2026} --requirements 2026-07-28 (via npx, node@22), fixture test/fixtures/conformance-server-2026.ts\n`);
   const base = join(opts.out, '2026');
   mkdirSync(base, { recursive: true });
-  const results = new Map<string, Partial<Record<Target, CellResult>>>();
+  // Plus a fourth column: berth hosting the same fixture as an http upstream (it serves /mcp on $PORT itself).
+  const targets: Target2026[] = [...opts.targets, ...(opts.targets.includes('stateful') ? (['http'] as const) : [])];
+  const results = new Map<string, Partial<Record<Target2026, CellResult>>>();
   const notScored = new Set<string>();
   type TargetInfo = { url?: string; command?: string[]; error?: string; serverLog: string; suiteLog: string };
-  const info: Partial<Record<Target, TargetInfo>> = {};
-  for (const target of opts.targets) {
+  const info: Partial<Record<Target2026, TargetInfo>> = {};
+  for (const target of targets) {
     const dir = join(base, target);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
     const t: TargetInfo = (info[target] = { serverLog: relative(ROOT, join(dir, 'server.log')), suiteLog: relative(ROOT, join(dir, 'suite.log')) });
-    process.stdout.write(`\n== ${TARGET_TITLE[target]} (2026-07-28) ==\n`);
+    process.stdout.write(`\n== ${TITLE_2026[target]} (2026-07-28) ==\n`);
     let running: RunningTarget;
     try {
-      running = target === 'direct' ? await startDirect2026(join(dir, 'server.log')) : await startBerth2026(target === 'stateless', join(dir, 'server.log'));
+      running = target === 'direct' ? await startDirect2026(join(dir, 'server.log')) : await startBerth2026(target, join(dir, 'server.log'));
     } catch (e) {
       t.error = `could not start: ${(e as Error).message}`;
       process.stdout.write(`${t.error}\n`);
@@ -722,22 +728,22 @@ async function main2026(opts: Options): Promise<number> {
   }
 
   const scenarios = [...results.keys()].sort((a, b) => Number(notScored.has(a)) - Number(notScored.has(b)) || 0);
-  const header = ['scenario (2026-07-28)', ...opts.targets.map((t) => TARGET_TITLE[t])];
-  const rows = scenarios.map((s) => [notScored.has(s) ? `${s} (not scored)` : s, ...opts.targets.map((t) => cellText(results.get(s)![t] ?? notRun('error', 'no checks.json')))]);
+  const header = ['scenario (2026-07-28)', ...targets.map((t) => TITLE_2026[t])];
+  const rows = scenarios.map((s) => [notScored.has(s) ? `${s} (not scored)` : s, ...targets.map((t) => cellText(results.get(s)![t] ?? notRun('error', 'no checks.json')))]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ');
   process.stdout.write(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('-|-')}\n${rows.map(line).join('\n')}\n`);
 
   const scored = scenarios.filter((s) => !notScored.has(s));
   const failing: string[] = [];
-  for (const target of opts.targets) {
+  for (const target of targets) {
     const bad = scored.filter((s) => results.get(s)![target]?.outcome !== 'pass');
-    process.stdout.write(`${TARGET_TITLE[target]} (2026-07-28): ${scored.length - bad.length}/${scored.length} scored scenarios pass${info[target]?.error ? ` (${info[target]!.error})` : ''}\n`);
-    if (target !== 'direct') for (const s of bad) failing.push(`- ${s} [${TARGET_TITLE[target]}]: ${(results.get(s)![target]?.failures ?? []).map((f) => `${f.id}: ${f.errorMessage ?? ''}`).join('; ')}`);
-    if (target !== 'direct' && info[target]?.error) failing.push(`- ${TARGET_TITLE[target]}: ${info[target]!.error}`);
+    process.stdout.write(`${TITLE_2026[target]} (2026-07-28): ${scored.length - bad.length}/${scored.length} scored scenarios pass${info[target]?.error ? ` (${info[target]!.error})` : ''}\n`);
+    if (target !== 'direct') for (const s of bad) failing.push(`- ${s} [${TITLE_2026[target]}]: ${(results.get(s)![target]?.failures ?? []).map((f) => `${f.id}: ${f.errorMessage ?? ''}`).join('; ')}`);
+    if (target !== 'direct' && info[target]?.error) failing.push(`- ${TITLE_2026[target]}: ${info[target]!.error}`);
   }
   // The frozen list has 37 server scenarios; fewer judged means the suite did not run them all.
-  const tooFew = opts.targets.some((t) => t !== 'direct' && scored.filter((s) => results.get(s)![t]).length < 37);
+  const tooFew = targets.some((t) => t !== 'direct' && scored.filter((s) => results.get(s)![t]).length < 37);
   if (tooFew) failing.push('- fewer than the 37 required scenarios were judged (see suite.log)');
   if (failing.length) process.stdout.write(`\nNot passing through berth (2026-07-28):\n${failing.join('\n')}\n`);
   const summary = {

@@ -325,3 +325,34 @@ describe('a runtime session that timed out', { timeout: 60_000 }, () => {
     assert.match(berth.logs(), /"audit":"session.ended","kind":"runtime".*"reason":"idle"/);
   });
 });
+
+describe('a 2026-era server over http (--upstream http)', { timeout: 90_000 }, () => {
+  const HTTP_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/conformance-server-2026.ts', import.meta.url)), '--http'];
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--upstream', 'http'], HTTP_2026);
+  });
+  after(() => berth?.stop());
+
+  test('a pinned v2 client calls tools and completes an input_required round through the forwarded server', async () => {
+    const client = await pinnedClient(berth.url);
+    try {
+      assert.ok((await client.listTools()).tools.some((t) => t.name === 'test_input_required_result_elicitation'));
+      assert.equal(textOf(await client.callTool({ name: 'test_simple_text', arguments: {} })), 'This is a simple text response for testing.');
+      assert.equal(textOf(await client.callTool({ name: 'test_input_required_result_elicitation', arguments: {} })), 'Hello, ada!');
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('the server’s own refusals pass through (404 -32601); a runtime session is echoed', async () => {
+    const unknown = modern('no/such-method', {}, 'u-1');
+    assertError(await post(berth.url, unknown.message, unknown.headers), 404, -32601, 'u-1');
+    const id = randomBytes(16).toString('base64url');
+    const { message, headers } = modern('tools/list', {}, 'l-1');
+    const r = await post(berth.url, message, { ...headers, 'berth-runtime-session': id });
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('berth-runtime-session'), id);
+    assert.ok(r.body.result.tools.length > 0);
+  });
+});

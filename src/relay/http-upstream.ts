@@ -6,7 +6,8 @@ import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { SESSION_HEADER } from '../wire/streamable-http.js';
 
-const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id'];
+// mcp-method, mcp-name and mcp-param-* are the 2026-07-28 headers that mirror the body; a 2026 server checks them.
+const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id', 'mcp-method', 'mcp-name'];
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'mcp-protocol-version', 'content-length', 'allow', 'www-authenticate'];
 
 export interface ForwardResult {
@@ -58,12 +59,15 @@ export class HttpUpstream {
     sessionHeader: string | undefined,
     /** Sees the status and the upstream's session id as soon as headers arrive (an SSE body may last long). */
     onResponse?: (r: ForwardResult) => void,
+    /** Rewrites a JSON answer's result (berth's server/discover names the versions berth itself serves). */
+    transformResult?: (result: Record<string, unknown>) => Record<string, unknown>,
   ): Promise<ForwardResult> {
     const headers: Record<string, string> = {};
     for (const h of [...FORWARDED_REQUEST_HEADERS, ...this.forwardHeaders]) {
       const v = req.headers[h];
       if (typeof v === 'string') headers[h] = v;
     }
+    for (const [h, v] of Object.entries(req.headers)) if (h.startsWith('mcp-param-') && typeof v === 'string') headers[h] = v;
     if (this.upstreamSessionId) headers[SESSION_HEADER] = this.upstreamSessionId;
     const controller = new AbortController();
     const onClose = () => {
@@ -92,6 +96,19 @@ export class HttpUpstream {
     }
     if (sessionHeader) out[SESSION_HEADER] = sessionHeader;
     if (String(out['content-type'] ?? '').startsWith('text/event-stream')) out['x-accel-buffering'] = 'no';
+    else if (transformResult && String(out['content-type'] ?? '').startsWith('application/json')) {
+      let text = await r.body.text();
+      try {
+        const msg = JSON.parse(text) as { result?: Record<string, unknown> };
+        if (msg.result) text = JSON.stringify({ ...msg, result: transformResult(msg.result) });
+      } catch {
+        // not JSON after all: passed on as it came
+      }
+      this.bytesOut += Buffer.byteLength(text);
+      res.off('close', onClose);
+      res.writeHead(r.statusCode, { ...out, 'content-length': String(Buffer.byteLength(text)) }).end(text);
+      return { status: r.statusCode, upstreamSessionId };
+    }
     res.writeHead(r.statusCode, out);
     res.flushHeaders();
     // pipe() honours backpressure: a slow client slows the upstream read instead of growing a buffer.
@@ -107,6 +124,28 @@ export class HttpUpstream {
     });
     res.off('close', onClose);
     return { status: r.statusCode, upstreamSessionId };
+  }
+
+  /** berth's own 2026-07-28 request to the upstream (server/discover, to learn its era): the JSON-RPC answer. */
+  async modernCall(method: string, params: Record<string, unknown>, protocolVersion: string): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
+    const id = `berth:${method}`;
+    const r = await this.pool.request({
+      path: '/mcp',
+      method: 'POST',
+      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': protocolVersion, 'mcp-method': method },
+      body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
+    });
+    const text = await r.body.text();
+    const candidates = String(r.headers['content-type']).startsWith('text/event-stream') ? text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)) : [text];
+    for (const c of candidates) {
+      try {
+        const msg = JSON.parse(c) as { id?: unknown; result?: Record<string, unknown>; error?: { code: number; message: string } };
+        if (msg.id === id) return msg;
+      } catch {
+        // not JSON: a 2025 server's plain-text refusal, say
+      }
+    }
+    return { error: { code: r.statusCode, message: `HTTP ${r.statusCode}: ${text.slice(0, 200)}` } };
   }
 
   /** berth's own handshake with the upstream (stateless pools): returns the initialize result. */

@@ -17,7 +17,7 @@ import { checkOrigin, checkPostHeaders, parseMessages, readBody, wire2025, type 
 import { classifyBodiless, classifyEra, WireError, type RequestContext } from '../wire/era.js';
 import { wire2026 } from '../wire/streamable-http-2026.js';
 import { errorResponse } from '../wire/jsonrpc.js';
-import { ModernPool, modernLaunchContext, relayModern } from './modern.js';
+import { ModernPool, modernLaunchContext, serveOn } from './modern.js';
 import { RUNTIME_SESSION_HEADER, RuntimeSessions } from '../session/runtime-session.js';
 import type { JsonRpcRequest } from '../wire/jsonrpc.js';
 
@@ -130,7 +130,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     }
     if (this.draining) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', ctx.wire.id ?? null, undefined, { 'retry-after': '5' });
     const runtimeSession = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], ctx.wire.id ?? null);
-    if (runtimeSession === undefined) return this.modern.serve(res, ctx);
+    if (runtimeSession === undefined) return this.modern.serve(req, res, ctx);
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
     if (this.config.mode === 'stateless') {
       throw new WireError(400, ErrorCode.ServerError, 'Bad Request: this runtime is stateless; it keeps no runtime sessions (send no Berth-Runtime-Session)', request.id);
@@ -138,13 +138,13 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     const era = await this.modern.requireModern(ctx);
     const session = await this.runtimeSessions.get(runtimeSession, ctx.principal, request.id);
     const server = session.server;
-    if (server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: runtime sessions on http upstreams', request.id);
     if (era === 'legacy') {
+      if (server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', request.id);
       const caller = { rs: runtimeSession, principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } };
       return this.modern.bridge.serve(res, request, caller, async () => server);
     }
     const { jsonWindow, keepAlive } = this.config.streams;
-    await relayModern(server.relay, res, request, { jsonWindow, keepAlive, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } });
+    await serveOn(server, req, res, ctx, { jsonWindow, keepAlive, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } });
   }
 
   /** Stops the modern pool and ends every runtime session (shutdown). */

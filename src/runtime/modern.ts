@@ -3,14 +3,14 @@
 // (nothing is resumable in this revision), and closing that stream cancels the request at the server.
 // Without a runtime session, requests go to a warm pool of servers shared statelessly. A 2025-era server is
 // served through the bridge (src/bridge/legacy-server.ts).
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import type { StreamLog } from '../relay/stream-log.js';
 import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SUBSCRIPTION_ID, MODERN_VERSIONS, WireError } from '../wire/era.js';
-import { sendJson } from '../wire/http-error.js';
+import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
 import { ModernErrorCode, statusOfServerError, withAllVersions } from '../wire/streamable-http-2026.js';
@@ -22,6 +22,7 @@ import { principalKey } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
 type StdioServer = Launched & { kind: 'stdio' };
+type HttpServer = Launched & { kind: 'http' };
 
 /**
  * One modern request's response. It extends Exchange only so the relay can hold it: nothing of the 2025
@@ -143,21 +144,36 @@ export function relayModern(relay: StdioRelay, res: ServerResponse, request: Jso
   });
 }
 
+/**
+ * One modern request on one server: relayed over stdio, or forwarded as it came to an http upstream (its status,
+ * headers and stream pass through; the client closing its response aborts the upstream request, which cancels it).
+ */
+export async function serveOn(server: Launched, req: IncomingMessage, res: ServerResponse, ctx: PostContext, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
+  if (server.kind === 'stdio') return relayModern(server.relay, res, ctx.parsed.messages[0] as JsonRpcRequest, o);
+  for (const [k, v] of Object.entries(o.headers ?? {})) res.setHeader(k, v);
+  const transform = (ctx.parsed.messages[0] as JsonRpcRequest).method === 'server/discover' ? withAllVersions : undefined;
+  await (server as HttpServer).upstream.forward(req, res, ctx.body, undefined, undefined, transform);
+}
+
 /** Launch context for modern servers: the relay keys ids per server (berth makes them unique), never per stream. */
 export function modernLaunchContext(ctx: LaunchContext): LaunchContext {
   return { ...ctx, config: { ...ctx.config, mode: 'stateful' } };
 }
 
 interface Member {
-  server: StdioServer;
+  server: Launched;
   inFlight: number;
 }
 
 /** Answers whether a started server speaks 2026-07-28: a DiscoverResult naming it, or the modern -32022. */
-async function speaksModern(server: StdioServer, timeoutMs: number): Promise<boolean> {
+async function speaksModern(server: Launched, timeoutMs: number): Promise<boolean> {
   const envelope = { [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0], [META_CLIENT_CAPABILITIES]: {} };
   try {
-    const r = await withinStartup(server.sandbox, timeoutMs, server.relay.call('server/discover', { _meta: envelope }), 'the server did not answer server/discover');
+    const asking: Promise<{ result?: unknown; error?: { code: number } }> =
+      server.kind === 'stdio'
+        ? server.relay.call('server/discover', { _meta: envelope })
+        : server.upstream.modernCall('server/discover', { _meta: envelope }, MODERN_VERSIONS[0]);
+    const r = await withinStartup(server.sandbox, timeoutMs, asking, 'the server did not answer server/discover');
     const versions = (r.result as { supportedVersions?: unknown } | undefined)?.supportedVersions;
     if (Array.isArray(versions)) return versions.includes(MODERN_VERSIONS[0]);
     return r.error?.code === ModernErrorCode.UnsupportedProtocolVersion;
@@ -167,8 +183,8 @@ async function speaksModern(server: StdioServer, timeoutMs: number): Promise<boo
 }
 
 /** A server started for modern requests, once it is warm (disposed when it cannot get there). */
-async function startReady(ctx: LaunchContext): Promise<StdioServer> {
-  return (await launchReady(modernLaunchContext(ctx))) as StdioServer;
+async function startReady(ctx: LaunchContext): Promise<Launched> {
+  return launchReady(modernLaunchContext(ctx));
 }
 
 /** The servers that answer modern requests without a runtime session: shared, least busy first. */
@@ -233,31 +249,31 @@ export class ModernPool {
     return modern ? 'modern' : 'legacy';
   }
 
-  /** Refuses a modern request this runtime cannot serve (an http upstream); the server's era otherwise. */
+  /** The server's era, or a refusal when it cannot be served (not started; a 2025-era http server). */
   async requireModern(ctx: PostContext): Promise<'modern' | 'legacy'> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
-    if (this.ctx.config.upstream !== 'stdio') {
-      throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2026-07-28 requests to an http upstream are not served yet', request.id);
-    }
     const era = await this.serverEraOf().catch((e: Error) => {
       throw new WireError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, request.id);
     });
+    if (era === 'legacy' && this.ctx.config.upstream !== 'stdio') {
+      throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet (host it over stdio, or use a 2025 client)', request.id);
+    }
     return era;
   }
 
-  async serve(res: ServerResponse, ctx: PostContext): Promise<void> {
+  async serve(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
     if ((await this.requireModern(ctx)) === 'legacy') {
       // A retry finds its suspended call through its requestState, whichever member holds it.
       const caller = { rs: 'pool', principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
-      return this.bridge.serve(res, request, caller, async () => (await this.pick(request.id)).server);
+      return this.bridge.serve(res, request, caller, async () => (await this.pick(request.id)).server as StdioServer);
     }
-    if (request.method === 'subscriptions/listen') return this.listen(res, request);
+    // An http upstream holds its own listens; over stdio berth merges every member's.
+    if (request.method === 'subscriptions/listen' && this.ctx.config.upstream === 'stdio') return this.listen(res, request);
     const member = await this.pick(request.id);
     member.inFlight++;
     try {
-      const { jsonWindow, keepAlive } = this.ctx.config.streams;
-      await relayModern(member.server.relay, res, request, { jsonWindow, keepAlive });
+      await serveOn(member.server, req, res, ctx, this.ctx.config.streams);
     } finally {
       member.inFlight--;
     }
@@ -271,6 +287,9 @@ export class ModernPool {
     // Notifications (initialized, cancelled) and responses have nowhere to go without a session.
     if (!messages.some(isRequest)) return void res.writeHead(202).end();
     const member = await this.pick(null);
+    if (member.server.kind !== 'stdio') {
+      throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2025 clients of a stateless runtime whose http server speaks only 2026-07-28');
+    }
     const relay = member.server.relay;
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) return sendJson(res, 200, await bridgeInitialize(relay, init));
@@ -293,19 +312,19 @@ export class ModernPool {
     await this.pick(request.id); // at least one member, or 503
     const fan = new ListenFanout(res, request, { keepAlive: this.ctx.config.streams.keepAlive });
     this.listens.add(fan);
-    for (const m of this.members) fan.join(m.server.relay);
+    for (const m of this.members) if (m.server.kind === 'stdio') fan.join(m.server.relay);
     await fan.done;
     this.listens.delete(fan);
   }
 
-  private adopt(server: StdioServer): void {
+  private adopt(server: Launched): void {
     const m: Member = { server, inFlight: 0 };
     this.members.push(m);
-    for (const fan of this.listens) fan.join(server.relay);
+    if (server.kind === 'stdio') for (const fan of this.listens) fan.join(server.relay);
     void server.sandbox.exited.then(() => {
       const i = this.members.indexOf(m);
       if (i >= 0) this.members.splice(i, 1);
-      server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
+      if (server.kind === 'stdio') server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
       void dispose(server, 0);
       setTimeout(() => this.fill(), 100).unref();
     });
