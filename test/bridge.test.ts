@@ -149,7 +149,7 @@ describe('several requests in a round, several rounds (bridge A)', { timeout: 60
 describe('a client that never retries (bridge A)', { timeout: 60_000 }, () => {
   let berth: BerthProcess;
   before(async () => {
-    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1'], undefined, { BERTH_MRTR_PENDING_MS: '300' });
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--pending-input-timeout', '300ms']);
   });
   after(() => berth?.stop());
 

@@ -83,6 +83,8 @@ program
   .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
   .option('--retain-events <n>', 'SSE events kept per session for resuming dropped streams (and for a GET stream not yet open)', int, 1000)
   .option('--request-timeout <duration>', 'fail a call whose server sends no answer or progress for this long (0 = never)', duration, 600_000)
+  .option('--pending-input-timeout <duration>', "how long a bridged 2025 server's call waits for a 2026 client's retry with its answers", duration, 15 * 60_000)
+  .addOption(new Option('--server-era <era>', 'which MCP era the server speaks (auto asks it with server/discover)').choices(['auto', '2025', '2026']).default('auto'))
   .option('--json-window <duration>', 'a call answered within this long gets plain JSON, a longer one an SSE stream (0 = always SSE)', duration, 200)
   .option('--keep-alive <duration>', 'comment line on a silent SSE stream this often (0 = never)', duration, 15_000)
   .addOption(new Option('--auth <kind>', 'who may call: none (loopback only), api-key, jwt').choices(['none', 'api-key', 'jwt']).default('none'))
@@ -125,6 +127,7 @@ program
               command: argv,
               mode: o.stateless ? 'stateless' : 'stateful',
               upstream: o.upstream,
+              serverEra: o.serverEra,
               isolation: o.isolation,
               idleTimeout: o.idleTimeout,
               maxLifetime: o.maxLifetime,
@@ -133,7 +136,7 @@ program
               mounts: o.mount,
               auth: authFlags(o),
               streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
-              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, pendingInputTimeout: o.pendingInputTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },

@@ -47,6 +47,9 @@ export const LimitsSchema = z
     requestTimeout: duration(
       'A call whose server sends neither its answer nor progress for this long fails with a timeout error (and the server gets a cancellation); the clock stops while the server waits on the client. 0: never.',
     ).prefault('10m'),
+    pendingInputTimeout: duration(
+      "A 2025-era server's call bridged to a 2026-07-28 client waits this long for the client's retry carrying the answers to its input_required round; then the server's request fails and the call is cancelled.",
+    ).prefault('15m'),
     serverRequestTimeout: duration(
       'A server-to-client request (elicitation, sampling, roots) unanswered this long fails for the server and is cancelled for the client. 0: it waits as long as the session lives.',
     ).prefault(0),

@@ -124,8 +124,6 @@ export class ModernExchange extends Exchange {
 }
 
 let nextId = 0;
-/** How long a bridged call waits for the client's retry: 15 min (BERTH_MRTR_PENDING_MS shortens it for tests). */
-const PENDING_TIMEOUT = Number(process.env.BERTH_MRTR_PENDING_MS) || 15 * 60_000;
 
 /**
  * Relays one modern request to a server and resolves when its response has closed. The relay keys ids per
@@ -207,7 +205,7 @@ export class ModernPool {
     if (serverEra === '2025') this.era = Promise.resolve('legacy');
     if (serverEra === '2026') this.era = Promise.resolve('modern');
     const { jsonWindow, keepAlive } = ctx.config.streams;
-    this.bridge = new LegacyBridge({ runtime: ctx.runtimeName, jsonWindow, keepAlive, startupTimeout: ctx.config.limits.startupTimeout, gatherWindow: 25, pendingTimeout: PENDING_TIMEOUT });
+    this.bridge = new LegacyBridge({ runtime: ctx.runtimeName, jsonWindow, keepAlive, startupTimeout: ctx.config.limits.startupTimeout, gatherWindow: 25, pendingTimeout: ctx.config.limits.pendingInputTimeout });
   }
 
   /** Modern requests to a 2025-era server, with or without a runtime session. */
