@@ -259,7 +259,10 @@ describe('closing a modern response stream cancels the request', { timeout: 60_0
 describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => {
   let berth: BerthProcess;
   before(async () => {
-    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'ERA_KEYS'], SERVER_2026, { ERA_KEYS: 'key-one,key-two' });
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'ERA_KEYS', '--admin-token-env', 'ERA_ADMIN'], SERVER_2026, {
+      ERA_KEYS: 'key-one,key-two',
+      ERA_ADMIN: 'admin-token-for-tests',
+    });
   });
   after(() => berth?.stop());
 
@@ -291,6 +294,27 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
       assert.match(logs, /"audit":"session.ended","kind":"runtime".*"reason":"deleted"/);
     } finally {
       await Promise.all([alice.close(), bob.close(), pooled.close()]);
+    }
+  });
+
+  test('runtime sessions show in the admin API and /metrics, and the admin can end one', async () => {
+    const id = randomBytes(16).toString('base64url');
+    const client = await pinnedClient(berth.url, { authorization: 'Bearer key-one', 'berth-runtime-session': id });
+    try {
+      const sandbox = await call(client, 'whoami');
+      const admin = { authorization: 'Bearer admin-token-for-tests' };
+      const base = new URL(berth.url).origin;
+      const list = (await (await fetch(`${base}/admin/sessions`, { headers: admin })).json()) as { sessions: { id: string; kind: string; principal: { subject: string } }[] };
+      const mine = list.sessions.filter((s) => s.kind === 'runtime' && s.principal.subject === 'key-1');
+      assert.equal(mine.length, 1, JSON.stringify(list));
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      assert.match(metrics, /berth_runtime_sessions_live\{runtime="default"\} [1-9]/);
+      assert.equal((await fetch(`${base}/admin/sessions/${mine[0]!.id}`, { method: 'DELETE', headers: admin })).status, 204);
+      // Ended by the admin: the id now answers 404 naming why, rather than starting a fresh sandbox.
+      await assert.rejects(call(client, 'whoami'), /Runtime session ended \(admin/);
+      void sandbox;
+    } finally {
+      await client.close();
     }
   });
 

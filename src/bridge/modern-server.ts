@@ -99,6 +99,11 @@ export class ModernServerBridge {
     }
   }
 
+  /** Server requests (input_required rounds) waiting for the client's answer. */
+  get pending(): number {
+    return this.waiting.size;
+  }
+
   /** The session ended: calls waiting on the client fail. */
   close(): void {
     this.closed = true;

@@ -67,6 +67,15 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'berth_runtime_sessions_live',
+      help: 'Live runtime sessions (Berth-Runtime-Session, 2026-07-28 clients).',
+      labelNames: ['runtime'],
+      registers,
+      collect() {
+        for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.runtimeSessionList.length);
+      },
+    });
+    new Gauge({
       name: 'berth_warm_servers',
       help: 'Servers started and waiting for a session (stateful) or a request (stateless).',
       labelNames: ['runtime'],
@@ -77,11 +86,11 @@ export class Metrics {
     });
     new Gauge({
       name: 'berth_pending_server_requests',
-      help: 'Server-to-client requests waiting for the client (e.g. elicitations waiting for a person).',
+      help: 'Server-to-client requests waiting for the client (e.g. elicitations waiting for a person), bridged input_required rounds included.',
       labelNames: ['runtime'],
       registers,
       collect() {
-        for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.pendingServerRequests);
+        for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.pendingServerRequests + rt.pendingInputRounds);
       },
     });
     new Gauge({

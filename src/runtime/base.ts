@@ -112,6 +112,16 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   }
   abstract close(): Promise<void>;
   abstract get sessionCount(): number;
+
+  /** Runtime sessions (Berth-Runtime-Session) of 2026-07-28 clients, live. */
+  get runtimeSessionList(): Session[] {
+    return this.runtimeSessions.list();
+  }
+
+  /** Bridged calls of a 2025-era server suspended until a 2026 client retries with its answers (input_required). */
+  get pendingInputRounds(): number {
+    return this.modern.bridge.size;
+  }
   /** Servers started and ready, waiting for a session (stateful) or a request (stateless). */
   abstract get warmServers(): number;
   /** Server-to-client requests waiting for a client answer. */

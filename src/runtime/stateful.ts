@@ -37,7 +37,10 @@ export class StatefulRuntime extends HostedRuntime {
 
   get pendingServerRequests(): number {
     let n = 0;
-    for (const s of this.sessions.values()) if (s.server.kind === 'stdio') n += s.server.relay.pendingServerRequests;
+    for (const s of this.sessions.values()) {
+      if (s.server.kind === 'stdio') n += s.server.relay.pendingServerRequests;
+      n += s.bridge?.pending ?? 0; // bridge B: a 2026 server's input requests put to this 2025 client
+    }
     return n;
   }
 

@@ -39,6 +39,7 @@ export function describeSession(s: Session, now = Date.now()): Record<string, un
   const seconds = (ms: number) => Math.max(0, Math.round(ms / 1000));
   return {
     id: s.id,
+    kind: s.kind,
     runtime: s.runtimeName,
     state: s.state,
     principal: { kind: s.principal.kind, subject: s.principal.subject, issuer: s.principal.issuer },
@@ -70,13 +71,14 @@ async function describeWithMemory(sessions: Session[]): Promise<Record<string, u
   });
 }
 
+/** Protocol sessions (Mcp-Session-Id) and runtime sessions (Berth-Runtime-Session) alike. */
 function liveSessions(ctx: AdminContext): Session[] {
-  return [...ctx.runtimes.values()].flatMap((r) => (r instanceof StatefulRuntime ? [...r.sessions.values()] : []));
+  return [...ctx.runtimes.values()].flatMap((r) => [...(r instanceof StatefulRuntime ? r.sessions.values() : []), ...r.runtimeSessionList]);
 }
 
 function status(ctx: AdminContext): Record<string, unknown> {
   const runtimes = Object.fromEntries(
-    [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.auth.kind, sessions: r.sessionCount, warm: r.warmServers }]),
+    [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.auth.kind, sessions: r.sessionCount, runtimeSessions: r.runtimeSessionList.length, warm: r.warmServers }]),
   );
   return { status: ctx.draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000), runtimes };
 }
@@ -95,10 +97,8 @@ async function snapshot(ctx: AdminContext) {
 }
 
 function findSession(ctx: AdminContext, id: string): Session {
-  for (const rt of ctx.runtimes.values()) {
-    const s = rt instanceof StatefulRuntime ? rt.sessions.get(id) : undefined;
-    if (s) return s;
-  }
+  const s = liveSessions(ctx).find((x) => x.id === id);
+  if (s) return s;
   throw new HttpError(404, ErrorCode.ServerError, 'Not Found: no live session with that id');
 }
 

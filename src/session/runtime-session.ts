@@ -41,6 +41,11 @@ export class RuntimeSessions {
     return this.live.size;
   }
 
+  /** The live runtime sessions (for the admin API). */
+  list(): Session[] {
+    return [...this.sessions].filter((s) => s.live);
+  }
+
   /** The header's id, checked; undefined when the request names no runtime session. */
   static idOf(value: string | string[] | undefined, requestId: string | number | null): string | undefined {
     if (value === undefined) return undefined;
@@ -106,6 +111,7 @@ export class RuntimeSessions {
       setTimeout(() => this.pool.fill(), 250).unref(); // refill after this start, not competing with it
     }
     const session = new Session(server, this.ctx.runtimeName, this.ctx.config, principal);
+    session.kind = 'runtime';
     this.sessions.add(session);
     const audit = { runtimeSession: id.slice(0, 8), session: session.id.slice(0, 8), principal: principal.subject, issuer: principal.issuer, auth: principal.kind };
     this.log.info({ audit: 'session.created', kind: 'runtime', ...audit, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'runtime session created');

@@ -18,6 +18,8 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly createdAt = Date.now();
   lastActivity = Date.now();
   protocolVersion: string | undefined;
+  /** protocol: an Mcp-Session-Id session (2025 clients); runtime: a Berth-Runtime-Session (2026 clients). */
+  kind: 'protocol' | 'runtime' = 'protocol';
   /** Set when this 2025 session is served by a 2026-era server through bridge B. */
   bridge: ModernServerBridge | undefined;
   state: 'live' | 'ending' | 'ended' = 'live';
