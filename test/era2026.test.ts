@@ -298,15 +298,19 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
   });
 
   test('runtime sessions show in the admin API and /metrics, and the admin can end one', async () => {
+    const admin = { authorization: 'Bearer admin-token-for-tests' };
+    const base = new URL(berth.url).origin;
+    type Listed = { id: string; kind: string; principal: { subject: string } };
+    const listed = async () => ((await (await fetch(`${base}/admin/sessions`, { headers: admin })).json()) as { sessions: Listed[] }).sessions;
+    const before = new Set((await listed()).map((s) => s.id));
     const id = randomBytes(16).toString('base64url');
     const client = await pinnedClient(berth.url, { authorization: 'Bearer key-one', 'berth-runtime-session': id });
     try {
       const sandbox = await call(client, 'whoami');
-      const admin = { authorization: 'Bearer admin-token-for-tests' };
-      const base = new URL(berth.url).origin;
-      const list = (await (await fetch(`${base}/admin/sessions`, { headers: admin })).json()) as { sessions: { id: string; kind: string; principal: { subject: string } }[] };
-      const mine = list.sessions.filter((s) => s.kind === 'runtime' && s.principal.subject === 'key-1');
-      assert.equal(mine.length, 1, JSON.stringify(list));
+      const mine = (await listed()).filter((s) => !before.has(s.id));
+      assert.equal(mine.length, 1, JSON.stringify(mine));
+      assert.equal(mine[0]!.kind, 'runtime');
+      assert.equal(mine[0]!.principal.subject, 'key-1');
       const metrics = await (await fetch(`${base}/metrics`)).text();
       assert.match(metrics, /berth_runtime_sessions_live\{runtime="default"\} [1-9]/);
       assert.equal((await fetch(`${base}/admin/sessions/${mine[0]!.id}`, { method: 'DELETE', headers: admin })).status, 204);
