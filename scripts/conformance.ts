@@ -423,6 +423,11 @@ async function runScenario(url: string, scenario: string, targetDir: string, tim
   } catch (e) {
     return { ...notRun('error', `unreadable ${file}: ${(e as Error).message}`), ...base };
   }
+  return { ...judge(scenario, checks, file), ...base };
+}
+
+/** A scenario's cell from its checks: any FAILURE (or a harness failure) fails it. */
+function judge(scenario: string, checks: CheckSummary[], file: string): CellResult {
   const failures = [...checks.filter((c) => c.status === 'FAILURE').map(brief), ...harnessFailures(scenario, checks)];
   const warningChecks = checks.filter((c) => c.status === 'WARNING').map(brief);
   return {
@@ -433,7 +438,6 @@ async function runScenario(url: string, scenario: string, targetDir: string, tim
     failures,
     warningChecks,
     checksFile: relative(ROOT, file),
-    ...base,
   };
 }
 
@@ -667,20 +671,6 @@ function checksByScenario(dir: string): Map<string, string> {
   return out;
 }
 
-function judge(scenario: string, file: string): CellResult {
-  const checks = JSON.parse(readFileSync(file, 'utf8')) as CheckSummary[];
-  const failures = [...checks.filter((c) => c.status === 'FAILURE').map(brief), ...harnessFailures(scenario, checks)];
-  const warningChecks = checks.filter((c) => c.status === 'WARNING').map(brief);
-  return {
-    outcome: failures.length ? 'fail' : 'pass',
-    passed: checks.filter((c) => c.status === 'SUCCESS').length,
-    failed: failures.length,
-    warnings: warningChecks.length,
-    failures,
-    warningChecks,
-    checksFile: relative(ROOT, file),
-  };
-}
 
 /**
  * Runs `conformance server --requirements 2026-07-28` once per target and judges every scenario by its checks.json.
@@ -722,7 +712,12 @@ async function main2026(opts: Options): Promise<number> {
       await running.stop();
     }
     for (const [scenario, file] of checksByScenario(join(dir, 'checks'))) {
-      const cell = judge(scenario, file);
+      let cell: CellResult;
+      try {
+        cell = judge(scenario, JSON.parse(readFileSync(file, 'utf8')) as CheckSummary[], file);
+      } catch (e) {
+        cell = notRun('error', `unreadable ${file}: ${(e as Error).message}`);
+      }
       (results.get(scenario) ?? results.set(scenario, {}).get(scenario)!)[target] = cell;
     }
   }
