@@ -113,6 +113,22 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
     refused(await rawCall(berth.url, alice, 6, 'ask', { question: 'q' }, { inputResponses, requestState: state }), 6);
   });
 
+  test('parallel pooled calls each get a server of their own: every question reaches the call that asked it', async () => {
+    const auth = { authorization: 'Bearer key-two' };
+    const questions = ['first?', 'second?', 'third?'];
+    const firsts = await Promise.all(questions.map((q, i) => rawCall(berth.url, auth, 100 + i, 'ask', { question: q })));
+    const answers = await Promise.all(
+      firsts.map((first, i) => {
+        assert.equal(first.body.result?.resultType, 'input_required', JSON.stringify(first.body));
+        const [key, req] = Object.entries(first.body.result.inputRequests as Record<string, { params: { message: string } }>)[0]!;
+        assert.equal(req.params.message, questions[i], 'the question of this call, not of a call sharing its server');
+        const inputResponses = { [key]: { action: 'accept', content: { answer: `answer ${i}` } } };
+        return rawCall(berth.url, auth, 200 + i, 'ask', { question: questions[i] }, { inputResponses, requestState: first.body.result.requestState });
+      }),
+    );
+    answers.forEach((r, i) => assert.deepEqual(JSON.parse(r.body.result.content[0].text), { action: 'accept', content: { answer: `answer ${i}` } }));
+  });
+
   test('a client that did not declare sampling: the server is told -32601, nothing is asked', async () => {
     const r = await rawCall(berth.url, { authorization: 'Bearer key-one' }, 7, 'sample', { prompt: 'x' });
     assert.equal(r.body.id, 7);

@@ -34,6 +34,8 @@ export interface BridgeOptions {
   gatherWindow: number;
   /** How long a suspended call waits for the client's retry (also the requestState's lifetime). */
   pendingTimeout: number;
+  /** A bridged call ended (answered, cancelled or expired): its sandbox may be free again. */
+  onCallEnded?: () => void;
 }
 
 /** Who is asking and where: what a requestState is bound to. */
@@ -249,7 +251,14 @@ export class LegacyBridge {
   }
 
   forget(call: BridgeCall): void {
-    this.calls.delete(call.id);
+    if (this.calls.delete(call.id)) this.o.onCallEnded?.();
+  }
+
+  /** Bridged calls running or suspended on this server. */
+  callsOn(relay: StdioRelay): number {
+    let n = 0;
+    for (const c of this.calls.values()) if (c.relay === relay) n++;
+    return n;
   }
 
   mint(call: BridgeCall, k: Record<string, JsonRpcId>): string {

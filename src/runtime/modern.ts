@@ -194,6 +194,8 @@ export class ModernPool {
   private readonly launches = new Set<Promise<unknown>>();
   private readonly waiters: Array<() => void> = [];
   private readonly listens = new Set<ListenFanout>();
+  /** The server is known to be 2025-era: its calls are bridged, one server each. */
+  private legacy = false;
   private era: Promise<'modern' | 'legacy'> | undefined;
 
   constructor(
@@ -205,7 +207,15 @@ export class ModernPool {
     if (serverEra === '2025') this.era = Promise.resolve('legacy');
     if (serverEra === '2026') this.era = Promise.resolve('modern');
     const { jsonWindow, keepAlive } = ctx.config.streams;
-    this.bridge = new LegacyBridge({ runtime: ctx.runtimeName, jsonWindow, keepAlive, startupTimeout: ctx.config.limits.startupTimeout, gatherWindow: 25, pendingTimeout: ctx.config.limits.pendingInputTimeout });
+    this.bridge = new LegacyBridge({
+      runtime: ctx.runtimeName,
+      jsonWindow,
+      keepAlive,
+      startupTimeout: ctx.config.limits.startupTimeout,
+      gatherWindow: 25,
+      pendingTimeout: ctx.config.limits.pendingInputTimeout,
+      onCallEnded: () => setImmediate(() => this.trim()),
+    });
   }
 
   /** Modern requests to a 2025-era server, with or without a runtime session. */
@@ -230,6 +240,7 @@ export class ModernPool {
         if (this.era === probing) this.era = undefined;
       });
     }
+    void this.era.then((e) => (this.legacy = e === 'legacy'), () => undefined);
     return this.era;
   }
 
@@ -264,7 +275,17 @@ export class ModernPool {
     if ((await this.requireModern(ctx)) === 'legacy') {
       // A retry finds its suspended call through its requestState, whichever member holds it.
       const caller = { rs: 'pool', principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
-      return this.bridge.serve(res, request, caller, async () => (await this.pick(request.id)).server as StdioServer);
+      // Over stdio a 2025 server's request names no call, so each bridged call gets a server of its own; the
+      // reservation holds it until the call is registered (and counted) by the bridge.
+      let reserved: Member | undefined;
+      try {
+        return await this.bridge.serve(res, request, caller, async () => {
+          reserved = await this.pick(request.id, true);
+          return reserved.server as StdioServer;
+        });
+      } finally {
+        if (reserved) reserved.inFlight--;
+      }
     }
     // An http upstream holds its own listens; over stdio berth merges every member's.
     if (request.method === 'subscriptions/listen' && this.ctx.config.upstream === 'stdio') return this.listen(res, request);
@@ -329,8 +350,32 @@ export class ModernPool {
     for (const w of this.waiters.splice(0)) w();
   }
 
+  /** Calls on a member: relayed ones in flight, and bridged ones running or suspended waiting for a retry. */
+  private load(m: Member): number {
+    return m.inFlight + (m.server.kind === 'stdio' ? this.bridge.callsOn(m.server.relay) : 0);
+  }
+
+  /**
+   * How many members to keep: the warm pool, plus one per member busy with bridged calls (each needs a server of
+   * its own), within the runtime's maxSessions.
+   */
+  private get target(): number {
+    const bridged = this.legacy ? this.members.filter((m) => this.load(m) > 0).length : 0;
+    return Math.min(Math.max(this.size, bridged + this.size), Math.max(this.size, this.ctx.config.limits.maxSessions));
+  }
+
+  /** Members beyond the warm pool that no call uses any more are stopped. */
+  private trim(): void {
+    for (const m of [...this.members]) {
+      if (this.members.length <= this.target || this.closed) return;
+      if (this.load(m) > 0) continue;
+      this.members.splice(this.members.indexOf(m), 1);
+      void dispose(m.server, this.ctx.config.limits.stopGrace);
+    }
+  }
+
   private fill(): void {
-    while (!this.closed && this.members.length + this.starting < this.size) {
+    while (!this.closed && this.members.length + this.starting < this.target) {
       this.starting++;
       const p = startReady(this.ctx).then(
         (l) => {
@@ -349,9 +394,15 @@ export class ModernPool {
     }
   }
 
-  private async pick(id: JsonRpcId | null): Promise<Member> {
+  /**
+   * The least busy member. `exclusive` waits (within startupTimeout) for an idle one while the pool may grow, and
+   * reserves it at once (inFlight + 1, the caller releases it), so concurrent picks never share it.
+   */
+  private async pick(id: JsonRpcId | null, exclusive = false): Promise<Member> {
     const deadline = Date.now() + this.ctx.config.limits.startupTimeout;
-    while (this.members.length === 0) {
+    const idle = () => this.members.some((m) => this.load(m) === 0);
+    const canGrow = () => this.members.length + this.starting < Math.max(this.size, this.ctx.config.limits.maxSessions);
+    while (this.members.length === 0 || (exclusive && !idle() && canGrow() && Date.now() < deadline)) {
       if (this.closed || Date.now() > deadline) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', id, undefined, { 'retry-after': '1' });
       this.fill();
       await new Promise<void>((r) => {
@@ -359,7 +410,9 @@ export class ModernPool {
         setTimeout(r, 200).unref();
       });
     }
-    return this.members.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+    const m = this.members.reduce((a, b) => (this.load(b) < this.load(a) ? b : a));
+    if (exclusive) m.inFlight++;
+    return m;
   }
 
   async close(): Promise<void> {
