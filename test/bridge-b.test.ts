@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import { ElicitRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { connect, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 const SERVER_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url))];
@@ -68,6 +68,21 @@ describe('a 2025 client served by a 2026-era server (bridge B)', { timeout: 90_0
     const r = await c.callTool({ name: 'greet', arguments: { greeting: 'Hi' } });
     assert.match(textOf(r), /^Hi, bo!/);
     assert.equal(n, 3);
+    await c.close();
+  });
+
+  test('list changes reach the client: berth listens at the server for it (GET stream, tools/list_changed)', async () => {
+    const { client: c } = await client({});
+    assert.equal(c.getServerCapabilities()?.tools?.listChanged, true);
+    let changed = 0;
+    c.setNotificationHandler(ToolListChangedNotificationSchema, async () => void changed++);
+    // The SDK client opens its GET stream after initialize; give it a moment before the change.
+    await new Promise((r) => setTimeout(r, 300));
+    await c.callTool({ name: 'add_tool', arguments: {} });
+    const deadline = Date.now() + 5000;
+    while (changed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(changed, 1);
+    assert.ok((await c.listTools()).tools.some((t) => t.name.startsWith('added_')), 'the same sandbox now lists the new tool');
     await c.close();
   });
 

@@ -130,3 +130,31 @@ describe('a stateless runtime hosting a 2026-only server, for 2025 clients', { t
     assert.equal(failures.length, 0, failures.join('\n'));
   });
 });
+
+describe('subscriptions/listen on a 2025-era server (bridge A)', { timeout: 90_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '2']); // the probe server, 2025-era
+  });
+  after(() => berth?.stop());
+
+  test('berth acknowledges what the server can announce and forwards its list_changed from any pooled server', async () => {
+    const ac = new AbortController();
+    const listen = await request(berth.url, 'subscriptions/listen', { notifications: { toolsListChanged: true, promptsListChanged: true, resourceSubscriptions: ['x://y'] } }, 'l-2025', ac.signal);
+    assert.equal(listen.status, 200);
+    const it = messages(listen);
+    const ack = (await it.next()).value;
+    assert.equal(ack.method, 'notifications/subscriptions/acknowledged');
+    assert.equal(ack.params._meta[SUB], 'l-2025');
+    // The probe declares tools (listChanged) only: no prompts, no resource subscriptions.
+    assert.deepEqual(ack.params.notifications, { toolsListChanged: true });
+    const calls = await Promise.all([0, 1, 2].map(async (i) => resultOf(await request(berth.url, 'tools/call', { name: 'notify_list_changed', arguments: {} }, `n-${i}`))));
+    calls.forEach((r) => assert.equal(textOf(r), 'sent'));
+    for (let i = 0; i < 3; i++) {
+      const m = (await it.next()).value;
+      assert.equal(m.method, 'notifications/tools/list_changed');
+      assert.equal(m.params._meta[SUB], 'l-2025');
+    }
+    ac.abort();
+  });
+});

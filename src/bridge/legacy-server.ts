@@ -36,6 +36,8 @@ export interface BridgeOptions {
   pendingTimeout: number;
   /** A bridged call ended (answered, cancelled or expired): its sandbox may be free again. */
   onCallEnded?: () => void;
+  /** berth has initialized this server: from now on it may announce changes (to listens). */
+  onServerInitialized?: (relay: StdioRelay) => void;
 }
 
 /** Who is asking and where: what a requestState is bound to. */
@@ -277,13 +279,14 @@ export class LegacyBridge {
   }
 
   /** berth is the server's client: it initializes it once, declaring what 2026 clients may answer. */
-  private initialized(server: StdioServer, id: JsonRpcId): Promise<Record<string, unknown>> {
+  initialized(server: StdioServer, id: JsonRpcId | null): Promise<Record<string, unknown>> {
     let p = this.inits.get(server.relay);
     if (!p) {
       const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} }, clientInfo: BERTH_CLIENT };
       p = withinStartup(server.sandbox, this.o.startupTimeout, server.relay.call('initialize', params), 'the server did not answer initialize').then((r) => {
         if (r.error) throw new Error(`initialize failed: ${r.error.message}`);
         server.relay.notify('notifications/initialized');
+        this.o.onServerInitialized?.(server.relay);
         return r.result as Record<string, unknown>;
       });
       this.inits.set(server.relay, p);

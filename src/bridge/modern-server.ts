@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, MODERN_VERSIONS } from '../wire/era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, MODERN_VERSIONS } from '../wire/era.js';
 import { ErrorCode, errorResponse, idKey, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
 
@@ -17,6 +17,7 @@ const MAX_ROUNDS = 10;
 const STATE_ONLY_DELAY_MS = 250;
 
 type Params = Record<string, unknown>;
+const isObj = (v: unknown): v is Params => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Answers the 2025 initialize from the server's server/discover; an error response when it is not 2026-era. */
 export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest): Promise<JsonRpcResponse> {
@@ -28,15 +29,44 @@ export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest):
   }
   const asked = init.params?.protocolVersion;
   const version = (SUPPORTED_PROTOCOL_VERSIONS as readonly unknown[]).includes(asked) ? (asked as string) : LATEST_PROTOCOL_VERSION;
-  // No subscriptions/listen is opened for these clients yet, so change notifications would never come.
+  // berth listens for list changes on the client's behalf (ModernServerBridge.listen); resources/subscribe has no
+  // 2025 counterpart here yet, so `subscribe` is not offered.
   const capabilities: Params = {};
   for (const [k, v] of Object.entries(d.capabilities ?? {})) {
-    capabilities[k] = v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([f]) => f !== 'listChanged' && f !== 'subscribe')) : v;
+    capabilities[k] = v && typeof v === 'object' ? Object.fromEntries(Object.entries(v).filter(([f]) => f !== 'subscribe')) : v;
   }
   const serverInfo = d._meta?.[META_SERVER_INFO] ?? { name: 'berth-bridged-server', version: '0' };
   const result: Params = { protocolVersion: version, capabilities, serverInfo };
   if (typeof d.instructions === 'string') result.instructions = d.instructions;
   return { jsonrpc: '2.0', id: init.id, result };
+}
+
+/** The session's own subscriptions/listen at the server: its change notifications go to the client's GET stream. */
+class ListenSink extends Exchange {
+  ended = false;
+  constructor(
+    res: ServerResponse,
+    private readonly relay: StdioRelay,
+  ) {
+    super(res, { batch: false, streams: relay.streams, priming: false, jsonWindow: 0 });
+  }
+  override get reachable(): boolean {
+    return !this.ended;
+  }
+  override get live(): boolean {
+    return !this.ended;
+  }
+  override expect(): void {}
+  override deliver(message: JsonRpcMessage): boolean {
+    if (!isNotification(message) || message.method === 'notifications/subscriptions/acknowledged') return true;
+    const { [META_SUBSCRIPTION_ID]: _, ...meta } = ((message.params as Params | undefined)?._meta ?? {}) as Params;
+    this.relay.announce({ ...message, params: { ...message.params, ...(Object.keys(meta).length ? { _meta: meta } : { _meta: undefined }) } });
+    return true;
+  }
+  override respond(): boolean {
+    this.ended = true;
+    return true;
+  }
 }
 
 /** Sees one round's response (and its progress) on behalf of the client's exchange. */
@@ -77,6 +107,8 @@ export class ModernServerBridge {
   private readonly calls = new Map<string, Call>();
   private readonly waiting = new Map<string, (m: JsonRpcResponse) => void>();
   private closed = false;
+  private sink: ListenSink | undefined;
+  private listenId = '';
 
   constructor(
     private readonly relay: StdioRelay,
@@ -104,9 +136,29 @@ export class ModernServerBridge {
     return this.waiting.size;
   }
 
+  /**
+   * Listens at the server for the list changes it can announce (per its discover capabilities), on behalf of this
+   * 2025 client, whose GET stream then carries them as ordinary list_changed notifications.
+   */
+  listen(capabilities: Params, res: ServerResponse): void {
+    const has = (k: string) => isObj(capabilities[k]) && (capabilities[k] as Params).listChanged === true;
+    const notifications: Params = {};
+    if (has('tools')) notifications.toolsListChanged = true;
+    if (has('prompts')) notifications.promptsListChanged = true;
+    if (has('resources')) notifications.resourcesListChanged = true;
+    if (Object.keys(notifications).length === 0) return;
+    const meta: Params = { [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0], [META_CLIENT_CAPABILITIES]: this.client.capabilities ?? {}, [META_CLIENT_INFO]: this.client.clientInfo };
+    this.listenId = `berth-bl:${++this.next}`;
+    this.sink = new ListenSink(res, this.relay);
+    this.relay.fromClient([{ jsonrpc: '2.0', id: this.listenId, method: 'subscriptions/listen', params: { notifications, _meta: meta } }], this.sink);
+  }
+
   /** The session ended: calls waiting on the client fail. */
   close(): void {
     this.closed = true;
+    if (this.sink && !this.sink.ended) {
+      this.relay.fromClient([{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: this.listenId, reason: 'the session ended' } }], this.sink);
+    }
     for (const resolve of [...this.waiting.values()]) resolve(errorResponse(null, ErrorCode.SessionEnded, 'Session ended'));
   }
 

@@ -64,6 +64,8 @@ export interface RelayEvents {
 export class StdioRelay extends EventEmitter<RelayEvents> {
   private nextId = 1;
   private readonly inflight = new Map<number, InFlight>();
+  /** How many of `inflight` are subscriptions/listen. */
+  private listens = 0;
   private readonly byClientId = new Map<string, number>();
   /** Internal progress token -> where its notifications go, and the client's own token. */
   private readonly progress = new Map<number, { exchange: Exchange; token: string | number }>();
@@ -71,6 +73,8 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   private readonly internal = new Map<string, (r: JsonRpcResponse) => void>();
   /** This session's SSE streams and the events kept for replay. */
   readonly streams: StreamLog;
+  /** Sees a server notification that belongs to no call before the GET stream does; true consumes it. */
+  onUnrouted: ((m: JsonRpcMessage & { method: string; params?: Record<string, unknown> }) => boolean) | undefined;
   /** The standalone (GET) stream: one logical stream for the session's life, carried by whichever GET is open. */
   private standalone: SseStream | undefined;
   private closed: { code: number; message: string } | undefined;
@@ -86,8 +90,9 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     channel.on('message', (m) => this.fromServer(m));
   }
 
+  /** Calls in flight; a listen is not one (it stays open as long as the client wants, and must not keep a session from idling). */
   get inFlightCount(): number {
-    return this.inflight.size;
+    return this.inflight.size - this.listens;
   }
 
   get pendingServerRequests(): number {
@@ -146,7 +151,8 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     this.byClientId.set(clientKey, internalId);
     // A listen stays open for as long as the client wants its notifications: it has no answer to time out.
     if (m.method !== 'subscriptions/listen') this.armTimeout(internalId);
-    if (this.inflight.size === 1) this.emit('busy', true);
+    if (m.method === 'subscriptions/listen') this.listens++;
+    else if (this.inFlightCount === 1) this.emit('busy', true);
     let sent: boolean;
     try {
       sent = this.channel.send(forwarded);
@@ -188,6 +194,11 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       return;
     }
     this.channel.send(m);
+  }
+
+  /** A server notification that belongs to no call, put on the session's GET stream (kept until read). */
+  announce(m: JsonRpcMessage): void {
+    this.route(m, 'get');
   }
 
   /** A GET without Last-Event-ID: carries the standalone stream, starting with what no connection carried yet. */
@@ -292,10 +303,11 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
         clearTimeout(pending.timer);
         target = pending.target;
       }
-    } else if (m.method === 'notifications/message' && this.inflight.size === 1) {
-      const only = this.inflight.values().next().value!;
+    } else if (m.method === 'notifications/message' && this.inFlightCount === 1) {
+      const only = [...this.inflight.values()].find((f) => f.method !== 'subscriptions/listen')!;
       if (only.exchange.live) target = only.exchange;
     }
+    if (!target && this.onUnrouted?.(m)) return;
     if (this.opts.stateless) {
       if (target) this.route(m, target);
       else this.emit('log', 'debug', 'stateless runtime: no client stream for a server notification', { method: m.method });
@@ -356,7 +368,8 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     if (!f.exchange.respond(`c:${idKey(f.clientId)}`, response)) {
       this.emit('log', 'warn', 'response not delivered: the client closed its stream before the result', { id: f.clientId, method: f.method });
     }
-    if (this.inflight.size === 0) this.emit('busy', false);
+    if (f.method === 'subscriptions/listen') this.listens--;
+    else if (this.inFlightCount === 0) this.emit('busy', false);
   }
 
   /** Ends the relay: every in-flight client request and internal call fails with this error. */

@@ -18,6 +18,7 @@ import type { PostContext } from './base.js';
 import { LegacyBridge } from '../bridge/legacy-server.js';
 import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
 import { ListenFanout } from './listen.js';
+import { LegacyListens } from '../bridge/legacy-listen.js';
 import { principalKey } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
@@ -215,11 +216,15 @@ export class ModernPool {
       gatherWindow: 25,
       pendingTimeout: ctx.config.limits.pendingInputTimeout,
       onCallEnded: () => setImmediate(() => this.trim()),
+      onServerInitialized: (relay) => this.legacyListens.add(relay),
     });
+    this.legacyListens = new LegacyListens({ keepAlive });
   }
 
   /** Modern requests to a 2025-era server, with or without a runtime session. */
   readonly bridge: LegacyBridge;
+  /** Listens of 2026 clients on 2025-era servers, answered by berth from the servers' announcements. */
+  private readonly legacyListens: LegacyListens;
 
   get busy(): boolean {
     return this.members.some((m) => m.inFlight > 0) || this.bridge.size > 0;
@@ -273,6 +278,7 @@ export class ModernPool {
   async serve(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
     if ((await this.requireModern(ctx)) === 'legacy') {
+      if (request.method === 'subscriptions/listen') return this.listenLegacy(res, request);
       // A retry finds its suspended call through its requestState, whichever member holds it.
       const caller = { rs: 'pool', principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
       // Over stdio a 2025 server's request names no call, so each bridged call gets a server of its own; the
@@ -326,6 +332,14 @@ export class ModernPool {
     }
   }
 
+  /** A listen on 2025-era servers: every pooled server is initialized (so it announces changes), berth acknowledges. */
+  private async listenLegacy(res: ServerResponse, request: JsonRpcRequest): Promise<void> {
+    const first = await this.pick(request.id);
+    const init = await this.bridge.initialized(first.server as StdioServer, request.id);
+    for (const m of this.members) if (m.server.kind === 'stdio') void this.bridge.initialized(m.server, request.id).catch(() => undefined);
+    await this.legacyListens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
+  }
+
   /** A listen reaches every member, present and future: a change may happen in any of them. */
   private async listen(res: ServerResponse, request: JsonRpcRequest): Promise<void> {
     await this.pick(request.id); // at least one member, or 503
@@ -340,10 +354,15 @@ export class ModernPool {
     const m: Member = { server, inFlight: 0 };
     this.members.push(m);
     if (server.kind === 'stdio') for (const fan of this.listens) fan.join(server.relay);
+    // A 2025 server announces changes only once initialized: a new one is, while 2026 clients listen.
+    if (server.kind === 'stdio' && this.legacy && this.legacyListens.size > 0) void this.bridge.initialized(server, null).catch(() => undefined);
     void server.sandbox.exited.then(() => {
       const i = this.members.indexOf(m);
       if (i >= 0) this.members.splice(i, 1);
-      if (server.kind === 'stdio') server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
+      if (server.kind === 'stdio') {
+        server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
+        this.legacyListens.remove(server.relay);
+      }
       void dispose(server, 0);
       setTimeout(() => this.fill(), 100).unref();
     });
@@ -418,6 +437,7 @@ export class ModernPool {
   async close(): Promise<void> {
     this.closed = true;
     for (const fan of this.listens) fan.close('the runtime is shutting down');
+    this.legacyListens.close();
     await this.era?.catch(() => undefined);
     await Promise.allSettled([...this.launches]);
     await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.ctx.config.limits.stopGrace)));

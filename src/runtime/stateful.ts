@@ -197,6 +197,7 @@ export class StatefulRuntime extends HostedRuntime {
         track: () => session.beginRequest(),
       });
       session.once('ended', () => session.bridge?.close());
+      session.bridge.listen(((r.result as { capabilities?: Record<string, unknown> }).capabilities ?? {}), res);
       return r;
     };
     if (this.config.serverEra === '2026') {
