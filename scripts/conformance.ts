@@ -644,13 +644,23 @@ async function startDirect2026(log: string): Promise<RunningTarget> {
   return { url: m[1]!, command: [`PORT=${port}`, ...command], stop: () => stopChild(child) };
 }
 
-type Target2026 = Target | 'http';
-const TITLE_2026: Record<Target2026, string> = { ...TARGET_TITLE, http: 'berth http upstream' };
+type Target2026 = Target | 'http' | 'bridge';
+const TITLE_2026: Record<Target2026, string> = { ...TARGET_TITLE, http: 'berth http upstream', bridge: 'berth bridge A' };
+
+/**
+ * The bridge A column serves the suite a 2025-era server (the 2025 fixture, whose MRTR tools ask the 2025 way) through
+ * berth. What it cannot pass, and why; any other failure counts.
+ */
+const BRIDGE_A_DEVIATIONS: Record<string, string> = {
+  'input-required-result-basic-elicitation':
+    'the scenario checks for the input key "user_name", a name a 2026 server chooses; a 2025 server asks without naming its question, so berth names the inputs r1, r2, ...',
+};
 
 async function startBerth2026(target: Exclude<Target2026, 'direct'>, log: string): Promise<RunningTarget> {
   const port = await freePort();
-  const mode = { stateful: [], stateless: ['--stateless'], http: ['--upstream', 'http'] }[target];
-  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...mode, '--', ...FIXTURE_2026, target === 'http' ? '--http' : '--stdio'];
+  const mode = { stateful: [], stateless: ['--stateless'], http: ['--upstream', 'http'], bridge: [] }[target];
+  const server = target === 'bridge' ? [...FIXTURE, '--stdio'] : [...FIXTURE_2026, target === 'http' ? '--http' : '--stdio'];
+  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...mode, '--', ...server];
   const child = startChild(command[0]!, command.slice(1), { log });
   const m = await waitForOutput(child, ['stdout'], /(https?:\/\/[^\s"'<>]+\/mcp)\b/, 60_000).catch(async (e) => {
     await stopChild(child);
@@ -681,8 +691,9 @@ async function main2026(opts: Options): Promise<number> {
   process.stdout.write(`\nconformance: suite ${SUITE_2026} --requirements 2026-07-28 (via npx, node@22), fixture test/fixtures/conformance-server-2026.ts\n`);
   const base = join(opts.out, '2026');
   mkdirSync(base, { recursive: true });
-  // Plus a fourth column: berth hosting the same fixture as an http upstream (it serves /mcp on $PORT itself).
-  const targets: Target2026[] = [...opts.targets, ...(opts.targets.includes('stateful') ? (['http'] as const) : [])];
+  // Plus berth hosting the same fixture as an http upstream (it serves /mcp on $PORT itself), and berth bridging a
+  // 2025-era server (the 2025 fixture) to the suite's 2026 client.
+  const targets: Target2026[] = [...opts.targets, ...(opts.targets.includes('stateful') ? (['http', 'bridge'] as const) : [])];
   const results = new Map<string, Partial<Record<Target2026, CellResult>>>();
   const notScored = new Set<string>();
   type TargetInfo = { url?: string; command?: string[]; error?: string; serverLog: string; suiteLog: string };
@@ -732,8 +743,15 @@ async function main2026(opts: Options): Promise<number> {
   const scored = scenarios.filter((s) => !notScored.has(s));
   const failing: string[] = [];
   for (const target of targets) {
-    const bad = scored.filter((s) => results.get(s)![target]?.outcome !== 'pass');
-    process.stdout.write(`${TITLE_2026[target]} (2026-07-28): ${scored.length - bad.length}/${scored.length} scored scenarios pass${info[target]?.error ? ` (${info[target]!.error})` : ''}\n`);
+    const bad = scored.filter((s) => results.get(s)![target]?.outcome !== 'pass' && !(target === 'bridge' && BRIDGE_A_DEVIATIONS[s]));
+    if (target === 'bridge') {
+      for (const [s, why] of Object.entries(BRIDGE_A_DEVIATIONS)) {
+        const passed = results.get(s)?.[target]?.outcome === 'pass';
+        process.stdout.write(`  known deviation, ${s}: ${passed ? 'passes now' : why}\n`);
+      }
+    }
+    const excused = target === 'bridge' ? scored.filter((s) => BRIDGE_A_DEVIATIONS[s] && results.get(s)![target]?.outcome !== 'pass').length : 0;
+    process.stdout.write(`${TITLE_2026[target]} (2026-07-28): ${scored.length - bad.length - excused}/${scored.length} scored scenarios pass${excused ? ` (${excused} known deviation)` : ''}${info[target]?.error ? ` (${info[target]!.error})` : ''}\n`);
     if (target !== 'direct') for (const s of bad) failing.push(`- ${s} [${TITLE_2026[target]}]: ${(results.get(s)![target]?.failures ?? []).map((f) => `${f.id}: ${f.errorMessage ?? ''}`).join('; ')}`);
     if (target !== 'direct' && info[target]?.error) failing.push(`- ${TITLE_2026[target]}: ${info[target]!.error}`);
   }
