@@ -18,6 +18,7 @@ import type { PostContext } from './base.js';
 import { LegacyBridge } from '../bridge/legacy-server.js';
 import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
 import { ListenFanout } from './listen.js';
+import { SharedPool, type PoolMember } from '../session/shared-pool.js';
 import { LegacyListens } from '../bridge/legacy-listen.js';
 import { principalKey } from '../security/auth.js';
 
@@ -159,10 +160,7 @@ export function modernLaunchContext(ctx: LaunchContext): LaunchContext {
   return { ...ctx, config: { ...ctx.config, mode: 'stateful' } };
 }
 
-interface Member {
-  server: Launched;
-  inFlight: number;
-}
+type Member = PoolMember<undefined>;
 
 /** Answers whether a started server speaks 2026-07-28: a DiscoverResult naming it, or the modern -32022. */
 async function speaksModern(server: Launched, timeoutMs: number): Promise<boolean> {
@@ -188,12 +186,8 @@ async function startReady(ctx: LaunchContext): Promise<Launched> {
 
 /** The servers that answer modern requests without a runtime session: shared, least busy first. */
 export class ModernPool {
-  private readonly members: Member[] = [];
-  private starting = 0;
+  private readonly pool: SharedPool<undefined>;
   private closed = false;
-  private readonly size: number;
-  private readonly launches = new Set<Promise<unknown>>();
-  private readonly waiters: Array<() => void> = [];
   private readonly listens = new Set<ListenFanout>();
   /** The server is known to be 2025-era: its calls are bridged, one server each. */
   private legacy = false;
@@ -204,7 +198,28 @@ export class ModernPool {
     private readonly serverEra: ServerEra,
     private readonly log: Logger,
   ) {
-    this.size = Math.max(1, ctx.config.warmPool);
+    this.pool = new SharedPool<undefined>({
+      size: Math.max(1, ctx.config.warmPool),
+      max: ctx.config.limits.maxSessions,
+      startupTimeout: ctx.config.limits.startupTimeout,
+      stopGrace: ctx.config.limits.stopGrace,
+      log,
+      start: async () => ({ server: await startReady(ctx), info: undefined }),
+      // Bridged calls keep their server (suspended) until the client's retry: one call per server.
+      extraLoad: (m) => (m.server.kind === 'stdio' ? this.bridge.callsOn(m.server.relay) : 0),
+      extraTarget: (members) => (this.legacy ? members.filter((m) => this.pool.load(m) > 0).length : 0),
+      onAdopt: (m) => {
+        if (m.server.kind !== 'stdio') return;
+        for (const fan of this.listens) fan.join(m.server.relay);
+        // A 2025 server announces changes only once initialized: a new one is, while 2026 clients listen.
+        if (this.legacy && this.legacyListens.size > 0) void this.bridge.initialized(m.server, null).catch(() => undefined);
+      },
+      onExit: (m) => {
+        if (m.server.kind !== 'stdio') return;
+        m.server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
+        this.legacyListens.remove(m.server.relay);
+      },
+    });
     if (serverEra === '2025') this.era = Promise.resolve('legacy');
     if (serverEra === '2026') this.era = Promise.resolve('modern');
     const { jsonWindow, keepAlive } = ctx.config.streams;
@@ -215,7 +230,7 @@ export class ModernPool {
       startupTimeout: ctx.config.limits.startupTimeout,
       gatherWindow: 25,
       pendingTimeout: ctx.config.limits.pendingInputTimeout,
-      onCallEnded: () => setImmediate(() => this.trim()),
+      onCallEnded: () => setImmediate(() => this.pool.trim()),
       onServerInitialized: (relay) => this.legacyListens.add(relay),
     });
     this.legacyListens = new LegacyListens({ keepAlive });
@@ -227,12 +242,12 @@ export class ModernPool {
   private readonly legacyListens: LegacyListens;
 
   get busy(): boolean {
-    return this.members.some((m) => m.inFlight > 0) || this.bridge.size > 0;
+    return this.pool.members.some((m) => m.inFlight > 0) || this.bridge.size > 0;
   }
 
   /** A runtime whose server is known to be modern keeps its pool warm from the start. */
   start(): void {
-    if (this.serverEra === '2026' && this.ctx.config.upstream === 'stdio') this.fill();
+    if (this.serverEra === '2026' && this.ctx.config.upstream === 'stdio') this.pool.fill();
   }
 
   /** The hosted server's era: configured, or learned from the first pooled server (auto). */
@@ -258,8 +273,8 @@ export class ModernPool {
       return modern ? 'modern' : 'legacy';
     }
     // Either era is kept: a 2025-era server answers modern clients through the bridge.
-    this.adopt(server);
-    this.fill();
+    this.pool.adopt(server, undefined);
+    this.pool.fill();
     return modern ? 'modern' : 'legacy';
   }
 
@@ -336,7 +351,7 @@ export class ModernPool {
   private async listenLegacy(res: ServerResponse, request: JsonRpcRequest): Promise<void> {
     const first = await this.pick(request.id);
     const init = await this.bridge.initialized(first.server as StdioServer, request.id);
-    for (const m of this.members) if (m.server.kind === 'stdio') void this.bridge.initialized(m.server, request.id).catch(() => undefined);
+    for (const m of this.pool.members) if (m.server.kind === 'stdio') void this.bridge.initialized(m.server, request.id).catch(() => undefined);
     await this.legacyListens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
   }
 
@@ -345,93 +360,17 @@ export class ModernPool {
     await this.pick(request.id); // at least one member, or 503
     const fan = new ListenFanout(res, request, { keepAlive: this.ctx.config.streams.keepAlive });
     this.listens.add(fan);
-    for (const m of this.members) if (m.server.kind === 'stdio') fan.join(m.server.relay);
+    for (const m of this.pool.members) if (m.server.kind === 'stdio') fan.join(m.server.relay);
     await fan.done;
     this.listens.delete(fan);
   }
 
-  private adopt(server: Launched): void {
-    const m: Member = { server, inFlight: 0 };
-    this.members.push(m);
-    if (server.kind === 'stdio') for (const fan of this.listens) fan.join(server.relay);
-    // A 2025 server announces changes only once initialized: a new one is, while 2026 clients listen.
-    if (server.kind === 'stdio' && this.legacy && this.legacyListens.size > 0) void this.bridge.initialized(server, null).catch(() => undefined);
-    void server.sandbox.exited.then(() => {
-      const i = this.members.indexOf(m);
-      if (i >= 0) this.members.splice(i, 1);
-      if (server.kind === 'stdio') {
-        server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
-        this.legacyListens.remove(server.relay);
-      }
-      void dispose(server, 0);
-      setTimeout(() => this.fill(), 100).unref();
-    });
-    for (const w of this.waiters.splice(0)) w();
-  }
-
-  /** Calls on a member: relayed ones in flight, and bridged ones running or suspended waiting for a retry. */
-  private load(m: Member): number {
-    return m.inFlight + (m.server.kind === 'stdio' ? this.bridge.callsOn(m.server.relay) : 0);
-  }
-
-  /**
-   * How many members to keep: the warm pool, plus one per member busy with bridged calls (each needs a server of
-   * its own), within the runtime's maxSessions.
-   */
-  private get target(): number {
-    const bridged = this.legacy ? this.members.filter((m) => this.load(m) > 0).length : 0;
-    return Math.min(Math.max(this.size, bridged + this.size), Math.max(this.size, this.ctx.config.limits.maxSessions));
-  }
-
-  /** Members beyond the warm pool that no call uses any more are stopped. */
-  private trim(): void {
-    for (const m of [...this.members]) {
-      if (this.members.length <= this.target || this.closed) return;
-      if (this.load(m) > 0) continue;
-      this.members.splice(this.members.indexOf(m), 1);
-      void dispose(m.server, this.ctx.config.limits.stopGrace);
-    }
-  }
-
-  private fill(): void {
-    while (!this.closed && this.members.length + this.starting < this.target) {
-      this.starting++;
-      const p = startReady(this.ctx).then(
-        (l) => {
-          this.starting--;
-          if (this.closed) return dispose(l, 0);
-          this.adopt(l);
-        },
-        (err: Error) => {
-          this.starting--;
-          this.log.error({ err: err.message }, 'modern server failed to start');
-          if (!this.closed) setTimeout(() => this.fill(), 1000).unref();
-        },
-      );
-      this.launches.add(p);
-      void p.finally(() => this.launches.delete(p));
-    }
-  }
-
-  /**
-   * The least busy member. `exclusive` waits (within startupTimeout) for an idle one while the pool may grow, and
-   * reserves it at once (inFlight + 1, the caller releases it), so concurrent picks never share it.
-   */
-  private async pick(id: JsonRpcId | null, exclusive = false): Promise<Member> {
-    const deadline = Date.now() + this.ctx.config.limits.startupTimeout;
-    const idle = () => this.members.some((m) => this.load(m) === 0);
-    const canGrow = () => this.members.length + this.starting < Math.max(this.size, this.ctx.config.limits.maxSessions);
-    while (this.members.length === 0 || (exclusive && !idle() && canGrow() && Date.now() < deadline)) {
-      if (this.closed || Date.now() > deadline) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', id, undefined, { 'retry-after': '1' });
-      this.fill();
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 200).unref();
-      });
-    }
-    const m = this.members.reduce((a, b) => (this.load(b) < this.load(a) ? b : a));
-    if (exclusive) m.inFlight++;
-    return m;
+  /** A pooled server (or 503 naming the request); `exclusive` reserves one of its own (see SharedPool.pick). */
+  private pick(id: JsonRpcId | null, exclusive = false): Promise<Member> {
+    return this.pool.pick(
+      () => new WireError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', id, undefined, { 'retry-after': '1' }),
+      exclusive,
+    );
   }
 
   async close(): Promise<void> {
@@ -439,7 +378,6 @@ export class ModernPool {
     for (const fan of this.listens) fan.close('the runtime is shutting down');
     this.legacyListens.close();
     await this.era?.catch(() => undefined);
-    await Promise.allSettled([...this.launches]);
-    await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.ctx.config.limits.stopGrace)));
+    await this.pool.close();
   }
 }

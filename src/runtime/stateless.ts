@@ -3,6 +3,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import { dispose, launch, withinStartup, type Launched } from '../session/launch.js';
+import { SharedPool, type PoolMember } from '../session/shared-pool.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
@@ -11,25 +12,34 @@ import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js'
 
 const BERTH_CLIENT_INFO = { name: 'berth', version: '0.1.0' };
 
-interface Member {
-  server: Launched;
-  initResult: Record<string, unknown>;
-  inFlight: number;
-}
+/** A pooled server and the initialize result berth got from it. */
+type Member = PoolMember<Record<string, unknown>>;
 
 export class StatelessRuntime extends HostedRuntime {
-  private readonly members: Member[] = [];
-  private starting = 0;
-  private readonly launches = new Set<Promise<unknown>>();
-  private closed = false;
-  private readonly size: number;
-  private readonly waiters: Array<() => void> = [];
+  private readonly pool: SharedPool<Record<string, unknown>>;
   /** The server refused initialize as a 2026-07-28 server: 2025 clients are bridged through the modern pool. */
   private modernOnly = false;
 
   constructor(opts: RuntimeOptions) {
     super(opts);
-    this.size = Math.max(1, opts.config.warmPool);
+    this.pool = new SharedPool({
+      size: Math.max(1, opts.config.warmPool),
+      max: Math.max(1, opts.config.warmPool),
+      startupTimeout: opts.config.limits.startupTimeout,
+      stopGrace: opts.config.limits.stopGrace,
+      log: this.log,
+      start: () => this.startMember(),
+      onStartError: (err: Error & { modern?: boolean }) => {
+        if (!err.modern) return 'retry';
+        // A 2026-era server never takes initialize: asking again would only repeat the refusal.
+        if (!this.modernOnly) this.log.info('the server speaks 2026-07-28 only: 2025 clients are served through the bridge');
+        this.modernOnly = true;
+        return 'stop';
+      },
+      onExit: (m) => {
+        if (m.server.kind === 'stdio') m.server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
+      },
+    });
   }
 
   get sessionCount(): number {
@@ -37,7 +47,7 @@ export class StatelessRuntime extends HostedRuntime {
   }
 
   get warmServers(): number {
-    return this.members.length;
+    return this.pool.members.length;
   }
 
   get pendingServerRequests(): number {
@@ -45,52 +55,17 @@ export class StatelessRuntime extends HostedRuntime {
   }
 
   get callsInFlight(): number {
-    return this.members.reduce((n, m) => n + m.inFlight, 0);
+    return this.pool.members.reduce((n, m) => n + m.inFlight, 0);
   }
 
   async start(): Promise<void> {
     this.modernOnly = this.config.serverEra === '2026';
-    this.fill();
+    if (!this.modernOnly) this.pool.fill();
     this.modern.start();
   }
 
-  private fill(): void {
-    while (!this.closed && !this.modernOnly && this.members.length + this.starting < this.size) {
-      this.starting++;
-      const p = this.startMember().then(
-        (m) => {
-          this.starting--;
-          if (this.closed) return dispose(m.server, 0);
-          this.members.push(m);
-          void m.server.sandbox.exited.then(() => {
-            const i = this.members.indexOf(m);
-            if (i >= 0) this.members.splice(i, 1);
-            if (m.server.kind === 'stdio') m.server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
-            void dispose(m.server, 0);
-            setTimeout(() => this.fill(), 100).unref();
-          });
-          for (const w of this.waiters.splice(0)) w();
-        },
-        (err: Error & { modern?: boolean }) => {
-          this.starting--;
-          if (err.modern) {
-            // A 2026-era server never takes initialize: asking again would only repeat the refusal.
-            if (!this.modernOnly) this.log.info('the server speaks 2026-07-28 only: 2025 clients are served through the bridge');
-            this.modernOnly = true;
-            for (const w of this.waiters.splice(0)) w();
-            return;
-          }
-          this.log.error({ err: err.message }, 'stateless server failed to start');
-          if (!this.closed) setTimeout(() => this.fill(), 1000).unref();
-        },
-      );
-      this.launches.add(p);
-      void p.finally(() => this.launches.delete(p));
-    }
-  }
-
   /** Starts one server and initializes it as berth, so client requests can go straight to it. */
-  private async startMember(): Promise<Member> {
+  private async startMember(): Promise<{ server: Launched; info: Record<string, unknown> }> {
     const server = await launch(this.launchCtx);
     try {
       await server.ready;
@@ -103,35 +78,29 @@ export class StatelessRuntime extends HostedRuntime {
         const r = await withinStartup(server.sandbox, startupTimeout, server.relay.call('initialize', params), 'the server did not answer initialize');
         if (r.error) throw Object.assign(new Error(`initialize failed: ${r.error.message}`), { modern: r.error.code === ModernErrorCode.UnsupportedProtocolVersion });
         server.relay.notify('notifications/initialized');
-        return { server, initResult: r.result as Record<string, unknown>, inFlight: 0 };
+        return { server, info: r.result as Record<string, unknown> };
       }
       const initResult = await withinStartup(server.sandbox, startupTimeout, server.upstream.initializeAsClient(params), 'the server did not answer initialize');
-      return { server, initResult, inFlight: 0 };
+      return { server, info: initResult };
     } catch (e) {
       await dispose(server, 0);
       throw e;
     }
   }
 
-  private async pick(): Promise<Member> {
-    const deadline = Date.now() + this.config.limits.startupTimeout;
-    while (this.members.length === 0) {
-      if (this.modernOnly) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', { 'retry-after': '0' });
-      if (this.closed || Date.now() > deadline) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { 'retry-after': '1' });
-      this.fill();
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 200).unref();
-      });
-    }
-    return this.members.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+  private pick(): Promise<Member> {
+    return this.pool.pick(() =>
+      this.modernOnly
+        ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', { 'retry-after': '0' })
+        : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { 'retry-after': '1' }),
+    );
   }
 
   protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
     if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
     const { messages, batch } = ctx.parsed;
     // Until a server has started, its era is unknown: a 2026-only one refuses initialize and is bridged from then on.
-    if (!this.modernOnly && this.members.length === 0) await this.pick().catch((e: Error) => {
+    if (!this.modernOnly && this.pool.members.length === 0) await this.pick().catch((e: Error) => {
       if (!this.modernOnly) throw e;
     });
     if (this.modernOnly) return this.modern.serveLegacyStateless(res, messages, batch);
@@ -141,11 +110,11 @@ export class StatelessRuntime extends HostedRuntime {
       const member = await this.pick();
       // Never claim more than the pooled server speaks: the client's version if the server has it, else the server's.
       const requested = init.params?.protocolVersion;
-      const serverVersion = String(member.initResult.protocolVersion ?? LATEST_PROTOCOL_VERSION);
+      const serverVersion = String(member.info.protocolVersion ?? LATEST_PROTOCOL_VERSION);
       const protocolVersion =
         typeof requested === 'string' && (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(requested) && requested <= serverVersion ? requested : serverVersion;
       // Answered by berth from the pool's own handshake: there is no session to create.
-      sendJson(res, 200, { jsonrpc: '2.0', id: init.id, result: { ...member.initResult, protocolVersion } });
+      sendJson(res, 200, { jsonrpc: '2.0', id: init.id, result: { ...member.info, protocolVersion } });
       return;
     }
     if (!messages.some(isRequest)) {
@@ -183,13 +152,11 @@ export class StatelessRuntime extends HostedRuntime {
   }
 
   protected get busy(): boolean {
-    return this.members.some((m) => m.inFlight > 0);
+    return this.pool.members.some((m) => m.inFlight > 0);
   }
 
   async close(): Promise<void> {
-    this.closed = true;
-    await Promise.all(this.launches);
-    await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.config.limits.stopGrace)));
+    await this.pool.close();
     await this.closeModern();
   }
 }
