@@ -1,0 +1,188 @@
+// One berth process as a cluster member: its identity, the directory, and the routing decision the front door asks
+// for after it has authenticated and parsed a request (HostedRuntime.handle).
+import { hostname } from 'node:os';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { ClusterConfig, RuntimeConfig } from '../config/schema.js';
+import type { Principal } from '../security/auth.js';
+import { HttpError } from '../wire/http-error.js';
+import { ErrorCode, type JsonRpcId } from '../wire/jsonrpc.js';
+import { sessionIdOf } from '../wire/streamable-http.js';
+import { Directory, type RuntimeLoad } from './directory.js';
+import { bodyDigest, FORWARDED_HEADER, NonceCache, signForwarded, verifyForwarded, type ForwardClaims } from './forwarded.js';
+import { Forwarder } from './forward.js';
+import { mintSessionId, newIncarnation, sessionOwner } from './ids.js';
+import { clusterKeys, type ClusterKeys } from './keys.js';
+import { candidates, choose } from './placement.js';
+
+const NOT_FOUND = 'Session not found: it is unknown, ended or expired; initialize a new session';
+
+export interface RouteRequest {
+  runtime: string;
+  config: RuntimeConfig;
+  principal: Principal;
+  body?: Buffer;
+  /** The request creates a session (initialize). */
+  creates: boolean;
+  requestId: JsonRpcId | null;
+}
+
+export class ClusterNode {
+  readonly nodeId: string;
+  readonly inc = newIncarnation();
+  readonly keys: ClusterKeys;
+  readonly directory: Directory;
+  readonly forwarder: Forwarder;
+  private readonly nonces = new NonceCache();
+  private drainTimer: NodeJS.Timeout | undefined;
+  drainDeadline: number | undefined;
+  /** Sessions placed here per runtime since the last view refresh, so a burst from one edge spreads. */
+  private readonly placed = new Map<string, number>();
+  /** Ends every local session (the drain deadline). */
+  onDrainDeadline: () => void = () => undefined;
+
+  constructor(
+    readonly cfg: ClusterConfig,
+    private readonly log: Logger,
+    load: () => Record<string, RuntimeLoad>,
+  ) {
+    this.nodeId = cfg.nodeId ?? process.env.BERTH_NODE_ID ?? hostname().toLowerCase().split('.')[0]!;
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(this.nodeId)) throw new Error(`cluster.nodeId: "${this.nodeId}" is not a DNS label (set cluster.nodeId or BERTH_NODE_ID)`);
+    this.keys = clusterKeys(process.env[cfg.secretEnv], cfg.secretEnv);
+    // Empty until berth listens, when it defaults to the address berth is listening on.
+    const advertise = cfg.advertiseUrl ?? process.env.BERTH_ADVERTISE_URL ?? '';
+    this.directory = new Directory(cfg, { id: this.nodeId, inc: this.inc, url: advertise.replace(/\/+$/, '') }, load, log.child({ cluster: this.nodeId }));
+    this.forwarder = new Forwarder(cfg.forward.connectTimeout, this.nodeId, log);
+    this.directory.on('left', (id) => {
+      this.forwarder.abortNode(id);
+      this.log.info({ node: id }, 'cluster: node left the view');
+    });
+    const t = setInterval(() => this.placed.clear(), cfg.viewInterval);
+    t.unref();
+  }
+
+  /** A new session id naming this node (LaunchContext.newId). */
+  mintId = (): string => mintSessionId(this.keys, { nodeId: this.nodeId, inc: this.inc });
+
+  get draining(): boolean {
+    return this.directory.draining;
+  }
+
+  /** Refuses new sessions here (they are placed on other nodes); at the deadline the remaining ones end. */
+  async drain(deadlineMs: number | undefined): Promise<void> {
+    clearTimeout(this.drainTimer);
+    this.drainDeadline = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
+    if (deadlineMs !== undefined) {
+      this.drainTimer = setTimeout(() => this.onDrainDeadline(), deadlineMs);
+      this.drainTimer.unref();
+    }
+    await this.directory.setDraining(true);
+  }
+
+  async undrain(): Promise<void> {
+    clearTimeout(this.drainTimer);
+    this.drainDeadline = undefined;
+    await this.directory.setDraining(false);
+  }
+
+  status(): Record<string, unknown> {
+    const d = this.directory;
+    return {
+      node: this.nodeId,
+      incarnation: this.inc,
+      url: d.self.url,
+      redis: d.redisOk ? 'ok' : 'unreachable',
+      lease: d.leaseHeld ? 'held' : 'not held',
+      draining: d.draining,
+      drainDeadline: this.drainDeadline === undefined ? null : new Date(this.drainDeadline).toISOString(),
+      forwarded: this.forwarder.forwarded,
+      nodes: [...d.view.values()].map((n) => ({ id: n.id, url: n.url, draining: n.draining, load: n.load })),
+    };
+  }
+
+  /**
+   * Checks a Berth-Forwarded header: the principal the edge authenticated, or 403 (a client-sent or replayed
+   * header, one meant for another node or request). The body digest is checked by acceptBody once it is read.
+   */
+  accept(req: IncomingMessage, runtime: string): ForwardClaims {
+    const h = req.headers[FORWARDED_HEADER];
+    const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionIdOf(req) ?? '' }, this.nonces) : 'repeated header';
+    if (typeof c === 'string') {
+      this.log.warn({ attack: 'forged-forward', why: c, from: req.socket.remoteAddress }, 'cluster: refused a Berth-Forwarded header');
+      throw new HttpError(403, ErrorCode.ServerError, `Forbidden: invalid Berth-Forwarded header (${c}); this header is only for berth nodes of one cluster`);
+    }
+    return c;
+  }
+
+  acceptBody(c: ForwardClaims, body: Buffer): void {
+    if (bodyDigest(body) !== c.b) throw new HttpError(403, ErrorCode.ServerError, 'Forbidden: invalid Berth-Forwarded header (the body does not match its digest)');
+  }
+
+  /**
+   * Serves the request elsewhere when it belongs elsewhere: true when it was forwarded (answered), false when this
+   * node handles it. A bad or dead owner answers 404 without a hop; no node for a new session answers 503.
+   */
+  async route(req: IncomingMessage, res: ServerResponse, r: RouteRequest): Promise<boolean> {
+    const sid = sessionIdOf(req);
+    let target: { id: string; inc: string; url: string } | undefined;
+    let headersTimeout = this.cfg.forward.headersTimeout;
+    if (sid !== undefined && sid !== '') {
+      const owner = sessionOwner(this.keys, sid);
+      if (!owner) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+      if (owner.nodeId === this.nodeId && owner.inc === this.inc) return false;
+      const n = this.directory.view.get(owner.nodeId);
+      // The same body as an unknown id: a lost node's sessions are gone (its incarnation changed or its lease lapsed).
+      if (!n || n.inc !== owner.inc) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+      target = n;
+      if (req.method === 'DELETE') headersTimeout = r.config.limits.stopGrace + 2000;
+    } else if (r.creates) {
+      target = this.place(r);
+      if (!target) return false;
+      headersTimeout = r.config.limits.startupTimeout + 2000;
+    } else return false;
+    // An http upstream's own headers may come as late as its requestTimeout.
+    if (r.config.upstream === 'http') headersTimeout = Math.max(headersTimeout, r.config.limits.requestTimeout || headersTimeout);
+    const header = signForwarded(this.keys, {
+      from: this.nodeId, to: target.id, inc: target.inc, p: r.principal, rt: r.runtime, m: req.method ?? '', sid: sid ?? '', b: bodyDigest(r.body),
+    });
+    // Quiet SSE streams get a keep-alive comment every streams.keepAlive: the idle cut must outlast that.
+    const ka = r.config.streams.keepAlive;
+    const idleTimeout = ka > 0 ? Math.max(this.cfg.forward.idleTimeout, ka + 5000) : this.cfg.forward.idleTimeout;
+    const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders });
+    if (out.unreachable) void this.directory.recheck(target.id);
+    return true;
+  }
+
+  /** The node for a new session: undefined = this one. */
+  private place(r: RouteRequest): { id: string; inc: string; url: string } | undefined {
+    const d = this.directory;
+    if (!d.redisOk) {
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { 'retry-after': '5' }, r.requestId);
+    }
+    if (this.cfg.placement === 'local' && !d.draining) return undefined;
+    const now = Date.now();
+    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval).filter((c) => !(c.id === this.nodeId && d.draining));
+    for (const c of cands) {
+      c.load = { ...c.load, sessions: c.load.sessions + (this.placed.get(c.id) ?? 0) };
+      if (c.id === this.nodeId) c.load = { ...c.load, ...this.localLoad(r.runtime) };
+    }
+    const id = choose(cands.filter((c) => c.load.sessions < c.load.max), this.nodeId);
+    if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full or draining)', { 'retry-after': '5' }, r.requestId);
+    this.placed.set(id, (this.placed.get(id) ?? 0) + 1);
+    if (id === this.nodeId) return undefined;
+    return d.view.get(id);
+  }
+
+  /** Set by Berth: this node's current figures for a runtime. */
+  localLoad: (runtime: string) => Partial<RuntimeLoad> = () => ({});
+
+  async start(): Promise<void> {
+    await this.directory.start();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.drainTimer);
+    await this.directory.stop();
+    await this.forwarder.close();
+  }
+}
