@@ -162,9 +162,11 @@ export class ClusterNode {
     if (this.cfg.placement === 'local' && !d.draining) return undefined;
     const now = Date.now();
     const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval).filter((c) => !(c.id === this.nodeId && d.draining));
+    // Sessions placed since the last view refresh count too, so a burst through one edge spreads; for this node
+    // its live figures replace the published ones.
     for (const c of cands) {
-      c.load = { ...c.load, sessions: c.load.sessions + (this.placed.get(c.id) ?? 0) };
-      if (c.id === this.nodeId) c.load = { ...c.load, ...this.localLoad(r.runtime) };
+      const live = c.id === this.nodeId ? { ...c.load, ...this.localLoad(r.runtime) } : c.load;
+      c.load = { ...live, sessions: live.sessions + (this.placed.get(c.id) ?? 0) };
     }
     const id = choose(cands.filter((c) => c.load.sessions < c.load.max), this.nodeId);
     if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full or draining)', { 'retry-after': '5' }, r.requestId);
