@@ -56,7 +56,7 @@ export async function startRedis(bind?: { host: string; password: string }): Pro
       const t = setTimeout(() => reject(new Error(`redis-server did not start in 10 s:\n${out}`)), 10_000);
       p.stdout!.on('data', (d) => {
         out += d;
-        if (out.includes('Ready to accept connections')) {
+        if (/ready to accept connections/i.test(out)) {
           clearTimeout(t);
           resolve();
         }
