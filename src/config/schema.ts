@@ -236,7 +236,7 @@ export const ClusterSchema = z
       .object({
         connectTimeout: duration('Connecting to the owner node; past it the request fails with 502.').prefault('1s'),
         headersTimeout: duration('Waiting for the owner\'s response headers; past it the request fails with 502.').prefault('5s'),
-        idleTimeout: duration('A forwarded stream silent this long (keep-alives included) is ended; the client resumes.').prefault('15s'),
+        idleTimeout: duration('A forwarded stream silent this long (keep-alives included) is ended; the client resumes. At least the runtime\'s streams.keepAlive + 5 s.').prefault('15s'),
       })
       .strict()
       .default({ connectTimeout: 1000, headersTimeout: 5000, idleTimeout: 15000 }),
