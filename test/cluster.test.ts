@@ -228,8 +228,10 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
   });
 
   after(async () => {
-    for (const n of nodes) n.proc.kill('SIGKILL');
-    await Promise.all(nodes.map((n) => n.exited));
+    // Every node started, even when before() failed half-way.
+    const procs = [...nodeProcs];
+    for (const p of procs) p.kill('SIGKILL');
+    await Promise.all(procs.map((p) => (p.exitCode === null && p.signalCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
     await redis?.dispose();
     net?.cleanup();
   });
