@@ -108,7 +108,8 @@ export class Forwarder {
         if (v !== undefined) back[h] = v;
       }
       res.writeHead(r.statusCode, back);
-      res.flushHeaders();
+      // A stream's headers go out at once (the client learns it is SSE); a JSON answer goes out with its body.
+      if (String(r.headers['content-type'] ?? '').includes('text/event-stream')) res.flushHeaders();
       try {
         await pipeline(r.body, res);
       } catch (e) {
