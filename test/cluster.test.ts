@@ -203,13 +203,14 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
   let redis: RedisServer;
   let nodes: Node[] = [];
   let A: Node, B: Node, C: Node;
+  let hosts: string[] = [];
 
   before(async () => {
     // BERTH_TEST_NETNS=0 forces the loopback fallback (what a non-root run gets).
     const useNetns = process.env.BERTH_TEST_NETNS !== '0' && netnsAvailable();
     if (useNetns) net = makeNet(3);
     redis = await startRedis(net ? { host: net.hostAddress, password: 'redis-test-password' } : undefined);
-    const hosts = net ? net.nodes.map((n) => n.address) : ['127.0.0.11', '127.0.0.12', '127.0.0.13'];
+    hosts = net ? net.nodes.map((n) => n.address) : ['127.0.0.11', '127.0.0.12', '127.0.0.13'];
     nodes = await Promise.all(['a', 'b', 'c'].map((n, i) => startNode(n, hosts[i]!, redis, net ? net.exec(i) : [])));
     [A, B, C] = nodes as [Node, Node, Node];
     // Every node sees the other two.
@@ -421,6 +422,9 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     B.proc.kill('SIGKILL');
     await B.exited;
     const killedAt = Date.now();
+    // New sessions meanwhile: B is still in the view, so an edge may pick it; it then tries another node.
+    const meanwhile = await Promise.all(Array.from({ length: 6 }, () => init(A)));
+    assert.ok(meanwhile.every((s) => ownerOf(s) !== 'b'), `owners: ${meanwhile.map(ownerOf)}`);
     let got404 = 0;
     while (Date.now() - killedAt < 3000 + 500 + 2000) {
       const t0 = Date.now();
@@ -446,5 +450,24 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     for (const sid of others) assert.equal(await resultText(await call(A, sid, 3, 'echo', { text: 'on' })), 'on');
     const fresh = await Promise.all(Array.from({ length: 6 }, () => init(C)));
     assert.ok(fresh.every((s) => ownerOf(s) !== 'b'), 'no new session on the dead node');
+  });
+
+  test('restart: a node restarted under the same name waits out its predecessor\'s lease; the old ids stay dead', async () => {
+    let old = '';
+    for (let t = 0; t < 30 && ownerOf(old) !== 'c'; t++) old = await init(A);
+    assert.equal(ownerOf(old), 'c');
+    C.proc.kill('SIGKILL');
+    await C.exited;
+    const killedAt = Date.now();
+    const C2 = await startNode('c', hosts[2]!, redis, net ? net.exec(2) : []);
+    nodes[2] = C2;
+    // It listens only once it holds the lease, which it did not take over from the killed process.
+    assert.ok(Date.now() - killedAt >= 1500, `started after ${Date.now() - killedAt} ms, before the old lease (3 s) lapsed`);
+    assert.equal((await (await fetch(`${C2.url}/healthz`)).json()).cluster.lease, 'held');
+    await sleep(800);
+    for (const n of [A, C2]) assert.equal((await call(n, old, 1, 'echo', { text: 'x' })).status, 404, `old id via ${n.name}`);
+    let landed = false;
+    for (let t = 0; t < 30 && !landed; t++) landed = ownerOf(await init(A)) === 'c';
+    assert.ok(landed, 'new sessions reach the restarted node');
   });
 });

@@ -28,11 +28,18 @@ export interface ForwardOptions {
   requestId: JsonRpcId | null;
   /** Runtime-specific headers to pass too (a runtime's forwardHeaders). */
   extraHeaders?: readonly string[];
+  /**
+   * A new session, which another node could take instead: an unreachable owner or its 503 (full, shutting down) is
+   * returned as `retry` without answering the client.
+   */
+  retryable?: boolean;
 }
 
 export interface ForwardOutcome {
   /** The owner could not be reached (connect refused or timed out): worth a lease re-check. */
   unreachable: boolean;
+  /** retryable only: nothing was answered; try another node. */
+  retry?: boolean;
 }
 
 function cause(e: unknown): string {
@@ -102,6 +109,10 @@ export class Forwarder {
         headersTimeout: o.headersTimeout,
         bodyTimeout: o.idleTimeout,
       });
+      if (o.retryable && r.statusCode === 503) {
+        await r.body.dump();
+        return { unreachable: false, retry: true };
+      }
       const back: Record<string, string | string[]> = {};
       for (const h of BACK) {
         const v = r.headers[h];
@@ -120,6 +131,12 @@ export class Forwarder {
       return { unreachable: false };
     } catch (e) {
       const why = cause(e);
+      const unreachable = why === 'connection-refused' || why === 'connect-timeout';
+      // Nothing reached the node: another one can take the new session.
+      if (o.retryable && unreachable && !res.destroyed) {
+        this.log.warn({ node: target.id, cause: why }, 'cluster: node unreachable for a new session; trying another');
+        return { unreachable, retry: true };
+      }
       if (!res.headersSent && !res.destroyed) {
         const ms = Date.now() - started;
         const msg = `Bad Gateway: session owner ${target.id} did not answer (${why} after ${ms} ms; node lost or network partition); retry, or initialize a new session if this persists`;
@@ -128,7 +145,7 @@ export class Forwarder {
         res.end(body);
       } else res.destroy();
       this.log.warn({ node: target.id, cause: why }, 'cluster: forward failed');
-      return { unreachable: why === 'connection-refused' || why === 'connect-timeout' };
+      return { unreachable };
     } finally {
       res.off('close', onClose);
       set.delete(ctl);

@@ -136,10 +136,31 @@ export class ClusterNode {
       target = n;
       if (req.method === 'DELETE') headersTimeout = r.config.limits.stopGrace + 2000;
     } else if (r.creates) {
-      target = this.place(r);
-      if (!target) return false;
-      headersTimeout = r.config.limits.startupTimeout + 2000;
+      return this.create(req, res, r);
     } else return false;
+    await this.send(req, res, r, target, headersTimeout, false);
+    return true;
+  }
+
+  /**
+   * A new session: placed, and tried once more elsewhere when the chosen node cannot be reached or refuses (503:
+   * full or shutting down) before anything was answered.
+   */
+  private async create(req: IncomingMessage, res: ServerResponse, r: RouteRequest): Promise<boolean> {
+    const tried = new Set<string>();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const target = this.place(r, tried);
+      if (!target) return false;
+      const out = await this.send(req, res, r, target, r.config.limits.startupTimeout + 2000, attempt === 0);
+      if (!out.retry) return true;
+      tried.add(target.id);
+    }
+    throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node could take a new session (the nodes tried were unreachable, full or shutting down)', { 'retry-after': '5' }, r.requestId);
+  }
+
+  private async send(req: IncomingMessage, res: ServerResponse, r: RouteRequest, target: { id: string; inc: string; url: string }, timeout: number, retryable: boolean): Promise<{ retry?: boolean }> {
+    const sid = sessionIdOf(req);
+    let headersTimeout = timeout;
     // An http upstream's own headers may come as late as its requestTimeout.
     if (r.config.upstream === 'http') headersTimeout = Math.max(headersTimeout, r.config.limits.requestTimeout || headersTimeout);
     const header = signForwarded(this.keys, {
@@ -148,20 +169,20 @@ export class ClusterNode {
     // Quiet SSE streams get a keep-alive comment every streams.keepAlive: the idle cut must outlast that.
     const ka = r.config.streams.keepAlive;
     const idleTimeout = ka > 0 ? Math.max(this.cfg.forward.idleTimeout, ka + 5000) : this.cfg.forward.idleTimeout;
-    const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders });
+    const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders, retryable });
     if (out.unreachable) void this.directory.recheck(target.id);
-    return true;
+    return out;
   }
 
   /** The node for a new session: undefined = this one. */
-  private place(r: RouteRequest): { id: string; inc: string; url: string } | undefined {
+  private place(r: RouteRequest, exclude: Set<string> = new Set()): { id: string; inc: string; url: string } | undefined {
     const d = this.directory;
     if (!d.redisOk) {
       throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { 'retry-after': '5' }, r.requestId);
     }
     if (this.cfg.placement === 'local' && !d.draining) return undefined;
     const now = Date.now();
-    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval).filter((c) => !(c.id === this.nodeId && d.draining));
+    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval).filter((c) => !(c.id === this.nodeId && d.draining) && !exclude.has(c.id));
     // Sessions placed since the last view refresh count too, so a burst through one edge spreads; for this node
     // its live figures replace the published ones.
     for (const c of cands) {
