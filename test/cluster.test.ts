@@ -2,7 +2,7 @@
 // make them, else on 127.0.0.11-13), the official SDK client spraying one session's requests over every node.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,8 @@ const SECRET = 'cluster-secret-for-tests-0123456789abcdef';
 const KEYS = { alice: 'alice-key-0123456789', bob: 'bob-key-0123456789' };
 const ADMIN = 'admin-token-0123456789';
 const V = '2025-11-25';
+const MODERN = '2026-07-28';
+const ENVELOPE = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} };
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 const ownerOf = (sid: string) => sid.split('.')[1];
 
@@ -308,6 +310,31 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     assert.equal(all.filter((m) => m.method === 'elicitation/create').length, 1, 'asked once');
     assert.equal(all.filter((m) => m.id === 7).length, 1, 'one result');
     assert.match(textOf(all.find((m) => m.id === 7)!.result), /teal/);
+  });
+
+  test('runtime sessions (2026 clients): one sandbox whichever node each request hits; DELETE through any node', async () => {
+    const id = randomBytes(16).toString('base64url');
+    const post = async (node: Node, n: number, name: string, args: Record<string, unknown>) => {
+      const r = await fetch(node.mcp, {
+        method: 'POST',
+        headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name, 'berth-runtime-session': id },
+        body: JSON.stringify({ jsonrpc: '2.0', id: n, method: 'tools/call', params: { name, arguments: args, _meta: ENVELOPE } }),
+      });
+      return resultText(r);
+    };
+    await post(A, 1, 'state_set', { value: 'rs-kept' });
+    const seen = new Set<number>();
+    for (let i = 0; i < 6; i++) {
+      const node = nodes[i % 3]!;
+      assert.equal(await post(node, 10 + i, 'state_get', {}), 'rs-kept', `via ${node.name}`);
+      seen.add(JSON.parse(await post(node, 20 + i, 'whoami', {})).pid);
+    }
+    assert.equal(seen.size, 1, 'one sandbox');
+    const del = (node: Node) => fetch(node.mcp, { method: 'DELETE', headers: { ...auth(), 'berth-runtime-session': id } });
+    assert.equal((await del(B)).status, 204);
+    assert.equal((await del(C)).status, 404, 'gone, whichever node is asked');
+    assert.notEqual(await post(C, 30, 'state_get', {}), 'rs-kept', 'the id names a fresh sandbox after DELETE');
+    assert.equal((await del(A)).status, 204);
   });
 
   test('forgery: mutated ids 404 without a hop, forged or replayed Berth-Forwarded 403, another principal 404', async () => {

@@ -54,6 +54,9 @@ for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
 end
 return out`;
 
+// Deletes a key only while it still holds the value we expect.
+const DEL_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
 // Leave: only our own incarnation's lease is deleted.
 const LEAVE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) redis.call('SREM', KEYS[3], ARGV[2]) return 1 end
@@ -107,6 +110,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     this.redis.defineCommand('berthRenew', { numberOfKeys: 3, lua: RENEW });
     this.redis.defineCommand('berthView', { numberOfKeys: 1, lua: VIEW });
     this.redis.defineCommand('berthLeave', { numberOfKeys: 3, lua: LEAVE });
+    this.redis.defineCommand('berthDelIf', { numberOfKeys: 1, lua: DEL_IF });
     const p = cfg.prefix;
     this.keys = { lease: `${p}:lease:${self.id}`, node: `${p}:node:${self.id}`, nodes: `${p}:nodes` };
   }
@@ -209,6 +213,28 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     } catch {
       // Redis unreachable: keep the cached view
     }
+  }
+
+  /**
+   * Runtime sessions (client-chosen ids, which cannot name their owner): the owner recorded under `key`, claimed
+   * with SET NX so two nodes racing for one new id agree. Returns the record's value (ours, or the winner's).
+   * Throws when Redis cannot answer.
+   */
+  async claimRoute(key: string, value: string, ttlMs: number): Promise<string> {
+    const k = `${this.cfg.prefix}:rs:${key}`;
+    const ok = await this.redis.set(k, value, 'PX', Math.max(1000, ttlMs), 'NX');
+    return ok ? value : ((await this.redis.get(k)) ?? value);
+  }
+
+  /** The owner recorded for a runtime session, or null. Throws when Redis cannot answer. */
+  async getRoute(key: string): Promise<string | null> {
+    return this.redis.get(`${this.cfg.prefix}:rs:${key}`);
+  }
+
+  /** Forgets a runtime session's record (it was deleted), only while it still names `value`. */
+  async dropRoute(key: string, value: string): Promise<void> {
+    if (this.redis.status !== 'ready') return;
+    await (this.redis as unknown as { berthDelIf: (...a: string[]) => Promise<number> }).berthDelIf(`${this.cfg.prefix}:rs:${key}`, value).catch(() => undefined);
   }
 
   /** Publishes a draining change at once, so peers stop placing here within one view refresh. */

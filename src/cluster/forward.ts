@@ -9,9 +9,9 @@ import { ErrorCode } from '../wire/jsonrpc.js';
 import { FORWARDED_HEADER } from './forwarded.js';
 
 /** Request headers passed to the owner; credentials (already checked by the edge) and hop-by-hop ones are not. */
-const PASS = ['content-type', 'accept', 'mcp-protocol-version', 'mcp-session-id', 'last-event-id', 'berth-runtime-session', 'traceparent', 'tracestate', 'baggage', 'user-agent'];
+const PASS = ['content-type', 'accept', 'mcp-protocol-version', 'mcp-session-id', 'mcp-method', 'mcp-name', 'last-event-id', 'berth-runtime-session', 'traceparent', 'tracestate', 'baggage', 'user-agent'];
 /** Response headers passed back to the client. */
-const BACK = ['content-type', 'cache-control', 'mcp-session-id', 'mcp-protocol-version', 'retry-after', 'allow', 'content-length', 'www-authenticate'];
+const BACK = ['content-type', 'cache-control', 'mcp-session-id', 'mcp-protocol-version', 'berth-runtime-session', 'retry-after', 'allow', 'content-length', 'www-authenticate'];
 
 export interface ForwardTarget {
   id: string;

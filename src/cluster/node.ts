@@ -1,10 +1,13 @@
 // One berth process as a cluster member: its identity, the directory, and the routing decision the front door asks
 // for after it has authenticated and parsed a request (HostedRuntime.handle).
+import { createHmac } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ClusterConfig, RuntimeConfig } from '../config/schema.js';
-import type { Principal } from '../security/auth.js';
+import { principalKey, type Principal } from '../security/auth.js';
+import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
+import { WireError } from '../wire/era.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, type JsonRpcId } from '../wire/jsonrpc.js';
 import { sessionIdOf } from '../wire/streamable-http.js';
@@ -16,6 +19,16 @@ import { clusterKeys, type ClusterKeys } from './keys.js';
 import { candidates, choose } from './placement.js';
 
 const NOT_FOUND = 'Session not found: it is unknown, ended or expired; initialize a new session';
+/** Runtime-session routes remembered for when Redis cannot answer. */
+const ROUTE_CACHE = 10_000;
+
+/** What a Berth-Forwarded header binds as the session: Mcp-Session-Id, else the runtime session, else nothing. */
+function sessionClaim(req: IncomingMessage): string {
+  const sid = sessionIdOf(req);
+  if (sid !== undefined) return sid;
+  const rs = req.headers[RUNTIME_SESSION_HEADER];
+  return typeof rs === 'string' ? `rs:${rs}` : '';
+}
 
 export interface RouteRequest {
   runtime: string;
@@ -106,7 +119,7 @@ export class ClusterNode {
    */
   accept(req: IncomingMessage, runtime: string): ForwardClaims {
     const h = req.headers[FORWARDED_HEADER];
-    const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionIdOf(req) ?? '' }, this.nonces) : 'repeated header';
+    const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionClaim(req) }, this.nonces) : 'repeated header';
     if (typeof c === 'string') {
       this.log.warn({ attack: 'forged-forward', why: c, from: req.socket.remoteAddress }, 'cluster: refused a Berth-Forwarded header');
       throw new HttpError(403, ErrorCode.ServerError, `Forbidden: invalid Berth-Forwarded header (${c}); this header is only for berth nodes of one cluster`);
@@ -159,12 +172,11 @@ export class ClusterNode {
   }
 
   private async send(req: IncomingMessage, res: ServerResponse, r: RouteRequest, target: { id: string; inc: string; url: string }, timeout: number, retryable: boolean): Promise<{ retry?: boolean }> {
-    const sid = sessionIdOf(req);
     let headersTimeout = timeout;
     // An http upstream's own headers may come as late as its requestTimeout.
     if (r.config.upstream === 'http') headersTimeout = Math.max(headersTimeout, r.config.limits.requestTimeout || headersTimeout);
     const header = signForwarded(this.keys, {
-      from: this.nodeId, to: target.id, inc: target.inc, p: r.principal, rt: r.runtime, m: req.method ?? '', sid: sid ?? '', b: bodyDigest(r.body),
+      from: this.nodeId, to: target.id, inc: target.inc, p: r.principal, rt: r.runtime, m: req.method ?? '', sid: sessionClaim(req), b: bodyDigest(r.body),
     });
     // Quiet SSE streams get a keep-alive comment every streams.keepAlive: the idle cut must outlast that.
     const ka = r.config.streams.keepAlive;
@@ -172,6 +184,60 @@ export class ClusterNode {
     const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders, retryable });
     if (out.unreachable) void this.directory.recheck(target.id);
     return out;
+  }
+
+  /** The Redis key of a runtime session: an HMAC, so neither the principal nor the id appears in Redis. */
+  private rsKey(runtime: string, principal: Principal, id: string): string {
+    return createHmac('sha256', this.keys.sign.rs).update(JSON.stringify([runtime, principalKey(principal), id])).digest('base64url');
+  }
+
+  private readonly routes = new Map<string, string>();
+
+  /**
+   * A request naming a runtime session (Berth-Runtime-Session, a client-chosen id that cannot name its owner): its
+   * owner is recorded in Redis when the session is first used (placed like a new session, claimed with SET NX). One
+   * Redis read per request; when Redis is down the last route seen is used, and an unknown one gets 503.
+   */
+  async routeRuntimeSession(req: IncomingMessage, res: ServerResponse, r: RouteRequest, id: string): Promise<boolean> {
+    const d = this.directory;
+    const key = this.rsKey(r.runtime, r.principal, id);
+    const me = `${this.nodeId}.${this.inc}`;
+    let owner: string | undefined;
+    if (d.redisOk) {
+      try {
+        owner = (await d.getRoute(key)) ?? undefined;
+        if (owner === undefined && req.method === 'DELETE') return false; // nothing anywhere: the local 404
+        if (owner === undefined) {
+          const target = this.place(r);
+          owner = await d.claimRoute(key, target ? `${target.id}.${target.inc}` : me, r.config.maxLifetime + 60_000);
+        }
+      } catch (e) {
+        if (e instanceof HttpError || e instanceof WireError) throw e;
+        owner = undefined;
+      }
+    }
+    owner ??= this.routes.get(key);
+    if (owner === undefined) {
+      throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', r.requestId, undefined, { 'retry-after': '5' });
+    }
+    this.routes.delete(key);
+    this.routes.set(key, owner);
+    if (this.routes.size > ROUTE_CACHE) this.routes.delete(this.routes.keys().next().value!);
+    if (owner === me) return false;
+    const [nodeId, inc] = owner.split('.') as [string, string];
+    const n = d.view.get(nodeId);
+    if (!n || n.inc !== inc) {
+      throw new WireError(404, -31001, 'Runtime session lost with its node (the berth node holding it stopped); its state is gone. Name a new id to start another', r.requestId, { reason: 'lost' });
+    }
+    await this.send(req, res, r, n, req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : this.cfg.forward.headersTimeout, false);
+    return true;
+  }
+
+  /** After a runtime session was deleted here: its record goes, so the id may be placed anew. */
+  forgetRuntimeSession(runtime: string, principal: Principal, id: string): void {
+    const key = this.rsKey(runtime, principal, id);
+    this.routes.delete(key);
+    void this.directory.dropRoute(key, `${this.nodeId}.${this.inc}`);
   }
 
   /** The node for a new session: undefined = this one. */

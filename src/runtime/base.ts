@@ -163,6 +163,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     const id = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], null);
     if (id === undefined) return false;
     if (!(await this.runtimeSessions.end(id, principal))) throw new WireError(404, -31001, 'Runtime session not found: it is unknown or already ended', null);
+    this.opts.cluster?.forgetRuntimeSession(this.name, principal, id);
     res.writeHead(204).end();
     return true;
   }
@@ -223,6 +224,11 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
             const creates = parsed.messages.some((m) => isRequest(m) && m.method === 'initialize');
             const requestId = !parsed.batch && 'id' in first ? (first.id as JsonRpcId) : null;
             if (await routed.route(req, res, { runtime: this.name, config: this.config, principal, body, creates, requestId })) return;
+          } else if (routed && !wire.notification) {
+            const requestId = wire.id ?? null;
+            const rs = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], requestId);
+            const r = { runtime: this.name, config: this.config, principal, body, creates: false, requestId };
+            if (rs !== undefined && (await routed.routeRuntimeSession(req, res, r, rs))) return;
           }
           if (wire.era === 'modern') await this.postModern(req, res, ctx);
           else await this.post(req, res, ctx);
@@ -234,6 +240,10 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           await this.getStream(req, res, principal);
           return;
         case 'DELETE':
+          if (routed) {
+            const rs = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], null);
+            if (rs !== undefined && (await routed.routeRuntimeSession(req, res, { runtime: this.name, config: this.config, principal, creates: false, requestId: null }, rs))) return;
+          }
           if (await this.deleteRuntimeSession(req, res, principal)) return;
           if (routed && (await routed.route(req, res, { runtime: this.name, config: this.config, principal, creates: false, requestId: null }))) return;
           (classifyBodiless(req) === 'modern' ? wire2026 : wire2025).checkOther(req);
