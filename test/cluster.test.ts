@@ -337,6 +337,30 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     assert.equal((await del(A)).status, 204);
   });
 
+  test('bridged multi-round-trip calls (2026 client, no runtime session): the retry finds its call through any node', async () => {
+    const rawCall = async (node: Node, id: number, extra: Record<string, unknown> = {}) => {
+      const r = await fetch(node.mcp, {
+        method: 'POST',
+        headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'ask' },
+        body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'ask', arguments: { question: 'q' }, ...extra, _meta: { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } } } }),
+      });
+      const text = await r.text();
+      assert.equal(r.status, 200, text);
+      // JSON, or SSE when the answer took longer than streams.jsonWindow (a loaded machine).
+      const msgs = (r.headers.get('content-type') ?? '').includes('event-stream') ? sseMessages(text) : [JSON.parse(text)];
+      return msgs.find((m) => (m as { id?: unknown }).id === id) as any;
+    };
+    for (const [first, retry] of [[A, B], [B, C], [C, A]] as const) {
+      const asked = await rawCall(first, 1);
+      assert.equal(asked.result?.resultType, 'input_required', JSON.stringify(asked));
+      const [key] = Object.keys(asked.result.inputRequests);
+      const inputResponses = { [key!]: { action: 'accept', content: { answer: `via ${retry.name}` } } };
+      const done = await rawCall(retry, 2, { inputResponses, requestState: asked.result.requestState });
+      assert.equal(done.result?.resultType, 'complete', JSON.stringify(done));
+      assert.deepEqual(JSON.parse(done.result.content[0].text), { action: 'accept', content: { answer: `via ${retry.name}` } });
+    }
+  });
+
   test('forgery: mutated ids 404 without a hop, forged or replayed Berth-Forwarded 403, another principal 404', async () => {
     const sid = await init(A);
     const owner = nodes.find((n) => n.name === ownerOf(sid))!;

@@ -11,6 +11,7 @@ import { WireError } from '../wire/era.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, type JsonRpcId } from '../wire/jsonrpc.js';
 import { sessionIdOf } from '../wire/streamable-http.js';
+import { RequestStateCodec } from '../security/request-state.js';
 import { Directory, type RuntimeLoad } from './directory.js';
 import { bodyDigest, FORWARDED_HEADER, NonceCache, signForwarded, verifyForwarded, type ForwardClaims } from './forwarded.js';
 import { Forwarder } from './forward.js';
@@ -72,6 +73,29 @@ export class ClusterNode {
     });
     const t = setInterval(() => this.placed.clear(), cfg.viewInterval);
     t.unref();
+  }
+
+  /** requestState tokens of bridged calls: signed with the shared key, naming this node (LaunchContext.requestState). */
+  get requestState(): { key: Buffer; owner: string } {
+    return { key: this.keys.sign.mrtr, owner: `${this.nodeId}.${this.inc}` };
+  }
+
+  private stateCodec: RequestStateCodec | undefined;
+
+  /**
+   * A bridged call's retry (params.requestState) goes to the node that minted the token, where the call is
+   * suspended. A token that is not authentic, names this node or a node that is gone is answered here (the in-band
+   * "Invalid or expired requestState", as on one node).
+   */
+  async routeRequestState(req: IncomingMessage, res: ServerResponse, r: RouteRequest, token: unknown): Promise<boolean> {
+    this.stateCodec ??= new RequestStateCodec(this.keys.sign.mrtr);
+    const owner = this.stateCodec.owner(token);
+    if (owner === undefined || owner === `${this.nodeId}.${this.inc}`) return false;
+    const [nodeId, inc] = owner.split('.') as [string, string];
+    const n = this.directory.view.get(nodeId);
+    if (!n || n.inc !== inc) return false;
+    await this.send(req, res, r, n, this.cfg.forward.headersTimeout, false);
+    return true;
   }
 
   /** A new session id naming this node (LaunchContext.newId). */
@@ -203,6 +227,7 @@ export class ClusterNode {
     const key = this.rsKey(r.runtime, r.principal, id);
     const me = `${this.nodeId}.${this.inc}`;
     let owner: string | undefined;
+    let creating = false;
     if (d.redisOk) {
       try {
         owner = (await d.getRoute(key)) ?? undefined;
@@ -210,6 +235,7 @@ export class ClusterNode {
         if (owner === undefined) {
           const target = this.place(r);
           owner = await d.claimRoute(key, target ? `${target.id}.${target.inc}` : me, r.config.maxLifetime + 60_000);
+          creating = true;
         }
       } catch (e) {
         if (e instanceof HttpError || e instanceof WireError) throw e;
@@ -229,7 +255,9 @@ export class ClusterNode {
     if (!n || n.inc !== inc) {
       throw new WireError(404, -31001, 'Runtime session lost with its node (the berth node holding it stopped); its state is gone. Name a new id to start another', r.requestId, { reason: 'lost' });
     }
-    await this.send(req, res, r, n, req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : this.cfg.forward.headersTimeout, false);
+    // Its first request starts the sandbox there (cold): allowed as long as an initialize.
+    const wait = req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : creating ? r.config.limits.startupTimeout + 2000 : this.cfg.forward.headersTimeout;
+    await this.send(req, res, r, n, wait, false);
     return true;
   }
 

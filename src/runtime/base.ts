@@ -83,6 +83,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       metrics: opts.metrics,
       hide: opts.hide,
       newId: opts.cluster?.mintId,
+      requestState: opts.cluster?.requestState,
     };
     this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log);
     this.runtimeSessions = new RuntimeSessions(modernLaunchContext(this.launchCtx), this.log, opts.metrics);
@@ -229,6 +230,9 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
             const rs = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], requestId);
             const r = { runtime: this.name, config: this.config, principal, body, creates: false, requestId };
             if (rs !== undefined && (await routed.routeRuntimeSession(req, res, r, rs))) return;
+            // A bridged call's retry goes to the node holding the suspended call (its requestState says which).
+            const state = (first as { params?: { requestState?: unknown } }).params?.requestState;
+            if (rs === undefined && state !== undefined && (await routed.routeRequestState(req, res, r, state))) return;
           }
           if (wire.era === 'modern') await this.postModern(req, res, ctx);
           else await this.post(req, res, ctx);

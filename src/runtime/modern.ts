@@ -170,7 +170,7 @@ export class ModernPool {
     if (serverEra === '2025') this.era = Promise.resolve('legacy');
     if (serverEra === '2026') this.era = Promise.resolve('modern');
     const { jsonWindow, keepAlive } = ctx.config.streams;
-    this.bridge = new LegacyBridge({ runtime: ctx.runtimeName, jsonWindow, keepAlive, startupTimeout: ctx.config.limits.startupTimeout, gatherWindow: 25, pendingTimeout: PENDING_TIMEOUT });
+    this.bridge = new LegacyBridge({ runtime: ctx.runtimeName, jsonWindow, keepAlive, startupTimeout: ctx.config.limits.startupTimeout, gatherWindow: 25, pendingTimeout: PENDING_TIMEOUT, requestState: ctx.requestState });
   }
 
   /** Modern requests to a 2025-era server, with or without a runtime session. */

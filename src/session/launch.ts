@@ -31,6 +31,8 @@ export interface LaunchContext {
   hide?: string[];
   /** Mints session ids (cluster mode: ids naming this node); default newSessionId. */
   newId?: () => string;
+  /** Cluster mode: requestState tokens signed with the shared key and naming this node (bridged calls). */
+  requestState?: { key: Buffer; owner: string };
 }
 
 export type Launched = {
