@@ -521,4 +521,21 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     for (let t = 0; t < 30 && !landed; t++) landed = ownerOf(await init(A)) === 'c';
     assert.ok(landed, 'new sessions reach the restarted node');
   });
+
+  test('SIGTERM: a stopping node leaves the cluster; peers answer 404 for its sessions at their next refresh', async () => {
+    const C2 = nodes[2]!;
+    let mine = '';
+    for (let t = 0; t < 30 && ownerOf(mine) !== 'a'; t++) mine = await init(C2);
+    assert.equal(ownerOf(mine), 'a');
+    A.proc.kill('SIGTERM');
+    assert.equal(await A.exited, 0);
+    const stoppedAt = Date.now();
+    let status = 0;
+    while (status !== 404 && Date.now() - stoppedAt < 2000) {
+      status = (await call(C2, mine, 1, 'echo', { text: 'x' })).status;
+      if (status !== 404) await sleep(100);
+    }
+    assert.equal(status, 404, 'within a view refresh, not the lease time');
+    assert.ok(Date.now() - stoppedAt < 1500, `${Date.now() - stoppedAt} ms`);
+  });
 });
