@@ -88,7 +88,9 @@ export function redisOptions(url: string, password: string | undefined): RedisOp
 export class Directory extends EventEmitter<DirectoryEvents> {
   readonly view = new Map<string, NodeInfo>();
   private readonly redis: Redis;
-  private readonly keys: { lease: string; node: string; nodes: string };
+  /** Subscribed to the events channel: peers hear a leave or a drain at once, not at their next refresh. */
+  private readonly sub: Redis;
+  private readonly keys: { lease: string; node: string; nodes: string; events: string };
   private lastRenewOk = 0;
   /** True once we hold our lease; a 0 from renew after that means another incarnation took it (fence). */
   private held = false;
@@ -107,17 +109,27 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     const { url, ...opts } = redisOptions(cfg.redis, password);
     this.redis = url ? new Redis(url, opts) : new Redis(opts);
     this.redis.on('error', (e) => this.log.debug({ err: e.message }, 'redis'));
+    // Its own connection (a subscribed one can issue nothing else); it queues the SUBSCRIBE until connected and
+    // resubscribes after a reconnect. Losing a message costs only the wait for the next refresh.
+    this.sub = url ? new Redis(url, { ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null }) : new Redis({ ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.sub.on('error', (e) => this.log.debug({ err: e.message }, 'redis (events)'));
+    this.sub.on('message', (_channel, message: string) => this.onEvent(message));
     this.redis.defineCommand('berthRenew', { numberOfKeys: 3, lua: RENEW });
     this.redis.defineCommand('berthView', { numberOfKeys: 1, lua: VIEW });
     this.redis.defineCommand('berthLeave', { numberOfKeys: 3, lua: LEAVE });
     this.redis.defineCommand('berthDelIf', { numberOfKeys: 1, lua: DEL_IF });
     const p = cfg.prefix;
-    this.keys = { lease: `${p}:lease:${self.id}`, node: `${p}:node:${self.id}`, nodes: `${p}:nodes` };
+    this.keys = { lease: `${p}:lease:${self.id}`, node: `${p}:node:${self.id}`, nodes: `${p}:nodes`, events: `${p}:events` };
   }
 
-  /** Redis answers and our last renewal is recent: new sessions can be placed. */
+  /**
+   * Redis answers (the connection is up: a dead Redis is noticed at once) and our last renewal is recent enough that
+   * the lease surely still stands (a hung Redis or a slow path is noticed within leaseTtl − renewInterval). A
+   * tighter bound would call Redis down whenever a loaded event loop runs a renewal late.
+   */
   get redisOk(): boolean {
-    return this.redis.status === 'ready' && Date.now() - this.lastRenewOk < 1.5 * this.cfg.renewInterval;
+    const stale = Math.max(1.5 * this.cfg.renewInterval, this.cfg.leaseTtl - this.cfg.renewInterval);
+    return this.redis.status === 'ready' && Date.now() - this.lastRenewOk < stale;
   }
 
   get leaseHeld(): boolean {
@@ -136,6 +148,8 @@ export class Directory extends EventEmitter<DirectoryEvents> {
       if (!this.held) await new Promise((r) => setTimeout(r, 200));
     }
     if (!this.held) this.log.warn({ node: this.self.id }, 'cluster: lease not held yet (Redis down, or a previous incarnation still holds it); retrying');
+    // lazyConnect + the offline queue: this connects, and waits (retrying) while Redis is down.
+    void this.sub.subscribe(this.keys.events).catch(() => undefined);
     await this.refresh();
     const every = (ms: number, f: () => Promise<unknown>) => {
       const t = setInterval(() => void f(), ms);
@@ -200,6 +214,23 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     }
   }
 
+  /** `left <id> <inc>` (a node stopped) or `draining <id> <inc> 0|1`, published by the node itself. */
+  private onEvent(message: string): void {
+    const [kind, id, inc, flag] = message.split(' ');
+    if (!id || id === this.self.id) return;
+    const v = this.view.get(id);
+    if (!v || v.inc !== inc) return;
+    if (kind === 'left') {
+      this.view.delete(id);
+      this.emit('left', id);
+    } else if (kind === 'draining') v.draining = flag === '1';
+  }
+
+  private publish(message: string): Promise<unknown> {
+    if (this.redis.status !== 'ready') return Promise.resolve();
+    return this.redis.publish(this.keys.events, message).catch(() => undefined);
+  }
+
   /** After a failed connect to a node: is its lease still there? Drops it from the view at once if not. */
   async recheck(nodeId: string): Promise<void> {
     if (this.redis.status !== 'ready') return;
@@ -241,6 +272,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
   async setDraining(on: boolean): Promise<void> {
     this.draining = on;
     await this.renew();
+    await this.publish(`draining ${this.self.id} ${this.self.inc} ${on ? 1 : 0}`);
   }
 
   /** Leaves the cluster: deletes our lease and record, so peers 404 our sessions at their next refresh. */
@@ -248,9 +280,11 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (!this.stopped && this.held && this.redis.status === 'ready') {
-      await (this.redis as unknown as { berthLeave: (...a: string[]) => Promise<number> }).berthLeave(this.keys.lease, this.keys.node, this.keys.nodes, this.self.inc, this.self.id).catch(() => undefined);
+      const left = await (this.redis as unknown as { berthLeave: (...a: string[]) => Promise<number> }).berthLeave(this.keys.lease, this.keys.node, this.keys.nodes, this.self.inc, this.self.id).catch(() => 0);
+      if (left) await this.publish(`left ${this.self.id} ${this.self.inc}`);
     }
     this.stopped = true;
     this.redis.disconnect();
+    this.sub.disconnect();
   }
 }
