@@ -72,6 +72,8 @@ describe('cluster units', () => {
     assert.equal(choose(candidates(view, 'rt', now, 5000), 'a'), 'e', 'the emptier of self and the other');
     assert.equal(choose(candidates([node('a', 1), node('b', 0, 0)], 'rt', now, 5000), 'b'), 'a', 'a warm server beats fewer sessions');
     assert.equal(choose([], 'a'), undefined);
+    const mem = [node('a', 0, 1, { freeMem: 100 }), node('b', 0, 1, { freeMem: 5000 }), node('c', 0)];
+    assert.deepEqual(candidates(mem, 'rt', now, 5000, 1000).map((c) => c.id), ['b', 'c'], 'short of memory: skipped; unknown: kept');
   });
 });
 

@@ -5,6 +5,7 @@ import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterConfig } from '../config/schema.js';
+import { freeMemory } from './memory.js';
 
 export interface RuntimeLoad {
   sessions: number;
@@ -19,6 +20,8 @@ export interface NodeInfo {
   draining: boolean;
   /** When the node last renewed (its clock), ms since the epoch. */
   updatedAt: number;
+  /** Bytes it may still use (undefined: unknown, not held against it). */
+  freeMem?: number;
   load: Record<string, RuntimeLoad>;
 }
 
@@ -163,6 +166,8 @@ export class Directory extends EventEmitter<DirectoryEvents> {
   async renew(): Promise<void> {
     if (this.stopped || this.redis.status !== 'ready') return;
     const fields: string[] = ['inc', this.self.inc, 'url', this.self.url, 'draining', this.draining ? '1' : '0', 'updatedAt', String(Date.now())];
+    const free = freeMemory();
+    if (free !== undefined) fields.push('freeMem', String(free));
     for (const [rt, l] of Object.entries(this.load())) fields.push(`sessions:${rt}`, String(l.sessions), `max:${rt}`, String(l.max), `warm:${rt}`, String(l.warm));
     try {
       const r = await (this.redis as unknown as { berthRenew: (...a: string[]) => Promise<number> }).berthRenew(
@@ -205,7 +210,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
         if (m) (load[m[2]!] ??= { sessions: 0, max: 0, warm: 0 })[m[1] as keyof RuntimeLoad] = Number(v);
       }
       seen.add(id);
-      this.view.set(id, { id, inc, url: h.url, draining: h.draining === '1', updatedAt: Number(h.updatedAt), load });
+      this.view.set(id, { id, inc, url: h.url, draining: h.draining === '1', updatedAt: Number(h.updatedAt), load, freeMem: h.freeMem === undefined ? undefined : Number(h.freeMem) });
     }
     for (const id of [...this.view.keys()]) {
       if (seen.has(id)) continue;

@@ -276,7 +276,8 @@ export class ClusterNode {
     }
     if (this.cfg.placement === 'local' && !d.draining) return undefined;
     const now = Date.now();
-    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval).filter((c) => !(c.id === this.nodeId && d.draining) && !exclude.has(c.id));
+    const minFree = Math.max(this.cfg.minFreeMemory, r.config.limits.memory ?? 0);
+    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval, minFree).filter((c) => !(c.id === this.nodeId && d.draining) && !exclude.has(c.id));
     // Sessions placed since the last view refresh count too, so a burst through one edge spreads; for this node
     // its live figures replace the published ones.
     for (const c of cands) {
@@ -284,7 +285,7 @@ export class ClusterNode {
       c.load = { ...live, sessions: live.sessions + (this.placed.get(c.id) ?? 0) };
     }
     const id = choose(cands.filter((c) => c.load.sessions < c.load.max), this.nodeId);
-    if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full or draining)', { 'retry-after': '5' }, r.requestId);
+    if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full, draining or short of memory)', { 'retry-after': '5' }, r.requestId);
     this.placed.set(id, (this.placed.get(id) ?? 0) + 1);
     if (id === this.nodeId) return undefined;
     return d.view.get(id);

@@ -17,12 +17,16 @@ function better(a: Candidate, b: Candidate): Candidate {
   return x[0] < y[0] || (x[0] === y[0] && x[1] <= y[1]) ? a : b;
 }
 
-/** Nodes that can take a session of this runtime: live (in the view), not draining, fresh, below their cap. */
-export function candidates(view: Iterable<NodeInfo>, runtime: string, now: number, staleMs: number): Candidate[] {
+/**
+ * Nodes that can take a session of this runtime: live (in the view), not draining, fresh, below their cap, with at
+ * least `minFree` bytes of memory (when they report it).
+ */
+export function candidates(view: Iterable<NodeInfo>, runtime: string, now: number, staleMs: number, minFree = 0): Candidate[] {
   const out: Candidate[] = [];
   for (const n of view) {
     const load = n.load[runtime];
     if (!load || n.draining || now - n.updatedAt > staleMs || load.sessions >= load.max) continue;
+    if (n.freeMem !== undefined && n.freeMem < minFree) continue;
     out.push({ id: n.id, load });
   }
   return out;
