@@ -183,6 +183,16 @@ async function admin(node: Node, path: string, method = 'GET', body?: unknown): 
   return { status: r.status, json: text ? JSON.parse(text) : undefined };
 }
 
+/** A 2026-07-28 tools/call in runtime session `rs`; the result's text. */
+async function rsCall(node: Node, rs: string, n: number, name: string, args: Record<string, unknown>): Promise<string> {
+  const r = await fetch(node.mcp, {
+    method: 'POST',
+    headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name, 'berth-runtime-session': rs },
+    body: JSON.stringify({ jsonrpc: '2.0', id: n, method: 'tools/call', params: { name, arguments: args, _meta: ENVELOPE } }),
+  });
+  return resultText(r);
+}
+
 /** An SDK client whose every HTTP request goes to the next node in turn. */
 async function rotatingClient(nodes: Node[]): Promise<{ client: Client; transport: StreamableHTTPClientTransport; hits: string[] }> {
   let i = 0;
@@ -316,14 +326,7 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
 
   test('runtime sessions (2026 clients): one sandbox whichever node each request hits; DELETE through any node', async () => {
     const id = randomBytes(16).toString('base64url');
-    const post = async (node: Node, n: number, name: string, args: Record<string, unknown>) => {
-      const r = await fetch(node.mcp, {
-        method: 'POST',
-        headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name, 'berth-runtime-session': id },
-        body: JSON.stringify({ jsonrpc: '2.0', id: n, method: 'tools/call', params: { name, arguments: args, _meta: ENVELOPE } }),
-      });
-      return resultText(r);
-    };
+    const post = (node: Node, n: number, name: string, args: Record<string, unknown>) => rsCall(node, id, n, name, args);
     await post(A, 1, 'state_set', { value: 'rs-kept' });
     const seen = new Set<number>();
     for (let i = 0; i < 6; i++) {
@@ -415,6 +418,9 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
 
   test('Redis down: new sessions 503 with a clear message, live ones keep working; Redis back: sessions again', async () => {
     const sids = await Promise.all(Array.from({ length: 6 }, () => init(A)));
+    const rs = randomBytes(16).toString('base64url');
+    await rsCall(B, rs, 1, 'state_set', { value: 'survives' });
+    for (const n of nodes) await rsCall(n, rs, 1, 'state_get', {}); // every node has seen its route
     await redis.stop();
     await sleep(2000); // 1.5 renewals without success
     for (const n of nodes) {
@@ -426,6 +432,8 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
       assert.equal((await fetch(`${n.url}/readyz`)).status, 503);
     }
     for (const sid of sids) for (const n of nodes) assert.equal(await resultText(await call(n, sid, 1, 'echo', { text: 'alive' })), 'alive', `${ownerOf(sid)} via ${n.name}`);
+    for (const n of nodes) assert.equal(await rsCall(n, rs, 2, 'state_get', {}), 'survives', `runtime session via ${n.name}, from the last route seen`);
+    await assert.rejects(rsCall(A, randomBytes(16).toString('base64url'), 2, 'state_get', {}), /503[\s\S]*Redis\) is unreachable|Redis\) is unreachable[\s\S]*503/, 'a new runtime session cannot be placed');
     await redis.start();
     let ok = false;
     for (let t = 0; t < 40 && !ok; t++) {
@@ -434,6 +442,8 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     }
     assert.ok(ok, 'every node ready again');
     await sleep(600);
+    // Redis came back empty: the owner restored the runtime session's record, so no node places it anew.
+    for (const n of nodes) assert.equal(await rsCall(n, rs, 3, 'state_get', {}), 'survives', `runtime session via ${n.name} after Redis restarted empty`);
     const again = await Promise.all(Array.from({ length: 9 }, () => init(B)));
     assert.deepEqual(new Set(again.map(ownerOf)).size > 1, true);
   });

@@ -70,6 +70,8 @@ export interface DirectoryEvents {
   fenced: [];
   /** A node left the view (lease lapsed or it left): in-flight forwards to it are aborted. */
   left: [nodeId: string];
+  /** Our lease was gone and is taken again (Redis restarted empty, or we were cut off): records to restore. */
+  reclaimed: [];
 }
 
 /** ioredis options from cluster.redis: redis://, rediss://, unix://PATH, redis+unix://PATH or a bare socket path. */
@@ -182,7 +184,10 @@ export class Directory extends EventEmitter<DirectoryEvents> {
         }
         return;
       }
-      if (r === 2 && this.held) this.log.warn({ node: this.self.id }, 'cluster: lease was gone (Redis restarted, or cut off past leaseTtl); reclaimed');
+      if (r === 2 && this.held) {
+        this.log.warn({ node: this.self.id }, 'cluster: lease was gone (Redis restarted, or cut off past leaseTtl); reclaimed');
+        this.emit('reclaimed');
+      }
       this.held = true;
       this.lastRenewOk = Date.now();
     } catch (e) {

@@ -67,6 +67,7 @@ export class ClusterNode {
     const advertise = cfg.advertiseUrl ?? process.env.BERTH_ADVERTISE_URL ?? '';
     this.directory = new Directory(cfg, { id: this.nodeId, inc: this.inc, url: advertise.replace(/\/+$/, '') }, load, log.child({ cluster: this.nodeId }));
     this.forwarder = new Forwarder(cfg.forward.connectTimeout, this.nodeId, log);
+    this.directory.on('reclaimed', () => void this.restoreRoutes());
     this.directory.on('left', (id) => {
       this.forwarder.abortNode(id);
       this.log.info({ node: id }, 'cluster: node left the view');
@@ -261,10 +262,41 @@ export class ClusterNode {
     return true;
   }
 
+  /** Runtime sessions served here (key → when the record may expire), restored if Redis comes back empty. */
+  private readonly held = new Map<string, number>();
+
+  /** A runtime session was served here: remembered, so its record can be restored after Redis lost it. */
+  holdRuntimeSession(runtime: string, principal: Principal, id: string, maxLifetime: number): void {
+    const key = this.rsKey(runtime, principal, id);
+    if (this.held.has(key)) return;
+    this.held.set(key, Date.now() + maxLifetime + 60_000);
+    if (this.held.size > ROUTE_CACHE * 10) this.held.delete(this.held.keys().next().value!); // oldest first
+  }
+
+  /** After our lease had to be taken again: put back the records of the runtime sessions we hold (SET NX). */
+  private async restoreRoutes(): Promise<void> {
+    const me = `${this.nodeId}.${this.inc}`;
+    const now = Date.now();
+    let restored = 0;
+    for (const [key, until] of this.held) {
+      if (until <= now) {
+        this.held.delete(key);
+        continue;
+      }
+      try {
+        if ((await this.directory.claimRoute(key, me, until - now)) === me) restored++;
+      } catch {
+        return; // Redis went away again: the next reclaim tries again
+      }
+    }
+    if (restored) this.log.info({ restored }, 'cluster: runtime-session records restored after Redis lost them');
+  }
+
   /** After a runtime session was deleted here: its record goes, so the id may be placed anew. */
   forgetRuntimeSession(runtime: string, principal: Principal, id: string): void {
     const key = this.rsKey(runtime, principal, id);
     this.routes.delete(key);
+    this.held.delete(key);
     void this.directory.dropRoute(key, `${this.nodeId}.${this.inc}`);
   }
 

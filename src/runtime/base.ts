@@ -143,6 +143,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     }
     const era = await this.modern.requireModern(ctx);
     const session = await this.runtimeSessions.get(runtimeSession, ctx.principal, request.id);
+    this.opts.cluster?.holdRuntimeSession(this.name, ctx.principal, runtimeSession, this.config.maxLifetime);
     const server = session.server;
     if (server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: runtime sessions on http upstreams', request.id);
     if (era === 'legacy') {
