@@ -162,21 +162,15 @@ export class ClusterNode {
    */
   async route(req: IncomingMessage, res: ServerResponse, r: RouteRequest): Promise<boolean> {
     const sid = sessionIdOf(req);
-    let target: { id: string; inc: string; url: string } | undefined;
-    let headersTimeout = this.cfg.forward.headersTimeout;
-    if (sid !== undefined && sid !== '') {
-      const owner = sessionOwner(this.keys, sid);
-      if (!owner) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
-      if (owner.nodeId === this.nodeId && owner.inc === this.inc) return false;
-      const n = this.directory.view.get(owner.nodeId);
-      // The same body as an unknown id: a lost node's sessions are gone (its incarnation changed or its lease lapsed).
-      if (!n || n.inc !== owner.inc) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
-      target = n;
-      if (req.method === 'DELETE') headersTimeout = r.config.limits.stopGrace + 2000;
-    } else if (r.creates) {
-      return this.create(req, res, r);
-    } else return false;
-    await this.send(req, res, r, target, headersTimeout, false);
+    if (sid === undefined || sid === '') return r.creates ? this.create(req, res, r) : false;
+    const owner = sessionOwner(this.keys, sid);
+    if (!owner) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+    if (owner.nodeId === this.nodeId && owner.inc === this.inc) return false;
+    const n = this.directory.view.get(owner.nodeId);
+    // The same body as an unknown id: a lost node's sessions are gone (its incarnation changed or its lease lapsed).
+    if (!n || n.inc !== owner.inc) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+    const wait = req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : this.cfg.forward.headersTimeout;
+    await this.send(req, res, r, n, wait, false);
     return true;
   }
 
@@ -185,15 +179,14 @@ export class ClusterNode {
    * full or shutting down) before anything was answered.
    */
   private async create(req: IncomingMessage, res: ServerResponse, r: RouteRequest): Promise<boolean> {
-    const tried = new Set<string>();
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const target = this.place(r, tried);
-      if (!target) return false;
-      const out = await this.send(req, res, r, target, r.config.limits.startupTimeout + 2000, attempt === 0);
-      if (!out.retry) return true;
-      tried.add(target.id);
-    }
-    throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node could take a new session (the nodes tried were unreachable, full or shutting down)', { 'retry-after': '5' }, r.requestId);
+    const wait = r.config.limits.startupTimeout + 2000;
+    const first = this.place(r);
+    if (!first) return false;
+    if (!(await this.send(req, res, r, first, wait, true)).retry) return true;
+    const second = this.place(r, new Set([first.id]));
+    if (!second) return false;
+    await this.send(req, res, r, second, wait, false);
+    return true;
   }
 
   private async send(req: IncomingMessage, res: ServerResponse, r: RouteRequest, target: { id: string; inc: string; url: string }, timeout: number, retryable: boolean): Promise<{ retry?: boolean }> {
