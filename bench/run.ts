@@ -15,7 +15,8 @@
 //        --berth-bin PATH (the berth launcher to measure; default bin/berth.js),
 //        --isolation KIND (passed to berth; default: berth's default, auto),
 //        --drivers process,namespace,namespace-limits,gvisor,microvm (the per-driver section; microvm-unbundled
-//        only when named; none skips it), --drivers-only (skip the comparison), --capacity N (idle sessions)
+//        only when named; none skips it), --drivers-only (skip the comparison), --capacity N (idle sessions),
+//        --no-cluster (skip the cluster figure: echo calls/s through the owner node vs a non-owner, bench/cluster.ts)
 // Output: a table on stdout, JSON in .bench/results.json. Targets are shown, never asserted.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -24,6 +25,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import { driverReport, driverTargets, runDrivers, VARIANTS, type DriverResult } from './drivers.js';
 import { systemCpu } from './procfs.js';
+import { runCluster, type ClusterResult } from './cluster.js';
 import { ROOT, settle, startBerth, startDirect, type Target } from './targets.js';
 import {
   connect,
@@ -407,6 +409,17 @@ if (DRIVER_IDS.length) {
     await stopAll();
   }
 }
+// The cluster figure: one forwarding hop's cost, owner vs non-owner in the same run (needs redis-server).
+let cluster: ClusterResult | { skipped: string } | undefined;
+if (!flag('no-cluster') && !DRIVERS_ONLY) {
+  log('cluster section: two nodes on one Redis; echo through the owner vs through the other node');
+  try {
+    cluster = await runCluster({ probe: compileProbe(), concurrency: CONCURRENCY, rounds: P.rounds, windowMs: P.loadMs, log });
+  } catch (e) {
+    cluster = { skipped: `failed: ${(e as Error).message}` };
+    log(`cluster: FAILED: ${(e as Error).message}`);
+  }
+}
 report(compared, drivers);
 
 /**
@@ -479,6 +492,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     scenarios: results,
     ratios,
     targets,
+    cluster,
     drivers: {
       server: 'the bundled demo server (berth run with no command: node dist/demo/server.js)',
       backgroundCores: driversBackgroundCores,
@@ -568,6 +582,13 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     if (e) w(`warning: ${r.label}: ${e} failed calls\n`);
     if (r.sessionStartWarm?.unsettled) w(`warning: ${r.label}: ${r.sessionStartWarm.unsettled} session samples taken before the targets went quiet\n`);
     if (r.failed) w(`FAILED ${r.label}: ${r.failed}\n`);
+  }
+  if (cluster && 'skipped' in cluster) w(`\ncluster: skipped (${cluster.skipped})\n`);
+  else if (cluster) {
+    w(`\ncluster (2 nodes, one Redis; ${cluster.concurrency} clients, echo, ${cluster.rounds} alternating rounds)\n`);
+    w(`  through the owner node      ${String(cluster.ownerCallsPerS).padStart(7)} calls/s   p50 ${f1(cluster.ownerP50Ms)} ms\n`);
+    w(`  through a non-owner (1 hop) ${String(cluster.forwardedCallsPerS).padStart(7)} calls/s   p50 ${f1(cluster.forwardedP50Ms)} ms   (${(cluster.forwardedCallsPerS / Math.max(1, cluster.ownerCallsPerS)).toFixed(2)}× owner)\n`);
+    if (cluster.errors) w(`warning: cluster: ${cluster.errors} failed calls\n`);
   }
   if (drivers.length) {
     w(`\n${driverReport(drivers, f1)}`);

@@ -38,6 +38,8 @@ export interface BridgeOptions {
   onCallEnded?: () => void;
   /** berth has initialized this server: from now on it may announce changes (to listens). */
   onServerInitialized?: (relay: StdioRelay) => void;
+  /** Cluster mode: the shared token key and this node's owner claim (nodeId.incarnation). */
+  requestState?: { key: Buffer; owner: string };
 }
 
 /** Who is asking and where: what a requestState is bound to. */
@@ -241,11 +243,13 @@ class BridgeCall extends Exchange {
 
 /** Serves modern requests from 2025-era stdio servers, one per runtime. */
 export class LegacyBridge {
-  private readonly codec = new RequestStateCodec();
+  private readonly codec: RequestStateCodec;
   private readonly calls = new Map<string, BridgeCall>();
   private readonly inits = new WeakMap<StdioRelay, Promise<Record<string, unknown>>>();
 
-  constructor(readonly o: BridgeOptions) {}
+  constructor(readonly o: BridgeOptions) {
+    this.codec = new RequestStateCodec(o.requestState?.key);
+  }
 
   /** Suspended or running bridged calls (they keep their sandbox busy). */
   get size(): number {
@@ -274,6 +278,7 @@ export class LegacyBridge {
       m: call.request.method,
       d: requestDigest(call.request.params),
       exp: Date.now() + this.o.pendingTimeout,
+      ...(this.o.requestState ? { o: this.o.requestState.owner } : {}),
     };
     return this.codec.mint(claims);
   }

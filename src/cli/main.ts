@@ -47,6 +47,8 @@ async function serve(config: BerthConfig, configFile?: string): Promise<void> {
     berth.log.info({ signal: sig }, 'draining: no new sessions; in-flight calls may finish');
     void berth.stop().then(() => process.exit(0));
   };
+  // Cluster mode: another process took this node's name; it has stopped serving, and must not linger.
+  berth.on('cluster:fenced', () => setTimeout(() => process.exit(1), 100));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
@@ -185,6 +187,35 @@ program
     } catch (e) {
       fail(e);
     }
+  });
+
+program
+  .command('drain')
+  .description('Cluster mode: stop placing new sessions on a node (its own sessions keep working); --undo takes it back')
+  .requiredOption('--url <url>', 'the node\'s base URL, e.g. http://10.0.0.5:8787')
+  .option('--deadline <duration>', 'end the node\'s remaining sessions after this long (default: never)')
+  .option('--undo', 'stop draining')
+  .option('--admin-token-env <var>', 'environment variable holding the admin API token', 'BERTH_ADMIN_TOKEN')
+  .action(async (o) => {
+    const token = process.env[o.adminTokenEnv];
+    if (!token) fail(new Error(`the environment variable ${o.adminTokenEnv} (the admin token) is empty or unset`));
+    const deadline = o.deadline === undefined ? undefined : duration(o.deadline);
+    const url = `${String(o.url).replace(/\/+$/, '')}/admin/drain`;
+    let r: Response;
+    try {
+      r = await fetch(url, {
+        method: o.undo ? 'DELETE' : 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: o.undo ? undefined : JSON.stringify(deadline === undefined ? {} : { deadline }),
+        signal: AbortSignal.timeout(10_000),
+      });
+    } catch (e) {
+      fail(new Error(`${url}: ${(e as Error).message}`));
+    }
+    const text = await r.text();
+    if (!r.ok) fail(new Error(`${url}: HTTP ${r.status} ${text}`));
+    const s = JSON.parse(text) as { node: string; draining: boolean; drainDeadline: string | null };
+    process.stdout.write(`berth: node ${s.node} ${s.draining ? `draining${s.drainDeadline ? ` (sessions end at ${s.drainDeadline})` : ''}` : 'taking new sessions'}\n`);
   });
 
 program

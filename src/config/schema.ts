@@ -231,6 +231,7 @@ export const ClusterSchema = z
     leaseTtl: duration('How long a node\'s lease outlives its last renewal; a dead node\'s sessions answer 404 everywhere after about this long.').prefault('6s'),
     renewInterval: duration('How often a node renews its lease and publishes its load.').prefault('2s'),
     viewInterval: duration('How often a node reads the other nodes\' leases and load.').prefault('1s'),
+    minFreeMemory: size('New sessions are not placed on a node with less free memory than this (or than the runtime\'s limits.memory, if larger): its cgroup\'s memory.max − memory.current, else MemAvailable.').prefault('256MiB'),
     placement: z
       .enum(['load', 'local'])
       .describe('load: a new session goes to the least-loaded of two sampled nodes; local: always the receiving node.')
@@ -239,7 +240,7 @@ export const ClusterSchema = z
       .object({
         connectTimeout: duration('Connecting to the owner node; past it the request fails with 502.').prefault('1s'),
         headersTimeout: duration('Waiting for the owner\'s response headers; past it the request fails with 502.').prefault('5s'),
-        idleTimeout: duration('A forwarded stream silent this long (keep-alives included) is ended; the client resumes.').prefault('15s'),
+        idleTimeout: duration('A forwarded stream silent this long (keep-alives included) is ended; the client resumes. At least the runtime\'s streams.keepAlive + 5 s.').prefault('15s'),
       })
       .strict()
       .default({ connectTimeout: 1000, headersTimeout: 5000, idleTimeout: 15000 }),

@@ -16,10 +16,12 @@ import { ErrorCode } from '../wire/jsonrpc.js';
 import { checkOrigin, checkPostHeaders, parseMessages, readBody, wire2025, type ParsedBody } from '../wire/streamable-http.js';
 import { classifyBodiless, classifyEra, WireError, type RequestContext } from '../wire/era.js';
 import { wire2026 } from '../wire/streamable-http-2026.js';
-import { errorResponse } from '../wire/jsonrpc.js';
+import { errorResponse, type JsonRpcId } from '../wire/jsonrpc.js';
 import { ModernPool, modernLaunchContext, serveOn } from './modern.js';
 import { RUNTIME_SESSION_HEADER, RuntimeSessions } from '../session/runtime-session.js';
 import type { JsonRpcRequest } from '../wire/jsonrpc.js';
+import type { ClusterNode } from '../cluster/node.js';
+import { FORWARDED_HEADER, type ForwardClaims } from '../cluster/forwarded.js';
 
 export interface RuntimeEvents {
   'session:created': [session: Session];
@@ -38,6 +40,8 @@ export interface RuntimeOptions {
   metrics?: Metrics;
   /** Host paths no sandbox may see (berth's config file). */
   hide?: string[];
+  /** Cluster mode: this node's membership and routing (undefined: a single node, as before). */
+  cluster?: ClusterNode;
 }
 
 export interface PostContext {
@@ -78,6 +82,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       log: this.log,
       metrics: opts.metrics,
       hide: opts.hide,
+      newId: opts.cluster?.mintId,
+      requestState: opts.cluster?.requestState,
     };
     this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log);
     this.runtimeSessions = new RuntimeSessions(modernLaunchContext(this.launchCtx), this.log, opts.metrics);
@@ -147,6 +153,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     }
     const era = await this.modern.requireModern(ctx);
     const session = await this.runtimeSessions.get(runtimeSession, ctx.principal, request.id);
+    this.opts.cluster?.holdRuntimeSession(this.name, ctx.principal, runtimeSession, this.config.maxLifetime);
     const server = session.server;
     if (era === 'legacy') {
       if (server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', request.id);
@@ -168,6 +175,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     const id = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], null);
     if (id === undefined) return false;
     if (!(await this.runtimeSessions.end(id, principal))) throw new WireError(404, -31001, 'Runtime session not found: it is unknown or already ended', null);
+    this.opts.cluster?.forgetRuntimeSession(this.name, principal, id);
     res.writeHead(204).end();
     return true;
   }
@@ -202,8 +210,15 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     });
     try {
       checkOrigin(req, this.opts.server.allowedOrigins);
-      const principal = await this.admit(req);
+      const cluster = this.opts.cluster;
+      // Cluster mode: a peer (the edge) already authenticated this request and signed what it forwards; a
+      // request from a client never carries the header (refused 403), and a forwarded one is never forwarded again.
+      let forwarded: ForwardClaims | undefined;
+      if (cluster && req.headers[FORWARDED_HEADER] !== undefined) forwarded = cluster.accept(req, this.name);
+      const principal = forwarded ? forwarded.p : await this.admit(req);
       seen.principal = principal.subject;
+      // Only sessions of stateful runtimes (Mcp-Session-Id) live on one node; stateless requests are served here.
+      const routed = cluster && !forwarded && this.config.mode === 'stateful' ? cluster : undefined;
       switch (req.method) {
         case 'POST': {
           checkPostHeaders(req);
@@ -216,16 +231,36 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           const revision = classifyEra(req, parsed) === 'modern' ? wire2026 : wire2025;
           const wire = revision.validatePost(req, parsed);
           const ctx = { body, parsed, protocolVersion: wire.version, principal, wire };
+          if (forwarded) cluster!.acceptBody(forwarded, body);
+          else if (routed && wire.era === 'legacy') {
+            const creates = parsed.messages.some((m) => isRequest(m) && m.method === 'initialize');
+            const requestId = !parsed.batch && 'id' in first ? (first.id as JsonRpcId) : null;
+            if (await routed.route(req, res, { runtime: this.name, config: this.config, principal, body, creates, requestId })) return;
+          } else if (routed && !wire.notification) {
+            const requestId = wire.id ?? null;
+            const rs = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], requestId);
+            const r = { runtime: this.name, config: this.config, principal, body, creates: false, requestId };
+            if (rs !== undefined && (await routed.routeRuntimeSession(req, res, r, rs))) return;
+            // A bridged call's retry goes to the node holding the suspended call (its requestState says which).
+            const state = (first as { params?: { requestState?: unknown } }).params?.requestState;
+            if (rs === undefined && state !== undefined && (await routed.routeRequestState(req, res, r, state))) return;
+          }
           if (wire.era === 'modern') await this.postModern(req, res, ctx);
           else await this.post(req, res, ctx);
           return;
         }
         case 'GET':
+          if (routed && (await routed.route(req, res, { runtime: this.name, config: this.config, principal, creates: false, requestId: null }))) return;
           (classifyBodiless(req) === 'modern' ? wire2026 : wire2025).checkOther(req);
           await this.getStream(req, res, principal);
           return;
         case 'DELETE':
+          if (routed) {
+            const rs = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], null);
+            if (rs !== undefined && (await routed.routeRuntimeSession(req, res, { runtime: this.name, config: this.config, principal, creates: false, requestId: null }, rs))) return;
+          }
           if (await this.deleteRuntimeSession(req, res, principal)) return;
+          if (routed && (await routed.route(req, res, { runtime: this.name, config: this.config, principal, creates: false, requestId: null }))) return;
           (classifyBodiless(req) === 'modern' ? wire2026 : wire2025).checkOther(req);
           await this.delete(req, res, principal);
           return;

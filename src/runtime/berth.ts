@@ -27,6 +27,7 @@ import { ErrorCode } from '../wire/jsonrpc.js';
 import type { HostedRuntime } from './base.js';
 import { StatefulRuntime } from './stateful.js';
 import { StatelessRuntime } from './stateless.js';
+import { ClusterNode } from '../cluster/node.js';
 
 /** Request line and headers together (Node's default, stated so a --max-http-header-size flag cannot change it). */
 const MAX_HEADER_SIZE = 16 * 1024;
@@ -34,6 +35,8 @@ const MAX_HEADER_SIZE = 16 * 1024;
 export interface BerthEvents {
   'session:created': [session: Session, runtime: string];
   'session:ended': [session: Session, runtime: string, reason: EndReason, detail: string];
+  /** Cluster mode: another process took this node's lease (same nodeId); berth has stopped serving. */
+  'cluster:fenced': [];
 }
 
 export interface CreateRuntimeOptions {
@@ -57,6 +60,8 @@ export class Berth extends EventEmitter<BerthEvents> {
   /** Live sessions and request rate over the last hour (the dashboard's chart). */
   readonly history: History;
   private readonly startedAt = Date.now();
+  /** Cluster mode (config.cluster): membership, routing and draining; undefined on a single node. */
+  readonly cluster: ClusterNode | undefined;
 
   constructor(config: BerthConfig, options: CreateRuntimeOptions = {}) {
     super();
@@ -70,6 +75,14 @@ export class Berth extends EventEmitter<BerthEvents> {
         requests: (await this.metrics.requests.get()).values.reduce((n, v) => n + v.value, 0),
       }),
     });
+    if (config.cluster) {
+      this.cluster = new ClusterNode(config.cluster, this.log, () => this.clusterLoad());
+      this.cluster.localLoad = (name) => this.clusterLoad()[name] ?? {};
+      // The drain deadline: whatever sessions are left here end (their clients re-initialize elsewhere).
+      this.cluster.onDrainDeadline = () => {
+        for (const rt of this.runtimes.values()) if (rt instanceof StatefulRuntime) for (const s of rt.sessions.values()) void s.end('shutdown', 'drained');
+      };
+    }
     for (const [name, rc] of Object.entries(config.runtimes)) {
       checkIsolationKind(rc.isolation);
       // The driver is chosen in start(), after probing the host; process is a placeholder until then.
@@ -83,12 +96,20 @@ export class Berth extends EventEmitter<BerthEvents> {
         resource: this.resourceInfo(name),
         metrics: this.metrics,
         hide: options.configFile ? [options.configFile] : [],
+        cluster: this.cluster,
       };
       const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
       rt.on('session:created', (s) => this.emit('session:created', s, name));
       rt.on('session:ended', (s, reason, detail) => this.emit('session:ended', s, name, reason, detail));
       this.runtimes.set(name, rt);
     }
+  }
+
+  /** What this node publishes for placement: per stateful runtime, its sessions, cap and warm servers. */
+  private clusterLoad(): Record<string, { sessions: number; max: number; warm: number }> {
+    const out: Record<string, { sessions: number; max: number; warm: number }> = {};
+    for (const [n, r] of this.runtimes) if (r.config.mode === 'stateful') out[n] = { sessions: r.sessionCount, max: r.config.limits.maxSessions, warm: r.warmServers };
+    return out;
   }
 
   /** The runtime served at /mcp: the one named "default", or the only one. */
@@ -171,6 +192,20 @@ export class Berth extends EventEmitter<BerthEvents> {
         resolve();
       });
     });
+    if (this.cluster) {
+      const c = this.cluster;
+      const a = server.address() as AddressInfo;
+      if (!c.directory.self.url && (a.address === '0.0.0.0' || a.address === '::')) {
+        await this.stop();
+        throw new Error('cluster: berth listens on every address, so peers cannot be told where it is; set cluster.advertiseUrl or BERTH_ADVERTISE_URL');
+      }
+      c.directory.self.url ||= this.url;
+      c.directory.on('fenced', () => {
+        void this.stop();
+        this.emit('cluster:fenced');
+      });
+      await c.start();
+    }
     return this;
   }
 
@@ -202,14 +237,18 @@ export class Berth extends EventEmitter<BerthEvents> {
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz') {
       const runtimes = Object.fromEntries([...this.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName }]));
-      sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : 'ok', runtimes });
+      const cluster = this.cluster && { node: this.cluster.nodeId, redis: this.cluster.directory.redisOk ? 'ok' : 'unreachable', lease: this.cluster.directory.leaseHeld ? 'held' : 'not held', draining: this.cluster.draining };
+      sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : 'ok', runtimes, ...(cluster ? { cluster } : {}) });
       return;
     }
     if (path === '/readyz') {
       // Ready for new sessions: not draining, every runtime below its session cap with a warm server waiting
       // (when it keeps a pool). A load balancer sends new sessions elsewhere meanwhile; /healthz says alive.
       const reasons: string[] = [];
-      if (this.stopping) reasons.push('draining');
+      if (this.stopping || this.cluster?.draining) reasons.push('draining');
+      // Cluster mode: a node that cannot reach Redis or lost its lease cannot place sessions (or be found).
+      if (this.cluster && !this.cluster.directory.redisOk) reasons.push('redis: the cluster directory is unreachable');
+      else if (this.cluster && !this.cluster.directory.leaseHeld) reasons.push('lease: this node does not hold its lease yet');
       for (const [n, r] of this.runtimes) {
         if (r.config.warmPool > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
         if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
@@ -232,7 +271,7 @@ export class Berth extends EventEmitter<BerthEvents> {
       return;
     }
     if (path === '/admin' || path.startsWith('/admin/')) {
-      const ctx = { runtimes: this.runtimes, startedAt: this.startedAt, draining: !!this.stopping, history: this.history };
+      const ctx = { runtimes: this.runtimes, startedAt: this.startedAt, draining: !!this.stopping, history: this.history, cluster: this.cluster };
       handleAdmin(req, res, path, this.adminDigest, ctx).catch((e) => sendError(res, e instanceof HttpError ? e : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`)));
       return;
     }
@@ -269,6 +308,8 @@ export class Berth extends EventEmitter<BerthEvents> {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       this.history.stop();
+      // Peers stop placing sessions here at once; the lease goes at the end, so our sessions stay routable meanwhile.
+      await this.cluster?.directory.setDraining(true);
       const all = [...this.runtimes.values()];
       await Promise.all(all.map((r) => r.drain(this.config.server.drainTimeout)));
       await Promise.all(all.map((r) => r.close()));
@@ -279,6 +320,7 @@ export class Berth extends EventEmitter<BerthEvents> {
           server.closeAllConnections();
         });
       }
+      await this.cluster?.stop();
     })();
     return this.stopping;
   }

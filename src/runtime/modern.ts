@@ -232,6 +232,7 @@ export class ModernPool {
       pendingTimeout: ctx.config.limits.pendingInputTimeout,
       onCallEnded: () => setImmediate(() => this.pool.trim()),
       onServerInitialized: (relay) => this.legacyListens.add(relay),
+      requestState: ctx.requestState,
     });
     this.legacyListens = new LegacyListens({ keepAlive });
   }

@@ -12,6 +12,8 @@ import { StatefulRuntime } from '../runtime/stateful.js';
 import type { Session } from '../session/session.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
+import type { ClusterNode } from '../cluster/node.js';
+import { parseDuration } from '../util/units.js';
 
 export interface AdminContext {
   runtimes: Map<string, HostedRuntime>;
@@ -19,6 +21,8 @@ export interface AdminContext {
   draining: boolean;
   /** Live sessions and request rate over the last hour, for the dashboard's chart. */
   history?: History;
+  /** Cluster mode: this node (drain, membership in /admin/status). */
+  cluster?: ClusterNode;
 }
 
 /** Shared by every admin reader, so dashboards watching at once cost one /proc reading per couple of seconds. */
@@ -80,7 +84,8 @@ function status(ctx: AdminContext): Record<string, unknown> {
   const runtimes = Object.fromEntries(
     [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.auth.kind, sessions: r.sessionCount, runtimeSessions: r.runtimeSessionList.length, warm: r.warmServers }]),
   );
-  return { status: ctx.draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000), runtimes };
+  const draining = ctx.draining || !!ctx.cluster?.draining;
+  return { status: draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000), runtimes, ...(ctx.cluster ? { cluster: ctx.cluster.status() } : {}) };
 }
 
 /** What the dashboard shows, all at once: status, sessions with memory, and the chart's history. */
@@ -128,7 +133,15 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
     sendJson(res, 200, { sessions: await describeWithMemory(liveSessions(ctx)) });
     return;
   }
-  const one = /^\/admin\/sessions\/([A-Za-z0-9_-]{1,128})$/.exec(path);
+  if (path === '/admin/drain' && (method === 'POST' || method === 'DELETE')) {
+    if (!ctx.cluster) throw new HttpError(409, ErrorCode.ServerError, 'Conflict: draining moves new sessions to other nodes; this berth is not in cluster mode (configure cluster:)');
+    if (method === 'DELETE') await ctx.cluster.undrain();
+    else await ctx.cluster.drain(await drainDeadline(req));
+    sendJson(res, 200, ctx.cluster.status());
+    return;
+  }
+  // Cluster ids (c1.node.inc.rand.mac) have dots.
+  const one = /^\/admin\/sessions\/([A-Za-z0-9_.-]{1,160})$/.exec(path);
   if (one && method === 'GET') {
     sendJson(res, 200, (await describeWithMemory([findSession(ctx, one[1]!)]))[0]);
     return;
@@ -138,5 +151,32 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
     res.writeHead(204).end();
     return;
   }
-  throw new HttpError(404, ErrorCode.ServerError, `Not Found: ${method} ${path} (admin API: GET /admin/status, GET /admin/events, GET /admin/sessions, GET|DELETE /admin/sessions/ID; dashboard: /admin/)`);
+  throw new HttpError(404, ErrorCode.ServerError, `Not Found: ${method} ${path} (admin API: GET /admin/status, GET /admin/events, POST|DELETE /admin/drain, GET /admin/sessions, GET|DELETE /admin/sessions/ID; dashboard: /admin/)`);
+}
+
+/** The optional {"deadline":"10m"} of POST /admin/drain: after it, the node's remaining sessions end. */
+async function drainDeadline(req: IncomingMessage): Promise<number | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > 4096) throw new HttpError(413, ErrorCode.ServerError, 'Payload Too Large: the drain body is at most 4 KiB');
+    chunks.push(c as Buffer);
+  }
+  const text = Buffer.concat(chunks).toString('utf8').trim();
+  if (!text) return undefined;
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new HttpError(400, ErrorCode.ParseError, 'Parse error: the drain body must be JSON, e.g. {"deadline":"10m"}');
+  }
+  const d = (body as { deadline?: unknown } | null)?.deadline;
+  if (d === undefined || d === null) return undefined;
+  try {
+    if (typeof d !== 'string' && typeof d !== 'number') throw new Error('not a duration');
+    return parseDuration(d);
+  } catch (e) {
+    throw new HttpError(400, ErrorCode.InvalidParams, `Bad Request: deadline: ${(e as Error).message} (a duration like "90s" or "10m", or milliseconds)`);
+  }
 }

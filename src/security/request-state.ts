@@ -23,6 +23,8 @@ export interface StateClaims {
   d: string;
   /** expiry, ms since the epoch */
   exp: number;
+  /** Cluster mode: the node holding the suspended call (nodeId.incarnation), so any node can route the retry. */
+  o?: string;
 }
 
 /** What a retry must match: everything but the round bookkeeping. */
@@ -52,8 +54,25 @@ export function principalDigest(principalKey: string): string {
 }
 
 export class RequestStateCodec {
-  // Per berth process: a suspended call does not outlive it, so neither need its tokens.
+  // Per berth process: a suspended call does not outlive it, so neither need its tokens. In cluster mode every node
+  // shares a key derived from the cluster secret, so the receiving node can trust the owner claim and route.
   constructor(private readonly key: Buffer = randomBytes(32)) {}
+
+  /** The owner claim of an authentic, unexpired token (whatever request it is for); undefined otherwise. */
+  owner(token: unknown, now = Date.now()): string | undefined {
+    if (typeof token !== 'string' || token.length > 8192) return undefined;
+    const parts = token.split('.');
+    if (parts.length !== 3 || parts[0] !== 'b1') return undefined;
+    const given = Buffer.from(parts[2]!, 'base64url');
+    const want = this.mac(parts[1]!);
+    if (given.length !== want.length || !timingSafeEqual(given, want)) return undefined;
+    try {
+      const c = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as StateClaims;
+      return typeof c.o === 'string' && typeof c.exp === 'number' && c.exp > now ? c.o : undefined;
+    } catch {
+      return undefined;
+    }
+  }
 
   private mac(payload: string): Buffer {
     return createHmac('sha256', this.key).update(`berth-mrtr-v1|${payload}`).digest();

@@ -29,6 +29,10 @@ export interface LaunchContext {
   metrics?: Metrics;
   /** Host paths no sandbox may see (berth's config file). */
   hide?: string[];
+  /** Mints session ids (cluster mode: ids naming this node); default newSessionId. */
+  newId?: () => string;
+  /** Cluster mode: requestState tokens signed with the shared key and naming this node (bridged calls). */
+  requestState?: { key: Buffer; owner: string };
 }
 
 export type Launched = {
@@ -58,7 +62,7 @@ function freePort(): Promise<number> {
 
 export async function launch(ctx: LaunchContext): Promise<Launched> {
   const { config, log } = ctx;
-  const id = newSessionId();
+  const id = ctx.newId?.() ?? newSessionId();
   const workDir = await mkdtemp(join(ctx.sessionRoot ?? tmpdir(), `berth-${ctx.runtimeName}-`));
   const env: Record<string, string> = {};
   for (const k of [...BASE_ENV, ...config.inheritEnv]) if (process.env[k] !== undefined) env[k] = process.env[k]!;

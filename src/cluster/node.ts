@@ -1,0 +1,331 @@
+// One berth process as a cluster member: its identity, the directory, and the routing decision the front door asks
+// for after it has authenticated and parsed a request (HostedRuntime.handle).
+import { createHmac } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { ClusterConfig, RuntimeConfig } from '../config/schema.js';
+import { principalKey, type Principal } from '../security/auth.js';
+import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
+import { WireError } from '../wire/era.js';
+import { HttpError } from '../wire/http-error.js';
+import { ErrorCode, type JsonRpcId } from '../wire/jsonrpc.js';
+import { sessionIdOf } from '../wire/streamable-http.js';
+import { RequestStateCodec } from '../security/request-state.js';
+import { Directory, type RuntimeLoad } from './directory.js';
+import { bodyDigest, FORWARDED_HEADER, NonceCache, signForwarded, verifyForwarded, type ForwardClaims } from './forwarded.js';
+import { Forwarder } from './forward.js';
+import { mintSessionId, newIncarnation, sessionOwner } from './ids.js';
+import { clusterKeys, type ClusterKeys } from './keys.js';
+import { candidates, choose } from './placement.js';
+
+const NOT_FOUND = 'Session not found: it is unknown, ended or expired; initialize a new session';
+/** Runtime-session routes remembered for when Redis cannot answer. */
+const ROUTE_CACHE = 10_000;
+
+/** What a Berth-Forwarded header binds as the session: Mcp-Session-Id, else the runtime session, else nothing. */
+function sessionClaim(req: IncomingMessage): string {
+  const sid = sessionIdOf(req);
+  if (sid !== undefined) return sid;
+  const rs = req.headers[RUNTIME_SESSION_HEADER];
+  return typeof rs === 'string' ? `rs:${rs}` : '';
+}
+
+export interface RouteRequest {
+  runtime: string;
+  config: RuntimeConfig;
+  principal: Principal;
+  body?: Buffer;
+  /** The request creates a session (initialize). */
+  creates: boolean;
+  requestId: JsonRpcId | null;
+}
+
+export class ClusterNode {
+  readonly nodeId: string;
+  readonly inc = newIncarnation();
+  readonly keys: ClusterKeys;
+  readonly directory: Directory;
+  readonly forwarder: Forwarder;
+  private readonly nonces = new NonceCache();
+  private drainTimer: NodeJS.Timeout | undefined;
+  drainDeadline: number | undefined;
+  /** Sessions placed here per runtime since the last view refresh, so a burst from one edge spreads. */
+  private readonly placed = new Map<string, number>();
+  /** Ends every local session (the drain deadline). */
+  onDrainDeadline: () => void = () => undefined;
+
+  constructor(
+    readonly cfg: ClusterConfig,
+    private readonly log: Logger,
+    load: () => Record<string, RuntimeLoad>,
+  ) {
+    this.nodeId = cfg.nodeId ?? process.env.BERTH_NODE_ID ?? hostname().toLowerCase().split('.')[0]!;
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(this.nodeId)) throw new Error(`cluster.nodeId: "${this.nodeId}" is not a DNS label (set cluster.nodeId or BERTH_NODE_ID)`);
+    this.keys = clusterKeys(process.env[cfg.secretEnv], cfg.secretEnv);
+    // Empty until berth listens, when it defaults to the address berth is listening on.
+    const advertise = cfg.advertiseUrl ?? process.env.BERTH_ADVERTISE_URL ?? '';
+    this.directory = new Directory(cfg, { id: this.nodeId, inc: this.inc, url: advertise.replace(/\/+$/, '') }, load, log.child({ cluster: this.nodeId }));
+    this.forwarder = new Forwarder(cfg.forward.connectTimeout, this.nodeId, log);
+    this.directory.on('reclaimed', () => void this.restoreRoutes());
+    this.directory.on('left', (id) => {
+      this.forwarder.abortNode(id);
+      this.log.info({ node: id }, 'cluster: node left the view');
+    });
+    const t = setInterval(() => this.placed.clear(), cfg.viewInterval);
+    t.unref();
+  }
+
+  /** requestState tokens of bridged calls: signed with the shared key, naming this node (LaunchContext.requestState). */
+  get requestState(): { key: Buffer; owner: string } {
+    return { key: this.keys.sign.mrtr, owner: `${this.nodeId}.${this.inc}` };
+  }
+
+  private stateCodec: RequestStateCodec | undefined;
+
+  /**
+   * A bridged call's retry (params.requestState) goes to the node that minted the token, where the call is
+   * suspended. A token that is not authentic, names this node or a node that is gone is answered here (the in-band
+   * "Invalid or expired requestState", as on one node).
+   */
+  async routeRequestState(req: IncomingMessage, res: ServerResponse, r: RouteRequest, token: unknown): Promise<boolean> {
+    this.stateCodec ??= new RequestStateCodec(this.keys.sign.mrtr);
+    const owner = this.stateCodec.owner(token);
+    if (owner === undefined || owner === `${this.nodeId}.${this.inc}`) return false;
+    const [nodeId, inc] = owner.split('.') as [string, string];
+    const n = this.directory.view.get(nodeId);
+    if (!n || n.inc !== inc) return false;
+    await this.send(req, res, r, n, this.cfg.forward.headersTimeout, false);
+    return true;
+  }
+
+  /** A new session id naming this node (LaunchContext.newId). */
+  mintId = (): string => mintSessionId(this.keys, { nodeId: this.nodeId, inc: this.inc });
+
+  get draining(): boolean {
+    return this.directory.draining;
+  }
+
+  /** Refuses new sessions here (they are placed on other nodes); at the deadline the remaining ones end. */
+  async drain(deadlineMs: number | undefined): Promise<void> {
+    clearTimeout(this.drainTimer);
+    this.drainDeadline = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
+    if (deadlineMs !== undefined) {
+      this.drainTimer = setTimeout(() => this.onDrainDeadline(), deadlineMs);
+      this.drainTimer.unref();
+    }
+    await this.directory.setDraining(true);
+  }
+
+  async undrain(): Promise<void> {
+    clearTimeout(this.drainTimer);
+    this.drainDeadline = undefined;
+    await this.directory.setDraining(false);
+  }
+
+  status(): Record<string, unknown> {
+    const d = this.directory;
+    return {
+      node: this.nodeId,
+      incarnation: this.inc,
+      url: d.self.url,
+      redis: d.redisOk ? 'ok' : 'unreachable',
+      lease: d.leaseHeld ? 'held' : 'not held',
+      draining: d.draining,
+      drainDeadline: this.drainDeadline === undefined ? null : new Date(this.drainDeadline).toISOString(),
+      forwarded: this.forwarder.forwarded,
+      nodes: [...d.view.values()].map((n) => ({ id: n.id, url: n.url, draining: n.draining, load: n.load })),
+    };
+  }
+
+  /**
+   * Checks a Berth-Forwarded header: the principal the edge authenticated, or 403 (a client-sent or replayed
+   * header, one meant for another node or request). The body digest is checked by acceptBody once it is read.
+   */
+  accept(req: IncomingMessage, runtime: string): ForwardClaims {
+    const h = req.headers[FORWARDED_HEADER];
+    const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionClaim(req) }, this.nonces) : 'repeated header';
+    if (typeof c === 'string') {
+      this.log.warn({ attack: 'forged-forward', why: c, from: req.socket.remoteAddress }, 'cluster: refused a Berth-Forwarded header');
+      throw new HttpError(403, ErrorCode.ServerError, `Forbidden: invalid Berth-Forwarded header (${c}); this header is only for berth nodes of one cluster`);
+    }
+    return c;
+  }
+
+  acceptBody(c: ForwardClaims, body: Buffer): void {
+    if (bodyDigest(body) !== c.b) throw new HttpError(403, ErrorCode.ServerError, 'Forbidden: invalid Berth-Forwarded header (the body does not match its digest)');
+  }
+
+  /**
+   * Serves the request elsewhere when it belongs elsewhere: true when it was forwarded (answered), false when this
+   * node handles it. A bad or dead owner answers 404 without a hop; no node for a new session answers 503.
+   */
+  async route(req: IncomingMessage, res: ServerResponse, r: RouteRequest): Promise<boolean> {
+    const sid = sessionIdOf(req);
+    if (sid === undefined || sid === '') return r.creates ? this.create(req, res, r) : false;
+    const owner = sessionOwner(this.keys, sid);
+    if (!owner) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+    if (owner.nodeId === this.nodeId && owner.inc === this.inc) return false;
+    const n = this.directory.view.get(owner.nodeId);
+    // The same body as an unknown id: a lost node's sessions are gone (its incarnation changed or its lease lapsed).
+    if (!n || n.inc !== owner.inc) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+    const wait = req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : this.cfg.forward.headersTimeout;
+    await this.send(req, res, r, n, wait, false);
+    return true;
+  }
+
+  /**
+   * A new session: placed, and tried once more elsewhere when the chosen node cannot be reached or refuses (503:
+   * full or shutting down) before anything was answered.
+   */
+  private async create(req: IncomingMessage, res: ServerResponse, r: RouteRequest): Promise<boolean> {
+    const wait = r.config.limits.startupTimeout + 2000;
+    const first = this.place(r);
+    if (!first) return false;
+    if (!(await this.send(req, res, r, first, wait, true)).retry) return true;
+    const second = this.place(r, new Set([first.id]));
+    if (!second) return false;
+    await this.send(req, res, r, second, wait, false);
+    return true;
+  }
+
+  private async send(req: IncomingMessage, res: ServerResponse, r: RouteRequest, target: { id: string; inc: string; url: string }, timeout: number, retryable: boolean): Promise<{ retry?: boolean }> {
+    let headersTimeout = timeout;
+    // An http upstream's own headers may come as late as its requestTimeout.
+    if (r.config.upstream === 'http') headersTimeout = Math.max(headersTimeout, r.config.limits.requestTimeout || headersTimeout);
+    const header = signForwarded(this.keys, {
+      from: this.nodeId, to: target.id, inc: target.inc, p: r.principal, rt: r.runtime, m: req.method ?? '', sid: sessionClaim(req), b: bodyDigest(r.body),
+    });
+    // Quiet SSE streams get a keep-alive comment every streams.keepAlive: the idle cut must outlast that.
+    const ka = r.config.streams.keepAlive;
+    const idleTimeout = ka > 0 ? Math.max(this.cfg.forward.idleTimeout, ka + 5000) : this.cfg.forward.idleTimeout;
+    const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders, retryable });
+    if (out.unreachable) void this.directory.recheck(target.id);
+    return out;
+  }
+
+  /** The Redis key of a runtime session: an HMAC, so neither the principal nor the id appears in Redis. */
+  private rsKey(runtime: string, principal: Principal, id: string): string {
+    return createHmac('sha256', this.keys.sign.rs).update(JSON.stringify([runtime, principalKey(principal), id])).digest('base64url');
+  }
+
+  private readonly routes = new Map<string, string>();
+
+  /**
+   * A request naming a runtime session (Berth-Runtime-Session, a client-chosen id that cannot name its owner): its
+   * owner is recorded in Redis when the session is first used (placed like a new session, claimed with SET NX). One
+   * Redis read per request; when Redis is down the last route seen is used, and an unknown one gets 503.
+   */
+  async routeRuntimeSession(req: IncomingMessage, res: ServerResponse, r: RouteRequest, id: string): Promise<boolean> {
+    const d = this.directory;
+    const key = this.rsKey(r.runtime, r.principal, id);
+    const me = `${this.nodeId}.${this.inc}`;
+    let owner: string | undefined;
+    let creating = false;
+    if (d.redisOk) {
+      try {
+        owner = (await d.getRoute(key)) ?? undefined;
+        if (owner === undefined && req.method === 'DELETE') return false; // nothing anywhere: the local 404
+        if (owner === undefined) {
+          const target = this.place(r);
+          owner = await d.claimRoute(key, target ? `${target.id}.${target.inc}` : me, r.config.maxLifetime + 60_000);
+          creating = true;
+        }
+      } catch (e) {
+        if (e instanceof HttpError || e instanceof WireError) throw e;
+        owner = undefined;
+      }
+    }
+    owner ??= this.routes.get(key);
+    if (owner === undefined) {
+      throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', r.requestId, undefined, { 'retry-after': '5' });
+    }
+    this.routes.delete(key);
+    this.routes.set(key, owner);
+    if (this.routes.size > ROUTE_CACHE) this.routes.delete(this.routes.keys().next().value!);
+    if (owner === me) return false;
+    const [nodeId, inc] = owner.split('.') as [string, string];
+    const n = d.view.get(nodeId);
+    if (!n || n.inc !== inc) {
+      throw new WireError(404, -31001, 'Runtime session lost with its node (the berth node holding it stopped); its state is gone. Name a new id to start another', r.requestId, { reason: 'lost' });
+    }
+    // Its first request starts the sandbox there (cold): allowed as long as an initialize.
+    const wait = req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : creating ? r.config.limits.startupTimeout + 2000 : this.cfg.forward.headersTimeout;
+    await this.send(req, res, r, n, wait, false);
+    return true;
+  }
+
+  /** Runtime sessions served here (key → when the record may expire), restored if Redis comes back empty. */
+  private readonly held = new Map<string, number>();
+
+  /** A runtime session was served here: remembered, so its record can be restored after Redis lost it. */
+  holdRuntimeSession(runtime: string, principal: Principal, id: string, maxLifetime: number): void {
+    const key = this.rsKey(runtime, principal, id);
+    if (this.held.has(key)) return;
+    this.held.set(key, Date.now() + maxLifetime + 60_000);
+    if (this.held.size > ROUTE_CACHE * 10) this.held.delete(this.held.keys().next().value!); // oldest first
+  }
+
+  /** After our lease had to be taken again: put back the records of the runtime sessions we hold (SET NX). */
+  private async restoreRoutes(): Promise<void> {
+    const me = `${this.nodeId}.${this.inc}`;
+    const now = Date.now();
+    let restored = 0;
+    for (const [key, until] of this.held) {
+      if (until <= now) {
+        this.held.delete(key);
+        continue;
+      }
+      try {
+        if ((await this.directory.claimRoute(key, me, until - now)) === me) restored++;
+      } catch {
+        return; // Redis went away again: the next reclaim tries again
+      }
+    }
+    if (restored) this.log.info({ restored }, 'cluster: runtime-session records restored after Redis lost them');
+  }
+
+  /** After a runtime session was deleted here: its record goes, so the id may be placed anew. */
+  forgetRuntimeSession(runtime: string, principal: Principal, id: string): void {
+    const key = this.rsKey(runtime, principal, id);
+    this.routes.delete(key);
+    this.held.delete(key);
+    void this.directory.dropRoute(key, `${this.nodeId}.${this.inc}`);
+  }
+
+  /** The node for a new session: undefined = this one. */
+  private place(r: RouteRequest, exclude: Set<string> = new Set()): { id: string; inc: string; url: string } | undefined {
+    const d = this.directory;
+    if (!d.redisOk) {
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { 'retry-after': '5' }, r.requestId);
+    }
+    if (this.cfg.placement === 'local' && !d.draining) return undefined;
+    const now = Date.now();
+    const minFree = Math.max(this.cfg.minFreeMemory, r.config.limits.memory ?? 0);
+    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval, minFree).filter((c) => !(c.id === this.nodeId && d.draining) && !exclude.has(c.id));
+    // Sessions placed since the last view refresh count too, so a burst through one edge spreads; for this node
+    // its live figures replace the published ones.
+    for (const c of cands) {
+      const live = c.id === this.nodeId ? { ...c.load, ...this.localLoad(r.runtime) } : c.load;
+      c.load = { ...live, sessions: live.sessions + (this.placed.get(c.id) ?? 0) };
+    }
+    const id = choose(cands.filter((c) => c.load.sessions < c.load.max), this.nodeId);
+    if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full, draining or short of memory)', { 'retry-after': '5' }, r.requestId);
+    this.placed.set(id, (this.placed.get(id) ?? 0) + 1);
+    if (id === this.nodeId) return undefined;
+    return d.view.get(id);
+  }
+
+  /** Set by Berth: this node's current figures for a runtime. */
+  localLoad: (runtime: string) => Partial<RuntimeLoad> = () => ({});
+
+  async start(): Promise<void> {
+    await this.directory.start();
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.drainTimer);
+    await this.directory.stop();
+    await this.forwarder.close();
+  }
+}
