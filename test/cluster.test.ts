@@ -104,6 +104,15 @@ async function startNode(name: string, host: string, redis: RedisServer, prefix:
         auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
         limits: { requestsPerSecond: 1000, requestBurst: 1000 },
       },
+      // A stateless runtime: its 2026 clients' bridged calls live in one node's pool too.
+      pool: {
+        command: PROBE,
+        mode: 'stateless',
+        isolation: 'process',
+        warmPool: 1,
+        auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
+        limits: { requestsPerSecond: 1000, requestBurst: 1000 },
+      },
     },
     cluster: { redis: redis.url, nodeId: name, leaseTtl: '3s', renewInterval: '1s', viewInterval: '500ms', ...(redis.password ? { redisPasswordEnv: 'BERTH_REDIS_PASSWORD' } : {}), ...cluster },
   };
@@ -342,9 +351,9 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     assert.equal((await del(A)).status, 204);
   });
 
-  test('bridged multi-round-trip calls (2026 client, no runtime session): the retry finds its call through any node', async () => {
-    const rawCall = async (node: Node, id: number, extra: Record<string, unknown> = {}) => {
-      const r = await fetch(node.mcp, {
+  test('bridged multi-round-trip calls (2026 client, no runtime session; stateful and stateless runtimes): the retry finds its call through any node', async () => {
+    const rawCall = async (node: Node, id: number, extra: Record<string, unknown> = {}, runtime?: string) => {
+      const r = await fetch(runtime ? `${node.url}/runtimes/${runtime}/mcp` : node.mcp, {
         method: 'POST',
         headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'ask' },
         body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'ask', arguments: { question: 'q' }, ...extra, _meta: { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } } } }),
@@ -355,12 +364,12 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
       const msgs = (r.headers.get('content-type') ?? '').includes('event-stream') ? sseMessages(text) : [JSON.parse(text)];
       return msgs.find((m) => (m as { id?: unknown }).id === id) as any;
     };
-    for (const [first, retry] of [[A, B], [B, C], [C, A]] as const) {
-      const asked = await rawCall(first, 1);
+    for (const [first, retry, runtime] of [[A, B], [B, C], [C, A], [A, C, 'pool'], [B, A, 'pool']] as const) {
+      const asked = await rawCall(first, 1, {}, runtime);
       assert.equal(asked.result?.resultType, 'input_required', JSON.stringify(asked));
       const [key] = Object.keys(asked.result.inputRequests);
       const inputResponses = { [key!]: { action: 'accept', content: { answer: `via ${retry.name}` } } };
-      const done = await rawCall(retry, 2, { inputResponses, requestState: asked.result.requestState });
+      const done = await rawCall(retry, 2, { inputResponses, requestState: asked.result.requestState }, runtime);
       assert.equal(done.result?.resultType, 'complete', JSON.stringify(done));
       assert.deepEqual(JSON.parse(done.result.content[0].text), { action: 'accept', content: { answer: `via ${retry.name}` } });
     }
@@ -435,12 +444,24 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     for (const n of nodes) assert.equal(await rsCall(n, rs, 2, 'state_get', {}), 'survives', `runtime session via ${n.name}, from the last route seen`);
     await assert.rejects(rsCall(A, randomBytes(16).toString('base64url'), 2, 'state_get', {}), /503[\s\S]*Redis\) is unreachable|Redis\) is unreachable[\s\S]*503/, 'a new runtime session cannot be placed');
     await redis.start();
+    // While the nodes reclaim their leases (Redis came back empty), no live session may be declared gone: a 404 is
+    // final for a client. Every session is called through every node until a full renewal after all are ready.
+    const lost: string[] = [];
+    const probe = () =>
+      Promise.all(sids.flatMap((sid) => nodes.map(async (n) => {
+        const r = await call(n, sid, 7, 'echo', { text: 'alive' });
+        if (r.status === 404) lost.push(`${ownerOf(sid)} via ${n.name}`);
+        await r.text();
+      })));
     let ok = false;
     for (let t = 0; t < 40 && !ok; t++) {
-      await sleep(250);
+      await probe();
+      await sleep(100);
       ok = (await Promise.all(nodes.map((n) => fetch(`${n.url}/readyz`).then((r) => r.status)))).every((s) => s === 200);
     }
     assert.ok(ok, 'every node ready again');
+    for (const end = Date.now() + 2500; Date.now() < end; ) await probe();
+    assert.deepEqual(lost, [], 'live sessions answered 404 while Redis recovered');
     await sleep(600);
     // Redis came back empty: the owner restored the runtime session's record, so no node places it anew.
     for (const n of nodes) assert.equal(await rsCall(n, rs, 3, 'state_get', {}), 'survives', `runtime session via ${n.name} after Redis restarted empty`);

@@ -57,6 +57,15 @@ interface Ask {
   params: Record<string, unknown> | undefined;
 }
 
+const LOG_LEVELS = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+/** Whether a 2026 request's `_meta` log level lets a message of this level through (none set: no logs at all). */
+function wantsLog(request: JsonRpcRequest, level: unknown): boolean {
+  const meta = request.params?._meta as Record<string, unknown> | undefined;
+  const min = LOG_LEVELS.indexOf(String(meta?.['io.modelcontextprotocol/logLevel']));
+  return min >= 0 && LOG_LEVELS.indexOf(String(level)) >= min;
+}
+
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Params as a 2025 server expects them: no 2026 envelope keys, no MRTR retry fields. */
@@ -147,8 +156,11 @@ class BridgeCall extends Exchange {
       this.ask(m);
       return true;
     }
+    const method = (m as { method?: string }).method;
     // URL-mode completion has no 2026 counterpart (the retry is the completion); a suspended call has no stream.
-    if ((m as { method?: string }).method === 'notifications/elicitation/complete') return true;
+    if (method === 'notifications/elicitation/complete') return true;
+    // 2026 clients ask for log messages per request (_meta logLevel); a 2025 server logs as it was told once.
+    if (method === 'notifications/message' && !wantsLog(this.request, (m as { params?: { level?: unknown } }).params?.level)) return true;
     return this.out?.deliver(m) ?? false;
   }
 

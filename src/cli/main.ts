@@ -48,7 +48,7 @@ async function serve(config: BerthConfig, configFile?: string): Promise<void> {
     void berth.stop().then(() => process.exit(0));
   };
   // Cluster mode: another process took this node's name; it has stopped serving, and must not linger.
-  berth.on('cluster:fenced', () => setTimeout(() => process.exit(1), 100));
+  berth.on('cluster:fenced', () => process.exit(1));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -99,6 +99,11 @@ export class Directory extends EventEmitter<DirectoryEvents> {
   private lastRenewOk = 0;
   /** True once we hold our lease; a 0 from renew after that means another incarnation took it (fence). */
   private held = false;
+  /**
+   * When Redis came back (a reconnect, or our lease found missing: Redis restarted empty, or an outage outlived the
+   * leases). Every live node reclaims at its next renewal; until then a missing lease is not a dead node.
+   */
+  private recoveredAt = 0;
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   draining = false;
@@ -114,6 +119,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     const { url, ...opts } = redisOptions(cfg.redis, password);
     this.redis = url ? new Redis(url, opts) : new Redis(opts);
     this.redis.on('error', (e) => this.log.debug({ err: e.message }, 'redis'));
+    this.redis.on('ready', () => (this.recoveredAt = Date.now()));
     // Its own connection (a subscribed one can issue nothing else); it queues the SUBSCRIBE until connected and
     // resubscribes after a reconnect. Losing a message costs only the wait for the next refresh.
     this.sub = url ? new Redis(url, { ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null }) : new Redis({ ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null });
@@ -146,7 +152,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
    * most leaseTtl. Redis being down does not stop the node: it serves its own sessions and keeps trying.
    */
   async start(): Promise<void> {
-    await this.redis.connect().catch((e: Error) => this.log.warn({ err: e.message, redis: this.cfg.redis }, 'cluster: Redis unreachable at start; retrying'));
+    await this.redis.connect().catch((e: Error) => this.log.warn({ err: e.message, redis: redact(this.cfg.redis) }, 'cluster: Redis unreachable at start; retrying'));
     const until = Date.now() + this.cfg.leaseTtl + this.cfg.renewInterval;
     while (!this.held && Date.now() < until) {
       await this.renew();
@@ -185,6 +191,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
         return;
       }
       if (r === 2 && this.held) {
+        this.recoveredAt = Date.now();
         this.log.warn({ node: this.self.id }, 'cluster: lease was gone (Redis restarted, or cut off past leaseTtl); reclaimed');
         this.emit('reclaimed');
       }
@@ -217,11 +224,17 @@ export class Directory extends EventEmitter<DirectoryEvents> {
       seen.add(id);
       this.view.set(id, { id, inc, url: h.url, draining: h.draining === '1', updatedAt: Number(h.updatedAt), load, freeMem: h.freeMem === undefined ? undefined : Number(h.freeMem) });
     }
+    if (this.recovering) return;
     for (const id of [...this.view.keys()]) {
       if (seen.has(id)) continue;
       this.view.delete(id);
       this.emit('left', id);
     }
+  }
+
+  /** Within one renewal (and a command's timeout) of Redis coming back: missing leases may not be reclaimed yet. */
+  private get recovering(): boolean {
+    return Date.now() - this.recoveredAt < this.cfg.renewInterval + 1000;
   }
 
   /** `left <id> <inc>` (a node stopped) or `draining <id> <inc> 0|1`, published by the node itself. */
@@ -247,7 +260,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     try {
       const inc = await this.redis.get(`${this.cfg.prefix}:lease:${nodeId}`);
       const v = this.view.get(nodeId);
-      if (v && inc !== v.inc) {
+      if (v && inc !== v.inc && !(inc === null && this.recovering)) {
         this.view.delete(nodeId);
         this.emit('left', nodeId);
       }
@@ -296,5 +309,16 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     this.stopped = true;
     this.redis.disconnect();
     this.sub.disconnect();
+  }
+}
+
+/** A Redis URL fit for a log line: any password in it is replaced. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.href;
+  } catch {
+    return url; // a socket path
   }
 }

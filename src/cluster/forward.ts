@@ -71,7 +71,9 @@ export class Forwarder {
     private readonly selfId: string,
     private readonly log: Logger,
   ) {
-    this.agent = new Agent({ connections: 128, pipelining: 1, keepAliveTimeout: 4000, connect: { timeout: connectTimeout } });
+    // No cap on connections per owner: long forwarded streams (GET streams, slow calls) each hold one, and a request
+    // queued behind a full pool would wait with no timer running (undici times headers from dispatch on a socket).
+    this.agent = new Agent({ connections: null, pipelining: 1, keepAliveTimeout: 4000, connect: { timeout: connectTimeout } });
   }
 
   /** Aborts every forward in flight to a node that left (its lease lapsed). */
@@ -96,7 +98,14 @@ export class Forwarder {
     // The client leaving aborts the hop: the owner sees a disconnection (its stream log keeps the events).
     const onClose = () => ctl.abort();
     res.once('close', onClose);
+    if (res.destroyed) ctl.abort(); // it left before the hop began (during the body read or a Redis lookup)
     const started = Date.now();
+    // Our own deadline for the owner's headers, whatever undici's queueing does: a forward never hangs.
+    let late = false;
+    const deadline = setTimeout(() => {
+      late = true;
+      ctl.abort();
+    }, o.headersTimeout + 1000);
     try {
       const u = new URL(req.url ?? '/', target.url);
       const r = await this.agent.request({
@@ -109,6 +118,7 @@ export class Forwarder {
         headersTimeout: o.headersTimeout,
         bodyTimeout: o.idleTimeout,
       });
+      clearTimeout(deadline);
       if (o.retryable && r.statusCode === 503) {
         await r.body.dump();
         return { unreachable: false, retry: true };
@@ -130,7 +140,8 @@ export class Forwarder {
       }
       return { unreachable: false };
     } catch (e) {
-      const why = cause(e);
+      clearTimeout(deadline);
+      const why = late ? 'headers-timeout' : cause(e);
       const unreachable = why === 'connection-refused' || why === 'connect-timeout';
       // Nothing reached the node: another one can take the new session.
       if (o.retryable && unreachable && !res.destroyed) {

@@ -42,6 +42,7 @@ export interface RouteRequest {
 }
 
 export class ClusterNode {
+  private forgeryWarnedAt = 0;
   readonly nodeId: string;
   readonly inc = newIncarnation();
   readonly keys: ClusterKeys;
@@ -146,7 +147,11 @@ export class ClusterNode {
     const h = req.headers[FORWARDED_HEADER];
     const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionClaim(req) }, this.nonces) : 'repeated header';
     if (typeof c === 'string') {
-      this.log.warn({ attack: 'forged-forward', why: c, from: req.socket.remoteAddress }, 'cluster: refused a Berth-Forwarded header');
+      // Anyone can send the header before authenticating: one warning per 10 s, the rest at debug.
+      const now = Date.now();
+      const level = now - this.forgeryWarnedAt > 10_000 ? 'warn' : 'debug';
+      if (level === 'warn') this.forgeryWarnedAt = now;
+      this.log[level]({ attack: 'forged-forward', why: c, from: req.socket.remoteAddress }, 'cluster: refused a Berth-Forwarded header');
       throw new HttpError(403, ErrorCode.ServerError, `Forbidden: invalid Berth-Forwarded header (${c}); this header is only for berth nodes of one cluster`);
     }
     return c;

@@ -231,19 +231,26 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           const revision = classifyEra(req, parsed) === 'modern' ? wire2026 : wire2025;
           const wire = revision.validatePost(req, parsed);
           const ctx = { body, parsed, protocolVersion: wire.version, principal, wire };
-          if (forwarded) cluster!.acceptBody(forwarded, body);
+          if (forwarded) {
+            cluster!.acceptBody(forwarded, body);
+            // Placed here by a peer whose view is a moment old: a draining node refuses, and the peer tries another.
+            if (cluster!.draining && parsed.messages.some((m) => isRequest(m) && m.method === 'initialize')) {
+              throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: this node is draining; place the session elsewhere', { 'retry-after': '1' });
+            }
+          }
           else if (routed && wire.era === 'legacy') {
             const creates = parsed.messages.some((m) => isRequest(m) && m.method === 'initialize');
             const requestId = !parsed.batch && 'id' in first ? (first.id as JsonRpcId) : null;
             if (await routed.route(req, res, { runtime: this.name, config: this.config, principal, body, creates, requestId })) return;
-          } else if (routed && !wire.notification) {
+          } else if (cluster && !forwarded && wire.era === 'modern' && !wire.notification) {
             const requestId = wire.id ?? null;
             const rs = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], requestId);
             const r = { runtime: this.name, config: this.config, principal, body, creates: false, requestId };
-            if (rs !== undefined && (await routed.routeRuntimeSession(req, res, r, rs))) return;
-            // A bridged call's retry goes to the node holding the suspended call (its requestState says which).
+            if (routed && rs !== undefined && (await routed.routeRuntimeSession(req, res, r, rs))) return;
+            // A bridged call's retry goes to the node holding the suspended call (its requestState says which),
+            // stateless runtimes included: their 2026 clients are bridged from a node's own pool too.
             const state = (first as { params?: { requestState?: unknown } }).params?.requestState;
-            if (rs === undefined && state !== undefined && (await routed.routeRequestState(req, res, r, state))) return;
+            if (rs === undefined && state !== undefined && (await cluster.routeRequestState(req, res, r, state))) return;
           }
           if (wire.era === 'modern') await this.postModern(req, res, ctx);
           else await this.post(req, res, ctx);

@@ -35,7 +35,7 @@ const MAX_HEADER_SIZE = 16 * 1024;
 export interface BerthEvents {
   'session:created': [session: Session, runtime: string];
   'session:ended': [session: Session, runtime: string, reason: EndReason, detail: string];
-  /** Cluster mode: another process took this node's lease (same nodeId); berth has stopped serving. */
+  /** Cluster mode: another process took this node's lease (same nodeId); berth has stopped and cleaned up. */
   'cluster:fenced': [];
 }
 
@@ -201,8 +201,8 @@ export class Berth extends EventEmitter<BerthEvents> {
       }
       c.directory.self.url ||= this.url;
       c.directory.on('fenced', () => {
-        void this.stop();
-        this.emit('cluster:fenced');
+        // Listeners hear of it once berth has stopped: its sandboxes (detached process groups) must not outlive it.
+        void this.stop().finally(() => this.emit('cluster:fenced'));
       });
       await c.start();
     }

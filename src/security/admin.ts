@@ -175,7 +175,10 @@ async function drainDeadline(req: IncomingMessage): Promise<number | undefined> 
   if (d === undefined || d === null) return undefined;
   try {
     if (typeof d !== 'string' && typeof d !== 'number') throw new Error('not a duration');
-    return parseDuration(d);
+    const ms = parseDuration(d);
+    // Node timers hold at most 2^31-1 ms: a longer deadline would fire at once and end every session.
+    if (ms > 2 ** 31 - 1) throw new Error('longer than 24 days');
+    return ms;
   } catch (e) {
     throw new HttpError(400, ErrorCode.InvalidParams, `Bad Request: deadline: ${(e as Error).message} (a duration like "90s" or "10m", or milliseconds)`);
   }
