@@ -80,7 +80,10 @@ export class Berth extends EventEmitter<BerthEvents> {
       this.cluster.localLoad = (name) => this.clusterLoad()[name] ?? {};
       // The drain deadline: whatever sessions are left here end (their clients re-initialize elsewhere).
       this.cluster.onDrainDeadline = () => {
-        for (const rt of this.runtimes.values()) if (rt instanceof StatefulRuntime) for (const s of rt.sessions.values()) void s.end('shutdown', 'drained');
+        for (const rt of this.runtimes.values()) {
+          const protocol = rt instanceof StatefulRuntime ? [...rt.sessions.values()] : [];
+          for (const s of [...protocol, ...rt.runtimeSessionList]) void s.end('shutdown', 'drained');
+        }
       };
     }
     for (const [name, rc] of Object.entries(config.runtimes)) {
