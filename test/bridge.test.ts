@@ -129,6 +129,23 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
     answers.forEach((r, i) => assert.deepEqual(JSON.parse(r.body.result.content[0].text), { action: 'accept', content: { answer: `answer ${i}` } }));
   });
 
+  test("the server's log messages reach only a request that asked for them (_meta logLevel), at or above that level", async () => {
+    const auth = { authorization: 'Bearer key-two' };
+    const logged = async (id: number, logLevel?: string) => {
+      const meta = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {}, ...(logLevel ? { 'io.modelcontextprotocol/logLevel': logLevel } : {}) };
+      const r = await fetch(berth.url, {
+        method: 'POST',
+        headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'log', ...auth },
+        body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'log', arguments: { message: `m${id}` }, _meta: meta } }),
+      });
+      return (await r.text()).includes('notifications/message');
+    };
+    assert.equal(await logged(300), false, 'no logLevel: no log messages');
+    assert.equal(await logged(301, 'info'), true);
+    assert.equal(await logged(302, 'debug'), true);
+    assert.equal(await logged(303, 'error'), false, 'an info message is below error');
+  });
+
   test('a client that did not declare sampling: the server is told -32601, nothing is asked', async () => {
     const r = await rawCall(berth.url, { authorization: 'Bearer key-one' }, 7, 'sample', { prompt: 'x' });
     assert.equal(r.body.id, 7);
