@@ -297,6 +297,25 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
     }
   });
 
+  test("a runtime session can be named in the URL (/sessions/ID/mcp) or by AgentCore's header: the same sandbox", async () => {
+    const id = randomBytes(16).toString('base64url');
+    const auth = { authorization: 'Bearer key-one' };
+    const byHeader = await pinnedClient(berth.url, { ...auth, 'berth-runtime-session': id });
+    const byUrl = await pinnedClient(berth.url.replace(/\/mcp$/, `/sessions/${id}/mcp`), auth);
+    const byAgentCore = await pinnedClient(berth.url, { ...auth, 'x-amzn-bedrock-agentcore-runtime-session-id': id });
+    try {
+      const sandbox = await call(byHeader, 'whoami');
+      assert.equal(await call(byUrl, 'whoami'), sandbox);
+      assert.equal(await call(byAgentCore, 'whoami'), sandbox);
+      const { message, headers } = modern('tools/list', {}, 'mismatch');
+      const r = await post(berth.url.replace(/\/mcp$/, `/sessions/${id}/mcp`), message, { ...headers, ...auth, 'berth-runtime-session': randomBytes(16).toString('base64url') });
+      assert.equal(r.status, 400);
+      assert.match(r.body.error.message, /different runtime sessions/);
+    } finally {
+      await Promise.all([byHeader.close(), byUrl.close(), byAgentCore.close()]);
+    }
+  });
+
   test('runtime sessions show in the admin API and /metrics, and the admin can end one', async () => {
     const admin = { authorization: 'Bearer admin-token-for-tests' };
     const base = new URL(berth.url).origin;

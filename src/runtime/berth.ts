@@ -8,6 +8,7 @@
 //   /metrics              -> Prometheus metrics
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
+import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parseConfig } from '../config/load.js';
@@ -278,27 +279,35 @@ export class Berth extends EventEmitter<BerthEvents> {
       handleAdmin(req, res, path, this.adminDigest, ctx).catch((e) => sendError(res, e instanceof HttpError ? e : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`)));
       return;
     }
-    const rt = this.runtimeAt(path);
-    if (!rt) {
+    const at = this.runtimeAt(path);
+    if (!at) {
       sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no MCP endpoint at ${path} (runtimes: ${[...this.runtimes.keys()].map((n) => `/runtimes/${n}/mcp`).join(', ')})`));
       return;
     }
-    void rt.handle(req, res);
+    // A runtime session may be named by the URL or by AgentCore's header, as well as by Berth-Runtime-Session.
+    const named = [at.session, header(req, AGENTCORE_SESSION_HEADER), header(req, RUNTIME_SESSION_HEADER)].filter((v): v is string => v !== undefined);
+    if (new Set(named).size > 1) {
+      sendError(res, new HttpError(400, ErrorCode.ServerError, 'Bad Request: the URL and the runtime-session headers name different runtime sessions'));
+      return;
+    }
+    if (named.length) req.headers[RUNTIME_SESSION_HEADER] = named[0];
+    void at.runtime.handle(req, res);
   }
 
-  private runtimeAt(path: string): HostedRuntime | undefined {
-    if (path === '/mcp') return this.defaultRuntime;
-    const m = /^\/runtimes\/([^/]+)\/mcp$/.exec(path);
+  /** `/mcp`, `/runtimes/NAME/mcp`, and either with `/sessions/ID` before `/mcp` (a runtime session named in the URL). */
+  private runtimeAt(path: string): { runtime: HostedRuntime; session?: string } | undefined {
+    const m = /^(?:\/runtimes\/([^/]+))?(?:\/sessions\/([^/]+))?\/mcp$/.exec(path);
     if (!m) return undefined;
     try {
-      return this.runtimes.get(decodeURIComponent(m[1]!));
+      const runtime = m[1] === undefined ? this.defaultRuntime : this.runtimes.get(decodeURIComponent(m[1]));
+      return runtime && { runtime, ...(m[2] === undefined ? {} : { session: decodeURIComponent(m[2]) }) };
     } catch {
       return undefined; // malformed percent-encoding: no such runtime
     }
   }
 
   private metadata(res: ServerResponse, resourcePath: string): void {
-    const rt = this.runtimeAt(resourcePath);
+    const rt = this.runtimeAt(resourcePath)?.runtime;
     const doc = rt && protectedResourceMetadata(rt, `${this.publicUrl}${resourcePath}`);
     if (!doc) {
       sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no protected resource at ${resourcePath} (runtimes without auth have no metadata)`));
@@ -336,4 +345,12 @@ function isLoopback(host: string): boolean {
 /** Creates (but does not start) berth from a config object; validation errors name the key. */
 export function createRuntime(config: BerthConfigInput | BerthConfig, options?: CreateRuntimeOptions): Berth {
   return new Berth(parseConfig(config), options);
+}
+
+/** AgentCore Runtime's own runtime-session header, accepted as an alias so its clients move over unchanged. */
+const AGENTCORE_SESSION_HEADER = 'x-amzn-bedrock-agentcore-runtime-session-id';
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const v = req.headers[name];
+  return Array.isArray(v) ? v[0] : v;
 }
