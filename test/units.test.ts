@@ -53,3 +53,10 @@ test('invalidMessageReason never throws and accepts exactly the JSON-RPC 2.0 sha
   assert.equal(invalidMessageReason({ jsonrpc: '2.0', id: 1, result: {} }), undefined);
   assert.match(invalidMessageReason({ jsonrpc: '2.0', id: 1, result: {}, error: { code: 1, message: 'x' } })!, /exactly one/);
 });
+
+test('logId: 8 characters of a plain id; node and random part of a cluster id, so sessions stay apart in logs', async () => {
+  const { logId } = await import('../src/session/launch.ts');
+  assert.equal(logId('abcdefghijklmnopqrstuvwx'), 'abcdefgh');
+  assert.equal(logId('c1.berth-1.Q2x9AAAAAAA.kP0rrrrrrrrrrrrrrrrrrrrr.Zt3mmmmmmmmmmmmm'), 'berth-1:kP0rrrrr');
+  assert.notEqual(logId('c1.n.i.aaaaaaaaX.m'), logId('c1.n.i.bbbbbbbbX.m'));
+});

@@ -9,7 +9,7 @@ import { RateLimiter } from '../security/quota.js';
 import type { Metrics } from '../observe/metrics.js';
 import { isNotification, isRequest } from '../wire/jsonrpc.js';
 import { sessionIdOf } from '../wire/streamable-http.js';
-import type { LaunchContext } from '../session/launch.js';
+import { logId, type LaunchContext } from '../session/launch.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -206,7 +206,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       this.metrics?.requests.inc({ runtime: this.name, method: seen.method, status: String(status) });
       this.metrics?.requestSeconds.observe({ runtime: this.name, method: seen.method }, seconds);
       const sid = sessionIdOf(req);
-      this.log.info({ session: sid?.slice(0, 8), id: seen.id, method: seen.method, status, ms: Math.round(seconds * 1000), principal: seen.principal }, 'request');
+      this.log.info({ session: sid === undefined ? undefined : logId(sid), id: seen.id, method: seen.method, status, ms: Math.round(seconds * 1000), principal: seen.principal }, 'request');
     });
     try {
       checkOrigin(req, this.opts.server.allowedOrigins);

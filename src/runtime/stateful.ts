@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import { Session } from '../session/session.js';
 import { WarmPool } from '../session/pool.js';
+import { logId } from '../session/launch.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
@@ -149,13 +150,13 @@ export class StatefulRuntime extends HostedRuntime {
       this.sessions.delete(session.id);
       this.metrics?.sessionsEnded.inc({ runtime: this.name, reason });
       // The audit trail: one line per session created and one per session ended (with why and how long).
-      this.log.info({ audit: 'session.ended', session: session.id.slice(0, 8), ...who, reason, detail, durationMs: Date.now() - session.createdAt }, 'session ended');
+      this.log.info({ audit: 'session.ended', session: logId(session.id), ...who, reason, detail, durationMs: Date.now() - session.createdAt }, 'session ended');
       this.emit('session:ended', session, reason, detail);
     });
     const created = () => {
       this.metrics?.sessionsCreated.inc({ runtime: this.name });
       this.metrics?.sessionStartSeconds.observe({ runtime: this.name, driver: server.sandbox.driver, warm }, (performance.now() - t0) / 1000);
-      this.log.info({ audit: 'session.created', session: session.id.slice(0, 8), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'session created');
+      this.log.info({ audit: 'session.created', session: logId(session.id), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'session created');
       this.emit('session:created', session);
     };
     if (server.kind === 'http') {

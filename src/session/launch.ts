@@ -19,6 +19,15 @@ export function newSessionId(): string {
   return randomBytes(24).toString('base64url');
 }
 
+/**
+ * A session id short enough for a log line, still telling sessions apart: its first 8 characters, or for a cluster
+ * id (`c1.<node>.<inc>.<rand>.<mac>`) the node and the start of its random part.
+ */
+export function logId(id: string): string {
+  const parts = id.split('.');
+  return parts[0] === 'c1' && parts.length === 5 ? `${parts[1]}:${parts[3]!.slice(0, 8)}` : id.slice(0, 8);
+}
+
 export interface LaunchContext {
   runtimeName: string;
   config: RuntimeConfig;
@@ -78,7 +87,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     await rm(workDir, { recursive: true, force: true });
     throw e;
   }
-  const slog = log.child({ session: id.slice(0, 8) });
+  const slog = log.child({ session: logId(id) });
   eachLine(sandbox.stderr, 16 * 1024, (line) => slog.info({ stream: 'stderr' }, line));
   const startedAt = performance.now();
   if (config.upstream === 'http') {

@@ -7,7 +7,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { WireError } from '../wire/era.js';
-import type { LaunchContext, Launched } from './launch.js';
+import { logId, type LaunchContext, type Launched } from './launch.js';
 import { WarmPool } from './pool.js';
 import { Session, type EndReason } from './session.js';
 
@@ -113,7 +113,7 @@ export class RuntimeSessions {
     const session = new Session(server, this.ctx.runtimeName, this.ctx.config, principal);
     session.kind = 'runtime';
     this.sessions.add(session);
-    const audit = { runtimeSession: id.slice(0, 8), session: session.id.slice(0, 8), principal: principal.subject, issuer: principal.issuer, auth: principal.kind };
+    const audit = { runtimeSession: id.slice(0, 8), session: logId(session.id), principal: principal.subject, issuer: principal.issuer, auth: principal.kind };
     this.log.info({ audit: 'session.created', kind: 'runtime', ...audit, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'runtime session created');
     this.metrics?.sessionsCreated.inc({ runtime: this.ctx.runtimeName });
     session.once('ended', (reason, detail) => {
