@@ -12,8 +12,8 @@ const MODERN = '2026-07-28';
 const ENVELOPE = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} };
 const SUB = 'io.modelcontextprotocol/subscriptionId';
 
-function request(url: string, method: string, params: Record<string, unknown>, id: string | number, signal?: AbortSignal) {
-  const headers: Record<string, string> = { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': method };
+function request(url: string, method: string, params: Record<string, unknown>, id: string | number, signal?: AbortSignal, extra: Record<string, string> = {}) {
+  const headers: Record<string, string> = { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': method, ...extra };
   if (typeof params.name === 'string') headers['mcp-name'] = params.name;
   return fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: ENVELOPE } }), signal });
 }
@@ -155,6 +155,27 @@ describe('subscriptions/listen on a 2025-era server (bridge A)', { timeout: 90_0
       assert.equal(m.method, 'notifications/tools/list_changed');
       assert.equal(m.params._meta[SUB], 'l-2025');
     }
+    ac.abort();
+  });
+
+  test("a listen inside a runtime session hears that sandbox's changes only", async () => {
+    const rs = { 'berth-runtime-session': 'listen-session-0123456789abcdef' };
+    const ac = new AbortController();
+    const listen = await request(berth.url, 'subscriptions/listen', { notifications: { toolsListChanged: true } }, 'l-rs', ac.signal, rs);
+    assert.equal(listen.status, 200);
+    assert.equal(listen.headers.get('berth-runtime-session'), rs['berth-runtime-session']);
+    const it = messages(listen);
+    const first = await it.next();
+    assert.equal(first.value?.method, 'notifications/subscriptions/acknowledged', `content-type ${listen.headers.get('content-type')}, done ${first.done}`);
+    // A change in a pooled server is not this session's.
+    await resultOf(await request(berth.url, 'tools/call', { name: 'notify_list_changed', arguments: {} }, 'pooled'));
+    const next = it.next(); // kept: the message it waits for is the one asserted below
+    const quiet = await Promise.race([next, new Promise((r) => setTimeout(() => r('quiet'), 400))]);
+    assert.equal(quiet, 'quiet');
+    await resultOf(await request(berth.url, 'tools/call', { name: 'notify_list_changed', arguments: {} }, 'mine', undefined, rs));
+    const m = (await next).value;
+    assert.equal(m.method, 'notifications/tools/list_changed');
+    assert.equal(m.params._meta[SUB], 'l-rs');
     ac.abort();
   });
 });

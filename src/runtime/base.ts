@@ -157,7 +157,9 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     const server = session.server;
     if (era === 'legacy') {
       if (server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', request.id);
-      const caller = { rs: runtimeSession, principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: { [RUNTIME_SESSION_HEADER]: runtimeSession } };
+      const headers = { [RUNTIME_SESSION_HEADER]: runtimeSession };
+      if (request.method === 'subscriptions/listen') return this.modern.listenLegacyIn(server, res, request, headers);
+      const caller = { rs: runtimeSession, principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers };
       return this.modern.bridge.serve(res, request, caller, async () => server);
     }
     const { jsonWindow, keepAlive } = this.config.streams;

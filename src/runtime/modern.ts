@@ -189,6 +189,8 @@ export class ModernPool {
   private readonly pool: SharedPool<undefined>;
   private closed = false;
   private readonly listens = new Set<ListenFanout>();
+  /** Listens inside runtime sessions on 2025-era servers, per sandbox. */
+  private readonly sessionListens = new WeakMap<StdioRelay, LegacyListens>();
   /** The server is known to be 2025-era: its calls are bridged, one server each. */
   private legacy = false;
   private era: Promise<'modern' | 'legacy'> | undefined;
@@ -231,7 +233,10 @@ export class ModernPool {
       gatherWindow: 25,
       pendingTimeout: ctx.config.limits.pendingInputTimeout,
       onCallEnded: () => setImmediate(() => this.pool.trim()),
-      onServerInitialized: (relay) => this.legacyListens.add(relay),
+      // Pooled servers feed the pool's listens; a runtime session's server feeds only its own (listenLegacyIn).
+      onServerInitialized: (relay) => {
+        if (this.pool.members.some((m) => m.server.kind === 'stdio' && m.server.relay === relay)) this.legacyListens.add(relay);
+      },
       requestState: ctx.requestState,
     });
     this.legacyListens = new LegacyListens({ keepAlive });
@@ -354,6 +359,20 @@ export class ModernPool {
     const init = await this.bridge.initialized(first.server as StdioServer, request.id);
     for (const m of this.pool.members) if (m.server.kind === 'stdio') void this.bridge.initialized(m.server, request.id).catch(() => undefined);
     await this.legacyListens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
+  }
+
+  /** A listen inside a runtime session on a 2025-era server: that sandbox's announcements only. */
+  async listenLegacyIn(server: StdioServer, res: ServerResponse, request: JsonRpcRequest, headers: Record<string, string>): Promise<void> {
+    const init = await this.bridge.initialized(server, request.id);
+    let listens = this.sessionListens.get(server.relay);
+    if (!listens) {
+      const created = new LegacyListens({ keepAlive: this.ctx.config.streams.keepAlive });
+      created.add(server.relay);
+      void server.sandbox.exited.then(() => created.close());
+      this.sessionListens.set(server.relay, created);
+      listens = created;
+    }
+    await listens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>, headers);
   }
 
   /** A listen reaches every member, present and future: a change may happen in any of them. */
