@@ -333,6 +333,7 @@ describe('the official SDK client across a real network cut', () => {
   test('an elicitation asked while the client cannot reconnect reaches it once it does, and the call completes', async () => {
     const proxy = await startProxy(berth.url);
     try {
+      proxy.watch('text/event-stream');
       const { client, transport } = await connect(proxy.url, { elicitation: {} });
       let asked = 0;
       client.setRequestHandler(ElicitRequestSchema, async (req) => {
@@ -341,7 +342,9 @@ describe('the official SDK client across a real network cut', () => {
         return { action: 'accept', content: { answer: 'yes' } };
       });
       const done = client.callTool({ name: 'ask_later', arguments: { question: 'still there?', delayMs: 900 } }, undefined, { timeout: 60_000 });
-      await sleep(400); // the call is a stream by now (priming sent)
+      // Cut only once the call is a stream, whatever the machine's load: two SSE responses, the client's GET stream
+      // and this call's.
+      await proxy.seen('text/event-stream', 2);
       proxy.sever();
       proxy.refuseFor(1500); // the first reconnection fails; the question is asked meanwhile
       const result = await done;

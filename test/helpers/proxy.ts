@@ -8,6 +8,10 @@ export interface Proxy {
   sever(): void;
   /** Resets new connections for `ms` (a client's reconnection attempts fail meanwhile). */
   refuseFor(ms: number): void;
+  /** Resolves once berth has sent `text` to clients `times` times in all (e.g. the SSE content type: streams begun). */
+  seen(text: string, times?: number, timeoutMs?: number): Promise<void>;
+  /** Starts counting `text` in what berth sends (call before the traffic to count). */
+  watch(text: string): void;
   close(): Promise<void>;
 }
 
@@ -15,6 +19,8 @@ export async function startProxy(target: string): Promise<Proxy> {
   const t = new URL(target);
   const sockets = new Set<Socket>();
   let refuseUntil = 0;
+  /** What berth sent to clients, for seen(): texts watched -> how often seen so far. */
+  const watched = new Map<string, number>();
   const server = createServer((client) => {
     if (Date.now() < refuseUntil) {
       client.resetAndDestroy();
@@ -26,6 +32,10 @@ export async function startProxy(target: string): Promise<Proxy> {
       s.on('close', () => sockets.delete(s));
       s.on('error', () => undefined);
     }
+    upstream.on('data', (d: Buffer) => {
+      const chunk = d.toString('latin1');
+      for (const [text, n] of watched) watched.set(text, n + chunk.split(text).length - 1);
+    });
     client.pipe(upstream).pipe(client);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
@@ -39,6 +49,16 @@ export async function startProxy(target: string): Promise<Proxy> {
     },
     refuseFor(ms) {
       refuseUntil = Date.now() + ms;
+    },
+    async seen(text, times = 1, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      while ((watched.get(text) ?? 0) < times) {
+        if (Date.now() > deadline) throw new Error(`the proxy saw "${text}" ${watched.get(text) ?? 0} times, not ${times}, within ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
+    watch(text) {
+      if (!watched.has(text)) watched.set(text, 0);
     },
     close() {
       for (const s of sockets) s.destroy();
