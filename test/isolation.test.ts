@@ -196,6 +196,8 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
       });
       assert.equal(r.status, 404);
       assert.equal(await call(other, 'echo', { text: 'alive' }), 'alive');
+      // berth's log reaches this process through a pipe, a moment after the answers: wait for the line.
+      for (const end = Date.now() + 5000; !/"reason":"oom"/.test(env.berth.logs()) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
       assert.match(env.berth.logs(), /"reason":"oom"/);
       await other.transport.terminateSession();
       await Promise.all([victim.client.close(), other.client.close()]);
