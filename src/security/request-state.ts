@@ -60,6 +60,12 @@ export class RequestStateCodec {
 
   /** The owner claim of an authentic, unexpired token (whatever request it is for); undefined otherwise. */
   owner(token: unknown, now = Date.now()): string | undefined {
+    const c = this.authentic(token, now);
+    return typeof c?.o === 'string' ? c.o : undefined;
+  }
+
+  /** The claims of a token berth minted (its MAC checked in constant time) that has not expired; else undefined. */
+  private authentic(token: unknown, now: number): StateClaims | undefined {
     if (typeof token !== 'string' || token.length > 8192) return undefined;
     const parts = token.split('.');
     if (parts.length !== 3 || parts[0] !== 'b1') return undefined;
@@ -68,7 +74,7 @@ export class RequestStateCodec {
     if (given.length !== want.length || !timingSafeEqual(given, want)) return undefined;
     try {
       const c = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as StateClaims;
-      return typeof c.o === 'string' && typeof c.exp === 'number' && c.exp > now ? c.o : undefined;
+      return typeof c.exp === 'number' && c.exp > now ? c : undefined;
     } catch {
       return undefined;
     }
@@ -85,19 +91,8 @@ export class RequestStateCodec {
 
   /** The claims when the token is authentic, unexpired and matches this request; else undefined. */
   verify(token: unknown, expected: Expected, now = Date.now()): StateClaims | undefined {
-    if (typeof token !== 'string' || token.length > 8192) return undefined;
-    const parts = token.split('.');
-    if (parts.length !== 3 || parts[0] !== 'b1') return undefined;
-    const given = Buffer.from(parts[2]!, 'base64url');
-    const want = this.mac(parts[1]!);
-    if (given.length !== want.length || !timingSafeEqual(given, want)) return undefined;
-    let claims: StateClaims;
-    try {
-      claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as StateClaims;
-    } catch {
-      return undefined;
-    }
-    if (typeof claims.exp !== 'number' || claims.exp <= now) return undefined;
+    const claims = this.authentic(token, now);
+    if (!claims) return undefined;
     for (const f of ['p', 'rt', 'rs', 'm', 'd'] as const) {
       const a = Buffer.from(String(claims[f]));
       const b = Buffer.from(expected[f]);
