@@ -10,6 +10,26 @@ import { SESSION_HEADER } from '../wire/streamable-http.js';
 const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id', 'mcp-method', 'mcp-name'];
 const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'mcp-protocol-version', 'content-length', 'allow', 'www-authenticate'];
 
+interface Answer {
+  id?: unknown;
+  result?: Record<string, unknown>;
+  error?: { code: number; message: string };
+}
+
+/** The answer with this id in a response body: JSON, or SSE whose data lines carry it; undefined when absent. */
+function answerTo(id: string, contentType: string | string[] | undefined, text: string): Answer | undefined {
+  const candidates = String(contentType).startsWith('text/event-stream') ? text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)) : [text];
+  for (const c of candidates) {
+    try {
+      const msg = JSON.parse(c) as Answer;
+      if (msg.id === id) return msg;
+    } catch {
+      // not JSON: a plain-text refusal, say
+    }
+  }
+  return undefined;
+}
+
 export interface ForwardResult {
   status: number;
   /** The upstream's own session id, when the response carried one. */
@@ -136,16 +156,7 @@ export class HttpUpstream {
       body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
     });
     const text = await r.body.text();
-    const candidates = String(r.headers['content-type']).startsWith('text/event-stream') ? text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)) : [text];
-    for (const c of candidates) {
-      try {
-        const msg = JSON.parse(c) as { id?: unknown; result?: Record<string, unknown>; error?: { code: number; message: string } };
-        if (msg.id === id) return msg;
-      } catch {
-        // not JSON: a 2025 server's plain-text refusal, say
-      }
-    }
-    return { error: { code: r.statusCode, message: `HTTP ${r.statusCode}: ${text.slice(0, 200)}` } };
+    return answerTo(id, r.headers['content-type'], text) ?? { error: { code: r.statusCode, message: `HTTP ${r.statusCode}: ${text.slice(0, 200)}` } };
   }
 
   /** berth's own handshake with the upstream (stateless pools): returns the initialize result. */
@@ -161,24 +172,17 @@ export class HttpUpstream {
     if (r.statusCode >= 400) throw new Error(`initialize answered HTTP ${r.statusCode}: ${text.slice(0, 200)}`);
     const sid = r.headers[SESSION_HEADER];
     if (typeof sid === 'string') this.upstreamSessionId = sid;
-    // The answer is JSON, or SSE whose data lines carry it.
-    const candidates = String(r.headers['content-type']).startsWith('text/event-stream')
-      ? text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5))
-      : [text];
-    for (const c of candidates) {
-      const msg = JSON.parse(c) as { id?: unknown; result?: Record<string, unknown>; error?: { message: string } };
-      if (msg.id !== 'berth:init') continue;
-      if (msg.error) throw new Error(`initialize failed: ${msg.error.message}`);
-      const note = await this.pool.request({
-        path: '/mcp',
-        method: 'POST',
-        headers: { ...headers, ...(this.upstreamSessionId ? { [SESSION_HEADER]: this.upstreamSessionId } : {}), 'mcp-protocol-version': String(msg.result?.protocolVersion ?? '') },
-        body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
-      });
-      await note.body.dump();
-      return msg.result ?? {};
-    }
-    throw new Error('initialize got no answer from the server');
+    const msg = answerTo('berth:init', r.headers['content-type'], text);
+    if (!msg) throw new Error('initialize got no answer from the server');
+    if (msg.error) throw new Error(`initialize failed: ${msg.error.message}`);
+    const note = await this.pool.request({
+      path: '/mcp',
+      method: 'POST',
+      headers: { ...headers, ...(this.upstreamSessionId ? { [SESSION_HEADER]: this.upstreamSessionId } : {}), 'mcp-protocol-version': String(msg.result?.protocolVersion ?? '') },
+      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    });
+    await note.body.dump();
+    return msg.result ?? {};
   }
 
   /** Asks the upstream to end its session (best effort) and closes the connection pool. */

@@ -149,10 +149,12 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     this.inflight.set(internalId, entry);
     this.byClientId.set(clientKey, internalId);
-    // A listen stays open for as long as the client wants its notifications: it has no answer to time out.
-    if (m.method !== 'subscriptions/listen') this.armTimeout(internalId);
+    // A listen stays open for as long as the client wants its notifications: no answer to time out, not a call.
     if (m.method === 'subscriptions/listen') this.listens++;
-    else if (this.inFlightCount === 1) this.emit('busy', true);
+    else {
+      this.armTimeout(internalId);
+      if (this.inFlightCount === 1) this.emit('busy', true);
+    }
     let sent: boolean;
     try {
       sent = this.channel.send(forwarded);
