@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { listeningUrl } from '../test/helpers/berth.js';
 import { redisAvailable, startRedis } from '../test/helpers/redis.js';
 import { ROOT } from './targets.js';
 
@@ -34,19 +35,7 @@ async function node(name: string, host: string, redis: string, probe: string): P
   };
   writeFileSync(file, JSON.stringify(config));
   const proc = spawn(process.execPath, ['bin/berth.js', 'serve', '--config', file], { cwd: ROOT, env: { ...process.env, BERTH_CLUSTER_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'ignore'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`cluster node ${name} did not start`)), 30_000);
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    proc.once('exit', (c) => reject(new Error(`cluster node ${name} exited with ${c}`)));
-  });
+  const url = await listeningUrl(proc, { timeoutMs: 30_000, what: `cluster node ${name}` });
   return { url, proc };
 }
 

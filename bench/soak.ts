@@ -5,6 +5,7 @@
 //
 //   node --import tsx bench/soak.ts [--sessions 200] [--duration 10m] [--drop-every 250ms] [--isolation process]
 //                                   [--out bench/results/soak-DATE.json]
+import { listeningUrl } from '../test/helpers/berth.js';
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect, createServer, type Socket } from 'node:net';
@@ -29,15 +30,7 @@ const OUT = arg('out', join(ROOT, 'bench', 'results', `soak-${new Date().toISOSt
 async function startBerth(): Promise<{ url: string; pid: number; stop: () => void }> {
   const args = ['bin/berth.js', 'run', '--port', '0', '--isolation', ISOLATION, '--warm-pool', '8', '--max-sessions', String(SESSIONS + 50), '--json-window', '0', '--', process.execPath, join(ROOT, 'bench', 'soak-server.mjs')];
   const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, BERTH_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve(m[1]!);
-    });
-    proc.once('exit', (c) => reject(new Error(`berth exited with ${c}`)));
-  });
+  const url = await listeningUrl(proc);
   return { url, pid: proc.pid!, stop: () => proc.kill('SIGTERM') };
 }
 

@@ -1,6 +1,7 @@
 // The systems under test, each a separate OS process started by the bench:
 //   direct  - the probe server serving Streamable HTTP itself (the SDK's StreamableHTTPServerTransport), no gateway
 //   berth   - `berth run` (the built CLI) hosting the probe server over stdio or http, stateful or stateless
+import { listeningUrl } from '../test/helpers/berth.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -161,19 +162,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
   });
   if (o.isolation && o.isolation !== 'auto') isolation = o.isolation;
   const exitInfo = exitWatch(proc);
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`berth did not print its URL in 20 s\n${out}\n${stderrTail()}`)), 20_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`berth exited with ${code}\n${out}\n${stderrTail()}`)));
-  });
+  const url = await listeningUrl(proc, { timeoutMs: 20_000, context: stderrTail });
   const startedInMs = performance.now() - t0;
   const pid = proc.pid!;
   const seen: Seen = new Map();

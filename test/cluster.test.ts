@@ -15,7 +15,7 @@ import { clusterKeys } from '../src/cluster/keys.ts';
 import { mintSessionId, newIncarnation, sessionOwner } from '../src/cluster/ids.ts';
 import { NonceCache, signForwarded, verifyForwarded } from '../src/cluster/forwarded.ts';
 import { candidates, choose } from '../src/cluster/placement.ts';
-import { ACCEPT_BOTH, initBody, PROBE, ROOT, sseEvents, sseMessages, textOf, type SseEvent } from './helpers/berth.ts';
+import { ACCEPT_BOTH, initBody, listeningUrl, PROBE, readUntil, ROOT, sseEvents, sseMessages, textOf } from './helpers/berth.ts';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.ts';
 import { makeNet, netnsAvailable, type Net } from './helpers/netns.ts';
 
@@ -121,22 +121,10 @@ async function startNode(name: string, host: string, redis: RedisServer, prefix:
   const argv = [...prefix, process.execPath, 'bin/berth.js', 'serve', '--config', file];
   const proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   nodeProcs.add(proc);
-  let out = '';
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const exited = new Promise<number | null>((r) => proc.once('exit', (c) => r(c)));
-  const mcp = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`node ${name} did not start in 30 s\n${out}\n${err}`)), 30_000);
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    proc.once('exit', (c) => reject(new Error(`node ${name} exited with ${c}\n${out}\n${err}`)));
-  });
+  const mcp = await listeningUrl(proc, { timeoutMs: 30_000, what: `node ${name}`, context: () => err });
   return { name, mcp, url: new URL(mcp).origin, proc, logs: () => err, exited };
 }
 
@@ -173,18 +161,6 @@ async function resultText(r: Response): Promise<string> {
   return textOf(res.result);
 }
 
-async function readUntil(r: Response, enough: (events: SseEvent[]) => boolean): Promise<string> {
-  const reader = r.body!.getReader();
-  const dec = new TextDecoder();
-  let text = '';
-  while (!enough(sseEvents(text))) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += dec.decode(value, { stream: true });
-  }
-  reader.releaseLock();
-  return text;
-}
 
 async function admin(node: Node, path: string, method = 'GET', body?: unknown): Promise<{ status: number; json: any }> {
   const r = await fetch(`${node.url}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });

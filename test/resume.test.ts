@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { ACCEPT_BOTH, connect, PROBE, rawInit, runBerth, sseEvents, sseMessages, startBerth, textOf, type BerthProcess, type SseEvent } from './helpers/berth.ts';
+import { ACCEPT_BOTH, connect, PROBE, rawInit, readUntil, runBerth, sseEvents, sseMessages, startBerth, textOf, type BerthProcess, type SseEvent } from './helpers/berth.ts';
 import { startProxy } from './helpers/proxy.ts';
 
 const V = '2025-11-25';
@@ -27,19 +27,6 @@ function resume(url: string, sid: string, lastEventId: string, signal?: AbortSig
   return fetch(url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V, 'last-event-id': lastEventId }, signal });
 }
 
-/** Reads an SSE response until `enough` says so (or it ends); returns the text read. */
-async function readUntil(r: Response, enough: (events: SseEvent[]) => boolean): Promise<string> {
-  const reader = r.body!.getReader();
-  const dec = new TextDecoder();
-  let text = '';
-  while (!enough(sseEvents(text))) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    text += dec.decode(value, { stream: true });
-  }
-  reader.releaseLock();
-  return text;
-}
 
 const progressOf = (events: SseEvent[]) =>
   events

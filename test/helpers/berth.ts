@@ -20,21 +20,9 @@ export interface BerthProcess {
 /** `berth <args...>`; resolves once it prints its endpoint URL. */
 export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
   const proc = spawn(process.execPath, ['bin/berth.js', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
-  const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`berth did not print its URL in 20 s\n${out}\n${err}`)), 20_000);
-    proc.stdout!.on('data', (d) => {
-      out += d;
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
-        clearTimeout(t);
-        resolve(m[1]!);
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`berth exited with ${code}\n${out}\n${err}`)));
-  });
+  const url = await listeningUrl(proc, { timeoutMs: 20_000, context: () => err });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   return {
     url,
@@ -45,6 +33,30 @@ export async function startBerth(args: string[], env: Record<string, string> = {
       return exited;
     },
   };
+}
+
+/**
+ * The URL a berth process prints once it listens. Rejects when it exits first, or (timeoutMs > 0) stays silent that
+ * long; the message carries its stdout and `context()` (e.g. its stderr).
+ */
+export function listeningUrl(proc: ChildProcess, o: { timeoutMs?: number; what?: string; context?: () => string } = {}): Promise<string> {
+  const what = o.what ?? 'berth';
+  return new Promise<string>((resolve, reject) => {
+    let out = '';
+    const t = o.timeoutMs ? setTimeout(() => reject(new Error(`${what} did not print its URL in ${o.timeoutMs! / 1000} s\n${out}\n${o.context?.() ?? ''}`)), o.timeoutMs) : undefined;
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    proc.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`${what} exited with ${code}\n${out}\n${o.context?.() ?? ''}`));
+    });
+  });
 }
 
 /** `berth run --port 0 [flags] -- COMMAND...` */
@@ -116,4 +128,18 @@ export function sseEvents(body: string): SseEvent[] {
       return e;
     })
     .filter((e) => e.id !== undefined || e.retry !== undefined || e.data !== '');
+}
+
+/** Reads an SSE response until `enough` says so (or it ends); returns the text read. */
+export async function readUntil(r: Response, enough: (events: SseEvent[]) => boolean): Promise<string> {
+  const reader = r.body!.getReader();
+  const dec = new TextDecoder();
+  let text = '';
+  while (!enough(sseEvents(text))) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += dec.decode(value, { stream: true });
+  }
+  reader.releaseLock();
+  return text;
 }
