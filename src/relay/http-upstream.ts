@@ -42,11 +42,13 @@ export class HttpUpstream {
   bytesOut = 0;
 
   constructor(
-    readonly port: number,
+    /** The server's port on the host's loopback (network host), or the Unix socket reaching it in its own network. */
+    readonly address: number | string,
     /** Client headers a runtime opted in to passing on (forwardHeaders); credentials stay with berth otherwise. */
     private readonly forwardHeaders: readonly string[] = [],
   ) {
-    this.pool = new Pool(`http://127.0.0.1:${port}`, { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 });
+    const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
+    this.pool = typeof address === 'string' ? new Pool('http://localhost', { ...options, socketPath: address }) : new Pool(`http://127.0.0.1:${address}`, options);
   }
 
   /** Polls until the server answers any HTTP request on /mcp (any status counts: it is listening). */
@@ -62,7 +64,7 @@ export class HttpUpstream {
         await r.body.dump({ limit: 0 }).catch(() => undefined);
         return;
       } catch {
-        if (Date.now() > deadline) throw new Error(`the server did not answer on port ${this.port} within ${timeoutMs} ms`);
+        if (Date.now() > deadline) throw new Error(`the server did not answer on ${typeof this.address === 'string' ? '$PORT (in its own network)' : `port ${this.address}`} within ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, delay));
       }
     }

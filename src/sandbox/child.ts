@@ -9,6 +9,7 @@ import type { Writable } from 'node:stream';
 import { cgroupPath, SessionCgroup } from './cgroups.js';
 import type { ExitInfo, Sandbox, SandboxSpec } from './driver.js';
 import { hostName, procStat } from './host.js';
+import type { SessionNetwork } from './network.js';
 import { track } from './registry.js';
 
 export interface ChildOptions {
@@ -29,6 +30,8 @@ export interface ChildOptions {
   /** Host directories and mount points the driver made for this sandbox (what `cleanup` removes). */
   scratchDirs?: string[];
   scratchMounts?: string[];
+  /** The session's own network: the program runs inside it, an http upstream's $PORT is forwarded out of it. */
+  net?: SessionNetwork;
 }
 
 /** Children (and their children) of a process, waiting briefly for the first one to appear. */
@@ -57,15 +60,22 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     cgroup: cgroupPath(o.spec.sessionId),
     mounts: o.scratchMounts ?? [],
     dirs: [...(o.scratchDirs ?? []), o.spec.workDir],
+    netns: o.net?.name ? [o.net.name] : [],
   });
+  const cleanup = async () => {
+    await o.cleanup?.();
+    await o.net?.close();
+  };
   let cgroup: SessionCgroup | undefined;
   try {
     cgroup = SessionCgroup.create(o.spec.sessionId, o.spec.limits);
   } catch (e) {
-    await o.cleanup?.(); // a half-made cgroup stays recorded, for the sweep after this berth ends
+    await cleanup(); // a half-made cgroup stays recorded, for the sweep after this berth ends
     throw e;
   }
-  const child = spawn(o.file, o.args, { cwd: o.cwd, env: o.env, stdio: o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true });
+  // nsenter enters the network and execs the program in place: the pid berth holds is still the program's.
+  const [file, ...args] = [...(o.net?.enter ?? []), o.file, ...o.args] as [string, ...string[]];
+  const child = spawn(file, args, { cwd: o.cwd, env: o.env, stdio: o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true });
   // Listened for at once: the awaits below would otherwise let 'spawn' fire unheard.
   const spawned = new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);
@@ -106,12 +116,22 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   // then is the record dropped (a failure keeps it, for the sweep after this berth ends).
   const cleanedUp = exited.then(async (info) => {
     await cgroup?.remove();
-    await o.cleanup?.();
+    await cleanup();
     await rm(o.spec.workDir, { recursive: true, force: true });
     record.drop();
     return info;
   });
   await spawned;
+  let httpSocket: string | undefined;
+  if (o.net?.name && o.spec.port !== undefined) {
+    try {
+      httpSocket = await o.net.forward(o.spec.port);
+    } catch (e) {
+      child.kill('SIGKILL');
+      await cleanedUp;
+      throw e;
+    }
+  }
   const signalGroup = (sig: NodeJS.Signals) => {
     try {
       process.kill(-child.pid!, sig);
@@ -129,6 +149,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     stdin: child.stdin!,
     stdout: child.stdout!,
     stderr: child.stderr!,
+    httpSocket,
     exited,
     async stop(graceMs: number) {
       if (!done) {

@@ -1,5 +1,6 @@
 // The one small interface every sandbox driver implements (process today; namespace, gVisor, microVM next).
 import type { Readable, Writable } from 'node:stream';
+import type { AllowRule, NetworkMode } from './network.js';
 
 export interface SandboxLimits {
   /** Bytes of memory, or undefined for no limit. */
@@ -20,8 +21,13 @@ export interface SandboxSpec {
   limits: SandboxLimits;
   /** For http upstreams: the port the server must listen on (exported as PORT). */
   port?: number;
-  /** host: share the host's network (servers usually call APIs); none: loopback only, nothing outside. */
-  network: 'host' | 'none';
+  /**
+   * none: its own loopback only; egress: plus outbound connections to the outside world, never to the host's
+   * loopback, private or link-local ranges or berth's addresses (unless in allowNet); host: the host's network.
+   */
+  network: NetworkMode;
+  /** What egress may reach although blocked by default (parsed allowNet). */
+  allowNet?: readonly AllowRule[];
   /** More host paths to expose read-only, at the same path. */
   mounts: string[];
   /** Host paths the sandbox must not see although they lie in cwd or mounts (berth's own config file). */
@@ -41,6 +47,8 @@ export interface Sandbox {
   readonly stdin: Writable;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  /** For http upstreams in a network of their own: the Unix socket (berth's alone) that reaches $PORT inside. */
+  readonly httpSocket?: string;
   /** Resolves once, when the server has exited for any reason. */
   readonly exited: Promise<ExitInfo>;
   /** SIGTERM, then SIGKILL after graceMs; resolves when the server is gone. */

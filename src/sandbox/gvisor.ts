@@ -13,10 +13,16 @@ import { cgroupPath } from './cgroups.js';
 import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
+import { openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
 
 const platform = () => process.env.BERTH_GVISOR_PLATFORM ?? 'ptrace';
 
+/**
+ * gVisor's own netstack with no interface (--network=none) when the session needs no network at all; else the
+ * network of the namespace runsc runs in (--network=host): the session's own (network.ts), or with network: host
+ * the host's.
+ */
 function runscFlags(stateDir: string, network: 'host' | 'none'): string[] {
   return ['--rootless', `--platform=${platform()}`, `--network=${network}`, '--overlay', '--root', stateDir];
 }
@@ -48,7 +54,7 @@ function entryArgv(spec: SandboxSpec, argv: string[]): { uid: number; caps: stri
 }
 
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
-function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
+function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: 'host' | 'none', resolvConf?: string): void {
   const entry = entryArgv(spec, argv);
   const rootfs = join(dir, 'rootfs');
   mkdirSync(rootfs);
@@ -65,7 +71,7 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
     bind('/usr'),
-    ...ETC_FILES.filter((f) => existsSync(f) && !(zone && f === '/etc/localtime')).map((f) => bind(f)),
+    ...ETC_FILES.filter((f) => existsSync(f) && !(zone && f === '/etc/localtime')).map((f) => (f === '/etc/resolv.conf' && resolvConf ? { ...bind(f), source: resolvConf } : bind(f))),
     bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
     // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
@@ -89,7 +95,7 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[]): void {
     // runsc would otherwise move its sandbox to a cgroup of its own: cgroupsPath keeps it in the session's cgroup,
     // where berth reads OOM kills, and runsc writes the spec's limits there. No network namespace in the spec is
     // what lets --network=host reach the host's network.
-    linux: { cgroupsPath: cgroupPath(spec.sessionId), resources: ociResources(spec), namespaces: ['pid', 'mount', 'ipc', 'uts', ...(spec.network === 'none' ? ['network'] : [])].map((type) => ({ type })) },
+    linux: { cgroupsPath: cgroupPath(spec.sessionId), resources: ociResources(spec), namespaces: ['pid', 'mount', 'ipc', 'uts', ...(netstack === 'none' ? ['network'] : [])].map((type) => ({ type })) },
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
 }
@@ -107,7 +113,7 @@ export const gvisorDriver: SandboxDriver = {
       const spec: SandboxSpec = { sessionId: 'probe', argv: ['/usr/bin/true'], cwd: baseDir, workDir: scratch, env: { PATH: '/usr/bin' }, limits: {}, network: 'none', mounts: [] };
       const bundle = join(scratch, 'bundle');
       mkdirSync(bundle);
-      writeBundle(bundle, spec, ['/usr/bin/true']);
+      writeBundle(bundle, spec, ['/usr/bin/true'], 'none');
       const r = await run(runsc, [...runscFlags(join(scratch, 'state'), 'none'), 'run', '--bundle', bundle, `berth-probe-${process.pid}`]);
       if (r.code !== 0) return { ok: false, reason: `a canary gVisor sandbox failed: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}` };
       return { ok: true };
@@ -125,12 +131,17 @@ export const gvisorDriver: SandboxDriver = {
     const bundle = join(scratch, 'bundle');
     const state = join(scratch, 'state');
     mkdirSync(bundle);
-    writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd));
+    // No namespace is needed only when the session has no network and berth need not reach in ($PORT).
+    const isolated = spec.network === 'none' && spec.port === undefined;
+    const netstack = isolated ? 'none' : 'host';
+    const net = isolated ? undefined : await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId });
+    writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd), netstack, net?.resolvConf);
     const id = hostName(spec.sessionId);
     return startChild({
       driver: 'gvisor',
       file: runsc,
-      args: [...runscFlags(state, spec.network), 'run', '--bundle', bundle, id],
+      args: [...runscFlags(state, netstack), 'run', '--bundle', bundle, id],
+      net,
       cwd: scratch,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       spec,

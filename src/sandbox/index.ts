@@ -7,6 +7,7 @@ import type { SandboxDriver, SandboxLimits } from './driver.js';
 import { gvisorDriver } from './gvisor.js';
 import { microvmDriver } from './microvm.js';
 import { namespaceDriver } from './namespace.js';
+import { networkUnavailable, type NetworkMode } from './network.js';
 import { processDriver } from './process.js';
 
 export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits } from './driver.js';
@@ -75,4 +76,15 @@ export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, 
     if (missing.length) log.warn({ runtime, missing }, `these limits cannot be enforced (no cgroup controller): ${missing.join(', ')}`);
     else log.info({ runtime, cgroup: `v${cg.version}` }, 'resource limits enforced with cgroups');
   }
+}
+
+/**
+ * Why sessions of this driver cannot have this network here (checked at start, not at each session's start), or
+ * undefined. A server with no network that berth need not reach needs no namespace of berth's: the namespace
+ * driver's own, gVisor's netstack or a VM without a NIC isolate it; everything else needs berth's (root).
+ */
+export function networkProblem(driver: SandboxDriver, mode: NetworkMode, http: boolean): string | undefined {
+  if (mode === 'host') return undefined;
+  const selfContained = mode === 'none' && !http && driver !== processDriver;
+  return selfContained ? undefined : networkUnavailable(mode);
 }

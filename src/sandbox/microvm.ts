@@ -20,6 +20,7 @@ import type { ExitInfo, Sandbox, SandboxDriver, SandboxSpec } from './driver.js'
 import { dropPrivileges, ETC_FILES, isRoot, SANDBOX_UID, which } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { bundleFor, type Bundle } from './microvm-bundle.js';
+import { openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -67,16 +68,20 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
   share('work', spec.workDir, false);
   spec.mounts.forEach((m, i) => share(`m${i}`, m, true));
   hostEtc().dirs.forEach((d, i) => share(`e${i}`, d, true));
-  if (spec.network === 'host') {
-    // User-mode NAT: outbound access like a host process has; an http upstream's $PORT is forwarded from loopback.
+  if (guestNic(spec)) {
+    // User-mode NAT: outbound access as QEMU has it (in the session's network namespace unless network: host);
+    // none keeps only the forward of an http upstream's $PORT (restrict=on: the guest reaches nothing).
     const fwd = spec.port !== undefined ? `,hostfwd=tcp:127.0.0.1:${spec.port}-:${spec.port}` : '';
-    a.push('-netdev', `user,id=n0${fwd}`, '-device', 'virtio-net-device,netdev=n0');
+    a.push('-netdev', `user,id=n0${spec.network === 'none' ? ',restrict=on' : ''}${fwd}`, '-device', 'virtio-net-device,netdev=n0');
   }
   return a;
 }
 
+/** Whether the guest gets a NIC: for any network but none, and for an http upstream's $PORT. */
+const guestNic = (spec: SandboxSpec) => spec.network !== 'none' || spec.port !== undefined;
+
 /** What the guest's /init sources: where to mount the shares, the environment, the command. */
-function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle: Bundle | undefined): void {
+function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle: Bundle | undefined, resolvConf?: string): void {
   mkdirSync(dir);
   const mount = (tag: string, path: string, ro: boolean) => `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
   // The runtime dir: 9p lower, tmpfs upper (the VM's memory). Without overlay support it stays read-only.
@@ -88,7 +93,7 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
   // /etc: small files copied in, symlinks (localtime, into /usr) recreated, directories (certificates) shared.
   const etc = hostEtc();
   mkdirSync(join(dir, 'etc'));
-  for (const f of etc.files) copyFileSync(f, join(dir, 'etc', basename(f)));
+  for (const f of etc.files) copyFileSync(f === '/etc/resolv.conf' && resolvConf ? resolvConf : f, join(dir, 'etc', basename(f)));
   const etcSetup =
     `$B mkdir -p /etc && $B cp /cfg/etc/* /etc/ 2>/dev/null\n` +
     etc.links.map(([f, target]) => `$B ln -sf ${q(target)} ${q(f)}\n`).join('') +
@@ -98,7 +103,7 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
   // /init passes $BERTH_ENV unquoted to `env -i`, which splits values at spaces: run.sh exports them instead.
   writeFileSync(join(dir, 'env.sh'), 'BERTH_ENV=\n');
   const exports = Object.entries(env).filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k)).map(([k, v]) => `export ${k}=${q(v)}\n`).join('');
-  if (spec.network === 'host') writeFileSync(join(dir, 'net'), '');
+  if (guestNic(spec)) writeFileSync(join(dir, 'net'), '');
   let run = `exec ${argv.map(q).join(' ')}`;
   if (bundle) {
     // Beside the script (in the overlay), so paths relative to it still hold; if it cannot go there, unbundled.
@@ -128,7 +133,10 @@ export const microvmDriver: SandboxDriver = {
     const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
     chmodSync(scratch, 0o711);
     const argv = resolveArgv(spec.argv, spec.cwd);
-    writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd));
+    // QEMU runs in the session's network (its user-mode NAT connects out from there), unless it needs none at all.
+    const net = guestNic(spec) ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
+    // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
+    writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
     if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
     // The guest console arrives on a unix socket QEMU connects to; it is the server's stderr.
     const stderr = new PassThrough();
@@ -163,6 +171,7 @@ export const microvmDriver: SandboxDriver = {
       cwd: scratch,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       spec,
+      net,
       scratchDirs: [scratch],
       cleanup: async () => {
         consoleServer.close();
@@ -175,6 +184,7 @@ export const microvmDriver: SandboxDriver = {
     return {
       driver: 'microvm',
       pid: sandbox.pid,
+      httpSocket: sandbox.httpSocket,
       stdin,
       stdout: sandbox.stdout,
       stderr,

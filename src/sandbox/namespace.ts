@@ -1,6 +1,6 @@
-// The namespace driver (Linux): bubblewrap gives each session server new PID, mount, IPC, UTS, user, cgroup
-// and (with network: none) network namespaces, started as an unprivileged uid so nothing it creates is owned
-// by host root. Inside it sees: /usr and a few /etc files read-only, its own /proc, /dev and /tmp, its private
+// The namespace driver (Linux): bubblewrap gives each session server new PID, mount, IPC, UTS, user, cgroup and
+// network namespaces (network.ts: berth's per-session network, or bwrap's empty one when not root), started as an
+// unprivileged uid so nothing it creates is owned by host root. Inside it sees: /usr and a few /etc files read-only, its own /proc, /dev and /tmp, its private
 // working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
 // any --mount paths read-only. Nothing else of the host.
 import { spawnSync } from 'node:child_process';
@@ -12,6 +12,7 @@ import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
 import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
+import { networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
 
 /** Mounts a per-session overlay of baseDir (root only): reads see the code, writes land in the session's layer. */
@@ -26,16 +27,23 @@ async function mountOverlay(baseDir: string, scratch: string): Promise<string | 
   return merged;
 }
 
-function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[]): string[] {
+/** The network bwrap runs in: one berth made (or the host's), shared; else a fresh, empty one of bwrap's own. */
+interface NetView {
+  shared: boolean;
+  resolvConf?: string;
+}
+
+function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[], net: NetView = { shared: false }): string[] {
   // No nested user namespaces: they would hand the server a full capability set against more kernel surface.
   const a = ['--unshare-all', '--unshare-user', '--disable-userns', '--assert-userns-disabled', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--block-fd', '3'];
-  if (spec.network === 'host') a.push('--share-net');
+  if (net.shared) a.push('--share-net');
   a.push('--ro-bind', '/usr', '/usr');
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) a.push('--symlink', `usr/${l}`, `/${l}`);
   for (const f of ETC_FILES) {
     // A symlinked /etc/localtime stays a symlink: bound as a plain file, time-zone code scans all of zoneinfo.
     const link = f === '/etc/localtime' ? localtimeTarget() : undefined;
     if (link) a.push('--symlink', link, f);
+    else if (f === '/etc/resolv.conf' && net.resolvConf) a.push('--ro-bind', net.resolvConf, f);
     else a.push('--ro-bind-try', f, f);
   }
   a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
@@ -86,8 +94,13 @@ export const namespaceDriver: SandboxDriver = {
     track(hostName(spec.sessionId), { driver: 'namespace', mounts: [join(scratch, 'merged')], dirs: [scratch, spec.workDir] });
     chmodSync(scratch, 0o711); // the sandbox uid must traverse it to reach the overlay
     const merged = await mountOverlay(spec.cwd, scratch);
+    // As root, berth makes the session's network (none: loopback only; egress: user-mode NAT behind rules) and bwrap
+    // shares it; otherwise bwrap's own empty namespace is the only non-host network there is.
+    const own = isRoot() || spec.network === 'host';
+    if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
+    const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
     const drop = dropPrivileges();
-    const args = bwrapArgs(spec, merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false }, argv);
+    const args = bwrapArgs(spec, merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false }, argv, { shared: own, resolvConf: net?.resolvConf });
     const full = [...drop, bwrap, ...args];
     return startChild({
       driver: 'namespace',
@@ -97,6 +110,7 @@ export const namespaceDriver: SandboxDriver = {
       env: spec.env,
       spec,
       blockFd: true,
+      net,
       scratchDirs: [scratch],
       scratchMounts: merged ? [merged] : [],
       cleanup: async () => {

@@ -1,9 +1,11 @@
 // The development driver: the server is a plain child process in its own process group, in its private
-// working directory with a scrubbed environment. No isolation beyond that (and cgroup limits when asked).
+// working directory with a scrubbed environment. No isolation beyond that (cgroup limits when asked, and, as
+// root, a network namespace of its own): it runs as berth's user and sees the whole host filesystem.
 import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { startChild } from './child.js';
 import type { SandboxDriver } from './driver.js';
+import { openNetwork } from './network.js';
 
 /**
  * The server runs in its private working directory, so relative paths in the command (the program, and
@@ -24,8 +26,8 @@ export const processDriver: SandboxDriver = {
     return { ok: true };
   },
   async start(spec) {
-    if (spec.network === 'none') throw new Error('the process driver cannot isolate the network; use --isolation namespace for --network none');
     const [file, ...args] = resolveArgv(spec.argv, spec.cwd);
-    return startChild({ driver: 'process', file: file!, args, cwd: spec.workDir, env: spec.env, spec });
+    const net = await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId });
+    return startChild({ driver: 'process', file: file!, args, cwd: spec.workDir, env: spec.env, spec, net });
   },
 };

@@ -23,6 +23,8 @@ export interface SandboxRecord {
   mounts: string[];
   /** Scratch and working directories to remove. */
   dirs: string[];
+  /** Network namespaces (names under /var/run/netns) to delete. */
+  netns?: string[];
 }
 
 export interface Tracked {
@@ -153,7 +155,7 @@ function mountPoints(): string[] {
 /** Guards against a damaged record naming / or a top-level directory. */
 const deepEnough = (p: unknown): p is string => typeof p === 'string' && p.startsWith('/') && !p.includes('/../') && p.split('/').filter(Boolean).length >= 2;
 
-async function sweepRecord(rec: SandboxRecord): Promise<{ killed: number; cgroups: string[]; mounts: string[]; dirs: string[] }> {
+async function sweepRecord(rec: SandboxRecord): Promise<{ killed: number; cgroups: string[]; mounts: string[]; dirs: string[]; netns: string[] }> {
   const pids = leftoverProcs(rec);
   for (const p of pids) {
     try {
@@ -182,7 +184,9 @@ async function sweepRecord(rec: SandboxRecord): Promise<{ killed: number; cgroup
     rmSync(d, { recursive: true, force: true });
     dirs.push(d);
   }
-  return { killed: pids.length, cgroups, mounts, dirs };
+  const netns = (rec.netns ?? []).filter((n) => /^berth-[0-9a-f]{16}$/.test(n));
+  for (const n of netns) spawnSync('ip', ['netns', 'del', n]);
+  return { killed: pids.length, cgroups, mounts, dirs, netns };
 }
 
 const ownerAlive = (pid: number, start: number) => procStat(pid)?.start === start;

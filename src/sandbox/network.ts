@@ -1,0 +1,251 @@
+// A network of its own for every session (root only): a named network namespace per sandbox that the drivers run
+// their process in (nsenter), so no session shares a network stack with the host, berth or another session.
+//   none    only the namespace's own loopback.
+//   egress  plus a user-mode network stack (slirp4netns) for outbound connections, which are made from berth's
+//           network namespace as if by berth; an nftables ruleset inside the session's namespace (where the
+//           server, uid 65534 with no capabilities, cannot change it) rejects the host's loopback, every private,
+//           shared and link-local range, and berth's own addresses, unless listed in allowNet.
+//   host    no namespace: the host's network, as any process of berth's user has.
+// An http upstream's server listens on $PORT inside the namespace; berth reaches it through a Unix socket that a
+// socat in the namespace serves, in a directory only berth's user can open: no other session, no host process.
+// Threat model: the server may run any code as uid 65534 inside its sandbox. What it may reach is the rule set
+// below; everything it reaches goes through slirp4netns, which runs with seccomp and its own mount namespace.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { networkInterfaces, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { isRoot, run, which } from './host.js';
+
+export type NetworkMode = 'none' | 'egress' | 'host';
+
+/** Ranges a session never reaches in egress mode unless allowNet names them. */
+export const BLOCKED_V4 = ['127.0.0.0/8', '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+export const BLOCKED_V6 = ['::1/128', '::/128', '::ffff:0:0/96', 'fc00::/7', 'fe80::/10', 'ff00::/8'];
+
+/** slirp4netns's fixed addresses inside the namespace: the gateway (the host's loopback, when allowed) and DNS. */
+const GATEWAY = '10.0.2.2';
+const DNS = '10.0.2.3';
+
+export interface SessionNetwork {
+  /** The argv prefix that runs a command inside this network ([] for host). */
+  readonly enter: string[];
+  /** The namespace's name under /var/run/netns, or undefined for host. */
+  readonly name: string | undefined;
+  /** A resolv.conf to show the sandbox instead of the host's (egress: slirp4netns's DNS forwarder). */
+  readonly resolvConf: string | undefined;
+  /** A Unix socket (mode 0600, in a directory of berth's) that reaches 127.0.0.1:port inside the namespace. */
+  forward(port: number): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** One allowNet entry: a CIDR (or a bare address), or HOST:PORT for one TCP port. */
+export interface AllowRule {
+  cidr: string;
+  port?: number;
+  family: 4 | 6;
+}
+
+/** Parses allowNet entries, resolving host names once; throws naming the entry that is not one. */
+export async function parseAllow(entries: readonly string[]): Promise<AllowRule[]> {
+  const out: AllowRule[] = [];
+  for (const e of entries) {
+    const cidr = /^([0-9a-fA-F:.]+)\/(\d{1,3})$/.exec(e);
+    if (cidr && isIP(cidr[1]!)) {
+      out.push({ cidr: e, family: isIP(cidr[1]!) as 4 | 6 });
+      continue;
+    }
+    if (isIP(e)) {
+      out.push({ cidr: `${e}/${isIP(e) === 4 ? 32 : 128}`, family: isIP(e) as 4 | 6 });
+      continue;
+    }
+    const hp = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(e);
+    if (!hp || Number(hp[2]) < 1 || Number(hp[2]) > 65535) throw new Error(`allowNet entry "${e}" is neither a CIDR (10.1.0.0/16), an address, nor HOST:PORT (db.internal:5432)`);
+    const addrs = isIP(hp[1]!) ? [{ address: hp[1]!, family: isIP(hp[1]!) }] : await lookup(hp[1]!, { all: true }).catch((err: Error) => {
+      throw new Error(`allowNet entry "${e}": cannot resolve ${hp[1]}: ${err.message}`);
+    });
+    for (const a of addrs) out.push({ cidr: `${a.address}/${a.family === 4 ? 32 : 128}`, port: Number(hp[2]), family: a.family as 4 | 6 });
+  }
+  return out;
+}
+
+/** berth's own addresses on every interface: a session must not reach berth (or the host) by its public address. */
+function ownAddresses(): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal) continue;
+      if (a.family === 'IPv4') v4.push(`${a.address}/32`);
+      else v6.push(`${a.address.split('%')[0]}/128`);
+    }
+  }
+  return { v4, v6 };
+}
+
+const hostLoopback = (r: AllowRule) => r.family === 4 && r.cidr.startsWith('127.');
+
+/** The nftables ruleset for an egress namespace (output hook: everything the sandbox sends). */
+export function egressRules(allow: readonly AllowRule[]): string {
+  const own = ownAddresses();
+  const accept = allow.map((r) => {
+    // The host's loopback is reached at slirp4netns's gateway address, never as 127.x (that is the session's own).
+    const dst = hostLoopback(r) ? `${GATEWAY}/32` : r.cidr;
+    return `    ${r.family === 4 ? 'ip' : 'ip6'} daddr ${dst}${r.port ? ` tcp dport ${r.port}` : ''} accept`;
+  });
+  return [
+    'table inet berth {',
+    '  chain out {',
+    '    type filter hook output priority 0; policy accept;',
+    '    oif "lo" accept',
+    `    ip daddr ${DNS} udp dport 53 accept`,
+    `    ip daddr ${DNS} tcp dport 53 accept`,
+    ...accept,
+    `    ip daddr { ${[...BLOCKED_V4, ...own.v4].join(', ')} } reject with icmp type admin-prohibited`,
+    `    ip6 daddr { ${[...BLOCKED_V6, ...own.v6].join(', ')} } reject with icmpv6 type admin-prohibited`,
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Why this host cannot give sessions the mode, or undefined when it can. */
+export function networkUnavailable(mode: NetworkMode): string | undefined {
+  if (mode === 'host') return undefined;
+  if (!isRoot()) return `network "${mode}" needs berth to run as root (it makes a network namespace per session); run as root, or choose network: host`;
+  for (const [tool, pkg] of [['ip', 'iproute2'], ['nsenter', 'util-linux'], ['setpriv', 'util-linux'], ...(mode === 'egress' ? [['slirp4netns', 'slirp4netns'], ['nft', 'nftables']] : [])] as const) {
+    if (!which(tool)) return `network "${mode}" needs ${tool} (apt-get install ${pkg})`;
+  }
+  return undefined;
+}
+
+/** The namespace name for a session: not the session id (world-visible under /var/run/netns). */
+export function netnsName(sessionId: string): string {
+  return `berth-${createHash('sha256').update(`net:${sessionId}`).digest('hex').slice(0, 16)}`;
+}
+
+/** A helper process that dies with berth (pdeathsig) and is killed on close. */
+function helper(argv: string[], stdio: Array<'ignore' | 'pipe'>): ChildProcess {
+  const p = spawn(which('setpriv') ?? 'setpriv', ['--pdeathsig', 'KILL', '--', ...argv], { stdio });
+  p.on('error', () => undefined);
+  return p;
+}
+
+async function must(file: string, args: string[], what: string, input?: string): Promise<void> {
+  const r = input === undefined ? await run(file, args) : await runWithInput(file, args, input);
+  if (r.code !== 0) throw new Error(`${what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
+}
+
+function runWithInput(file: string, args: string[], input: string): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    let stderr = '';
+    p.stderr.on('data', (d) => (stderr += d));
+    p.on('error', (e) => resolve({ code: null, stderr: e.message }));
+    p.on('exit', (code) => resolve({ code, stderr }));
+    p.stdin.end(input);
+  });
+}
+
+/** Waits for slirp4netns's ready byte on its fd 3, or its exit. */
+function slirpReady(p: ChildProcess, timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let err = '';
+    (p.stderr as Readable).on('data', (d) => (err += d));
+    const timer = setTimeout(() => reject(new Error(`slirp4netns was not ready within ${timeoutMs} ms: ${err.trim()}`)), timeoutMs);
+    (p.stdio[3] as Readable).once('data', () => (clearTimeout(timer), resolve()));
+    p.once('exit', (code) => (clearTimeout(timer), reject(new Error(`slirp4netns exited (${code}): ${err.trim()}`))));
+  });
+}
+
+/** Stops a helper and waits until it is gone. */
+async function kill(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null || p.signalCode !== null) return;
+  const gone = new Promise((r) => p.once('exit', r));
+  p.kill('SIGKILL');
+  await gone;
+}
+
+const HOST_NETWORK: SessionNetwork = {
+  enter: [],
+  name: undefined,
+  resolvConf: undefined,
+  forward: () => Promise.reject(new Error('network host: no namespace to forward into')),
+  close: async () => undefined,
+};
+
+export interface NetworkOptions {
+  mode: NetworkMode;
+  allow: readonly AllowRule[];
+  sessionId: string;
+}
+
+/** Makes the session's network; close() removes every part of it. */
+export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
+  if (o.mode === 'host') return HOST_NETWORK;
+  const why = networkUnavailable(o.mode);
+  if (why) throw new Error(why);
+  const name = netnsName(o.sessionId);
+  const path = `/var/run/netns/${name}`;
+  const helpers: ChildProcess[] = [];
+  // resolv.conf must be readable by the sandbox uid (0711 dir, 0644 file); the socket is root's alone (0600).
+  const scratch = await mkdtemp(join(tmpdir(), 'berth-net-'));
+  chmodSync(scratch, 0o711);
+  const close = async () => {
+    await Promise.all(helpers.map(kill));
+    await run('ip', ['netns', 'del', name]);
+    await rm(scratch, { recursive: true, force: true });
+  };
+  try {
+    await must('ip', ['netns', 'add', name], `making network namespace ${name}`);
+    await must('ip', ['-n', name, 'link', 'set', 'lo', 'up'], 'bringing up its loopback');
+    let resolvConf: string | undefined;
+    if (o.mode === 'egress') {
+      // Rules first: nothing may leave before they hold.
+      await must('nsenter', [`--net=${path}`, '--', 'nft', '-f', '-'], 'loading the egress rules', egressRules(o.allow));
+      const loopbackAllowed = o.allow.some(hostLoopback);
+      const slirp = helper(
+        ['slirp4netns', '--configure', '--mtu=65520', '--ready-fd=3', '--enable-seccomp', ...(loopbackAllowed ? [] : ['--disable-host-loopback']), '--netns-type=path', path, 'tap0'],
+        ['ignore', 'ignore', 'pipe', 'pipe'],
+      );
+      helpers.push(slirp);
+      await slirpReady(slirp, 10_000);
+      resolvConf = join(scratch, 'resolv.conf');
+      writeFileSync(resolvConf, `nameserver ${DNS}\n`, { mode: 0o644 });
+    }
+    return {
+      enter: ['nsenter', `--net=${path}`, '--'],
+      name,
+      resolvConf,
+      async forward(port) {
+        const socketPath = join(scratch, `http-${port}.sock`);
+        const socat = which('socat');
+        if (!socat) throw new Error('an http upstream in its own network needs socat (apt-get install socat)');
+        const p = helper(['nsenter', `--net=${path}`, '--', socat, `UNIX-LISTEN:${socketPath},fork,mode=600,unlink-early`, `TCP:127.0.0.1:${port}`], ['ignore', 'ignore', 'pipe']);
+        helpers.push(p);
+        await waitForSocket(socketPath, p);
+        return socketPath;
+      },
+      close,
+    };
+  } catch (e) {
+    await close();
+    throw e;
+  }
+}
+
+async function waitForSocket(path: string, p: ChildProcess): Promise<void> {
+  let err = '';
+  (p.stderr as Readable).on('data', (d) => (err += d));
+  for (let i = 0; i < 500; i++) {
+    if (existsSync(path)) return;
+    if (p.exitCode !== null) throw new Error(`the socket forwarder exited: ${err.trim()}`);
+    await new Promise((r) => setTimeout(r, 4));
+  }
+  throw new Error(`the socket forwarder did not listen within 2 s: ${err.trim()}`);
+}
+
