@@ -7,6 +7,8 @@ export interface SandboxLimits {
   memory?: number;
   cpus?: number;
   pids?: number;
+  /** Bytes the session may write (working directory, /tmp, writes beside its code), or undefined for no cap. */
+  disk?: number;
 }
 
 export interface SandboxSpec {
@@ -32,6 +34,8 @@ export interface SandboxSpec {
   mounts: string[];
   /** Host paths the sandbox must not see although they lie in cwd or mounts (berth's own config file). */
   hide?: string[];
+  /** Hears what the driver sees happen to the sandbox that the server would not say itself (its disk cap reached). */
+  notice?: (what: string) => void;
 }
 
 export interface ExitInfo {

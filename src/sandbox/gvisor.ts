@@ -27,11 +27,26 @@ function runscFlags(stateDir: string, network: 'host' | 'none'): string[] {
   return ['--rootless', `--platform=${platform()}`, `--network=${network}`, '--overlay', '--root', stateDir];
 }
 
+/**
+ * limits.pids counts the server's processes and threads, as under the other drivers. The host cgroup cannot say
+ * that here: runsc's own Sentry, gofer and (ptrace) stub threads live in it too, some 130 for an idle node server,
+ * so a pids limit there stops gVisor itself from starting. gVisor's kernel enforces RLIMIT_NPROC (per uid, tasks
+ * included) on the sandbox's processes instead; the host cgroup keeps a bound wide enough for runsc's threads.
+ */
+function hostPids(pids: number): number {
+  return 256 + 4 * pids;
+}
+
+function ociRlimits(spec: SandboxSpec): Array<{ type: string; hard: number; soft: number }> {
+  const { pids } = spec.limits;
+  return pids ? [{ type: 'RLIMIT_NPROC', hard: pids, soft: pids }] : [];
+}
+
 function ociResources(spec: SandboxSpec): Record<string, unknown> {
   const { memory, cpus, pids } = spec.limits;
   const r: Record<string, unknown> = {};
   if (memory) r.memory = { limit: memory, swap: memory };
-  if (pids) r.pids = { limit: pids };
+  if (pids) r.pids = { limit: hostPids(pids) };
   if (cpus) r.cpu = { quota: Math.round(cpus * 100_000), period: 100_000 };
   return r;
 }
@@ -53,6 +68,9 @@ function entryArgv(spec: SandboxSpec, argv: string[]): { uid: number; caps: stri
   return { uid: 0, caps: ENTRY_CAPS, args: ['/usr/bin/sh', '-c', script, spec.cwd, ...argv] };
 }
 
+/** tmpfs options for a writable mount under limits.disk (gVisor's tmpfs honours size=). */
+const quota = (spec: SandboxSpec, mode: string) => [...(spec.limits.disk ? [`size=${spec.limits.disk}`] : []), `mode=${mode}`, `uid=${SANDBOX_UID}`, `gid=${SANDBOX_UID}`];
+
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
 function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: 'host' | 'none', resolvConf?: string): void {
   const entry = entryArgv(spec, argv);
@@ -69,14 +87,15 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
   const bind = (p: string, rw = false) => ({ destination: p, type: 'bind', source: p, options: ['rbind', rw ? 'rw' : 'ro'] });
   const mounts = [
     { destination: '/proc', type: 'proc', source: 'proc' },
-    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' },
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: quota(spec, '1777') },
     bind('/usr'),
     ...ETC_FILES.filter((f) => existsSync(f) && !(zone && f === '/etc/localtime')).map((f) => (f === '/etc/resolv.conf' && resolvConf ? { ...bind(f), source: resolvConf } : bind(f))),
     bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
     // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
     ...masks(spec.hide).map((m) => (m.dir ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' } : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] })),
-    bind(spec.workDir, true),
+    // With a disk cap the working directory is a sized tmpfs of gVisor's own (ENOSPC at the cap), not the host's.
+    spec.limits.disk ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') } : bind(spec.workDir, true),
   ];
   const config = {
     ociVersion: '1.0.0',
@@ -88,6 +107,7 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
       cwd: spec.workDir,
       capabilities: { bounding: entry?.caps ?? [], effective: entry?.caps ?? [], inheritable: [], permitted: entry?.caps ?? [], ambient: [] },
       noNewPrivileges: true,
+      rlimits: ociRlimits(spec),
     },
     root: { path: 'rootfs', readonly: true },
     hostname: 'berth',
@@ -144,7 +164,8 @@ export const gvisorDriver: SandboxDriver = {
       net,
       cwd: scratch,
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      spec,
+      // The session cgroup holds runsc as well as the server: its pids bound is runsc's (see hostPids).
+      spec: spec.limits.pids ? { ...spec, limits: { ...spec.limits, pids: hostPids(spec.limits.pids) } } : spec,
       scratchDirs: [scratch],
       cleanup: async () => {
         await run(runsc, ['--rootless', '--root', state, 'delete', '--force', id]);

@@ -68,6 +68,7 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
 
 /** Says clearly, once, when configured limits cannot be enforced on this host. */
 export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, log: Logger): void {
+  if (limits.disk && process.getuid?.() !== 0) log.warn({ runtime }, 'limits.disk is enforced only when berth runs as root (and always under gVisor)');
   if (!limits.memory && !limits.cpus && !limits.pids) return;
   const cg = detectCgroups();
   if (!cg.version) log.warn({ runtime }, `resource limits cannot be enforced on this host: ${cg.reason}`);

@@ -20,6 +20,7 @@ import type { ExitInfo, Sandbox, SandboxDriver, SandboxSpec } from './driver.js'
 import { dropPrivileges, ETC_FILES, isRoot, SANDBOX_UID, which } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { bundleFor, type Bundle } from './microvm-bundle.js';
+import { mountCapped } from './disk.js';
 import { openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
 
@@ -137,6 +138,8 @@ export const microvmDriver: SandboxDriver = {
     const net = guestNic(spec) ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
     // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
     writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
+    // The 9p-shared working directory is the only host storage a VM writes to; its tmpfs and overlay live in its memory.
+    const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, SANDBOX_UID, 0o700, spec.notice) : undefined;
     if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
     // The guest console arrives on a unix socket QEMU connects to; it is the server's stderr.
     const stderr = new PassThrough();
@@ -173,8 +176,10 @@ export const microvmDriver: SandboxDriver = {
       spec,
       net,
       scratchDirs: [scratch],
+      scratchMounts: capped ? [capped.dir] : [],
       cleanup: async () => {
         consoleServer.close();
+        capped?.release();
         await rm(scratch, { recursive: true, force: true });
       },
     });

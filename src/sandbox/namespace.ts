@@ -1,8 +1,9 @@
 // The namespace driver (Linux): bubblewrap gives each session server new PID, mount, IPC, UTS, user, cgroup and
 // network namespaces (network.ts: berth's per-session network, or bwrap's empty one when not root), started as an
-// unprivileged uid so nothing it creates is owned by host root. Inside it sees: /usr and a few /etc files read-only, its own /proc, /dev and /tmp, its private
-// working directory, the runtime's directory (read-only, or a per-session overlay when berth is root) and
-// any --mount paths read-only. Nothing else of the host.
+// unprivileged uid so nothing it creates is owned by host root. Inside it sees: /usr and a few /etc files
+// read-only, its own /proc, /dev and /tmp, its private working directory, the runtime's directory (read-only, or a
+// per-session overlay when berth is root) and any --mount paths read-only. Nothing else of the host. What it
+// writes (working directory, /tmp, overlay) shares one tmpfs of limits.disk when berth is root (disk.ts).
 import { spawnSync } from 'node:child_process';
 import { chownSync, chmodSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -12,6 +13,7 @@ import { startChild } from './child.js';
 import type { SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
 import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
+import { mountCapped } from './disk.js';
 import { networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
 
@@ -33,7 +35,13 @@ interface NetView {
   resolvConf?: string;
 }
 
-function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[], net: NetView = { shared: false }): string[] {
+/** Where the session's home and /tmp come from when its writes are capped (disk.ts), else bwrap's own. */
+interface Writable {
+  home: string;
+  tmp: string;
+}
+
+function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[], net: NetView = { shared: false }, writable?: Writable): string[] {
   // No nested user namespaces: they would hand the server a full capability set against more kernel surface.
   const a = ['--unshare-all', '--unshare-user', '--disable-userns', '--assert-userns-disabled', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--block-fd', '3'];
   if (net.shared) a.push('--share-net');
@@ -46,7 +54,9 @@ function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, 
     else if (f === '/etc/resolv.conf' && net.resolvConf) a.push('--ro-bind', net.resolvConf, f);
     else a.push('--ro-bind-try', f, f);
   }
-  a.push('--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp');
+  a.push('--proc', '/proc', '--dev', '/dev');
+  if (writable) a.push('--bind', writable.tmp, '/tmp');
+  else a.push(...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/tmp');
   a.push(base.writable ? '--bind' : '--ro-bind', base.src, spec.cwd);
   for (const m of spec.mounts) a.push('--ro-bind', m, m);
   // The program itself, when it lives outside what is already visible.
@@ -56,7 +66,7 @@ function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, 
   }
   // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
   for (const m of masks(spec.hide)) a.push(...(m.dir ? ['--tmpfs', m.path] : ['--ro-bind', '/dev/null', m.path]));
-  a.push('--bind', spec.workDir, spec.workDir, '--chdir', spec.workDir);
+  a.push('--bind', writable?.home ?? spec.workDir, spec.workDir, '--chdir', spec.workDir);
   a.push('--', ...argv);
   return a;
 }
@@ -89,10 +99,21 @@ export const namespaceDriver: SandboxDriver = {
       chmodSync(spec.workDir, 0o700);
     }
     const scratch = await mkdtemp(join(tmpdir(), 'berth-ns-'));
-    // Recorded before the overlay is mounted, so a berth killed meanwhile leaves nothing unswept; startChild's
+    const mounts = [join(scratch, 'merged'), scratch];
+    // Recorded before anything is mounted, so a berth killed meanwhile leaves nothing unswept; startChild's
     // record for this sandbox (same name) replaces this one.
-    track(hostName(spec.sessionId), { driver: 'namespace', mounts: [join(scratch, 'merged')], dirs: [scratch, spec.workDir] });
+    track(hostName(spec.sessionId), { driver: 'namespace', mounts, dirs: [scratch, spec.workDir] });
+    // With a disk cap (root), everything the session may write lives in one sized tmpfs: its home (shown at its
+    // working directory), its /tmp and the overlay's upper layer; it gets ENOSPC at the cap, the host disk nothing.
+    const capped = spec.limits.disk ? await mountCapped(scratch, spec.limits.disk, 0, 0o711, spec.notice) : undefined;
     chmodSync(scratch, 0o711); // the sandbox uid must traverse it to reach the overlay
+    const writable = capped ? { home: join(scratch, 'home'), tmp: join(scratch, 'tmp') } : undefined;
+    if (writable) {
+      mkdirSync(writable.home, { mode: 0o700 });
+      chownSync(writable.home, SANDBOX_UID, SANDBOX_UID);
+      mkdirSync(writable.tmp);
+      chmodSync(writable.tmp, 0o1777);
+    }
     const merged = await mountOverlay(spec.cwd, scratch);
     // As root, berth makes the session's network (none: loopback only; egress: user-mode NAT behind rules) and bwrap
     // shares it; otherwise bwrap's own empty namespace is the only non-host network there is.
@@ -100,7 +121,7 @@ export const namespaceDriver: SandboxDriver = {
     if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
     const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
     const drop = dropPrivileges();
-    const args = bwrapArgs(spec, merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false }, argv, { shared: own, resolvConf: net?.resolvConf });
+    const args = bwrapArgs(spec, merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false }, argv, { shared: own, resolvConf: net?.resolvConf }, writable);
     const full = [...drop, bwrap, ...args];
     return startChild({
       driver: 'namespace',
@@ -112,9 +133,10 @@ export const namespaceDriver: SandboxDriver = {
       blockFd: true,
       net,
       scratchDirs: [scratch],
-      scratchMounts: merged ? [merged] : [],
+      scratchMounts: mounts,
       cleanup: async () => {
         if (merged) spawnSync('umount', ['-l', merged]);
+        capped?.release();
         await rm(scratch, { recursive: true, force: true });
       },
     });

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { startChild } from './child.js';
 import type { SandboxDriver } from './driver.js';
+import { mountCapped } from './disk.js';
 import { openNetwork } from './network.js';
 
 /**
@@ -27,7 +28,18 @@ export const processDriver: SandboxDriver = {
   },
   async start(spec) {
     const [file, ...args] = resolveArgv(spec.argv, spec.cwd);
+    const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, process.getuid?.() ?? 0, 0o700, spec.notice) : undefined;
     const net = await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId });
-    return startChild({ driver: 'process', file: file!, args, cwd: spec.workDir, env: spec.env, spec, net });
+    return startChild({
+      driver: 'process',
+      file: file!,
+      args,
+      cwd: spec.workDir,
+      env: spec.env,
+      spec,
+      net,
+      scratchMounts: capped ? [capped.dir] : [],
+      cleanup: async () => capped?.release(),
+    });
   },
 };
