@@ -103,6 +103,12 @@ program
     if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got "${v}"`);
     return n;
   }, 50)
+  .option('--request-burst <n>', 'JSON-RPC messages one principal may send at once before --rps applies (default 100; a larger batch is refused)', int)
+  .option('--max-concurrent-starts <n>', 'servers started at once; more initializes queue (default 4)', int)
+  .option('--start-queue-timeout <duration>', 'how long an initialize waits for a start slot before 503 (default 10s)', duration)
+  .option('--stderr-rate <size>', "bytes per second of each session server's stderr logged; the rest is dropped and counted (default 16KiB)", size)
+  .option('--stderr-burst <size>', 'bytes of server stderr a session may log at once before --stderr-rate applies (default 256KiB)', size)
+  .option('--stderr-drain-rate <size>', "bytes per second of a session's stderr read (and dropped) past its budget; a faster writer waits on its pipe (default 64MiB, 0 = no limit)", size)
   .option('--dangerously-allow-unauthenticated', 'allow --auth none on a non-loopback --host: anyone who reaches the port can open sessions')
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
   .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, 30_000)
@@ -138,7 +144,7 @@ program
               mounts: o.mount,
               auth: authFlags(o),
               streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
-              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, pendingInputTimeout: o.pendingInputTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, pendingInputTimeout: o.pendingInputTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, requestBurst: o.requestBurst, maxConcurrentStarts: o.maxConcurrentStarts, startQueueTimeout: o.startQueueTimeout, stderrRate: o.stderrRate, stderrBurst: o.stderrBurst, stderrDrainRate: o.stderrDrainRate, memory: o.memory, cpus: o.cpus, pids: o.pids },
             },
           },
         },

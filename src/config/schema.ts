@@ -41,15 +41,32 @@ export const LimitsSchema = z
     requestsPerSecond: z
       .number()
       .positive()
-      .describe('Requests per second one principal may make to this runtime, on average (token bucket); beyond it 429 with Retry-After. Not applied without auth.')
+      .describe('JSON-RPC messages per second one principal may send to this runtime, on average (token bucket): each HTTP request counts one, a batch one per message; beyond it 429 with Retry-After (a batch over what is left is refused whole). Not applied without auth.')
       .default(50),
-    requestBurst: z.number().int().positive().describe('Requests one principal may make at once before requestsPerSecond applies.').default(100),
+    requestBurst: z.number().int().positive().describe('Messages one principal may send at once before requestsPerSecond applies; a batch larger than this is always refused (429, no Retry-After).').default(100),
     requestTimeout: duration(
       'A call whose server sends neither its answer nor progress for this long fails with a timeout error (and the server gets a cancellation); the clock stops while the server waits on the client. 0: never.',
     ).prefault('10m'),
     pendingInputTimeout: duration(
       "A 2025-era server's call bridged to a 2026-07-28 client waits this long for the client's retry carrying the answers to its input_required round; then the server's request fails and the call is cancelled.",
     ).prefault('15m'),
+    stderrRate: size(
+      "Bytes per second of a session server's stderr (and of its stdout lines that are not JSON-RPC) that berth logs, per session (a token bucket, each line costing its length + 128). Beyond it output is dropped unread and counted (berth_server_output_dropped_bytes_total); the session's first drop is logged once, and the total when the server ends. 0: only stderrBurst is ever logged.",
+    ).prefault('16KiB'),
+    stderrBurst: size('Bytes of server output a session may log at once before stderrRate applies (start-up chatter, a stack trace). 0 (with stderrRate 0): none is logged.').prefault('256KiB'),
+    stderrDrainRate: size(
+      "Bytes per second of a session server's stderr berth reads (to drop them) once stderrRate is spent; a server writing faster waits on its full pipe, so a flood costs berth little CPU. 0: no limit.",
+    ).prefault('64MiB'),
+    stderrLineSize: size('Longest stderr line logged; the rest of a longer line is dropped (and counted), the line marked [truncated].').prefault('16KiB'),
+    maxConcurrentStarts: z
+      .number()
+      .int()
+      .positive()
+      .describe('Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU.')
+      .default(4),
+    startQueueTimeout: duration(
+      'How long an initialize waits in the start queue (maxConcurrentStarts) for its server to begin starting; then it gets 503 with Retry-After. 0: refused at once when every start slot is busy.',
+    ).prefault('10s'),
     serverRequestTimeout: duration(
       'A server-to-client request (elicitation, sampling, roots) unanswered this long fails for the server and is cancelled for the client. 0: it waits as long as the session lives.',
     ).prefault(0),

@@ -2,6 +2,7 @@
 // Counters and histograms are updated where things happen; gauges are read from the runtimes at scrape time.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { HostedRuntime } from '../runtime/base.js';
+import { droppedLogBytes } from '../log.js';
 
 export interface LiveView {
   runtimes(): Iterable<HostedRuntime>;
@@ -17,6 +18,9 @@ export class Metrics {
   readonly serverRequestSeconds: Histogram<'runtime' | 'method'>;
   readonly bytes: Counter<'runtime' | 'direction'>;
   readonly swept: Counter;
+  readonly outputDropped: Counter<'runtime' | 'stream'>;
+  readonly rateLimited: Counter<'runtime'>;
+  readonly startsRefused: Counter<'runtime'>;
 
   constructor(view: LiveView) {
     const registers = [this.registry];
@@ -57,6 +61,47 @@ export class Metrics {
     });
     this.swept = new Counter({ name: 'berth_swept_sandboxes_total', help: 'Sandboxes left by dead berth instances (SIGKILL, crash) that this one cleaned up at start.', registers });
     this.bytes = new Counter({ name: 'berth_relayed_bytes_total', help: 'Bytes relayed to (in) and from (out) stdio servers.', labelNames: ['runtime', 'direction'], registers });
+    this.outputDropped = new Counter({
+      name: 'berth_server_output_dropped_bytes_total',
+      help: "Bytes of session servers' stderr (and non-JSON-RPC stdout lines) not logged: over limits.stderrRate/stderrBurst, or past stderrLineSize.",
+      labelNames: ['runtime', 'stream'],
+      registers,
+    });
+    this.rateLimited = new Counter({
+      name: 'berth_rate_limited_calls_total',
+      help: 'JSON-RPC calls refused with 429 by the per-principal rate limit (a refused batch counts each of its messages).',
+      labelNames: ['runtime'],
+      registers,
+    });
+    this.startsRefused = new Counter({
+      name: 'berth_start_queue_refused_total',
+      help: 'Initializes refused with 503 after waiting limits.startQueueTimeout for a start slot (limits.maxConcurrentStarts).',
+      labelNames: ['runtime'],
+      registers,
+    });
+    let logDropsSeen = 0;
+    new Counter({
+      name: 'berth_log_dropped_bytes_total',
+      help: "Bytes of berth's own log dropped because whatever reads its stderr fell more than 16 MiB behind.",
+      registers,
+      collect() {
+        const n = droppedLogBytes();
+        this.inc(n - logDropsSeen);
+        logDropsSeen = n;
+      },
+    });
+    new Gauge({
+      name: 'berth_server_starts',
+      help: 'Servers starting now (state=running, at most limits.maxConcurrentStarts) and waiting for a start slot (state=queued).',
+      labelNames: ['runtime', 'state'],
+      registers,
+      collect() {
+        for (const rt of view.runtimes()) {
+          this.set({ runtime: rt.name, state: 'running' }, rt.starts.active);
+          this.set({ runtime: rt.name, state: 'queued' }, rt.starts.queued);
+        }
+      },
+    });
     new Gauge({
       name: 'berth_sessions_live',
       help: 'Live sessions.',

@@ -10,6 +10,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { isNotification, isRequest } from '../wire/jsonrpc.js';
 import { sessionIdOf } from '../wire/streamable-http.js';
 import { logId, type LaunchContext } from '../session/launch.js';
+import { StartGate } from '../session/start-gate.js';
 import type { EndReason, Session } from '../session/session.js';
 import { HttpError, sendError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -61,6 +62,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   protected draining = false;
   readonly auth: Authenticator;
   private readonly limiter: RateLimiter;
+  /** Servers starting at once, and queued to start (limits.maxConcurrentStarts). */
+  readonly starts: StartGate;
   /** Serves 2026-07-28 requests that name no runtime session. */
   protected readonly modern: ModernPool;
   /** Sandboxes that 2026-07-28 clients pin with the Berth-Runtime-Session header. */
@@ -73,6 +76,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     this.log = opts.log.child({ runtime: opts.name });
     this.auth = createAuthenticator(opts.config.auth, opts.resource);
     this.limiter = new RateLimiter(opts.config.limits.requestsPerSecond, opts.config.limits.requestBurst);
+    this.starts = new StartGate(opts.config.limits.maxConcurrentStarts);
     this.launchCtx = {
       runtimeName: opts.name,
       config: opts.config,
@@ -188,14 +192,39 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     if (principal.kind === 'anonymous') return principal;
     const wait = this.limiter.take(principalKey(principal));
     if (wait > 0) {
+      this.metrics?.rateLimited.inc({ runtime: this.name });
+      const { requestsPerSecond, requestBurst } = this.config.limits;
       throw new HttpError(
         429,
         ErrorCode.ServerError,
-        `Too Many Requests: more than ${this.config.limits.requestsPerSecond} requests per second (limits.requestsPerSecond, burst ${this.config.limits.requestBurst})`,
+        `Too Many Requests: more than ${requestsPerSecond} requests per second (limits.requestsPerSecond, burst ${requestBurst})`,
         { 'retry-after': String(Math.max(1, Math.ceil(wait))) },
       );
     }
     return principal;
+  }
+
+  /**
+   * A batch counts one call per message: its HTTP request took one token in admit(), the rest are taken here, all
+   * or none. A batch over what is left is refused whole (429 with Retry-After), one larger than the burst always
+   * (no Retry-After: waiting would not help) — nothing of it reaches the server.
+   */
+  private admitBatch(principal: Principal, parsed: ParsedBody): void {
+    if (!parsed.batch || principal.kind === 'anonymous' || parsed.messages.length < 2) return;
+    const n = parsed.messages.length;
+    const { requestsPerSecond, requestBurst } = this.config.limits;
+    const wait = n > requestBurst ? Infinity : this.limiter.take(principalKey(principal), n - 1);
+    if (wait === 0) return;
+    this.metrics?.rateLimited.inc({ runtime: this.name }, n);
+    if (wait === Infinity) {
+      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: a batch of ${n} calls is more than the ${requestBurst} a principal may send at once (limits.requestBurst); send smaller batches`);
+    }
+    throw new HttpError(
+      429,
+      ErrorCode.ServerError,
+      `Too Many Requests: a batch of ${n} calls is over what is left of ${requestsPerSecond} calls per second (limits.requestsPerSecond, burst ${requestBurst}); it was refused whole`,
+      { 'retry-after': String(Math.max(1, Math.ceil(wait))) },
+    );
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -229,6 +258,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           const first = parsed.messages[0]!;
           seen.method = parsed.batch ? 'batch' : isRequest(first) || isNotification(first) ? (first as { method: string }).method : 'response';
           if (!parsed.batch && 'id' in first) seen.id = first.id;
+          // A peer's forwarded request was counted by the node that admitted it.
+          if (!forwarded) this.admitBatch(principal, parsed);
           // The era needs the body: a modern request is known by its _meta envelope.
           const revision = classifyEra(req, parsed) === 'modern' ? wire2026 : wire2025;
           const wire = revision.validatePost(req, parsed);

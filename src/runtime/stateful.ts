@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import { Session } from '../session/session.js';
 import { WarmPool } from '../session/pool.js';
+import { StartQueueTimeout } from '../session/start-gate.js';
 import { logId } from '../session/launch.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
@@ -25,7 +26,7 @@ export class StatefulRuntime extends HostedRuntime {
 
   constructor(opts: RuntimeOptions) {
     super(opts);
-    this.pool = new WarmPool(this.launchCtx, opts.config.warmPool, this.log);
+    this.pool = new WarmPool(this.launchCtx, opts.config.warmPool, this.log, this.starts);
   }
 
   get sessionCount(): number {
@@ -134,12 +135,30 @@ export class StatefulRuntime extends HostedRuntime {
     // CPU that would otherwise land on the new session's first calls.
     res.once('close', () => setTimeout(() => this.pool.fill(), REFILL_DELAY_MS).unref());
     this.initializing++;
+    // A client that leaves while its server waits for a start slot gives its place up (aborting only then: an
+    // abort costs an exception object, and a burst of initializes would pay for one each).
+    const left = new AbortController();
+    let waiting = true;
+    res.once('close', () => waiting && left.abort());
+    const { maxConcurrentStarts, startQueueTimeout } = this.config.limits;
     try {
-      server = await this.pool.take();
+      server = await this.pool.take({ waitMs: startQueueTimeout, signal: left.signal });
     } catch (e) {
       release();
-      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {}, (init as { id: string | number }).id);
+      const id = (init as { id: string | number }).id;
+      if (e instanceof StartQueueTimeout) {
+        this.metrics?.startsRefused.inc({ runtime: this.name });
+        throw new HttpError(
+          503,
+          ErrorCode.ServerError,
+          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this initialize waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
+          { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) },
+          id,
+        );
+      }
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {}, id);
     } finally {
+      waiting = false;
       this.initializing--;
     }
     const session = new Session(server, this.name, this.config, ctx.principal);

@@ -1,4 +1,5 @@
-// Requests per second per principal: a token bucket each, refilled continuously.
+// JSON-RPC messages per second per principal: a token bucket each, refilled continuously. An HTTP request takes
+// one token before its body is read; a batch takes one more per further message once parsed (all or none).
 
 interface Bucket {
   tokens: number;
@@ -14,8 +15,12 @@ export class RateLimiter {
     private readonly burst: number,
   ) {}
 
-  /** Takes one request's token: 0 when allowed, else the seconds until one is available. */
-  take(key: string): number {
+  /**
+   * Takes n tokens, all or none: 0 when allowed, else the seconds until n are available (Infinity when n is more
+   * than the burst: waiting never helps).
+   */
+  take(key: string, n = 1): number {
+    if (n > this.burst) return Infinity;
     const now = performance.now();
     if (++this.takes % 1024 === 0) this.forgetFull(now);
     let b = this.buckets.get(key);
@@ -25,11 +30,11 @@ export class RateLimiter {
     }
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
     b.at = now;
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
+    if (b.tokens >= n) {
+      b.tokens -= n;
       return 0;
     }
-    return (1 - b.tokens) / this.perSecond;
+    return (n - b.tokens) / this.perSecond;
   }
 
   /** A full bucket is the same as none: dropping them keeps memory bounded by active principals. */

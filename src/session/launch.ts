@@ -10,7 +10,7 @@ import { commandArgv } from '../config/schema.js';
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { StdioChannel } from '../relay/stdio-channel.js';
 import { StdioRelay } from '../relay/stdio-relay.js';
-import { eachLine } from '../util/lines.js';
+import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -88,7 +88,8 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     throw e;
   }
   const slog = log.child({ session: logId(id) });
-  eachLine(sandbox.stderr, 16 * 1024, (line) => slog.info({ stream: 'stderr' }, line));
+  const noise = new ServerNoise(config.limits, slog, ctx.metrics && ((stream, n) => ctx.metrics!.outputDropped.inc({ runtime: ctx.runtimeName, stream }, n)));
+  noise.follow(sandbox.stderr);
   const startedAt = performance.now();
   if (config.upstream === 'http') {
     const upstream = new HttpUpstream(port!, config.forwardHeaders);
@@ -102,7 +103,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     slog.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
     void sandbox.stop(0);
   });
-  channel.on('invalid', (line, reason) => slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
+  channel.on('invalid', (line, reason) => noise.admit('stdout', line.length, 200) && slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
   const relay = new StdioRelay(channel, {
     stateless: config.mode === 'stateless',
     streams: config.streams,

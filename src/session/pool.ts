@@ -1,6 +1,7 @@
 // Warm servers started ahead of demand: a new session takes one that is already running and answering.
 import type { Logger } from 'pino';
 import { dispose, launchReady, type LaunchContext, type Launched } from './launch.js';
+import { StartGate } from './start-gate.js';
 
 export class WarmPool {
   private readonly idle: Launched[] = [];
@@ -13,6 +14,8 @@ export class WarmPool {
     private readonly ctx: LaunchContext,
     private readonly size: number,
     private readonly log: Logger,
+    /** The runtime's start slots (limits.maxConcurrentStarts), shared with its clients' cold starts; else its own. */
+    private readonly gate = new StartGate(ctx.config.limits.maxConcurrentStarts),
   ) {}
 
   get available(): number {
@@ -24,7 +27,7 @@ export class WarmPool {
     if (this.closed || this.failures >= 5) return;
     while (this.idle.length + this.starting < this.size) {
       this.starting++;
-      const p = launchReady(this.ctx).then(
+      const p = this.gate.run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), { refill: true }).then(
         (l) => {
           this.starting--;
           if (this.closed) return dispose(l, this.ctx.config.limits.stopGrace);
@@ -42,6 +45,7 @@ export class WarmPool {
         },
         (err: Error) => {
           this.starting--;
+          if (this.closed) return;
           this.failures++;
           this.log.error({ err: err.message }, 'warm server failed to start');
           if (!this.closed) setTimeout(() => this.fill(), 250 * this.failures).unref();
@@ -53,14 +57,15 @@ export class WarmPool {
   }
 
   /**
-   * A warm server if one is ready, else a freshly launched one. The caller refills (fill()) once its
-   * session has started, so the replacement's start-up CPU does not compete with that session's initialize.
+   * A warm server if one is ready, else a freshly launched one, once a start slot is free: after waitMs in the
+   * queue this rejects with StartQueueTimeout. The caller refills (fill()) once its session has started, so the
+   * replacement's start-up CPU does not compete with that session's initialize.
    */
-  async take(): Promise<Launched> {
+  async take(o: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Launched> {
     const l = this.idle.shift();
     if (l) return l;
     this.failures = 0;
-    return launchReady(this.ctx);
+    return this.gate.run(() => launchReady(this.ctx), o);
   }
 
   async close(): Promise<void> {

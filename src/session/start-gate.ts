@@ -1,0 +1,78 @@
+// At most N servers of a runtime start at once (limits.maxConcurrentStarts). A server's start is a burst of CPU
+// (a Node server: ~0.5 s of one core); 500 initializes once started ~49 at a time and stalled /healthz and every
+// live session for over 10 s. Further starts queue: a client's first, then pool refills.
+
+export class StartQueueTimeout extends Error {}
+
+interface Waiter {
+  grant: () => void;
+}
+
+export class StartGate {
+  private running = 0;
+  private readonly clients: Waiter[] = [];
+  private readonly refills: Waiter[] = [];
+
+  constructor(private readonly slots: number) {}
+
+  get active(): number {
+    return this.running;
+  }
+
+  get queued(): number {
+    return this.clients.length + this.refills.length;
+  }
+
+  /**
+   * Runs work in a start slot. A client's start (refill false) waits at most waitMs for one, then rejects with
+   * StartQueueTimeout; it also leaves the queue when `signal` aborts (the client went away).
+   */
+  async run<T>(work: () => Promise<T>, o: { refill?: boolean; waitMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+    await this.acquire(o);
+    try {
+      return await work();
+    } finally {
+      this.release();
+    }
+  }
+
+  private acquire(o: { refill?: boolean; waitMs?: number; signal?: AbortSignal }): Promise<void> {
+    if (this.running < this.slots && this.queued === 0) {
+      this.running++;
+      return Promise.resolve();
+    }
+    const queue = o.refill ? this.refills : this.clients;
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const leave = (err: Error) => {
+        const i = queue.indexOf(waiter);
+        if (i >= 0) queue.splice(i, 1);
+        clearTimeout(timer);
+        o.signal?.removeEventListener('abort', aborted);
+        reject(err);
+      };
+      const aborted = () => leave(new Error('the client went away while its server waited to start'));
+      const waiter: Waiter = {
+        grant: () => {
+          clearTimeout(timer);
+          o.signal?.removeEventListener('abort', aborted);
+          resolve();
+        },
+      };
+      if (o.signal?.aborted) return aborted();
+      if (!o.refill && o.waitMs !== undefined) {
+        if (o.waitMs === 0) return leave(new StartQueueTimeout('every start slot is busy'));
+        timer = setTimeout(() => leave(new StartQueueTimeout(`no start slot came free within ${o.waitMs} ms`)), o.waitMs);
+      }
+      o.signal?.addEventListener('abort', aborted, { once: true });
+      queue.push(waiter);
+    });
+  }
+
+  /** The slot goes straight to the next waiter (clients before refills), so running never exceeds slots. */
+  private release(): void {
+    const next = this.clients.shift() ?? this.refills.shift();
+    if (next) next.grant();
+    else this.running--;
+  }
+}
