@@ -181,10 +181,6 @@ export const RuntimeSchema = z
     message: 'forwardHeaders applies to http upstreams only (a stdio server sees no headers)',
     path: ['forwardHeaders'],
   })
-  .refine((r) => !(r.auth.kind === 'api-key' && r.auth.keysEnv && r.inheritEnv.includes(r.auth.keysEnv)), {
-    message: 'inheritEnv must not pass the API keys variable into the sandbox',
-    path: ['inheritEnv'],
-  })
   .refine((r) => r.auth.kind !== 'api-key' || r.auth.keys.length > 0 || r.auth.keysEnv, {
     message: 'api-key auth needs keys or keysEnv',
     path: ['auth'],
@@ -274,7 +270,30 @@ export const ConfigSchema = z
       .describe('Named runtimes, each served at /runtimes/NAME/mcp.'),
     cluster: ClusterSchema.optional().describe('Cluster mode: several berth nodes on one Redis. Off unless set.'),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    const secrets = secretVariables(c);
+    for (const [name, r] of Object.entries(c.runtimes)) {
+      for (const v of r.inheritEnv) {
+        const what = secrets.get(v);
+        if (what) ctx.addIssue({ code: 'custom', path: ['runtimes', name, 'inheritEnv'], message: `inheritEnv must not pass ${v} into the sandbox: berth reads ${what} from it` });
+      }
+    }
+  });
+
+/** The environment variables berth reads secrets from, each with what it holds: none may reach a sandbox. */
+function secretVariables(c: { server: ServerConfig; runtimes: Record<string, RuntimeConfig>; cluster?: ClusterConfig }): Map<string, string> {
+  const m = new Map<string, string>();
+  if (c.server.admin?.tokenEnv) m.set(c.server.admin.tokenEnv, 'the admin token (server.admin.tokenEnv)');
+  for (const [name, r] of Object.entries(c.runtimes)) {
+    if (r.auth.kind === 'api-key' && r.auth.keysEnv) m.set(r.auth.keysEnv, `the API keys of runtime ${name} (auth.keysEnv)`);
+  }
+  if (c.cluster) {
+    m.set(c.cluster.secretEnv, 'the cluster secret (cluster.secretEnv)');
+    if (c.cluster.redisPasswordEnv) m.set(c.cluster.redisPasswordEnv, 'the Redis password (cluster.redisPasswordEnv)');
+  }
+  return m;
+}
 
 export type LimitsConfig = z.output<typeof LimitsSchema>;
 export type AuthConfig = z.output<typeof AuthSchema>;

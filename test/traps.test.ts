@@ -1,0 +1,67 @@
+// The small traps an attacker (or an unlucky operator) walks into: each test drives a real berth process with the
+// official SDK client or raw HTTP on loopback. Drivers this host cannot run are skipped with the reason printed.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gvisorDriver } from '../src/sandbox/gvisor.ts';
+import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { compiledFixture } from './fixtures/slow-boot.ts';
+import { connect, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+
+/** False when the driver works here, else why not (printed as a skip). */
+async function unavailable(d: typeof namespaceDriver): Promise<string | false> {
+  const p = await d.probe(ROOT);
+  if (p.ok) return false;
+  console.log(`# SKIP ${d.name} traps: ${p.reason}`);
+  return `${d.name} driver unavailable here: ${p.reason}`;
+}
+
+/** Polls until check() returns a value (not undefined), or fails with the last state after timeoutMs. */
+async function until<T>(what: string, check: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms (${String(last ?? 'still waiting')})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const tmp = (prefix: string) => {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  chmodSync(d, 0o755);
+  return d;
+};
+
+describe('inheritEnv', () => {
+  test('naming a variable berth reads a secret from is refused at validation, naming the variable', () => {
+    const dir = tmp('berth-traps-env-');
+    const cases: Array<[string, Record<string, unknown>, Record<string, unknown>]> = [
+      ['ADMIN_TOKEN_X', { admin: { tokenEnv: 'ADMIN_TOKEN_X' } }, {}],
+      ['OTHER_RUNTIME_KEYS', {}, { keyed: { command: 'x', auth: { kind: 'api-key', keysEnv: 'OTHER_RUNTIME_KEYS' } } }],
+      ['BERTH_CLUSTER_SECRET', {}, {}],
+      ['REDIS_PW', {}, {}],
+    ];
+    try {
+      for (const [name, server, more] of cases) {
+        const file = join(dir, `${name}.json`);
+        const cluster = { redis: 'redis://127.0.0.1:1', redisPasswordEnv: 'REDIS_PW' };
+        writeFileSync(file, JSON.stringify({ server, runtimes: { default: { command: 'x', inheritEnv: ['HOME', name] }, ...more }, ...(name.includes('CLUSTER') || name.includes('REDIS') ? { cluster } : {}) }));
+        const r = spawnSync(process.execPath, ['bin/berth.js', 'check', '--config', file], { cwd: ROOT, encoding: 'utf8' });
+        assert.equal(r.status, 2, `${name}: ${r.stdout}${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`runtimes\\.default\\.inheritEnv: inheritEnv must not pass ${name} into the sandbox`), name);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
