@@ -42,6 +42,32 @@ const tmp = (prefix: string) => {
   return d;
 };
 
+for (const driver of [namespaceDriver, gvisorDriver]) {
+  describe(`config masking (${driver.name})`, async () => {
+    const skip = await unavailable(driver);
+    test('a config file named through a symlink is masked by its real path', { skip }, async () => {
+      const dir = tmp('berth-traps-cfg-');
+      const elsewhere = tmp('berth-traps-link-');
+      const real = join(dir, 'berth.json');
+      const link = join(elsewhere, 'link.json');
+      const config = { server: { port: 0, admin: { tokenSha256: '0'.repeat(64) } }, runtimes: { default: { command: PROBE, cwd: dir, mounts: [ROOT], isolation: driver.name, network: 'none', warmPool: 1 } } };
+      writeFileSync(real, JSON.stringify(config)); // 0644 in a 0755 directory the sandbox sees: only the mask hides it
+      symlinkSync(real, link);
+      const berth = await startBerth(['serve', '--config', link]);
+      try {
+        const { client } = await connect(berth.url);
+        const seen = textOf(await client.callTool({ name: 'fs', arguments: { op: 'read', path: real } }));
+        assert.ok(seen === '' || seen === 'error: EACCES', `the sandbox read berth's config: ${seen.slice(0, 80)}`);
+        await client.close();
+      } finally {
+        await berth.stop();
+        rmSync(dir, { recursive: true, force: true });
+        rmSync(elsewhere, { recursive: true, force: true });
+      }
+    });
+  });
+}
+
 describe('inheritEnv', () => {
   test('naming a variable berth reads a secret from is refused at validation, naming the variable', () => {
     const dir = tmp('berth-traps-env-');

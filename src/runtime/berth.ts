@@ -7,6 +7,7 @@
 //   /admin/...            -> the admin API (its own token; off unless configured)
 //   /metrics              -> Prometheus metrics
 import { EventEmitter } from 'node:events';
+import { realpathSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
 import type { AddressInfo } from 'node:net';
@@ -16,7 +17,7 @@ import type { BerthConfig, BerthConfigInput } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
 import { processDriver } from '../sandbox/process.js';
-import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
+import { stateRoot, sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import { History } from '../observe/history.js';
 import { Metrics } from '../observe/metrics.js';
 import { adminTokenDigest, handleAdmin } from '../security/admin.js';
@@ -87,6 +88,7 @@ export class Berth extends EventEmitter<BerthEvents> {
         }
       };
     }
+    const hide = secretPaths(options.configFile);
     for (const [name, rc] of Object.entries(config.runtimes)) {
       checkIsolationKind(rc.isolation);
       // The driver is chosen in start(), after probing the host; process is a placeholder until then.
@@ -99,7 +101,7 @@ export class Berth extends EventEmitter<BerthEvents> {
         log: this.log,
         resource: this.resourceInfo(name),
         metrics: this.metrics,
-        hide: options.configFile ? [options.configFile] : [],
+        hide,
         cluster: this.cluster,
       };
       const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
@@ -336,6 +338,22 @@ export class Berth extends EventEmitter<BerthEvents> {
     })();
     return this.stopping;
   }
+}
+
+/**
+ * What no sandbox may see: berth's config file and its state directory (the records of every live sandbox), by
+ * their real paths — a mask on a symlink's path would leave the file it names visible where the sandbox sees it.
+ * berth reads no other secret from disk (API keys and tokens come from the environment, JWKS are kept in memory).
+ */
+function secretPaths(configFile: string | undefined): string[] {
+  const real = (p: string) => {
+    try {
+      return realpathSync(p);
+    } catch {
+      return p; // not there (yet): masked only if it exists when a sandbox starts
+    }
+  };
+  return [...new Set([...(configFile ? [real(configFile)] : []), real(stateRoot())])];
 }
 
 function isLoopback(host: string): boolean {
