@@ -91,3 +91,41 @@ describe('inheritEnv', () => {
     }
   });
 });
+
+/** Sends raw bytes; resolves with the status and body of the first response. */
+function rawRequest(url: string, head: string): Promise<{ status: number; body: string }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const s = tcpConnect({ host: hostname, port: Number(port) }, () => s.write(head));
+    let got = '';
+    s.on('data', (d) => (got += d.toString('latin1')));
+    s.on('error', reject);
+    s.on('close', () => {
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(got);
+      if (!m) return reject(new Error(`no HTTP response: ${got.slice(0, 200)}`));
+      resolve({ status: Number(m[1]), body: got.slice(got.indexOf('\r\n\r\n') + 4) });
+    });
+  });
+}
+
+describe('refusals that say what happened', () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--isolation', 'process', '--network', 'host', '--warm-pool', '0']);
+  });
+  after(async () => {
+    await berth.stop();
+  });
+
+  test('2,000 headers get 431 with a JSON-RPC error, not "must carry a Host header"', async () => {
+    const many = Array.from({ length: 2000 }, (_, i) => `x-h${i}: v\r\n`).join('');
+    const r = await rawRequest(berth.url, `GET /healthz HTTP/1.1\r\n${many}host: 127.0.0.1\r\nconnection: close\r\n\r\n`);
+    assert.equal(r.status, 431, r.body);
+    const body = JSON.parse(r.body) as { jsonrpc: string; error: { code: number; message: string } };
+    assert.equal(body.jsonrpc, '2.0');
+    assert.match(body.error.message, /Request Header Fields Too Large: more than 100 header fields/);
+    // A request at the limit is served.
+    const fine = Array.from({ length: 98 }, (_, i) => `x-h${i}: v\r\n`).join('');
+    assert.equal((await rawRequest(berth.url, `GET /healthz HTTP/1.1\r\n${fine}host: 127.0.0.1\r\nconnection: close\r\n\r\n`)).status, 200);
+  });
+});

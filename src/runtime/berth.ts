@@ -33,6 +33,11 @@ import { ClusterNode } from '../cluster/node.js';
 
 /** Request line and headers together (Node's default, stated so a --max-http-header-size flag cannot change it). */
 const MAX_HEADER_SIZE = 16 * 1024;
+/**
+ * Header fields per request (Apache's LimitRequestFields). Node keeps only the first maxHeadersCount and drops the
+ * rest silently — a Host after them would look missing — so it keeps one more than this, and more is refused (431).
+ */
+const MAX_HEADERS = 100;
 
 export interface BerthEvents {
   'session:created': [session: Session, runtime: string];
@@ -172,6 +177,7 @@ export class Berth extends EventEmitter<BerthEvents> {
     }
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
     const server = createServer(this.serverOptions(), (req, res) => void this.route(req, res));
+    server.maxHeadersCount = MAX_HEADERS + 1;
     // Whatever Node answers on its own is answered as berth does: a JSON-RPC error body, never an empty or HTML one.
     server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
       // A response already under way cannot be replaced (the bytes would corrupt it); a reset peer hears nothing.
@@ -236,6 +242,10 @@ export class Berth extends EventEmitter<BerthEvents> {
   }
 
   private route(req: IncomingMessage, res: ServerResponse): void {
+    if (req.rawHeaders.length / 2 > MAX_HEADERS) {
+      sendError(res, new HttpError(431, ErrorCode.ServerError, `Request Header Fields Too Large: more than ${MAX_HEADERS} header fields`, { connection: 'close' }));
+      return;
+    }
     if (req.httpVersion === '1.1' && req.headers.host === undefined) {
       sendError(res, new HttpError(400, ErrorCode.ServerError, 'Bad Request: an HTTP/1.1 request must carry a Host header', { connection: 'close' }));
       return;
