@@ -128,4 +128,25 @@ describe('refusals that say what happened', () => {
     const fine = Array.from({ length: 98 }, (_, i) => `x-h${i}: v\r\n`).join('');
     assert.equal((await rawRequest(berth.url, `GET /healthz HTTP/1.1\r\n${fine}host: 127.0.0.1\r\nconnection: close\r\n\r\n`)).status, 200);
   });
+
+  test("a server's oversized stdout line fails the client's calls naming maxMessageSize, not SIGKILL", async () => {
+    const dir = tmp('berth-traps-big-');
+    const file = join(dir, 'berth.json');
+    writeFileSync(file, JSON.stringify({ server: { port: 0 }, runtimes: { default: { command: PROBE, isolation: 'process', network: 'host', warmPool: 1, limits: { maxMessageSize: '1MiB' } } } }));
+    const flooding = await startBerth(['serve', '--config', file]);
+    try {
+      const { client } = await connect(flooding.url);
+      const err = await client.callTool({ name: 'flood', arguments: { mb: 4 } }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      assert.ok(err, 'the call failed');
+      assert.match(err.message, /maxMessageSize \(1 MiB\)/);
+      assert.doesNotMatch(err.message, /SIGKILL/);
+      await client.close().catch(() => undefined);
+    } finally {
+      await flooding.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

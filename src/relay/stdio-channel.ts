@@ -16,6 +16,11 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
   private pending = 0;
   private stopped = false;
   private writable = true;
+  /**
+   * Why nothing more is read, once a line went over the limit: what the pending calls and the session's end say,
+   * rather than the SIGKILL that stopping such a server takes.
+   */
+  overflowed: string | undefined;
   bytesIn = 0;
   bytesOut = 0;
   /** Told of every chunk read from the server (out of it) and every message written to it (in). */
@@ -55,6 +60,7 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
       if (this.pending > this.maxLineBytes) {
         this.stopped = true;
         this.chunks = [];
+        this.overflowed = `the server sent a message larger than maxMessageSize (${mib(this.maxLineBytes)}); berth stopped it`;
         this.output.destroy();
         this.emit('overflow', this.pending);
       }
@@ -85,4 +91,11 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
     this.input.write(data);
     return true;
   }
+}
+
+/** A byte count as the config would write it: whole MiB or KiB when it is one, else bytes. */
+function mib(n: number): string {
+  if (n % 1048576 === 0) return `${n / 1048576} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
 }

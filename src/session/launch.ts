@@ -10,6 +10,7 @@ import { commandArgv } from '../config/schema.js';
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { StdioChannel } from '../relay/stdio-channel.js';
 import { StdioRelay } from '../relay/stdio-relay.js';
+import { ErrorCode } from '../wire/jsonrpc.js';
 import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -101,6 +102,8 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize);
   channel.on('overflow', (bytes) => {
     slog.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
+    // Its pending calls hear why now, not the "killed by SIGKILL" of the stop below.
+    relay.close(ErrorCode.ServerError, `Server error: ${channel.overflowed}`);
     void sandbox.stop(0);
   });
   channel.on('invalid', (line, reason) => noise.admit('stdout', line.length, 200) && slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));

@@ -58,6 +58,8 @@ export class Session extends EventEmitter<SessionEvents> {
         const limit = config.limits.memory ? ` of ${Math.round(config.limits.memory / 1048576)} MiB` : '';
         return void this.end('oom', `the server ran out of memory (memory limit${limit}) and was killed`);
       }
+      const overflowed = server.kind === 'stdio' ? server.channel.overflowed : undefined;
+      if (overflowed) return void this.end('crashed', overflowed);
       const why = info.reason ?? (info.signal ? `killed by ${info.signal}` : `exit code ${info.code}`);
       void this.end('crashed', `the server process exited (${why})`);
     });
