@@ -150,3 +150,47 @@ describe('refusals that say what happened', () => {
     }
   });
 });
+
+type Health = { status: string; runtimes: Record<string, { starts: { consecutiveFailures: number; lastError: string | null } }> };
+type Ready = { ready: boolean; reasons: string[] };
+
+describe('a runtime whose servers cannot start', () => {
+  for (const warmPool of ['1', '0']) {
+    test(`shows it in /healthz and /readyz (warm pool ${warmPool})`, async () => {
+      const berth = await runBerth(['--isolation', 'process', '--network', 'host', '--warm-pool', warmPool], [process.execPath, '-e', 'process.exit(3)']);
+      try {
+        if (warmPool === '0') {
+          // Nothing starts until a client asks; its initialize fails.
+          await assert.rejects(connect(berth.url));
+        }
+        const health = await until('a failed start in /healthz', async () => {
+          const h = (await (await fetch(new URL('/healthz', berth.url))).json()) as Health;
+          return h.runtimes.default!.starts.consecutiveFailures > 0 ? h : undefined;
+        });
+        assert.equal(health.status, 'degraded');
+        assert.match(health.runtimes.default!.starts.lastError!, /exited during start-up \(code 3/);
+        const r = await fetch(new URL('/readyz', berth.url));
+        assert.equal(r.status, 503);
+        const ready = (await r.json()) as Ready;
+        assert.ok(ready.reasons.some((x) => /runtime default: its servers fail to start \(\d+ in a row; last: .*code 3/.test(x)), ready.reasons.join('; '));
+      } finally {
+        await berth.stop();
+      }
+    });
+  }
+});
+
+describe('SIGTERM while servers are starting', async () => {
+  const gvisor = await unavailable(gvisorDriver);
+  for (const [driver, skip, network] of [['process', false, 'host'], ['gvisor', gvisor, 'none']] as const) {
+    test(`ends at once instead of waiting out startupTimeout (${driver})`, { skip }, async () => {
+      // Servers that never answer the ready ping: every start waits for its startupTimeout (60 s here).
+      const berth = await runBerth(['--isolation', driver, '--network', network, '--warm-pool', '2', '--startup-timeout', '60s'], ['/usr/bin/sleep', '1000']);
+      const t0 = Date.now();
+      const code = await berth.stop('SIGTERM');
+      const took = Date.now() - t0;
+      assert.equal(code, 0);
+      assert.ok(took < 20_000, `SIGTERM took ${took} ms`);
+    });
+  }
+});

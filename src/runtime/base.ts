@@ -23,6 +23,7 @@ import { RUNTIME_SESSION_HEADER, RuntimeSessions } from '../session/runtime-sess
 import type { JsonRpcRequest } from '../wire/jsonrpc.js';
 import type { ClusterNode } from '../cluster/node.js';
 import { FORWARDED_HEADER, type ForwardClaims } from '../cluster/forwarded.js';
+import { StartRecord } from '../session/start-record.js';
 
 export interface RuntimeEvents {
   'session:created': [session: Session];
@@ -68,6 +69,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   protected readonly modern: ModernPool;
   /** Sandboxes that 2026-07-28 clients pin with the Berth-Runtime-Session header. */
   protected readonly runtimeSessions: RuntimeSessions;
+  /** How this runtime's server starts are going (/healthz, /readyz). */
+  readonly startRecord = new StartRecord();
 
   constructor(protected readonly opts: RuntimeOptions) {
     super();
@@ -88,6 +91,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       hide: opts.hide,
       newId: opts.cluster?.mintId,
       requestState: opts.cluster?.requestState,
+      startRecord: this.startRecord,
     };
     this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log);
     this.runtimeSessions = new RuntimeSessions(modernLaunchContext(this.launchCtx), this.log, opts.metrics);

@@ -252,9 +252,11 @@ export class Berth extends EventEmitter<BerthEvents> {
     }
     const path = (req.url ?? '/').split('?')[0]!;
     if (path === '/healthz') {
-      const runtimes = Object.fromEntries([...this.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName }]));
+      const runtimes = Object.fromEntries([...this.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName, starts: r.startRecord.health }]));
       const cluster = this.cluster && { node: this.cluster.nodeId, redis: this.cluster.directory.redisOk ? 'ok' : 'unreachable', lease: this.cluster.directory.leaseHeld ? 'held' : 'not held', draining: this.cluster.draining };
-      sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : 'ok', runtimes, ...(cluster ? { cluster } : {}) });
+      // Alive either way (a restart would not mend a server that cannot start), but not "ok": the details say why.
+      const degraded = [...this.runtimes.values()].some((r) => r.startRecord.failing);
+      sendJson(res, this.stopping ? 503 : 200, { status: this.stopping ? 'draining' : degraded ? 'degraded' : 'ok', runtimes, ...(cluster ? { cluster } : {}) });
       return;
     }
     if (path === '/readyz') {
@@ -266,7 +268,9 @@ export class Berth extends EventEmitter<BerthEvents> {
       if (this.cluster && !this.cluster.directory.redisOk) reasons.push('redis: the cluster directory is unreachable');
       else if (this.cluster && !this.cluster.directory.leaseHeld) reasons.push('lease: this node does not hold its lease yet');
       for (const [n, r] of this.runtimes) {
-        if (r.config.warmPool > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
+        const starts = r.startRecord.health;
+        if (starts.consecutiveFailures > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
+        else if (r.config.warmPool > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
         if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
       }
       sendJson(res, reasons.length ? 503 : 200, { ready: reasons.length === 0, reasons });
@@ -336,6 +340,8 @@ export class Berth extends EventEmitter<BerthEvents> {
       await this.cluster?.directory.setDraining(true);
       const all = [...this.runtimes.values()];
       await Promise.all(all.map((r) => r.drain(this.config.server.drainTimeout)));
+      // Servers still starting give up now instead of holding the stop for their startupTimeout.
+      for (const r of all) r.startRecord.close();
       await Promise.all(all.map((r) => r.close()));
       if (this.http) {
         const server = this.http;

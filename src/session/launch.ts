@@ -11,6 +11,7 @@ import { HttpUpstream } from '../relay/http-upstream.js';
 import { StdioChannel } from '../relay/stdio-channel.js';
 import { StdioRelay } from '../relay/stdio-relay.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
+import type { StartRecord } from './start-record.js';
 import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -43,6 +44,8 @@ export interface LaunchContext {
   newId?: () => string;
   /** Cluster mode: requestState tokens signed with the shared key and naming this node (bridged calls). */
   requestState?: { key: Buffer; owner: string };
+  /** The runtime's record of its starts (/healthz, /readyz); closing it gives up the starts under way. */
+  startRecord?: StartRecord;
 }
 
 export type Launched = {
@@ -85,6 +88,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     const { memory, cpus, pids } = config.limits;
     sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids }, port, network: config.network, mounts: config.mounts, hide: ctx.hide });
   } catch (e) {
+    ctx.startRecord?.failed(e);
     await rm(workDir, { recursive: true, force: true });
     throw e;
   }
@@ -95,7 +99,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   if (config.upstream === 'http') {
     const upstream = new HttpUpstream(port!, config.forwardHeaders);
     const launched: Launched = { kind: 'http', id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
-    launched.ready = upstream.waitReady(config.limits.startupTimeout, sandbox.exited).then(() => void (launched.isReady = true));
+    launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited)).then(() => void (launched.isReady = true));
     launched.ready.catch(() => undefined);
     return launched;
   }
@@ -125,9 +129,22 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     config.readyProbe === 'ping'
       ? relay.call('ping').then(() => undefined)
       : Promise.resolve();
-  launched.ready = withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping').then(() => void (launched.isReady = true));
+  launched.ready = recorded(ctx, withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping')).then(() => void (launched.isReady = true));
   launched.ready.catch(() => undefined);
   return launched;
+}
+
+/** A start as the runtime's StartRecord counts it; given up at once when the runtime closes. */
+function recorded(ctx: LaunchContext, ready: Promise<void>): Promise<void> {
+  const starts = ctx.startRecord;
+  if (!starts) return ready;
+  return Promise.race([ready, starts.closed]).then(
+    () => starts.succeeded(),
+    (e: unknown) => {
+      starts.failed(e);
+      throw e;
+    },
+  );
 }
 
 /** A launched server once it is warm; one that cannot get there is disposed, never left running. */
