@@ -35,9 +35,6 @@ function int(v: string): number {
 async function serve(config: BerthConfig, configFile?: string): Promise<void> {
   const berth = new Berth(config, { configFile });
   await berth.start();
-  for (const name of berth.runtimes.keys()) {
-    process.stdout.write(`berth: runtime "${name}" listening on ${berth.endpoint(name)}\n`);
-  }
   // One stream's unexpected error must not take every other session down with the process.
   process.on('uncaughtException', (err) => berth.log.error({ err }, 'uncaught exception (berth keeps serving)'));
   process.on('unhandledRejection', (err) => berth.log.error({ err }, 'unhandled rejection (berth keeps serving)'));
@@ -51,6 +48,10 @@ async function serve(config: BerthConfig, configFile?: string): Promise<void> {
   berth.on('cluster:fenced', () => process.exit(1));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // Only now: a SIGTERM sent as soon as the URL appears must drain, not kill berth and orphan its sandboxes.
+  for (const name of berth.runtimes.keys()) {
+    process.stdout.write(`berth: runtime "${name}" listening on ${berth.endpoint(name)}\n`);
+  }
 }
 
 function fail(e: unknown): never {
