@@ -194,3 +194,24 @@ describe('SIGTERM while servers are starting', async () => {
     });
   }
 });
+
+describe('gVisor --pids', async () => {
+  const skip = await unavailable(gvisorDriver);
+  test("limits the server's processes; runsc's own threads do not count", { skip }, async () => {
+    // Bundled (no tsx): a node server's threads are then fixed at start, so the count below is the children's.
+    const hostile = await compiledFixture('hostile-server');
+    const berth = await runBerth(['--isolation', 'gvisor', '--network', 'none', '--pids', '64', '--warm-pool', '1'], hostile);
+    try {
+      const { client } = await connect(berth.url);
+      const r = JSON.parse(textOf(await client.callTool({ name: 'fork', arguments: { count: 200, sleepS: 5 } }))) as { started: number; failed: string };
+      // 64 tasks in all: node's own threads (about 11) and its children.
+      assert.ok(r.started >= 32 && r.started < 64, JSON.stringify(r));
+      assert.equal(r.failed, 'EAGAIN');
+      // The server lives on within its limit.
+      assert.equal(JSON.parse(textOf(await client.callTool({ name: 'whoami', arguments: {} }))).port, null);
+      await client.close();
+    } finally {
+      await berth.stop();
+    }
+  });
+});

@@ -29,12 +29,13 @@ function runscFlags(stateDir: string, network: 'host' | 'none'): string[] {
 
 /**
  * limits.pids counts the server's processes and threads, as under the other drivers. The host cgroup cannot say
- * that here: runsc's own Sentry, gofer and (ptrace) stub threads live in it too, some 130 for an idle node server,
- * so a pids limit there stops gVisor itself from starting. gVisor's kernel enforces RLIMIT_NPROC (per uid, tasks
- * included) on the sandbox's processes instead; the host cgroup keeps a bound wide enough for runsc's threads.
+ * that here: runsc's own Sentry, gofer and (ptrace) stub threads live in it too — some 130 for an idle node server,
+ * and about 9 more per process the server starts (624 host tasks for node and 54 children, measured) — so a pids
+ * limit there stops gVisor itself. gVisor's kernel enforces RLIMIT_NPROC (threads included) on the sandbox's
+ * processes instead; the host cgroup keeps a backstop wide enough for runsc's threads.
  */
 function hostPids(pids: number): number {
-  return 256 + 4 * pids;
+  return 256 + 16 * pids;
 }
 
 function ociRlimits(spec: SandboxSpec): Array<{ type: string; hard: number; soft: number }> {
@@ -120,6 +121,9 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
 }
 
+/** Canary sandboxes started by this process: each needs its own container id (probes may run at once). */
+let probes = 0;
+
 export const gvisorDriver: SandboxDriver = {
   name: 'gvisor',
 
@@ -134,7 +138,7 @@ export const gvisorDriver: SandboxDriver = {
       const bundle = join(scratch, 'bundle');
       mkdirSync(bundle);
       writeBundle(bundle, spec, ['/usr/bin/true'], 'none');
-      const r = await run(runsc, [...runscFlags(join(scratch, 'state'), 'none'), 'run', '--bundle', bundle, `berth-probe-${process.pid}`]);
+      const r = await run(runsc, [...runscFlags(join(scratch, 'state'), 'none'), 'run', '--bundle', bundle, `berth-probe-${process.pid}-${++probes}`]);
       if (r.code !== 0) return { ok: false, reason: `a canary gVisor sandbox failed: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}` };
       return { ok: true };
     } finally {
