@@ -99,6 +99,16 @@ export function discoverResult(init: Record<string, unknown>): Record<string, un
   };
 }
 
+/**
+ * berth's answer, as the server's client, to a request that belongs to no call: a 2026 client has no stream
+ * outside its calls, and the client of an unrelated call must never be asked (nor learn of it).
+ */
+function answerUnowned(m: JsonRpcRequest): JsonRpcResponse {
+  if (m.method === 'ping') return { jsonrpc: '2.0', id: m.id, result: {} };
+  if (m.method === 'roots/list') return { jsonrpc: '2.0', id: m.id, result: { roots: [] } };
+  return errorResponse(m.id, ErrorCode.MethodNotFound, `berth: "${m.method}" belongs to no client call, and 2026-07-28 clients are asked only within their own calls`);
+}
+
 let nextCall = 0;
 
 /** One bridged call, for its whole life across rounds; the relay holds it as the call's exchange. */
@@ -299,14 +309,24 @@ export class LegacyBridge {
   initialized(server: StdioServer, id: JsonRpcId | null): Promise<Record<string, unknown>> {
     let p = this.inits.get(server.relay);
     if (!p) {
+      const relay = server.relay;
       const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} }, clientInfo: BERTH_CLIENT };
-      p = withinStartup(server.sandbox, this.o.startupTimeout, server.relay.call('initialize', params), 'the server did not answer initialize').then((r) => {
+      const handshake = async () => {
+        relay.onUnownedRequest = answerUnowned;
+        relay.onUnrouted ??= () => true; // announcements nobody listens to (listens replace this)
+        const r = await relay.call('initialize', params);
         if (r.error) throw new Error(`initialize failed: ${r.error.message}`);
-        server.relay.notify('notifications/initialized');
-        this.o.onServerInitialized?.(server.relay);
+        relay.notify('notifications/initialized');
+        // What the server asks in reply to the handshake (a startup roots/list) is answered by berth before the
+        // first call goes out, so it can never become a round of that call.
+        await relay.settled;
         return r.result as Record<string, unknown>;
+      };
+      p = withinStartup(server.sandbox, this.o.startupTimeout, handshake(), 'the server did not finish its handshake (initialize, then ping)').then((init) => {
+        this.o.onServerInitialized?.(relay);
+        return init;
       });
-      this.inits.set(server.relay, p);
+      this.inits.set(relay, p);
     }
     return p.catch((e: Error) => {
       throw new WireError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be initialized: ${e.message}`, id);

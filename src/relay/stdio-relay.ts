@@ -4,12 +4,20 @@
 // Routing rules (the server's stdio gives no "related request" hint, so berth infers it):
 //   response              -> the POST that carried the request
 //   notifications/progress-> the POST whose request carries that progressToken
-//   server request        -> the oldest in-flight POST with an open connection (so a client without a GET
+//   server request        -> none of the calls when it belongs to none (below): the GET stream, kept until one
+//                            opens, or berth answers it (onUnownedRequest: a 2026 client has no GET stream);
+//                            else the oldest in-flight POST with an open connection (so a client without a GET
 //                            stream still sees an elicitation during a tool call); else the open GET stream;
 //                            else a POST stream the client can resume; else the GET stream, kept until one opens
 //   notifications/message -> the POST of the only request in flight, else the GET stream
 //   other notifications   -> the GET stream (kept for it while none is open)
 // Every stream is resumable (stream-log.ts): what a dropped connection missed is replayed on GET + Last-Event-ID.
+//
+// A server request belongs to no call when no call is in flight, or when it comes before the server answers the
+// ping berth sends right after `notifications/initialized` (the server reads them in order, so what it asks before
+// that answer was prompted by the handshake, e.g. a startup roots/list, not by a call written after it). Past
+// that, stdio cannot say which call a request belongs to: one a server sends on its own (a timer) while calls are
+// in flight still goes to the oldest of them.
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import {
@@ -75,6 +83,11 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   readonly streams: StreamLog;
   /** Sees a server notification that belongs to no call before the GET stream does; true consumes it. */
   onUnrouted: ((m: JsonRpcMessage & { method: string; params?: Record<string, unknown> }) => boolean) | undefined;
+  /** Answers a server request that belongs to no call, instead of the GET stream (berth as the server's client). */
+  onUnownedRequest: ((m: JsonRpcRequest) => JsonRpcResponse) | undefined;
+  /** Pending while the server has not answered the ping that follows notifications/initialized. */
+  private handshake: Promise<void> | undefined;
+  private settling = 0;
   /** The standalone (GET) stream: one logical stream for the session's life, carried by whichever GET is open. */
   private standalone: SseStream | undefined;
   private closed: { code: number; message: string } | undefined;
@@ -113,6 +126,21 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
 
   notify(method: string, params?: Record<string, unknown>): void {
     this.channel.send({ jsonrpc: '2.0', method, ...(params ? { params } : {}) });
+    if (method === 'notifications/initialized') this.fence();
+  }
+
+  /** Resolves once the server has answered the ping after notifications/initialized (at once when none is pending). */
+  get settled(): Promise<void> {
+    return this.handshake ?? Promise.resolve();
+  }
+
+  /** Marks what the server asks until it answers this ping as belonging to no call (see the header). */
+  private fence(): void {
+    this.settling++;
+    const done = this.call('ping').then(() => {
+      this.settling--;
+    });
+    this.handshake = done;
   }
 
   /** Handles the messages of one client POST. Requests are answered on `exchange`. */
@@ -196,6 +224,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       return;
     }
     this.channel.send(m);
+    if (m.method === 'notifications/initialized') this.fence();
   }
 
   /** A server notification that belongs to no call, put on the session's GET stream (kept until read). */
@@ -254,8 +283,13 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       );
       return;
     }
+    const unowned = this.settling > 0 || this.inFlightCount === 0;
+    if (unowned && this.onUnownedRequest) {
+      this.channel.send(this.onUnownedRequest(m));
+      return;
+    }
     const key = idKey(m.id);
-    const target = this.pick(m.method === 'ping');
+    const target = unowned ? 'get' : this.pick(m.method === 'ping');
     const pending: { method: string; target: Target; timer?: NodeJS.Timeout; at: number } = { method: m.method, target, at: performance.now() };
     this.serverRequests.set(key, pending);
     const timeout = this.opts.serverRequestTimeout;

@@ -188,7 +188,8 @@ async function startReady(ctx: LaunchContext): Promise<Launched> {
 export class ModernPool {
   private readonly pool: SharedPool<undefined>;
   private closed = false;
-  private readonly listens = new Set<ListenFanout>();
+  /** Open listens on 2026-era servers, and whose. */
+  private readonly listens = new Map<ListenFanout, string>();
   /** Listens inside runtime sessions on 2025-era servers, per sandbox. */
   private readonly sessionListens = new WeakMap<StdioRelay, LegacyListens>();
   /** The server is known to be 2025-era: its calls are bridged, one server each. */
@@ -205,21 +206,23 @@ export class ModernPool {
       max: ctx.config.limits.maxSessions,
       startupTimeout: ctx.config.limits.startupTimeout,
       stopGrace: ctx.config.limits.stopGrace,
+      ownerIdle: ctx.config.idleTimeout,
       log,
       start: async () => ({ server: await startReady(ctx), info: undefined }),
       // Bridged calls keep their server (suspended) until the client's retry: one call per server.
       extraLoad: (m) => (m.server.kind === 'stdio' ? this.bridge.callsOn(m.server.relay) : 0),
-      extraTarget: (members) => (this.legacy ? members.filter((m) => this.pool.load(m) > 0).length : 0),
-      onAdopt: (m) => {
+      // A principal's listens reach the servers it has claimed, present and future, and no one else's.
+      onClaim: (m) => {
         if (m.server.kind !== 'stdio') return;
-        for (const fan of this.listens) fan.join(m.server.relay);
-        // A 2025 server announces changes only once initialized: a new one is, while 2026 clients listen.
-        if (this.legacy && this.legacyListens.size > 0) void this.bridge.initialized(m.server, null).catch(() => undefined);
+        for (const [fan, owner] of this.listens) if (owner === m.owner) fan.join(m.server.relay);
+        // A 2025 server announces changes only once initialized: a new one is, while its principal listens.
+        const listens = this.legacyListens.get(m.owner!);
+        if (this.legacy && listens) void this.bridge.initialized(m.server, null).then(() => listens.add((m.server as StdioServer).relay), () => undefined);
       },
       onExit: (m) => {
         if (m.server.kind !== 'stdio') return;
         m.server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
-        this.legacyListens.remove(m.server.relay);
+        this.legacyListens.get(m.owner!)?.remove(m.server.relay);
       },
     });
     if (serverEra === '2025') this.era = Promise.resolve('legacy');
@@ -233,19 +236,19 @@ export class ModernPool {
       gatherWindow: 25,
       pendingTimeout: ctx.config.limits.pendingInputTimeout,
       onCallEnded: () => setImmediate(() => this.pool.trim()),
-      // Pooled servers feed the pool's listens; a runtime session's server feeds only its own (listenLegacyIn).
+      // Pooled servers feed their principal's listens; a runtime session's server feeds only its own (listenLegacyIn).
       onServerInitialized: (relay) => {
-        if (this.pool.members.some((m) => m.server.kind === 'stdio' && m.server.relay === relay)) this.legacyListens.add(relay);
+        const member = this.pool.members.find((m) => m.server.kind === 'stdio' && m.server.relay === relay);
+        if (member?.owner !== undefined) this.legacyListens.get(member.owner)?.add(relay);
       },
       requestState: ctx.requestState,
     });
-    this.legacyListens = new LegacyListens({ keepAlive });
   }
 
   /** Modern requests to a 2025-era server, with or without a runtime session. */
   readonly bridge: LegacyBridge;
-  /** Listens of 2026 clients on 2025-era servers, answered by berth from the servers' announcements. */
-  private readonly legacyListens: LegacyListens;
+  /** Listens of 2026 clients on 2025-era servers, answered by berth from the servers' announcements; per principal. */
+  private readonly legacyListens = new Map<string, LegacyListens>();
 
   get busy(): boolean {
     return this.pool.members.some((m) => m.inFlight > 0) || this.bridge.size > 0;
@@ -298,16 +301,17 @@ export class ModernPool {
 
   async serve(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
+    const owner = principalKey(ctx.principal);
     if ((await this.requireModern(ctx)) === 'legacy') {
-      if (request.method === 'subscriptions/listen') return this.listenLegacy(res, request);
+      if (request.method === 'subscriptions/listen') return this.listenLegacy(res, request, owner);
       // A retry finds its suspended call through its requestState, whichever member holds it.
-      const caller = { rs: 'pool', principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
+      const caller = { rs: 'pool', principalKey: owner, clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
       // Over stdio a 2025 server's request names no call, so each bridged call gets a server of its own; the
       // reservation holds it until the call is registered (and counted) by the bridge.
       let reserved: Member | undefined;
       try {
         return await this.bridge.serve(res, request, caller, async () => {
-          reserved = await this.pick(request.id, true);
+          reserved = await this.pick(request.id, owner, true);
           return reserved.server as StdioServer;
         });
       } finally {
@@ -315,8 +319,8 @@ export class ModernPool {
       }
     }
     // An http upstream holds its own listens; over stdio berth merges every member's.
-    if (request.method === 'subscriptions/listen' && this.ctx.config.upstream === 'stdio') return this.listen(res, request);
-    const member = await this.pick(request.id);
+    if (request.method === 'subscriptions/listen' && this.ctx.config.upstream === 'stdio') return this.listen(res, request, owner);
+    const member = await this.pick(request.id, owner);
     member.inFlight++;
     try {
       await serveOn(member.server, req, res, ctx, this.ctx.config.streams);
@@ -329,10 +333,10 @@ export class ModernPool {
    * A 2025 client of a stateless runtime whose server speaks only 2026-07-28: initialize is answered from
    * server/discover, each request goes out with the envelope, and a server asking for input is refused.
    */
-  async serveLegacyStateless(res: ServerResponse, messages: JsonRpcMessage[], batch: boolean): Promise<void> {
+  async serveLegacyStateless(res: ServerResponse, messages: JsonRpcMessage[], batch: boolean, owner: string): Promise<void> {
     // Notifications (initialized, cancelled) and responses have nowhere to go without a session.
     if (!messages.some(isRequest)) return void res.writeHead(202).end();
-    const member = await this.pick(null);
+    const member = await this.pick(null, owner);
     if (member.server.kind !== 'stdio') {
       throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2025 clients of a stateless runtime whose http server speaks only 2026-07-28');
     }
@@ -353,12 +357,18 @@ export class ModernPool {
     }
   }
 
-  /** A listen on 2025-era servers: every pooled server is initialized (so it announces changes), berth acknowledges. */
-  private async listenLegacy(res: ServerResponse, request: JsonRpcRequest): Promise<void> {
-    const first = await this.pick(request.id);
+  /** A listen on 2025-era servers: the principal's pooled servers are initialized (so they announce changes), berth acknowledges. */
+  private async listenLegacy(res: ServerResponse, request: JsonRpcRequest, owner: string): Promise<void> {
+    let listens = this.legacyListens.get(owner);
+    if (!listens) this.legacyListens.set(owner, (listens = new LegacyListens({ keepAlive: this.ctx.config.streams.keepAlive })));
+    const first = await this.pick(request.id, owner);
     const init = await this.bridge.initialized(first.server as StdioServer, request.id);
-    for (const m of this.pool.members) if (m.server.kind === 'stdio') void this.bridge.initialized(m.server, request.id).catch(() => undefined);
-    await this.legacyListens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
+    for (const m of this.pool.members) {
+      if (m.server.kind === 'stdio' && m.owner === owner) void this.bridge.initialized(m.server, request.id).then(() => listens.add((m.server as StdioServer).relay), () => undefined);
+    }
+    await listens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
+    // The last listen of a principal gone: its servers' announcements have nobody to reach.
+    if (listens.size === 0 && this.legacyListens.get(owner) === listens) this.legacyListens.delete(owner);
   }
 
   /** A listen inside a runtime session on a 2025-era server: that sandbox's announcements only. */
@@ -375,19 +385,20 @@ export class ModernPool {
     await listens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>, headers);
   }
 
-  /** A listen reaches every member, present and future: a change may happen in any of them. */
-  private async listen(res: ServerResponse, request: JsonRpcRequest): Promise<void> {
-    await this.pick(request.id); // at least one member, or 503
+  /** A listen reaches every member of its principal, present and future: a change may happen in any of them. */
+  private async listen(res: ServerResponse, request: JsonRpcRequest, owner: string): Promise<void> {
+    await this.pick(request.id, owner); // at least one member of this principal, or 503
     const fan = new ListenFanout(res, request, { keepAlive: this.ctx.config.streams.keepAlive });
-    this.listens.add(fan);
-    for (const m of this.pool.members) if (m.server.kind === 'stdio') fan.join(m.server.relay);
+    this.listens.set(fan, owner);
+    for (const m of this.pool.members) if (m.server.kind === 'stdio' && m.owner === owner) fan.join(m.server.relay);
     await fan.done;
     this.listens.delete(fan);
   }
 
-  /** A pooled server (or 503 naming the request); `exclusive` reserves one of its own (see SharedPool.pick). */
-  private pick(id: JsonRpcId | null, exclusive = false): Promise<Member> {
+  /** A pooled server of this principal (or 503 naming the request); `exclusive` reserves one of its own (see SharedPool.pick). */
+  private pick(id: JsonRpcId | null, owner: string, exclusive = false): Promise<Member> {
     return this.pool.pick(
+      owner,
       () => new WireError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', id, undefined, { 'retry-after': '1' }),
       exclusive,
     );
@@ -395,8 +406,8 @@ export class ModernPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const fan of this.listens) fan.close('the runtime is shutting down');
-    this.legacyListens.close();
+    for (const fan of this.listens.keys()) fan.close('the runtime is shutting down');
+    for (const listens of this.legacyListens.values()) listens.close();
     await this.era?.catch(() => undefined);
     await this.pool.close();
   }

@@ -1,5 +1,6 @@
 // Stateless runtimes: no session id, nothing server-initiated. Requests are spread over a pool of servers
-// that berth started and initialized ahead of time; they must hold no per-client state.
+// that berth started and initialized ahead of time. A server may still keep what it was told, so each serves one
+// principal only (see SharedPool): the pool holds `warmPool` fresh servers plus the ones principals have claimed.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import { dispose, launch, withinStartup, type Launched } from '../session/launch.js';
@@ -9,6 +10,7 @@ import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
+import { principalKey } from '../security/auth.js';
 
 const BERTH_CLIENT_INFO = { name: 'berth', version: '0.1.0' };
 
@@ -24,9 +26,11 @@ export class StatelessRuntime extends HostedRuntime {
     super(opts);
     this.pool = new SharedPool({
       size: Math.max(1, opts.config.warmPool),
-      max: Math.max(1, opts.config.warmPool),
+      // Claimed servers count as sessions would: one principal's server is never another's.
+      max: Math.max(1, opts.config.warmPool, opts.config.limits.maxSessions),
       startupTimeout: opts.config.limits.startupTimeout,
       stopGrace: opts.config.limits.stopGrace,
+      ownerIdle: opts.config.idleTimeout,
       log: this.log,
       start: () => this.startMember(),
       onStartError: (err: Error & { modern?: boolean }) => {
@@ -88,8 +92,8 @@ export class StatelessRuntime extends HostedRuntime {
     }
   }
 
-  private pick(): Promise<Member> {
-    return this.pool.pick(() =>
+  private pick(owner: string): Promise<Member> {
+    return this.pool.pick(owner, () =>
       this.modernOnly
         ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', { 'retry-after': '0' })
         : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { 'retry-after': '1' }),
@@ -99,15 +103,16 @@ export class StatelessRuntime extends HostedRuntime {
   protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
     if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
     const { messages, batch } = ctx.parsed;
+    const owner = principalKey(ctx.principal);
     // Until a server has started, its era is unknown: a 2026-only one refuses initialize and is bridged from then on.
-    if (!this.modernOnly && this.pool.members.length === 0) await this.pick().catch((e: Error) => {
+    if (!this.modernOnly && this.pool.members.length === 0) await this.pick(owner).catch((e: Error) => {
       if (!this.modernOnly) throw e;
     });
-    if (this.modernOnly) return this.modern.serveLegacyStateless(res, messages, batch);
+    if (this.modernOnly) return this.modern.serveLegacyStateless(res, messages, batch, owner);
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) {
       if (messages.length > 1) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
-      const member = await this.pick();
+      const member = await this.pick(owner);
       // Never claim more than the pooled server speaks: the client's version if the server has it, else the server's.
       const requested = init.params?.protocolVersion;
       const serverVersion = String(member.info.protocolVersion ?? LATEST_PROTOCOL_VERSION);
@@ -122,7 +127,7 @@ export class StatelessRuntime extends HostedRuntime {
       res.writeHead(202).end();
       return;
     }
-    const member = await this.pick();
+    const member = await this.pick(owner);
     member.inFlight++;
     try {
       if (member.server.kind === 'http') {

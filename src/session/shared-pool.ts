@@ -1,6 +1,11 @@
-// Servers shared by many clients: a stateless runtime's pool (2025 clients) and the pool that answers 2026-07-28
+// Servers shared by many requests: a stateless runtime's pool (2025 clients) and the pool that answers 2026-07-28
 // clients. Members are started ahead of demand, replaced when they exit, and picked least busy first; a caller may
-// reserve a member of its own (one call per server), which lets the pool grow within a bound and trim back after.
+// reserve a member of its own (one call per server).
+//
+// A server keeps whatever its clients told it (roots, answers, remembered values), so a member never crosses
+// principals: it starts fresh (no owner), is claimed by the first principal it serves, and from then on serves only
+// that principal until it has been idle for `ownerIdle`, when it is stopped (never handed back). `size` fresh members
+// are kept ready; under pressure an idle member of another principal is stopped to make room.
 import type { Logger } from 'pino';
 import { dispose, type Launched } from './launch.js';
 
@@ -9,16 +14,22 @@ export interface PoolMember<T> {
   /** What the start function learned (e.g. the server's initialize result). */
   info: T;
   inFlight: number;
+  /** The principal (principalKey) this member has served; undefined while fresh. */
+  owner?: string;
+  /** When it was last seen in use (for ownerIdle). */
+  usedAt: number;
 }
 
 export interface SharedPoolOptions<T> {
-  /** Members kept ready. */
+  /** Fresh members kept ready. */
   size: number;
   /** Most members, counting those starting. */
   max: number;
   /** How long a pick waits for a member before it fails. */
   startupTimeout: number;
   stopGrace: number;
+  /** A claimed member unused this long is stopped (ms). */
+  ownerIdle: number;
   log: Logger;
   /** Starts one member, ready to take requests. */
   start: () => Promise<{ server: Launched; info: T }>;
@@ -26,21 +37,27 @@ export interface SharedPoolOptions<T> {
   onStartError?: (err: Error) => 'retry' | 'stop';
   /** Work on a member besides its relayed calls (e.g. bridged calls suspended in it). */
   extraLoad?: (m: PoolMember<T>) => number;
-  /** Members needed besides `size` (e.g. one per member busy with a call of its own). */
-  extraTarget?: (members: readonly PoolMember<T>[]) => number;
   onAdopt?: (m: PoolMember<T>) => void;
+  /** A fresh member was claimed by its first principal. */
+  onClaim?: (m: PoolMember<T>) => void;
   onExit?: (m: PoolMember<T>) => void;
 }
 
 export class SharedPool<T> {
   readonly members: PoolMember<T>[] = [];
   private starting = 0;
+  /** Picks waiting for a member of their own (each wants one more fresh member). */
+  private wanted = 0;
   private stopped = false;
   private closed = false;
   private readonly launches = new Set<Promise<unknown>>();
   private readonly waiters: Array<() => void> = [];
+  private readonly sweep: NodeJS.Timeout;
 
-  constructor(private readonly o: SharedPoolOptions<T>) {}
+  constructor(private readonly o: SharedPoolOptions<T>) {
+    this.sweep = setInterval(() => this.trim(), Math.max(1000, Math.min(o.ownerIdle, 30_000)));
+    this.sweep.unref();
+  }
 
   /** Filling ended for good (see onStartError): no member will come. */
   get ended(): boolean {
@@ -51,13 +68,17 @@ export class SharedPool<T> {
     return m.inFlight + (this.o.extraLoad?.(m) ?? 0);
   }
 
-  private get target(): number {
-    return Math.min(this.o.size + (this.o.extraTarget?.(this.members) ?? 0), Math.max(this.o.size, this.o.max));
+  private get fresh(): number {
+    return this.members.filter((m) => m.owner === undefined).length;
   }
 
-  /** Takes in a member started elsewhere (e.g. the one that answered an era probe). */
+  private get room(): boolean {
+    return this.members.length + this.starting < Math.max(this.o.size, this.o.max);
+  }
+
+  /** Takes in a member started elsewhere (e.g. the one that answered an era probe); it is fresh. */
   adopt(server: Launched, info: T): void {
-    const m: PoolMember<T> = { server, info, inFlight: 0 };
+    const m: PoolMember<T> = { server, info, inFlight: 0, usedAt: Date.now() };
     this.members.push(m);
     void server.sandbox.exited.then(() => {
       const i = this.members.indexOf(m);
@@ -71,7 +92,7 @@ export class SharedPool<T> {
   }
 
   fill(): void {
-    while (!this.ended && this.members.length + this.starting < this.target) {
+    while (!this.ended && this.fresh + this.starting < this.o.size + this.wanted && this.room) {
       this.starting++;
       const p = this.o.start().then(
         ({ server, info }) => {
@@ -95,40 +116,70 @@ export class SharedPool<T> {
     }
   }
 
-  /** Stops members beyond the target that nothing uses any more. */
+  /** Stops claimed members unused for ownerIdle, and fresh ones beyond what is wanted. */
   trim(): void {
+    const now = Date.now();
     for (const m of [...this.members]) {
-      if (this.members.length <= this.target || this.closed) return;
-      if (this.load(m) > 0) continue;
-      this.members.splice(this.members.indexOf(m), 1);
-      void dispose(m.server, this.o.stopGrace);
+      if (this.closed) return;
+      if (this.load(m) > 0) m.usedAt = now;
+      else if (m.owner !== undefined ? now - m.usedAt >= this.o.ownerIdle : this.fresh > this.o.size + this.wanted) this.stop(m);
     }
   }
 
+  private stop(m: PoolMember<T>): void {
+    this.members.splice(this.members.indexOf(m), 1);
+    void dispose(m.server, this.o.stopGrace);
+  }
+
+  /** The pool is full and `owner` has nothing to use: an idle member of another principal makes room. */
+  private evictFor(owner: string): void {
+    if (this.room) return;
+    const idle = this.members.filter((m) => m.owner !== undefined && m.owner !== owner && this.load(m) === 0);
+    if (idle.length === 0) return;
+    this.stop(idle.reduce((a, b) => (b.usedAt < a.usedAt ? b : a)));
+  }
+
   /**
-   * The least busy member, waiting up to startupTimeout for one; `unavailable` makes the error when none comes.
-   * `exclusive` waits for an idle member while the pool may still grow, and reserves the member at once
-   * (inFlight + 1, released by the caller), so concurrent picks never share it.
+   * The least busy member `owner` may use (its own, else a fresh one it then claims), waiting up to startupTimeout;
+   * `unavailable` makes the error when none comes. `exclusive` waits for an idle one while the pool may still grow
+   * (or make room), and reserves the member at once (inFlight + 1, released by the caller), so concurrent picks
+   * never share it.
    */
-  async pick(unavailable: () => Error, exclusive = false): Promise<PoolMember<T>> {
+  async pick(owner: string, unavailable: () => Error, exclusive = false): Promise<PoolMember<T>> {
     const deadline = Date.now() + this.o.startupTimeout;
-    const idle = () => this.members.some((m) => this.load(m) === 0);
-    const canGrow = () => this.members.length + this.starting < Math.max(this.o.size, this.o.max);
-    while (this.members.length === 0 || (exclusive && !idle() && canGrow() && Date.now() < deadline)) {
-      if (this.ended || Date.now() > deadline) throw unavailable();
-      this.fill();
-      await new Promise<void>((r) => {
-        this.waiters.push(r);
-        setTimeout(r, 200).unref();
-      });
+    const usable = () => this.members.filter((m) => m.owner === owner || m.owner === undefined);
+    const canMakeRoom = () => this.room || this.members.some((m) => m.owner !== owner && m.owner !== undefined && this.load(m) === 0);
+    const enough = (ms: PoolMember<T>[]) => ms.length > 0 && (!exclusive || ms.some((m) => this.load(m) === 0) || !canMakeRoom());
+    this.wanted++;
+    try {
+      while (!enough(usable())) {
+        if (this.ended || Date.now() > deadline) throw unavailable();
+        this.evictFor(owner);
+        this.fill();
+        await new Promise<void>((r) => {
+          this.waiters.push(r);
+          setTimeout(r, 200).unref();
+        });
+      }
+    } finally {
+      this.wanted--;
     }
-    const m = this.members.reduce((a, b) => (this.load(b) < this.load(a) ? b : a));
+    // Least busy; between equals, one already claimed (a fresh member is kept for a principal that has none).
+    const rank = (m: PoolMember<T>) => this.load(m) * 2 + (m.owner === undefined ? 1 : 0);
+    const m = usable().reduce((a, b) => (rank(b) < rank(a) ? b : a));
+    m.usedAt = Date.now();
     if (exclusive) m.inFlight++;
+    if (m.owner === undefined) {
+      m.owner = owner;
+      this.o.onClaim?.(m);
+      this.fill(); // a fresh one in its place
+    }
     return m;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.sweep);
     await Promise.allSettled([...this.launches]);
     await Promise.all(this.members.splice(0).map((m) => dispose(m.server, this.o.stopGrace)));
   }
