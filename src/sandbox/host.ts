@@ -29,7 +29,8 @@ export const ETC_FILES = ['/etc/ssl', '/etc/ca-certificates', '/etc/resolv.conf'
 export const isRoot = () => process.getuid?.() === 0;
 
 export function which(cmd: string): string | undefined {
-  for (const dir of (process.env.PATH ?? '/usr/bin:/bin').split(':')) {
+  // The sbin directories too: root's tools (ip, nft) live there, and berth's PATH may not name them.
+  for (const dir of [...(process.env.PATH ?? '/usr/bin:/bin').split(':'), '/usr/sbin', '/sbin']) {
     const p = join(dir, cmd);
     if (existsSync(p)) return p;
   }

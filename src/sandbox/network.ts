@@ -128,9 +128,12 @@ export function netnsName(sessionId: string): string {
   return `berth-${createHash('sha256').update(`net:${sessionId}`).digest('hex').slice(0, 16)}`;
 }
 
+/** A tool's absolute path (networkUnavailable checked they exist), so berth's own PATH does not matter. */
+const tool = (name: string) => which(name) ?? name;
+
 /** A helper process that dies with berth (pdeathsig) and is killed on close. */
 function helper(argv: string[], stdio: Array<'ignore' | 'pipe'>): ChildProcess {
-  const p = spawn(which('setpriv') ?? 'setpriv', ['--pdeathsig', 'KILL', '--', ...argv], { stdio });
+  const p = spawn(tool('setpriv'), ['--pdeathsig', 'KILL', '--', ...argv], { stdio });
   p.on('error', () => undefined);
   return p;
 }
@@ -197,19 +200,19 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
   chmodSync(scratch, 0o711);
   const close = async () => {
     await Promise.all(helpers.map(kill));
-    await run('ip', ['netns', 'del', name]);
+    await run(tool('ip'), ['netns', 'del', name]);
     await rm(scratch, { recursive: true, force: true });
   };
   try {
-    await must('ip', ['netns', 'add', name], `making network namespace ${name}`);
-    await must('ip', ['-n', name, 'link', 'set', 'lo', 'up'], 'bringing up its loopback');
+    await must(tool('ip'), ['netns', 'add', name], `making network namespace ${name}`);
+    await must(tool('ip'), ['-n', name, 'link', 'set', 'lo', 'up'], 'bringing up its loopback');
     let resolvConf: string | undefined;
     if (o.mode === 'egress') {
       // Rules first: nothing may leave before they hold.
-      await must('nsenter', [`--net=${path}`, '--', 'nft', '-f', '-'], 'loading the egress rules', egressRules(o.allow));
+      await must(tool('nsenter'), [`--net=${path}`, '--', tool('nft'), '-f', '-'], 'loading the egress rules', egressRules(o.allow));
       const loopbackAllowed = o.allow.some(hostLoopback);
       const slirp = helper(
-        ['slirp4netns', '--configure', '--mtu=65520', '--ready-fd=3', '--enable-seccomp', ...(loopbackAllowed ? [] : ['--disable-host-loopback']), '--netns-type=path', path, 'tap0'],
+        [tool('slirp4netns'), '--configure', '--mtu=65520', '--ready-fd=3', '--enable-seccomp', ...(loopbackAllowed ? [] : ['--disable-host-loopback']), '--netns-type=path', path, 'tap0'],
         ['ignore', 'ignore', 'pipe', 'pipe'],
       );
       helpers.push(slirp);
@@ -218,14 +221,14 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
       writeFileSync(resolvConf, `nameserver ${DNS}\n`, { mode: 0o644 });
     }
     return {
-      enter: ['nsenter', `--net=${path}`, '--'],
+      enter: [tool('nsenter'), `--net=${path}`, '--'],
       name,
       resolvConf,
       async forward(port) {
         const socketPath = join(scratch, `http-${port}.sock`);
         const socat = which('socat');
         if (!socat) throw new Error('an http upstream in its own network needs socat (apt-get install socat)');
-        const p = helper(['nsenter', `--net=${path}`, '--', socat, `UNIX-LISTEN:${socketPath},fork,mode=600,unlink-early`, `TCP:127.0.0.1:${port}`], ['ignore', 'ignore', 'pipe']);
+        const p = helper([tool('nsenter'), `--net=${path}`, '--', socat, `UNIX-LISTEN:${socketPath},fork,mode=600,unlink-early`, `TCP:127.0.0.1:${port}`], ['ignore', 'ignore', 'pipe']);
         helpers.push(p);
         await waitForSocket(socketPath, p);
         return socketPath;
