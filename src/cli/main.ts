@@ -1,5 +1,6 @@
 // The command line: a thin layer over createRuntime().
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -11,6 +12,8 @@ import { parseDuration, parseSize } from '../util/units.js';
 import { registerClientCommands } from '../client/cli.js';
 
 const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url));
+/** The installed package's version (dist/cli/main.js -> ../../package.json). */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 function duration(v: string): number {
   try {
@@ -59,7 +62,9 @@ function fail(e: unknown): never {
   process.exit(2);
 }
 
-const program = new Command('berth').description('A stateful MCP runtime: any MCP server, one sandbox per session, behind Streamable HTTP.');
+const program = new Command('berth')
+  .description('A stateful MCP runtime: any MCP server, one sandbox per session, behind Streamable HTTP.')
+  .version(VERSION, '-V, --version', 'print the version of berth (the npm package berth-mcp)');
 
 program
   .command('run')
@@ -72,9 +77,15 @@ program
   .option('--idle-timeout <duration>', 'end a session after this much idleness', duration, 15 * 60_000)
   .option('--max-lifetime <duration>', 'end a session this long after it started', duration, 8 * 3_600_000)
   .option('--isolation <kind>', `sandbox per session: ${ISOLATION_KINDS.join(', ')}`, 'auto')
-  .addOption(new Option('--network <mode>', 'host: share the host network; none: loopback only (namespace isolation)').choices(['host', 'none']).default('host'))
+  .addOption(
+    new Option('--network <mode>', "none: the session's own loopback only; egress: outbound to the outside world, never the host's loopback, private or link-local ranges; host: the host's network")
+      .choices(['none', 'egress', 'host'])
+      .default('egress'),
+  )
+  .option('--allow-net <cidr|host:port>', 'let egress reach this CIDR, address or HOST:PORT although blocked by default (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option('--mount <path>', 'expose a host path read-only in the sandbox (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option('--memory <size>', 'memory limit per session (cgroups), e.g. 256m', size)
+  .option('--disk <size>', 'writable space per session (working directory, /tmp, writes beside the code), e.g. 512MiB; 0 = no cap (default 1GiB)', size)
   .option('--cpus <n>', 'CPU limit per session (cgroups), e.g. 0.5', (v: string) => {
     const n = Number(v);
     if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number of CPUs, got "${v}"`);
@@ -142,10 +153,11 @@ program
               maxLifetime: o.maxLifetime,
               warmPool: o.warmPool,
               network: o.network,
+              allowNet: o.allowNet,
               mounts: o.mount,
               auth: authFlags(o),
               streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
-              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, pendingInputTimeout: o.pendingInputTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, requestBurst: o.requestBurst, maxConcurrentStarts: o.maxConcurrentStarts, startQueueTimeout: o.startQueueTimeout, stderrRate: o.stderrRate, stderrBurst: o.stderrBurst, stderrDrainRate: o.stderrDrainRate, memory: o.memory, cpus: o.cpus, pids: o.pids },
+              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, pendingInputTimeout: o.pendingInputTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, requestBurst: o.requestBurst, maxConcurrentStarts: o.maxConcurrentStarts, startQueueTimeout: o.startQueueTimeout, stderrRate: o.stderrRate, stderrBurst: o.stderrBurst, stderrDrainRate: o.stderrDrainRate, memory: o.memory, cpus: o.cpus, pids: o.pids, disk: o.disk },
             },
           },
         },

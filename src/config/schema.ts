@@ -32,6 +32,9 @@ export const LimitsSchema = z
     memory: size('Memory limit per session (cgroups); a session over it is killed alone. Unset: no limit.').optional(),
     cpus: z.number().positive().describe('CPU limit per session, in CPUs (cgroups). Unset: no limit.').optional(),
     pids: z.number().int().positive().describe('Most processes/threads per session (cgroups). Unset: no limit.').optional(),
+    disk: size(
+      "Bytes a session may write: its working directory, /tmp and (namespace driver) writes beside its code share one tmpfs of this size (gVisor: each of its working directory and /tmp; microVM: its working directory), so a server past it gets ENOSPC and the host disk is untouched. tmpfs is memory: writes count against the memory limit too. Needs berth as root (gVisor: any user). 0: no cap.",
+    ).prefault('1GiB'),
     maxSessionsPerPrincipal: z
       .number()
       .int()
@@ -139,9 +142,19 @@ export const RuntimeSchema = z
     upstream: z.enum(['stdio', 'http']).describe('stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp.').default('stdio'),
     isolation: z.enum(ISOLATION_KINDS).describe('Sandbox driver for each session server; auto picks the strongest one this host supports.').default('auto'),
     network: z
-      .enum(['host', 'none'])
-      .describe("host: the server shares the host's network; none: it has only its own loopback (namespace driver and stronger).")
-      .default('host'),
+      .enum(['none', 'egress', 'host'])
+      .describe(
+        "none: the session's server has only its own loopback; egress: plus outbound connections through a user-mode network stack, never to the host's loopback, private (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7) or link-local (169.254/16, fe80::/10) ranges or berth's own addresses unless listed in allowNet; host: the host's network (explicit opt-in, warned at start). none and egress need berth to run as root, except none under the namespace driver.",
+      )
+      .default('egress'),
+    allowNet: z
+      .array(
+        z
+          .string()
+          .regex(/^(\[?[0-9A-Za-z:._-]+\]?:\d{1,5}|[0-9a-fA-F:.]+(\/\d{1,3})?)$/, 'allowNet entries are CIDRs (10.1.0.0/16), addresses, or HOST:PORT (db.internal:5432)'),
+      )
+      .describe("What egress may reach although blocked by default: a CIDR or address, or HOST:PORT for one TCP port. 127.0.0.1:PORT is the host's loopback, reached from the sandbox at 10.0.2.2:PORT.")
+      .default([]),
     mounts: z.array(z.string().startsWith('/', 'mount paths must be absolute')).describe('More host paths the sandbox sees, read-only, at the same path.').default([]),
     idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').prefault('15m'),
     maxLifetime: duration('A session ends this long after creation, even while busy.').prefault('8h'),
@@ -173,9 +186,9 @@ export const RuntimeSchema = z
     streams: StreamsSchema.default(StreamsSchema.parse({})),
   })
   .strict()
-  .refine((r) => !(r.upstream === 'http' && r.network === 'none'), {
-    message: 'upstream http needs network host: berth reaches the server on its $PORT',
-    path: ['network'],
+  .refine((r) => r.allowNet.length === 0 || r.network === 'egress', {
+    message: 'allowNet applies to network egress only',
+    path: ['allowNet'],
   })
   .refine((r) => r.forwardHeaders.length === 0 || r.upstream === 'http', {
     message: 'forwardHeaders applies to http upstreams only (a stdio server sees no headers)',

@@ -6,6 +6,7 @@
 //   /.well-known/oauth-protected-resource/...  -> RFC 9728 metadata of runtimes with auth
 //   /admin/...            -> the admin API (its own token; off unless configured)
 //   /metrics              -> Prometheus metrics
+import { tmpdir } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { realpathSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
@@ -13,9 +14,10 @@ import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parseConfig } from '../config/load.js';
-import type { BerthConfig, BerthConfigInput } from '../config/schema.js';
+import { commandArgv, type BerthConfig, type BerthConfigInput } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
-import { checkIsolationKind, chooseDriver, warnUnenforceableLimits } from '../sandbox/index.js';
+import { checkIsolationKind, chooseDriver, networkProblem, warnUnenforceableLimits } from '../sandbox/index.js';
+import { neededRoots } from '../session/launch.js';
 import { processDriver } from '../sandbox/process.js';
 import { stateRoot, sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import { History } from '../observe/history.js';
@@ -172,7 +174,18 @@ export class Berth extends EventEmitter<BerthEvents> {
     this.sweptSandboxes = await sweepDeadInstances(this.log);
     this.metrics.swept.inc(this.sweptSandboxes);
     for (const rt of this.runtimes.values()) {
-      rt.useDriver(await chooseDriver(rt.config.isolation, rt.baseDir, this.log, this.config.server.sessionRoot));
+      const driver = await chooseDriver(rt.config.isolation, rt.baseDir, this.log, this.config.server.sessionRoot);
+      const netProblem = networkProblem(driver, rt.config.network, rt.config.upstream === 'http');
+      if (netProblem) throw new Error(`runtime "${rt.name}": ${netProblem}`);
+      // The command's own files (program, scripts, their package roots) are shown to every sandbox; one that cannot
+      // be found, or whose files would expose the host, is refused now rather than at every session's start.
+      try {
+        neededRoots(commandArgv(rt.config.command), rt.baseDir, rt.config.mounts, this.config.server.sessionRoot ?? tmpdir());
+      } catch (e) {
+        throw new Error(`runtime "${rt.name}": ${(e as Error).message}`);
+      }
+      if (rt.config.network === 'host') this.log.warn({ runtime: rt.name }, "network host: this runtime's servers share the host's network (its loopback, berth's port, private and link-local addresses)");
+      rt.useDriver(driver);
       warnUnenforceableLimits(rt.config.limits, rt.name, this.log);
     }
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));

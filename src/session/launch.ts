@@ -14,6 +14,8 @@ import { ErrorCode } from '../wire/jsonrpc.js';
 import type { StartRecord } from './start-record.js';
 import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
+import { commandRoots } from '../sandbox/command-files.js';
+import { parseAllow, type AllowRule } from '../sandbox/network.js';
 import type { Metrics } from '../observe/metrics.js';
 
 /** At least 128 random bits, URL-safe and within the visible-ASCII range the spec requires. */
@@ -61,6 +63,24 @@ export type Launched = {
 /** Environment the sandbox starts with: a small allow-list, never berth's own secrets. */
 const BASE_ENV = ['PATH', 'LANG', 'LC_ALL', 'TZ', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE'];
 
+/** The directories a command needs shown (command-files.ts), found once per command, not per session. */
+const rootsCache = new Map<string, string[]>();
+export function neededRoots(argv: readonly string[], baseDir: string, mounts: readonly string[], sessionRoot: string): string[] {
+  const key = JSON.stringify([argv, baseDir, mounts, sessionRoot]);
+  let roots = rootsCache.get(key);
+  if (!roots) rootsCache.set(key, (roots = commandRoots(argv, baseDir, mounts, sessionRoot)));
+  return roots;
+}
+
+/** allowNet parsed (host names resolved) once per list, not per session. */
+const allowCache = new Map<string, Promise<AllowRule[]>>();
+function allowRules(entries: readonly string[]): Promise<AllowRule[]> {
+  const key = JSON.stringify(entries);
+  let p = allowCache.get(key);
+  if (!p) allowCache.set(key, (p = parseAllow(entries)));
+  return p;
+}
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -85,8 +105,10 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   const argv = commandArgv(config.command);
   let sandbox: Sandbox;
   try {
-    const { memory, cpus, pids } = config.limits;
-    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids }, port, network: config.network, mounts: config.mounts, hide: ctx.hide });
+    const { memory, cpus, pids, disk } = config.limits;
+    const allowNet = await allowRules(config.allowNet);
+    const mounts = [...config.mounts, ...neededRoots(argv, ctx.baseDir, config.mounts, ctx.sessionRoot ?? tmpdir())];
+    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids, disk: disk || undefined }, port, network: config.network, allowNet, mounts, hide: ctx.hide, notice: (what) => log.child({ session: logId(id) }).warn(what) });
   } catch (e) {
     ctx.startRecord?.failed(e);
     await rm(workDir, { recursive: true, force: true });
@@ -97,7 +119,8 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   noise.follow(sandbox.stderr);
   const startedAt = performance.now();
   if (config.upstream === 'http') {
-    const upstream = new HttpUpstream(port!, config.forwardHeaders);
+    // Inside a network of its own the server is reached through the sandbox's Unix socket, never a host port.
+    const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, config.forwardHeaders);
     const launched: Launched = { kind: 'http', id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
     launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited)).then(() => void (launched.isReady = true));
     launched.ready.catch(() => undefined);
