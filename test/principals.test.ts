@@ -133,6 +133,34 @@ describe('two principals of a stateless runtime (2025 clients, shared warm pool)
   });
 });
 
+describe('a full stateless pool (max-sessions 2, three principals)', { timeout: 60_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    berth = await runBerth(['--stateless', '--isolation', 'process', '--warm-pool', '1', '--max-sessions', '2', ...AUTH], HOSTILE, KEYS);
+  });
+  after(() => berth?.stop());
+
+  test("makes room by stopping another principal's idle server, never by lending it", async () => {
+    const clients = await Promise.all([alice, bob, carol].map(async (headers) => {
+      const c = new Client2025({ name: 'full', version: '1' });
+      await c.connect(new Transport2025(new URL(berth.url), { requestInit: { headers } }));
+      return c;
+    }));
+    const [a, b, c] = clients;
+    try {
+      assert.equal(await call(a!, 'remember', { value: secretsOf('alice').remembered }), 'ok');
+      const aliceServer = JSON.parse(await call(a!, 'whoami')).instance;
+      assert.doesNotMatch(await call(b!, 'recall'), /alice/);
+      // Both servers are claimed now: carol waits until one is idle and stopped, then gets a fresh one.
+      assert.equal(await call(c!, 'recall'), '[]');
+      assert.notEqual(JSON.parse(await call(c!, 'whoami')).instance, aliceServer);
+      assert.doesNotMatch(await call(b!, 'recall'), /alice/);
+    } finally {
+      await Promise.all(clients.map((x) => x.close()));
+    }
+  });
+});
+
 describe('a server request outside any call, 2025 client (stateful)', { timeout: 60_000 }, () => {
   let berth: BerthProcess;
   before(async () => {

@@ -9,6 +9,9 @@
 import type { Logger } from 'pino';
 import { dispose, type Launched } from './launch.js';
 
+/** A member just picked is never stopped: its caller counts its call (inFlight) only once the pick resolves. */
+const PICKED_GRACE = 1000;
+
 export interface PoolMember<T> {
   server: Launched;
   /** What the start function learned (e.g. the server's initialize result). */
@@ -122,7 +125,7 @@ export class SharedPool<T> {
     for (const m of [...this.members]) {
       if (this.closed) return;
       if (this.load(m) > 0) m.usedAt = now;
-      else if (m.owner !== undefined ? now - m.usedAt >= this.o.ownerIdle : this.fresh > this.o.size + this.wanted) this.stop(m);
+      else if (m.owner !== undefined ? now - m.usedAt >= Math.max(this.o.ownerIdle, PICKED_GRACE) : this.fresh > this.o.size + this.wanted) this.stop(m);
     }
   }
 
@@ -134,7 +137,7 @@ export class SharedPool<T> {
   /** The pool is full and `owner` has nothing to use: an idle member of another principal makes room. */
   private evictFor(owner: string): void {
     if (this.room) return;
-    const idle = this.members.filter((m) => m.owner !== undefined && m.owner !== owner && this.load(m) === 0);
+    const idle = this.members.filter((m) => m.owner !== undefined && m.owner !== owner && this.load(m) === 0 && Date.now() - m.usedAt > PICKED_GRACE);
     if (idle.length === 0) return;
     this.stop(idle.reduce((a, b) => (b.usedAt < a.usedAt ? b : a)));
   }
