@@ -89,11 +89,28 @@ describe('config validation', () => {
     assert.match(iso.stderr, /unknown --isolation "vm"; expected one of: auto, process/);
   });
 
-  test('durations beyond what a timer holds, and http upstreams without a network, are refused', () => {
-    const r = check('runtimes:\n  a:\n    command: [node]\n    maxLifetime: 600h\n  b:\n    command: [node]\n    upstream: http\n    network: none\n');
+  test('durations beyond what a timer holds, allowNet without egress, and bare numbers are refused', () => {
+    const r = check(
+      'runtimes:\n  a:\n    command: [node]\n    maxLifetime: 600h\n  b:\n    command: [node]\n    network: none\n    allowNet: [10.0.0.0/8]\n  c:\n    command: [node]\n    idleTimeout: 5\n    limits: {memory: "256", disk: 0, requestTimeout: "0"}\n',
+    );
     assert.equal(r.status, 2);
     assert.match(r.stderr, /runtimes\.a\.maxLifetime: durations longer than 24 days/);
-    assert.match(r.stderr, /runtimes\.b\.network: upstream http needs network host/);
+    assert.match(r.stderr, /runtimes\.b\.allowNet: allowNet applies to network egress only/);
+    // 5 what? A bare number (or numeric string) is refused; 0 means the same in every unit and stays allowed.
+    assert.match(r.stderr, /runtimes\.c\.idleTimeout: expected a duration with its unit/);
+    assert.match(r.stderr, /runtimes\.c\.limits\.memory: expected a size with its unit/);
+    assert.doesNotMatch(r.stderr, /disk|requestTimeout/);
+  });
+
+  test('berth run: a bare number for a duration or size flag is refused, naming the flag and an example', () => {
+    const d = spawnSync(process.execPath, ['bin/berth.js', 'run', '--idle-timeout', '5', '--', 'node'], { cwd: ROOT, encoding: 'utf8' });
+    assert.notEqual(d.status, 0);
+    assert.match(d.stderr, /--idle-timeout <duration>' argument '5' is invalid.*e\.g\. 5s or 5m/);
+    const s = spawnSync(process.execPath, ['bin/berth.js', 'run', '--memory', '256', '--', 'node'], { cwd: ROOT, encoding: 'utf8' });
+    assert.notEqual(s.status, 0);
+    assert.match(s.stderr, /--memory <size>' argument '256' is invalid.*e\.g\. 256MiB/);
+    const help = spawnSync(process.execPath, ['bin/berth.js', 'run', '--help'], { cwd: ROOT, encoding: 'utf8' }).stdout.replace(/\s+/g, ' ');
+    for (const d of ['"15m"', '"8h"', '"4MiB"', '"200ms"']) assert.ok(help.includes(`(default: ${d})`), `help shows ${d}`);
   });
 
   test('the bundled example config is valid', () => {

@@ -15,16 +15,20 @@ const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url))
 /** The installed package's version (dist/cli/main.js -> ../../package.json). */
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
-function duration(v: string): number {
+// Durations and sizes stay strings with their units (the config parses them, and help shows them as written);
+// a bare number other than 0 is refused here, where the flag's name can go with the message.
+function duration(v: string): string {
   try {
-    return parseDuration(v);
+    parseDuration(v);
+    return v;
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
 }
-function size(v: string): number {
+function size(v: string): string {
   try {
-    return parseSize(v);
+    parseSize(v);
+    return v;
   } catch (e) {
     throw new InvalidArgumentError((e as Error).message);
   }
@@ -74,8 +78,8 @@ program
   .option('--port <port>', 'port to listen on (0 = any free port)', int, 8787)
   .option('--stateless', 'serve without sessions from a warm pool; no server-to-client requests')
   .addOption(new Option('--upstream <kind>', 'how the server speaks MCP').choices(['stdio', 'http']).default('stdio'))
-  .option('--idle-timeout <duration>', 'end a session after this much idleness', duration, 15 * 60_000)
-  .option('--max-lifetime <duration>', 'end a session this long after it started', duration, 8 * 3_600_000)
+  .option('--idle-timeout <duration>', 'end a session after this much idleness', duration, '15m')
+  .option('--max-lifetime <duration>', 'end a session this long after it started', duration, '8h')
   .option('--isolation <kind>', `sandbox per session: ${ISOLATION_KINDS.join(', ')}`, 'auto')
   .addOption(
     new Option('--network <mode>', "none: the session's own loopback only; egress: outbound to the outside world, never the host's loopback, private or link-local ranges; host: the host's network")
@@ -94,13 +98,13 @@ program
   .option('--pids <n>', 'most processes per session (cgroups)', int)
   .option('--warm-pool <n>', 'servers started ahead of demand', int, 2)
   .option('--max-sessions <n>', 'most live sessions', int, 1000)
-  .option('--max-body <size>', 'largest request body', size, 4 * 1024 * 1024)
+  .option('--max-body <size>', 'largest request body', size, '4MiB')
   .option('--retain-events <n>', 'SSE events kept per session for resuming dropped streams (and for a GET stream not yet open)', int, 1000)
-  .option('--request-timeout <duration>', 'fail a call whose server sends no answer or progress for this long (0 = never)', duration, 600_000)
-  .option('--pending-input-timeout <duration>', "how long a bridged 2025 server's call waits for a 2026 client's retry with its answers", duration, 15 * 60_000)
+  .option('--request-timeout <duration>', 'fail a call whose server sends no answer or progress for this long (0 = never)', duration, '10m')
+  .option('--pending-input-timeout <duration>', "how long a bridged 2025 server's call waits for a 2026 client's retry with its answers", duration, '15m')
   .addOption(new Option('--server-era <era>', 'which MCP era the server speaks (auto asks it with server/discover)').choices(['auto', '2025', '2026']).default('auto'))
-  .option('--json-window <duration>', 'a call answered within this long gets plain JSON, a longer one an SSE stream (0 = always SSE)', duration, 200)
-  .option('--keep-alive <duration>', 'comment line on a silent SSE stream this often (0 = never)', duration, 15_000)
+  .option('--json-window <duration>', 'a call answered within this long gets plain JSON, a longer one an SSE stream (0 = always SSE)', duration, '200ms')
+  .option('--keep-alive <duration>', 'comment line on a silent SSE stream this often (0 = never)', duration, '15s')
   .addOption(new Option('--auth <kind>', 'who may call: none (loopback only), api-key, jwt').choices(['none', 'api-key', 'jwt']).default('none'))
   .option('--api-key-env <var>', 'environment variable holding the accepted API keys, comma-separated (--auth api-key)')
   .option('--jwks-url <url>', "the token issuer's JWKS URL (--auth jwt)")
@@ -123,9 +127,9 @@ program
   .option('--stderr-drain-rate <size>', "bytes per second of a session's stderr read (and dropped) past its budget; a faster writer waits on its pipe (default 64MiB, 0 = no limit)", size)
   .option('--dangerously-allow-unauthenticated', 'allow --auth none on a non-loopback --host: anyone who reaches the port can open sessions')
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
-  .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, 30_000)
-  .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, 30_000)
-  .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, 30_000)
+  .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, '30s')
+  .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, '30s')
+  .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, '30s')
   .action(async (command: string[], o) => {
     if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation)) fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
     const argv = command.length ? command : [process.execPath, DEMO_SERVER];

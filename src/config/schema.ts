@@ -2,12 +2,16 @@
 import { z } from 'zod';
 import { parseDuration, parseSize } from '../util/units.js';
 
-const durationRe = /^\s*\d+(\.\d+)?\s*(ms|s|m|h)?\s*$/;
-const sizeRe = /^\s*\d+(\.\d+)?\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$/i;
+// A unit is required (a bare 5 is 5 ms to one reader and 5 minutes to another); only 0 may go without.
+const durationRe = /^\s*(0+(\.0+)?|\d+(\.\d+)?\s*(ms|s|m|h))\s*$/;
+const sizeRe = /^\s*(0+(\.0+)?|\d+(\.\d+)?\s*(b|k|kb|kib|m|mb|mib|g|gb|gib))\s*$/i;
+
+const DURATION_HINT = 'expected a duration with its unit, such as 250ms, 30s, 15m or 8h (only 0 needs none)';
+const SIZE_HINT = 'expected a size with its unit, such as 512KiB, 4MiB or 1GiB (only 0 needs none)';
 
 const duration = (desc: string) =>
   z
-    .union([z.number().int().nonnegative(), z.string().regex(durationRe, 'expected a duration such as 250ms, 30s, 15m or 8h')])
+    .union([z.literal(0), z.string().regex(durationRe, DURATION_HINT)], { error: DURATION_HINT })
     .transform((v) => parseDuration(v))
     // Node timers hold at most 2^31-1 ms (~24.8 days); longer ones would fire at once.
     .refine((ms) => ms <= 2 ** 31 - 1, 'durations longer than 24 days are not supported')
@@ -15,7 +19,7 @@ const duration = (desc: string) =>
 
 const size = (desc: string) =>
   z
-    .union([z.number().int().nonnegative(), z.string().regex(sizeRe, 'expected a size such as 512KiB or 4MiB')])
+    .union([z.literal(0), z.string().regex(sizeRe, SIZE_HINT)], { error: SIZE_HINT })
     .transform((v) => parseSize(v))
     .describe(desc);
 

@@ -180,6 +180,6 @@ async function drainDeadline(req: IncomingMessage): Promise<number | undefined> 
     if (ms > 2 ** 31 - 1) throw new Error('longer than 24 days');
     return ms;
   } catch (e) {
-    throw new HttpError(400, ErrorCode.InvalidParams, `Bad Request: deadline: ${(e as Error).message} (a duration like "90s" or "10m", or milliseconds)`);
+    throw new HttpError(400, ErrorCode.InvalidParams, `Bad Request: deadline: ${(e as Error).message} (a duration with its unit, like "90s" or "10m")`);
   }
 }
