@@ -65,3 +65,21 @@ test('a command that cannot be found is refused at start, naming it', async () =
   assert.notEqual(code, 0);
   assert.ok(b.err().includes(`no such file: ${missing}`), b.err());
 });
+
+test('a server that cannot start makes berth run exit non-zero with its reason and its last stderr lines, never "listening"', async () => {
+  writeFileSync(join(top, 'srv', 'broken.mjs'), "console.error('loading settings'); console.error('fatal: no settings file'); process.exit(3);\n");
+  const b = berth(['run', '--port', '0', '--', 'node', join(top, 'srv', 'broken.mjs')]);
+  let out = '';
+  b.proc.stdout!.on('data', (d) => (out += d));
+  const code = await b.exited;
+  assert.equal(code, 1);
+  assert.doesNotMatch(out, /listening/);
+  assert.match(b.err(), /its server could not start: the server exited during start-up \(code 3/);
+  assert.match(b.err(), /its last stderr lines:\n {2}loading settings\n {2}fatal: no settings file/);
+});
+
+test('a --mount that does not exist is refused at start, naming it', async () => {
+  const b = berth(['run', '--port', '0', '--mount', join(top, 'absent'), '--', 'node', join(top, 'srv', 'lib', 'server.js')]);
+  assert.notEqual(await b.exited, 0);
+  assert.ok(b.err().includes(`the mount ${join(top, 'absent')} does not exist`), b.err());
+});

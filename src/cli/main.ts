@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
@@ -39,7 +40,28 @@ function int(v: string): number {
   return n;
 }
 
-async function serve(config: BerthConfig, configFile?: string): Promise<void> {
+/**
+ * berth run: waits for each runtime's first server (those with a warm pool) before saying it listens; one that
+ * cannot start ends berth with its reason and the server's last stderr lines, never a "listening" over nothing.
+ */
+async function firstStartsOrExit(berth: Berth): Promise<void> {
+  for (const [name, rt] of berth.runtimes) {
+    if (rt.config.warmPool === 0) continue;
+    // Bounded: a runtime that starts nothing ahead of demand after all must not hold the listening line forever.
+    const wait = rt.config.limits.startupTimeout + 5000;
+    const first = await Promise.race([rt.startRecord.first, delay(wait, undefined, { ref: false })]);
+    if (!first || first.ok) continue;
+    const lines = first.stderr.length ? `\nits last stderr lines:\n${first.stderr.map((l) => `  ${l}`).join('\n')}` : '\nit wrote nothing on stderr';
+    const hint = /Cannot find module|ENOENT|No such file/.test(first.stderr.join('\n'))
+      ? '\nA file it needs is not visible in its sandbox: pass --mount DIR (read-only), or start berth in the server\'s directory.'
+      : '';
+    process.stderr.write(`berth: runtime "${name}": its server could not start: ${first.error}${lines}${hint}\n`);
+    await berth.stop();
+    process.exit(1);
+  }
+}
+
+async function serve(config: BerthConfig, configFile?: string, awaitFirstStart = false): Promise<void> {
   const berth = new Berth(config, { configFile });
   await berth.start();
   // One stream's unexpected error must not take every other session down with the process.
@@ -55,6 +77,7 @@ async function serve(config: BerthConfig, configFile?: string): Promise<void> {
   berth.on('cluster:fenced', () => process.exit(1));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  if (awaitFirstStart) await firstStartsOrExit(berth);
   // Only now: a SIGTERM sent as soon as the URL appears must drain, not kill berth and orphan its sandboxes.
   for (const name of berth.runtimes.keys()) {
     process.stdout.write(`berth: runtime "${name}" listening on ${berth.endpoint(name)}\n`);
@@ -167,7 +190,7 @@ program
         },
         'flags',
       );
-      await serve(config);
+      await serve(config, undefined, true);
     } catch (e) {
       fail(e);
     }

@@ -6,9 +6,9 @@
 //   /.well-known/oauth-protected-resource/...  -> RFC 9728 metadata of runtimes with auth
 //   /admin/...            -> the admin API (its own token; off unless configured)
 //   /metrics              -> Prometheus metrics
+import { existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { EventEmitter } from 'node:events';
-import { realpathSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
 import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
 import type { AddressInfo } from 'node:net';
@@ -180,6 +180,7 @@ export class Berth extends EventEmitter<BerthEvents> {
       // The command's own files (program, scripts, their package roots) are shown to every sandbox; one that cannot
       // be found, or whose files would expose the host, is refused now rather than at every session's start.
       try {
+        for (const m of rt.config.mounts) if (!existsSync(m)) throw new Error(`the mount ${m} does not exist on this host`);
         neededRoots(commandArgv(rt.config.command), rt.baseDir, rt.config.mounts, this.config.server.sessionRoot ?? tmpdir());
       } catch (e) {
         throw new Error(`runtime "${rt.name}": ${(e as Error).message}`);

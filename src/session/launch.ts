@@ -1,5 +1,6 @@
 // Starting one MCP server in a sandbox, with its private working directory, and knowing when it is warm.
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -116,13 +117,14 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   }
   const slog = log.child({ session: logId(id) });
   const noise = new ServerNoise(config.limits, slog, ctx.metrics && ((stream, n) => ctx.metrics!.outputDropped.inc({ runtime: ctx.runtimeName, stream }, n)));
-  noise.follow(sandbox.stderr);
+  const tail: string[] = [];
+  noise.follow(sandbox.stderr, tail);
   const startedAt = performance.now();
   if (config.upstream === 'http') {
     // Inside a network of its own the server is reached through the sandbox's Unix socket, never a host port.
     const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, config.forwardHeaders);
     const launched: Launched = { kind: 'http', id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
-    launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited)).then(() => void (launched.isReady = true));
+    launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited), sandbox, tail).then(() => void (launched.isReady = true));
     launched.ready.catch(() => undefined);
     return launched;
   }
@@ -152,19 +154,21 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     config.readyProbe === 'ping'
       ? relay.call('ping').then(() => undefined)
       : Promise.resolve();
-  launched.ready = recorded(ctx, withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping')).then(() => void (launched.isReady = true));
+  launched.ready = recorded(ctx, withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping'), sandbox, tail).then(() => void (launched.isReady = true));
   launched.ready.catch(() => undefined);
   return launched;
 }
 
 /** A start as the runtime's StartRecord counts it; given up at once when the runtime closes. */
-function recorded(ctx: LaunchContext, ready: Promise<void>): Promise<void> {
+function recorded(ctx: LaunchContext, ready: Promise<void>, sandbox: Sandbox, stderrTail: string[]): Promise<void> {
   const starts = ctx.startRecord;
   if (!starts) return ready;
   return Promise.race([ready, starts.closed]).then(
     () => starts.succeeded(),
-    (e: unknown) => {
-      starts.failed(e);
+    async (e: unknown) => {
+      // A server that died says why on stderr, which may still be in its pipe when the exit is seen: a moment for it.
+      if (sandbox.stderr.readable) await Promise.race([once(sandbox.stderr, 'close'), new Promise((r) => setTimeout(r, 500).unref())]).catch(() => undefined);
+      starts.failed(e, stderrTail);
       throw e;
     },
   );

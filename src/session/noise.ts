@@ -49,6 +49,9 @@ class ByteBudget {
   }
 }
 
+/** Lines of a server's stderr kept for a start-up failure's report. */
+const TAIL_LINES = 20;
+
 export class ServerNoise {
   private readonly budget: ByteBudget;
   private readonly droppedBytes: Record<NoiseStream, number> = { stderr: 0, stdout: 0 };
@@ -63,9 +66,17 @@ export class ServerNoise {
     this.budget = new ByteBudget(limits.stderrRate, limits.stderrBurst);
   }
 
-  /** Logs the stream's lines within the budget; when it ends, one line tells what was dropped, if anything. */
-  follow(stream: Readable): void {
-    eachLine(stream, this.limits.stderrLineSize, (line) => this.log.info({ stream: 'stderr' }, line), this.gate('stderr'));
+  /**
+   * Logs the stream's lines within the budget; when it ends, one line tells what was dropped, if anything. `tail`
+   * keeps the last lines logged.
+   */
+  follow(stream: Readable, tail?: string[]): void {
+    const log = (line: string) => {
+      this.log.info({ stream: 'stderr' }, line);
+      // The last lines logged, for whoever must say why a server would not start (berth run).
+      if (tail && tail.push(line) > TAIL_LINES) tail.shift();
+    };
+    eachLine(stream, this.limits.stderrLineSize, log, this.gate('stderr'));
     stream.once('close', () => {
       const { stderr, stdout } = this.droppedBytes;
       if (stderr + stdout > 0) this.log.warn({ droppedStderrBytes: stderr, droppedStdoutBytes: stdout }, 'server output dropped over its budget (limits.stderrRate, stderrBurst, stderrLineSize), in total');

@@ -11,12 +11,18 @@ export interface StartHealth {
   lastSuccessAt: string | null;
 }
 
+/** How the first start of a runtime went: berth run waits for it before it says it is listening. */
+export type FirstStart = { ok: true } | { ok: false; error: string; stderr: string[] };
+
 export class StartRecord {
   private failures = 0;
   private lastError: { message: string; at: number } | undefined;
   private lastSuccess: number | undefined;
   private isClosed = false;
   private closeWith!: (e: Error) => void;
+  private settleFirst!: (outcome: FirstStart) => void;
+  /** Resolves at the first start's outcome (never, when no server is started ahead of demand). */
+  readonly first = new Promise<FirstStart>((resolve) => (this.settleFirst = resolve));
   /** Rejects once the runtime closes: a start still under way gives up then. */
   readonly closed = new Promise<never>((_, reject) => (this.closeWith = reject));
 
@@ -25,14 +31,17 @@ export class StartRecord {
   }
 
   succeeded(): void {
+    this.settleFirst({ ok: true });
     this.failures = 0;
     this.lastSuccess = Date.now();
   }
 
-  failed(e: unknown): void {
+  /** `stderr`: the server's last lines, when it got as far as writing any. */
+  failed(e: unknown, stderr: string[] = []): void {
     if (this.isClosed) return; // given up at shutdown, not a failure of the server
     this.failures++;
     this.lastError = { message: e instanceof Error ? e.message : String(e), at: Date.now() };
+    this.settleFirst({ ok: false, error: this.lastError.message, stderr: [...stderr] });
   }
 
   /** True while the latest start failed. */
