@@ -4,6 +4,7 @@
 // Build first: npm run build && node --import tsx --test test/noise.test.ts
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
@@ -187,6 +188,25 @@ describe('batches against the per-principal rate limit', { timeout: 120_000 }, (
   });
 });
 
+type InitAnswer = { i: number; status: number; retryAfter: string | null; body: { id: number; error?: { message: string } } };
+
+/** `count` initializes at once from a child process (raw HTTP); their answers, in order. */
+function burstOfInitializes(url: string, count: number): Promise<InitAnswer[]> {
+  const script = `
+    const [url, count] = process.argv.slice(1);
+    const init = (i) => fetch(url, {
+      method: 'POST',
+      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: i, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'burst-' + i, version: '1' } } }),
+    }).then(async (r) => ({ i, status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.json() }));
+    const answers = await Promise.all(Array.from({ length: Number(count) }, (_, i) => init(i)));
+    process.stdout.write(JSON.stringify(answers));`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, url, String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  return new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`the burst exited with ${code}`)))));
+}
+
 describe('a burst of initializes', { timeout: 180_000 }, () => {
   let berth: BerthProcess;
   const SLOTS = 2;
@@ -222,14 +242,9 @@ describe('a burst of initializes', { timeout: 180_000 }, () => {
         await new Promise((r) => setTimeout(r, 100));
       }
     })();
-    const init = (i: number) =>
-      fetch(berth.url, {
-        method: 'POST',
-        headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: i, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: `burst-${i}`, version: '1' } } }),
-      }).then(async (r) => ({ i, status: r.status, retryAfter: r.headers.get('retry-after'), body: (await r.json()) as { id: number; error?: { message: string } } }));
+    // The burst comes from a process of its own, so handling 500 answers at once does not delay this one's clock.
     const t0 = performance.now();
-    const burst = Promise.all(Array.from({ length: 500 }, (_, i) => init(i))).finally(() => (done = true));
+    const burst = burstOfInitializes(berth.url, 500).finally(() => (done = true));
     const calls = await keepCalling(live, () => done);
     const answers = await burst;
     const seconds = (performance.now() - t0) / 1000;
