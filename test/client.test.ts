@@ -11,10 +11,21 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fieldsOf, parseField, validateContent, type Field } from '../src/client/form.js';
 import { toolArgs } from '../src/client/args.js';
+import { elicitationAnswerer } from '../src/client/call.js';
+import { describeError, endpointUrl } from '../src/client/session.js';
 import { forwardSampling, toChatRequest } from '../src/client/sampling.js';
 import { Terminal } from '../src/client/terminal.js';
 import { ROOT, runBerth, type BerthProcess } from './helpers/berth.js';
 import { startProxy } from './helpers/proxy.js';
+
+/** A loopback port nothing listens on (bound, then released). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const { port } = srv.address() as AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
 
 const FORM = {
   type: 'object',
@@ -88,7 +99,7 @@ describe('form from schema', () => {
     refused(field('age'), '151');
     refused(field('age'), 'forty');
     refused(field('age'), '12abc');
-    assert.equal(ok(field('ratio'), ''), 1.5);
+    assert.equal(ok(field('ratio'), ''), undefined); // a default is pre-filled at the prompt, never put back
     assert.equal(ok(field('ratio'), '2.25'), 2.25);
     refused(field('ratio'), '0.4');
   });
@@ -96,11 +107,11 @@ describe('form from schema', () => {
   test('booleans, enums by value, title or number, multi-select bounds', () => {
     assert.equal(ok(field('agree'), 'yes'), true);
     assert.equal(ok(field('agree'), 'n'), false);
-    assert.equal(ok(field('agree'), ''), false);
+    assert.equal(ok(field('agree'), ''), undefined);
     refused(field('agree'), 'maybe');
     assert.equal(ok(field('color'), 'Green'), 'g');
     assert.equal(ok(field('color'), '1'), 'r');
-    assert.equal(ok(field('size'), ''), 's');
+    assert.equal(ok(field('size'), ''), undefined);
     refused(field('color'), 'blue');
     refused(field('color'), '3');
     assert.deepEqual(ok(field('tags'), 'Beta'), ['b']);
@@ -108,8 +119,9 @@ describe('form from schema', () => {
     refused(field('tags'), 'c');
   });
 
-  test('content checked before sending: defaults, required, types, unknown keys', () => {
-    assert.deepEqual(validateContent(fields, { name: 'Ada', age: 36 }), { ok: true, content: { name: 'Ada', age: 36, ratio: 1.5, agree: false, size: 's' } });
+  test('content checked before sending: required, types, unknown keys; no default the user did not give is added', () => {
+    assert.deepEqual(validateContent(fields, { name: 'Ada', age: 36 }), { ok: true, content: { name: 'Ada', age: 36 } });
+    assert.deepEqual(validateContent(fields, { name: 'Ada', age: 36, size: 'l', tags: ['b'] }), { ok: true, content: { name: 'Ada', age: 36, size: 'l', tags: ['b'] } });
     const bad = validateContent(fields, { name: 'A', age: '36', color: 'blue', tags: ['a', 'a'], extra: 1 });
     assert.equal(bad.ok, false);
     assert.deepEqual(!bad.ok && bad.errors, ['extra: not asked for', 'Your name: at least 2 characters', 'age: expected a number', 'color: one of r, g', 'tags: each choice at most once']);
@@ -119,9 +131,34 @@ describe('form from schema', () => {
 
   test('--arg values typed by the tool schema, merged over --args', async () => {
     const schema = { properties: { steps: { type: 'integer' }, text: { type: 'string' }, obj: { type: 'object' } } };
-    assert.deepEqual(await toolArgs('{"text":"a","steps":1}', ['steps=3', 'text=42', 'obj={"k":1}', 'other=x'], schema), { text: '42', steps: 3, obj: { k: 1 }, other: 'x' });
+    assert.deepEqual(await toolArgs('{"text":"a","steps":1}', ['steps=3', 'text=42', 'obj={"k":1}'], schema), { text: '42', steps: 3, obj: { k: 1 } });
     await assert.rejects(toolArgs(undefined, ['steps=three'], schema), /steps: expected a number/);
     await assert.rejects(toolArgs('[1]', [], schema), /JSON object/);
+  });
+
+  test('an --arg name the tool does not have is refused, naming its parameters', async () => {
+    const schema = { type: 'object', properties: { steps: { type: 'integer' }, delayMs: { type: 'integer' } }, additionalProperties: false };
+    await assert.rejects(toolArgs(undefined, ['step=3'], schema), { message: '--arg step: the tool has no parameter "step"; its parameters: steps, delayMs' });
+    await assert.rejects(toolArgs(undefined, ['x=1'], { type: 'object' }), /the tool has no parameter "x"; it takes no parameters/);
+    // A schema that lets in any name, or no schema at all (the tool is not known), lets it through.
+    assert.deepEqual(await toolArgs(undefined, ['x=1'], { type: 'object', additionalProperties: true }), { x: 1 });
+    assert.deepEqual(await toolArgs(undefined, ['x=1'], undefined), { x: 1 });
+  });
+
+  test('--answer-elicitation sends what it says, no defaults added', async () => {
+    const answer = elicitationAnswerer('{"name":"Ada","age":36}', () => assert.fail('fits'));
+    assert.deepEqual(await answer({ message: 'm', requestedSchema: FORM as never }), { action: 'accept', content: { name: 'Ada', age: 36 } });
+  });
+
+  test('errors name the URL and the cause', async () => {
+    assert.throws(() => endpointUrl('localhost:8787/mcp'), /expected an http:\/\/ or https:\/\/ URL/);
+    assert.throws(() => endpointUrl('127.0.0.1:8787/mcp'), /is not a URL/);
+    assert.throws(() => endpointUrl('not a url'), { message: '"not a url" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp' });
+    const url = `http://127.0.0.1:${await freePort()}/mcp`;
+    const refused = await fetch(url).catch((e: unknown) => e);
+    assert.equal(describeError(refused, url), `cannot reach ${url}: ECONNREFUSED ${new URL(url).host}`);
+    const blocked = await fetch('http://127.0.0.1:1/mcp').catch((e: unknown) => e); // a port fetch refuses to use
+    assert.equal(describeError(blocked, 'http://127.0.0.1:1/mcp'), 'cannot reach http://127.0.0.1:1/mcp: bad port');
   });
 });
 
@@ -167,6 +204,62 @@ describe('the terminal form on plain streams', () => {
     await waitFor(/size \(optional\)[\s\S]*Small \(s\)[\s\S]*\(leave empty\)/);
     input.write(DOWN + '\r');
     assert.deepEqual(await answer, { action: 'accept', content: { name: 'Ada', age: 36, agree: true, size: 'l' } });
+  });
+
+  test('defaults are pre-filled and can be kept, edited or cleared; a multi-select sends only what stays ticked', async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    let screen = '';
+    output.on('data', (d) => (screen += String(d).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, ''))); // colours and cursor moves out
+    const waitFor = async (re: RegExp) => {
+      for (let i = 0; i < 100 && !re.test(screen); i++) await new Promise((r) => setTimeout(r, 20));
+      assert.match(screen, re);
+      screen = '';
+    };
+    const term = new Terminal(input, output);
+    const answer = term.elicit({
+      message: 'Preferences',
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          nick: { type: 'string', default: 'ada' },
+          city: { type: 'string', default: 'Paris' },
+          count: { type: 'integer', default: 3 },
+          agree: { type: 'boolean', default: true },
+          tags: { type: 'array', items: { type: 'string', enum: ['a', 'b', 'c'] }, default: ['a', 'b'] },
+          more: { type: 'array', items: { type: 'string', enum: ['x', 'y'] }, default: ['x'] },
+        },
+      },
+    });
+    const DOWN = '\x1b[B';
+    await waitFor(/The server asks: Preferences[\s\S]*Accept/);
+    input.write('\r');
+    await waitFor(/nick \(optional\)[\s\S]*ada/);
+    input.write('\x7f\x7f\x7f\r'); // the default deleted: left empty
+    await waitFor(/city \(optional\)[\s\S]*Paris/);
+    input.write('\r'); // kept
+    await waitFor(/count \(integer, optional\)[\s\S]*3/);
+    input.write('\x7f4\r'); // edited
+    await waitFor(/agree \(optional\)[\s\S]*❯ yes[\s\S]*\(leave empty\)/);
+    input.write(DOWN + DOWN + '\r'); // a pre-selected default, left empty
+    await waitFor(/tags \(comma-separated, optional\)[\s\S]*◉ a[\s\S]*◉ b[\s\S]*◯ c/);
+    input.write(' \r'); // a unticked
+    await waitFor(/more \(comma-separated, optional\)[\s\S]*◉ x/);
+    input.write(' \r'); // every default unticked: not sent at all
+    assert.deepEqual(await answer, { action: 'accept', content: { city: 'Paris', count: 4, tags: ['b'] } });
+  });
+
+  test('an ended input cancels the form at once', async () => {
+    const input = new PassThrough();
+    const output = new PassThrough();
+    let screen = '';
+    output.on('data', (d) => (screen += d));
+    const term = new Terminal(input, output);
+    const answer = term.elicit({ message: 'Anyone?', requestedSchema: { type: 'object', properties: { a: { type: 'string' } } } });
+    input.end();
+    assert.deepEqual(await answer, { action: 'cancel' });
+    assert.ok(term.inputClosed);
+    assert.match(screen, /stdin closed: the elicitation is cancelled/);
   });
 });
 
@@ -290,6 +383,39 @@ describe('berth call against berth', () => {
     assert.equal(JSON.parse(invalid.stdout).isError, true);
     const down = await berthCli(['call', 'http://127.0.0.1:1/mcp', 'echo']);
     assert.equal(down.code, 2);
+  });
+
+  test('an --arg the tool does not have is refused, naming its parameters', async () => {
+    const typo = await call('progress', '--arg', 'step=3');
+    assert.equal(typo.code, 1);
+    assert.equal(typo.stderr, 'berth call: --arg step: the tool has no parameter "step"; its parameters: steps, delayMs\n');
+    const noTool = await call('progres', '--arg', 'steps=3');
+    assert.equal(noTool.code, 1);
+    assert.match(noTool.stderr, /no tool "progres" on the server \(tools: echo, .*progress/);
+  });
+
+  test('an unreachable or malformed URL: the message names the URL and the cause', async () => {
+    const url = `http://127.0.0.1:${await freePort()}/mcp`;
+    for (const cmd of ['call', 'connect']) {
+      const down = await berthCli(cmd === 'call' ? ['call', url, 'echo'] : ['connect', url]);
+      assert.deepEqual([down.code, down.stderr], [2, `berth ${cmd}: cannot reach ${url}: ECONNREFUSED ${new URL(url).host}\n`]);
+    }
+    const bad = await berthCli(['call', '127.0.0.1:8787/mcp', 'echo']);
+    assert.deepEqual([bad.code, bad.stderr], [2, 'berth call: "127.0.0.1:8787/mcp" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp\n']);
+  });
+
+  test('berth connect with stdin closed ends with a message instead of waiting; --call goes straight to the call', async () => {
+    const menu = await berthCli(['connect', b.url]);
+    assert.deepEqual([menu.code, menu.stderr], [0, 'berth connect: stdin closed; quitting\n']);
+    const direct = await berthCli(['connect', b.url, '--call', 'echo', '--arg', 'text=straight']);
+    assert.equal(direct.code, 0);
+    assert.doesNotMatch(direct.stdout, /Tools \(/);
+    assert.match(direct.stdout, /calling echo \{"text":"straight"\}\nstraight\n$/);
+    const asked = await berthCli(['connect', b.url, '--call', 'echo']);
+    assert.deepEqual([asked.code, asked.stderr], [1, 'berth connect: stdin closed before every question was answered; ending the session\n']);
+    const elicited = await berthCli(['connect', b.url, '--call', 'ask', '--args', '{"question":"anyone?"}']);
+    assert.equal(elicited.code, 0);
+    assert.match(elicited.stdout, /stdin closed: the elicitation is cancelled\n[\s\S]*\{"action":"cancel"\}/);
   });
 
   test('forwardSampling maps the request and the finish reason', async () => {
@@ -457,6 +583,19 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
     assert.doesNotMatch(screen.input, /Send to m-auto\?/);
     assert.match(screen.input, /sampled from m-auto\n\{"type":"text","text":"echo: unattended"\}/);
     p.close();
+  });
+
+  test("a tool argument's default is pre-filled: kept, it is sent; deleted, it is not", async () => {
+    for (const [keys, sent] of [[[], '{"steps":2,"delayMs":5}'], [['BSpace'], '{"steps":2}']] as const) {
+      const p = new Pane([b.url, '--call', 'progress', '--arg', 'steps=2']);
+      await p.waitFor(/\? delayMs \(integer, optional\) 5$/m);
+      if (keys.length) p.keys(...keys);
+      p.keys('Enter');
+      const screen = await p.waitFor(/EXIT=0/);
+      assert.match(screen.input, new RegExp(`calling progress ${sent.replace(/[{}]/g, '\\$&')}\n[\\s\\S]*done 2`));
+      assert.doesNotMatch(screen.input, /Tools \(/, '--call goes straight to the call');
+      p.close();
+    }
   });
 
   test('the menu: pick a tool by typing, its argument asked from the schema, then quit', async () => {

@@ -18,6 +18,12 @@ export function parseArgsJson(text: string, from: string): Record<string, unknow
   return v as Record<string, unknown>;
 }
 
+/** Whether an object schema lets in names it does not list (additionalProperties or patternProperties). */
+function takesAnyName(schema: unknown): boolean {
+  const s = (schema ?? {}) as { additionalProperties?: unknown; patternProperties?: unknown };
+  return (s.additionalProperties !== undefined && s.additionalProperties !== false) || s.patternProperties !== undefined;
+}
+
 /** Merges --args and --arg pairs; a pair's value is read as its field's type says (a number for a number field). */
 export async function toolArgs(json: string | undefined, pairs: string[], inputSchema: unknown, stdin?: NodeJS.ReadableStream): Promise<Record<string, unknown>> {
   const args = json === undefined ? {} : json === '-' ? parseArgsJson(await readStdin(stdin), 'arguments on stdin') : parseArgsJson(json, '--args');
@@ -27,6 +33,10 @@ export async function toolArgs(json: string | undefined, pairs: string[], inputS
     if (i <= 0) throw new Error(`--arg expects NAME=VALUE, got "${p}"`);
     const name = p.slice(0, i);
     const raw = p.slice(i + 1);
+    // With the tool's schema known, a name it does not have is a typo, not an argument to send.
+    if (inputSchema !== undefined && !fields.has(name) && !takesAnyName(inputSchema)) {
+      throw new Error(`--arg ${name}: the tool has no parameter "${name}"; ${fields.size ? `its parameters: ${[...fields.keys()].join(', ')}` : 'it takes no parameters'}`);
+    }
     const f = fields.get(name) ?? ({ name, label: name, required: false, kind: 'json' } as Field);
     const r = parseField({ ...f, required: false, default: undefined } as Field, raw);
     if (!r.ok) throw new Error(`--arg ${r.error}`);

@@ -3,7 +3,7 @@ import type { ElicitRequestFormParams, ElicitResult } from '@modelcontextprotoco
 import { toolArgs } from './args.js';
 import { fieldsOf, validateContent } from './form.js';
 import { forwardSampling, typedReply, type ChatEndpoint } from './sampling.js';
-import { McpSession, parseHeader, resultText } from './session.js';
+import { describeError, McpSession, parseHeader, resultText } from './session.js';
 import { Terminal } from './terminal.js';
 
 export interface ConnectionOptions {
@@ -77,11 +77,18 @@ export async function runCall(url: string, tool: string, o: CallOptions, io: Io)
       onLog: (n) => term.log(n),
     });
   } catch (e) {
-    io.stderr.write(`berth call: ${(e as Error).message}\n`);
+    io.stderr.write(`berth call: ${describeError(e, url)}\n`);
     return 2;
   }
   try {
-    const schema = o.arg.length ? (await session.client.listTools()).tools.find((t) => t.name === tool)?.inputSchema : undefined;
+    let schema: unknown;
+    if (o.arg.length) {
+      // --arg values are typed (and their names checked) by the tool's schema.
+      const { tools } = await session.client.listTools();
+      const t = tools.find((x) => x.name === tool);
+      if (!t) throw new Error(`no tool "${tool}" on the server (tools: ${tools.map((x) => x.name).join(', ') || 'none'})`);
+      schema = t.inputSchema;
+    }
     const args = await toolArgs(o.args, o.arg, schema, io.stdin);
     const r = await session.callTool(tool, args, (p) => term.progress(p));
     term.endProgress();
@@ -90,7 +97,7 @@ export async function runCall(url: string, tool: string, o: CallOptions, io: Io)
     return r.isError || answerFailed ? 1 : 0;
   } catch (e) {
     term.endProgress();
-    io.stderr.write(`berth call: ${(e as Error).message}\n`);
+    io.stderr.write(`berth call: ${describeError(e, url)}\n`);
     return 1;
   } finally {
     await session.close();

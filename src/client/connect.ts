@@ -4,7 +4,7 @@ import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { toolArgs } from './args.js';
 import { endpointOf, headersOf, type ConnectionOptions, type Io } from './call.js';
 import { fieldsOf } from './form.js';
-import { McpSession, resultText } from './session.js';
+import { describeError, McpSession, resultText } from './session.js';
 import { isPromptExit, Terminal } from './terminal.js';
 
 export interface ConnectOptions extends ConnectionOptions {
@@ -51,7 +51,7 @@ async function callTool(s: McpSession, term: Terminal, tool: Tool, args: Record<
     return !r.isError;
   } catch (e) {
     term.endProgress();
-    term.print(`error: ${(e as Error).message}`);
+    term.print(`error: ${describeError(e, s.url)}`);
     return false;
   }
 }
@@ -87,19 +87,21 @@ export async function runConnect(url: string, o: ConnectOptions, io: Io): Promis
       onLog: (n) => term.log(n),
     });
   } catch (e) {
-    io.stderr.write(`berth connect: ${(e as Error).message}\n`);
+    io.stderr.write(`berth connect: ${describeError(e, url)}\n`);
     return 2;
   }
   const info = s.client.getServerVersion();
   term.print(`Connected to ${info?.name ?? 'server'} ${info?.version ?? ''} at ${url}`);
-  if (s.client.getInstructions()) term.print(s.client.getInstructions()!);
   try {
-    let tools = await listAll(s, term);
     if (o.call) {
-      const tool = tools.find((t) => t.name === o.call);
-      if (!tool) throw new Error(`no tool "${o.call}"`);
+      // Straight to the call: the catalogue is not printed, only the tool's schema is needed.
+      const { tools: all } = await s.client.listTools();
+      const tool = all.find((t) => t.name === o.call);
+      if (!tool) throw new Error(`no tool "${o.call}" on the server (tools: ${all.map((t) => t.name).join(', ') || 'none'})`);
       return (await callTool(s, term, tool, await toolArgs(o.args, o.arg, tool.inputSchema, io.stdin))) ? 0 : 1;
     }
+    if (s.client.getInstructions()) term.print(s.client.getInstructions()!);
+    let tools = await listAll(s, term);
     const caps = s.client.getServerCapabilities() ?? {};
     for (;;) {
       const choices: Array<{ name: string; value: string }> = [];
@@ -107,7 +109,14 @@ export async function runConnect(url: string, o: ConnectOptions, io: Io): Promis
       if (caps.prompts) choices.push({ name: 'Get a prompt', value: 'prompt' });
       if (caps.resources) choices.push({ name: 'Read a resource', value: 'resource' });
       choices.push({ name: 'List again', value: 'list' }, { name: 'Quit', value: 'quit' });
-      const what = await term.menu('What next?', choices);
+      const what = await term.menu('What next?', choices).catch((e: unknown) => {
+        if (term.inputClosed) return 'closed' as const;
+        throw e;
+      });
+      if (what === 'closed') {
+        io.stderr.write('berth connect: stdin closed; quitting\n');
+        return 0;
+      }
       if (what === 'quit') return 0;
       try {
         if (what === 'list') tools = await listAll(s, term);
@@ -118,13 +127,18 @@ export async function runConnect(url: string, o: ConnectOptions, io: Io): Promis
           await callTool(s, term, tool, {});
         }
       } catch (e) {
-        if (isPromptExit(e)) continue; // Ctrl-C in a sub-menu goes back to the menu
-        term.print(`error: ${(e as Error).message}`);
+        if (isPromptExit(e) && !term.inputClosed) continue; // Ctrl-C in a sub-menu goes back to the menu
+        if (term.inputClosed) throw e;
+        term.print(`error: ${describeError(e, url)}`);
       }
     }
   } catch (e) {
+    if (term.inputClosed) {
+      io.stderr.write('berth connect: stdin closed before every question was answered; ending the session\n');
+      return 1;
+    }
     if (isPromptExit(e)) return 0;
-    io.stderr.write(`berth connect: ${(e as Error).message}\n`);
+    io.stderr.write(`berth connect: ${describeError(e, url)}\n`);
     return 1;
   } finally {
     await s.close();

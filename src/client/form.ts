@@ -118,15 +118,12 @@ function pick(choices: Choice[], t: string): string | undefined {
 }
 
 /**
- * Text typed at a prompt -> the field's value. Empty text means the default, else "not given"
- * (value undefined), which only a required field refuses.
+ * Text typed at a prompt -> the field's value. Empty text means "not given" (value undefined), which only a required
+ * field refuses: a default is what the prompt starts with (pre-filled, so it can be cleared), never put back here.
  */
 export function parseField(f: Field, raw: string): Parsed {
   const t = f.kind === 'string' ? raw : raw.trim();
-  if (t === '') {
-    if (f.default !== undefined) return { ok: true, value: f.default };
-    return f.required ? { ok: false, error: `${f.label} is required` } : { ok: true, value: undefined };
-  }
+  if (t === '') return f.required ? { ok: false, error: `${f.label} is required` } : { ok: true, value: undefined };
   let v: unknown;
   switch (f.kind) {
     case 'string':
@@ -160,8 +157,9 @@ export function parseField(f: Field, raw: string): Parsed {
 export type Validated = { ok: true; content: Record<string, unknown> } | { ok: false, errors: string[] };
 
 /**
- * Checks content against the fields before it is sent: defaults filled in, required present, every value
- * in bounds, nothing the schema did not ask for.
+ * Checks content before it is sent: required present, every value in bounds, nothing the schema did not ask for.
+ * Only what the user gave is sent: a default the user did not give (or cleared) is not added, since the server
+ * applies its own defaults to what is left out.
  */
 export function validateContent(fields: Field[], content: Record<string, unknown>): Validated {
   const errors: string[] = [];
@@ -169,7 +167,7 @@ export function validateContent(fields: Field[], content: Record<string, unknown
   const known = new Set(fields.map((f) => f.name));
   for (const k of Object.keys(content)) if (!known.has(k)) errors.push(`${k}: not asked for`);
   for (const f of fields) {
-    const v = content[f.name] ?? f.default;
+    const v = content[f.name];
     if (v === undefined) {
       if (f.required) errors.push(`${f.label} is required`);
       continue;
@@ -189,7 +187,10 @@ export function hint(f: Field): string {
     if (f.minLength !== undefined || f.maxLength !== undefined) parts.push(`${f.minLength ?? 0}..${f.maxLength ?? '∞'} chars`);
   } else if (f.kind === 'number') {
     parts.push(f.integer ? 'integer' : 'number');
-    if (f.minimum !== undefined || f.maximum !== undefined) parts.push(`${f.minimum ?? '-∞'}..${f.maximum ?? '∞'}`);
+    // zod's int() says ±MAX_SAFE_INTEGER: no bound a person needs to read
+    const min = f.minimum !== undefined && f.minimum > Number.MIN_SAFE_INTEGER ? f.minimum : undefined;
+    const max = f.maximum !== undefined && f.maximum < Number.MAX_SAFE_INTEGER ? f.maximum : undefined;
+    if (min !== undefined || max !== undefined) parts.push(`${min ?? '-∞'}..${max ?? '∞'}`);
   } else if (f.kind === 'json') parts.push('JSON');
   else if (f.kind === 'multi') parts.push('comma-separated');
   if (!f.required) parts.push('optional');

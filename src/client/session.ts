@@ -51,16 +51,63 @@ export function rootsOf(dirs: string[]): Array<{ uri: string; name: string }> {
 // setTimeout's longest delay: a call may wait on a person for a long time, so there is no client-side limit.
 export const NO_TIMEOUT = 2 ** 31 - 1;
 
+/** The endpoint as a URL, or an error saying what is wrong with it (the WHATWG parser says only "Invalid URL"). */
+export function endpointUrl(url: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`"${url}" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`"${url}": expected an http:// or https:// URL, e.g. http://127.0.0.1:8787/mcp`);
+  return u;
+}
+
+/**
+ * An error as one line naming the URL and the underlying cause: Node's fetch says only "fetch failed", with the
+ * reason (ECONNREFUSED 127.0.0.1:8787, ENOTFOUND host, a TLS failure) in its `cause`, sometimes an AggregateError
+ * of one per address tried.
+ */
+export function describeError(e: unknown, url?: string): string {
+  const causes: string[] = [];
+  const seen = new Set<unknown>();
+  const walk = (x: unknown): void => {
+    if (!x || typeof x !== 'object' || seen.has(x)) return;
+    seen.add(x);
+    const err = x as { message?: string; code?: string; address?: string; port?: number; hostname?: string; errors?: unknown[]; cause?: unknown };
+    if (Array.isArray(err.errors) && err.errors.length) {
+      for (const inner of err.errors) walk(inner);
+    } else if (err.code && /^E[A-Z_]+$|^UND_ERR|^ERR_TLS|CERT|^DEPTH/.test(err.code)) {
+      const where = err.address ? ` ${err.address}${err.port !== undefined ? `:${err.port}` : ''}` : err.hostname ? ` ${err.hostname}` : '';
+      causes.push(`${err.code}${where}${err.code.startsWith('UND_ERR') || err.code.startsWith('ERR_TLS') || /CERT/.test(err.code) ? ` (${err.message})` : ''}`);
+    } else if (x !== e && err.message && !err.cause) {
+      causes.push(err.message); // e.g. fetch's "bad port" (a port browsers block), which has no code
+    }
+    walk(err.cause);
+  };
+  walk(e);
+  const message = e instanceof Error ? e.message : String(e);
+  const unique = [...new Set(causes)];
+  if (/^fetch failed$/i.test(message) || (unique.length && /fetch failed/i.test(message))) {
+    return `cannot reach ${url ?? 'the server'}: ${unique.join(', ') || message}`;
+  }
+  if (!unique.length || unique.some((c) => message.includes(c.split(' ')[0]!))) return message;
+  return url && !message.includes(url) ? `${url}: ${message} (${unique.join(', ')})` : `${message} (${unique.join(', ')})`;
+}
+
 export class McpSession {
   readonly client: Client;
+  readonly url: string;
   private readonly transport: StreamableHTTPClientTransport;
 
-  private constructor(client: Client, transport: StreamableHTTPClientTransport) {
+  private constructor(client: Client, transport: StreamableHTTPClientTransport, url: string) {
     this.client = client;
     this.transport = transport;
+    this.url = url;
   }
 
   static async open(url: string, o: SessionOptions = {}): Promise<McpSession> {
+    const endpoint = endpointUrl(url);
     const capabilities: ClientCapabilities = {};
     if (o.onElicit) capabilities.elicitation = { form: {} };
     if (o.onSample) capabilities.sampling = {};
@@ -87,13 +134,19 @@ export class McpSession {
     }
     const headers: Record<string, string> = { ...o.headers };
     if (o.token) headers.Authorization = `Bearer ${o.token}`;
-    const transport = new StreamableHTTPClientTransport(new URL(url), {
+    const transport = new StreamableHTTPClientTransport(endpoint, {
       requestInit: { headers },
       // A dropped stream is resumed with Last-Event-ID; berth keeps the events, so retry patiently.
       reconnectionOptions: { initialReconnectionDelay: 500, maxReconnectionDelay: 10_000, reconnectionDelayGrowFactor: 1.5, maxRetries: 10 },
     });
-    await client.connect(transport, { timeout: 300_000 });
-    return new McpSession(client, transport);
+    try {
+      await client.connect(transport, { timeout: 300_000 });
+    } catch (e) {
+      await client.close().catch(() => undefined);
+      const d = describeError(e, url);
+      throw new Error(d.includes(url) ? d : `${url}: ${d}`, { cause: e });
+    }
+    return new McpSession(client, transport, url);
   }
 
   async callTool(name: string, args: Record<string, unknown>, onProgress?: (p: Progress) => void): Promise<CallToolResult> {

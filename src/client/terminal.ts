@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream';
 import type { CreateMessageRequest, CreateMessageResult, ElicitRequestFormParams, ElicitResult, LoggingMessageNotification, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { checkValue, fieldsOf, hint, parseField, validateContent, type Field } from './form.js';
+import { textPrompt } from './text-prompt.js';
 import { describeSampling, forwardSampling, typedReply, type ChatEndpoint } from './sampling.js';
 
 /** Ctrl-C at a prompt (inquirer's ExitPromptError). */
@@ -12,22 +13,43 @@ export function isPromptExit(e: unknown): boolean {
   return e instanceof Error && (e.name === 'ExitPromptError' || e.name === 'AbortPromptError');
 }
 
+/** What a prompt rejects with once the input has ended: nobody is left to answer. */
+export class InputClosedError extends Error {
+  constructor() {
+    super('stdin closed: no one is left to answer');
+    this.name = 'InputClosedError';
+  }
+}
+
 export class Terminal {
   private queue: Promise<unknown> = Promise.resolve();
   private bars: cliProgress.MultiBar | undefined;
   private bar: cliProgress.SingleBar | undefined;
+  /** Aborted when the input ends: a prompt then fails at once instead of waiting (and redrawing) forever. */
+  private readonly inputGone = new AbortController();
 
   constructor(
     readonly input: NodeJS.ReadableStream = process.stdin,
     readonly output: NodeJS.WritableStream = process.stdout,
-  ) {}
+  ) {
+    const gone = () => this.inputGone.abort(new InputClosedError());
+    input.once('end', gone);
+    input.once('close', gone);
+    if ((input as NodeJS.ReadStream).readableEnded) gone();
+  }
+
+  /** Whether the input has ended (a prompt can no longer be answered). */
+  get inputClosed(): boolean {
+    return this.inputGone.signal.aborted;
+  }
 
   /** Each prompt ends the stream it writes to (harmless on a TTY), so any other gets one of its own in front. */
   private get ctx() {
-    if (this.tty) return { input: this.input, output: this.output };
+    const signal = this.inputGone.signal;
+    if (this.tty) return { input: this.input, output: this.output, signal };
     const output = new PassThrough();
     output.pipe(this.output, { end: false });
-    return { input: this.input, output };
+    return { input: this.input, output, signal };
   }
 
   private get tty(): boolean {
@@ -102,7 +124,7 @@ export class Terminal {
               { name: 'no', value: false },
             ]
           : f.choices.map((c) => ({ name: c.title === c.value ? c.value : `${c.title} (${c.value})`, value: c.value }));
-      if (!f.required && f.default === undefined) choices.push({ name: '(leave empty)', value: SKIP });
+      if (!f.required) choices.push({ name: '(leave empty)', value: SKIP }); // a default is pre-selected, not forced
       const v = await select({ message, choices, default: f.default }, this.ctx);
       return v === SKIP ? undefined : v;
     }
@@ -117,11 +139,12 @@ export class Terminal {
       );
       return chosen.length === 0 && !f.required ? undefined : chosen;
     }
-    const def = f.default === undefined ? undefined : typeof f.default === 'string' ? f.default : JSON.stringify(f.default);
-    const raw = await input(
+    // The default is on the line to start with: keep it, edit it, or delete it to leave the field empty.
+    const prefill = f.default === undefined ? undefined : typeof f.default === 'string' ? f.default : JSON.stringify(f.default);
+    const raw = await textPrompt(
       {
         message,
-        default: def,
+        prefill,
         validate: (s) => {
           const r = parseField(f, s);
           return r.ok || r.error;
@@ -153,7 +176,10 @@ export class Terminal {
         const content = await this.form(fieldsOf(params.requestedSchema));
         return { action: 'accept', content: content as ElicitResult['content'] };
       } catch (e) {
-        if (isPromptExit(e)) return { action: 'cancel' };
+        if (isPromptExit(e)) {
+          if (this.inputClosed) this.output.write('stdin closed: the elicitation is cancelled\n');
+          return { action: 'cancel' };
+        }
         throw e;
       }
     });
