@@ -144,13 +144,17 @@ export class SharedPool<T> {
 
   /**
    * The least busy member `owner` may use (its own, else a fresh one it then claims), waiting up to startupTimeout;
-   * `unavailable` makes the error when none comes. `exclusive` waits for an idle one while the pool may still grow
-   * (or make room), and reserves the member at once (inFlight + 1, released by the caller), so concurrent picks
+   * `unavailable` makes the error when none comes. A principal spreads its requests over at most `size` members of
+   * its own, as the pool did before it was per principal. `exclusive` waits for an idle one while the pool may still
+   * grow (or make room), and reserves the member at once (inFlight + 1, released by the caller), so concurrent picks
    * never share it.
    */
   async pick(owner: string, unavailable: () => Error, exclusive = false): Promise<PoolMember<T>> {
     const deadline = Date.now() + this.o.startupTimeout;
-    const usable = () => this.members.filter((m) => m.owner === owner || m.owner === undefined);
+    const usable = () => {
+      const mine = this.members.filter((m) => m.owner === owner);
+      return exclusive || mine.length < this.o.size ? [...mine, ...this.members.filter((m) => m.owner === undefined)] : mine;
+    };
     const canMakeRoom = () => this.room || this.members.some((m) => m.owner !== owner && m.owner !== undefined && this.load(m) === 0);
     const enough = (ms: PoolMember<T>[]) => ms.length > 0 && (!exclusive || ms.some((m) => this.load(m) === 0) || !canMakeRoom());
     this.wanted++;
