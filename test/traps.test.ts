@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { compiledFixture } from './fixtures/slow-boot.ts';
-import { connect, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { connect, PROBE, ROOT, runBerth, serveBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 /** False when the driver works here, else why not (printed as a skip). */
 async function unavailable(d: typeof namespaceDriver): Promise<string | false> {
@@ -157,7 +157,8 @@ type Ready = { ready: boolean; reasons: string[] };
 describe('a runtime whose servers cannot start', () => {
   for (const warmPool of ['1', '0']) {
     test(`shows it in /healthz and /readyz (warm pool ${warmPool})`, async () => {
-      const berth = await runBerth(['--isolation', 'process', '--network', 'host', '--warm-pool', warmPool], [process.execPath, '-e', 'process.exit(3)']);
+      // serve, not run: berth run would refuse to go on when its first server cannot start (test/first-run.test.ts).
+      const berth = await serveBerth({ command: [process.execPath, '-e', 'process.exit(3)'], isolation: 'process', network: 'host', warmPool: Number(warmPool) });
       try {
         if (warmPool === '0') {
           // Nothing starts until a client asks; its initialize fails.
@@ -185,7 +186,7 @@ describe('SIGTERM while servers are starting', async () => {
   for (const [driver, skip, network] of [['process', false, 'host'], ['gvisor', gvisor, 'none']] as const) {
     test(`ends at once instead of waiting out startupTimeout (${driver})`, { skip }, async () => {
       // Servers that never answer the ready ping: every start waits for its startupTimeout (60 s here).
-      const berth = await runBerth(['--isolation', driver, '--network', network, '--warm-pool', '2', '--startup-timeout', '60s'], ['/usr/bin/sleep', '1000']);
+      const berth = await serveBerth({ command: ['/usr/bin/sleep', '1000'], isolation: driver, network, warmPool: 2, limits: { startupTimeout: '60s' } });
       const t0 = Date.now();
       const code = await berth.stop('SIGTERM');
       const took = Date.now() - t0;

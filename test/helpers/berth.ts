@@ -1,5 +1,8 @@
 // Starts real berth processes (the built CLI) and connects the official SDK client to them.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -57,6 +60,19 @@ export function listeningUrl(proc: ChildProcess, o: { timeoutMs?: number; what?:
       reject(new Error(`${what} exited with ${code}\n${out}\n${o.context?.() ?? ''}`));
     });
   });
+}
+
+/**
+ * `berth serve` of one runtime (`runtime` is its config; JSON is YAML) on a free port. Unlike `berth run`, serve says
+ * it listens before its first server is up: for tests of servers that never start, or start slowly on purpose.
+ */
+export async function serveBerth(runtime: Record<string, unknown>, env: Record<string, string> = {}): Promise<BerthProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-serve-'));
+  const file = join(dir, 'berth.json.yaml');
+  writeFileSync(file, JSON.stringify({ server: { port: 0 }, runtimes: { default: runtime } }));
+  const b = await startBerth(['serve', '--config', file], env);
+  b.proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return b;
 }
 
 /** `berth run --port 0 [flags] -- COMMAND...` */
