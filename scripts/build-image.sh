@@ -83,6 +83,6 @@ buildah bud --layers --target "$TARGET" --build-arg "BASE=$BASE_IMAGE" -f "$WORK
 step "built $TAG in $(elapsed): $(buildah images --format '{{.Size}}' "$TAG" 2>/dev/null | head -1)"
 cat >&2 <<EOF
 build-image: run it:   podman run --rm --network host --privileged $TAG               (the demo at http://127.0.0.1:8787/mcp)
-build-image: push it:  buildah push $TAG docker://REGISTRY/berth:$VERSION
-build-image:           then: cd deploy/kubernetes && kustomize edit set image localhost/berth=REGISTRY/berth:$VERSION
+build-image: push it:  buildah push $TAG docker://REGISTRY/${TAG##*/}
+build-image:           then: cd deploy/kubernetes && kustomize edit set image ${TAG%:*}=REGISTRY/${TAG##*/}
 EOF

@@ -24,23 +24,25 @@ function skipReason(): string | undefined {
 const skip = skipReason();
 if (skip) process.stdout.write(`# image test skipped: ${skip}\n`);
 
-test(`a container from ${IMAGE} serves a tool call (namespace sandbox inside)`, { skip, timeout: 180_000 }, async () => {
-  assert.equal(execFileSync('podman', ['run', '--rm', ...(has('runc', '--version') ? ['--runtime', 'runc'] : []), '--ulimit', 'nofile=4096:4096', '--ulimit', 'nproc=4096:4096', IMAGE, '--version'], { encoding: 'utf8' }).trim(), VERSION, 'the image holds this version of berth');
-  const name = `berth-image-test-${process.pid}`;
+/** Starts `berth run --port 0 ARGS` in a privileged container of `image` and makes one tool call through it. */
+async function serveOneCall(image: string, args: string[], expectLog: RegExp): Promise<void> {
   // runc where installed: crun refuses hosts whose cgroups are in hybrid mode. Low rlimits: podman's defaults may be
   // above what a nested host allows. --network host: berth listens on the host's loopback, as the test expects.
   const runtime = has('runc', '--version') ? ['--runtime', 'runc'] : [];
-  const proc = spawn('podman', [...runtime, 'run', '--rm', '--name', name, '--privileged', '--network', 'host', '--ulimit', 'nofile=4096:4096', '--ulimit', 'nproc=4096:4096', IMAGE, 'run', '--port', '0'], {
+  const limits = ['--ulimit', 'nofile=4096:4096', '--ulimit', 'nproc=4096:4096'];
+  assert.equal(execFileSync('podman', [...runtime, 'run', '--rm', ...limits, image, '--version'], { encoding: 'utf8' }).trim(), VERSION, 'the image holds this version of berth');
+  const name = `berth-image-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const proc = spawn('podman', [...runtime, 'run', '--rm', '--name', name, '--privileged', '--network', 'host', ...limits, image, 'run', '--port', '0', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const exited = new Promise((r) => proc.once('exit', r));
   try {
-    const url = await listeningUrl(proc, { timeoutMs: 120_000, what: 'berth in the container', context: () => err });
-    assert.match(err, /"isolation":"namespace"/, 'the image has what the namespace driver needs');
+    const url = await listeningUrl(proc, { timeoutMs: 150_000, what: 'berth in the container', context: () => err });
+    assert.match(err, expectLog);
     const client = new Client({ name: 'image-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(url)), { timeout: 60_000 });
+    await client.connect(new StreamableHTTPClientTransport(new URL(url)), { timeout: 120_000 });
     const r = await client.callTool({ name: 'session_info', arguments: {} });
     const text = (r.content as Array<{ type: string; text?: string }>).map((c) => c.text ?? '').join('');
     assert.match(text, /^Session \S+, pid \d+, cwd \//);
@@ -50,4 +52,16 @@ test(`a container from ${IMAGE} serves a tool call (namespace sandbox inside)`, 
     if (proc.exitCode === null) proc.kill('SIGTERM');
     await exited;
   }
+}
+
+test(`a container from ${IMAGE} serves a tool call (namespace sandbox inside)`, { skip, timeout: 180_000 }, async () => {
+  await serveOneCall(IMAGE, [], /"isolation":"namespace"/);
+});
+
+const VM_IMAGE = `${IMAGE}-microvm`;
+const vmSkip = skip ?? (has('podman', 'image', 'exists', VM_IMAGE) ? undefined : `no image ${VM_IMAGE}: build it with scripts/build-image.sh --target microvm`);
+if (vmSkip && !skip) process.stdout.write(`# microvm image test skipped: ${vmSkip}\n`);
+
+test(`a container from ${VM_IMAGE} serves a tool call through a microVM (its guest kernel built into the image)`, { skip: vmSkip, timeout: 300_000 }, async () => {
+  await serveOneCall(VM_IMAGE, ['--isolation', 'microvm', '--warm-pool', '1'], /berth:port-open/);
 });
