@@ -1,5 +1,6 @@
 // One MCP client session with berth (or any Streamable HTTP server): the official SDK client, with the
 // answers to the server's requests supplied by the caller (a person at a terminal, or a script's flags).
+import { readFileSync } from 'node:fs';
 import { basename, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -47,6 +48,9 @@ export function rootsOf(dirs: string[]): Array<{ uri: string; name: string }> {
     return { uri: pathToFileURL(abs).href, name: basename(abs) || abs };
   });
 }
+
+/** berth's version, sent as the client's (dist/client/session.js -> ../../package.json). */
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 // setTimeout's longest delay: a call may wait on a person for a long time, so there is no client-side limit.
 export const NO_TIMEOUT = 2 ** 31 - 1;
@@ -112,7 +116,7 @@ export class McpSession {
     if (o.onElicit) capabilities.elicitation = { form: {} };
     if (o.onSample) capabilities.sampling = {};
     if (o.roots?.length) capabilities.roots = { listChanged: false };
-    const client = new Client({ name: 'berth-client', version: '0.1.0' }, { capabilities });
+    const client = new Client({ name: 'berth-client', version: VERSION }, { capabilities });
     if (o.onElicit) {
       const answer = o.onElicit;
       client.setRequestHandler(ElicitRequestSchema, async (req) => {
