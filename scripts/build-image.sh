@@ -79,7 +79,7 @@ for crt in "${EXTRA_CA_DIR:-/usr/local/share/ca-certificates}"/*.crt; do [ -f "$
 
 # 3. The image.
 step "buildah bud --target $TARGET -t $TAG"
-buildah bud --layers --target "$TARGET" --build-arg "BASE=$BASE_IMAGE" -f "$WORK/context/Containerfile" -t "$TAG" "$WORK/context"
+buildah bud --layers --force-rm --target "$TARGET" --build-arg "BASE=$BASE_IMAGE" -f "$WORK/context/Containerfile" -t "$TAG" "$WORK/context"
 step "built $TAG in $(elapsed): $(buildah images --format '{{.Size}}' "$TAG" 2>/dev/null | head -1)"
 cat >&2 <<EOF
 build-image: run it:   podman run --rm --network host --privileged $TAG               (the demo at http://127.0.0.1:8787/mcp)
