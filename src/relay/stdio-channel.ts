@@ -5,8 +5,8 @@ import { invalidMessageReason, type JsonRpcMessage } from '../wire/jsonrpc.js';
 
 export interface StdioChannelEvents {
   message: [JsonRpcMessage];
-  /** A line that is not a JSON-RPC message (servers sometimes print logs to stdout). */
-  invalid: [line: string, reason: string];
+  /** A line that is not a JSON-RPC message (servers sometimes print logs to stdout): its start, why, its length. */
+  invalid: [line: string, reason: string, bytes: number];
   /** The server sent a line longer than the limit; nothing more is read from it. */
   overflow: [bytes: number];
 }
@@ -46,8 +46,8 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
     let start = 0;
     let nl = chunk.indexOf(0x0a, start);
     while (nl !== -1) {
-      this.chunks.push(chunk.subarray(start, nl));
-      const line = Buffer.concat(this.chunks).toString('utf8');
+      const tail = chunk.subarray(start, nl);
+      const line = this.chunks.length ? Buffer.concat([...this.chunks, tail]) : tail;
       this.chunks = [];
       this.pending = 0;
       this.onLine(line);
@@ -67,18 +67,26 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
     }
   }
 
-  private onLine(raw: string): void {
-    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-    if (line.trim() === '') return;
+  private onLine(bytes: Buffer): void {
+    let i = 0;
+    while (i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x09 || bytes[i] === 0x0d)) i++;
+    if (i === bytes.length) return;
+    // Not JSON at all (a log line on stdout): judged by its first byte, never decoded whole — a server flooding
+    // stdout with text must cost berth next to nothing per line.
+    if (bytes[i] !== 0x7b && bytes[i] !== 0x5b) {
+      this.emit('invalid', bytes.subarray(0, 256).toString('utf8'), 'not JSON', bytes.length);
+      return;
+    }
+    const line = bytes.toString('utf8');
     let value: unknown;
     try {
       value = JSON.parse(line);
     } catch {
-      this.emit('invalid', line, 'not JSON');
+      this.emit('invalid', line.slice(0, 256), 'not JSON', bytes.length);
       return;
     }
     const why = invalidMessageReason(value);
-    if (why) this.emit('invalid', line, why);
+    if (why) this.emit('invalid', line.slice(0, 256), why, bytes.length);
     else this.emit('message', value as JsonRpcMessage);
   }
 

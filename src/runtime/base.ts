@@ -93,8 +93,9 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       requestState: opts.cluster?.requestState,
       startRecord: this.startRecord,
     };
-    this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log);
-    this.runtimeSessions = new RuntimeSessions(modernLaunchContext(this.launchCtx), this.log, opts.metrics);
+    // Every server this runtime starts takes one of its start slots (limits.maxConcurrentStarts), whichever pool asks.
+    this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log, this.starts);
+    this.runtimeSessions = new RuntimeSessions(modernLaunchContext(this.launchCtx), this.log, opts.metrics, this.starts);
   }
 
   protected get metrics(): Metrics | undefined {

@@ -3,6 +3,7 @@
 // (nothing is resumable in this revision), and closing that stream cancels the request at the server.
 // Without a runtime session, requests go to a warm pool of servers shared statelessly. A 2025-era server is
 // served through the bridge (src/bridge/legacy-server.ts).
+import type { StartGate } from '../session/start-gate.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
@@ -200,6 +201,7 @@ export class ModernPool {
     private readonly ctx: LaunchContext,
     private readonly serverEra: ServerEra,
     private readonly log: Logger,
+    private readonly starts: StartGate,
   ) {
     this.pool = new SharedPool<undefined>({
       size: Math.max(1, ctx.config.warmPool),
@@ -208,7 +210,7 @@ export class ModernPool {
       stopGrace: ctx.config.limits.stopGrace,
       ownerIdle: ctx.config.idleTimeout,
       log,
-      start: async () => ({ server: await startReady(ctx), info: undefined }),
+      start: async () => ({ server: await this.starts.run(() => startReady(ctx), { refill: true }), info: undefined }),
       // Bridged calls keep their server (suspended) until the client's retry: one call per server.
       extraLoad: (m) => (m.server.kind === 'stdio' ? this.bridge.callsOn(m.server.relay) : 0),
       // A principal's listens reach the servers it has claimed, present and future, and no one else's.

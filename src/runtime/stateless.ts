@@ -32,7 +32,7 @@ export class StatelessRuntime extends HostedRuntime {
       stopGrace: opts.config.limits.stopGrace,
       ownerIdle: opts.config.idleTimeout,
       log: this.log,
-      start: () => this.startMember(),
+      start: () => this.starts.run(() => this.startMember(), { refill: true }),
       onStartError: (err: Error & { modern?: boolean }) => {
         if (!err.modern) return 'retry';
         // A 2026-era server never takes initialize: asking again would only repeat the refusal.

@@ -135,7 +135,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     relay.close(ErrorCode.ServerError, `Server error: ${channel.overflowed}`);
     void sandbox.stop(0);
   });
-  channel.on('invalid', (line, reason) => noise.admit('stdout', line.length, 200) && slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
+  channel.on('invalid', (line, reason, bytes) => noise.admit('stdout', bytes, 200) && slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
   const relay = new StdioRelay(channel, {
     stateless: config.mode === 'stateless',
     streams: config.streams,

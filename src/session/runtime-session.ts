@@ -2,6 +2,7 @@
 // The client names one in the Berth-Runtime-Session header; berth creates its sandbox on first use and keeps it
 // under the same lifecycle as a protocol session (Session: idle timeout, max lifetime, principal binding, audit).
 // The key is runtime + principal + id, so another principal naming the same id gets a sandbox of its own.
+import type { StartGate } from './start-gate.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observe/metrics.js';
 import { principalKey, type Principal } from '../security/auth.js';
@@ -33,8 +34,10 @@ export class RuntimeSessions {
     private readonly ctx: LaunchContext,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
+    /** The runtime's start slots, shared with its other pools. */
+    starts?: StartGate,
   ) {
-    this.pool = new WarmPool(ctx, ctx.config.warmPool, log);
+    this.pool = new WarmPool(ctx, ctx.config.warmPool, log, starts);
   }
 
   get size(): number {
