@@ -122,14 +122,14 @@ export const microvmDriver: SandboxDriver = {
     if (process.platform !== 'linux') return { ok: false, reason: 'the microVM driver needs Linux' };
     if (!which('qemu-system-x86_64')) return { ok: false, reason: 'qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)' };
     const assets = findAssets();
-    if (!assets) return { ok: false, reason: 'no guest kernel and initramfs for this berth version yet: run `npx berth setup microvm`' };
+    if (!assets) return { ok: false, reason: 'no guest kernel and initramfs for this berth version yet: run `berth setup microvm`' };
     const a = await chooseAccel(assets);
     return { ok: true, reason: a === 'tcg' ? 'no usable hardware virtualisation: TCG software emulation (slow boots; the warm pool hides them)' : undefined };
   },
 
   async start(spec): Promise<Sandbox> {
     const assets = findAssets();
-    if (!assets) throw new Error('no microVM kernel/initramfs: run `npx berth setup microvm`');
+    if (!assets) throw new Error('no microVM kernel/initramfs: run `berth setup microvm`');
     const acceleration = await chooseAccel(assets);
     const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
     chmodSync(scratch, 0o711);
