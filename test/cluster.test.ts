@@ -102,7 +102,7 @@ async function startNode(name: string, host: string, redis: RedisServer, prefix:
         isolation: 'process',
         warmPool: 2,
         auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
-        limits: { requestsPerSecond: 1000, requestBurst: 1000 },
+        limits: { requestsPerSecond: 1000, requestBurst: 1000, startQueueTimeout: '120s' },
       },
       // A stateless runtime: its 2026 clients' bridged calls live in one node's pool too.
       pool: {
@@ -111,7 +111,7 @@ async function startNode(name: string, host: string, redis: RedisServer, prefix:
         isolation: 'process',
         warmPool: 1,
         auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
-        limits: { requestsPerSecond: 1000, requestBurst: 1000 },
+        limits: { requestsPerSecond: 1000, requestBurst: 1000, startQueueTimeout: '120s' },
       },
     },
     cluster: { redis: redis.url, nodeId: name, leaseTtl: '3s', renewInterval: '1s', viewInterval: '500ms', ...(redis.password ? { redisPasswordEnv: 'BERTH_REDIS_PASSWORD' } : {}), ...cluster },
