@@ -645,14 +645,14 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     const config = {
       server: { host: '127.0.0.1', port: 0, drainTimeout: '1s' },
       runtimes: {
-        default: { ...runtime, warmPool: 2, limits: { maxBodySize: LIMITS.stateful, bodyTimeout: BODY_TIMEOUT_MS, maxSessions: 6 } },
-        lite: { ...runtime, mode: 'stateless', warmPool: 1, limits: { maxBodySize: LIMITS.stateless, bodyTimeout: BODY_TIMEOUT_MS } },
+        default: { ...runtime, warmPool: 2, limits: { maxBodySize: `${LIMITS.stateful}B`, bodyTimeout: `${BODY_TIMEOUT_MS}ms`, maxSessions: 6 } },
+        lite: { ...runtime, mode: 'stateless', warmPool: 1, limits: { maxBodySize: `${LIMITS.stateless}B`, bodyTimeout: `${BODY_TIMEOUT_MS}ms` } },
         // API keys: sessions are bound to their principal. Rates high enough that 429 never hides another answer.
         locked: {
           ...runtime,
           warmPool: 1,
           auth: { kind: 'api-key', keys: Object.entries(KEYS_OF).map(([name, key]) => ({ name, sha256: createHash('sha256').update(key).digest('hex') })) },
-          limits: { bodyTimeout: BODY_TIMEOUT_MS, requestsPerSecond: 100_000, requestBurst: 100_000 },
+          limits: { bodyTimeout: `${BODY_TIMEOUT_MS}ms`, requestsPerSecond: 100_000, requestBurst: 100_000 },
         },
       },
     };
