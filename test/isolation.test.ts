@@ -95,15 +95,17 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
     test('host /tmp, the host home and other host paths are not visible; /usr is read-only', async () => {
       const c = await connect(env.berth.url);
       const own = JSON.parse(await call(c, 'whoami')).cwd.split('/').pop();
-      // Its own working directory is mounted there; nothing else of the host's /tmp is.
-      const tmp = JSON.parse(await call(c, 'fs', { op: 'list', path: '/tmp' })).filter((f: string) => f !== own);
+      // Its own working directory is mounted there, and the runtime directory (this checkout) at its own path when it
+      // lives under /tmp or /root; nothing else of the host's is.
+      const runtimeDirIn = (dir: string) => (f: string) => `${ROOT}/`.startsWith(`${dir}/${f}/`);
+      const tmp = JSON.parse(await call(c, 'fs', { op: 'list', path: '/tmp' })).filter((f: string) => f !== own && !runtimeDirIn('/tmp')(f));
       const hostTmp = readdirSync('/tmp');
       assert.ok(hostTmp.length > 0);
       assert.ok(!tmp.some((f: string) => hostTmp.includes(f)), `sandbox /tmp shows host files: ${tmp}`);
       // The host home is not there (a guest kernel makes an empty /root of its own).
       const hostHome = readdirSync('/root');
       const home = await call(c, 'fs', { op: 'list', path: '/root' });
-      assert.ok(home.startsWith('error:') || !JSON.parse(home).some((f: string) => hostHome.includes(f)), `sandbox /root: ${home}`);
+      assert.ok(home.startsWith('error:') || !JSON.parse(home).some((f: string) => hostHome.includes(f) && !runtimeDirIn('/root')(f)), `sandbox /root: ${home}`);
       assert.equal(await call(c, 'fs', { op: 'exists', path: '/work/.library' }), 'false');
       assert.match(await call(c, 'fs', { op: 'write', path: '/usr/berth-test', content: 'x' }), /error: (EROFS|EACCES)/);
       // The chosen /etc files are there (TLS certificates for servers that call APIs).

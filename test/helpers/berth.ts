@@ -25,7 +25,8 @@ export async function startBerth(args: string[], env: Record<string, string> = {
   const proc = spawn(process.execPath, ['bin/berth.js', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
-  const url = await listeningUrl(proc, { timeoutMs: 20_000, context: () => err });
+  // berth run says it listens once its first server is up: a microVM under emulation boots for a while.
+  const url = await listeningUrl(proc, { timeoutMs: args.includes('microvm') ? 300_000 : 60_000, context: () => err });
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   return {
     url,
