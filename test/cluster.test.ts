@@ -482,9 +482,9 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     B.proc.kill('SIGKILL');
     await B.exited;
     const killedAt = Date.now();
-    // New sessions meanwhile: B is still in the view, so an edge may pick it; it then tries another node.
-    const meanwhile = await Promise.all(Array.from({ length: 6 }, () => init(A)));
-    assert.ok(meanwhile.every((s) => ownerOf(s) !== 'b'), `owners: ${meanwhile.map(ownerOf)}`);
+    // New sessions meanwhile: B is still in the view, so an edge may pick it; it then tries another node. They run
+    // beside the polling below (cold starts queue for start slots, and must not eat the 404 window).
+    const meanwhileP = Promise.all(Array.from({ length: 6 }, () => init(A)));
     let got404 = 0;
     while (Date.now() - killedAt < 3000 + 500 + 2000) {
       const t0 = Date.now();
@@ -500,6 +500,8 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
       await sleep(200);
     }
     assert.ok(got404 > 0, 'B\'s session answers 404 within leaseTtl + viewInterval + 2 s');
+    const meanwhile = await meanwhileP;
+    assert.ok(meanwhile.every((s) => ownerOf(s) !== 'b'), `owners: ${meanwhile.map(ownerOf)}`);
     let viaC = 0;
     for (let t = 0; t < 10 && viaC !== 404; t++) {
       viaC = (await call(C, onB[0]!, 2, 'echo', { text: 'x' })).status;
