@@ -56,7 +56,7 @@ function onHost(recs: Rec[]) {
     .filter((p) => p.start !== undefined);
   const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]);
   const roots = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((d) => join('/sys/fs/cgroup', d))];
-  const out = { procs: [] as number[], cgroups: [] as string[], mounts: [] as string[], dirs: [] as string[] };
+  const out = { procs: [] as number[], cgroups: [] as string[], mounts: [] as string[], dirs: [] as string[], netns: [] as string[] };
   for (const r of recs) {
     // The top process if it is still the same one, its descendants, and its group while the id is still ours.
     const tree = new Set<number>();
@@ -72,6 +72,8 @@ function onHost(recs: Rec[]) {
     if (r.cgroup) out.cgroups.push(...roots.map((x) => join(x, r.cgroup!)).filter((d) => existsSync(join(d, 'cgroup.procs'))));
     out.mounts.push(...r.mounts.filter((m) => mounted.includes(m)));
     out.dirs.push(...r.dirs.filter((d) => existsSync(d)));
+    // Each session's network namespace (src/sandbox/network.ts), while its name is still there.
+    out.netns.push(...(r.netns ?? []).filter((n) => existsSync(`/var/run/netns/${n}`)));
   }
   return out;
 }
@@ -150,7 +152,9 @@ for (const c of CASES) {
       const liveBefore = onHost(liveRecs);
       const before = onHost(recs);
       assert.ok(before.procs.length >= 3 && before.dirs.length >= 3, JSON.stringify(before));
-      if (c.driver === 'namespace') assert.equal(before.mounts.length, 3, 'an overlay per sandbox (root)');
+      // An overlay and a tmpfs of limits.disk (the session's writable space) per sandbox (root).
+      if (c.driver === 'namespace') assert.equal(before.mounts.length, 6, 'an overlay and a capped tmpfs per sandbox (root)');
+      if (process.getuid?.() === 0) assert.equal(before.netns.length, 3, 'a network namespace per sandbox (root)');
       if (cgroupsHere) assert.ok(before.cgroups.length >= 3, 'a memory cgroup per sandbox');
 
       await victim.berth.stop('SIGKILL');
@@ -168,7 +172,7 @@ for (const c of CASES) {
         assert.equal(sweeper.sweptSandboxes, 3);
         const swept = logs.map((l) => JSON.parse(l)).filter((l) => l.msg === 'swept a sandbox left by a dead berth');
         assert.deepEqual(swept.flatMap((l) => l.dirs).sort(), before.dirs.sort(), 'each sandbox swept is logged with what was removed');
-        assert.deepEqual(onHost(recs), { procs: [], cgroups: [], mounts: [], dirs: [] }, 'nothing of the dead berth is left');
+        assert.deepEqual(onHost(recs), { procs: [], cgroups: [], mounts: [], dirs: [], netns: [] }, 'nothing of the dead berth is left');
         assert.ok(!readdirSync(STATE).some((d) => d.includes(`-${victim.berth.proc.pid}-`)), 'its records are gone');
         // The live berth lost nothing: same records, same processes, and its session still answers.
         assert.deepEqual(records(live.berth), liveRecs);
@@ -189,7 +193,7 @@ for (const c of CASES) {
       assert.equal(liveRecs.length, 2);
       await live.berth.stop();
       assert.ok(!readdirSync(STATE).some((d) => d.startsWith(`i-${live.berth.proc.pid}-`)), 'a clean exit removes its state directory');
-      assert.deepEqual(onHost(liveRecs), { procs: [], cgroups: [], mounts: [], dirs: [] });
+      assert.deepEqual(onHost(liveRecs), { procs: [], cgroups: [], mounts: [], dirs: [], netns: [] });
     });
   });
 }
@@ -205,7 +209,7 @@ test('two berths starting at once sweep each dead sandbox exactly once', async (
   await Promise.all([a.start(), b.start()]);
   await Promise.all([a.stop(), b.stop()]);
   assert.equal(a.sweptSandboxes + b.sweptSandboxes, 3);
-  assert.deepEqual(onHost(recs), { procs: [], cgroups: [], mounts: [], dirs: [] });
+  assert.deepEqual(onHost(recs), { procs: [], cgroups: [], mounts: [], dirs: [], netns: [] });
 });
 
 test('server.stateDir in the config chooses where the records are kept', async () => {
