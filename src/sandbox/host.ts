@@ -42,13 +42,18 @@ export function dropPrivileges(): string[] {
   return isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--'] : [];
 }
 
-export function run(file: string, args: string[]): Promise<{ code: number | null; stderr: string }> {
+/** Runs a tool to its end: its exit code and stderr; `input`, when given, is its stdin. */
+export function run(file: string, args: string[], input?: string): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = spawn(file, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
     let stderr = '';
-    p.stderr.on('data', (d) => (stderr += d));
+    p.stderr!.on('data', (d) => (stderr += d));
     p.on('error', (e) => resolve({ code: null, stderr: e.message }));
     p.on('exit', (code) => resolve({ code, stderr }));
+    if (input !== undefined) {
+      p.stdin!.on('error', () => undefined); // a tool that exits early: its exit code says why
+      p.stdin!.end(input);
+    }
   });
 }
 

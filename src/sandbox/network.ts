@@ -139,19 +139,8 @@ function helper(argv: string[], stdio: Array<'ignore' | 'pipe'>): ChildProcess {
 }
 
 async function must(file: string, args: string[], what: string, input?: string): Promise<void> {
-  const r = input === undefined ? await run(file, args) : await runWithInput(file, args, input);
+  const r = await run(file, args, input);
   if (r.code !== 0) throw new Error(`${what} failed: ${r.stderr.trim() || `exit ${r.code}`}`);
-}
-
-function runWithInput(file: string, args: string[], input: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(file, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('error', (e) => resolve({ code: null, stderr: e.message }));
-    p.on('exit', (code) => resolve({ code, stderr }));
-    p.stdin.end(input);
-  });
 }
 
 /** Waits for slirp4netns's ready byte on its fd 3, or its exit. */
