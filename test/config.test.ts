@@ -55,7 +55,7 @@ describe('config validation', () => {
   const check = (yamlText: string) => {
     const file = join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);
     writeFileSync(file, yamlText);
-    const r = spawnSync(process.execPath, ['bin/berth.js', 'serve', '--config', file], { cwd: ROOT, encoding: 'utf8', timeout: 10_000 });
+    const r = spawnSync(process.execPath, ['bin/berth.js', 'serve', '--config', file], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
     return { file, status: r.status, stderr: r.stderr };
   };
 
