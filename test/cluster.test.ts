@@ -100,6 +100,9 @@ async function startNode(name: string, host: string, redis: RedisServer, prefix:
       default: {
         command: PROBE,
         isolation: 'process',
+        // Not what this test is about: a network namespace, nft and slirp4netns per session (egress, the default) add
+        // process spawns to every start, and a loaded machine then delays lease renewals into failovers.
+        network: 'host',
         warmPool: 2,
         auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
         limits: { requestsPerSecond: 1000, requestBurst: 1000, startQueueTimeout: '120s' },
@@ -109,6 +112,7 @@ async function startNode(name: string, host: string, redis: RedisServer, prefix:
         command: PROBE,
         mode: 'stateless',
         isolation: 'process',
+        network: 'host',
         warmPool: 1,
         auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
         limits: { requestsPerSecond: 1000, requestBurst: 1000, startQueueTimeout: '120s' },

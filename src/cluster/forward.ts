@@ -44,7 +44,8 @@ export interface ForwardOutcome {
 
 function cause(e: unknown): string {
   const err = e as { code?: string; cause?: { code?: string }; name?: string };
-  const code = err.code ?? err.cause?.code ?? err.name ?? 'error';
+  // An aborted signal's DOMException carries the legacy numeric code 20 (ABORT_ERR): its name says what it is.
+  const code = typeof err.code === 'string' ? err.code : (err.cause?.code ?? err.name ?? 'error');
   switch (code) {
     case 'UND_ERR_CONNECT_TIMEOUT':
       return 'connect-timeout';
