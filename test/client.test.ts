@@ -162,18 +162,26 @@ describe('form from schema', () => {
   });
 });
 
+/**
+ * A Terminal on plain streams: `waitFor` waits (bounded) until what it printed since the last wait matches, with
+ * colour and cursor escapes taken out when asked.
+ */
+function plainTerminal(o: { stripEscapes?: boolean } = {}) {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let screen = '';
+  output.on('data', (d) => (screen += o.stripEscapes ? String(d).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '') : d));
+  const waitFor = async (re: RegExp) => {
+    for (let i = 0; i < 100 && !re.test(screen); i++) await new Promise((r) => setTimeout(r, 20));
+    assert.match(screen, re);
+    screen = '';
+  };
+  return { input, term: new Terminal(input, output), waitFor };
+}
+
 describe('the terminal form on plain streams', () => {
   test('every prompt kind: bad values refused with a message and corrected, choices moved with arrow keys', async () => {
-    const input = new PassThrough();
-    const output = new PassThrough();
-    let screen = '';
-    output.on('data', (d) => (screen += d));
-    const waitFor = async (re: RegExp) => {
-      for (let i = 0; i < 100 && !re.test(screen); i++) await new Promise((r) => setTimeout(r, 20));
-      assert.match(screen, re);
-      screen = '';
-    };
-    const term = new Terminal(input, output);
+    const { input, term, waitFor } = plainTerminal();
     const answer = term.elicit({
       message: 'Register',
       requestedSchema: {
@@ -207,16 +215,7 @@ describe('the terminal form on plain streams', () => {
   });
 
   test('defaults are pre-filled and can be kept, edited or cleared; a multi-select sends only what stays ticked', async () => {
-    const input = new PassThrough();
-    const output = new PassThrough();
-    let screen = '';
-    output.on('data', (d) => (screen += String(d).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, ''))); // colours and cursor moves out
-    const waitFor = async (re: RegExp) => {
-      for (let i = 0; i < 100 && !re.test(screen); i++) await new Promise((r) => setTimeout(r, 20));
-      assert.match(screen, re);
-      screen = '';
-    };
-    const term = new Terminal(input, output);
+    const { input, term, waitFor } = plainTerminal({ stripEscapes: true });
     const answer = term.elicit({
       message: 'Preferences',
       requestedSchema: {
