@@ -3,6 +3,7 @@
 // requests to the client (elicitation, sampling, roots) into MRTR rounds: the client's POST is answered
 // `input_required`, the server's call stays suspended in its sandbox, and the client's retry (authenticated by a
 // requestState berth minted) delivers the answers and carries the call on to its next round or its result.
+import { HttpError } from '../wire/http-error.js';
 import type { ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
@@ -10,7 +11,7 @@ import { withinStartup, type Launched } from '../session/launch.js';
 import { INVALID_STATE, principalDigest, requestDigest, RequestStateCodec, type StateClaims } from '../security/request-state.js';
 import { ALL_SUPPORTED_VERSIONS } from '../wire/streamable-http-2026.js';
 import { LATEST_PROTOCOL_VERSION } from '../wire/streamable-http.js';
-import { META_SERVER_INFO, WireError } from '../wire/era.js';
+import { META_SERVER_INFO } from '../wire/era.js';
 import { sendJson } from '../wire/http-error.js';
 import { ErrorCode, errorResponse, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { ModernExchange } from '../runtime/modern.js';
@@ -329,7 +330,7 @@ export class LegacyBridge {
       this.inits.set(relay, p);
     }
     return p.catch((e: Error) => {
-      throw new WireError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be initialized: ${e.message}`, id);
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be initialized: ${e.message}`, { id: id });
     });
   }
 

@@ -1,12 +1,12 @@
 // Piping one request to its owner node and the answer back, with undici: backpressure both ways, SSE never
 // buffered, and every phase bounded so a lost node or a partition ends in a JSON-RPC error, never a hang.
+import { FORWARDED_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Agent } from 'undici';
 import type { Logger } from 'pino';
 import { errorResponse, type JsonRpcId } from '../wire/jsonrpc.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { FORWARDED_HEADER } from './forwarded.js';
 
 /** Request headers passed to the owner; credentials (already checked by the edge) and hop-by-hop ones are not. */
 const PASS = ['content-type', 'accept', 'mcp-protocol-version', 'mcp-session-id', 'mcp-method', 'mcp-name', 'last-event-id', 'berth-runtime-session', 'traceparent', 'tracestate', 'baggage', 'user-agent'];

@@ -4,7 +4,6 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import type { Principal } from '../security/auth.js';
 import type { ClusterKeys } from './keys.js';
 
-export const FORWARDED_HEADER = 'berth-forwarded';
 /** How long a signed header is good for, and the clock skew tolerated between nodes. */
 const LIFETIME_MS = 30_000;
 const SKEW_MS = 5_000;

@@ -1,19 +1,19 @@
 // One berth process as a cluster member: its identity, the directory, and the routing decision the front door asks
 // for after it has authenticated and parsed a request (HostedRuntime.handle).
+import { FORWARDED_HEADER, RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { createHmac } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ClusterConfig, RuntimeConfig } from '../config/schema.js';
 import { principalKey, type Principal } from '../security/auth.js';
-import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
-import { WireError } from '../wire/era.js';
+
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, type JsonRpcId } from '../wire/jsonrpc.js';
 import { sessionIdOf } from '../wire/streamable-http.js';
 import { RequestStateCodec } from '../security/request-state.js';
 import { Directory, type RuntimeLoad } from './directory.js';
-import { bodyDigest, FORWARDED_HEADER, NonceCache, signForwarded, verifyForwarded, type ForwardClaims } from './forwarded.js';
+import { bodyDigest, NonceCache, signForwarded, verifyForwarded, type ForwardClaims } from './forwarded.js';
 import { Forwarder } from './forward.js';
 import { mintSessionId, newIncarnation, sessionOwner } from './ids.js';
 import { clusterKeys, type ClusterKeys } from './keys.js';
@@ -169,11 +169,11 @@ export class ClusterNode {
     const sid = sessionIdOf(req);
     if (sid === undefined || sid === '') return r.creates ? this.create(req, res, r) : false;
     const owner = sessionOwner(this.keys, sid);
-    if (!owner) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+    if (!owner) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, { id: r.requestId });
     if (owner.nodeId === this.nodeId && owner.inc === this.inc) return false;
     const n = this.directory.view.get(owner.nodeId);
     // The same body as an unknown id: a lost node's sessions are gone (its incarnation changed or its lease lapsed).
-    if (!n || n.inc !== owner.inc) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, {}, r.requestId);
+    if (!n || n.inc !== owner.inc) throw new HttpError(404, ErrorCode.SessionNotFound, NOT_FOUND, { id: r.requestId });
     const wait = req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : this.cfg.forward.headersTimeout;
     await this.send(req, res, r, n, wait, false);
     return true;
@@ -237,13 +237,13 @@ export class ClusterNode {
           creating = true;
         }
       } catch (e) {
-        if (e instanceof HttpError || e instanceof WireError) throw e;
+        if (e instanceof HttpError || e instanceof HttpError) throw e;
         owner = undefined;
       }
     }
     owner ??= this.routes.get(key);
     if (owner === undefined) {
-      throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', r.requestId, undefined, { 'retry-after': '5' });
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { id: r.requestId, headers: { 'retry-after': '5' } });
     }
     this.routes.delete(key);
     this.routes.set(key, owner);
@@ -252,7 +252,7 @@ export class ClusterNode {
     const [nodeId, inc] = owner.split('.') as [string, string];
     const n = d.view.get(nodeId);
     if (!n || n.inc !== inc) {
-      throw new WireError(404, -31001, 'Runtime session lost with its node (the berth node holding it stopped); its state is gone. Name a new id to start another', r.requestId, { reason: 'lost' });
+      throw new HttpError(404, -31001, 'Runtime session lost with its node (the berth node holding it stopped); its state is gone. Name a new id to start another', { id: r.requestId, data: { reason: 'lost' } });
     }
     // Its first request starts the sandbox there (cold): allowed as long as an initialize.
     const wait = req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : creating ? r.config.limits.startupTimeout + 2000 : this.cfg.forward.headersTimeout;
@@ -302,7 +302,7 @@ export class ClusterNode {
   private place(r: RouteRequest, exclude: Set<string> = new Set()): { id: string; inc: string; url: string } | undefined {
     const d = this.directory;
     if (!d.redisOk) {
-      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { 'retry-after': '5' }, r.requestId);
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { headers: { 'retry-after': '5' }, id: r.requestId });
     }
     if (this.cfg.placement === 'local' && !d.draining) return undefined;
     const now = Date.now();
@@ -315,7 +315,7 @@ export class ClusterNode {
       c.load = { ...live, sessions: live.sessions + (this.placed.get(c.id) ?? 0) };
     }
     const id = choose(cands.filter((c) => c.load.sessions < c.load.max), this.nodeId);
-    if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full, draining or short of memory)', { 'retry-after': '5' }, r.requestId);
+    if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full, draining or short of memory)', { headers: { 'retry-after': '5' }, id: r.requestId });
     this.placed.set(id, (this.placed.get(id) ?? 0) + 1);
     if (id === this.nodeId) return undefined;
     return d.view.get(id);

@@ -1,10 +1,10 @@
 // An upstream server that serves Streamable HTTP itself (the AgentCore container contract: $PORT, path /mcp).
 // berth forwards each client request and pipes the response back as it arrives: SSE streams are never buffered.
+import { SESSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { SESSION_HEADER } from '../wire/streamable-http.js';
 
 // mcp-method, mcp-name and mcp-param-* are the 2026-07-28 headers that mirror the body; a 2026 server checks them.
 const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id', 'mcp-method', 'mcp-name'];

@@ -52,11 +52,7 @@ export class StreamLog {
     if (!m) throw new HttpError(400, ErrorCode.ServerError, `Bad Request: Last-Event-ID ${JSON.stringify(lastEventId.slice(0, 100))} is not an event id berth issued`);
     const stream = this.streams.get(m[1]!);
     if (!stream) {
-      throw new HttpError(
-        400,
-        ErrorCode.ServerError,
-        'Bad Request: Last-Event-ID names no stream of this session (it belongs to another session, or its stream has ended and been dropped from retention)',
-      );
+      throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: Last-Event-ID names no stream of this session (it belongs to another session, or its stream has ended and been dropped from retention)');
     }
     const seq = Number(m[2]);
     stream.checkResumable(seq);
@@ -223,11 +219,7 @@ export class SseStream {
   checkResumable(seq: number): void {
     if (seq > this.seq) throw new HttpError(400, ErrorCode.ServerError, `Bad Request: Last-Event-ID ${this.id}.${seq} names an event that was never sent`);
     if (seq < this.droppedThrough) {
-      throw new HttpError(
-        410,
-        ErrorCode.ServerError,
-        `Gone: events after ${this.id}.${seq} are no longer retained (the session keeps its last ${this.log.opts.retainEvents} events / ${this.log.opts.retainBytes} bytes: streams.retainEvents, streams.retainBytes)`,
-      );
+      throw new HttpError(410, ErrorCode.ServerError, `Gone: events after ${this.id}.${seq} are no longer retained (the session keeps its last ${this.log.opts.retainEvents} events / ${this.log.opts.retainBytes} bytes: streams.retainEvents, streams.retainBytes)`);
     }
   }
 

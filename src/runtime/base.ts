@@ -1,4 +1,5 @@
 // What every hosted runtime shares: method dispatch, the Origin check, body parsing, and error answers.
+import { FORWARDED_HEADER, RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
@@ -12,17 +13,17 @@ import { sessionIdOf } from '../wire/streamable-http.js';
 import { logId, type LaunchContext } from '../session/launch.js';
 import { StartGate } from '../session/start-gate.js';
 import type { EndReason, Session } from '../session/session.js';
-import { HttpError, sendError } from '../wire/http-error.js';
+import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { checkOrigin, checkPostHeaders, parseMessages, readBody, wire2025, type ParsedBody } from '../wire/streamable-http.js';
-import { classifyBodiless, classifyEra, WireError, type RequestContext } from '../wire/era.js';
+import { classifyBodiless, classifyEra, type RequestContext } from '../wire/era.js';
 import { wire2026 } from '../wire/streamable-http-2026.js';
-import { errorResponse, type JsonRpcId } from '../wire/jsonrpc.js';
+import type { JsonRpcId } from '../wire/jsonrpc.js';
 import { ModernPool, modernLaunchContext, serveOn } from './modern.js';
-import { RUNTIME_SESSION_HEADER, RuntimeSessions } from '../session/runtime-session.js';
+import { RuntimeSessions } from '../session/runtime-session.js';
 import type { JsonRpcRequest } from '../wire/jsonrpc.js';
 import type { ClusterNode } from '../cluster/node.js';
-import { FORWARDED_HEADER, type ForwardClaims } from '../cluster/forwarded.js';
+import { type ForwardClaims } from '../cluster/forwarded.js';
 import { StartRecord } from '../session/start-record.js';
 
 export interface RuntimeEvents {
@@ -153,19 +154,19 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       res.writeHead(202).end();
       return;
     }
-    if (this.draining) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', ctx.wire.id ?? null, undefined, { 'retry-after': '5' });
+    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { id: ctx.wire.id ?? null, headers: { 'retry-after': '5' } });
     const runtimeSession = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], ctx.wire.id ?? null);
     if (runtimeSession === undefined) return this.modern.serve(req, res, ctx);
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
     if (this.config.mode === 'stateless') {
-      throw new WireError(400, ErrorCode.ServerError, 'Bad Request: this runtime is stateless; it keeps no runtime sessions (send no Berth-Runtime-Session)', request.id);
+      throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: this runtime is stateless; it keeps no runtime sessions (send no Berth-Runtime-Session)', { id: request.id });
     }
     const era = await this.modern.requireModern(ctx);
     const session = await this.runtimeSessions.get(runtimeSession, ctx.principal, request.id);
     this.opts.cluster?.holdRuntimeSession(this.name, ctx.principal, runtimeSession, this.config.maxLifetime);
     const server = session.server;
     if (era === 'legacy') {
-      if (server.kind !== 'stdio') throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', request.id);
+      if (server.kind !== 'stdio') throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', { id: request.id });
       const headers = { [RUNTIME_SESSION_HEADER]: runtimeSession };
       if (request.method === 'subscriptions/listen') return this.modern.listenLegacyIn(server, res, request, headers);
       const caller = { rs: runtimeSession, principalKey: principalKey(ctx.principal), clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers };
@@ -185,7 +186,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   private async deleteRuntimeSession(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<boolean> {
     const id = RuntimeSessions.idOf(req.headers[RUNTIME_SESSION_HEADER], null);
     if (id === undefined) return false;
-    if (!(await this.runtimeSessions.end(id, principal))) throw new WireError(404, -31001, 'Runtime session not found: it is unknown or already ended', null);
+    if (!(await this.runtimeSessions.end(id, principal))) throw new HttpError(404, -31001, 'Runtime session not found: it is unknown or already ended');
     this.opts.cluster?.forgetRuntimeSession(this.name, principal, id);
     res.writeHead(204).end();
     return true;
@@ -199,12 +200,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     if (wait > 0) {
       this.metrics?.rateLimited.inc({ runtime: this.name });
       const { requestsPerSecond, requestBurst } = this.config.limits;
-      throw new HttpError(
-        429,
-        ErrorCode.ServerError,
-        `Too Many Requests: more than ${requestsPerSecond} requests per second (limits.requestsPerSecond, burst ${requestBurst})`,
-        { 'retry-after': String(Math.max(1, Math.ceil(wait))) },
-      );
+      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: more than ${requestsPerSecond} requests per second (limits.requestsPerSecond, burst ${requestBurst})`, { headers: { 'retry-after': String(Math.max(1, Math.ceil(wait))) } });
     }
     return principal;
   }
@@ -224,12 +220,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     if (wait === Infinity) {
       throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: a batch of ${n} calls is more than the ${requestBurst} a principal may send at once (limits.requestBurst); send smaller batches`);
     }
-    throw new HttpError(
-      429,
-      ErrorCode.ServerError,
-      `Too Many Requests: a batch of ${n} calls is over what is left of ${requestsPerSecond} calls per second (limits.requestsPerSecond, burst ${requestBurst}); it was refused whole`,
-      { 'retry-after': String(Math.max(1, Math.ceil(wait))) },
-    );
+    throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: a batch of ${n} calls is over what is left of ${requestsPerSecond} calls per second (limits.requestsPerSecond, burst ${requestBurst}); it was refused whole`, { headers: { 'retry-after': String(Math.max(1, Math.ceil(wait))) } });
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -273,7 +264,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
             cluster!.acceptBody(forwarded, body);
             // Placed here by a peer whose view is a moment old: a draining node refuses, and the peer tries another.
             if (cluster!.draining && parsed.messages.some((m) => isRequest(m) && m.method === 'initialize')) {
-              throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: this node is draining; place the session elsewhere', { 'retry-after': '1' });
+              throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: this node is draining; place the session elsewhere', { headers: { 'retry-after': '1' } });
             }
           }
           else if (routed && wire.era === 'legacy') {
@@ -310,21 +301,15 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           await this.delete(req, res, principal);
           return;
         default:
-          throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { allow: 'GET, POST, DELETE' });
+          throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { headers: { allow: 'GET, POST, DELETE' } });
       }
     } catch (e) {
-      if (e instanceof WireError && e.data !== undefined && !res.headersSent) {
-        const body = JSON.stringify(errorResponse(e.id, e.code, e.message, e.data));
-        res.writeHead(e.status, { ...e.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-        res.end(body);
-        return;
-      }
       if (e instanceof HttpError) {
-        sendError(res, e);
+        e.send(res);
         return;
       }
       this.log.error({ err: e }, 'request failed');
-      sendError(res, new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`));
+      new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`).send(res);
     }
   }
 }

@@ -6,11 +6,12 @@
 //   /.well-known/oauth-protected-resource/...  -> RFC 9728 metadata of runtimes with auth
 //   /admin/...            -> the admin API (its own token; off unless configured)
 //   /metrics              -> Prometheus metrics
+import { RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerOptions, type ServerResponse } from 'node:http';
-import { RUNTIME_SESSION_HEADER } from '../session/runtime-session.js';
+
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { parseConfig } from '../config/load.js';
@@ -26,7 +27,7 @@ import { adminTokenDigest, handleAdmin } from '../security/admin.js';
 import type { ResourceInfo } from '../security/auth.js';
 import { METADATA_PREFIX, protectedResourceMetadata, runtimePaths } from '../security/metadata.js';
 import type { EndReason, Session } from '../session/session.js';
-import { clientErrorAnswer, HttpError, sendError, sendJson, sendRawError } from '../wire/http-error.js';
+import { clientErrorAnswer, HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import type { HostedRuntime } from './base.js';
 import { StatefulRuntime } from './stateful.js';
@@ -200,14 +201,14 @@ export class Berth extends EventEmitter<BerthEvents> {
         socket.destroy();
         return;
       }
-      sendRawError(socket, clientErrorAnswer(err, MAX_HEADER_SIZE));
+      clientErrorAnswer(err, MAX_HEADER_SIZE).sendRaw(socket);
     });
     server.on('checkExpectation', (_req, res) => {
-      sendError(res, new HttpError(417, ErrorCode.ServerError, 'Expectation Failed: the only Expect value berth honours is 100-continue', { connection: 'close' }));
+      new HttpError(417, ErrorCode.ServerError, 'Expectation Failed: the only Expect value berth honours is 100-continue', { headers: { connection: 'close' } }).send(res);
     });
     // Without a listener Node drops a CONNECT without a word.
     server.on('connect', (req, socket: Duplex) => {
-      sendRawError(socket, new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { allow: 'GET, POST, DELETE' }));
+      new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { headers: { allow: 'GET, POST, DELETE' } }).sendRaw(socket);
     });
     this.http = server;
     if (this.adminDigest) this.history.start();
@@ -257,11 +258,11 @@ export class Berth extends EventEmitter<BerthEvents> {
 
   private route(req: IncomingMessage, res: ServerResponse): void {
     if (req.rawHeaders.length / 2 > MAX_HEADERS) {
-      sendError(res, new HttpError(431, ErrorCode.ServerError, `Request Header Fields Too Large: more than ${MAX_HEADERS} header fields`, { connection: 'close' }));
+      new HttpError(431, ErrorCode.ServerError, `Request Header Fields Too Large: more than ${MAX_HEADERS} header fields`, { headers: { connection: 'close' } }).send(res);
       return;
     }
     if (req.httpVersion === '1.1' && req.headers.host === undefined) {
-      sendError(res, new HttpError(400, ErrorCode.ServerError, 'Bad Request: an HTTP/1.1 request must carry a Host header', { connection: 'close' }));
+      new HttpError(400, ErrorCode.ServerError, 'Bad Request: an HTTP/1.1 request must carry a Host header', { headers: { connection: 'close' } }).send(res);
       return;
     }
     const path = (req.url ?? '/').split('?')[0]!;
@@ -296,7 +297,7 @@ export class Berth extends EventEmitter<BerthEvents> {
           res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
           res.end(text);
         },
-        (e: Error) => sendError(res, new HttpError(500, ErrorCode.InternalError, `Internal error: ${e.message}`)),
+        (e: Error) => HttpError.from(e).send(res),
       );
       return;
     }
@@ -306,18 +307,18 @@ export class Berth extends EventEmitter<BerthEvents> {
     }
     if (path === '/admin' || path.startsWith('/admin/')) {
       const ctx = { runtimes: this.runtimes, startedAt: this.startedAt, draining: !!this.stopping, history: this.history, cluster: this.cluster };
-      handleAdmin(req, res, path, this.adminDigest, ctx).catch((e) => sendError(res, e instanceof HttpError ? e : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error).message}`)));
+      handleAdmin(req, res, path, this.adminDigest, ctx).catch((e) => HttpError.from(e).send(res));
       return;
     }
     const at = this.runtimeAt(path);
     if (!at) {
-      sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no MCP endpoint at ${path} (runtimes: ${[...this.runtimes.keys()].map((n) => `/runtimes/${n}/mcp`).join(', ')})`));
+      new HttpError(404, ErrorCode.ServerError, `Not Found: no MCP endpoint at ${path} (runtimes: ${[...this.runtimes.keys()].map((n) => `/runtimes/${n}/mcp`).join(', ')})`).send(res);
       return;
     }
     // A runtime session may be named by the URL or by AgentCore's header, as well as by Berth-Runtime-Session.
     const named = [at.session, header(req, AGENTCORE_SESSION_HEADER), header(req, RUNTIME_SESSION_HEADER)].filter((v): v is string => v !== undefined);
     if (new Set(named).size > 1) {
-      sendError(res, new HttpError(400, ErrorCode.ServerError, 'Bad Request: the URL and the runtime-session headers name different runtime sessions'));
+      new HttpError(400, ErrorCode.ServerError, 'Bad Request: the URL and the runtime-session headers name different runtime sessions').send(res);
       return;
     }
     if (named.length) req.headers[RUNTIME_SESSION_HEADER] = named[0];
@@ -340,7 +341,7 @@ export class Berth extends EventEmitter<BerthEvents> {
     const rt = this.runtimeAt(resourcePath)?.runtime;
     const doc = rt && protectedResourceMetadata(rt, `${this.publicUrl}${resourcePath}`);
     if (!doc) {
-      sendError(res, new HttpError(404, ErrorCode.ServerError, `Not Found: no protected resource at ${resourcePath} (runtimes without auth have no metadata)`));
+      new HttpError(404, ErrorCode.ServerError, `Not Found: no protected resource at ${resourcePath} (runtimes without auth have no metadata)`).send(res);
       return;
     }
     sendJson(res, 200, doc, { 'cache-control': 'max-age=300' });

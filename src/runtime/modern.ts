@@ -10,7 +10,7 @@ import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import type { StreamLog } from '../relay/stream-log.js';
 import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SUBSCRIPTION_ID, MODERN_VERSIONS, WireError } from '../wire/era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SUBSCRIPTION_ID, MODERN_VERSIONS } from '../wire/era.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
@@ -293,10 +293,10 @@ export class ModernPool {
   async requireModern(ctx: PostContext): Promise<'modern' | 'legacy'> {
     const request = ctx.parsed.messages[0] as JsonRpcRequest;
     const era = await this.serverEraOf().catch((e: Error) => {
-      throw new WireError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, request.id);
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, { id: request.id });
     });
     if (era === 'legacy' && this.ctx.config.upstream !== 'stdio') {
-      throw new WireError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet (host it over stdio, or use a 2025 client)', request.id);
+      throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet (host it over stdio, or use a 2025 client)', { id: request.id });
     }
     return era;
   }
@@ -401,7 +401,7 @@ export class ModernPool {
   private pick(id: JsonRpcId | null, owner: string, exclusive = false): Promise<Member> {
     return this.pool.pick(
       owner,
-      () => new WireError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', id, undefined, { 'retry-after': '1' }),
+      () => new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { id: id, headers: { 'retry-after': '1' } }),
       exclusive,
     );
   }

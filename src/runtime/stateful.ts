@@ -1,4 +1,5 @@
 // Stateful runtimes: initialize creates a session with its own server; every later request is routed to it.
+import { SESSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import { Session } from '../session/session.js';
@@ -9,7 +10,7 @@ import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import { bridgeInitialize, InitExchange, ModernServerBridge } from '../bridge/modern-server.js';
-import { checkGetHeaders, SESSION_HEADER, sessionIdOf } from '../wire/streamable-http.js';
+import { checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
 
@@ -108,16 +109,16 @@ export class StatefulRuntime extends HostedRuntime {
     if (sessionIdOf(req) !== undefined) {
       throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must not carry an Mcp-Session-Id; it creates a new session');
     }
-    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
+    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
     // Sessions still being started count too, or concurrent initializes could overshoot the cap.
     if (this.sessions.size + this.initializing >= this.config.limits.maxSessions) {
-      throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { 'retry-after': '5' });
+      throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { headers: { 'retry-after': '5' } });
     }
     const key = principalKey(ctx.principal);
     const held = this.perPrincipal.get(key) ?? 0;
     const cap = this.config.limits.maxSessionsPerPrincipal;
     if (ctx.principal.kind !== 'anonymous' && held >= cap) {
-      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: ${ctx.principal.subject} already holds ${held} live sessions (limits.maxSessionsPerPrincipal = ${cap}); end one (DELETE) first`, { 'retry-after': '30' });
+      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: ${ctx.principal.subject} already holds ${held} live sessions (limits.maxSessionsPerPrincipal = ${cap}); end one (DELETE) first`, { headers: { 'retry-after': '30' } });
     }
     this.perPrincipal.set(key, held + 1);
     let counted = true;
@@ -148,15 +149,9 @@ export class StatefulRuntime extends HostedRuntime {
       const id = (init as { id: string | number }).id;
       if (e instanceof StartQueueTimeout) {
         this.metrics?.startsRefused.inc({ runtime: this.name });
-        throw new HttpError(
-          503,
-          ErrorCode.ServerError,
-          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this initialize waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
-          { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) },
-          id,
-        );
+        throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this initialize waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`, { headers: { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) }, id: id });
       }
-      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {}, id);
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, { id: id });
     } finally {
       waiting = false;
       this.initializing--;

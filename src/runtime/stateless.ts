@@ -1,13 +1,14 @@
 // Stateless runtimes: no session id, nothing server-initiated. Requests are spread over a pool of servers
 // that berth started and initialized ahead of time. A server may still keep what it was told, so each serves one
 // principal only (see SharedPool): the pool holds `warmPool` fresh servers plus the ones principals have claimed.
+import { SESSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import { dispose, launch, withinStartup, type Launched } from '../session/launch.js';
 import { SharedPool, type PoolMember } from '../session/shared-pool.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
-import { LATEST_PROTOCOL_VERSION, SESSION_HEADER, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
+import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
 import { principalKey } from '../security/auth.js';
@@ -95,13 +96,13 @@ export class StatelessRuntime extends HostedRuntime {
   private pick(owner: string): Promise<Member> {
     return this.pool.pick(owner, () =>
       this.modernOnly
-        ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', { 'retry-after': '0' })
-        : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { 'retry-after': '1' }),
+        ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', { headers: { 'retry-after': '0' } })
+        : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { headers: { 'retry-after': '1' } }),
     );
   }
 
   protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
-    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { 'retry-after': '5' });
+    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
     const { messages, batch } = ctx.parsed;
     const owner = principalKey(ctx.principal);
     // Until a server has started, its era is unknown: a 2026-only one refuses initialize and is bridged from then on.
@@ -149,11 +150,11 @@ export class StatelessRuntime extends HostedRuntime {
   }
 
   protected async getStream(): Promise<void> {
-    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no GET stream', { allow: 'POST' });
+    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no GET stream', { headers: { allow: 'POST' } });
   }
 
   protected async delete(): Promise<void> {
-    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no sessions to delete', { allow: 'POST' });
+    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no sessions to delete', { headers: { allow: 'POST' } });
   }
 
   protected get busy(): boolean {

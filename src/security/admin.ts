@@ -118,7 +118,7 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
   const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
   const presented = m ? createHash('sha256').update(m[1]!).digest() : undefined;
   if (!presented || !timingSafeEqual(presented, digest)) {
-    throw new HttpError(401, ErrorCode.ServerError, 'Unauthorized: the admin API needs its token (Authorization: Bearer TOKEN)', { 'www-authenticate': 'Bearer realm="berth-admin"' });
+    throw new HttpError(401, ErrorCode.ServerError, 'Unauthorized: the admin API needs its token (Authorization: Bearer TOKEN)', { headers: { 'www-authenticate': 'Bearer realm="berth-admin"' } });
   }
   const method = req.method ?? 'GET';
   if (path === '/admin/status' && method === 'GET') {

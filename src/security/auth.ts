@@ -55,7 +55,7 @@ function challenge(info: ResourceInfo, error?: { code: string; description: stri
 
 function unauthorized(info: ResourceInfo, message: string, invalid?: string): HttpError {
   const headers = challenge(info, invalid ? { code: 'invalid_token', description: invalid } : undefined);
-  return new HttpError(401, ErrorCode.ServerError, `Unauthorized: ${message}`, headers);
+  return new HttpError(401, ErrorCode.ServerError, `Unauthorized: ${message}`, { headers: headers });
 }
 
 export function createAuthenticator(auth: AuthConfig, info: ResourceInfo): Authenticator {
@@ -121,7 +121,7 @@ function jwtAuthenticator(auth: Extract<AuthConfig, { kind: 'jwt' }>, info: Reso
       } catch (e) {
         // Not a verdict on the token (the JWKS could not be fetched): say so, and let the client retry.
         if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) {
-          throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: cannot verify tokens, the issuer's JWKS is unreachable (${(e as Error).message})`, { 'retry-after': '5' });
+          throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: cannot verify tokens, the issuer's JWKS is unreachable (${(e as Error).message})`, { headers: { 'retry-after': '5' } });
         }
         const why = describeJwtError(e as joseErrors.JOSEError);
         throw unauthorized(info, `the bearer token is not valid: ${why}`, why);
@@ -129,7 +129,7 @@ function jwtAuthenticator(auth: Extract<AuthConfig, { kind: 'jwt' }>, info: Reso
       const scopes = scopesOf(payload);
       const missing = auth.scopes.filter((s) => !scopes.includes(s));
       if (missing.length) {
-        throw new HttpError(403, ErrorCode.ServerError, `Forbidden: the token lacks the scope(s) ${missing.join(' ')}`, challenge(info, { code: 'insufficient_scope', description: `requires ${auth.scopes.join(' ')}`, scope: auth.scopes.join(' ') }));
+        throw new HttpError(403, ErrorCode.ServerError, `Forbidden: the token lacks the scope(s) ${missing.join(' ')}`, { headers: challenge(info, { code: 'insufficient_scope', description: `requires ${auth.scopes.join(' ')}`, scope: auth.scopes.join(' ') }) });
       }
       return { kind: 'jwt', subject: payload.sub!, issuer: payload.iss, scopes };
     },

@@ -2,17 +2,16 @@
 // The client names one in the Berth-Runtime-Session header; berth creates its sandbox on first use and keeps it
 // under the same lifecycle as a protocol session (Session: idle timeout, max lifetime, principal binding, audit).
 // The key is runtime + principal + id, so another principal naming the same id gets a sandbox of its own.
+import { HttpError } from '../wire/http-error.js';
 import type { StartGate } from './start-gate.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observe/metrics.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { WireError } from '../wire/era.js';
 import { logId, type LaunchContext, type Launched } from './launch.js';
 import { WarmPool } from './pool.js';
 import { Session, type EndReason } from './session.js';
 
-export const RUNTIME_SESSION_HEADER = 'berth-runtime-session';
 const ID = /^[A-Za-z0-9_-]{22,128}$/;
 
 /** A session that ended other than by DELETE keeps answering 404 with why, so lost state is never silent. */
@@ -53,7 +52,7 @@ export class RuntimeSessions {
   static idOf(value: string | string[] | undefined, requestId: string | number | null): string | undefined {
     if (value === undefined) return undefined;
     const id = Array.isArray(value) ? value[0]! : value;
-    if (!ID.test(id)) throw new WireError(400, ErrorCode.ServerError, 'Bad Request: Berth-Runtime-Session must be 22 to 128 characters of A-Z a-z 0-9 _ -', requestId);
+    if (!ID.test(id)) throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: Berth-Runtime-Session must be 22 to 128 characters of A-Z a-z 0-9 _ -', { id: requestId });
     return id;
   }
 
@@ -66,7 +65,7 @@ export class RuntimeSessions {
     const key = this.key(id, principal);
     const grave = this.tombstones.get(key);
     if (grave && grave.until > Date.now()) {
-      throw new WireError(404, -31001, `Runtime session ended (${grave.reason}: ${grave.detail}); its state is gone. Name a new id to start another`, requestId, { reason: grave.reason });
+      throw new HttpError(404, -31001, `Runtime session ended (${grave.reason}: ${grave.detail}); its state is gone. Name a new id to start another`, { id: requestId, data: { reason: grave.reason } });
     }
     this.tombstones.delete(key);
     let pending = this.live.get(key);
@@ -76,7 +75,7 @@ export class RuntimeSessions {
       pending.catch(() => this.live.delete(key));
     }
     const session = await pending;
-    if (!session.live) throw new WireError(404, -31001, 'Runtime session ended; name a new id to start another', requestId);
+    if (!session.live) throw new HttpError(404, -31001, 'Runtime session ended; name a new id to start another', { id: requestId });
     session.touch();
     return session;
   }
@@ -92,15 +91,15 @@ export class RuntimeSessions {
   }
 
   private async create(key: string, id: string, principal: Principal, requestId: string | number): Promise<Session> {
-    if (this.closed) throw new WireError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', requestId, undefined, { 'retry-after': '5' });
+    if (this.closed) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { id: requestId, headers: { 'retry-after': '5' } });
     const { maxSessions, maxSessionsPerPrincipal } = this.ctx.config.limits;
     if (this.live.size >= maxSessions) {
-      throw new WireError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${maxSessions} runtime sessions (maxSessions)`, requestId, undefined, { 'retry-after': '5' });
+      throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${maxSessions} runtime sessions (maxSessions)`, { id: requestId, headers: { 'retry-after': '5' } });
     }
     const who = principalKey(principal);
     const held = this.perPrincipal.get(who) ?? 0;
     if (principal.kind !== 'anonymous' && held >= maxSessionsPerPrincipal) {
-      throw new WireError(429, ErrorCode.ServerError, `Too Many Requests: ${principal.subject} already holds ${held} runtime sessions (limits.maxSessionsPerPrincipal); DELETE one first`, requestId, undefined, { 'retry-after': '30' });
+      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: ${principal.subject} already holds ${held} runtime sessions (limits.maxSessionsPerPrincipal); DELETE one first`, { id: requestId, headers: { 'retry-after': '30' } });
     }
     this.perPrincipal.set(who, held + 1);
     for (const [k, t] of this.tombstones) if (t.until <= Date.now()) this.tombstones.delete(k);
@@ -109,7 +108,7 @@ export class RuntimeSessions {
       server = await this.pool.take();
     } catch (e) {
       this.release(who);
-      throw new WireError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, requestId);
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, { id: requestId });
     } finally {
       setTimeout(() => this.pool.fill(), 250).unref(); // refill after this start, not competing with it
     }

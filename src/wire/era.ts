@@ -4,7 +4,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { ParsedBody } from './streamable-http.js';
 import type { JsonRpcId } from './jsonrpc.js';
-import { HttpError } from './http-error.js';
+import { header, SESSION_HEADER, VERSION_HEADER } from './headers.js';
 
 export type Era = 'legacy' | 'modern';
 
@@ -37,18 +37,6 @@ export interface WireRevision {
   checkOther(req: IncomingMessage): void;
 }
 
-/** A refusal whose JSON-RPC error carries `data` (the 2026 codes do: supported versions, the mismatch). */
-export class WireError extends HttpError {
-  constructor(status: number, code: number, message: string, id: JsonRpcId | null, readonly data?: unknown, headers: Record<string, string> = {}) {
-    super(status, code, message, headers, id);
-  }
-}
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
 export function isModernVersion(v: string | undefined): boolean {
   return v !== undefined && (MODERN_VERSIONS as readonly string[]).includes(v);
 }
@@ -69,14 +57,14 @@ export function hasEnvelope(message: unknown): boolean {
 export function classifyEra(req: IncomingMessage, parsed: ParsedBody): Era {
   const first = parsed.messages[0]!;
   if (!parsed.batch && hasEnvelope(first)) return 'modern';
-  const modernHeader = isModernVersion(header(req, 'mcp-protocol-version'));
+  const modernHeader = isModernVersion(header(req, VERSION_HEADER));
   if (parsed.batch) return modernHeader ? 'modern' : 'legacy';
   if ((first as { method?: string }).method === 'initialize') return 'legacy';
-  if (header(req, 'mcp-session-id') !== undefined) return 'legacy';
+  if (header(req, SESSION_HEADER) !== undefined) return 'legacy';
   return modernHeader ? 'modern' : 'legacy';
 }
 
 /** GET and DELETE carry no body: a modern version header alone makes them modern. */
 export function classifyBodiless(req: IncomingMessage): Era {
-  return isModernVersion(header(req, 'mcp-protocol-version')) ? 'modern' : 'legacy';
+  return isModernVersion(header(req, VERSION_HEADER)) ? 'modern' : 'legacy';
 }

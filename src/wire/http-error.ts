@@ -1,58 +1,85 @@
+// The one refusal class. Whatever layer refuses a request throws an HttpError; the front door (or Node's own
+// error hooks) asks it to render itself: always a JSON-RPC error body, never HTML or an empty answer.
 import { STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ErrorCode, errorResponse, type JsonRpcId } from './jsonrpc.js';
 
-/** A refusal at the HTTP layer: always answered as a JSON-RPC error body, never HTML. */
+export interface HttpErrorDetails {
+  /** Extra response headers (Retry-After, Allow, ...). */
+  headers?: Record<string, string>;
+  /** The request the refusal answers, when known (else the body says id null). */
+  id?: JsonRpcId | null;
+  /** The JSON-RPC error's `data` (the 2026 codes carry one: supported versions, the mismatch). */
+  data?: unknown;
+}
+
 export class HttpError extends Error {
+  readonly headers: Record<string, string>;
+  readonly id: JsonRpcId | null;
+  readonly data: unknown;
+
   constructor(
     readonly status: number,
     readonly code: number,
     message: string,
-    readonly headers: Record<string, string> = {},
-    readonly id: JsonRpcId | null = null,
+    details: HttpErrorDetails = {},
   ) {
     super(message);
+    this.headers = details.headers ?? {};
+    this.id = details.id ?? null;
+    this.data = details.data;
   }
-}
 
-export function sendError(res: ServerResponse, err: HttpError): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
+  /** The same refusal answering another request (the id is only known once the body is parsed). */
+  withId(id: JsonRpcId | null): HttpError {
+    return new HttpError(this.status, this.code, this.message, { headers: this.headers, id, data: this.data });
   }
-  const body = JSON.stringify(errorResponse(err.id, err.code, err.message));
-  res.writeHead(err.status, {
-    ...err.headers,
-    'content-type': 'application/json',
-    'content-length': Buffer.byteLength(body),
-  });
-  res.end(body);
+
+  /** Any thrown value as a refusal: an HttpError as it is, anything else a 500 naming it. */
+  static from(e: unknown): HttpError {
+    return e instanceof HttpError ? e : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error)?.message ?? String(e)}`);
+  }
+
+  get body(): string {
+    return JSON.stringify(errorResponse(this.id, this.code, this.message, this.data));
+  }
+
+  /** Answers on a response; one already under way cannot be replaced (the bytes would corrupt it), so it is cut. */
+  send(res: ServerResponse): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = this.body;
+    res.writeHead(this.status, { ...this.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
+  }
+
+  /**
+   * Answers on a bare socket: for requests Node's HTTP parser refused before any handler ran (malformed, head too
+   * large, too slow) and for CONNECT. Still a JSON-RPC error body, then the connection is closed.
+   */
+  sendRaw(socket: Duplex): void {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const body = this.body;
+    const extra = Object.entries(this.headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('');
+    socket.end(
+      `HTTP/1.1 ${this.status} ${STATUS_CODES[this.status] ?? 'Error'}\r\n${extra}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    // A peer that keeps sending (or never reads) must not hold the socket open.
+    setTimeout(() => socket.destroy(), 2000).unref();
+  }
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = JSON.stringify(value);
   res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   res.end(body);
-}
-
-/**
- * Answers on a bare socket: for requests Node's HTTP parser refused before any handler ran (malformed, head too
- * large, too slow) and for CONNECT. Still a JSON-RPC error body, then the connection is closed.
- */
-export function sendRawError(socket: Duplex, err: HttpError): void {
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = JSON.stringify(errorResponse(err.id, err.code, err.message));
-  const extra = Object.entries(err.headers)
-    .map(([k, v]) => `${k}: ${v}\r\n`)
-    .join('');
-  socket.end(
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? 'Error'}\r\n${extra}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
-  );
-  // A peer that keeps sending (or never reads) must not hold the socket open.
-  setTimeout(() => socket.destroy(), 2000).unref();
 }
 
 /** The refusal for a `clientError` from Node's HTTP server (parser errors and the header/request timeouts). */

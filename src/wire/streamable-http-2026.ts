@@ -1,9 +1,11 @@
 // The Streamable HTTP rules of MCP 2026-07-28 ("modern"): one JSON-RPC request or notification per POST, the
 // per-request _meta envelope, the version/method/name headers that must mirror the body, and the exact status and
 // JSON-RPC error of each refusal. Every error echoes the request id when the body had one.
+import { header, METHOD_HEADER, NAME_HEADER, VERSION_HEADER } from './headers.js';
+import { HttpError } from './http-error.js';
 import type { IncomingMessage } from 'node:http';
 import { ErrorCode, isNotification, isRequest, type JsonRpcId } from './jsonrpc.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, WireError, type RequestContext, type WireRevision } from './era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, type RequestContext, type WireRevision } from './era.js';
 import { SUPPORTED_PROTOCOL_VERSIONS, type ParsedBody } from './streamable-http.js';
 
 export const ModernErrorCode = {
@@ -37,11 +39,6 @@ export const REMOVED_METHODS = new Set(['initialize', 'ping', 'logging/setLevel'
 /** Which param the Mcp-Name header mirrors, per method. */
 const NAME_PARAM: Record<string, 'name' | 'uri'> = { 'tools/call': 'name', 'prompts/get': 'name', 'resources/read': 'uri' };
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -62,8 +59,8 @@ export function decodeHeaderValue(raw: string): string | undefined {
   }
 }
 
-function mismatch(id: JsonRpcId | null, message: string, data: Record<string, unknown>): WireError {
-  return new WireError(400, ModernErrorCode.HeaderMismatch, `Bad Request: ${message}`, id, { mismatch: data });
+function mismatch(id: JsonRpcId | null, message: string, data: Record<string, unknown>): HttpError {
+  return new HttpError(400, ModernErrorCode.HeaderMismatch, `Bad Request: ${message}`, { id: id, data: { mismatch: data } });
 }
 
 export const wire2026: WireRevision = {
@@ -71,34 +68,34 @@ export const wire2026: WireRevision = {
   versions: MODERN_VERSIONS,
 
   validatePost(req: IncomingMessage, parsed: ParsedBody): RequestContext {
-    if (parsed.batch) throw new WireError(400, ErrorCode.InvalidRequest, 'Invalid Request: batches are not part of protocol version 2026-07-28; send one message per POST', null);
+    if (parsed.batch) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: batches are not part of protocol version 2026-07-28; send one message per POST');
     const m = parsed.messages[0]!;
-    const headerVersion = header(req, 'mcp-protocol-version');
+    const headerVersion = header(req, VERSION_HEADER);
     if (isNotification(m)) {
       // No client notification is defined on HTTP in this revision (cancelling = closing the stream): accept, drop.
       return { era: 'modern', version: headerVersion ?? MODERN_VERSIONS[0], notification: true, method: m.method };
     }
-    if (!isRequest(m)) throw new WireError(400, ErrorCode.InvalidRequest, 'Invalid Request: protocol version 2026-07-28 has no client responses (there are no server requests to answer)', null);
+    if (!isRequest(m)) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: protocol version 2026-07-28 has no client responses (there are no server requests to answer)');
     const id = m.id;
     if (headerVersion === undefined) {
       throw mismatch(id, 'the MCP-Protocol-Version header is required and must equal params._meta["io.modelcontextprotocol/protocolVersion"]', { header: 'MCP-Protocol-Version' });
     }
     const meta = m.params?._meta;
-    if (!isObject(meta)) throw new WireError(400, ErrorCode.InvalidParams, 'Invalid params: params._meta with the per-request protocol fields is required', id);
+    if (!isObject(meta)) throw new HttpError(400, ErrorCode.InvalidParams, 'Invalid params: params._meta with the per-request protocol fields is required', { id: id });
     const version = meta[META_PROTOCOL_VERSION];
-    if (typeof version !== 'string') throw new WireError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_PROTOCOL_VERSION}"] must be a string`, id);
+    if (typeof version !== 'string') throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_PROTOCOL_VERSION}"] must be a string`, { id: id });
     const caps = meta[META_CLIENT_CAPABILITIES];
-    if (!isObject(caps)) throw new WireError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_CLIENT_CAPABILITIES}"] must be an object ({} for none)`, id);
+    if (!isObject(caps)) throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_CLIENT_CAPABILITIES}"] must be an object ({} for none)`, { id: id });
     if (headerVersion !== version) {
       throw mismatch(id, `MCP-Protocol-Version ${JSON.stringify(headerVersion)} does not match the body's ${JSON.stringify(version)}`, { header: 'MCP-Protocol-Version', expected: version, received: headerVersion });
     }
     if (!(MODERN_VERSIONS as readonly string[]).includes(version)) {
-      throw new WireError(400, ModernErrorCode.UnsupportedProtocolVersion, `Unsupported protocol version ${JSON.stringify(version)} (supported: ${ALL_SUPPORTED_VERSIONS.join(', ')})`, id, {
+      throw new HttpError(400, ModernErrorCode.UnsupportedProtocolVersion, `Unsupported protocol version ${JSON.stringify(version)} (supported: ${ALL_SUPPORTED_VERSIONS.join(', ')})`, { id: id, data: {
         supported: ALL_SUPPORTED_VERSIONS,
         requested: version,
-      });
+      } });
     }
-    const method = header(req, 'mcp-method');
+    const method = header(req, METHOD_HEADER);
     if (method !== m.method) {
       throw mismatch(id, method === undefined ? 'the Mcp-Method header is required' : `Mcp-Method ${JSON.stringify(method)} does not match the body's method ${JSON.stringify(m.method)}`, {
         header: 'Mcp-Method',
@@ -109,21 +106,21 @@ export const wire2026: WireRevision = {
     const param = NAME_PARAM[m.method];
     if (param) {
       const expected = m.params?.[param];
-      if (typeof expected !== 'string') throw new WireError(400, ErrorCode.InvalidParams, `Invalid params: ${m.method} needs a string params.${param}`, id);
-      const raw = header(req, 'mcp-name');
+      if (typeof expected !== 'string') throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: ${m.method} needs a string params.${param}`, { id: id });
+      const raw = header(req, NAME_HEADER);
       if (raw === undefined) throw mismatch(id, `the Mcp-Name header is required for ${m.method} (params.${param})`, { header: 'Mcp-Name', expected });
       const name = decodeHeaderValue(raw);
       if (name === undefined) throw mismatch(id, 'Mcp-Name is not a valid header value (raw visible ASCII, or =?base64?…?= UTF-8)', { header: 'Mcp-Name' });
       if (name !== expected) throw mismatch(id, `Mcp-Name does not match params.${param}`, { header: 'Mcp-Name', expected, received: name });
     }
     if (REMOVED_METHODS.has(m.method)) {
-      throw new WireError(404, ErrorCode.MethodNotFound, `Method not found: ${m.method} is not part of protocol version ${version}`, id);
+      throw new HttpError(404, ErrorCode.MethodNotFound, `Method not found: ${m.method} is not part of protocol version ${version}`, { id: id });
     }
     return { era: 'modern', version, id, method: m.method, clientCapabilities: caps };
   },
 
   /** A server of this revision has no GET stream and no sessions to delete. */
   checkOther(req: IncomingMessage): void {
-    throw new WireError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} is not part of protocol version 2026-07-28 (POST only)`, null, undefined, { allow: 'POST' });
+    throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} is not part of protocol version 2026-07-28 (POST only)`, { headers: { allow: 'POST' } });
   },
 };

@@ -1,6 +1,7 @@
 // The wire rules of MCP Streamable HTTP for the 2025 revisions (2025-03-26, 2025-06-18, 2025-11-25):
 // which requests are well-formed, and the exact status + JSON-RPC error for each refusal.
 import type { IncomingMessage } from 'node:http';
+import { header, ORIGIN_HEADER, SESSION_HEADER, VERSION_HEADER } from './headers.js';
 import { HttpError } from './http-error.js';
 import { ErrorCode, idKey, invalidClientMessageReason, isRequest, type JsonRpcMessage } from './jsonrpc.js';
 import type { WireRevision } from './era.js';
@@ -10,21 +11,13 @@ export const LATEST_PROTOCOL_VERSION = SUPPORTED_PROTOCOL_VERSIONS[0];
 /** Without an MCP-Protocol-Version header the spec says to assume this one. */
 export const DEFAULT_NEGOTIATED_VERSION = '2025-03-26';
 
-export const SESSION_HEADER = 'mcp-session-id';
-export const VERSION_HEADER = 'mcp-protocol-version';
-
-function header(req: IncomingMessage, name: string): string | undefined {
-  const v = req.headers[name];
-  return Array.isArray(v) ? v[0] : v;
-}
-
 export function sessionIdOf(req: IncomingMessage): string | undefined {
   return header(req, SESSION_HEADER);
 }
 
 /** Loopback origins are allowed by default: a browser page elsewhere must not drive a local server (DNS rebinding). */
 export function checkOrigin(req: IncomingMessage, allowed: readonly string[]): void {
-  const origin = header(req, 'origin');
+  const origin = header(req, ORIGIN_HEADER);
   if (origin === undefined) return; // non-browser clients send no Origin
   if (allowed.includes('*') || allowed.includes(origin)) return;
   if (allowed.includes('loopback')) {
@@ -67,11 +60,7 @@ export function checkProtocolVersion(req: IncomingMessage): string {
   const v = header(req, VERSION_HEADER);
   if (v === undefined) return DEFAULT_NEGOTIATED_VERSION;
   if (!(SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(v)) {
-    throw new HttpError(
-      400,
-      ErrorCode.ServerError,
-      `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(v)} (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`,
-    );
+    throw new HttpError(400, ErrorCode.ServerError, `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(v)} (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`);
   }
   return v;
 }
@@ -89,7 +78,7 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
     let size = 0;
     const timer = setTimeout(() => {
       cleanup();
-      reject(new HttpError(408, ErrorCode.ServerError, `Request Timeout: body not received within ${timeoutMs} ms`, { connection: 'close' }));
+      reject(new HttpError(408, ErrorCode.ServerError, `Request Timeout: body not received within ${timeoutMs} ms`, { headers: { connection: 'close' } }));
     }, timeoutMs);
     const onData = (c: Buffer) => {
       size += c.length;
