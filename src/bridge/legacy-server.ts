@@ -5,7 +5,6 @@
 // requestState berth minted) delivers the answers and carries the call on to its next round or its result.
 import { HttpError } from '../wire/http-error.js';
 import type { ServerResponse } from 'node:http';
-import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import { withinStartup, type Launched } from '../session/launch.js';
 import { INVALID_STATE, principalDigest, requestDigest, RequestStateCodec, type StateClaims } from '../security/request-state.js';
@@ -14,7 +13,8 @@ import { LATEST_PROTOCOL_VERSION } from '../wire/streamable-http.js';
 import { META_SERVER_INFO } from '../wire/era.js';
 import { sendJson } from '../wire/http-error.js';
 import { ErrorCode, errorResponse, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
-import { ModernExchange } from '../runtime/modern.js';
+import { Client2026Exchange } from '../relay/client-2026-exchange.js';
+import { sinkId, type CallSink } from '../relay/sink.js';
 
 type StdioServer = Launched & { kind: 'stdio' };
 
@@ -113,9 +113,10 @@ function answerUnowned(m: JsonRpcRequest): JsonRpcResponse {
 let nextCall = 0;
 
 /** One bridged call, for its whole life across rounds; the relay holds it as the call's exchange. */
-class BridgeCall extends Exchange {
+class BridgeCall implements CallSink {
+  readonly streamId = sinkId('bridged-');
   /** The POST currently carrying the call (none while suspended). */
-  private out: ModernExchange | undefined;
+  private out: Client2026Exchange | undefined;
   private caps: Record<string, unknown>;
   private readonly asked: Ask[] = [];
   /** This round's keys -> the server requests they answer. */
@@ -135,26 +136,25 @@ class BridgeCall extends Exchange {
     readonly caller: BridgeCaller,
     res: ServerResponse,
   ) {
-    super(res, { batch: false, streams: relay.streams, priming: false, jsonWindow: 0, headers: caller.headers });
     this.caps = caller.clientCapabilities;
   }
 
-  override get reachable(): boolean {
+  get reachable(): boolean {
     return this.final === undefined;
   }
 
-  override get live(): boolean {
+  get live(): boolean {
     return this.out?.live ?? false;
   }
 
-  override expect(): void {}
+  expect(): void {}
 
   /** Attaches a POST (the first one, or a retry) whose response now carries the call. */
   attach(res: ServerResponse, clientId: JsonRpcId, caps: Record<string, unknown>): void {
     clearTimeout(this.expiry);
     this.caps = caps;
     const { jsonWindow, keepAlive } = this.bridge.o;
-    const out = new ModernExchange(res, clientId, this.relay.streams, { jsonWindow, keepAlive, headers: this.caller.headers });
+    const out = new Client2026Exchange(res, clientId, { jsonWindow, keepAlive, headers: this.caller.headers });
     out.onAbandon = () => this.cancel('the client closed the response stream');
     this.out = out;
     out.expect();
@@ -162,7 +162,7 @@ class BridgeCall extends Exchange {
     if (this.asked.length) this.scheduleFlush();
   }
 
-  override deliver(m: JsonRpcMessage): boolean {
+  deliver(m: JsonRpcMessage): boolean {
     if (isRequest(m)) {
       this.ask(m);
       return true;
@@ -175,7 +175,7 @@ class BridgeCall extends Exchange {
     return this.out?.deliver(m) ?? false;
   }
 
-  override respond(_key: string, m: JsonRpcResponse): boolean {
+  respond(_key: string, m: JsonRpcResponse): boolean {
     this.final = shapeResponse(this.request.method, m);
     clearTimeout(this.gather);
     if (this.out) this.settle(this.final);

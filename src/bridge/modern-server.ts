@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
+import { sinkId, type CallSink } from '../relay/sink.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, MODERN_VERSIONS } from '../wire/era.js';
 import { ErrorCode, errorResponse, idKey, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
@@ -42,53 +43,47 @@ export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest):
 }
 
 /** The session's own subscriptions/listen at the server: its change notifications go to the client's GET stream. */
-class ListenSink extends Exchange {
+class ListenSink implements CallSink {
   ended = false;
-  constructor(
-    res: ServerResponse,
-    private readonly relay: StdioRelay,
-  ) {
-    super(res, { batch: false, streams: relay.streams, priming: false, jsonWindow: 0 });
-  }
-  override get reachable(): boolean {
+  readonly streamId = sinkId('session-listen-');
+  constructor(private readonly relay: StdioRelay) {}
+  get reachable(): boolean {
     return !this.ended;
   }
-  override get live(): boolean {
+  get live(): boolean {
     return !this.ended;
   }
-  override expect(): void {}
-  override deliver(message: JsonRpcMessage): boolean {
+  expect(): void {}
+  deliver(message: JsonRpcMessage): boolean {
     if (!isNotification(message) || message.method === 'notifications/subscriptions/acknowledged') return true;
     const { [META_SUBSCRIPTION_ID]: _, ...meta } = ((message.params as Params | undefined)?._meta ?? {}) as Params;
     this.relay.announce({ ...message, params: { ...message.params, ...(Object.keys(meta).length ? { _meta: meta } : { _meta: undefined }) } });
     return true;
   }
-  override respond(): boolean {
+  respond(): boolean {
     this.ended = true;
     return true;
   }
 }
 
 /** Sees one round's response (and its progress) on behalf of the client's exchange. */
-class RoundExchange extends Exchange {
+class RoundExchange implements CallSink {
+  readonly streamId = sinkId('round-');
   constructor(
-    res: ServerResponse,
-    private readonly outer: Exchange,
+    private readonly outer: CallSink,
     private readonly done: (m: JsonRpcResponse) => void,
-  ) {
-    super(res, { batch: false, streams: undefined as never, priming: false, jsonWindow: 0 });
-  }
-  override get reachable(): boolean {
+  ) {}
+  get reachable(): boolean {
     return this.outer.reachable;
   }
-  override get live(): boolean {
+  get live(): boolean {
     return this.outer.live;
   }
-  override expect(): void {}
-  override deliver(message: JsonRpcMessage, onLost?: () => void): boolean {
+  expect(): void {}
+  deliver(message: JsonRpcMessage, onLost?: () => void): boolean {
     return this.outer.deliver(message, onLost);
   }
-  override respond(_key: string, message: JsonRpcResponse): boolean {
+  respond(_key: string, message: JsonRpcResponse): boolean {
     this.done(message);
     return true;
   }
@@ -149,7 +144,7 @@ export class ModernServerBridge {
     if (Object.keys(notifications).length === 0) return;
     const meta: Params = { [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0], [META_CLIENT_CAPABILITIES]: this.client.capabilities ?? {}, [META_CLIENT_INFO]: this.client.clientInfo };
     this.listenId = `berth-bl:${++this.next}`;
-    this.sink = new ListenSink(res, this.relay);
+    this.sink = new ListenSink(this.relay);
     this.relay.fromClient([{ jsonrpc: '2.0', id: this.listenId, method: 'subscriptions/listen', params: { notifications, _meta: meta } }], this.sink);
   }
 
@@ -219,7 +214,7 @@ export class ModernServerBridge {
     };
     const id = `berth-b:${++this.next}`;
     return new Promise((resolve) => {
-      const round = new RoundExchange(res, exchange, resolve);
+      const round = new RoundExchange(exchange, resolve);
       call.roundId = id;
       call.round = round;
       this.relay.fromClient([{ jsonrpc: '2.0', id, method: m.method, params: { ...m.params, ...extra, _meta: meta } }], round);

@@ -1,11 +1,22 @@
 // Prometheus metrics (prom-client), one registry per berth instance, served at /metrics.
 // Counters and histograms are updated where things happen; gauges are read from the runtimes at scrape time.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { HostedRuntime } from '../runtime/base.js';
 import { droppedLogBytes } from '../log.js';
 
+/** What the gauges read from each runtime at scrape time (the runtime layer, above, provides it). */
+export interface RuntimeGauges {
+  readonly name: string;
+  readonly starts: { readonly active: number; readonly queued: number };
+  readonly sessionCount: number;
+  readonly runtimeSessionList: readonly unknown[];
+  readonly warmServers: number;
+  readonly pendingServerRequests: number;
+  readonly pendingInputRounds: number;
+  readonly callsInFlight: number;
+}
+
 export interface LiveView {
-  runtimes(): Iterable<HostedRuntime>;
+  runtimes(): Iterable<RuntimeGauges>;
 }
 
 export class Metrics {

@@ -3,6 +3,7 @@
 // outlasts the JSON window (so a long call gets keep-alives and survives a dropped connection).
 import type { ServerResponse } from 'node:http';
 import type { JsonRpcMessage, JsonRpcResponse } from '../wire/jsonrpc.js';
+import type { CallSink } from './sink.js';
 import type { SseStream, StreamLog } from './stream-log.js';
 
 export interface ExchangeOptions {
@@ -16,7 +17,7 @@ export interface ExchangeOptions {
   jsonWindow: number;
 }
 
-export class Exchange {
+export class Exchange implements CallSink {
   private readonly outstanding = new Set<string>();
   private readonly responses: JsonRpcResponse[] = [];
   private stream: SseStream | undefined;

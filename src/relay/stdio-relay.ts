@@ -32,7 +32,7 @@ import {
   type JsonRpcRequest,
   type JsonRpcResponse,
 } from '../wire/jsonrpc.js';
-import type { Exchange } from './exchange.js';
+import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { StdioChannel } from './stdio-channel.js';
 import { type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
@@ -43,13 +43,13 @@ const REQUEST_TIMEOUT = -32001;
 interface InFlight {
   clientId: JsonRpcId;
   method: string;
-  exchange: Exchange;
+  exchange: CallSink;
   progressToken?: number;
   startedAt: number;
   timer?: NodeJS.Timeout;
 }
 
-type Target = Exchange | 'get';
+type Target = CallSink | 'get';
 
 export interface RelayOptions {
   /** Stateless runtimes have no GET stream and answer server->client requests with an error. */
@@ -76,7 +76,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   private listens = 0;
   private readonly byClientId = new Map<string, number>();
   /** Internal progress token -> where its notifications go, and the client's own token. */
-  private readonly progress = new Map<number, { exchange: Exchange; token: string | number }>();
+  private readonly progress = new Map<number, { exchange: CallSink; token: string | number }>();
   private readonly serverRequests = new Map<string, { method: string; target: Target; timer?: NodeJS.Timeout; at: number }>();
   private readonly internal = new Map<string, (r: JsonRpcResponse) => void>();
   /** This session's SSE streams and the events kept for replay. */
@@ -144,7 +144,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   }
 
   /** Handles the messages of one client POST. Requests are answered on `exchange`. */
-  fromClient(messages: JsonRpcMessage[], exchange: Exchange): void {
+  fromClient(messages: JsonRpcMessage[], exchange: CallSink): void {
     for (const m of messages) {
       if (isRequest(m)) this.clientRequest(m, exchange);
       else if (isResponse(m)) this.clientResponse(m);
@@ -152,7 +152,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
   }
 
-  private clientRequest(m: JsonRpcRequest, exchange: Exchange): void {
+  private clientRequest(m: JsonRpcRequest, exchange: CallSink): void {
     const key = idKey(m.id);
     exchange.expect(`c:${key}`);
     if (this.closed) {
@@ -195,7 +195,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   }
 
   /** Stateless runtimes share one server among unrelated clients, whose ids only need to be unique per POST. */
-  private clientKey(id: JsonRpcId, exchange?: Exchange): string {
+  private clientKey(id: JsonRpcId, exchange?: CallSink): string {
     return this.opts.stateless && exchange ? `${exchange.streamId}|${idKey(id)}` : idKey(id);
   }
 
@@ -356,7 +356,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
 
   /** Where a server request goes: a live call stream or GET stream first (ping prefers GET), then a call stream the client can resume, else the GET stream. */
   private pick(preferGet: boolean): Target {
-    let live: Exchange | undefined;
+    let live: CallSink | undefined;
     for (const f of this.inflight.values()) if (f.exchange.live) { live = f.exchange; break; }
     const get = this.standalone?.attached ? 'get' : undefined;
     const first = preferGet ? (get ?? live) : (live ?? get);

@@ -4,7 +4,7 @@
 // member's notifications, all tagged with the client's listen id. Closing the client's stream ends every member's
 // listen; when every member's listen has ended, so does the client's.
 import type { ServerResponse } from 'node:http';
-import { Exchange } from '../relay/exchange.js';
+import { sinkId, type CallSink } from '../relay/sink.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import { sendJson } from '../wire/http-error.js';
@@ -15,35 +15,33 @@ import { statusOfServerError } from '../wire/streamable-http-2026.js';
 let nextLeg = 0;
 
 /** One member's listen, held by that member's relay; it reports to the fan-out instead of writing a response. */
-class ListenLeg extends Exchange {
+class ListenLeg implements CallSink {
   ended = false;
   readonly id = `berth-l${++nextLeg}`;
+  readonly streamId = sinkId('listen-leg-');
 
   constructor(
     private readonly fan: ListenFanout,
-    res: ServerResponse,
     readonly relay: StdioRelay,
-  ) {
-    super(res, { batch: false, streams: relay.streams, priming: false, jsonWindow: 0 });
-  }
+  ) {}
 
-  override get reachable(): boolean {
+  get reachable(): boolean {
     return !this.ended && this.fan.open;
   }
 
-  override get live(): boolean {
+  get live(): boolean {
     return this.reachable;
   }
 
-  override expect(): void {}
+  expect(): void {}
 
-  override deliver(message: JsonRpcMessage): boolean {
+  deliver(message: JsonRpcMessage): boolean {
     if (!this.reachable || !isNotification(message)) return false;
     this.fan.fromMember(message);
     return true;
   }
 
-  override respond(_key: string, message: JsonRpcResponse): boolean {
+  respond(_key: string, message: JsonRpcResponse): boolean {
     if (this.ended) return false;
     this.ended = true;
     this.fan.memberEnded(message);
@@ -83,7 +81,7 @@ export class ListenFanout {
   /** Opens the client's listen on one more server. */
   join(relay: StdioRelay): void {
     if (!this.open) return;
-    const leg = new ListenLeg(this, this.res, relay);
+    const leg = new ListenLeg(this, relay);
     this.legs.push(leg);
     relay.fromClient([{ ...this.request, id: leg.id }], leg);
   }

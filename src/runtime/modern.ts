@@ -7,14 +7,13 @@ import type { StartGate } from '../session/start-gate.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
+import { relayClient2026 } from '../relay/client-2026-exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
-import type { StreamLog } from '../relay/stream-log.js';
 import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SUBSCRIPTION_ID, MODERN_VERSIONS } from '../wire/era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS } from '../wire/era.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
-import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
-import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
-import { ModernErrorCode, statusOfServerError, withAllVersions } from '../wire/streamable-http-2026.js';
+import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../wire/jsonrpc.js';
+import { ModernErrorCode, withAllVersions } from '../wire/streamable-http-2026.js';
 import type { PostContext } from './base.js';
 import { LegacyBridge } from '../bridge/legacy-server.js';
 import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
@@ -28,129 +27,11 @@ type StdioServer = Launched & { kind: 'stdio' };
 type HttpServer = Launched & { kind: 'http' };
 
 /**
- * One modern request's response. It extends Exchange only so the relay can hold it: nothing of the 2025
- * machinery (stream log, event ids, priming, resumption) is used.
- */
-export class ModernExchange extends Exchange {
-  private streaming = false;
-  private ended = false;
-  private abandoned = false;
-  private window: NodeJS.Timeout | undefined;
-  private pulse: NodeJS.Timeout | undefined;
-  /** Called once when the client closes the response before its result: the request is cancelled. */
-  onAbandon: (() => void) | undefined;
-
-  constructor(
-    private readonly out: ServerResponse,
-    private readonly clientId: JsonRpcId,
-    streams: StreamLog,
-    private readonly o: {
-      jsonWindow: number;
-      keepAlive: number;
-      headers: Record<string, string>;
-      /** The id berth gave the request on its way to the server: a listen stream's messages are tagged with it. */
-      relayId?: JsonRpcId;
-      /** Rewrites a successful result before it goes out (server/discover names every version berth serves). */
-      transform?: (result: Record<string, unknown>) => Record<string, unknown>;
-    },
-  ) {
-    super(out, { batch: false, streams, priming: false, jsonWindow: o.jsonWindow, headers: o.headers });
-    out.on('close', () => {
-      if (this.ended) return;
-      this.abandoned = true;
-      this.stop();
-      this.onAbandon?.();
-    });
-  }
-
-  override get reachable(): boolean {
-    return !this.ended && !this.abandoned && !this.out.destroyed;
-  }
-
-  override get live(): boolean {
-    return this.reachable;
-  }
-
-  override expect(): void {
-    if (this.o.jsonWindow === 0) this.startStream();
-    else {
-      this.window = setTimeout(() => this.reachable && this.startStream(), this.o.jsonWindow);
-      this.window.unref();
-    }
-  }
-
-  /** Notifications of this request (progress, its log messages). A 2026 server sends no requests: refused. */
-  override deliver(message: JsonRpcMessage): boolean {
-    if (!this.reachable || isRequest(message)) return false;
-    this.startStream();
-    this.out.write(`event: message\ndata: ${JSON.stringify(this.retag(message))}\n\n`);
-    return true;
-  }
-
-  /** A listen stream's messages name the listen by the id the client gave it, not berth's. */
-  private retag<T extends JsonRpcMessage>(m: T): T {
-    const holder = 'result' in m ? (m.result as { _meta?: Record<string, unknown> } | undefined) : (m as { params?: { _meta?: Record<string, unknown> } }).params;
-    if (this.o.relayId === undefined || holder?._meta?.[META_SUBSCRIPTION_ID] !== this.o.relayId) return m;
-    const _meta = { ...holder._meta, [META_SUBSCRIPTION_ID]: this.clientId };
-    return 'result' in m ? { ...m, result: { ...holder, _meta } } : { ...m, params: { ...holder, _meta } };
-  }
-
-  override respond(_key: string, message: JsonRpcResponse): boolean {
-    if (this.ended) return false;
-    const delivered = this.reachable;
-    this.ended = true;
-    this.stop();
-    if (!delivered) return false;
-    let answer = this.retag({ ...message, id: this.clientId });
-    if (this.o.transform && answer.result) answer = { ...answer, result: this.o.transform(answer.result as Record<string, unknown>) };
-    if (!this.streaming) sendJson(this.out, answer.error ? statusOfServerError(answer.error.code) : 200, answer, this.o.headers);
-    else this.out.end(`event: message\ndata: ${JSON.stringify(answer)}\n\n`);
-    return true;
-  }
-
-  private startStream(): void {
-    if (this.streaming || this.out.headersSent) return;
-    this.streaming = true;
-    clearTimeout(this.window);
-    this.out.writeHead(200, sseHeaders(this.o.headers));
-    this.out.flushHeaders();
-    if (this.o.keepAlive > 0) {
-      this.pulse = setInterval(() => this.out.write(KEEP_ALIVE), this.o.keepAlive);
-      this.pulse.unref();
-    }
-  }
-
-  private stop(): void {
-    clearTimeout(this.window);
-    clearInterval(this.pulse);
-  }
-}
-
-let nextId = 0;
-
-/**
- * Relays one modern request to a server and resolves when its response has closed. The relay keys ids per
- * server, and pooled servers are shared by unrelated clients, so every request gets a berth-wide id first.
- */
-export function relayModern(relay: StdioRelay, res: ServerResponse, request: JsonRpcRequest, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
-  const id = `berth-m${++nextId}`;
-  const transform = request.method === 'server/discover' ? withAllVersions : undefined;
-  const exchange = new ModernExchange(res, request.id, relay.streams, { ...o, headers: o.headers ?? {}, relayId: id, transform });
-  exchange.onAbandon = () =>
-    relay.fromClient([{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'the client closed the response stream' } }], exchange);
-  return new Promise((resolve) => {
-    if (res.destroyed || res.closed) return resolve(); // the client left while berth found a server: nothing to cancel
-    res.once('close', resolve);
-    relay.fromClient([{ ...request, id }], exchange);
-  });
-}
-
-/**
  * One modern request on one server: relayed over stdio, or forwarded as it came to an http upstream (its status,
  * headers and stream pass through; the client closing its response aborts the upstream request, which cancels it).
  */
 export async function serveOn(server: Launched, req: IncomingMessage, res: ServerResponse, ctx: PostContext, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
-  if (server.kind === 'stdio') return relayModern(server.relay, res, ctx.parsed.messages[0] as JsonRpcRequest, o);
+  if (server.kind === 'stdio') return relayClient2026(server.relay, res, ctx.parsed.messages[0] as JsonRpcRequest, o);
   for (const [k, v] of Object.entries(o.headers ?? {})) res.setHeader(k, v);
   const transform = (ctx.parsed.messages[0] as JsonRpcRequest).method === 'server/discover' ? withAllVersions : undefined;
   await (server as HttpServer).upstream.forward(req, res, ctx.body, undefined, undefined, transform);

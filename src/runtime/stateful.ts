@@ -207,12 +207,13 @@ export class StatefulRuntime extends HostedRuntime {
       const r = await bridgeInitialize(server.relay, request);
       if (r.error || !session.live) return r;
       const p = request.params ?? {};
-      session.bridge = new ModernServerBridge(server.relay, { capabilities: p.capabilities, clientInfo: p.clientInfo }, {
+      const bridge = new ModernServerBridge(server.relay, { capabilities: p.capabilities, clientInfo: p.clientInfo }, {
         answerTimeout: this.config.limits.serverRequestTimeout,
         track: () => session.beginRequest(),
       });
-      session.once('ended', () => session.bridge?.close());
-      session.bridge.listen(((r.result as { capabilities?: Record<string, unknown> }).capabilities ?? {}), res);
+      session.bridge = bridge;
+      session.once('ended', () => bridge.close());
+      bridge.listen(((r.result as { capabilities?: Record<string, unknown> }).capabilities ?? {}), res);
       return r;
     };
     if (this.config.serverEra === '2026') {

@@ -5,7 +5,18 @@ import type { RuntimeConfig } from '../config/schema.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { dispose, type Launched } from './launch.js';
-import type { ModernServerBridge } from '../bridge/modern-server.js';
+import type { ServerResponse } from 'node:http';
+import type { JsonRpcMessage } from '../wire/jsonrpc.js';
+import type { Exchange } from '../relay/exchange.js';
+
+/** What a session needs of bridge B (a 2025 client on a 2026-era server), which lives in a layer above. */
+export interface SessionBridge {
+  /** The server's input requests now put to this 2025 client. */
+  readonly pending: number;
+  /** The messages of one client POST; requests are answered on `exchange`, whose response is `res`. */
+  fromClient(messages: JsonRpcMessage[], exchange: Exchange, res: ServerResponse): void;
+  close(): void;
+}
 
 export type EndReason = 'deleted' | 'idle' | 'max-lifetime' | 'crashed' | 'oom' | 'shutdown' | 'init-failed' | 'admin';
 
@@ -21,7 +32,7 @@ export class Session extends EventEmitter<SessionEvents> {
   /** protocol: an Mcp-Session-Id session (2025 clients); runtime: a Berth-Runtime-Session (2026 clients). */
   kind: 'protocol' | 'runtime' = 'protocol';
   /** Set when this 2025 session is served by a 2026-era server through bridge B. */
-  bridge: ModernServerBridge | undefined;
+  bridge: SessionBridge | undefined;
   state: 'live' | 'ending' | 'ended' = 'live';
   endReason: EndReason | undefined;
   /** Open client requests handled outside the stdio relay (http upstream POSTs). */
