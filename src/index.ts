@@ -1,4 +1,4 @@
-export { createRuntime, Berth, type BerthEvents, type CreateRuntimeOptions } from './runtime/berth.js';
+export { createRuntime, Berth, type BerthEvents, type CreateRuntimeOptions } from './app/berth.js';
 export { parseConfig, loadConfigFile, ConfigError } from './config/load.js';
 export { ConfigSchema, type BerthConfig, type BerthConfigInput, type RuntimeConfig, type RuntimeConfigInput } from './config/schema.js';
 export type { Session, EndReason } from './session/session.js';

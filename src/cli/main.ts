@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
 import { ConfigSchema, ISOLATION_KINDS, type BerthConfig } from '../config/schema.js';
-import { Berth } from '../runtime/berth.js';
+import { Berth } from '../app/berth.js';
 import { sha256Hex } from '../security/auth.js';
 import { parseDuration, parseSize } from '../util/units.js';
 import { registerClientCommands } from '../client/cli.js';

@@ -1,6 +1,6 @@
 // Piping one request to its owner node and the answer back, with undici: backpressure both ways, SSE never
 // buffered, and every phase bounded so a lost node or a partition ends in a JSON-RPC error, never a hang.
-import { FORWARDED_HEADER } from '../wire/headers.js';
+import { FORWARDED_HEADER, LAST_EVENT_ID_HEADER, METHOD_HEADER, NAME_HEADER, RUNTIME_SESSION_HEADER, SESSION_HEADER, VERSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Agent } from 'undici';
@@ -9,9 +9,9 @@ import { errorResponse, type JsonRpcId } from '../wire/jsonrpc.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 
 /** Request headers passed to the owner; credentials (already checked by the edge) and hop-by-hop ones are not. */
-const PASS = ['content-type', 'accept', 'mcp-protocol-version', 'mcp-session-id', 'mcp-method', 'mcp-name', 'last-event-id', 'berth-runtime-session', 'traceparent', 'tracestate', 'baggage', 'user-agent'];
+const PASS = ['content-type', 'accept', VERSION_HEADER, SESSION_HEADER, METHOD_HEADER, NAME_HEADER, LAST_EVENT_ID_HEADER, 'traceparent', 'tracestate', 'baggage', 'user-agent'];
 /** Response headers passed back to the client. */
-const BACK = ['content-type', 'cache-control', 'mcp-session-id', 'mcp-protocol-version', 'berth-runtime-session', 'retry-after', 'allow', 'content-length', 'www-authenticate'];
+const BACK = ['content-type', 'cache-control', SESSION_HEADER, VERSION_HEADER, RUNTIME_SESSION_HEADER, 'retry-after', 'allow', 'content-length', 'www-authenticate'];
 
 export interface ForwardTarget {
   id: string;
@@ -28,6 +28,8 @@ export interface ForwardOptions {
   requestId: JsonRpcId | null;
   /** Runtime-specific headers to pass too (a runtime's forwardHeaders). */
   extraHeaders?: readonly string[];
+  /** The runtime session the request names (by URL, its header or AgentCore's), passed as Berth-Runtime-Session. */
+  runtimeSession?: string;
   /**
    * A new session, which another node could take instead: an unreachable owner or its 503 (full, shutting down) is
    * returned as `retry` without answering the client.
@@ -89,6 +91,7 @@ export class Forwarder {
       const v = req.headers[h];
       if (typeof v === 'string') headers[h] = v;
     }
+    if (o.runtimeSession !== undefined) headers[RUNTIME_SESSION_HEADER] = o.runtimeSession;
     headers[FORWARDED_HEADER] = o.header;
     const ff = req.headers['x-forwarded-for'];
     headers['x-forwarded-for'] = [typeof ff === 'string' ? ff : undefined, req.socket.remoteAddress].filter(Boolean).join(', ');

@@ -1,6 +1,7 @@
 // One berth process as a cluster member: its identity, the directory, and the routing decision the front door asks
 // for after it has authenticated and parsed a request (HostedRuntime.handle).
-import { FORWARDED_HEADER, RUNTIME_SESSION_HEADER } from '../wire/headers.js';
+import { FORWARDED_HEADER } from '../wire/headers.js';
+import { createsSession, idOf, type InboundPost } from '../wire/inbound.js';
 import { createHmac } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -24,11 +25,29 @@ const NOT_FOUND = 'Session not found: it is unknown, ended or expired; initializ
 const ROUTE_CACHE = 10_000;
 
 /** What a Berth-Forwarded header binds as the session: Mcp-Session-Id, else the runtime session, else nothing. */
-function sessionClaim(req: IncomingMessage): string {
+function sessionClaim(req: IncomingMessage, runtimeSession: string | undefined): string {
   const sid = sessionIdOf(req);
   if (sid !== undefined) return sid;
-  const rs = req.headers[RUNTIME_SESSION_HEADER];
-  return typeof rs === 'string' ? `rs:${rs}` : '';
+  return runtimeSession !== undefined ? `rs:${runtimeSession}` : '';
+}
+
+/** One request the front door asks about: is it served here, or by another node? */
+export interface ClusterCall {
+  runtime: string;
+  config: RuntimeConfig;
+  principal: Principal;
+  /** POST only: the request as the wire layer read it. */
+  post?: InboundPost;
+  /** The runtime session the request names, if any (already checked). */
+  runtimeSession?: string;
+}
+
+/** What the cluster needs from the node it runs in (given by the composition root). */
+export interface ClusterNodeHooks {
+  /** This node's figures per runtime, published for placement. */
+  load: () => Record<string, RuntimeLoad>;
+  /** Ends every local session (the drain deadline). */
+  onDrainDeadline: () => void;
 }
 
 export interface RouteRequest {
@@ -39,6 +58,7 @@ export interface RouteRequest {
   /** The request creates a session (initialize). */
   creates: boolean;
   requestId: JsonRpcId | null;
+  runtimeSession?: string;
 }
 
 export class ClusterNode {
@@ -53,14 +73,12 @@ export class ClusterNode {
   drainDeadline: number | undefined;
   /** Sessions placed here per runtime since the last view refresh, so a burst from one edge spreads. */
   private readonly placed = new Map<string, number>();
-  /** Ends every local session (the drain deadline). */
-  onDrainDeadline: () => void = () => undefined;
-
   constructor(
     readonly cfg: ClusterConfig,
     private readonly log: Logger,
-    load: () => Record<string, RuntimeLoad>,
+    private readonly hooks: ClusterNodeHooks,
   ) {
+    const load = hooks.load;
     this.nodeId = cfg.nodeId ?? process.env.BERTH_NODE_ID ?? hostname().toLowerCase().split('.')[0]!;
     if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(this.nodeId)) throw new Error(`cluster.nodeId: "${this.nodeId}" is not a DNS label (set cluster.nodeId or BERTH_NODE_ID)`);
     this.keys = clusterKeys(process.env[cfg.secretEnv], cfg.secretEnv);
@@ -112,7 +130,7 @@ export class ClusterNode {
     clearTimeout(this.drainTimer);
     this.drainDeadline = deadlineMs === undefined ? undefined : Date.now() + deadlineMs;
     if (deadlineMs !== undefined) {
-      this.drainTimer = setTimeout(() => this.onDrainDeadline(), deadlineMs);
+      this.drainTimer = setTimeout(() => this.hooks.onDrainDeadline(), deadlineMs);
       this.drainTimer.unref();
     }
     await this.directory.setDraining(true);
@@ -143,9 +161,9 @@ export class ClusterNode {
    * Checks a Berth-Forwarded header: the principal the edge authenticated, or 403 (a client-sent or replayed
    * header, one meant for another node or request). The body digest is checked by acceptBody once it is read.
    */
-  accept(req: IncomingMessage, runtime: string): ForwardClaims {
+  accept(req: IncomingMessage, runtime: string, runtimeSession: string | undefined): ForwardClaims {
     const h = req.headers[FORWARDED_HEADER];
-    const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionClaim(req) }, this.nonces) : 'repeated header';
+    const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionClaim(req, runtimeSession) }, this.nonces) : 'repeated header';
     if (typeof c === 'string') {
       // Anyone can send the header before authenticating: one warning per 10 s, the rest at debug.
       const now = Date.now();
@@ -157,8 +175,30 @@ export class ClusterNode {
     return c;
   }
 
-  acceptBody(c: ForwardClaims, body: Buffer): void {
-    if (bodyDigest(body) !== c.b) throw new HttpError(403, ErrorCode.ServerError, 'Forbidden: invalid Berth-Forwarded header (the body does not match its digest)');
+  /** A forwarded POST's body: exactly the one the edge signed; a draining node refuses to start a session. */
+  acceptBody(c: ForwardClaims, post: InboundPost): void {
+    if (bodyDigest(post.body) !== c.b) throw new HttpError(403, ErrorCode.ServerError, 'Forbidden: invalid Berth-Forwarded header (the body does not match its digest)');
+    // Placed here by a peer whose view is a moment old: a draining node refuses, and the peer tries another.
+    if (this.draining && createsSession(post)) {
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: this node is draining; place the session elsewhere', { headers: { 'retry-after': '1' } });
+    }
+  }
+
+  /**
+   * The one routing decision per request: true when it was served by another node (forwarded and answered), false
+   * when this node serves it. Only stateful runtimes' sessions live on one node; a bridged call's retry goes to the
+   * node holding the suspended call in stateless runtimes too (their 2026 clients are bridged from a node's pool).
+   */
+  async decide(req: IncomingMessage, res: ServerResponse, c: ClusterCall): Promise<boolean> {
+    const stateful = c.config.mode === 'stateful';
+    const post = c.post;
+    const r: RouteRequest = { runtime: c.runtime, config: c.config, principal: c.principal, body: post?.body, creates: post ? createsSession(post) : false, requestId: post ? idOf(post) : null, runtimeSession: c.runtimeSession };
+    if (post?.clientEra === '2025' || req.method === 'GET') return stateful && this.route(req, res, r);
+    if (post && !('request' in post)) return false; // a 2026 notification: accepted and dropped wherever it lands
+    if (stateful && c.runtimeSession !== undefined) return this.routeRuntimeSession(req, res, r, c.runtimeSession);
+    if (req.method === 'DELETE') return stateful && this.route(req, res, r);
+    const state = post?.request.params?.requestState;
+    return c.runtimeSession === undefined && state !== undefined && this.routeRequestState(req, res, r, state);
   }
 
   /**
@@ -199,12 +239,12 @@ export class ClusterNode {
     // An http upstream's own headers may come as late as its requestTimeout.
     if (r.config.upstream === 'http') headersTimeout = Math.max(headersTimeout, r.config.limits.requestTimeout || headersTimeout);
     const header = signForwarded(this.keys, {
-      from: this.nodeId, to: target.id, inc: target.inc, p: r.principal, rt: r.runtime, m: req.method ?? '', sid: sessionClaim(req), b: bodyDigest(r.body),
+      from: this.nodeId, to: target.id, inc: target.inc, p: r.principal, rt: r.runtime, m: req.method ?? '', sid: sessionClaim(req, r.runtimeSession), b: bodyDigest(r.body),
     });
     // Quiet SSE streams get a keep-alive comment every streams.keepAlive: the idle cut must outlast that.
     const ka = r.config.streams.keepAlive;
     const idleTimeout = ka > 0 ? Math.max(this.cfg.forward.idleTimeout, ka + 5000) : this.cfg.forward.idleTimeout;
-    const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders, retryable });
+    const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders, runtimeSession: r.runtimeSession, retryable });
     if (out.unreachable) void this.directory.recheck(target.id);
     return out;
   }
@@ -237,7 +277,7 @@ export class ClusterNode {
           creating = true;
         }
       } catch (e) {
-        if (e instanceof HttpError || e instanceof HttpError) throw e;
+        if (e instanceof HttpError) throw e;
         owner = undefined;
       }
     }
@@ -321,8 +361,10 @@ export class ClusterNode {
     return d.view.get(id);
   }
 
-  /** Set by Berth: this node's current figures for a runtime. */
-  localLoad: (runtime: string) => Partial<RuntimeLoad> = () => ({});
+  /** This node's current figures for a runtime. */
+  private localLoad(runtime: string): Partial<RuntimeLoad> {
+    return this.hooks.load()[runtime] ?? {};
+  }
 
   async start(): Promise<void> {
     await this.directory.start();

@@ -14,7 +14,7 @@ import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS } from
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { ModernErrorCode, withAllVersions } from '../wire/streamable-http-2026.js';
-import type { PostContext } from './base.js';
+import type { Request2026Call } from './hosted-runtime.js';
 import { LegacyBridge } from '../bridge/legacy-server.js';
 import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
 import { ListenFanout } from './listen.js';
@@ -30,11 +30,11 @@ type HttpServer = Launched & { kind: 'http' };
  * One modern request on one server: relayed over stdio, or forwarded as it came to an http upstream (its status,
  * headers and stream pass through; the client closing its response aborts the upstream request, which cancels it).
  */
-export async function serveOn(server: Launched, req: IncomingMessage, res: ServerResponse, ctx: PostContext, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
-  if (server.kind === 'stdio') return relayClient2026(server.relay, res, ctx.parsed.messages[0] as JsonRpcRequest, o);
+export async function serveOn(server: Launched, req: IncomingMessage, res: ServerResponse, call: Request2026Call, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
+  if (server.kind === 'stdio') return relayClient2026(server.relay, res, call.request, o);
   for (const [k, v] of Object.entries(o.headers ?? {})) res.setHeader(k, v);
-  const transform = (ctx.parsed.messages[0] as JsonRpcRequest).method === 'server/discover' ? withAllVersions : undefined;
-  await (server as HttpServer).upstream.forward(req, res, ctx.body, undefined, undefined, transform);
+  const transform = call.request.method === 'server/discover' ? withAllVersions : undefined;
+  await (server as HttpServer).upstream.forward(req, res, call.body, undefined, undefined, transform);
 }
 
 /** Launch context for modern servers: the relay keys ids per server (berth makes them unique), never per stream. */
@@ -171,8 +171,8 @@ export class ModernPool {
   }
 
   /** The server's era, or a refusal when it cannot be served (not started; a 2025-era http server). */
-  async requireModern(ctx: PostContext): Promise<'modern' | 'legacy'> {
-    const request = ctx.parsed.messages[0] as JsonRpcRequest;
+  async requireModern(call: Request2026Call): Promise<'modern' | 'legacy'> {
+    const request = call.request;
     const era = await this.serverEraOf().catch((e: Error) => {
       throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, { id: request.id });
     });
@@ -182,13 +182,13 @@ export class ModernPool {
     return era;
   }
 
-  async serve(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
-    const request = ctx.parsed.messages[0] as JsonRpcRequest;
-    const owner = principalKey(ctx.principal);
-    if ((await this.requireModern(ctx)) === 'legacy') {
+  async serve(req: IncomingMessage, res: ServerResponse, call: Request2026Call): Promise<void> {
+    const request = call.request;
+    const owner = principalKey(call.principal);
+    if ((await this.requireModern(call)) === 'legacy') {
       if (request.method === 'subscriptions/listen') return this.listenLegacy(res, request, owner);
       // A retry finds its suspended call through its requestState, whichever member holds it.
-      const caller = { rs: 'pool', principalKey: owner, clientCapabilities: ctx.wire.clientCapabilities ?? {}, headers: {} };
+      const caller = { rs: 'pool', principalKey: owner, clientCapabilities: call.clientCapabilities, headers: {} };
       // Over stdio a 2025 server's request names no call, so each bridged call gets a server of its own; the
       // reservation holds it until the call is registered (and counted) by the bridge.
       let reserved: Member | undefined;
@@ -206,7 +206,7 @@ export class ModernPool {
     const member = await this.pick(request.id, owner);
     member.inFlight++;
     try {
-      await serveOn(member.server, req, res, ctx, this.ctx.config.streams);
+      await serveOn(member.server, req, res, call, this.ctx.config.streams);
     } finally {
       member.inFlight--;
     }

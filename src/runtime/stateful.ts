@@ -12,7 +12,7 @@ import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import { bridgeInitialize, InitExchange, ModernServerBridge } from '../bridge/modern-server.js';
 import { checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
-import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
+import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
 
 /** The first revision whose clients expect a priming event (an id with empty data) at the start of each stream. */
 const PRIMING_VERSION = '2025-11-25';
@@ -32,6 +32,10 @@ export class StatefulRuntime extends HostedRuntime {
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  get protocolSessionList(): Session[] {
+    return [...this.sessions.values()];
   }
 
   get warmServers(): number {
@@ -69,7 +73,7 @@ export class StatefulRuntime extends HostedRuntime {
     return s;
   }
 
-  protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
+  async post2025(req: IncomingMessage, res: ServerResponse, ctx: Post2025Call): Promise<void> {
     const { messages, batch } = ctx.parsed;
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize');
     if (init) return this.initialize(req, res, ctx, init);
@@ -92,7 +96,7 @@ export class StatefulRuntime extends HostedRuntime {
     const exchange = new Exchange(res, {
       batch,
       streams: server.relay.streams,
-      priming: ctx.protocolVersion >= PRIMING_VERSION,
+      priming: ctx.version >= PRIMING_VERSION,
       jsonWindow: this.config.streams.jsonWindow,
     });
     if (session.bridge) session.bridge.fromClient(messages, exchange, res);
@@ -102,7 +106,7 @@ export class StatefulRuntime extends HostedRuntime {
     }
   }
 
-  private async initialize(req: IncomingMessage, res: ServerResponse, ctx: PostContext, init: JsonRpcMessage): Promise<void> {
+  private async initialize(req: IncomingMessage, res: ServerResponse, ctx: Post2025Call, init: JsonRpcMessage): Promise<void> {
     if (ctx.parsed.messages.length > 1) {
       throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
     }
@@ -227,7 +231,7 @@ export class StatefulRuntime extends HostedRuntime {
     server.relay.fromClient([init], exchange);
   }
 
-  protected async getStream(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
+  async get(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
     checkGetHeaders(req);
     const session = this.lookup(req, principal);
     session.touch();
@@ -241,7 +245,7 @@ export class StatefulRuntime extends HostedRuntime {
     else session.server.relay.openGet(res, headers, (session.protocolVersion ?? '') >= PRIMING_VERSION);
   }
 
-  protected async delete(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
+  protected async deleteSession(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
     const session = this.lookup(req, principal);
     await session.end('deleted'); // for http upstreams this also DELETEs the upstream session
     res.writeHead(204).end();

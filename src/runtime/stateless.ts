@@ -10,8 +10,9 @@ import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
-import { HostedRuntime, type PostContext, type RuntimeOptions } from './base.js';
+import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
 import { principalKey } from '../security/auth.js';
+import type { Session } from '../session/session.js';
 
 const BERTH_CLIENT_INFO = { name: 'berth', version: '0.1.0' };
 
@@ -49,6 +50,10 @@ export class StatelessRuntime extends HostedRuntime {
 
   get sessionCount(): number {
     return 0;
+  }
+
+  get protocolSessionList(): Session[] {
+    return [];
   }
 
   get warmServers(): number {
@@ -101,7 +106,7 @@ export class StatelessRuntime extends HostedRuntime {
     );
   }
 
-  protected async post(req: IncomingMessage, res: ServerResponse, ctx: PostContext): Promise<void> {
+  async post2025(req: IncomingMessage, res: ServerResponse, ctx: Post2025Call): Promise<void> {
     if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
     const { messages, batch } = ctx.parsed;
     const owner = principalKey(ctx.principal);
@@ -149,11 +154,11 @@ export class StatelessRuntime extends HostedRuntime {
     }
   }
 
-  protected async getStream(): Promise<void> {
+  async get(): Promise<void> {
     throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no GET stream', { headers: { allow: 'POST' } });
   }
 
-  protected async delete(): Promise<void> {
+  protected async deleteSession(): Promise<void> {
     throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no sessions to delete', { headers: { allow: 'POST' } });
   }
 

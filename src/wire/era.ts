@@ -3,7 +3,7 @@
 // on one endpoint at once; each era's wire rules sit behind WireRevision.
 import type { IncomingMessage } from 'node:http';
 import type { ParsedBody } from './streamable-http.js';
-import type { JsonRpcId } from './jsonrpc.js';
+import type { JsonRpcNotification, JsonRpcRequest } from './jsonrpc.js';
 import { header, SESSION_HEADER, VERSION_HEADER } from './headers.js';
 
 export type Era = 'legacy' | 'modern';
@@ -15,17 +15,12 @@ export const META_SERVER_INFO = 'io.modelcontextprotocol/serverInfo';
 /** Tags every message of a subscriptions/listen stream: the listen request's JSON-RPC id. */
 export const META_SUBSCRIPTION_ID = 'io.modelcontextprotocol/subscriptionId';
 
-/** What the wire layer learned about one valid POST. */
-export interface RequestContext {
-  era: Era;
-  /** The revision the request is served at. */
-  version: string;
-  /** Modern only: the single message is a notification (accepted and dropped: none is defined on HTTP). */
-  notification?: boolean;
-  id?: JsonRpcId;
-  method?: string;
-  clientCapabilities?: Record<string, unknown>;
-}
+/** What the wire layer learned about one valid POST: its client's era, and for a 2026 client the one message. */
+export type RequestContext =
+  | { era: 'legacy'; version: string }
+  /** No client notification is defined on HTTP in 2026-07-28: it is accepted and dropped. */
+  | { era: 'modern'; version: string; notification: JsonRpcNotification }
+  | { era: 'modern'; version: string; request: JsonRpcRequest; clientCapabilities: Record<string, unknown> };
 
 /** One era's Streamable HTTP rules: 2025 in streamable-http.ts, 2026-07-28 in streamable-http-2026.ts. */
 export interface WireRevision {

@@ -73,7 +73,7 @@ export const wire2026: WireRevision = {
     const headerVersion = header(req, VERSION_HEADER);
     if (isNotification(m)) {
       // No client notification is defined on HTTP in this revision (cancelling = closing the stream): accept, drop.
-      return { era: 'modern', version: headerVersion ?? MODERN_VERSIONS[0], notification: true, method: m.method };
+      return { era: 'modern', version: headerVersion ?? MODERN_VERSIONS[0], notification: m };
     }
     if (!isRequest(m)) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: protocol version 2026-07-28 has no client responses (there are no server requests to answer)');
     const id = m.id;
@@ -116,7 +116,7 @@ export const wire2026: WireRevision = {
     if (REMOVED_METHODS.has(m.method)) {
       throw new HttpError(404, ErrorCode.MethodNotFound, `Method not found: ${m.method} is not part of protocol version ${version}`, { id: id });
     }
-    return { era: 'modern', version, id, method: m.method, clientCapabilities: caps };
+    return { era: 'modern', version, request: m, clientCapabilities: caps };
   },
 
   /** A server of this revision has no GET stream and no sessions to delete. */

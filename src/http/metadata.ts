@@ -1,6 +1,6 @@
 // OAuth 2.0 Protected Resource Metadata (RFC 9728), as the MCP authorization spec asks of a resource server:
 // where a client learns which authorization server issues tokens for a runtime.
-import type { HostedRuntime } from '../runtime/base.js';
+import type { HostedRuntime } from '../runtime/hosted-runtime.js';
 
 export const METADATA_PREFIX = '/.well-known/oauth-protected-resource';
 

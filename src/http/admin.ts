@@ -7,8 +7,7 @@ import { isAsset, serveAsset } from '../dashboard/assets.js';
 import { streamSnapshots } from '../dashboard/events.js';
 import type { History } from '../observe/history.js';
 import { MemoryReader } from '../observe/memory.js';
-import type { HostedRuntime } from '../runtime/base.js';
-import { StatefulRuntime } from '../runtime/stateful.js';
+import type { HostedRuntime } from '../runtime/hosted-runtime.js';
 import type { Session } from '../session/session.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -16,7 +15,7 @@ import type { ClusterNode } from '../cluster/node.js';
 import { parseDuration } from '../util/units.js';
 
 export interface AdminContext {
-  runtimes: Map<string, HostedRuntime>;
+  runtimes: ReadonlyMap<string, HostedRuntime>;
   startedAt: number;
   draining: boolean;
   /** Live sessions and request rate over the last hour, for the dashboard's chart. */
@@ -77,12 +76,12 @@ async function describeWithMemory(sessions: Session[]): Promise<Record<string, u
 
 /** Protocol sessions (Mcp-Session-Id) and runtime sessions (Berth-Runtime-Session) alike. */
 function liveSessions(ctx: AdminContext): Session[] {
-  return [...ctx.runtimes.values()].flatMap((r) => [...(r instanceof StatefulRuntime ? r.sessions.values() : []), ...r.runtimeSessionList]);
+  return [...ctx.runtimes.values()].flatMap((r) => [...r.protocolSessionList, ...r.runtimeSessionList]);
 }
 
 function status(ctx: AdminContext): Record<string, unknown> {
   const runtimes = Object.fromEntries(
-    [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.auth.kind, sessions: r.sessionCount, runtimeSessions: r.runtimeSessionList.length, warm: r.warmServers }]),
+    [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.config.auth.kind, sessions: r.sessionCount, runtimeSessions: r.runtimeSessionList.length, warm: r.warmServers }]),
   );
   const draining = ctx.draining || !!ctx.cluster?.draining;
   return { status: draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000), runtimes, ...(ctx.cluster ? { cluster: ctx.cluster.status() } : {}) };

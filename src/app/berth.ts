@@ -1,0 +1,247 @@
+// The composition root: one berth instance, built from its config. It picks each runtime's sandbox driver for this
+// host, builds the runtimes with what they need (the cluster's hooks included) and a front door for each, and
+// serves them all behind one HTTP listener; stop() drains and ends everything it started.
+import { EventEmitter } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ClusterNode } from '../cluster/node.js';
+import { parseConfig } from '../config/load.js';
+import type { BerthConfig, BerthConfigInput, RuntimeConfig } from '../config/schema.js';
+import { adminTokenDigest } from '../http/admin.js';
+import { FrontDoor } from '../http/front-door.js';
+import { createListener } from '../http/listener.js';
+import { METADATA_PREFIX, runtimePaths } from '../http/metadata.js';
+import { route, type RouterView } from '../http/router.js';
+import { createLogger, type Logger } from '../log.js';
+import { History } from '../observe/history.js';
+import { Metrics } from '../observe/metrics.js';
+import type { ClusterHooks, HostedRuntime, RuntimeOptions } from '../runtime/hosted-runtime.js';
+import { StatefulRuntime } from '../runtime/stateful.js';
+import { StatelessRuntime } from '../runtime/stateless.js';
+import { checkIsolationKind, chooseDriver } from '../sandbox/index.js';
+import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
+import type { ResourceInfo } from '../security/auth.js';
+import type { EndReason, Session } from '../session/session.js';
+import { checkExposure, checkRuntime, secretPaths } from './preflight.js';
+
+export interface BerthEvents {
+  'session:created': [session: Session, runtime: string];
+  'session:ended': [session: Session, runtime: string, reason: EndReason, detail: string];
+  /** Cluster mode: another process took this node's lease (same nodeId); berth has stopped and cleaned up. */
+  'cluster:fenced': [];
+}
+
+export interface CreateRuntimeOptions {
+  logger?: Logger;
+  /** Where relative commands are resolved (default: process.cwd()). */
+  baseDir?: string;
+  /** The config file berth was started from: hidden from every sandbox that would otherwise see it. */
+  configFile?: string;
+}
+
+export class Berth extends EventEmitter<BerthEvents> {
+  readonly config: BerthConfig;
+  /** The runtimes, built by start() once each one's sandbox driver is chosen. */
+  readonly runtimes = new Map<string, HostedRuntime>();
+  private readonly doors = new Map<string, FrontDoor>();
+  readonly log: Logger;
+  private http: Server | undefined;
+  private stopping: Promise<void> | undefined;
+  /** Sandboxes left by dead berth instances (SIGKILL, crash) that start() cleaned up. */
+  sweptSandboxes = 0;
+  private adminDigest: Buffer | undefined;
+  readonly metrics: Metrics;
+  /** Live sessions and request rate over the last hour (the dashboard's chart). */
+  readonly history: History;
+  private readonly startedAt = Date.now();
+  /** Cluster mode (config.cluster): membership, routing and draining; undefined on a single node. */
+  readonly cluster: ClusterNode | undefined;
+  private readonly hide: string[];
+
+  constructor(
+    config: BerthConfig,
+    private readonly options: CreateRuntimeOptions = {},
+  ) {
+    super();
+    this.config = config;
+    this.log = options.logger ?? createLogger();
+    if (config.server.stateDir) useStateRoot(config.server.stateDir);
+    for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
+    this.metrics = new Metrics({ runtimes: () => this.runtimes.values() });
+    this.history = new History({
+      read: async () => ({
+        sessions: [...this.runtimes.values()].reduce((n, r) => n + r.sessionCount, 0),
+        requests: (await this.metrics.requests.get()).values.reduce((n, v) => n + v.value, 0),
+      }),
+    });
+    this.cluster =
+      config.cluster &&
+      new ClusterNode(config.cluster, this.log, {
+        load: () => this.clusterLoad(),
+        // The drain deadline: whatever sessions are left here end (their clients re-initialize elsewhere).
+        onDrainDeadline: () => {
+          for (const rt of this.runtimes.values()) for (const s of [...rt.protocolSessionList, ...rt.runtimeSessionList]) void s.end('shutdown', 'drained');
+        },
+      });
+    this.hide = secretPaths(options.configFile);
+  }
+
+  /** What this node publishes for placement: per stateful runtime, its sessions, cap and warm servers. */
+  private clusterLoad(): Record<string, { sessions: number; max: number; warm: number }> {
+    const out: Record<string, { sessions: number; max: number; warm: number }> = {};
+    for (const [n, r] of this.runtimes) if (r.config.mode === 'stateful') out[n] = { sessions: r.sessionCount, max: r.config.limits.maxSessions, warm: r.warmServers };
+    return out;
+  }
+
+  /** The name of the runtime served at /mcp: the one named "default", or the only one. */
+  get defaultName(): string | undefined {
+    const names = Object.keys(this.config.runtimes);
+    return names.includes('default') ? 'default' : names.length === 1 ? names[0] : undefined;
+  }
+
+  get defaultRuntime(): HostedRuntime | undefined {
+    const name = this.defaultName;
+    return name === undefined ? undefined : this.runtimes.get(name);
+  }
+
+  get url(): string {
+    const a = this.http?.address() as AddressInfo | null | undefined;
+    if (!a) throw new Error('berth is not listening');
+    const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+    return `http://${host}:${a.port}`;
+  }
+
+  /** Endpoint URL of a runtime. */
+  endpoint(name?: string): string {
+    return name && this.defaultName !== name ? `${this.url}/runtimes/${name}/mcp` : `${this.url}/mcp`;
+  }
+
+  /** The base URL clients use (publicUrl, else the address berth listens on). */
+  get publicUrl(): string {
+    return (this.config.server.publicUrl ?? this.url).replace(/\/+$/, '');
+  }
+
+  private resourceInfo(name: string): ResourceInfo {
+    const paths = () => runtimePaths(name, this.defaultName === name);
+    return {
+      metadataUrl: () => `${this.publicUrl}${METADATA_PREFIX}${paths()[0]}`,
+      resourceUrls: () => paths().map((p) => `${this.publicUrl}${p}`),
+    };
+  }
+
+  /** What a runtime needs from the cluster, bound to its name. */
+  private clusterHooks(name: string): ClusterHooks | undefined {
+    const c = this.cluster;
+    return (
+      c && {
+        newId: c.mintId,
+        requestState: c.requestState,
+        runtimeSessionServed: (principal, id, maxLifetime) => c.holdRuntimeSession(name, principal, id, maxLifetime),
+        runtimeSessionDeleted: (principal, id) => c.forgetRuntimeSession(name, principal, id),
+      }
+    );
+  }
+
+  /** Builds one runtime around the driver chosen for it, and its front door. */
+  private async build(name: string, rc: RuntimeConfig): Promise<void> {
+    const baseDir = rc.cwd ?? this.options.baseDir ?? process.cwd();
+    const driver = await chooseDriver(rc.isolation, baseDir, this.log, this.config.server.sessionRoot);
+    checkRuntime(name, rc, driver, baseDir, this.config.server.sessionRoot, this.log);
+    const opts: RuntimeOptions = { name, config: rc, server: this.config.server, driver, baseDir, log: this.log, metrics: this.metrics, hide: this.hide, cluster: this.clusterHooks(name) };
+    const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
+    rt.on('session:created', (s) => this.emit('session:created', s, name));
+    rt.on('session:ended', (s, reason, detail) => this.emit('session:ended', s, name, reason, detail));
+    this.runtimes.set(name, rt);
+    const door = { allowedOrigins: this.config.server.allowedOrigins, resource: this.resourceInfo(name), log: this.log, metrics: this.metrics, cluster: this.cluster };
+    this.doors.set(name, new FrontDoor(rt, door));
+  }
+
+  async start(): Promise<this> {
+    checkExposure(this.config, this.log);
+    this.adminDigest = adminTokenDigest(this.config.server.admin);
+    this.sweptSandboxes = await sweepDeadInstances(this.log);
+    this.metrics.swept.inc(this.sweptSandboxes);
+    for (const [name, rc] of Object.entries(this.config.runtimes)) await this.build(name, rc);
+    await Promise.all([...this.runtimes.values()].map((r) => r.start()));
+    const view = this.routerView();
+    const bodyTimeout = Math.max(...Object.values(this.config.runtimes).map((r) => r.limits.bodyTimeout));
+    const server = createListener((req, res) => route(view, req, res), bodyTimeout);
+    this.http = server;
+    if (this.adminDigest) this.history.start();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.config.server.port, this.config.server.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    if (this.cluster) await this.joinCluster(this.cluster, server);
+    return this;
+  }
+
+  private async joinCluster(c: ClusterNode, server: Server): Promise<void> {
+    const a = server.address() as AddressInfo;
+    if (!c.directory.self.url && (a.address === '0.0.0.0' || a.address === '::')) {
+      await this.stop();
+      throw new Error('cluster: berth listens on every address, so peers cannot be told where it is; set cluster.advertiseUrl or BERTH_ADVERTISE_URL');
+    }
+    c.directory.self.url ||= this.url;
+    c.directory.on('fenced', () => {
+      // Listeners hear of it once berth has stopped: its sandboxes (detached process groups) must not outlive it.
+      void this.stop().finally(() => this.emit('cluster:fenced'));
+    });
+    await c.start();
+  }
+
+  private routerView(): RouterView {
+    const berth = this;
+    return {
+      doors: this.doors,
+      runtimes: this.runtimes,
+      startedAt: this.startedAt,
+      metrics: this.metrics,
+      history: this.history,
+      cluster: this.cluster,
+      get defaultName() {
+        return berth.defaultName;
+      },
+      get stopping() {
+        return !!berth.stopping;
+      },
+      get adminDigest() {
+        return berth.adminDigest;
+      },
+      get publicUrl() {
+        return berth.publicUrl;
+      },
+    };
+  }
+
+  /** Graceful stop: refuse new sessions, let in-flight calls finish within drainTimeout, end every session. */
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      this.history.stop();
+      // Peers stop placing sessions here at once; the lease goes at the end, so our sessions stay routable meanwhile.
+      await this.cluster?.directory.setDraining(true);
+      const all = [...this.runtimes.values()];
+      await Promise.all(all.map((r) => r.drain(this.config.server.drainTimeout)));
+      // Servers still starting give up now instead of holding the stop for their startupTimeout.
+      for (const r of all) r.startRecord.close();
+      await Promise.all(all.map((r) => r.close()));
+      if (this.http) {
+        const server = this.http;
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        });
+      }
+      await this.cluster?.stop();
+    })();
+    return this.stopping;
+  }
+}
+
+/** Creates (but does not start) berth from a config object; validation errors name the key. */
+export function createRuntime(config: BerthConfigInput | BerthConfig, options?: CreateRuntimeOptions): Berth {
+  return new Berth(parseConfig(config), options);
+}

@@ -1,0 +1,39 @@
+// /healthz (alive, with what each runtime is doing) and /readyz (ready for new sessions), as a load balancer or
+// Kubernetes probes them.
+import type { ClusterNode } from '../cluster/node.js';
+import type { HostedRuntime } from '../runtime/hosted-runtime.js';
+
+export interface HealthView {
+  readonly runtimes: ReadonlyMap<string, HostedRuntime>;
+  readonly stopping: boolean;
+  readonly cluster?: ClusterNode;
+}
+
+/** Alive either way (a restart would not mend a server that cannot start), but not "ok": the details say why. */
+export function healthz(v: HealthView): { status: number; body: Record<string, unknown> } {
+  const runtimes = Object.fromEntries([...v.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName, starts: r.startRecord.health }]));
+  const c = v.cluster;
+  const cluster = c && { node: c.nodeId, redis: c.directory.redisOk ? 'ok' : 'unreachable', lease: c.directory.leaseHeld ? 'held' : 'not held', draining: c.draining };
+  const degraded = [...v.runtimes.values()].some((r) => r.startRecord.failing);
+  return { status: v.stopping ? 503 : 200, body: { status: v.stopping ? 'draining' : degraded ? 'degraded' : 'ok', runtimes, ...(cluster ? { cluster } : {}) } };
+}
+
+/**
+ * Ready for new sessions: not draining, every runtime below its session cap with a warm server waiting (when it
+ * keeps a pool). A load balancer sends new sessions elsewhere meanwhile; /healthz says alive.
+ */
+export function readyz(v: HealthView): { status: number; body: Record<string, unknown> } {
+  const reasons: string[] = [];
+  const c = v.cluster;
+  if (v.stopping || c?.draining) reasons.push('draining');
+  // Cluster mode: a node that cannot reach Redis or lost its lease cannot place sessions (or be found).
+  if (c && !c.directory.redisOk) reasons.push('redis: the cluster directory is unreachable');
+  else if (c && !c.directory.leaseHeld) reasons.push('lease: this node does not hold its lease yet');
+  for (const [n, r] of v.runtimes) {
+    const starts = r.startRecord.health;
+    if (starts.consecutiveFailures > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
+    else if (r.config.warmPool > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
+    if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
+  }
+  return { status: reasons.length ? 503 : 200, body: { ready: reasons.length === 0, reasons } };
+}

@@ -1,0 +1,51 @@
+// The HTTP server itself, with the bounds that hold before any handler runs, and whatever Node answers on its own
+// (parser errors, timeouts, Expect, CONNECT) answered as berth answers everything: a JSON-RPC error body.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { clientErrorAnswer, HttpError } from '../wire/http-error.js';
+import { ErrorCode } from '../wire/jsonrpc.js';
+import { MAX_HEADERS } from './router.js';
+
+/** Request line and headers together (Node's default, stated so a --max-http-header-size flag cannot change it). */
+const MAX_HEADER_SIZE = 16 * 1024;
+
+/**
+ * Bounds on slow clients, before any runtime sees the request: the head must arrive within `bodyTimeout` (the
+ * longest of the runtimes'), the whole request within head + body time (a body nobody reads, after a refusal,
+ * included).
+ */
+export function createListener(handler: (req: IncomingMessage, res: ServerResponse) => void, bodyTimeout: number): Server {
+  const headersTimeout = Math.max(1000, bodyTimeout);
+  const server = createServer(
+    {
+      keepAliveTimeout: 30_000,
+      headersTimeout,
+      // A runtime's own 408 (readBody) comes first; this only cuts off what no handler reads.
+      requestTimeout: headersTimeout + bodyTimeout + 1000,
+      // How often Node checks those two timeouts (its default, 30 s, would let a slow client stay 30 s longer).
+      connectionsCheckingInterval: Math.min(1000, Math.floor(headersTimeout / 2)),
+      maxHeaderSize: MAX_HEADER_SIZE,
+      // Checked by the router, so the refusal is a JSON-RPC error like every other.
+      requireHostHeader: false,
+    },
+    handler,
+  );
+  server.maxHeadersCount = MAX_HEADERS + 1;
+  server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    // A response already under way cannot be replaced (the bytes would corrupt it); a reset peer hears nothing.
+    const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    clientErrorAnswer(err, MAX_HEADER_SIZE).sendRaw(socket);
+  });
+  server.on('checkExpectation', (_req, res) => {
+    new HttpError(417, ErrorCode.ServerError, 'Expectation Failed: the only Expect value berth honours is 100-continue', { headers: { connection: 'close' } }).send(res);
+  });
+  // Without a listener Node drops a CONNECT without a word.
+  server.on('connect', (req, socket: Duplex) => {
+    new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { headers: { allow: 'GET, POST, DELETE' } }).sendRaw(socket);
+  });
+  return server;
+}
