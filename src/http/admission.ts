@@ -6,7 +6,7 @@ import type { Metrics } from '../observe/metrics.js';
 import { createAuthenticator, principalKey, type Authenticator, type Principal, type ResourceInfo } from '../security/auth.js';
 import { RateLimiter } from '../security/quota.js';
 import { HttpError } from '../wire/http-error.js';
-import type { ParsedBody } from '../wire/inbound.js';
+import type { ParsedBody } from '../wire/jsonrpc.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 
 export class Admission {

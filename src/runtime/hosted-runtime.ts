@@ -16,9 +16,11 @@ import { StartGate } from '../session/start-gate.js';
 import { StartRecord } from '../session/start-record.js';
 import { RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { HttpError } from '../wire/http-error.js';
-import type { Post2025, Request2026 } from '../wire/inbound.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
+import type { Post2025Call, Request2026Call } from './calls.js';
 import { ModernPool, modernLaunchContext, serveOn } from './modern.js';
+
+export type { Post2025Call, Request2026Call };
 
 export interface RuntimeEvents {
   'session:created': [session: Session];
@@ -49,17 +51,6 @@ export interface RuntimeOptions {
   /** Host paths no sandbox may see (berth's config file). */
   hide?: string[];
   cluster?: ClusterHooks;
-}
-
-/** A 2025 client's POST, with who sent it. */
-export interface Post2025Call extends Post2025 {
-  principal: Principal;
-}
-
-/** A 2026 client's request, with who sent it and the runtime session it names (if any). */
-export interface Request2026Call extends Request2026 {
-  principal: Principal;
-  runtimeSession?: string;
 }
 
 export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {

@@ -14,7 +14,7 @@ import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS } from
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { ModernErrorCode, withAllVersions } from '../wire/streamable-http-2026.js';
-import type { Request2026Call } from './hosted-runtime.js';
+import type { Request2026Call } from './calls.js';
 import { LegacyBridge } from '../bridge/legacy-server.js';
 import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
 import { ListenFanout } from './listen.js';

@@ -2,8 +2,7 @@
 // handshake, per-request _meta) or "legacy" (the initialize-handshake revisions up to 2025-11-25). Both are served
 // on one endpoint at once; each era's wire rules sit behind WireRevision.
 import type { IncomingMessage } from 'node:http';
-import type { ParsedBody } from './streamable-http.js';
-import type { JsonRpcNotification, JsonRpcRequest } from './jsonrpc.js';
+import type { JsonRpcNotification, JsonRpcRequest, ParsedBody } from './jsonrpc.js';
 import { header, SESSION_HEADER, VERSION_HEADER } from './headers.js';
 
 export type Era = 'legacy' | 'modern';

@@ -2,9 +2,8 @@
 // rules. Everything past the front door works on this type; nothing re-reads the body or casts `messages[0]`.
 import type { IncomingMessage } from 'node:http';
 import { classifyEra } from './era.js';
-import type { JsonRpcNotification, JsonRpcRequest } from './jsonrpc.js';
-import { parseMessages, wire2025, type ParsedBody } from './streamable-http.js';
-export type { ParsedBody };
+import type { JsonRpcNotification, JsonRpcRequest, ParsedBody } from './jsonrpc.js';
+import { parseMessages, wire2025 } from './streamable-http.js';
 import { wire2026 } from './streamable-http-2026.js';
 
 /** A 2025 client's POST (initialize, a request, a batch, notifications or answers), within its session. */

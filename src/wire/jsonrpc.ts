@@ -6,6 +6,11 @@ export interface JsonRpcNotification { jsonrpc: '2.0'; method: string; params?: 
 export interface JsonRpcResponse { jsonrpc: '2.0'; id: JsonRpcId | null; result?: unknown; error?: JsonRpcErrorObject }
 export interface JsonRpcErrorObject { code: number; message: string; data?: unknown }
 export type JsonRpcMessage = JsonRpcRequest | JsonRpcNotification | JsonRpcResponse;
+/** A POST body: one message, or a batch of them. */
+export interface ParsedBody {
+  messages: JsonRpcMessage[];
+  batch: boolean;
+}
 
 export const ErrorCode = {
   ParseError: -32700,

@@ -6,7 +6,8 @@ import { HttpError } from './http-error.js';
 import type { IncomingMessage } from 'node:http';
 import { ErrorCode, isNotification, isRequest, type JsonRpcId } from './jsonrpc.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, type RequestContext, type WireRevision } from './era.js';
-import { SUPPORTED_PROTOCOL_VERSIONS, type ParsedBody } from './streamable-http.js';
+import { SUPPORTED_PROTOCOL_VERSIONS } from './streamable-http.js';
+import type { ParsedBody } from './jsonrpc.js';
 
 export const ModernErrorCode = {
   HeaderMismatch: -32020,

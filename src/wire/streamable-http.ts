@@ -3,7 +3,7 @@
 import type { IncomingMessage } from 'node:http';
 import { header, ORIGIN_HEADER, SESSION_HEADER, VERSION_HEADER } from './headers.js';
 import { HttpError } from './http-error.js';
-import { ErrorCode, idKey, invalidClientMessageReason, isRequest, type JsonRpcMessage } from './jsonrpc.js';
+import { ErrorCode, idKey, invalidClientMessageReason, isRequest, type JsonRpcMessage, type ParsedBody } from './jsonrpc.js';
 import type { WireRevision } from './era.js';
 
 export const SUPPORTED_PROTOCOL_VERSIONS = ['2025-11-25', '2025-06-18', '2025-03-26', '2024-11-05'] as const;
@@ -144,11 +144,6 @@ export const wire2025: WireRevision = {
     checkProtocolVersion(req);
   },
 };
-
-export interface ParsedBody {
-  messages: JsonRpcMessage[];
-  batch: boolean;
-}
 
 /**
  * The deepest nesting of arrays and objects a body may have. JSON.parse copes with any depth, but everything
