@@ -301,4 +301,10 @@ program
 
 registerClientCommands(program);
 
-await program.parseAsync(process.argv);
+/** The whole command line, defined but not run: test/readme.test.ts checks README's flag tables against it. */
+export { program };
+
+/** Runs the command line (bin/berth.js); importing this module runs nothing. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  await program.parseAsync(argv);
+}
