@@ -24,6 +24,17 @@ interface SessionView {
   idleExpiresInSeconds: number | null;
   expiresInSeconds: number;
   memory: { pssBytes: number; processes: number } | null;
+  idleSeconds: number;
+  limits: {
+    memoryBytes: number | null;
+    cpus: number | null;
+    pids: number | null;
+    diskBytes: number | null;
+    idleTimeoutSeconds: number;
+    maxLifetimeSeconds: number;
+    requestTimeoutSeconds: number | null;
+    notEnforced: string[];
+  };
 }
 interface Snapshot {
   status: string;
@@ -132,6 +143,11 @@ describe('dashboard feed and figures', () => {
       assert.equal(calm.pendingServerRequests, 0);
       assert.ok(calm.idleExpiresInSeconds! > 800 && calm.idleExpiresInSeconds! <= 900, 'idle timeout 15 min');
       assert.ok(calm.expiresInSeconds > 8 * 3600 - 60, 'max lifetime 8 h');
+      // The runtime's limits come with each session: the defaults here (no memory, CPU or pids limit set).
+      assert.deepEqual(
+        { ...calm.limits, notEnforced: [] },
+        { memoryBytes: null, cpus: null, pids: null, diskBytes: 1073741824, idleTimeoutSeconds: 900, maxLifetimeSeconds: 28800, requestTimeoutSeconds: 600, notEnforced: [] },
+      );
       // Snapshots keep coming, once a second, and resend the history only when it moved.
       const n = feed.all.length;
       await sleep(2500);
@@ -146,6 +162,31 @@ describe('dashboard feed and figures', () => {
       const one = (await (await fetch(`${base}/admin/sessions/${transport.sessionId}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as SessionView;
       assert.ok(one.memory!.pssBytes > 5 * 1048576 && one.memory!.processes >= 1);
       feed.close();
+      await client.close();
+    } finally {
+      await berth.stop();
+    }
+  });
+
+  test('idle counts from the last message either way: a call streaming progress stays near 0', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
+    const { client, transport } = await connect(berth.url);
+    const view = async () =>
+      (await (await fetch(new URL(`/admin/sessions/${transport.sessionId}`, berth.url), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as SessionView;
+    try {
+      // 60 steps, one every 200 ms: the client's POST is the only client traffic for 12 s or more.
+      let steps = 0;
+      const started = Date.now();
+      const call = client.callTool({ name: 'progress', arguments: { steps: 60, delayMs: 200 } }, undefined, { onprogress: () => steps++, resetTimeoutOnProgress: true });
+      await until('20 progress notifications, 4 s into the call', () => steps >= 20 && Date.now() - started >= 4000, 60_000);
+      const busy = await view();
+      assert.equal(busy.inFlight, 1, 'read while the call still streams');
+      assert.ok(busy.idleSeconds <= 2, `idle ${busy.idleSeconds} s ${Math.round((Date.now() - started) / 1000)} s into a call that sent progress every 200 ms`);
+      assert.equal(busy.idleExpiresInSeconds, null);
+      await call;
+      assert.ok(steps >= 60);
+      // Once the call ends, with no message either way, idle counts up again.
+      await until('idle to count up after the call', async () => (await view()).idleSeconds >= 2, 30_000);
       await client.close();
     } finally {
       await berth.stop();
