@@ -166,7 +166,7 @@ const rss: Array<{ t: number; mib: number; heapMiB: number; completed: number }>
 const metricsUrl = new URL('/metrics', berth.url);
 const sampler = setInterval(async () => {
   const text = await fetch(metricsUrl).then((r) => r.text()).catch(() => '');
-  const heap = Number(/^berth_process_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? NaN) / 1048576;
+  const heap = Number(/^berth_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? NaN) / 1048576;
   rss.push({ t: Math.round((Date.now() - started) / 1000), mib: Math.round(rssMiB(berth.pid)), heapMiB: Math.round(heap), completed: tally.completed });
   const last = rss.at(-1)!;
   if (Date.now() > until + 5000) process.stderr.write(`still in flight: ${JSON.stringify([...inflight.values()].map((v) => ({ ...v, since: Math.round((Date.now() - v.since) / 1000) })))}\n`);

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { History } from '../src/observe/history.ts';
 import { treeMemory } from '../src/observe/memory.ts';
-import { connect, ROOT, runBerth, sseEvents, type BerthProcess } from './helpers/berth.ts';
+import { connect, readUntil, ROOT, runBerth, sseEvents, type BerthProcess } from './helpers/berth.ts';
 
 const TOKEN = 'dashboard-test-token-7f3a';
 const ARTIFACTS = process.env.BERTH_ARTIFACTS ?? join(ROOT, 'test/.build/artifacts');
@@ -24,6 +24,17 @@ interface SessionView {
   idleExpiresInSeconds: number | null;
   expiresInSeconds: number;
   memory: { pssBytes: number; processes: number } | null;
+  idleSeconds: number;
+  limits: {
+    memoryBytes: number | null;
+    cpus: number | null;
+    pids: number | null;
+    diskBytes: number | null;
+    idleTimeoutSeconds: number;
+    maxLifetimeSeconds: number;
+    requestTimeoutSeconds: number | null;
+    notEnforced: string[];
+  };
 }
 interface Snapshot {
   status: string;
@@ -132,6 +143,11 @@ describe('dashboard feed and figures', () => {
       assert.equal(calm.pendingServerRequests, 0);
       assert.ok(calm.idleExpiresInSeconds! > 800 && calm.idleExpiresInSeconds! <= 900, 'idle timeout 15 min');
       assert.ok(calm.expiresInSeconds > 8 * 3600 - 60, 'max lifetime 8 h');
+      // The runtime's limits come with each session: the defaults here (no memory, CPU or pids limit set).
+      assert.deepEqual(
+        { ...calm.limits, notEnforced: [] },
+        { memoryBytes: null, cpus: null, pids: null, diskBytes: 1073741824, idleTimeoutSeconds: 900, maxLifetimeSeconds: 28800, requestTimeoutSeconds: 600, notEnforced: [] },
+      );
       // Snapshots keep coming, once a second, and resend the history only when it moved.
       const n = feed.all.length;
       await sleep(2500);
@@ -146,6 +162,31 @@ describe('dashboard feed and figures', () => {
       const one = (await (await fetch(`${base}/admin/sessions/${transport.sessionId}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as SessionView;
       assert.ok(one.memory!.pssBytes > 5 * 1048576 && one.memory!.processes >= 1);
       feed.close();
+      await client.close();
+    } finally {
+      await berth.stop();
+    }
+  });
+
+  test('idle counts from the last message either way: a call streaming progress stays near 0', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
+    const { client, transport } = await connect(berth.url);
+    const view = async () =>
+      (await (await fetch(new URL(`/admin/sessions/${transport.sessionId}`, berth.url), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as SessionView;
+    try {
+      // 60 steps, one every 200 ms: the client's POST is the only client traffic for 12 s or more.
+      let steps = 0;
+      const started = Date.now();
+      const call = client.callTool({ name: 'progress', arguments: { steps: 60, delayMs: 200 } }, undefined, { onprogress: () => steps++, resetTimeoutOnProgress: true });
+      await until('20 progress notifications, 4 s into the call', () => steps >= 20 && Date.now() - started >= 4000, 60_000);
+      const busy = await view();
+      assert.equal(busy.inFlight, 1, 'read while the call still streams');
+      assert.ok(busy.idleSeconds <= 2, `idle ${busy.idleSeconds} s ${Math.round((Date.now() - started) / 1000)} s into a call that sent progress every 200 ms`);
+      assert.equal(busy.idleExpiresInSeconds, null);
+      await call;
+      assert.ok(steps >= 60);
+      // Once the call ends, with no message either way, idle counts up again.
+      await until('idle to count up after the call', async () => (await view()).idleSeconds >= 2, 30_000);
       await client.close();
     } finally {
       await berth.stop();
@@ -194,6 +235,42 @@ describe('dashboard feed and figures', () => {
   });
 });
 
+/**
+ * The chart spans the time its samples cover (not the fixed hour that squeezed them into the right edge), names its
+ * axes with their units, and its legend names each series with its newest value and toggles it on a click.
+ */
+async function checkChart(page: Page, base: string): Promise<void> {
+  // Two samples (10 s apart) give the data a span of its own.
+  const chart = page.locator('#chart');
+  await until('two history samples on the chart', async () => Number(await chart.getAttribute('data-points')) >= 2, 40_000);
+  const attr = async (name: string) => Number(await chart.getAttribute(name));
+  const [xMin, xMax, first, last] = [await attr('data-x-min'), await attr('data-x-max'), await attr('data-first'), await attr('data-last')];
+  assert.ok(xMin <= first && xMax >= last, `the x range ${xMin}..${xMax} covers the samples ${first}..${last}`);
+  assert.ok((last - first) / (xMax - xMin) >= 0.9, `the samples (${last - first} s) fill the x range (${xMax - xMin} s), not its right edge`);
+  // The samples are berth's own history: the feed's first snapshot has the chart's first sample.
+  const abort = new AbortController();
+  const r = await fetch(`${base}/admin/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: abort.signal });
+  const history = JSON.parse(sseEvents(await readUntil(r, (ev) => ev.length >= 1))[0]!.data).history as Array<{ t: number }>;
+  abort.abort();
+  assert.ok(history.some((p) => p.t / 1000 === first), 'the first sample is from the history');
+
+  assert.equal(await page.locator('#axis-time').textContent(), 'Time (local, one sample every 10s)');
+  assert.match((await page.locator('#axis-sessions').textContent())!, /^Live sessions \(count\)$/);
+  assert.match((await page.locator('#axis-rate').textContent())!, /^Request rate \(requests\/s\)$/);
+  const legend = page.locator('#chart .u-legend .u-series');
+  assert.deepEqual(await legend.locator('.u-label').allTextContents(), ['Time', 'Live sessions', 'Requests/s']);
+  // With the cursor off the chart, the newest values (never an empty legend).
+  const [time, sessions, rate] = await legend.locator('.u-value').allTextContents();
+  assert.match(time!, /^\d\d:\d\d:\d\d$/);
+  assert.match(sessions!, /^\d+$/);
+  assert.match(rate!, /^\d+\.\d\d$/);
+  const rateRow = legend.filter({ hasText: 'Requests/s' });
+  await rateRow.click();
+  assert.match((await rateRow.getAttribute('class'))!, /\bu-off\b/, 'a click hides the series');
+  await rateRow.click();
+  assert.doesNotMatch((await rateRow.getAttribute('class'))!, /\bu-off\b/);
+}
+
 /** Debian's chromium (the real binary behind its wrapper script), or why it cannot run. */
 async function launchChromium(): Promise<{ browser?: Browser; skip?: string }> {
   const path = process.env.CHROMIUM_PATH ?? ['/usr/lib/chromium/chromium', '/usr/bin/chromium'].find((p) => existsSync(p));
@@ -214,7 +291,9 @@ describe('dashboard in a browser', async () => {
   const browser = launched.browser;
   let berth: BerthProcess;
   before(async () => {
-    if (browser) berth = await runBerth(['--isolation', 'process', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
+    // Limits set, so the page has some to show (a host without cgroups shows them marked not enforced).
+    const limits = ['--memory', '256MiB', '--pids', '300', '--cpus', '1.5'];
+    if (browser) berth = await runBerth(['--isolation', 'process', ...limits, '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
   });
   after(async () => {
     await browser?.close();
@@ -224,7 +303,8 @@ describe('dashboard in a browser', async () => {
   test('asks for the token, refuses a wrong one, then shows sessions live and ends one with a click', { skip: launched.skip }, async () => {
     const base = new URL(berth.url).origin;
     const first = await connect(berth.url);
-    const page = await browser!.newPage();
+    // The copy button writes to the clipboard; the test reads it back.
+    const page = await browser!.newPage({ permissions: ['clipboard-read', 'clipboard-write'] });
     const problems: string[] = [];
     page.on('console', (m) => {
       // The refused token's 401 is expected; anything else (a CSP violation, a script error) is not.
@@ -247,11 +327,27 @@ describe('dashboard in a browser', async () => {
       const row = page.locator(`tr.session[data-id="${first.transport.sessionId}"]`);
       await row.waitFor();
       assert.equal(await row.locator('.principal').textContent(), 'anonymous');
-      assert.match((await row.locator('.memory').textContent())!, /^\d+\.\d MiB$/);
+      assert.match((await row.locator('.memory .pss').textContent())!, /^\d+\.\d MiB$/);
       assert.equal(await page.locator('#live-count').textContent(), '1');
-      assert.ok(!(await page.locator('body').innerText()).includes(first.transport.sessionId!), 'the full id is never on screen');
+      const sid = first.transport.sessionId!;
+      assert.ok(!(await page.locator('body').innerText()).includes(sid), 'the full id is not on screen unasked');
+      // The full id on hover, and copied with a click.
+      assert.equal(await row.locator('code.sid').getAttribute('title'), sid);
+      await row.locator('button.copy').click();
+      await row.locator('button.copy', { hasText: 'Copied' }).waitFor();
+      assert.equal(await page.evaluate(() => navigator.clipboard.readText()), sid);
+      // The runtime's limits, per session: memory beside its use, the rest in their own column.
+      assert.match((await row.locator('[data-limit=memory]').textContent())!, /^of 256 MiB( \(not enforced\))?$/);
+      const limit = async (key: string) => (await row.locator(`.limits [data-limit=${key}]`).textContent())!.replace(/ \(not enforced\)$/, '');
+      assert.equal(await limit('cpus'), 'CPUs: 1.5');
+      assert.equal(await limit('pids'), 'pids: 300');
+      assert.equal(await limit('disk'), 'disk: 1 GiB');
+      assert.equal(await limit('idle'), 'idle timeout: 15m');
+      assert.equal(await limit('lifetime'), 'max lifetime: 8h');
+      assert.equal(await limit('request'), 'call timeout: 10m');
       assert.match((await page.locator('#runtimes').textContent())!, /stateful.*process/);
       assert.equal(await page.locator('.uplot canvas').count() > 0, true, 'the chart is drawn');
+      await checkChart(page, new URL(berth.url).origin);
       assert.equal(await page.evaluate(() => document.cookie), '', 'no cookie carries the token');
 
       // A marker on the window survives only if the page is never reloaded.

@@ -44,6 +44,16 @@ describe('metrics and request logs', () => {
       assert.equal(sample(end, 'berth_sessions_live{runtime="default"}'), 0);
       assert.equal(sample(end, 'berth_requests_total{runtime="default",method="DELETE",status="204"}'), 1);
       assert.match(end, /^berth_warm_servers\{runtime="default"\} \d+$/m);
+      // Node's process metrics carry berth_ once: berth_process_cpu_user_seconds_total, not berth_process_process_….
+      assert.ok(sample(end, 'berth_process_cpu_user_seconds_total')! > 0, 'CPU time of berth itself');
+      assert.ok(sample(end, 'berth_process_resident_memory_bytes')! > 1048576);
+      assert.ok(sample(end, 'berth_nodejs_heap_size_used_bytes')! > 1048576);
+      const names = new Set(end.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]));
+      assert.ok(names.size > 20, `${names.size} metric series names`);
+      for (const name of names) {
+        assert.match(name, /^berth_/, `every metric is berth's: ${name}`);
+        assert.doesNotMatch(name, /^berth_(berth|process_process|process_nodejs|nodejs_nodejs)_/, `no doubled prefix: ${name}`);
+      }
       const lines = berth
         .logs()
         .split('\n')

@@ -11,6 +11,7 @@ import { Berth } from '../app/berth.js';
 import { sha256Hex } from '../security/auth.js';
 import { parseDuration, parseSize } from '../util/units.js';
 import { registerClientCommands } from '../client/cli.js';
+import { installAllowance } from '../sandbox/package-cache.js';
 
 const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url));
 /** The installed package's version (dist/cli/main.js -> ../../package.json). */
@@ -48,7 +49,7 @@ async function firstStartsOrExit(berth: Berth): Promise<void> {
   for (const [name, rt] of berth.runtimes) {
     if (rt.config.warmPool === 0) continue;
     // Bounded: a runtime that starts nothing ahead of demand after all must not hold the listening line forever.
-    const wait = rt.config.limits.startupTimeout + 5000;
+    const wait = rt.config.limits.startupTimeout + installAllowance(rt.config) + 5000;
     const first = await Promise.race([rt.startRecord.first, delay(wait, undefined, { ref: false })]);
     if (!first || first.ok) continue;
     const lines = first.stderr.length ? `\nits last stderr lines:\n${first.stderr.map((l) => `  ${l}`).join('\n')}` : '\nit wrote nothing on stderr';
@@ -301,4 +302,10 @@ program
 
 registerClientCommands(program);
 
-await program.parseAsync(process.argv);
+/** The whole command line, defined but not run: test/readme.test.ts checks README's flag tables against it. */
+export { program };
+
+/** Runs the command line (bin/berth.js); importing this module runs nothing. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  await program.parseAsync(argv);
+}

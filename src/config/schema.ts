@@ -103,6 +103,25 @@ export const StreamsSchema = z
   })
   .strict();
 
+/** `npx -y PACKAGE` commands: the package is installed once, outside the sandboxes, and shown to them read-only. */
+export const PackageCacheSchema = z
+  .object({
+    dir: z
+      .string()
+      .startsWith('/', 'packageCache.dir must be absolute')
+      .optional()
+      .describe(
+        'Where berth installs the packages of npx / npm exec commands, one directory per runtime and package spec, reused across restarts (default: $BERTH_PACKAGE_CACHE, else /var/cache/berth/packages as root, else $XDG_CACHE_HOME/berth/packages). As root every directory above it must be traversable by uid 65534.',
+      ),
+    refresh: z.boolean().describe("Install the package anew at every berth start (picks up a new version of an unpinned spec); false: reuse the runtime's filled directory.").default(false),
+    installTimeout: duration('How long npm install of the package may take; past it the install is killed and the start fails.').prefault('10m'),
+    installScripts: z
+      .boolean()
+      .describe("Let the package and its dependencies run their install scripts. They run as berth's user outside any sandbox, so this is off unless the package needs it (native modules).")
+      .default(false),
+  })
+  .strict();
+
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** Asymmetric algorithms only: a JWKS holds public keys, and "none" or HMAC would let a caller forge tokens. */
 export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
@@ -188,6 +207,7 @@ export const RuntimeSchema = z
       .default([]),
     limits: LimitsSchema.default(LimitsSchema.parse({})),
     streams: StreamsSchema.default(StreamsSchema.parse({})),
+    packageCache: PackageCacheSchema.default(PackageCacheSchema.parse({})),
   })
   .strict()
   .refine((r) => r.allowNet.length === 0 || r.network === 'egress', {

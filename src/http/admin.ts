@@ -5,6 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { ServerConfig } from '../config/schema.js';
 import { isAsset, serveAsset } from '../dashboard/assets.js';
 import { streamSnapshots } from '../dashboard/events.js';
+import { sessionLimits } from '../dashboard/limits.js';
 import type { History } from '../observe/history.js';
 import { MemoryReader } from '../observe/memory.js';
 import type { HostedRuntime } from '../runtime/hosted-runtime.js';
@@ -51,16 +52,19 @@ export function describeSession(s: Session, now = Date.now()): Record<string, un
     pid: server.sandbox.pid,
     createdAt: new Date(s.createdAt).toISOString(),
     lastActivity: new Date(s.lastActivity).toISOString(),
+    lastTraffic: new Date(s.lastTraffic).toISOString(),
     idleExpiresAt: s.idleExpiresAt === undefined ? null : new Date(s.idleExpiresAt).toISOString(),
     expiresAt: new Date(s.expiresAt).toISOString(),
     ageSeconds: seconds(now - s.createdAt),
-    idleSeconds: seconds(now - s.lastActivity),
+    // Since the last message either way: a call streaming progress is not idle.
+    idleSeconds: seconds(now - s.lastTraffic),
     // null while a call is in flight: a busy session is never idle.
     idleExpiresInSeconds: idleAt === undefined ? null : seconds(idleAt - now),
     expiresInSeconds: seconds(s.expiresAt - now),
     inFlight: s.inFlight,
     pendingServerRequests: server.kind === 'stdio' ? server.relay.pendingServerRequests : null,
     retainedEvents: server.kind === 'stdio' ? server.relay.streams.retainedEvents : null,
+    limits: sessionLimits(s.config, server.sandbox.driver),
   };
 }
 

@@ -15,6 +15,9 @@ export interface RuntimeGauges {
   readonly callsInFlight: number;
 }
 
+/** Prefix of Node's process metrics: berth_process_cpu_user_seconds_total, berth_nodejs_heap_size_used_bytes, … */
+export const DEFAULT_METRICS_PREFIX = 'berth_';
+
 export interface LiveView {
   runtimes(): Iterable<RuntimeGauges>;
 }
@@ -35,7 +38,9 @@ export class Metrics {
 
   constructor(view: LiveView) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'berth_process_' });
+    // prom-client's own names already say what they are (process_cpu_user_seconds_total, nodejs_heap_size_…):
+    // berth_ alone keeps them apart from other exporters' without doubling (berth_process_process_…).
+    collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
     this.sessionsCreated = new Counter({ name: 'berth_sessions_created_total', help: 'Sessions created.', labelNames: ['runtime'], registers });
     this.sessionsEnded = new Counter({
       name: 'berth_sessions_ended_total',

@@ -40,6 +40,8 @@ export class HttpUpstream {
   private readonly pool: Pool;
   upstreamSessionId: string | undefined;
   bytesOut = 0;
+  /** Told of every chunk the server sends back (a session's traffic clock). */
+  onData: (() => void) | undefined;
 
   constructor(
     /** The server's port on the host's loopback (network host), or the Unix socket reaching it in its own network. */
@@ -135,7 +137,10 @@ export class HttpUpstream {
     res.flushHeaders();
     // pipe() honours backpressure: a slow client slows the upstream read instead of growing a buffer.
     await new Promise<void>((resolve) => {
-      r.body.on('data', (chunk: Buffer) => (this.bytesOut += chunk.length));
+      r.body.on('data', (chunk: Buffer) => {
+        this.bytesOut += chunk.length;
+        this.onData?.();
+      });
       r.body.once('end', resolve);
       r.body.once('error', () => {
         res.destroy();

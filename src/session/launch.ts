@@ -16,6 +16,7 @@ import type { StartRecord } from './start-record.js';
 import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
 import { commandRoots } from '../sandbox/command-files.js';
+import { packageArgv, parsePackageCommand, type PackageInstallError } from '../sandbox/package-cache.js';
 import { parseAllow, type AllowRule } from '../sandbox/network.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -69,7 +70,8 @@ const rootsCache = new Map<string, string[]>();
 export function neededRoots(argv: readonly string[], baseDir: string, mounts: readonly string[], sessionRoot: string): string[] {
   const key = JSON.stringify([argv, baseDir, mounts, sessionRoot]);
   let roots = rootsCache.get(key);
-  if (!roots) rootsCache.set(key, (roots = commandRoots(argv, baseDir, mounts, sessionRoot)));
+  // An npx command is checked here (refused forms throw); its files are found once it is installed (launch).
+  if (!roots) rootsCache.set(key, (roots = parsePackageCommand(argv) ? [] : commandRoots(argv, baseDir, mounts, sessionRoot)));
   return roots;
 }
 
@@ -103,15 +105,18 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   Object.assign(env, config.env, { BERTH_SESSION_ID: id, HOME: workDir, TMPDIR: workDir });
   const port = config.upstream === 'http' ? await freePort() : undefined;
   if (port !== undefined) env.PORT = String(port);
-  const argv = commandArgv(config.command);
+  let argv = commandArgv(config.command);
   let sandbox: Sandbox;
   try {
+    // npx -y PACKAGE: run from the runtime's package directory, installed once (sandbox/package-cache.ts).
+    const pkg = await packageArgv(ctx.runtimeName, argv, config.packageCache, log, ctx.startRecord?.closed);
+    if (pkg) [argv, env.PATH] = [pkg.argv, [pkg.binDir, env.PATH].filter(Boolean).join(':')];
     const { memory, cpus, pids, disk } = config.limits;
     const allowNet = await allowRules(config.allowNet);
     const mounts = [...config.mounts, ...neededRoots(argv, ctx.baseDir, config.mounts, ctx.sessionRoot ?? tmpdir())];
     sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids, disk: disk || undefined }, port, network: config.network, allowNet, mounts, hide: ctx.hide, notice: (what) => log.child({ session: logId(id) }).warn(what) });
   } catch (e) {
-    ctx.startRecord?.failed(e);
+    ctx.startRecord?.failed(e, (e as Partial<PackageInstallError>).stderrTail);
     await rm(workDir, { recursive: true, force: true });
     throw e;
   }

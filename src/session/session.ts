@@ -28,6 +28,12 @@ export class Session extends EventEmitter<SessionEvents> {
   readonly id: string;
   readonly createdAt = Date.now();
   lastActivity = Date.now();
+  /**
+   * The last message either way — client requests and answers, and the server's progress, notifications and
+   * results: what the dashboard's "idle" counts from. The idle timeout goes by lastActivity, which server chatter
+   * alone does not move (a server talking to nobody does not keep its session).
+   */
+  lastTraffic = Date.now();
   protocolVersion: string | undefined;
   /** protocol: an Mcp-Session-Id session (2025 clients); runtime: a Berth-Runtime-Session (2026 clients). */
   kind: 'protocol' | 'runtime' = 'protocol';
@@ -48,7 +54,7 @@ export class Session extends EventEmitter<SessionEvents> {
   constructor(
     readonly server: Launched,
     readonly runtimeName: string,
-    private readonly config: RuntimeConfig,
+    readonly config: RuntimeConfig,
     readonly principal: Principal,
   ) {
     super();
@@ -63,6 +69,9 @@ export class Session extends EventEmitter<SessionEvents> {
         if (!busy) this.lastActivity = Date.now();
         this.armIdle();
       });
+      server.channel.on('message', () => (this.lastTraffic = Date.now()));
+    } else {
+      server.upstream.onData = () => (this.lastTraffic = Date.now());
     }
     void server.sandbox.exited.then((info) => {
       if (info.reason === 'oom') {
@@ -87,7 +96,7 @@ export class Session extends EventEmitter<SessionEvents> {
 
   /** Any client traffic for this session. */
   touch(): void {
-    this.lastActivity = Date.now();
+    this.lastActivity = this.lastTraffic = Date.now();
     this.armIdle();
   }
 
@@ -100,7 +109,7 @@ export class Session extends EventEmitter<SessionEvents> {
       if (done) return;
       done = true;
       this.proxiedInFlight--;
-      this.lastActivity = Date.now();
+      this.lastActivity = this.lastTraffic = Date.now();
       this.armIdle();
     };
   }

@@ -110,24 +110,74 @@ function Login({ message, onToken }) {
   </form>`;
 }
 
-function Chart({ history }) {
+/** A CSS custom property of the page (the chart's canvas cannot use var()). */
+const cssVar = (name) => getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+const two = (n) => String(n).padStart(2, '0');
+/** Local wall-clock time of epoch seconds, with seconds when the ticks are closer than a minute. */
+function clock(t, withSeconds) {
+  const d = new Date(t * 1000);
+  return `${two(d.getHours())}:${two(d.getMinutes())}${withSeconds ? `:${two(d.getSeconds())}` : ''}`;
+}
+/** The newest value of a series: what the legend shows while the cursor is off the chart. */
+const newest = (u, sidx) => u.data[sidx].at(-1) ?? null;
+const legendValue = (format) => (u, v, sidx, idx) => {
+  const x = idx === null || idx === undefined ? newest(u, sidx) : v;
+  return x === null || x === undefined ? '—' : format(x);
+};
+/** The span around a lone first sample (it then sits in the middle); from two samples on, they fill the width. */
+const MIN_SPAN_S = 60;
+
+function Chart({ history, intervalSeconds }) {
+  const figure = useRef(null);
   const box = useRef(null);
+  const legend = useRef(null);
   const plot = useRef(null);
   const data = [history.map((p) => p.t / 1000), history.map((p) => p.sessions), history.map((p) => p.requestRate)];
   useEffect(() => {
     const el = box.current;
+    const axis = { stroke: cssVar('--muted'), grid: { stroke: cssVar('--line'), width: 1 }, ticks: { stroke: cssVar('--line'), width: 1 } };
     plot.current = new uPlot(
       {
         width: el.clientWidth,
         height: 220,
         series: [
-          {},
-          { label: 'Live sessions', scale: 'n', stroke: '#2563eb', width: 2, value: (_, v) => (v ?? '—') },
-          { label: 'Requests/s', scale: 'rps', stroke: '#d97706', width: 2, value: (_, v) => (v === null || v === undefined ? '—' : v.toFixed(2)) },
+          { label: 'Time', value: legendValue((t) => clock(t, true)) },
+          { label: 'Live sessions', scale: 'n', stroke: '#2563eb', width: 2, value: legendValue((v) => String(v)) },
+          { label: 'Requests/s', scale: 'rps', stroke: '#d97706', width: 2, value: legendValue((v) => v.toFixed(2)) },
         ],
-        // Always the hour up to the newest sample, so a young berth's few points sit at the right edge.
-        scales: { x: { time: true, range: (_, min, max) => [max - 3600, max] }, n: { range: (_, min, max) => [0, Math.max(1, max)] }, rps: { range: (_, min, max) => [0, Math.max(1, max)] } },
-        axes: [{ values: '{HH}:{mm}' }, { scale: 'n' }, { scale: 'rps', side: 1, grid: { show: false } }],
+        scales: {
+          // The span the samples cover (at most the history's hour), so the data fills the width.
+          x: {
+            time: true,
+            range: (_, min, max) => {
+              if (min === null || max === null) return [Date.now() / 1000 - MIN_SPAN_S, Date.now() / 1000];
+              return max > min ? [min, max] : [min - MIN_SPAN_S / 2, max + MIN_SPAN_S / 2];
+            },
+          },
+          n: { range: (_, min, max) => [0, Math.max(1, max ?? 0)] },
+          rps: { range: (_, min, max) => [0, Math.max(1, max ?? 0)] },
+        },
+        axes: [
+          // Whole seconds at least, and room for HH:MM:SS between ticks (a young history spans a few seconds).
+          { ...axis, space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600], values: (_, ticks, __, ___, incr) => ticks.map((t) => clock(t, incr < 60)) },
+          // Whole sessions only: no 0.2 of a session between ticks.
+          { ...axis, scale: 'n', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000], values: (_, ticks) => ticks.map(String) },
+          { ...axis, scale: 'rps', side: 1, grid: { show: false } },
+        ],
+        legend: { mount: (_, table) => legend.current.appendChild(table) },
+        hooks: {
+          // The shown time range, for people (title) and tests (data-x-min/max beside the samples' own
+          // data-first/last, epoch seconds).
+          setScale: [
+            (u, key) => {
+              if (key !== 'x') return;
+              const f = figure.current;
+              const t = u.data[0];
+              Object.assign(f.dataset, { xMin: u.scales.x.min, xMax: u.scales.x.max, points: t.length, first: t[0] ?? '', last: t.at(-1) ?? '' });
+              f.title = `${clock(u.scales.x.min, true)} – ${clock(u.scales.x.max, true)}`;
+            },
+          ],
+        },
       },
       data,
       el,
@@ -140,7 +190,16 @@ function Chart({ history }) {
     };
   }, []);
   useEffect(() => plot.current?.setData(data), [history]);
-  return html`<div class="card chart" ref=${box}></div>`;
+  return html`<figure class="card chart" ref=${figure} id="chart">
+    <div class="chart-grid">
+      <div class="axis-label y-left" id="axis-sessions"><span class="swatch sessions"></span>Live sessions (count)</div>
+      <div class="plot" ref=${box}></div>
+      <div class="axis-label y-right" id="axis-rate"><span class="swatch rate"></span>Request rate (requests/s)</div>
+      <div class="axis-label x" id="axis-time">Time (local${intervalSeconds ? `, one sample every ${intervalSeconds}s` : ''})</div>
+    </div>
+    <div class="legend" ref=${legend}></div>
+    ${history.length === 0 && html`<p class="muted">No samples yet.</p>`}
+  </figure>`;
 }
 
 function EndButton({ id, token }) {
@@ -166,29 +225,95 @@ function EndButton({ id, token }) {
     ${error && html` <span class="error">${error}</span>`}`;
 }
 
+/** A size for people: the largest binary unit that divides it (as berth's own flags print sizes). */
+function size(bytes) {
+  for (const [unit, n] of [['GiB', 1073741824], ['MiB', 1048576], ['KiB', 1024]]) if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`;
+  return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MiB` : `${bytes} B`;
+}
+/** A configured duration (whole seconds mostly) in its largest exact unit: 15m, 8h, 90s. */
+function span(seconds) {
+  for (const [unit, n] of [['h', 3600], ['m', 60], ['s', 1]]) if (seconds >= n && seconds % n === 0) return `${seconds / n}${unit}`;
+  return `${seconds * 1000}ms`;
+}
+
+/** The full session id: on hover (title), and copied with a click; where the clipboard is refused, shown selected. */
+function SessionId({ id }) {
+  const [state, setState] = useState('short');
+  const field = useRef(null);
+  useEffect(() => {
+    if (state === 'copied') {
+      const t = setTimeout(() => setState('short'), 2000);
+      return () => clearTimeout(t);
+    }
+    if (state === 'select') field.current?.select();
+  }, [state]);
+  const copy = async () => {
+    try {
+      await navigator.clipboard.writeText(id); // only in a secure context (https, or localhost)
+      setState('copied');
+    } catch {
+      setState('select');
+    }
+  };
+  if (state === 'select') {
+    return html`<input class="sid-full" ref=${field} readonly value=${id} size=${id.length} aria-label="Session id (press Ctrl+C to copy)"
+      onBlur=${() => setState('short')} />`;
+  }
+  return html`<span class="sid-wrap"><code class="sid" title=${id}>${id.slice(0, 8)}…</code>
+    <button class="copy" title="Copy the full session id" aria-label="Copy the full session id" onClick=${copy}>${state === 'copied' ? 'Copied' : 'Copy'}</button></span>`;
+}
+
+/** The session's limits besides memory (shown with its use); one the host does not enforce is marked and says why. */
+function Limits({ limits }) {
+  if (!limits) return html`<span class="muted">—</span>`;
+  const off = (key) => limits.notEnforced.find((n) => n.startsWith(`${key}:`));
+  const item = (key, text) => {
+    const why = off(key);
+    return html`<span class="limit ${why ? 'unenforced' : ''}" data-limit=${key} title=${why ? `not enforced on this host (${why.slice(key.length + 2)})` : ''}>${text}${why ? ' (not enforced)' : ''}</span>`;
+  };
+  return html`${[
+    item('cpus', limits.cpus === null ? 'CPUs: no limit' : `CPUs: ${limits.cpus}`),
+    item('pids', limits.pids === null ? 'pids: no limit' : `pids: ${limits.pids}`),
+    item('disk', limits.diskBytes === null ? 'disk: no cap' : `disk: ${size(limits.diskBytes)}`),
+    item('idle', `idle timeout: ${span(limits.idleTimeoutSeconds)}`),
+    item('lifetime', `max lifetime: ${span(limits.maxLifetimeSeconds)}`),
+    item('request', limits.requestTimeoutSeconds === null ? 'call timeout: none' : `call timeout: ${span(limits.requestTimeoutSeconds)}`),
+  ]}`;
+}
+
+function Memory({ memory, limits }) {
+  const memoryOff = limits?.notEnforced.find((n) => n.startsWith('memory:'));
+  const limit = limits?.memoryBytes ? `of ${size(limits.memoryBytes)}${memoryOff ? ' (not enforced)' : ''}` : 'no limit';
+  const title = [memory ? `${memory.processes} process(es)` : 'not readable', memoryOff && `limit not enforced on this host (${memoryOff.slice(8)})`].filter(Boolean).join('; ');
+  return html`<span class="pss" title=${title}>${mib(memory)}</span><br /><span class="limit muted" data-limit="memory">${limit}</span>`;
+}
+
 function Sessions({ sessions, token }) {
   if (sessions.length === 0) return html`<p class="muted" id="no-sessions">No live sessions.</p>`;
   const rows = [...sessions].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   return html`<div class="card scroll"><table id="sessions">
     <thead><tr>
-      <th>Session</th><th>Runtime</th><th>Principal</th><th>Driver</th><th class="num">Age</th><th class="num">Idle</th>
-      <th class="num">Idle expiry in</th><th class="num">Lifetime left</th><th class="num">In flight</th>
-      <th class="num">Pending elicitations</th><th class="num">Memory (PSS)</th><th></th>
+      <th>Session</th><th>Runtime</th><th>Principal</th><th>Driver</th><th class="num">Age</th>
+      <th class="num" title="Time since the last message either way: client requests and answers, server progress, notifications and results">Idle</th>
+      <th class="num" title="Counts client traffic only; — while a call is in flight">Idle expiry in</th><th class="num">Lifetime left</th><th class="num">In flight</th>
+      <th class="num">Pending elicitations</th><th class="num">Memory (PSS)</th><th>Limits</th><th></th>
     </tr></thead>
     <tbody>${rows.map(
-      // Only a prefix of the id is shown: without auth the id is the key to the session, and screenshots travel.
+      // Only a prefix of the id is on screen: without auth the id is the key to the session, and screenshots travel.
+      // The whole id is one hover or one click away.
       (s) => html`<tr class="session" data-id=${s.id} key=${s.id}>
-        <td><code>${s.id.slice(0, 8)}…</code></td>
+        <td class="id"><${SessionId} id=${s.id} /></td>
         <td>${s.runtime}</td>
         <td class="principal" title=${s.principal.issuer ?? ''}>${s.principal.kind === 'anonymous' ? 'anonymous' : `${s.principal.subject} (${s.principal.kind})`}</td>
         <td>${s.driver}</td>
         <td class="num">${duration(s.ageSeconds)}</td>
-        <td class="num">${duration(s.idleSeconds)}</td>
+        <td class="num idle">${duration(s.idleSeconds)}</td>
         <td class="num" title="— while a call is in flight">${duration(s.idleExpiresInSeconds)}</td>
         <td class="num">${duration(s.expiresInSeconds)}</td>
         <td class="num">${s.inFlight}</td>
         <td class="num">${s.pendingServerRequests ?? '—'}</td>
-        <td class="num memory" title=${s.memory ? `${s.memory.processes} process(es)` : 'not readable'}>${mib(s.memory)}</td>
+        <td class="num memory"><${Memory} memory=${s.memory} limits=${s.limits} /></td>
+        <td class="limits"><${Limits} limits=${s.limits} /></td>
         <td>${s.state === 'live' ? html`<${EndButton} id=${s.id} token=${token} />` : html`<span class="muted">${s.state}</span>`}</td>
       </tr>`,
     )}</tbody>
@@ -221,8 +346,8 @@ function Dashboard({ token, onRefused, onSignOut }) {
         ([name, r]) => html`<tr key=${name}><td>${name}</td><td>${r.mode}</td><td>${r.upstream}</td><td>${r.isolation}</td><td>${r.auth}</td><td class="num">${r.sessions}</td><td class="num">${r.warm}</td></tr>`,
       )}</tbody>
     </table></div>
-    <h2>Last hour</h2>
-    <${Chart} history=${history} />
+    <h2>Sessions and requests <span class="muted">(up to the last hour)</span></h2>
+    <${Chart} history=${history} intervalSeconds=${snap.historyIntervalSeconds} />
     <h2>Sessions</h2>
     <${Sessions} sessions=${snap.sessions} token=${token} />`;
 }
