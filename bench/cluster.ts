@@ -87,7 +87,7 @@ export async function runCluster(o: { probe: string; concurrency: number; rounds
     procs.push(b.proc);
     await new Promise((r) => setTimeout(r, 1500)); // both in each other's view
     const direct = await Promise.all(Array.from({ length: o.concurrency }, () => client(a.url)));
-    const hop = await Promise.all(direct.map((d) => client(a.url, new URL(b.url).origin).then((x) => x)));
+    const hop = await Promise.all(direct.map(() => client(a.url, new URL(b.url).origin).then((x) => x)));
     const owner = { calls: 0, lat: [] as number[], errors: 0, ms: 0 };
     const fwd = { calls: 0, lat: [] as number[], errors: 0, ms: 0 };
     await load(direct.map((d) => d.client), 300); // warm-up

@@ -140,6 +140,7 @@ function parseOptions(argv: string[]): Options {
       case '-h':
       case '--help':
         usage(0);
+        break;
       default:
         process.stderr.write(`conformance: unknown option "${arg}"\n`);
         usage(2);

@@ -21,7 +21,6 @@ import { unsafeRuntimeDir } from '../src/sandbox/host.ts';
 const DIR = new URL('../deploy/kubernetes/', import.meta.url).pathname;
 const PATCHES = join(DIR, 'patches');
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Obj = Record<string, any>;
 type Model = new (data: Obj) => { validate(): void };
 const groups: Record<string, Record<string, unknown>> = { v1: core, 'apps/v1': apps, 'policy/v1': policy, 'networking.k8s.io/v1': net };

@@ -39,21 +39,23 @@ export interface CreateRuntimeOptions {
   configFile?: string;
 }
 
-export class Berth extends EventEmitter<BerthEvents> {
+export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   readonly config: BerthConfig;
   /** The runtimes, built by start() once each one's sandbox driver is chosen. */
   readonly runtimes = new Map<string, HostedRuntime>();
-  private readonly doors = new Map<string, FrontDoor>();
+  /** Each runtime's front door, by name. */
+  readonly doors = new Map<string, FrontDoor>();
   readonly log: Logger;
   private http: Server | undefined;
-  private stopping: Promise<void> | undefined;
+  private stopped: Promise<void> | undefined;
   /** Sandboxes left by dead berth instances (SIGKILL, crash) that start() cleaned up. */
   sweptSandboxes = 0;
-  private adminDigest: Buffer | undefined;
+  /** The admin token's digest; undefined while the admin API is off. */
+  adminDigest: Buffer | undefined;
   readonly metrics: Metrics;
   /** Live sessions and request rate over the last hour (the dashboard's chart). */
   readonly history: History;
-  private readonly startedAt = Date.now();
+  readonly startedAt = Date.now();
   /** Cluster mode (config.cluster): membership, routing and draining; undefined on a single node. */
   readonly cluster: ClusterNode | undefined;
   private readonly hide: string[];
@@ -163,9 +165,8 @@ export class Berth extends EventEmitter<BerthEvents> {
     this.metrics.swept.inc(this.sweptSandboxes);
     for (const [name, rc] of Object.entries(this.config.runtimes)) await this.build(name, rc);
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
-    const view = this.routerView();
     const bodyTimeout = Math.max(...Object.values(this.config.runtimes).map((r) => r.limits.bodyTimeout));
-    const server = createListener((req, res) => route(view, req, res), bodyTimeout);
+    const server = createListener((req, res) => route(this, req, res), bodyTimeout);
     this.http = server;
     if (this.adminDigest) this.history.start();
     await new Promise<void>((resolve, reject) => {
@@ -193,33 +194,9 @@ export class Berth extends EventEmitter<BerthEvents> {
     await c.start();
   }
 
-  private routerView(): RouterView {
-    const berth = this;
-    return {
-      doors: this.doors,
-      runtimes: this.runtimes,
-      startedAt: this.startedAt,
-      metrics: this.metrics,
-      history: this.history,
-      cluster: this.cluster,
-      get defaultName() {
-        return berth.defaultName;
-      },
-      get stopping() {
-        return !!berth.stopping;
-      },
-      get adminDigest() {
-        return berth.adminDigest;
-      },
-      get publicUrl() {
-        return berth.publicUrl;
-      },
-    };
-  }
-
   /** Graceful stop: refuse new sessions, let in-flight calls finish within drainTimeout, end every session. */
   stop(): Promise<void> {
-    this.stopping ??= (async () => {
+    this.stopped ??= (async () => {
       this.history.stop();
       // Peers stop placing sessions here at once; the lease goes at the end, so our sessions stay routable meanwhile.
       await this.cluster?.directory.setDraining(true);
@@ -237,7 +214,12 @@ export class Berth extends EventEmitter<BerthEvents> {
       }
       await this.cluster?.stop();
     })();
-    return this.stopping;
+    return this.stopped;
+  }
+
+  /** stop() has begun. */
+  get stopping(): boolean {
+    return this.stopped !== undefined;
   }
 }
 

@@ -33,7 +33,7 @@ export function checkRuntime(name: string, rc: RuntimeConfig, driver: SandboxDri
     for (const m of rc.mounts) if (!existsSync(m)) throw new Error(`the mount ${m} does not exist on this host`);
     neededRoots(commandArgv(rc.command), baseDir, rc.mounts, sessionRoot ?? tmpdir());
   } catch (e) {
-    throw new Error(`runtime "${name}": ${(e as Error).message}`);
+    throw new Error(`runtime "${name}": ${(e as Error).message}`, { cause: e });
   }
   if (rc.network === 'host') log.warn({ runtime: name }, "network host: this runtime's servers share the host's network (its loopback, berth's port, private and link-local addresses)");
   warnUnenforceableLimits(rc.limits, name, log);

@@ -134,7 +134,6 @@ class BridgeCall implements CallSink {
     readonly id: string,
     readonly request: JsonRpcRequest,
     readonly caller: BridgeCaller,
-    res: ServerResponse,
   ) {
     this.caps = caller.clientCapabilities;
   }
@@ -341,7 +340,7 @@ export class LegacyBridge {
     const s = await server();
     const init = await this.initialized(s, request.id);
     if (request.method === 'server/discover') return sendJson(res, 200, { jsonrpc: '2.0', id: request.id, result: discoverResult(init) }, caller.headers);
-    const call = new BridgeCall(this, s.relay, `berth-b${++nextCall}`, request, caller, res);
+    const call = new BridgeCall(this, s.relay, `berth-b${++nextCall}`, request, caller);
     this.calls.set(call.id, call);
     return new Promise((resolve) => {
       if (res.destroyed || res.closed) {

@@ -3,7 +3,6 @@
 // An `input_required` result is turned into ordinary server->client requests on the call's stream; once the client
 // has answered them all, the call is retried with inputResponses and the server's requestState, up to MAX_ROUNDS.
 import { randomUUID } from 'node:crypto';
-import type { ServerResponse } from 'node:http';
 import { Exchange } from '../relay/exchange.js';
 import { sinkId, type CallSink } from '../relay/sink.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
@@ -117,9 +116,9 @@ export class ModernServerBridge {
   ) {}
 
   /** The messages of one client POST; requests are answered on `exchange`, whose response is `res`. */
-  fromClient(messages: JsonRpcMessage[], exchange: Exchange, res: ServerResponse): void {
+  fromClient(messages: JsonRpcMessage[], exchange: Exchange): void {
     for (const m of messages) {
-      if (isRequest(m)) this.request(m, exchange, res);
+      if (isRequest(m)) this.request(m, exchange);
       else if (isResponse(m)) this.answer(m);
       else if (isNotification(m) && m.method === 'notifications/cancelled') this.cancel(m.params?.requestId);
       // Other client notifications (initialized, roots/list_changed) have no 2026-07-28 counterpart.
@@ -135,7 +134,7 @@ export class ModernServerBridge {
    * Listens at the server for the list changes it can announce (per its discover capabilities), on behalf of this
    * 2025 client, whose GET stream then carries them as ordinary list_changed notifications.
    */
-  listen(capabilities: Params, res: ServerResponse): void {
+  listen(capabilities: Params): void {
     const has = (k: string) => isObj(capabilities[k]) && (capabilities[k] as Params).listChanged === true;
     const notifications: Params = {};
     if (has('tools')) notifications.toolsListChanged = true;
@@ -157,7 +156,7 @@ export class ModernServerBridge {
     for (const resolve of [...this.waiting.values()]) resolve(errorResponse(null, ErrorCode.SessionEnded, 'Session ended'));
   }
 
-  private request(m: JsonRpcRequest, exchange: Exchange, res: ServerResponse): void {
+  private request(m: JsonRpcRequest, exchange: Exchange): void {
     const key = `c:${idKey(m.id)}`;
     exchange.expect(key);
     if (m.method === 'ping') return void exchange.respond(key, { jsonrpc: '2.0', id: m.id, result: {} });
@@ -173,7 +172,7 @@ export class ModernServerBridge {
     const call: Call = { cancelled: false, asked: [] };
     this.calls.set(idKey(m.id), call);
     const done = this.o.track();
-    void this.run(m, call, exchange, res)
+    void this.run(m, call, exchange)
       .catch((e: Error) => errorResponse(m.id, ErrorCode.InternalError, `berth: ${e.message}`))
       .then((r) => {
         this.calls.delete(idKey(m.id));
@@ -182,10 +181,10 @@ export class ModernServerBridge {
       });
   }
 
-  private async run(m: JsonRpcRequest, call: Call, exchange: Exchange, res: ServerResponse): Promise<JsonRpcResponse> {
+  private async run(m: JsonRpcRequest, call: Call, exchange: Exchange): Promise<JsonRpcResponse> {
     let extra: Params = {};
     for (let round = 1; ; round++) {
-      const r = await this.forward(m, extra, call, exchange, res);
+      const r = await this.forward(m, extra, call, exchange);
       const result = r.result as { resultType?: unknown; inputRequests?: Record<string, { method: string; params?: Params }>; requestState?: unknown } | undefined;
       if (!result || result.resultType !== 'input_required') return r.result ? { ...r, result: strip(r.result as Params) } : r;
       if (round >= MAX_ROUNDS) return errorResponse(m.id, ErrorCode.InternalError, `berth: the server still asked for input after ${MAX_ROUNDS} rounds`);
@@ -203,7 +202,7 @@ export class ModernServerBridge {
   }
 
   /** One round at the server: a fresh id, the client's params plus this round's extras and the envelope. */
-  private forward(m: JsonRpcRequest, extra: Params, call: Call, exchange: Exchange, res: ServerResponse): Promise<JsonRpcResponse> {
+  private forward(m: JsonRpcRequest, extra: Params, call: Call, exchange: Exchange): Promise<JsonRpcResponse> {
     if (call.cancelled) return Promise.resolve(errorResponse(m.id, ErrorCode.RequestCancelled, 'Request cancelled by the client'));
     const meta: Params = {
       ...(m.params?._meta as Params | undefined),

@@ -12,7 +12,7 @@ export function parseArgsJson(text: string, from: string): Record<string, unknow
   try {
     v = JSON.parse(text);
   } catch (e) {
-    throw new Error(`${from}: not JSON (${(e as Error).message})`);
+    throw new Error(`${from}: not JSON (${(e as Error).message})`, { cause: e });
   }
   if (!v || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${from}: expected a JSON object of arguments`);
   return v as Record<string, unknown>;

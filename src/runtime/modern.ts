@@ -233,7 +233,7 @@ export class ModernPool {
       await new Promise<void>((resolve) => {
         if (res.destroyed || res.closed) return resolve();
         res.once('close', resolve);
-        bridge.fromClient(messages, exchange, res);
+        bridge.fromClient(messages, exchange);
       });
     } finally {
       member.inFlight--;

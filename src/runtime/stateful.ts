@@ -99,7 +99,7 @@ export class StatefulRuntime extends HostedRuntime {
       priming: ctx.version >= PRIMING_VERSION,
       jsonWindow: this.config.streams.jsonWindow,
     });
-    if (session.bridge) session.bridge.fromClient(messages, exchange, res);
+    if (session.bridge) session.bridge.fromClient(messages, exchange);
     else server.relay.fromClient(messages, exchange);
     if (!hasRequests) {
       res.writeHead(202).end();
@@ -217,7 +217,7 @@ export class StatefulRuntime extends HostedRuntime {
       });
       session.bridge = bridge;
       session.once('ended', () => bridge.close());
-      bridge.listen(((r.result as { capabilities?: Record<string, unknown> }).capabilities ?? {}), res);
+      bridge.listen((r.result as { capabilities?: Record<string, unknown> }).capabilities ?? {});
       return r;
     };
     if (this.config.serverEra === '2026') {

@@ -151,7 +151,7 @@ export class SessionCgroup {
 
 /** Kills every process in a cgroup directory (and its sub-groups), then removes it; absent is fine. */
 export async function removeCgroupDir(dir: string): Promise<void> {
-  let subs: string[] = [];
+  let subs: string[];
   try {
     subs = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
   } catch {

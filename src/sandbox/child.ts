@@ -91,7 +91,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     } catch (e) {
       child.kill('SIGKILL');
       await cgroup.remove();
-      throw new Error(`cannot apply resource limits: ${(e as Error).message}`);
+      throw new Error(`cannot apply resource limits: ${(e as Error).message}`, { cause: e });
     }
   }
   if (o.blockFd) {

@@ -5,7 +5,6 @@ import type { RuntimeConfig } from '../config/schema.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { dispose, type Launched } from './launch.js';
-import type { ServerResponse } from 'node:http';
 import type { JsonRpcMessage } from '../wire/jsonrpc.js';
 import type { Exchange } from '../relay/exchange.js';
 
@@ -13,8 +12,8 @@ import type { Exchange } from '../relay/exchange.js';
 export interface SessionBridge {
   /** The server's input requests now put to this 2025 client. */
   readonly pending: number;
-  /** The messages of one client POST; requests are answered on `exchange`, whose response is `res`. */
-  fromClient(messages: JsonRpcMessage[], exchange: Exchange, res: ServerResponse): void;
+  /** The messages of one client POST; requests are answered on `exchange`. */
+  fromClient(messages: JsonRpcMessage[], exchange: Exchange): void;
   close(): void;
 }
 
