@@ -39,6 +39,9 @@ for (const [a, b] of SIBLINGS) {
   forbidden.push({ name: `${b}-not-${a}`, severity: 'error', from: { path: path([b]) }, to: { path: path([a]) } });
 }
 
+// The front door asks the cluster where a request is served, once; the endpoints never do.
+forbidden.push({ name: 'runtime-not-cluster', severity: 'error', comment: 'runtime endpoints know nothing of the cluster', from: { path: path(['runtime']) }, to: { path: path(['cluster']) } });
+
 module.exports = {
   forbidden,
   options: {
