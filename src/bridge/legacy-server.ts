@@ -16,7 +16,13 @@ import { ErrorCode, errorResponse, isRequest, type JsonRpcId, type JsonRpcMessag
 import { Client2026Exchange } from '../relay/client-2026-exchange.js';
 import { sinkId, type CallSink } from '../relay/sink.js';
 
-type StdioServer = Launched & { kind: 'stdio' };
+/** A server the bridge can talk to message by message: one whose upstream has a stdio relay. */
+export type RelayedServer = Launched & { upstream: { relay: StdioRelay } };
+
+/** The server as the bridge needs it, or undefined when it is reached over HTTP (not bridged yet). */
+export function relayed(server: Launched): RelayedServer | undefined {
+  return server.upstream.relay ? (server as RelayedServer) : undefined;
+}
 
 /** Only these may answer input_required (MRTR). */
 const MRTR_METHODS = new Set(['tools/call', 'prompts/get', 'resources/read']);
@@ -306,10 +312,10 @@ export class LegacyBridge {
   }
 
   /** berth is the server's client: it initializes it once, declaring what 2026 clients may answer. */
-  initialized(server: StdioServer, id: JsonRpcId | null): Promise<Record<string, unknown>> {
-    let p = this.inits.get(server.relay);
+  initialized(server: RelayedServer, id: JsonRpcId | null): Promise<Record<string, unknown>> {
+    const relay = server.upstream.relay;
+    let p = this.inits.get(relay);
     if (!p) {
-      const relay = server.relay;
       const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} }, clientInfo: BERTH_CLIENT };
       const handshake = async () => {
         relay.onUnownedRequest = answerUnowned;
@@ -334,13 +340,13 @@ export class LegacyBridge {
   }
 
   /** One modern POST. `server` gives the sandbox for a new call; a retry goes to its suspended call's. Resolves when the response has closed. */
-  async serve(res: ServerResponse, request: JsonRpcRequest, caller: BridgeCaller, server: () => Promise<StdioServer>): Promise<void> {
+  async serve(res: ServerResponse, request: JsonRpcRequest, caller: BridgeCaller, server: () => Promise<RelayedServer>): Promise<void> {
     const params = request.params ?? {};
     if ('requestState' in params || 'inputResponses' in params) return this.retry(res, request, caller);
     const s = await server();
     const init = await this.initialized(s, request.id);
     if (request.method === 'server/discover') return sendJson(res, 200, { jsonrpc: '2.0', id: request.id, result: discoverResult(init) }, caller.headers);
-    const call = new BridgeCall(this, s.relay, `berth-b${++nextCall}`, request, caller);
+    const call = new BridgeCall(this, s.upstream.relay, `berth-b${++nextCall}`, request, caller);
     this.calls.set(call.id, call);
     return new Promise((resolve) => {
       if (res.destroyed || res.closed) {
@@ -349,7 +355,7 @@ export class LegacyBridge {
       }
       res.once('close', resolve);
       call.attach(res, request.id, caller.clientCapabilities);
-      s.relay.fromClient([{ ...request, id: call.id, params: stripModern(request.params) }], call);
+      s.upstream.relay.fromClient([{ ...request, id: call.id, params: stripModern(request.params) }], call);
     });
   }
 

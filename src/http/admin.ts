@@ -62,8 +62,8 @@ export function describeSession(s: Session, now = Date.now()): Record<string, un
     idleExpiresInSeconds: idleAt === undefined ? null : seconds(idleAt - now),
     expiresInSeconds: seconds(s.expiresAt - now),
     inFlight: s.inFlight,
-    pendingServerRequests: server.kind === 'stdio' ? server.relay.pendingServerRequests : null,
-    retainedEvents: server.kind === 'stdio' ? server.relay.streams.retainedEvents : null,
+    pendingServerRequests: server.upstream.pendingServerRequests,
+    retainedEvents: server.upstream.retainedEvents,
     limits: sessionLimits(s.config, server.sandbox.driver),
   };
 }

@@ -1,10 +1,14 @@
 // An upstream server that serves Streamable HTTP itself (the AgentCore container contract: $PORT, path /mcp).
 // berth forwards each client request and pipes the response back as it arrives: SSE streams are never buffered.
 import { SESSION_HEADER } from '../wire/headers.js';
+import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Pool } from 'undici';
 import { HttpError } from '../wire/http-error.js';
-import { ErrorCode } from '../wire/jsonrpc.js';
+import { ErrorCode, isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { META_PROTOCOL_VERSION } from '../wire/era.js';
+import { withAllVersions } from '../wire/streamable-http-2026.js';
+import type { Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 
 // mcp-method, mcp-name and mcp-param-* are the 2026-07-28 headers that mirror the body; a 2026 server checks them.
 const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id', 'mcp-method', 'mcp-name'];
@@ -36,12 +40,16 @@ export interface ForwardResult {
   upstreamSessionId?: string;
 }
 
-export class HttpUpstream {
+export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstream {
   private readonly pool: Pool;
   upstreamSessionId: string | undefined;
   bytesOut = 0;
-  /** Told of every chunk the server sends back (a session's traffic clock). */
-  onData: (() => void) | undefined;
+  private calls = 0;
+  /** berth sees no server requests or stream events of an http upstream: it keeps its own. */
+  readonly pendingServerRequests = null;
+  readonly retainedEvents = null;
+  readonly overflowed = undefined;
+  readonly relay = undefined;
 
   constructor(
     /** The server's port on the host's loopback (network host), or the Unix socket reaching it in its own network. */
@@ -49,6 +57,7 @@ export class HttpUpstream {
     /** Client headers a runtime opted in to passing on (forwardHeaders); credentials stay with berth otherwise. */
     private readonly forwardHeaders: readonly string[] = [],
   ) {
+    super();
     const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
     this.pool = typeof address === 'string' ? new Pool('http://localhost', { ...options, socketPath: address }) : new Pool(`http://127.0.0.1:${address}`, options);
   }
@@ -139,7 +148,7 @@ export class HttpUpstream {
     await new Promise<void>((resolve) => {
       r.body.on('data', (chunk: Buffer) => {
         this.bytesOut += chunk.length;
-        this.onData?.();
+        this.emit('traffic');
       });
       r.body.once('end', resolve);
       r.body.once('error', () => {
@@ -152,6 +161,56 @@ export class HttpUpstream {
     res.off('close', onClose);
     return { status: r.statusCode, upstreamSessionId };
   }
+
+  get inFlight(): number {
+    return this.calls;
+  }
+
+  /** Counts a client call for its whole response (an answer streamed for minutes is a call in flight). */
+  private async counted<T>(work: () => Promise<T>): Promise<T> {
+    if (this.calls++ === 0) this.emit('busy', true);
+    try {
+      return await work();
+    } finally {
+      if (--this.calls === 0) this.emit('busy', false);
+    }
+  }
+
+  async post2025(req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void> {
+    const initialize = o.messages.some((m) => isRequest(m) && m.method === 'initialize');
+    const forward = () =>
+      this.forward(req, res, o.body, o.sessionId, (r) => {
+        // The upstream's own session: kept by berth, sent on every later request, never shown to the client.
+        if (initialize) this.upstreamSessionId = r.upstreamSessionId;
+        o.onStatus?.(r.status);
+      });
+    await (o.messages.some(isRequest) ? this.counted(forward) : forward());
+  }
+
+  async get2025(req: IncomingMessage, res: ServerResponse, o: { sessionId: string }): Promise<void> {
+    await this.forward(req, res, undefined, o.sessionId);
+  }
+
+  /** Forwarded as it came (its status, headers and stream pass through; closing the response aborts it). */
+  async request2026(req: IncomingMessage, res: ServerResponse, o: Request2026Options): Promise<void> {
+    for (const [k, v] of Object.entries(o.headers ?? {})) res.setHeader(k, v);
+    // berth's server/discover names every version berth itself serves.
+    const transform = o.request.method === 'server/discover' ? withAllVersions : undefined;
+    await this.counted(() => this.forward(req, res, o.body, undefined, undefined, transform));
+  }
+
+  async call(method: string, params: Record<string, unknown> | undefined, protocolVersion?: string): Promise<JsonRpcResponse> {
+    const version = protocolVersion ?? String((params?._meta as Record<string, unknown> | undefined)?.[META_PROTOCOL_VERSION] ?? '');
+    const r = await this.modernCall(method, params ?? {}, version);
+    return { jsonrpc: '2.0', id: `berth:${method}`, ...(r.error ? { error: r.error } : { result: r.result }) };
+  }
+
+  async initialize(params: Record<string, unknown>): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
+    return { result: await this.initializeAsClient(params) };
+  }
+
+  /** Nothing to fail: each forwarded request ends with its own connection. */
+  fail(): void {}
 
   /** berth's own 2026-07-28 request to the upstream (server/discover, to learn its era): the JSON-RPC answer. */
   async modernCall(method: string, params: Record<string, unknown>, protocolVersion: string): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {

@@ -18,6 +18,7 @@ import { RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import type { Post2025Call, Request2026Call } from './calls.js';
+import { relayed } from '../bridge/legacy-server.js';
 import { ModernPool, modernLaunchContext, serveOn } from './modern.js';
 
 export type { Post2025Call, Request2026Call };
@@ -166,10 +167,11 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     const server = session.server;
     const headers = { [RUNTIME_SESSION_HEADER]: runtimeSession };
     if (era === 'legacy') {
-      if (server.kind !== 'stdio') throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', { id: request.id });
-      if (request.method === 'subscriptions/listen') return this.modern.listenLegacyIn(server, res, request, headers);
+      const bridged = relayed(server);
+      if (!bridged) throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', { id: request.id });
+      if (request.method === 'subscriptions/listen') return this.modern.listenLegacyIn(bridged, res, request, headers);
       const caller = { rs: runtimeSession, principalKey: principalKey(call.principal), clientCapabilities: call.clientCapabilities, headers };
-      return this.modern.bridge.serve(res, request, caller, async () => server);
+      return this.modern.bridge.serve(res, request, caller, async () => bridged);
     }
     const { jsonWindow, keepAlive } = this.config.streams;
     await serveOn(server, req, res, call, { jsonWindow, keepAlive, headers });

@@ -7,15 +7,14 @@ import type { StartGate } from '../session/start-gate.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
-import { relayClient2026 } from '../relay/client-2026-exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS } from '../wire/era.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../wire/jsonrpc.js';
-import { ModernErrorCode, withAllVersions } from '../wire/streamable-http-2026.js';
+import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import type { Request2026Call } from './calls.js';
-import { LegacyBridge } from '../bridge/legacy-server.js';
+import { LegacyBridge, relayed, type RelayedServer } from '../bridge/legacy-server.js';
 import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
 import { ListenFanout } from './listen.js';
 import { SharedPool, type PoolMember } from '../session/shared-pool.js';
@@ -23,19 +22,11 @@ import { LegacyListens } from '../bridge/legacy-listen.js';
 import { principalKey } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
-type StdioServer = Launched & { kind: 'stdio' };
-type HttpServer = Launched & { kind: 'http' };
-
-/**
- * One modern request on one server: relayed over stdio, or forwarded as it came to an http upstream (its status,
- * headers and stream pass through; the client closing its response aborts the upstream request, which cancels it).
- */
-export async function serveOn(server: Launched, req: IncomingMessage, res: ServerResponse, call: Request2026Call, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
-  if (server.kind === 'stdio') return relayClient2026(server.relay, res, call.request, o);
-  for (const [k, v] of Object.entries(o.headers ?? {})) res.setHeader(k, v);
-  const transform = call.request.method === 'server/discover' ? withAllVersions : undefined;
-  await (server as HttpServer).upstream.forward(req, res, call.body, undefined, undefined, transform);
+/** One 2026 client's request on one server, relayed or forwarded by its upstream. */
+export function serveOn(server: Launched, req: IncomingMessage, res: ServerResponse, call: Request2026Call, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
+  return server.upstream.request2026(req, res, { ...o, request: call.request, body: call.body });
 }
+
 
 /** Launch context for modern servers: the relay keys ids per server (berth makes them unique), never per stream. */
 export function modernLaunchContext(ctx: LaunchContext): LaunchContext {
@@ -48,10 +39,7 @@ type Member = PoolMember<undefined>;
 async function speaksModern(server: Launched, timeoutMs: number): Promise<boolean> {
   const envelope = { [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0], [META_CLIENT_CAPABILITIES]: {} };
   try {
-    const asking: Promise<{ result?: unknown; error?: { code: number } }> =
-      server.kind === 'stdio'
-        ? server.relay.call('server/discover', { _meta: envelope })
-        : server.upstream.modernCall('server/discover', { _meta: envelope }, MODERN_VERSIONS[0]);
+    const asking = server.upstream.call('server/discover', { _meta: envelope }, MODERN_VERSIONS[0]);
     const r = await withinStartup(server.sandbox, timeoutMs, asking, 'the server did not answer server/discover');
     const versions = (r.result as { supportedVersions?: unknown } | undefined)?.supportedVersions;
     if (Array.isArray(versions)) return versions.includes(MODERN_VERSIONS[0]);
@@ -93,19 +81,23 @@ export class ModernPool {
       log,
       start: async () => ({ server: await this.starts.run(() => startReady(ctx), { refill: true }), info: undefined }),
       // Bridged calls keep their server (suspended) until the client's retry: one call per server.
-      extraLoad: (m) => (m.server.kind === 'stdio' ? this.bridge.callsOn(m.server.relay) : 0),
+      extraLoad: (m) => {
+        const server = relayed(m.server);
+        return server ? this.bridge.callsOn(server.upstream.relay) : 0;
+      },
       // A principal's listens reach the servers it has claimed, present and future, and no one else's.
       onClaim: (m) => {
-        if (m.server.kind !== 'stdio') return;
-        for (const [fan, owner] of this.listens) if (owner === m.owner) fan.join(m.server.relay);
+        const server = relayed(m.server);
+        if (!server) return;
+        for (const [fan, owner] of this.listens) if (owner === m.owner) fan.join(server.upstream.relay);
         // A 2025 server announces changes only once initialized: a new one is, while its principal listens.
         const listens = this.legacyListens.get(m.owner!);
-        if (this.legacy && listens) void this.bridge.initialized(m.server, null).then(() => listens.add((m.server as StdioServer).relay), () => undefined);
+        if (this.legacy && listens) void this.bridge.initialized(server, null).then(() => listens.add(server.upstream.relay), () => undefined);
       },
       onExit: (m) => {
-        if (m.server.kind !== 'stdio') return;
-        m.server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
-        this.legacyListens.get(m.owner!)?.remove(m.server.relay);
+        m.server.upstream.fail(ErrorCode.SessionEnded, 'the server process exited');
+        const relay = m.server.upstream.relay;
+        if (relay) this.legacyListens.get(m.owner!)?.remove(relay);
       },
     });
     if (serverEra === '2025') this.era = Promise.resolve('legacy');
@@ -121,7 +113,7 @@ export class ModernPool {
       onCallEnded: () => setImmediate(() => this.pool.trim()),
       // Pooled servers feed their principal's listens; a runtime session's server feeds only its own (listenLegacyIn).
       onServerInitialized: (relay) => {
-        const member = this.pool.members.find((m) => m.server.kind === 'stdio' && m.server.relay === relay);
+        const member = this.pool.members.find((m) => m.server.upstream.relay === relay);
         if (member?.owner !== undefined) this.legacyListens.get(member.owner)?.add(relay);
       },
       requestState: ctx.requestState,
@@ -195,7 +187,7 @@ export class ModernPool {
       try {
         return await this.bridge.serve(res, request, caller, async () => {
           reserved = await this.pick(request.id, owner, true);
-          return reserved.server as StdioServer;
+          return relayed(reserved.server)!; // a 2025-era server is bridged over stdio only (requireModern)
         });
       } finally {
         if (reserved) reserved.inFlight--;
@@ -220,10 +212,8 @@ export class ModernPool {
     // Notifications (initialized, cancelled) and responses have nowhere to go without a session.
     if (!messages.some(isRequest)) return void res.writeHead(202).end();
     const member = await this.pick(null, owner);
-    if (member.server.kind !== 'stdio') {
-      throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2025 clients of a stateless runtime whose http server speaks only 2026-07-28');
-    }
-    const relay = member.server.relay;
+    const relay = member.server.upstream.relay;
+    if (!relay) throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2025 clients of a stateless runtime whose http server speaks only 2026-07-28');
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) return sendJson(res, 200, await bridgeInitialize(relay, init));
     member.inFlight++;
@@ -245,9 +235,10 @@ export class ModernPool {
     let listens = this.legacyListens.get(owner);
     if (!listens) this.legacyListens.set(owner, (listens = new LegacyListens({ keepAlive: this.ctx.config.streams.keepAlive })));
     const first = await this.pick(request.id, owner);
-    const init = await this.bridge.initialized(first.server as StdioServer, request.id);
+    const init = await this.bridge.initialized(relayed(first.server)!, request.id);
     for (const m of this.pool.members) {
-      if (m.server.kind === 'stdio' && m.owner === owner) void this.bridge.initialized(m.server, request.id).then(() => listens.add((m.server as StdioServer).relay), () => undefined);
+      const server = m.owner === owner ? relayed(m.server) : undefined;
+      if (server) void this.bridge.initialized(server, request.id).then(() => listens.add(server.upstream.relay), () => undefined);
     }
     await listens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
     // The last listen of a principal gone: its servers' announcements have nobody to reach.
@@ -255,14 +246,15 @@ export class ModernPool {
   }
 
   /** A listen inside a runtime session on a 2025-era server: that sandbox's announcements only. */
-  async listenLegacyIn(server: StdioServer, res: ServerResponse, request: JsonRpcRequest, headers: Record<string, string>): Promise<void> {
+  async listenLegacyIn(server: RelayedServer, res: ServerResponse, request: JsonRpcRequest, headers: Record<string, string>): Promise<void> {
     const init = await this.bridge.initialized(server, request.id);
-    let listens = this.sessionListens.get(server.relay);
+    const relay = server.upstream.relay;
+    let listens = this.sessionListens.get(relay);
     if (!listens) {
       const created = new LegacyListens({ keepAlive: this.ctx.config.streams.keepAlive });
-      created.add(server.relay);
+      created.add(relay);
       void server.sandbox.exited.then(() => created.close());
-      this.sessionListens.set(server.relay, created);
+      this.sessionListens.set(relay, created);
       listens = created;
     }
     await listens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>, headers);
@@ -273,7 +265,10 @@ export class ModernPool {
     await this.pick(request.id, owner); // at least one member of this principal, or 503
     const fan = new ListenFanout(res, request, { keepAlive: this.ctx.config.streams.keepAlive });
     this.listens.set(fan, owner);
-    for (const m of this.pool.members) if (m.server.kind === 'stdio' && m.owner === owner) fan.join(m.server.relay);
+    for (const m of this.pool.members) {
+      const relay = m.owner === owner ? m.server.upstream.relay : undefined;
+      if (relay) fan.join(relay);
+    }
     await fan.done;
     this.listens.delete(fan);
   }

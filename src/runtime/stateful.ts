@@ -1,7 +1,6 @@
 // Stateful runtimes: initialize creates a session with its own server; every later request is routed to it.
 import { SESSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Exchange } from '../relay/exchange.js';
 import { Session } from '../session/session.js';
 import { WarmPool } from '../session/pool.js';
 import { StartQueueTimeout } from '../session/start-gate.js';
@@ -10,6 +9,7 @@ import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
 import { bridgeInitialize, InitExchange, ModernServerBridge } from '../bridge/modern-server.js';
+import { relayed } from '../bridge/legacy-server.js';
 import { checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
@@ -45,7 +45,7 @@ export class StatefulRuntime extends HostedRuntime {
   get pendingServerRequests(): number {
     let n = 0;
     for (const s of this.sessions.values()) {
-      if (s.server.kind === 'stdio') n += s.server.relay.pendingServerRequests;
+      n += s.server.upstream.pendingServerRequests ?? 0;
       n += s.bridge?.pending ?? 0; // bridge B: a 2026 server's input requests put to this 2025 client
     }
     return n;
@@ -79,31 +79,17 @@ export class StatefulRuntime extends HostedRuntime {
     if (init) return this.initialize(req, res, ctx, init);
     const session = this.lookup(req, ctx.principal);
     session.touch();
-    const hasRequests = messages.some(isRequest);
-    const server = session.server;
-    if (server.kind === 'http') {
-      const done = hasRequests ? session.beginRequest() : () => undefined;
-      try {
-        await server.upstream.forward(req, res, ctx.body, session.id, (r) => {
-          // The upstream forgot its session (it restarted): this session cannot go on; its id now answers 404.
-          if (r.status === 404) void session.end('crashed', 'the server lost its session (it answered 404)');
-        });
-      } finally {
-        done();
-      }
-      return;
-    }
-    const exchange = new Exchange(res, {
+    await session.server.upstream.post2025(req, res, {
+      messages,
       batch,
-      streams: server.relay.streams,
+      body: ctx.body,
+      sessionId: session.id,
       priming: ctx.version >= PRIMING_VERSION,
       jsonWindow: this.config.streams.jsonWindow,
+      via: session.bridge,
+      // The upstream forgot its session (it restarted): this session cannot go on; its id now answers 404.
+      onStatus: (status) => status === 404 && void session.end('crashed', 'the server lost its session (it answered 404)'),
     });
-    if (session.bridge) session.bridge.fromClient(messages, exchange);
-    else server.relay.fromClient(messages, exchange);
-    if (!hasRequests) {
-      res.writeHead(202).end();
-    }
   }
 
   private async initialize(req: IncomingMessage, res: ServerResponse, ctx: Post2025Call, init: JsonRpcMessage): Promise<void> {
@@ -177,24 +163,20 @@ export class StatefulRuntime extends HostedRuntime {
       this.log.info({ audit: 'session.created', session: logId(session.id), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'session created');
       this.emit('session:created', session);
     };
-    if (server.kind === 'http') {
-      const done = session.beginRequest();
-      try {
-        await server.upstream.forward(req, res, ctx.body, session.id, (r) => {
-          server.upstream.upstreamSessionId = r.upstreamSessionId;
-          if (r.status >= 400) void session.end('init-failed', `the server answered initialize with HTTP ${r.status}`);
-          else created();
-        });
-      } catch (e) {
-        void session.end('init-failed', (e as Error).message);
+    const relayedServer = relayed(server);
+    if (!relayedServer) {
+      // Served by the upstream itself (http): its status says whether the session exists.
+      const onStatus = (status: number) => (status >= 400 ? void session.end('init-failed', `the server answered initialize with HTTP ${status}`) : created());
+      const o = { messages: [init], batch: false, body: ctx.body, sessionId: session.id, priming: false, jsonWindow: 0, onStatus };
+      await server.upstream.post2025(req, res, o).catch((e: Error) => {
+        void session.end('init-failed', e.message);
         throw e;
-      } finally {
-        done();
-      }
+      });
       return;
     }
+    const relay = relayedServer.upstream.relay;
     // initialize is answered at once, as JSON: the protocol version (and so priming) is not known before it.
-    const exchange = new InitExchange(res, { batch: false, headers: { [SESSION_HEADER]: session.id }, streams: server.relay.streams, priming: false, jsonWindow: 60_000 });
+    const exchange = new InitExchange(res, { batch: false, headers: { [SESSION_HEADER]: session.id }, streams: relay.streams, priming: false, jsonWindow: 60_000 });
     exchange.beforeRespond = (m) => {
       if (m.error) {
         delete exchange.headers[SESSION_HEADER];
@@ -208,10 +190,10 @@ export class StatefulRuntime extends HostedRuntime {
     // A 2026-era server is served through bridge B: berth answers initialize from its server/discover.
     const request = init as JsonRpcRequest;
     const bridged = async (): Promise<JsonRpcResponse> => {
-      const r = await bridgeInitialize(server.relay, request);
+      const r = await bridgeInitialize(relay, request);
       if (r.error || !session.live) return r;
       const p = request.params ?? {};
-      const bridge = new ModernServerBridge(server.relay, { capabilities: p.capabilities, clientInfo: p.clientInfo }, {
+      const bridge = new ModernServerBridge(relay, { capabilities: p.capabilities, clientInfo: p.clientInfo }, {
         answerTimeout: this.config.limits.serverRequestTimeout,
         track: () => session.beginRequest(),
       });
@@ -228,21 +210,14 @@ export class StatefulRuntime extends HostedRuntime {
     if (this.config.serverEra === 'auto') {
       exchange.onError = async (m) => (m.error?.code === ModernErrorCode.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m);
     }
-    server.relay.fromClient([init], exchange);
+    relay.fromClient([init], exchange);
   }
 
   async get(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
     checkGetHeaders(req);
     const session = this.lookup(req, principal);
     session.touch();
-    if (session.server.kind === 'http') {
-      await session.server.upstream.forward(req, res, undefined, session.id);
-      return;
-    }
-    const headers = { [SESSION_HEADER]: session.id };
-    const lastEventId = req.headers['last-event-id'];
-    if (typeof lastEventId === 'string') session.server.relay.resume(res, lastEventId, headers);
-    else session.server.relay.openGet(res, headers, (session.protocolVersion ?? '') >= PRIMING_VERSION);
+    await session.server.upstream.get2025(req, res, { sessionId: session.id, priming: (session.protocolVersion ?? '') >= PRIMING_VERSION });
   }
 
   protected async deleteSession(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {

@@ -1,9 +1,7 @@
 // Stateless runtimes: no session id, nothing server-initiated. Requests are spread over a pool of servers
 // that berth started and initialized ahead of time. A server may still keep what it was told, so each serves one
 // principal only (see SharedPool): the pool holds `warmPool` fresh servers plus the ones principals have claimed.
-import { SESSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Exchange } from '../relay/exchange.js';
 import { dispose, launch, withinStartup, type Launched } from '../session/launch.js';
 import { SharedPool, type PoolMember } from '../session/shared-pool.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
@@ -42,9 +40,7 @@ export class StatelessRuntime extends HostedRuntime {
         this.modernOnly = true;
         return 'stop';
       },
-      onExit: (m) => {
-        if (m.server.kind === 'stdio') m.server.relay.close(ErrorCode.SessionEnded, 'the server process exited');
-      },
+      onExit: (m) => m.server.upstream.fail(ErrorCode.SessionEnded, 'the server process exited'),
     });
   }
 
@@ -84,14 +80,9 @@ export class StatelessRuntime extends HostedRuntime {
       const capabilities = { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} };
       const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities, clientInfo: BERTH_CLIENT_INFO };
       const startupTimeout = this.config.limits.startupTimeout;
-      if (server.kind === 'stdio') {
-        const r = await withinStartup(server.sandbox, startupTimeout, server.relay.call('initialize', params), 'the server did not answer initialize');
-        if (r.error) throw Object.assign(new Error(`initialize failed: ${r.error.message}`), { modern: r.error.code === ModernErrorCode.UnsupportedProtocolVersion });
-        server.relay.notify('notifications/initialized');
-        return { server, info: r.result as Record<string, unknown> };
-      }
-      const initResult = await withinStartup(server.sandbox, startupTimeout, server.upstream.initializeAsClient(params), 'the server did not answer initialize');
-      return { server, info: initResult };
+      const r = await withinStartup(server.sandbox, startupTimeout, server.upstream.initialize(params), 'the server did not answer initialize');
+      if (r.error) throw Object.assign(new Error(`initialize failed: ${r.error.message}`), { modern: r.error.code === ModernErrorCode.UnsupportedProtocolVersion });
+      return { server, info: r.result ?? {} };
     } catch (e) {
       await dispose(server, 0);
       throw e;
@@ -136,19 +127,9 @@ export class StatelessRuntime extends HostedRuntime {
     const member = await this.pick(owner);
     member.inFlight++;
     try {
-      if (member.server.kind === 'http') {
-        delete req.headers[SESSION_HEADER];
-        await member.server.upstream.forward(req, res, ctx.body, undefined);
-        return;
-      }
-      const relay = member.server.relay;
-      // Nothing is kept for replay: without a session there is no stream to resume.
-      const exchange = new Exchange(res, { batch, streams: relay.streams, priming: false, jsonWindow: this.config.streams.jsonWindow });
-      await new Promise<void>((resolve) => {
-        if (res.destroyed || res.closed) return resolve(); // the client left while we waited for a server
-        res.once('close', resolve);
-        relay.fromClient(messages, exchange);
-      });
+      // No session id, no priming: without a session there is no stream to resume.
+      const { jsonWindow } = this.config.streams;
+      await member.server.upstream.post2025(req, res, { messages, batch, body: ctx.body, priming: false, jsonWindow, untilClosed: true });
     } finally {
       member.inFlight--;
     }

@@ -11,6 +11,8 @@ import { commandArgv } from '../config/schema.js';
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { StdioChannel } from '../relay/stdio-channel.js';
 import { StdioRelay } from '../relay/stdio-relay.js';
+import { StdioUpstream } from '../relay/stdio-upstream.js';
+import type { Upstream } from '../relay/upstream.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import type { StartRecord } from './start-record.js';
 import { ServerNoise } from './noise.js';
@@ -60,7 +62,9 @@ export type Launched = {
   /** Resolves when the server is warm; rejects when it cannot start. */
   ready: Promise<void>;
   isReady: boolean;
-} & ({ kind: 'stdio'; channel: StdioChannel; relay: StdioRelay } | { kind: 'http'; upstream: HttpUpstream });
+  /** How berth reaches it: stdio or http, decided here and nowhere else. */
+  upstream: Upstream;
+};
 
 /** Environment the sandbox starts with: a small allow-list, never berth's own secrets. */
 const BASE_ENV = ['PATH', 'LANG', 'LC_ALL', 'TZ', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE'];
@@ -128,7 +132,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   if (config.upstream === 'http') {
     // Inside a network of its own the server is reached through the sandbox's Unix socket, never a host port.
     const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, config.forwardHeaders);
-    const launched: Launched = { kind: 'http', id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
+    const launched: Launched = { id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
     launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited), sandbox, tail).then(() => void (launched.isReady = true));
     launched.ready.catch(() => undefined);
     return launched;
@@ -154,7 +158,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     channel.onBytes = (direction, n) => m.bytes.inc({ runtime, direction }, n);
     relay.on('answered', (method, ms) => m.serverRequestSeconds.observe({ runtime, method }, ms / 1000));
   }
-  const launched: Launched = { kind: 'stdio', id, workDir, sandbox, startedAt, channel, relay, isReady: false, ready: Promise.resolve() };
+  const launched: Launched = { id, workDir, sandbox, startedAt, upstream: new StdioUpstream(channel, relay), isReady: false, ready: Promise.resolve() };
   const probe =
     config.readyProbe === 'ping'
       ? relay.call('ping').then(() => undefined)
@@ -210,7 +214,7 @@ export function withinStartup<T>(sandbox: Sandbox, timeoutMs: number, work: Prom
 
 /** Stops a launched server and removes its working directory. */
 export async function dispose(l: Launched, graceMs: number): Promise<void> {
-  if (l.kind === 'http') await l.upstream.close();
+  await l.upstream.close();
   await l.sandbox.stop(graceMs);
   await rm(l.workDir, { recursive: true, force: true }).catch(() => undefined);
 }

@@ -40,7 +40,7 @@ export class Session extends EventEmitter<SessionEvents> {
   bridge: SessionBridge | undefined;
   state: 'live' | 'ending' | 'ended' = 'live';
   endReason: EndReason | undefined;
-  /** Open client requests handled outside the stdio relay (http upstream POSTs). */
+  /** Calls held open outside the upstream (bridge B waiting on this client), bracketed by beginRequest(). */
   private proxiedInFlight = 0;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly lifetimeTimer: NodeJS.Timeout;
@@ -62,22 +62,18 @@ export class Session extends EventEmitter<SessionEvents> {
     this.ended = new Promise((r) => (this.resolveEnded = r));
     this.lifetimeTimer = setTimeout(() => void this.end('max-lifetime'), config.maxLifetime);
     this.lifetimeTimer.unref();
-    if (server.kind === 'stdio') {
-      server.relay.on('busy', (busy) => {
-        // The idle clock starts when the last call ends, not when it was sent.
-        if (!busy) this.lastActivity = Date.now();
-        this.armIdle();
-      });
-      server.channel.on('message', () => (this.lastTraffic = Date.now()));
-    } else {
-      server.upstream.onData = () => (this.lastTraffic = Date.now());
-    }
+    server.upstream.on('busy', (busy) => {
+      // The idle clock starts when the last call ends, not when it was sent.
+      if (!busy) this.lastActivity = Date.now();
+      this.armIdle();
+    });
+    server.upstream.on('traffic', () => (this.lastTraffic = Date.now()));
     void server.sandbox.exited.then((info) => {
       if (info.reason === 'oom') {
         const limit = config.limits.memory ? ` of ${Math.round(config.limits.memory / 1048576)} MiB` : '';
         return void this.end('oom', `the server ran out of memory (memory limit${limit}) and was killed`);
       }
-      const overflowed = server.kind === 'stdio' ? server.channel.overflowed : undefined;
+      const overflowed = server.upstream.overflowed;
       if (overflowed) return void this.end('crashed', overflowed);
       const why = info.reason ?? (info.signal ? `killed by ${info.signal}` : `exit code ${info.code}`);
       void this.end('crashed', `the server process exited (${why})`);
@@ -86,7 +82,7 @@ export class Session extends EventEmitter<SessionEvents> {
   }
 
   get inFlight(): number {
-    return this.proxiedInFlight + (this.server.kind === 'stdio' ? this.server.relay.inFlightCount : 0);
+    return this.proxiedInFlight + this.server.upstream.inFlight;
   }
 
   get live(): boolean {
@@ -143,7 +139,7 @@ export class Session extends EventEmitter<SessionEvents> {
     clearTimeout(this.idleTimer);
     clearTimeout(this.lifetimeTimer);
     const message = detail ?? describe(reason);
-    if (this.server.kind === 'stdio') this.server.relay.close(ErrorCode.SessionEnded, `Session ended: ${message}`);
+    this.server.upstream.fail(ErrorCode.SessionEnded, `Session ended: ${message}`);
     this.emit('ended', reason, message);
     void dispose(this.server, this.config.limits.stopGrace).finally(() => {
       this.state = 'ended';

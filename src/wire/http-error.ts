@@ -68,6 +68,9 @@ export class HttpError extends Error {
     const extra = Object.entries(this.headers)
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('');
+    // A client still sending (a long chunked upload) must not meet a closed socket: unread data there would make
+    // the kernel answer with a reset that destroys this answer in flight. What it sends is read and dropped.
+    socket.resume();
     socket.end(
       `HTTP/1.1 ${this.status} ${STATUS_CODES[this.status] ?? 'Error'}\r\n${extra}content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );

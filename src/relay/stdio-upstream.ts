@@ -1,0 +1,79 @@
+// A server that speaks MCP on stdio, as an Upstream: its messages go through the stdio relay, which rewrites ids
+// and routes every server message to the stream it belongs on (stdio-relay.ts).
+import { EventEmitter } from 'node:events';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { relayClient2026 } from './client-2026-exchange.js';
+import { Exchange } from './exchange.js';
+import type { StdioChannel } from './stdio-channel.js';
+import type { StdioRelay } from './stdio-relay.js';
+import type { Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
+
+export class StdioUpstream extends EventEmitter<UpstreamEvents> implements Upstream {
+  constructor(
+    private readonly channel: StdioChannel,
+    readonly relay: StdioRelay,
+  ) {
+    super();
+    relay.on('busy', (busy) => this.emit('busy', busy));
+    channel.on('message', () => this.emit('traffic'));
+  }
+
+  call(method: string, params?: Record<string, unknown>): Promise<JsonRpcResponse> {
+    return this.relay.call(method, params);
+  }
+
+  async initialize(params: Record<string, unknown>): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
+    const r = await this.relay.call('initialize', params);
+    if (!r.error) this.relay.notify('notifications/initialized');
+    return { result: r.result as Record<string, unknown> | undefined, error: r.error };
+  }
+
+  async post2025(_req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void> {
+    const exchange = new Exchange(res, { batch: o.batch, streams: this.relay.streams, priming: o.priming, jsonWindow: o.jsonWindow });
+    if (!o.messages.some(isRequest)) {
+      (o.via ?? this.relay).fromClient(o.messages, exchange);
+      res.writeHead(202).end();
+      return;
+    }
+    await new Promise<void>((resolve) => {
+      if (res.destroyed || res.closed) return resolve(); // the client left while berth found a server
+      if (o.untilClosed) res.once('close', resolve);
+      (o.via ?? this.relay).fromClient(o.messages, exchange);
+      if (!o.untilClosed) resolve();
+    });
+  }
+
+  async get2025(req: IncomingMessage, res: ServerResponse, o: { sessionId: string; priming: boolean }): Promise<void> {
+    const headers = { 'mcp-session-id': o.sessionId };
+    const lastEventId = req.headers['last-event-id'];
+    if (typeof lastEventId === 'string') this.relay.resume(res, lastEventId, headers);
+    else this.relay.openGet(res, headers, o.priming);
+  }
+
+  request2026(_req: IncomingMessage, res: ServerResponse, o: Request2026Options): Promise<void> {
+    return relayClient2026(this.relay, res, o.request, o);
+  }
+
+  get inFlight(): number {
+    return this.relay.inFlightCount;
+  }
+
+  get pendingServerRequests(): number {
+    return this.relay.pendingServerRequests;
+  }
+
+  get retainedEvents(): number {
+    return this.relay.streams.retainedEvents;
+  }
+
+  get overflowed(): string | undefined {
+    return this.channel.overflowed;
+  }
+
+  fail(code: number, message: string): void {
+    this.relay.close(code, message);
+  }
+
+  async close(): Promise<void> {}
+}
