@@ -19,6 +19,8 @@ import { createLogger, type Logger } from '../log.js';
 import { checkIsolationKind, chooseDriver, networkProblem, warnUnenforceableLimits } from '../sandbox/index.js';
 import { neededRoots } from '../session/launch.js';
 import { processDriver } from '../sandbox/process.js';
+import { commandFiles } from '../sandbox/command-files.js';
+import { sandboxCannotRead } from '../sandbox/readable.js';
 import { stateRoot, sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import { History } from '../observe/history.js';
 import { Metrics } from '../observe/metrics.js';
@@ -181,7 +183,11 @@ export class Berth extends EventEmitter<BerthEvents> {
       // be found, or whose files would expose the host, is refused now rather than at every session's start.
       try {
         for (const m of rt.config.mounts) if (!existsSync(m)) throw new Error(`the mount ${m} does not exist on this host`);
-        neededRoots(commandArgv(rt.config.command), rt.baseDir, rt.config.mounts, this.config.server.sessionRoot ?? tmpdir());
+        const argv = commandArgv(rt.config.command);
+        const roots = neededRoots(argv, rt.baseDir, rt.config.mounts, this.config.server.sessionRoot ?? tmpdir());
+        // What the sandbox uid must read; else the server (or QEMU) fails at every start, saying little.
+        const cannotRead = sandboxCannotRead(driver, { dirs: [rt.baseDir, ...rt.config.mounts, ...roots], pass: [this.config.server.sessionRoot ?? tmpdir()], ...commandFiles(argv, rt.baseDir) });
+        if (cannotRead) throw new Error(cannotRead);
       } catch (e) {
         throw new Error(`runtime "${rt.name}": ${(e as Error).message}`);
       }
