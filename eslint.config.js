@@ -5,7 +5,7 @@ import globals from 'globals';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'test/fixtures/npx-package/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'test/.build/**', 'test/fixtures/npx-package/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -4,7 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -27,6 +27,7 @@ createInterface({ input: process.stdin }).on('line', (line) => {
 let top: string;
 before(() => {
   top = mkdtempSync(join(tmpdir(), 'berth-first-run-'));
+  chmodSync(top, 0o755); // the sandbox uid (65534) must reach the server; a 0700 directory is refused at start
   mkdirSync(join(top, 'start'));
   mkdirSync(join(top, 'srv', 'lib'), { recursive: true });
   writeFileSync(join(top, 'srv', 'package.json'), '{"name":"tiny","type":"module"}');

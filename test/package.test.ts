@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,6 +34,7 @@ before(
   async () => {
     assert.ok(existsSync(join(ROOT, 'dist/cli/main.js')), 'dist/ is missing: run `npm run build` first (npm test does)');
     top = realpathSync(mkdtempSync(join(tmpdir(), 'berth-package-')));
+    chmodSync(top, 0o755); // the sandbox uid (65534) must reach the server; a 0700 directory is refused at start
     prefix = join(top, 'install');
     elsewhere = join(top, 'elsewhere');
     serverDir = join(top, 'server');

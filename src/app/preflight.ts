@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import { commandArgv, type BerthConfig, type RuntimeConfig } from '../config/schema.js';
 import { networkProblem, warnUnenforceableLimits, type SandboxDriver } from '../sandbox/index.js';
 import { stateRoot } from '../sandbox/registry.js';
+import { commandFiles } from '../sandbox/command-files.js';
+import { sandboxCannotRead } from '../sandbox/readable.js';
 import { neededRoots } from '../session/launch.js';
 
 /** Refuses an unauthenticated runtime on a non-loopback address unless the operator said so, loudly. */
@@ -31,7 +33,11 @@ export function checkRuntime(name: string, rc: RuntimeConfig, driver: SandboxDri
   // be found, or whose files would expose the host, is refused now rather than at every session's start.
   try {
     for (const m of rc.mounts) if (!existsSync(m)) throw new Error(`the mount ${m} does not exist on this host`);
-    neededRoots(commandArgv(rc.command), baseDir, rc.mounts, sessionRoot ?? tmpdir());
+    const argv = commandArgv(rc.command);
+    const roots = neededRoots(argv, baseDir, rc.mounts, sessionRoot ?? tmpdir());
+    // What the sandbox uid must read; else the server (or QEMU) fails at every start, saying little.
+    const cannotRead = sandboxCannotRead(driver, { dirs: [baseDir, ...rc.mounts, ...roots], pass: [sessionRoot ?? tmpdir()], ...commandFiles(argv, baseDir) });
+    if (cannotRead) throw new Error(cannotRead);
   } catch (e) {
     throw new Error(`runtime "${name}": ${(e as Error).message}`, { cause: e });
   }

@@ -72,7 +72,21 @@ async function serve(config: BerthConfig, configFile?: string, awaitFirstStart =
   const shutdown = (sig: string) => {
     if (++signals > 1) process.exit(130);
     berth.log.info({ signal: sig }, 'draining: no new sessions; in-flight calls may finish');
-    void berth.stop().then(() => process.exit(0));
+    // The stop is bounded in every step (drainTimeout, then stopGrace per server, given twice: sessions, then pool);
+    // should one step hang or fail anyway, berth still ends: what it leaves, the next berth sweeps (registry.ts).
+    const stopGrace = Math.max(...Object.values(config.runtimes).map((r) => r.limits.stopGrace));
+    const bound = config.server.drainTimeout + 2 * stopGrace + 10_000;
+    setTimeout(() => {
+      berth.log.error({ boundMs: bound }, `shutdown did not finish within ${bound} ms (drainTimeout + 2 x stopGrace + 10 s); exiting anyway`);
+      process.exit(1);
+    }, bound).unref();
+    berth.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        berth.log.error({ err }, 'shutdown failed; exiting');
+        process.exit(1);
+      },
+    );
   };
   // Cluster mode: another process took this node's name; it has stopped serving, and must not linger.
   berth.on('cluster:fenced', () => process.exit(1));

@@ -82,3 +82,10 @@ export function commandRoots(argv: readonly string[], baseDir: string, visible: 
   }
   return roots;
 }
+
+/** The files a command runs from: its program (resolved as the sandbox will) and the existing files it names. */
+export function commandFiles(argv: readonly string[], baseDir: string): { program?: string; files: string[] } {
+  const [program, ...args] = argv;
+  const files = args.filter((a) => !a.startsWith('-')).map((a) => (isAbsolute(a) ? a : resolve(baseDir, a))).filter((p) => existsSync(p) && statSync(p).isFile());
+  return { program: program && (program.includes('/') ? resolve(baseDir, program) : which(program)), files };
+}

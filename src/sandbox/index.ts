@@ -9,6 +9,8 @@ import { microvmDriver } from './microvm.js';
 import { namespaceDriver } from './namespace.js';
 import { networkUnavailable, type NetworkMode } from './network.js';
 import { processDriver } from './process.js';
+import { sandboxCannotRead } from './readable.js';
+import { which } from './host.js';
 
 export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits } from './driver.js';
 
@@ -41,6 +43,9 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
   }
   if (kind !== 'auto') {
     const d = drivers.find((x) => x.name === kind)!;
+    // Before the probe: the namespace canary would fail on it too, with a vaguer reason.
+    const cannotRead = sandboxCannotRead(d, { dirs: [baseDir] });
+    if (cannotRead) throw new Error(cannotRead);
     const p = await d.probe(baseDir);
     if (!p.ok) throw new Error(`isolation "${kind}" cannot run on this host: ${p.reason}`);
     return d;
@@ -57,6 +62,10 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
       refused[d.name] = p.reason;
       continue;
     }
+    // A sandbox that could run here but not read the server's directory is refused, not traded for a weaker one
+    // (the namespace canary fails on that directory itself, so its failure with bwrap installed counts too).
+    const cannotRead = sandboxCannotRead(d, { dirs: [baseDir] });
+    if (cannotRead && (p.ok || (d === namespaceDriver && which('bwrap')))) throw new Error(`isolation auto: ${cannotRead}`);
     if (p.ok) {
       log.info({ isolation: d.name, refused }, `isolation auto: using ${d.name}`);
       return d;

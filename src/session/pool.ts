@@ -64,8 +64,22 @@ export class WarmPool {
   async take(o: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Launched> {
     const l = this.idle.shift();
     if (l) return l;
+    if (this.closed) throw new Error('the pool is closed');
     this.failures = 0;
-    return this.gate.run(() => launchReady(this.ctx), o);
+    // A cold start is one of the pool's launches: close() waits for it (it gives up at shutdown and stops its server),
+    // and one that comes up after close is stopped, never handed out — else berth exits with its sandbox running.
+    const p = this.gate.run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), o).then(async (started) => {
+      if (!this.closed) return started;
+      await dispose(started, this.ctx.config.limits.stopGrace);
+      throw new Error('the pool is closed');
+    });
+    const settled = p.then(
+      () => undefined,
+      () => undefined,
+    ); // close() awaits all of them: a failed start must not fail the close
+    this.launches.add(settled);
+    void settled.finally(() => this.launches.delete(settled));
+    return p;
   }
 
   async close(): Promise<void> {
