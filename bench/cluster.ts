@@ -30,11 +30,22 @@ async function node(name: string, host: string, redis: string, probe: string): P
   const file = join(dir, 'berth.yaml');
   const config = {
     server: { host, port: 0 },
-    runtimes: { default: { command: [process.execPath, probe], isolation: 'process', warmPool: 4, limits: { requestsPerSecond: 100000, requestBurst: 100000 } } },
+    runtimes: {
+      default: {
+        command: [process.execPath, probe],
+        isolation: 'process',
+        warmPool: 4,
+        limits: { requestsPerSecond: 100000, requestBurst: 100000 },
+      },
+    },
     cluster: { redis, nodeId: name, placement: 'local' },
   };
   writeFileSync(file, JSON.stringify(config));
-  const proc = spawn(process.execPath, ['bin/berth.js', 'serve', '--config', file], { cwd: ROOT, env: { ...process.env, BERTH_CLUSTER_SECRET: SECRET }, stdio: ['ignore', 'pipe', 'ignore'] });
+  const proc = spawn(process.execPath, ['bin/berth.js', 'serve', '--config', file], {
+    cwd: ROOT,
+    env: { ...process.env, BERTH_CLUSTER_SECRET: SECRET },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
   const url = await listeningUrl(proc, { timeoutMs: 30_000, what: `cluster node ${name}` });
   return { url, proc };
 }
@@ -46,7 +57,8 @@ async function client(owner: string, via?: string): Promise<{ client: Client; tr
   await c.connect(t);
   if (!via) return { client: c, transport: t, sid: t.sessionId! };
   // A second transport on the same session, whose requests go to the other node.
-  const redirect = (input: string | URL | Request, init?: RequestInit) => fetch(new URL(new URL(String(input instanceof Request ? input.url : input)).pathname, via), init);
+  const redirect = (input: string | URL | Request, init?: RequestInit) =>
+    fetch(new URL(new URL(String(input instanceof Request ? input.url : input)).pathname, via), init);
   const t2 = new StreamableHTTPClientTransport(new URL(owner), { sessionId: t.sessionId, fetch: redirect as typeof fetch });
   const c2 = new Client({ name: 'bench-cluster', version: '1' });
   // Already initialized: attach without a new initialize (the SDK skips it when the transport has a session id).
@@ -76,7 +88,13 @@ async function load(clients: Client[], ms: number): Promise<{ calls: number; lat
 
 const p50 = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]! : NaN);
 
-export async function runCluster(o: { probe: string; concurrency: number; rounds: number; windowMs: number; log: (m: string) => void }): Promise<ClusterResult | { skipped: string }> {
+export async function runCluster(o: {
+  probe: string;
+  concurrency: number;
+  rounds: number;
+  windowMs: number;
+  log: (m: string) => void;
+}): Promise<ClusterResult | { skipped: string }> {
   if (!redisAvailable()) return { skipped: 'redis-server is not installed' };
   const redis = await startRedis();
   const procs: ChildProcess[] = [];
@@ -90,11 +108,28 @@ export async function runCluster(o: { probe: string; concurrency: number; rounds
     const hop = await Promise.all(direct.map(() => client(a.url, new URL(b.url).origin).then((x) => x)));
     const owner = { calls: 0, lat: [] as number[], errors: 0, ms: 0 };
     const fwd = { calls: 0, lat: [] as number[], errors: 0, ms: 0 };
-    await load(direct.map((d) => d.client), 300); // warm-up
-    await load(hop.map((d) => d.client), 300);
+    await load(
+      direct.map((d) => d.client),
+      300,
+    ); // warm-up
+    await load(
+      hop.map((d) => d.client),
+      300,
+    );
     for (let r = 0; r < o.rounds; r++) {
-      for (const [acc, cs] of (r % 2 ? [[fwd, hop], [owner, direct]] : [[owner, direct], [fwd, hop]]) as [typeof owner, typeof direct][]) {
-        const x = await load(cs.map((d) => d.client), o.windowMs);
+      for (const [acc, cs] of (r % 2
+        ? [
+            [fwd, hop],
+            [owner, direct],
+          ]
+        : [
+            [owner, direct],
+            [fwd, hop],
+          ]) as [typeof owner, typeof direct][]) {
+        const x = await load(
+          cs.map((d) => d.client),
+          o.windowMs,
+        );
         acc.calls += x.calls;
         acc.lat.push(...x.lat);
         acc.errors += x.errors;

@@ -9,10 +9,34 @@
 // every driver alike. The capacity runs take one driver at a time (they read the machine's MemAvailable).
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { childrenOf, descendantsOf, envOf, fdCount, machineTasks, openFilesLimit, processTable, pssKb, pteKb, rssKb, threads } from './procfs.js';
+import {
+  childrenOf,
+  descendantsOf,
+  envOf,
+  fdCount,
+  machineTasks,
+  openFilesLimit,
+  processTable,
+  pssKb,
+  pteKb,
+  rssKb,
+  threads,
+} from './procfs.js';
 import { hostName } from '../src/sandbox/host.js';
 import { settle, startBerth, type Target } from './targets.js';
-import { connect, disconnect, dist, loadRound, sessionSample, summarize, type Conn, type ConnectSample, type Dist, type LoadResult, type LoadRound } from './workloads.js';
+import {
+  connect,
+  disconnect,
+  dist,
+  loadRound,
+  sessionSample,
+  summarize,
+  type Conn,
+  type ConnectSample,
+  type Dist,
+  type LoadResult,
+  type LoadRound,
+} from './workloads.js';
 
 export interface Variant {
   id: string;
@@ -32,18 +56,41 @@ export interface Variant {
 
 /** The microVM runs under TCG emulation on hosts without usable KVM: a VM takes 10-30 s to boot. */
 // Its first calls run cold code under emulation for seconds: longer warm-up and windows, or none would finish.
-const MICROVM: Partial<DriverParams> = { warmPool: 2, rounds: 2, warmSamples: 4, coldSamples: 2, capacitySessions: 4, openConcurrency: 2, toolWarmupMs: 4000, toolMs: 4000 };
+const MICROVM: Partial<DriverParams> = {
+  warmPool: 2,
+  rounds: 2,
+  warmSamples: 4,
+  coldSamples: 2,
+  capacitySessions: 4,
+  openConcurrency: 2,
+  toolWarmupMs: 4000,
+  toolMs: 4000,
+};
 
 /** What `--drivers` may name. */
 export const VARIANTS: Variant[] = [
   { id: 'process', label: 'process', isolation: 'process', flags: [] },
   { id: 'namespace', label: 'namespace', isolation: 'namespace', flags: [] },
   // The locked-down production shape: no network, cgroup limits (v1 or v2) on every session.
-  { id: 'namespace-limits', label: 'namespace+limits', isolation: 'namespace', flags: ['--network', 'none', '--memory', '256m', '--cpus', '1', '--pids', '256'] },
+  {
+    id: 'namespace-limits',
+    label: 'namespace+limits',
+    isolation: 'namespace',
+    flags: ['--network', 'none', '--memory', '256m', '--cpus', '1', '--pids', '256'],
+  },
   { id: 'gvisor', label: 'gvisor', isolation: 'gvisor', flags: [], params: { capacitySessions: 20, coldSamples: 4 }, settleMs: 30_000 },
   { id: 'microvm', label: 'microvm', isolation: 'microvm', flags: ['--startup-timeout', '300s'], params: MICROVM, settleMs: 240_000 },
   // The same without the driver's bundling of the server (BERTH_MICROVM_BUNDLE=0): what bundling buys.
-  { id: 'microvm-unbundled', label: 'microvm unbundled', isolation: 'microvm', flags: ['--startup-timeout', '300s'], params: MICROVM, settleMs: 240_000, env: { BERTH_MICROVM_BUNDLE: '0' }, optIn: true },
+  {
+    id: 'microvm-unbundled',
+    label: 'microvm unbundled',
+    isolation: 'microvm',
+    flags: ['--startup-timeout', '300s'],
+    params: MICROVM,
+    settleMs: 240_000,
+    env: { BERTH_MICROVM_BUNDLE: '0' },
+    optIn: true,
+  },
 ];
 
 export interface DriverParams {
@@ -220,7 +267,10 @@ const rotate = <T>(xs: T[], r: number) => xs.map((_, i) => xs[(i + r) % xs.lengt
 
 export async function runDrivers(ctx: DriverContext, variants: Variant[], P: DriverParams): Promise<DriverResult[]> {
   const { log, started } = ctx;
-  const runs: Run[] = variants.map((v) => ({ v, r: { id: v.id, label: v.label, isolation: v.isolation, flags: v.flags, env: v.env, params: { ...P, ...v.params } } }));
+  const runs: Run[] = variants.map((v) => ({
+    v,
+    r: { id: v.id, label: v.label, isolation: v.isolation, flags: v.flags, env: v.env, params: { ...P, ...v.params } },
+  }));
   const params = (x: Run): DriverParams => x.r.params;
   const bwrap = which('bwrap');
   const stop = async (t: Target | undefined) => {
@@ -232,7 +282,15 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
   const live = () => runs.filter((x) => x.warm && !x.r.failed && !x.r.skipped);
   const fail = (x: Run, what: string, e: unknown) => {
     const t = x.warm?.exitInfo() ? x.warm : x.cold?.exitInfo() ? x.cold : undefined;
-    const tail = t ? `; berth ${t.exitInfo()}: ${t.stderrTail().split('\n').filter((l) => l.trim()).slice(-3).join(' | ').slice(0, 400)}` : '';
+    const tail = t
+      ? `; berth ${t.exitInfo()}: ${t
+          .stderrTail()
+          .split('\n')
+          .filter((l) => l.trim())
+          .slice(-3)
+          .join(' | ')
+          .slice(0, 400)}`
+      : '';
     x.r.failed = `${what}: ${(e as Error).message.split('\n')[0]}${tail}`;
     log(`driver ${x.v.label}: FAILED ${x.r.failed}`);
   };
@@ -272,7 +330,11 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
         } else fail(x, 'berth did not start', e);
       }
     }
-    log(`drivers: waiting for warm pools of the demo server (${live().map((x) => `${x.v.label} ${params(x).warmPool}`).join(', ')}) to fill and go quiet`);
+    log(
+      `drivers: waiting for warm pools of the demo server (${live()
+        .map((x) => `${x.v.label} ${params(x).warmPool}`)
+        .join(', ')}) to fill and go quiet`,
+    );
     await quiet();
     for (const x of live()) {
       const g = sandboxGroups(x.warm!.pid)[0] ?? [];
@@ -280,7 +342,11 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
     }
 
     // ---- session start, warm and cold, rotating over the drivers ------------------------------------------------
-    log(`drivers: session start, ${live().map((x) => `${x.v.label} ${params(x).warmSamples} warm + ${params(x).coldSamples} cold`).join(', ')}`);
+    log(
+      `drivers: session start, ${live()
+        .map((x) => `${x.v.label} ${params(x).warmSamples} warm + ${params(x).coldSamples} cold`)
+        .join(', ')}`,
+    );
     const warm = new Map<Run, ConnectSample[]>();
     const cold = new Map<Run, ConnectSample[]>();
     const unsettled = new Map<Run, number>();
@@ -304,7 +370,12 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
     for (const x of runs) {
       const w = warm.get(x);
       const c = cold.get(x);
-      if (w?.length) x.r.startWarm = { connectMs: dist(w.map((s) => s.connect)), firstCallMs: dist(w.map((s) => s.firstCall)), unsettled: unsettled.get(x) ?? 0 };
+      if (w?.length)
+        x.r.startWarm = {
+          connectMs: dist(w.map((s) => s.connect)),
+          firstCallMs: dist(w.map((s) => s.firstCall)),
+          unsettled: unsettled.get(x) ?? 0,
+        };
       if (c?.length) x.r.startCold = { connectMs: dist(c.map((s) => s.connect)), firstCallMs: dist(c.map((s) => s.firstCall)) };
     }
     for (const x of runs) {
@@ -328,7 +399,10 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
         if (r >= params(x).rounds) continue;
         await quiet();
         try {
-          rounds.set(x, [...(rounds.get(x) ?? []), await loadRound(x.warm!, [conns.get(x)!], r ? params(x).toolWarmupMs : 3 * params(x).toolWarmupMs, params(x).toolMs, TOOL)]);
+          rounds.set(x, [
+            ...(rounds.get(x) ?? []),
+            await loadRound(x.warm!, [conns.get(x)!], r ? params(x).toolWarmupMs : 3 * params(x).toolWarmupMs, params(x).toolMs, TOOL),
+          ]);
         } catch (e) {
           fail(x, 'tool call', e);
         }
@@ -501,7 +575,10 @@ export function driverReport(results: DriverResult[], f1: (x: number | undefined
     ['  cores busy / of it not ours', (r) => (r.toolCall ? `${f1(r.toolCall.coresBusy)} / ${f1(r.toolCall.coresOther)}` : '–')],
     ['idle session PSS MB (all its processes)', (r) => mb(r.memory?.pssKb)],
     ['  of it the server', (r) => mb(r.memory?.serverPssKb)],
-    ['  of it sandbox helpers', (r) => (r.memory ? `${mb(r.memory.helperPssKb)}${r.memory.helpers.length ? ` (${r.memory.helpers.join(', ')})` : ''}` : '–')],
+    [
+      '  of it sandbox helpers',
+      (r) => (r.memory ? `${mb(r.memory.helperPssKb)}${r.memory.helpers.length ? ` (${r.memory.helpers.join(', ')})` : ''}` : '–'),
+    ],
     ['  RSS MB', (r) => mb(r.memory?.rssKb)],
     ['  page tables MB (not in PSS)', (r) => mb(r.memory?.pageTablesKb)],
     ['  processes per session', (r) => f1(r.memory?.processesPerSession)],
@@ -511,7 +588,10 @@ export function driverReport(results: DriverResult[], f1: (x: number | undefined
     ['  time to open them s', (r) => f1(r.memory?.openS)],
     ['fit in this machine, extrapolated', (r) => (r.capacity ? `~${r.capacity.fitHereExtrapolated}` : '–')],
     ['fit in 24 GiB, extrapolated', (r) => (r.capacity ? `~${r.capacity.fit24GiBExtrapolated}` : '–')],
-    ['  threads / berth fds per session', (r) => (r.memory ? `${f1(r.memory.threadsPerSession)} / ${f1(r.memory.berthFdsPerSession)}` : '–')],
+    [
+      '  threads / berth fds per session',
+      (r) => (r.memory ? `${f1(r.memory.threadsPerSession)} / ${f1(r.memory.berthFdsPerSession)}` : '–'),
+    ],
     ['  fit by pid_max / by berth fd limit', (r) => (r.capacity ? `~${r.capacity.fitByPids} / ~${r.capacity.fitByFds}` : '–')],
   ];
   const cells: string[][] = [['demo server, per driver', ...cols.map((r) => r.label)]];
@@ -535,11 +615,14 @@ export function driverReport(results: DriverResult[], f1: (x: number | undefined
     if (t) {
       const ok = (b: boolean | undefined) => (b ? 'met   ' : 'MISSED');
       s += `target ${r.label.padEnd(17)} warm start p50 ≤ 15 ms: ${ok(t.warmStartP50AtMost15ms)} (${f1(r.startWarm?.connectMs.p50)} ms)`;
-      if (t.helperPssAtMost5MiB !== undefined) s += `   helpers ≤ 5 MiB/session: ${ok(t.helperPssAtMost5MiB)} (${mb(r.memory?.helperPssKb)} MiB)`;
-      if (t.atLeast500On24GiB !== undefined) s += `   ≥ 500 idle sessions on 24 GiB: ${ok(t.atLeast500On24GiB)} (~${r.capacity?.fit24GiBExtrapolated ?? '–'}, extrapolated from ${r.capacity?.measured ?? 0})`;
+      if (t.helperPssAtMost5MiB !== undefined)
+        s += `   helpers ≤ 5 MiB/session: ${ok(t.helperPssAtMost5MiB)} (${mb(r.memory?.helperPssKb)} MiB)`;
+      if (t.atLeast500On24GiB !== undefined)
+        s += `   ≥ 500 idle sessions on 24 GiB: ${ok(t.atLeast500On24GiB)} (~${r.capacity?.fit24GiBExtrapolated ?? '–'}, extrapolated from ${r.capacity?.measured ?? 0})`;
       s += '\n';
     }
-    if (r.startWarm?.unsettled) s += `warning: driver ${r.label}: ${r.startWarm.unsettled} warm samples taken before the berths went quiet\n`;
+    if (r.startWarm?.unsettled)
+      s += `warning: driver ${r.label}: ${r.startWarm.unsettled} warm samples taken before the berths went quiet\n`;
     if (r.toolCall?.errors) s += `warning: driver ${r.label}: ${r.toolCall.errors} failed tool calls\n`;
     if (r.failed) s += `FAILED driver ${r.label}: ${r.failed}\n`;
   }

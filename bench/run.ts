@@ -63,16 +63,43 @@ type Id = (typeof ALL)[number];
 const ONLY = new Set(opt('only', ALL.join(',')).split(',') as Id[]);
 ONLY.add('direct'); // ratios need the baseline
 const DRIVERS_ONLY = flag('drivers-only');
-const DRIVER_IDS = opt('drivers', VARIANTS.filter((v) => !v.optIn).map((v) => v.id).join(',')).split(',').filter((x) => x && x !== 'none');
-for (const d of DRIVER_IDS) if (!VARIANTS.some((v) => v.id === d)) throw new Error(`--drivers: unknown driver "${d}"; expected ${VARIANTS.map((v) => v.id).join(', ')} or none`);
+const DRIVER_IDS = opt(
+  'drivers',
+  VARIANTS.filter((v) => !v.optIn)
+    .map((v) => v.id)
+    .join(','),
+)
+  .split(',')
+  .filter((x) => x && x !== 'none');
+for (const d of DRIVER_IDS)
+  if (!VARIANTS.some((v) => v.id === d))
+    throw new Error(`--drivers: unknown driver "${d}"; expected ${VARIANTS.map((v) => v.id).join(', ')} or none`);
 
 const P = QUICK
   ? { rounds: 3, firstWarmupMs: 500, warmupMs: 150, latencyMs: 400, loadMs: 600, sessionSamples: 6, coldSamples: 3, elicitCalls: 30 }
   : { rounds: 5, firstWarmupMs: 700, warmupMs: 150, latencyMs: 500, loadMs: 900, sessionSamples: 12, coldSamples: 5, elicitCalls: 60 };
 
 const DP = QUICK
-  ? { warmPool: WARM, rounds: 3, warmSamples: 8, coldSamples: 4, toolWarmupMs: 100, toolMs: 300, capacitySessions: Number(opt('capacity', '30')), openConcurrency: 4 }
-  : { warmPool: WARM, rounds: 5, warmSamples: 16, coldSamples: 6, toolWarmupMs: 100, toolMs: 400, capacitySessions: Number(opt('capacity', '60')), openConcurrency: 4 };
+  ? {
+      warmPool: WARM,
+      rounds: 3,
+      warmSamples: 8,
+      coldSamples: 4,
+      toolWarmupMs: 100,
+      toolMs: 300,
+      capacitySessions: Number(opt('capacity', '30')),
+      openConcurrency: 4,
+    }
+  : {
+      warmPool: WARM,
+      rounds: 5,
+      warmSamples: 16,
+      coldSamples: 6,
+      toolWarmupMs: 100,
+      toolMs: 400,
+      capacitySessions: Number(opt('capacity', '60')),
+      openConcurrency: 4,
+    };
 
 const LABEL: Record<Id, string> = { direct: 'direct (SDK)', stdio: 'berth stdio', http: 'berth http', stateless: 'berth stateless' };
 
@@ -93,7 +120,14 @@ function log(msg: string): void {
 function compileProbe(): string {
   const out = join(ROOT, '.bench', 'probe-server.mjs');
   // Not bundled: it imports the SDK from node_modules exactly as the .ts source does.
-  buildSync({ entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')], outfile: out, format: 'esm', platform: 'node', target: 'node20', logLevel: 'warning' });
+  buildSync({
+    entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')],
+    outfile: out,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    logLevel: 'warning',
+  });
   return out;
 }
 
@@ -146,8 +180,14 @@ process.on('SIGINT', () => void stopAll().then(() => process.exit(130)));
 
 /** What a crashed target printed (not its JSON log lines). */
 function crashText(t: Target): string {
-  const lines = t.stderrTail().split('\n').filter((l) => l.trim() && !l.startsWith('{'));
-  return lines.slice(0, 5).map((l) => l.trim()).join(' | ');
+  const lines = t
+    .stderrTail()
+    .split('\n')
+    .filter((l) => l.trim() && !l.startsWith('{'));
+  return lines
+    .slice(0, 5)
+    .map((l) => l.trim())
+    .join(' | ');
 }
 
 function fail(s: Sut, e: unknown): void {
@@ -196,7 +236,9 @@ async function background(): Promise<number> {
 // Load that is not ours: measured before anything starts (and again before the per-driver section).
 const backgroundCores = await background();
 let driversBackgroundCores: number | undefined;
-log(`${QUICK ? 'quick' : 'full'} run: ${CONCURRENCY} clients, warm pool ${WARM}, ${os.availableParallelism()} CPUs, background load ${backgroundCores} cores`);
+log(
+  `${QUICK ? 'quick' : 'full'} run: ${CONCURRENCY} clients, warm pool ${WARM}, ${os.availableParallelism()} CPUs, background load ${backgroundCores} cores`,
+);
 
 /** The direct-vs-berth comparison (probe server): every target at once, in rotating rounds. */
 async function compare(): Promise<Partial<Record<Id, SutResult>>> {
@@ -207,7 +249,16 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
       if (!ONLY.has(id)) continue;
       const label = LABEL[id];
       try {
-        const t = id === 'direct' ? await startDirect(probe) : await startBerth(probe, { bin: BERTH_BIN, isolation: ISOLATION, warmPool: WARM, stateless: id === 'stateless', upstream: id === 'http' ? 'http' : 'stdio' });
+        const t =
+          id === 'direct'
+            ? await startDirect(probe)
+            : await startBerth(probe, {
+                bin: BERTH_BIN,
+                isolation: ISOLATION,
+                warmPool: WARM,
+                stateless: id === 'stateless',
+                upstream: id === 'http' ? 'http' : 'stdio',
+              });
         started.push(t);
         const s: Sut = { id, label, t, servers: id === 'direct' ? 1 : WARM };
         suts.push(s);
@@ -302,7 +353,10 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
       for (const s of rotate(live(suts), r)) {
         await quiet(suts);
         try {
-          latRounds.set(s, [...(latRounds.get(s) ?? []), await loadRound(s.t, single.get(s)!, r ? P.warmupMs : P.firstWarmupMs, P.latencyMs)]);
+          latRounds.set(s, [
+            ...(latRounds.get(s) ?? []),
+            await loadRound(s.t, single.get(s)!, r ? P.warmupMs : P.firstWarmupMs, P.latencyMs),
+          ]);
         } catch (e) {
           fail(s, e);
         }
@@ -363,7 +417,14 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
       await t.stop();
     }
     const mem = new Map<Sut, MemoryResult>();
-    for (const s of live(suts)) mem.set(s, memory(s.t, many.get(s)!.map((c) => c.sessionId)));
+    for (const s of live(suts))
+      mem.set(
+        s,
+        memory(
+          s.t,
+          many.get(s)!.map((c) => c.sessionId),
+        ),
+      );
     for (const conns of many.values()) for (const c of conns) await disconnect(c);
 
     // ---- results ------------------------------------------------------------------------------------------------
@@ -381,7 +442,13 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
         startedInMs: Math.round(s.t.startedInMs),
         idle: idle.get(s)!,
         sessionStartWarm: sessionResult(warmSamples.get(s), s),
-        sessionStartCold: s.id === 'stateless' ? undefined : { ...sessionResult(cold, s)!, ...(s.id === 'direct' ? { note: 'spawn the server process, wait until it answers, then connect' } : {}) },
+        sessionStartCold:
+          s.id === 'stateless'
+            ? undefined
+            : {
+                ...sessionResult(cold, s)!,
+                ...(s.id === 'direct' ? { note: 'spawn the server process, wait until it answers, then connect' } : {}),
+              },
         sessionStartFresh: s.id === 'direct' ? sessionResult(directFresh, s) : undefined,
         latency: latRounds.get(s)?.length ? summarize(1, latRounds.get(s)!) : undefined,
         elicitation: elicit.get(s) ? { latencyMs: dist(elicit.get(s)!.latencies), errors: elicit.get(s)!.errors } : undefined,
@@ -402,9 +469,15 @@ const compared = DRIVERS_ONLY ? {} : await compare();
 let drivers: DriverResult[] = [];
 if (DRIVER_IDS.length) {
   driversBackgroundCores = await background();
-  log(`per-driver section: ${DRIVER_IDS.join(', ')}; the bundled demo server; ${DP.capacitySessions} idle sessions per driver; background load ${driversBackgroundCores} cores`);
+  log(
+    `per-driver section: ${DRIVER_IDS.join(', ')}; the bundled demo server; ${DP.capacitySessions} idle sessions per driver; background load ${driversBackgroundCores} cores`,
+  );
   try {
-    drivers = await runDrivers({ bin: BERTH_BIN, log, started }, VARIANTS.filter((v) => DRIVER_IDS.includes(v.id)), DP);
+    drivers = await runDrivers(
+      { bin: BERTH_BIN, log, started },
+      VARIANTS.filter((v) => DRIVER_IDS.includes(v.id)),
+      DP,
+    );
   } finally {
     await stopAll();
   }
@@ -454,9 +527,11 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
             latencyP50Loaded: ratio(r.throughput?.latencyMs.p50, d.throughput?.latencyMs.p50),
             latencyP50Single: ratio(r.latency?.latencyMs.p50, d.latency?.latencyMs.p50),
             sessionStartWarmP50: ratio(r.sessionStartWarm?.connectMs.p50, d.sessionStartWarm?.connectMs.p50),
-            sessionStartWarmP50VsDirectFreshProcess: id === 'stateless' ? undefined : ratio(r.sessionStartWarm?.connectMs.p50, d.sessionStartFresh?.connectMs.p50),
+            sessionStartWarmP50VsDirectFreshProcess:
+              id === 'stateless' ? undefined : ratio(r.sessionStartWarm?.connectMs.p50, d.sessionStartFresh?.connectMs.p50),
             elicitationP50: ratio(r.elicitation?.latencyMs.p50, d.elicitation?.latencyMs.p50),
-            throughputVsDirectProcessPerSession: id === 'stateless' ? undefined : ratio(r.throughput?.callsPerS, d.throughputProcessPerSession?.callsPerS),
+            throughputVsDirectProcessPerSession:
+              id === 'stateless' ? undefined : ratio(r.throughput?.callsPerS, d.throughputProcessPerSession?.callsPerS),
           },
         ];
       }),
@@ -475,7 +550,8 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     meta: {
       date: new Date().toISOString(),
       node: process.version,
-      sdk: (JSON.parse(readFileSync(join(ROOT, 'node_modules/@modelcontextprotocol/sdk/package.json'), 'utf8')) as { version: string }).version,
+      sdk: (JSON.parse(readFileSync(join(ROOT, 'node_modules/@modelcontextprotocol/sdk/package.json'), 'utf8')) as { version: string })
+        .version,
       cpus: os.availableParallelism(),
       cpuModel: os.cpus()[0]?.model,
       memTotalMb: Math.round(os.totalmem() / 2 ** 20),
@@ -503,11 +579,18 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
   };
   writeFileSync(OUT, JSON.stringify(out, null, 2) + '\n');
 
-  const f1 = (x: number | undefined) => (x === undefined || Number.isNaN(x) ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+  const f1 = (x: number | undefined) =>
+    x === undefined || Number.isNaN(x) ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
   const mb = (kb: number | undefined) => (kb === undefined || Number.isNaN(kb) ? '–' : (kb / 1024).toFixed(1));
   // ratio: 'direct' = berth / direct; 'ref' = berth / the direct column's reference value (stateful berths only)
   // An optional fifth element prints the cell itself (no ratio).
-  type Row = [string, (r: SutResult) => number | undefined, 'direct' | 'ref' | 'none', ((x: number | undefined) => string)?, ((r: SutResult) => string)?];
+  type Row = [
+    string,
+    (r: SutResult) => number | undefined,
+    'direct' | 'ref' | 'none',
+    ((x: number | undefined) => string)?,
+    ((r: SutResult) => string)?,
+  ];
   const busy = (x: LoadResult | undefined) => (x ? `${f1(x.coresBusy)} / ${f1(x.coresOther)}` : '–');
   const rows: Row[] = [
     [`echo calls/s, ${CONCURRENCY} clients`, (r) => r.throughput?.callsPerS, 'direct'],
@@ -537,7 +620,13 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     [`berth RSS, ${CONCURRENCY} sessions MB`, (r) => r.memory?.gatewayRssKb, 'none', mb],
     [`server RSS per session MB`, (r) => r.memory?.serverRssKb, 'none', mb],
     [`server PSS per session MB`, (r) => r.memory?.serverPssKb, 'none', mb],
-    [`server sandboxes × processes each`, (r) => r.memory?.serverProcesses, 'none', f1, (r) => (r.memory ? `${r.memory.serverProcesses} × ${r.memory.processesPerSandbox}` : '–')],
+    [
+      `server sandboxes × processes each`,
+      (r) => r.memory?.serverProcesses,
+      'none',
+      f1,
+      (r) => (r.memory ? `${r.memory.serverProcesses} × ${r.memory.processesPerSandbox}` : '–'),
+    ],
   ];
   const cols = ids.filter((id) => results[id]!.sessionStartWarm || results[id]!.throughput);
   const cells: string[][] = [['', ...cols.map((c) => LABEL[c])]];
@@ -559,10 +648,14 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
   const widths = cells[0]!.map((_, i) => Math.max(...cells.map((r) => r[i]!.length)));
   const line = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   const w = (s: string) => process.stdout.write(s);
-  w(`\nberth benchmark — node ${process.version}, SDK ${out.meta.sdk}, ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model ?? '?'}), ${QUICK ? 'quick' : 'full'} run in ${durationS} s\n`);
+  w(
+    `\nberth benchmark — node ${process.version}, SDK ${out.meta.sdk}, ${os.availableParallelism()} CPUs (${os.cpus()[0]?.model ?? '?'}), ${QUICK ? 'quick' : 'full'} run in ${durationS} s\n`,
+  );
   const iso = [...new Set(ids.map((id) => results[id]!.isolation).filter(Boolean))].join(', ') || ISOLATION || 'auto';
   const g = out.meta.git;
-  w(`berth ${g.commit ?? '?'}${g.srcDirty ? ' + uncommitted src/ changes' : ''}${g.checkout && g.checkout !== '.' ? ` (checkout ${g.checkout})` : ''}, isolation ${iso}; ${CONCURRENCY} clients = ${CONCURRENCY} sessions; warm pool ${WARM}\n`);
+  w(
+    `berth ${g.commit ?? '?'}${g.srcDirty ? ' + uncommitted src/ changes' : ''}${g.checkout && g.checkout !== '.' ? ` (checkout ${g.checkout})` : ''}, isolation ${iso}; ${CONCURRENCY} clients = ${CONCURRENCY} sessions; warm pool ${WARM}\n`,
+  );
   w(`client, berth and servers share this machine${results.direct ? '; (×) = berth / direct' : ''}\n\n`);
   if (results.direct) {
     w([line(cells[0]!), widths.map((x) => '-'.repeat(x)).join('  '), ...cells.slice(1).map(line)].join('\n') + '\n');
@@ -575,24 +668,29 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
         `   warm session start p50 ≤ 15 ms: ${t.warmSessionStartP50AtMost15ms ? 'met   ' : 'MISSED'} (${f1(results[id as Id]!.sessionStartWarm?.connectMs.p50)} ms)\n`,
     );
   }
-  if (backgroundCores > 0.2) w(`warning: ${backgroundCores} cores were busy before the bench started; absolute numbers are noisy (ratios less so)\n`);
+  if (backgroundCores > 0.2)
+    w(`warning: ${backgroundCores} cores were busy before the bench started; absolute numbers are noisy (ratios less so)\n`);
   for (const id of ids) {
     const r = results[id]!;
     const e = (r.throughput?.errors ?? 0) + (r.latency?.errors ?? 0) + (r.elicitation?.errors ?? 0);
     if (e) w(`warning: ${r.label}: ${e} failed calls\n`);
-    if (r.sessionStartWarm?.unsettled) w(`warning: ${r.label}: ${r.sessionStartWarm.unsettled} session samples taken before the targets went quiet\n`);
+    if (r.sessionStartWarm?.unsettled)
+      w(`warning: ${r.label}: ${r.sessionStartWarm.unsettled} session samples taken before the targets went quiet\n`);
     if (r.failed) w(`FAILED ${r.label}: ${r.failed}\n`);
   }
   if (cluster && 'skipped' in cluster) w(`\ncluster: skipped (${cluster.skipped})\n`);
   else if (cluster) {
     w(`\ncluster (2 nodes, one Redis; ${cluster.concurrency} clients, echo, ${cluster.rounds} alternating rounds)\n`);
     w(`  through the owner node      ${String(cluster.ownerCallsPerS).padStart(7)} calls/s   p50 ${f1(cluster.ownerP50Ms)} ms\n`);
-    w(`  through a non-owner (1 hop) ${String(cluster.forwardedCallsPerS).padStart(7)} calls/s   p50 ${f1(cluster.forwardedP50Ms)} ms   (${(cluster.forwardedCallsPerS / Math.max(1, cluster.ownerCallsPerS)).toFixed(2)}× owner)\n`);
+    w(
+      `  through a non-owner (1 hop) ${String(cluster.forwardedCallsPerS).padStart(7)} calls/s   p50 ${f1(cluster.forwardedP50Ms)} ms   (${(cluster.forwardedCallsPerS / Math.max(1, cluster.ownerCallsPerS)).toFixed(2)}× owner)\n`,
+    );
     if (cluster.errors) w(`warning: cluster: ${cluster.errors} failed calls\n`);
   }
   if (drivers.length) {
     w(`\n${driverReport(drivers, f1)}`);
-    if ((driversBackgroundCores ?? 0) > 0.2) w(`warning: ${driversBackgroundCores} cores were busy before the per-driver section started; its timings are noisy\n`);
+    if ((driversBackgroundCores ?? 0) > 0.2)
+      w(`warning: ${driversBackgroundCores} cores were busy before the per-driver section started; its timings are noisy\n`);
   }
   w(`\nJSON: ${OUT}\n`);
 }

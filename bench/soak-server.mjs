@@ -18,7 +18,8 @@ async function call(id, params) {
   if (params.name === 'progress') {
     const token = params._meta?.progressToken;
     for (let i = 1; i <= a.steps; i++) {
-      if (token !== undefined) send({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: i, total: a.steps } });
+      if (token !== undefined)
+        send({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: i, total: a.steps } });
       await sleep(a.delayMs ?? 10);
     }
     return text(`done ${a.steps}`);
@@ -26,7 +27,12 @@ async function call(id, params) {
   if (params.name === 'ask') {
     const rid = `s${nextId++}`;
     const answer = new Promise((r) => pending.set(rid, r));
-    send({ jsonrpc: '2.0', id: rid, method: 'elicitation/create', params: { message: a.question, requestedSchema: { type: 'object', properties: { answer: { type: 'string' } } } } });
+    send({
+      jsonrpc: '2.0',
+      id: rid,
+      method: 'elicitation/create',
+      params: { message: a.question, requestedSchema: { type: 'object', properties: { answer: { type: 'string' } } } },
+    });
     const r = await answer;
     return text(JSON.stringify(r.result ?? r.error));
   }
@@ -44,7 +50,8 @@ createInterface({ input: process.stdin }).on('line', async (line) => {
   if (m.id === undefined) return; // notifications
   try {
     let result;
-    if (m.method === 'initialize') result = { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'soak', version: '1' } };
+    if (m.method === 'initialize')
+      result = { protocolVersion: m.params.protocolVersion, capabilities: { tools: {} }, serverInfo: { name: 'soak', version: '1' } };
     else if (m.method === 'ping') result = {};
     else if (m.method === 'tools/list') result = { tools };
     else if (m.method === 'tools/call') result = await call(m.id, m.params);

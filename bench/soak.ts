@@ -28,8 +28,28 @@ const ISOLATION = arg('isolation', 'process');
 const OUT = arg('out', join(ROOT, 'bench', 'results', `soak-${new Date().toISOString().slice(0, 10)}.json`));
 
 async function startBerth(): Promise<{ url: string; pid: number; stop: () => void }> {
-  const args = ['bin/berth.js', 'run', '--port', '0', '--isolation', ISOLATION, '--warm-pool', '8', '--max-sessions', String(SESSIONS + 50), '--json-window', '0', '--', process.execPath, join(ROOT, 'bench', 'soak-server.mjs')];
-  const proc = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, BERTH_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const args = [
+    'bin/berth.js',
+    'run',
+    '--port',
+    '0',
+    '--isolation',
+    ISOLATION,
+    '--warm-pool',
+    '8',
+    '--max-sessions',
+    String(SESSIONS + 50),
+    '--json-window',
+    '0',
+    '--',
+    process.execPath,
+    join(ROOT, 'bench', 'soak-server.mjs'),
+  ];
+  const proc = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, BERTH_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const url = await listeningUrl(proc);
   return { url, pid: proc.pid!, stop: () => proc.kill('SIGTERM') };
 }
@@ -104,7 +124,12 @@ async function session(url: string, until: number, tally: Tally): Promise<void> 
     tally.errors[kind] = (tally.errors[kind] ?? 0) + 1;
   };
   client.setRequestHandler(ElicitRequestSchema, async (r) => ({ action: 'accept', content: { answer: `re:${r.params.message}` } }));
-  const reconnectionOptions = { initialReconnectionDelay: 200, maxReconnectionDelay: 2000, reconnectionDelayGrowFactor: 1.5, maxRetries: 10 };
+  const reconnectionOptions = {
+    initialReconnectionDelay: 200,
+    maxReconnectionDelay: 2000,
+    reconnectionDelayGrowFactor: 1.5,
+    maxRetries: 10,
+  };
   let transport = new StreamableHTTPClientTransport(new URL(url), { reconnectionOptions });
   for (let attempt = 1; ; attempt++) {
     try {
@@ -125,19 +150,30 @@ async function session(url: string, until: number, tally: Tally): Promise<void> 
     let resumable = false;
     const opts = { timeout: 30_000, onresumptiontoken: () => (resumable = true) };
     const unsentBefore = unsent;
-    inflight.set(tag, { kind: r < 0.5 ? 'echo' : r < 0.8 ? 'progress' : 'ask', since: Date.now(), session: transport.sessionId?.slice(0, 8) });
+    inflight.set(tag, {
+      kind: r < 0.5 ? 'echo' : r < 0.8 ? 'progress' : 'ask',
+      since: Date.now(),
+      session: transport.sessionId?.slice(0, 8),
+    });
     try {
       if (r < 0.5) {
-        const res = (await client.callTool({ name: 'echo', arguments: { text: tag } }, undefined, opts)) as { content: Array<{ text: string }> };
+        const res = (await client.callTool({ name: 'echo', arguments: { text: tag } }, undefined, opts)) as {
+          content: Array<{ text: string }>;
+        };
         if (res.content[0]!.text !== tag) throw new Error('lost: wrong echo');
       } else if (r < 0.8) {
         const steps = 5 + Math.floor(Math.random() * 20);
         const seen: number[] = [];
-        const res = (await client.callTool({ name: 'progress', arguments: { steps, delayMs: 40 } }, undefined, { ...opts, onprogress: (p) => seen.push(p.progress) })) as { content: Array<{ text: string }> };
+        const res = (await client.callTool({ name: 'progress', arguments: { steps, delayMs: 40 } }, undefined, {
+          ...opts,
+          onprogress: (p) => seen.push(p.progress),
+        })) as { content: Array<{ text: string }> };
         if (res.content[0]!.text !== `done ${steps}`) throw new Error('lost: wrong result');
         if (seen.length !== steps || seen.some((p, i) => p !== i + 1)) throw new Error(`lost: progress ${seen.length}/${steps}`);
       } else {
-        const res = (await client.callTool({ name: 'ask', arguments: { question: tag } }, undefined, opts)) as { content: Array<{ text: string }> };
+        const res = (await client.callTool({ name: 'ask', arguments: { question: tag } }, undefined, opts)) as {
+          content: Array<{ text: string }>;
+        };
         if (!res.content[0]!.text.includes(`re:${tag}`)) throw new Error('lost: wrong answer');
       }
       tally.completed++;
@@ -165,12 +201,24 @@ const tally: Tally = { completed: 0, lost: 0, beforeStream: 0, answerUnsent: 0, 
 const rss: Array<{ t: number; mib: number; heapMiB: number; completed: number }> = [];
 const metricsUrl = new URL('/metrics', berth.url);
 const sampler = setInterval(async () => {
-  const text = await fetch(metricsUrl).then((r) => r.text()).catch(() => '');
+  const text = await fetch(metricsUrl)
+    .then((r) => r.text())
+    .catch(() => '');
   const heap = Number(/^berth_nodejs_heap_size_used_bytes (\S+)/m.exec(text)?.[1] ?? NaN) / 1048576;
-  rss.push({ t: Math.round((Date.now() - started) / 1000), mib: Math.round(rssMiB(berth.pid)), heapMiB: Math.round(heap), completed: tally.completed });
+  rss.push({
+    t: Math.round((Date.now() - started) / 1000),
+    mib: Math.round(rssMiB(berth.pid)),
+    heapMiB: Math.round(heap),
+    completed: tally.completed,
+  });
   const last = rss.at(-1)!;
-  if (Date.now() > until + 5000) process.stderr.write(`still in flight: ${JSON.stringify([...inflight.values()].map((v) => ({ ...v, since: Math.round((Date.now() - v.since) / 1000) })))}\n`);
-  process.stderr.write(`t=${last.t}s rss=${last.mib}MiB heap=${last.heapMiB}MiB completed=${tally.completed} lost=${tally.lost} cut-before-stream=${tally.beforeStream} answer-unsent=${tally.answerUnsent} drops=${proxy.drops()}\n`);
+  if (Date.now() > until + 5000)
+    process.stderr.write(
+      `still in flight: ${JSON.stringify([...inflight.values()].map((v) => ({ ...v, since: Math.round((Date.now() - v.since) / 1000) })))}\n`,
+    );
+  process.stderr.write(
+    `t=${last.t}s rss=${last.mib}MiB heap=${last.heapMiB}MiB completed=${tally.completed} lost=${tally.lost} cut-before-stream=${tally.beforeStream} answer-unsent=${tally.answerUnsent} drops=${proxy.drops()}\n`,
+  );
 }, 10_000);
 // Sessions start staggered, so the warm pool (8) and the host keep up.
 await Promise.all(
@@ -205,17 +253,25 @@ const report = {
   clientAnswerNeverSent: tally.answerUnsent,
   errors: tally.errors,
   rssMiB: { afterWarmUp: Math.round(warm), atEnd: Math.round(end), growthPercent: Math.round(((end - warm) / warm) * 1000) / 10 },
-  heapMiB: { afterWarmUp: Math.round(heapWarm), atEnd: Math.round(heapEnd), growthPercent: Math.round(((heapEnd - heapWarm) / heapWarm) * 1000) / 10 },
+  heapMiB: {
+    afterWarmUp: Math.round(heapWarm),
+    atEnd: Math.round(heapEnd),
+    growthPercent: Math.round(((heapEnd - heapWarm) / heapWarm) * 1000) / 10,
+  },
   series: rss,
 };
 mkdirSync(dirname(OUT), { recursive: true });
 writeFileSync(OUT, JSON.stringify(report, null, 2) + '\n');
-console.log('| sessions | duration | calls completed | messages lost | cut before stream | client answer unsent | connections cut | RSS after warm-up | RSS at end | growth |');
+console.log(
+  '| sessions | duration | calls completed | messages lost | cut before stream | client answer unsent | connections cut | RSS after warm-up | RSS at end | growth |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 console.log(
   `| ${SESSIONS} | ${DURATION / 1000}s | ${tally.completed} | ${tally.lost} | ${tally.beforeStream} | ${tally.answerUnsent} | ${proxy.drops()} | ${report.rssMiB.afterWarmUp} MiB | ${report.rssMiB.atEnd} MiB | ${report.rssMiB.growthPercent}% |`,
 );
-console.log(`berth heap (V8, used): ${report.heapMiB.afterWarmUp} MiB after warm-up, ${report.heapMiB.atEnd} MiB at end (${report.heapMiB.growthPercent}%)`);
+console.log(
+  `berth heap (V8, used): ${report.heapMiB.afterWarmUp} MiB after warm-up, ${report.heapMiB.atEnd} MiB at end (${report.heapMiB.growthPercent}%)`,
+);
 console.log(`errors by kind: ${JSON.stringify(tally.errors)}`);
 console.log(`written to ${OUT}`);
 process.exit(tally.lost === 0 ? 0 : 1);

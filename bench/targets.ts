@@ -107,7 +107,11 @@ async function waitHttp(url: string, proc: ChildProcess, timeoutMs: number): Pro
 export async function startDirect(probe: string): Promise<Target> {
   const port = await freePort();
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [probe, '--http'], { cwd: ROOT, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, [probe, '--http'], {
+    cwd: ROOT,
+    env: { ...process.env, PORT: String(port) },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   const stderrTail = tail(proc);
   const exitInfo = exitWatch(proc);
   const url = `http://127.0.0.1:${port}/mcp`;
@@ -153,7 +157,11 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
   if (o.upstream === 'http') flags.push('--upstream', 'http');
   const serverArgv = probe === null ? [] : ['--', process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, ...serverArgv], { cwd: ROOT, env: { ...process.env, ...o.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, ...serverArgv], {
+    cwd: ROOT,
+    env: { ...process.env, ...o.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let isolation: string | undefined;
   const stderrTail = tail(proc, (text) => {
     if (isolation) return;

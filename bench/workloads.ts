@@ -22,7 +22,14 @@ const r3 = (x: number) => Math.round(x * 1000) / 1000;
 export function dist(samples: number[]): Dist {
   const s = [...samples].sort((a, b) => a - b);
   const q = (p: number) => (s.length ? s[Math.min(s.length - 1, Math.max(0, Math.ceil(p * s.length) - 1))]! : NaN);
-  return { n: s.length, p50: r3(q(0.5)), p90: r3(q(0.9)), p99: r3(q(0.99)), mean: r3(s.reduce((a, b) => a + b, 0) / (s.length || 1)), max: r3(s[s.length - 1] ?? NaN) };
+  return {
+    n: s.length,
+    p50: r3(q(0.5)),
+    p90: r3(q(0.9)),
+    p99: r3(q(0.99)),
+    mean: r3(s.reduce((a, b) => a + b, 0) / (s.length || 1)),
+    max: r3(s[s.length - 1] ?? NaN),
+  };
 }
 
 export interface Conn {
@@ -119,7 +126,13 @@ export interface LoadRound {
  * Every connection calls `tool` back to back. The first `warmupMs` are discarded; calls that start and
  * finish inside the next `measureMs` are counted.
  */
-export async function loadRound(t: Target, conns: Conn[], warmupMs: number, measureMs: number, tool: { name: string; arguments: Record<string, unknown> } = ECHO): Promise<LoadRound> {
+export async function loadRound(
+  t: Target,
+  conns: Conn[],
+  warmupMs: number,
+  measureMs: number,
+  tool: { name: string; arguments: Record<string, unknown> } = ECHO,
+): Promise<LoadRound> {
   const cpuPids = t.serverPids(); // stateful: sessions' servers and idle warm ones (which cost ~0)
   const snap = () => ({
     client: process.cpuUsage(),
@@ -252,7 +265,9 @@ export function memory(t: Target, sessionIds: Array<string | undefined>): Memory
   return {
     gatewayRssKb: t.gatewayPid ? rssKb(t.gatewayPid) : undefined,
     serverRssKb: mean(rss),
-    serverPssKb: pss.every((g) => g.every((x) => x !== undefined)) ? mean(pss.map((g) => (g as number[]).reduce((a, b) => a + b, 0))) : undefined,
+    serverPssKb: pss.every((g) => g.every((x) => x !== undefined))
+      ? mean(pss.map((g) => (g as number[]).reduce((a, b) => a + b, 0)))
+      : undefined,
     serverProcesses: groups.length,
     processesPerSandbox: Math.round((groups.reduce((a, g) => a + g.length, 0) / Math.max(1, groups.length)) * 10) / 10,
   };
@@ -267,7 +282,10 @@ export async function elicitRound(c: Conn, calls: number): Promise<{ latencies: 
   for (let i = 0; i < calls; i++) {
     const t0 = performance.now();
     try {
-      const r = (await c.client.callTool({ name: 'ask', arguments: { question: 'proceed?' } })) as { content: Array<{ text: string }>; isError?: boolean };
+      const r = (await c.client.callTool({ name: 'ask', arguments: { question: 'proceed?' } })) as {
+        content: Array<{ text: string }>;
+        isError?: boolean;
+      };
       if (r.isError || !r.content[0]?.text.includes('"accept"')) errors++;
     } catch {
       errors++;

@@ -86,11 +86,19 @@ function usage(code: number): never {
 }
 
 function parseOptions(argv: string[]): Options {
-  const o: Options = { suites: ['2025', '2026'], targets: [...TARGETS], scenarios: [], out: join(ROOT, 'conformance-results'), timeoutMs: 150_000, list: false };
+  const o: Options = {
+    suites: ['2025', '2026'],
+    targets: [...TARGETS],
+    scenarios: [],
+    out: join(ROOT, 'conformance-results'),
+    timeoutMs: 150_000,
+    list: false,
+  };
   let only: Target[] | undefined;
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const [flag, inline] =
+      arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     const value = (): string => {
       const v = inline ?? argv[++i];
       if (v === undefined) {
@@ -102,7 +110,10 @@ function parseOptions(argv: string[]): Options {
     switch (flag) {
       case '--only':
         only ??= [];
-        for (const t of value().split(',').map((s) => s.trim()).filter(Boolean)) {
+        for (const t of value()
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)) {
           const names = t === 'berth' ? ['stateful', 'stateless'] : [t.replace(/^berth-/, '')];
           for (const name of names) {
             if (!(TARGETS as readonly string[]).includes(name)) {
@@ -114,7 +125,12 @@ function parseOptions(argv: string[]): Options {
         }
         break;
       case '--scenario':
-        o.scenarios.push(...value().split(',').map((s) => s.trim()).filter(Boolean));
+        o.scenarios.push(
+          ...value()
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
+        );
         break;
       case '--out':
         o.out = resolve(value());
@@ -262,7 +278,12 @@ function waitForOutput(child: ChildProcess, streams: ('stdout' | 'stderr')[], pa
 }
 
 /** Runs a command to completion (or the time limit) and returns its combined output. */
-function runToEnd(cmd: string, args: string[], timeoutMs: number, log?: string): Promise<{ code: number | null; timedOut: boolean; output: string }> {
+function runToEnd(
+  cmd: string,
+  args: string[],
+  timeoutMs: number,
+  log?: string,
+): Promise<{ code: number | null; timedOut: boolean; output: string }> {
   return new Promise((resolve) => {
     const child = startChild(cmd, args, { log });
     let output = '';
@@ -304,7 +325,17 @@ async function startBerth(stateless: boolean, log: string): Promise<RunningTarge
   const cli = join(ROOT, 'dist', 'cli', 'main.js');
   if (!existsSync(cli)) throw new Error(`${relative(ROOT, cli)} is missing: run \`npm run build\` first`);
   const port = await freePort();
-  const command = [process.execPath, join(ROOT, 'bin', 'berth.js'), 'run', '--port', String(port), ...(stateless ? ['--stateless'] : ['--json-window', '0']), '--', ...FIXTURE, '--stdio'];
+  const command = [
+    process.execPath,
+    join(ROOT, 'bin', 'berth.js'),
+    'run',
+    '--port',
+    String(port),
+    ...(stateless ? ['--stateless'] : ['--json-window', '0']),
+    '--',
+    ...FIXTURE,
+    '--stdio',
+  ];
   const child = startChild(command[0]!, command.slice(1), { log });
   // berth prints a line containing http://HOST:PORT/mcp once it accepts requests.
   const m = await waitForOutput(child, ['stdout'], /(https?:\/\/[^\s"'<>]+\/mcp)\b/, 60_000).catch(async (e) => {
@@ -394,7 +425,10 @@ function harnessFailures(scenario: string, checks: CheckSummary[]): CheckSummary
   for (const c of checks) {
     const result = (c.details as { result?: { isError?: unknown; content?: { text?: unknown }[] } } | undefined)?.result;
     if (c.status !== 'SUCCESS' || result?.isError !== true) continue;
-    const text = result.content?.map((x) => (typeof x.text === 'string' ? x.text : '')).join(' ').trim();
+    const text = result.content
+      ?.map((x) => (typeof x.text === 'string' ? x.text : ''))
+      .join(' ')
+      .trim();
     out.push({
       id: `harness/${c.id}-is-error`,
       status: 'FAILURE',
@@ -468,7 +502,6 @@ async function main(): Promise<number> {
 }
 
 async function main2025(opts: Options): Promise<number> {
-
   process.stdout.write(`conformance: suite ${SUITE_PACKAGE} (via npx, node@22)\n`);
   const all = await listScenarios();
   const unknown = opts.scenarios.filter((s) => !all.includes(s));
@@ -632,7 +665,12 @@ async function main2025(opts: Options): Promise<number> {
 const SUITE_2026 = '@modelcontextprotocol/conformance@0.2.0-alpha.12';
 const NPX_2026 = ['-y', '-p', 'node@22', '-p', SUITE_2026, '--', 'conformance'];
 /** A server of the 2026-07-28 era (no initialize, MRTR tools): berth hosts it over stdio, the direct column serves it over HTTP. */
-const FIXTURE_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), join(ROOT, 'test', 'fixtures', 'conformance-server-2026.ts')];
+const FIXTURE_2026 = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  join(ROOT, 'test', 'fixtures', 'conformance-server-2026.ts'),
+];
 
 async function startDirect2026(log: string): Promise<RunningTarget> {
   const port = await freePort();
@@ -682,14 +720,15 @@ function checksByScenario(dir: string): Map<string, string> {
   return out;
 }
 
-
 /**
  * Runs `conformance server --requirements 2026-07-28` once per target and judges every scenario by its checks.json.
  * Scored scenarios (the frozen required list) must pass through berth; the not-scored ones (extensions, pending)
  * are reported only.
  */
 async function main2026(opts: Options): Promise<number> {
-  process.stdout.write(`\nconformance: suite ${SUITE_2026} --requirements 2026-07-28 (via npx, node@22), fixture test/fixtures/conformance-server-2026.ts\n`);
+  process.stdout.write(
+    `\nconformance: suite ${SUITE_2026} --requirements 2026-07-28 (via npx, node@22), fixture test/fixtures/conformance-server-2026.ts\n`,
+  );
   const base = join(opts.out, '2026');
   mkdirSync(base, { recursive: true });
   // Plus berth hosting the same fixture as an http upstream (it serves /mcp on $PORT itself), and berth bridging a
@@ -703,11 +742,15 @@ async function main2026(opts: Options): Promise<number> {
     const dir = join(base, target);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dir, { recursive: true });
-    const t: TargetInfo = (info[target] = { serverLog: relative(ROOT, join(dir, 'server.log')), suiteLog: relative(ROOT, join(dir, 'suite.log')) });
+    const t: TargetInfo = (info[target] = {
+      serverLog: relative(ROOT, join(dir, 'server.log')),
+      suiteLog: relative(ROOT, join(dir, 'suite.log')),
+    });
     process.stdout.write(`\n== ${TITLE_2026[target]} (2026-07-28) ==\n`);
     let running: RunningTarget;
     try {
-      running = target === 'direct' ? await startDirect2026(join(dir, 'server.log')) : await startBerth2026(target, join(dir, 'server.log'));
+      running =
+        target === 'direct' ? await startDirect2026(join(dir, 'server.log')) : await startBerth2026(target, join(dir, 'server.log'));
     } catch (e) {
       t.error = `could not start: ${(e as Error).message}`;
       process.stdout.write(`${t.error}\n`);
@@ -716,7 +759,12 @@ async function main2026(opts: Options): Promise<number> {
     t.url = running.url;
     t.command = running.command;
     try {
-      const r = await runToEnd('npx', [...NPX_2026, 'server', '--url', running.url, '--requirements', '2026-07-28', '-o', join(dir, 'checks')], Math.max(opts.timeoutMs, 900_000), join(dir, 'suite.log'));
+      const r = await runToEnd(
+        'npx',
+        [...NPX_2026, 'server', '--url', running.url, '--requirements', '2026-07-28', '-o', join(dir, 'checks')],
+        Math.max(opts.timeoutMs, 900_000),
+        join(dir, 'suite.log'),
+      );
       const section = r.output.split(/Not scored for 2026-07-28/)[1] ?? '';
       for (const m of section.matchAll(/^\s*[✓✗]\s+(\S+)/gm)) notScored.add(m[1]!);
       if (r.timedOut) t.error = 'the suite timed out';
@@ -736,7 +784,10 @@ async function main2026(opts: Options): Promise<number> {
 
   const scenarios = [...results.keys()].sort((a, b) => Number(notScored.has(a)) - Number(notScored.has(b)) || 0);
   const header = ['scenario (2026-07-28)', ...targets.map((t) => TITLE_2026[t])];
-  const rows = scenarios.map((s) => [notScored.has(s) ? `${s} (not scored)` : s, ...targets.map((t) => cellText(results.get(s)![t] ?? notRun('error', 'no checks.json')))]);
+  const rows = scenarios.map((s) => [
+    notScored.has(s) ? `${s} (not scored)` : s,
+    ...targets.map((t) => cellText(results.get(s)![t] ?? notRun('error', 'no checks.json'))),
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ');
   process.stdout.write(`\n${line(header)}\n${widths.map((w) => '-'.repeat(w)).join('-|-')}\n${rows.map(line).join('\n')}\n`);
@@ -751,9 +802,16 @@ async function main2026(opts: Options): Promise<number> {
         process.stdout.write(`  known deviation, ${s}: ${passed ? 'passes now' : why}\n`);
       }
     }
-    const excused = target === 'bridge' ? scored.filter((s) => BRIDGE_A_DEVIATIONS[s] && results.get(s)![target]?.outcome !== 'pass').length : 0;
-    process.stdout.write(`${TITLE_2026[target]} (2026-07-28): ${scored.length - bad.length - excused}/${scored.length} scored scenarios pass${excused ? ` (${excused} known deviation)` : ''}${info[target]?.error ? ` (${info[target]!.error})` : ''}\n`);
-    if (target !== 'direct') for (const s of bad) failing.push(`- ${s} [${TITLE_2026[target]}]: ${(results.get(s)![target]?.failures ?? []).map((f) => `${f.id}: ${f.errorMessage ?? ''}`).join('; ')}`);
+    const excused =
+      target === 'bridge' ? scored.filter((s) => BRIDGE_A_DEVIATIONS[s] && results.get(s)![target]?.outcome !== 'pass').length : 0;
+    process.stdout.write(
+      `${TITLE_2026[target]} (2026-07-28): ${scored.length - bad.length - excused}/${scored.length} scored scenarios pass${excused ? ` (${excused} known deviation)` : ''}${info[target]?.error ? ` (${info[target]!.error})` : ''}\n`,
+    );
+    if (target !== 'direct')
+      for (const s of bad)
+        failing.push(
+          `- ${s} [${TITLE_2026[target]}]: ${(results.get(s)![target]?.failures ?? []).map((f) => `${f.id}: ${f.errorMessage ?? ''}`).join('; ')}`,
+        );
     if (target !== 'direct' && info[target]?.error) failing.push(`- ${TITLE_2026[target]}: ${info[target]!.error}`);
   }
   // The frozen list has 37 server scenarios; fewer judged means the suite did not run them all.
@@ -772,7 +830,6 @@ async function main2026(opts: Options): Promise<number> {
   process.stdout.write(`summary: ${relative(ROOT, join(base, 'summary.json'))}\n`);
   return failing.length ? 1 : 0;
 }
-
 
 main()
   .then(async (code) => {

@@ -4,7 +4,17 @@ import { writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigSchema } from '../src/config/schema.ts';
 
-type Node = { type?: string | string[]; description?: string; default?: unknown; properties?: Record<string, Node>; additionalProperties?: Node | boolean; anyOf?: Node[]; enum?: unknown[]; items?: Node; pattern?: string };
+type Node = {
+  type?: string | string[];
+  description?: string;
+  default?: unknown;
+  properties?: Record<string, Node>;
+  additionalProperties?: Node | boolean;
+  anyOf?: Node[];
+  enum?: unknown[];
+  items?: Node;
+  pattern?: string;
+};
 
 export function generate(): { json: string; markdown: string } {
   const schema = z.toJSONSchema(ConfigSchema, { io: 'input' }) as Node;
@@ -23,7 +33,9 @@ export function generate(): { json: string; markdown: string } {
           walk(v, p);
           continue;
         }
-        rows.push(`| \`${p}\` | ${typeOf(v)} | ${v.default === undefined ? '' : `\`${JSON.stringify(v.default)}\``} | ${v.description ?? ''} |`);
+        rows.push(
+          `| \`${p}\` | ${typeOf(v)} | ${v.default === undefined ? '' : `\`${JSON.stringify(v.default)}\``} | ${v.description ?? ''} |`,
+        );
         if (typeof v.additionalProperties === 'object') walk(v.additionalProperties, `${p}.NAME`);
       }
     }

@@ -10,7 +10,11 @@ export type { Logger };
 export function createLogger(level = process.env.BERTH_LOG_LEVEL ?? 'info'): Logger {
   const format = process.env.BERTH_LOG_FORMAT ?? (process.stderr.isTTY ? 'pretty' : 'json');
   if (format === 'pretty') {
-    return pino({ level, base: { name: 'berth' }, transport: { target: 'pino-pretty', options: { destination: 2, ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss.l' } } });
+    return pino({
+      level,
+      base: { name: 'berth' },
+      transport: { target: 'pino-pretty', options: { destination: 2, ignore: 'pid,hostname,name', translateTime: 'HH:MM:ss.l' } },
+    });
   }
   // Asynchronous writes with a bound: a reader of berth's stderr that falls behind (or stops) makes berth drop log
   // lines (counted: berth_log_dropped_bytes_total), never buffer them without end or block the event loop.

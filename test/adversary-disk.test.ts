@@ -17,14 +17,19 @@ const root = process.getuid?.() === 0;
 for (const driver of [processDriver, namespaceDriver, gvisorDriver]) {
   const probe = await driver.probe(ROOT);
   // gVisor sizes its own tmpfs; the others need berth as root to mount one.
-  const skip = !probe.ok ? `${driver.name} unavailable: ${probe.reason}` : !root && driver !== gvisorDriver ? 'limits.disk needs berth as root' : false;
+  const skip = !probe.ok
+    ? `${driver.name} unavailable: ${probe.reason}`
+    : !root && driver !== gvisorDriver
+      ? 'limits.disk needs berth as root'
+      : false;
   if (skip) console.log(`# SKIP ${driver.name} disk-cap test: ${skip}`);
 
   describe(`hostile tenants, disk (${driver.name})`, { skip }, () => {
     test(`a session writing past --disk ${CAP_MIB}MiB gets ENOSPC; the host's disk holds none of it`, async () => {
       const berth = await runBerth(['--isolation', driver.name, '--disk', `${CAP_MIB}MiB`, '--warm-pool', '1'], HOSTILE);
       const { client, transport } = await connect(berth.url);
-      const call = async (name: string, args: Record<string, unknown>) => JSON.parse(textOf(await client.callTool({ name, arguments: args })));
+      const call = async (name: string, args: Record<string, unknown>) =>
+        JSON.parse(textOf(await client.callTool({ name, arguments: args })));
       try {
         const home = await call('write', { path: 'fill', mb: CAP_MIB * 4 });
         assert.equal(home.error, 'ENOSPC');
@@ -42,8 +47,13 @@ for (const driver of [processDriver, namespaceDriver, gvisorDriver]) {
         for (const line of String(where.stdout).trim().split('\n')) assert.equal(Number(line.split(/\s+/)[1]), CAP_MIB * 1024, line);
         if (driver !== gvisorDriver) {
           // The host sees a tmpfs of that size where the session writes, and berth's log says it filled up.
-          assert.ok(readFileSync('/proc/mounts', 'utf8').split('\n').some((m) => m.startsWith('tmpfs ') && m.includes(`size=${CAP_MIB * 1024}k`)));
-          for (const end = Date.now() + 15_000; !berth.logs().includes('writable space is full') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+          assert.ok(
+            readFileSync('/proc/mounts', 'utf8')
+              .split('\n')
+              .some((m) => m.startsWith('tmpfs ') && m.includes(`size=${CAP_MIB * 1024}k`)),
+          );
+          for (const end = Date.now() + 15_000; !berth.logs().includes('writable space is full') && Date.now() < end;)
+            await new Promise((r) => setTimeout(r, 100));
           assert.match(berth.logs(), /writable space is full \(limits\.disk = 16777216 bytes\)/);
         }
       } finally {

@@ -31,7 +31,20 @@ interface Berth {
 
 /** `berth run` inside the world's host namespace, listening on every address there (loopback included). */
 async function berthIn(world: World, flags: string[], command = HOSTILE): Promise<Berth> {
-  const argv = [...world.inHost, process.execPath, 'bin/berth.js', 'run', '--host', '0.0.0.0', '--port', '0', '--dangerously-allow-unauthenticated', ...flags, '--', ...command];
+  const argv = [
+    ...world.inHost,
+    process.execPath,
+    'bin/berth.js',
+    'run',
+    '--host',
+    '0.0.0.0',
+    '--port',
+    '0',
+    '--dangerously-allow-unauthenticated',
+    ...flags,
+    '--',
+    ...command,
+  ];
   const proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
@@ -53,7 +66,8 @@ async function session(url: string) {
   const client = new Client({ name: 'adversary-test', version: '1.0.0' });
   const transport = new StreamableHTTPClientTransport(new URL(url));
   await client.connect(transport, { timeout: 120_000 });
-  const call = async (name: string, args: Record<string, unknown> = {}) => textOf(await client.callTool({ name, arguments: args }, undefined, { timeout: 120_000 }));
+  const call = async (name: string, args: Record<string, unknown> = {}) =>
+    textOf(await client.callTool({ name, arguments: args }, undefined, { timeout: 120_000 }));
   return { client, call, close: async () => (await transport.terminateSession().catch(() => undefined), await client.close()) };
 }
 
@@ -66,7 +80,13 @@ for (const driver of [namespaceDriver, gvisorDriver, microvmDriver]) {
   const vm = driver === microvmDriver;
   const flags = ['--isolation', driver.name, ...(vm ? ['--startup-timeout', '180s'] : [])];
   const probe = worldMissing ? undefined : await driver.probe(ROOT);
-  const skip = worldMissing ?? (chosen && !chosen.includes(driver.name) ? `${driver.name} not in BERTH_TEST_DRIVERS` : probe && !probe.ok ? `${driver.name} unavailable: ${probe.reason}` : false);
+  const skip =
+    worldMissing ??
+    (chosen && !chosen.includes(driver.name)
+      ? `${driver.name} not in BERTH_TEST_DRIVERS`
+      : probe && !probe.ok
+        ? `${driver.name} unavailable: ${probe.reason}`
+        : false);
   if (skip && !worldMissing) console.log(`# SKIP ${driver.name} hostile-tenant network tests: ${skip}`);
 
   describe(`hostile tenants, network (${driver.name})`, { skip }, () => {
@@ -82,44 +102,81 @@ for (const driver of [namespaceDriver, gvisorDriver, microvmDriver]) {
       const berth = await berthIn(world, flags);
       const s = await session(berth.url);
       try {
-        assert.equal(await s.call('connect', { host: INTERNET, port: WORLD_PORT, send: 'hi' }), 'connected: world', 'the stand-in internet is reachable');
-        for (const host of PRIVATE_TARGETS) assert.match(await s.call('connect', { host, port: WORLD_PORT }), refused, `${host} is unreachable`);
-        for (const [host, port] of [['127.0.0.1', berth.port], ['127.0.0.1', hostService], ['10.0.2.2', berth.port], ['10.0.2.2', hostService], [BERTH_OUTSIDE, berth.port], [world.berthAddress, berth.port]] as const) {
+        assert.equal(
+          await s.call('connect', { host: INTERNET, port: WORLD_PORT, send: 'hi' }),
+          'connected: world',
+          'the stand-in internet is reachable',
+        );
+        for (const host of PRIVATE_TARGETS)
+          assert.match(await s.call('connect', { host, port: WORLD_PORT }), refused, `${host} is unreachable`);
+        for (const [host, port] of [
+          ['127.0.0.1', berth.port],
+          ['127.0.0.1', hostService],
+          ['10.0.2.2', berth.port],
+          ['10.0.2.2', hostService],
+          [BERTH_OUTSIDE, berth.port],
+          [world.berthAddress, berth.port],
+        ] as const) {
           assert.match(await s.call('connect', { host, port }), refused, `${host}:${port} is unreachable`);
         }
         const listeners = JSON.parse(await s.call('listeners')) as number[];
-        assert.ok(!listeners.includes(berth.port) && !listeners.includes(hostService), `the sandbox's /proc/net/tcp shows no host listener: ${listeners}`);
+        assert.ok(
+          !listeners.includes(berth.port) && !listeners.includes(hostService),
+          `the sandbox's /proc/net/tcp shows no host listener: ${listeners}`,
+        );
       } finally {
         await s.close();
         await berth.stop();
       }
     });
 
-    test('--allow-net opens exactly what it names', { skip: vm && 'microVM: QEMU adds a NAT of its own in front (its 10.0.2.2 is the namespace, not the host)' }, async () => {
-      const berth = await berthIn(world, [...flags, '--allow-net', `${PRIVATE_TARGETS[0]}:${WORLD_PORT}`, '--allow-net', `127.0.0.1:${hostService}`]);
-      const s = await session(berth.url);
-      try {
-        assert.equal(await s.call('connect', { host: PRIVATE_TARGETS[0]!, port: WORLD_PORT, send: 'hi' }), 'connected: world');
-        assert.equal(await s.call('connect', { host: '10.0.2.2', port: hostService, send: 'hi' }), 'connected: host-only service', "the host's loopback port, at slirp's gateway");
-        assert.match(await s.call('connect', { host: '10.0.2.2', port: berth.port }), refused, "another port of the host's loopback stays shut");
-        assert.match(await s.call('connect', { host: PRIVATE_TARGETS[3]!, port: WORLD_PORT }), refused);
-      } finally {
-        await s.close();
-        await berth.stop();
-      }
-    });
+    test(
+      '--allow-net opens exactly what it names',
+      { skip: vm && 'microVM: QEMU adds a NAT of its own in front (its 10.0.2.2 is the namespace, not the host)' },
+      async () => {
+        const berth = await berthIn(world, [
+          ...flags,
+          '--allow-net',
+          `${PRIVATE_TARGETS[0]}:${WORLD_PORT}`,
+          '--allow-net',
+          `127.0.0.1:${hostService}`,
+        ]);
+        const s = await session(berth.url);
+        try {
+          assert.equal(await s.call('connect', { host: PRIVATE_TARGETS[0]!, port: WORLD_PORT, send: 'hi' }), 'connected: world');
+          assert.equal(
+            await s.call('connect', { host: '10.0.2.2', port: hostService, send: 'hi' }),
+            'connected: host-only service',
+            "the host's loopback port, at slirp's gateway",
+          );
+          assert.match(
+            await s.call('connect', { host: '10.0.2.2', port: berth.port }),
+            refused,
+            "another port of the host's loopback stays shut",
+          );
+          assert.match(await s.call('connect', { host: PRIVATE_TARGETS[3]!, port: WORLD_PORT }), refused);
+        } finally {
+          await s.close();
+          await berth.stop();
+        }
+      },
+    );
 
-    test('none: not even the internet', { skip: vm && 'microVM: no NIC at all with network none (covered by isolation.test.ts)' }, async () => {
-      const berth = await berthIn(world, [...flags, '--network', 'none']);
-      const s = await session(berth.url);
-      try {
-        assert.match(await s.call('connect', { host: INTERNET, port: WORLD_PORT }), refused);
-        assert.match(await s.call('connect', { host: '127.0.0.1', port: hostService }), refused);
-      } finally {
-        await s.close();
-        await berth.stop();
-      }
-    });
+    test(
+      'none: not even the internet',
+      { skip: vm && 'microVM: no NIC at all with network none (covered by isolation.test.ts)' },
+      async () => {
+        const berth = await berthIn(world, [...flags, '--network', 'none']);
+        const s = await session(berth.url);
+        try {
+          assert.match(await s.call('connect', { host: INTERNET, port: WORLD_PORT }), refused);
+          assert.match(await s.call('connect', { host: '127.0.0.1', port: hostService }), refused);
+        } finally {
+          await s.close();
+          await berth.stop();
+        }
+      },
+    );
 
     test("http upstream: a session cannot find or reach another session's server; nor can the host's loopback", async () => {
       const berth = await berthIn(world, [...flags, '--upstream', 'http', '--warm-pool', '2'], [...HOSTILE, '--http']);
@@ -133,10 +190,18 @@ for (const driver of [namespaceDriver, gvisorDriver, microvmDriver]) {
         assert.match(await b.call('connect', { host: '127.0.0.1', port: berth.port }), refused, "B cannot connect to berth's port");
         // A connect scan of the well-known ports and of those around A's finds B's own server only.
         const around = { from: Math.max(1025, aPort - 1000), to: Math.min(65535, aPort + 1000) };
-        const found = [...JSON.parse(await b.call('scan', { host: '127.0.0.1', from: 1, to: 1024 })), ...JSON.parse(await b.call('scan', { host: '127.0.0.1', ...around }))];
+        const found = [
+          ...JSON.parse(await b.call('scan', { host: '127.0.0.1', from: 1, to: 1024 })),
+          ...JSON.parse(await b.call('scan', { host: '127.0.0.1', ...around })),
+        ];
         assert.deepEqual(found, bPort >= around.from && bPort <= around.to ? [bPort] : []);
         // A host process (here: one in berth's own network namespace) finds no server port either.
-        const probe = spawnSync(world.inHost[0]!, [...world.inHost.slice(1), process.execPath, '-e', `require('net').connect(${aPort},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(3))`]);
+        const probe = spawnSync(world.inHost[0]!, [
+          ...world.inHost.slice(1),
+          process.execPath,
+          '-e',
+          `require('net').connect(${aPort},'127.0.0.1').on('connect',()=>process.exit(0)).on('error',()=>process.exit(3))`,
+        ]);
         assert.equal(probe.status, 3, "A's port is not open on the host's loopback");
         assert.equal(JSON.parse(await a.call('whoami')).port, String(aPort), 'A still works');
       } finally {

@@ -7,7 +7,12 @@ import { after, before, describe, test } from 'node:test';
 import { ElicitRequestSchema, ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import { connect, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
-const SERVER_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url))];
+const SERVER_2026 = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url)),
+];
 
 describe('a 2025 client served by a 2026-era server (bridge B)', { timeout: 90_000 }, () => {
   let berth: BerthProcess;
@@ -82,7 +87,10 @@ describe('a 2025 client served by a 2026-era server (bridge B)', { timeout: 90_0
     const deadline = Date.now() + 5000;
     while (changed === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     assert.equal(changed, 1);
-    assert.ok((await c.listTools()).tools.some((t) => t.name.startsWith('added_')), 'the same sandbox now lists the new tool');
+    assert.ok(
+      (await c.listTools()).tools.some((t) => t.name.startsWith('added_')),
+      'the same sandbox now lists the new tool',
+    );
     await c.close();
   });
 
@@ -92,7 +100,12 @@ describe('a 2025 client served by a 2026-era server (bridge B)', { timeout: 90_0
     await transport.terminateSession();
     const r = await fetch(berth.url, {
       method: 'POST',
-      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+      headers: {
+        accept: 'application/json, text/event-stream',
+        'content-type': 'application/json',
+        'mcp-session-id': sid,
+        'mcp-protocol-version': '2025-11-25',
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/list' }),
     });
     assert.equal(r.status, 404);

@@ -14,7 +14,13 @@ const MODERN = '2026-07-28';
 
 describe('requestState codec', () => {
   const codec = new RequestStateCodec();
-  const expected = { rt: 'default', rs: 'sess-1', p: principalDigest('alice'), m: 'tools/call', d: requestDigest({ name: 'ask', arguments: { q: 1, r: [2] } }) };
+  const expected = {
+    rt: 'default',
+    rs: 'sess-1',
+    p: principalDigest('alice'),
+    m: 'tools/call',
+    d: requestDigest({ name: 'ask', arguments: { q: 1, r: [2] } }),
+  };
   const claims: StateClaims = { ...expected, c: 'berth-b1', n: 1, k: { r1: 0 }, exp: Date.now() + 60_000 };
   const token = codec.mint(claims);
 
@@ -46,19 +52,52 @@ describe('requestState codec', () => {
 
 /** The SDK v2 client pinned to 2026-07-28 with ordinary handlers for every server-to-client request. */
 async function pinnedClient(url: string, headers: Record<string, string>): Promise<Client> {
-  const client = new Client({ name: 'bridge-test', version: '1' }, { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} }, sampling: {}, roots: {} } });
+  const client = new Client(
+    { name: 'bridge-test', version: '1' },
+    { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} }, sampling: {}, roots: {} } },
+  );
   client.setRequestHandler('elicitation/create', async (r) => ({ action: 'accept', content: { answer: `yes to ${r.params.message}` } }));
-  client.setRequestHandler('sampling/createMessage', async () => ({ role: 'assistant', content: { type: 'text', text: 'sampled!' }, model: 'test-model', stopReason: 'endTurn' }));
+  client.setRequestHandler('sampling/createMessage', async () => ({
+    role: 'assistant',
+    content: { type: 'text', text: 'sampled!' },
+    model: 'test-model',
+    stopReason: 'endTurn',
+  }));
   client.setRequestHandler('roots/list', async () => ({ roots: [{ uri: 'file:///work', name: 'work' }] }));
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   return client;
 }
 
-async function rawCall(url: string, headers: Record<string, string>, id: number, name: string, args: Record<string, unknown>, extra: Record<string, unknown> = {}, caps: Record<string, unknown> = { elicitation: { form: {} } }) {
-  const body = { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args, ...extra, _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps } } };
+async function rawCall(
+  url: string,
+  headers: Record<string, string>,
+  id: number,
+  name: string,
+  args: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+  caps: Record<string, unknown> = { elicitation: { form: {} } },
+) {
+  const body = {
+    jsonrpc: '2.0',
+    id,
+    method: 'tools/call',
+    params: {
+      name,
+      arguments: args,
+      ...extra,
+      _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps },
+    },
+  };
   const r = await fetch(url, {
     method: 'POST',
-    headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name, ...headers },
+    headers: {
+      accept: ACCEPT_BOTH,
+      'content-type': 'application/json',
+      'mcp-protocol-version': MODERN,
+      'mcp-method': 'tools/call',
+      'mcp-name': name,
+      ...headers,
+    },
     body: JSON.stringify(body),
   });
   const text = await r.text();
@@ -69,7 +108,9 @@ async function rawCall(url: string, headers: Record<string, string>, id: number,
 describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, () => {
   let berth: BerthProcess;
   before(async () => {
-    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'BRIDGE_KEYS'], undefined, { BRIDGE_KEYS: 'key-one,key-two' });
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'BRIDGE_KEYS'], undefined, {
+      BRIDGE_KEYS: 'key-one,key-two',
+    });
   });
   after(() => berth?.stop());
 
@@ -78,9 +119,17 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
     const client = await pinnedClient(berth.url, session);
     try {
       assert.equal(textOf(await client.callTool({ name: 'state_set', arguments: { value: 'kept' } })), 'ok');
-      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'ask', arguments: { question: 'ok?' } }))), { action: 'accept', content: { answer: 'yes to ok?' } });
-      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'sample', arguments: { prompt: 'hi' } }))), { type: 'text', text: 'sampled!' });
-      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'roots', arguments: {} }))), { roots: [{ uri: 'file:///work', name: 'work' }] });
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'ask', arguments: { question: 'ok?' } }))), {
+        action: 'accept',
+        content: { answer: 'yes to ok?' },
+      });
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'sample', arguments: { prompt: 'hi' } }))), {
+        type: 'text',
+        text: 'sampled!',
+      });
+      assert.deepEqual(JSON.parse(textOf(await client.callTool({ name: 'roots', arguments: {} }))), {
+        roots: [{ uri: 'file:///work', name: 'work' }],
+      });
       assert.equal(textOf(await client.callTool({ name: 'state_get', arguments: {} })), 'kept');
     } finally {
       await client.close();
@@ -102,8 +151,13 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
       assert.deepEqual(r.body, { jsonrpc: '2.0', id, error: { code: -32602, message: 'Invalid or expired requestState' } });
     };
     const [v, payload, mac] = state.split('.');
-    const forgedPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), n: 2 })).toString('base64url');
-    refused(await rawCall(berth.url, alice, 2, 'ask', { question: 'q' }, { inputResponses, requestState: `${v}.${forgedPayload}.${mac}` }), 2);
+    const forgedPayload = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), n: 2 })).toString(
+      'base64url',
+    );
+    refused(
+      await rawCall(berth.url, alice, 2, 'ask', { question: 'q' }, { inputResponses, requestState: `${v}.${forgedPayload}.${mac}` }),
+      2,
+    );
     refused(await rawCall(berth.url, bob, 3, 'ask', { question: 'q' }, { inputResponses, requestState: state }), 3);
     refused(await rawCall(berth.url, alice, 4, 'ask', { question: 'other' }, { inputResponses, requestState: state }), 4);
     const done = await rawCall(berth.url, alice, 5, 'ask', { question: 'q' }, { inputResponses, requestState: state });
@@ -123,20 +177,45 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
         const [key, req] = Object.entries(first.body.result.inputRequests as Record<string, { params: { message: string } }>)[0]!;
         assert.equal(req.params.message, questions[i], 'the question of this call, not of a call sharing its server');
         const inputResponses = { [key]: { action: 'accept', content: { answer: `answer ${i}` } } };
-        return rawCall(berth.url, auth, 200 + i, 'ask', { question: questions[i] }, { inputResponses, requestState: first.body.result.requestState });
+        return rawCall(
+          berth.url,
+          auth,
+          200 + i,
+          'ask',
+          { question: questions[i] },
+          { inputResponses, requestState: first.body.result.requestState },
+        );
       }),
     );
-    answers.forEach((r, i) => assert.deepEqual(JSON.parse(r.body.result.content[0].text), { action: 'accept', content: { answer: `answer ${i}` } }));
+    answers.forEach((r, i) =>
+      assert.deepEqual(JSON.parse(r.body.result.content[0].text), { action: 'accept', content: { answer: `answer ${i}` } }),
+    );
   });
 
   test("the server's log messages reach only a request that asked for them (_meta logLevel), at or above that level", async () => {
     const auth = { authorization: 'Bearer key-two' };
     const logged = async (id: number, logLevel?: string) => {
-      const meta = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {}, ...(logLevel ? { 'io.modelcontextprotocol/logLevel': logLevel } : {}) };
+      const meta = {
+        'io.modelcontextprotocol/protocolVersion': MODERN,
+        'io.modelcontextprotocol/clientCapabilities': {},
+        ...(logLevel ? { 'io.modelcontextprotocol/logLevel': logLevel } : {}),
+      };
       const r = await fetch(berth.url, {
         method: 'POST',
-        headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'log', ...auth },
-        body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'log', arguments: { message: `m${id}` }, _meta: meta } }),
+        headers: {
+          accept: ACCEPT_BOTH,
+          'content-type': 'application/json',
+          'mcp-protocol-version': MODERN,
+          'mcp-method': 'tools/call',
+          'mcp-name': 'log',
+          ...auth,
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: { name: 'log', arguments: { message: `m${id}` }, _meta: meta },
+        }),
       });
       return (await r.text()).includes('notifications/message');
     };
@@ -155,7 +234,12 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
 });
 
 describe('several requests in a round, several rounds (bridge A)', { timeout: 60_000 }, () => {
-  const ROUNDS = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/legacy-rounds.ts', import.meta.url))];
+  const ROUNDS = [
+    process.execPath,
+    '--import',
+    import.meta.resolve('tsx'),
+    fileURLToPath(new URL('./fixtures/legacy-rounds.ts', import.meta.url)),
+  ];
   let berth: BerthProcess;
   before(async () => {
     berth = await runBerth(['--isolation', 'process', '--warm-pool', '1'], ROUNDS);
@@ -165,15 +249,42 @@ describe('several requests in a round, several rounds (bridge A)', { timeout: 60
   test('parallel asks share one input_required; the retry carries the call to the next round and the result', async () => {
     const first = await rawCall(berth.url, {}, 1, 'interview', {}, {}, { elicitation: { form: {} }, sampling: {} });
     const asked = first.body.result.inputRequests as Record<string, { method: string; params: any }>;
-    assert.deepEqual(Object.values(asked).map((r) => r.method).sort(), ['elicitation/create', 'sampling/createMessage'], JSON.stringify(first.body));
-    const answers = Object.fromEntries(
-      Object.entries(asked).map(([k, r]) => [k, r.method === 'sampling/createMessage' ? { role: 'assistant', content: { type: 'text', text: 'carpe' }, model: 'm', stopReason: 'endTurn' } : { action: 'accept', content: { answer: 'ada' } }]),
+    assert.deepEqual(
+      Object.values(asked)
+        .map((r) => r.method)
+        .sort(),
+      ['elicitation/create', 'sampling/createMessage'],
+      JSON.stringify(first.body),
     );
-    const second = await rawCall(berth.url, {}, 2, 'interview', {}, { inputResponses: answers, requestState: first.body.result.requestState }, { elicitation: { form: {} }, sampling: {} });
+    const answers = Object.fromEntries(
+      Object.entries(asked).map(([k, r]) => [
+        k,
+        r.method === 'sampling/createMessage'
+          ? { role: 'assistant', content: { type: 'text', text: 'carpe' }, model: 'm', stopReason: 'endTurn' }
+          : { action: 'accept', content: { answer: 'ada' } },
+      ]),
+    );
+    const second = await rawCall(
+      berth.url,
+      {},
+      2,
+      'interview',
+      {},
+      { inputResponses: answers, requestState: first.body.result.requestState },
+      { elicitation: { form: {} }, sampling: {} },
+    );
     assert.equal(second.body.id, 2);
     const [key, req] = Object.entries(second.body.result.inputRequests as Record<string, { method: string; params: any }>)[0]!;
     assert.equal(req.params.message, 'city?');
-    const done = await rawCall(berth.url, {}, 3, 'interview', {}, { inputResponses: { [key]: { action: 'accept', content: { answer: 'paris' } } }, requestState: second.body.result.requestState }, { elicitation: { form: {} }, sampling: {} });
+    const done = await rawCall(
+      berth.url,
+      {},
+      3,
+      'interview',
+      {},
+      { inputResponses: { [key]: { action: 'accept', content: { answer: 'paris' } } }, requestState: second.body.result.requestState },
+      { elicitation: { form: {} }, sampling: {} },
+    );
     assert.equal(done.body.id, 3);
     assert.deepEqual(JSON.parse(done.body.result.content[0].text), ['ada', { type: 'text', text: 'carpe' }, 'paris']);
   });
@@ -191,7 +302,14 @@ describe('a client that never retries (bridge A)', { timeout: 60_000 }, () => {
     const first = await rawCall(berth.url, session, 1, 'ask', { question: 'q' });
     const { requestState, inputRequests } = first.body.result;
     await new Promise((r) => setTimeout(r, 600));
-    const late = await rawCall(berth.url, session, 2, 'ask', { question: 'q' }, { requestState, inputResponses: { [Object.keys(inputRequests)[0]!]: { action: 'accept', content: { answer: 'a' } } } });
+    const late = await rawCall(
+      berth.url,
+      session,
+      2,
+      'ask',
+      { question: 'q' },
+      { requestState, inputResponses: { [Object.keys(inputRequests)[0]!]: { action: 'accept', content: { answer: 'a' } } } },
+    );
     assert.equal(late.body.error?.code, -32602, JSON.stringify(late.body));
     const echo = await rawCall(berth.url, session, 3, 'echo', { text: 'still here' });
     assert.equal(textOf(echo.body.result), 'still here');

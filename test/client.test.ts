@@ -39,8 +39,25 @@ const FORM = {
     ratio: { type: 'number', minimum: 0.5, default: 1.5 },
     agree: { type: 'boolean', default: false },
     color: { type: 'string', enum: ['r', 'g'], enumNames: ['Red', 'Green'] },
-    size: { type: 'string', oneOf: [{ const: 's', title: 'Small' }, { const: 'l', title: 'Large' }], default: 's' },
-    tags: { type: 'array', items: { anyOf: [{ const: 'a', title: 'Alpha' }, { const: 'b', title: 'Beta' }] }, minItems: 1, maxItems: 1 },
+    size: {
+      type: 'string',
+      oneOf: [
+        { const: 's', title: 'Small' },
+        { const: 'l', title: 'Large' },
+      ],
+      default: 's',
+    },
+    tags: {
+      type: 'array',
+      items: {
+        anyOf: [
+          { const: 'a', title: 'Alpha' },
+          { const: 'b', title: 'Beta' },
+        ],
+      },
+      minItems: 1,
+      maxItems: 1,
+    },
     plain: { type: 'string', enum: ['x', 'y'] },
   },
   required: ['name', 'age'],
@@ -63,14 +80,37 @@ describe('form from schema', () => {
     assert.deepEqual(
       fields.map((f) => [f.name, f.kind, f.required]),
       [
-        ['name', 'string', true], ['email', 'string', false], ['site', 'string', false], ['born', 'string', false], ['at', 'string', false],
-        ['age', 'number', true], ['ratio', 'number', false], ['agree', 'boolean', false], ['color', 'choice', false], ['size', 'choice', false],
-        ['tags', 'multi', false], ['plain', 'choice', false],
+        ['name', 'string', true],
+        ['email', 'string', false],
+        ['site', 'string', false],
+        ['born', 'string', false],
+        ['at', 'string', false],
+        ['age', 'number', true],
+        ['ratio', 'number', false],
+        ['agree', 'boolean', false],
+        ['color', 'choice', false],
+        ['size', 'choice', false],
+        ['tags', 'multi', false],
+        ['plain', 'choice', false],
       ],
     );
     assert.equal(field('name').label, 'Your name');
-    assert.deepEqual(field('color'), { name: 'color', label: 'color', description: undefined, required: false, kind: 'choice', default: undefined, choices: [{ value: 'r', title: 'Red' }, { value: 'g', title: 'Green' }] });
-    assert.deepEqual((field('size') as { choices: unknown }).choices, [{ value: 's', title: 'Small' }, { value: 'l', title: 'Large' }]);
+    assert.deepEqual(field('color'), {
+      name: 'color',
+      label: 'color',
+      description: undefined,
+      required: false,
+      kind: 'choice',
+      default: undefined,
+      choices: [
+        { value: 'r', title: 'Red' },
+        { value: 'g', title: 'Green' },
+      ],
+    });
+    assert.deepEqual((field('size') as { choices: unknown }).choices, [
+      { value: 's', title: 'Small' },
+      { value: 'l', title: 'Large' },
+    ]);
     assert.equal((field('age') as { integer: boolean }).integer, true);
     assert.equal(fieldsOf({ properties: { o: { type: 'object' } } })[0]!.kind, 'json');
   });
@@ -121,24 +161,43 @@ describe('form from schema', () => {
 
   test('content checked before sending: required, types, unknown keys; no default the user did not give is added', () => {
     assert.deepEqual(validateContent(fields, { name: 'Ada', age: 36 }), { ok: true, content: { name: 'Ada', age: 36 } });
-    assert.deepEqual(validateContent(fields, { name: 'Ada', age: 36, size: 'l', tags: ['b'] }), { ok: true, content: { name: 'Ada', age: 36, size: 'l', tags: ['b'] } });
+    assert.deepEqual(validateContent(fields, { name: 'Ada', age: 36, size: 'l', tags: ['b'] }), {
+      ok: true,
+      content: { name: 'Ada', age: 36, size: 'l', tags: ['b'] },
+    });
     const bad = validateContent(fields, { name: 'A', age: '36', color: 'blue', tags: ['a', 'a'], extra: 1 });
     assert.equal(bad.ok, false);
-    assert.deepEqual(!bad.ok && bad.errors, ['extra: not asked for', 'Your name: at least 2 characters', 'age: expected a number', 'color: one of r, g', 'tags: each choice at most once']);
+    assert.deepEqual(!bad.ok && bad.errors, [
+      'extra: not asked for',
+      'Your name: at least 2 characters',
+      'age: expected a number',
+      'color: one of r, g',
+      'tags: each choice at most once',
+    ]);
     const missing = validateContent(fields, {});
     assert.deepEqual(!missing.ok && missing.errors, ['Your name is required', 'age is required']);
   });
 
   test('--arg values typed by the tool schema, merged over --args', async () => {
     const schema = { properties: { steps: { type: 'integer' }, text: { type: 'string' }, obj: { type: 'object' } } };
-    assert.deepEqual(await toolArgs('{"text":"a","steps":1}', ['steps=3', 'text=42', 'obj={"k":1}'], schema), { text: '42', steps: 3, obj: { k: 1 } });
+    assert.deepEqual(await toolArgs('{"text":"a","steps":1}', ['steps=3', 'text=42', 'obj={"k":1}'], schema), {
+      text: '42',
+      steps: 3,
+      obj: { k: 1 },
+    });
     await assert.rejects(toolArgs(undefined, ['steps=three'], schema), /steps: expected a number/);
     await assert.rejects(toolArgs('[1]', [], schema), /JSON object/);
   });
 
   test('an --arg name the tool does not have is refused, naming its parameters', async () => {
-    const schema = { type: 'object', properties: { steps: { type: 'integer' }, delayMs: { type: 'integer' } }, additionalProperties: false };
-    await assert.rejects(toolArgs(undefined, ['step=3'], schema), { message: '--arg step: the tool has no parameter "step"; its parameters: steps, delayMs' });
+    const schema = {
+      type: 'object',
+      properties: { steps: { type: 'integer' }, delayMs: { type: 'integer' } },
+      additionalProperties: false,
+    };
+    await assert.rejects(toolArgs(undefined, ['step=3'], schema), {
+      message: '--arg step: the tool has no parameter "step"; its parameters: steps, delayMs',
+    });
     await assert.rejects(toolArgs(undefined, ['x=1'], { type: 'object' }), /the tool has no parameter "x"; it takes no parameters/);
     // A schema that lets in any name, or no schema at all (the tool is not known), lets it through.
     assert.deepEqual(await toolArgs(undefined, ['x=1'], { type: 'object', additionalProperties: true }), { x: 1 });
@@ -147,13 +206,18 @@ describe('form from schema', () => {
 
   test('--answer-elicitation sends what it says, no defaults added', async () => {
     const answer = elicitationAnswerer('{"name":"Ada","age":36}', () => assert.fail('fits'));
-    assert.deepEqual(await answer({ message: 'm', requestedSchema: FORM as never }), { action: 'accept', content: { name: 'Ada', age: 36 } });
+    assert.deepEqual(await answer({ message: 'm', requestedSchema: FORM as never }), {
+      action: 'accept',
+      content: { name: 'Ada', age: 36 },
+    });
   });
 
   test('errors name the URL and the cause', async () => {
     assert.throws(() => endpointUrl('localhost:8787/mcp'), /expected an http:\/\/ or https:\/\/ URL/);
     assert.throws(() => endpointUrl('127.0.0.1:8787/mcp'), /is not a URL/);
-    assert.throws(() => endpointUrl('not a url'), { message: '"not a url" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp' });
+    assert.throws(() => endpointUrl('not a url'), {
+      message: '"not a url" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp',
+    });
     const url = `http://127.0.0.1:${await freePort()}/mcp`;
     const refused = await fetch(url).catch((e: unknown) => e);
     assert.equal(describeError(refused, url), `cannot reach ${url}: ECONNREFUSED ${new URL(url).host}`);
@@ -190,7 +254,13 @@ describe('the terminal form on plain streams', () => {
           name: { type: 'string', minLength: 2 },
           age: { type: 'integer', maximum: 150 },
           agree: { type: 'boolean', default: false },
-          size: { type: 'string', oneOf: [{ const: 's', title: 'Small' }, { const: 'l', title: 'Large' }] },
+          size: {
+            type: 'string',
+            oneOf: [
+              { const: 's', title: 'Small' },
+              { const: 'l', title: 'Large' },
+            ],
+          },
         },
         required: ['name', 'age'],
       },
@@ -272,7 +342,12 @@ async function fakeModel(): Promise<{ url: string; server: Server; seen: Array<{
     const body = JSON.parse(b);
     seen.push({ auth: req.headers.authorization, body });
     const last = body.messages.at(-1).content;
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ model: 'fake-1', choices: [{ message: { role: 'assistant', content: `echo: ${last}` }, finish_reason: 'length' }] }));
+    res.writeHead(200, { 'content-type': 'application/json' }).end(
+      JSON.stringify({
+        model: 'fake-1',
+        choices: [{ message: { role: 'assistant', content: `echo: ${last}` }, finish_reason: 'length' }],
+      }),
+    );
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`, server, seen };
@@ -283,8 +358,15 @@ interface Run {
   stdout: string;
   stderr: string;
 }
-function berthCli(args: string[], opts: { stdin?: string; env?: Record<string, string>; onStderr?: (all: string) => void } = {}): Promise<Run> {
-  const p = spawn(process.execPath, ['bin/berth.js', ...args], { cwd: ROOT, env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+function berthCli(
+  args: string[],
+  opts: { stdin?: string; env?: Record<string, string>; onStderr?: (all: string) => void } = {},
+): Promise<Run> {
+  const p = spawn(process.execPath, ['bin/berth.js', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...opts.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   p.stdout.on('data', (d) => (stdout += d));
@@ -334,7 +416,10 @@ describe('berth call against berth', () => {
   test('sampling answered from --answer-sampling, or forwarded to a chat-completions endpoint', async () => {
     const typed = await call('sample', '--args', '{"prompt":"hi"}', '--answer-sampling', 'typed reply');
     assert.deepEqual([typed.code, JSON.parse(typed.stdout)], [0, { type: 'text', text: 'typed reply' }]);
-    const fwd = await berthCli(['call', b.url, 'sample', '--args', '{"prompt":"to the model"}', '--sampling-endpoint', model.url, '--sampling-model', 'm1'], { env: { OPENAI_API_KEY: 'sk-test' } });
+    const fwd = await berthCli(
+      ['call', b.url, 'sample', '--args', '{"prompt":"to the model"}', '--sampling-endpoint', model.url, '--sampling-model', 'm1'],
+      { env: { OPENAI_API_KEY: 'sk-test' } },
+    );
     assert.deepEqual([fwd.code, JSON.parse(fwd.stdout)], [0, { type: 'text', text: 'echo: to the model' }]);
     const got = model.seen.at(-1)!;
     assert.equal(got.auth, 'Bearer sk-test');
@@ -343,7 +428,10 @@ describe('berth call against berth', () => {
 
   test('roots from --root; progress and log lines on stderr', async () => {
     const r = await call('roots', '--root', '/tmp', '--root', 'src');
-    assert.deepEqual(JSON.parse(r.stdout).roots, [{ uri: 'file:///tmp', name: 'tmp' }, { uri: `file://${ROOT}src`, name: 'src' }]);
+    assert.deepEqual(JSON.parse(r.stdout).roots, [
+      { uri: 'file:///tmp', name: 'tmp' },
+      { uri: `file://${ROOT}src`, name: 'src' },
+    ]);
     const p = await call('progress', '--arg', 'steps=3', '--arg', 'delayMs=20');
     assert.deepEqual([p.code, p.stdout], [0, 'done 3\n']);
     assert.match(p.stderr, /progress 1\/3 step 1\nprogress 2\/3 step 2\nprogress 3\/3 step 3\n/);
@@ -366,7 +454,10 @@ describe('berth call against berth', () => {
       });
       assert.ok(cut);
       assert.deepEqual([r.code, r.stdout], [0, 'done 10\n']);
-      assert.deepEqual(r.stderr.trim().split('\n'), Array.from({ length: 10 }, (_, i) => `progress ${i + 1}/10 step ${i + 1}`));
+      assert.deepEqual(
+        r.stderr.trim().split('\n'),
+        Array.from({ length: 10 }, (_, i) => `progress ${i + 1}/10 step ${i + 1}`),
+      );
     } finally {
       await proxy.close();
     }
@@ -400,7 +491,10 @@ describe('berth call against berth', () => {
       assert.deepEqual([down.code, down.stderr], [2, `berth ${cmd}: cannot reach ${url}: ECONNREFUSED ${new URL(url).host}\n`]);
     }
     const bad = await berthCli(['call', '127.0.0.1:8787/mcp', 'echo']);
-    assert.deepEqual([bad.code, bad.stderr], [2, 'berth call: "127.0.0.1:8787/mcp" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp\n']);
+    assert.deepEqual(
+      [bad.code, bad.stderr],
+      [2, 'berth call: "127.0.0.1:8787/mcp" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp\n'],
+    );
   });
 
   test('berth connect with stdin closed ends with a message instead of waiting; --call goes straight to the call', async () => {
@@ -411,19 +505,46 @@ describe('berth call against berth', () => {
     assert.doesNotMatch(direct.stdout, /Tools \(/);
     assert.match(direct.stdout, /calling echo \{"text":"straight"\}\nstraight\n$/);
     const asked = await berthCli(['connect', b.url, '--call', 'echo']);
-    assert.deepEqual([asked.code, asked.stderr], [1, 'berth connect: stdin closed before every question was answered; ending the session\n']);
+    assert.deepEqual(
+      [asked.code, asked.stderr],
+      [1, 'berth connect: stdin closed before every question was answered; ending the session\n'],
+    );
     const elicited = await berthCli(['connect', b.url, '--call', 'ask', '--args', '{"question":"anyone?"}']);
     assert.equal(elicited.code, 0);
     assert.match(elicited.stdout, /stdin closed: the elicitation is cancelled\n[\s\S]*\{"action":"cancel"\}/);
   });
 
   test('forwardSampling maps the request and the finish reason', async () => {
-    const r = await forwardSampling({ messages: [{ role: 'user', content: { type: 'text', text: 'x' } }], maxTokens: 5, systemPrompt: 'be brief', temperature: 0.2, stopSequences: ['\n'] }, { url: `${model.url}/chat/completions`, model: 'm2' });
+    const r = await forwardSampling(
+      {
+        messages: [{ role: 'user', content: { type: 'text', text: 'x' } }],
+        maxTokens: 5,
+        systemPrompt: 'be brief',
+        temperature: 0.2,
+        stopSequences: ['\n'],
+      },
+      { url: `${model.url}/chat/completions`, model: 'm2' },
+    );
     assert.deepEqual(r, { role: 'assistant', content: { type: 'text', text: 'echo: x' }, model: 'fake-1', stopReason: 'maxTokens' });
-    assert.deepEqual(model.seen.at(-1)!.body, { model: 'm2', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'x' }], max_tokens: 5, temperature: 0.2, stop: ['\n'] });
+    assert.deepEqual(model.seen.at(-1)!.body, {
+      model: 'm2',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'x' },
+      ],
+      max_tokens: 5,
+      temperature: 0.2,
+      stop: ['\n'],
+    });
     assert.equal(model.seen.at(-1)!.auth, undefined);
-    const img = toChatRequest({ messages: [{ role: 'user', content: { type: 'image', data: 'AAAA', mimeType: 'image/png' } }], maxTokens: 1 }, 'm');
-    assert.deepEqual((img.messages as unknown[])[0], { role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] });
+    const img = toChatRequest(
+      { messages: [{ role: 'user', content: { type: 'image', data: 'AAAA', mimeType: 'image/png' } }], maxTokens: 1 },
+      'm',
+    );
+    assert.deepEqual((img.messages as unknown[])[0], {
+      role: 'user',
+      content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }],
+    });
     await assert.rejects(forwardSampling({ messages: [], maxTokens: 1 }, { url: `${model.url}/nope`, model: 'm' }), /HTTP 404/);
   });
 });
@@ -431,7 +552,9 @@ describe('berth call against berth', () => {
 describe('berth call with auth', () => {
   let b: BerthProcess;
   before(async () => {
-    b = await runBerth(['--isolation', 'process', '--auth', 'api-key', '--api-key-env', 'BERTH_CLIENT_TEST_KEYS'], undefined, { BERTH_CLIENT_TEST_KEYS: 'k-one,k-two' });
+    b = await runBerth(['--isolation', 'process', '--auth', 'api-key', '--api-key-env', 'BERTH_CLIENT_TEST_KEYS'], undefined, {
+      BERTH_CLIENT_TEST_KEYS: 'k-one,k-two',
+    });
   });
   after(() => b.stop());
 
@@ -527,7 +650,10 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
   });
 
   test('an elicitation declined, one cancelled, and one left with Ctrl-C', async () => {
-    for (const [downs, action] of [[1, 'decline'], [2, 'cancel']] as const) {
+    for (const [downs, action] of [
+      [1, 'decline'],
+      [2, 'cancel'],
+    ] as const) {
       const p = ask();
       await p.waitFor(/Answer\?[\s\S]*Cancel/);
       for (let i = 0; i < downs; i++) p.keys('Down');
@@ -567,7 +693,17 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
 
   test('a sampling request forwarded to the model once approved', async () => {
     const before = model.seen.length;
-    const p = new Pane([b.url, '--call', 'sample', '--args', '{"prompt":"Say hi"}', '--sampling-endpoint', model.url, '--sampling-model', 'm-pty']);
+    const p = new Pane([
+      b.url,
+      '--call',
+      'sample',
+      '--args',
+      '{"prompt":"Say hi"}',
+      '--sampling-endpoint',
+      model.url,
+      '--sampling-model',
+      'm-pty',
+    ]);
     await p.waitFor(/Send to m-pty\?/);
     assert.equal(model.seen.length, before, 'nothing is sent before the person approves');
     p.keys('Enter');
@@ -577,7 +713,18 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
   });
 
   test('--auto-approve-sampling forwards without asking', async () => {
-    const p = new Pane([b.url, '--call', 'sample', '--args', '{"prompt":"unattended"}', '--sampling-endpoint', model.url, '--sampling-model', 'm-auto', '--auto-approve-sampling']);
+    const p = new Pane([
+      b.url,
+      '--call',
+      'sample',
+      '--args',
+      '{"prompt":"unattended"}',
+      '--sampling-endpoint',
+      model.url,
+      '--sampling-model',
+      'm-auto',
+      '--auto-approve-sampling',
+    ]);
     const screen = await p.waitFor(/EXIT=0/);
     assert.doesNotMatch(screen.input, /Send to m-auto\?/);
     assert.match(screen.input, /sampled from m-auto\n\{"type":"text","text":"echo: unattended"\}/);
@@ -585,7 +732,10 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
   });
 
   test("a tool argument's default is pre-filled: kept, it is sent; deleted, it is not", async () => {
-    for (const [keys, sent] of [[[], '{"steps":2,"delayMs":5}'], [['BSpace'], '{"steps":2}']] as const) {
+    for (const [keys, sent] of [
+      [[], '{"steps":2,"delayMs":5}'],
+      [['BSpace'], '{"steps":2}'],
+    ] as const) {
       const p = new Pane([b.url, '--call', 'progress', '--arg', 'steps=2']);
       await p.waitFor(/\? delayMs \(integer, optional\) 5$/m);
       if (keys.length) p.keys(...keys);

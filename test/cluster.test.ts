@@ -50,7 +50,16 @@ describe('cluster units', () => {
   });
 
   test('Berth-Forwarded: verifies once, for its node, request and time only', () => {
-    const claims = { from: 'a', to: 'b', inc: 'i1', p: { kind: 'api-key' as const, subject: 'alice' }, rt: 'default', m: 'POST', sid: 's', b: '' };
+    const claims = {
+      from: 'a',
+      to: 'b',
+      inc: 'i1',
+      p: { kind: 'api-key' as const, subject: 'alice' },
+      rt: 'default',
+      m: 'POST',
+      sid: 's',
+      b: '',
+    };
     const want = { to: 'b', inc: 'i1', rt: 'default', m: 'POST', sid: 's' };
     const nonces = new NonceCache();
     const h = signForwarded(keys, claims);
@@ -60,20 +69,43 @@ describe('cluster units', () => {
     assert.equal(verifyForwarded(keys, signForwarded(keys, claims), { ...want, sid: 'x' }, nonces), 'meant for another request');
     assert.equal(verifyForwarded(keys, signForwarded(keys, claims, Date.now() - 60_000), want, nonces), 'expired');
     const [f, payload, mac] = signForwarded(keys, claims).split('.');
-    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), p: { kind: 'api-key', subject: 'root' } })).toString('base64url');
+    const forged = Buffer.from(
+      JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), p: { kind: 'api-key', subject: 'root' } }),
+    ).toString('base64url');
     assert.equal(verifyForwarded(keys, `${f}.${forged}.${mac}`, want, nonces), 'bad signature');
   });
 
   test('placement: full, draining and stale nodes are skipped; the better of two wins; self is always sampled', () => {
     const now = Date.now();
-    const node = (id: string, sessions: number, warm = 1, extra = {}) => ({ id, inc: 'i', url: '', draining: false, updatedAt: now, load: { rt: { sessions, max: 10, warm } }, ...extra });
-    const view = [node('a', 5), node('b', 10), node('c', 0, 1, { draining: true }), node('d', 0, 1, { updatedAt: now - 60_000 }), node('e', 2)];
-    assert.deepEqual(candidates(view, 'rt', now, 5000).map((c) => c.id), ['a', 'e']);
+    const node = (id: string, sessions: number, warm = 1, extra = {}) => ({
+      id,
+      inc: 'i',
+      url: '',
+      draining: false,
+      updatedAt: now,
+      load: { rt: { sessions, max: 10, warm } },
+      ...extra,
+    });
+    const view = [
+      node('a', 5),
+      node('b', 10),
+      node('c', 0, 1, { draining: true }),
+      node('d', 0, 1, { updatedAt: now - 60_000 }),
+      node('e', 2),
+    ];
+    assert.deepEqual(
+      candidates(view, 'rt', now, 5000).map((c) => c.id),
+      ['a', 'e'],
+    );
     assert.equal(choose(candidates(view, 'rt', now, 5000), 'a'), 'e', 'the emptier of self and the other');
     assert.equal(choose(candidates([node('a', 1), node('b', 0, 0)], 'rt', now, 5000), 'b'), 'a', 'a warm server beats fewer sessions');
     assert.equal(choose([], 'a'), undefined);
     const mem = [node('a', 0, 1, { freeMem: 100 }), node('b', 0, 1, { freeMem: 5000 }), node('c', 0)];
-    assert.deepEqual(candidates(mem, 'rt', now, 5000, 1000).map((c) => c.id), ['b', 'c'], 'short of memory: skipped; unknown: kept');
+    assert.deepEqual(
+      candidates(mem, 'rt', now, 5000, 1000).map((c) => c.id),
+      ['b', 'c'],
+      'short of memory: skipped; unknown: kept',
+    );
   });
 });
 
@@ -91,7 +123,13 @@ process.on('exit', () => {
   for (const p of nodeProcs) p.kill('SIGKILL');
 });
 
-async function startNode(name: string, host: string, redis: RedisServer, prefix: string[], cluster: Record<string, unknown> = {}): Promise<Node> {
+async function startNode(
+  name: string,
+  host: string,
+  redis: RedisServer,
+  prefix: string[],
+  cluster: Record<string, unknown> = {},
+): Promise<Node> {
   const dir = mkdtempSync(join(tmpdir(), `berth-cluster-${name}-`));
   const file = join(dir, 'berth.yaml');
   const config = {
@@ -118,7 +156,15 @@ async function startNode(name: string, host: string, redis: RedisServer, prefix:
         limits: { requestsPerSecond: 1000, requestBurst: 1000, startQueueTimeout: '120s' },
       },
     },
-    cluster: { redis: redis.url, nodeId: name, leaseTtl: '3s', renewInterval: '1s', viewInterval: '500ms', ...(redis.password ? { redisPasswordEnv: 'BERTH_REDIS_PASSWORD' } : {}), ...cluster },
+    cluster: {
+      redis: redis.url,
+      nodeId: name,
+      leaseTtl: '3s',
+      renewInterval: '1s',
+      viewInterval: '500ms',
+      ...(redis.password ? { redisPasswordEnv: 'BERTH_REDIS_PASSWORD' } : {}),
+      ...cluster,
+    },
   };
   writeFileSync(file, JSON.stringify(config));
   const env = { ...process.env, BERTH_CLUSTER_SECRET: SECRET, BERTH_ADMIN_TOKEN: ADMIN, BERTH_REDIS_PASSWORD: redis.password ?? '' };
@@ -137,19 +183,41 @@ function auth(who: keyof typeof KEYS = 'alice') {
 }
 
 async function init(node: Node, who: keyof typeof KEYS = 'alice'): Promise<string> {
-  const r = await fetch(node.mcp, { method: 'POST', headers: { ...auth(who), accept: ACCEPT_BOTH, 'content-type': 'application/json' }, body: initBody() });
+  const r = await fetch(node.mcp, {
+    method: 'POST',
+    headers: { ...auth(who), accept: ACCEPT_BOTH, 'content-type': 'application/json' },
+    body: initBody(),
+  });
   const text = await r.text();
   assert.equal(r.status, 200, `initialize through ${node.name}: ${text}`);
   const sid = r.headers.get('mcp-session-id')!;
-  const n = await fetch(node.mcp, { method: 'POST', headers: { ...auth(who), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-session-id': sid, 'mcp-protocol-version': V }, body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }) });
+  const n = await fetch(node.mcp, {
+    method: 'POST',
+    headers: { ...auth(who), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-session-id': sid, 'mcp-protocol-version': V },
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  });
   await n.text();
   return sid;
 }
 
-function call(node: Node, sid: string, id: number, name: string, args: Record<string, unknown>, extra: { signal?: AbortSignal; who?: keyof typeof KEYS; headers?: Record<string, string> } = {}) {
+function call(
+  node: Node,
+  sid: string,
+  id: number,
+  name: string,
+  args: Record<string, unknown>,
+  extra: { signal?: AbortSignal; who?: keyof typeof KEYS; headers?: Record<string, string> } = {},
+) {
   return fetch(node.mcp, {
     method: 'POST',
-    headers: { ...auth(extra.who), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-session-id': sid, 'mcp-protocol-version': V, ...extra.headers },
+    headers: {
+      ...auth(extra.who),
+      accept: ACCEPT_BOTH,
+      'content-type': 'application/json',
+      'mcp-session-id': sid,
+      'mcp-protocol-version': V,
+      ...extra.headers,
+    },
     body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } }),
     signal: extra.signal,
   });
@@ -165,9 +233,12 @@ async function resultText(r: Response): Promise<string> {
   return textOf(res.result);
 }
 
-
 async function admin(node: Node, path: string, method = 'GET', body?: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(`${node.url}${path}`, { method, headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+  const r = await fetch(`${node.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const text = await r.text();
   return { status: r.status, json: text ? JSON.parse(text) : undefined };
 }
@@ -176,7 +247,15 @@ async function admin(node: Node, path: string, method = 'GET', body?: unknown): 
 async function rsCall(node: Node, rs: string, n: number, name: string, args: Record<string, unknown>): Promise<string> {
   const r = await fetch(node.mcp, {
     method: 'POST',
-    headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name, 'berth-runtime-session': rs },
+    headers: {
+      ...auth(),
+      accept: ACCEPT_BOTH,
+      'content-type': 'application/json',
+      'mcp-protocol-version': MODERN,
+      'mcp-method': 'tools/call',
+      'mcp-name': name,
+      'berth-runtime-session': rs,
+    },
     body: JSON.stringify({ jsonrpc: '2.0', id: n, method: 'tools/call', params: { name, arguments: args, _meta: ENVELOPE } }),
   });
   return resultText(r);
@@ -194,7 +273,10 @@ async function rotatingClient(nodes: Node[]): Promise<{ client: Client; transpor
     return fetch(target, init);
   };
   const client = new Client({ name: 'cluster-test', version: '1.0.0' }, { capabilities: { elicitation: {} } });
-  const transport = new StreamableHTTPClientTransport(new URL(nodes[0]!.mcp), { fetch: rotate as typeof fetch, requestInit: { headers: auth() } });
+  const transport = new StreamableHTTPClientTransport(new URL(nodes[0]!.mcp), {
+    fetch: rotate as typeof fetch,
+    requestInit: { headers: auth() },
+  });
   await client.connect(transport, { timeout: 60_000 });
   return { client, transport, hits };
 }
@@ -259,7 +341,13 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
       const listed = new Set(((await admin(n, '/admin/sessions')).json.sessions as { id: string }[]).map((s) => s.id));
       for (const sid of sids) assert.equal(listed.has(sid), ownerOf(sid) === n.name, `${sid} on ${n.name}`);
     }
-    await Promise.all(sids.map((sid) => fetch(A.mcp, { method: 'DELETE', headers: { ...auth(), 'mcp-session-id': sid, 'mcp-protocol-version': V } }).then((r) => assert.equal(r.status, 204))));
+    await Promise.all(
+      sids.map((sid) =>
+        fetch(A.mcp, { method: 'DELETE', headers: { ...auth(), 'mcp-session-id': sid, 'mcp-protocol-version': V } }).then((r) =>
+          assert.equal(r.status, 204),
+        ),
+      ),
+    );
   });
 
   test('any node, every request: calls, state, elicitation, progress and logging through rotating nodes', async () => {
@@ -269,13 +357,21 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void logs.push(n.params.data));
     for (let i = 0; i < 6; i++) assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: `m${i}` } })), `m${i}`);
     await client.callTool({ name: 'state_set', arguments: { value: 'kept' } });
-    for (let i = 0; i < 3; i++) assert.equal(textOf(await client.callTool({ name: 'state_get', arguments: {} })), 'kept', 'one sandbox behind every node');
+    for (let i = 0; i < 3; i++)
+      assert.equal(textOf(await client.callTool({ name: 'state_get', arguments: {} })), 'kept', 'one sandbox behind every node');
     for (let i = 0; i < 3; i++) {
       const ask = JSON.parse(textOf(await client.callTool({ name: 'ask', arguments: { question: `q${i}` } })));
       assert.deepEqual(ask, { action: 'accept', content: { answer: `yes to q${i}` } });
     }
     const progress: number[] = [];
-    assert.equal(textOf(await client.callTool({ name: 'progress', arguments: { steps: 4 } }, undefined, { onprogress: (p) => void progress.push(p.progress) })), 'done 4');
+    assert.equal(
+      textOf(
+        await client.callTool({ name: 'progress', arguments: { steps: 4 } }, undefined, {
+          onprogress: (p) => void progress.push(p.progress),
+        }),
+      ),
+      'done 4',
+    );
     await client.callTool({ name: 'log', arguments: { message: 'hello-cluster' } });
     await sleep(100);
     assert.ok(progress.length >= 3, `progress: ${progress}`);
@@ -295,10 +391,21 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     const primed = sseEvents(await readUntil(r, (ev) => ev.length >= 1));
     ac.abort();
     await sleep(700);
-    const again = await fetch(A.mcp, { headers: { ...auth(), accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V, 'last-event-id': primed[0]!.id! } });
+    const again = await fetch(A.mcp, {
+      headers: {
+        ...auth(),
+        accept: 'text/event-stream',
+        'mcp-session-id': sid,
+        'mcp-protocol-version': V,
+        'last-event-id': primed[0]!.id!,
+      },
+    });
     assert.equal(again.status, 200);
     const text = await readUntil(again, (ev) => ev.some((e) => e.data.includes('elicitation/create')));
-    const ask = sseMessages(text).find((m) => (m as { method?: string }).method === 'elicitation/create') as { id: number; params: { message: string } };
+    const ask = sseMessages(text).find((m) => (m as { method?: string }).method === 'elicitation/create') as {
+      id: number;
+      params: { message: string };
+    };
     assert.equal(ask.params.message, 'colour?');
     const answer = await fetch(B.mcp, {
       method: 'POST',
@@ -335,8 +442,25 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     const rawCall = async (node: Node, id: number, extra: Record<string, unknown> = {}, runtime?: string) => {
       const r = await fetch(runtime ? `${node.url}/runtimes/${runtime}/mcp` : node.mcp, {
         method: 'POST',
-        headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': 'ask' },
-        body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'ask', arguments: { question: 'q' }, ...extra, _meta: { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } } } }),
+        headers: {
+          ...auth(),
+          accept: ACCEPT_BOTH,
+          'content-type': 'application/json',
+          'mcp-protocol-version': MODERN,
+          'mcp-method': 'tools/call',
+          'mcp-name': 'ask',
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id,
+          method: 'tools/call',
+          params: {
+            name: 'ask',
+            arguments: { question: 'q' },
+            ...extra,
+            _meta: { ...ENVELOPE, 'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } } },
+          },
+        }),
       });
       const text = await r.text();
       assert.equal(r.status, 200, text);
@@ -344,7 +468,13 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
       const msgs = (r.headers.get('content-type') ?? '').includes('event-stream') ? sseMessages(text) : [JSON.parse(text)];
       return msgs.find((m) => (m as { id?: unknown }).id === id) as any;
     };
-    for (const [first, retry, runtime] of [[A, B], [B, C], [C, A], [A, C, 'pool'], [B, A, 'pool']] as const) {
+    for (const [first, retry, runtime] of [
+      [A, B],
+      [B, C],
+      [C, A],
+      [A, C, 'pool'],
+      [B, A, 'pool'],
+    ] as const) {
       const asked = await rawCall(first, 1, {}, runtime);
       assert.equal(asked.result?.resultType, 'input_required', JSON.stringify(asked));
       const [key] = Object.keys(asked.result.inputRequests);
@@ -386,18 +516,27 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     assert.ok((await ready.json()).reasons.includes('draining'));
     await sleep(800); // peers see it at their next view refresh
     const sids = await Promise.all(Array.from({ length: 12 }, () => init(C)));
-    assert.ok(sids.every((s) => ownerOf(s) !== 'c'), `owners: ${sids.map(ownerOf)}`);
+    assert.ok(
+      sids.every((s) => ownerOf(s) !== 'c'),
+      `owners: ${sids.map(ownerOf)}`,
+    );
     const viaA = await Promise.all(Array.from({ length: 6 }, () => init(A)));
     assert.ok(viaA.every((s) => ownerOf(s) !== 'c'));
     assert.equal(await resultText(await call(C, mine, 1, 'echo', { text: 'still here' })), 'still here');
     assert.equal(await resultText(await call(A, mine, 2, 'echo', { text: 'via a' })), 'via a');
     // The CLI undoes it.
     const { execFileSync } = await import('node:child_process');
-    const out = execFileSync(process.execPath, ['bin/berth.js', 'drain', '--url', C.url, '--undo'], { cwd: ROOT, env: { ...process.env, BERTH_ADMIN_TOKEN: ADMIN } }).toString();
+    const out = execFileSync(process.execPath, ['bin/berth.js', 'drain', '--url', C.url, '--undo'], {
+      cwd: ROOT,
+      env: { ...process.env, BERTH_ADMIN_TOKEN: ADMIN },
+    }).toString();
     assert.match(out, /node c taking new sessions/);
     assert.equal((await fetch(`${C.url}/readyz`)).status, 200);
     // With a deadline, the node's remaining sessions end when it passes.
-    const out2 = execFileSync(process.execPath, ['bin/berth.js', 'drain', '--url', C.url, '--deadline', '500ms'], { cwd: ROOT, env: { ...process.env, BERTH_ADMIN_TOKEN: ADMIN } }).toString();
+    const out2 = execFileSync(process.execPath, ['bin/berth.js', 'drain', '--url', C.url, '--deadline', '500ms'], {
+      cwd: ROOT,
+      env: { ...process.env, BERTH_ADMIN_TOKEN: ADMIN },
+    }).toString();
     assert.match(out2, /node c draining \(sessions end at/);
     await sleep(1200);
     assert.equal((await call(A, mine, 3, 'echo', { text: 'x' })).status, 404, 'ended at the drain deadline');
@@ -413,26 +552,41 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     await redis.stop();
     await sleep(2000); // 1.5 renewals without success
     for (const n of nodes) {
-      const r = await fetch(n.mcp, { method: 'POST', headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json' }, body: initBody(9) });
+      const r = await fetch(n.mcp, {
+        method: 'POST',
+        headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json' },
+        body: initBody(9),
+      });
       assert.equal(r.status, 503);
       const body = await r.json();
       assert.match(body.error.message, /Redis\) is unreachable/);
       assert.equal(body.id, 9);
       assert.equal((await fetch(`${n.url}/readyz`)).status, 503);
     }
-    for (const sid of sids) for (const n of nodes) assert.equal(await resultText(await call(n, sid, 1, 'echo', { text: 'alive' })), 'alive', `${ownerOf(sid)} via ${n.name}`);
-    for (const n of nodes) assert.equal(await rsCall(n, rs, 2, 'state_get', {}), 'survives', `runtime session via ${n.name}, from the last route seen`);
-    await assert.rejects(rsCall(A, randomBytes(16).toString('base64url'), 2, 'state_get', {}), /503[\s\S]*Redis\) is unreachable|Redis\) is unreachable[\s\S]*503/, 'a new runtime session cannot be placed');
+    for (const sid of sids)
+      for (const n of nodes)
+        assert.equal(await resultText(await call(n, sid, 1, 'echo', { text: 'alive' })), 'alive', `${ownerOf(sid)} via ${n.name}`);
+    for (const n of nodes)
+      assert.equal(await rsCall(n, rs, 2, 'state_get', {}), 'survives', `runtime session via ${n.name}, from the last route seen`);
+    await assert.rejects(
+      rsCall(A, randomBytes(16).toString('base64url'), 2, 'state_get', {}),
+      /503[\s\S]*Redis\) is unreachable|Redis\) is unreachable[\s\S]*503/,
+      'a new runtime session cannot be placed',
+    );
     await redis.start();
     // While the nodes reclaim their leases (Redis came back empty), no live session may be declared gone: a 404 is
     // final for a client. Every session is called through every node until a full renewal after all are ready.
     const lost: string[] = [];
     const probe = () =>
-      Promise.all(sids.flatMap((sid) => nodes.map(async (n) => {
-        const r = await call(n, sid, 7, 'echo', { text: 'alive' });
-        if (r.status === 404) lost.push(`${ownerOf(sid)} via ${n.name}`);
-        await r.text();
-      })));
+      Promise.all(
+        sids.flatMap((sid) =>
+          nodes.map(async (n) => {
+            const r = await call(n, sid, 7, 'echo', { text: 'alive' });
+            if (r.status === 404) lost.push(`${ownerOf(sid)} via ${n.name}`);
+            await r.text();
+          }),
+        ),
+      );
     let ok = false;
     for (let t = 0; t < 40 && !ok; t++) {
       await probe();
@@ -440,11 +594,12 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
       ok = (await Promise.all(nodes.map((n) => fetch(`${n.url}/readyz`).then((r) => r.status)))).every((s) => s === 200);
     }
     assert.ok(ok, 'every node ready again');
-    for (const end = Date.now() + 2500; Date.now() < end; ) await probe();
+    for (const end = Date.now() + 2500; Date.now() < end;) await probe();
     assert.deepEqual(lost, [], 'live sessions answered 404 while Redis recovered');
     await sleep(600);
     // Redis came back empty: the owner restored the runtime session's record, so no node places it anew.
-    for (const n of nodes) assert.equal(await rsCall(n, rs, 3, 'state_get', {}), 'survives', `runtime session via ${n.name} after Redis restarted empty`);
+    for (const n of nodes)
+      assert.equal(await rsCall(n, rs, 3, 'state_get', {}), 'survives', `runtime session via ${n.name} after Redis restarted empty`);
     const again = await Promise.all(Array.from({ length: 9 }, () => init(B)));
     assert.deepEqual(new Set(again.map(ownerOf)).size > 1, true);
   });
@@ -478,7 +633,7 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     assert.equal(status, 200);
   });
 
-  test('kill: a SIGKILLed node\'s sessions fail fast (502), then answer 404 within the lease; others keep working', async () => {
+  test("kill: a SIGKILLed node's sessions fail fast (502), then answer 404 within the lease; others keep working", async () => {
     const sids = await Promise.all(Array.from({ length: 12 }, () => init(A)));
     const onB = sids.filter((s) => ownerOf(s) === 'b');
     const others = sids.filter((s) => ownerOf(s) !== 'b');
@@ -503,7 +658,7 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
       }
       await sleep(200);
     }
-    assert.ok(got404 > 0, 'B\'s session answers 404 within leaseTtl + viewInterval + 2 s');
+    assert.ok(got404 > 0, "B's session answers 404 within leaseTtl + viewInterval + 2 s");
     let viaC = 0;
     for (let t = 0; t < 10 && viaC !== 404; t++) {
       viaC = (await call(C, onB[0]!, 2, 'echo', { text: 'x' })).status;
@@ -512,13 +667,19 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     assert.equal(viaC, 404, 'C drops B from its view at its next refresh');
     assert.ok(Date.now() - killedAt < 3000 + 500 + 3000, 'everywhere within leaseTtl + viewInterval + 3 s');
     const meanwhile = await meanwhileP;
-    assert.ok(meanwhile.every((s) => ownerOf(s) !== 'b'), `owners: ${meanwhile.map(ownerOf)}`);
+    assert.ok(
+      meanwhile.every((s) => ownerOf(s) !== 'b'),
+      `owners: ${meanwhile.map(ownerOf)}`,
+    );
     for (const sid of others) assert.equal(await resultText(await call(A, sid, 3, 'echo', { text: 'on' })), 'on');
     const fresh = await Promise.all(Array.from({ length: 6 }, () => init(C)));
-    assert.ok(fresh.every((s) => ownerOf(s) !== 'b'), 'no new session on the dead node');
+    assert.ok(
+      fresh.every((s) => ownerOf(s) !== 'b'),
+      'no new session on the dead node',
+    );
   });
 
-  test('restart: a node restarted under the same name waits out its predecessor\'s lease; the old ids stay dead', async () => {
+  test("restart: a node restarted under the same name waits out its predecessor's lease; the old ids stay dead", async () => {
     let old = '';
     for (let t = 0; t < 30 && ownerOf(old) !== 'c'; t++) old = await init(A);
     assert.equal(ownerOf(old), 'c');

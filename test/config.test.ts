@@ -84,7 +84,10 @@ describe('config validation', () => {
     const bad = spawnSync(process.execPath, ['bin/berth.js', 'run', '--idle-timeout', '5x', '--', 'node'], { cwd: ROOT, encoding: 'utf8' });
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /invalid duration "5x"/);
-    const iso = spawnSync(process.execPath, ['bin/berth.js', 'run', '--port', '0', '--isolation', 'vm', '--', 'node'], { cwd: ROOT, encoding: 'utf8' });
+    const iso = spawnSync(process.execPath, ['bin/berth.js', 'run', '--port', '0', '--isolation', 'vm', '--', 'node'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
     assert.equal(iso.status, 2);
     assert.match(iso.stderr, /unknown --isolation "vm"; expected one of: auto, process/);
   });
@@ -109,7 +112,10 @@ describe('config validation', () => {
     const s = spawnSync(process.execPath, ['bin/berth.js', 'run', '--memory', '256', '--', 'node'], { cwd: ROOT, encoding: 'utf8' });
     assert.notEqual(s.status, 0);
     assert.match(s.stderr, /--memory <size>' argument '256' is invalid.*e\.g\. 256MiB/);
-    const help = spawnSync(process.execPath, ['bin/berth.js', 'run', '--help'], { cwd: ROOT, encoding: 'utf8' }).stdout.replace(/\s+/g, ' ');
+    const help = spawnSync(process.execPath, ['bin/berth.js', 'run', '--help'], { cwd: ROOT, encoding: 'utf8' }).stdout.replace(
+      /\s+/g,
+      ' ',
+    );
     for (const d of ['"15m"', '"8h"', '"4MiB"', '"200ms"']) assert.ok(help.includes(`(default: ${d})`), `help shows ${d}`);
   });
 

@@ -96,7 +96,9 @@ describe('dashboard feed and figures', () => {
   });
 
   test('memory: the PSS of a whole process tree, children included', async () => {
-    const child = spawn(process.execPath, ['-e', 'const b = Buffer.alloc(32 << 20, 1); setInterval(() => b[0]++, 1000)'], { stdio: 'ignore' });
+    const child = spawn(process.execPath, ['-e', 'const b = Buffer.alloc(32 << 20, 1); setInterval(() => b[0]++, 1000)'], {
+      stdio: 'ignore',
+    });
     try {
       await sleep(500);
       const alone = (await treeMemory([child.pid!])).get(child.pid!)!;
@@ -112,7 +114,9 @@ describe('dashboard feed and figures', () => {
   });
 
   test('/admin/events: refused without the token; with it, snapshots every second with sessions, memory and history', async () => {
-    const berth = await runBerth(['--isolation', 'process', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
+    const berth = await runBerth(['--isolation', 'process', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, {
+      BERTH_TEST_ADMIN: TOKEN,
+    });
     const base = new URL(berth.url).origin;
     try {
       const none = await fetch(`${base}/admin/events`);
@@ -128,10 +132,15 @@ describe('dashboard feed and figures', () => {
 
       const { client, transport } = await connect(berth.url, { elicitation: {} });
       let answer!: () => void;
-      client.setRequestHandler(ElicitRequestSchema, () => new Promise((resolve) => (answer = () => resolve({ action: 'accept', content: { answer: 'yes' } }))));
+      client.setRequestHandler(
+        ElicitRequestSchema,
+        () => new Promise((resolve) => (answer = () => resolve({ action: 'accept', content: { answer: 'yes' } }))),
+      );
       const call = client.callTool({ name: 'ask', arguments: { question: 'ok?' } });
       // While the elicitation waits: one call in flight, one pending server request, no idle clock.
-      const busy = await until('the waiting elicitation', () => feed.latest()?.sessions.find((s) => s.id === transport.sessionId && s.pendingServerRequests === 1));
+      const busy = await until('the waiting elicitation', () =>
+        feed.latest()?.sessions.find((s) => s.id === transport.sessionId && s.pendingServerRequests === 1),
+      );
       assert.equal(busy.inFlight, 1);
       assert.equal(busy.idleExpiresInSeconds, null);
       assert.equal(busy.principal.kind, 'anonymous');
@@ -139,14 +148,25 @@ describe('dashboard feed and figures', () => {
       assert.ok(busy.memory && busy.memory.pssBytes > 5 * 1048576, `a node server's PSS is several MiB, got ${busy.memory?.pssBytes}`);
       answer();
       await call;
-      const calm = await until('the call to end', () => feed.latest()?.sessions.find((s) => s.id === transport.sessionId && s.inFlight === 0));
+      const calm = await until('the call to end', () =>
+        feed.latest()?.sessions.find((s) => s.id === transport.sessionId && s.inFlight === 0),
+      );
       assert.equal(calm.pendingServerRequests, 0);
       assert.ok(calm.idleExpiresInSeconds! > 800 && calm.idleExpiresInSeconds! <= 900, 'idle timeout 15 min');
       assert.ok(calm.expiresInSeconds > 8 * 3600 - 60, 'max lifetime 8 h');
       // The runtime's limits come with each session: the defaults here (no memory, CPU or pids limit set).
       assert.deepEqual(
         { ...calm.limits, notEnforced: [] },
-        { memoryBytes: null, cpus: null, pids: null, diskBytes: 1073741824, idleTimeoutSeconds: 900, maxLifetimeSeconds: 28800, requestTimeoutSeconds: 600, notEnforced: [] },
+        {
+          memoryBytes: null,
+          cpus: null,
+          pids: null,
+          diskBytes: 1073741824,
+          idleTimeoutSeconds: 900,
+          maxLifetimeSeconds: 28800,
+          requestTimeoutSeconds: 600,
+          notEnforced: [],
+        },
       );
       // Snapshots keep coming, once a second, and resend the history only when it moved.
       const n = feed.all.length;
@@ -156,10 +176,16 @@ describe('dashboard feed and figures', () => {
 
       // The chart's history is fed by the runtimes and the request counter: a sample (every 10 s) sees the session
       // and the requests made since the previous one.
-      const sample = await until('a history sample with the session', () => feed.all.flatMap((s) => s.history ?? []).find((p) => p.sessions === 1 && p.requestRate > 0), 15_000);
+      const sample = await until(
+        'a history sample with the session',
+        () => feed.all.flatMap((s) => s.history ?? []).find((p) => p.sessions === 1 && p.requestRate > 0),
+        15_000,
+      );
       assert.ok(sample.requestRate < 10, `a handful of requests in 10 s, not ${sample.requestRate}/s`);
 
-      const one = (await (await fetch(`${base}/admin/sessions/${transport.sessionId}`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as SessionView;
+      const one = (await (
+        await fetch(`${base}/admin/sessions/${transport.sessionId}`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      ).json()) as SessionView;
       assert.ok(one.memory!.pssBytes > 5 * 1048576 && one.memory!.processes >= 1);
       feed.close();
       await client.close();
@@ -169,19 +195,29 @@ describe('dashboard feed and figures', () => {
   });
 
   test('idle counts from the last message either way: a call streaming progress stays near 0', async () => {
-    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, {
+      BERTH_TEST_ADMIN: TOKEN,
+    });
     const { client, transport } = await connect(berth.url);
     const view = async () =>
-      (await (await fetch(new URL(`/admin/sessions/${transport.sessionId}`, berth.url), { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as SessionView;
+      (await (
+        await fetch(new URL(`/admin/sessions/${transport.sessionId}`, berth.url), { headers: { authorization: `Bearer ${TOKEN}` } })
+      ).json()) as SessionView;
     try {
       // 60 steps, one every 200 ms: the client's POST is the only client traffic for 12 s or more.
       let steps = 0;
       const started = Date.now();
-      const call = client.callTool({ name: 'progress', arguments: { steps: 60, delayMs: 200 } }, undefined, { onprogress: () => steps++, resetTimeoutOnProgress: true });
+      const call = client.callTool({ name: 'progress', arguments: { steps: 60, delayMs: 200 } }, undefined, {
+        onprogress: () => steps++,
+        resetTimeoutOnProgress: true,
+      });
       await until('20 progress notifications, 4 s into the call', () => steps >= 20 && Date.now() - started >= 4000, 60_000);
       const busy = await view();
       assert.equal(busy.inFlight, 1, 'read while the call still streams');
-      assert.ok(busy.idleSeconds <= 2, `idle ${busy.idleSeconds} s ${Math.round((Date.now() - started) / 1000)} s into a call that sent progress every 200 ms`);
+      assert.ok(
+        busy.idleSeconds <= 2,
+        `idle ${busy.idleSeconds} s ${Math.round((Date.now() - started) / 1000)} s into a call that sent progress every 200 ms`,
+      );
       assert.equal(busy.idleExpiresInSeconds, null);
       await call;
       assert.ok(steps >= 60);
@@ -194,7 +230,9 @@ describe('dashboard feed and figures', () => {
   });
 
   test('the page and its files load without the token, with content types and a strict CSP; nothing else does', async () => {
-    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '0', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '0', '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, {
+      BERTH_TEST_ADMIN: TOKEN,
+    });
     const base = new URL(berth.url).origin;
     try {
       const page = await fetch(`${base}/admin/`);
@@ -205,7 +243,13 @@ describe('dashboard feed and figures', () => {
       assert.match(csp, /script-src 'self'(;|$)/);
       assert.doesNotMatch(csp, /unsafe/);
       assert.doesNotMatch(await page.text(), /<script>|style=/, 'no inline script or style for the CSP to allow');
-      for (const [path, type] of [['app.js', 'text/javascript'], ['htm-preact.js', 'text/javascript'], ['uPlot.js', 'text/javascript'], ['uPlot.css', 'text/css'], ['style.css', 'text/css']]) {
+      for (const [path, type] of [
+        ['app.js', 'text/javascript'],
+        ['htm-preact.js', 'text/javascript'],
+        ['uPlot.js', 'text/javascript'],
+        ['uPlot.css', 'text/css'],
+        ['style.css', 'text/css'],
+      ]) {
         const r = await fetch(`${base}/admin/assets/${path}`);
         assert.equal(r.status, 200, path);
         assert.equal(r.headers.get('content-type'), `${type}; charset=utf-8`, path);
@@ -246,13 +290,19 @@ async function checkChart(page: Page, base: string): Promise<void> {
   const attr = async (name: string) => Number(await chart.getAttribute(name));
   const [xMin, xMax, first, last] = [await attr('data-x-min'), await attr('data-x-max'), await attr('data-first'), await attr('data-last')];
   assert.ok(xMin <= first && xMax >= last, `the x range ${xMin}..${xMax} covers the samples ${first}..${last}`);
-  assert.ok((last - first) / (xMax - xMin) >= 0.9, `the samples (${last - first} s) fill the x range (${xMax - xMin} s), not its right edge`);
+  assert.ok(
+    (last - first) / (xMax - xMin) >= 0.9,
+    `the samples (${last - first} s) fill the x range (${xMax - xMin} s), not its right edge`,
+  );
   // The samples are berth's own history: the feed's first snapshot has the chart's first sample.
   const abort = new AbortController();
   const r = await fetch(`${base}/admin/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: abort.signal });
   const history = JSON.parse(sseEvents(await readUntil(r, (ev) => ev.length >= 1))[0]!.data).history as Array<{ t: number }>;
   abort.abort();
-  assert.ok(history.some((p) => p.t / 1000 === first), 'the first sample is from the history');
+  assert.ok(
+    history.some((p) => p.t / 1000 === first),
+    'the first sample is from the history',
+  );
 
   assert.equal(await page.locator('#axis-time').textContent(), 'Time (local, one sample every 10s)');
   assert.match((await page.locator('#axis-sessions').textContent())!, /^Live sessions \(count\)$/);
@@ -278,7 +328,10 @@ async function launchChromium(): Promise<{ browser?: Browser; skip?: string }> {
   try {
     const { chromium } = await import('playwright-core');
     // As root (CI) Chromium's own sandbox cannot start; the page it loads is berth's own.
-    const browser = await chromium.launch({ executablePath: path, args: ['--disable-dev-shm-usage', ...(process.getuid?.() === 0 ? ['--no-sandbox'] : [])] });
+    const browser = await chromium.launch({
+      executablePath: path,
+      args: ['--disable-dev-shm-usage', ...(process.getuid?.() === 0 ? ['--no-sandbox'] : [])],
+    });
     return { browser };
   } catch (e) {
     return { skip: `chromium at ${path} cannot run: ${(e as Error).message.split('\n')[0]}` };
@@ -293,7 +346,10 @@ describe('dashboard in a browser', async () => {
   before(async () => {
     // Limits set, so the page has some to show (a host without cgroups shows them marked not enforced).
     const limits = ['--memory', '256MiB', '--pids', '300', '--cpus', '1.5'];
-    if (browser) berth = await runBerth(['--isolation', 'process', ...limits, '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, { BERTH_TEST_ADMIN: TOKEN });
+    if (browser)
+      berth = await runBerth(['--isolation', 'process', ...limits, '--admin-token-env', 'BERTH_TEST_ADMIN'], undefined, {
+        BERTH_TEST_ADMIN: TOKEN,
+      });
   });
   after(async () => {
     await browser?.close();
@@ -338,7 +394,8 @@ describe('dashboard in a browser', async () => {
       assert.equal(await page.evaluate(() => navigator.clipboard.readText()), sid);
       // The runtime's limits, per session: memory beside its use, the rest in their own column.
       assert.match((await row.locator('[data-limit=memory]').textContent())!, /^of 256 MiB( \(not enforced\))?$/);
-      const limit = async (key: string) => (await row.locator(`.limits [data-limit=${key}]`).textContent())!.replace(/ \(not enforced\)$/, '');
+      const limit = async (key: string) =>
+        (await row.locator(`.limits [data-limit=${key}]`).textContent())!.replace(/ \(not enforced\)$/, '');
       assert.equal(await limit('cpus'), 'CPUs: 1.5');
       assert.equal(await limit('pids'), 'pids: 300');
       assert.equal(await limit('disk'), 'disk: 1 GiB');
@@ -346,7 +403,7 @@ describe('dashboard in a browser', async () => {
       assert.equal(await limit('lifetime'), 'max lifetime: 8h');
       assert.equal(await limit('request'), 'call timeout: 10m');
       assert.match((await page.locator('#runtimes').textContent())!, /stateful.*process/);
-      assert.equal(await page.locator('.uplot canvas').count() > 0, true, 'the chart is drawn');
+      assert.equal((await page.locator('.uplot canvas').count()) > 0, true, 'the chart is drawn');
       await checkChart(page, new URL(berth.url).origin);
       assert.equal(await page.evaluate(() => document.cookie), '', 'no cookie carries the token');
 
@@ -365,7 +422,10 @@ describe('dashboard in a browser', async () => {
       await secondRow.locator('button.end', { hasText: 'Confirm' }).click();
       await secondRow.waitFor({ state: 'detached' });
       await page.locator('#live-count', { hasText: '1' }).waitFor();
-      await assert.rejects(second.client.listTools(), (e: Error & { code?: number }) => e.code === 404 && /Session not found/.test(e.message));
+      await assert.rejects(
+        second.client.listTools(),
+        (e: Error & { code?: number }) => e.code === 404 && /Session not found/.test(e.message),
+      );
       assert.equal((await first.client.listTools()).tools.length > 0, true, 'the other session lives on');
 
       // The token stays for the tab (sessionStorage): a reload goes straight to the dashboard; signing out forgets it.

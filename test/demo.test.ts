@@ -22,10 +22,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 
 const SERVER = fileURLToPath(new URL('../dist/demo/server.js', import.meta.url));
-const ROOTS = [
-  { uri: 'file:///home/user/project', name: 'project' },
-  { uri: 'file:///tmp/scratch' },
-];
+const ROOTS = [{ uri: 'file:///home/user/project', name: 'project' }, { uri: 'file:///tmp/scratch' }];
 
 interface Harness {
   client: Client;
@@ -151,7 +148,10 @@ describe('demo notes server', () => {
 
     const l = sc(await call(a, 'note_list'));
     assert.equal(l.count, 2);
-    assert.deepEqual(l.notes.map((n: any) => n.name), ['chores.2024', 'groceries']);
+    assert.deepEqual(
+      l.notes.map((n: any) => n.name),
+      ['chores.2024', 'groceries'],
+    );
     assert.equal(l.notes[1].bytes, 27);
     assert.ok(!Number.isNaN(Date.parse(l.notes[1].modified)));
 

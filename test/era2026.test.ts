@@ -9,7 +9,12 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { ACCEPT_BOTH, rawInit, runBerth, sseEvents, textOf, type BerthProcess } from './helpers/berth.ts';
 
 /** The 2026-only fixture, by absolute path: servers run in their private directories. */
-const SERVER_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url))];
+const SERVER_2026 = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url)),
+];
 
 const MODERN = '2026-07-28';
 const ENVELOPE = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} };
@@ -21,7 +26,11 @@ interface Reply {
 }
 
 async function post(url: string, message: unknown, headers: Record<string, string>): Promise<Reply> {
-  const r = await fetch(url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...headers }, body: JSON.stringify(message) });
+  const r = await fetch(url, {
+    method: 'POST',
+    headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...headers },
+    body: JSON.stringify(message),
+  });
   const text = await r.text();
   return { status: r.status, headers: r.headers, body: text ? JSON.parse(text) : undefined };
 }
@@ -64,7 +73,12 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
   test('a modern header without _meta, or _meta without its fields -> 400 -32602', async () => {
     const { headers } = modern('tools/list');
     assertError(await post(url, { jsonrpc: '2.0', id: 3, method: 'tools/list' }, headers), 400, -32602, 3);
-    const noCaps = { jsonrpc: '2.0', id: 4, method: 'tools/list', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } } };
+    const noCaps = {
+      jsonrpc: '2.0',
+      id: 4,
+      method: 'tools/list',
+      params: { _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN } },
+    };
     assertError(await post(url, noCaps, headers), 400, -32602, 4);
   });
 
@@ -74,11 +88,19 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
   });
 
   test('an unknown modern version -> 400 -32022 naming supported and requested', async () => {
-    const message = { jsonrpc: '2.0', id: 'v', method: 'tools/list', params: { _meta: { ...ENVELOPE, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } } };
+    const message = {
+      jsonrpc: '2.0',
+      id: 'v',
+      method: 'tools/list',
+      params: { _meta: { ...ENVELOPE, 'io.modelcontextprotocol/protocolVersion': '2099-01-01' } },
+    };
     const r = await post(url, message, { 'mcp-protocol-version': '2099-01-01', 'mcp-method': 'tools/list' });
     assertError(r, 400, -32022, 'v');
     assert.equal(r.body.error.data.requested, '2099-01-01');
-    assert.ok(r.body.error.data.supported.includes(MODERN) && r.body.error.data.supported.includes('2025-11-25'), JSON.stringify(r.body.error.data));
+    assert.ok(
+      r.body.error.data.supported.includes(MODERN) && r.body.error.data.supported.includes('2025-11-25'),
+      JSON.stringify(r.body.error.data),
+    );
   });
 
   test('Mcp-Method missing, or different in case -> 400 -32020', async () => {
@@ -119,7 +141,11 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
   });
 
   test('a notification under the modern header -> 202, no body', async () => {
-    const r = await post(url, { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } }, { 'mcp-protocol-version': MODERN });
+    const r = await post(
+      url,
+      { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } },
+      { 'mcp-protocol-version': MODERN },
+    );
     assert.equal(r.status, 202);
     assert.equal(r.body, undefined);
   });
@@ -132,7 +158,6 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
       assert.equal((await r.json()).error.code, -32000);
     });
   }
-
 });
 
 describe('a 2025-era server', { timeout: 60_000 }, () => {
@@ -147,7 +172,10 @@ describe('a 2025-era server', { timeout: 60_000 }, () => {
     const r = await post(berth.url, d.message, d.headers);
     assert.equal(r.status, 200, JSON.stringify(r.body));
     assert.equal(r.body.id, 'legacy-d');
-    assert.ok(r.body.result.supportedVersions.includes(MODERN) && r.body.result.supportedVersions.includes('2025-11-25'), JSON.stringify(r.body.result));
+    assert.ok(
+      r.body.result.supportedVersions.includes(MODERN) && r.body.result.supportedVersions.includes('2025-11-25'),
+      JSON.stringify(r.body.result),
+    );
     assert.equal(r.body.result._meta['io.modelcontextprotocol/serverInfo'].name, 'probe');
     assert.deepEqual([r.body.result.ttlMs, r.body.result.cacheScope], [0, 'private']);
     const list = modern('tools/list', {}, 'legacy-1');
@@ -161,7 +189,11 @@ describe('a 2025-era server', { timeout: 60_000 }, () => {
 
   test('2025 clients on the same endpoint are unaffected: initialize, then a session request', async () => {
     const sid = await rawInit(berth.url);
-    const r = await post(berth.url, { jsonrpc: '2.0', id: 1, method: 'tools/list' }, { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' });
+    const r = await post(
+      berth.url,
+      { jsonrpc: '2.0', id: 1, method: 'tools/list' },
+      { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+    );
     assert.equal(r.status, 200);
     assert.ok(r.body.result.tools.length > 0);
   });
@@ -169,7 +201,10 @@ describe('a 2025-era server', { timeout: 60_000 }, () => {
 
 /** The SDK v2 client pinned to 2026-07-28, answering elicitations with its ordinary handler. */
 async function pinnedClient(url: string, headers: Record<string, string> = {}): Promise<Client> {
-  const client = new Client({ name: 'era-test', version: '1' }, { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} } } });
+  const client = new Client(
+    { name: 'era-test', version: '1' },
+    { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} } } },
+  );
   client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { name: 'ada' } }));
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   return client;
@@ -219,13 +254,20 @@ describe('modern clients served by a 2026-era server', { timeout: 90_000 }, () =
   test('a call with progress streams as SSE without event ids, priming or retry; the last event is the result', async () => {
     const { message, headers } = modern('tools/call', { name: 'progress', arguments: { steps: 3 } }, 'p-1');
     (message.params._meta as Record<string, unknown>) = { ...ENVELOPE, progressToken: 'tok' };
-    const r = await fetch(berth.url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...headers }, body: JSON.stringify(message) });
+    const r = await fetch(berth.url, {
+      method: 'POST',
+      headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(message),
+    });
     assert.equal(r.status, 200);
     assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
     const body = await r.text();
     assert.doesNotMatch(body, /^(id|retry):/m, body);
     const events = sseEvents(body).map((e) => JSON.parse(e.data));
-    assert.deepEqual(events.slice(0, -1).map((e) => [e.method, e.params.progressToken, e.params.progress]), [1, 2, 3].map((n) => ['notifications/progress', 'tok', n]));
+    assert.deepEqual(
+      events.slice(0, -1).map((e) => [e.method, e.params.progressToken, e.params.progress]),
+      [1, 2, 3].map((n) => ['notifications/progress', 'tok', n]),
+    );
     assert.equal(events.at(-1).id, 'p-1');
     assert.equal(textOf(events.at(-1).result), 'done 3');
   });
@@ -242,7 +284,12 @@ describe('closing a modern response stream cancels the request', { timeout: 60_0
   test('the server gets notifications/cancelled and stops the call', async () => {
     const call = modern('tools/call', { name: 'sleep', arguments: { ms: 20_000, tag: 'cut-1' } }, 1);
     const abort = new AbortController();
-    const r = await fetch(berth.url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...call.headers }, body: JSON.stringify(call.message), signal: abort.signal });
+    const r = await fetch(berth.url, {
+      method: 'POST',
+      headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', ...call.headers },
+      body: JSON.stringify(call.message),
+      signal: abort.signal,
+    });
     // Past the JSON window the response became a stream: the call is running at the server.
     assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream/);
     abort.abort();
@@ -259,10 +306,14 @@ describe('closing a modern response stream cancels the request', { timeout: 60_0
 describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => {
   let berth: BerthProcess;
   before(async () => {
-    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'ERA_KEYS', '--admin-token-env', 'ERA_ADMIN'], SERVER_2026, {
-      ERA_KEYS: 'key-one,key-two',
-      ERA_ADMIN: 'admin-token-for-tests',
-    });
+    berth = await runBerth(
+      ['--isolation', 'process', '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'ERA_KEYS', '--admin-token-env', 'ERA_ADMIN'],
+      SERVER_2026,
+      {
+        ERA_KEYS: 'key-one,key-two',
+        ERA_ADMIN: 'admin-token-for-tests',
+      },
+    );
   });
   after(() => berth?.stop());
 
@@ -282,7 +333,10 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
       assert.notEqual(await call(bob, 'whoami'), aliceSandbox);
       assert.notEqual(await call(pooled, 'whoami'), aliceSandbox, 'without the header, requests go to the shared pool');
       // input_required works inside a session too (the retry carries the header like any request).
-      assert.match(textOf(await alice.callTool({ name: 'greet', arguments: { greeting: 'Hi' } })), new RegExp(`^Hi, ada! \\(asked by ${aliceSandbox}, answered by ${aliceSandbox}\\)$`));
+      assert.match(
+        textOf(await alice.callTool({ name: 'greet', arguments: { greeting: 'Hi' } })),
+        new RegExp(`^Hi, ada! \\(asked by ${aliceSandbox}, answered by ${aliceSandbox}\\)$`),
+      );
 
       const del = (key: string) => fetch(berth.url, { method: 'DELETE', headers: { authorization: `Bearer ${key}`, ...pinned } });
       assert.equal((await del('key-one')).status, 204);
@@ -308,7 +362,11 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
       assert.equal(await call(byUrl, 'whoami'), sandbox);
       assert.equal(await call(byAgentCore, 'whoami'), sandbox);
       const { message, headers } = modern('tools/list', {}, 'mismatch');
-      const r = await post(berth.url.replace(/\/mcp$/, `/sessions/${id}/mcp`), message, { ...headers, ...auth, 'berth-runtime-session': randomBytes(16).toString('base64url') });
+      const r = await post(berth.url.replace(/\/mcp$/, `/sessions/${id}/mcp`), message, {
+        ...headers,
+        ...auth,
+        'berth-runtime-session': randomBytes(16).toString('base64url'),
+      });
       assert.equal(r.status, 400);
       assert.match(r.body.error.message, /different runtime sessions/);
     } finally {
@@ -320,7 +378,8 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
     const admin = { authorization: 'Bearer admin-token-for-tests' };
     const base = new URL(berth.url).origin;
     type Listed = { id: string; kind: string; principal: { subject: string } };
-    const listed = async () => ((await (await fetch(`${base}/admin/sessions`, { headers: admin })).json()) as { sessions: Listed[] }).sessions;
+    const listed = async () =>
+      ((await (await fetch(`${base}/admin/sessions`, { headers: admin })).json()) as { sessions: Listed[] }).sessions;
     const before = new Set((await listed()).map((s) => s.id));
     const id = randomBytes(16).toString('base64url');
     const client = await pinnedClient(berth.url, { authorization: 'Bearer key-one', 'berth-runtime-session': id });
@@ -374,7 +433,13 @@ describe('a runtime session that timed out', { timeout: 60_000 }, () => {
 });
 
 describe('a 2026-era server over http (--upstream http)', { timeout: 90_000 }, () => {
-  const HTTP_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/conformance-server-2026.ts', import.meta.url)), '--http'];
+  const HTTP_2026 = [
+    process.execPath,
+    '--import',
+    import.meta.resolve('tsx'),
+    fileURLToPath(new URL('./fixtures/conformance-server-2026.ts', import.meta.url)),
+    '--http',
+  ];
   let berth: BerthProcess;
   before(async () => {
     berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--upstream', 'http'], HTTP_2026);
@@ -385,7 +450,10 @@ describe('a 2026-era server over http (--upstream http)', { timeout: 90_000 }, (
     const client = await pinnedClient(berth.url);
     try {
       assert.ok((await client.listTools()).tools.some((t) => t.name === 'test_input_required_result_elicitation'));
-      assert.equal(textOf(await client.callTool({ name: 'test_simple_text', arguments: {} })), 'This is a simple text response for testing.');
+      assert.equal(
+        textOf(await client.callTool({ name: 'test_simple_text', arguments: {} })),
+        'This is a simple text response for testing.',
+      );
       assert.equal(textOf(await client.callTool({ name: 'test_input_required_result_elicitation', arguments: {} })), 'Hello, ada!');
     } finally {
       await client.close();

@@ -36,7 +36,10 @@ before(() => {
 after(() => rmSync(top, { recursive: true, force: true }));
 
 function berth(args: string[]) {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin/berth.js'), ...args], { cwd: join(top, 'start'), stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/berth.js'), ...args], {
+    cwd: join(top, 'start'),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const exited = new Promise<number | null>((r) => proc.once('exit', r));
@@ -68,7 +71,10 @@ test('a command that cannot be found is refused at start, naming it', async () =
 });
 
 test('a server that cannot start makes berth run exit non-zero with its reason and its last stderr lines, never "listening"', async () => {
-  writeFileSync(join(top, 'srv', 'broken.mjs'), "console.error('loading settings'); console.error('fatal: no settings file'); process.exit(3);\n");
+  writeFileSync(
+    join(top, 'srv', 'broken.mjs'),
+    "console.error('loading settings'); console.error('fatal: no settings file'); process.exit(3);\n",
+  );
   const b = berth(['run', '--port', '0', '--', 'node', join(top, 'srv', 'broken.mjs')]);
   let out = '';
   b.proc.stdout!.on('data', (d) => (out += d));

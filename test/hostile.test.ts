@@ -35,10 +35,15 @@ type Target = keyof typeof PATHS;
 /** Runs one property with the run's seed, which any failure names so it can be replayed. */
 async function check<T>(name: string, arb: fc.Arbitrary<T>, runs: number, predicate: (v: T) => Promise<void>): Promise<void> {
   try {
-    await fc.assert(fc.asyncProperty(arb, predicate), { seed: SEED, numRuns: Math.max(1, Math.round(runs * SCALE)), endOnFailure: !SHRINK });
+    await fc.assert(fc.asyncProperty(arb, predicate), {
+      seed: SEED,
+      numRuns: Math.max(1, Math.round(runs * SCALE)),
+      endOnFailure: !SHRINK,
+    });
   } catch (e) {
     const cause = (e as Error).cause as Error | undefined;
-    (e as Error).message = `${name} failed; replay with HOSTILE_SEED=${SEED}\n${(e as Error).message}${cause ? `\nCause: ${cause.message}` : ''}`;
+    (e as Error).message =
+      `${name} failed; replay with HOSTILE_SEED=${SEED}\n${(e as Error).message}${cause ? `\nCause: ${cause.message}` : ''}`;
     throw e;
   }
 }
@@ -223,7 +228,8 @@ interface RawRequest {
 
 function serialize(r: RawRequest): Buffer {
   const lines: Buffer[] = [Buffer.from(`${r.method} ${r.target} ${r.version ?? 'HTTP/1.1'}\r\n`, 'latin1')];
-  for (const [k, v] of r.headers) lines.push(Buffer.from(`${k}: `, 'latin1'), Buffer.isBuffer(v) ? v : Buffer.from(v, 'latin1'), Buffer.from('\r\n'));
+  for (const [k, v] of r.headers)
+    lines.push(Buffer.from(`${k}: `, 'latin1'), Buffer.isBuffer(v) ? v : Buffer.from(v, 'latin1'), Buffer.from('\r\n'));
   const body = r.body ?? Buffer.alloc(0);
   const framing = r.framing ?? (r.body ? 'length' : 'none');
   if (framing === 'length') lines.push(Buffer.from(`content-length: ${body.length}\r\n\r\n`), body);
@@ -270,7 +276,8 @@ function assertSound(r: RawReply, what: string, head = false): void {
   assert.notEqual(r.status, 500, `an internal error: ${ctx}`);
   if (r.status >= 400 && !head) errorBody(r, ctx);
   if (r.status === 202) assert.equal(r.body.length, 0, `202 with a body: ${ctx}`);
-  if (r.status === 200 && !head) assert.match(r.headers['content-type'] ?? '', /^(application\/json|text\/event-stream)\b/, `200 of an unexpected type: ${ctx}`);
+  if (r.status === 200 && !head)
+    assert.match(r.headers['content-type'] ?? '', /^(application\/json|text\/event-stream)\b/, `200 of an unexpected type: ${ctx}`);
 }
 
 /** A refusal's body: application/json, `{jsonrpc: "2.0", error: {code, message}, id}` with a specific message. */
@@ -379,7 +386,12 @@ async function rawInit(path: string): Promise<string> {
   assert.equal(r.status, 200, r.body.toString());
   const sid = r.headers['mcp-session-id'];
   assert.ok(sid);
-  const n = await send({ method: 'POST', target: path, headers: validHeaders(sid), body: Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}') });
+  const n = await send({
+    method: 'POST',
+    target: path,
+    headers: validHeaders(sid),
+    body: Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}'),
+  });
   assert.equal(n.status, 202);
   return sid;
 }
@@ -390,7 +402,9 @@ async function rawInit(path: string): Promise<string> {
 /** Values that are wrong in interesting ways where a JSON-RPC member is expected. */
 const oddValue: fc.Arbitrary<unknown> = fc.oneof(
   fc.jsonValue({ maxDepth: 2 }),
-  fc.constantFrom(null, true, '', '2.0 ', '1.0', 2, 2.0, -0, 1.5, 1e21, -1e308, 2 ** 53 + 1, '\u0000', '\ud800', '\u202e', [], {}, [1, 2], { a: null }),
+  fc.constantFrom(null, true, '', '2.0 ', '1.0', 2, 2.0, -0, 1.5, 1e21, -1e308, 2 ** 53 + 1, '\u0000', '\ud800', '\u202e', [], {}, [1, 2], {
+    a: null,
+  }),
   fc.string({ unit: 'binary', maxLength: 40 }),
   fc.integer({ min: 1, max: 6000 }).map((n) => 'x'.repeat(n)),
 );
@@ -423,7 +437,11 @@ const structuralMutation = fc.oneof(
   fc.record({ op: fc.constant('drop' as const), key: fc.constantFrom(...KEYS) }),
   fc.record({ op: fc.constant('set' as const), key: fc.constantFrom(...KEYS), value: oddValue }),
   fc.record({ op: fc.constant('extra' as const), key: fc.string({ maxLength: 12 }), value: fc.jsonValue({ maxDepth: 2 }) }),
-  fc.record({ op: fc.constant('param' as const), key: fc.constantFrom('_meta', 'name', 'arguments', 'progressToken', 'requestId', 'protocolVersion'), value: oddValue }),
+  fc.record({
+    op: fc.constant('param' as const),
+    key: fc.constantFrom('_meta', 'name', 'arguments', 'progressToken', 'requestId', 'protocolVersion'),
+    value: oddValue,
+  }),
   fc.record({ op: fc.constant('meta' as const), value: oddValue }),
 );
 type StructuralMutation = typeof structuralMutation extends fc.Arbitrary<infer T> ? T : never;
@@ -447,12 +465,10 @@ function mutate(m: Msg, muts: StructuralMutation[]): Msg {
   return o;
 }
 
-const message = fc
-  .tuple(fc.nat(), fc.array(structuralMutation, { maxLength: 3 }))
-  .map(([i, muts]) => {
-    const bases = baseMessages();
-    return mutate(bases[i % bases.length]!, muts);
-  });
+const message = fc.tuple(fc.nat(), fc.array(structuralMutation, { maxLength: 3 })).map(([i, muts]) => {
+  const bases = baseMessages();
+  return mutate(bases[i % bases.length]!, muts);
+});
 
 /** Byte-level damage to a serialized body. */
 const textMutation = fc.oneof(
@@ -516,7 +532,9 @@ function nested(depth: number, kind: 'array' | 'object' | 'params' | 'unbalanced
   const inner = `${open.repeat(depth)}${kind === 'object' ? '1' : ''}${close.repeat(depth)}`;
   switch (kind) {
     case 'params':
-      return Buffer.from(`{"jsonrpc":"2.0","id":"deep","method":"tools/call","params":{"name":"echo","arguments":{"text":"x","deep":${inner}}}}`);
+      return Buffer.from(
+        `{"jsonrpc":"2.0","id":"deep","method":"tools/call","params":{"name":"echo","arguments":{"text":"x","deep":${inner}}}}`,
+      );
     case 'object':
       return Buffer.from(`{"jsonrpc":"2.0","id":"deep","method":"ping","params":${inner}}`);
     case 'unbalanced':
@@ -545,25 +563,55 @@ const body: fc.Arbitrary<Body> = fc.oneof(
   {
     weight: 6,
     arbitrary: fc
-      .tuple(fc.oneof({ weight: 3, arbitrary: message }, { weight: 1, arbitrary: fc.array(message, { maxLength: 5 }) }), fc.array(textMutation, { maxLength: 2 }))
-      .map(([m, muts]) => new Body(damage(Buffer.from(JSON.stringify(m)), muts), `mutated JSON-RPC${muts.length ? ` + ${muts.map((x) => x.op).join('+')}` : ''}`)),
+      .tuple(
+        fc.oneof({ weight: 3, arbitrary: message }, { weight: 1, arbitrary: fc.array(message, { maxLength: 5 }) }),
+        fc.array(textMutation, { maxLength: 2 }),
+      )
+      .map(
+        ([m, muts]) =>
+          new Body(
+            damage(Buffer.from(JSON.stringify(m)), muts),
+            `mutated JSON-RPC${muts.length ? ` + ${muts.map((x) => x.op).join('+')}` : ''}`,
+          ),
+      ),
   },
   {
     weight: 1,
     arbitrary: fc
-      .tuple(fc.constantFrom(100, 1000, 5000, 100_000), fc.constantFrom('array' as const, 'object' as const, 'params' as const, 'unbalanced' as const, 'batch' as const))
+      .tuple(
+        fc.constantFrom(100, 1000, 5000, 100_000),
+        fc.constantFrom('array' as const, 'object' as const, 'params' as const, 'unbalanced' as const, 'batch' as const),
+      )
       .map(([d, k]) => new Body(nested(d, k), `nested ${d} levels (${k})`)),
   },
   {
     weight: 1,
-    arbitrary: fc.constantFrom(
-      () => new Body(Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"${'y'.repeat(LIMITS.stateful - 200)}"}}}`), 'large string near the limit'),
-      () => new Body(Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":${'9'.repeat(200_000)}}}`), '200k-digit number'),
-      () => new Body(Buffer.from(`[${Array.from({ length: 2000 }, (_, i) => `{"jsonrpc":"2.0","id":${i},"method":"ping"}`).join(',')}]`), 'batch of 2000 pings'),
-      () => new Body(Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{${Array.from({ length: 20_000 }, (_, i) => `"k${i}":${i}`).join(',')}}}`), '20k keys'),
-      () => new Body(Buffer.alloc(LIMITS.stateful + 1, 0x20), 'one byte over the limit'),
-      () => new Body(Buffer.alloc(0), 'empty'),
-    ).map((f) => f()),
+    arbitrary: fc
+      .constantFrom(
+        () =>
+          new Body(
+            Buffer.from(
+              `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"${'y'.repeat(LIMITS.stateful - 200)}"}}}`,
+            ),
+            'large string near the limit',
+          ),
+        () => new Body(Buffer.from(`{"jsonrpc":"2.0","id":1,"method":"ping","params":{"n":${'9'.repeat(200_000)}}}`), '200k-digit number'),
+        () =>
+          new Body(
+            Buffer.from(`[${Array.from({ length: 2000 }, (_, i) => `{"jsonrpc":"2.0","id":${i},"method":"ping"}`).join(',')}]`),
+            'batch of 2000 pings',
+          ),
+        () =>
+          new Body(
+            Buffer.from(
+              `{"jsonrpc":"2.0","id":1,"method":"ping","params":{${Array.from({ length: 20_000 }, (_, i) => `"k${i}":${i}`).join(',')}}}`,
+            ),
+            '20k keys',
+          ),
+        () => new Body(Buffer.alloc(LIMITS.stateful + 1, 0x20), 'one byte over the limit'),
+        () => new Body(Buffer.alloc(0), 'empty'),
+      )
+      .map((f) => f()),
   },
 );
 
@@ -592,13 +640,18 @@ function expectedFor(b: Buffer, limit: number): { status: number; code: number; 
     return { status: 400, code: -32700, message: /Parse error/ };
   }
   if (depthOf(v) > 512) return { status: 400, code: -32600, message: /nested deeper than/ };
-  if (typeof v !== 'object' || v === null || (Array.isArray(v) && v.length === 0)) return { status: 400, code: -32600, message: /Invalid Request/ };
+  if (typeof v !== 'object' || v === null || (Array.isArray(v) && v.length === 0))
+    return { status: 400, code: -32600, message: /Invalid Request/ };
   if (!Array.isArray(v) && (v as Msg).jsonrpc !== '2.0') return { status: 400, code: -32600, message: /Invalid Request.*jsonrpc/ };
   // MCP messages have only JSON-RPC's members, and object params: anything else a server would drop unanswered.
   const isObj = (x: unknown): x is Msg => typeof x === 'object' && x !== null && !Array.isArray(x);
   const members = ['jsonrpc', 'id', 'method', 'params', 'result', 'error'];
   const items = Array.isArray(v) ? v : [v];
-  if (items.some((x) => isObj(x) && (Object.keys(x).some((k) => !members.includes(k)) || ('method' in x && 'params' in x && !isObj(x.params))))) {
+  if (
+    items.some(
+      (x) => isObj(x) && (Object.keys(x).some((k) => !members.includes(k)) || ('method' in x && 'params' in x && !isObj(x.params))),
+    )
+  ) {
     return { status: 400, code: -32600, message: /Invalid Request/ };
   }
   return undefined;
@@ -608,7 +661,8 @@ function expectedFor(b: Buffer, limit: number): { status: number; code: number; 
 function headerVerdict(sid: string | Buffer | undefined): { status: number; code: number; message: RegExp } | undefined {
   if (sid === undefined) return undefined;
   const bytes = Buffer.isBuffer(sid) ? sid : Buffer.from(sid, 'latin1');
-  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(bytes.toString('latin1'))) return { status: 400, code: -32000, message: /Bad Request: not a valid HTTP\/1\.1 request/ };
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(bytes.toString('latin1')))
+    return { status: 400, code: -32000, message: /Bad Request: not a valid HTTP\/1\.1 request/ };
   if (bytes.length > 17_000) return { status: 431, code: -32000, message: /Request Header Fields Too Large/ };
   return undefined;
 }
@@ -629,7 +683,10 @@ function sessionValue(choice: string): string | Buffer | undefined {
   if (choice === 'empty') return '';
   if (choice === 'near-miss-suffix') return `${victimSid}x`;
   if (choice === 'near-miss-prefix') return victimSid.slice(0, -1);
-  if (choice === 'near-miss-case') return victimSid.replace(/[a-z]/, (c) => c.toUpperCase()) === victimSid ? `${victimSid}A` : victimSid.replace(/[a-z]/, (c) => c.toUpperCase());
+  if (choice === 'near-miss-case')
+    return victimSid.replace(/[a-z]/, (c) => c.toUpperCase()) === victimSid
+      ? `${victimSid}A`
+      : victimSid.replace(/[a-z]/, (c) => c.toUpperCase());
   if (choice.startsWith('raw:')) return choice.slice(4);
   if (choice.startsWith('huge:')) return 's'.repeat(Number(choice.slice(5)));
   // Bytes without CR/LF (those would be new header lines; the header property sends those on purpose).
@@ -645,13 +702,25 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     const config = {
       server: { host: '127.0.0.1', port: 0, drainTimeout: '1s' },
       runtimes: {
-        default: { ...runtime, warmPool: 2, limits: { maxBodySize: `${LIMITS.stateful}B`, bodyTimeout: `${BODY_TIMEOUT_MS}ms`, maxSessions: 6 } },
-        lite: { ...runtime, mode: 'stateless', warmPool: 1, limits: { maxBodySize: `${LIMITS.stateless}B`, bodyTimeout: `${BODY_TIMEOUT_MS}ms` } },
+        default: {
+          ...runtime,
+          warmPool: 2,
+          limits: { maxBodySize: `${LIMITS.stateful}B`, bodyTimeout: `${BODY_TIMEOUT_MS}ms`, maxSessions: 6 },
+        },
+        lite: {
+          ...runtime,
+          mode: 'stateless',
+          warmPool: 1,
+          limits: { maxBodySize: `${LIMITS.stateless}B`, bodyTimeout: `${BODY_TIMEOUT_MS}ms` },
+        },
         // API keys: sessions are bound to their principal. Rates high enough that 429 never hides another answer.
         locked: {
           ...runtime,
           warmPool: 1,
-          auth: { kind: 'api-key', keys: Object.entries(KEYS_OF).map(([name, key]) => ({ name, sha256: createHash('sha256').update(key).digest('hex') })) },
+          auth: {
+            kind: 'api-key',
+            keys: Object.entries(KEYS_OF).map(([name, key]) => ({ name, sha256: createHash('sha256').update(key).digest('hex') })),
+          },
           limits: { bodyTimeout: `${BODY_TIMEOUT_MS}ms`, requestsPerSecond: 100_000, requestBurst: 100_000 },
         },
       },
@@ -669,7 +738,14 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     assert.ok(victimSid);
     attackerSid = await rawInit(PATHS.stateful);
     endedSid = await rawInit(PATHS.stateful);
-    const d = await send({ method: 'DELETE', target: PATHS.stateful, headers: [['host', 'x'], ['mcp-session-id', endedSid]] });
+    const d = await send({
+      method: 'DELETE',
+      target: PATHS.stateful,
+      headers: [
+        ['host', 'x'],
+        ['mcp-session-id', endedSid],
+      ],
+    });
     assert.equal(d.status, 204);
     victim = new Victim(client);
     victim.start();
@@ -704,7 +780,8 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       if (!expected && r.status === 200 && /^application\/json/.test(r.headers['content-type'] ?? '')) {
         const sent = JSON.parse(b.bytes.toString('utf8').replace(/^\uFEFF/, '')) as Msg | Msg[];
         const got = JSON.parse(r.body.toString('utf8')) as Msg | Msg[];
-        if (!Array.isArray(sent) && !Array.isArray(got)) assert.equal(JSON.stringify(got.id), JSON.stringify(sent.id), `answered with another id: ${what} -> ${preview(r.body)}`);
+        if (!Array.isArray(sent) && !Array.isArray(got))
+          assert.equal(JSON.stringify(got.id), JSON.stringify(sent.id), `answered with another id: ${what} -> ${preview(r.body)}`);
       }
     });
     await health();
@@ -724,15 +801,38 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     ];
     for (const [body, message] of cases) {
       for (const target of ['stateful', 'stateless'] as const) {
-        const r = await send({ method: 'POST', target: PATHS[target], headers: validHeaders(target === 'stateful' ? attackerSid : undefined), body: Buffer.from(body) }, { timeoutMs: 5000 });
+        const r = await send(
+          {
+            method: 'POST',
+            target: PATHS[target],
+            headers: validHeaders(target === 'stateful' ? attackerSid : undefined),
+            body: Buffer.from(body),
+          },
+          { timeoutMs: 5000 },
+        );
         assertRefusal(r, `${target}: ${body}`, 400, -32600, message);
       }
     }
     // Two requests with one id in one batch: there is no telling their answers apart.
-    const dup = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid, '2025-03-26'), body: Buffer.from('[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"method":"tools/list"}]') }, { timeoutMs: 5000 });
+    const dup = await send(
+      {
+        method: 'POST',
+        target: PATHS.stateful,
+        headers: validHeaders(attackerSid, '2025-03-26'),
+        body: Buffer.from('[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":1,"method":"tools/list"}]'),
+      },
+      { timeoutMs: 5000 },
+    );
     assertRefusal(dup, 'a batch reusing an id', 400, -32600, /batch item 1.*id 1 is used twice/);
     // What MCP does allow still goes through: fractional ids and tokens (berth rewrites both), extra members in params.
-    const ok = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid), body: Buffer.from('{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t"},"extra":1,"_meta":{"progressToken":2.5}}}') });
+    const ok = await send({
+      method: 'POST',
+      target: PATHS.stateful,
+      headers: validHeaders(attackerSid),
+      body: Buffer.from(
+        '{"jsonrpc":"2.0","id":1.5,"method":"tools/call","params":{"name":"echo","arguments":{"text":"t"},"extra":1,"_meta":{"progressToken":2.5}}}',
+      ),
+    });
     assert.equal(ok.status, 200, ok.body.toString());
     assert.match(ok.body.toString(), /"id":1\.5/);
   });
@@ -740,24 +840,32 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
   // Found by the bodies property: a burst of more answers than streams.retainEvents, written while the socket waited
   // for drain, was evicted unwritten and the connection cut (~750 of 3001 answers, then 410 on resume). Fixed in
   // stream-log (a5c081c); this keeps it fixed.
-  test(
-    'a batch of 3000 requests (more answers than streams.retainEvents) gets every answer',
-    async () => {
-      // One slow call first, so the answer becomes a stream (past jsonWindow); the 3000 quick answers arrive in bursts.
-      const calls = [`{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"sleep","arguments":{"ms":400}}}`];
-      for (let i = 0; i < 3000; i++) calls.push(`{"jsonrpc":"2.0","id":${i},"method":"ping"}`);
-      const r = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid, '2025-03-26'), body: Buffer.from(`[${calls.join(',')}]`) }, { timeoutMs: 15_000 });
-      assert.equal(r.status, 200);
-      assert.equal((r.body.toString().match(/^data: \{/gm) ?? []).length, 3001, 'one answer per request');
-    },
-  );
+  test('a batch of 3000 requests (more answers than streams.retainEvents) gets every answer', async () => {
+    // One slow call first, so the answer becomes a stream (past jsonWindow); the 3000 quick answers arrive in bursts.
+    const calls = [`{"jsonrpc":"2.0","id":"slow","method":"tools/call","params":{"name":"sleep","arguments":{"ms":400}}}`];
+    for (let i = 0; i < 3000; i++) calls.push(`{"jsonrpc":"2.0","id":${i},"method":"ping"}`);
+    const r = await send(
+      {
+        method: 'POST',
+        target: PATHS.stateful,
+        headers: validHeaders(attackerSid, '2025-03-26'),
+        body: Buffer.from(`[${calls.join(',')}]`),
+      },
+      { timeoutMs: 15_000 },
+    );
+    assert.equal(r.status, 200);
+    assert.equal((r.body.toString().match(/^data: \{/gm) ?? []).length, 3001, 'one answer per request');
+  });
 
   test('deeply nested JSON (up to 100k levels) in a live session and in every position: refused with 400, never a 500', async () => {
     for (const kind of ['array', 'object', 'params', 'unbalanced', 'batch'] as const) {
       for (const depth of [600, 5000, 100_000]) {
         const b = nested(depth, kind);
         const what = `nested ${depth} (${kind}), ${b.length} bytes`;
-        const r = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid, '2025-03-26'), body: b }, { timeoutMs: 20_000 });
+        const r = await send(
+          { method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid, '2025-03-26'), body: b },
+          { timeoutMs: 20_000 },
+        );
         assertSound(r, what);
         if (kind === 'unbalanced') assertRefusal(r, what, 400, -32700, /Parse error/);
         else if (kind === 'batch') assertRefusal(r, what, 400, -32600, /Invalid Request/);
@@ -771,7 +879,12 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     const post = (extra: string, body = '{"jsonrpc":"2.0","id":1,"method":"ping"}') =>
       `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\n${extra}content-length: ${body.length}\r\n\r\n${body}`;
     const cases: Array<[string, string, number, RegExp]> = [
-      ['a control character in a header value', post('mcp-session-id: ab\x01cd\r\n'), 400, /Bad Request: not a valid HTTP\/1\.1 request \(.+\)/],
+      [
+        'a control character in a header value',
+        post('mcp-session-id: ab\x01cd\r\n'),
+        400,
+        /Bad Request: not a valid HTTP\/1\.1 request \(.+\)/,
+      ],
       ['a header line without a colon', post('garbage\r\n'), 400, /Bad Request/],
       ['20 KiB of headers', post(`x-big: ${'b'.repeat(20_000)}\r\n`), 431, /Request Header Fields Too Large.*16384/],
       ['an unknown method', `BREW /mcp HTTP/1.1\r\nhost: x\r\n\r\n`, 400, /Bad Request/],
@@ -780,8 +893,18 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       ['two different Content-Lengths', post('content-length: 7\r\n'), 400, /Bad Request/],
       ['CONNECT', `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n\r\n`, 405, /Method Not Allowed: CONNECT/],
       ['an Expect other than 100-continue', post('expect: teapot\r\n'), 417, /Expectation Failed/],
-      ['HTTP/1.1 without a Host header', `POST ${PATHS.stateful} HTTP/1.1\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`, 400, /Host header/],
-      ['a malformed chunk in a body berth is reading', `${post('').split('content-length')[0]}transfer-encoding: chunked\r\n\r\n5\r\n{"jso\r\nzz\r\n`, 400, /Bad Request/],
+      [
+        'HTTP/1.1 without a Host header',
+        `POST ${PATHS.stateful} HTTP/1.1\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`,
+        400,
+        /Host header/,
+      ],
+      [
+        'a malformed chunk in a body berth is reading',
+        `${post('').split('content-length')[0]}transfer-encoding: chunked\r\n\r\n5\r\n{"jso\r\nzz\r\n`,
+        400,
+        /Bad Request/,
+      ],
     ];
     for (const [what, raw, status, message] of cases) {
       const r = await rawExchange([raw], { port });
@@ -799,7 +922,9 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     for (let i = 0; i < 5; i++) {
       const sock = tcpConnect({ host: '127.0.0.1', port });
       await new Promise((r) => sock.once('connect', r));
-      sock.write(`POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"jsonrpc":`);
+      sock.write(
+        `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"jsonrpc":`,
+      );
       await sleep(100);
       sock.destroy();
     }
@@ -810,7 +935,8 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
 
   test('pipelined requests on one connection are answered in order, a bad one among them included', async () => {
     const ping = (id: number) => `{"jsonrpc":"2.0","id":${id},"method":"ping"}`;
-    const req = (body: string) => `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\nmcp-session-id: ${attackerSid}\r\nmcp-protocol-version: ${V}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const req = (body: string) =>
+      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\nmcp-session-id: ${attackerSid}\r\nmcp-protocol-version: ${V}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
     const all = await new Promise<string>((resolve) => {
       // One write: all three are in berth's buffer before the first is answered.
       const sock = tcpConnect({ host: '127.0.0.1', port }, () => sock.write(req(ping(1)) + req('{"jsonrpc":') + req(ping(3))));
@@ -857,12 +983,18 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       const sid = sessionValue(session);
       const headers: Array<[string, string | Buffer]> = validHeaders(undefined, sid ? V : undefined);
       if (sid !== undefined) headers.push(['mcp-session-id', sid]);
-      const req: RawRequest = { method, target: path, headers, body: withBody ? Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping"}') : undefined };
+      const req: RawRequest = {
+        method,
+        target: path,
+        headers,
+        body: withBody ? Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping"}') : undefined,
+      };
       const r = await send(req);
       const what = `${JSON.stringify(method)} ${preview(path, 120)} session=${session}`;
       assertSound(r, what, method === 'HEAD');
       const plain = /^\/[\x21-\x7e]*$/.test(path) && path.length < 15_000 && METHODS.includes(method) && method !== 'CONNECT';
-      if (path.length > 17_000 && METHODS.includes(method) && method !== 'HEAD') assertRefusal(r, what, 431, -32000, /Header Fields Too Large/);
+      if (path.length > 17_000 && METHODS.includes(method) && method !== 'HEAD')
+        assertRefusal(r, what, 431, -32000, /Header Fields Too Large/);
       const p = path.split('?')[0]!;
       const served = ['/mcp', '/runtimes/default/mcp', '/runtimes/lite/mcp', '/healthz'];
       const other = p.startsWith('/admin') || p.startsWith('/.well-known/'); // endpoints with rules of their own
@@ -883,8 +1015,21 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     });
     await check('session ids', arb, 300, async ({ method, session }) => {
       const sid = sessionValue(session)!;
-      const headers: Array<[string, string | Buffer]> = [['host', 'x'], ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT], ['content-type', 'application/json'], ['mcp-session-id', sid]];
-      const req: RawRequest = { method, target: PATHS.stateful, headers, body: method === 'POST' ? Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"state_get","arguments":{}}}') : undefined };
+      const headers: Array<[string, string | Buffer]> = [
+        ['host', 'x'],
+        ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT],
+        ['content-type', 'application/json'],
+        ['mcp-session-id', sid],
+      ];
+      const req: RawRequest = {
+        method,
+        target: PATHS.stateful,
+        headers,
+        body:
+          method === 'POST'
+            ? Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"state_get","arguments":{}}}')
+            : undefined,
+      };
       const r = await send(req);
       const what = `${method} session=${session.slice(0, 80)}`;
       assertSound(r, what);
@@ -895,7 +1040,12 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       assertRefusal(r, what, 404, -32001, /Session not found/);
     });
     // The attacker's own session sees its own (empty) state, never the healthy session's.
-    const own = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(attackerSid), body: Buffer.from('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"state_get","arguments":{}}}') });
+    const own = await send({
+      method: 'POST',
+      target: PATHS.stateful,
+      headers: validHeaders(attackerSid),
+      body: Buffer.from('{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"state_get","arguments":{}}}'),
+    });
     if (own.status === 200) assert.match(own.body.toString(), /\(none\)/);
     else assertRefusal(own, 'state_get on the attacker session', 404, -32001, /Session not found/); // a hostile DELETE may have ended it
     await health();
@@ -905,13 +1055,36 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     // A second healthy session whose stream carries a secret of its own, and whose event ids we can see.
     const secret2 = `second-secret-${randomBytes(12).toString('hex')}`;
     const owner = await rawInit(PATHS.stateful);
-    const call = await send({ method: 'POST', target: PATHS.stateful, headers: validHeaders(owner), body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'log', arguments: { message: secret2 } } })) }, { peekStream: false });
+    const call = await send(
+      {
+        method: 'POST',
+        target: PATHS.stateful,
+        headers: validHeaders(owner),
+        body: Buffer.from(
+          JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'log', arguments: { message: secret2 } } }),
+        ),
+      },
+      { peekStream: false },
+    );
     assert.match(call.headers['content-type'] ?? '', /^text\/event-stream/, 'the log notification makes the call a stream');
     assert.ok(call.body.includes(secret2));
     const ids = [...call.body.toString().matchAll(/^id: ?(\S+)$/gm)].map((m) => m[1]!);
     assert.ok(ids.length >= 2, call.body.toString());
     const getWith = (sid: string, id: string | Buffer) =>
-      send({ method: 'GET', target: PATHS.stateful, headers: [['host', 'x'], ['accept', 'text/event-stream'], ['mcp-session-id', sid], ['mcp-protocol-version', V], ['last-event-id', id]] }, { streamMs: 300 });
+      send(
+        {
+          method: 'GET',
+          target: PATHS.stateful,
+          headers: [
+            ['host', 'x'],
+            ['accept', 'text/event-stream'],
+            ['mcp-session-id', sid],
+            ['mcp-protocol-version', V],
+            ['last-event-id', id],
+          ],
+        },
+        { streamMs: 300 },
+      );
     // The positive control: its owner resumes from the first event and gets the secret again.
     const own = await getWith(owner, ids[0]!);
     assert.equal(own.status, 200, own.body.toString());
@@ -920,8 +1093,12 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     const intruder = await rawInit(PATHS.stateful);
     const idArb = fc.oneof(
       fc.constantFrom(...ids),
-      fc.tuple(fc.constantFrom(...ids), fc.constantFrom('0', '1', '2', '999', '000000000000001', '-1', '1e3', '')).map(([id, seq]) => `${id.split('.')[0]}.${seq}`),
-      fc.tuple(fc.constantFrom(...ids), fc.nat({ max: 15 })).map(([id, i]) => id.slice(0, i) + (id[i] === 'A' ? 'B' : 'A') + id.slice(i + 1)),
+      fc
+        .tuple(fc.constantFrom(...ids), fc.constantFrom('0', '1', '2', '999', '000000000000001', '-1', '1e3', ''))
+        .map(([id, seq]) => `${id.split('.')[0]}.${seq}`),
+      fc
+        .tuple(fc.constantFrom(...ids), fc.nat({ max: 15 }))
+        .map(([id, i]) => id.slice(0, i) + (id[i] === 'A' ? 'B' : 'A') + id.slice(i + 1)),
       fc.string({ unit: 'binary-ascii', maxLength: 40 }).filter((x) => !/[\r\n]/.test(x)),
       fc.uint8Array({ minLength: 1, maxLength: 30 }).map((a) => Buffer.from(a.map((x) => (x === 10 || x === 13 ? 32 : x)))),
       fc.constantFrom(2000, 15_000).map((n) => '7'.repeat(n)),
@@ -934,19 +1111,50 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       assert.ok(!r.body.includes(secret2), `another session's events replayed: ${what} -> ${preview(r.body)}`);
       assert.ok(r.status >= 400, `${what} -> ${r.statusLine}`);
     });
-    await send({ method: 'DELETE', target: PATHS.stateful, headers: [['host', 'x'], ['mcp-session-id', owner]] });
-    await send({ method: 'DELETE', target: PATHS.stateful, headers: [['host', 'x'], ['mcp-session-id', intruder]] });
+    await send({
+      method: 'DELETE',
+      target: PATHS.stateful,
+      headers: [
+        ['host', 'x'],
+        ['mcp-session-id', owner],
+      ],
+    });
+    await send({
+      method: 'DELETE',
+      target: PATHS.stateful,
+      headers: [
+        ['host', 'x'],
+        ['mcp-session-id', intruder],
+      ],
+    });
   });
 
   test("credentials: random, malformed, near-miss and another principal's valid key never reach a session that is not theirs", async () => {
     const secret3 = `alice-secret-${randomBytes(12).toString('hex')}`;
     const auth = (key: string): Array<[string, string]> => [['authorization', `Bearer ${key}`]];
-    const init = await send({ method: 'POST', target: LOCKED, headers: [...validHeaders(), ...auth(KEYS_OF.alice)], body: Buffer.from(initBody()) });
+    const init = await send({
+      method: 'POST',
+      target: LOCKED,
+      headers: [...validHeaders(), ...auth(KEYS_OF.alice)],
+      body: Buffer.from(initBody()),
+    });
     assert.equal(init.status, 200, init.body.toString());
     const alice = init.headers['mcp-session-id']!;
     const aliceHeaders = [...validHeaders(alice), ...auth(KEYS_OF.alice)];
-    await send({ method: 'POST', target: LOCKED, headers: aliceHeaders, body: Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}') });
-    const set = await send({ method: 'POST', target: LOCKED, headers: aliceHeaders, body: Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'state_set', arguments: { value: secret3 } } })) });
+    await send({
+      method: 'POST',
+      target: LOCKED,
+      headers: aliceHeaders,
+      body: Buffer.from('{"jsonrpc":"2.0","method":"notifications/initialized"}'),
+    });
+    const set = await send({
+      method: 'POST',
+      target: LOCKED,
+      headers: aliceHeaders,
+      body: Buffer.from(
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'state_set', arguments: { value: secret3 } } }),
+      ),
+    });
     assert.equal(set.status, 200, set.body.toString());
     // The positive control: alice herself reads it back.
     const get = Buffer.from('{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"state_get","arguments":{}}}');
@@ -960,24 +1168,55 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       fc.constant<Array<[string, string | Buffer]>>([['x-api-key', KEYS_OF.mallory]]),
       alike(KEYS_OF.alice).map((k): Array<[string, string | Buffer]> => auth(k)),
       alike(KEYS_OF.alice).map((k): Array<[string, string | Buffer]> => [['x-api-key', k]]),
-      fc.constantFrom('Basic YWxpY2U6eA==', 'Bearer', 'Bearer ', 'bearer', 'Token x', 'Bearer a b', `Bearer ${'k'.repeat(15_000)}`, 'Bearer ===', 'Bearer ..').map((v): Array<[string, string | Buffer]> => [['authorization', v]]),
-      fc.string({ unit: 'binary-ascii', maxLength: 40 }).filter((v) => !/[\r\n]/.test(v)).map((v): Array<[string, string | Buffer]> => [['authorization', `Bearer ${v}`]]),
-      fc.uint8Array({ minLength: 1, maxLength: 30 }).map((a): Array<[string, string | Buffer]> => [['x-api-key', Buffer.from(a.map((x) => (x === 10 || x === 13 ? 32 : x)))]]),
+      fc
+        .constantFrom(
+          'Basic YWxpY2U6eA==',
+          'Bearer',
+          'Bearer ',
+          'bearer',
+          'Token x',
+          'Bearer a b',
+          `Bearer ${'k'.repeat(15_000)}`,
+          'Bearer ===',
+          'Bearer ..',
+        )
+        .map((v): Array<[string, string | Buffer]> => [['authorization', v]]),
+      fc
+        .string({ unit: 'binary-ascii', maxLength: 40 })
+        .filter((v) => !/[\r\n]/.test(v))
+        .map((v): Array<[string, string | Buffer]> => [['authorization', `Bearer ${v}`]]),
+      fc
+        .uint8Array({ minLength: 1, maxLength: 30 })
+        .map((a): Array<[string, string | Buffer]> => [['x-api-key', Buffer.from(a.map((x) => (x === 10 || x === 13 ? 32 : x)))]]),
       // Duplicates: Node keeps the first Authorization and joins X-API-Key values with ", ".
       fc.constant<Array<[string, string | Buffer]>>([...auth(KEYS_OF.mallory), ...auth(KEYS_OF.alice)]),
-      fc.constant<Array<[string, string | Buffer]>>([['x-api-key', KEYS_OF.mallory], ['x-api-key', KEYS_OF.alice]]),
+      fc.constant<Array<[string, string | Buffer]>>([
+        ['x-api-key', KEYS_OF.mallory],
+        ['x-api-key', KEYS_OF.alice],
+      ]),
     );
-    const arb = fc.record({ credential, method: fc.constantFrom('POST', 'GET', 'DELETE'), session: fc.constantFrom('alice', 'none', 'ended', 'near-miss') });
+    const arb = fc.record({
+      credential,
+      method: fc.constantFrom('POST', 'GET', 'DELETE'),
+      session: fc.constantFrom('alice', 'none', 'ended', 'near-miss'),
+    });
     await check('credentials', arb, 150, async ({ credential: cred, method, session }) => {
       const sid = session === 'alice' ? alice : session === 'ended' ? endedSid : session === 'near-miss' ? `${alice}x` : undefined;
-      const headers: Array<[string, string | Buffer]> = [['host', 'x'], ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT], ['content-type', 'application/json'], ...cred];
+      const headers: Array<[string, string | Buffer]> = [
+        ['host', 'x'],
+        ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT],
+        ['content-type', 'application/json'],
+        ...cred,
+      ];
       if (sid) headers.push(['mcp-session-id', sid], ['mcp-protocol-version', V]);
       const r = await send({ method, target: LOCKED, headers, body: method === 'POST' ? get : undefined });
       const what = `${method} session=${session} credential=${preview(JSON.stringify(cred), 120)}`;
       assertSound(r, what);
       assert.ok(!r.body.includes(secret3), `alice's secret reached someone else: ${what} -> ${preview(r.body)}`);
       assert.ok(r.status >= 400, `${what} -> ${r.statusLine}`);
-      const valid = (cred.length === 2 && cred[0]![0] === 'authorization') || (cred.length === 1 && typeof cred[0]![1] === 'string' && cred[0]![1].includes(KEYS_OF.mallory) && !cred[0]![1].includes(','));
+      const valid =
+        (cred.length === 2 && cred[0]![0] === 'authorization') ||
+        (cred.length === 1 && typeof cred[0]![1] === 'string' && cred[0]![1].includes(KEYS_OF.mallory) && !cred[0]![1].includes(','));
       if (r.status === 401) assert.match(r.headers['www-authenticate'] ?? '', /^Bearer /, `401 without a challenge: ${what}`);
       // Mallory's valid key with alice's session id is the unknown-id 404, never her session.
       if (valid && session === 'alice') assertRefusal(r, what, 404, -32001, /Session not found/);
@@ -989,33 +1228,48 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
 
   test('parallel barrage: batches of hostile requests at once', async () => {
     const one = fc.oneof(
-      fc.record({ body, target: fc.constantFrom<Target>('stateful', 'stateless'), session: sessionChoice }).map(({ body: b, target, session }): RawRequest => {
-        const sid = sessionValue(session);
-        const headers: Array<[string, string | Buffer]> = validHeaders();
-        if (sid !== undefined) headers.push(['mcp-session-id', sid]);
-        return { method: 'POST', target: PATHS[target], headers, body: b.bytes };
-      }),
+      fc
+        .record({ body, target: fc.constantFrom<Target>('stateful', 'stateless'), session: sessionChoice })
+        .map(({ body: b, target, session }): RawRequest => {
+          const sid = sessionValue(session);
+          const headers: Array<[string, string | Buffer]> = validHeaders();
+          if (sid !== undefined) headers.push(['mcp-session-id', sid]);
+          return { method: 'POST', target: PATHS[target], headers, body: b.bytes };
+        }),
       headerCase.map(headerRequest),
-      fc.record({ method: fc.constantFrom(...METHODS.filter((m) => m !== 'CONNECT')), path: pathArb }).map(({ method, path }): RawRequest => ({ method, target: path, headers: validHeaders() })),
+      fc
+        .record({ method: fc.constantFrom(...METHODS.filter((m) => m !== 'CONNECT')), path: pathArb })
+        .map(({ method, path }): RawRequest => ({ method, target: path, headers: validHeaders() })),
     );
-    await check('parallel barrage', fc.array(one.map((r) => Object.assign(r, { [fc.toStringMethod]: () => `${r.method} ${preview(r.target, 60)}` })), { minLength: 10, maxLength: 30 }), 20, async (reqs) => {
-      const replies = await Promise.all(reqs.map((q) => send(q, { timeoutMs: 15_000 }).then((r) => ({ q, r }))));
-      for (const { q, r } of replies) assertSound(r, `${q.method} ${preview(q.target, 60)}`, q.method === 'HEAD');
-    });
+    await check(
+      'parallel barrage',
+      fc.array(
+        one.map((r) => Object.assign(r, { [fc.toStringMethod]: () => `${r.method} ${preview(r.target, 60)}` })),
+        { minLength: 10, maxLength: 30 },
+      ),
+      20,
+      async (reqs) => {
+        const replies = await Promise.all(reqs.map((q) => send(q, { timeoutMs: 15_000 }).then((r) => ({ q, r }))));
+        for (const { q, r } of replies) assertSound(r, `${q.method} ${preview(q.target, 60)}`, q.method === 'HEAD');
+      },
+    );
     await health();
   });
 
   describe('slow clients', () => {
     const head = (len: number | 'chunked') =>
       `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\n${len === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${len}`}\r\n\r\n`;
-    const drip = (unit: string, n: number, every: number): Part[] => Array.from({ length: n }, () => [unit, { pause: every }] as Part[]).flat();
+    const drip = (unit: string, n: number, every: number): Part[] =>
+      Array.from({ length: n }, () => [unit, { pause: every }] as Part[]).flat();
 
     test('a body trickled slower than the body timeout -> 408 JSON, connection closed; other clients unaffected', async () => {
       const before = victim.calls;
       const started = Date.now();
       const [plain, chunked] = await Promise.all([
         Promise.all(Array.from({ length: 10 }, () => rawExchange([head(1000), ...drip(' ', 60, 200)], { port, timeoutMs: 15_000 }))),
-        Promise.all(Array.from({ length: 10 }, () => rawExchange([head('chunked'), ...drip('1\r\n \r\n', 60, 200)], { port, timeoutMs: 15_000 }))),
+        Promise.all(
+          Array.from({ length: 10 }, () => rawExchange([head('chunked'), ...drip('1\r\n \r\n', 60, 200)], { port, timeoutMs: 15_000 })),
+        ),
       ]);
       for (const r of [...plain, ...chunked]) {
         assertRefusal(r, 'trickled body', 408, -32000, /Request Timeout/);
@@ -1044,17 +1298,25 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
         sock.on('data', (d) => {
           text += d;
           // After the first answer, idle for longer than headers + body timeouts together, then ask again.
-          if ((text.match(/HTTP\/1\.1 200/g) ?? []).length === 1 && text.endsWith('}')) setTimeout(() => sock.write(get), 2 * BODY_TIMEOUT_MS + 2500);
+          if ((text.match(/HTTP\/1\.1 200/g) ?? []).length === 1 && text.endsWith('}'))
+            setTimeout(() => sock.write(get), 2 * BODY_TIMEOUT_MS + 2500);
           if ((text.match(/HTTP\/1\.1 \d{3}/g) ?? []).length === 2) sock.destroy();
         });
         sock.on('close', () => resolve(text));
         setTimeout(() => sock.destroy(), 15_000);
       });
-      assert.deepEqual([...got.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]), ['200', '200'], got.slice(0, 600));
+      assert.deepEqual(
+        [...got.matchAll(/HTTP\/1\.1 (\d{3})/g)].map((m) => m[1]),
+        ['200', '200'],
+        got.slice(0, 600),
+      );
     });
 
     test('a refused request whose body keeps trickling is not held open', async () => {
-      const parts: Part[] = [`POST /nope HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`, ...drip(' ', 200, 100)];
+      const parts: Part[] = [
+        `POST /nope HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`,
+        ...drip(' ', 200, 100),
+      ];
       const r = await rawExchange(parts, { port, timeoutMs: 5000 });
       assertRefusal(r, 'refused trickled upload', 404, -32000, /Not Found/);
       const closed = await r.closed(15_000);
@@ -1084,17 +1346,81 @@ const headerValue = (common: string[]): fc.Arbitrary<string | Buffer> =>
 
 const headerCase = fc.record({
   base: fc.constantFrom('ping-attacker', 'init-stateless', 'get-attacker', 'delete-random', 'list-none'),
-  accept: fc.option(headerValue([ACCEPT, 'application/json', 'text/event-stream', '*/*', 'application/*, text/*', 'text/event-stream;q=0, application/json;q=0', 'APPLICATION/JSON, TEXT/EVENT-STREAM', ''])),
-  contentType: fc.option(headerValue(['application/json', 'application/json; charset=utf-8', 'application/json;charset=latin1', 'APPLICATION/JSON', 'application/json-rpc', 'text/plain', 'multipart/form-data; boundary=x', ''])),
+  accept: fc.option(
+    headerValue([
+      ACCEPT,
+      'application/json',
+      'text/event-stream',
+      '*/*',
+      'application/*, text/*',
+      'text/event-stream;q=0, application/json;q=0',
+      'APPLICATION/JSON, TEXT/EVENT-STREAM',
+      '',
+    ]),
+  ),
+  contentType: fc.option(
+    headerValue([
+      'application/json',
+      'application/json; charset=utf-8',
+      'application/json;charset=latin1',
+      'APPLICATION/JSON',
+      'application/json-rpc',
+      'text/plain',
+      'multipart/form-data; boundary=x',
+      '',
+    ]),
+  ),
   version: fc.option(headerValue([V, '2025-06-18', '2025-03-26', '2024-11-05', '2026-07-28', 'latest', ''])),
   session: fc.option(sessionChoice),
   origin: fc.option(
-    headerValue(['http://localhost', 'http://localhost:1234', 'http://127.0.0.1', 'http://[::1]:80', 'null', 'http://evil.example', 'http://localhost.evil.example', 'http://127.0.0.1.nip.io', 'http://a.localhost', 'https://LOCALHOST', 'http://localhost@evil.example', 'not a url', '']),
+    headerValue([
+      'http://localhost',
+      'http://localhost:1234',
+      'http://127.0.0.1',
+      'http://[::1]:80',
+      'null',
+      'http://evil.example',
+      'http://localhost.evil.example',
+      'http://127.0.0.1.nip.io',
+      'http://a.localhost',
+      'https://LOCALHOST',
+      'http://localhost@evil.example',
+      'not a url',
+      '',
+    ]),
   ),
-  dup: fc.array(fc.tuple(fc.constantFrom('accept', 'content-type', 'mcp-protocol-version', 'mcp-session-id', 'origin', 'host', 'content-length', 'transfer-encoding'), headerValue(['0', '5', 'chunked', 'application/json', V, 'x'])), { maxLength: 2 }),
+  dup: fc.array(
+    fc.tuple(
+      fc.constantFrom(
+        'accept',
+        'content-type',
+        'mcp-protocol-version',
+        'mcp-session-id',
+        'origin',
+        'host',
+        'content-length',
+        'transfer-encoding',
+      ),
+      headerValue(['0', '5', 'chunked', 'application/json', V, 'x']),
+    ),
+    { maxLength: 2 },
+  ),
   extra: fc.array(
     fc.tuple(
-      fc.oneof(fc.constantFrom('expect', 'connection', 'upgrade', 'content-encoding', 'last-event-id', 'x-forwarded-for', 'te', 'trailer', 'proxy-connection'), fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 12 })),
+      fc.oneof(
+        fc.constantFrom(
+          'expect',
+          'connection',
+          'upgrade',
+          'content-encoding',
+          'last-event-id',
+          'x-forwarded-for',
+          'te',
+          'trailer',
+          'proxy-connection',
+        ),
+        fc.string({ unit: 'grapheme-ascii', minLength: 1, maxLength: 12 }),
+      ),
       headerValue(['100-continue', 'close', 'keep-alive', 'Upgrade', 'websocket', 'h2c', 'gzip', 'identity', 'trailers']),
     ),
     { maxLength: 3 },
@@ -1124,19 +1450,58 @@ function headerRequest(c: HeaderCase): RawRequest {
   else if (sid !== undefined) headers.push(['mcp-protocol-version', V]);
   if (c.origin !== null) headers.push(['origin', c.origin]);
   for (const [k, v] of [...c.dup, ...c.extra]) headers.push([k, v]);
-  return { method: base.method, target: base.target, version: c.version_, headers, body: base.body ? Buffer.from(base.body) : undefined, framing: base.body ? c.framing : 'none' };
+  return {
+    method: base.method,
+    target: base.target,
+    version: c.version_,
+    headers,
+    body: base.body ? Buffer.from(base.body) : undefined,
+    framing: base.body ? c.framing : 'none',
+  };
 }
 
 const pathArb: fc.Arbitrary<string> = fc.oneof(
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      '/mcp', '/mcp/', '//mcp', '/mcp?', '/mcp?x=1&y=%ZZ', '/mcp#f', '/MCP', '/mcp%00', '/mcp%2f', '/%6dcp', '/runtimes/lite/mcp',
-      '/runtimes/default/mcp', '/runtimes/%6c%69%74%65/mcp', '/runtimes/%ZZ/mcp', '/runtimes/%/mcp', '/runtimes//mcp', '/runtimes/x/mcp',
-      '/runtimes/../mcp', '/runtimes/lite/../default/mcp', '/../../etc/passwd', '/runtimes/%2e%2e/mcp', '/runtimes/lite%2fmcp/mcp', '/healthz',
-      '/healthz?verbose', '/healthz/', '*', 'http://127.0.0.1/mcp', '127.0.0.1:80', '/runtimes/\u00e9/mcp', '/runtimes/constructor/mcp',
-      '/runtimes/__proto__/mcp', '/runtimes/hasOwnProperty/mcp', '/mcp?\u0000', '/mcp\\..\\healthz', '/admin', '/admin/sessions',
-      '/.well-known/oauth-protected-resource/mcp', '/.well-known/oauth-protected-resource/../mcp',
+      '/mcp',
+      '/mcp/',
+      '//mcp',
+      '/mcp?',
+      '/mcp?x=1&y=%ZZ',
+      '/mcp#f',
+      '/MCP',
+      '/mcp%00',
+      '/mcp%2f',
+      '/%6dcp',
+      '/runtimes/lite/mcp',
+      '/runtimes/default/mcp',
+      '/runtimes/%6c%69%74%65/mcp',
+      '/runtimes/%ZZ/mcp',
+      '/runtimes/%/mcp',
+      '/runtimes//mcp',
+      '/runtimes/x/mcp',
+      '/runtimes/../mcp',
+      '/runtimes/lite/../default/mcp',
+      '/../../etc/passwd',
+      '/runtimes/%2e%2e/mcp',
+      '/runtimes/lite%2fmcp/mcp',
+      '/healthz',
+      '/healthz?verbose',
+      '/healthz/',
+      '*',
+      'http://127.0.0.1/mcp',
+      '127.0.0.1:80',
+      '/runtimes/\u00e9/mcp',
+      '/runtimes/constructor/mcp',
+      '/runtimes/__proto__/mcp',
+      '/runtimes/hasOwnProperty/mcp',
+      '/mcp?\u0000',
+      '/mcp\\..\\healthz',
+      '/admin',
+      '/admin/sessions',
+      '/.well-known/oauth-protected-resource/mcp',
+      '/.well-known/oauth-protected-resource/../mcp',
     ),
   },
   { weight: 1, arbitrary: fc.webPath().map((p) => p || '/') },

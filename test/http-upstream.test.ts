@@ -54,7 +54,11 @@ describe('http upstream', () => {
     await new Promise((r) => setTimeout(r, 200));
     const r = await fetch(berth.url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': transport.sessionId! },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': transport.sessionId!,
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
     });
     assert.equal(r.status, 404);
@@ -74,7 +78,14 @@ describe('http upstream in a microVM', { skip: vm.ok ? false : `microvm driver u
   const secret = `it's "quoted" $HOME  with spaces`;
   before(async () => {
     const probe = await compiledProbe();
-    const runtime = { command: [...probe, '--http'], upstream: 'http', isolation: 'microvm', warmPool: 2, env: { BERTH_TEST_SECRET: secret }, limits: { startupTimeout: '180s' } };
+    const runtime = {
+      command: [...probe, '--http'],
+      upstream: 'http',
+      isolation: 'microvm',
+      warmPool: 2,
+      env: { BERTH_TEST_SECRET: secret },
+      limits: { startupTimeout: '180s' },
+    };
     writeFileSync(join(dir, 'berth.yaml'), JSON.stringify({ server: { port: 0 }, runtimes: { default: runtime } })); // JSON is YAML
     berth = await startBerth(['serve', '--config', join(dir, 'berth.yaml')]);
     await warm(berth.url, 2);
@@ -93,12 +104,18 @@ describe('http upstream in a microVM', { skip: vm.ok ? false : `microvm driver u
     assert.notEqual(wa.instance, wb.instance);
     assert.equal(wa.session, a.transport.sessionId);
     assert.equal(wa.secret, secret);
-    assert.deepEqual(JSON.parse(textOf(await a.client.callTool({ name: 'ask', arguments: { question: 'q' } }))).content, { answer: 'from the guest' });
+    assert.deepEqual(JSON.parse(textOf(await a.client.callTool({ name: 'ask', arguments: { question: 'q' } }))).content, {
+      answer: 'from the guest',
+    });
     assert.equal(textOf(await a.client.callTool({ name: 'big', arguments: { bytes: 512 * 1024 } })).length, 512 * 1024);
     await a.transport.terminateSession();
     const r = await fetch(berth.url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': a.transport.sessionId! },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': a.transport.sessionId!,
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
     });
     assert.equal(r.status, 404);

@@ -17,8 +17,10 @@ const has = (cmd: string, ...args: string[]) => spawnSync(cmd, args, { stdio: 'i
 /** Why the test cannot run here, or undefined. */
 function skipReason(): string | undefined {
   if (process.platform !== 'linux' || process.getuid?.() !== 0) return 'needs Linux and root (a privileged container)';
-  if (!has('podman', '--version')) return 'podman is not installed (apt-get install podman runc), so no container can be started from the image';
-  if (!has('podman', 'image', 'exists', IMAGE)) return `no image ${IMAGE}: build it with scripts/build-image.sh (about 9 minutes the first time; docs/image.md)`;
+  if (!has('podman', '--version'))
+    return 'podman is not installed (apt-get install podman runc), so no container can be started from the image';
+  if (!has('podman', 'image', 'exists', IMAGE))
+    return `no image ${IMAGE}: build it with scripts/build-image.sh (about 9 minutes the first time; docs/image.md)`;
   return undefined;
 }
 const skip = skipReason();
@@ -30,11 +32,19 @@ async function serveOneCall(image: string, args: string[], expectLog: RegExp): P
   // above what a nested host allows. --network host: berth listens on the host's loopback, as the test expects.
   const runtime = has('runc', '--version') ? ['--runtime', 'runc'] : [];
   const limits = ['--ulimit', 'nofile=4096:4096', '--ulimit', 'nproc=4096:4096'];
-  assert.equal(execFileSync('podman', [...runtime, 'run', '--rm', ...limits, image, '--version'], { encoding: 'utf8' }).trim(), VERSION, 'the image holds this version of berth');
+  assert.equal(
+    execFileSync('podman', [...runtime, 'run', '--rm', ...limits, image, '--version'], { encoding: 'utf8' }).trim(),
+    VERSION,
+    'the image holds this version of berth',
+  );
   const name = `berth-image-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
-  const proc = spawn('podman', [...runtime, 'run', '--rm', '--name', name, '--privileged', '--network', 'host', ...limits, image, 'run', '--port', '0', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    'podman',
+    [...runtime, 'run', '--rm', '--name', name, '--privileged', '--network', 'host', ...limits, image, 'run', '--port', '0', ...args],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   const exited = new Promise((r) => proc.once('exit', r));
@@ -59,9 +69,15 @@ test(`a container from ${IMAGE} serves a tool call (namespace sandbox inside)`, 
 });
 
 const VM_IMAGE = `${IMAGE}-microvm`;
-const vmSkip = skip ?? (has('podman', 'image', 'exists', VM_IMAGE) ? undefined : `no image ${VM_IMAGE}: build it with scripts/build-image.sh --target microvm`);
+const vmSkip =
+  skip ??
+  (has('podman', 'image', 'exists', VM_IMAGE) ? undefined : `no image ${VM_IMAGE}: build it with scripts/build-image.sh --target microvm`);
 if (vmSkip && !skip) process.stdout.write(`# microvm image test skipped: ${vmSkip}\n`);
 
-test(`a container from ${VM_IMAGE} serves a tool call through a microVM (its guest kernel built into the image)`, { skip: vmSkip, timeout: 300_000 }, async () => {
-  await serveOneCall(VM_IMAGE, ['--isolation', 'microvm', '--warm-pool', '1'], /berth:port-open/);
-});
+test(
+  `a container from ${VM_IMAGE} serves a tool call through a microVM (its guest kernel built into the image)`,
+  { skip: vmSkip, timeout: 300_000 },
+  async () => {
+    await serveOneCall(VM_IMAGE, ['--isolation', 'microvm', '--warm-pool', '1'], /berth:port-open/);
+  },
+);

@@ -20,7 +20,8 @@ const availability = async (d: typeof namespaceDriver) => {
   return p.ok ? false : `${d.name} driver unavailable here: ${p.reason}`;
 };
 
-const call = async (c: Awaited<ReturnType<typeof connect>>, name: string, args: Record<string, unknown> = {}) => textOf(await c.client.callTool({ name, arguments: args }));
+const call = async (c: Awaited<ReturnType<typeof connect>>, name: string, args: Record<string, unknown> = {}) =>
+  textOf(await c.client.callTool({ name, arguments: args }));
 
 ensureMicrovmAssets();
 
@@ -85,7 +86,8 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
       assert.equal(await call(b, 'fs', { op: 'exists', path: `${wa.cwd}/own.txt` }), 'false');
       // namespace without a disk cap: on the host, owned by the sandbox uid; with one (limits.disk, as root): in the
       // session's own tmpfs; gvisor: only in the sandbox's memory.
-      if (existsSync(`${wa.cwd}/own.txt`)) assert.notEqual(statSync(`${wa.cwd}/own.txt`).uid, 0, 'created files are not owned by host root');
+      if (existsSync(`${wa.cwd}/own.txt`))
+        assert.notEqual(statSync(`${wa.cwd}/own.txt`).uid, 0, 'created files are not owned by host root');
       else assert.ok(driver === 'gvisor' || process.getuid?.() === 0);
       await a.transport.terminateSession();
       await b.transport.terminateSession();
@@ -94,22 +96,30 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
 
     test('host /tmp, the host home and other host paths are not visible; /usr is read-only', async () => {
       const c = await connect(env.berth.url);
-      const own = JSON.parse(await call(c, 'whoami')).cwd.split('/').pop();
+      const own = JSON.parse(await call(c, 'whoami'))
+        .cwd.split('/')
+        .pop();
       // Its own working directory is mounted there, and the runtime directory (this checkout) at its own path when it
       // lives under /tmp or /root; nothing else of the host's is.
       const runtimeDirIn = (dir: string) => (f: string) => `${ROOT}/`.startsWith(`${dir}/${f}/`);
-      const tmp = JSON.parse(await call(c, 'fs', { op: 'list', path: '/tmp' })).filter((f: string) => f !== own && !runtimeDirIn('/tmp')(f));
+      const tmp = JSON.parse(await call(c, 'fs', { op: 'list', path: '/tmp' })).filter(
+        (f: string) => f !== own && !runtimeDirIn('/tmp')(f),
+      );
       const hostTmp = readdirSync('/tmp');
       assert.ok(hostTmp.length > 0);
       assert.ok(!tmp.some((f: string) => hostTmp.includes(f)), `sandbox /tmp shows host files: ${tmp}`);
       // The host home is not there (a guest kernel makes an empty /root of its own).
       const hostHome = readdirSync('/root');
       const home = await call(c, 'fs', { op: 'list', path: '/root' });
-      assert.ok(home.startsWith('error:') || !JSON.parse(home).some((f: string) => hostHome.includes(f) && !runtimeDirIn('/root')(f)), `sandbox /root: ${home}`);
+      assert.ok(
+        home.startsWith('error:') || !JSON.parse(home).some((f: string) => hostHome.includes(f) && !runtimeDirIn('/root')(f)),
+        `sandbox /root: ${home}`,
+      );
       assert.equal(await call(c, 'fs', { op: 'exists', path: '/work/.library' }), 'false');
       assert.match(await call(c, 'fs', { op: 'write', path: '/usr/berth-test', content: 'x' }), /error: (EROFS|EACCES)/);
       // The chosen /etc files are there (TLS certificates for servers that call APIs).
-      for (const f of ['/etc/ssl/certs/ca-certificates.crt', '/etc/passwd']) if (existsSync(f)) assert.equal(await call(c, 'fs', { op: 'exists', path: f }), 'true', f);
+      for (const f of ['/etc/ssl/certs/ca-certificates.crt', '/etc/passwd'])
+        if (existsSync(f)) assert.equal(await call(c, 'fs', { op: 'exists', path: f }), 'true', f);
       await c.transport.terminateSession();
       await c.client.close();
     });
@@ -120,7 +130,10 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
       if (driver === 'microvm') {
         // Its own kernel: the guest's kernel threads, its init and the server; nothing of the host.
         assert.ok(!pids.includes(String(env.berth.proc.pid)) || JSON.parse(await call(c, 'whoami')).pid < 1000, `guest pids ${pids}`);
-        assert.equal(await call(c, 'fs', { op: 'exists', path: `/proc/${env.berth.proc.pid}/cmdline` }) === 'true' && pids.length > 500, false);
+        assert.equal(
+          (await call(c, 'fs', { op: 'exists', path: `/proc/${env.berth.proc.pid}/cmdline` })) === 'true' && pids.length > 500,
+          false,
+        );
       } else {
         assert.ok(pids.length <= 4, `sandbox sees pids ${pids}`);
         assert.equal(JSON.parse(await call(c, 'whoami')).pid <= 3, true);
@@ -131,7 +144,10 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
 
     test('with the default network (egress) a session cannot reach the host loopback', async () => {
       const c = await connect(env.berth.url);
-      assert.match(await call(c, 'connect', { port: env.port, host: hostLoopback }), /^error: (ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|timeout)/);
+      assert.match(
+        await call(c, 'connect', { port: env.port, host: hostLoopback }),
+        /^error: (ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|timeout)/,
+      );
       await c.transport.terminateSession();
       await c.client.close();
     });
@@ -141,17 +157,24 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
       const w = JSON.parse(await call(c, 'whoami'));
       // The session's host processes: bwrap binds its working directory, runsc names the container after it.
       const marks = [`--chdir\0${w.cwd}\0`, hostName(w.session), `path=${w.cwd},`];
-      const hostPids = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && (() => {
-        try {
-          const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-          return marks.some((m) => cmd.includes(m));
-        } catch {
-          return false;
-        }
-      })());
+      const hostPids = readdirSync('/proc').filter(
+        (p) =>
+          /^\d+$/.test(p) &&
+          (() => {
+            try {
+              const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+              return marks.some((m) => cmd.includes(m));
+            } catch {
+              return false;
+            }
+          })(),
+      );
       assert.ok(hostPids.length > 0, 'found the session processes on the host');
       const overlay = /--bind\0(\/[^\0]*\/merged)\0/.exec(readFileSync(`/proc/${hostPids[0]}/cmdline`, 'utf8'))?.[1];
-      const cgroups = () => ['memory', 'pids', 'cpu'].flatMap((ctl) => (existsSync(`/sys/fs/cgroup/${ctl}/berth`) ? readdirSync(`/sys/fs/cgroup/${ctl}/berth`) : []));
+      const cgroups = () =>
+        ['memory', 'pids', 'cpu'].flatMap((ctl) =>
+          existsSync(`/sys/fs/cgroup/${ctl}/berth`) ? readdirSync(`/sys/fs/cgroup/${ctl}/berth`) : [],
+        );
       await c.transport.terminateSession();
       await c.client.close();
       await new Promise((r) => setTimeout(r, 500));
@@ -169,7 +192,7 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
         assert.equal(existsSync(overlay), false, 'overlay scratch removed');
       }
       assert.ok(!cgroups().includes(hostName(w.session)), 'cgroup removed');
-    assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(w.session), 'the session id is not in host-visible names');
+      assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(w.session), 'the session id is not in host-visible names');
     });
   });
 
@@ -194,13 +217,18 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
       assert.match(String(err), /out of memory/);
       const r = await fetch(env.berth.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': victim.transport.sessionId! },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': victim.transport.sessionId!,
+        },
         body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
       });
       assert.equal(r.status, 404);
       assert.equal(await call(other, 'echo', { text: 'alive' }), 'alive');
       // berth's log reaches this process through a pipe, a moment after the answers: wait for the line.
-      for (const end = Date.now() + 5000; !/"reason":"oom"/.test(env.berth.logs()) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+      for (const end = Date.now() + 5000; !/"reason":"oom"/.test(env.berth.logs()) && Date.now() < end;)
+        await new Promise((r) => setTimeout(r, 50));
       assert.match(env.berth.logs(), /"reason":"oom"/);
       await other.transport.terminateSession();
       await Promise.all([victim.client.close(), other.client.close()]);

@@ -33,7 +33,9 @@ function parseAll(file: string): Obj[] {
 
 const kustomization = parseAll(join(DIR, 'kustomization.yaml'))[0]!;
 const resourceFiles: string[] = kustomization.resources;
-const patchFiles = readdirSync(PATCHES).filter((f) => f.endsWith('.yaml')).sort();
+const patchFiles = readdirSync(PATCHES)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort();
 const base: Obj[] = resourceFiles.flatMap((f) => parseAll(join(DIR, f)));
 
 const clone = <T>(x: T): T => structuredClone(x);
@@ -89,7 +91,8 @@ function problems(docs: Obj[]): string[] {
     const tpl = w.spec?.template ?? {};
     const pod = tpl.spec ?? {};
     if (!matches(w.spec?.selector?.matchLabels, tpl.metadata?.labels)) out.push(`${where}: selector does not match the template's labels`);
-    if (w.kind === 'StatefulSet' && !named('Service', w.spec?.serviceName)) out.push(`${where}: serviceName ${w.spec?.serviceName} is no Service here`);
+    if (w.kind === 'StatefulSet' && !named('Service', w.spec?.serviceName))
+      out.push(`${where}: serviceName ${w.spec?.serviceName} is no Service here`);
     const volumes = new Map<string, Obj>((pod.volumes ?? []).map((v: Obj) => [v.name, v]));
     for (const v of volumes.values()) {
       if (v.configMap && !named('ConfigMap', v.configMap.name)) out.push(`${where}: volume ${v.name}: no ConfigMap ${v.configMap.name}`);
@@ -103,9 +106,11 @@ function problems(docs: Obj[]): string[] {
         const s = e.valueFrom?.secretKeyRef;
         const m = e.valueFrom?.configMapKeyRef;
         if (s && !dataKeys(named('Secret', s.name)).has(s.key)) out.push(`${cw}: env ${e.name}: Secret ${s.name} has no key ${s.key}`);
-        if (m && !dataKeys(named('ConfigMap', m.name)).has(m.key)) out.push(`${cw}: env ${e.name}: ConfigMap ${m.name} has no key ${m.key}`);
+        if (m && !dataKeys(named('ConfigMap', m.name)).has(m.key))
+          out.push(`${cw}: env ${e.name}: ConfigMap ${m.name} has no key ${m.key}`);
         // $(VAR) expands only variables defined earlier in the list; anything else stays literally "$(VAR)".
-        for (const [, ref] of String(e.value ?? '').matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g)) if (!env.has(ref!)) out.push(`${cw}: env ${e.name} uses $(${ref}), not defined before it`);
+        for (const [, ref] of String(e.value ?? '').matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g))
+          if (!env.has(ref!)) out.push(`${cw}: env ${e.name} uses $(${ref}), not defined before it`);
         env.add(e.name);
       }
       for (const a of [...(c.command ?? []), ...(c.args ?? []), ...(c.env ?? []).map((e: Obj) => e.value ?? '')]) {
@@ -113,13 +118,15 @@ function problems(docs: Obj[]): string[] {
         if (/\$\$(?!\()/.test(String(a))) out.push(`${cw}: "$$" in a command, argument or env value becomes "$" (kubelet escaping)`);
       }
       for (const a of [...(c.command ?? []), ...(c.args ?? [])]) {
-        for (const [, ref] of String(a).matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g)) if (!env.has(ref!)) out.push(`${cw}: argument uses $(${ref}), not in env`);
+        for (const [, ref] of String(a).matchAll(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g))
+          if (!env.has(ref!)) out.push(`${cw}: argument uses $(${ref}), not in env`);
       }
       for (const m of c.volumeMounts ?? []) if (!volumes.has(m.name)) out.push(`${cw}: mount ${m.mountPath}: no volume ${m.name}`);
       for (const kind of ['livenessProbe', 'readinessProbe', 'startupProbe']) {
         const p = c[kind];
         const port = p?.httpGet?.port ?? p?.tcpSocket?.port;
-        if (port !== undefined && !(c.ports ?? []).some((x: Obj) => x.name === port || x.containerPort === port)) out.push(`${cw}: ${kind} port ${port} is not declared by the container`);
+        if (port !== undefined && !(c.ports ?? []).some((x: Obj) => x.name === port || x.containerPort === port))
+          out.push(`${cw}: ${kind} port ${port} is not declared by the container`);
       }
     }
     const b = berthContainer(w);
@@ -131,7 +138,8 @@ function problems(docs: Obj[]): string[] {
     if (!targets.length) out.push(`${id(s)}: selects no pods`);
     for (const p of s.spec?.ports ?? []) {
       const target = p.targetPort ?? p.port;
-      for (const w of targets) if (!podPort(w.spec.template, target)) out.push(`${id(s)}: targetPort ${target} is not declared by ${id(w)}`);
+      for (const w of targets)
+        if (!podPort(w.spec.template, target)) out.push(`${id(s)}: targetPort ${target} is not declared by ${id(w)}`);
     }
   }
   for (const d of docs.filter((d) => d.kind === 'PodDisruptionBudget' || d.kind === 'NetworkPolicy')) {
@@ -140,7 +148,9 @@ function problems(docs: Obj[]): string[] {
     if (!targets.length) out.push(`${id(d)}: selects no pods`);
     if (d.kind === 'NetworkPolicy') {
       for (const rule of d.spec?.ingress ?? []) {
-        for (const p of rule.ports ?? []) for (const w of targets) if (!podPort(w.spec.template, p.port)) out.push(`${id(d)}: ingress port ${p.port} is not declared by ${id(w)}`);
+        for (const p of rule.ports ?? [])
+          for (const w of targets)
+            if (!podPort(w.spec.template, p.port)) out.push(`${id(d)}: ingress port ${p.port} is not declared by ${id(w)}`);
       }
     }
   }
@@ -161,23 +171,27 @@ function berthProblems(w: Obj, c: Obj, configPath: string, docs: Obj[]): string[
   if (!parsed.success) return parsed.error.issues.map((i) => `${configPath}: ${i.path.join('.') || '(top level)'}: ${i.message}`);
   const config: BerthConfig = parsed.data;
   if (!config.cluster) out.push(`${configPath}: no cluster section`);
-  if (config.server.host !== '0.0.0.0' && config.server.host !== '::') out.push(`server.host ${config.server.host}: other pods cannot reach it`);
+  if (config.server.host !== '0.0.0.0' && config.server.host !== '::')
+    out.push(`server.host ${config.server.host}: other pods cannot reach it`);
 
   const http = (c.ports ?? []).find((p: Obj) => p.containerPort === config.server.port);
   if (!http?.name) out.push(`server.port ${config.server.port} is not a named container port`);
   const probe = (kind: string, path: string) => {
     const g = c[kind]?.httpGet;
     if (g?.path !== path) out.push(`${kind} must GET ${path}, not ${g?.path}`);
-    else if (g.port !== http?.name && g.port !== config.server.port) out.push(`${kind} port ${g.port} is not server.port ${config.server.port}`);
+    else if (g.port !== http?.name && g.port !== config.server.port)
+      out.push(`${kind} port ${g.port} is not server.port ${config.server.port}`);
   };
   probe('livenessProbe', '/healthz');
   probe('readinessProbe', '/readyz');
 
   const env = new Map<string, Obj>((c.env ?? []).map((e: Obj) => [e.name, e]));
-  if (env.get('BERTH_NODE_ID')?.valueFrom?.fieldRef?.fieldPath !== 'metadata.name') out.push('BERTH_NODE_ID must come from metadata.name (the pod name)');
+  if (env.get('BERTH_NODE_ID')?.valueFrom?.fieldRef?.fieldPath !== 'metadata.name')
+    out.push('BERTH_NODE_ID must come from metadata.name (the pod name)');
   if (env.get('POD_IP')?.valueFrom?.fieldRef?.fieldPath !== 'status.podIP') out.push('POD_IP must come from status.podIP');
   const advertise = env.get('BERTH_ADVERTISE_URL')?.value;
-  if (advertise !== `http://$(POD_IP):${config.server.port}`) out.push(`BERTH_ADVERTISE_URL ${advertise} is not http://$(POD_IP):${config.server.port}`);
+  if (advertise !== `http://$(POD_IP):${config.server.port}`)
+    out.push(`BERTH_ADVERTISE_URL ${advertise} is not http://$(POD_IP):${config.server.port}`);
   const needed = [config.cluster?.secretEnv, config.cluster?.redisPasswordEnv, config.server.admin?.tokenEnv];
   for (const r of Object.values(config.runtimes)) if (r.auth.kind === 'api-key') needed.push(r.auth.keysEnv);
   for (const n of needed) if (n && !env.has(n)) out.push(`the config reads $${n}, which the container does not set`);
@@ -188,27 +202,35 @@ function berthProblems(w: Obj, c: Obj, configPath: string, docs: Obj[]): string[
     const u = new URL(config.cluster.redis);
     const svc = docs.find((d) => d.kind === 'Service' && d.metadata?.name === u.hostname);
     if (!svc) out.push(`cluster.redis host ${u.hostname} is no Service here`);
-    else if (!(svc.spec?.ports ?? []).some((p: Obj) => p.port === Number(u.port || 6379))) out.push(`Service ${u.hostname} has no port ${u.port || 6379}`);
+    else if (!(svc.spec?.ports ?? []).some((p: Obj) => p.port === Number(u.port || 6379)))
+      out.push(`Service ${u.hostname} has no port ${u.port || 6379}`);
   }
 
   // The headless Service behind serviceName: per-pod DNS and, for draining nodes, not-ready addresses.
   const headless = docs.find((d) => d.kind === 'Service' && d.metadata?.name === w.spec.serviceName);
   if (headless && headless.spec?.clusterIP !== 'None') out.push(`serviceName ${w.spec.serviceName} is not headless (clusterIP: None)`);
-  if (headless && headless.spec?.publishNotReadyAddresses !== true) out.push(`serviceName ${w.spec.serviceName} must publishNotReadyAddresses (draining nodes stay reachable)`);
-  if (headless && !matches(headless.spec?.selector, w.spec.template.metadata?.labels)) out.push(`serviceName ${w.spec.serviceName} does not select these pods`);
+  if (headless && headless.spec?.publishNotReadyAddresses !== true)
+    out.push(`serviceName ${w.spec.serviceName} must publishNotReadyAddresses (draining nodes stay reachable)`);
+  if (headless && !matches(headless.spec?.selector, w.spec.template.metadata?.labels))
+    out.push(`serviceName ${w.spec.serviceName} does not select these pods`);
 
   // SIGTERM drains for drainTimeout, then stops each session (stopGrace) and leaves the cluster.
   const stopGrace = Math.max(...Object.values(config.runtimes).map((r) => r.limits.stopGrace));
   const needMs = config.server.drainTimeout + stopGrace + 5000;
   const grace = pod.terminationGracePeriodSeconds ?? 30;
-  if (grace * 1000 <= needMs) out.push(`terminationGracePeriodSeconds ${grace} must exceed drainTimeout + stopGrace + 5 s = ${needMs / 1000} s`);
+  if (grace * 1000 <= needMs)
+    out.push(`terminationGracePeriodSeconds ${grace} must exceed drainTimeout + stopGrace + 5 s = ${needMs / 1000} s`);
   const live = c.livenessProbe ?? {};
-  if ((live.periodSeconds ?? 10) * (live.failureThreshold ?? 3) * 1000 <= config.server.drainTimeout) out.push('livenessProbe gives up before drainTimeout (/healthz answers 503 while draining)');
+  if ((live.periodSeconds ?? 10) * (live.failureThreshold ?? 3) * 1000 <= config.server.drainTimeout)
+    out.push('livenessProbe gives up before drainTimeout (/healthz answers 503 while draining)');
 
   // Session and state directories on emptyDir volumes; the runtime directory must not hold them.
   const onEmptyDir = (path: string | undefined, what: string) => {
-    const m = (c.volumeMounts ?? []).find((x: Obj) => path && (path === x.mountPath || path.startsWith(`${x.mountPath.replace(/\/$/, '')}/`)));
-    if (!path || !(pod.volumes ?? []).find((v: Obj) => v.name === m?.name)?.emptyDir) out.push(`${what} ${path} is not on an emptyDir volume`);
+    const m = (c.volumeMounts ?? []).find(
+      (x: Obj) => path && (path === x.mountPath || path.startsWith(`${x.mountPath.replace(/\/$/, '')}/`)),
+    );
+    if (!path || !(pod.volumes ?? []).find((v: Obj) => v.name === m?.name)?.emptyDir)
+      out.push(`${what} ${path} is not on an emptyDir volume`);
   };
   onEmptyDir(config.server.sessionRoot, 'server.sessionRoot');
   onEmptyDir(config.server.stateDir, 'server.stateDir');
@@ -221,15 +243,22 @@ function berthProblems(w: Obj, c: Obj, configPath: string, docs: Obj[]): string[
   // The privileges each isolation driver needs in a pod (README.md, docs/design/cluster.md §5).
   const sc = c.securityContext ?? {};
   const privileged = sc.privileged === true;
-  const userns = pod.hostUsers === false && sc.procMount === 'Unmasked' && (sc.capabilities?.add ?? []).includes('SYS_ADMIN') && sc.seccompProfile?.type === 'Unconfined';
+  const userns =
+    pod.hostUsers === false &&
+    sc.procMount === 'Unmasked' &&
+    (sc.capabilities?.add ?? []).includes('SYS_ADMIN') &&
+    sc.seccompProfile?.type === 'Unconfined';
   const kvm = Object.keys(c.resources?.limits ?? {}).some((k) => k.endsWith('/kvm'));
   for (const [name, r] of Object.entries(config.runtimes)) {
     if (r.isolation === 'auto') out.push(`runtime ${name}: isolation auto in a pod could quietly fall back to process; name the driver`);
-    if (r.isolation === 'namespace' && !privileged && !userns) out.push(`runtime ${name}: the namespace driver needs a privileged or user-namespace pod`);
+    if (r.isolation === 'namespace' && !privileged && !userns)
+      out.push(`runtime ${name}: the namespace driver needs a privileged or user-namespace pod`);
     if (r.isolation === 'gvisor' && !privileged) out.push(`runtime ${name}: the gvisor driver needs a privileged pod`);
-    if (r.isolation === 'microvm' && !privileged && !kvm) out.push(`runtime ${name}: the microvm driver needs /dev/kvm (a device plugin resource) or a privileged pod`);
+    if (r.isolation === 'microvm' && !privileged && !kvm)
+      out.push(`runtime ${name}: the microvm driver needs /dev/kvm (a device plugin resource) or a privileged pod`);
   }
-  if (pod.automountServiceAccountToken !== false) out.push('automountServiceAccountToken must be false (no session should see an API token)');
+  if (pod.automountServiceAccountToken !== false)
+    out.push('automountServiceAccountToken must be false (no session should see an API token)');
   return out;
 }
 
@@ -238,7 +267,14 @@ function berthProblems(w: Obj, c: Obj, configPath: string, docs: Obj[]): string[
  * merge by their key (containers, env, volumes by name; volumeMounts by mountPath; ports by containerPort), other
  * lists are replaced. When kubectl is installed the real kustomize output is checked as well.
  */
-const MERGE_KEYS: Record<string, string> = { containers: 'name', initContainers: 'name', env: 'name', volumes: 'name', volumeMounts: 'mountPath', ports: 'containerPort' };
+const MERGE_KEYS: Record<string, string> = {
+  containers: 'name',
+  initContainers: 'name',
+  env: 'name',
+  volumes: 'name',
+  volumeMounts: 'mountPath',
+  ports: 'containerPort',
+};
 function merge(target: Obj, patch: Obj): Obj {
   const out = { ...target };
   for (const [k, v] of Object.entries(patch)) {
@@ -252,7 +288,8 @@ function merge(target: Obj, patch: Obj): Obj {
         else list.push(item);
       }
       out[k] = list;
-    } else if (v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' && !Array.isArray(out[k])) out[k] = merge(out[k], v);
+    } else if (v && typeof v === 'object' && !Array.isArray(v) && out[k] && typeof out[k] === 'object' && !Array.isArray(out[k]))
+      out[k] = merge(out[k], v);
     else out[k] = v;
   }
   return out;
@@ -266,7 +303,9 @@ function patchTargetProblems(patch: Obj[], docs: Obj[]): string[] {
 }
 
 function applyPatch(docs: Obj[], patch: Obj[]): Obj[] {
-  return docs.map((d) => patch.filter((p) => p.kind === d.kind && p.metadata?.name === d.metadata?.name).reduce((acc, p) => merge(acc, p), d));
+  return docs.map((d) =>
+    patch.filter((p) => p.kind === d.kind && p.metadata?.name === d.metadata?.name).reduce((acc, p) => merge(acc, p), d),
+  );
 }
 
 const kubectl = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' }).status === 0;
@@ -274,7 +313,10 @@ function kustomize(patchFile?: string): Obj[] {
   const dir = mkdtempSync(join(tmpdir(), 'berth-kustomize-'));
   try {
     cpSync(DIR, join(dir, 'base'), { recursive: true });
-    writeFileSync(join(dir, 'kustomization.yaml'), YAML.stringify({ resources: ['base'], ...(patchFile ? { patches: [{ path: `base/patches/${patchFile}` }] } : {}) }));
+    writeFileSync(
+      join(dir, 'kustomization.yaml'),
+      YAML.stringify({ resources: ['base'], ...(patchFile ? { patches: [{ path: `base/patches/${patchFile}` }] } : {}) }),
+    );
     const r = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
     assert.equal(r.status, 0, `kubectl kustomize: ${r.stderr}`);
     return YAML.parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj);
@@ -285,10 +327,16 @@ function kustomize(patchFile?: string): Obj[] {
 
 describe('deploy/kubernetes', () => {
   test('kustomization.yaml lists every manifest, and every listed file exists', () => {
-    const onDisk = readdirSync(DIR).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
+    const onDisk = readdirSync(DIR)
+      .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+      .sort();
     assert.deepEqual([...resourceFiles].sort(), onDisk);
     for (const p of kustomization.patches ?? []) assert.ok(patchFiles.includes(p.path.replace(/^patches\//, '')), p.path);
-    for (const k of ['Namespace', 'Secret', 'ConfigMap', 'StatefulSet', 'Service', 'NetworkPolicy', 'PodDisruptionBudget']) assert.ok(base.some((d) => d.kind === k), `no ${k}`);
+    for (const k of ['Namespace', 'Secret', 'ConfigMap', 'StatefulSet', 'Service', 'NetworkPolicy', 'PodDisruptionBudget'])
+      assert.ok(
+        base.some((d) => d.kind === k),
+        `no ${k}`,
+      );
   });
 
   test('the manifests validate and their cross-references hold', () => {
@@ -316,14 +364,21 @@ describe('deploy/kubernetes', () => {
     });
   }
 
-  test('kubectl kustomize builds the base and each patch, and the output passes every check', { skip: kubectl ? false : 'kubectl is not installed' }, () => {
-    assert.deepEqual(problems(kustomize()), []);
-    for (const file of patchFiles) {
-      const out = kustomize(file);
-      assert.ok(out.every((d) => d.kind === 'Namespace' || d.metadata.namespace === 'berth'), 'namespace: berth applied');
-      assert.deepEqual(problems(out), [], file);
-    }
-  });
+  test(
+    'kubectl kustomize builds the base and each patch, and the output passes every check',
+    { skip: kubectl ? false : 'kubectl is not installed' },
+    () => {
+      assert.deepEqual(problems(kustomize()), []);
+      for (const file of patchFiles) {
+        const out = kustomize(file);
+        assert.ok(
+          out.every((d) => d.kind === 'Namespace' || d.metadata.namespace === 'berth'),
+          'namespace: berth applied',
+        );
+        assert.deepEqual(problems(out), [], file);
+      }
+    },
+  );
 
   test('the README documents the image and every patch', () => {
     const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
@@ -340,30 +395,77 @@ describe('deploy/kubernetes', () => {
   const breakages: Array<[string, (docs: Obj[]) => void, RegExp]> = [
     ['containerPort as a string', (d) => (berth(d).ports[0].containerPort = '8787'), /must be integer/],
     ['a missing selector', (d) => delete sts(d).spec.selector, /must have required property '?selector'?/],
-    ['a typo in a probe field (schema-valid) drops the readiness probe', (d) => ((berth(d).readinessProb = berth(d).readinessProbe), delete berth(d).readinessProbe), /readinessProbe must GET \/readyz/],
+    [
+      'a typo in a probe field (schema-valid) drops the readiness probe',
+      (d) => ((berth(d).readinessProb = berth(d).readinessProbe), delete berth(d).readinessProbe),
+      /readinessProbe must GET \/readyz/,
+    ],
     ['a probe on an undeclared port', (d) => (berth(d).livenessProbe.httpGet.port = 'web'), /livenessProbe port web is not declared/],
     ['readiness on /healthz', (d) => (berth(d).readinessProbe.httpGet.path = '/healthz'), /readinessProbe must GET \/readyz/],
     ['a missing image', (d) => delete berth(d).image, /no image/],
-    ['a secretKeyRef to a missing key', (d) => (berth(d).env.find((e: Obj) => e.name === 'BERTH_API_KEYS').valueFrom.secretKeyRef.key = 'api-key'), /Secret berth has no key api-key/],
-    ['selector and labels apart', (d) => (sts(d).spec.template.metadata.labels['app.kubernetes.io/component'] = 'nodes'), /selector does not match/],
+    [
+      'a secretKeyRef to a missing key',
+      (d) => (berth(d).env.find((e: Obj) => e.name === 'BERTH_API_KEYS').valueFrom.secretKeyRef.key = 'api-key'),
+      /Secret berth has no key api-key/,
+    ],
+    [
+      'selector and labels apart',
+      (d) => (sts(d).spec.template.metadata.labels['app.kubernetes.io/component'] = 'nodes'),
+      /selector does not match/,
+    ],
     ['serviceName not a Service', (d) => (sts(d).spec.serviceName = 'berth-peers'), /serviceName berth-peers is no Service/],
-    ['headless Service hiding not-ready pods', (d) => (service(d, 'berth-nodes').spec.publishNotReadyAddresses = false), /publishNotReadyAddresses/],
-    ['grace period below the drain time', (d) => (sts(d).spec.template.spec.terminationGracePeriodSeconds = 30), /terminationGracePeriodSeconds 30 must exceed/],
+    [
+      'headless Service hiding not-ready pods',
+      (d) => (service(d, 'berth-nodes').spec.publishNotReadyAddresses = false),
+      /publishNotReadyAddresses/,
+    ],
+    [
+      'grace period below the drain time',
+      (d) => (sts(d).spec.template.spec.terminationGracePeriodSeconds = 30),
+      /terminationGracePeriodSeconds 30 must exceed/,
+    ],
     ['an unknown key in berth.yaml', (d) => (configMap(d).data['berth.yaml'] += '\nserver2: {}\n'), /Unrecognized key/],
-    ['berth.yaml without cluster', (d) => (configMap(d).data['berth.yaml'] = configMap(d).data['berth.yaml'].replace(/\ncluster:[\s\S]*$/, '\n')), /no cluster section/],
-    ['berth listening on loopback', (d) => (configMap(d).data['berth.yaml'] = configMap(d).data['berth.yaml'].replace('host: 0.0.0.0', 'host: 127.0.0.1')), /server.host 127.0.0.1/],
-    ['an env variable the config reads but the pod lacks', (d) => (berth(d).env = berth(d).env.filter((e: Obj) => e.name !== 'BERTH_CLUSTER_SECRET')), /reads \$BERTH_CLUSTER_SECRET/],
-    ['namespace isolation in an unprivileged pod', (d) => (berth(d).securityContext = { privileged: false }), /namespace driver needs a privileged or user-namespace pod/],
+    [
+      'berth.yaml without cluster',
+      (d) => (configMap(d).data['berth.yaml'] = configMap(d).data['berth.yaml'].replace(/\ncluster:[\s\S]*$/, '\n')),
+      /no cluster section/,
+    ],
+    [
+      'berth listening on loopback',
+      (d) => (configMap(d).data['berth.yaml'] = configMap(d).data['berth.yaml'].replace('host: 0.0.0.0', 'host: 127.0.0.1')),
+      /server.host 127.0.0.1/,
+    ],
+    [
+      'an env variable the config reads but the pod lacks',
+      (d) => (berth(d).env = berth(d).env.filter((e: Obj) => e.name !== 'BERTH_CLUSTER_SECRET')),
+      /reads \$BERTH_CLUSTER_SECRET/,
+    ],
+    [
+      'namespace isolation in an unprivileged pod',
+      (d) => (berth(d).securityContext = { privileged: false }),
+      /namespace driver needs a privileged or user-namespace pod/,
+    ],
     ['a Service port the pods lack', (d) => (service(d, 'berth').spec.ports[0].targetPort = 'https'), /targetPort https is not declared/],
-    ['a shell $$ the kubelet would unescape', (d) => (berth(d).args[0] = berth(d).args[0].replace('echo 0 >', () => 'echo $$ >')), /"\$\$" in a command/],
-    ['a mount without its volume', (d) => (sts(d).spec.template.spec.volumes = sts(d).spec.template.spec.volumes.filter((v: Obj) => v.name !== 'state')), /no volume state/],
+    [
+      'a shell $$ the kubelet would unescape',
+      (d) => (berth(d).args[0] = berth(d).args[0].replace('echo 0 >', () => 'echo $$ >')),
+      /"\$\$" in a command/,
+    ],
+    [
+      'a mount without its volume',
+      (d) => (sts(d).spec.template.spec.volumes = sts(d).spec.template.spec.volumes.filter((v: Obj) => v.name !== 'state')),
+      /no volume state/,
+    ],
   ];
   for (const [what, breakIt, expected] of breakages) {
     test(`a broken copy is caught: ${what}`, () => {
       const docs = clone(base);
       breakIt(docs);
       const found = problems(docs);
-      assert.ok(found.some((p) => expected.test(p)), `expected ${expected} among:\n${found.join('\n')}`);
+      assert.ok(
+        found.some((p) => expected.test(p)),
+        `expected ${expected} among:\n${found.join('\n')}`,
+      );
     });
   }
 

@@ -38,8 +38,18 @@ describe('layers', () => {
   });
 
   for (const [file, line, rule, target] of [
-    ['session/pool.ts', "import type { LegacyBridge } from '../bridge/legacy-server.js';\nexport type X = LegacyBridge;", 'session-imports-upward', 'src/bridge/legacy-server.ts'],
-    ['runtime/calls.ts', "import type { ClusterNode } from '../cluster/node.js';\nexport type X = ClusterNode;", 'runtime-not-cluster', 'src/cluster/node.ts'],
+    [
+      'session/pool.ts',
+      "import type { LegacyBridge } from '../bridge/legacy-server.js';\nexport type X = LegacyBridge;",
+      'session-imports-upward',
+      'src/bridge/legacy-server.ts',
+    ],
+    [
+      'runtime/calls.ts',
+      "import type { ClusterNode } from '../cluster/node.js';\nexport type X = ClusterNode;",
+      'runtime-not-cluster',
+      'src/cluster/node.ts',
+    ],
   ]) {
     it(`${rule}: an import from src/${file} to ${target} is refused, naming the rule and both files`, async () => {
       const path = join(copy, 'src', file!);

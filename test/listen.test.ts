@@ -7,22 +7,48 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { connect, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
-const SERVER_2026 = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url))];
+const SERVER_2026 = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('./fixtures/server-2026.ts', import.meta.url)),
+];
 const MODERN = '2026-07-28';
 const ENVELOPE = { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': {} };
 const SUB = 'io.modelcontextprotocol/subscriptionId';
 
-function request(url: string, method: string, params: Record<string, unknown>, id: string | number, signal?: AbortSignal, extra: Record<string, string> = {}) {
-  const headers: Record<string, string> = { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': method, ...extra };
+function request(
+  url: string,
+  method: string,
+  params: Record<string, unknown>,
+  id: string | number,
+  signal?: AbortSignal,
+  extra: Record<string, string> = {},
+) {
+  const headers: Record<string, string> = {
+    accept: 'application/json, text/event-stream',
+    'content-type': 'application/json',
+    'mcp-protocol-version': MODERN,
+    'mcp-method': method,
+    ...extra,
+  };
   if (typeof params.name === 'string') headers['mcp-name'] = params.name;
-  return fetch(url, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: ENVELOPE } }), signal });
+  return fetch(url, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ jsonrpc: '2.0', id, method, params: { ...params, _meta: ENVELOPE } }),
+    signal,
+  });
 }
 
 /** The result of a call answered as JSON or as an SSE stream (its last message). */
 async function resultOf(r: Response): Promise<any> {
   const text = await r.text();
   if (!(r.headers.get('content-type') ?? '').includes('event-stream')) return JSON.parse(text).result;
-  const data = text.split('\n').filter((l) => l.startsWith('data:')).map((l) => JSON.parse(l.slice(5)));
+  const data = text
+    .split('\n')
+    .filter((l) => l.startsWith('data:'))
+    .map((l) => JSON.parse(l.slice(5)));
   return data.at(-1).result;
 }
 
@@ -39,7 +65,11 @@ async function* messages(r: Response): AsyncGenerator<any> {
     while ((i = buf.indexOf('\n\n')) >= 0) {
       const event = buf.slice(0, i);
       buf = buf.slice(i + 2);
-      const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
+      const data = event
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trim())
+        .join('\n');
       if (data) yield JSON.parse(data);
     }
   }
@@ -54,7 +84,8 @@ describe('subscriptions/listen over a pool', { timeout: 90_000 }, () => {
 
   test('one acknowledgement tagged with the client id, then a change made in any pool member', async () => {
     // Both members up first (two overlapping calls served by two processes), so the listen opens on both at once.
-    const addTool = async (id: string) => textOf(await resultOf(await request(berth.url, 'tools/call', { name: 'add_tool', arguments: {} }, id)));
+    const addTool = async (id: string) =>
+      textOf(await resultOf(await request(berth.url, 'tools/call', { name: 'add_tool', arguments: {} }, id)));
     for (let i = 0; ; i++) {
       const [a, b] = await Promise.all([addTool(`warm-${i}a`), addTool(`warm-${i}b`)]);
       if (a !== b) break;
@@ -126,7 +157,10 @@ describe('a stateless runtime hosting a 2026-only server, for 2025 clients', { t
     await client.close();
     // The refused initialize was learned once, not retried in a loop.
     await new Promise((r) => setTimeout(r, 2500));
-    const failures = berth.logs().split('\n').filter((l) => l.includes('failed to start'));
+    const failures = berth
+      .logs()
+      .split('\n')
+      .filter((l) => l.includes('failed to start'));
     assert.equal(failures.length, 0, failures.join('\n'));
   });
 });
@@ -140,7 +174,13 @@ describe('subscriptions/listen on a 2025-era server (bridge A)', { timeout: 90_0
 
   test('berth acknowledges what the server can announce and forwards its list_changed from any pooled server', async () => {
     const ac = new AbortController();
-    const listen = await request(berth.url, 'subscriptions/listen', { notifications: { toolsListChanged: true, promptsListChanged: true, resourceSubscriptions: ['x://y'] } }, 'l-2025', ac.signal);
+    const listen = await request(
+      berth.url,
+      'subscriptions/listen',
+      { notifications: { toolsListChanged: true, promptsListChanged: true, resourceSubscriptions: ['x://y'] } },
+      'l-2025',
+      ac.signal,
+    );
     assert.equal(listen.status, 200);
     const it = messages(listen);
     const ack = (await it.next()).value;
@@ -148,7 +188,11 @@ describe('subscriptions/listen on a 2025-era server (bridge A)', { timeout: 90_0
     assert.equal(ack.params._meta[SUB], 'l-2025');
     // The probe declares tools (listChanged) only: no prompts, no resource subscriptions.
     assert.deepEqual(ack.params.notifications, { toolsListChanged: true });
-    const calls = await Promise.all([0, 1, 2].map(async (i) => resultOf(await request(berth.url, 'tools/call', { name: 'notify_list_changed', arguments: {} }, `n-${i}`))));
+    const calls = await Promise.all(
+      [0, 1, 2].map(async (i) =>
+        resultOf(await request(berth.url, 'tools/call', { name: 'notify_list_changed', arguments: {} }, `n-${i}`)),
+      ),
+    );
     calls.forEach((r) => assert.equal(textOf(r), 'sent'));
     for (let i = 0; i < 3; i++) {
       const m = (await it.next()).value;
@@ -166,7 +210,11 @@ describe('subscriptions/listen on a 2025-era server (bridge A)', { timeout: 90_0
     assert.equal(listen.headers.get('berth-runtime-session'), rs['berth-runtime-session']);
     const it = messages(listen);
     const first = await it.next();
-    assert.equal(first.value?.method, 'notifications/subscriptions/acknowledged', `content-type ${listen.headers.get('content-type')}, done ${first.done}`);
+    assert.equal(
+      first.value?.method,
+      'notifications/subscriptions/acknowledged',
+      `content-type ${listen.headers.get('content-type')}, done ${first.done}`,
+    );
     // A change in a pooled server is not this session's.
     await resultOf(await request(berth.url, 'tools/call', { name: 'notify_list_changed', arguments: {} }, 'pooled'));
     const next = it.next(); // kept: the message it waits for is the one asserted below

@@ -18,7 +18,8 @@ function runtimeDir(files: Record<string, string>): string {
 
 test('an ESM server with dependencies is bundled, and the bundle beside it runs as the server did', async () => {
   const dir = runtimeDir({
-    'server.mjs': "import { greet } from './lib/greet.mjs'; import { z } from 'zod'; console.log(greet(z.string().parse('vm')), new URL('./data.txt', import.meta.url).pathname);",
+    'server.mjs':
+      "import { greet } from './lib/greet.mjs'; import { z } from 'zod'; console.log(greet(z.string().parse('vm')), new URL('./data.txt', import.meta.url).pathname);",
     'lib/greet.mjs': 'export const greet = (s) => `hello ${s}`;',
   });
   try {
@@ -29,7 +30,10 @@ test('an ESM server with dependencies is bundled, and the bundle beside it runs 
     assert.ok(b, 'bundled');
     writeFileSync(join(dir, 'bundle.mjs'), b.code);
     rmSync(join(dir, 'node_modules'), { recursive: true }); // the bundle needs none
-    assert.equal(execFileSync(process.execPath, [join(dir, 'bundle.mjs')], { encoding: 'utf8' }).trim(), `hello vm ${join(dir, 'data.txt')}`);
+    assert.equal(
+      execFileSync(process.execPath, [join(dir, 'bundle.mjs')], { encoding: 'utf8' }).trim(),
+      `hello vm ${join(dir, 'data.txt')}`,
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

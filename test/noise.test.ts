@@ -10,7 +10,12 @@ import { fileURLToPath } from 'node:url';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { ACCEPT_BOTH, connect, PROBE, ROOT, runBerth, sseMessages, textOf, type BerthProcess } from './helpers/berth.ts';
 
-const HOSTILE = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/hostile-server.ts', import.meta.url))];
+const HOSTILE = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('./fixtures/hostile-server.ts', import.meta.url)),
+];
 const probe = await namespaceDriver.probe(ROOT);
 const ISOLATION = ['--isolation', probe.ok ? 'namespace' : 'process', '--network', 'none'];
 console.log(`# noise tests under the ${ISOLATION[1]} driver${probe.ok ? '' : ` (namespace: ${probe.reason})`}`);
@@ -58,7 +63,7 @@ describe('a server flooding its outputs', { timeout: 300_000 }, () => {
     await berth.stop();
   });
 
-  test('a 1 GiB stderr flood leaves berth\'s RSS under 200 MiB and another session\'s p99 under 100 ms', async () => {
+  test("a 1 GiB stderr flood leaves berth's RSS under 200 MiB and another session's p99 under 100 ms", async () => {
     const attacker = await connect(berth.url);
     const victim = await connect(berth.url);
     await keepCalling(victim, () => false, 20); // warm: the first calls of a session run cold code
@@ -69,14 +74,18 @@ describe('a server flooding its outputs', { timeout: 300_000 }, () => {
     const before = rss(berth.proc.pid!);
     const watch = watchRss(berth.proc.pid!);
     let done = false;
-    const flood = attacker.client.callTool({ name: 'flood', arguments: { stream: 'stderr', mb: 1024, lineBytes: 1000 } }, undefined, { timeout: 280_000 }).finally(() => (done = true));
+    const flood = attacker.client
+      .callTool({ name: 'flood', arguments: { stream: 'stderr', mb: 1024, lineBytes: 1000 } }, undefined, { timeout: 280_000 })
+      .finally(() => (done = true));
     const t0 = performance.now();
     const latencies = await keepCalling(victim, () => done);
     const seconds = (performance.now() - t0) / 1000;
     assert.match(textOf(await flood), /flooded 1024 MiB/);
     const maxRss = watch.stop();
     const p99 = quantile(latencies, 0.99);
-    console.log(`# stderr flood: 1 GiB in ${seconds.toFixed(1)} s; berth RSS ${(before / MiB).toFixed(0)} MiB before, max ${(maxRss / MiB).toFixed(0)} MiB; other session: ${latencies.length} calls, p50 ${quantile(latencies, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (${quiet.toFixed(1)} ms without the flood), max ${Math.max(...latencies).toFixed(1)} ms`);
+    console.log(
+      `# stderr flood: 1 GiB in ${seconds.toFixed(1)} s; berth RSS ${(before / MiB).toFixed(0)} MiB before, max ${(maxRss / MiB).toFixed(0)} MiB; other session: ${latencies.length} calls, p50 ${quantile(latencies, 0.5).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms (${quiet.toFixed(1)} ms without the flood), max ${Math.max(...latencies).toFixed(1)} ms`,
+    );
     assert.ok(maxRss < 200 * MiB, `berth's RSS reached ${(maxRss / MiB).toFixed(0)} MiB`);
     assert.ok(latencies.length >= 20, `only ${latencies.length} calls were made during the flood`);
     assert.ok(p99 < bound, `the other session's p99 was ${p99.toFixed(1)} ms (${quiet.toFixed(1)} ms without the flood)`);
@@ -96,13 +105,16 @@ describe('a server flooding its outputs', { timeout: 300_000 }, () => {
     // the server and its session ends. That much per flooding session is the bound (the stderr budget holds none).
     const rssBefore = rss(berth.proc.pid!);
     const whole = watchRss(berth.proc.pid!);
-    const noNewline = await lineFlooder.client.callTool({ name: 'flood', arguments: { stream: 'stdout', mb: 200, lineBytes: 65536 } }, undefined, { timeout: 120_000 }).then(
-      () => 'answered',
-      (e: Error) => e.message,
-    );
+    const noNewline = await lineFlooder.client
+      .callTool({ name: 'flood', arguments: { stream: 'stdout', mb: 200, lineBytes: 65536 } }, undefined, { timeout: 120_000 })
+      .then(
+        () => 'answered',
+        (e: Error) => e.message,
+      );
     assert.notEqual(noNewline, 'answered');
     // berth's log is written asynchronously: the line may come through the pipe a moment after the call failed.
-    for (const end = Date.now() + 10_000; !/over maxMessageSize; stopping it/.test(berth.logs()) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+    for (const end = Date.now() + 10_000; !/over maxMessageSize; stopping it/.test(berth.logs()) && Date.now() < end;)
+      await new Promise((r) => setTimeout(r, 50));
     assert.match(berth.logs(), /over maxMessageSize; stopping it/);
     const wholeRss = whole.stop();
     console.log(`# stdout without newlines: berth RSS ${(rssBefore / MiB).toFixed(0)} MiB before, max ${(wholeRss / MiB).toFixed(0)} MiB`);
@@ -113,11 +125,15 @@ describe('a server flooding its outputs', { timeout: 300_000 }, () => {
     const chatty = await connect(berth.url);
     const before = berth.logs().length;
     let done = false;
-    const lines = chatty.client.callTool({ name: 'flood_lines', arguments: { mb: 32, lineBytes: 1000 } }, undefined, { timeout: 120_000 }).finally(() => (done = true));
+    const lines = chatty.client
+      .callTool({ name: 'flood_lines', arguments: { mb: 32, lineBytes: 1000 } }, undefined, { timeout: 120_000 })
+      .finally(() => (done = true));
     const latencies = await keepCalling(victim, () => done);
     const linesDone = textOf(await lines);
     const maxRss = watch.stop();
-    console.log(`# stdout lines: berth RSS max ${(maxRss / MiB).toFixed(0)} MiB; other session during the line flood: ${latencies.length} calls, p99 ${quantile(latencies, 0.99).toFixed(1)} ms`);
+    console.log(
+      `# stdout lines: berth RSS max ${(maxRss / MiB).toFixed(0)} MiB; other session during the line flood: ${latencies.length} calls, p99 ${quantile(latencies, 0.99).toFixed(1)} ms`,
+    );
     assert.match(linesDone, /flooded 3[23] MiB of lines/);
     assert.ok(maxRss < 200 * MiB, `berth's RSS reached ${(maxRss / MiB).toFixed(0)} MiB`);
     const dropped = await metric(berth.url, 'berth_server_output_dropped_bytes_total', 'stream="stdout"');
@@ -134,7 +150,23 @@ describe('batches against the per-principal rate limit', { timeout: 120_000 }, (
   // 0.01 calls per second: nothing refills during the test, so every call is accounted for.
   const BURST = 10_050;
   before(async () => {
-    berth = await runBerth([...ISOLATION, '--warm-pool', '1', '--auth', 'api-key', '--api-key-env', 'NOISE_KEYS', '--rps', '0.01', '--request-burst', String(BURST)], PROBE, { NOISE_KEYS: KEY });
+    berth = await runBerth(
+      [
+        ...ISOLATION,
+        '--warm-pool',
+        '1',
+        '--auth',
+        'api-key',
+        '--api-key-env',
+        'NOISE_KEYS',
+        '--rps',
+        '0.01',
+        '--request-burst',
+        String(BURST),
+      ],
+      PROBE,
+      { NOISE_KEYS: KEY },
+    );
   });
   after(async () => {
     await berth.stop();
@@ -143,14 +175,25 @@ describe('batches against the per-principal rate limit', { timeout: 120_000 }, (
   const post = (body: unknown, sid?: string) =>
     fetch(berth.url, {
       method: 'POST',
-      headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', authorization: `Bearer ${KEY}`, 'mcp-protocol-version': '2025-03-26', ...(sid ? { 'mcp-session-id': sid } : {}) },
+      headers: {
+        accept: ACCEPT_BOTH,
+        'content-type': 'application/json',
+        authorization: `Bearer ${KEY}`,
+        'mcp-protocol-version': '2025-03-26',
+        ...(sid ? { 'mcp-session-id': sid } : {}),
+      },
       body: JSON.stringify(body),
     });
   const pings = (n: number, from: number) => Array.from({ length: n }, (_, i) => ({ jsonrpc: '2.0', id: from + i, method: 'ping' }));
 
   test('a 10,000-call batch counts as 10,000 calls against the quota; a batch over what is left is refused whole', async () => {
     // 2025-03-26: the revision whose clients may send batches.
-    const init = await post({ jsonrpc: '2.0', id: 0, method: 'initialize', params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'batcher', version: '1' } } });
+    const init = await post({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: '2025-03-26', capabilities: {}, clientInfo: { name: 'batcher', version: '1' } },
+    });
     assert.equal(init.status, 200, await init.clone().text());
     await init.text();
     const sid = init.headers.get('mcp-session-id')!;
@@ -161,7 +204,9 @@ describe('batches against the per-principal rate limit', { timeout: 120_000 }, (
     assert.equal(batch.status, 200);
     // Answered as JSON, or (past the JSON window) as an SSE stream of the answers.
     const body = await batch.text();
-    const answers = (batch.headers.get('content-type')?.startsWith('text/event-stream') ? sseMessages(body).flat() : JSON.parse(body)) as Array<{ id: number; result?: unknown }>;
+    const answers = (
+      batch.headers.get('content-type')?.startsWith('text/event-stream') ? sseMessages(body).flat() : JSON.parse(body)
+    ) as Array<{ id: number; result?: unknown }>;
     assert.equal(answers.length, 10_000);
     assert.ok(answers.every((a) => a.result !== undefined));
     spent += 10_000;
@@ -210,17 +255,24 @@ function burstOfInitializes(url: string, count: number): Promise<InitAnswer[]> {
     }).then(async (r) => ({ i, status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.json() }));
     const answers = await Promise.all(Array.from({ length: Number(count) }, (_, i) => init(i)));
     process.stdout.write(JSON.stringify(answers));`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, url, String(count)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, url, String(count)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let out = '';
   child.stdout!.on('data', (d) => (out += d));
-  return new Promise((resolve, reject) => child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`the burst exited with ${code}`)))));
+  return new Promise((resolve, reject) =>
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`the burst exited with ${code}`)))),
+  );
 }
 
 describe('a burst of initializes', { timeout: 180_000 }, () => {
   let berth: BerthProcess;
   const SLOTS = 2;
   before(async () => {
-    berth = await runBerth([...ISOLATION, '--warm-pool', '0', '--max-sessions', '600', '--max-concurrent-starts', String(SLOTS), '--start-queue-timeout', '3s'], PROBE);
+    berth = await runBerth(
+      [...ISOLATION, '--warm-pool', '0', '--max-sessions', '600', '--max-concurrent-starts', String(SLOTS), '--start-queue-timeout', '3s'],
+      PROBE,
+    );
   });
   after(async () => {
     await berth.stop();
@@ -267,7 +319,10 @@ describe('a burst of initializes', { timeout: 180_000 }, () => {
     assert.ok(started >= 1 && refused.length >= 1);
     for (const r of refused) {
       assert.ok(Number(r.retryAfter) >= 1);
-      assert.match(r.body.error!.message, /limits\.maxConcurrentStarts = 2\) and this initialize waited its 3000 ms \(limits\.startQueueTimeout\)/);
+      assert.match(
+        r.body.error!.message,
+        /limits\.maxConcurrentStarts = 2\) and this initialize waited its 3000 ms \(limits\.startQueueTimeout\)/,
+      );
       assert.equal(r.body.id, r.i);
     }
     assert.ok(mostRunning <= SLOTS, `${mostRunning} servers were starting at once`);

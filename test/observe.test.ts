@@ -16,7 +16,11 @@ describe('metrics and request logs', () => {
     const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
     try {
       // Wait for the warm server, so the session start is the warm one.
-      while (((await (await fetch(new URL('/healthz', berth.url))).json()) as { runtimes: { default: { warm: number } } }).runtimes.default.warm < 1) await sleep(50);
+      while (
+        ((await (await fetch(new URL('/healthz', berth.url))).json()) as { runtimes: { default: { warm: number } } }).runtimes.default
+          .warm < 1
+      )
+        await sleep(50);
       const { client, transport } = await connect(berth.url, { elicitation: {} });
       client.setRequestHandler(ElicitRequestSchema, async () => {
         await sleep(50);
@@ -48,7 +52,12 @@ describe('metrics and request logs', () => {
       assert.ok(sample(end, 'berth_process_cpu_user_seconds_total')! > 0, 'CPU time of berth itself');
       assert.ok(sample(end, 'berth_process_resident_memory_bytes')! > 1048576);
       assert.ok(sample(end, 'berth_nodejs_heap_size_used_bytes')! > 1048576);
-      const names = new Set(end.split('\n').filter((l) => l && !l.startsWith('#')).map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]));
+      const names = new Set(
+        end
+          .split('\n')
+          .filter((l) => l && !l.startsWith('#'))
+          .map((l) => /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(l)![0]),
+      );
       assert.ok(names.size > 20, `${names.size} metric series names`);
       for (const name of names) {
         assert.match(name, /^berth_/, `every metric is berth's: ${name}`);

@@ -30,7 +30,11 @@ before(async () => {
   cpSync(FIXTURE, src, { recursive: true });
   // A tarball no earlier run has seen, so no npm cache anywhere could hold it.
   writeFileSync(join(src, 'nonce.txt'), `${process.pid} ${Date.now()} ${Math.random()}\n`);
-  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', top], { cwd: src, encoding: 'utf8', env: { ...process.env, npm_config_update_notifier: 'false' } });
+  const out = execFileSync('npm', ['pack', '--json', '--pack-destination', top], {
+    cwd: src,
+    encoding: 'utf8',
+    env: { ...process.env, npm_config_update_notifier: 'false' },
+  });
   const tgz = readFileSync(join(top, (JSON.parse(out) as Array<{ filename: string }>)[0]!.filename));
   const manifest = JSON.parse(readFileSync(join(src, 'package.json'), 'utf8')) as Record<string, unknown>;
 
@@ -43,7 +47,9 @@ before(async () => {
         integrity: `sha512-${createHash('sha512').update(tgz).digest('base64')}`,
         shasum: createHash('sha1').update(tgz).digest('hex'),
       };
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ name: NAME, 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': { ...manifest, dist } } }));
+      res
+        .writeHead(200, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ name: NAME, 'dist-tags': { latest: '1.0.0' }, versions: { '1.0.0': { ...manifest, dist } } }));
     } else if (req.url === `/${NAME}/-/${NAME}-1.0.0.tgz`) {
       fetched.tarball++;
       res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(tgz);
@@ -63,7 +69,12 @@ after(() => {
 
 /** npm pointed at the loopback registry through its environment, with an npm cache of the test's own. */
 function npmEnv(): Record<string, string> {
-  return { npm_config_registry: registryUrl, npm_config_cache: join(top, 'npm-cache'), npm_config_update_notifier: 'false', BERTH_PACKAGE_CACHE: cache };
+  return {
+    npm_config_registry: registryUrl,
+    npm_config_cache: join(top, 'npm-cache'),
+    npm_config_update_notifier: 'false',
+    BERTH_PACKAGE_CACHE: cache,
+  };
 }
 
 async function whereAndWrite(url: string): Promise<{ file: string; session: string; write: string }> {
@@ -90,8 +101,16 @@ test('npx -y PACKAGE: installed once, outside the sandboxes; two sessions with n
       assert.ok(s.file.endsWith(`/node_modules/${NAME}/server.js`), s.file);
       assert.match(s.write, /^(EROFS|EACCES)$/, 'a session cannot write into the shared package directory');
     }
-    assert.equal(fetched.tarball, 1, 'the tarball was downloaded once, by the installer, for every server started (warm pool and sessions)');
-    assert.equal(readdirSync(cache).filter((e) => e.startsWith('default-')).length, 1, 'one package directory, no leftover partial installs');
+    assert.equal(
+      fetched.tarball,
+      1,
+      'the tarball was downloaded once, by the installer, for every server started (warm pool and sessions)',
+    );
+    assert.equal(
+      readdirSync(cache).filter((e) => e.startsWith('default-')).length,
+      1,
+      'one package directory, no leftover partial installs',
+    );
     assert.ok(!existsSync(join(one.file, '..', 'written-by-a-session')));
   } finally {
     await b.stop();
@@ -113,7 +132,10 @@ test('a restarted berth reuses the filled package directory: no install, the reg
 
 test('packageCache.refresh installs anew at start, asking the registry again', async () => {
   const asked = fetched.packument;
-  const b = await serveBerth({ command: ['npm', 'exec', '--yes', '--', NAME], network: 'none', packageCache: { dir: cache, refresh: true } }, npmEnv());
+  const b = await serveBerth(
+    { command: ['npm', 'exec', '--yes', '--', NAME], network: 'none', packageCache: { dir: cache, refresh: true } },
+    npmEnv(),
+  );
   try {
     const s = await whereAndWrite(b.url);
     assert.ok(s.file.startsWith(`${cache}/default-`), s.file);
@@ -125,7 +147,7 @@ test('packageCache.refresh installs anew at start, asking the registry again', a
   }
 });
 
-test('a package the registry does not have: berth run refuses to start, with the reason and npm\'s last stderr lines', async () => {
+test("a package the registry does not have: berth run refuses to start, with the reason and npm's last stderr lines", async () => {
   await assert.rejects(runBerth(['--network', 'none'], ['npx', '-y', 'berth-fixture-no-such-package'], npmEnv()), (e: Error) => {
     assert.match(e.message, /berth exited with 1/);
     assert.match(e.message, /could not install berth-fixture-no-such-package into the package cache: npm install exited with code 1/);

@@ -40,12 +40,22 @@ before(
     serverDir = join(top, 'server');
     for (const d of [prefix, elsewhere, serverDir]) mkdirSync(d);
     // --ignore-scripts: `npm test` has just built dist/ (prepack would build it again, under other tests' feet).
-    const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', top], { cwd: ROOT, env: cleanEnv(), timeout: 60_000, maxBuffer: 64 << 20 });
+    const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', top], {
+      cwd: ROOT,
+      env: cleanEnv(),
+      timeout: 60_000,
+      maxBuffer: 64 << 20,
+    });
     const info = (JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>)[0]!;
     tarball = join(top, info.filename);
     files = info.files.map((f) => f.path);
     // A real install from the tarball: its dependencies come from the registry (or npm's cache), no compiler runs.
-    await run('npm', ['install', '--prefix', prefix, tarball, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel', 'error'], { cwd: prefix, env: cleanEnv(), timeout: 180_000, maxBuffer: 64 << 20 });
+    await run('npm', ['install', '--prefix', prefix, tarball, '--no-audit', '--no-fund', '--prefer-offline', '--loglevel', 'error'], {
+      cwd: prefix,
+      env: cleanEnv(),
+      timeout: 180_000,
+      maxBuffer: 64 << 20,
+    });
   },
   { timeout: 240_000 },
 );
@@ -59,13 +69,32 @@ const bin = () => join(prefix, 'node_modules/.bin/berth');
 test('the tarball holds the built code, the launcher, the dashboard files, examples, README and LICENSE, and no sources or tests', () => {
   assert.equal(PKG.name, 'berth-mcp');
   assert.equal(PKG.bin.berth, './bin/berth.js');
-  for (const f of ['package.json', 'README.md', 'LICENSE', 'bin/berth.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'dist/demo/server.js', 'dist/dashboard/assets.js', 'src/dashboard/static/index.html', 'examples/berth.yaml']) {
+  for (const f of [
+    'package.json',
+    'README.md',
+    'LICENSE',
+    'bin/berth.js',
+    'dist/index.js',
+    'dist/index.d.ts',
+    'dist/cli/main.js',
+    'dist/demo/server.js',
+    'dist/dashboard/assets.js',
+    'src/dashboard/static/index.html',
+    'examples/berth.yaml',
+  ]) {
     assert.ok(files.includes(f), `${f} is not in the tarball`);
   }
-  const stray = files.filter((f) => /^(test|bench|scripts|deploy|node_modules)\//.test(f) || (/^src\//.test(f) && !f.startsWith('src/dashboard/static/')) || f.endsWith('.map'));
+  const stray = files.filter(
+    (f) =>
+      /^(test|bench|scripts|deploy|node_modules)\//.test(f) ||
+      (/^src\//.test(f) && !f.startsWith('src/dashboard/static/')) ||
+      f.endsWith('.map'),
+  );
   assert.deepEqual(stray, []);
   // Installing ran no compiler: the installed package has no TypeScript and no build script to run.
-  const installed = JSON.parse(readFileSync(join(prefix, 'node_modules', PKG.name, 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+  const installed = JSON.parse(readFileSync(join(prefix, 'node_modules', PKG.name, 'package.json'), 'utf8')) as {
+    scripts?: Record<string, string>;
+  };
   assert.equal(installed.scripts?.prepare, undefined);
   assert.equal(installed.scripts?.install ?? installed.scripts?.postinstall, undefined);
 });
@@ -76,7 +105,11 @@ test('`berth --version` prints the package version, from a directory outside the
 });
 
 test('the library is importable by the package name', async () => {
-  const r = await run(process.execPath, ['-e', `import('${PKG.name}').then((m) => console.log(typeof m.createRuntime, typeof m.parseConfig))`], { cwd: prefix, env: cleanEnv(), timeout: 30_000 });
+  const r = await run(
+    process.execPath,
+    ['-e', `import('${PKG.name}').then((m) => console.log(typeof m.createRuntime, typeof m.parseConfig))`],
+    { cwd: prefix, env: cleanEnv(), timeout: 30_000 },
+  );
   assert.equal(r.stdout.trim(), 'function function');
 });
 
@@ -94,24 +127,32 @@ createInterface({ input: process.stdin }).on('line', (line) => {
 });
 `;
 
-test('`berth run` (default isolation) hosts a server from a third directory; the official SDK client calls it', { timeout: 120_000 }, async () => {
-  const script = join(serverDir, 'server.mjs');
-  writeFileSync(script, SERVER);
-  // No --mount: berth shows the sandbox the command's own files (issue 14.3).
-  const proc = spawn(bin(), ['run', '--port', '0', '--', process.execPath, script], { cwd: elsewhere, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let err = '';
-  proc.stderr!.on('data', (d) => (err += d));
-  const exited = new Promise((r) => proc.once('exit', r));
-  try {
-    const url = await listeningUrl(proc, { timeoutMs: 60_000, context: () => err });
-    const client = new Client({ name: 'package-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(url)), { timeout: 60_000 });
-    assert.equal(client.getServerVersion()?.name, 'third-dir');
-    const r = await client.callTool({ name: 'echo', arguments: { text: 'from a stranger' } });
-    assert.deepEqual(r.content, [{ type: 'text', text: 'echo: from a stranger' }]);
-    await client.close();
-  } finally {
-    if (proc.exitCode === null) proc.kill('SIGTERM');
-    await exited;
-  }
-});
+test(
+  '`berth run` (default isolation) hosts a server from a third directory; the official SDK client calls it',
+  { timeout: 120_000 },
+  async () => {
+    const script = join(serverDir, 'server.mjs');
+    writeFileSync(script, SERVER);
+    // No --mount: berth shows the sandbox the command's own files (issue 14.3).
+    const proc = spawn(bin(), ['run', '--port', '0', '--', process.execPath, script], {
+      cwd: elsewhere,
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    proc.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise((r) => proc.once('exit', r));
+    try {
+      const url = await listeningUrl(proc, { timeoutMs: 60_000, context: () => err });
+      const client = new Client({ name: 'package-test', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(url)), { timeout: 60_000 });
+      assert.equal(client.getServerVersion()?.name, 'third-dir');
+      const r = await client.callTool({ name: 'echo', arguments: { text: 'from a stranger' } });
+      assert.deepEqual(r.content, [{ type: 'text', text: 'echo: from a stranger' }]);
+      await client.close();
+    } finally {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await exited;
+    }
+  },
+);

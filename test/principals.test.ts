@@ -12,7 +12,12 @@ import { Client as Client2025 } from '@modelcontextprotocol/sdk/client/index.js'
 import { StreamableHTTPClientTransport as Transport2025 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ACCEPT_BOTH, readUntil, runBerth, sseEvents, textOf, type BerthProcess } from './helpers/berth.ts';
 
-const HOSTILE = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('./fixtures/hostile-server.ts', import.meta.url))];
+const HOSTILE = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('./fixtures/hostile-server.ts', import.meta.url)),
+];
 const MODERN = '2026-07-28';
 const KEYS = { PRINCIPAL_KEYS: 'key-alice,key-bob,key-carol' };
 const AUTH = ['--auth', 'api-key', '--api-key-env', 'PRINCIPAL_KEYS'];
@@ -28,23 +33,48 @@ function secretsOf(who: string) {
 /** The SDK v2 client pinned to 2026-07-28, answering the server's questions (as MRTR rounds) with `who`'s secrets. */
 async function modernClient(url: string, who: string, headers: Record<string, string>): Promise<Client> {
   const s = secretsOf(who);
-  const client = new Client({ name: who, version: '1' }, { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} }, sampling: {}, roots: {} } });
+  const client = new Client(
+    { name: who, version: '1' },
+    { versionNegotiation: { mode: { pin: MODERN } }, capabilities: { elicitation: { form: {} }, sampling: {}, roots: {} } },
+  );
   client.setRequestHandler('elicitation/create', async () => ({ action: 'accept', content: { answer: s.answer } }));
-  client.setRequestHandler('sampling/createMessage', async () => ({ role: 'assistant', content: { type: 'text', text: s.sampled }, model: 'm', stopReason: 'endTurn' }));
+  client.setRequestHandler('sampling/createMessage', async () => ({
+    role: 'assistant',
+    content: { type: 'text', text: s.sampled },
+    model: 'm',
+    stopReason: 'endTurn',
+  }));
   client.setRequestHandler('roots/list', async () => ({ roots: [{ uri: s.root, name: who }] }));
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   return client;
 }
 
-const call = async (c: Client | Client2025, name: string, args: Record<string, unknown> = {}) => textOf(await c.callTool({ name, arguments: args }));
+const call = async (c: Client | Client2025, name: string, args: Record<string, unknown> = {}) =>
+  textOf(await c.callTool({ name, arguments: args }));
 const noneOf = (text: string, who: string) => Object.values(secretsOf(who)).filter((secret) => text.includes(secret));
 
 /** One raw 2026 tools/call (for what the SDK hides: the resultType of the first answer). */
 async function rawModernCall(url: string, headers: Record<string, string>, id: number, name: string, caps: Record<string, unknown>) {
-  const body = { jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {}, _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps } } };
+  const body = {
+    jsonrpc: '2.0',
+    id,
+    method: 'tools/call',
+    params: {
+      name,
+      arguments: {},
+      _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps },
+    },
+  };
   const r = await fetch(url, {
     method: 'POST',
-    headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': MODERN, 'mcp-method': 'tools/call', 'mcp-name': name, ...headers },
+    headers: {
+      accept: ACCEPT_BOTH,
+      'content-type': 'application/json',
+      'mcp-protocol-version': MODERN,
+      'mcp-method': 'tools/call',
+      'mcp-name': name,
+      ...headers,
+    },
     body: JSON.stringify(body),
   });
   const text = await r.text();
@@ -68,7 +98,11 @@ describe('two principals through the 2026 bridge (pooled 2025-era servers)', { t
       assert.match(await call(a, 'sample', { prompt: 'p' }), /alice-sampled/);
       assert.equal(await call(a, 'remember', { value: secretsOf('alice').remembered }), 'ok');
       const aliceHeard = await call(a, 'heard');
-      assert.deepEqual(noneOf(aliceHeard, 'alice').sort(), [secretsOf('alice').root, secretsOf('alice').answer, secretsOf('alice').sampled].sort(), aliceHeard);
+      assert.deepEqual(
+        noneOf(aliceHeard, 'alice').sort(),
+        [secretsOf('alice').root, secretsOf('alice').answer, secretsOf('alice').sampled].sort(),
+        aliceHeard,
+      );
       assert.match(await call(a, 'recall'), /alice-remembered/);
       const aliceServer = JSON.parse(await call(a, 'whoami')).instance;
 
@@ -82,8 +116,12 @@ describe('two principals through the 2026 bridge (pooled 2025-era servers)', { t
       // Both at once, several calls each (each bridged call holds a server of its own): still nothing crosses.
       const both = await Promise.all(
         [0, 1, 2].flatMap((i) => [
-          call(a, 'keep_ask', { question: `a${i}` }).then(() => call(a, 'heard')).then((t) => ({ who: 'alice', t })),
-          call(b, i % 2 ? 'sample' : 'keep_ask', { ...(i % 2 ? { prompt: `b${i}` } : { question: `b${i}` }) }).then(() => call(b, 'heard')).then((t) => ({ who: 'bob', t })),
+          call(a, 'keep_ask', { question: `a${i}` })
+            .then(() => call(a, 'heard'))
+            .then((t) => ({ who: 'alice', t })),
+          call(b, i % 2 ? 'sample' : 'keep_ask', { ...(i % 2 ? { prompt: `b${i}` } : { question: `b${i}` }) })
+            .then(() => call(b, 'heard'))
+            .then((t) => ({ who: 'bob', t })),
         ]),
       );
       for (const { who, t } of both) assert.deepEqual(noneOf(t, who === 'alice' ? 'bob' : 'alice'), [], `${who} heard: ${t}`);
@@ -141,11 +179,13 @@ describe('a full stateless pool (max-sessions 2, three principals)', { timeout: 
   after(() => berth?.stop());
 
   test("makes room by stopping another principal's idle server, never by lending it", async () => {
-    const clients = await Promise.all([alice, bob, carol].map(async (headers) => {
-      const c = new Client2025({ name: 'full', version: '1' });
-      await c.connect(new Transport2025(new URL(berth.url), { requestInit: { headers } }));
-      return c;
-    }));
+    const clients = await Promise.all(
+      [alice, bob, carol].map(async (headers) => {
+        const c = new Client2025({ name: 'full', version: '1' });
+        await c.connect(new Transport2025(new URL(berth.url), { requestInit: { headers } }));
+        return c;
+      }),
+    );
     const [a, b, c] = clients;
     try {
       assert.equal(await call(a!, 'remember', { value: secretsOf('alice').remembered }), 'ok');
@@ -173,17 +213,33 @@ describe('a server request outside any call, 2025 client (stateful)', { timeout:
     const post = (body: unknown, sid?: string) =>
       fetch(berth.url, {
         method: 'POST',
-        headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': V, ...(sid ? { 'mcp-session-id': sid } : {}) },
+        headers: {
+          accept: ACCEPT_BOTH,
+          'content-type': 'application/json',
+          'mcp-protocol-version': V,
+          ...(sid ? { 'mcp-session-id': sid } : {}),
+        },
         body: JSON.stringify(body),
       });
-    const init = await post({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: V, capabilities: { roots: {}, elicitation: {} }, clientInfo: { name: 'raw', version: '1' } } });
+    const init = await post({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: V, capabilities: { roots: {}, elicitation: {} }, clientInfo: { name: 'raw', version: '1' } },
+    });
     assert.equal(init.status, 200, await init.clone().text());
     await init.text();
     const sid = init.headers.get('mcp-session-id')!;
-    const messages = (text: string) => sseEvents(text).filter((e) => e.data).map((e) => JSON.parse(e.data));
+    const messages = (text: string) =>
+      sseEvents(text)
+        .filter((e) => e.data)
+        .map((e) => JSON.parse(e.data));
 
     // A call in flight, its stream live: the server's question for it has reached it.
-    const ask = await post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'keep_ask', arguments: { question: 'for the call' } } }, sid);
+    const ask = await post(
+      { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'keep_ask', arguments: { question: 'for the call' } } },
+      sid,
+    );
     let callText = await readUntil(ask, (evs) => evs.some((e) => e.data.includes('elicitation/create')));
     const elicit = messages(callText).find((m) => m.method === 'elicitation/create');
 
@@ -194,10 +250,16 @@ describe('a server request outside any call, 2025 client (stateful)', { timeout:
     assert.equal(initialized.status, 202);
     const getText = await readUntil(get, (evs) => evs.some((e) => e.data.includes('roots/list')));
     const roots = messages(getText).find((m) => m.method === 'roots/list');
-    assert.equal((await post({ jsonrpc: '2.0', id: roots.id, result: { roots: [{ uri: 'file:///startup', name: 's' }] } }, sid)).status, 202);
+    assert.equal(
+      (await post({ jsonrpc: '2.0', id: roots.id, result: { roots: [{ uri: 'file:///startup', name: 's' }] } }, sid)).status,
+      202,
+    );
 
     // The call goes on as before, and its stream never carried the startup request.
-    assert.equal((await post({ jsonrpc: '2.0', id: elicit.id, result: { action: 'accept', content: { answer: 'for the call' } } }, sid)).status, 202);
+    assert.equal(
+      (await post({ jsonrpc: '2.0', id: elicit.id, result: { action: 'accept', content: { answer: 'for the call' } } }, sid)).status,
+      202,
+    );
     callText += await readUntil(ask, (evs) => evs.some((e) => e.data.includes('"result"') && e.data.includes('"id":2')));
     assert.ok(!callText.includes('roots/list'), `the call's stream: ${callText}`);
     void get.body?.cancel();
@@ -206,6 +268,13 @@ describe('a server request outside any call, 2025 client (stateful)', { timeout:
     const text = await heard.text();
     const result = text.startsWith('{') ? JSON.parse(text) : messages(text).find((m) => m.id === 3);
     const got = JSON.parse(result.result.content[0].text) as unknown[];
-    assert.deepEqual(new Set(got.map((h) => JSON.stringify(h))), new Set([{ startup: { roots: [{ uri: 'file:///startup', name: 's' }] } }, { action: 'accept', content: { answer: 'for the call' } }].map((h) => JSON.stringify(h))));
+    assert.deepEqual(
+      new Set(got.map((h) => JSON.stringify(h))),
+      new Set(
+        [{ startup: { roots: [{ uri: 'file:///startup', name: 's' }] } }, { action: 'accept', content: { answer: 'for the call' } }].map(
+          (h) => JSON.stringify(h),
+        ),
+      ),
+    );
   });
 });

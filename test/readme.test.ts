@@ -33,11 +33,16 @@ function flagRows(readme: string, bad: string[]): Row[] {
     if (!m) return;
     const marked = m[1]!.trim().split(/\s+/);
     // Cells split on pipes that are not escaped (`a\|b` inside a cell is one cell).
-    const cells = (l: string) => l.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim());
+    const cells = (l: string) =>
+      l
+        .split(/(?<!\\)\|/)
+        .slice(1, -1)
+        .map((c) => c.trim());
     const header = cells(lines[i + 1] ?? '');
     const [flagCol, defaultCol, commandCol] = ['flag', 'default', 'command'].map((h) => header.findIndex((c) => c.startsWith(h)));
     if (flagCol < 0 || defaultCol < 0) return void bad.push(`README:${i + 2}: a flags table needs "flag" and "default" columns`);
-    if (commandCol < 0 && marked.length > 1) return void bad.push(`README:${i + 2}: a table for ${marked.join(', ')} needs a "command" column`);
+    if (commandCol < 0 && marked.length > 1)
+      return void bad.push(`README:${i + 2}: a table for ${marked.join(', ')} needs a "command" column`);
     for (let j = i + 3; j < lines.length && lines[j]!.startsWith('|'); j++) {
       const row = cells(lines[j]!);
       const flags: Row['flags'] = [];
@@ -100,10 +105,13 @@ export function flagProblems(readme: string, cli: Command): string[] {
         }
         if (seen.has(`${name} ${f.long}`)) problems.push(`${where}: listed twice`);
         seen.add(`${name} ${f.long}`);
-        if ((f.short ?? o.short) !== undefined && f.short !== o.short) problems.push(`${where}: short form ${o.short ?? 'none'} in the CLI, ${f.short ?? 'none'} in README`);
+        if ((f.short ?? o.short) !== undefined && f.short !== o.short)
+          problems.push(`${where}: short form ${o.short ?? 'none'} in the CLI, ${f.short ?? 'none'} in README`);
         const want = o.argChoices?.join('|');
-        if (want !== f.choices?.join('|')) problems.push(`${where}: choices ${want ?? 'none'} in the CLI, ${f.choices?.join('|') ?? 'none'} in README`);
-        if (cliDefault(o) !== row.defaults[k]) problems.push(`${where}: default ${cliDefault(o) ?? 'none'} in the CLI, ${row.defaults[k] ?? 'none'} in README`);
+        if (want !== f.choices?.join('|'))
+          problems.push(`${where}: choices ${want ?? 'none'} in the CLI, ${f.choices?.join('|') ?? 'none'} in README`);
+        if (cliDefault(o) !== row.defaults[k])
+          problems.push(`${where}: default ${cliDefault(o) ?? 'none'} in the CLI, ${row.defaults[k] ?? 'none'} in README`);
       }
     }
   }
@@ -128,14 +136,17 @@ describe("README's flag tables", () => {
       .replace('| `--json` | `call` | off |', '| `--json` | `connect` | off |')
       .replace(/^(\| `--drain-timeout`.*\n)/m, '$1| `--no-such-flag` | — | invented |\n');
     const problems = flagProblems(broken, program).map((p) => p.replace(/^README:\d+: /, ''));
-    assert.deepEqual(problems.sort(), [
-      'berth call --json: missing from README\'s flag tables',
-      'berth run --body-timeout: missing from README\'s flag tables',
-      'berth run --no-such-flag: no such flag',
-      'berth run --port: default 8787 in the CLI, 8788 in README',
-      'berth run --upstream: choices stdio|http in the CLI, stdio|https in README',
-      'berth connect --json: no such flag',
-    ].sort());
+    assert.deepEqual(
+      problems.sort(),
+      [
+        "berth call --json: missing from README's flag tables",
+        "berth run --body-timeout: missing from README's flag tables",
+        'berth run --no-such-flag: no such flag',
+        'berth run --port: default 8787 in the CLI, 8788 in README',
+        'berth run --upstream: choices stdio|http in the CLI, stdio|https in README',
+        'berth connect --json: no such flag',
+      ].sort(),
+    );
   });
 });
 
@@ -164,7 +175,11 @@ const EXAMPLES: Array<{ line: RegExp; stdout: RegExp; stderr?: RegExp; steps?: S
     stdout: /Deleted "todo"\./,
     stderr: /stdin closed; quitting/,
   },
-  { line: /--call note_write --arg name=todo/, steps: [[/content — /, 'buy milk\r']], stdout: /calling note_write \{"name":"todo","content":"buy milk"\}[\s\S]*Created note "todo" \(8 bytes\)/ },
+  {
+    line: /--call note_write --arg name=todo/,
+    steps: [[/content — /, 'buy milk\r']],
+    stdout: /calling note_write \{"name":"todo","content":"buy milk"\}[\s\S]*Created note "todo" \(8 bytes\)/,
+  },
   { line: /call \S+ note_write --args/, stdout: /^Created note "todo" \(8 bytes\)\.\n$/ },
   { line: /workspace_reindex --arg steps=3/, stdout: /^Indexed 0 note\(s\), 0 words in 3 stages/, stderr: /progress 3\/3 Stage 3\/3/ },
   { line: /workspace_reindex --args - --json/, stdout: /"structuredContent": \{\s*"status": "completed",\s*"stepsDone": 2,/ },
@@ -175,13 +190,20 @@ const EXAMPLES: Array<{ line: RegExp; stdout: RegExp; stderr?: RegExp; steps?: S
 
 /** Lines of README's sh blocks that talk to a running berth. */
 function clientExamples(readme: string): string[] {
-  return [...readme.matchAll(/^```sh\n([\s\S]*?)^```/gm)].flatMap((b) => b[1]!.split('\n')).filter((l) => /\bberth (call|connect)\b|^curl /.test(l));
+  return [...readme.matchAll(/^```sh\n([\s\S]*?)^```/gm)]
+    .flatMap((b) => b[1]!.split('\n'))
+    .filter((l) => /\bberth (call|connect)\b|^curl /.test(l));
 }
 
 const strip = (s: string) => s.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '');
 
 /** Runs one example with sh, answering its prompts; resolves when it exits. */
-function run(line: string, cwd: string, path: string, steps: Step[] = []): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  line: string,
+  cwd: string,
+  path: string,
+  steps: Step[] = [],
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const p = spawn('sh', ['-c', line], { cwd, env: { ...process.env, PATH: path }, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -206,7 +228,9 @@ function run(line: string, cwd: string, path: string, steps: Step[] = []): Promi
     // Bounded: a prompt the steps do not expect would otherwise wait forever.
     const t = setTimeout(() => {
       p.kill();
-      reject(new Error(`\`${line}\` still running after 120 s, waiting for ${steps[step]?.[0]}\nstdout:\n${strip(stdout)}\nstderr:\n${stderr}`));
+      reject(
+        new Error(`\`${line}\` still running after 120 s, waiting for ${steps[step]?.[0]}\nstdout:\n${strip(stdout)}\nstderr:\n${stderr}`),
+      );
     }, 120_000);
     p.once('exit', (code) => {
       clearTimeout(t);
@@ -249,6 +273,10 @@ describe("README's client examples, against berth serving examples/berth.yaml", 
       assert.match(r.stdout, e.stdout, context);
       if (e.stderr) assert.match(r.stderr, e.stderr, context);
     }
-    assert.deepEqual(EXAMPLES.map((_, i) => i).filter((i) => !used.has(i)), [], 'every EXAMPLES entry matches a README example');
+    assert.deepEqual(
+      EXAMPLES.map((_, i) => i).filter((i) => !used.has(i)),
+      [],
+      'every EXAMPLES entry matches a README example',
+    );
   });
 });

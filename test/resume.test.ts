@@ -9,12 +9,33 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { ACCEPT_BOTH, connect, PROBE, rawInit, readUntil, runBerth, sseEvents, sseMessages, startBerth, textOf, type BerthProcess, type SseEvent } from './helpers/berth.ts';
+import {
+  ACCEPT_BOTH,
+  connect,
+  PROBE,
+  rawInit,
+  readUntil,
+  runBerth,
+  sseEvents,
+  sseMessages,
+  startBerth,
+  textOf,
+  type BerthProcess,
+  type SseEvent,
+} from './helpers/berth.ts';
 import { startProxy } from './helpers/proxy.ts';
 
 const V = '2025-11-25';
 
-function call(url: string, sid: string, id: number, name: string, args: Record<string, unknown>, meta?: Record<string, unknown>, signal?: AbortSignal) {
+function call(
+  url: string,
+  sid: string,
+  id: number,
+  name: string,
+  args: Record<string, unknown>,
+  meta?: Record<string, unknown>,
+  signal?: AbortSignal,
+) {
   return fetch(url, {
     method: 'POST',
     headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-session-id': sid, 'mcp-protocol-version': V },
@@ -24,9 +45,11 @@ function call(url: string, sid: string, id: number, name: string, args: Record<s
 }
 
 function resume(url: string, sid: string, lastEventId: string, signal?: AbortSignal) {
-  return fetch(url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V, 'last-event-id': lastEventId }, signal });
+  return fetch(url, {
+    headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V, 'last-event-id': lastEventId },
+    signal,
+  });
 }
-
 
 const progressOf = (events: SseEvent[]) =>
   events
@@ -85,13 +108,20 @@ describe('resumable streams (raw HTTP)', () => {
     assert.equal(again.headers.get('content-type'), 'text/event-stream');
     const rest = sseEvents(await again.text()); // ends with the result
     const all = [...seen, ...progressOf(rest)];
-    assert.deepEqual(all, Array.from({ length: 40 }, (_, i) => i + 1), 'every progress step once, in order');
+    assert.deepEqual(
+      all,
+      Array.from({ length: 40 }, (_, i) => i + 1),
+      'every progress step once, in order',
+    );
     const result = JSON.parse(rest.at(-1)!.data) as { id: number; result: unknown };
     assert.equal(result.id, 7);
     assert.equal(textOf(result.result), 'done 40');
     // Event ids are unique and increasing across the two connections.
     const seqs = [...first, ...rest].filter((e) => e.id).map((e) => Number(e.id!.split('.')[1]));
-    assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
+    assert.deepEqual(
+      seqs,
+      [...seqs].sort((a, b) => a - b),
+    );
     assert.equal(new Set(seqs).size, seqs.length);
   });
 
@@ -135,7 +165,10 @@ describe('resumable streams (raw HTTP)', () => {
   test('the GET stream keeps what was sent while it was closed and replays it after its Last-Event-ID', async () => {
     const sid = await rawInit(berth.url);
     const ac = new AbortController();
-    const get = await fetch(berth.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V }, signal: ac.signal });
+    const get = await fetch(berth.url, {
+      headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V },
+      signal: ac.signal,
+    });
     const primed = sseEvents(await readUntil(get, (ev) => ev.length >= 1));
     assert.equal(primed[0]!.data, '', 'the GET stream starts with a priming event too');
     ac.abort();
@@ -150,7 +183,7 @@ describe('resumable streams (raw HTTP)', () => {
     assert.deepEqual(methods, Array(4).fill('notifications/tools/list_changed'));
   });
 
-  test("ids resume only within their own session; malformed and unknown ids get a clear 400", async () => {
+  test('ids resume only within their own session; malformed and unknown ids get a clear 400', async () => {
     const a = await rawInit(berth.url);
     const b = await rawInit(berth.url);
     const r = await call(berth.url, a, 2, 'sleep', { ms: 300 });
@@ -220,16 +253,24 @@ describe('retention, keep-alives, slow readers, timeouts', () => {
       const u = new URL(url);
       const chunks: Buffer[] = [];
       const cut = new Promise<boolean>((resolve) => {
-        const req = request({ host: u.hostname, port: u.port, path: u.pathname, headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V } }, (res) => {
-          res.pause();
-          setTimeout(() => {
-            res.on('data', (c: Buffer) => chunks.push(c));
-            res.on('end', () => resolve(false));
-            res.on('error', () => resolve(true));
-            res.on('aborted', () => resolve(true));
-            res.resume();
-          }, 3000);
-        });
+        const req = request(
+          {
+            host: u.hostname,
+            port: u.port,
+            path: u.pathname,
+            headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': V },
+          },
+          (res) => {
+            res.pause();
+            setTimeout(() => {
+              res.on('data', (c: Buffer) => chunks.push(c));
+              res.on('end', () => resolve(false));
+              res.on('error', () => resolve(true));
+              res.on('aborted', () => resolve(true));
+              res.resume();
+            }, 3000);
+          },
+        );
         req.on('error', () => resolve(true));
         req.end();
       });
@@ -248,7 +289,10 @@ describe('retention, keep-alives, slow readers, timeouts', () => {
       const all = [...got, ...rest].filter((e) => e.data);
       assert.equal(all.length, count, 'every event once');
       const seqs = all.map((e) => Number(e.id!.split('.')[1]));
-      assert.ok(seqs.every((q, i) => q === seqs[0]! + i), 'contiguous event ids: nothing lost, nothing repeated');
+      assert.ok(
+        seqs.every((q, i) => q === seqs[0]! + i),
+        'contiguous event ids: nothing lost, nothing repeated',
+      );
     } finally {
       await berth.stop();
     }
@@ -261,7 +305,9 @@ describe('retention, keep-alives, slow readers, timeouts', () => {
       const t0 = Date.now();
       await assert.rejects(client.callTool({ name: 'sleep', arguments: { ms: 30_000 } }), /Request timed out.*requestTimeout/);
       assert.ok(Date.now() - t0 < 10_000);
-      const slow = await client.callTool({ name: 'progress', arguments: { steps: 8, delayMs: 150 } }, undefined, { onprogress: () => undefined });
+      const slow = await client.callTool({ name: 'progress', arguments: { steps: 8, delayMs: 150 } }, undefined, {
+        onprogress: () => undefined,
+      });
       assert.equal(textOf(slow), 'done 8');
       assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'still here');
       await transport.terminateSession();
@@ -276,7 +322,12 @@ describe('retention, keep-alives, slow readers, timeouts', () => {
     try {
       const sid = await rawInit(url);
       const r = await call(url, sid, 2, 'ask', { question: 'anyone?' });
-      const msgs = sseMessages(await r.text()) as Array<{ id?: number; method?: string; params?: { requestId?: number }; result?: { isError?: boolean } }>;
+      const msgs = sseMessages(await r.text()) as Array<{
+        id?: number;
+        method?: string;
+        params?: { requestId?: number };
+        result?: { isError?: boolean };
+      }>;
       const ask = msgs.find((m) => m.method === 'elicitation/create')!;
       const cancel = msgs.find((m) => m.method === 'notifications/cancelled')!;
       assert.equal(cancel.params!.requestId, ask.id);
@@ -309,7 +360,10 @@ describe('the official SDK client across a real network cut', () => {
         timeout: 60_000,
       });
       assert.equal(textOf(await done), 'done 30');
-      assert.deepEqual(seen, Array.from({ length: 30 }, (_, i) => i + 1));
+      assert.deepEqual(
+        seen,
+        Array.from({ length: 30 }, (_, i) => i + 1),
+      );
       await transport.terminateSession().catch(() => undefined);
       await client.close();
     } finally {
@@ -328,7 +382,9 @@ describe('the official SDK client across a real network cut', () => {
         assert.equal(req.params.message, 'still there?');
         return { action: 'accept', content: { answer: 'yes' } };
       });
-      const done = client.callTool({ name: 'ask_later', arguments: { question: 'still there?', delayMs: 900 } }, undefined, { timeout: 60_000 });
+      const done = client.callTool({ name: 'ask_later', arguments: { question: 'still there?', delayMs: 900 } }, undefined, {
+        timeout: 60_000,
+      });
       // Cut only once the call is a stream, whatever the machine's load: two SSE responses, the client's GET stream
       // and this call's.
       await proxy.seen('text/event-stream', 2);

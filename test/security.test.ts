@@ -40,7 +40,10 @@ class Issuer {
     return privateKey;
   }
 
-  sign(claims: Record<string, unknown>, opts: { kid?: string; key?: CryptoKey; exp?: number | string; nbf?: number | string; iss?: string } = {}): Promise<string> {
+  sign(
+    claims: Record<string, unknown>,
+    opts: { kid?: string; key?: CryptoKey; exp?: number | string; nbf?: number | string; iss?: string } = {},
+  ): Promise<string> {
     const k = this.keys.find((x) => x.kid === (opts.kid ?? this.keys[0]!.kid));
     let jwt = new SignJWT(claims)
       .setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? k!.kid })
@@ -58,9 +61,14 @@ class Issuer {
 }
 
 function post(url: string, headers: Record<string, string>, body: string) {
-  return fetch(url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': '2025-11-25', ...headers }, body });
+  return fetch(url, {
+    method: 'POST',
+    headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-protocol-version': '2025-11-25', ...headers },
+    body,
+  });
 }
-const callBody = (id: number, name: string, args: Record<string, unknown>) => JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
+const callBody = (id: number, name: string, args: Record<string, unknown>) =>
+  JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
 
 async function sdk(url: string, headers: Record<string, string>) {
   const client = new Client({ name: 'sec-test', version: '1' });
@@ -84,10 +92,23 @@ describe('authentication, binding, quotas, admin', () => {
       server: { port: 0, admin: { tokenEnv: 'BERTH_TEST_ADMIN' } },
       runtimes: {
         jwt: { ...runtime, auth: { kind: 'jwt', jwksUrl: `${issuer.url}/jwks.json`, issuer: issuer.url, jwksCooldown: 0 } },
-        scoped: { ...runtime, warmPool: 0, auth: { kind: 'jwt', jwksUrl: `${issuer.url}/jwks.json`, issuer: issuer.url, scopes: ['mcp:tools'], jwksCooldown: 0 } },
+        scoped: {
+          ...runtime,
+          warmPool: 0,
+          auth: { kind: 'jwt', jwksUrl: `${issuer.url}/jwks.json`, issuer: issuer.url, scopes: ['mcp:tools'], jwksCooldown: 0 },
+        },
         keys: { ...runtime, auth: { kind: 'api-key', keys: [{ name: 'alice', sha256: sha('alice-key') }], keysEnv: 'BERTH_TEST_SECRET' } },
-        quota: { ...runtime, auth: { kind: 'api-key', keys: [{ name: 'carol', sha256: sha('carol-key') }] }, limits: { maxSessionsPerPrincipal: 2 } },
-        rps: { ...runtime, warmPool: 0, auth: { kind: 'api-key', keys: [{ name: 'dan', sha256: sha('dan-key') }] }, limits: { requestsPerSecond: 1, requestBurst: 2 } },
+        quota: {
+          ...runtime,
+          auth: { kind: 'api-key', keys: [{ name: 'carol', sha256: sha('carol-key') }] },
+          limits: { maxSessionsPerPrincipal: 2 },
+        },
+        rps: {
+          ...runtime,
+          warmPool: 0,
+          auth: { kind: 'api-key', keys: [{ name: 'dan', sha256: sha('dan-key') }] },
+          limits: { requestsPerSecond: 1, requestBurst: 2 },
+        },
       },
     };
     const file = join(dir, 'berth.json');
@@ -183,12 +204,19 @@ describe('authentication, binding, quotas, admin', () => {
     const { client, transport } = await sdk(at('keys'), { authorization: 'Bearer alice-key' });
     const sid = transport.sessionId!;
     const steal = await post(at('keys'), { authorization: 'Bearer bob-key', 'mcp-session-id': sid }, callBody(2, 'echo', { text: 'x' }));
-    const unknown = await post(at('keys'), { authorization: 'Bearer bob-key', 'mcp-session-id': 'x'.repeat(32) }, callBody(2, 'echo', { text: 'x' }));
+    const unknown = await post(
+      at('keys'),
+      { authorization: 'Bearer bob-key', 'mcp-session-id': 'x'.repeat(32) },
+      callBody(2, 'echo', { text: 'x' }),
+    );
     assert.equal(steal.status, 404);
     assert.equal(unknown.status, 404);
     assert.deepEqual(await steal.json(), await unknown.json());
     for (const method of ['GET', 'DELETE']) {
-      const r = await fetch(at('keys'), { method, headers: { accept: 'text/event-stream', authorization: 'Bearer bob-key', 'mcp-session-id': sid } });
+      const r = await fetch(at('keys'), {
+        method,
+        headers: { accept: 'text/event-stream', authorization: 'Bearer bob-key', 'mcp-session-id': sid },
+      });
       assert.equal(r.status, 404, method);
     }
     assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'mine' } })), 'mine');
@@ -225,11 +253,15 @@ describe('authentication, binding, quotas, admin', () => {
     const admin = { authorization: 'Bearer admin-token' };
     const { client, transport } = await sdk(at('keys'), { authorization: 'Bearer alice-key' });
     const sid = transport.sessionId!;
-    const list = (await (await fetch(`${base}/admin/sessions`, { headers: admin })).json()) as { sessions: Array<{ id: string; principal: { subject: string }; runtime: string }> };
+    const list = (await (await fetch(`${base}/admin/sessions`, { headers: admin })).json()) as {
+      sessions: Array<{ id: string; principal: { subject: string }; runtime: string }>;
+    };
     const mine = list.sessions.find((s) => s.id === sid)!;
     assert.equal(mine.principal.subject, 'alice');
     assert.equal(mine.runtime, 'keys');
-    const status = (await (await fetch(`${base}/admin/status`, { headers: admin })).json()) as { runtimes: Record<string, { auth: string }> };
+    const status = (await (await fetch(`${base}/admin/status`, { headers: admin })).json()) as {
+      runtimes: Record<string, { auth: string }>;
+    };
     assert.equal(status.runtimes.jwt!.auth, 'jwt');
     assert.equal((await fetch(`${base}/admin/sessions/${sid}`, { method: 'DELETE', headers: admin })).status, 204);
     await assert.rejects(client.callTool({ name: 'echo', arguments: { text: 'gone?' } }), /404|not found/i);
@@ -257,7 +289,10 @@ for (const driver of [namespaceDriver, gvisorDriver]) {
       chmodSync(dir, 0o755); // readable by the sandbox's uid, and so is the (0644) config: only the mask hides it
       const file = join(dir, 'berth.json');
       writeFileSync(join(dir, 'beside.txt'), 'visible');
-      const config = { server: { port: 0, admin: { tokenSha256: sha('top-secret-admin') } }, runtimes: { default: { command: PROBE, cwd: dir, mounts: [ROOT], isolation: driver.name, warmPool: 1 } } };
+      const config = {
+        server: { port: 0, admin: { tokenSha256: sha('top-secret-admin') } },
+        runtimes: { default: { command: PROBE, cwd: dir, mounts: [ROOT], isolation: driver.name, warmPool: 1 } },
+      };
       writeFileSync(file, JSON.stringify(config));
       const berth = await startBerth(['serve', '--config', file]);
       try {
@@ -278,7 +313,10 @@ for (const driver of [namespaceDriver, gvisorDriver]) {
 
 describe('exposure', () => {
   test('binding a non-loopback address with auth none refuses to start, with a clear message', async () => {
-    await assert.rejects(runBerth(['--host', '0.0.0.0', '--isolation', 'process']), /refusing to listen on 0\.0\.0\.0 without authentication.*--dangerously-allow-unauthenticated/s);
+    await assert.rejects(
+      runBerth(['--host', '0.0.0.0', '--isolation', 'process']),
+      /refusing to listen on 0\.0\.0\.0 without authentication.*--dangerously-allow-unauthenticated/s,
+    );
   });
 
   test('the admin API is off unless configured', async () => {

@@ -28,7 +28,13 @@ async function serverDir(): Promise<{ dir: string; command: string[] }> {
 /** `berth serve` of one runtime rooted at dir, with a short drainTimeout. */
 async function serve(dir: string, runtime: Record<string, unknown>): Promise<BerthProcess> {
   const file = join(dir, 'berth.json.yaml');
-  writeFileSync(file, JSON.stringify({ server: { port: 0, drainTimeout: `${DRAIN_MS}ms` }, runtimes: { default: { cwd: dir, ...runtime, limits: { stopGrace: '1s', ...(runtime.limits as object) } } } }));
+  writeFileSync(
+    file,
+    JSON.stringify({
+      server: { port: 0, drainTimeout: `${DRAIN_MS}ms` },
+      runtimes: { default: { cwd: dir, ...runtime, limits: { stopGrace: '1s', ...(runtime.limits as object) } } },
+    }),
+  );
   return startBerth(['serve', '--config', file]);
 }
 
@@ -117,7 +123,10 @@ describe('SIGTERM with SSE streams open', async () => {
   chmodSync(probeDir, 0o755);
   dirs.push(probeDir);
   const namespace = await unavailable(namespaceDriver, probeDir);
-  for (const [driver, skip] of [['process', false], ['namespace', namespace]] as const) {
+  for (const [driver, skip] of [
+    ['process', false],
+    ['namespace', namespace],
+  ] as const) {
     test(`a GET stream and a call streaming progress do not hold the exit (${driver})`, { skip }, async () => {
       const { dir, command } = await serverDir();
       dirs.push(dir);
@@ -125,15 +134,26 @@ describe('SIGTERM with SSE streams open', async () => {
       const tree = watchTree(berth.proc.pid!);
       // A client holding the session's GET stream open (raw: the SDK opens it only when it can).
       const sid = await rawInit(berth.url);
-      const get = await fetch(berth.url, { headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' } });
+      const get = await fetch(berth.url, {
+        headers: { accept: 'text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+      });
       assert.equal(get.status, 200);
-      const getEnded = get.body!.pipeTo(new WritableStream()).then(() => 'ended', () => 'ended');
+      const getEnded = get.body!.pipeTo(new WritableStream()).then(
+        () => 'ended',
+        () => 'ended',
+      );
       // Another in a call that streams progress for far longer than the drain.
       const { client } = await connect(berth.url);
       let progress = 0;
       const call = client
-        .callTool({ name: 'progress', arguments: { steps: 100_000, delayMs: 100 } }, undefined, { onprogress: () => void progress++, timeout: 600_000 })
-        .then(() => 'answered', () => 'ended');
+        .callTool({ name: 'progress', arguments: { steps: 100_000, delayMs: 100 } }, undefined, {
+          onprogress: () => void progress++,
+          timeout: 600_000,
+        })
+        .then(
+          () => 'answered',
+          () => 'ended',
+        );
       await until('progress notifications', () => progress >= 2);
       await assertShutdown(berth, tree, dir);
       assert.equal(await getEnded, 'ended');
@@ -157,8 +177,19 @@ describe('SIGTERM while a microVM boots', async () => {
     const tree = watchTree(berth.proc.pid!);
     await until('a QEMU process below berth', () => [...tree.seen.values()].some((p) => p.cmd.includes('qemu-system')));
     // A client waiting for a server meanwhile: its initialize is under way when the signal comes.
-    const waiting = fetch(berth.url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'waiting', version: '1' } } }) })
-      .then(async (r) => `${r.status} ${await r.text()}`, () => 'connection closed');
+    const waiting = fetch(berth.url, {
+      method: 'POST',
+      headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'waiting', version: '1' } },
+      }),
+    }).then(
+      async (r) => `${r.status} ${await r.text()}`,
+      () => 'connection closed',
+    );
     const health = (await (await fetch(new URL('/healthz', berth.url))).json()) as { runtimes: Record<string, { warm: number }> };
     assert.equal(health.runtimes.default!.warm, 0, 'the VM is still booting when SIGTERM comes');
     await assertShutdown(berth, tree, dir);

@@ -2,7 +2,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+  LoggingMessageNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 import { connect, PROBE, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -59,11 +64,16 @@ describe('stateful sessions', () => {
     const roots = JSON.parse(textOf(await client.callTool({ name: 'roots', arguments: {} })));
     assert.deepEqual(roots.roots, [{ uri: 'file:///work/project', name: 'project' }]);
     const progress: number[] = [];
-    const r = await client.callTool({ name: 'progress', arguments: { steps: 5 } }, undefined, { onprogress: (p) => void progress.push(p.progress) });
+    const r = await client.callTool({ name: 'progress', arguments: { steps: 5 } }, undefined, {
+      onprogress: (p) => void progress.push(p.progress),
+    });
     assert.equal(textOf(r), 'done 5');
     await sleep(50);
     assert.ok(progress.length >= 4, `progress notifications arrived: ${progress}`);
-    assert.deepEqual(progress, [...progress].sort((x, y) => x - y));
+    assert.deepEqual(
+      progress,
+      [...progress].sort((x, y) => x - y),
+    );
     await client.callTool({ name: 'log', arguments: { message: 'hello-log' } });
     await sleep(50);
     assert.ok(logs.includes('hello-log'), 'logging notification delivered');
@@ -73,8 +83,13 @@ describe('stateful sessions', () => {
 
   test('concurrent calls in one session, each answered on its own stream', async () => {
     const { client, transport } = await connect(berth.url);
-    const results = await Promise.all(Array.from({ length: 20 }, (_, i) => client.callTool({ name: 'echo', arguments: { text: `m${i}` } })));
-    assert.deepEqual(results.map(textOf), Array.from({ length: 20 }, (_, i) => `m${i}`));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => client.callTool({ name: 'echo', arguments: { text: `m${i}` } })),
+    );
+    assert.deepEqual(
+      results.map(textOf),
+      Array.from({ length: 20 }, (_, i) => `m${i}`),
+    );
     await transport.terminateSession();
     await client.close();
   });
@@ -116,7 +131,11 @@ describe('stateful sessions', () => {
     assert.ok(Date.now() - t0 < 3000, 'failed fast');
     const r = await fetch(berth.url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': victim.transport.sessionId! },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': victim.transport.sessionId!,
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/list' }),
     });
     assert.equal(r.status, 404, 'the crashed session answers 404');
@@ -202,7 +221,12 @@ describe('drain', () => {
     const r = await fetch(berth.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } } }),
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+      }),
     }).catch(() => undefined);
     if (r) assert.equal(r.status, 503);
     assert.equal(textOf(await call), 'slept 800');
@@ -215,7 +239,12 @@ describe('delivery when no stream is open', () => {
   const post = (url: string, sid: string, body: unknown) =>
     fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-11-25' },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': sid,
+        'mcp-protocol-version': '2025-11-25',
+      },
       body: JSON.stringify(body),
     });
 
@@ -245,7 +274,12 @@ describe('delivery when no stream is open', () => {
       const { rawInit, sseMessages } = await import('./helpers/berth.ts');
       const sid = await rawInit(berth.url);
       // No GET stream open: 3 list_changed notifications are queued (after the tool's own response).
-      const r = await post(berth.url, sid, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'notify_many', arguments: { count: 3 } } });
+      const r = await post(berth.url, sid, {
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'notify_many', arguments: { count: 3 } },
+      });
       assert.equal(r.status, 200, berth.logs());
       await r.text();
       const ac = new AbortController();
@@ -261,7 +295,12 @@ describe('delivery when no stream is open', () => {
         Array(3).fill('notifications/tools/list_changed'),
       );
       // Beyond the bound, notifications are dropped with a warning in the log (requests get an error instead).
-      const ask = await post(berth.url, sid, { jsonrpc: '2.0', id: 3, method: 'tools/call', params: { name: 'notify_many', arguments: { count: 9 } } });
+      const ask = await post(berth.url, sid, {
+        jsonrpc: '2.0',
+        id: 3,
+        method: 'tools/call',
+        params: { name: 'notify_many', arguments: { count: 9 } },
+      });
       await ask.text();
       await sleep(200); // berth's log reaches us through a pipe
       assert.match(berth.logs(), /notification dropped: no client stream carried it before newer messages displaced it/);
@@ -279,10 +318,20 @@ describe('edge cases found in review', () => {
       const sid = await rawInit(berth.url);
       const r = await fetch(berth.url, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sid, 'mcp-protocol-version': '2025-03-26' },
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': sid,
+          'mcp-protocol-version': '2025-03-26',
+        },
         body: JSON.stringify([
           { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: { text: 'first' } } },
-          { jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'progress', arguments: { steps: 2 }, _meta: { progressToken: 'p' } } },
+          {
+            jsonrpc: '2.0',
+            id: 2,
+            method: 'tools/call',
+            params: { name: 'progress', arguments: { steps: 2 }, _meta: { progressToken: 'p' } },
+          },
         ]),
       });
       const ids = sseMessages(await r.text())
@@ -299,7 +348,11 @@ describe('edge cases found in review', () => {
     const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1']);
     try {
       const base = new URL(berth.url).origin;
-      const r = await fetch(`${base}/runtimes/%E0%A4%A/mcp`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: '{}' });
+      const r = await fetch(`${base}/runtimes/%E0%A4%A/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: '{}',
+      });
       assert.equal(r.status, 404);
       assert.equal((await r.json()).error.code, -32000);
       assert.equal((await fetch(`${base}/healthz`)).status, 200);
@@ -312,7 +365,10 @@ describe('edge cases found in review', () => {
 describe('hostile servers', () => {
   test('a server flooding stdout without newlines is stopped at maxMessageSize; berth goes on', async () => {
     const { createRuntime } = await import('../src/index.ts');
-    const berth = createRuntime({ server: { port: 0 }, runtimes: { default: { command: PROBE, isolation: 'process', warmPool: 1, limits: { maxMessageSize: '1MiB' } } } });
+    const berth = createRuntime({
+      server: { port: 0 },
+      runtimes: { default: { command: PROBE, isolation: 'process', warmPool: 1, limits: { maxMessageSize: '1MiB' } } },
+    });
     await berth.start();
     try {
       const victim = await connect(berth.endpoint());

@@ -16,11 +16,16 @@ function rpc(id: number | string, method: string, params?: Record<string, unknow
   return JSON.stringify({ jsonrpc: '2.0', id, method, ...(params ? { params } : {}) });
 }
 
-async function post(url: string, body: string): Promise<{ status: number; contentType: string; messages: Array<Record<string, any>>; text: string }> {
+async function post(
+  url: string,
+  body: string,
+): Promise<{ status: number; contentType: string; messages: Array<Record<string, any>>; text: string }> {
   const r = await fetch(url, { method: 'POST', headers: POST_HEADERS, body });
   const text = await r.text();
   const contentType = r.headers.get('content-type') ?? '';
-  const messages = (contentType.startsWith('text/event-stream') ? sseMessages(text) : text ? [JSON.parse(text)] : []) as Array<Record<string, any>>;
+  const messages = (contentType.startsWith('text/event-stream') ? sseMessages(text) : text ? [JSON.parse(text)] : []) as Array<
+    Record<string, any>
+  >;
   return { status: r.status, contentType, messages, text };
 }
 
@@ -51,7 +56,11 @@ describe('stateless runtime', { timeout: 60_000 }, () => {
   });
 
   test('initialize answers without an Mcp-Session-Id', async () => {
-    const r = await fetch(berth.url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json' }, body: initBody(1, '2025-06-18') });
+    const r = await fetch(berth.url, {
+      method: 'POST',
+      headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json' },
+      body: initBody(1, '2025-06-18'),
+    });
     assert.equal(r.status, 200);
     assert.equal(r.headers.get('mcp-session-id'), null);
     const body = (await r.json()) as { id: number; result: { protocolVersion: string; serverInfo: { name: string } } };
@@ -89,7 +98,10 @@ describe('stateless runtime', { timeout: 60_000 }, () => {
   test('two raw POSTs with id 1 in flight at once each get their own result', async () => {
     const call = (steps: number) => post(berth.url, rpc(1, 'tools/call', { name: 'progress', arguments: { steps } }));
     const [long, short] = await Promise.all([call(40), call(20)]);
-    for (const [r, steps] of [[long, 40], [short, 20]] as const) {
+    for (const [r, steps] of [
+      [long, 40],
+      [short, 20],
+    ] as const) {
       assert.equal(r.status, 200, r.text);
       const last = r.messages.at(-1)!;
       assert.equal(last.id, 1);
@@ -148,7 +160,10 @@ describe('stateless runtime', { timeout: 60_000 }, () => {
     const call = (steps: number) =>
       post(berth.url, rpc(1, 'tools/call', { name: 'progress', arguments: { steps }, _meta: { progressToken: 'same-token' } }));
     const [a, b] = await Promise.all([call(12), call(6)]);
-    for (const [r, steps] of [[a, 12], [b, 6]] as const) {
+    for (const [r, steps] of [
+      [a, 12],
+      [b, 6],
+    ] as const) {
       assert.equal(r.status, 200, r.text);
       const progress = r.messages.filter((m) => m.method === 'notifications/progress');
       assert.deepEqual(

@@ -54,7 +54,9 @@ function onHost(recs: Rec[]) {
     .filter((p) => /^\d+$/.test(p))
     .map((p) => ({ pid: Number(p), ...stat(Number(p)) }))
     .filter((p) => p.start !== undefined);
-  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]);
+  const mounted = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4]);
   const roots = ['/sys/fs/cgroup', ...readdirSync('/sys/fs/cgroup').map((d) => join('/sys/fs/cgroup', d))];
   const out = { procs: [] as number[], cgroups: [] as string[], mounts: [] as string[], dirs: [] as string[], netns: [] as string[] };
   for (const r of recs) {
@@ -161,12 +163,16 @@ for (const c of CASES) {
       await new Promise((r) => setTimeout(r, 300));
       const orphaned = onHost(recs);
       assert.deepEqual({ ...orphaned, procs: [] }, { ...before, procs: [] }, 'cgroups, mounts and directories outlive the kill');
-      if (c.procsSurvive) assert.ok(orphaned.procs.length >= 3, `the servers and their helpers outlive berth: ${JSON.stringify(orphaned.procs)}`);
+      if (c.procsSurvive)
+        assert.ok(orphaned.procs.length >= 3, `the servers and their helpers outlive berth: ${JSON.stringify(orphaned.procs)}`);
 
       // The next berth sweeps at start (in this process, to read its count and log).
       const logs: string[] = [];
       const logger = pino({ level: 'info' }, { write: (l: string) => void logs.push(l) });
-      const sweeper = createRuntime({ server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } }, { logger });
+      const sweeper = createRuntime(
+        { server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } },
+        { logger },
+      );
       await sweeper.start();
       try {
         assert.equal(sweeper.sweptSandboxes, 3);
@@ -218,7 +224,10 @@ test('server.stateDir in the config chooses where the records are kept', async (
   const dir = mkdtempSync(join(tmpdir(), 'berth-statedir-'));
   const state = join(dir, 'state');
   const file = join(dir, 'berth.json');
-  writeFileSync(file, JSON.stringify({ server: { port: 0, stateDir: state }, runtimes: { default: { command: PROBE, isolation: 'process', warmPool: 1 } } }));
+  writeFileSync(
+    file,
+    JSON.stringify({ server: { port: 0, stateDir: state }, runtimes: { default: { command: PROBE, isolation: 'process', warmPool: 1 } } }),
+  );
   const berth = await startBerth(['serve', '--config', file], { BERTH_STATE_DIR: join(dir, 'not-this-one') });
   try {
     await rawInit(berth.url);

@@ -50,7 +50,10 @@ for (const driver of [namespaceDriver, gvisorDriver]) {
       const elsewhere = tmp('berth-traps-link-');
       const real = join(dir, 'berth.json');
       const link = join(elsewhere, 'link.json');
-      const config = { server: { port: 0, admin: { tokenSha256: '0'.repeat(64) } }, runtimes: { default: { command: PROBE, cwd: dir, mounts: [ROOT], isolation: driver.name, network: 'none', warmPool: 1 } } };
+      const config = {
+        server: { port: 0, admin: { tokenSha256: '0'.repeat(64) } },
+        runtimes: { default: { command: PROBE, cwd: dir, mounts: [ROOT], isolation: driver.name, network: 'none', warmPool: 1 } },
+      };
       writeFileSync(real, JSON.stringify(config)); // 0644 in a 0755 directory the sandbox sees: only the mask hides it
       symlinkSync(real, link);
       const berth = await startBerth(['serve', '--config', link]);
@@ -81,7 +84,14 @@ describe('inheritEnv', () => {
       for (const [name, server, more] of cases) {
         const file = join(dir, `${name}.json`);
         const cluster = { redis: 'redis://127.0.0.1:1', redisPasswordEnv: 'REDIS_PW' };
-        writeFileSync(file, JSON.stringify({ server, runtimes: { default: { command: 'x', inheritEnv: ['HOME', name] }, ...more }, ...(name.includes('CLUSTER') || name.includes('REDIS') ? { cluster } : {}) }));
+        writeFileSync(
+          file,
+          JSON.stringify({
+            server,
+            runtimes: { default: { command: 'x', inheritEnv: ['HOME', name] }, ...more },
+            ...(name.includes('CLUSTER') || name.includes('REDIS') ? { cluster } : {}),
+          }),
+        );
         const r = spawnSync(process.execPath, ['bin/berth.js', 'check', '--config', file], { cwd: ROOT, encoding: 'utf8' });
         assert.equal(r.status, 2, `${name}: ${r.stdout}${r.stderr}`);
         assert.match(r.stderr, new RegExp(`runtimes\\.default\\.inheritEnv: inheritEnv must not pass ${name} into the sandbox`), name);
@@ -132,7 +142,13 @@ describe('refusals that say what happened', () => {
   test("a server's oversized stdout line fails the client's calls naming maxMessageSize, not SIGKILL", async () => {
     const dir = tmp('berth-traps-big-');
     const file = join(dir, 'berth.json');
-    writeFileSync(file, JSON.stringify({ server: { port: 0 }, runtimes: { default: { command: PROBE, isolation: 'process', network: 'host', warmPool: 1, limits: { maxMessageSize: '1MiB' } } } }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        server: { port: 0 },
+        runtimes: { default: { command: PROBE, isolation: 'process', network: 'host', warmPool: 1, limits: { maxMessageSize: '1MiB' } } },
+      }),
+    );
     const flooding = await startBerth(['serve', '--config', file]);
     try {
       const { client } = await connect(flooding.url);
@@ -158,7 +174,12 @@ describe('a runtime whose servers cannot start', () => {
   for (const warmPool of ['1', '0']) {
     test(`shows it in /healthz and /readyz (warm pool ${warmPool})`, async () => {
       // serve, not run: berth run would refuse to go on when its first server cannot start (test/first-run.test.ts).
-      const berth = await serveBerth({ command: [process.execPath, '-e', 'process.exit(3)'], isolation: 'process', network: 'host', warmPool: Number(warmPool) });
+      const berth = await serveBerth({
+        command: [process.execPath, '-e', 'process.exit(3)'],
+        isolation: 'process',
+        network: 'host',
+        warmPool: Number(warmPool),
+      });
       try {
         if (warmPool === '0') {
           // Nothing starts until a client asks; its initialize fails.
@@ -173,7 +194,10 @@ describe('a runtime whose servers cannot start', () => {
         const r = await fetch(new URL('/readyz', berth.url));
         assert.equal(r.status, 503);
         const ready = (await r.json()) as Ready;
-        assert.ok(ready.reasons.some((x) => /runtime default: its servers fail to start \(\d+ in a row; last: .*code 3/.test(x)), ready.reasons.join('; '));
+        assert.ok(
+          ready.reasons.some((x) => /runtime default: its servers fail to start \(\d+ in a row; last: .*code 3/.test(x)),
+          ready.reasons.join('; '),
+        );
       } finally {
         await berth.stop();
       }
@@ -183,10 +207,19 @@ describe('a runtime whose servers cannot start', () => {
 
 describe('SIGTERM while servers are starting', async () => {
   const gvisor = await unavailable(gvisorDriver);
-  for (const [driver, skip, network] of [['process', false, 'host'], ['gvisor', gvisor, 'none']] as const) {
+  for (const [driver, skip, network] of [
+    ['process', false, 'host'],
+    ['gvisor', gvisor, 'none'],
+  ] as const) {
     test(`ends at once instead of waiting out startupTimeout (${driver})`, { skip }, async () => {
       // Servers that never answer the ready ping: every start waits for its startupTimeout (60 s here).
-      const berth = await serveBerth({ command: ['/usr/bin/sleep', '1000'], isolation: driver, network, warmPool: 2, limits: { startupTimeout: '60s' } });
+      const berth = await serveBerth({
+        command: ['/usr/bin/sleep', '1000'],
+        isolation: driver,
+        network,
+        warmPool: 2,
+        limits: { startupTimeout: '60s' },
+      });
       const t0 = Date.now();
       const code = await berth.stop('SIGTERM');
       const took = Date.now() - t0;
@@ -204,7 +237,10 @@ describe('gVisor --pids', async () => {
     const berth = await runBerth(['--isolation', 'gvisor', '--network', 'none', '--pids', '64', '--warm-pool', '1'], hostile);
     try {
       const { client } = await connect(berth.url);
-      const r = JSON.parse(textOf(await client.callTool({ name: 'fork', arguments: { count: 200, sleepS: 5 } }))) as { started: number; failed: string };
+      const r = JSON.parse(textOf(await client.callTool({ name: 'fork', arguments: { count: 200, sleepS: 5 } }))) as {
+        started: number;
+        failed: string;
+      };
       // 64 tasks in all: node's own threads (about 11) and its children.
       assert.ok(r.started >= 32 && r.started < 64, JSON.stringify(r));
       assert.equal(r.failed, 'EAGAIN');

@@ -24,16 +24,23 @@ test('eachLine: any chunking gives the same lines; long lines are cut at the bou
       const chunks: string[] = [];
       for (let i = 0; i < text.length; i += cut) chunks.push(text.slice(i, i + cut));
       const got = await linesOf(chunks, 16);
-      assert.deepEqual(got, lines.map((l) => (l.length > 16 ? `${l.slice(0, 16)} [truncated]` : l)));
+      assert.deepEqual(
+        got,
+        lines.map((l) => (l.length > 16 ? `${l.slice(0, 16)} [truncated]` : l)),
+      );
     }),
   );
 });
 
 test('durations and sizes: units round-trip, garbage is refused with a reason', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 0, max: 10_000 }), fc.constantFrom(['ms', 1], ['s', 1000], ['m', 60_000], ['h', 3_600_000]), (n, [u, f]) => {
-      assert.equal(parseDuration(`${n}${u}`), n * (f as number));
-    }),
+    fc.property(
+      fc.integer({ min: 0, max: 10_000 }),
+      fc.constantFrom(['ms', 1], ['s', 1000], ['m', 60_000], ['h', 3_600_000]),
+      (n, [u, f]) => {
+        assert.equal(parseDuration(`${n}${u}`), n * (f as number));
+      },
+    ),
   );
   assert.equal(parseSize('4MiB'), 4 * 1024 * 1024);
   assert.equal(parseSize('256m'), 256 * 1024 * 1024);

@@ -55,7 +55,7 @@ function assertRefused(r: Awaited<ReturnType<typeof berthExit>>): void {
 }
 
 const unavailable = async (d: typeof namespaceDriver) => {
-  if (!root) return 'as non-root, namespace and microVM servers run as berth\'s own user and gVisor needs root here';
+  if (!root) return "as non-root, namespace and microVM servers run as berth's own user and gVisor needs root here";
   const p = await d.probe(ROOT);
   if (!p.ok) console.log(`# SKIP ${d.name}: ${p.reason}`);
   return p.ok ? false : `${d.name} driver unavailable here: ${p.reason}`;
@@ -68,7 +68,7 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
   const skip = await unavailable(DRIVERS[driver]);
   describe(`a directory uid 65534 cannot read, under ${driver}`, { skip }, () => {
     const flags = ['run', '--port', '0', '--isolation', driver, '--network', 'none'];
-    test('as the server\'s script directory', async () => {
+    test("as the server's script directory", async () => {
       assertRefused(await berthExit([...flags, '--', node!, script]));
     });
     test('as a --mount', async () => {
@@ -76,7 +76,13 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
     });
     test("as the runtime's working directory", async () => {
       const config = join(tmpdir(), `berth-locked-${process.pid}-${driver}.yaml`);
-      writeFileSync(config, JSON.stringify({ server: { port: 0 }, runtimes: { default: { cwd: locked, command: [node, 'server.mjs'], isolation: driver, network: 'none', warmPool: 1 } } }));
+      writeFileSync(
+        config,
+        JSON.stringify({
+          server: { port: 0 },
+          runtimes: { default: { cwd: locked, command: [node, 'server.mjs'], isolation: driver, network: 'none', warmPool: 1 } },
+        }),
+      );
       try {
         assertRefused(await berthExit(['serve', '--config', config]));
       } finally {
@@ -91,9 +97,13 @@ describe('the drivers that do not drop privileges', async () => {
   test('isolation auto refuses it too, rather than falling back to the process driver', { skip }, async () => {
     assertRefused(await berthExit(['run', '--port', '0', '--network', 'none', '--', node!, script]));
   });
-  test('the process driver (berth\'s own user) runs the server from it', { skip: root ? false : 'needs root, which owns the directory' }, async () => {
-    assert.equal(statSync(locked).mode & 0o777, 0o700);
-    const berth = await runBerth(['--isolation', 'process', '--network', 'host'], [node!, script]);
-    assert.equal(await berth.stop(), 0);
-  });
+  test(
+    "the process driver (berth's own user) runs the server from it",
+    { skip: root ? false : 'needs root, which owns the directory' },
+    async () => {
+      assert.equal(statSync(locked).mode & 0o777, 0o700);
+      const berth = await runBerth(['--isolation', 'process', '--network', 'host'], [node!, script]);
+      assert.equal(await berth.stop(), 0);
+    },
+  );
 });

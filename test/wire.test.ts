@@ -78,7 +78,10 @@ class SseReader {
       }
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no SSE event within ${timeoutMs} ms; buffered: ${JSON.stringify(this.buf)}`)), Math.max(0, deadline - Date.now()));
+        timer = setTimeout(
+          () => reject(new Error(`no SSE event within ${timeoutMs} ms; buffered: ${JSON.stringify(this.buf)}`)),
+          Math.max(0, deadline - Date.now()),
+        );
       });
       try {
         const r = await Promise.race([this.reader.read(), timeout]);
@@ -104,7 +107,13 @@ function upload(url: string, headers: Record<string, string>, total: number, dec
   return new Promise<Reply>((resolve, reject) => {
     let answered = false;
     const req = httpRequest(
-      { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { ...headers, ...(declare ? { 'content-length': String(total) } : {}) } },
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname,
+        method: 'POST',
+        headers: { ...headers, ...(declare ? { 'content-length': String(total) } : {}) },
+      },
       (res) => {
         answered = true;
         let text = '';
@@ -144,15 +153,26 @@ let berth: BerthProcess;
 let URL_: string;
 
 /** initialize + notifications/initialized; returns the session id. */
-async function init(url = URL_, version = V, extra: Record<string, string> = {}): Promise<{ sid: string; result: Record<string, any>; reply: Reply }> {
+async function init(
+  url = URL_,
+  version = V,
+  extra: Record<string, string> = {},
+): Promise<{ sid: string; result: Record<string, any>; reply: Reply }> {
   const reply = await send(url, 'POST', postHeaders(undefined, extra), initBody(1, version));
   assert.equal(reply.status, 200, `initialize: ${reply.text}`);
   const sid = reply.headers.get('mcp-session-id');
   assert.ok(sid, 'initialize returns an Mcp-Session-Id');
-  const body = (reply.headers.get('content-type') ?? '').startsWith('text/event-stream') ? sseMessages(reply.text).at(-1) : JSON.parse(reply.text);
+  const body = (reply.headers.get('content-type') ?? '').startsWith('text/event-stream')
+    ? sseMessages(reply.text).at(-1)
+    : JSON.parse(reply.text);
   const { result } = body as { result: Record<string, any> };
   assert.ok(result, `initialize result: ${reply.text}`);
-  const note = await send(url, 'POST', { ...postHeaders(sid), 'mcp-protocol-version': version }, JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }));
+  const note = await send(
+    url,
+    'POST',
+    { ...postHeaders(sid), 'mcp-protocol-version': version },
+    JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  );
   assert.equal(note.status, 202, note.text);
   return { sid, result, reply };
 }
@@ -268,7 +288,11 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
           ),
         );
       }
-      assert.deepEqual(outcomes.filter((o) => o !== '413'), [], `outcomes: ${outcomes.join(', ')}`);
+      assert.deepEqual(
+        outcomes.filter((o) => o !== '413'),
+        [],
+        `outcomes: ${outcomes.join(', ')}`,
+      );
       const ok = await send(URL_, 'POST', postHeaders(sid), rpc(4, 'ping'));
       assert.equal(ok.status, 200, ok.text);
     });
@@ -281,7 +305,11 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
     });
 
     test('invalid UTF-8 -> 400 -32700', async () => {
-      const bytes = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"'), Buffer.from([0xff, 0xfe, 0xc3]), Buffer.from('"}}')]);
+      const bytes = Buffer.concat([
+        Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"'),
+        Buffer.from([0xff, 0xfe, 0xc3]),
+        Buffer.from('"}}'),
+      ]);
       const r = await send(URL_, 'POST', postHeaders(sid), bytes);
       assertRpcError(r, 400, -32700, /UTF-8/);
     });
@@ -306,14 +334,29 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
       const deep = (n: number) => `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":${'['.repeat(n)}${']'.repeat(n)}}}`;
       assertRpcError(await send(URL_, 'POST', postHeaders(sid), deep(5000)), 400, -32600, /nested deeper than 512/);
       // Brackets inside strings are not nesting.
-      const r = await send(URL_, 'POST', postHeaders(sid), JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping', params: { s: '['.repeat(5000) } }));
+      const r = await send(
+        URL_,
+        'POST',
+        postHeaders(sid),
+        JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'ping', params: { s: '['.repeat(5000) } }),
+      );
       assert.equal(r.status, 200, r.text);
       assert.equal((await send(URL_, 'POST', postHeaders(sid), deep(500))).status, 200);
     });
 
     test('members beyond JSON-RPC, non-object params -> 400 -32600 at once (the server would drop them unanswered)', async () => {
-      assertRpcError(await send(URL_, 'POST', postHeaders(sid), '{"jsonrpc":"2.0","id":1,"method":"ping","extra":1}'), 400, -32600, /unexpected member "extra"/);
-      assertRpcError(await send(URL_, 'POST', postHeaders(sid), '{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}'), 400, -32600, /"params" member must be an object/);
+      assertRpcError(
+        await send(URL_, 'POST', postHeaders(sid), '{"jsonrpc":"2.0","id":1,"method":"ping","extra":1}'),
+        400,
+        -32600,
+        /unexpected member "extra"/,
+      );
+      assertRpcError(
+        await send(URL_, 'POST', postHeaders(sid), '{"jsonrpc":"2.0","id":1,"method":"ping","params":[1]}'),
+        400,
+        -32600,
+        /"params" member must be an object/,
+      );
     });
   });
 
@@ -396,7 +439,12 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
     });
 
     test('a tools/call with progress before its result answers as SSE; the final event is the result', async () => {
-      const r = await send(URL_, 'POST', postHeaders(sid), rpc('p1', 'tools/call', { name: 'progress', arguments: { steps: 3 }, _meta: { progressToken: 'tok-1' } }));
+      const r = await send(
+        URL_,
+        'POST',
+        postHeaders(sid),
+        rpc('p1', 'tools/call', { name: 'progress', arguments: { steps: 3 }, _meta: { progressToken: 'tok-1' } }),
+      );
       assert.equal(r.status, 200, r.text);
       assert.match(r.headers.get('content-type') ?? '', /^text\/event-stream\b/);
       const msgs = sseMessages(r.text) as Array<Record<string, any>>;
@@ -431,7 +479,12 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
       const d = await send(URL_, 'DELETE', { 'mcp-session-id': s, 'mcp-protocol-version': V });
       assert.ok(d.status >= 200 && d.status < 300, `DELETE: ${d.status} ${d.text}`);
       assertRpcError(await send(URL_, 'POST', postHeaders(s), rpc(1, 'ping')), 404, -32001, /session not found/i);
-      assertRpcError(await send(URL_, 'GET', { accept: 'text/event-stream', 'mcp-session-id': s, 'mcp-protocol-version': V }), 404, -32001, /session not found/i);
+      assertRpcError(
+        await send(URL_, 'GET', { accept: 'text/event-stream', 'mcp-session-id': s, 'mcp-protocol-version': V }),
+        404,
+        -32001,
+        /session not found/i,
+      );
       assertRpcError(await send(URL_, 'DELETE', { 'mcp-session-id': s, 'mcp-protocol-version': V }), 404, -32001, /session not found/i);
     });
 
@@ -444,7 +497,11 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
     test('GET opens a 200 SSE stream; a server notification arrives on it', async () => {
       const { sid: s } = await init();
       const ac = new AbortController();
-      const g = await fetch(URL_, { method: 'GET', headers: { accept: 'text/event-stream', 'mcp-session-id': s, 'mcp-protocol-version': V }, signal: ac.signal });
+      const g = await fetch(URL_, {
+        method: 'GET',
+        headers: { accept: 'text/event-stream', 'mcp-session-id': s, 'mcp-protocol-version': V },
+        signal: ac.signal,
+      });
       assert.equal(g.status, 200);
       assert.match(g.headers.get('content-type') ?? '', /^text\/event-stream\b/);
       const events = new SseReader(g.body!);
@@ -465,7 +522,11 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
     test('without a GET stream, elicitation arrives on the POST stream and the same stream delivers the result', async () => {
       const { sid: s } = await init();
       try {
-        const call = await fetch(URL_, { method: 'POST', headers: postHeaders(s), body: rpc('ask-1', 'tools/call', { name: 'ask', arguments: { question: 'favourite colour?' } }) });
+        const call = await fetch(URL_, {
+          method: 'POST',
+          headers: postHeaders(s),
+          body: rpc('ask-1', 'tools/call', { name: 'ask', arguments: { question: 'favourite colour?' } }),
+        });
         assert.equal(call.status, 200);
         assert.match(call.headers.get('content-type') ?? '', /^text\/event-stream\b/);
         const events = new SseReader(call.body!);
@@ -474,7 +535,12 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
         assert.ok(req.id !== undefined && req.id !== null, 'a server request carries an id');
         assert.equal(req.params.message, 'favourite colour?');
 
-        const answer = await send(URL_, 'POST', postHeaders(s), JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { action: 'accept', content: { answer: 'teal' } } }));
+        const answer = await send(
+          URL_,
+          'POST',
+          postHeaders(s),
+          JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { action: 'accept', content: { answer: 'teal' } } }),
+        );
         assert.equal(answer.status, 202, answer.text);
         assert.equal(answer.text, '');
 
@@ -492,14 +558,20 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
       const { sid: s } = await init();
       try {
         // The first request is provably in flight once its elicitation shows up on its stream.
-        const first = await fetch(URL_, { method: 'POST', headers: postHeaders(s), body: rpc(42, 'tools/call', { name: 'ask', arguments: { question: 'q' } }) });
+        const first = await fetch(URL_, {
+          method: 'POST',
+          headers: postHeaders(s),
+          body: rpc(42, 'tools/call', { name: 'ask', arguments: { question: 'q' } }),
+        });
         const events = new SseReader(first.body!);
         const elicit = await events.next();
         assert.equal(elicit?.method, 'elicitation/create');
 
         const dup = await send(URL_, 'POST', postHeaders(s), rpc(42, 'tools/call', { name: 'echo', arguments: { text: 'dup' } }));
         assert.equal(dup.status, 200, dup.text);
-        const msg = (dup.headers.get('content-type')?.startsWith('text/event-stream') ? sseMessages(dup.text).at(-1) : JSON.parse(dup.text)) as Record<string, any>;
+        const msg = (
+          dup.headers.get('content-type')?.startsWith('text/event-stream') ? sseMessages(dup.text).at(-1) : JSON.parse(dup.text)
+        ) as Record<string, any>;
         assert.equal(msg.id, 42);
         assert.equal(msg.error?.code, -32600, dup.text);
         assert.match(msg.error.message, /already in flight/);

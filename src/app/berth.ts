@@ -82,7 +82,8 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
         load: () => this.clusterLoad(),
         // The drain deadline: whatever sessions are left here end (their clients re-initialize elsewhere).
         onDrainDeadline: () => {
-          for (const rt of this.runtimes.values()) for (const s of [...rt.protocolSessionList, ...rt.runtimeSessionList]) void s.end('shutdown', 'drained');
+          for (const rt of this.runtimes.values())
+            for (const s of [...rt.protocolSessionList, ...rt.runtimeSessionList]) void s.end('shutdown', 'drained');
         },
       });
     this.hide = secretPaths(options.configFile);
@@ -91,7 +92,8 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   /** What this node publishes for placement: per stateful runtime, its sessions, cap and warm servers. */
   private clusterLoad(): Record<string, { sessions: number; max: number; warm: number }> {
     const out: Record<string, { sessions: number; max: number; warm: number }> = {};
-    for (const [n, r] of this.runtimes) if (r.config.mode === 'stateful') out[n] = { sessions: r.sessionCount, max: r.config.limits.maxSessions, warm: r.warmServers };
+    for (const [n, r] of this.runtimes)
+      if (r.config.mode === 'stateful') out[n] = { sessions: r.sessionCount, max: r.config.limits.maxSessions, warm: r.warmServers };
     return out;
   }
 
@@ -149,12 +151,28 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     const baseDir = rc.cwd ?? this.options.baseDir ?? process.cwd();
     const driver = await chooseDriver(rc.isolation, baseDir, this.log, this.config.server.sessionRoot);
     checkRuntime(name, rc, driver, baseDir, this.config.server.sessionRoot, this.log);
-    const opts: RuntimeOptions = { name, config: rc, server: this.config.server, driver, baseDir, log: this.log, metrics: this.metrics, hide: this.hide, cluster: this.clusterHooks(name) };
+    const opts: RuntimeOptions = {
+      name,
+      config: rc,
+      server: this.config.server,
+      driver,
+      baseDir,
+      log: this.log,
+      metrics: this.metrics,
+      hide: this.hide,
+      cluster: this.clusterHooks(name),
+    };
     const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
     rt.on('session:created', (s) => this.emit('session:created', s, name));
     rt.on('session:ended', (s, reason, detail) => this.emit('session:ended', s, name, reason, detail));
     this.runtimes.set(name, rt);
-    const door = { allowedOrigins: this.config.server.allowedOrigins, resource: this.resourceInfo(name), log: this.log, metrics: this.metrics, cluster: this.cluster };
+    const door = {
+      allowedOrigins: this.config.server.allowedOrigins,
+      resource: this.resourceInfo(name),
+      log: this.log,
+      metrics: this.metrics,
+      cluster: this.cluster,
+    };
     this.doors.set(name, new FrontDoor(rt, door));
   }
 
@@ -184,7 +202,9 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     const a = server.address() as AddressInfo;
     if (!c.directory.self.url && (a.address === '0.0.0.0' || a.address === '::')) {
       await this.stop();
-      throw new Error('cluster: berth listens on every address, so peers cannot be told where it is; set cluster.advertiseUrl or BERTH_ADVERTISE_URL');
+      throw new Error(
+        'cluster: berth listens on every address, so peers cannot be told where it is; set cluster.advertiseUrl or BERTH_ADVERTISE_URL',
+      );
     }
     c.directory.self.url ||= this.url;
     c.directory.on('fenced', () => {

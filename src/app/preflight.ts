@@ -26,7 +26,14 @@ export function checkExposure(config: BerthConfig, log: Logger): void {
 }
 
 /** One runtime's checks once its driver is known; throws naming the runtime. */
-export function checkRuntime(name: string, rc: RuntimeConfig, driver: SandboxDriver, baseDir: string, sessionRoot: string | undefined, log: Logger): void {
+export function checkRuntime(
+  name: string,
+  rc: RuntimeConfig,
+  driver: SandboxDriver,
+  baseDir: string,
+  sessionRoot: string | undefined,
+  log: Logger,
+): void {
   const netProblem = networkProblem(driver, rc.network, rc.upstream === 'http');
   if (netProblem) throw new Error(`runtime "${name}": ${netProblem}`);
   // The command's own files (program, scripts, their package roots) are shown to every sandbox; one that cannot
@@ -36,12 +43,20 @@ export function checkRuntime(name: string, rc: RuntimeConfig, driver: SandboxDri
     const argv = commandArgv(rc.command);
     const roots = neededRoots(argv, baseDir, rc.mounts, sessionRoot ?? tmpdir());
     // What the sandbox uid must read; else the server (or QEMU) fails at every start, saying little.
-    const cannotRead = sandboxCannotRead(driver, { dirs: [baseDir, ...rc.mounts, ...roots], pass: [sessionRoot ?? tmpdir()], ...commandFiles(argv, baseDir) });
+    const cannotRead = sandboxCannotRead(driver, {
+      dirs: [baseDir, ...rc.mounts, ...roots],
+      pass: [sessionRoot ?? tmpdir()],
+      ...commandFiles(argv, baseDir),
+    });
     if (cannotRead) throw new Error(cannotRead);
   } catch (e) {
     throw new Error(`runtime "${name}": ${(e as Error).message}`, { cause: e });
   }
-  if (rc.network === 'host') log.warn({ runtime: name }, "network host: this runtime's servers share the host's network (its loopback, berth's port, private and link-local addresses)");
+  if (rc.network === 'host')
+    log.warn(
+      { runtime: name },
+      "network host: this runtime's servers share the host's network (its loopback, berth's port, private and link-local addresses)",
+    );
   warnUnenforceableLimits(rc.limits, name, log);
 }
 

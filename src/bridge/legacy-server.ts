@@ -12,7 +12,15 @@ import { ALL_SUPPORTED_VERSIONS } from '../wire/streamable-http-2026.js';
 import { LATEST_PROTOCOL_VERSION } from '../wire/streamable-http.js';
 import { META_SERVER_INFO } from '../wire/era.js';
 import { sendJson } from '../wire/http-error.js';
-import { ErrorCode, errorResponse, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import {
+  ErrorCode,
+  errorResponse,
+  isRequest,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../wire/jsonrpc.js';
 import { Client2026Exchange } from '../relay/client-2026-exchange.js';
 import { sinkId, type CallSink } from '../relay/sink.js';
 
@@ -27,7 +35,11 @@ export function relayed(server: Launched): RelayedServer | undefined {
 /** Only these may answer input_required (MRTR). */
 const MRTR_METHODS = new Set(['tools/call', 'prompts/get', 'resources/read']);
 /** Server request -> the client capability it needs. */
-const ASK_CAPABILITY: Record<string, string> = { 'elicitation/create': 'elicitation', 'sampling/createMessage': 'sampling', 'roots/list': 'roots' };
+const ASK_CAPABILITY: Record<string, string> = {
+  'elicitation/create': 'elicitation',
+  'sampling/createMessage': 'sampling',
+  'roots/list': 'roots',
+};
 /** Results the 2026 schema wants cache hints on. */
 const CACHEABLE = new Set(['tools/list', 'prompts/list', 'resources/list', 'resources/templates/list', 'resources/read']);
 const BERTH_CLIENT = { name: 'berth', version: '0.1.0' };
@@ -113,7 +125,11 @@ export function discoverResult(init: Record<string, unknown>): Record<string, un
 function answerUnowned(m: JsonRpcRequest): JsonRpcResponse {
   if (m.method === 'ping') return { jsonrpc: '2.0', id: m.id, result: {} };
   if (m.method === 'roots/list') return { jsonrpc: '2.0', id: m.id, result: { roots: [] } };
-  return errorResponse(m.id, ErrorCode.MethodNotFound, `berth: "${m.method}" belongs to no client call, and 2026-07-28 clients are asked only within their own calls`);
+  return errorResponse(
+    m.id,
+    ErrorCode.MethodNotFound,
+    `berth: "${m.method}" belongs to no client call, and 2026-07-28 clients are asked only within their own calls`,
+  );
 }
 
 let nextCall = 0;
@@ -205,7 +221,9 @@ class BridgeCall implements CallSink {
     const urlMode = m.params?.mode === 'url';
     if (!MRTR_METHODS.has(this.request.method) || !isObject(declared) || (urlMode && !isObject(declared.url))) {
       // What a 2025 client without a handler answers; the server decides how to go on.
-      return this.toServer(errorResponse(m.id, ErrorCode.MethodNotFound, `Method not found: the client did not declare the capability for ${m.method}`));
+      return this.toServer(
+        errorResponse(m.id, ErrorCode.MethodNotFound, `Method not found: the client did not declare the capability for ${m.method}`),
+      );
     }
     const { elicitationId: _e, ...params } = m.params ?? {};
     this.asked.push({ serverId: m.id, method: m.method, params: m.params ? params : undefined });
@@ -261,11 +279,15 @@ class BridgeCall implements CallSink {
     if (this.final) return this.bridge.forget(this);
     clearTimeout(this.gather);
     clearTimeout(this.expiry);
-    for (const a of [...this.waiting.values(), ...this.asked]) this.toServer(errorResponse(a.serverId, ErrorCode.RequestCancelled, `berth: ${reason}`));
+    for (const a of [...this.waiting.values(), ...this.asked])
+      this.toServer(errorResponse(a.serverId, ErrorCode.RequestCancelled, `berth: ${reason}`));
     this.waiting.clear();
     this.asked.length = 0;
     this.bridge.forget(this);
-    this.relay.fromClient([{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: this.id, reason: `berth: ${reason}` } }], this);
+    this.relay.fromClient(
+      [{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: this.id, reason: `berth: ${reason}` } }],
+      this,
+    );
   }
 }
 
@@ -316,7 +338,11 @@ export class LegacyBridge {
     const relay = server.upstream.relay;
     let p = this.inits.get(relay);
     if (!p) {
-      const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities: { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} }, clientInfo: BERTH_CLIENT };
+      const params = {
+        protocolVersion: LATEST_PROTOCOL_VERSION,
+        capabilities: { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} },
+        clientInfo: BERTH_CLIENT,
+      };
       const handshake = async () => {
         relay.onUnownedRequest = answerUnowned;
         relay.onUnrouted ??= () => true; // announcements nobody listens to (listens replace this)
@@ -328,7 +354,12 @@ export class LegacyBridge {
         await relay.settled;
         return r.result as Record<string, unknown>;
       };
-      p = withinStartup(server.sandbox, this.o.startupTimeout, handshake(), 'the server did not finish its handshake (initialize, then ping)').then((init) => {
+      p = withinStartup(
+        server.sandbox,
+        this.o.startupTimeout,
+        handshake(),
+        'the server did not finish its handshake (initialize, then ping)',
+      ).then((init) => {
         this.o.onServerInitialized?.(relay);
         return init;
       });
@@ -345,7 +376,8 @@ export class LegacyBridge {
     if ('requestState' in params || 'inputResponses' in params) return this.retry(res, request, caller);
     const s = await server();
     const init = await this.initialized(s, request.id);
-    if (request.method === 'server/discover') return sendJson(res, 200, { jsonrpc: '2.0', id: request.id, result: discoverResult(init) }, caller.headers);
+    if (request.method === 'server/discover')
+      return sendJson(res, 200, { jsonrpc: '2.0', id: request.id, result: discoverResult(init) }, caller.headers);
     const call = new BridgeCall(this, s.upstream.relay, `berth-b${++nextCall}`, request, caller);
     this.calls.set(call.id, call);
     return new Promise((resolve) => {

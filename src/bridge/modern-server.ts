@@ -7,7 +7,18 @@ import { Exchange } from '../relay/exchange.js';
 import { sinkId, type CallSink } from '../relay/sink.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, MODERN_VERSIONS } from '../wire/era.js';
-import { ErrorCode, errorResponse, idKey, isNotification, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import {
+  ErrorCode,
+  errorResponse,
+  idKey,
+  isNotification,
+  isRequest,
+  isResponse,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+} from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
 
 const META_CLIENT_INFO = 'io.modelcontextprotocol/clientInfo';
@@ -25,7 +36,11 @@ export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest):
   const r = await relay.call('server/discover', { _meta: envelope });
   const d = r.result as { supportedVersions?: unknown; capabilities?: Params; instructions?: unknown; _meta?: Params } | undefined;
   if (!d || !Array.isArray(d.supportedVersions) || !d.supportedVersions.includes(MODERN_VERSIONS[0])) {
-    return errorResponse(init.id, ErrorCode.InternalError, `berth: the server did not answer server/discover as a 2026-07-28 server${r.error ? `: ${r.error.message}` : ''}`);
+    return errorResponse(
+      init.id,
+      ErrorCode.InternalError,
+      `berth: the server did not answer server/discover as a 2026-07-28 server${r.error ? `: ${r.error.message}` : ''}`,
+    );
   }
   const asked = init.params?.protocolVersion;
   const version = (SUPPORTED_PROTOCOL_VERSIONS as readonly unknown[]).includes(asked) ? (asked as string) : LATEST_PROTOCOL_VERSION;
@@ -56,7 +71,10 @@ class ListenSink implements CallSink {
   deliver(message: JsonRpcMessage): boolean {
     if (!isNotification(message) || message.method === 'notifications/subscriptions/acknowledged') return true;
     const { [META_SUBSCRIPTION_ID]: _, ...meta } = ((message.params as Params | undefined)?._meta ?? {}) as Params;
-    this.relay.announce({ ...message, params: { ...message.params, ...(Object.keys(meta).length ? { _meta: meta } : { _meta: undefined }) } });
+    this.relay.announce({
+      ...message,
+      params: { ...message.params, ...(Object.keys(meta).length ? { _meta: meta } : { _meta: undefined }) },
+    });
     return true;
   }
   respond(): boolean {
@@ -141,17 +159,27 @@ export class ModernServerBridge {
     if (has('prompts')) notifications.promptsListChanged = true;
     if (has('resources')) notifications.resourcesListChanged = true;
     if (Object.keys(notifications).length === 0) return;
-    const meta: Params = { [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0], [META_CLIENT_CAPABILITIES]: this.client.capabilities ?? {}, [META_CLIENT_INFO]: this.client.clientInfo };
+    const meta: Params = {
+      [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0],
+      [META_CLIENT_CAPABILITIES]: this.client.capabilities ?? {},
+      [META_CLIENT_INFO]: this.client.clientInfo,
+    };
     this.listenId = `berth-bl:${++this.next}`;
     this.sink = new ListenSink(this.relay);
-    this.relay.fromClient([{ jsonrpc: '2.0', id: this.listenId, method: 'subscriptions/listen', params: { notifications, _meta: meta } }], this.sink);
+    this.relay.fromClient(
+      [{ jsonrpc: '2.0', id: this.listenId, method: 'subscriptions/listen', params: { notifications, _meta: meta } }],
+      this.sink,
+    );
   }
 
   /** The session ended: calls waiting on the client fail. */
   close(): void {
     this.closed = true;
     if (this.sink && !this.sink.ended) {
-      this.relay.fromClient([{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: this.listenId, reason: 'the session ended' } }], this.sink);
+      this.relay.fromClient(
+        [{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: this.listenId, reason: 'the session ended' } }],
+        this.sink,
+      );
     }
     for (const resolve of [...this.waiting.values()]) resolve(errorResponse(null, ErrorCode.SessionEnded, 'Session ended'));
   }
@@ -162,12 +190,20 @@ export class ModernServerBridge {
     if (m.method === 'ping') return void exchange.respond(key, { jsonrpc: '2.0', id: m.id, result: {} });
     if (m.method === 'logging/setLevel') {
       const level = m.params?.level;
-      if (typeof level !== 'string') return void exchange.respond(key, errorResponse(m.id, ErrorCode.InvalidParams, 'Invalid params: level must be a string'));
+      if (typeof level !== 'string')
+        return void exchange.respond(key, errorResponse(m.id, ErrorCode.InvalidParams, 'Invalid params: level must be a string'));
       this.logLevel = level;
       return void exchange.respond(key, { jsonrpc: '2.0', id: m.id, result: {} });
     }
     if (this.calls.has(idKey(m.id))) {
-      return void exchange.respond(key, errorResponse(m.id, ErrorCode.InvalidRequest, `Invalid Request: a request with id ${JSON.stringify(m.id)} is already in flight in this session`));
+      return void exchange.respond(
+        key,
+        errorResponse(
+          m.id,
+          ErrorCode.InvalidRequest,
+          `Invalid Request: a request with id ${JSON.stringify(m.id)} is already in flight in this session`,
+        ),
+      );
     }
     const call: Call = { cancelled: false, asked: [] };
     this.calls.set(idKey(m.id), call);
@@ -185,9 +221,11 @@ export class ModernServerBridge {
     let extra: Params = {};
     for (let round = 1; ; round++) {
       const r = await this.forward(m, extra, call, exchange);
-      const result = r.result as { resultType?: unknown; inputRequests?: Record<string, { method: string; params?: Params }>; requestState?: unknown } | undefined;
+      const result = r.result as
+        { resultType?: unknown; inputRequests?: Record<string, { method: string; params?: Params }>; requestState?: unknown } | undefined;
       if (!result || result.resultType !== 'input_required') return r.result ? { ...r, result: strip(r.result as Params) } : r;
-      if (round >= MAX_ROUNDS) return errorResponse(m.id, ErrorCode.InternalError, `berth: the server still asked for input after ${MAX_ROUNDS} rounds`);
+      if (round >= MAX_ROUNDS)
+        return errorResponse(m.id, ErrorCode.InternalError, `berth: the server still asked for input after ${MAX_ROUNDS} rounds`);
       const requests = result.inputRequests ?? {};
       let inputResponses: Params | undefined;
       if (Object.keys(requests).length === 0) await new Promise((r) => setTimeout(r, STATE_ONLY_DELAY_MS));
@@ -197,7 +235,10 @@ export class ModernServerBridge {
         inputResponses = answers.ok;
       }
       if (call.cancelled) return errorResponse(m.id, ErrorCode.RequestCancelled, 'Request cancelled by the client');
-      extra = { ...(inputResponses ? { inputResponses } : {}), ...(result.requestState !== undefined ? { requestState: result.requestState } : {}) };
+      extra = {
+        ...(inputResponses ? { inputResponses } : {}),
+        ...(result.requestState !== undefined ? { requestState: result.requestState } : {}),
+      };
     }
   }
 
@@ -224,16 +265,27 @@ export class ModernServerBridge {
   }
 
   /** Sends one round's input requests to the client and gathers its answers, keyed as the server keyed them. */
-  private async ask(requests: Record<string, { method: string; params?: Params }>, call: Call, exchange: Exchange): Promise<{ ok?: Params; failed?: JsonRpcResponse }> {
+  private async ask(
+    requests: Record<string, { method: string; params?: Params }>,
+    call: Call,
+    exchange: Exchange,
+  ): Promise<{ ok?: Params; failed?: JsonRpcResponse }> {
     if (this.o.noServerRequests) {
       const methods = [...new Set(Object.values(requests).map((r) => r.method))].join(', ');
-      return { failed: errorResponse(null, ErrorCode.InvalidRequest, `berth: the server asked the client for input (${methods}), which a stateless runtime cannot carry: use a stateful runtime`) };
+      return {
+        failed: errorResponse(
+          null,
+          ErrorCode.InvalidRequest,
+          `berth: the server asked the client for input (${methods}), which a stateless runtime cannot carry: use a stateful runtime`,
+        ),
+      };
     }
     const entries = Object.entries(requests).map(([key, req]) => {
       const id = `berth-in:${++this.next}`;
       let params = req.params;
       // 2025-11-25 requires an elicitationId in URL mode; 2026-07-28 dropped it.
-      if (req.method === 'elicitation/create' && params?.mode === 'url' && params.elicitationId === undefined) params = { ...params, elicitationId: randomUUID() };
+      if (req.method === 'elicitation/create' && params?.mode === 'url' && params.elicitationId === undefined)
+        params = { ...params, elicitationId: randomUUID() };
       const answer = new Promise<JsonRpcResponse>((resolve) => {
         let timer: NodeJS.Timeout | undefined;
         const settle = (r: JsonRpcResponse) => {
@@ -244,11 +296,18 @@ export class ModernServerBridge {
         if (this.closed) return settle(errorResponse(id, ErrorCode.SessionEnded, 'Session ended'));
         this.waiting.set(idKey(id), settle);
         if (this.o.answerTimeout > 0) {
-          timer = setTimeout(() => settle(errorResponse(id, -32001, `berth: the client did not answer "${req.method}" in time (serverRequestTimeout)`)), this.o.answerTimeout);
+          timer = setTimeout(
+            () => settle(errorResponse(id, -32001, `berth: the client did not answer "${req.method}" in time (serverRequestTimeout)`)),
+            this.o.answerTimeout,
+          );
           timer.unref();
         }
         const message = { jsonrpc: '2.0' as const, id, method: req.method, ...(params ? { params } : {}) };
-        if (!exchange.deliver(message, () => settle(errorResponse(id, ErrorCode.ServerError, 'berth: the client stream was lost before it carried the request')))) {
+        if (
+          !exchange.deliver(message, () =>
+            settle(errorResponse(id, ErrorCode.ServerError, 'berth: the client stream was lost before it carried the request')),
+          )
+        ) {
           settle(errorResponse(id, ErrorCode.ServerError, `berth: no client stream could carry "${req.method}"`));
         }
       });
@@ -281,9 +340,13 @@ export class ModernServerBridge {
     if (!call) return;
     call.cancelled = true;
     if (call.roundId && call.round) {
-      this.relay.fromClient([{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: call.roundId, reason: 'cancelled by the client' } }], call.round);
+      this.relay.fromClient(
+        [{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: call.roundId, reason: 'cancelled by the client' } }],
+        call.round,
+      );
     }
-    for (const id of call.asked) this.waiting.get(idKey(id))?.(errorResponse(requestId, ErrorCode.RequestCancelled, 'Request cancelled by the client'));
+    for (const id of call.asked)
+      this.waiting.get(idKey(id))?.(errorResponse(requestId, ErrorCode.RequestCancelled, 'Request cancelled by the client'));
   }
 }
 

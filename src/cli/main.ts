@@ -52,9 +52,11 @@ async function firstStartsOrExit(berth: Berth): Promise<void> {
     const wait = rt.config.limits.startupTimeout + installAllowance(rt.config) + 5000;
     const first = await Promise.race([rt.startRecord.first, delay(wait, undefined, { ref: false })]);
     if (!first || first.ok) continue;
-    const lines = first.stderr.length ? `\nits last stderr lines:\n${first.stderr.map((l) => `  ${l}`).join('\n')}` : '\nit wrote nothing on stderr';
+    const lines = first.stderr.length
+      ? `\nits last stderr lines:\n${first.stderr.map((l) => `  ${l}`).join('\n')}`
+      : '\nit wrote nothing on stderr';
     const hint = /Cannot find module|ENOENT|No such file/.test(first.stderr.join('\n'))
-      ? '\nA file it needs is not visible in its sandbox: pass --mount DIR (read-only), or start berth in the server\'s directory.'
+      ? "\nA file it needs is not visible in its sandbox: pass --mount DIR (read-only), or start berth in the server's directory."
       : '';
     process.stderr.write(`berth: runtime "${name}": its server could not start: ${first.error}${lines}${hint}\n`);
     await berth.stop();
@@ -77,7 +79,10 @@ async function serve(config: BerthConfig, configFile?: string, awaitFirstStart =
     const stopGrace = Math.max(...Object.values(config.runtimes).map((r) => r.limits.stopGrace));
     const bound = config.server.drainTimeout + 2 * stopGrace + 10_000;
     setTimeout(() => {
-      berth.log.error({ boundMs: bound }, `shutdown did not finish within ${bound} ms (drainTimeout + 2 x stopGrace + 10 s); exiting anyway`);
+      berth.log.error(
+        { boundMs: bound },
+        `shutdown did not finish within ${bound} ms (drainTimeout + 2 x stopGrace + 10 s); exiting anyway`,
+      );
       process.exit(1);
     }, bound).unref();
     berth.stop().then(
@@ -120,14 +125,31 @@ program
   .option('--max-lifetime <duration>', 'end a session this long after it started', duration, '8h')
   .option('--isolation <kind>', `sandbox per session: ${ISOLATION_KINDS.join(', ')}`, 'auto')
   .addOption(
-    new Option('--network <mode>', "none: the session's own loopback only; egress: outbound to the outside world, never the host's loopback, private or link-local ranges; host: the host's network")
+    new Option(
+      '--network <mode>',
+      "none: the session's own loopback only; egress: outbound to the outside world, never the host's loopback, private or link-local ranges; host: the host's network",
+    )
       .choices(['none', 'egress', 'host'])
       .default('egress'),
   )
-  .option('--allow-net <cidr|host:port>', 'let egress reach this CIDR, address or HOST:PORT although blocked by default (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-  .option('--mount <path>', 'expose a host path read-only in the sandbox (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option(
+    '--allow-net <cidr|host:port>',
+    'let egress reach this CIDR, address or HOST:PORT although blocked by default (repeatable)',
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
+  .option(
+    '--mount <path>',
+    'expose a host path read-only in the sandbox (repeatable)',
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
   .option('--memory <size>', 'memory limit per session (cgroups), e.g. 256m', size)
-  .option('--disk <size>', 'writable space per session (working directory, /tmp, writes beside the code), e.g. 512MiB; 0 = no cap (default 1GiB)', size)
+  .option(
+    '--disk <size>',
+    'writable space per session (working directory, /tmp, writes beside the code), e.g. 512MiB; 0 = no cap (default 1GiB)',
+    size,
+  )
   .option('--cpus <n>', 'CPU limit per session (cgroups), e.g. 0.5', (v: string) => {
     const n = Number(v);
     if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number of CPUs, got "${v}"`);
@@ -139,37 +161,79 @@ program
   .option('--max-body <size>', 'largest request body', size, '4MiB')
   .option('--retain-events <n>', 'SSE events kept per session for resuming dropped streams (and for a GET stream not yet open)', int, 1000)
   .option('--request-timeout <duration>', 'fail a call whose server sends no answer or progress for this long (0 = never)', duration, '10m')
-  .option('--pending-input-timeout <duration>', "how long a bridged 2025 server's call waits for a 2026 client's retry with its answers", duration, '15m')
-  .addOption(new Option('--server-era <era>', 'which MCP era the server speaks (auto asks it with server/discover)').choices(['auto', '2025', '2026']).default('auto'))
-  .option('--json-window <duration>', 'a call answered within this long gets plain JSON, a longer one an SSE stream (0 = always SSE)', duration, '200ms')
+  .option(
+    '--pending-input-timeout <duration>',
+    "how long a bridged 2025 server's call waits for a 2026 client's retry with its answers",
+    duration,
+    '15m',
+  )
+  .addOption(
+    new Option('--server-era <era>', 'which MCP era the server speaks (auto asks it with server/discover)')
+      .choices(['auto', '2025', '2026'])
+      .default('auto'),
+  )
+  .option(
+    '--json-window <duration>',
+    'a call answered within this long gets plain JSON, a longer one an SSE stream (0 = always SSE)',
+    duration,
+    '200ms',
+  )
   .option('--keep-alive <duration>', 'comment line on a silent SSE stream this often (0 = never)', duration, '15s')
-  .addOption(new Option('--auth <kind>', 'who may call: none (loopback only), api-key, jwt').choices(['none', 'api-key', 'jwt']).default('none'))
+  .addOption(
+    new Option('--auth <kind>', 'who may call: none (loopback only), api-key, jwt').choices(['none', 'api-key', 'jwt']).default('none'),
+  )
   .option('--api-key-env <var>', 'environment variable holding the accepted API keys, comma-separated (--auth api-key)')
   .option('--jwks-url <url>', "the token issuer's JWKS URL (--auth jwt)")
   .option('--issuer <iss>', 'required token issuer (--auth jwt)')
   .option('--audience <aud>', "required token audience (--auth jwt; default: this runtime's resource URL)")
-  .option('--scope <scope>', 'scope every token must carry (repeatable; --auth jwt)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option(
+    '--scope <scope>',
+    'scope every token must carry (repeatable; --auth jwt)',
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
   .option('--public-url <url>', 'the URL clients reach berth at (OAuth metadata, default JWT audience)')
   .option('--admin-token-env <var>', 'environment variable holding the admin API token (enables /admin/)')
   .option('--max-sessions-per-principal <n>', 'live sessions one principal may hold (with auth)', int, 100)
-  .option('--rps <n>', 'requests per second per principal (with auth)', (v: string) => {
-    const n = Number(v);
-    if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got "${v}"`);
-    return n;
-  }, 50)
-  .option('--request-burst <n>', 'JSON-RPC messages one principal may send at once before --rps applies (default 100; a larger batch is refused)', int)
+  .option(
+    '--rps <n>',
+    'requests per second per principal (with auth)',
+    (v: string) => {
+      const n = Number(v);
+      if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number, got "${v}"`);
+      return n;
+    },
+    50,
+  )
+  .option(
+    '--request-burst <n>',
+    'JSON-RPC messages one principal may send at once before --rps applies (default 100; a larger batch is refused)',
+    int,
+  )
   .option('--max-concurrent-starts <n>', 'servers started at once; more initializes queue (default 4)', int)
   .option('--start-queue-timeout <duration>', 'how long an initialize waits for a start slot before 503 (default 10s)', duration)
-  .option('--stderr-rate <size>', "bytes per second of each session server's stderr logged; the rest is dropped and counted (default 16KiB)", size)
+  .option(
+    '--stderr-rate <size>',
+    "bytes per second of each session server's stderr logged; the rest is dropped and counted (default 16KiB)",
+    size,
+  )
   .option('--stderr-burst <size>', 'bytes of server stderr a session may log at once before --stderr-rate applies (default 256KiB)', size)
-  .option('--stderr-drain-rate <size>', "bytes per second of a session's stderr read (and dropped) past its budget; a faster writer waits on its pipe (default 64MiB, 0 = no limit)", size)
-  .option('--dangerously-allow-unauthenticated', 'allow --auth none on a non-loopback --host: anyone who reaches the port can open sessions')
+  .option(
+    '--stderr-drain-rate <size>',
+    "bytes per second of a session's stderr read (and dropped) past its budget; a faster writer waits on its pipe (default 64MiB, 0 = no limit)",
+    size,
+  )
+  .option(
+    '--dangerously-allow-unauthenticated',
+    'allow --auth none on a non-loopback --host: anyone who reaches the port can open sessions',
+  )
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
   .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, '30s')
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, '30s')
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, '30s')
   .action(async (command: string[], o) => {
-    if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation)) fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
+    if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation))
+      fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
     const argv = command.length ? command : [process.execPath, DEMO_SERVER];
     let config: BerthConfig;
     try {
@@ -199,7 +263,26 @@ program
               mounts: o.mount,
               auth: authFlags(o),
               streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
-              limits: { bodyTimeout: o.bodyTimeout, startupTimeout: o.startupTimeout, maxSessions: o.maxSessions, maxBodySize: o.maxBody, requestTimeout: o.requestTimeout, pendingInputTimeout: o.pendingInputTimeout, maxSessionsPerPrincipal: o.maxSessionsPerPrincipal, requestsPerSecond: o.rps, requestBurst: o.requestBurst, maxConcurrentStarts: o.maxConcurrentStarts, startQueueTimeout: o.startQueueTimeout, stderrRate: o.stderrRate, stderrBurst: o.stderrBurst, stderrDrainRate: o.stderrDrainRate, memory: o.memory, cpus: o.cpus, pids: o.pids, disk: o.disk },
+              limits: {
+                bodyTimeout: o.bodyTimeout,
+                startupTimeout: o.startupTimeout,
+                maxSessions: o.maxSessions,
+                maxBodySize: o.maxBody,
+                requestTimeout: o.requestTimeout,
+                pendingInputTimeout: o.pendingInputTimeout,
+                maxSessionsPerPrincipal: o.maxSessionsPerPrincipal,
+                requestsPerSecond: o.rps,
+                requestBurst: o.requestBurst,
+                maxConcurrentStarts: o.maxConcurrentStarts,
+                startQueueTimeout: o.startQueueTimeout,
+                stderrRate: o.stderrRate,
+                stderrBurst: o.stderrBurst,
+                stderrDrainRate: o.stderrDrainRate,
+                memory: o.memory,
+                cpus: o.cpus,
+                pids: o.pids,
+                disk: o.disk,
+              },
             },
           },
         },
@@ -226,14 +309,18 @@ function authFlags(o: Record<string, unknown>): unknown {
 
 program
   .command('hash-key')
-  .description('Print the SHA-256 digest of an API key or admin token, for auth.keys[].sha256 or server.admin.tokenSha256 (reads stdin without KEY)')
+  .description(
+    'Print the SHA-256 digest of an API key or admin token, for auth.keys[].sha256 or server.admin.tokenSha256 (reads stdin without KEY)',
+  )
   .argument('[key]')
   .action(async (key?: string) => {
     let k = key;
     if (k === undefined) {
       const chunks: Buffer[] = [];
       for await (const c of process.stdin) chunks.push(c as Buffer);
-      k = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+      k = Buffer.concat(chunks)
+        .toString('utf8')
+        .replace(/\r?\n$/, '');
     }
     process.stdout.write(`${sha256Hex(k)}\n`);
   });
@@ -253,8 +340,8 @@ program
 program
   .command('drain')
   .description('Cluster mode: stop placing new sessions on a node (its own sessions keep working); --undo takes it back')
-  .requiredOption('--url <url>', 'the node\'s base URL, e.g. http://10.0.0.5:8787')
-  .option('--deadline <duration>', 'end the node\'s remaining sessions after this long (default: never)')
+  .requiredOption('--url <url>', "the node's base URL, e.g. http://10.0.0.5:8787")
+  .option('--deadline <duration>', "end the node's remaining sessions after this long (default: never)")
   .option('--undo', 'stop draining')
   .option('--admin-token-env <var>', 'environment variable holding the admin API token', 'BERTH_ADMIN_TOKEN')
   .action(async (o) => {
@@ -276,7 +363,9 @@ program
     const text = await r.text();
     if (!r.ok) fail(new Error(`${url}: HTTP ${r.status} ${text}`));
     const s = JSON.parse(text) as { node: string; draining: boolean; drainDeadline: string | null };
-    process.stdout.write(`berth: node ${s.node} ${s.draining ? `draining${s.drainDeadline ? ` (sessions end at ${s.drainDeadline})` : ''}` : 'taking new sessions'}\n`);
+    process.stdout.write(
+      `berth: node ${s.node} ${s.draining ? `draining${s.drainDeadline ? ` (sessions end at ${s.drainDeadline})` : ''}` : 'taking new sessions'}\n`,
+    );
   });
 
 program

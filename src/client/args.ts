@@ -25,8 +25,14 @@ function takesAnyName(schema: unknown): boolean {
 }
 
 /** Merges --args and --arg pairs; a pair's value is read as its field's type says (a number for a number field). */
-export async function toolArgs(json: string | undefined, pairs: string[], inputSchema: unknown, stdin?: NodeJS.ReadableStream): Promise<Record<string, unknown>> {
-  const args = json === undefined ? {} : json === '-' ? parseArgsJson(await readStdin(stdin), 'arguments on stdin') : parseArgsJson(json, '--args');
+export async function toolArgs(
+  json: string | undefined,
+  pairs: string[],
+  inputSchema: unknown,
+  stdin?: NodeJS.ReadableStream,
+): Promise<Record<string, unknown>> {
+  const args =
+    json === undefined ? {} : json === '-' ? parseArgsJson(await readStdin(stdin), 'arguments on stdin') : parseArgsJson(json, '--args');
   const fields = new Map<string, Field>(fieldsOf(inputSchema).map((f) => [f.name, f]));
   for (const p of pairs) {
     const i = p.indexOf('=');
@@ -35,7 +41,9 @@ export async function toolArgs(json: string | undefined, pairs: string[], inputS
     const raw = p.slice(i + 1);
     // With the tool's schema known, a name it does not have is a typo, not an argument to send.
     if (inputSchema !== undefined && !fields.has(name) && !takesAnyName(inputSchema)) {
-      throw new Error(`--arg ${name}: the tool has no parameter "${name}"; ${fields.size ? `its parameters: ${[...fields.keys()].join(', ')}` : 'it takes no parameters'}`);
+      throw new Error(
+        `--arg ${name}: the tool has no parameter "${name}"; ${fields.size ? `its parameters: ${[...fields.keys()].join(', ')}` : 'it takes no parameters'}`,
+      );
     }
     const f = fields.get(name) ?? ({ name, label: name, required: false, kind: 'json' } as Field);
     const r = parseField({ ...f, required: false, default: undefined } as Field, raw);

@@ -48,7 +48,8 @@ export function elicitationAnswerer(answer: string, report: (msg: string) => voi
   } catch {
     throw new Error('--answer-elicitation expects decline, cancel or a JSON object');
   }
-  if (!content || typeof content !== 'object' || Array.isArray(content)) throw new Error('--answer-elicitation expects decline, cancel or a JSON object');
+  if (!content || typeof content !== 'object' || Array.isArray(content))
+    throw new Error('--answer-elicitation expects decline, cancel or a JSON object');
   return async (p) => {
     const r = validateContent(fieldsOf(p.requestedSchema), content as Record<string, unknown>);
     if (r.ok) return { action: 'accept', content: r.content as ElicitResult['content'] };
@@ -73,7 +74,12 @@ export async function runCall(url: string, tool: string, o: CallOptions, io: Io)
       token: o.token,
       roots: o.root,
       onElicit: o.answerElicitation !== undefined ? elicitationAnswerer(o.answerElicitation, report) : undefined,
-      onSample: o.answerSampling !== undefined ? async () => typedReply(o.answerSampling!, 'berth-call') : endpoint ? (p) => forwardSampling(p, endpoint) : undefined,
+      onSample:
+        o.answerSampling !== undefined
+          ? async () => typedReply(o.answerSampling!, 'berth-call')
+          : endpoint
+            ? (p) => forwardSampling(p, endpoint)
+            : undefined,
       onLog: (n) => term.log(n),
     });
   } catch (e) {

@@ -8,7 +8,12 @@ function connectionOptions(c: Command): Command {
     .option('--header <header>', "extra request header 'Name: value' (repeatable)", many, [] as string[])
     .option('--token <token>', 'sent as Authorization: Bearer TOKEN')
     .option('--root <dir>', 'serve this directory as a root (repeatable)', many, [] as string[])
-    .addOption(new Option('--sampling-endpoint <url>', 'answer sampling from an OpenAI-compatible chat-completions endpoint (base URL or …/chat/completions)').env('BERTH_SAMPLING_ENDPOINT'))
+    .addOption(
+      new Option(
+        '--sampling-endpoint <url>',
+        'answer sampling from an OpenAI-compatible chat-completions endpoint (base URL or …/chat/completions)',
+      ).env('BERTH_SAMPLING_ENDPOINT'),
+    )
     .addOption(new Option('--sampling-model <model>', 'model name for --sampling-endpoint').env('BERTH_SAMPLING_MODEL'))
     .option('--sampling-key-env <var>', 'environment variable holding the endpoint API key', 'OPENAI_API_KEY')
     .option('--args <json>', "tool arguments as a JSON object ('-' reads stdin)")

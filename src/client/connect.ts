@@ -58,8 +58,14 @@ async function callTool(s: McpSession, term: Terminal, tool: Tool, args: Record<
 
 async function getPrompt(s: McpSession, term: Terminal): Promise<void> {
   const { prompts } = await s.client.listPrompts();
-  const p = await term.choose('Prompt', prompts.map((x) => ({ name: x.name, value: x })));
-  const schema = { properties: Object.fromEntries((p.arguments ?? []).map((a) => [a.name, { type: 'string', description: a.description }])), required: (p.arguments ?? []).filter((a) => a.required).map((a) => a.name) };
+  const p = await term.choose(
+    'Prompt',
+    prompts.map((x) => ({ name: x.name, value: x })),
+  );
+  const schema = {
+    properties: Object.fromEntries((p.arguments ?? []).map((a) => [a.name, { type: 'string', description: a.description }])),
+    required: (p.arguments ?? []).filter((a) => a.required).map((a) => a.name),
+  };
   const args = (await term.askFields(fieldsOf(schema))) as Record<string, string>;
   const r = await s.client.getPrompt({ name: p.name, arguments: args });
   for (const m of r.messages) term.print(`${m.role}: ${m.content.type === 'text' ? m.content.text : `[${m.content.type}]`}`);
@@ -67,7 +73,10 @@ async function getPrompt(s: McpSession, term: Terminal): Promise<void> {
 
 async function readResource(s: McpSession, term: Terminal): Promise<void> {
   const { resources } = await s.client.listResources();
-  const uri = await term.choose('Resource', resources.map((r) => ({ name: r.uri, value: r.uri })));
+  const uri = await term.choose(
+    'Resource',
+    resources.map((r) => ({ name: r.uri, value: r.uri })),
+  );
   const r = await s.client.readResource({ uri });
   for (const c of r.contents) term.print('text' in c ? String(c.text) : `[${c.mimeType ?? 'binary'} ${c.uri}]`);
 }
@@ -123,7 +132,10 @@ export async function runConnect(url: string, o: ConnectOptions, io: Io): Promis
         else if (what === 'prompt') await getPrompt(s, term);
         else if (what === 'resource') await readResource(s, term);
         else {
-          const tool = await term.choose('Tool', tools.map((t) => ({ name: t.name, value: t, description: t.description })));
+          const tool = await term.choose(
+            'Tool',
+            tools.map((t) => ({ name: t.name, value: t, description: t.description })),
+          );
           await callTool(s, term, tool, {});
         }
       } catch (e) {

@@ -32,7 +32,8 @@ const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
 function choicesOf(s: Json): Choice[] | undefined {
   if (Array.isArray(s.oneOf) || Array.isArray(s.anyOf)) {
     const opts = (s.oneOf ?? s.anyOf) as Json[];
-    if (opts.every((o) => typeof o?.const === 'string')) return opts.map((o) => ({ value: o.const as string, title: str(o.title) ?? (o.const as string) }));
+    if (opts.every((o) => typeof o?.const === 'string'))
+      return opts.map((o) => ({ value: o.const as string, title: str(o.title) ?? (o.const as string) }));
   }
   if (Array.isArray(s.enum) && s.enum.every((v) => typeof v === 'string')) {
     const names = Array.isArray(s.enumNames) ? (s.enumNames as unknown[]) : [];
@@ -57,8 +58,24 @@ export function fieldsOf(schema: unknown): Field[] {
         return { ...base, kind: 'multi', choices: itemChoices, default: def, minItems: num(p.minItems), maxItems: num(p.maxItems) };
       }
     }
-    if (p.type === 'string') return { ...base, kind: 'string', default: str(p.default), minLength: num(p.minLength), maxLength: num(p.maxLength), format: str(p.format) };
-    if (p.type === 'number' || p.type === 'integer') return { ...base, kind: 'number', integer: p.type === 'integer', default: num(p.default), minimum: num(p.minimum), maximum: num(p.maximum) };
+    if (p.type === 'string')
+      return {
+        ...base,
+        kind: 'string',
+        default: str(p.default),
+        minLength: num(p.minLength),
+        maxLength: num(p.maxLength),
+        format: str(p.format),
+      };
+    if (p.type === 'number' || p.type === 'integer')
+      return {
+        ...base,
+        kind: 'number',
+        integer: p.type === 'integer',
+        default: num(p.default),
+        minimum: num(p.minimum),
+        maximum: num(p.maximum),
+      };
     if (p.type === 'boolean') return { ...base, kind: 'boolean', default: typeof p.default === 'boolean' ? p.default : undefined };
     return { ...base, kind: 'json', default: p.default };
   });
@@ -95,9 +112,12 @@ export function checkValue(f: Field, v: unknown): string | undefined {
     case 'boolean':
       return typeof v === 'boolean' ? undefined : `${f.label}: expected true or false`;
     case 'choice':
-      return typeof v === 'string' && f.choices.some((c) => c.value === v) ? undefined : `${f.label}: one of ${f.choices.map((c) => c.value).join(', ')}`;
+      return typeof v === 'string' && f.choices.some((c) => c.value === v)
+        ? undefined
+        : `${f.label}: one of ${f.choices.map((c) => c.value).join(', ')}`;
     case 'multi': {
-      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && f.choices.some((c) => c.value === x))) return `${f.label}: a list from ${f.choices.map((c) => c.value).join(', ')}`;
+      if (!Array.isArray(v) || !v.every((x) => typeof x === 'string' && f.choices.some((c) => c.value === x)))
+        return `${f.label}: a list from ${f.choices.map((c) => c.value).join(', ')}`;
       if (new Set(v).size !== v.length) return `${f.label}: each choice at most once`;
       if (f.minItems !== undefined && v.length < f.minItems) return `${f.label}: choose at least ${f.minItems}`;
       if (f.maxItems !== undefined && v.length > f.maxItems) return `${f.label}: choose at most ${f.maxItems}`;
@@ -111,7 +131,8 @@ export function checkValue(f: Field, v: unknown): string | undefined {
 /** Finds a choice by value, title (any case) or 1-based number. */
 function pick(choices: Choice[], t: string): string | undefined {
   const lower = t.toLowerCase();
-  const byText = choices.find((c) => c.value === t) ?? choices.find((c) => c.title.toLowerCase() === lower || c.value.toLowerCase() === lower);
+  const byText =
+    choices.find((c) => c.value === t) ?? choices.find((c) => c.title.toLowerCase() === lower || c.value.toLowerCase() === lower);
   if (byText) return byText.value;
   const i = /^\d+$/.test(t) ? Number(t) : NaN;
   return choices[i - 1]?.value;
@@ -140,7 +161,11 @@ export function parseField(f: Field, raw: string): Parsed {
       v = pick(f.choices, t) ?? t;
       break;
     case 'multi':
-      v = t.split(',').map((x) => x.trim()).filter(Boolean).map((x) => pick(f.choices, x) ?? x);
+      v = t
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)
+        .map((x) => pick(f.choices, x) ?? x);
       break;
     case 'json':
       try {
@@ -154,7 +179,7 @@ export function parseField(f: Field, raw: string): Parsed {
   return error ? { ok: false, error } : { ok: true, value: v };
 }
 
-export type Validated = { ok: true; content: Record<string, unknown> } | { ok: false, errors: string[] };
+export type Validated = { ok: true; content: Record<string, unknown> } | { ok: false; errors: string[] };
 
 /**
  * Checks content before it is sent: required present, every value in bounds, nothing the schema did not ask for.

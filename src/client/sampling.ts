@@ -20,10 +20,13 @@ export function describeSampling(p: SamplingParams): string {
   const lines: string[] = [];
   if (p.systemPrompt) lines.push(`system: ${p.systemPrompt}`);
   for (const m of p.messages) {
-    for (const c of parts(m.content)) lines.push(`${m.role}: ${c.type === 'text' ? c.text : `[${c.type}${c.mimeType ? ` ${c.mimeType}` : ''}]`}`);
+    for (const c of parts(m.content))
+      lines.push(`${m.role}: ${c.type === 'text' ? c.text : `[${c.type}${c.mimeType ? ` ${c.mimeType}` : ''}]`}`);
   }
   const hints = p.modelPreferences?.hints?.map((h) => h.name).filter(Boolean);
-  lines.push(`(max ${p.maxTokens} tokens${p.temperature !== undefined ? `, temperature ${p.temperature}` : ''}${hints?.length ? `, model hints: ${hints.join(', ')}` : ''})`);
+  lines.push(
+    `(max ${p.maxTokens} tokens${p.temperature !== undefined ? `, temperature ${p.temperature}` : ''}${hints?.length ? `, model hints: ${hints.join(', ')}` : ''})`,
+  );
   return lines.join('\n');
 }
 
@@ -41,7 +44,11 @@ export function toChatRequest(p: SamplingParams, model: string): Record<string, 
     else
       messages.push({
         role: m.role,
-        content: ps.map((c) => (c.type === 'image' ? { type: 'image_url', image_url: { url: `data:${c.mimeType};base64,${c.data}` } } : { type: 'text', text: c.text ?? `[${c.type}]` })),
+        content: ps.map((c) =>
+          c.type === 'image'
+            ? { type: 'image_url', image_url: { url: `data:${c.mimeType};base64,${c.data}` } }
+            : { type: 'text', text: c.text ?? `[${c.type}]` },
+        ),
       });
   }
   const body: Record<string, unknown> = { model, messages, max_tokens: p.maxTokens };
@@ -62,7 +69,12 @@ export async function forwardSampling(p: SamplingParams, ep: ChatEndpoint, signa
   const choice = j.choices?.[0];
   if (typeof choice?.message?.content !== 'string') throw new Error(`sampling endpoint gave no message: ${text.slice(0, 300)}`);
   const reason = choice.finish_reason ?? 'stop';
-  return { role: 'assistant', content: { type: 'text', text: choice.message.content }, model: j.model ?? ep.model, stopReason: STOP[reason] ?? reason };
+  return {
+    role: 'assistant',
+    content: { type: 'text', text: choice.message.content },
+    model: j.model ?? ep.model,
+    stopReason: STOP[reason] ?? reason,
+  };
 }
 
 /** A typed reply as a sampling result. */

@@ -63,7 +63,8 @@ export function endpointUrl(url: string): URL {
   } catch {
     throw new Error(`"${url}" is not a URL; expected the MCP endpoint, e.g. http://127.0.0.1:8787/mcp`);
   }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`"${url}": expected an http:// or https:// URL, e.g. http://127.0.0.1:8787/mcp`);
+  if (u.protocol !== 'http:' && u.protocol !== 'https:')
+    throw new Error(`"${url}": expected an http:// or https:// URL, e.g. http://127.0.0.1:8787/mcp`);
   return u;
 }
 
@@ -78,12 +79,22 @@ export function describeError(e: unknown, url?: string): string {
   const walk = (x: unknown): void => {
     if (!x || typeof x !== 'object' || seen.has(x)) return;
     seen.add(x);
-    const err = x as { message?: string; code?: string; address?: string; port?: number; hostname?: string; errors?: unknown[]; cause?: unknown };
+    const err = x as {
+      message?: string;
+      code?: string;
+      address?: string;
+      port?: number;
+      hostname?: string;
+      errors?: unknown[];
+      cause?: unknown;
+    };
     if (Array.isArray(err.errors) && err.errors.length) {
       for (const inner of err.errors) walk(inner);
     } else if (err.code && /^E[A-Z_]+$|^UND_ERR|^ERR_TLS|CERT|^DEPTH/.test(err.code)) {
       const where = err.address ? ` ${err.address}${err.port !== undefined ? `:${err.port}` : ''}` : err.hostname ? ` ${err.hostname}` : '';
-      causes.push(`${err.code}${where}${err.code.startsWith('UND_ERR') || err.code.startsWith('ERR_TLS') || /CERT/.test(err.code) ? ` (${err.message})` : ''}`);
+      causes.push(
+        `${err.code}${where}${err.code.startsWith('UND_ERR') || err.code.startsWith('ERR_TLS') || /CERT/.test(err.code) ? ` (${err.message})` : ''}`,
+      );
     } else if (x !== e && err.message && !err.cause) {
       causes.push(err.message); // e.g. fetch's "bad port" (a port browsers block), which has no code
     }
@@ -141,7 +152,12 @@ export class McpSession {
     const transport = new StreamableHTTPClientTransport(endpoint, {
       requestInit: { headers },
       // A dropped stream is resumed with Last-Event-ID; berth keeps the events, so retry patiently.
-      reconnectionOptions: { initialReconnectionDelay: 500, maxReconnectionDelay: 10_000, reconnectionDelayGrowFactor: 1.5, maxRetries: 10 },
+      reconnectionOptions: {
+        initialReconnectionDelay: 500,
+        maxReconnectionDelay: 10_000,
+        reconnectionDelayGrowFactor: 1.5,
+        maxRetries: 10,
+      },
     });
     try {
       await client.connect(transport, { timeout: 300_000 });

@@ -2,7 +2,14 @@
 import { checkbox, input, search, select } from '@inquirer/prompts';
 import cliProgress from 'cli-progress';
 import { PassThrough } from 'node:stream';
-import type { CreateMessageRequest, CreateMessageResult, ElicitRequestFormParams, ElicitResult, LoggingMessageNotification, Progress } from '@modelcontextprotocol/sdk/types.js';
+import type {
+  CreateMessageRequest,
+  CreateMessageResult,
+  ElicitRequestFormParams,
+  ElicitResult,
+  LoggingMessageNotification,
+  Progress,
+} from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { checkValue, fieldsOf, hint, parseField, validateContent, type Field } from './form.js';
 import { textPrompt } from './text-prompt.js';
@@ -79,7 +86,13 @@ export class Terminal {
     }
     if (!this.bar) {
       this.bars = new cliProgress.MultiBar(
-        { stream: this.output as NodeJS.WriteStream, format: '{bar} {percentage}% | {value}/{total} {message}', hideCursor: false, clearOnComplete: false, fps: 20 },
+        {
+          stream: this.output as NodeJS.WriteStream,
+          format: '{bar} {percentage}% | {value}/{total} {message}',
+          hideCursor: false,
+          clearOnComplete: false,
+          fps: 20,
+        },
         cliProgress.Presets.shades_classic,
       );
       this.bar = this.bars.create(p.total, 0, { message: msg });
@@ -133,7 +146,13 @@ export class Terminal {
         {
           message,
           choices: f.choices.map((c) => ({ name: c.title, value: c.value, checked: f.default?.includes(c.value) })),
-          validate: (items) => (items.length === 0 && !f.required) || checkValue(f, items.map((i) => i.value)) || true,
+          validate: (items) =>
+            (items.length === 0 && !f.required) ||
+            checkValue(
+              f,
+              items.map((i) => i.value),
+            ) ||
+            true,
         },
         this.ctx,
       );
@@ -193,13 +212,31 @@ export class Terminal {
       this.output.write(`\nThe server asks for a model's reply:\n${describeSampling(params)}\n`);
       try {
         if (endpoint) {
-          const ok = await select({ message: `Send to ${endpoint.model}?`, choices: [{ name: 'Send', value: true }, { name: 'Decline', value: false }] }, this.ctx);
+          const ok = await select(
+            {
+              message: `Send to ${endpoint.model}?`,
+              choices: [
+                { name: 'Send', value: true },
+                { name: 'Decline', value: false },
+              ],
+            },
+            this.ctx,
+          );
           if (!ok) throw refuse();
           const r = await forwardSampling(params, endpoint);
           this.output.write(`${endpoint.model} replied: ${r.content.type === 'text' ? r.content.text : `[${r.content.type}]`}\n`);
           return r;
         }
-        const how = await select({ message: 'Answer?', choices: [{ name: 'Reply', value: 'reply' }, { name: 'Decline', value: 'decline' }] }, this.ctx);
+        const how = await select(
+          {
+            message: 'Answer?',
+            choices: [
+              { name: 'Reply', value: 'reply' },
+              { name: 'Decline', value: 'decline' },
+            ],
+          },
+          this.ctx,
+        );
         if (how === 'decline') throw refuse();
         return typedReply(await input({ message: 'Reply', required: true }, this.ctx));
       } catch (e) {
@@ -217,7 +254,9 @@ export class Terminal {
           message,
           source: (term) => {
             const t = (term ?? '').toLowerCase();
-            return items.filter((i) => i.name.toLowerCase().includes(t)).sort((a, b) => Number(!a.name.toLowerCase().startsWith(t)) - Number(!b.name.toLowerCase().startsWith(t)));
+            return items
+              .filter((i) => i.name.toLowerCase().includes(t))
+              .sort((a, b) => Number(!a.name.toLowerCase().startsWith(t)) - Number(!b.name.toLowerCase().startsWith(t)));
           },
         },
         this.ctx,

@@ -122,7 +122,9 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     this.redis.on('ready', () => (this.recoveredAt = Date.now()));
     // Its own connection (a subscribed one can issue nothing else); it queues the SUBSCRIBE until connected and
     // resubscribes after a reconnect. Losing a message costs only the wait for the next refresh.
-    this.sub = url ? new Redis(url, { ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null }) : new Redis({ ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null });
+    this.sub = url
+      ? new Redis(url, { ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null })
+      : new Redis({ ...opts, enableOfflineQueue: true, maxRetriesPerRequest: null });
     this.sub.on('error', (e) => this.log.debug({ err: e.message }, 'redis (events)'));
     this.sub.on('message', (_channel, message: string) => this.onEvent(message));
     this.redis.defineCommand('berthRenew', { numberOfKeys: 3, lua: RENEW });
@@ -152,13 +154,18 @@ export class Directory extends EventEmitter<DirectoryEvents> {
    * most leaseTtl. Redis being down does not stop the node: it serves its own sessions and keeps trying.
    */
   async start(): Promise<void> {
-    await this.redis.connect().catch((e: Error) => this.log.warn({ err: e.message, redis: redact(this.cfg.redis) }, 'cluster: Redis unreachable at start; retrying'));
+    await this.redis
+      .connect()
+      .catch((e: Error) =>
+        this.log.warn({ err: e.message, redis: redact(this.cfg.redis) }, 'cluster: Redis unreachable at start; retrying'),
+      );
     const until = Date.now() + this.cfg.leaseTtl + this.cfg.renewInterval;
     while (!this.held && Date.now() < until) {
       await this.renew();
       if (!this.held) await new Promise((r) => setTimeout(r, 200));
     }
-    if (!this.held) this.log.warn({ node: this.self.id }, 'cluster: lease not held yet (Redis down, or a previous incarnation still holds it); retrying');
+    if (!this.held)
+      this.log.warn({ node: this.self.id }, 'cluster: lease not held yet (Redis down, or a previous incarnation still holds it); retrying');
     // lazyConnect + the offline queue: this connects, and waits (retrying) while Redis is down.
     void this.sub.subscribe(this.keys.events).catch(() => undefined);
     await this.refresh();
@@ -173,17 +180,33 @@ export class Directory extends EventEmitter<DirectoryEvents> {
 
   async renew(): Promise<void> {
     if (this.stopped || this.redis.status !== 'ready') return;
-    const fields: string[] = ['inc', this.self.inc, 'url', this.self.url, 'draining', this.draining ? '1' : '0', 'updatedAt', String(Date.now())];
+    const fields: string[] = [
+      'inc',
+      this.self.inc,
+      'url',
+      this.self.url,
+      'draining',
+      this.draining ? '1' : '0',
+      'updatedAt',
+      String(Date.now()),
+    ];
     const free = freeMemory();
     if (free !== undefined) fields.push('freeMem', String(free));
-    for (const [rt, l] of Object.entries(this.load())) fields.push(`sessions:${rt}`, String(l.sessions), `max:${rt}`, String(l.max), `warm:${rt}`, String(l.warm));
+    for (const [rt, l] of Object.entries(this.load()))
+      fields.push(`sessions:${rt}`, String(l.sessions), `max:${rt}`, String(l.max), `warm:${rt}`, String(l.warm));
     try {
       const r = await (this.redis as unknown as { berthRenew: (...a: string[]) => Promise<number> }).berthRenew(
-        this.keys.lease, this.keys.node, this.keys.nodes, this.self.inc, String(this.cfg.leaseTtl), this.self.id, ...fields,
+        this.keys.lease,
+        this.keys.node,
+        this.keys.nodes,
+        this.self.inc,
+        String(this.cfg.leaseTtl),
+        this.self.id,
+        ...fields,
       );
       if (r === 0) {
         if (this.held) {
-          this.log.error({ node: this.self.id }, 'cluster: another berth process holds this node\'s lease (same nodeId); stopping');
+          this.log.error({ node: this.self.id }, "cluster: another berth process holds this node's lease (same nodeId); stopping");
           this.held = false;
           this.stopped = true;
           this.emit('fenced');
@@ -207,7 +230,10 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     if (this.redis.status !== 'ready') return;
     let rows: [string, string, string[]][];
     try {
-      rows = await (this.redis as unknown as { berthView: (...a: string[]) => Promise<[string, string, string[]][]> }).berthView(this.keys.nodes, this.cfg.prefix);
+      rows = await (this.redis as unknown as { berthView: (...a: string[]) => Promise<[string, string, string[]][]> }).berthView(
+        this.keys.nodes,
+        this.cfg.prefix,
+      );
     } catch {
       return;
     }
@@ -222,7 +248,15 @@ export class Directory extends EventEmitter<DirectoryEvents> {
         if (m) (load[m[2]!] ??= { sessions: 0, max: 0, warm: 0 })[m[1] as keyof RuntimeLoad] = Number(v);
       }
       seen.add(id);
-      this.view.set(id, { id, inc, url: h.url, draining: h.draining === '1', updatedAt: Number(h.updatedAt), load, freeMem: h.freeMem === undefined ? undefined : Number(h.freeMem) });
+      this.view.set(id, {
+        id,
+        inc,
+        url: h.url,
+        draining: h.draining === '1',
+        updatedAt: Number(h.updatedAt),
+        load,
+        freeMem: h.freeMem === undefined ? undefined : Number(h.freeMem),
+      });
     }
     if (this.recovering) return;
     for (const id of [...this.view.keys()]) {
@@ -288,7 +322,9 @@ export class Directory extends EventEmitter<DirectoryEvents> {
   /** Forgets a runtime session's record (it was deleted), only while it still names `value`. */
   async dropRoute(key: string, value: string): Promise<void> {
     if (this.redis.status !== 'ready') return;
-    await (this.redis as unknown as { berthDelIf: (...a: string[]) => Promise<number> }).berthDelIf(`${this.cfg.prefix}:rs:${key}`, value).catch(() => undefined);
+    await (this.redis as unknown as { berthDelIf: (...a: string[]) => Promise<number> })
+      .berthDelIf(`${this.cfg.prefix}:rs:${key}`, value)
+      .catch(() => undefined);
   }
 
   /** Publishes a draining change at once, so peers stop placing here within one view refresh. */
@@ -303,7 +339,9 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
     if (!this.stopped && this.held && this.redis.status === 'ready') {
-      const left = await (this.redis as unknown as { berthLeave: (...a: string[]) => Promise<number> }).berthLeave(this.keys.lease, this.keys.node, this.keys.nodes, this.self.inc, this.self.id).catch(() => 0);
+      const left = await (this.redis as unknown as { berthLeave: (...a: string[]) => Promise<number> })
+        .berthLeave(this.keys.lease, this.keys.node, this.keys.nodes, this.self.inc, this.self.id)
+        .catch(() => 0);
       if (left) await this.publish(`left ${this.self.id} ${this.self.inc}`);
     }
     this.stopped = true;

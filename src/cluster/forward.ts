@@ -1,6 +1,14 @@
 // Piping one request to its owner node and the answer back, with undici: backpressure both ways, SSE never
 // buffered, and every phase bounded so a lost node or a partition ends in a JSON-RPC error, never a hang.
-import { FORWARDED_HEADER, LAST_EVENT_ID_HEADER, METHOD_HEADER, NAME_HEADER, RUNTIME_SESSION_HEADER, SESSION_HEADER, VERSION_HEADER } from '../wire/headers.js';
+import {
+  FORWARDED_HEADER,
+  LAST_EVENT_ID_HEADER,
+  METHOD_HEADER,
+  NAME_HEADER,
+  RUNTIME_SESSION_HEADER,
+  SESSION_HEADER,
+  VERSION_HEADER,
+} from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Agent } from 'undici';
@@ -9,9 +17,31 @@ import { errorResponse, type JsonRpcId } from '../wire/jsonrpc.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 
 /** Request headers passed to the owner; credentials (already checked by the edge) and hop-by-hop ones are not. */
-const PASS = ['content-type', 'accept', VERSION_HEADER, SESSION_HEADER, METHOD_HEADER, NAME_HEADER, LAST_EVENT_ID_HEADER, 'traceparent', 'tracestate', 'baggage', 'user-agent'];
+const PASS = [
+  'content-type',
+  'accept',
+  VERSION_HEADER,
+  SESSION_HEADER,
+  METHOD_HEADER,
+  NAME_HEADER,
+  LAST_EVENT_ID_HEADER,
+  'traceparent',
+  'tracestate',
+  'baggage',
+  'user-agent',
+];
 /** Response headers passed back to the client. */
-const BACK = ['content-type', 'cache-control', SESSION_HEADER, VERSION_HEADER, RUNTIME_SESSION_HEADER, 'retry-after', 'allow', 'content-length', 'www-authenticate'];
+const BACK = [
+  'content-type',
+  'cache-control',
+  SESSION_HEADER,
+  VERSION_HEADER,
+  RUNTIME_SESSION_HEADER,
+  'retry-after',
+  'allow',
+  'content-length',
+  'www-authenticate',
+];
 
 export interface ForwardTarget {
   id: string;
@@ -155,7 +185,9 @@ export class Forwarder {
       if (!res.headersSent && !res.destroyed) {
         const ms = Date.now() - started;
         const msg = `Bad Gateway: session owner ${target.id} did not answer (${why} after ${ms} ms; node lost or network partition); retry, or initialize a new session if this persists`;
-        const body = JSON.stringify(errorResponse(o.requestId, ErrorCode.ServerError, msg, { node: target.id, cause: why, from: this.selfId }));
+        const body = JSON.stringify(
+          errorResponse(o.requestId, ErrorCode.ServerError, msg, { node: target.id, cause: why, from: this.selfId }),
+        );
         res.writeHead(502, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'retry-after': '1' });
         res.end(body);
       } else res.destroy();

@@ -59,7 +59,13 @@ export class NonceCache {
 export type Expected = { to: string; inc: string; rt: string; m: string; sid: string };
 
 /** The claims of a valid header meant for this request, or a reason it is refused. */
-export function verifyForwarded(keys: ClusterKeys, header: string, expected: Expected, nonces: NonceCache, now = Date.now()): ForwardClaims | string {
+export function verifyForwarded(
+  keys: ClusterKeys,
+  header: string,
+  expected: Expected,
+  nonces: NonceCache,
+  now = Date.now(),
+): ForwardClaims | string {
   const parts = header.split('.');
   if (parts.length !== 3 || parts[0] !== 'f1') return 'malformed';
   const [, payload, given] = parts as [string, string, string];

@@ -16,9 +16,17 @@ function derive(secret: string, use: KeyUse): Buffer {
 
 /** Keys from the secret variable's value: comma-separated secrets, each at least 32 bytes; the first signs. */
 export function clusterKeys(value: string | undefined, envName: string): ClusterKeys {
-  const secrets = (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  if (secrets.length === 0) throw new Error(`cluster.secretEnv: the environment variable ${envName} is empty or unset (every node needs the same cluster secret, at least 32 bytes)`);
-  for (const s of secrets) if (Buffer.byteLength(s) < 32) throw new Error(`cluster.secretEnv: each secret in ${envName} must be at least 32 bytes (one is ${Buffer.byteLength(s)})`);
+  const secrets = (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (secrets.length === 0)
+    throw new Error(
+      `cluster.secretEnv: the environment variable ${envName} is empty or unset (every node needs the same cluster secret, at least 32 bytes)`,
+    );
+  for (const s of secrets)
+    if (Buffer.byteLength(s) < 32)
+      throw new Error(`cluster.secretEnv: each secret in ${envName} must be at least 32 bytes (one is ${Buffer.byteLength(s)})`);
   const uses: KeyUse[] = ['sid', 'fwd', 'rs', 'mrtr'];
   const verify = Object.fromEntries(uses.map((u) => [u, secrets.map((s) => derive(s, u))])) as Record<KeyUse, Buffer[]>;
   const sign = Object.fromEntries(uses.map((u) => [u, verify[u][0]!])) as Record<KeyUse, Buffer>;

@@ -12,7 +12,9 @@ function read(path: string): string | undefined {
 
 /** Bytes this process's cgroup (v2) may still use, else MemAvailable; undefined when neither can be read. */
 export function freeMemory(): number | undefined {
-  const line = read('/proc/self/cgroup')?.split('\n').find((l) => l.startsWith('0::'));
+  const line = read('/proc/self/cgroup')
+    ?.split('\n')
+    .find((l) => l.startsWith('0::'));
   if (line) {
     const dir = `/sys/fs/cgroup${line.slice(3)}`;
     const max = read(`${dir}/memory.max`);

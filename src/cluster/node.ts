@@ -80,11 +80,17 @@ export class ClusterNode {
   ) {
     const load = hooks.load;
     this.nodeId = cfg.nodeId ?? process.env.BERTH_NODE_ID ?? hostname().toLowerCase().split('.')[0]!;
-    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(this.nodeId)) throw new Error(`cluster.nodeId: "${this.nodeId}" is not a DNS label (set cluster.nodeId or BERTH_NODE_ID)`);
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(this.nodeId))
+      throw new Error(`cluster.nodeId: "${this.nodeId}" is not a DNS label (set cluster.nodeId or BERTH_NODE_ID)`);
     this.keys = clusterKeys(process.env[cfg.secretEnv], cfg.secretEnv);
     // Empty until berth listens, when it defaults to the address berth is listening on.
     const advertise = cfg.advertiseUrl ?? process.env.BERTH_ADVERTISE_URL ?? '';
-    this.directory = new Directory(cfg, { id: this.nodeId, inc: this.inc, url: advertise.replace(/\/+$/, '') }, load, log.child({ cluster: this.nodeId }));
+    this.directory = new Directory(
+      cfg,
+      { id: this.nodeId, inc: this.inc, url: advertise.replace(/\/+$/, '') },
+      load,
+      log.child({ cluster: this.nodeId }),
+    );
     this.forwarder = new Forwarder(cfg.forward.connectTimeout, this.nodeId, log);
     this.directory.on('reclaimed', () => void this.restoreRoutes());
     this.directory.on('left', (id) => {
@@ -163,24 +169,39 @@ export class ClusterNode {
    */
   accept(req: IncomingMessage, runtime: string, runtimeSession: string | undefined): ForwardClaims {
     const h = req.headers[FORWARDED_HEADER];
-    const c = typeof h === 'string' ? verifyForwarded(this.keys, h, { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionClaim(req, runtimeSession) }, this.nonces) : 'repeated header';
+    const c =
+      typeof h === 'string'
+        ? verifyForwarded(
+            this.keys,
+            h,
+            { to: this.nodeId, inc: this.inc, rt: runtime, m: req.method ?? '', sid: sessionClaim(req, runtimeSession) },
+            this.nonces,
+          )
+        : 'repeated header';
     if (typeof c === 'string') {
       // Anyone can send the header before authenticating: one warning per 10 s, the rest at debug.
       const now = Date.now();
       const level = now - this.forgeryWarnedAt > 10_000 ? 'warn' : 'debug';
       if (level === 'warn') this.forgeryWarnedAt = now;
       this.log[level]({ attack: 'forged-forward', why: c, from: req.socket.remoteAddress }, 'cluster: refused a Berth-Forwarded header');
-      throw new HttpError(403, ErrorCode.ServerError, `Forbidden: invalid Berth-Forwarded header (${c}); this header is only for berth nodes of one cluster`);
+      throw new HttpError(
+        403,
+        ErrorCode.ServerError,
+        `Forbidden: invalid Berth-Forwarded header (${c}); this header is only for berth nodes of one cluster`,
+      );
     }
     return c;
   }
 
   /** A forwarded POST's body: exactly the one the edge signed; a draining node refuses to start a session. */
   acceptBody(c: ForwardClaims, post: InboundPost): void {
-    if (bodyDigest(post.body) !== c.b) throw new HttpError(403, ErrorCode.ServerError, 'Forbidden: invalid Berth-Forwarded header (the body does not match its digest)');
+    if (bodyDigest(post.body) !== c.b)
+      throw new HttpError(403, ErrorCode.ServerError, 'Forbidden: invalid Berth-Forwarded header (the body does not match its digest)');
     // Placed here by a peer whose view is a moment old: a draining node refuses, and the peer tries another.
     if (this.draining && createsSession(post)) {
-      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: this node is draining; place the session elsewhere', { headers: { 'retry-after': '1' } });
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: this node is draining; place the session elsewhere', {
+        headers: { 'retry-after': '1' },
+      });
     }
   }
 
@@ -192,7 +213,15 @@ export class ClusterNode {
   async decide(req: IncomingMessage, res: ServerResponse, c: ClusterCall): Promise<boolean> {
     const stateful = c.config.mode === 'stateful';
     const post = c.post;
-    const r: RouteRequest = { runtime: c.runtime, config: c.config, principal: c.principal, body: post?.body, creates: post ? createsSession(post) : false, requestId: post ? idOf(post) : null, runtimeSession: c.runtimeSession };
+    const r: RouteRequest = {
+      runtime: c.runtime,
+      config: c.config,
+      principal: c.principal,
+      body: post?.body,
+      creates: post ? createsSession(post) : false,
+      requestId: post ? idOf(post) : null,
+      runtimeSession: c.runtimeSession,
+    };
     if (post?.clientEra === '2025' || req.method === 'GET') return stateful && this.route(req, res, r);
     if (post && !('request' in post)) return false; // a 2026 notification: accepted and dropped wherever it lands
     if (stateful && c.runtimeSession !== undefined) return this.routeRuntimeSession(req, res, r, c.runtimeSession);
@@ -234,24 +263,49 @@ export class ClusterNode {
     return true;
   }
 
-  private async send(req: IncomingMessage, res: ServerResponse, r: RouteRequest, target: { id: string; inc: string; url: string }, timeout: number, retryable: boolean): Promise<{ retry?: boolean }> {
+  private async send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    r: RouteRequest,
+    target: { id: string; inc: string; url: string },
+    timeout: number,
+    retryable: boolean,
+  ): Promise<{ retry?: boolean }> {
     let headersTimeout = timeout;
     // An http upstream's own headers may come as late as its requestTimeout.
     if (r.config.upstream === 'http') headersTimeout = Math.max(headersTimeout, r.config.limits.requestTimeout || headersTimeout);
     const header = signForwarded(this.keys, {
-      from: this.nodeId, to: target.id, inc: target.inc, p: r.principal, rt: r.runtime, m: req.method ?? '', sid: sessionClaim(req, r.runtimeSession), b: bodyDigest(r.body),
+      from: this.nodeId,
+      to: target.id,
+      inc: target.inc,
+      p: r.principal,
+      rt: r.runtime,
+      m: req.method ?? '',
+      sid: sessionClaim(req, r.runtimeSession),
+      b: bodyDigest(r.body),
     });
     // Quiet SSE streams get a keep-alive comment every streams.keepAlive: the idle cut must outlast that.
     const ka = r.config.streams.keepAlive;
     const idleTimeout = ka > 0 ? Math.max(this.cfg.forward.idleTimeout, ka + 5000) : this.cfg.forward.idleTimeout;
-    const out = await this.forwarder.forward(req, res, target, { header, body: r.body, headersTimeout, idleTimeout, requestId: r.requestId, extraHeaders: r.config.forwardHeaders, runtimeSession: r.runtimeSession, retryable });
+    const out = await this.forwarder.forward(req, res, target, {
+      header,
+      body: r.body,
+      headersTimeout,
+      idleTimeout,
+      requestId: r.requestId,
+      extraHeaders: r.config.forwardHeaders,
+      runtimeSession: r.runtimeSession,
+      retryable,
+    });
     if (out.unreachable) void this.directory.recheck(target.id);
     return out;
   }
 
   /** The Redis key of a runtime session: an HMAC, so neither the principal nor the id appears in Redis. */
   private rsKey(runtime: string, principal: Principal, id: string): string {
-    return createHmac('sha256', this.keys.sign.rs).update(JSON.stringify([runtime, principalKey(principal), id])).digest('base64url');
+    return createHmac('sha256', this.keys.sign.rs)
+      .update(JSON.stringify([runtime, principalKey(principal), id]))
+      .digest('base64url');
   }
 
   private readonly routes = new Map<string, string>();
@@ -283,7 +337,12 @@ export class ClusterNode {
     }
     owner ??= this.routes.get(key);
     if (owner === undefined) {
-      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { id: r.requestId, headers: { 'retry-after': '5' } });
+      throw new HttpError(
+        503,
+        ErrorCode.ServerError,
+        'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed',
+        { id: r.requestId, headers: { 'retry-after': '5' } },
+      );
     }
     this.routes.delete(key);
     this.routes.set(key, owner);
@@ -292,10 +351,20 @@ export class ClusterNode {
     const [nodeId, inc] = owner.split('.') as [string, string];
     const n = d.view.get(nodeId);
     if (!n || n.inc !== inc) {
-      throw new HttpError(404, -31001, 'Runtime session lost with its node (the berth node holding it stopped); its state is gone. Name a new id to start another', { id: r.requestId, data: { reason: 'lost' } });
+      throw new HttpError(
+        404,
+        -31001,
+        'Runtime session lost with its node (the berth node holding it stopped); its state is gone. Name a new id to start another',
+        { id: r.requestId, data: { reason: 'lost' } },
+      );
     }
     // Its first request starts the sandbox there (cold): allowed as long as an initialize.
-    const wait = req.method === 'DELETE' ? r.config.limits.stopGrace + 2000 : creating ? r.config.limits.startupTimeout + 2000 : this.cfg.forward.headersTimeout;
+    const wait =
+      req.method === 'DELETE'
+        ? r.config.limits.stopGrace + 2000
+        : creating
+          ? r.config.limits.startupTimeout + 2000
+          : this.cfg.forward.headersTimeout;
     await this.send(req, res, r, n, wait, false);
     return true;
   }
@@ -342,20 +411,36 @@ export class ClusterNode {
   private place(r: RouteRequest, exclude: Set<string> = new Set()): { id: string; inc: string; url: string } | undefined {
     const d = this.directory;
     if (!d.redisOk) {
-      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed', { headers: { 'retry-after': '5' }, id: r.requestId });
+      throw new HttpError(
+        503,
+        ErrorCode.ServerError,
+        'Service Unavailable: the cluster directory (Redis) is unreachable; existing sessions continue, new ones cannot be placed',
+        { headers: { 'retry-after': '5' }, id: r.requestId },
+      );
     }
     if (this.cfg.placement === 'local' && !d.draining) return undefined;
     const now = Date.now();
     const minFree = Math.max(this.cfg.minFreeMemory, r.config.limits.memory ?? 0);
-    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval, minFree).filter((c) => !(c.id === this.nodeId && d.draining) && !exclude.has(c.id));
+    const cands = candidates(d.view.values(), r.runtime, now, 2 * this.cfg.renewInterval + this.cfg.viewInterval, minFree).filter(
+      (c) => !(c.id === this.nodeId && d.draining) && !exclude.has(c.id),
+    );
     // Sessions placed since the last view refresh count too, so a burst through one edge spreads; for this node
     // its live figures replace the published ones.
     for (const c of cands) {
       const live = c.id === this.nodeId ? { ...c.load, ...this.localLoad(r.runtime) } : c.load;
       c.load = { ...live, sessions: live.sessions + (this.placed.get(c.id) ?? 0) };
     }
-    const id = choose(cands.filter((c) => c.load.sessions < c.load.max), this.nodeId);
-    if (id === undefined) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no node can take a new session (all full, draining or short of memory)', { headers: { 'retry-after': '5' }, id: r.requestId });
+    const id = choose(
+      cands.filter((c) => c.load.sessions < c.load.max),
+      this.nodeId,
+    );
+    if (id === undefined)
+      throw new HttpError(
+        503,
+        ErrorCode.ServerError,
+        'Service Unavailable: no node can take a new session (all full, draining or short of memory)',
+        { headers: { 'retry-after': '5' }, id: r.requestId },
+      );
     this.placed.set(id, (this.placed.get(id) ?? 0) + 1);
     if (id === this.nodeId) return undefined;
     return d.view.get(id);

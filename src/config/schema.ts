@@ -28,7 +28,12 @@ export const ISOLATION_KINDS = ['auto', 'process', 'namespace', 'gvisor', 'micro
 export const LimitsSchema = z
   .object({
     maxBodySize: size('Largest accepted request body; larger bodies get 413.').prefault('4MiB'),
-    maxSessions: z.number().int().positive().describe('Most live sessions this runtime holds; beyond it initialize gets 503.').default(1000),
+    maxSessions: z
+      .number()
+      .int()
+      .positive()
+      .describe('Most live sessions this runtime holds; beyond it initialize gets 503.')
+      .default(1000),
     maxMessageSize: size('Largest JSON-RPC message accepted from a server; a server that sends more is stopped.').prefault('64MiB'),
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
@@ -37,20 +42,31 @@ export const LimitsSchema = z
     cpus: z.number().positive().describe('CPU limit per session, in CPUs (cgroups). Unset: no limit.').optional(),
     pids: z.number().int().positive().describe('Most processes/threads per session (cgroups). Unset: no limit.').optional(),
     disk: size(
-      "Bytes a session may write: its working directory, /tmp and (namespace driver) writes beside its code share one tmpfs of this size (gVisor: each of its working directory and /tmp; microVM: its working directory), so a server past it gets ENOSPC and the host disk is untouched. tmpfs is memory: writes count against the memory limit too. Needs berth as root (gVisor: any user). 0: no cap.",
+      'Bytes a session may write: its working directory, /tmp and (namespace driver) writes beside its code share one tmpfs of this size (gVisor: each of its working directory and /tmp; microVM: its working directory), so a server past it gets ENOSPC and the host disk is untouched. tmpfs is memory: writes count against the memory limit too. Needs berth as root (gVisor: any user). 0: no cap.',
     ).prefault('1GiB'),
     maxSessionsPerPrincipal: z
       .number()
       .int()
       .positive()
-      .describe('Most live sessions one principal (token subject or API key) holds in this runtime; beyond it initialize gets 429. Not applied without auth (every caller is the one principal "anonymous").')
+      .describe(
+        'Most live sessions one principal (token subject or API key) holds in this runtime; beyond it initialize gets 429. Not applied without auth (every caller is the one principal "anonymous").',
+      )
       .default(100),
     requestsPerSecond: z
       .number()
       .positive()
-      .describe('JSON-RPC messages per second one principal may send to this runtime, on average (token bucket): each HTTP request counts one, a batch one per message; beyond it 429 with Retry-After (a batch over what is left is refused whole). Not applied without auth.')
+      .describe(
+        'JSON-RPC messages per second one principal may send to this runtime, on average (token bucket): each HTTP request counts one, a batch one per message; beyond it 429 with Retry-After (a batch over what is left is refused whole). Not applied without auth.',
+      )
       .default(50),
-    requestBurst: z.number().int().positive().describe('Messages one principal may send at once before requestsPerSecond applies; a batch larger than this is always refused (429, no Retry-After).').default(100),
+    requestBurst: z
+      .number()
+      .int()
+      .positive()
+      .describe(
+        'Messages one principal may send at once before requestsPerSecond applies; a batch larger than this is always refused (429, no Retry-After).',
+      )
+      .default(100),
     requestTimeout: duration(
       'A call whose server sends neither its answer nor progress for this long fails with a timeout error (and the server gets a cancellation); the clock stops while the server waits on the client. 0: never.',
     ).prefault('10m'),
@@ -60,16 +76,22 @@ export const LimitsSchema = z
     stderrRate: size(
       "Bytes per second of a session server's stderr (and of its stdout lines that are not JSON-RPC) that berth logs, per session (a token bucket, each line costing its length + 128). Beyond it output is dropped unread and counted (berth_server_output_dropped_bytes_total); the session's first drop is logged once, and the total when the server ends. 0: only stderrBurst is ever logged.",
     ).prefault('16KiB'),
-    stderrBurst: size('Bytes of server output a session may log at once before stderrRate applies (start-up chatter, a stack trace). 0 (with stderrRate 0): none is logged.').prefault('256KiB'),
+    stderrBurst: size(
+      'Bytes of server output a session may log at once before stderrRate applies (start-up chatter, a stack trace). 0 (with stderrRate 0): none is logged.',
+    ).prefault('256KiB'),
     stderrDrainRate: size(
       "Bytes per second of a session server's stderr berth reads (to drop them) once stderrRate is spent; a server writing faster waits on its full pipe, so a flood costs berth little CPU. 0: no limit.",
     ).prefault('64MiB'),
-    stderrLineSize: size('Longest stderr line logged; the rest of a longer line is dropped (and counted), the line marked [truncated].').prefault('16KiB'),
+    stderrLineSize: size(
+      'Longest stderr line logged; the rest of a longer line is dropped (and counted), the line marked [truncated].',
+    ).prefault('16KiB'),
     maxConcurrentStarts: z
       .number()
       .int()
       .positive()
-      .describe('Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU.')
+      .describe(
+        'Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU.',
+      )
       .default(4),
     startQueueTimeout: duration(
       'How long an initialize waits in the start queue (maxConcurrentStarts) for its server to begin starting; then it gets 503 with Retry-After. 0: refused at once when every start slot is busy.',
@@ -86,7 +108,9 @@ export const StreamsSchema = z
     jsonWindow: duration(
       'A call answered within this long gets plain JSON; a longer one (or one that sends progress or a request first) becomes a resumable SSE stream. 0: every call streams.',
     ).prefault('200ms'),
-    keepAlive: duration('An SSE stream with nothing to say for this long gets a comment line, so proxies keep it open. 0: never.').prefault('15s'),
+    keepAlive: duration('An SSE stream with nothing to say for this long gets a comment line, so proxies keep it open. 0: never.').prefault(
+      '15s',
+    ),
     retry: duration('Reconnection delay advised to clients in the SSE retry field.').prefault('1s'),
     retainEvents: z
       .number()
@@ -113,11 +137,20 @@ export const PackageCacheSchema = z
       .describe(
         'Where berth installs the packages of npx / npm exec commands, one directory per runtime and package spec, reused across restarts (default: $BERTH_PACKAGE_CACHE, else /var/cache/berth/packages as root, else $XDG_CACHE_HOME/berth/packages). As root every directory above it must be traversable by uid 65534.',
       ),
-    refresh: z.boolean().describe("Install the package anew at every berth start (picks up a new version of an unpinned spec); false: reuse the runtime's filled directory.").default(false),
-    installTimeout: duration('How long npm install of the package may take; past it the install is killed and the start fails.').prefault('10m'),
+    refresh: z
+      .boolean()
+      .describe(
+        "Install the package anew at every berth start (picks up a new version of an unpinned spec); false: reuse the runtime's filled directory.",
+      )
+      .default(false),
+    installTimeout: duration('How long npm install of the package may take; past it the install is killed and the start fails.').prefault(
+      '10m',
+    ),
     installScripts: z
       .boolean()
-      .describe("Let the package and its dependencies run their install scripts. They run as berth's user outside any sandbox, so this is off unless the package needs it (native modules).")
+      .describe(
+        "Let the package and its dependencies run their install scripts. They run as berth's user outside any sandbox, so this is off unless the package needs it (native modules).",
+      )
       .default(false),
   })
   .strict();
@@ -133,17 +166,31 @@ export const AuthSchema = z
       .object({
         kind: z.literal('api-key'),
         keys: z
-          .array(z.object({ name: z.string().min(1), sha256: z.string().regex(SHA256_HEX, 'expected 64 lowercase hex digits (berth hash-key KEY)') }).strict())
+          .array(
+            z
+              .object({
+                name: z.string().min(1),
+                sha256: z.string().regex(SHA256_HEX, 'expected 64 lowercase hex digits (berth hash-key KEY)'),
+              })
+              .strict(),
+          )
           .describe('Accepted API keys, stored as SHA-256 digests; the name is the principal.')
           .default([]),
-        keysEnv: z.string().min(1).optional().describe('Environment variable holding more API keys in plain text, comma-separated (principals key-1, key-2, ...).'),
+        keysEnv: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('Environment variable holding more API keys in plain text, comma-separated (principals key-1, key-2, ...).'),
       })
       .strict(),
     z
       .object({
         kind: z.literal('jwt'),
         jwksUrl: z.url().describe("The issuer's JWKS URL (fetched, cached, refetched when a token names an unknown kid)."),
-        issuer: z.string().min(1).describe('Required iss claim; also listed as the authorization server in the protected-resource metadata.'),
+        issuer: z
+          .string()
+          .min(1)
+          .describe('Required iss claim; also listed as the authorization server in the protected-resource metadata.'),
         audience: z
           .union([z.string(), z.array(z.string()).min(1)])
           .optional()
@@ -154,16 +201,27 @@ export const AuthSchema = z
       })
       .strict(),
   ])
-  .describe('Who may call this runtime: none (loopback only unless dangerouslyAllowUnauthenticated), api-key, or jwt (OAuth 2.1 bearer tokens).');
+  .describe(
+    'Who may call this runtime: none (loopback only unless dangerouslyAllowUnauthenticated), api-key, or jwt (OAuth 2.1 bearer tokens).',
+  );
 
 export const RuntimeSchema = z
   .object({
     command: z
       .union([z.string().min(1), z.array(z.string()).min(1)])
       .describe('The MCP server to host: an argv array, or one string split on spaces.'),
-    mode: z.enum(['stateful', 'stateless']).describe('stateful: one server per session; stateless: a shared warm pool, no session id.').default('stateful'),
-    upstream: z.enum(['stdio', 'http']).describe('stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp.').default('stdio'),
-    isolation: z.enum(ISOLATION_KINDS).describe('Sandbox driver for each session server; auto picks the strongest one this host supports.').default('auto'),
+    mode: z
+      .enum(['stateful', 'stateless'])
+      .describe('stateful: one server per session; stateless: a shared warm pool, no session id.')
+      .default('stateful'),
+    upstream: z
+      .enum(['stdio', 'http'])
+      .describe('stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp.')
+      .default('stdio'),
+    isolation: z
+      .enum(ISOLATION_KINDS)
+      .describe('Sandbox driver for each session server; auto picks the strongest one this host supports.')
+      .default('auto'),
     network: z
       .enum(['none', 'egress', 'host'])
       .describe(
@@ -174,11 +232,19 @@ export const RuntimeSchema = z
       .array(
         z
           .string()
-          .regex(/^(\[?[0-9A-Za-z:._-]+\]?:\d{1,5}|[0-9a-fA-F:.]+(\/\d{1,3})?)$/, 'allowNet entries are CIDRs (10.1.0.0/16), addresses, or HOST:PORT (db.internal:5432)'),
+          .regex(
+            /^(\[?[0-9A-Za-z:._-]+\]?:\d{1,5}|[0-9a-fA-F:.]+(\/\d{1,3})?)$/,
+            'allowNet entries are CIDRs (10.1.0.0/16), addresses, or HOST:PORT (db.internal:5432)',
+          ),
       )
-      .describe("What egress may reach although blocked by default: a CIDR or address, or HOST:PORT for one TCP port. 127.0.0.1:PORT is the host's loopback, reached from the sandbox at 10.0.2.2:PORT.")
+      .describe(
+        "What egress may reach although blocked by default: a CIDR or address, or HOST:PORT for one TCP port. 127.0.0.1:PORT is the host's loopback, reached from the sandbox at 10.0.2.2:PORT.",
+      )
       .default([]),
-    mounts: z.array(z.string().startsWith('/', 'mount paths must be absolute')).describe('More host paths the sandbox sees, read-only, at the same path.').default([]),
+    mounts: z
+      .array(z.string().startsWith('/', 'mount paths must be absolute'))
+      .describe('More host paths the sandbox sees, read-only, at the same path.')
+      .default([]),
     idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').prefault('15m'),
     maxLifetime: duration('A session ends this long after creation, even while busy.').prefault('8h'),
     warmPool: z
@@ -202,8 +268,15 @@ export const RuntimeSchema = z
     cwd: z.string().optional().describe('Working directory the command is resolved from (default: where berth started).'),
     auth: AuthSchema.default({ kind: 'none' }),
     forwardHeaders: z
-      .array(z.string().regex(/^[A-Za-z0-9-]+$/).transform((h) => h.toLowerCase()))
-      .describe("Client request headers passed on to an http upstream (e.g. authorization). By default the caller's credentials never reach the server.")
+      .array(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9-]+$/)
+          .transform((h) => h.toLowerCase()),
+      )
+      .describe(
+        "Client request headers passed on to an http upstream (e.g. authorization). By default the caller's credentials never reach the server.",
+      )
       .default([]),
     limits: LimitsSchema.default(LimitsSchema.parse({})),
     streams: StreamsSchema.default(StreamsSchema.parse({})),
@@ -232,7 +305,10 @@ export const ServerSchema = z
       .describe('Origin header values allowed to call berth; "loopback" allows localhost origins, "*" any.')
       .default(['loopback']),
     drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').prefault('30s'),
-    sessionRoot: z.string().optional().describe('Directory under which per-session working directories are made (default: the OS temp dir).'),
+    sessionRoot: z
+      .string()
+      .optional()
+      .describe('Directory under which per-session working directories are made (default: the OS temp dir).'),
     stateDir: z
       .string()
       .startsWith('/', 'stateDir must be absolute')
@@ -243,10 +319,14 @@ export const ServerSchema = z
     publicUrl: z
       .url()
       .optional()
-      .describe("The URL clients reach berth at (scheme://host[:port]); names each runtime's resource in OAuth metadata and is the default JWT audience. Default: the address berth listens on."),
+      .describe(
+        "The URL clients reach berth at (scheme://host[:port]); names each runtime's resource in OAuth metadata and is the default JWT audience. Default: the address berth listens on.",
+      ),
     dangerouslyAllowUnauthenticated: z
       .boolean()
-      .describe('Allow runtimes without auth on a non-loopback address: anyone who can reach the port can open sessions and run the server.')
+      .describe(
+        'Allow runtimes without auth on a non-loopback address: anyone who can reach the port can open sessions and run the server.',
+      )
       .default(false),
     admin: z
       .object({
@@ -260,7 +340,6 @@ export const ServerSchema = z
   })
   .strict();
 
-
 /** Cluster mode (issue 8): many berth nodes share one session directory in Redis; any node takes any request. */
 export const ClusterSchema = z
   .object({
@@ -270,18 +349,24 @@ export const ClusterSchema = z
       .string()
       .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'nodeId is a DNS label: lowercase letters, digits and "-"')
       .optional()
-      .describe('This node\'s name in the cluster (default: $BERTH_NODE_ID, else the hostname; in Kubernetes the pod name).'),
+      .describe("This node's name in the cluster (default: $BERTH_NODE_ID, else the hostname; in Kubernetes the pod name)."),
     advertiseUrl: z.url().optional().describe('The URL other nodes reach this node at (default: $BERTH_ADVERTISE_URL).'),
     secretEnv: z
       .string()
       .min(1)
       .default('BERTH_CLUSTER_SECRET')
-      .describe('Environment variable holding the cluster secret (at least 32 bytes; several, comma-separated, during rotation: the first signs).'),
+      .describe(
+        'Environment variable holding the cluster secret (at least 32 bytes; several, comma-separated, during rotation: the first signs).',
+      ),
     prefix: z.string().min(1).default('{berth}').describe('Prefix of every Redis key (keep the {hash tag} for Redis Cluster).'),
-    leaseTtl: duration('How long a node\'s lease outlives its last renewal; a dead node\'s sessions answer 404 everywhere after about this long.').prefault('6s'),
+    leaseTtl: duration(
+      "How long a node's lease outlives its last renewal; a dead node's sessions answer 404 everywhere after about this long.",
+    ).prefault('6s'),
     renewInterval: duration('How often a node renews its lease and publishes its load.').prefault('2s'),
-    viewInterval: duration('How often a node reads the other nodes\' leases and load.').prefault('1s'),
-    minFreeMemory: size('New sessions are not placed on a node with less free memory than this (or than the runtime\'s limits.memory, if larger): its cgroup\'s memory.max − memory.current, else MemAvailable.').prefault('256MiB'),
+    viewInterval: duration("How often a node reads the other nodes' leases and load.").prefault('1s'),
+    minFreeMemory: size(
+      "New sessions are not placed on a node with less free memory than this (or than the runtime's limits.memory, if larger): its cgroup's memory.max − memory.current, else MemAvailable.",
+    ).prefault('256MiB'),
     placement: z
       .enum(['load', 'local'])
       .describe('load: a new session goes to the least-loaded of two sampled nodes; local: always the receiving node.')
@@ -289,8 +374,10 @@ export const ClusterSchema = z
     forward: z
       .object({
         connectTimeout: duration('Connecting to the owner node; past it the request fails with 502.').prefault('1s'),
-        headersTimeout: duration('Waiting for the owner\'s response headers; past it the request fails with 502.').prefault('5s'),
-        idleTimeout: duration('A forwarded stream silent this long (keep-alives included) is ended; the client resumes. At least the runtime\'s streams.keepAlive + 5 s.').prefault('15s'),
+        headersTimeout: duration("Waiting for the owner's response headers; past it the request fails with 502.").prefault('5s'),
+        idleTimeout: duration(
+          "A forwarded stream silent this long (keep-alives included) is ended; the client resumes. At least the runtime's streams.keepAlive + 5 s.",
+        ).prefault('15s'),
       })
       .strict()
       .default({ connectTimeout: 1000, headersTimeout: 5000, idleTimeout: 15000 }),
@@ -313,13 +400,22 @@ export const ConfigSchema = z
     for (const [name, r] of Object.entries(c.runtimes)) {
       for (const v of r.inheritEnv) {
         const what = secrets.get(v);
-        if (what) ctx.addIssue({ code: 'custom', path: ['runtimes', name, 'inheritEnv'], message: `inheritEnv must not pass ${v} into the sandbox: berth reads ${what} from it` });
+        if (what)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['runtimes', name, 'inheritEnv'],
+            message: `inheritEnv must not pass ${v} into the sandbox: berth reads ${what} from it`,
+          });
       }
     }
   });
 
 /** The environment variables berth reads secrets from, each with what it holds: none may reach a sandbox. */
-function secretVariables(c: { server: ServerConfig; runtimes: Record<string, RuntimeConfig>; cluster?: ClusterConfig }): Map<string, string> {
+function secretVariables(c: {
+  server: ServerConfig;
+  runtimes: Record<string, RuntimeConfig>;
+  cluster?: ClusterConfig;
+}): Map<string, string> {
   const m = new Map<string, string>();
   if (c.server.admin?.tokenEnv) m.set(c.server.admin.tokenEnv, 'the admin token (server.admin.tokenEnv)');
   for (const [name, r] of Object.entries(c.runtimes)) {

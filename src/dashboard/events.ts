@@ -10,12 +10,7 @@ export interface Snapshot {
   [key: string]: unknown;
 }
 
-export function streamSnapshots(
-  req: IncomingMessage,
-  res: ServerResponse,
-  snapshot: () => Promise<Snapshot>,
-  intervalMs = 1000,
-): void {
+export function streamSnapshots(req: IncomingMessage, res: ServerResponse, snapshot: () => Promise<Snapshot>, intervalMs = 1000): void {
   res.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-store',

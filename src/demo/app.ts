@@ -17,10 +17,7 @@ workspace_reindex is a long task with progress; session_info shows which isolate
 Notes are also readable as resources at note://{name}.`;
 
 export function createDemoServer(dir: string = process.cwd()): McpServer {
-  const server = new McpServer(
-    { name: DEMO_NAME, version: DEMO_VERSION },
-    { capabilities: { logging: {} }, instructions: INSTRUCTIONS },
-  );
+  const server = new McpServer({ name: DEMO_NAME, version: DEMO_VERSION }, { capabilities: { logging: {} }, instructions: INSTRUCTIONS });
   const ctx = createContext(server, new NoteStore(dir));
   registerNoteTools(ctx);
   registerClientTools(ctx);

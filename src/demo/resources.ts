@@ -53,7 +53,7 @@ export function registerNoteResources(ctx: DemoContext): void {
               type: 'text',
               text:
                 'Review the note above. Point out unclear or contradictory passages, missing information ' +
-                'and open questions, then suggest concrete edits and next steps. Keep the author\'s voice.',
+                "and open questions, then suggest concrete edits and next steps. Keep the author's voice.",
             },
           },
         ],

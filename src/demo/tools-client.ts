@@ -143,9 +143,7 @@ export function registerClientTools(ctx: DemoContext): void {
         relatedRequestId: extra.requestId,
       });
       const list = roots.map((r) => (r.name === undefined ? { uri: r.uri } : { uri: r.uri, name: r.name }));
-      const text = list.length
-        ? list.map((r) => (r.name ? `${r.name}: ${r.uri}` : r.uri)).join('\n')
-        : 'The client reports no roots.';
+      const text = list.length ? list.map((r) => (r.name ? `${r.name}: ${r.uri}` : r.uri)).join('\n') : 'The client reports no roots.';
       return ok(text, { roots: list, count: list.length });
     },
   );

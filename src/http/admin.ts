@@ -85,10 +85,26 @@ function liveSessions(ctx: AdminContext): Session[] {
 
 function status(ctx: AdminContext): Record<string, unknown> {
   const runtimes = Object.fromEntries(
-    [...ctx.runtimes].map(([n, r]) => [n, { mode: r.config.mode, upstream: r.config.upstream, isolation: r.driverName, auth: r.config.auth.kind, sessions: r.sessionCount, runtimeSessions: r.runtimeSessionList.length, warm: r.warmServers }]),
+    [...ctx.runtimes].map(([n, r]) => [
+      n,
+      {
+        mode: r.config.mode,
+        upstream: r.config.upstream,
+        isolation: r.driverName,
+        auth: r.config.auth.kind,
+        sessions: r.sessionCount,
+        runtimeSessions: r.runtimeSessionList.length,
+        warm: r.warmServers,
+      },
+    ]),
   );
   const draining = ctx.draining || !!ctx.cluster?.draining;
-  return { status: draining ? 'draining' : 'ok', uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000), runtimes, ...(ctx.cluster ? { cluster: ctx.cluster.status() } : {}) };
+  return {
+    status: draining ? 'draining' : 'ok',
+    uptimeSeconds: Math.round((Date.now() - ctx.startedAt) / 1000),
+    runtimes,
+    ...(ctx.cluster ? { cluster: ctx.cluster.status() } : {}),
+  };
 }
 
 /** What the dashboard shows, all at once: status, sessions with memory, and the chart's history. */
@@ -110,7 +126,13 @@ function findSession(ctx: AdminContext, id: string): Session {
   throw new HttpError(404, ErrorCode.ServerError, 'Not Found: no live session with that id');
 }
 
-export async function handleAdmin(req: IncomingMessage, res: ServerResponse, path: string, digest: Buffer | undefined, ctx: AdminContext): Promise<void> {
+export async function handleAdmin(
+  req: IncomingMessage,
+  res: ServerResponse,
+  path: string,
+  digest: Buffer | undefined,
+  ctx: AdminContext,
+): Promise<void> {
   if (!digest) throw new HttpError(404, ErrorCode.ServerError, 'Not Found: the admin API is off (configure server.admin)');
   // The dashboard's files carry no data: a browser loads them without a header, then asks for the token.
   if (path === '/admin' && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -121,7 +143,9 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
   const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
   const presented = m ? createHash('sha256').update(m[1]!).digest() : undefined;
   if (!presented || !timingSafeEqual(presented, digest)) {
-    throw new HttpError(401, ErrorCode.ServerError, 'Unauthorized: the admin API needs its token (Authorization: Bearer TOKEN)', { headers: { 'www-authenticate': 'Bearer realm="berth-admin"' } });
+    throw new HttpError(401, ErrorCode.ServerError, 'Unauthorized: the admin API needs its token (Authorization: Bearer TOKEN)', {
+      headers: { 'www-authenticate': 'Bearer realm="berth-admin"' },
+    });
   }
   const method = req.method ?? 'GET';
   if (path === '/admin/status' && method === 'GET') {
@@ -137,7 +161,12 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
     return;
   }
   if (path === '/admin/drain' && (method === 'POST' || method === 'DELETE')) {
-    if (!ctx.cluster) throw new HttpError(409, ErrorCode.ServerError, 'Conflict: draining moves new sessions to other nodes; this berth is not in cluster mode (configure cluster:)');
+    if (!ctx.cluster)
+      throw new HttpError(
+        409,
+        ErrorCode.ServerError,
+        'Conflict: draining moves new sessions to other nodes; this berth is not in cluster mode (configure cluster:)',
+      );
     if (method === 'DELETE') await ctx.cluster.undrain();
     else await ctx.cluster.drain(await drainDeadline(req));
     sendJson(res, 200, ctx.cluster.status());
@@ -154,7 +183,11 @@ export async function handleAdmin(req: IncomingMessage, res: ServerResponse, pat
     res.writeHead(204).end();
     return;
   }
-  throw new HttpError(404, ErrorCode.ServerError, `Not Found: ${method} ${path} (admin API: GET /admin/status, GET /admin/events, POST|DELETE /admin/drain, GET /admin/sessions, GET|DELETE /admin/sessions/ID; dashboard: /admin/)`);
+  throw new HttpError(
+    404,
+    ErrorCode.ServerError,
+    `Not Found: ${method} ${path} (admin API: GET /admin/status, GET /admin/events, POST|DELETE /admin/drain, GET /admin/sessions, GET|DELETE /admin/sessions/ID; dashboard: /admin/)`,
+  );
 }
 
 /** The optional {"deadline":"10m"} of POST /admin/drain: after it, the node's remaining sessions end. */
@@ -183,6 +216,10 @@ async function drainDeadline(req: IncomingMessage): Promise<number | undefined> 
     if (ms > 2 ** 31 - 1) throw new Error('longer than 24 days');
     return ms;
   } catch (e) {
-    throw new HttpError(400, ErrorCode.InvalidParams, `Bad Request: deadline: ${(e as Error).message} (a duration with its unit, like "90s" or "10m")`);
+    throw new HttpError(
+      400,
+      ErrorCode.InvalidParams,
+      `Bad Request: deadline: ${(e as Error).message} (a duration with its unit, like "90s" or "10m")`,
+    );
   }
 }

@@ -31,9 +31,14 @@ export class Admission {
     if (wait > 0) {
       this.metrics?.rateLimited.inc({ runtime: this.runtime });
       const { requestsPerSecond, requestBurst } = this.config.limits;
-      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: more than ${requestsPerSecond} requests per second (limits.requestsPerSecond, burst ${requestBurst})`, {
-        headers: { 'retry-after': String(Math.max(1, Math.ceil(wait))) },
-      });
+      throw new HttpError(
+        429,
+        ErrorCode.ServerError,
+        `Too Many Requests: more than ${requestsPerSecond} requests per second (limits.requestsPerSecond, burst ${requestBurst})`,
+        {
+          headers: { 'retry-after': String(Math.max(1, Math.ceil(wait))) },
+        },
+      );
     }
     return principal;
   }
@@ -51,7 +56,11 @@ export class Admission {
     if (wait === 0) return;
     this.metrics?.rateLimited.inc({ runtime: this.runtime }, n);
     if (wait === Infinity) {
-      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: a batch of ${n} calls is more than the ${requestBurst} a principal may send at once (limits.requestBurst); send smaller batches`);
+      throw new HttpError(
+        429,
+        ErrorCode.ServerError,
+        `Too Many Requests: a batch of ${n} calls is more than the ${requestBurst} a principal may send at once (limits.requestBurst); send smaller batches`,
+      );
     }
     throw new HttpError(
       429,

@@ -84,7 +84,17 @@ export class FrontDoor {
       metrics?.requests.inc({ runtime, method: t.seen.method, status: String(status) });
       metrics?.requestSeconds.observe({ runtime, method: t.seen.method }, seconds);
       const sid = sessionIdOf(t.req);
-      this.log.info({ session: sid === undefined ? undefined : logId(sid), id: t.seen.id, method: t.seen.method, status, ms: Math.round(seconds * 1000), principal: t.principal?.subject }, 'request');
+      this.log.info(
+        {
+          session: sid === undefined ? undefined : logId(sid),
+          id: t.seen.id,
+          method: t.seen.method,
+          status,
+          ms: Math.round(seconds * 1000),
+          principal: t.principal?.subject,
+        },
+        'request',
+      );
     });
     try {
       await next();
@@ -133,7 +143,9 @@ export class FrontDoor {
         if (t.runtimeSession === undefined) bodiless();
         break;
       default:
-        throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { headers: { allow: 'GET, POST, DELETE' } });
+        throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, {
+          headers: { allow: 'GET, POST, DELETE' },
+        });
     }
     return next();
   }
@@ -141,13 +153,20 @@ export class FrontDoor {
   /** The one question to the cluster: is this request served here? (A forwarded one always is.) */
   private async place(t: Turn, next: () => Promise<void>): Promise<void> {
     const cluster = this.o.cluster;
-    const call = { runtime: this.runtime.name, config: this.runtime.config, principal: t.principal!, post: t.post, runtimeSession: t.runtimeSession };
+    const call = {
+      runtime: this.runtime.name,
+      config: this.runtime.config,
+      principal: t.principal!,
+      post: t.post,
+      runtimeSession: t.runtimeSession,
+    };
     if (cluster && !t.forwarded && (await cluster.decide(t.req, t.res, call))) return;
     return next();
   }
 
   private async serve({ req, res, principal, post, runtimeSession }: Turn): Promise<void> {
-    if (!post) return req.method === 'GET' ? this.runtime.get(req, res, principal!) : this.runtime.delete(req, res, principal!, runtimeSession);
+    if (!post)
+      return req.method === 'GET' ? this.runtime.get(req, res, principal!) : this.runtime.delete(req, res, principal!, runtimeSession);
     if (post.clientEra === '2025') return this.runtime.post2025(req, res, { ...post, principal: principal! });
     if (!('request' in post)) return void res.writeHead(202).end(); // a 2026 notification: none is defined on HTTP
     return this.runtime.post2026(req, res, { ...post, principal: principal!, runtimeSession });

@@ -11,11 +11,24 @@ export interface HealthView {
 
 /** Alive either way (a restart would not mend a server that cannot start), but not "ok": the details say why. */
 export function healthz(v: HealthView): { status: number; body: Record<string, unknown> } {
-  const runtimes = Object.fromEntries([...v.runtimes].map(([n, r]) => [n, { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName, starts: r.startRecord.health }]));
+  const runtimes = Object.fromEntries(
+    [...v.runtimes].map(([n, r]) => [
+      n,
+      { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName, starts: r.startRecord.health },
+    ]),
+  );
   const c = v.cluster;
-  const cluster = c && { node: c.nodeId, redis: c.directory.redisOk ? 'ok' : 'unreachable', lease: c.directory.leaseHeld ? 'held' : 'not held', draining: c.draining };
+  const cluster = c && {
+    node: c.nodeId,
+    redis: c.directory.redisOk ? 'ok' : 'unreachable',
+    lease: c.directory.leaseHeld ? 'held' : 'not held',
+    draining: c.draining,
+  };
   const degraded = [...v.runtimes.values()].some((r) => r.startRecord.failing);
-  return { status: v.stopping ? 503 : 200, body: { status: v.stopping ? 'draining' : degraded ? 'degraded' : 'ok', runtimes, ...(cluster ? { cluster } : {}) } };
+  return {
+    status: v.stopping ? 503 : 200,
+    body: { status: v.stopping ? 'draining' : degraded ? 'degraded' : 'ok', runtimes, ...(cluster ? { cluster } : {}) },
+  };
 }
 
 /**
@@ -31,7 +44,8 @@ export function readyz(v: HealthView): { status: number; body: Record<string, un
   else if (c && !c.directory.leaseHeld) reasons.push('lease: this node does not hold its lease yet');
   for (const [n, r] of v.runtimes) {
     const starts = r.startRecord.health;
-    if (starts.consecutiveFailures > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
+    if (starts.consecutiveFailures > 0 && r.warmServers === 0)
+      reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
     else if (r.config.warmPool > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
     if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
   }

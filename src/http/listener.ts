@@ -41,11 +41,15 @@ export function createListener(handler: (req: IncomingMessage, res: ServerRespon
     clientErrorAnswer(err, MAX_HEADER_SIZE).sendRaw(socket);
   });
   server.on('checkExpectation', (_req, res) => {
-    new HttpError(417, ErrorCode.ServerError, 'Expectation Failed: the only Expect value berth honours is 100-continue', { headers: { connection: 'close' } }).send(res);
+    new HttpError(417, ErrorCode.ServerError, 'Expectation Failed: the only Expect value berth honours is 100-continue', {
+      headers: { connection: 'close' },
+    }).send(res);
   });
   // Without a listener Node drops a CONNECT without a word.
   server.on('connect', (req, socket: Duplex) => {
-    new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, { headers: { allow: 'GET, POST, DELETE' } }).sendRaw(socket);
+    new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} (use POST, GET or DELETE)`, {
+      headers: { allow: 'GET, POST, DELETE' },
+    }).sendRaw(socket);
   });
   return server;
 }

@@ -41,10 +41,14 @@ export interface RouterView {
 
 export function route(v: RouterView, req: IncomingMessage, res: ServerResponse): void {
   if (req.rawHeaders.length / 2 > MAX_HEADERS) {
-    return new HttpError(431, ErrorCode.ServerError, `Request Header Fields Too Large: more than ${MAX_HEADERS} header fields`, { headers: { connection: 'close' } }).send(res);
+    return new HttpError(431, ErrorCode.ServerError, `Request Header Fields Too Large: more than ${MAX_HEADERS} header fields`, {
+      headers: { connection: 'close' },
+    }).send(res);
   }
   if (req.httpVersion === '1.1' && req.headers.host === undefined) {
-    return new HttpError(400, ErrorCode.ServerError, 'Bad Request: an HTTP/1.1 request must carry a Host header', { headers: { connection: 'close' } }).send(res);
+    return new HttpError(400, ErrorCode.ServerError, 'Bad Request: an HTTP/1.1 request must carry a Host header', {
+      headers: { connection: 'close' },
+    }).send(res);
   }
   const path = (req.url ?? '/').split('?')[0]!;
   if (path === '/healthz' || path === '/readyz') {
@@ -58,7 +62,8 @@ export function route(v: RouterView, req: IncomingMessage, res: ServerResponse):
     );
     return;
   }
-  if (path === METADATA_PREFIX || path.startsWith(`${METADATA_PREFIX}/`)) return metadata(v, res, path.slice(METADATA_PREFIX.length) || '/mcp');
+  if (path === METADATA_PREFIX || path.startsWith(`${METADATA_PREFIX}/`))
+    return metadata(v, res, path.slice(METADATA_PREFIX.length) || '/mcp');
   if (path === '/admin' || path.startsWith('/admin/')) {
     const ctx = { runtimes: v.runtimes, startedAt: v.startedAt, draining: v.stopping, history: v.history, cluster: v.cluster };
     handleAdmin(req, res, path, v.adminDigest, ctx).catch((e) => HttpError.from(e).send(res));
@@ -70,8 +75,15 @@ export function route(v: RouterView, req: IncomingMessage, res: ServerResponse):
     return new HttpError(404, ErrorCode.ServerError, `Not Found: no MCP endpoint at ${path} (runtimes: ${paths})`).send(res);
   }
   // A runtime session may be named by the URL or by AgentCore's header, as well as by Berth-Runtime-Session.
-  const named = [at.session, header(req, AGENTCORE_SESSION_HEADER), header(req, RUNTIME_SESSION_HEADER)].filter((s): s is string => s !== undefined);
-  if (new Set(named).size > 1) return new HttpError(400, ErrorCode.ServerError, 'Bad Request: the URL and the runtime-session headers name different runtime sessions').send(res);
+  const named = [at.session, header(req, AGENTCORE_SESSION_HEADER), header(req, RUNTIME_SESSION_HEADER)].filter(
+    (s): s is string => s !== undefined,
+  );
+  if (new Set(named).size > 1)
+    return new HttpError(
+      400,
+      ErrorCode.ServerError,
+      'Bad Request: the URL and the runtime-session headers name different runtime sessions',
+    ).send(res);
   void at.door.handle(req, res, named[0]);
 }
 
@@ -91,6 +103,11 @@ function doorAt(v: RouterView, path: string): { door: FrontDoor; session?: strin
 function metadata(v: RouterView, res: ServerResponse, resourcePath: string): void {
   const rt = doorAt(v, resourcePath)?.door.runtime;
   const doc = rt && protectedResourceMetadata(rt, `${v.publicUrl}${resourcePath}`);
-  if (!doc) return new HttpError(404, ErrorCode.ServerError, `Not Found: no protected resource at ${resourcePath} (runtimes without auth have no metadata)`).send(res);
+  if (!doc)
+    return new HttpError(
+      404,
+      ErrorCode.ServerError,
+      `Not Found: no protected resource at ${resourcePath} (runtimes without auth have no metadata)`,
+    ).send(res);
   sendJson(res, 200, doc, { 'cache-control': 'max-age=300' });
 }

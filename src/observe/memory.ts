@@ -28,13 +28,15 @@ async function parents(): Promise<Map<number, number>> {
   }
   const table = new Map<number, number>();
   await Promise.all(
-    names.filter((n) => /^\d+$/.test(n)).map(async (n) => {
-      const stat = await readText(`/proc/${n}/stat`);
-      if (!stat) return;
-      // The command name may hold spaces and parentheses: the fields start after its last ')'.
-      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (state !== 'Z') table.set(Number(n), Number(ppid));
-    }),
+    names
+      .filter((n) => /^\d+$/.test(n))
+      .map(async (n) => {
+        const stat = await readText(`/proc/${n}/stat`);
+        if (!stat) return;
+        // The command name may hold spaces and parentheses: the fields start after its last ')'.
+        const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        if (state !== 'Z') table.set(Number(n), Number(ppid));
+      }),
   );
   return table;
 }
@@ -55,7 +57,7 @@ export async function treeMemory(tops: number[]): Promise<Map<number, TreeMemory
     tops.map(async (top) => {
       if (!table.has(top)) return;
       const tree: number[] = [];
-      for (const queue = [top]; queue.length; ) {
+      for (const queue = [top]; queue.length;) {
         const pid = queue.pop()!;
         tree.push(pid);
         queue.push(...(children.get(pid) ?? []));

@@ -41,7 +41,12 @@ export class Metrics {
     // prom-client's own names already say what they are (process_cpu_user_seconds_total, nodejs_heap_size_…):
     // berth_ alone keeps them apart from other exporters' without doubling (berth_process_process_…).
     collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
-    this.sessionsCreated = new Counter({ name: 'berth_sessions_created_total', help: 'Sessions created.', labelNames: ['runtime'], registers });
+    this.sessionsCreated = new Counter({
+      name: 'berth_sessions_created_total',
+      help: 'Sessions created.',
+      labelNames: ['runtime'],
+      registers,
+    });
     this.sessionsEnded = new Counter({
       name: 'berth_sessions_ended_total',
       help: 'Sessions ended, by reason (deleted, idle, max-lifetime, crashed, oom, shutdown, init-failed, admin).',
@@ -75,8 +80,17 @@ export class Metrics {
       buckets: [0.01, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600],
       registers,
     });
-    this.swept = new Counter({ name: 'berth_swept_sandboxes_total', help: 'Sandboxes left by dead berth instances (SIGKILL, crash) that this one cleaned up at start.', registers });
-    this.bytes = new Counter({ name: 'berth_relayed_bytes_total', help: 'Bytes relayed to (in) and from (out) stdio servers.', labelNames: ['runtime', 'direction'], registers });
+    this.swept = new Counter({
+      name: 'berth_swept_sandboxes_total',
+      help: 'Sandboxes left by dead berth instances (SIGKILL, crash) that this one cleaned up at start.',
+      registers,
+    });
+    this.bytes = new Counter({
+      name: 'berth_relayed_bytes_total',
+      help: 'Bytes relayed to (in) and from (out) stdio servers.',
+      labelNames: ['runtime', 'direction'],
+      registers,
+    });
     this.outputDropped = new Counter({
       name: 'berth_server_output_dropped_bytes_total',
       help: "Bytes of session servers' stderr (and non-JSON-RPC stdout lines) not logged: over limits.stderrRate/stderrBurst, or past stderrLineSize.",

@@ -72,7 +72,10 @@ export class Client2026Exchange implements CallSink {
 
   /** A listen stream's messages name the listen by the id the client gave it, not berth's. */
   private retag<T extends JsonRpcMessage>(m: T): T {
-    const holder = 'result' in m ? (m.result as { _meta?: Record<string, unknown> } | undefined) : (m as { params?: { _meta?: Record<string, unknown> } }).params;
+    const holder =
+      'result' in m
+        ? (m.result as { _meta?: Record<string, unknown> } | undefined)
+        : (m as { params?: { _meta?: Record<string, unknown> } }).params;
     if (this.o.relayId === undefined || holder?._meta?.[META_SUBSCRIPTION_ID] !== this.o.relayId) return m;
     const _meta = { ...holder._meta, [META_SUBSCRIPTION_ID]: this.clientId };
     return 'result' in m ? { ...m, result: { ...holder, _meta } } : { ...m, params: { ...holder, _meta } };
@@ -115,16 +118,23 @@ let nextId = 0;
  * Relays one modern request to a server and resolves when its response has closed. The relay keys ids per
  * server, and pooled servers are shared by unrelated clients, so every request gets a berth-wide id first.
  */
-export function relayClient2026(relay: StdioRelay, res: ServerResponse, request: JsonRpcRequest, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
+export function relayClient2026(
+  relay: StdioRelay,
+  res: ServerResponse,
+  request: JsonRpcRequest,
+  o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> },
+): Promise<void> {
   const id = `berth-m${++nextId}`;
   const transform = request.method === 'server/discover' ? withAllVersions : undefined;
   const exchange = new Client2026Exchange(res, request.id, { ...o, headers: o.headers ?? {}, relayId: id, transform });
   exchange.onAbandon = () =>
-    relay.fromClient([{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'the client closed the response stream' } }], exchange);
+    relay.fromClient(
+      [{ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason: 'the client closed the response stream' } }],
+      exchange,
+    );
   return new Promise((resolve) => {
     if (res.destroyed || res.closed) return resolve(); // the client left while berth found a server: nothing to cancel
     res.once('close', resolve);
     relay.fromClient([{ ...request, id }], exchange);
   });
 }
-

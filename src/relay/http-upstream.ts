@@ -22,7 +22,12 @@ interface Answer {
 
 /** The answer with this id in a response body: JSON, or SSE whose data lines carry it; undefined when absent. */
 function answerTo(id: string, contentType: string | string[] | undefined, text: string): Answer | undefined {
-  const candidates = String(contentType).startsWith('text/event-stream') ? text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5)) : [text];
+  const candidates = String(contentType).startsWith('text/event-stream')
+    ? text
+        .split('\n')
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5))
+    : [text];
   for (const c of candidates) {
     try {
       const msg = JSON.parse(c) as Answer;
@@ -59,7 +64,10 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   ) {
     super();
     const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
-    this.pool = typeof address === 'string' ? new Pool('http://localhost', { ...options, socketPath: address }) : new Pool(`http://127.0.0.1:${address}`, options);
+    this.pool =
+      typeof address === 'string'
+        ? new Pool('http://localhost', { ...options, socketPath: address })
+        : new Pool(`http://127.0.0.1:${address}`, options);
   }
 
   /** Polls until the server answers any HTTP request on /mcp (any status counts: it is listening). */
@@ -68,14 +76,17 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     let gone = false;
     void exited.then(() => (gone = true));
     // A short, flat poll: a server ready at 200 ms is seen at ~215 ms, not at the next backoff step.
-    for (const delay = 15; ; ) {
+    for (const delay = 15; ;) {
       if (gone) throw new Error('the server exited before it answered on $PORT');
       try {
         const r = await this.pool.request({ path: '/mcp', method: 'GET', headers: { accept: 'text/event-stream' }, headersTimeout: 1000 });
         await r.body.dump({ limit: 0 }).catch(() => undefined);
         return;
       } catch {
-        if (Date.now() > deadline) throw new Error(`the server did not answer on ${typeof this.address === 'string' ? '$PORT (in its own network)' : `port ${this.address}`} within ${timeoutMs} ms`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `the server did not answer on ${typeof this.address === 'string' ? '$PORT (in its own network)' : `port ${this.address}`} within ${timeoutMs} ms`,
+          );
         await new Promise((r) => setTimeout(r, delay));
       }
     }
@@ -205,7 +216,9 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     return { jsonrpc: '2.0', id: `berth:${method}`, ...(r.error ? { error: r.error } : { result: r.result }) };
   }
 
-  async initialize(params: Record<string, unknown>): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
+  async initialize(
+    params: Record<string, unknown>,
+  ): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
     return { result: await this.initializeAsClient(params) };
   }
 
@@ -213,16 +226,29 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   fail(): void {}
 
   /** berth's own 2026-07-28 request to the upstream (server/discover, to learn its era): the JSON-RPC answer. */
-  async modernCall(method: string, params: Record<string, unknown>, protocolVersion: string): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
+  async modernCall(
+    method: string,
+    params: Record<string, unknown>,
+    protocolVersion: string,
+  ): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
     const id = `berth:${method}`;
     const r = await this.pool.request({
       path: '/mcp',
       method: 'POST',
-      headers: { accept: 'application/json, text/event-stream', 'content-type': 'application/json', 'mcp-protocol-version': protocolVersion, 'mcp-method': method },
+      headers: {
+        accept: 'application/json, text/event-stream',
+        'content-type': 'application/json',
+        'mcp-protocol-version': protocolVersion,
+        'mcp-method': method,
+      },
       body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
     });
     const text = await r.body.text();
-    return answerTo(id, r.headers['content-type'], text) ?? { error: { code: r.statusCode, message: `HTTP ${r.statusCode}: ${text.slice(0, 200)}` } };
+    return (
+      answerTo(id, r.headers['content-type'], text) ?? {
+        error: { code: r.statusCode, message: `HTTP ${r.statusCode}: ${text.slice(0, 200)}` },
+      }
+    );
   }
 
   /** berth's own handshake with the upstream (stateless pools): returns the initialize result. */
@@ -244,7 +270,11 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     const note = await this.pool.request({
       path: '/mcp',
       method: 'POST',
-      headers: { ...headers, ...(this.upstreamSessionId ? { [SESSION_HEADER]: this.upstreamSessionId } : {}), 'mcp-protocol-version': String(msg.result?.protocolVersion ?? '') },
+      headers: {
+        ...headers,
+        ...(this.upstreamSessionId ? { [SESSION_HEADER]: this.upstreamSessionId } : {}),
+        'mcp-protocol-version': String(msg.result?.protocolVersion ?? ''),
+      },
       body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
     });
     await note.body.dump();

@@ -98,7 +98,10 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   ) {
     super();
     this.streams = new StreamLog(opts.streams, !opts.stateless, (seq, stream) =>
-      this.emit('log', 'warn', 'a message no client stream carried was dropped from retention (streams.retainEvents / retainBytes)', { stream: stream.slice(0, 6), seq }),
+      this.emit('log', 'warn', 'a message no client stream carried was dropped from retention (streams.retainEvents / retainBytes)', {
+        stream: stream.slice(0, 6),
+        seq,
+      }),
     );
     channel.on('message', (m) => this.fromServer(m));
   }
@@ -161,7 +164,14 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     const clientKey = this.clientKey(m.id, exchange);
     if (this.byClientId.has(clientKey)) {
-      exchange.respond(`c:${key}`, errorResponse(m.id, ErrorCode.InvalidRequest, `Invalid Request: a request with id ${JSON.stringify(m.id)} is already in flight in this session`));
+      exchange.respond(
+        `c:${key}`,
+        errorResponse(
+          m.id,
+          ErrorCode.InvalidRequest,
+          `Invalid Request: a request with id ${JSON.stringify(m.id)} is already in flight in this session`,
+        ),
+      );
       return;
     }
     const internalId = this.nextId++;
@@ -188,7 +198,10 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       sent = this.channel.send(forwarded);
     } catch (e) {
       // Registered above, so it must be completed here, or the session would look busy forever.
-      this.complete(internalId, errorResponse(m.id, ErrorCode.InvalidRequest, `Invalid Request: the message cannot be serialized: ${(e as Error).message}`));
+      this.complete(
+        internalId,
+        errorResponse(m.id, ErrorCode.InvalidRequest, `Invalid Request: the message cannot be serialized: ${(e as Error).message}`),
+      );
       return;
     }
     if (!sent) this.complete(internalId, errorResponse(m.id, ErrorCode.SessionEnded, 'the server is not running'));
@@ -290,15 +303,32 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     }
     const key = idKey(m.id);
     const target = unowned ? 'get' : this.pick(m.method === 'ping');
-    const pending: { method: string; target: Target; timer?: NodeJS.Timeout; at: number } = { method: m.method, target, at: performance.now() };
+    const pending: { method: string; target: Target; timer?: NodeJS.Timeout; at: number } = {
+      method: m.method,
+      target,
+      at: performance.now(),
+    };
     this.serverRequests.set(key, pending);
     const timeout = this.opts.serverRequestTimeout;
     if (timeout > 0) {
       pending.timer = setTimeout(() => {
         if (this.serverRequests.get(key) !== pending) return;
         this.serverRequests.delete(key);
-        this.channel.send(errorResponse(m.id, REQUEST_TIMEOUT, `berth: the client did not answer "${m.method}" within ${timeout} ms (serverRequestTimeout)`));
-        this.route({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: m.id, reason: 'the server stopped waiting (serverRequestTimeout)' } }, pending.target);
+        this.channel.send(
+          errorResponse(
+            m.id,
+            REQUEST_TIMEOUT,
+            `berth: the client did not answer "${m.method}" within ${timeout} ms (serverRequestTimeout)`,
+          ),
+        );
+        this.route(
+          {
+            jsonrpc: '2.0',
+            method: 'notifications/cancelled',
+            params: { requestId: m.id, reason: 'the server stopped waiting (serverRequestTimeout)' },
+          },
+          pending.target,
+        );
       }, timeout);
       pending.timer.unref();
     }
@@ -307,7 +337,11 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       this.serverRequests.delete(key);
       clearTimeout(pending.timer);
       this.channel.send(
-        errorResponse(m.id, ErrorCode.ServerError, `berth: no client stream carried "${m.method}" before newer messages displaced it (streams.retainEvents / retainBytes)`),
+        errorResponse(
+          m.id,
+          ErrorCode.ServerError,
+          `berth: no client stream carried "${m.method}" before newer messages displaced it (streams.retainEvents / retainBytes)`,
+        ),
       );
     });
   }
@@ -318,7 +352,10 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     const listen = typeof sub === 'number' ? this.inflight.get(sub) : undefined;
     if (listen?.method === 'subscriptions/listen') {
       // A 2026 listen stream's messages carry the listen's id (berth's, on this side): back to the client's.
-      m = { ...m, params: { ...m.params, _meta: { ...(m.params!._meta as Record<string, unknown>), [META_SUBSCRIPTION_ID]: listen.clientId } } };
+      m = {
+        ...m,
+        params: { ...m.params, _meta: { ...(m.params!._meta as Record<string, unknown>), [META_SUBSCRIPTION_ID]: listen.clientId } },
+      };
       if (listen.exchange.reachable) this.route(m, listen.exchange);
       return;
     }
@@ -350,14 +387,23 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       return;
     }
     this.route(m, target ?? 'get', () =>
-      this.emit('log', 'warn', 'notification dropped: no client stream carried it before newer messages displaced it (streams.retainEvents / retainBytes)', { method: m.method }),
+      this.emit(
+        'log',
+        'warn',
+        'notification dropped: no client stream carried it before newer messages displaced it (streams.retainEvents / retainBytes)',
+        { method: m.method },
+      ),
     );
   }
 
   /** Where a server request goes: a live call stream or GET stream first (ping prefers GET), then a call stream the client can resume, else the GET stream. */
   private pick(preferGet: boolean): Target {
     let live: CallSink | undefined;
-    for (const f of this.inflight.values()) if (f.exchange.live) { live = f.exchange; break; }
+    for (const f of this.inflight.values())
+      if (f.exchange.live) {
+        live = f.exchange;
+        break;
+      }
     const get = this.standalone?.attached ? 'get' : undefined;
     const first = preferGet ? (get ?? live) : (live ?? get);
     if (first) return first;
@@ -384,8 +430,19 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     f.timer = setTimeout(() => {
       if (this.inflight.get(internalId) !== f) return;
       if (this.serverRequests.size > 0) return this.armTimeout(internalId);
-      this.channel.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: internalId, reason: 'berth: request timed out (requestTimeout)' } });
-      this.complete(internalId, errorResponse(f.clientId, REQUEST_TIMEOUT, `Request timed out: the server sent neither an answer nor progress for ${t} ms (requestTimeout)`));
+      this.channel.send({
+        jsonrpc: '2.0',
+        method: 'notifications/cancelled',
+        params: { requestId: internalId, reason: 'berth: request timed out (requestTimeout)' },
+      });
+      this.complete(
+        internalId,
+        errorResponse(
+          f.clientId,
+          REQUEST_TIMEOUT,
+          `Request timed out: the server sent neither an answer nor progress for ${t} ms (requestTimeout)`,
+        ),
+      );
     }, t);
     f.timer.unref();
   }
@@ -402,7 +459,10 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       response = { ...response, result: { ...result, _meta: { ...result._meta, [META_SUBSCRIPTION_ID]: f.clientId } } } as JsonRpcResponse;
     }
     if (!f.exchange.respond(`c:${idKey(f.clientId)}`, response)) {
-      this.emit('log', 'warn', 'response not delivered: the client closed its stream before the result', { id: f.clientId, method: f.method });
+      this.emit('log', 'warn', 'response not delivered: the client closed its stream before the result', {
+        id: f.clientId,
+        method: f.method,
+      });
     }
     if (f.method === 'subscriptions/listen') this.listens--;
     else if (this.inFlightCount === 0) this.emit('busy', false);

@@ -23,7 +23,9 @@ export class StdioUpstream extends EventEmitter<UpstreamEvents> implements Upstr
     return this.relay.call(method, params);
   }
 
-  async initialize(params: Record<string, unknown>): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
+  async initialize(
+    params: Record<string, unknown>,
+  ): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }> {
     const r = await this.relay.call('initialize', params);
     if (!r.error) this.relay.notify('notifications/initialized');
     return { result: r.result as Record<string, unknown> | undefined, error: r.error };

@@ -49,10 +49,19 @@ export class StreamLog {
   /** The stream a Last-Event-ID belongs to, and the position after which to replay. */
   resolve(lastEventId: string): { stream: SseStream; seq: number } {
     const m = /^([A-Za-z0-9_-]{16})\.(\d{1,15})$/.exec(lastEventId);
-    if (!m) throw new HttpError(400, ErrorCode.ServerError, `Bad Request: Last-Event-ID ${JSON.stringify(lastEventId.slice(0, 100))} is not an event id berth issued`);
+    if (!m)
+      throw new HttpError(
+        400,
+        ErrorCode.ServerError,
+        `Bad Request: Last-Event-ID ${JSON.stringify(lastEventId.slice(0, 100))} is not an event id berth issued`,
+      );
     const stream = this.streams.get(m[1]!);
     if (!stream) {
-      throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: Last-Event-ID names no stream of this session (it belongs to another session, or its stream has ended and been dropped from retention)');
+      throw new HttpError(
+        400,
+        ErrorCode.ServerError,
+        'Bad Request: Last-Event-ID names no stream of this session (it belongs to another session, or its stream has ended and been dropped from retention)',
+      );
     }
     const seq = Number(m[2]);
     stream.checkResumable(seq);
@@ -67,7 +76,7 @@ export class StreamLog {
   keep(e: Retained): void {
     this.fifo.push(e);
     this.bytes += e.bytes;
-    for (let i = 0; this.over() && i < this.fifo.length; ) {
+    for (let i = 0; this.over() && i < this.fifo.length;) {
       const old = this.fifo[i]!;
       if (!old.written && old.stream.attached) {
         i++;
@@ -217,9 +226,14 @@ export class SseStream {
 
   /** @internal Throws the answer for a resume from `seq` that cannot be served without a gap. */
   checkResumable(seq: number): void {
-    if (seq > this.seq) throw new HttpError(400, ErrorCode.ServerError, `Bad Request: Last-Event-ID ${this.id}.${seq} names an event that was never sent`);
+    if (seq > this.seq)
+      throw new HttpError(400, ErrorCode.ServerError, `Bad Request: Last-Event-ID ${this.id}.${seq} names an event that was never sent`);
     if (seq < this.droppedThrough) {
-      throw new HttpError(410, ErrorCode.ServerError, `Gone: events after ${this.id}.${seq} are no longer retained (the session keeps its last ${this.log.opts.retainEvents} events / ${this.log.opts.retainBytes} bytes: streams.retainEvents, streams.retainBytes)`);
+      throw new HttpError(
+        410,
+        ErrorCode.ServerError,
+        `Gone: events after ${this.id}.${seq} are no longer retained (the session keeps its last ${this.log.opts.retainEvents} events / ${this.log.opts.retainBytes} bytes: streams.retainEvents, streams.retainBytes)`,
+      );
     }
   }
 

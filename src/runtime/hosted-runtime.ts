@@ -113,7 +113,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && (this.busy || this.modern.busy || this.runtimeSessions.busy)) await new Promise((r) => setTimeout(r, 50));
+    while (Date.now() < deadline && (this.busy || this.modern.busy || this.runtimeSessions.busy))
+      await new Promise((r) => setTimeout(r, 50));
   }
   abstract close(): Promise<void>;
   abstract get sessionCount(): number;
@@ -147,7 +148,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   /** DELETE: of the runtime session it names (whatever the era header says), else of the caller's protocol session. */
   async delete(req: IncomingMessage, res: ServerResponse, principal: Principal, runtimeSession: string | undefined): Promise<void> {
     if (runtimeSession === undefined) return this.deleteSession(req, res, principal);
-    if (!(await this.runtimeSessions.end(runtimeSession, principal))) throw new HttpError(404, -31001, 'Runtime session not found: it is unknown or already ended');
+    if (!(await this.runtimeSessions.end(runtimeSession, principal)))
+      throw new HttpError(404, -31001, 'Runtime session not found: it is unknown or already ended');
     this.opts.cluster?.runtimeSessionDeleted(principal, runtimeSession);
     res.writeHead(204).end();
   }
@@ -155,11 +157,20 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   /** A 2026-07-28 client's request: on the shared pool, or in the runtime session it names. */
   async post2026(req: IncomingMessage, res: ServerResponse, call: Request2026Call): Promise<void> {
     const request = call.request;
-    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { id: request.id, headers: { 'retry-after': '5' } });
+    if (this.draining)
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', {
+        id: request.id,
+        headers: { 'retry-after': '5' },
+      });
     const runtimeSession = call.runtimeSession;
     if (runtimeSession === undefined) return this.modern.serve(req, res, call);
     if (this.config.mode === 'stateless') {
-      throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: this runtime is stateless; it keeps no runtime sessions (send no Berth-Runtime-Session)', { id: request.id });
+      throw new HttpError(
+        400,
+        ErrorCode.ServerError,
+        'Bad Request: this runtime is stateless; it keeps no runtime sessions (send no Berth-Runtime-Session)',
+        { id: request.id },
+      );
     }
     const era = await this.modern.requireModern(call);
     const session = await this.runtimeSessions.get(runtimeSession, call.principal, request.id);
@@ -168,9 +179,20 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     const headers = { [RUNTIME_SESSION_HEADER]: runtimeSession };
     if (era === 'legacy') {
       const bridged = relayed(server);
-      if (!bridged) throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet', { id: request.id });
+      if (!bridged)
+        throw new HttpError(
+          501,
+          ErrorCode.MethodNotFound,
+          'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet',
+          { id: request.id },
+        );
       if (request.method === 'subscriptions/listen') return this.modern.listenLegacyIn(bridged, res, request, headers);
-      const caller = { rs: runtimeSession, principalKey: principalKey(call.principal), clientCapabilities: call.clientCapabilities, headers };
+      const caller = {
+        rs: runtimeSession,
+        principalKey: principalKey(call.principal),
+        clientCapabilities: call.clientCapabilities,
+        headers,
+      };
       return this.modern.bridge.serve(res, request, caller, async () => bridged);
     }
     const { jsonWindow, keepAlive } = this.config.streams;

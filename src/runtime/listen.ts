@@ -92,7 +92,10 @@ export class ListenFanout {
       this.acknowledged = true;
       this.startStream();
     } else if (!this.acknowledged) return;
-    this.write({ ...m, params: { ...m.params, _meta: { ...(m.params?._meta as Record<string, unknown>), [META_SUBSCRIPTION_ID]: this.clientId } } });
+    this.write({
+      ...m,
+      params: { ...m.params, _meta: { ...(m.params?._meta as Record<string, unknown>), [META_SUBSCRIPTION_ID]: this.clientId } },
+    });
   }
 
   memberEnded(message: JsonRpcResponse): void {

@@ -23,10 +23,15 @@ import { principalKey } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
 /** One 2026 client's request on one server, relayed or forwarded by its upstream. */
-export function serveOn(server: Launched, req: IncomingMessage, res: ServerResponse, call: Request2026Call, o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> }): Promise<void> {
+export function serveOn(
+  server: Launched,
+  req: IncomingMessage,
+  res: ServerResponse,
+  call: Request2026Call,
+  o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> },
+): Promise<void> {
   return server.upstream.request2026(req, res, { ...o, request: call.request, body: call.body });
 }
-
 
 /** Launch context for modern servers: the relay keys ids per server (berth makes them unique), never per stream. */
 export function modernLaunchContext(ctx: LaunchContext): LaunchContext {
@@ -92,7 +97,11 @@ export class ModernPool {
         for (const [fan, owner] of this.listens) if (owner === m.owner) fan.join(server.upstream.relay);
         // A 2025 server announces changes only once initialized: a new one is, while its principal listens.
         const listens = this.legacyListens.get(m.owner!);
-        if (this.legacy && listens) void this.bridge.initialized(server, null).then(() => listens.add(server.upstream.relay), () => undefined);
+        if (this.legacy && listens)
+          void this.bridge.initialized(server, null).then(
+            () => listens.add(server.upstream.relay),
+            () => undefined,
+          );
       },
       onExit: (m) => {
         m.server.upstream.fail(ErrorCode.SessionEnded, 'the server process exited');
@@ -144,7 +153,10 @@ export class ModernPool {
         if (this.era === probing) this.era = undefined;
       });
     }
-    void this.era.then((e) => (this.legacy = e === 'legacy'), () => undefined);
+    void this.era.then(
+      (e) => (this.legacy = e === 'legacy'),
+      () => undefined,
+    );
     return this.era;
   }
 
@@ -166,10 +178,17 @@ export class ModernPool {
   async requireModern(call: Request2026Call): Promise<'modern' | 'legacy'> {
     const request = call.request;
     const era = await this.serverEraOf().catch((e: Error) => {
-      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, { id: request.id });
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, {
+        id: request.id,
+      });
     });
     if (era === 'legacy' && this.ctx.config.upstream !== 'stdio') {
-      throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet (host it over stdio, or use a 2025 client)', { id: request.id });
+      throw new HttpError(
+        501,
+        ErrorCode.MethodNotFound,
+        'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet (host it over stdio, or use a 2025 client)',
+        { id: request.id },
+      );
     }
     return era;
   }
@@ -213,13 +232,22 @@ export class ModernPool {
     if (!messages.some(isRequest)) return void res.writeHead(202).end();
     const member = await this.pick(null, owner);
     const relay = member.server.upstream.relay;
-    if (!relay) throw new HttpError(501, ErrorCode.MethodNotFound, 'Not Implemented: 2025 clients of a stateless runtime whose http server speaks only 2026-07-28');
+    if (!relay)
+      throw new HttpError(
+        501,
+        ErrorCode.MethodNotFound,
+        'Not Implemented: 2025 clients of a stateless runtime whose http server speaks only 2026-07-28',
+      );
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) return sendJson(res, 200, await bridgeInitialize(relay, init));
     member.inFlight++;
     try {
       const exchange = new Exchange(res, { batch, streams: relay.streams, priming: false, jsonWindow: this.ctx.config.streams.jsonWindow });
-      const bridge = new ModernServerBridge(relay, { capabilities: {}, clientInfo: { name: 'berth-stateless', version: '0' } }, { answerTimeout: 0, track: () => () => {}, noServerRequests: true });
+      const bridge = new ModernServerBridge(
+        relay,
+        { capabilities: {}, clientInfo: { name: 'berth-stateless', version: '0' } },
+        { answerTimeout: 0, track: () => () => {}, noServerRequests: true },
+      );
       await new Promise<void>((resolve) => {
         if (res.destroyed || res.closed) return resolve();
         res.once('close', resolve);
@@ -238,7 +266,11 @@ export class ModernPool {
     const init = await this.bridge.initialized(relayed(first.server)!, request.id);
     for (const m of this.pool.members) {
       const server = m.owner === owner ? relayed(m.server) : undefined;
-      if (server) void this.bridge.initialized(server, request.id).then(() => listens.add(server.upstream.relay), () => undefined);
+      if (server)
+        void this.bridge.initialized(server, request.id).then(
+          () => listens.add(server.upstream.relay),
+          () => undefined,
+        );
     }
     await listens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
     // The last listen of a principal gone: its servers' announcements have nobody to reach.
@@ -246,7 +278,12 @@ export class ModernPool {
   }
 
   /** A listen inside a runtime session on a 2025-era server: that sandbox's announcements only. */
-  async listenLegacyIn(server: RelayedServer, res: ServerResponse, request: JsonRpcRequest, headers: Record<string, string>): Promise<void> {
+  async listenLegacyIn(
+    server: RelayedServer,
+    res: ServerResponse,
+    request: JsonRpcRequest,
+    headers: Record<string, string>,
+  ): Promise<void> {
     const init = await this.bridge.initialized(server, request.id);
     const relay = server.upstream.relay;
     let listens = this.sessionListens.get(relay);
@@ -277,7 +314,11 @@ export class ModernPool {
   private pick(id: JsonRpcId | null, owner: string, exclusive = false): Promise<Member> {
     return this.pool.pick(
       owner,
-      () => new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { id: id, headers: { 'retry-after': '1' } }),
+      () =>
+        new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', {
+          id: id,
+          headers: { 'retry-after': '1' },
+        }),
       exclusive,
     );
   }

@@ -66,10 +66,15 @@ export class StatefulRuntime extends HostedRuntime {
   private lookup(req: IncomingMessage, principal: Principal): Session {
     const sid = sessionIdOf(req);
     if (sid === undefined || sid === '') {
-      throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: Mcp-Session-Id header is required (send initialize first to create a session)');
+      throw new HttpError(
+        400,
+        ErrorCode.ServerError,
+        'Bad Request: Mcp-Session-Id header is required (send initialize first to create a session)',
+      );
     }
     const s = this.sessions.get(sid);
-    if (!s || !s.live || s.principalKey !== principalKey(principal)) throw new HttpError(404, ErrorCode.SessionNotFound, 'Session not found: it is unknown, ended or expired; initialize a new session');
+    if (!s || !s.live || s.principalKey !== principalKey(principal))
+      throw new HttpError(404, ErrorCode.SessionNotFound, 'Session not found: it is unknown, ended or expired; initialize a new session');
     return s;
   }
 
@@ -97,18 +102,33 @@ export class StatefulRuntime extends HostedRuntime {
       throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
     }
     if (sessionIdOf(req) !== undefined) {
-      throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must not carry an Mcp-Session-Id; it creates a new session');
+      throw new HttpError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Invalid Request: initialize must not carry an Mcp-Session-Id; it creates a new session',
+      );
     }
-    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
+    if (this.draining)
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
     // Sessions still being started count too, or concurrent initializes could overshoot the cap.
     if (this.sessions.size + this.initializing >= this.config.limits.maxSessions) {
-      throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`, { headers: { 'retry-after': '5' } });
+      throw new HttpError(
+        503,
+        ErrorCode.ServerError,
+        `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`,
+        { headers: { 'retry-after': '5' } },
+      );
     }
     const key = principalKey(ctx.principal);
     const held = this.perPrincipal.get(key) ?? 0;
     const cap = this.config.limits.maxSessionsPerPrincipal;
     if (ctx.principal.kind !== 'anonymous' && held >= cap) {
-      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: ${ctx.principal.subject} already holds ${held} live sessions (limits.maxSessionsPerPrincipal = ${cap}); end one (DELETE) first`, { headers: { 'retry-after': '30' } });
+      throw new HttpError(
+        429,
+        ErrorCode.ServerError,
+        `Too Many Requests: ${ctx.principal.subject} already holds ${held} live sessions (limits.maxSessionsPerPrincipal = ${cap}); end one (DELETE) first`,
+        { headers: { 'retry-after': '30' } },
+      );
     }
     this.perPrincipal.set(key, held + 1);
     let counted = true;
@@ -139,9 +159,16 @@ export class StatefulRuntime extends HostedRuntime {
       const id = (init as { id: string | number }).id;
       if (e instanceof StartQueueTimeout) {
         this.metrics?.startsRefused.inc({ runtime: this.name });
-        throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this initialize waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`, { headers: { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) }, id: id });
+        throw new HttpError(
+          503,
+          ErrorCode.ServerError,
+          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this initialize waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
+          { headers: { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) }, id: id },
+        );
       }
-      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, { id: id });
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {
+        id: id,
+      });
     } finally {
       waiting = false;
       this.initializing--;
@@ -154,19 +181,29 @@ export class StatefulRuntime extends HostedRuntime {
       this.sessions.delete(session.id);
       this.metrics?.sessionsEnded.inc({ runtime: this.name, reason });
       // The audit trail: one line per session created and one per session ended (with why and how long).
-      this.log.info({ audit: 'session.ended', session: logId(session.id), ...who, reason, detail, durationMs: Date.now() - session.createdAt }, 'session ended');
+      this.log.info(
+        { audit: 'session.ended', session: logId(session.id), ...who, reason, detail, durationMs: Date.now() - session.createdAt },
+        'session ended',
+      );
       this.emit('session:ended', session, reason, detail);
     });
     const created = () => {
       this.metrics?.sessionsCreated.inc({ runtime: this.name });
-      this.metrics?.sessionStartSeconds.observe({ runtime: this.name, driver: server.sandbox.driver, warm }, (performance.now() - t0) / 1000);
-      this.log.info({ audit: 'session.created', session: logId(session.id), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'session created');
+      this.metrics?.sessionStartSeconds.observe(
+        { runtime: this.name, driver: server.sandbox.driver, warm },
+        (performance.now() - t0) / 1000,
+      );
+      this.log.info(
+        { audit: 'session.created', session: logId(session.id), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid },
+        'session created',
+      );
       this.emit('session:created', session);
     };
     const relayedServer = relayed(server);
     if (!relayedServer) {
       // Served by the upstream itself (http): its status says whether the session exists.
-      const onStatus = (status: number) => (status >= 400 ? void session.end('init-failed', `the server answered initialize with HTTP ${status}`) : created());
+      const onStatus = (status: number) =>
+        status >= 400 ? void session.end('init-failed', `the server answered initialize with HTTP ${status}`) : created();
       const o = { messages: [init], batch: false, body: ctx.body, sessionId: session.id, priming: false, jsonWindow: 0, onStatus };
       await server.upstream.post2025(req, res, o).catch((e: Error) => {
         void session.end('init-failed', e.message);
@@ -176,7 +213,13 @@ export class StatefulRuntime extends HostedRuntime {
     }
     const relay = relayedServer.upstream.relay;
     // initialize is answered at once, as JSON: the protocol version (and so priming) is not known before it.
-    const exchange = new InitExchange(res, { batch: false, headers: { [SESSION_HEADER]: session.id }, streams: relay.streams, priming: false, jsonWindow: 60_000 });
+    const exchange = new InitExchange(res, {
+      batch: false,
+      headers: { [SESSION_HEADER]: session.id },
+      streams: relay.streams,
+      priming: false,
+      jsonWindow: 60_000,
+    });
     exchange.beforeRespond = (m) => {
       if (m.error) {
         delete exchange.headers[SESSION_HEADER];
@@ -193,10 +236,14 @@ export class StatefulRuntime extends HostedRuntime {
       const r = await bridgeInitialize(relay, request);
       if (r.error || !session.live) return r;
       const p = request.params ?? {};
-      const bridge = new ModernServerBridge(relay, { capabilities: p.capabilities, clientInfo: p.clientInfo }, {
-        answerTimeout: this.config.limits.serverRequestTimeout,
-        track: () => session.beginRequest(),
-      });
+      const bridge = new ModernServerBridge(
+        relay,
+        { capabilities: p.capabilities, clientInfo: p.clientInfo },
+        {
+          answerTimeout: this.config.limits.serverRequestTimeout,
+          track: () => session.beginRequest(),
+        },
+      );
       session.bridge = bridge;
       session.once('ended', () => bridge.close());
       bridge.listen((r.result as { capabilities?: Record<string, unknown> }).capabilities ?? {});
@@ -208,7 +255,8 @@ export class StatefulRuntime extends HostedRuntime {
       return;
     }
     if (this.config.serverEra === 'auto') {
-      exchange.onError = async (m) => (m.error?.code === ModernErrorCode.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m);
+      exchange.onError = async (m) =>
+        m.error?.code === ModernErrorCode.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m;
     }
     relay.fromClient([init], exchange);
   }
@@ -237,4 +285,3 @@ export class StatefulRuntime extends HostedRuntime {
     await this.closeModern();
   }
 }
-

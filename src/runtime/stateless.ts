@@ -80,8 +80,16 @@ export class StatelessRuntime extends HostedRuntime {
       const capabilities = { elicitation: { form: {}, url: {} }, sampling: {}, roots: {} };
       const params = { protocolVersion: LATEST_PROTOCOL_VERSION, capabilities, clientInfo: BERTH_CLIENT_INFO };
       const startupTimeout = this.config.limits.startupTimeout;
-      const r = await withinStartup(server.sandbox, startupTimeout, server.upstream.initialize(params), 'the server did not answer initialize');
-      if (r.error) throw Object.assign(new Error(`initialize failed: ${r.error.message}`), { modern: r.error.code === ModernErrorCode.UnsupportedProtocolVersion });
+      const r = await withinStartup(
+        server.sandbox,
+        startupTimeout,
+        server.upstream.initialize(params),
+        'the server did not answer initialize',
+      );
+      if (r.error)
+        throw Object.assign(new Error(`initialize failed: ${r.error.message}`), {
+          modern: r.error.code === ModernErrorCode.UnsupportedProtocolVersion,
+        });
       return { server, info: r.result ?? {} };
     } catch (e) {
       await dispose(server, 0);
@@ -92,29 +100,40 @@ export class StatelessRuntime extends HostedRuntime {
   private pick(owner: string): Promise<Member> {
     return this.pool.pick(owner, () =>
       this.modernOnly
-        ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', { headers: { 'retry-after': '0' } })
-        : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', { headers: { 'retry-after': '1' } }),
+        ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', {
+            headers: { 'retry-after': '0' },
+          })
+        : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', {
+            headers: { 'retry-after': '1' },
+          }),
     );
   }
 
   async post2025(req: IncomingMessage, res: ServerResponse, ctx: Post2025Call): Promise<void> {
-    if (this.draining) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
+    if (this.draining)
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
     const { messages, batch } = ctx.parsed;
     const owner = principalKey(ctx.principal);
     // Until a server has started, its era is unknown: a 2026-only one refuses initialize and is bridged from then on.
-    if (!this.modernOnly && this.pool.members.length === 0) await this.pick(owner).catch((e: Error) => {
-      if (!this.modernOnly) throw e;
-    });
+    if (!this.modernOnly && this.pool.members.length === 0)
+      await this.pick(owner).catch((e: Error) => {
+        if (!this.modernOnly) throw e;
+      });
     if (this.modernOnly) return this.modern.serveLegacyStateless(res, messages, batch, owner);
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) {
-      if (messages.length > 1) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
+      if (messages.length > 1)
+        throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
       const member = await this.pick(owner);
       // Never claim more than the pooled server speaks: the client's version if the server has it, else the server's.
       const requested = init.params?.protocolVersion;
       const serverVersion = String(member.info.protocolVersion ?? LATEST_PROTOCOL_VERSION);
       const protocolVersion =
-        typeof requested === 'string' && (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(requested) && requested <= serverVersion ? requested : serverVersion;
+        typeof requested === 'string' &&
+        (SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(requested) &&
+        requested <= serverVersion
+          ? requested
+          : serverVersion;
       // Answered by berth from the pool's own handshake: there is no session to create.
       sendJson(res, 200, { jsonrpc: '2.0', id: init.id, result: { ...member.info, protocolVersion } });
       return;
@@ -136,11 +155,15 @@ export class StatelessRuntime extends HostedRuntime {
   }
 
   async get(): Promise<void> {
-    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no GET stream', { headers: { allow: 'POST' } });
+    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no GET stream', {
+      headers: { allow: 'POST' },
+    });
   }
 
   protected async deleteSession(): Promise<void> {
-    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no sessions to delete', { headers: { allow: 'POST' } });
+    throw new HttpError(405, ErrorCode.ServerError, 'Method Not Allowed: this runtime is stateless and has no sessions to delete', {
+      headers: { allow: 'POST' },
+    });
   }
 
   protected get busy(): boolean {

@@ -32,7 +32,8 @@ function writable(path: string): boolean {
 
 export function detectCgroups(): CgroupSupport {
   if (cached) return cached;
-  const v2Controllers = (dir: string) => (existsSync(join(dir, 'cgroup.controllers')) ? readFileSync(join(dir, 'cgroup.controllers'), 'utf8').trim().split(/\s+/) : []);
+  const v2Controllers = (dir: string) =>
+    existsSync(join(dir, 'cgroup.controllers')) ? readFileSync(join(dir, 'cgroup.controllers'), 'utf8').trim().split(/\s+/) : [];
   // Pure (unified) v2 hierarchy.
   const v2 = v2Controllers(ROOT).filter((c): c is 'memory' | 'pids' | 'cpu' => c === 'memory' || c === 'pids' || c === 'cpu');
   if (v2.length && writable(ROOT)) return (cached = { version: 2, controllers: v2 });
@@ -153,7 +154,9 @@ export class SessionCgroup {
 export async function removeCgroupDir(dir: string): Promise<void> {
   let subs: string[];
   try {
-    subs = readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(dir, e.name));
+    subs = readdirSync(dir, { withFileTypes: true })
+      .filter((e) => e.isDirectory())
+      .map((e) => join(dir, e.name));
   } catch {
     return; // already gone
   }

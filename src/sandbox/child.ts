@@ -75,7 +75,12 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   }
   // nsenter enters the network and execs the program in place: the pid berth holds is still the program's.
   const [file, ...args] = [...(o.net?.enter ?? []), o.file, ...o.args] as [string, ...string[]];
-  const child = spawn(file, args, { cwd: o.cwd, env: o.env, stdio: o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'], detached: true });
+  const child = spawn(file, args, {
+    cwd: o.cwd,
+    env: o.env,
+    stdio: o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
+    detached: true,
+  });
   // Listened for at once: the awaits below would otherwise let 'spawn' fire unheard.
   const spawned = new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);

@@ -9,7 +9,22 @@ import { unsafeRuntimeDir, which } from './host.js';
 /** Files that mark a directory as the root of what a script needs (its dependencies live under it). */
 const ROOT_MARKERS = ['package.json', 'pyvenv.cfg', 'pyproject.toml', 'requirements.txt', 'setup.py', 'go.mod', 'Cargo.toml', 'deno.json'];
 /** Never auto-mounted whole: they are the host, not a package. */
-const TOO_WIDE = new Set(['/', '/root', '/home', '/etc', '/var', '/opt', '/srv', '/mnt', '/media', '/run', '/tmp', '/usr', '/usr/local', '/usr/local/lib']);
+const TOO_WIDE = new Set([
+  '/',
+  '/root',
+  '/home',
+  '/etc',
+  '/var',
+  '/opt',
+  '/srv',
+  '/mnt',
+  '/media',
+  '/run',
+  '/tmp',
+  '/usr',
+  '/usr/local',
+  '/usr/local/lib',
+]);
 
 const within = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 
@@ -59,7 +74,10 @@ export function commandRoots(argv: readonly string[], baseDir: string, visible: 
     for (const p of [path, root]) if (shown.some((v) => within(p, v)) || roots.some((r) => within(p, r))) return;
     const unsafe = TOO_WIDE.has(root) ? `${root} is too wide to show a session` : unsafeRuntimeDir(root, sessionRoot);
     if (unsafe && what === 'script') return;
-    if (unsafe) throw new Error(`the ${what} ${path} needs ${root} visible in the sandbox, but ${unsafe}; move it to a directory of its own or pass --mount with a narrower path`);
+    if (unsafe)
+      throw new Error(
+        `the ${what} ${path} needs ${root} visible in the sandbox, but ${unsafe}; move it to a directory of its own or pass --mount with a narrower path`,
+      );
     roots.push(root);
   };
   const program = argv[0];
@@ -67,7 +85,9 @@ export function commandRoots(argv: readonly string[], baseDir: string, visible: 
   const programPath = program.includes('/') ? resolve(baseDir, program) : which(program);
   const programReal = programPath && real(programPath);
   if (!programPath || !programReal) {
-    throw new Error(`the command ${JSON.stringify(program)} was not found (${program.includes('/') ? `no such file: ${programPath}` : 'not on PATH'}); berth runs it from ${baseDir}`);
+    throw new Error(
+      `the command ${JSON.stringify(program)} was not found (${program.includes('/') ? `no such file: ${programPath}` : 'not on PATH'}); berth runs it from ${baseDir}`,
+    );
   }
   // The path the sandbox execs (a symlink, say /usr/local/bin/x) and the file it points to must both be visible.
   need(programPath, dirname(programPath), 'program');
@@ -86,6 +106,9 @@ export function commandRoots(argv: readonly string[], baseDir: string, visible: 
 /** The files a command runs from: its program (resolved as the sandbox will) and the existing files it names. */
 export function commandFiles(argv: readonly string[], baseDir: string): { program?: string; files: string[] } {
   const [program, ...args] = argv;
-  const files = args.filter((a) => !a.startsWith('-')).map((a) => (isAbsolute(a) ? a : resolve(baseDir, a))).filter((p) => existsSync(p) && statSync(p).isFile());
+  const files = args
+    .filter((a) => !a.startsWith('-'))
+    .map((a) => (isAbsolute(a) ? a : resolve(baseDir, a)))
+    .filter((p) => existsSync(p) && statSync(p).isFile());
   return { program: program && (program.includes('/') ? resolve(baseDir, program) : which(program)), files };
 }

@@ -16,9 +16,22 @@ export interface CappedMount {
  * Mounts a tmpfs of `bytes` at dir (which must exist), owned by `owner`; undefined when berth is not root. When it
  * fills up, `onFull` hears it once (checked every 2 s, off the hot path): the server only sees ENOSPC.
  */
-export async function mountCapped(dir: string, bytes: number, owner: number, mode: number, onFull?: (what: string) => void): Promise<CappedMount | undefined> {
+export async function mountCapped(
+  dir: string,
+  bytes: number,
+  owner: number,
+  mode: number,
+  onFull?: (what: string) => void,
+): Promise<CappedMount | undefined> {
   if (process.getuid?.() !== 0) return undefined;
-  const r = await run('mount', ['-t', 'tmpfs', '-o', `size=${bytes},mode=${mode.toString(8)},uid=${owner},gid=${owner},nosuid,nodev`, 'tmpfs', dir]);
+  const r = await run('mount', [
+    '-t',
+    'tmpfs',
+    '-o',
+    `size=${bytes},mode=${mode.toString(8)},uid=${owner},gid=${owner},nosuid,nodev`,
+    'tmpfs',
+    dir,
+  ]);
   if (r.code !== 0) throw new Error(`cannot cap the session's disk space (mount tmpfs on ${dir}): ${r.stderr.trim()}`);
   const timer = setInterval(() => {
     statfs(dir)

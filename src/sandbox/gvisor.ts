@@ -64,13 +64,26 @@ const ENTRY_CAPS = ['CAP_CHOWN', 'CAP_DAC_READ_SEARCH', 'CAP_SETUID', 'CAP_SETGI
 function entryArgv(spec: SandboxSpec, argv: string[]): { uid: number; caps: string[]; args: string[] } | undefined {
   const setpriv = '/usr/bin/setpriv';
   if (!existsSync(setpriv) || !existsSync('/usr/bin/sh') || !existsSync('/usr/bin/chown')) return undefined;
-  const drop = [setpriv, `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--'];
+  const drop = [
+    setpriv,
+    `--reuid=${SANDBOX_UID}`,
+    `--regid=${SANDBOX_UID}`,
+    '--clear-groups',
+    '--inh-caps=-all',
+    '--bounding-set=-all',
+    '--',
+  ];
   const script = `/usr/bin/chown ${SANDBOX_UID}:${SANDBOX_UID} "$0" && exec ${drop.join(' ')} "$@"`;
   return { uid: 0, caps: ENTRY_CAPS, args: ['/usr/bin/sh', '-c', script, spec.cwd, ...argv] };
 }
 
 /** tmpfs options for a writable mount under limits.disk (gVisor's tmpfs honours size=). */
-const quota = (spec: SandboxSpec, mode: string) => [...(spec.limits.disk ? [`size=${spec.limits.disk}`] : []), `mode=${mode}`, `uid=${SANDBOX_UID}`, `gid=${SANDBOX_UID}`];
+const quota = (spec: SandboxSpec, mode: string) => [
+  ...(spec.limits.disk ? [`size=${spec.limits.disk}`] : []),
+  `mode=${mode}`,
+  `uid=${SANDBOX_UID}`,
+  `gid=${SANDBOX_UID}`,
+];
 
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
 function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: 'host' | 'none', resolvConf?: string): void {
@@ -90,13 +103,21 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: quota(spec, '1777') },
     bind('/usr'),
-    ...ETC_FILES.filter((f) => existsSync(f) && !(zone && f === '/etc/localtime')).map((f) => (f === '/etc/resolv.conf' && resolvConf ? { ...bind(f), source: resolvConf } : bind(f))),
+    ...ETC_FILES.filter((f) => existsSync(f) && !(zone && f === '/etc/localtime')).map((f) =>
+      f === '/etc/resolv.conf' && resolvConf ? { ...bind(f), source: resolvConf } : bind(f),
+    ),
     bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
     // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
-    ...masks(spec.hide).map((m) => (m.dir ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' } : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] })),
+    ...masks(spec.hide).map((m) =>
+      m.dir
+        ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' }
+        : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] },
+    ),
     // With a disk cap the working directory is a sized tmpfs of gVisor's own (ENOSPC at the cap), not the host's.
-    spec.limits.disk ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') } : bind(spec.workDir, true),
+    spec.limits.disk
+      ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') }
+      : bind(spec.workDir, true),
   ];
   const config = {
     ociVersion: '1.0.0',
@@ -106,7 +127,13 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
       args: entry?.args ?? argv,
       env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
       cwd: spec.workDir,
-      capabilities: { bounding: entry?.caps ?? [], effective: entry?.caps ?? [], inheritable: [], permitted: entry?.caps ?? [], ambient: [] },
+      capabilities: {
+        bounding: entry?.caps ?? [],
+        effective: entry?.caps ?? [],
+        inheritable: [],
+        permitted: entry?.caps ?? [],
+        ambient: [],
+      },
       noNewPrivileges: true,
       rlimits: ociRlimits(spec),
     },
@@ -116,7 +143,11 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
     // runsc would otherwise move its sandbox to a cgroup of its own: cgroupsPath keeps it in the session's cgroup,
     // where berth reads OOM kills, and runsc writes the spec's limits there. No network namespace in the spec is
     // what lets --network=host reach the host's network.
-    linux: { cgroupsPath: cgroupPath(spec.sessionId), resources: ociResources(spec), namespaces: ['pid', 'mount', 'ipc', 'uts', ...(netstack === 'none' ? ['network'] : [])].map((type) => ({ type })) },
+    linux: {
+      cgroupsPath: cgroupPath(spec.sessionId),
+      resources: ociResources(spec),
+      namespaces: ['pid', 'mount', 'ipc', 'uts', ...(netstack === 'none' ? ['network'] : [])].map((type) => ({ type })),
+    },
   };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
 }
@@ -134,12 +165,28 @@ export const gvisorDriver: SandboxDriver = {
     // A canary sandbox: the same bundle shape a session gets, running /usr/bin/true.
     const scratch = await mkdtemp(join(tmpdir(), 'berth-gv-probe-'));
     try {
-      const spec: SandboxSpec = { sessionId: 'probe', argv: ['/usr/bin/true'], cwd: baseDir, workDir: scratch, env: { PATH: '/usr/bin' }, limits: {}, network: 'none', mounts: [] };
+      const spec: SandboxSpec = {
+        sessionId: 'probe',
+        argv: ['/usr/bin/true'],
+        cwd: baseDir,
+        workDir: scratch,
+        env: { PATH: '/usr/bin' },
+        limits: {},
+        network: 'none',
+        mounts: [],
+      };
       const bundle = join(scratch, 'bundle');
       mkdirSync(bundle);
       writeBundle(bundle, spec, ['/usr/bin/true'], 'none');
-      const r = await run(runsc, [...runscFlags(join(scratch, 'state'), 'none'), 'run', '--bundle', bundle, `berth-probe-${process.pid}-${++probes}`]);
-      if (r.code !== 0) return { ok: false, reason: `a canary gVisor sandbox failed: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}` };
+      const r = await run(runsc, [
+        ...runscFlags(join(scratch, 'state'), 'none'),
+        'run',
+        '--bundle',
+        bundle,
+        `berth-probe-${process.pid}-${++probes}`,
+      ]);
+      if (r.code !== 0)
+        return { ok: false, reason: `a canary gVisor sandbox failed: ${r.stderr.trim().split('\n').pop() || `exit ${r.code}`}` };
       return { ok: true };
     } finally {
       await rm(scratch, { recursive: true, force: true });

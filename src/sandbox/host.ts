@@ -19,13 +19,26 @@ export function hostName(sessionId: string): string {
 export function unsafeRuntimeDir(baseDir: string, sessionRoot: string): string | undefined {
   const b = baseDir.endsWith('/') ? baseDir : `${baseDir}/`;
   if (baseDir === '/') return 'the runtime directory is / (the whole host)';
-  for (const p of [sessionRoot, '/tmp']) if (`${p}/`.startsWith(b)) return `the runtime directory ${baseDir} contains ${p}, where session directories live`;
+  for (const p of [sessionRoot, '/tmp'])
+    if (`${p}/`.startsWith(b)) return `the runtime directory ${baseDir} contains ${p}, where session directories live`;
   return undefined;
 }
 
 /** The uid/gid sessions run as on the host (nobody). */
 export const SANDBOX_UID = 65534;
-export const ETC_FILES = ['/etc/ssl', '/etc/ca-certificates', '/etc/resolv.conf', '/etc/hosts', '/etc/nsswitch.conf', '/etc/passwd', '/etc/group', '/etc/localtime', '/etc/alternatives', '/etc/ld.so.cache', '/etc/mime.types'];
+export const ETC_FILES = [
+  '/etc/ssl',
+  '/etc/ca-certificates',
+  '/etc/resolv.conf',
+  '/etc/hosts',
+  '/etc/nsswitch.conf',
+  '/etc/passwd',
+  '/etc/group',
+  '/etc/localtime',
+  '/etc/alternatives',
+  '/etc/ld.so.cache',
+  '/etc/mime.types',
+];
 export const isRoot = () => process.getuid?.() === 0;
 
 export function which(cmd: string): string | undefined {
@@ -56,7 +69,6 @@ export function run(file: string, args: string[], input?: string): Promise<{ cod
     }
   });
 }
-
 
 /**
  * A process's start time (clock ticks since boot), parent and process group from /proc/PID/stat, or undefined

@@ -26,7 +26,9 @@ const autoOrder: SandboxDriver[] = [microvmDriver, namespaceDriver, processDrive
 export function checkIsolationKind(kind: string): void {
   if (kind === 'auto' || drivers.some((d) => d.name === kind)) return;
   if ((ISOLATION_KINDS as readonly string[]).includes(kind)) {
-    throw new Error(`isolation "${kind}" is not available in this build of berth yet; available: auto, ${drivers.map((d) => d.name).join(', ')}`);
+    throw new Error(
+      `isolation "${kind}" is not available in this build of berth yet; available: auto, ${drivers.map((d) => d.name).join(', ')}`,
+    );
   }
   throw new Error(`unknown isolation "${kind}"; expected one of: ${ISOLATION_KINDS.join(', ')}`);
 }
@@ -77,7 +79,8 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
 
 /** Says clearly, once, when configured limits cannot be enforced on this host. */
 export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, log: Logger): void {
-  if (limits.disk && process.getuid?.() !== 0) log.warn({ runtime }, 'limits.disk is enforced only when berth runs as root (and always under gVisor)');
+  if (limits.disk && process.getuid?.() !== 0)
+    log.warn({ runtime }, 'limits.disk is enforced only when berth runs as root (and always under gVisor)');
   if (!limits.memory && !limits.cpus && !limits.pids) return;
   const cg = detectCgroups();
   if (!cg.version) log.warn({ runtime }, `resource limits cannot be enforced on this host: ${cg.reason}`);

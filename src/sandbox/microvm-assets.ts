@@ -9,10 +9,28 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { isRoot } from './host.js';
 
-export const GUEST_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_console', '9pnet', '9pnet_virtio', 'netfs', 'fscache', '9p', 'failover', 'net_failover', 'virtio_net', 'overlay'];
+export const GUEST_MODULES = [
+  'virtio_ring',
+  'virtio',
+  'virtio_mmio',
+  'virtio_console',
+  '9pnet',
+  '9pnet_virtio',
+  'netfs',
+  'fscache',
+  '9p',
+  'failover',
+  'net_failover',
+  'virtio_net',
+  'overlay',
+];
 
 export function assetDir(): string {
-  return process.env.BERTH_CACHE_DIR ? join(process.env.BERTH_CACHE_DIR, 'microvm') : isRoot() ? '/var/cache/berth/microvm' : join(homedir(), '.cache/berth/microvm');
+  return process.env.BERTH_CACHE_DIR
+    ? join(process.env.BERTH_CACHE_DIR, 'microvm')
+    : isRoot()
+      ? '/var/cache/berth/microvm'
+      : join(homedir(), '.cache/berth/microvm');
 }
 
 export interface MicrovmAssets {
@@ -81,7 +99,10 @@ export function buildAssets(log: (msg: string) => void = () => undefined): Micro
     const deb = readdirSync(work).find((f) => f.endsWith('.deb'))!;
     sh('dpkg-deb', ['-x', deb, 'kx'], { cwd: work });
     const boot = join(work, 'kx/boot');
-    const vmlinuz = join(boot, readdirSync(boot).find((f) => f.startsWith('vmlinuz'))!);
+    const vmlinuz = join(
+      boot,
+      readdirSync(boot).find((f) => f.startsWith('vmlinuz'))!,
+    );
     // bzImage = setup code + an xz stream: boot the decompressed kernel instead (seconds faster under TCG).
     const image = readFileSync(vmlinuz);
     const at = image.indexOf(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]));

@@ -24,7 +24,8 @@ const built = new Map<string, Promise<Bundle | undefined>>();
 
 export function bundleFor(argv: string[], runtimeDir: string): Promise<Bundle | undefined> {
   const [node, script] = argv;
-  if (process.env.BERTH_MICROVM_BUNDLE === '0' || !node || !script || !/^node(js)?$/.test(basename(node))) return Promise.resolve(undefined);
+  if (process.env.BERTH_MICROVM_BUNDLE === '0' || !node || !script || !/^node(js)?$/.test(basename(node)))
+    return Promise.resolve(undefined);
   if (!script.startsWith(`${runtimeDir}/`) || !/\.m?js$/.test(script)) return Promise.resolve(undefined);
   let key: string;
   try {
@@ -40,7 +41,18 @@ async function build(script: string): Promise<Bundle | undefined> {
   try {
     const esbuild = await import('esbuild');
     const dir = dirname(script);
-    const r = await esbuild.build({ entryPoints: [script], absWorkingDir: dir, bundle: true, write: false, metafile: true, format: 'esm', platform: 'node', target: 'node20', banner: { js: BANNER }, logLevel: 'silent' });
+    const r = await esbuild.build({
+      entryPoints: [script],
+      absWorkingDir: dir,
+      bundle: true,
+      write: false,
+      metafile: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node20',
+      banner: { js: BANNER },
+      logLevel: 'silent',
+    });
     const code = r.outputFiles[0]!.contents;
     return (await locationFree(dir, r.metafile.inputs)) && syntaxOk(code) ? { script, code } : undefined;
   } catch {

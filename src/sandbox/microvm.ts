@@ -33,7 +33,26 @@ async function chooseAccel(assets: MicrovmAssets): Promise<'kvm' | 'tcg'> {
   if (!existsSync('/dev/kvm')) return (accel = 'tcg');
   const r = spawnSync(
     which('qemu-system-x86_64')!,
-    ['-M', 'microvm', '-accel', 'kvm', '-cpu', 'host', '-m', '128M', '-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-kernel', assets.kernel, '-append', 'console=ttyS0 panic=-1 rdinit=/nonexistent', '-serial', 'stdio'],
+    [
+      '-M',
+      'microvm',
+      '-accel',
+      'kvm',
+      '-cpu',
+      'host',
+      '-m',
+      '128M',
+      '-nodefaults',
+      '-no-user-config',
+      '-nographic',
+      '-no-reboot',
+      '-kernel',
+      assets.kernel,
+      '-append',
+      'console=ttyS0 panic=-1 rdinit=/nonexistent',
+      '-serial',
+      'stdio',
+    ],
     { timeout: 3000, encoding: 'utf8' },
   );
   return (accel = /Kernel panic|VFS|Run \/nonexistent/.test(r.stdout ?? '') ? 'kvm' : 'tcg');
@@ -62,7 +81,12 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
   a.push('-chardev', `socket,id=con,path=${join(scratch, 'console.sock')}`, '-serial', 'chardev:con');
   a.push('-device', 'virtio-serial-device', '-chardev', 'stdio,id=mcp,signal=off', '-device', 'virtserialport,chardev=mcp,name=mcp');
   const share = (tag: string, path: string, ro: boolean) =>
-    a.push('-fsdev', `local,id=${tag},path=${path},security_model=none${ro ? ',readonly=on' : ''}`, '-device', `virtio-9p-device,fsdev=${tag},mount_tag=${tag}`);
+    a.push(
+      '-fsdev',
+      `local,id=${tag},path=${path},security_model=none${ro ? ',readonly=on' : ''}`,
+      '-device',
+      `virtio-9p-device,fsdev=${tag},mount_tag=${tag}`,
+    );
   share('usr', '/usr', true);
   share('cfg', join(scratch, 'cfg'), true);
   share('app', spec.cwd, true);
@@ -84,7 +108,8 @@ const guestNic = (spec: SandboxSpec) => spec.network !== 'none' || spec.port !==
 /** What the guest's /init sources: where to mount the shares, the environment, the command. */
 function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle: Bundle | undefined, resolvConf?: string): void {
   mkdirSync(dir);
-  const mount = (tag: string, path: string, ro: boolean) => `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
+  const mount = (tag: string, path: string, ro: boolean) =>
+    `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
   // The runtime dir: 9p lower, tmpfs upper (the VM's memory). Without overlay support it stays read-only.
   const app =
     mount('app', '/run/berth-app', true) +
@@ -99,11 +124,17 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
     `$B mkdir -p /etc && $B cp /cfg/etc/* /etc/ 2>/dev/null\n` +
     etc.links.map(([f, target]) => `$B ln -sf ${q(target)} ${q(f)}\n`).join('') +
     etc.dirs.map((d, i) => mount(`e${i}`, d, true)).join('');
-  writeFileSync(join(dir, 'mounts.sh'), app + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join('') + etcSetup);
+  writeFileSync(
+    join(dir, 'mounts.sh'),
+    app + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join('') + etcSetup,
+  );
   const env = spec.port !== undefined ? { HOST: '0.0.0.0', ...spec.env } : spec.env;
   // /init passes $BERTH_ENV unquoted to `env -i`, which splits values at spaces: run.sh exports them instead.
   writeFileSync(join(dir, 'env.sh'), 'BERTH_ENV=\n');
-  const exports = Object.entries(env).filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k)).map(([k, v]) => `export ${k}=${q(v)}\n`).join('');
+  const exports = Object.entries(env)
+    .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+    .map(([k, v]) => `export ${k}=${q(v)}\n`)
+    .join('');
   if (guestNic(spec)) writeFileSync(join(dir, 'net'), '');
   let run = `exec ${argv.map(q).join(' ')}`;
   if (bundle) {
@@ -124,7 +155,10 @@ export const microvmDriver: SandboxDriver = {
     const assets = findAssets();
     if (!assets) return { ok: false, reason: 'no guest kernel and initramfs for this berth version yet: run `berth setup microvm`' };
     const a = await chooseAccel(assets);
-    return { ok: true, reason: a === 'tcg' ? 'no usable hardware virtualisation: TCG software emulation (slow boots; the warm pool hides them)' : undefined };
+    return {
+      ok: true,
+      reason: a === 'tcg' ? 'no usable hardware virtualisation: TCG software emulation (slow boots; the warm pool hides them)' : undefined,
+    };
   },
 
   async start(spec): Promise<Sandbox> {
@@ -135,7 +169,9 @@ export const microvmDriver: SandboxDriver = {
     chmodSync(scratch, 0o711);
     const argv = resolveArgv(spec.argv, spec.cwd);
     // QEMU runs in the session's network (its user-mode NAT connects out from there), unless it needs none at all.
-    const net = guestNic(spec) ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
+    const net = guestNic(spec)
+      ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId })
+      : undefined;
     // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
     writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
     // The 9p-shared working directory is the only host storage a VM writes to; its tmpfs and overlay live in its memory.
@@ -201,4 +237,3 @@ export const microvmDriver: SandboxDriver = {
     };
   },
 };
-

@@ -41,9 +41,26 @@ interface Writable {
   tmp: string;
 }
 
-function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, argv: string[], net: NetView = { shared: false }, writable?: Writable): string[] {
+function bwrapArgs(
+  spec: SandboxSpec,
+  base: { src: string; writable: boolean },
+  argv: string[],
+  net: NetView = { shared: false },
+  writable?: Writable,
+): string[] {
   // No nested user namespaces: they would hand the server a full capability set against more kernel surface.
-  const a = ['--unshare-all', '--unshare-user', '--disable-userns', '--assert-userns-disabled', '--die-with-parent', '--new-session', '--cap-drop', 'ALL', '--block-fd', '3'];
+  const a = [
+    '--unshare-all',
+    '--unshare-user',
+    '--disable-userns',
+    '--assert-userns-disabled',
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop',
+    'ALL',
+    '--block-fd',
+    '3',
+  ];
   if (net.shared) a.push('--share-net');
   a.push('--ro-bind', '/usr', '/usr');
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) a.push('--symlink', `usr/${l}`, `/${l}`);
@@ -61,7 +78,12 @@ function bwrapArgs(spec: SandboxSpec, base: { src: string; writable: boolean }, 
   for (const m of spec.mounts) a.push('--ro-bind', m, m);
   // The program itself, when it lives outside what is already visible.
   const prog = argv[0]!;
-  if (prog.startsWith('/') && !prog.startsWith('/usr/') && !prog.startsWith(spec.cwd + '/') && !spec.mounts.some((m) => prog.startsWith(m + '/'))) {
+  if (
+    prog.startsWith('/') &&
+    !prog.startsWith('/usr/') &&
+    !prog.startsWith(spec.cwd + '/') &&
+    !spec.mounts.some((m) => prog.startsWith(m + '/'))
+  ) {
     a.push('--ro-bind', prog, prog); // the file alone: its directory may hold anything
   }
   // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
@@ -80,12 +102,26 @@ export const namespaceDriver: SandboxDriver = {
     if (!bwrap) return { ok: false, reason: 'bubblewrap is not installed (apt-get install bubblewrap)' };
     if (isRoot() && !which('setpriv')) return { ok: false, reason: 'setpriv (util-linux) is needed to drop root' };
     // The canary is a real session's sandbox (same flags), running `test -r` on the runtime directory.
-    const spec: SandboxSpec = { sessionId: 'probe', argv: [], cwd: baseDir, workDir: '/tmp', env: {}, limits: {}, network: 'none', mounts: [] };
-    const args = bwrapArgs(spec, { src: baseDir, writable: false }, ['/usr/bin/test', '-r', baseDir]).filter((x, i, all) => x !== '--block-fd' && all[i - 1] !== '--block-fd');
+    const spec: SandboxSpec = {
+      sessionId: 'probe',
+      argv: [],
+      cwd: baseDir,
+      workDir: '/tmp',
+      env: {},
+      limits: {},
+      network: 'none',
+      mounts: [],
+    };
+    const args = bwrapArgs(spec, { src: baseDir, writable: false }, ['/usr/bin/test', '-r', baseDir]).filter(
+      (x, i, all) => x !== '--block-fd' && all[i - 1] !== '--block-fd',
+    );
     const full = [...dropPrivileges(), bwrap, ...args];
     const r = await run(full[0]!, full.slice(1));
     if (r.code !== 0) {
-      return { ok: false, reason: `a canary sandbox failed (${r.stderr.trim() || `exit ${r.code}`}); is ${baseDir} readable by uid ${SANDBOX_UID}?` };
+      return {
+        ok: false,
+        reason: `a canary sandbox failed (${r.stderr.trim() || `exit ${r.code}`}); is ${baseDir} readable by uid ${SANDBOX_UID}?`,
+      };
     }
     return { ok: true };
   },
@@ -121,7 +157,13 @@ export const namespaceDriver: SandboxDriver = {
     if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
     const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
     const drop = dropPrivileges();
-    const args = bwrapArgs(spec, merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false }, argv, { shared: own, resolvConf: net?.resolvConf }, writable);
+    const args = bwrapArgs(
+      spec,
+      merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false },
+      argv,
+      { shared: own, resolvConf: net?.resolvConf },
+      writable,
+    );
     const full = [...drop, bwrap, ...args];
     return startChild({
       driver: 'namespace',

@@ -24,7 +24,17 @@ import { isRoot, run, which } from './host.js';
 export type NetworkMode = 'none' | 'egress' | 'host';
 
 /** Ranges a session never reaches in egress mode unless allowNet names them. */
-export const BLOCKED_V4 = ['127.0.0.0/8', '0.0.0.0/8', '10.0.0.0/8', '100.64.0.0/10', '169.254.0.0/16', '172.16.0.0/12', '192.168.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+export const BLOCKED_V4 = [
+  '127.0.0.0/8',
+  '0.0.0.0/8',
+  '10.0.0.0/8',
+  '100.64.0.0/10',
+  '169.254.0.0/16',
+  '172.16.0.0/12',
+  '192.168.0.0/16',
+  '224.0.0.0/4',
+  '240.0.0.0/4',
+];
 export const BLOCKED_V6 = ['::1/128', '::/128', '::ffff:0:0/96', 'fc00::/7', 'fe80::/10', 'ff00::/8'];
 
 /** slirp4netns's fixed addresses inside the namespace: the gateway (the host's loopback, when allowed) and DNS. */
@@ -64,10 +74,13 @@ export async function parseAllow(entries: readonly string[]): Promise<AllowRule[
       continue;
     }
     const hp = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(e);
-    if (!hp || Number(hp[2]) < 1 || Number(hp[2]) > 65535) throw new Error(`allowNet entry "${e}" is neither a CIDR (10.1.0.0/16), an address, nor HOST:PORT (db.internal:5432)`);
-    const addrs = isIP(hp[1]!) ? [{ address: hp[1]!, family: isIP(hp[1]!) }] : await lookup(hp[1]!, { all: true }).catch((err: Error) => {
-      throw new Error(`allowNet entry "${e}": cannot resolve ${hp[1]}: ${err.message}`);
-    });
+    if (!hp || Number(hp[2]) < 1 || Number(hp[2]) > 65535)
+      throw new Error(`allowNet entry "${e}" is neither a CIDR (10.1.0.0/16), an address, nor HOST:PORT (db.internal:5432)`);
+    const addrs = isIP(hp[1]!)
+      ? [{ address: hp[1]!, family: isIP(hp[1]!) }]
+      : await lookup(hp[1]!, { all: true }).catch((err: Error) => {
+          throw new Error(`allowNet entry "${e}": cannot resolve ${hp[1]}: ${err.message}`);
+        });
     for (const a of addrs) out.push({ cidr: `${a.address}/${a.family === 4 ? 32 : 128}`, port: Number(hp[2]), family: a.family as 4 | 6 });
   }
   return out;
@@ -116,8 +129,19 @@ export function egressRules(allow: readonly AllowRule[]): string {
 /** Why this host cannot give sessions the mode, or undefined when it can. */
 export function networkUnavailable(mode: NetworkMode): string | undefined {
   if (mode === 'host') return undefined;
-  if (!isRoot()) return `network "${mode}" needs berth to run as root (it makes a network namespace per session); run as root, or choose network: host`;
-  for (const [tool, pkg] of [['ip', 'iproute2'], ['nsenter', 'util-linux'], ['setpriv', 'util-linux'], ...(mode === 'egress' ? [['slirp4netns', 'slirp4netns'], ['nft', 'nftables']] : [])] as const) {
+  if (!isRoot())
+    return `network "${mode}" needs berth to run as root (it makes a network namespace per session); run as root, or choose network: host`;
+  for (const [tool, pkg] of [
+    ['ip', 'iproute2'],
+    ['nsenter', 'util-linux'],
+    ['setpriv', 'util-linux'],
+    ...(mode === 'egress'
+      ? [
+          ['slirp4netns', 'slirp4netns'],
+          ['nft', 'nftables'],
+        ]
+      : []),
+  ] as const) {
     if (!which(tool)) return `network "${mode}" needs ${tool} (apt-get install ${pkg})`;
   }
   return undefined;
@@ -201,7 +225,17 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
       await must(tool('nsenter'), [`--net=${path}`, '--', tool('nft'), '-f', '-'], 'loading the egress rules', egressRules(o.allow));
       const loopbackAllowed = o.allow.some(hostLoopback);
       const slirp = helper(
-        [tool('slirp4netns'), '--configure', '--mtu=65520', '--ready-fd=3', '--enable-seccomp', ...(loopbackAllowed ? [] : ['--disable-host-loopback']), '--netns-type=path', path, 'tap0'],
+        [
+          tool('slirp4netns'),
+          '--configure',
+          '--mtu=65520',
+          '--ready-fd=3',
+          '--enable-seccomp',
+          ...(loopbackAllowed ? [] : ['--disable-host-loopback']),
+          '--netns-type=path',
+          path,
+          'tap0',
+        ],
         ['ignore', 'ignore', 'pipe', 'pipe'],
       );
       helpers.push(slirp);
@@ -217,7 +251,10 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
         const socketPath = join(scratch, `http-${port}.sock`);
         const socat = which('socat');
         if (!socat) throw new Error('an http upstream in its own network needs socat (apt-get install socat)');
-        const p = helper([tool('nsenter'), `--net=${path}`, '--', socat, `UNIX-LISTEN:${socketPath},fork,mode=600,unlink-early`, `TCP:127.0.0.1:${port}`], ['ignore', 'ignore', 'pipe']);
+        const p = helper(
+          [tool('nsenter'), `--net=${path}`, '--', socat, `UNIX-LISTEN:${socketPath},fork,mode=600,unlink-early`, `TCP:127.0.0.1:${port}`],
+          ['ignore', 'ignore', 'pipe'],
+        );
         helpers.push(p);
         await waitForSocket(socketPath, p);
         return socketPath;
@@ -240,4 +277,3 @@ async function waitForSocket(path: string, p: ChildProcess): Promise<void> {
   }
   throw new Error(`the socket forwarder did not listen within 2 s: ${err.trim()}`);
 }
-

@@ -70,9 +70,16 @@ export function parsePackageCommand(argv: readonly string[]): PackageCommand | u
       if (!spec) throw new Error(`${what}: ${a} needs a package spec`);
       specs.push(spec);
     } else if (a.startsWith('--package=')) specs.push(a.slice('--package='.length));
-    else if (a === '-c' || a === '--call' || a.startsWith('--call=')) throw new Error(`${what}: ${a} runs a shell command, which berth does not host; name the package (and its bin with -p) instead`);
-    else if (a === '--no' || a === '--no-yes' || a === '--no-install') throw new Error(`${what}: ${a} runs only an already installed package; run that package's bin by path instead (berth run -- node /path/to/bin.js)`);
-    else throw new Error(`${what}: the ${prog} option ${a} is not supported (berth fills its package cache with npm install; set npm's registry and other options through its environment, e.g. npm_config_registry, or ~/.npmrc)`);
+    else if (a === '-c' || a === '--call' || a.startsWith('--call='))
+      throw new Error(`${what}: ${a} runs a shell command, which berth does not host; name the package (and its bin with -p) instead`);
+    else if (a === '--no' || a === '--no-yes' || a === '--no-install')
+      throw new Error(
+        `${what}: ${a} runs only an already installed package; run that package's bin by path instead (berth run -- node /path/to/bin.js)`,
+      );
+    else
+      throw new Error(
+        `${what}: the ${prog} option ${a} is not supported (berth fills its package cache with npm install; set npm's registry and other options through its environment, e.g. npm_config_registry, or ~/.npmrc)`,
+      );
   }
   const first = rest[i];
   if (!first) throw new Error(`${what}: no package named`);
@@ -94,7 +101,10 @@ export function packageCacheRoot(configured?: string): string {
 
 /** The package directory of a runtime's command: its name, plus a digest of what is installed in it. */
 export function packageDir(root: string, runtimeName: string, cmd: PackageCommand): string {
-  const digest = createHash('sha256').update(JSON.stringify(['npm', cmd.specs])).digest('hex').slice(0, 16);
+  const digest = createHash('sha256')
+    .update(JSON.stringify(['npm', cmd.specs]))
+    .digest('hex')
+    .slice(0, 16);
   return join(root, `${runtimeName}-${digest}`);
 }
 
@@ -172,7 +182,16 @@ async function ensureFilled(dir: string, cmd: PackageCommand, cfg: PackageCacheC
   try {
     await chmod(tmp, 0o755); // mkdtemp's 0700 would hide the tree from the sandbox uid
     await writeFile(join(tmp, 'package.json'), JSON.stringify({ private: true, description: `berth package cache: ${what}` }) + '\n');
-    const args = ['install', '--prefix', tmp, '--no-audit', '--no-fund', '--no-update-notifier', '--omit=dev', ...(cfg.installScripts ? [] : ['--ignore-scripts'])];
+    const args = [
+      'install',
+      '--prefix',
+      tmp,
+      '--no-audit',
+      '--no-fund',
+      '--no-update-notifier',
+      '--omit=dev',
+      ...(cfg.installScripts ? [] : ['--ignore-scripts']),
+    ];
     // A refresh asks the registry what the spec means now (a new latest), rather than npm's cached answer.
     if (cfg.refresh) args.push('--prefer-online');
     args.push('--', ...cmd.specs);
@@ -261,7 +280,9 @@ function runInstaller(npm: string, args: string[], timeoutMs: number, what: stri
       if (partial.trim()) tail.push(partial);
       log.error({ stderr: tail }, `package cache: could not install ${what}: ${reason}`);
       const gist = tail.find((l) => /^npm (error|ERR!) (?!(code|errno|syscall) |\s|A complete log|Log files)/.test(l));
-      reject(new PackageInstallError(`could not install ${what} into the package cache: ${reason}${gist ? ` (${gist.trim()})` : ''}`, tail));
+      reject(
+        new PackageInstallError(`could not install ${what} into the package cache: ${reason}${gist ? ` (${gist.trim()})` : ''}`, tail),
+      );
     };
     p.on('error', (e) => {
       clearTimeout(timer);
@@ -280,7 +301,10 @@ function runInstaller(npm: string, args: string[], timeoutMs: number, what: stri
 
 /** The bin npx would run: the only one, else the one named after the package (without its scope). */
 function chooseBin(pkgDir: string): string {
-  const manifest = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { name?: string; bin?: string | Record<string, string> };
+  const manifest = JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as {
+    name?: string;
+    bin?: string | Record<string, string>;
+  };
   const name = manifest.name ?? basename(pkgDir);
   const bins = typeof manifest.bin === 'string' ? { [name.replace(/^@[^/]+\//, '')]: manifest.bin } : (manifest.bin ?? {});
   const names = Object.keys(bins);
@@ -310,8 +334,14 @@ function commandFrom(dir: string, cmd: PackageCommand): string[] {
     }
     file = realpathSync(link);
   } else {
-    const deps = Object.keys((JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {});
-    if (deps.length !== 1) throw new PackageInstallError(`npm install of ${cmd.specs[0]} recorded ${deps.length} packages in ${dir}/package.json, expected 1`, []);
+    const deps = Object.keys(
+      (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {},
+    );
+    if (deps.length !== 1)
+      throw new PackageInstallError(
+        `npm install of ${cmd.specs[0]} recorded ${deps.length} packages in ${dir}/package.json, expected 1`,
+        [],
+      );
     file = realpathSync(chooseBin(join(dir, 'node_modules', deps[0]!)));
   }
   const first = readFileSync(file, 'utf8').split('\n', 1)[0]!;

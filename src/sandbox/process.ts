@@ -28,7 +28,9 @@ export const processDriver: SandboxDriver = {
   },
   async start(spec) {
     const [file, ...args] = resolveArgv(spec.argv, spec.cwd);
-    const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, process.getuid?.() ?? 0, 0o700, spec.notice) : undefined;
+    const capped = spec.limits.disk
+      ? await mountCapped(spec.workDir, spec.limits.disk, process.getuid?.() ?? 0, 0o700, spec.notice)
+      : undefined;
     const net = await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId });
     return startChild({
       driver: 'process',

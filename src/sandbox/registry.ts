@@ -4,7 +4,18 @@
 // directories whose owner is dead, and only those, so concurrent berths never touch each other's sandboxes.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -47,7 +58,11 @@ export function useStateRoot(dir: string): void {
 export function stateRoot(): string {
   root ??=
     process.env.BERTH_STATE_DIR ??
-    (isRoot() ? '/run/berth' : process.env.XDG_RUNTIME_DIR ? join(process.env.XDG_RUNTIME_DIR, 'berth') : join(tmpdir(), `berth-state-${process.getuid?.() ?? 'user'}`));
+    (isRoot()
+      ? '/run/berth'
+      : process.env.XDG_RUNTIME_DIR
+        ? join(process.env.XDG_RUNTIME_DIR, 'berth')
+        : join(tmpdir(), `berth-state-${process.getuid?.() ?? 'user'}`));
   return root;
 }
 
@@ -153,9 +168,12 @@ function mountPoints(): string[] {
 }
 
 /** Guards against a damaged record naming / or a top-level directory. */
-const deepEnough = (p: unknown): p is string => typeof p === 'string' && p.startsWith('/') && !p.includes('/../') && p.split('/').filter(Boolean).length >= 2;
+const deepEnough = (p: unknown): p is string =>
+  typeof p === 'string' && p.startsWith('/') && !p.includes('/../') && p.split('/').filter(Boolean).length >= 2;
 
-async function sweepRecord(rec: SandboxRecord): Promise<{ killed: number; cgroups: string[]; mounts: string[]; dirs: string[]; netns: string[] }> {
+async function sweepRecord(
+  rec: SandboxRecord,
+): Promise<{ killed: number; cgroups: string[]; mounts: string[]; dirs: string[]; netns: string[] }> {
   const pids = leftoverProcs(rec);
   for (const p of pids) {
     try {
@@ -240,7 +258,10 @@ export async function sweepDeadInstances(log: Logger): Promise<number> {
     }
     if (swept) log.info({ sandboxes: swept, stateDir: dir }, `swept ${swept} sandbox(es) left by dead berth instances`);
   } catch (e) {
-    log.warn({ stateDir: stateRoot() }, `cannot sweep sandboxes left by dead berths (and a killed berth's will not be): ${(e as Error).message}`);
+    log.warn(
+      { stateDir: stateRoot() },
+      `cannot sweep sandboxes left by dead berths (and a killed berth's will not be): ${(e as Error).message}`,
+    );
   }
   return swept;
 }

@@ -72,8 +72,12 @@ export function createAuthenticator(auth: AuthConfig, info: ResourceInfo): Authe
 function apiKeyAuthenticator(auth: Extract<AuthConfig, { kind: 'api-key' }>, info: ResourceInfo): Authenticator {
   const keys = auth.keys.map((k) => ({ name: k.name, digest: Buffer.from(k.sha256, 'hex') }));
   if (auth.keysEnv) {
-    const plain = (process.env[auth.keysEnv] ?? '').split(',').map((k) => k.trim()).filter(Boolean);
-    if (plain.length === 0 && keys.length === 0) throw new Error(`auth: the environment variable ${auth.keysEnv} (keysEnv) holds no API keys`);
+    const plain = (process.env[auth.keysEnv] ?? '')
+      .split(',')
+      .map((k) => k.trim())
+      .filter(Boolean);
+    if (plain.length === 0 && keys.length === 0)
+      throw new Error(`auth: the environment variable ${auth.keysEnv} (keysEnv) holds no API keys`);
     plain.forEach((k, i) => keys.push({ name: `key-${i + 1}`, digest: createHash('sha256').update(k).digest() }));
   }
   return {
@@ -102,7 +106,11 @@ function scopesOf(payload: JWTPayload): string[] {
 
 function jwtAuthenticator(auth: Extract<AuthConfig, { kind: 'jwt' }>, info: ResourceInfo): Authenticator {
   // jose caches the key set and refetches it (no more often than the cooldown) when a token names an unknown kid.
-  const jwks = createRemoteJWKSet(new URL(auth.jwksUrl), { cooldownDuration: auth.jwksCooldown, cacheMaxAge: 10 * 60_000, timeoutDuration: 5000 });
+  const jwks = createRemoteJWKSet(new URL(auth.jwksUrl), {
+    cooldownDuration: auth.jwksCooldown,
+    cacheMaxAge: 10 * 60_000,
+    timeoutDuration: 5000,
+  });
   const audience = () => (auth.audience === undefined ? info.resourceUrls() : auth.audience);
   return {
     kind: 'jwt',
@@ -121,7 +129,12 @@ function jwtAuthenticator(auth: Extract<AuthConfig, { kind: 'jwt' }>, info: Reso
       } catch (e) {
         // Not a verdict on the token (the JWKS could not be fetched): say so, and let the client retry.
         if (e instanceof joseErrors.JWKSTimeout || !(e instanceof joseErrors.JOSEError)) {
-          throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: cannot verify tokens, the issuer's JWKS is unreachable (${(e as Error).message})`, { headers: { 'retry-after': '5' } });
+          throw new HttpError(
+            503,
+            ErrorCode.ServerError,
+            `Service Unavailable: cannot verify tokens, the issuer's JWKS is unreachable (${(e as Error).message})`,
+            { headers: { 'retry-after': '5' } },
+          );
         }
         const why = describeJwtError(e as joseErrors.JOSEError);
         throw unauthorized(info, `the bearer token is not valid: ${why}`, why);
@@ -129,7 +142,13 @@ function jwtAuthenticator(auth: Extract<AuthConfig, { kind: 'jwt' }>, info: Reso
       const scopes = scopesOf(payload);
       const missing = auth.scopes.filter((s) => !scopes.includes(s));
       if (missing.length) {
-        throw new HttpError(403, ErrorCode.ServerError, `Forbidden: the token lacks the scope(s) ${missing.join(' ')}`, { headers: challenge(info, { code: 'insufficient_scope', description: `requires ${auth.scopes.join(' ')}`, scope: auth.scopes.join(' ') }) });
+        throw new HttpError(403, ErrorCode.ServerError, `Forbidden: the token lacks the scope(s) ${missing.join(' ')}`, {
+          headers: challenge(info, {
+            code: 'insufficient_scope',
+            description: `requires ${auth.scopes.join(' ')}`,
+            scope: auth.scopes.join(' '),
+          }),
+        });
       }
       return { kind: 'jwt', subject: payload.sub!, issuer: payload.iss, scopes };
     },

@@ -118,14 +118,31 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     const { memory, cpus, pids, disk } = config.limits;
     const allowNet = await allowRules(config.allowNet);
     const mounts = [...config.mounts, ...neededRoots(argv, ctx.baseDir, config.mounts, ctx.sessionRoot ?? tmpdir())];
-    sandbox = await ctx.driver.start({ sessionId: id, argv, cwd: ctx.baseDir, workDir, env, limits: { memory, cpus, pids, disk: disk || undefined }, port, network: config.network, allowNet, mounts, hide: ctx.hide, notice: (what) => log.child({ session: logId(id) }).warn(what) });
+    sandbox = await ctx.driver.start({
+      sessionId: id,
+      argv,
+      cwd: ctx.baseDir,
+      workDir,
+      env,
+      limits: { memory, cpus, pids, disk: disk || undefined },
+      port,
+      network: config.network,
+      allowNet,
+      mounts,
+      hide: ctx.hide,
+      notice: (what) => log.child({ session: logId(id) }).warn(what),
+    });
   } catch (e) {
     ctx.startRecord?.failed(e, (e as Partial<PackageInstallError>).stderrTail);
     await rm(workDir, { recursive: true, force: true });
     throw e;
   }
   const slog = log.child({ session: logId(id) });
-  const noise = new ServerNoise(config.limits, slog, ctx.metrics && ((stream, n) => ctx.metrics!.outputDropped.inc({ runtime: ctx.runtimeName, stream }, n)));
+  const noise = new ServerNoise(
+    config.limits,
+    slog,
+    ctx.metrics && ((stream, n) => ctx.metrics!.outputDropped.inc({ runtime: ctx.runtimeName, stream }, n)),
+  );
   const tail: string[] = [];
   noise.follow(sandbox.stderr, tail);
   const startedAt = performance.now();
@@ -133,7 +150,9 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     // Inside a network of its own the server is reached through the sandbox's Unix socket, never a host port.
     const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, config.forwardHeaders);
     const launched: Launched = { id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
-    launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited), sandbox, tail).then(() => void (launched.isReady = true));
+    launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited), sandbox, tail).then(
+      () => void (launched.isReady = true),
+    );
     launched.ready.catch(() => undefined);
     return launched;
   }
@@ -144,7 +163,12 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     relay.close(ErrorCode.ServerError, `Server error: ${channel.overflowed}`);
     void sandbox.stop(0);
   });
-  channel.on('invalid', (line, reason, bytes) => noise.admit('stdout', bytes, 200) && slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`));
+  channel.on(
+    'invalid',
+    (line, reason, bytes) =>
+      noise.admit('stdout', bytes, 200) &&
+      slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`),
+  );
   const relay = new StdioRelay(channel, {
     stateless: config.mode === 'stateless',
     streams: config.streams,
@@ -158,12 +182,22 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     channel.onBytes = (direction, n) => m.bytes.inc({ runtime, direction }, n);
     relay.on('answered', (method, ms) => m.serverRequestSeconds.observe({ runtime, method }, ms / 1000));
   }
-  const launched: Launched = { id, workDir, sandbox, startedAt, upstream: new StdioUpstream(channel, relay), isReady: false, ready: Promise.resolve() };
-  const probe =
-    config.readyProbe === 'ping'
-      ? relay.call('ping').then(() => undefined)
-      : Promise.resolve();
-  launched.ready = recorded(ctx, withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping'), sandbox, tail).then(() => void (launched.isReady = true));
+  const launched: Launched = {
+    id,
+    workDir,
+    sandbox,
+    startedAt,
+    upstream: new StdioUpstream(channel, relay),
+    isReady: false,
+    ready: Promise.resolve(),
+  };
+  const probe = config.readyProbe === 'ping' ? relay.call('ping').then(() => undefined) : Promise.resolve();
+  launched.ready = recorded(
+    ctx,
+    withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping'),
+    sandbox,
+    tail,
+  ).then(() => void (launched.isReady = true));
   launched.ready.catch(() => undefined);
   return launched;
 }
@@ -176,7 +210,8 @@ function recorded(ctx: LaunchContext, ready: Promise<void>, sandbox: Sandbox, st
     () => starts.succeeded(),
     async (e: unknown) => {
       // A server that died says why on stderr, which may still be in its pipe when the exit is seen: a moment for it.
-      if (sandbox.stderr.readable) await Promise.race([once(sandbox.stderr, 'close'), new Promise((r) => setTimeout(r, 500).unref())]).catch(() => undefined);
+      if (sandbox.stderr.readable)
+        await Promise.race([once(sandbox.stderr, 'close'), new Promise((r) => setTimeout(r, 500).unref())]).catch(() => undefined);
       starts.failed(e, stderrTail);
       throw e;
     },

@@ -79,7 +79,11 @@ export class ServerNoise {
     eachLine(stream, this.limits.stderrLineSize, log, this.gate('stderr'));
     stream.once('close', () => {
       const { stderr, stdout } = this.droppedBytes;
-      if (stderr + stdout > 0) this.log.warn({ droppedStderrBytes: stderr, droppedStdoutBytes: stdout }, 'server output dropped over its budget (limits.stderrRate, stderrBurst, stderrLineSize), in total');
+      if (stderr + stdout > 0)
+        this.log.warn(
+          { droppedStderrBytes: stderr, droppedStdoutBytes: stdout },
+          'server output dropped over its budget (limits.stderrRate, stderrBurst, stderrLineSize), in total',
+        );
     });
   }
 

@@ -27,30 +27,32 @@ export class WarmPool {
     if (this.closed || this.failures >= 5) return;
     while (this.idle.length + this.starting < this.size) {
       this.starting++;
-      const p = this.gate.run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), { refill: true }).then(
-        (l) => {
-          this.starting--;
-          if (this.closed) return dispose(l, this.ctx.config.limits.stopGrace);
-          this.failures = 0;
-          this.idle.push(l);
-          // A warm server that dies while waiting is replaced, never handed out.
-          void l.sandbox.exited.then(() => {
-            const i = this.idle.indexOf(l);
-            if (i >= 0) {
-              this.idle.splice(i, 1);
-              void dispose(l, 0);
-              this.fill();
-            }
-          });
-        },
-        (err: Error) => {
-          this.starting--;
-          if (this.closed) return;
-          this.failures++;
-          this.log.error({ err: err.message }, 'warm server failed to start');
-          if (!this.closed) setTimeout(() => this.fill(), 250 * this.failures).unref();
-        },
-      );
+      const p = this.gate
+        .run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), { refill: true })
+        .then(
+          (l) => {
+            this.starting--;
+            if (this.closed) return dispose(l, this.ctx.config.limits.stopGrace);
+            this.failures = 0;
+            this.idle.push(l);
+            // A warm server that dies while waiting is replaced, never handed out.
+            void l.sandbox.exited.then(() => {
+              const i = this.idle.indexOf(l);
+              if (i >= 0) {
+                this.idle.splice(i, 1);
+                void dispose(l, 0);
+                this.fill();
+              }
+            });
+          },
+          (err: Error) => {
+            this.starting--;
+            if (this.closed) return;
+            this.failures++;
+            this.log.error({ err: err.message }, 'warm server failed to start');
+            if (!this.closed) setTimeout(() => this.fill(), 250 * this.failures).unref();
+          },
+        );
       this.launches.add(p);
       void p.finally(() => this.launches.delete(p));
     }
@@ -68,11 +70,13 @@ export class WarmPool {
     this.failures = 0;
     // A cold start is one of the pool's launches: close() waits for it (it gives up at shutdown and stops its server),
     // and one that comes up after close is stopped, never handed out — else berth exits with its sandbox running.
-    const p = this.gate.run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), o).then(async (started) => {
-      if (!this.closed) return started;
-      await dispose(started, this.ctx.config.limits.stopGrace);
-      throw new Error('the pool is closed');
-    });
+    const p = this.gate
+      .run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), o)
+      .then(async (started) => {
+        if (!this.closed) return started;
+        await dispose(started, this.ctx.config.limits.stopGrace);
+        throw new Error('the pool is closed');
+      });
     const settled = p.then(
       () => undefined,
       () => undefined,

@@ -52,7 +52,13 @@ export class RuntimeSessions {
   static idOf(value: string | string[] | undefined, requestId: string | number | null): string | undefined {
     if (value === undefined) return undefined;
     const id = Array.isArray(value) ? value[0]! : value;
-    if (!ID.test(id)) throw new HttpError(400, ErrorCode.ServerError, 'Bad Request: Berth-Runtime-Session must be 22 to 128 characters of A-Z a-z 0-9 _ -', { id: requestId });
+    if (!ID.test(id))
+      throw new HttpError(
+        400,
+        ErrorCode.ServerError,
+        'Bad Request: Berth-Runtime-Session must be 22 to 128 characters of A-Z a-z 0-9 _ -',
+        { id: requestId },
+      );
     return id;
   }
 
@@ -65,7 +71,12 @@ export class RuntimeSessions {
     const key = this.key(id, principal);
     const grave = this.tombstones.get(key);
     if (grave && grave.until > Date.now()) {
-      throw new HttpError(404, -31001, `Runtime session ended (${grave.reason}: ${grave.detail}); its state is gone. Name a new id to start another`, { id: requestId, data: { reason: grave.reason } });
+      throw new HttpError(
+        404,
+        -31001,
+        `Runtime session ended (${grave.reason}: ${grave.detail}); its state is gone. Name a new id to start another`,
+        { id: requestId, data: { reason: grave.reason } },
+      );
     }
     this.tombstones.delete(key);
     let pending = this.live.get(key);
@@ -91,15 +102,29 @@ export class RuntimeSessions {
   }
 
   private async create(key: string, id: string, principal: Principal, requestId: string | number): Promise<Session> {
-    if (this.closed) throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { id: requestId, headers: { 'retry-after': '5' } });
+    if (this.closed)
+      throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', {
+        id: requestId,
+        headers: { 'retry-after': '5' },
+      });
     const { maxSessions, maxSessionsPerPrincipal } = this.ctx.config.limits;
     if (this.live.size >= maxSessions) {
-      throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: this runtime holds its maximum of ${maxSessions} runtime sessions (maxSessions)`, { id: requestId, headers: { 'retry-after': '5' } });
+      throw new HttpError(
+        503,
+        ErrorCode.ServerError,
+        `Service Unavailable: this runtime holds its maximum of ${maxSessions} runtime sessions (maxSessions)`,
+        { id: requestId, headers: { 'retry-after': '5' } },
+      );
     }
     const who = principalKey(principal);
     const held = this.perPrincipal.get(who) ?? 0;
     if (principal.kind !== 'anonymous' && held >= maxSessionsPerPrincipal) {
-      throw new HttpError(429, ErrorCode.ServerError, `Too Many Requests: ${principal.subject} already holds ${held} runtime sessions (limits.maxSessionsPerPrincipal); DELETE one first`, { id: requestId, headers: { 'retry-after': '30' } });
+      throw new HttpError(
+        429,
+        ErrorCode.ServerError,
+        `Too Many Requests: ${principal.subject} already holds ${held} runtime sessions (limits.maxSessionsPerPrincipal); DELETE one first`,
+        { id: requestId, headers: { 'retry-after': '30' } },
+      );
     }
     this.perPrincipal.set(who, held + 1);
     for (const [k, t] of this.tombstones) if (t.until <= Date.now()) this.tombstones.delete(k);
@@ -108,15 +133,26 @@ export class RuntimeSessions {
       server = await this.pool.take();
     } catch (e) {
       this.release(who);
-      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, { id: requestId });
+      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {
+        id: requestId,
+      });
     } finally {
       setTimeout(() => this.pool.fill(), 250).unref(); // refill after this start, not competing with it
     }
     const session = new Session(server, this.ctx.runtimeName, this.ctx.config, principal);
     session.kind = 'runtime';
     this.sessions.add(session);
-    const audit = { runtimeSession: id.slice(0, 8), session: logId(session.id), principal: principal.subject, issuer: principal.issuer, auth: principal.kind };
-    this.log.info({ audit: 'session.created', kind: 'runtime', ...audit, driver: server.sandbox.driver, pid: server.sandbox.pid }, 'runtime session created');
+    const audit = {
+      runtimeSession: id.slice(0, 8),
+      session: logId(session.id),
+      principal: principal.subject,
+      issuer: principal.issuer,
+      auth: principal.kind,
+    };
+    this.log.info(
+      { audit: 'session.created', kind: 'runtime', ...audit, driver: server.sandbox.driver, pid: server.sandbox.pid },
+      'runtime session created',
+    );
     this.metrics?.sessionsCreated.inc({ runtime: this.ctx.runtimeName });
     session.once('ended', (reason, detail) => {
       this.release(who);
@@ -124,7 +160,10 @@ export class RuntimeSessions {
       if (this.live.get(key)) this.live.delete(key);
       if (reason !== 'deleted') this.tombstones.set(key, { reason, detail, until: session.createdAt + this.ctx.config.maxLifetime });
       this.metrics?.sessionsEnded.inc({ runtime: this.ctx.runtimeName, reason });
-      this.log.info({ audit: 'session.ended', kind: 'runtime', ...audit, reason, detail, durationMs: Date.now() - session.createdAt }, 'runtime session ended');
+      this.log.info(
+        { audit: 'session.ended', kind: 'runtime', ...audit, reason, detail, durationMs: Date.now() - session.createdAt },
+        'runtime session ended',
+      );
     });
     return session;
   }

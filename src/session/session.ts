@@ -124,10 +124,13 @@ export class Session extends EventEmitter<SessionEvents> {
     this.idleTimer = undefined;
     if (!this.live || this.inFlight > 0) return;
     const due = this.lastActivity + this.config.idleTimeout - Date.now();
-    this.idleTimer = setTimeout(() => {
-      if (this.inFlight === 0 && Date.now() - this.lastActivity >= this.config.idleTimeout - 5) void this.end('idle');
-      else this.armIdle();
-    }, Math.max(0, due));
+    this.idleTimer = setTimeout(
+      () => {
+        if (this.inFlight === 0 && Date.now() - this.lastActivity >= this.config.idleTimeout - 5) void this.end('idle');
+        else this.armIdle();
+      },
+      Math.max(0, due),
+    );
     this.idleTimer.unref();
   }
 

@@ -125,7 +125,8 @@ export class SharedPool<T> {
     for (const m of [...this.members]) {
       if (this.closed) return;
       if (this.load(m) > 0) m.usedAt = now;
-      else if (m.owner !== undefined ? now - m.usedAt >= Math.max(this.o.ownerIdle, PICKED_GRACE) : this.fresh > this.o.size + this.wanted) this.stop(m);
+      else if (m.owner !== undefined ? now - m.usedAt >= Math.max(this.o.ownerIdle, PICKED_GRACE) : this.fresh > this.o.size + this.wanted)
+        this.stop(m);
     }
   }
 
@@ -137,7 +138,9 @@ export class SharedPool<T> {
   /** The pool is full and `owner` has nothing to use: an idle member of another principal makes room. */
   private evictFor(owner: string): void {
     if (this.room) return;
-    const idle = this.members.filter((m) => m.owner !== undefined && m.owner !== owner && this.load(m) === 0 && Date.now() - m.usedAt > PICKED_GRACE);
+    const idle = this.members.filter(
+      (m) => m.owner !== undefined && m.owner !== owner && this.load(m) === 0 && Date.now() - m.usedAt > PICKED_GRACE,
+    );
     if (idle.length === 0) return;
     this.stop(idle.reduce((a, b) => (b.usedAt < a.usedAt ? b : a)));
   }

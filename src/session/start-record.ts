@@ -56,6 +56,11 @@ export class StartRecord {
 
   get health(): StartHealth {
     const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
-    return { consecutiveFailures: this.failures, lastError: this.lastError?.message ?? null, lastErrorAt: iso(this.lastError?.at), lastSuccessAt: iso(this.lastSuccess) };
+    return {
+      consecutiveFailures: this.failures,
+      lastError: this.lastError?.message ?? null,
+      lastErrorAt: iso(this.lastError?.at),
+      lastSuccessAt: iso(this.lastSuccess),
+    };
   }
 }

@@ -37,7 +37,9 @@ export class HttpError extends Error {
 
   /** Any thrown value as a refusal: an HttpError as it is, anything else a 500 naming it. */
   static from(e: unknown): HttpError {
-    return e instanceof HttpError ? e : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error)?.message ?? String(e)}`);
+    return e instanceof HttpError
+      ? e
+      : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error)?.message ?? String(e)}`);
   }
 
   get body(): string {
@@ -89,9 +91,17 @@ export function sendJson(res: ServerResponse, status: number, value: unknown, he
 export function clientErrorAnswer(err: Error & { code?: string; reason?: string }, maxHeaderSize: number): HttpError {
   switch (err.code) {
     case 'HPE_HEADER_OVERFLOW':
-      return new HttpError(431, ErrorCode.ServerError, `Request Header Fields Too Large: the request line and headers exceed ${maxHeaderSize} bytes`);
+      return new HttpError(
+        431,
+        ErrorCode.ServerError,
+        `Request Header Fields Too Large: the request line and headers exceed ${maxHeaderSize} bytes`,
+      );
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return new HttpError(408, ErrorCode.ServerError, 'Request Timeout: the request headers (or a body nobody reads) did not arrive in time');
+      return new HttpError(
+        408,
+        ErrorCode.ServerError,
+        'Request Timeout: the request headers (or a body nobody reads) did not arrive in time',
+      );
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
       return new HttpError(413, ErrorCode.ServerError, 'Payload Too Large: chunk extensions too long');
     default: {

@@ -1,10 +1,28 @@
 // JSON-RPC 2.0 message shapes, classification and error construction.
 
 export type JsonRpcId = string | number;
-export interface JsonRpcRequest { jsonrpc: '2.0'; id: JsonRpcId; method: string; params?: Record<string, unknown> }
-export interface JsonRpcNotification { jsonrpc: '2.0'; method: string; params?: Record<string, unknown> }
-export interface JsonRpcResponse { jsonrpc: '2.0'; id: JsonRpcId | null; result?: unknown; error?: JsonRpcErrorObject }
-export interface JsonRpcErrorObject { code: number; message: string; data?: unknown }
+export interface JsonRpcRequest {
+  jsonrpc: '2.0';
+  id: JsonRpcId;
+  method: string;
+  params?: Record<string, unknown>;
+}
+export interface JsonRpcNotification {
+  jsonrpc: '2.0';
+  method: string;
+  params?: Record<string, unknown>;
+}
+export interface JsonRpcResponse {
+  jsonrpc: '2.0';
+  id: JsonRpcId | null;
+  result?: unknown;
+  error?: JsonRpcErrorObject;
+}
+export interface JsonRpcErrorObject {
+  code: number;
+  message: string;
+  data?: unknown;
+}
 export type JsonRpcMessage = JsonRpcRequest | JsonRpcNotification | JsonRpcResponse;
 /** A POST body: one message, or a batch of them. */
 export interface ParsedBody {

@@ -24,14 +24,22 @@ export const ALL_SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ..
  */
 export function statusOfServerError(code: number): number {
   if (code === ErrorCode.MethodNotFound) return 404;
-  if (code === ModernErrorCode.HeaderMismatch || code === ModernErrorCode.MissingRequiredClientCapability || code === ModernErrorCode.UnsupportedProtocolVersion) return 400;
+  if (
+    code === ModernErrorCode.HeaderMismatch ||
+    code === ModernErrorCode.MissingRequiredClientCapability ||
+    code === ModernErrorCode.UnsupportedProtocolVersion
+  )
+    return 400;
   return 200;
 }
 
 /** berth serves every version of both eras in front of any server, so a discover answer names them all. */
 export function withAllVersions(result: Record<string, unknown>): Record<string, unknown> {
   const own = Array.isArray(result.supportedVersions) ? (result.supportedVersions as unknown[]) : [];
-  return { ...result, supportedVersions: [...new Set([...ALL_SUPPORTED_VERSIONS, ...own.filter((v): v is string => typeof v === 'string')])] };
+  return {
+    ...result,
+    supportedVersions: [...new Set([...ALL_SUPPORTED_VERSIONS, ...own.filter((v): v is string => typeof v === 'string')])],
+  };
 }
 
 /** Requests of the handshake era that 2026-07-28 removed: 404 -32601, never forwarded. */
@@ -69,59 +77,114 @@ export const wire2026: WireRevision = {
   versions: MODERN_VERSIONS,
 
   validatePost(req: IncomingMessage, parsed: ParsedBody): RequestContext {
-    if (parsed.batch) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: batches are not part of protocol version 2026-07-28; send one message per POST');
+    if (parsed.batch)
+      throw new HttpError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Invalid Request: batches are not part of protocol version 2026-07-28; send one message per POST',
+      );
     const m = parsed.messages[0]!;
     const headerVersion = header(req, VERSION_HEADER);
     if (isNotification(m)) {
       // No client notification is defined on HTTP in this revision (cancelling = closing the stream): accept, drop.
       return { era: 'modern', version: headerVersion ?? MODERN_VERSIONS[0], notification: m };
     }
-    if (!isRequest(m)) throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: protocol version 2026-07-28 has no client responses (there are no server requests to answer)');
+    if (!isRequest(m))
+      throw new HttpError(
+        400,
+        ErrorCode.InvalidRequest,
+        'Invalid Request: protocol version 2026-07-28 has no client responses (there are no server requests to answer)',
+      );
     const id = m.id;
     if (headerVersion === undefined) {
-      throw mismatch(id, 'the MCP-Protocol-Version header is required and must equal params._meta["io.modelcontextprotocol/protocolVersion"]', { header: 'MCP-Protocol-Version' });
+      throw mismatch(
+        id,
+        'the MCP-Protocol-Version header is required and must equal params._meta["io.modelcontextprotocol/protocolVersion"]',
+        { header: 'MCP-Protocol-Version' },
+      );
     }
     const meta = m.params?._meta;
-    if (!isObject(meta)) throw new HttpError(400, ErrorCode.InvalidParams, 'Invalid params: params._meta with the per-request protocol fields is required', { id: id });
+    if (!isObject(meta))
+      throw new HttpError(400, ErrorCode.InvalidParams, 'Invalid params: params._meta with the per-request protocol fields is required', {
+        id: id,
+      });
     const version = meta[META_PROTOCOL_VERSION];
-    if (typeof version !== 'string') throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_PROTOCOL_VERSION}"] must be a string`, { id: id });
+    if (typeof version !== 'string')
+      throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_PROTOCOL_VERSION}"] must be a string`, {
+        id: id,
+      });
     const caps = meta[META_CLIENT_CAPABILITIES];
-    if (!isObject(caps)) throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: params._meta["${META_CLIENT_CAPABILITIES}"] must be an object ({} for none)`, { id: id });
+    if (!isObject(caps))
+      throw new HttpError(
+        400,
+        ErrorCode.InvalidParams,
+        `Invalid params: params._meta["${META_CLIENT_CAPABILITIES}"] must be an object ({} for none)`,
+        { id: id },
+      );
     if (headerVersion !== version) {
-      throw mismatch(id, `MCP-Protocol-Version ${JSON.stringify(headerVersion)} does not match the body's ${JSON.stringify(version)}`, { header: 'MCP-Protocol-Version', expected: version, received: headerVersion });
+      throw mismatch(id, `MCP-Protocol-Version ${JSON.stringify(headerVersion)} does not match the body's ${JSON.stringify(version)}`, {
+        header: 'MCP-Protocol-Version',
+        expected: version,
+        received: headerVersion,
+      });
     }
     if (!(MODERN_VERSIONS as readonly string[]).includes(version)) {
-      throw new HttpError(400, ModernErrorCode.UnsupportedProtocolVersion, `Unsupported protocol version ${JSON.stringify(version)} (supported: ${ALL_SUPPORTED_VERSIONS.join(', ')})`, { id: id, data: {
-        supported: ALL_SUPPORTED_VERSIONS,
-        requested: version,
-      } });
+      throw new HttpError(
+        400,
+        ModernErrorCode.UnsupportedProtocolVersion,
+        `Unsupported protocol version ${JSON.stringify(version)} (supported: ${ALL_SUPPORTED_VERSIONS.join(', ')})`,
+        {
+          id: id,
+          data: {
+            supported: ALL_SUPPORTED_VERSIONS,
+            requested: version,
+          },
+        },
+      );
     }
     const method = header(req, METHOD_HEADER);
     if (method !== m.method) {
-      throw mismatch(id, method === undefined ? 'the Mcp-Method header is required' : `Mcp-Method ${JSON.stringify(method)} does not match the body's method ${JSON.stringify(m.method)}`, {
-        header: 'Mcp-Method',
-        expected: m.method,
-        ...(method !== undefined ? { received: method } : {}),
-      });
+      throw mismatch(
+        id,
+        method === undefined
+          ? 'the Mcp-Method header is required'
+          : `Mcp-Method ${JSON.stringify(method)} does not match the body's method ${JSON.stringify(m.method)}`,
+        {
+          header: 'Mcp-Method',
+          expected: m.method,
+          ...(method !== undefined ? { received: method } : {}),
+        },
+      );
     }
     const param = NAME_PARAM[m.method];
     if (param) {
       const expected = m.params?.[param];
-      if (typeof expected !== 'string') throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: ${m.method} needs a string params.${param}`, { id: id });
+      if (typeof expected !== 'string')
+        throw new HttpError(400, ErrorCode.InvalidParams, `Invalid params: ${m.method} needs a string params.${param}`, { id: id });
       const raw = header(req, NAME_HEADER);
-      if (raw === undefined) throw mismatch(id, `the Mcp-Name header is required for ${m.method} (params.${param})`, { header: 'Mcp-Name', expected });
+      if (raw === undefined)
+        throw mismatch(id, `the Mcp-Name header is required for ${m.method} (params.${param})`, { header: 'Mcp-Name', expected });
       const name = decodeHeaderValue(raw);
-      if (name === undefined) throw mismatch(id, 'Mcp-Name is not a valid header value (raw visible ASCII, or =?base64?…?= UTF-8)', { header: 'Mcp-Name' });
-      if (name !== expected) throw mismatch(id, `Mcp-Name does not match params.${param}`, { header: 'Mcp-Name', expected, received: name });
+      if (name === undefined)
+        throw mismatch(id, 'Mcp-Name is not a valid header value (raw visible ASCII, or =?base64?…?= UTF-8)', { header: 'Mcp-Name' });
+      if (name !== expected)
+        throw mismatch(id, `Mcp-Name does not match params.${param}`, { header: 'Mcp-Name', expected, received: name });
     }
     if (REMOVED_METHODS.has(m.method)) {
-      throw new HttpError(404, ErrorCode.MethodNotFound, `Method not found: ${m.method} is not part of protocol version ${version}`, { id: id });
+      throw new HttpError(404, ErrorCode.MethodNotFound, `Method not found: ${m.method} is not part of protocol version ${version}`, {
+        id: id,
+      });
     }
     return { era: 'modern', version, request: m, clientCapabilities: caps };
   },
 
   /** A server of this revision has no GET stream and no sessions to delete. */
   checkOther(req: IncomingMessage): void {
-    throw new HttpError(405, ErrorCode.ServerError, `Method Not Allowed: ${req.method} is not part of protocol version 2026-07-28 (POST only)`, { headers: { allow: 'POST' } });
+    throw new HttpError(
+      405,
+      ErrorCode.ServerError,
+      `Method Not Allowed: ${req.method} is not part of protocol version 2026-07-28 (POST only)`,
+      { headers: { allow: 'POST' } },
+    );
   },
 };

@@ -41,7 +41,11 @@ function accepts(req: IncomingMessage, type: string): boolean {
 
 export function checkPostHeaders(req: IncomingMessage): void {
   if (!accepts(req, 'application/json') || !accepts(req, 'text/event-stream')) {
-    throw new HttpError(406, ErrorCode.ServerError, 'Not Acceptable: the Accept header must list both application/json and text/event-stream');
+    throw new HttpError(
+      406,
+      ErrorCode.ServerError,
+      'Not Acceptable: the Accept header must list both application/json and text/event-stream',
+    );
   }
   const ct = (header(req, 'content-type') ?? '').split(';')[0]!.trim().toLowerCase();
   if (ct !== 'application/json') {
@@ -60,7 +64,11 @@ export function checkProtocolVersion(req: IncomingMessage): string {
   const v = header(req, VERSION_HEADER);
   if (v === undefined) return DEFAULT_NEGOTIATED_VERSION;
   if (!(SUPPORTED_PROTOCOL_VERSIONS as readonly string[]).includes(v)) {
-    throw new HttpError(400, ErrorCode.ServerError, `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(v)} (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`);
+    throw new HttpError(
+      400,
+      ErrorCode.ServerError,
+      `Bad Request: unsupported MCP-Protocol-Version ${JSON.stringify(v)} (supported: ${SUPPORTED_PROTOCOL_VERSIONS.join(', ')})`,
+    );
   }
   return v;
 }
@@ -78,7 +86,11 @@ export function readBody(req: IncomingMessage, limit: number, timeoutMs: number)
     let size = 0;
     const timer = setTimeout(() => {
       cleanup();
-      reject(new HttpError(408, ErrorCode.ServerError, `Request Timeout: body not received within ${timeoutMs} ms`, { headers: { connection: 'close' } }));
+      reject(
+        new HttpError(408, ErrorCode.ServerError, `Request Timeout: body not received within ${timeoutMs} ms`, {
+          headers: { connection: 'close' },
+        }),
+      );
     }, timeoutMs);
     const onData = (c: Buffer) => {
       size += c.length;
@@ -127,7 +139,11 @@ function discard(req: IncomingMessage): void {
 /** JSON-RPC batches exist only in 2025-03-26 (and 2024-11-05); 2025-06-18 removed them. */
 export function checkBatchAllowed(parsed: ParsedBody, protocolVersion: string): void {
   if (parsed.batch && protocolVersion !== '2025-03-26' && protocolVersion !== '2024-11-05') {
-    throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request: JSON-RPC batches are not part of protocol version ${protocolVersion}; send one message per POST`);
+    throw new HttpError(
+      400,
+      ErrorCode.InvalidRequest,
+      `Invalid Request: JSON-RPC batches are not part of protocol version ${protocolVersion}; send one message per POST`,
+    );
   }
 }
 
@@ -159,7 +175,8 @@ export function nestedDeeperThan(text: string, limit: number): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // the escaped character cannot end the string
+      if (c === 0x5c)
+        i++; // the escaped character cannot end the string
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -197,7 +214,12 @@ export function parseMessages(body: Buffer): ParsedBody {
     const m = item as JsonRpcMessage;
     if (isRequest(m)) {
       const key = idKey(m.id);
-      if (ids.has(key)) throw new HttpError(400, ErrorCode.InvalidRequest, `Invalid Request (batch item ${i}): request id ${JSON.stringify(m.id)} is used twice in this batch`);
+      if (ids.has(key))
+        throw new HttpError(
+          400,
+          ErrorCode.InvalidRequest,
+          `Invalid Request (batch item ${i}): request id ${JSON.stringify(m.id)} is used twice in this batch`,
+        );
       ids.add(key);
     }
   });

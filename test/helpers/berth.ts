@@ -10,7 +10,12 @@ import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 /** Absolute paths: the server runs in its private session directory, not in the repo. */
-export const PROBE = [process.execPath, '--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../fixtures/probe-server.ts', import.meta.url))];
+export const PROBE = [
+  process.execPath,
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('../fixtures/probe-server.ts', import.meta.url)),
+];
 
 export interface BerthProcess {
   url: string;
@@ -22,7 +27,11 @@ export interface BerthProcess {
 
 /** `berth <args...>`; resolves once it prints its endpoint URL. */
 export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
-  const proc = spawn(process.execPath, ['bin/berth.js', ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['bin/berth.js', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
   // berth run says it listens once its first server is up: a microVM under emulation boots for a while.
@@ -47,7 +56,12 @@ export function listeningUrl(proc: ChildProcess, o: { timeoutMs?: number; what?:
   const what = o.what ?? 'berth';
   return new Promise<string>((resolve, reject) => {
     let out = '';
-    const t = o.timeoutMs ? setTimeout(() => reject(new Error(`${what} did not print its URL in ${o.timeoutMs! / 1000} s\n${out}\n${o.context?.() ?? ''}`)), o.timeoutMs) : undefined;
+    const t = o.timeoutMs
+      ? setTimeout(
+          () => reject(new Error(`${what} did not print its URL in ${o.timeoutMs! / 1000} s\n${out}\n${o.context?.() ?? ''}`)),
+          o.timeoutMs,
+        )
+      : undefined;
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
@@ -81,7 +95,10 @@ export function runBerth(flags: string[], command: string[] = PROBE, env: Record
   return startBerth(['run', '--port', '0', ...flags, '--', ...command], env);
 }
 
-export async function connect(url: string, capabilities: ClientCapabilities = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+export async function connect(
+  url: string,
+  capabilities: ClientCapabilities = {},
+): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
   const client = new Client({ name: 'berth-test', version: '1.0.0' }, { capabilities });
   const transport = new StreamableHTTPClientTransport(new URL(url));
   // Generous: a session on a slow driver (a microVM under emulation) may wait for a server to boot.
@@ -97,7 +114,12 @@ export function textOf(result: unknown): string {
 /** Raw HTTP helpers for what the SDK hides. */
 export const ACCEPT_BOTH = 'application/json, text/event-stream';
 export function initBody(id: number | string = 1, protocolVersion = '2025-11-25') {
-  return JSON.stringify({ jsonrpc: '2.0', id, method: 'initialize', params: { protocolVersion, capabilities: { elicitation: {} }, clientInfo: { name: 'raw', version: '1' } } });
+  return JSON.stringify({
+    jsonrpc: '2.0',
+    id,
+    method: 'initialize',
+    params: { protocolVersion, capabilities: { elicitation: {} }, clientInfo: { name: 'raw', version: '1' } },
+  });
 }
 export async function rawInit(url: string): Promise<string> {
   const r = await fetch(url, { method: 'POST', headers: { accept: ACCEPT_BOTH, 'content-type': 'application/json' }, body: initBody() });

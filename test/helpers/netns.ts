@@ -41,7 +41,11 @@ export function makeNet(count: number): Net {
   const tag = process.pid % 100000;
   const subnet = `10.231.${process.pid % 250}`;
   const bridge = `btbr${tag}`;
-  const nodes: NetNode[] = Array.from({ length: count }, (_, i) => ({ ns: `bt${tag}-${i}`, address: `${subnet}.${i + 2}`, hostVeth: `bt${tag}h${i}` }));
+  const nodes: NetNode[] = Array.from({ length: count }, (_, i) => ({
+    ns: `bt${tag}-${i}`,
+    address: `${subnet}.${i + 2}`,
+    hostVeth: `bt${tag}h${i}`,
+  }));
   let cleaned = false;
   const net: Net = {
     hostAddress: `${subnet}.1`,

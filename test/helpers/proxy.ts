@@ -53,7 +53,8 @@ export async function startProxy(target: string): Promise<Proxy> {
     async seen(text, times = 1, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       while ((watched.get(text) ?? 0) < times) {
-        if (Date.now() > deadline) throw new Error(`the proxy saw "${text}" ${watched.get(text) ?? 0} times, not ${times}, within ${timeoutMs} ms`);
+        if (Date.now() > deadline)
+          throw new Error(`the proxy saw "${text}" ${watched.get(text) ?? 0} times, not ${times}, within ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 10));
       }
     },

@@ -39,7 +39,9 @@ const LISTENER = (reply: string, port: number, host: string) =>
   `const s=require('net').createServer(c=>{c.on('error',()=>{});c.end(${JSON.stringify(reply)})});s.listen(${port},${JSON.stringify(host)},()=>console.log('port',s.address().port))`;
 
 function listen(prefix: string[], reply: string, port: number, host: string, procs: ChildProcess[]): Promise<number> {
-  const p = spawn(prefix[0]!, [...prefix.slice(1), process.execPath, '-e', LISTENER(reply, port, host)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const p = spawn(prefix[0]!, [...prefix.slice(1), process.execPath, '-e', LISTENER(reply, port, host)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   procs.push(p);
   return new Promise((resolve, reject) => {
     let out = '';
@@ -82,7 +84,14 @@ export async function makeWorld(): Promise<World> {
     ip('link', 'set', `bwb${tag}`, 'netns', host);
     ip('addr', 'add', `${sub}.1/30`, 'dev', `bwt${tag}`);
     ip('-n', host, 'addr', 'add', `${sub}.2/30`, 'dev', `bwb${tag}`);
-    for (const [ns, dev] of [[world, `bwo${tag}`], [host, `bwi${tag}`], [host, `bwb${tag}`], [world, 'lo'], [host, 'lo']] as const) ip('-n', ns, 'link', 'set', dev, 'up');
+    for (const [ns, dev] of [
+      [world, `bwo${tag}`],
+      [host, `bwi${tag}`],
+      [host, `bwb${tag}`],
+      [world, 'lo'],
+      [host, 'lo'],
+    ] as const)
+      ip('-n', ns, 'link', 'set', dev, 'up');
     ip('link', 'set', `bwt${tag}`, 'up');
     ip('-n', host, 'route', 'add', 'default', 'via', INTERNET);
     await listen(['ip', 'netns', 'exec', world], 'world', WORLD_PORT, '0.0.0.0', procs);

@@ -159,9 +159,19 @@ function Chart({ history, intervalSeconds }) {
         },
         axes: [
           // Whole seconds at least, and room for HH:MM:SS between ticks (a young history spans a few seconds).
-          { ...axis, space: 70, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600], values: (_, ticks, __, ___, incr) => ticks.map((t) => clock(t, incr < 60)) },
+          {
+            ...axis,
+            space: 70,
+            incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600],
+            values: (_, ticks, __, ___, incr) => ticks.map((t) => clock(t, incr < 60)),
+          },
           // Whole sessions only: no 0.2 of a session between ticks.
-          { ...axis, scale: 'n', incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000], values: (_, ticks) => ticks.map(String) },
+          {
+            ...axis,
+            scale: 'n',
+            incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000],
+            values: (_, ticks) => ticks.map(String),
+          },
           { ...axis, scale: 'rps', side: 1, grid: { show: false } },
         ],
         legend: { mount: (_, table) => legend.current.appendChild(table) },
@@ -173,7 +183,13 @@ function Chart({ history, intervalSeconds }) {
               if (key !== 'x') return;
               const f = figure.current;
               const t = u.data[0];
-              Object.assign(f.dataset, { xMin: u.scales.x.min, xMax: u.scales.x.max, points: t.length, first: t[0] ?? '', last: t.at(-1) ?? '' });
+              Object.assign(f.dataset, {
+                xMin: u.scales.x.min,
+                xMax: u.scales.x.max,
+                points: t.length,
+                first: t[0] ?? '',
+                last: t.at(-1) ?? '',
+              });
               f.title = `${clock(u.scales.x.min, true)} – ${clock(u.scales.x.max, true)}`;
             },
           ],
@@ -214,7 +230,10 @@ function EndButton({ id, token }) {
   const click = async () => {
     if (state === 'idle') return setState('armed');
     setState('ending');
-    const r = await fetch(`sessions/${encodeURIComponent(id)}`, { method: 'DELETE', headers: authHeaders(token) }).catch((e) => ({ ok: false, status: e.message }));
+    const r = await fetch(`sessions/${encodeURIComponent(id)}`, { method: 'DELETE', headers: authHeaders(token) }).catch((e) => ({
+      ok: false,
+      status: e.message,
+    }));
     if (!r.ok && r.status !== 404) {
       setError(`failed: ${r.status}`);
       setState('idle');
@@ -227,12 +246,22 @@ function EndButton({ id, token }) {
 
 /** A size for people: the largest binary unit that divides it (as berth's own flags print sizes). */
 function size(bytes) {
-  for (const [unit, n] of [['GiB', 1073741824], ['MiB', 1048576], ['KiB', 1024]]) if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`;
+  for (const [unit, n] of [
+    ['GiB', 1073741824],
+    ['MiB', 1048576],
+    ['KiB', 1024],
+  ])
+    if (bytes >= n && bytes % n === 0) return `${bytes / n} ${unit}`;
   return bytes >= 1048576 ? `${(bytes / 1048576).toFixed(1)} MiB` : `${bytes} B`;
 }
 /** A configured duration (whole seconds mostly) in its largest exact unit: 15m, 8h, 90s. */
 function span(seconds) {
-  for (const [unit, n] of [['h', 3600], ['m', 60], ['s', 1]]) if (seconds >= n && seconds % n === 0) return `${seconds / n}${unit}`;
+  for (const [unit, n] of [
+    ['h', 3600],
+    ['m', 60],
+    ['s', 1],
+  ])
+    if (seconds >= n && seconds % n === 0) return `${seconds / n}${unit}`;
   return `${seconds * 1000}ms`;
 }
 
@@ -256,11 +285,22 @@ function SessionId({ id }) {
     }
   };
   if (state === 'select') {
-    return html`<input class="sid-full" ref=${field} readonly value=${id} size=${id.length} aria-label="Session id (press Ctrl+C to copy)"
-      onBlur=${() => setState('short')} />`;
+    return html`<input
+      class="sid-full"
+      ref=${field}
+      readonly
+      value=${id}
+      size=${id.length}
+      aria-label="Session id (press Ctrl+C to copy)"
+      onBlur=${() => setState('short')}
+    />`;
   }
-  return html`<span class="sid-wrap"><code class="sid" title=${id}>${id.slice(0, 8)}…</code>
-    <button class="copy" title="Copy the full session id" aria-label="Copy the full session id" onClick=${copy}>${state === 'copied' ? 'Copied' : 'Copy'}</button></span>`;
+  return html`<span class="sid-wrap"
+    ><code class="sid" title=${id}>${id.slice(0, 8)}…</code>
+    <button class="copy" title="Copy the full session id" aria-label="Copy the full session id" onClick=${copy}>
+      ${state === 'copied' ? 'Copied' : 'Copy'}
+    </button></span
+  >`;
 }
 
 /** The session's limits besides memory (shown with its use); one the host does not enforce is marked and says why. */
@@ -269,7 +309,12 @@ function Limits({ limits }) {
   const off = (key) => limits.notEnforced.find((n) => n.startsWith(`${key}:`));
   const item = (key, text) => {
     const why = off(key);
-    return html`<span class="limit ${why ? 'unenforced' : ''}" data-limit=${key} title=${why ? `not enforced on this host (${why.slice(key.length + 2)})` : ''}>${text}${why ? ' (not enforced)' : ''}</span>`;
+    return html`<span
+      class="limit ${why ? 'unenforced' : ''}"
+      data-limit=${key}
+      title=${why ? `not enforced on this host (${why.slice(key.length + 2)})` : ''}
+      >${text}${why ? ' (not enforced)' : ''}</span
+    >`;
   };
   return html`${[
     item('cpus', limits.cpus === null ? 'CPUs: no limit' : `CPUs: ${limits.cpus}`),
@@ -284,40 +329,70 @@ function Limits({ limits }) {
 function Memory({ memory, limits }) {
   const memoryOff = limits?.notEnforced.find((n) => n.startsWith('memory:'));
   const limit = limits?.memoryBytes ? `of ${size(limits.memoryBytes)}${memoryOff ? ' (not enforced)' : ''}` : 'no limit';
-  const title = [memory ? `${memory.processes} process(es)` : 'not readable', memoryOff && `limit not enforced on this host (${memoryOff.slice(8)})`].filter(Boolean).join('; ');
+  const title = [
+    memory ? `${memory.processes} process(es)` : 'not readable',
+    memoryOff && `limit not enforced on this host (${memoryOff.slice(8)})`,
+  ]
+    .filter(Boolean)
+    .join('; ');
   return html`<span class="pss" title=${title}>${mib(memory)}</span><br /><span class="limit muted" data-limit="memory">${limit}</span>`;
 }
 
 function Sessions({ sessions, token }) {
   if (sessions.length === 0) return html`<p class="muted" id="no-sessions">No live sessions.</p>`;
   const rows = [...sessions].sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  return html`<div class="card scroll"><table id="sessions">
-    <thead><tr>
-      <th>Session</th><th>Runtime</th><th>Principal</th><th>Driver</th><th class="num">Age</th>
-      <th class="num" title="Time since the last message either way: client requests and answers, server progress, notifications and results">Idle</th>
-      <th class="num" title="Counts client traffic only; — while a call is in flight">Idle expiry in</th><th class="num">Lifetime left</th><th class="num">In flight</th>
-      <th class="num">Pending elicitations</th><th class="num">Memory (PSS)</th><th>Limits</th><th></th>
-    </tr></thead>
-    <tbody>${rows.map(
-      // Only a prefix of the id is on screen: without auth the id is the key to the session, and screenshots travel.
-      // The whole id is one hover or one click away.
-      (s) => html`<tr class="session" data-id=${s.id} key=${s.id}>
-        <td class="id"><${SessionId} id=${s.id} /></td>
-        <td>${s.runtime}</td>
-        <td class="principal" title=${s.principal.issuer ?? ''}>${s.principal.kind === 'anonymous' ? 'anonymous' : `${s.principal.subject} (${s.principal.kind})`}</td>
-        <td>${s.driver}</td>
-        <td class="num">${duration(s.ageSeconds)}</td>
-        <td class="num idle">${duration(s.idleSeconds)}</td>
-        <td class="num" title="— while a call is in flight">${duration(s.idleExpiresInSeconds)}</td>
-        <td class="num">${duration(s.expiresInSeconds)}</td>
-        <td class="num">${s.inFlight}</td>
-        <td class="num">${s.pendingServerRequests ?? '—'}</td>
-        <td class="num memory"><${Memory} memory=${s.memory} limits=${s.limits} /></td>
-        <td class="limits"><${Limits} limits=${s.limits} /></td>
-        <td>${s.state === 'live' ? html`<${EndButton} id=${s.id} token=${token} />` : html`<span class="muted">${s.state}</span>`}</td>
-      </tr>`,
-    )}</tbody>
-  </table></div>`;
+  return html`<div class="card scroll">
+    <table id="sessions">
+      <thead>
+        <tr>
+          <th>Session</th>
+          <th>Runtime</th>
+          <th>Principal</th>
+          <th>Driver</th>
+          <th class="num">Age</th>
+          <th
+            class="num"
+            title="Time since the last message either way: client requests and answers, server progress, notifications and results"
+          >
+            Idle
+          </th>
+          <th class="num" title="Counts client traffic only; — while a call is in flight">Idle expiry in</th>
+          <th class="num">Lifetime left</th>
+          <th class="num">In flight</th>
+          <th class="num">Pending elicitations</th>
+          <th class="num">Memory (PSS)</th>
+          <th>Limits</th>
+          <th></th>
+        </tr>
+      </thead>
+      <tbody>
+        ${rows.map(
+          // Only a prefix of the id is on screen: without auth the id is the key to the session, and screenshots travel.
+          // The whole id is one hover or one click away.
+          (s) =>
+            html`<tr class="session" data-id=${s.id} key=${s.id}>
+              <td class="id"><${SessionId} id=${s.id} /></td>
+              <td>${s.runtime}</td>
+              <td class="principal" title=${s.principal.issuer ?? ''}>
+                ${s.principal.kind === 'anonymous' ? 'anonymous' : `${s.principal.subject} (${s.principal.kind})`}
+              </td>
+              <td>${s.driver}</td>
+              <td class="num">${duration(s.ageSeconds)}</td>
+              <td class="num idle">${duration(s.idleSeconds)}</td>
+              <td class="num" title="— while a call is in flight">${duration(s.idleExpiresInSeconds)}</td>
+              <td class="num">${duration(s.expiresInSeconds)}</td>
+              <td class="num">${s.inFlight}</td>
+              <td class="num">${s.pendingServerRequests ?? '—'}</td>
+              <td class="num memory"><${Memory} memory=${s.memory} limits=${s.limits} /></td>
+              <td class="limits"><${Limits} limits=${s.limits} /></td>
+              <td>
+                ${s.state === 'live' ? html`<${EndButton} id=${s.id} token=${token} />` : html`<span class="muted">${s.state}</span>`}
+              </td>
+            </tr>`,
+        )}
+      </tbody>
+    </table>
+  </div>`;
 }
 
 function Dashboard({ token, onRefused, onSignOut }) {
@@ -325,8 +400,7 @@ function Dashboard({ token, onRefused, onSignOut }) {
   if (!snap) return html`<p class="muted">Connecting…</p>`;
   const runtimes = Object.entries(snap.runtimes);
   const rate = history.at(-1)?.requestRate ?? 0;
-  return html`
-    <header>
+  return html` <header>
       <h1>berth</h1>
       <span class=${`badge ${snap.status}`}>${snap.status}</span>
       <span class="muted">up ${duration(snap.uptimeSeconds)}</span>
@@ -335,17 +409,49 @@ function Dashboard({ token, onRefused, onSignOut }) {
       <button onClick=${onSignOut}>Sign out</button>
     </header>
     <div class="stats">
-      <div class="card"><div class="muted">Live sessions</div><div class="big" id="live-count">${snap.sessions.length}</div></div>
-      <div class="card"><div class="muted">Requests/s (last ${snap.historyIntervalSeconds}s)</div><div class="big">${rate.toFixed(2)}</div></div>
-      <div class="card"><div class="muted">Calls in flight</div><div class="big">${snap.sessions.reduce((n, s) => n + s.inFlight, 0)}</div></div>
+      <div class="card">
+        <div class="muted">Live sessions</div>
+        <div class="big" id="live-count">${snap.sessions.length}</div>
+      </div>
+      <div class="card">
+        <div class="muted">Requests/s (last ${snap.historyIntervalSeconds}s)</div>
+        <div class="big">${rate.toFixed(2)}</div>
+      </div>
+      <div class="card">
+        <div class="muted">Calls in flight</div>
+        <div class="big">${snap.sessions.reduce((n, s) => n + s.inFlight, 0)}</div>
+      </div>
     </div>
     <h2>Runtimes</h2>
-    <div class="card scroll"><table id="runtimes">
-      <thead><tr><th>Name</th><th>Mode</th><th>Upstream</th><th>Isolation</th><th>Auth</th><th class="num">Sessions</th><th class="num">Warm servers</th></tr></thead>
-      <tbody>${runtimes.map(
-        ([name, r]) => html`<tr key=${name}><td>${name}</td><td>${r.mode}</td><td>${r.upstream}</td><td>${r.isolation}</td><td>${r.auth}</td><td class="num">${r.sessions}</td><td class="num">${r.warm}</td></tr>`,
-      )}</tbody>
-    </table></div>
+    <div class="card scroll">
+      <table id="runtimes">
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Mode</th>
+            <th>Upstream</th>
+            <th>Isolation</th>
+            <th>Auth</th>
+            <th class="num">Sessions</th>
+            <th class="num">Warm servers</th>
+          </tr>
+        </thead>
+        <tbody>
+          ${runtimes.map(
+            ([name, r]) =>
+              html`<tr key=${name}>
+                <td>${name}</td>
+                <td>${r.mode}</td>
+                <td>${r.upstream}</td>
+                <td>${r.isolation}</td>
+                <td>${r.auth}</td>
+                <td class="num">${r.sessions}</td>
+                <td class="num">${r.warm}</td>
+              </tr>`,
+          )}
+        </tbody>
+      </table>
+    </div>
     <h2>Sessions and requests <span class="muted">(up to the last hour)</span></h2>
     <${Chart} history=${history} intervalSeconds=${snap.historyIntervalSeconds} />
     <h2>Sessions</h2>
@@ -361,11 +467,14 @@ function App() {
     setToken(null);
   };
   if (!token) {
-    return html`<${Login} message=${message} onToken=${(t) => {
-      sessionStorage.setItem(TOKEN_KEY, t);
-      setMessage('');
-      setToken(t);
-    }} />`;
+    return html`<${Login}
+      message=${message}
+      onToken=${(t) => {
+        sessionStorage.setItem(TOKEN_KEY, t);
+        setMessage('');
+        setToken(t);
+      }}
+    />`;
   }
   return html`<${Dashboard} token=${token} onRefused=${signOut} onSignOut=${() => signOut()} />`;
 }
