@@ -246,7 +246,7 @@ class BridgeCall implements CallSink {
       k[key] = a.serverId;
       inputRequests[key] = { method: a.method, ...(a.params ? { params: a.params } : {}) };
     }
-    this.round++;
+    this.round = this.seq; // seq only grows: a later round never takes an earlier one's number (resume() zeroes round)
     const requestState = this.bridge.mint(this, k);
     const out = this.out;
     this.out = undefined;
