@@ -1,5 +1,5 @@
 // The layers of src/, bottom first: a module imports only from its own layer or the ones below, never above, and
-// nothing imports in a circle. `npm test` (scripts/lint.sh) checks both on every change. See ARCHITECTURE.md.
+// nothing imports in a circle. `npm test` (npm run lint, from scripts/test-all.sh) checks both on every change. See ARCHITECTURE.md.
 const LAYERS = [
   ['wire'],
   ['config', 'util', 'observe', 'log.ts'],

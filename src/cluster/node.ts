@@ -1,5 +1,5 @@
 // One berth process as a cluster member: its identity, the directory, and the routing decision the front door asks
-// for after it has authenticated and parsed a request (HostedRuntime.handle).
+// for, once per request, after it has admitted and read it (decide(), called by http/front-door.ts).
 import { FORWARDED_HEADER } from '../wire/headers.js';
 import { createsSession, idOf, type InboundPost } from '../wire/inbound.js';
 import { createHmac } from 'node:crypto';

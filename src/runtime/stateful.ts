@@ -3,8 +3,7 @@ import { SESSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Session } from '../session/session.js';
 import { WarmPool } from '../session/pool.js';
-import { StartQueueTimeout } from '../session/start-gate.js';
-import { logId } from '../session/launch.js';
+import { SessionTable } from '../session/table.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { ModernErrorCode } from '../wire/streamable-http-2026.js';
@@ -21,13 +20,13 @@ const REFILL_DELAY_MS = 250;
 export class StatefulRuntime extends HostedRuntime {
   readonly sessions = new Map<string, Session>();
   private readonly pool: WarmPool;
-  private initializing = 0;
-  /** Live and starting sessions per principal key (the per-principal quota). */
-  private readonly perPrincipal = new Map<string, number>();
+  /** Caps, start failures, audit and metrics of this runtime's protocol sessions. */
+  private readonly table: SessionTable;
 
   constructor(opts: RuntimeOptions) {
     super(opts);
     this.pool = new WarmPool(this.launchCtx, opts.config.warmPool, this.log, this.starts);
+    this.table = new SessionTable({ runtime: this.name, config: this.config, log: this.log, metrics: opts.metrics, kind: 'protocol' });
   }
 
   get sessionCount(): number {
@@ -110,93 +109,26 @@ export class StatefulRuntime extends HostedRuntime {
     }
     if (this.draining)
       throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
-    // Sessions still being started count too, or concurrent initializes could overshoot the cap.
-    if (this.sessions.size + this.initializing >= this.config.limits.maxSessions) {
-      throw new HttpError(
-        503,
-        ErrorCode.ServerError,
-        `Service Unavailable: this runtime holds its maximum of ${this.config.limits.maxSessions} sessions (maxSessions)`,
-        { headers: { 'retry-after': '5' } },
-      );
-    }
-    const key = principalKey(ctx.principal);
-    const held = this.perPrincipal.get(key) ?? 0;
-    const cap = this.config.limits.maxSessionsPerPrincipal;
-    if (ctx.principal.kind !== 'anonymous' && held >= cap) {
-      throw new HttpError(
-        429,
-        ErrorCode.ServerError,
-        `Too Many Requests: ${ctx.principal.subject} already holds ${held} live sessions (limits.maxSessionsPerPrincipal = ${cap}); end one (DELETE) first`,
-        { headers: { 'retry-after': '30' } },
-      );
-    }
-    this.perPrincipal.set(key, held + 1);
-    let counted = true;
-    const release = () => {
-      if (!counted) return;
-      counted = false;
-      const n = (this.perPrincipal.get(key) ?? 1) - 1;
-      if (n > 0) this.perPrincipal.set(key, n);
-      else this.perPrincipal.delete(key);
-    };
-    let server;
     const t0 = performance.now();
     const warm = this.pool.available > 0 ? 'yes' : 'no';
     // Refill the pool a little after this initialize is answered (or failed): starting a server costs a burst of
     // CPU that would otherwise land on the new session's first calls.
     res.once('close', () => setTimeout(() => this.pool.fill(), REFILL_DELAY_MS).unref());
-    this.initializing++;
     // A client that leaves while its server waits for a start slot gives its place up (aborting only then: an
     // abort costs an exception object, and a burst of initializes would pay for one each).
     const left = new AbortController();
     let waiting = true;
     res.once('close', () => waiting && left.abort());
-    const { maxConcurrentStarts, startQueueTimeout } = this.config.limits;
-    try {
-      server = await this.pool.take({ waitMs: startQueueTimeout, signal: left.signal });
-    } catch (e) {
-      release();
-      const id = (init as { id: string | number }).id;
-      if (e instanceof StartQueueTimeout) {
-        this.metrics?.startsRefused.inc({ runtime: this.name });
-        throw new HttpError(
-          503,
-          ErrorCode.ServerError,
-          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this initialize waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
-          { headers: { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) }, id: id },
-        );
-      }
-      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {
-        id: id,
-      });
-    } finally {
-      waiting = false;
-      this.initializing--;
-    }
-    const session = new Session(server, this.name, this.config, ctx.principal);
+    const take = () => this.pool.take({ waitMs: this.config.limits.startQueueTimeout, signal: left.signal });
+    const session = await this.table.open(ctx.principal, (init as JsonRpcRequest).id, take).finally(() => (waiting = false));
+    const server = session.server;
     this.sessions.set(session.id, session);
-    const who = { principal: ctx.principal.subject, issuer: ctx.principal.issuer, auth: ctx.principal.kind };
     session.once('ended', (reason, detail) => {
-      release();
       this.sessions.delete(session.id);
-      this.metrics?.sessionsEnded.inc({ runtime: this.name, reason });
-      // The audit trail: one line per session created and one per session ended (with why and how long).
-      this.log.info(
-        { audit: 'session.ended', session: logId(session.id), ...who, reason, detail, durationMs: Date.now() - session.createdAt },
-        'session ended',
-      );
       this.emit('session:ended', session, reason, detail);
     });
     const created = () => {
-      this.metrics?.sessionsCreated.inc({ runtime: this.name });
-      this.metrics?.sessionStartSeconds.observe(
-        { runtime: this.name, driver: server.sandbox.driver, warm },
-        (performance.now() - t0) / 1000,
-      );
-      this.log.info(
-        { audit: 'session.created', session: logId(session.id), ...who, driver: server.sandbox.driver, pid: server.sandbox.pid },
-        'session created',
-      );
+      this.table.created(session, { t0, warm });
       this.emit('session:created', session);
     };
     const relayedServer = relayed(server);

@@ -7,10 +7,11 @@ import type { StartGate } from './start-gate.js';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observe/metrics.js';
 import { principalKey, type Principal } from '../security/auth.js';
+import { SessionTable } from './table.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { logId, type LaunchContext, type Launched } from './launch.js';
+import type { LaunchContext } from './launch.js';
 import { WarmPool } from './pool.js';
-import { Session, type EndReason } from './session.js';
+import type { EndReason, Session } from './session.js';
 
 const ID = /^[A-Za-z0-9_-]{22,128}$/;
 
@@ -24,19 +25,20 @@ interface Tombstone {
 export class RuntimeSessions {
   private readonly live = new Map<string, Promise<Session>>();
   private readonly tombstones = new Map<string, Tombstone>();
-  private readonly perPrincipal = new Map<string, number>();
-  private readonly sessions = new Set<Session>();
   private readonly pool: WarmPool;
+  /** Caps, start failures, audit and metrics, as for protocol sessions. */
+  private readonly table: SessionTable;
   private closed = false;
 
   constructor(
     private readonly ctx: LaunchContext,
-    private readonly log: Logger,
-    private readonly metrics?: Metrics,
+    log: Logger,
+    metrics?: Metrics,
     /** The runtime's start slots, shared with its other pools. */
     starts?: StartGate,
   ) {
     this.pool = new WarmPool(ctx, ctx.config.warmPool, log, starts);
+    this.table = new SessionTable({ runtime: ctx.runtimeName, config: ctx.config, log, metrics, kind: 'runtime' });
   }
 
   get size(): number {
@@ -45,7 +47,7 @@ export class RuntimeSessions {
 
   /** The live runtime sessions (for the admin API). */
   list(): Session[] {
-    return [...this.sessions].filter((s) => s.live);
+    return this.table.list();
   }
 
   /** The header's id, checked; undefined when the request names no runtime session. */
@@ -102,80 +104,27 @@ export class RuntimeSessions {
   }
 
   private async create(key: string, id: string, principal: Principal, requestId: string | number): Promise<Session> {
-    if (this.closed)
+    if (this.closed) {
       throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', {
         id: requestId,
         headers: { 'retry-after': '5' },
       });
-    const { maxSessions, maxSessionsPerPrincipal } = this.ctx.config.limits;
-    if (this.live.size >= maxSessions) {
-      throw new HttpError(
-        503,
-        ErrorCode.ServerError,
-        `Service Unavailable: this runtime holds its maximum of ${maxSessions} runtime sessions (maxSessions)`,
-        { id: requestId, headers: { 'retry-after': '5' } },
-      );
     }
-    const who = principalKey(principal);
-    const held = this.perPrincipal.get(who) ?? 0;
-    if (principal.kind !== 'anonymous' && held >= maxSessionsPerPrincipal) {
-      throw new HttpError(
-        429,
-        ErrorCode.ServerError,
-        `Too Many Requests: ${principal.subject} already holds ${held} runtime sessions (limits.maxSessionsPerPrincipal); DELETE one first`,
-        { id: requestId, headers: { 'retry-after': '30' } },
-      );
-    }
-    this.perPrincipal.set(who, held + 1);
     for (const [k, t] of this.tombstones) if (t.until <= Date.now()) this.tombstones.delete(k);
-    let server: Launched;
-    try {
-      server = await this.pool.take();
-    } catch (e) {
-      this.release(who);
-      throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${(e as Error).message}`, {
-        id: requestId,
-      });
-    } finally {
-      setTimeout(() => this.pool.fill(), 250).unref(); // refill after this start, not competing with it
-    }
-    const session = new Session(server, this.ctx.runtimeName, this.ctx.config, principal);
-    session.kind = 'runtime';
-    this.sessions.add(session);
-    const audit = {
-      runtimeSession: id.slice(0, 8),
-      session: logId(session.id),
-      principal: principal.subject,
-      issuer: principal.issuer,
-      auth: principal.kind,
-    };
-    this.log.info(
-      { audit: 'session.created', kind: 'runtime', ...audit, driver: server.sandbox.driver, pid: server.sandbox.pid },
-      'runtime session created',
-    );
-    this.metrics?.sessionsCreated.inc({ runtime: this.ctx.runtimeName });
+    // Refilled after this start, not competing with it.
+    const take = () => this.pool.take().finally(() => setTimeout(() => this.pool.fill(), 250).unref());
+    const audit = { runtimeSession: id.slice(0, 8) };
+    const session = await this.table.open(principal, requestId, take, audit);
+    this.table.created(session, undefined, audit);
     session.once('ended', (reason, detail) => {
-      this.release(who);
-      this.sessions.delete(session);
       if (this.live.get(key)) this.live.delete(key);
       if (reason !== 'deleted') this.tombstones.set(key, { reason, detail, until: session.createdAt + this.ctx.config.maxLifetime });
-      this.metrics?.sessionsEnded.inc({ runtime: this.ctx.runtimeName, reason });
-      this.log.info(
-        { audit: 'session.ended', kind: 'runtime', ...audit, reason, detail, durationMs: Date.now() - session.createdAt },
-        'runtime session ended',
-      );
     });
     return session;
   }
 
-  private release(who: string): void {
-    const n = (this.perPrincipal.get(who) ?? 1) - 1;
-    if (n > 0) this.perPrincipal.set(who, n);
-    else this.perPrincipal.delete(who);
-  }
-
   get busy(): boolean {
-    return [...this.sessions].some((s) => s.inFlight > 0);
+    return this.table.busy;
   }
 
   async close(): Promise<void> {
