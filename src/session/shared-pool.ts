@@ -137,7 +137,8 @@ export class SharedPool<T> {
 
   /** The pool is full and `owner` has nothing to use: an idle member of another principal makes room. */
   private evictFor(owner: string): void {
-    if (this.room) return;
+    // A start under way is the room already made: without this, every poll of a waiting pick stopped one more.
+    if (this.room || this.starting > 0) return;
     const idle = this.members.filter(
       (m) => m.owner !== undefined && m.owner !== owner && this.load(m) === 0 && Date.now() - m.usedAt > PICKED_GRACE,
     );
@@ -158,7 +159,8 @@ export class SharedPool<T> {
       const mine = this.members.filter((m) => m.owner === owner);
       return exclusive || mine.length < this.o.size ? [...mine, ...this.members.filter((m) => m.owner === undefined)] : mine;
     };
-    const canMakeRoom = () => this.room || this.members.some((m) => m.owner !== owner && m.owner !== undefined && this.load(m) === 0);
+    const canMakeRoom = () =>
+      this.room || this.starting > 0 || this.members.some((m) => m.owner !== owner && m.owner !== undefined && this.load(m) === 0);
     const enough = (ms: PoolMember<T>[]) => ms.length > 0 && (!exclusive || ms.some((m) => this.load(m) === 0) || !canMakeRoom());
     this.wanted++;
     try {
