@@ -40,9 +40,9 @@ describe('layers', () => {
   for (const [file, line, rule, target] of [
     [
       'session/pool.ts',
-      "import type { LegacyBridge } from '../bridge/legacy-server.js';\nexport type X = LegacyBridge;",
+      "import type { Server2025Bridge } from '../bridge/server-2025.js';\nexport type X = Server2025Bridge;",
       'session-imports-upward',
-      'src/bridge/legacy-server.ts',
+      'src/bridge/server-2025.ts',
     ],
     [
       'runtime/calls.ts',

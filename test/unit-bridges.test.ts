@@ -1,13 +1,13 @@
 // The two bridges on their own, each against a real server of the other era:
-//   bridge A (LegacyBridge): 2026-07-28 requests on 2025-era stdio servers (the probe and legacy-rounds fixtures,
+//   bridge A (Server2025Bridge): 2026-07-28 requests on 2025-era stdio servers (the probe and legacy-rounds fixtures,
 //            SDK v1) launched with the process sandbox driver; a server's question becomes input_required.
-//   bridge B (bridgeInitialize, ModernServerBridge): a 2025 client on the 2026-07-28 conformance server (SDK v2) as
+//   bridge B (bridgeInitialize, Server2026Bridge): a 2025 client on the 2026-07-28 conformance server (SDK v2) as
 //            a child process; input_required becomes server->client requests on the call's exchange.
 // Responses are real ServerResponses of a loopback node:http server; no berth process runs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { LegacyBridge, relayed, type BridgeCaller, type RelayedServer } from '../src/bridge/legacy-server.ts';
-import { bridgeInitialize, ModernServerBridge } from '../src/bridge/modern-server.ts';
+import { Server2025Bridge, relayed, type BridgeCaller, type RelayedServer } from '../src/bridge/server-2025.ts';
+import { bridgeInitialize, Server2026Bridge } from '../src/bridge/server-2026.ts';
 import { Exchange } from '../src/relay/exchange.ts';
 import type { StdioRelay } from '../src/relay/stdio-relay.ts';
 import { INVALID_STATE } from '../src/security/request-state.ts';
@@ -50,10 +50,10 @@ interface InputRequired {
   requestState: string;
 }
 
-describe('bridge A (LegacyBridge): 2026 clients on 2025-era stdio servers', () => {
+describe('bridge A (Server2025Bridge): 2026 clients on 2025-era stdio servers', () => {
   let probe: RelayedServer;
   let rounds: RelayedServer;
-  let bridge: LegacyBridge;
+  let bridge: Server2025Bridge;
   let lb: Loopback;
   let ended = 0;
   const alice: BridgeCaller = { rs: 'rs-1', principalKey: 'alice', clientCapabilities: { elicitation: {}, sampling: {} }, headers: {} };
@@ -69,7 +69,7 @@ describe('bridge A (LegacyBridge): 2026 clients on 2025-era stdio servers', () =
     probe = relayed(p)!;
     rounds = relayed(r)!;
     assert.ok(probe && rounds, 'a stdio server is relayed');
-    bridge = new LegacyBridge({
+    bridge = new Server2025Bridge({
       runtime: 'unit',
       jsonWindow: 10_000,
       keepAlive: 0,
@@ -204,14 +204,14 @@ describe('bridge A (LegacyBridge): 2026 clients on 2025-era stdio servers', () =
 describe('bridge B: a 2025 client on a 2026-07-28 stdio server', () => {
   let srv: StdioServer;
   let relay: StdioRelay;
-  let bridge: ModernServerBridge;
+  let bridge: Server2026Bridge;
   let lb: Loopback;
   let tracked = 0;
   let open = 0;
   before(async () => {
     srv = stdioServer(SERVER_2026);
     relay = relayOver(srv);
-    bridge = new ModernServerBridge(
+    bridge = new Server2026Bridge(
       relay,
       { capabilities: { elicitation: {} }, clientInfo: { name: 'unit', version: '1' } },
       {

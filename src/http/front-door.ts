@@ -118,7 +118,7 @@ export class FrontDoor {
   /** The request as its era's wire rules read it; a forwarded body must be the one its peer signed. */
   private async read(t: Turn, next: () => Promise<void>): Promise<void> {
     const { req } = t;
-    const bodiless = () => (classifyBodiless(req) === 'modern' ? wire2026 : wire2025).checkOther(req);
+    const bodiless = () => (classifyBodiless(req) === '2026' ? wire2026 : wire2025).checkOther(req);
     switch (req.method) {
       case 'POST': {
         checkPostHeaders(req);

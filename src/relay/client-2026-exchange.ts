@@ -115,7 +115,7 @@ export class Client2026Exchange implements CallSink {
 let nextId = 0;
 
 /**
- * Relays one modern request to a server and resolves when its response has closed. The relay keys ids per
+ * Relays one 2026 client's request to a server and resolves when its response has closed. The relay keys ids per
  * server, and pooled servers are shared by unrelated clients, so every request gets a berth-wide id first.
  */
 export function relayClient2026(

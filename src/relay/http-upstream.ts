@@ -212,7 +212,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
 
   async call(method: string, params: Record<string, unknown> | undefined, protocolVersion?: string): Promise<JsonRpcResponse> {
     const version = protocolVersion ?? String((params?._meta as Record<string, unknown> | undefined)?.[META_PROTOCOL_VERSION] ?? '');
-    const r = await this.modernCall(method, params ?? {}, version);
+    const r = await this.call2026(method, params ?? {}, version);
     return { jsonrpc: '2.0', id: `berth:${method}`, ...(r.error ? { error: r.error } : { result: r.result }) };
   }
 
@@ -226,7 +226,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   fail(): void {}
 
   /** berth's own 2026-07-28 request to the upstream (server/discover, to learn its era): the JSON-RPC answer. */
-  async modernCall(
+  async call2026(
     method: string,
     params: Record<string, unknown>,
     protocolVersion: string,

@@ -18,8 +18,8 @@ import { RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import type { Post2025Call, Request2026Call } from './calls.js';
-import { relayed } from '../bridge/legacy-server.js';
-import { ModernPool, modernLaunchContext, serveOn } from './modern.js';
+import { relayed } from '../bridge/server-2025.js';
+import { Client2026Pool, client2026LaunchContext, serveOn } from './clients-2026.js';
 
 export type { Post2025Call, Request2026Call };
 
@@ -63,7 +63,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   /** Servers starting at once, and queued to start (limits.maxConcurrentStarts). */
   readonly starts: StartGate;
   /** Serves 2026-07-28 requests that name no runtime session. */
-  protected readonly modern: ModernPool;
+  protected readonly clients2026: Client2026Pool;
   /** Sandboxes that 2026-07-28 clients pin with the Berth-Runtime-Session header. */
   protected readonly runtimeSessions: RuntimeSessions;
   /** How this runtime's server starts are going (/healthz, /readyz). */
@@ -89,8 +89,8 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       startRecord: this.startRecord,
     };
     // Every server this runtime starts takes one of its start slots (limits.maxConcurrentStarts), whichever pool asks.
-    this.modern = new ModernPool(this.launchCtx, opts.config.serverEra, this.log, this.starts);
-    this.runtimeSessions = new RuntimeSessions(modernLaunchContext(this.launchCtx), this.log, opts.metrics, this.starts);
+    this.clients2026 = new Client2026Pool(this.launchCtx, opts.config.serverEra, this.log, this.starts);
+    this.runtimeSessions = new RuntimeSessions(client2026LaunchContext(this.launchCtx), this.log, opts.metrics, this.starts);
   }
 
   protected get metrics(): Metrics | undefined {
@@ -113,7 +113,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
     const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && (this.busy || this.modern.busy || this.runtimeSessions.busy))
+    while (Date.now() < deadline && (this.busy || this.clients2026.busy || this.runtimeSessions.busy))
       await new Promise((r) => setTimeout(r, 50));
   }
   abstract close(): Promise<void>;
@@ -129,7 +129,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
 
   /** Bridged calls of a 2025-era server suspended until a 2026 client retries with its answers (input_required). */
   get pendingInputRounds(): number {
-    return this.modern.bridge.size;
+    return this.clients2026.bridge.size;
   }
   /** Servers started and ready, waiting for a session (stateful) or a request (stateless). */
   abstract get warmServers(): number;
@@ -163,7 +163,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
         headers: { 'retry-after': '5' },
       });
     const runtimeSession = call.runtimeSession;
-    if (runtimeSession === undefined) return this.modern.serve(req, res, call);
+    if (runtimeSession === undefined) return this.clients2026.serve(req, res, call);
     if (this.config.mode === 'stateless') {
       throw new HttpError(
         400,
@@ -172,12 +172,12 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
         { id: request.id },
       );
     }
-    const era = await this.modern.requireModern(call);
+    const era = await this.clients2026.serverEraFor(call);
     const session = await this.runtimeSessions.get(runtimeSession, call.principal, request.id);
     this.opts.cluster?.runtimeSessionServed(call.principal, runtimeSession, this.config.maxLifetime);
     const server = session.server;
     const headers = { [RUNTIME_SESSION_HEADER]: runtimeSession };
-    if (era === 'legacy') {
+    if (era === '2025') {
       const bridged = relayed(server);
       if (!bridged)
         throw new HttpError(
@@ -186,22 +186,22 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
           'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet',
           { id: request.id },
         );
-      if (request.method === 'subscriptions/listen') return this.modern.listenLegacyIn(bridged, res, request, headers);
+      if (request.method === 'subscriptions/listen') return this.clients2026.listen2025ServerIn(bridged, res, request, headers);
       const caller = {
         rs: runtimeSession,
         principalKey: principalKey(call.principal),
         clientCapabilities: call.clientCapabilities,
         headers,
       };
-      return this.modern.bridge.serve(res, request, caller, async () => bridged);
+      return this.clients2026.bridge.serve(res, request, caller, async () => bridged);
     }
     const { jsonWindow, keepAlive } = this.config.streams;
     await serveOn(server, req, res, call, { jsonWindow, keepAlive, headers });
   }
 
   /** Stops the 2026 pool and ends every runtime session (shutdown). */
-  protected async closeModern(): Promise<void> {
+  protected async closeClients2026(): Promise<void> {
     await this.runtimeSessions.close();
-    await this.modern.close();
+    await this.clients2026.close();
   }
 }

@@ -6,9 +6,9 @@ import { WarmPool } from '../session/pool.js';
 import { SessionTable } from '../session/table.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
-import { ModernErrorCode } from '../wire/streamable-http-2026.js';
-import { bridgeInitialize, InitExchange, ModernServerBridge } from '../bridge/modern-server.js';
-import { relayed } from '../bridge/legacy-server.js';
+import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
+import { bridgeInitialize, InitExchange, Server2026Bridge } from '../bridge/server-2026.js';
+import { relayed } from '../bridge/server-2025.js';
 import { checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
@@ -58,7 +58,7 @@ export class StatefulRuntime extends HostedRuntime {
 
   async start(): Promise<void> {
     this.pool.fill();
-    this.modern.start();
+    this.clients2026.start();
   }
 
   /** The caller's session; another principal's session answers exactly as an unknown one, so ids cannot be probed. */
@@ -168,7 +168,7 @@ export class StatefulRuntime extends HostedRuntime {
       const r = await bridgeInitialize(relay, request);
       if (r.error || !session.live) return r;
       const p = request.params ?? {};
-      const bridge = new ModernServerBridge(
+      const bridge = new Server2026Bridge(
         relay,
         { capabilities: p.capabilities, clientInfo: p.clientInfo },
         {
@@ -188,7 +188,7 @@ export class StatefulRuntime extends HostedRuntime {
     }
     if (this.config.serverEra === 'auto') {
       exchange.onError = async (m) =>
-        m.error?.code === ModernErrorCode.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m;
+        m.error?.code === ErrorCode2026.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m;
     }
     relay.fromClient([init], exchange);
   }
@@ -214,6 +214,6 @@ export class StatefulRuntime extends HostedRuntime {
     this.draining = true;
     await Promise.all([...this.sessions.values()].map((s) => s.end('shutdown')));
     await this.pool.close();
-    await this.closeModern();
+    await this.closeClients2026();
   }
 }

@@ -7,7 +7,7 @@ import { SharedPool, type PoolMember } from '../session/shared-pool.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
-import { ModernErrorCode } from '../wire/streamable-http-2026.js';
+import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
 import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
 import { principalKey } from '../security/auth.js';
 import type { Session } from '../session/session.js';
@@ -19,8 +19,8 @@ type Member = PoolMember<Record<string, unknown>>;
 
 export class StatelessRuntime extends HostedRuntime {
   private readonly pool: SharedPool<Record<string, unknown>>;
-  /** The server refused initialize as a 2026-07-28 server: 2025 clients are bridged through the modern pool. */
-  private modernOnly = false;
+  /** The server refused initialize as a 2026-07-28 server: 2025 clients are bridged through the 2026 clients' pool. */
+  private server2026Only = false;
 
   constructor(opts: RuntimeOptions) {
     super(opts);
@@ -33,11 +33,11 @@ export class StatelessRuntime extends HostedRuntime {
       ownerIdle: opts.config.idleTimeout,
       log: this.log,
       start: () => this.starts.run(() => this.startMember(), { refill: true }),
-      onStartError: (err: Error & { modern?: boolean }) => {
-        if (!err.modern) return 'retry';
+      onStartError: (err: Error & { server2026?: boolean }) => {
+        if (!err.server2026) return 'retry';
         // A 2026-era server never takes initialize: asking again would only repeat the refusal.
-        if (!this.modernOnly) this.log.info('the server speaks 2026-07-28 only: 2025 clients are served through the bridge');
-        this.modernOnly = true;
+        if (!this.server2026Only) this.log.info('the server speaks 2026-07-28 only: 2025 clients are served through the bridge');
+        this.server2026Only = true;
         return 'stop';
       },
       onExit: (m) => m.server.upstream.fail(ErrorCode.SessionEnded, 'the server process exited'),
@@ -65,9 +65,9 @@ export class StatelessRuntime extends HostedRuntime {
   }
 
   async start(): Promise<void> {
-    this.modernOnly = this.config.serverEra === '2026';
-    if (!this.modernOnly) this.pool.fill();
-    this.modern.start();
+    this.server2026Only = this.config.serverEra === '2026';
+    if (!this.server2026Only) this.pool.fill();
+    this.clients2026.start();
   }
 
   /** Starts one server and initializes it as berth, so client requests can go straight to it. */
@@ -88,7 +88,7 @@ export class StatelessRuntime extends HostedRuntime {
       );
       if (r.error)
         throw Object.assign(new Error(`initialize failed: ${r.error.message}`), {
-          modern: r.error.code === ModernErrorCode.UnsupportedProtocolVersion,
+          server2026: r.error.code === ErrorCode2026.UnsupportedProtocolVersion,
         });
       return { server, info: r.result ?? {} };
     } catch (e) {
@@ -99,7 +99,7 @@ export class StatelessRuntime extends HostedRuntime {
 
   private pick(owner: string): Promise<Member> {
     return this.pool.pick(owner, () =>
-      this.modernOnly
+      this.server2026Only
         ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', {
             headers: { 'retry-after': '0' },
           })
@@ -115,11 +115,11 @@ export class StatelessRuntime extends HostedRuntime {
     const { messages, batch } = ctx.parsed;
     const owner = principalKey(ctx.principal);
     // Until a server has started, its era is unknown: a 2026-only one refuses initialize and is bridged from then on.
-    if (!this.modernOnly && this.pool.members.length === 0)
+    if (!this.server2026Only && this.pool.members.length === 0)
       await this.pick(owner).catch((e: Error) => {
-        if (!this.modernOnly) throw e;
+        if (!this.server2026Only) throw e;
       });
-    if (this.modernOnly) return this.modern.serveLegacyStateless(res, messages, batch, owner);
+    if (this.server2026Only) return this.clients2026.serve2025ClientsStateless(res, messages, batch, owner);
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) {
       if (messages.length > 1)
@@ -172,6 +172,6 @@ export class StatelessRuntime extends HostedRuntime {
 
   async close(): Promise<void> {
     await this.pool.close();
-    await this.closeModern();
+    await this.closeClients2026();
   }
 }

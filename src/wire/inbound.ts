@@ -36,10 +36,9 @@ export type InboundPost = Post2025 | Request2026 | Notification2026;
 
 /** Classifies a parsed POST body by its client's era; throws the exact refusal of the era it belongs to. */
 export function inboundPost(req: IncomingMessage, body: Buffer, parsed: ParsedBody = parseMessages(body)): InboundPost {
-  if (classifyEra(req, parsed) === 'legacy')
-    return { clientEra: '2025', body, parsed, version: wire2025.validatePost(req, parsed).version };
+  if (classifyEra(req, parsed) === '2025') return { clientEra: '2025', body, parsed, version: wire2025.validatePost(req, parsed).version };
   const ctx = wire2026.validatePost(req, parsed);
-  if (ctx.era !== 'modern') throw new Error('unreachable: the 2026 rules judged a POST of another era');
+  if (ctx.era !== '2026') throw new Error('unreachable: the 2026 rules judged a POST of another era');
   if ('notification' in ctx) return { clientEra: '2026', body, version: ctx.version, notification: ctx.notification };
   return { clientEra: '2026', body, version: ctx.version, request: ctx.request, clientCapabilities: ctx.clientCapabilities };
 }

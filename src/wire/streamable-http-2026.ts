@@ -1,22 +1,22 @@
-// The Streamable HTTP rules of MCP 2026-07-28 ("modern"): one JSON-RPC request or notification per POST, the
+// The Streamable HTTP rules of MCP 2026-07-28: one JSON-RPC request or notification per POST, the
 // per-request _meta envelope, the version/method/name headers that must mirror the body, and the exact status and
 // JSON-RPC error of each refusal. Every error echoes the request id when the body had one.
 import { header, METHOD_HEADER, NAME_HEADER, VERSION_HEADER } from './headers.js';
 import { HttpError } from './http-error.js';
 import type { IncomingMessage } from 'node:http';
 import { ErrorCode, isNotification, isRequest, type JsonRpcId } from './jsonrpc.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS, type RequestContext, type WireRevision } from './era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, VERSIONS_2026, type RequestContext, type WireRevision } from './era.js';
 import { SUPPORTED_PROTOCOL_VERSIONS } from './streamable-http.js';
 import type { ParsedBody } from './jsonrpc.js';
 
-export const ModernErrorCode = {
+export const ErrorCode2026 = {
   HeaderMismatch: -32020,
   MissingRequiredClientCapability: -32021,
   UnsupportedProtocolVersion: -32022,
 } as const;
 
 /** Every version berth answers to, newest first: what a -32022 tells the client it may retry with. */
-export const ALL_SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ...SUPPORTED_PROTOCOL_VERSIONS];
+export const ALL_SUPPORTED_VERSIONS: readonly string[] = [...VERSIONS_2026, ...SUPPORTED_PROTOCOL_VERSIONS];
 
 /**
  * The HTTP status of a response that is one JSON-RPC error from the server: this revision gives some errors a status
@@ -25,9 +25,9 @@ export const ALL_SUPPORTED_VERSIONS: readonly string[] = [...MODERN_VERSIONS, ..
 export function statusOfServerError(code: number): number {
   if (code === ErrorCode.MethodNotFound) return 404;
   if (
-    code === ModernErrorCode.HeaderMismatch ||
-    code === ModernErrorCode.MissingRequiredClientCapability ||
-    code === ModernErrorCode.UnsupportedProtocolVersion
+    code === ErrorCode2026.HeaderMismatch ||
+    code === ErrorCode2026.MissingRequiredClientCapability ||
+    code === ErrorCode2026.UnsupportedProtocolVersion
   )
     return 400;
   return 200;
@@ -69,12 +69,12 @@ export function decodeHeaderValue(raw: string): string | undefined {
 }
 
 function mismatch(id: JsonRpcId | null, message: string, data: Record<string, unknown>): HttpError {
-  return new HttpError(400, ModernErrorCode.HeaderMismatch, `Bad Request: ${message}`, { id: id, data: { mismatch: data } });
+  return new HttpError(400, ErrorCode2026.HeaderMismatch, `Bad Request: ${message}`, { id: id, data: { mismatch: data } });
 }
 
 export const wire2026: WireRevision = {
-  era: 'modern',
-  versions: MODERN_VERSIONS,
+  era: '2026',
+  versions: VERSIONS_2026,
 
   validatePost(req: IncomingMessage, parsed: ParsedBody): RequestContext {
     if (parsed.batch)
@@ -87,7 +87,7 @@ export const wire2026: WireRevision = {
     const headerVersion = header(req, VERSION_HEADER);
     if (isNotification(m)) {
       // No client notification is defined on HTTP in this revision (cancelling = closing the stream): accept, drop.
-      return { era: 'modern', version: headerVersion ?? MODERN_VERSIONS[0], notification: m };
+      return { era: '2026', version: headerVersion ?? VERSIONS_2026[0], notification: m };
     }
     if (!isRequest(m))
       throw new HttpError(
@@ -128,10 +128,10 @@ export const wire2026: WireRevision = {
         received: headerVersion,
       });
     }
-    if (!(MODERN_VERSIONS as readonly string[]).includes(version)) {
+    if (!(VERSIONS_2026 as readonly string[]).includes(version)) {
       throw new HttpError(
         400,
-        ModernErrorCode.UnsupportedProtocolVersion,
+        ErrorCode2026.UnsupportedProtocolVersion,
         `Unsupported protocol version ${JSON.stringify(version)} (supported: ${ALL_SUPPORTED_VERSIONS.join(', ')})`,
         {
           id: id,
@@ -175,7 +175,7 @@ export const wire2026: WireRevision = {
         id: id,
       });
     }
-    return { era: 'modern', version, request: m, clientCapabilities: caps };
+    return { era: '2026', version, request: m, clientCapabilities: caps };
   },
 
   /** A server of this revision has no GET stream and no sessions to delete. */

@@ -149,12 +149,12 @@ export function checkBatchAllowed(parsed: ParsedBody, protocolVersion: string): 
 
 /** The 2025 revisions behind the interface both eras share (src/wire/era.ts). */
 export const wire2025: WireRevision = {
-  era: 'legacy',
+  era: '2025',
   versions: SUPPORTED_PROTOCOL_VERSIONS,
   validatePost(req, parsed) {
     const version = checkProtocolVersion(req);
     checkBatchAllowed(parsed, version);
-    return { era: 'legacy', version };
+    return { era: '2025', version };
   },
   checkOther(req) {
     checkProtocolVersion(req);

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { Exchange } from '../relay/exchange.js';
 import { sinkId, type CallSink } from '../relay/sink.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, MODERN_VERSIONS } from '../wire/era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, VERSIONS_2026 } from '../wire/era.js';
 import {
   ErrorCode,
   errorResponse,
@@ -32,10 +32,10 @@ const isObj = (v: unknown): v is Params => typeof v === 'object' && v !== null &
 
 /** Answers the 2025 initialize from the server's server/discover; an error response when it is not 2026-era. */
 export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest): Promise<JsonRpcResponse> {
-  const envelope = { [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0], [META_CLIENT_CAPABILITIES]: {} };
+  const envelope = { [META_PROTOCOL_VERSION]: VERSIONS_2026[0], [META_CLIENT_CAPABILITIES]: {} };
   const r = await relay.call('server/discover', { _meta: envelope });
   const d = r.result as { supportedVersions?: unknown; capabilities?: Params; instructions?: unknown; _meta?: Params } | undefined;
-  if (!d || !Array.isArray(d.supportedVersions) || !d.supportedVersions.includes(MODERN_VERSIONS[0])) {
+  if (!d || !Array.isArray(d.supportedVersions) || !d.supportedVersions.includes(VERSIONS_2026[0])) {
     return errorResponse(
       init.id,
       ErrorCode.InternalError,
@@ -44,7 +44,7 @@ export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest):
   }
   const asked = init.params?.protocolVersion;
   const version = (SUPPORTED_PROTOCOL_VERSIONS as readonly unknown[]).includes(asked) ? (asked as string) : LATEST_PROTOCOL_VERSION;
-  // berth listens for list changes on the client's behalf (ModernServerBridge.listen); resources/subscribe has no
+  // berth listens for list changes on the client's behalf (Server2026Bridge.listen); resources/subscribe has no
   // 2025 counterpart here yet, so `subscribe` is not offered.
   const capabilities: Params = {};
   for (const [k, v] of Object.entries(d.capabilities ?? {})) {
@@ -113,7 +113,7 @@ interface Call {
   asked: string[];
 }
 
-export class ModernServerBridge {
+export class Server2026Bridge {
   private next = 0;
   private logLevel: string | undefined;
   private readonly calls = new Map<string, Call>();
@@ -160,7 +160,7 @@ export class ModernServerBridge {
     if (has('resources')) notifications.resourcesListChanged = true;
     if (Object.keys(notifications).length === 0) return;
     const meta: Params = {
-      [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0],
+      [META_PROTOCOL_VERSION]: VERSIONS_2026[0],
       [META_CLIENT_CAPABILITIES]: this.client.capabilities ?? {},
       [META_CLIENT_INFO]: this.client.clientInfo,
     };
@@ -247,7 +247,7 @@ export class ModernServerBridge {
     if (call.cancelled) return Promise.resolve(errorResponse(m.id, ErrorCode.RequestCancelled, 'Request cancelled by the client'));
     const meta: Params = {
       ...(m.params?._meta as Params | undefined),
-      [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0],
+      [META_PROTOCOL_VERSION]: VERSIONS_2026[0],
       [META_CLIENT_CAPABILITIES]: this.client.capabilities ?? {},
       [META_CLIENT_INFO]: this.client.clientInfo,
       ...(this.logLevel ? { [META_LOG_LEVEL]: this.logLevel } : {}),

@@ -46,7 +46,7 @@ export function honoured(asked: unknown, capabilities: Params): Filter {
   return f;
 }
 
-export class LegacyListens {
+export class Server2025Listens {
   private readonly listens = new Set<Listen>();
   private readonly relays = new Set<StdioRelay>();
   /** Watched resource URI -> how many listens want it. */

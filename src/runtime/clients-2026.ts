@@ -1,24 +1,24 @@
-// Serving 2026-07-28 ("modern") requests to a server of that era: each request stands alone, relayed with its id
+// Serving 2026-07-28 clients' requests to a server of that era: each request stands alone, relayed with its id
 // rewritten through the server's StdioRelay, answered as JSON or as an SSE stream without event ids or priming
 // (nothing is resumable in this revision), and closing that stream cancels the request at the server.
 // Without a runtime session, requests go to a warm pool of servers shared statelessly. A 2025-era server is
-// served through the bridge (src/bridge/legacy-server.ts).
+// served through the bridge (src/bridge/server-2025.ts).
 import type { StartGate } from '../session/start-gate.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
 import type { StdioRelay } from '../relay/stdio-relay.js';
 import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
-import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, MODERN_VERSIONS } from '../wire/era.js';
+import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, VERSIONS_2026 } from '../wire/era.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../wire/jsonrpc.js';
-import { ModernErrorCode } from '../wire/streamable-http-2026.js';
+import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
 import type { Request2026Call } from './calls.js';
-import { LegacyBridge, relayed, type RelayedServer } from '../bridge/legacy-server.js';
-import { bridgeInitialize, ModernServerBridge } from '../bridge/modern-server.js';
+import { Server2025Bridge, relayed, type RelayedServer } from '../bridge/server-2025.js';
+import { bridgeInitialize, Server2026Bridge } from '../bridge/server-2026.js';
 import { ListenFanout } from './listen.js';
 import { SharedPool, type PoolMember } from '../session/shared-pool.js';
-import { LegacyListens } from '../bridge/legacy-listen.js';
+import { Server2025Listens } from '../bridge/server-2025-listens.js';
 import { principalKey } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
@@ -33,43 +33,43 @@ export function serveOn(
   return server.upstream.request2026(req, res, { ...o, request: call.request, body: call.body });
 }
 
-/** Launch context for modern servers: the relay keys ids per server (berth makes them unique), never per stream. */
-export function modernLaunchContext(ctx: LaunchContext): LaunchContext {
+/** Launch context for 2026-era servers: the relay keys ids per server (berth makes them unique), never per stream. */
+export function client2026LaunchContext(ctx: LaunchContext): LaunchContext {
   return { ...ctx, config: { ...ctx.config, mode: 'stateful' } };
 }
 
 type Member = PoolMember<undefined>;
 
-/** Answers whether a started server speaks 2026-07-28: a DiscoverResult naming it, or the modern -32022. */
-async function speaksModern(server: Launched, timeoutMs: number): Promise<boolean> {
-  const envelope = { [META_PROTOCOL_VERSION]: MODERN_VERSIONS[0], [META_CLIENT_CAPABILITIES]: {} };
+/** Answers whether a started server speaks 2026-07-28: a DiscoverResult naming it, or the 2026 code -32022. */
+async function speaks2026(server: Launched, timeoutMs: number): Promise<boolean> {
+  const envelope = { [META_PROTOCOL_VERSION]: VERSIONS_2026[0], [META_CLIENT_CAPABILITIES]: {} };
   try {
-    const asking = server.upstream.call('server/discover', { _meta: envelope }, MODERN_VERSIONS[0]);
+    const asking = server.upstream.call('server/discover', { _meta: envelope }, VERSIONS_2026[0]);
     const r = await withinStartup(server.sandbox, timeoutMs, asking, 'the server did not answer server/discover');
     const versions = (r.result as { supportedVersions?: unknown } | undefined)?.supportedVersions;
-    if (Array.isArray(versions)) return versions.includes(MODERN_VERSIONS[0]);
-    return r.error?.code === ModernErrorCode.UnsupportedProtocolVersion;
+    if (Array.isArray(versions)) return versions.includes(VERSIONS_2026[0]);
+    return r.error?.code === ErrorCode2026.UnsupportedProtocolVersion;
   } catch {
-    return false; // a timeout or an exit: a legacy server that does not take requests before initialize
+    return false; // a timeout or an exit: a 2025-era server that does not take requests before initialize
   }
 }
 
-/** A server started for modern requests, once it is warm (disposed when it cannot get there). */
+/** A server started for 2026 clients' requests, once it is warm (disposed when it cannot get there). */
 async function startReady(ctx: LaunchContext): Promise<Launched> {
-  return launchReady(modernLaunchContext(ctx));
+  return launchReady(client2026LaunchContext(ctx));
 }
 
-/** The servers that answer modern requests without a runtime session: shared, least busy first. */
-export class ModernPool {
+/** The servers that answer 2026 clients' requests without a runtime session: shared, least busy first. */
+export class Client2026Pool {
   private readonly pool: SharedPool<undefined>;
   private closed = false;
   /** Open listens on 2026-era servers, and whose. */
   private readonly listens = new Map<ListenFanout, string>();
   /** Listens inside runtime sessions on 2025-era servers, per sandbox. */
-  private readonly sessionListens = new WeakMap<StdioRelay, LegacyListens>();
+  private readonly sessionListens = new WeakMap<StdioRelay, Server2025Listens>();
   /** The server is known to be 2025-era: its calls are bridged, one server each. */
-  private legacy = false;
-  private era: Promise<'modern' | 'legacy'> | undefined;
+  private server2025 = false;
+  private era: Promise<'2026' | '2025'> | undefined;
 
   constructor(
     private readonly ctx: LaunchContext,
@@ -96,8 +96,8 @@ export class ModernPool {
         if (!server) return;
         for (const [fan, owner] of this.listens) if (owner === m.owner) fan.join(server.upstream.relay);
         // A 2025 server announces changes only once initialized: a new one is, while its principal listens.
-        const listens = this.legacyListens.get(m.owner!);
-        if (this.legacy && listens)
+        const listens = this.server2025Listens.get(m.owner!);
+        if (this.server2025 && listens)
           void this.bridge.initialized(server, null).then(
             () => listens.add(server.upstream.relay),
             () => undefined,
@@ -106,13 +106,13 @@ export class ModernPool {
       onExit: (m) => {
         m.server.upstream.fail(ErrorCode.SessionEnded, 'the server process exited');
         const relay = m.server.upstream.relay;
-        if (relay) this.legacyListens.get(m.owner!)?.remove(relay);
+        if (relay) this.server2025Listens.get(m.owner!)?.remove(relay);
       },
     });
-    if (serverEra === '2025') this.era = Promise.resolve('legacy');
-    if (serverEra === '2026') this.era = Promise.resolve('modern');
+    if (serverEra === '2025') this.era = Promise.resolve('2025');
+    if (serverEra === '2026') this.era = Promise.resolve('2026');
     const { jsonWindow, keepAlive } = ctx.config.streams;
-    this.bridge = new LegacyBridge({
+    this.bridge = new Server2025Bridge({
       runtime: ctx.runtimeName,
       jsonWindow,
       keepAlive,
@@ -120,31 +120,31 @@ export class ModernPool {
       gatherWindow: 25,
       pendingTimeout: ctx.config.limits.pendingInputTimeout,
       onCallEnded: () => setImmediate(() => this.pool.trim()),
-      // Pooled servers feed their principal's listens; a runtime session's server feeds only its own (listenLegacyIn).
+      // Pooled servers feed their principal's listens; a runtime session's server feeds only its own (listen2025ServerIn).
       onServerInitialized: (relay) => {
         const member = this.pool.members.find((m) => m.server.upstream.relay === relay);
-        if (member?.owner !== undefined) this.legacyListens.get(member.owner)?.add(relay);
+        if (member?.owner !== undefined) this.server2025Listens.get(member.owner)?.add(relay);
       },
       requestState: ctx.requestState,
     });
   }
 
-  /** Modern requests to a 2025-era server, with or without a runtime session. */
-  readonly bridge: LegacyBridge;
+  /** 2026 clients' requests to a 2025-era server, with or without a runtime session. */
+  readonly bridge: Server2025Bridge;
   /** Listens of 2026 clients on 2025-era servers, answered by berth from the servers' announcements; per principal. */
-  private readonly legacyListens = new Map<string, LegacyListens>();
+  private readonly server2025Listens = new Map<string, Server2025Listens>();
 
   get busy(): boolean {
     return this.pool.members.some((m) => m.inFlight > 0) || this.bridge.size > 0;
   }
 
-  /** A runtime whose server is known to be modern keeps its pool warm from the start. */
+  /** A runtime whose server is known to be 2026-era keeps its pool warm from the start. */
   start(): void {
     if (this.serverEra === '2026' && this.ctx.config.upstream === 'stdio') this.pool.fill();
   }
 
   /** The hosted server's era: configured, or learned from the first pooled server (auto). */
-  serverEraOf(): Promise<'modern' | 'legacy'> {
+  serverEraOf(): Promise<'2026' | '2025'> {
     if (!this.era) {
       const probing = this.probe();
       this.era = probing;
@@ -154,35 +154,35 @@ export class ModernPool {
       });
     }
     void this.era.then(
-      (e) => (this.legacy = e === 'legacy'),
+      (e) => (this.server2025 = e === '2025'),
       () => undefined,
     );
     return this.era;
   }
 
-  private async probe(): Promise<'modern' | 'legacy'> {
+  private async probe(): Promise<'2026' | '2025'> {
     const server = await startReady(this.ctx);
-    const modern = await speaksModern(server, this.ctx.config.limits.startupTimeout);
-    this.log.info({ era: modern ? '2026' : '2025' }, 'hosted server era (server/discover)');
+    const is2026 = await speaks2026(server, this.ctx.config.limits.startupTimeout);
+    this.log.info({ era: is2026 ? '2026' : '2025' }, 'hosted server era (server/discover)');
     if (this.closed) {
       void dispose(server, 0);
-      return modern ? 'modern' : 'legacy';
+      return is2026 ? '2026' : '2025';
     }
-    // Either era is kept: a 2025-era server answers modern clients through the bridge.
+    // Either era is kept: a 2025-era server answers 2026 clients through the bridge.
     this.pool.adopt(server, undefined);
     this.pool.fill();
-    return modern ? 'modern' : 'legacy';
+    return is2026 ? '2026' : '2025';
   }
 
   /** The server's era, or a refusal when it cannot be served (not started; a 2025-era http server). */
-  async requireModern(call: Request2026Call): Promise<'modern' | 'legacy'> {
+  async serverEraFor(call: Request2026Call): Promise<'2026' | '2025'> {
     const request = call.request;
     const era = await this.serverEraOf().catch((e: Error) => {
       throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server could not be started: ${e.message}`, {
         id: request.id,
       });
     });
-    if (era === 'legacy' && this.ctx.config.upstream !== 'stdio') {
+    if (era === '2025' && this.ctx.config.upstream !== 'stdio') {
       throw new HttpError(
         501,
         ErrorCode.MethodNotFound,
@@ -196,8 +196,8 @@ export class ModernPool {
   async serve(req: IncomingMessage, res: ServerResponse, call: Request2026Call): Promise<void> {
     const request = call.request;
     const owner = principalKey(call.principal);
-    if ((await this.requireModern(call)) === 'legacy') {
-      if (request.method === 'subscriptions/listen') return this.listenLegacy(res, request, owner);
+    if ((await this.serverEraFor(call)) === '2025') {
+      if (request.method === 'subscriptions/listen') return this.listen2025Server(res, request, owner);
       // A retry finds its suspended call through its requestState, whichever member holds it.
       const caller = { rs: 'pool', principalKey: owner, clientCapabilities: call.clientCapabilities, headers: {} };
       // Over stdio a 2025 server's request names no call, so each bridged call gets a server of its own; the
@@ -206,7 +206,7 @@ export class ModernPool {
       try {
         return await this.bridge.serve(res, request, caller, async () => {
           reserved = await this.pick(request.id, owner, true);
-          return relayed(reserved.server)!; // a 2025-era server is bridged over stdio only (requireModern)
+          return relayed(reserved.server)!; // a 2025-era server is bridged over stdio only (serverEraFor)
         });
       } finally {
         if (reserved) reserved.inFlight--;
@@ -227,7 +227,7 @@ export class ModernPool {
    * A 2025 client of a stateless runtime whose server speaks only 2026-07-28: initialize is answered from
    * server/discover, each request goes out with the envelope, and a server asking for input is refused.
    */
-  async serveLegacyStateless(res: ServerResponse, messages: JsonRpcMessage[], batch: boolean, owner: string): Promise<void> {
+  async serve2025ClientsStateless(res: ServerResponse, messages: JsonRpcMessage[], batch: boolean, owner: string): Promise<void> {
     // Notifications (initialized, cancelled) and responses have nowhere to go without a session.
     if (!messages.some(isRequest)) return void res.writeHead(202).end();
     const member = await this.pick(null, owner);
@@ -243,7 +243,7 @@ export class ModernPool {
     member.inFlight++;
     try {
       const exchange = new Exchange(res, { batch, streams: relay.streams, priming: false, jsonWindow: this.ctx.config.streams.jsonWindow });
-      const bridge = new ModernServerBridge(
+      const bridge = new Server2026Bridge(
         relay,
         { capabilities: {}, clientInfo: { name: 'berth-stateless', version: '0' } },
         { answerTimeout: 0, track: () => () => {}, noServerRequests: true },
@@ -259,9 +259,9 @@ export class ModernPool {
   }
 
   /** A listen on 2025-era servers: the principal's pooled servers are initialized (so they announce changes), berth acknowledges. */
-  private async listenLegacy(res: ServerResponse, request: JsonRpcRequest, owner: string): Promise<void> {
-    let listens = this.legacyListens.get(owner);
-    if (!listens) this.legacyListens.set(owner, (listens = new LegacyListens({ keepAlive: this.ctx.config.streams.keepAlive })));
+  private async listen2025Server(res: ServerResponse, request: JsonRpcRequest, owner: string): Promise<void> {
+    let listens = this.server2025Listens.get(owner);
+    if (!listens) this.server2025Listens.set(owner, (listens = new Server2025Listens({ keepAlive: this.ctx.config.streams.keepAlive })));
     const first = await this.pick(request.id, owner);
     const init = await this.bridge.initialized(relayed(first.server)!, request.id);
     for (const m of this.pool.members) {
@@ -274,11 +274,11 @@ export class ModernPool {
     }
     await listens.open(res, request, (init.capabilities ?? {}) as Record<string, unknown>);
     // The last listen of a principal gone: its servers' announcements have nobody to reach.
-    if (listens.size === 0 && this.legacyListens.get(owner) === listens) this.legacyListens.delete(owner);
+    if (listens.size === 0 && this.server2025Listens.get(owner) === listens) this.server2025Listens.delete(owner);
   }
 
   /** A listen inside a runtime session on a 2025-era server: that sandbox's announcements only. */
-  async listenLegacyIn(
+  async listen2025ServerIn(
     server: RelayedServer,
     res: ServerResponse,
     request: JsonRpcRequest,
@@ -288,7 +288,7 @@ export class ModernPool {
     const relay = server.upstream.relay;
     let listens = this.sessionListens.get(relay);
     if (!listens) {
-      const created = new LegacyListens({ keepAlive: this.ctx.config.streams.keepAlive });
+      const created = new Server2025Listens({ keepAlive: this.ctx.config.streams.keepAlive });
       created.add(relay);
       void server.sandbox.exited.then(() => created.close());
       this.sessionListens.set(relay, created);
@@ -326,7 +326,7 @@ export class ModernPool {
   async close(): Promise<void> {
     this.closed = true;
     for (const fan of this.listens.keys()) fan.close('the runtime is shutting down');
-    for (const listens of this.legacyListens.values()) listens.close();
+    for (const listens of this.server2025Listens.values()) listens.close();
     await this.era?.catch(() => undefined);
     await this.pool.close();
   }

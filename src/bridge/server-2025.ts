@@ -88,7 +88,7 @@ function wantsLog(request: JsonRpcRequest, level: unknown): boolean {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Params as a 2025 server expects them: no 2026 envelope keys, no MRTR retry fields. */
-export function stripModern(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+export function strip2026Envelope(params: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
   if (!params) return params;
   const { inputResponses: _i, requestState: _s, _meta, ...rest } = params;
   if (!isObject(_meta)) return rest;
@@ -151,7 +151,7 @@ class BridgeCall implements CallSink {
   private final: JsonRpcResponse | undefined;
 
   constructor(
-    private readonly bridge: LegacyBridge,
+    private readonly bridge: Server2025Bridge,
     readonly relay: StdioRelay,
     readonly id: string,
     readonly request: JsonRpcRequest,
@@ -291,8 +291,8 @@ class BridgeCall implements CallSink {
   }
 }
 
-/** Serves modern requests from 2025-era stdio servers, one per runtime. */
-export class LegacyBridge {
+/** Serves 2026 clients' requests from 2025-era stdio servers, one per runtime. */
+export class Server2025Bridge {
   private readonly codec: RequestStateCodec;
   private readonly calls = new Map<string, BridgeCall>();
   private readonly inits = new WeakMap<StdioRelay, Promise<Record<string, unknown>>>();
@@ -370,7 +370,7 @@ export class LegacyBridge {
     });
   }
 
-  /** One modern POST. `server` gives the sandbox for a new call; a retry goes to its suspended call's. Resolves when the response has closed. */
+  /** One 2026 client's POST. `server` gives the sandbox for a new call; a retry goes to its suspended call's. Resolves when the response has closed. */
   async serve(res: ServerResponse, request: JsonRpcRequest, caller: BridgeCaller, server: () => Promise<RelayedServer>): Promise<void> {
     const params = request.params ?? {};
     if ('requestState' in params || 'inputResponses' in params) return this.retry(res, request, caller);
@@ -387,7 +387,7 @@ export class LegacyBridge {
       }
       res.once('close', resolve);
       call.attach(res, request.id, caller.clientCapabilities);
-      s.upstream.relay.fromClient([{ ...request, id: call.id, params: stripModern(request.params) }], call);
+      s.upstream.relay.fromClient([{ ...request, id: call.id, params: strip2026Envelope(request.params) }], call);
     });
   }
 
