@@ -341,10 +341,12 @@ describe('HttpUpstream: forwarding to a Streamable HTTP server (the probe fixtur
     try {
       assert.equal(transport.sessionId, 'berth-session');
       assert.match(upstream.upstreamSessionId ?? '', /^[0-9a-f-]{36}$/, "the server's own session id, kept by berth");
+      // The client may read a JSON answer a moment before berth sees the upstream body end: wait for the count.
+      await waitFor(() => upstream.inFlight === 0 && busy.length === 2, 'initialize counted out');
       assert.deepEqual(busy, [true, false], 'initialize was a call; notifications/initialized and the GET stream are not');
       const who = JSON.parse(textOf(await client.callTool({ name: 'whoami', arguments: {} })));
       assert.equal(who.pid, server.pid, 'forwarded to that very process');
-      assert.equal(upstream.inFlight, 0);
+      await waitFor(() => upstream.inFlight === 0 && busy.length === 4, 'whoami counted out');
       assert.deepEqual(busy, [true, false, true, false]);
 
       busy.length = 0;

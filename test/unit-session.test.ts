@@ -4,8 +4,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { ANONYMOUS } from '../src/security/auth.ts';
+import { ANONYMOUS, type Principal } from '../src/security/auth.ts';
+import { pino } from 'pino';
+import { HttpError } from '../src/wire/http-error.ts';
 import { launchReady, type Launched } from '../src/session/launch.ts';
+import { SessionTable } from '../src/session/table.ts';
 import { Session, type EndReason } from '../src/session/session.ts';
 import { SharedPool, type PoolMember } from '../src/session/shared-pool.ts';
 import { StartGate, StartQueueTimeout } from '../src/session/start-gate.ts';
@@ -85,15 +88,18 @@ describe('Session', () => {
 
   test('a call in flight keeps it from idling; the idle clock starts when the call ends', async () => {
     const s = await start({ idleTimeout: '300ms' });
+    // When the upstream saw its last call end (the client reads the answer later, on a loaded machine much later).
+    let quietAt = 0;
+    s.server.upstream.on('busy', (busy) => void (busy || (quietAt = Date.now())));
     const response = postJson(lb.url, call('long', 'sleep', { ms: 1500 }));
     await waitFor(() => s.session.inFlight === 1, 'the call in flight');
     assert.equal(s.session.idleExpiresAt, undefined, 'no idle deadline while a call runs');
     const answer = await (await response).json();
-    const callEnded = Date.now();
     assert.equal(textOf(answer.result), 'slept 1500', 'the call outlived five idle timeouts and still got its answer');
-    assert.equal(s.ends.length, 0);
     await endedFor(s, 'idle');
-    assert.ok(s.ends[0]!.at - callEnded >= 200, `idle ${s.ends[0]!.at - callEnded} ms after the call, not counted from its start`);
+    assert.ok(quietAt > 0);
+    const after = s.ends[0]!.at - quietAt;
+    assert.ok(after >= 290, `idle ${after} ms after the call ended: counted from its end, not its start`);
   });
 
   test('a proxied request bracketed by beginRequest() holds off idleness until it is released (once)', async () => {
@@ -301,5 +307,99 @@ describe('StartGate', () => {
     await running;
     assert.equal(await refill, 'refilled');
     assert.equal(gate.active, 0);
+  });
+});
+
+describe('SessionTable', () => {
+  const ctx = launchContext({ command: PROBE, limits: { maxSessions: 2, maxSessionsPerPrincipal: 1, stopGrace: '1s' } });
+  const alice: Principal = { kind: 'api-key', subject: 'alice' };
+  const bob: Principal = { kind: 'api-key', subject: 'bob' };
+  /** The table's audit lines, as JSON objects. */
+  const audit: Array<Record<string, unknown>> = [];
+  const log = pino({ level: 'info' }, { write: (line: string) => void audit.push(JSON.parse(line) as Record<string, unknown>) });
+  const table = new SessionTable({ runtime: 'unit', config: ctx.config, log, kind: 'protocol' });
+  const opened: Session[] = [];
+  after(() => Promise.all(opened.map((s) => s.end('shutdown'))));
+
+  /** The refusal `open` throws, as an HttpError. */
+  async function refusal(p: Promise<unknown>): Promise<HttpError> {
+    try {
+      await p;
+    } catch (e) {
+      assert.ok(e instanceof HttpError, `an HttpError, not ${String(e)}`);
+      return e;
+    }
+    throw new Error('open() was not refused');
+  }
+
+  test('maxSessions counts sessions still starting; maxSessionsPerPrincipal refuses a second of the same principal', async () => {
+    // alice's server is still starting when bob and a third caller come: the cap already counts it.
+    const startingA = table.open(alice, 1, () => launchReady(ctx));
+    const a2 = await refusal(table.open(alice, 2, () => launchReady(ctx)));
+    assert.equal(a2.status, 429);
+    assert.equal(a2.id, 2);
+    assert.match(a2.message, /alice already holds 1 live sessions \(limits.maxSessionsPerPrincipal = 1\)/);
+    const startingB = table.open(bob, 3, () => launchReady(ctx));
+    const third = await refusal(table.open(ANONYMOUS, 4, () => launchReady(ctx)));
+    assert.equal(third.status, 503, 'no session is live yet, but two are starting');
+    assert.equal(third.headers['retry-after'], '5');
+    assert.match(third.message, /maximum of 2 sessions \(maxSessions\)/);
+    const b = await startingB;
+    opened.push(b);
+    const a = await startingA;
+    opened.push(a);
+    assert.equal(table.size, 2);
+    assert.deepEqual(
+      table
+        .list()
+        .map((s) => s.principal.subject)
+        .sort(),
+      ['alice', 'bob'],
+    );
+    assert.equal(a.kind, 'protocol');
+
+    table.created(a, undefined, { client: 'unit' });
+    const created = audit.find((l) => l.audit === 'session.created')!;
+    assert.equal(created.principal, 'alice');
+    assert.equal(created.client, 'unit');
+    assert.equal(created.pid, a.server.sandbox.pid);
+
+    // Ending frees both the place and the principal's count.
+    await a.end('deleted');
+    assert.equal(table.size, 1);
+    const ended = audit.find((l) => l.audit === 'session.ended')!;
+    assert.equal(ended.reason, 'deleted');
+    assert.equal(ended.principal, 'alice');
+    assert.equal(typeof ended.durationMs, 'number');
+    const again = await table.open(alice, 5, () => launchReady(ctx));
+    opened.push(again);
+    assert.equal(table.size, 2);
+    await Promise.all([again.end('deleted'), b.end('deleted')]);
+    assert.equal(table.size, 0);
+  });
+
+  test('a server that cannot start is a 502, no start slot in time a 503; neither keeps its place', async () => {
+    const broken = launchContext({ command: [process.execPath, '-e', 'process.exit(7)'] });
+    const bad = await refusal(table.open(alice, 'x', () => launchReady(broken)));
+    assert.equal(bad.status, 502);
+    assert.equal(bad.id, 'x');
+    assert.match(bad.message, /^Bad Gateway: the MCP server could not be started: the server exited during start-up/);
+
+    const gate = new StartGate(1);
+    let free!: () => void;
+    const holding = gate.run(() => new Promise<void>((r) => (free = r)));
+    const busy = await refusal(table.open(alice, 'y', () => gate.run(() => launchReady(ctx), { waitMs: 0 })));
+    assert.equal(busy.status, 503);
+    assert.match(busy.message, /every start slot is busy \(limits.maxConcurrentStarts/);
+    assert.ok(Number(busy.headers['retry-after']) >= 1);
+    free();
+    await holding;
+
+    // alice's failed starts did not count against her (maxSessionsPerPrincipal 1) nor the table.
+    const s = await table.open(alice, 'z', () => launchReady(ctx));
+    opened.push(s);
+    assert.equal(table.size, 1);
+    await s.end('deleted');
+    assert.equal(table.size, 0);
   });
 });
