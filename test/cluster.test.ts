@@ -350,6 +350,27 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     );
   });
 
+  test('a 2025 initialize at a URL naming a runtime session is placed on any node (the owner checks what its edge signed)', async () => {
+    const url = `${A.url}/sessions/${'r'.repeat(22)}/mcp`;
+    const sids = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const r = await fetch(url, {
+          method: 'POST',
+          headers: { ...auth(), accept: ACCEPT_BOTH, 'content-type': 'application/json' },
+          body: initBody(),
+        });
+        const text = await r.text();
+        assert.equal(r.status, 200, `initialize through A at ${url}: ${text}`);
+        return r.headers.get('mcp-session-id')!;
+      }),
+    );
+    assert.ok(new Set(sids.map(ownerOf)).size > 1, `placed on more than one node: ${sids.map(ownerOf).join(',')}`);
+    for (const sid of sids) {
+      const r = await fetch(A.mcp, { method: 'DELETE', headers: { ...auth(), 'mcp-session-id': sid, 'mcp-protocol-version': V } });
+      assert.equal(r.status, 204);
+    }
+  });
+
   test('any node, every request: calls, state, elicitation, progress and logging through rotating nodes', async () => {
     const { client, transport, hits } = await rotatingClient(nodes);
     client.setRequestHandler(ElicitRequestSchema, async (r) => ({ action: 'accept', content: { answer: `yes to ${r.params.message}` } }));

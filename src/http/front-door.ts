@@ -14,7 +14,7 @@ import type { Principal, ResourceInfo } from '../security/auth.js';
 import { logId } from '../session/launch.js';
 import { RuntimeSessions } from '../session/runtime-session.js';
 import { classifyBodiless } from '../wire/era.js';
-import { FORWARDED_HEADER } from '../wire/headers.js';
+import { FORWARDED_HEADER, header, RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { HttpError } from '../wire/http-error.js';
 import { describeParsed, inboundPost, type InboundPost } from '../wire/inbound.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -110,7 +110,9 @@ export class FrontDoor {
    */
   private async admit(t: Turn, next: () => Promise<void>): Promise<void> {
     const cluster = this.o.cluster;
-    if (cluster && t.req.headers[FORWARDED_HEADER] !== undefined) t.forwarded = cluster.accept(t.req, this.runtime.name, t.named);
+    // The peer signed the runtime session it sent as Berth-Runtime-Session (and only that one): checked against it.
+    if (cluster && t.req.headers[FORWARDED_HEADER] !== undefined)
+      t.forwarded = cluster.accept(t.req, this.runtime.name, header(t.req, RUNTIME_SESSION_HEADER));
     t.principal = t.forwarded ? t.forwarded.p : await this.admission.admit(t.req);
     return next();
   }

@@ -2,6 +2,7 @@
 // and routes every server message to the stream it belongs on (stdio-relay.ts).
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { header, LAST_EVENT_ID_HEADER, SESSION_HEADER } from '../wire/headers.js';
 import { isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { relayClient2026 } from './client-2026-exchange.js';
 import { Exchange } from './exchange.js';
@@ -47,8 +48,8 @@ export class StdioUpstream extends EventEmitter<UpstreamEvents> implements Upstr
   }
 
   async get2025(req: IncomingMessage, res: ServerResponse, o: { sessionId: string; priming: boolean }): Promise<void> {
-    const headers = { 'mcp-session-id': o.sessionId };
-    const lastEventId = req.headers['last-event-id'];
+    const headers = { [SESSION_HEADER]: o.sessionId };
+    const lastEventId = header(req, LAST_EVENT_ID_HEADER);
     if (typeof lastEventId === 'string') this.relay.resume(res, lastEventId, headers);
     else this.relay.openGet(res, headers, o.priming);
   }

@@ -45,7 +45,10 @@ export interface Request2026Options {
 export interface Upstream extends EventEmitter<UpstreamEvents> {
   /** berth's own request to the server (server/discover, a readiness ping), at `protocolVersion`: the answer. */
   call(method: string, params: Record<string, unknown> | undefined, protocolVersion?: string): Promise<JsonRpcResponse>;
-  /** berth's 2025 handshake as the server's client (stateless pools): the InitializeResult; throws when refused. */
+  /**
+   * berth's 2025 handshake as the server's client (stateless pools): the InitializeResult, or the server's error
+   * answer (over stdio, where its code tells a 2026-only server); an http upstream throws on any refusal.
+   */
   initialize(params: Record<string, unknown>): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }>;
   /** A 2025 client's POST; resolves when its response has ended. */
   post2025(req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void>;
