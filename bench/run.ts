@@ -119,13 +119,16 @@ function log(msg: string): void {
 // ---- the probe server, precompiled so server start-up is what a deployment sees (no tsx) --------------------------
 function compileProbe(): string {
   const out = join(ROOT, '.bench', 'probe-server.mjs');
-  // Not bundled: it imports the SDK from node_modules exactly as the .ts source does.
+  // Its own files bundled (it shares serve-fixture.ts with the other fixtures); packages stay external, so it loads
+  // the SDK from node_modules exactly as the .ts source does.
   buildSync({
     entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')],
     outfile: out,
     format: 'esm',
     platform: 'node',
     target: 'node20',
+    bundle: true,
+    packages: 'external',
     logLevel: 'warning',
   });
   return out;
