@@ -226,6 +226,19 @@ describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
       assertRpcError(g, 400, -32000, /MCP-Protocol-Version/i);
     });
 
+    // Spec (2025-06-18 on): "If the server does not receive an MCP-Protocol-Version header, and has no other way to
+    // identify the version - for example, by relying on the protocol version negotiated during initialization - the
+    // server SHOULD assume protocol version 2025-03-26." A session has that other way.
+    test('a headerless batch in a session that negotiated 2025-06-18 -> 400 -32600 (the negotiated version applies, not 2025-03-26)', async () => {
+      const { sid: s } = await init(URL_, '2025-06-18', { 'mcp-protocol-version': '2025-06-18' });
+      const headers = { accept: ACCEPT_BOTH, 'content-type': 'application/json', 'mcp-session-id': s };
+      const r = await send(URL_, 'POST', headers, `[${rpc(2, 'tools/list')},${rpc(3, 'tools/list')}]`);
+      assertRpcError(r, 400, -32600, /batches are not part of protocol version 2025-06-18/);
+      const one = await send(URL_, 'POST', headers, rpc(4, 'tools/list'));
+      assert.equal(one.status, 200, one.text);
+      await send(URL_, 'DELETE', { 'mcp-session-id': s, 'mcp-protocol-version': '2025-06-18' });
+    });
+
     for (const version of ['2025-11-25', '2025-06-18', '2025-03-26']) {
       test(`initialize at ${version} is accepted; the negotiated version comes from the server`, async () => {
         const { sid: s, result } = await init(URL_, version, { 'mcp-protocol-version': version });

@@ -1,5 +1,5 @@
 // Stateful runtimes: initialize creates a session with its own server; every later request is routed to it.
-import { SESSION_HEADER } from '../wire/headers.js';
+import { header, SESSION_HEADER, VERSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Session } from '../session/session.js';
 import { WarmPool } from '../session/pool.js';
@@ -9,7 +9,7 @@ import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, 
 import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
 import { bridgeInitialize, InitExchange, Server2026Bridge } from '../bridge/server-2026.js';
 import { relayed } from '../bridge/server-2025.js';
-import { checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
+import { checkBatchAllowed, checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
 
@@ -83,12 +83,16 @@ export class StatefulRuntime extends HostedRuntime {
     if (init) return this.initialize(req, res, ctx, init);
     const session = this.lookup(req, ctx.principal);
     session.touch();
+    // Without MCP-Protocol-Version the spec assumes 2025-03-26 only when nothing else says the version; a session
+    // knows the one it negotiated (so a 2025-06-18 session's headerless batch is refused, as with the header).
+    const version = header(req, VERSION_HEADER) === undefined ? (session.protocolVersion ?? ctx.version) : ctx.version;
+    checkBatchAllowed(ctx.parsed, version);
     await session.server.upstream.post2025(req, res, {
       messages,
       batch,
       body: ctx.body,
       sessionId: session.id,
-      priming: ctx.version >= PRIMING_VERSION,
+      priming: version >= PRIMING_VERSION,
       jsonWindow: this.config.streams.jsonWindow,
       via: session.bridge,
       // The upstream forgot its session (it restarted): this session cannot go on; its id now answers 404.
