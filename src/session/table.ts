@@ -90,7 +90,7 @@ export class SessionTable {
         throw new HttpError(
           503,
           ErrorCode.ServerError,
-          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this start waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
+          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this ${this.o.kind === 'protocol' ? 'initialize' : 'request'} waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
           { id: requestId, headers: { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) } },
         );
       }
