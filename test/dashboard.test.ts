@@ -1,5 +1,6 @@
 // Issue 7 item 4: the live dashboard at /admin/ — its feed (/admin/events), memory figures and chart history at the
 // API level, then the page itself in a real browser (playwright-core driving Debian's chromium).
+import type { SessionLimits } from '../src/dashboard/limits.ts';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -25,16 +26,7 @@ interface SessionView {
   expiresInSeconds: number;
   memory: { pssBytes: number; processes: number } | null;
   idleSeconds: number;
-  limits: {
-    memoryBytes: number | null;
-    cpus: number | null;
-    pids: number | null;
-    diskBytes: number | null;
-    idleTimeoutSeconds: number;
-    maxLifetimeSeconds: number;
-    requestTimeoutSeconds: number | null;
-    notEnforced: string[];
-  };
+  limits: SessionLimits;
 }
 interface Snapshot {
   status: string;
