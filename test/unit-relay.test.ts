@@ -259,6 +259,83 @@ describe('StdioRelay: a stateful relay (one session)', () => {
   });
 });
 
+describe('StdioRelay: the handshake fence (a server that answers the post-initialized ping late)', () => {
+  const LATE_PING = [
+    process.execPath,
+    '--import',
+    import.meta.resolve('tsx'),
+    new URL('./fixtures/late-ping-server.ts', import.meta.url).pathname,
+  ];
+  let srv: StdioServer;
+  let relay: StdioRelay;
+  let lb: Loopback;
+  /** initialize + notifications/initialized, without waiting for the ping answer (a client's call may come at once). */
+  async function start(env: Record<string, string>): Promise<void> {
+    srv = stdioServer(LATE_PING, env);
+    relay = relayOver(srv);
+    const init = await relay.call('initialize', {
+      protocolVersion: '2025-11-25',
+      capabilities: { elicitation: {}, roots: {} },
+      clientInfo: { name: 'unit', version: '1' },
+    });
+    assert.equal((init.result?.serverInfo as { name: string }).name, 'late-ping');
+    relay.notify('notifications/initialized');
+    lb = await loopback();
+    lb.handle = post2025Handler(new StdioUpstream(srv.channel, relay), () => 60_000);
+  }
+  async function stop(): Promise<void> {
+    relay.close(ErrorCode.SessionEnded, 'test over');
+    await lb.close();
+    await srv.stop();
+  }
+
+  test(
+    "a tool's elicitation sent before the ping answer goes to that call's POST stream, not the GET stream",
+    { timeout: 30_000 },
+    async () => {
+      await start({});
+      try {
+        const r = await postJson(lb.url, call('c1', 'ask', {}));
+        assert.match(r.headers.get('content-type')!, /^text\/event-stream/);
+        const stream = new SseReader(r);
+        const ask = await stream.next((m) => m.method === 'elicitation/create', "the elicitation on the call's stream");
+        await relay.settled;
+        assert.equal((await postJson(lb.url, { jsonrpc: '2.0', id: ask.id, result: { action: 'accept', content: {} } })).status, 202);
+        const result = await stream.next((m) => m.id === 'c1', 'the result of the call');
+        assert.deepEqual(JSON.parse(textOf(result.result)), { action: 'accept', content: {} });
+      } finally {
+        await stop();
+      }
+    },
+  );
+
+  test(
+    'a roots/list the server asks on its own before the ping answer goes to the GET stream even while a call is in flight',
+    { timeout: 30_000 },
+    async () => {
+      await start({ LATE_PING_ROOTS: '1' });
+      try {
+        const r = await postJson(lb.url, call('c2', 'ask', {}));
+        const stream = new SseReader(r);
+        const ask = await stream.next((m) => m.method === 'elicitation/create', "the call's elicitation");
+        await waitFor(() => relay.pendingServerRequests === 2, 'roots/list and the elicitation both pending');
+        assert.ok(!stream.messages.some((m) => m.method === 'roots/list'), "roots/list is not on the call's stream");
+        // The GET stream was kept for roots/list until one opens.
+        lb.handle = (_req, res) => relay.openGet(res, { 'content-type': 'text/event-stream' }, false);
+        const g = new SseReader(await fetch(lb.url));
+        const rootsId = (await g.next((m) => m.method === 'roots/list', 'roots/list on the GET stream')).id;
+        lb.handle = post2025Handler(new StdioUpstream(srv.channel, relay), () => 60_000);
+        assert.equal((await postJson(lb.url, { jsonrpc: '2.0', id: rootsId, result: { roots: [] } })).status, 202);
+        await relay.settled;
+        assert.equal((await postJson(lb.url, { jsonrpc: '2.0', id: ask.id, result: { action: 'decline' } })).status, 202);
+        assert.deepEqual(JSON.parse(textOf((await stream.next((m) => m.id === 'c2', 'the result')).result)), { action: 'decline' });
+      } finally {
+        await stop();
+      }
+    },
+  );
+});
+
 describe('StdioRelay.close', () => {
   let srv: StdioServer;
   let relay: StdioRelay;

@@ -13,11 +13,12 @@
 //   other notifications   -> the GET stream (kept for it while none is open)
 // Every stream is resumable (stream-log.ts): what a dropped connection missed is replayed on GET + Last-Event-ID.
 //
-// A server request belongs to no call when no call is in flight, or when it comes before the server answers the
-// ping berth sends right after `notifications/initialized` (the server reads them in order, so what it asks before
-// that answer was prompted by the handshake, e.g. a startup roots/list, not by a call written after it). Past
-// that, stdio cannot say which call a request belongs to: one a server sends on its own (a timer) while calls are
-// in flight still goes to the oldest of them.
+// A server request belongs to no call when no call is in flight, or when it is a roots/list or ping that comes
+// before the server answers the ping berth sends right after `notifications/initialized`: that is what servers ask
+// on their own at start-up. An elicitation or sampling request in that window still goes to the call in flight: a
+// server that reads the ping and a tools/call in one chunk may run the tool (and ask) before it writes the ping's
+// answer. Past that, stdio cannot say which call a request belongs to: one a server sends on its own (a timer)
+// while calls are in flight still goes to the oldest of them.
 import { EventEmitter } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import {
@@ -36,6 +37,9 @@ import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { StdioChannel } from './stdio-channel.js';
 import { type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
+
+/** Server requests that, asked during the handshake fence, are taken as the server's own start-up questions. */
+const UNPROMPTED = new Set(['roots/list', 'ping']);
 
 /** The MCP SDKs' RequestTimeout code. */
 const REQUEST_TIMEOUT = -32001;
@@ -137,7 +141,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     return this.handshake ?? Promise.resolve();
   }
 
-  /** Marks what the server asks until it answers this ping as belonging to no call (see the header). */
+  /** Opens the handshake fence until the server answers this ping (see the header). */
   private fence(): void {
     this.settling++;
     const done = this.call('ping').then(() => {
@@ -296,7 +300,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
       );
       return;
     }
-    const unowned = this.settling > 0 || this.inFlightCount === 0;
+    const unowned = this.inFlightCount === 0 || (this.settling > 0 && UNPROMPTED.has(m.method));
     if (unowned && this.onUnownedRequest) {
       this.channel.send(this.onUnownedRequest(m));
       return;
