@@ -6,12 +6,12 @@
 // Responses are real ServerResponses of a loopback node:http server; no berth process runs.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Server2025Bridge, relayed, type BridgeCaller, type RelayedServer } from '../src/bridge/server-2025.ts';
+import { Server2025Bridge, type BridgeCaller } from '../src/bridge/server-2025.ts';
 import { bridgeInitialize, Server2026Bridge } from '../src/bridge/server-2026.ts';
 import { Exchange } from '../src/relay/exchange.ts';
 import type { StdioRelay } from '../src/relay/stdio-relay.ts';
 import { INVALID_STATE } from '../src/security/request-state.ts';
-import { dispose, launchReady } from '../src/session/launch.ts';
+import { dispose, launchReady, type Launched } from '../src/session/launch.ts';
 import { ErrorCode, isRequest, type JsonRpcMessage, type JsonRpcRequest } from '../src/wire/jsonrpc.ts';
 import { textOf } from './helpers/berth.ts';
 import {
@@ -51,24 +51,23 @@ interface InputRequired {
 }
 
 describe('bridge A (Server2025Bridge): 2026 clients on 2025-era stdio servers', () => {
-  let probe: RelayedServer;
-  let rounds: RelayedServer;
+  let probe: Launched;
+  let rounds: Launched;
   let bridge: Server2025Bridge;
   let lb: Loopback;
   let ended = 0;
   const alice: BridgeCaller = { rs: 'rs-1', principalKey: 'alice', clientCapabilities: { elicitation: {}, sampling: {} }, headers: {} };
   /** Who the next POST comes from (its requestState is bound to the caller). */
   let caller = alice;
-  let server: () => RelayedServer;
+  let server: () => Launched;
 
   before(async () => {
     const [p, r] = await Promise.all([
       launchReady(launchContext({ command: PROBE })),
       launchReady(launchContext({ command: LEGACY_ROUNDS })),
     ]);
-    probe = relayed(p)!;
-    rounds = relayed(r)!;
-    assert.ok(probe && rounds, 'a stdio server is relayed');
+    probe = p;
+    rounds = r;
     bridge = new Server2025Bridge({
       runtime: 'unit',
       jsonWindow: 10_000,

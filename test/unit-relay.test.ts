@@ -10,8 +10,9 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Exchange } from '../src/relay/exchange.ts';
 import { HttpUpstream } from '../src/relay/http-upstream.ts';
+import { StreamsSchema } from '../src/config/schema.ts';
 import type { StdioRelay } from '../src/relay/stdio-relay.ts';
-import { StdioUpstream } from '../src/relay/stdio-upstream.ts';
+import { RelayUpstream } from '../src/relay/relay-upstream.ts';
 import { ErrorCode, isRequest, type JsonRpcMessage, type JsonRpcRequest } from '../src/wire/jsonrpc.ts';
 import { textOf } from './helpers/berth.ts';
 import {
@@ -42,7 +43,7 @@ const forwarded = (srv: StdioServer, name: string) =>
   srv.sent.filter((m): m is JsonRpcRequest => isRequest(m) && m.method === 'tools/call' && m.params?.name === name);
 
 /** Hands each POST to the upstream as a 2025 client's POST, with this JSON window. */
-function post2025Handler(up: StdioUpstream | HttpUpstream, jsonWindow: () => number) {
+function post2025Handler(up: RelayUpstream | HttpUpstream, jsonWindow: () => number) {
   return (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     const parsed = JSON.parse(body.toString()) as JsonRpcMessage | JsonRpcMessage[];
     const messages = Array.isArray(parsed) ? parsed : [parsed];
@@ -57,7 +58,7 @@ describe('StdioRelay: a stateless relay (one server shared by unrelated clients)
   before(async () => {
     srv = stdioServer(PROBE);
     relay = relayOver(srv, { stateless: true });
-    const up = new StdioUpstream(srv.channel, relay);
+    const up = new RelayUpstream(relay, srv.channel);
     const init = await up.initialize({ protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'unit', version: '1' } });
     assert.equal((init.result?.serverInfo as { name: string }).name, 'probe');
     lb = await loopback();
@@ -93,13 +94,13 @@ describe('StdioRelay: a stateless relay (one server shared by unrelated clients)
 describe('StdioRelay: a stateful relay (one session)', () => {
   let srv: StdioServer;
   let relay: StdioRelay;
-  let up: StdioUpstream;
+  let up: RelayUpstream;
   let lb: Loopback;
   let jsonWindow = 60_000;
   before(async () => {
     srv = stdioServer(PROBE);
     relay = relayOver(srv);
-    up = new StdioUpstream(srv.channel, relay);
+    up = new RelayUpstream(relay, srv.channel);
     await handshake2025(relay, { elicitation: {} });
     lb = await loopback();
     lb.handle = post2025Handler(up, () => jsonWindow);
@@ -281,7 +282,7 @@ describe('StdioRelay: the handshake fence (a server that answers the post-initia
     assert.equal((init.result?.serverInfo as { name: string }).name, 'late-ping');
     relay.notify('notifications/initialized');
     lb = await loopback();
-    lb.handle = post2025Handler(new StdioUpstream(srv.channel, relay), () => 60_000);
+    lb.handle = post2025Handler(new RelayUpstream(relay, srv.channel), () => 60_000);
   }
   async function stop(): Promise<void> {
     relay.close(ErrorCode.SessionEnded, 'test over');
@@ -324,7 +325,7 @@ describe('StdioRelay: the handshake fence (a server that answers the post-initia
         lb.handle = (_req, res) => relay.openGet(res, { 'content-type': 'text/event-stream' }, false);
         const g = new SseReader(await fetch(lb.url));
         const rootsId = (await g.next((m) => m.method === 'roots/list', 'roots/list on the GET stream')).id;
-        lb.handle = post2025Handler(new StdioUpstream(srv.channel, relay), () => 60_000);
+        lb.handle = post2025Handler(new RelayUpstream(relay, srv.channel), () => 60_000);
         assert.equal((await postJson(lb.url, { jsonrpc: '2.0', id: rootsId, result: { roots: [] } })).status, 202);
         await relay.settled;
         assert.equal((await postJson(lb.url, { jsonrpc: '2.0', id: ask.id, result: { action: 'decline' } })).status, 202);
@@ -345,7 +346,7 @@ describe('StdioRelay.close', () => {
     relay = relayOver(srv);
     await handshake2025(relay);
     lb = await loopback();
-    lb.handle = post2025Handler(new StdioUpstream(srv.channel, relay), () => 60_000);
+    lb.handle = post2025Handler(new RelayUpstream(relay, srv.channel), () => 60_000);
   });
   after(async () => {
     await lb.close();
@@ -385,7 +386,7 @@ describe('HttpUpstream: forwarding to a Streamable HTTP server (the probe fixtur
     port = await freePort();
     server = spawn(PROBE[0]!, [...PROBE.slice(1), '--http'], { cwd: ROOT, env: { ...process.env, PORT: String(port) }, stdio: 'ignore' });
     exited = new Promise((r) => server.once('exit', r));
-    upstream = new HttpUpstream(port);
+    upstream = new HttpUpstream(port, { stateless: false, streams: StreamsSchema.parse({}), requestTimeout: 0, serverRequestTimeout: 0 });
     upstream.on('busy', (b) => busy.push(b));
     await upstream.waitReady(20_000, exited);
     lb = await loopback();

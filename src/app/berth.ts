@@ -23,6 +23,8 @@ import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
 import { checkExposure, checkRuntime, secretPaths } from './preflight.js';
+import { httpConnector } from '../session/connect-http.js';
+import { stdioConnector } from '../session/connect-stdio.js';
 
 export interface BerthEvents {
   'session:created': [session: Session, runtime: string];
@@ -156,6 +158,8 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
       config: rc,
       server: this.config.server,
       driver,
+      // The one place that decides how berth speaks to this runtime's servers.
+      connector: rc.upstream === 'http' ? httpConnector : stdioConnector,
       baseDir,
       log: this.log,
       metrics: this.metrics,

@@ -24,14 +24,6 @@ import {
 import { Client2026Exchange } from '../relay/client-2026-exchange.js';
 import { sinkId, type CallSink } from '../relay/sink.js';
 
-/** A server the bridge can talk to message by message: one whose upstream has a stdio relay. */
-export type RelayedServer = Launched & { upstream: { relay: StdioRelay } };
-
-/** The server as the bridge needs it, or undefined when it is reached over HTTP (not bridged yet). */
-export function relayed(server: Launched): RelayedServer | undefined {
-  return server.upstream.relay ? (server as RelayedServer) : undefined;
-}
-
 /** Only these may answer input_required (MRTR). */
 const MRTR_METHODS = new Set(['tools/call', 'prompts/get', 'resources/read']);
 /** Server request -> the client capability it needs. */
@@ -334,7 +326,7 @@ export class Server2025Bridge {
   }
 
   /** berth is the server's client: it initializes it once, declaring what 2026 clients may answer. */
-  initialized(server: RelayedServer, id: JsonRpcId | null): Promise<Record<string, unknown>> {
+  initialized(server: Launched, id: JsonRpcId | null): Promise<Record<string, unknown>> {
     const relay = server.upstream.relay;
     let p = this.inits.get(relay);
     if (!p) {
@@ -371,7 +363,7 @@ export class Server2025Bridge {
   }
 
   /** One 2026 client's POST. `server` gives the sandbox for a new call; a retry goes to its suspended call's. Resolves when the response has closed. */
-  async serve(res: ServerResponse, request: JsonRpcRequest, caller: BridgeCaller, server: () => Promise<RelayedServer>): Promise<void> {
+  async serve(res: ServerResponse, request: JsonRpcRequest, caller: BridgeCaller, server: () => Promise<Launched>): Promise<void> {
     const params = request.params ?? {};
     if ('requestState' in params || 'inputResponses' in params) return this.retry(res, request, caller);
     const s = await server();

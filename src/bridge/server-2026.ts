@@ -355,18 +355,3 @@ function strip(result: Params): Params {
   const { resultType: _, ...rest } = result;
   return rest;
 }
-
-/**
- * The initialize exchange under serverEra auto: a 2026-era server refuses a 2025 initialize (-32022), so that error
- * is first offered to `onError`, which may answer in its place (the bridge); other answers pass unchanged.
- */
-export class InitExchange extends Exchange {
-  onError: ((m: JsonRpcResponse) => Promise<JsonRpcResponse>) | undefined;
-  override respond(key: string, message: JsonRpcResponse): boolean {
-    const f = this.onError;
-    this.onError = undefined;
-    if (!message.error || !f) return super.respond(key, message);
-    void f(message).then((r) => super.respond(key, r));
-    return true;
-  }
-}

@@ -115,3 +115,18 @@ export class Exchange implements CallSink {
     this.res.end(body);
   }
 }
+
+/**
+ * An initialize's exchange whose error answer is first offered to `onError`, which may answer in its place: under
+ * serverEra auto a 2026-era server refuses a 2025 initialize (-32022) and bridge B answers instead.
+ */
+export class InitExchange extends Exchange {
+  onError: ((m: JsonRpcResponse) => Promise<JsonRpcResponse>) | undefined;
+  override respond(key: string, message: JsonRpcResponse): boolean {
+    const f = this.onError;
+    this.onError = undefined;
+    if (!message.error || !f) return super.respond(key, message);
+    void f(message).then((r) => super.respond(key, r));
+    return true;
+  }
+}

@@ -8,7 +8,10 @@ import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import { withAllVersions } from '../wire/streamable-http-2026.js';
-import type { Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
+import { HttpChannel } from './http-channel.js';
+import { StdioRelay, type RelayOptions } from './stdio-relay.js';
+import { RelayUpstream } from './relay-upstream.js';
+import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 
 // mcp-method, mcp-name and mcp-param-* are the 2026-07-28 headers that mirror the body; a 2026 server checks them.
 const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id', 'mcp-method', 'mcp-name'];
@@ -54,11 +57,13 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   readonly pendingServerRequests = null;
   readonly retainedEvents = null;
   readonly overflowed = undefined;
-  readonly relay = undefined;
+  private own: { relay: StdioRelay; channel: HttpChannel; upstream: RelayUpstream } | undefined;
 
   constructor(
     /** The server's port on the host's loopback (network host), or the Unix socket reaching it in its own network. */
     readonly address: number | string,
+    /** How the message-by-message relay (`relay`, used by the bridges only) routes and times out. */
+    private readonly relayOptions: RelayOptions,
     /** Client headers a runtime opted in to passing on (forwardHeaders); credentials stay with berth otherwise. */
     private readonly forwardHeaders: readonly string[] = [],
   ) {
@@ -68,6 +73,27 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       typeof address === 'string'
         ? new Pool('http://localhost', { ...options, socketPath: address })
         : new Pool(`http://127.0.0.1:${address}`, options);
+  }
+
+  /**
+   * The server spoken to message by message, over an HTTP session of berth's own (opened on first use: only the
+   * bridges need it; forwarded clients have sessions of their own with the server).
+   */
+  get relay(): StdioRelay {
+    return this.conversation.relay;
+  }
+
+  /** This server over berth's own session with it, message by message (bridge B serves a 2025 session so). */
+  get conversation(): RelayUpstream {
+    if (!this.own) {
+      const channel = new HttpChannel(this.address);
+      const relay = new StdioRelay(channel, this.relayOptions);
+      const upstream = new RelayUpstream(relay, channel);
+      upstream.on('busy', (busy) => this.emit('busy', busy));
+      upstream.on('traffic', () => this.emit('traffic'));
+      this.own = { relay, channel, upstream };
+    }
+    return this.own.upstream;
   }
 
   /** Polls until the server answers any HTTP request on /mcp (any status counts: it is listening). */
@@ -174,7 +200,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   }
 
   get inFlight(): number {
-    return this.calls;
+    return this.calls + (this.own?.relay.inFlightCount ?? 0);
   }
 
   /** Counts a client call for its whole response (an answer streamed for minutes is a call in flight). */
@@ -185,6 +211,17 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     } finally {
       if (--this.calls === 0) this.emit('busy', false);
     }
+  }
+
+  /** Forwarded: the server's status says whether the session exists (an error answer passes through as it came). */
+  async open2025(req: IncomingMessage, res: ServerResponse, o: Open2025Options): Promise<void> {
+    await this.counted(() =>
+      this.forward(req, res, o.body, o.sessionId, (r) => {
+        // The upstream's own session: kept by berth, sent on every later request, never shown to the client.
+        this.upstreamSessionId = r.upstreamSessionId;
+        o.answered(r.status >= 400 ? { error: `the server answered initialize with HTTP ${r.status}` } : {});
+      }),
+    );
   }
 
   async post2025(req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void> {
@@ -222,8 +259,10 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     return { result: await this.initializeAsClient(params) };
   }
 
-  /** Nothing to fail: each forwarded request ends with its own connection. */
-  fail(): void {}
+  /** Forwarded requests end with their own connections; berth's own conversation (the bridges') fails here. */
+  fail(code: number, message: string): void {
+    this.own?.relay.close(code, message);
+  }
 
   /** berth's own 2026-07-28 request to the upstream (server/discover, to learn its era): the JSON-RPC answer. */
   async call2026(
@@ -283,6 +322,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
 
   /** Asks the upstream to end its session (best effort) and closes the connection pool. */
   async close(): Promise<void> {
+    await this.own?.channel.close();
     if (this.upstreamSessionId) {
       await this.pool
         .request({ path: '/mcp', method: 'DELETE', headers: { [SESSION_HEADER]: this.upstreamSessionId }, headersTimeout: 1000 })

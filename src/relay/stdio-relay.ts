@@ -35,7 +35,7 @@ import {
 } from '../wire/jsonrpc.js';
 import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
-import type { StdioChannel } from './stdio-channel.js';
+import type { MessageChannel } from './channel.js';
 import { type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
 
 /** Server requests that, asked during the handshake fence, are taken as the server's own start-up questions. */
@@ -97,7 +97,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
   private closed: { code: number; message: string } | undefined;
 
   constructor(
-    private readonly channel: StdioChannel,
+    private readonly channel: MessageChannel,
     private readonly opts: RelayOptions,
   ) {
     super();

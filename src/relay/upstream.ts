@@ -1,4 +1,4 @@
-// One MCP server as berth reaches it, whatever it speaks over: stdio (StdioUpstream, through the stdio relay) or
+// One MCP server as berth reaches it, whatever it speaks over: stdio (RelayUpstream, through the relay) or
 // Streamable HTTP (HttpUpstream, forwarding). Pools, sessions and runtimes hold this and never ask which one it is.
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -32,6 +32,18 @@ export interface Post2025Options {
   untilClosed?: boolean;
 }
 
+/** A 2025 client's initialize as an upstream takes it (it creates the client's session with the server). */
+export interface Open2025Options {
+  init: JsonRpcRequest;
+  body: Buffer;
+  /** berth's session id, answered as Mcp-Session-Id. */
+  sessionId: string;
+  /** Told how the server answered: the version it chose, or why it refused (the session then ends). */
+  answered(a: { protocolVersion?: unknown; error?: string }): void;
+  /** May answer in place of the server's error answer (bridge B under serverEra auto; relayed servers only). */
+  onError?: (m: JsonRpcResponse) => Promise<JsonRpcResponse>;
+}
+
 /** A 2026 client's request as an upstream takes it. */
 export interface Request2026Options {
   request: JsonRpcRequest;
@@ -50,6 +62,8 @@ export interface Upstream extends EventEmitter<UpstreamEvents> {
    * answer (over stdio, where its code tells a 2026-only server); an http upstream throws on any refusal.
    */
   initialize(params: Record<string, unknown>): Promise<{ result?: Record<string, unknown>; error?: { code: number; message: string } }>;
+  /** A 2025 client's initialize; resolves once it is answered or forwarded. */
+  open2025(req: IncomingMessage, res: ServerResponse, o: Open2025Options): Promise<void>;
   /** A 2025 client's POST; resolves when its response has ended. */
   post2025(req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void>;
   /** A 2025 client's GET stream (opened, or resumed from Last-Event-ID); resolves when it ends. */
@@ -64,8 +78,13 @@ export interface Upstream extends EventEmitter<UpstreamEvents> {
   readonly retainedEvents: number | null;
   /** Why the server's output ended it (a message over maxMessageSize), if it did. */
   readonly overflowed: string | undefined;
-  /** The stdio relay, for the bridges, which speak to a server message by message; undefined over http. */
-  readonly relay: StdioRelay | undefined;
+  /**
+   * The server spoken to message by message, for the bridges (they initialize it and answer its requests
+   * themselves): the stdio relay itself, or one over an HTTP session berth holds as the server's client.
+   */
+  readonly relay: StdioRelay;
+  /** This server as an Upstream over `relay` (itself, for a stdio server): what bridge B serves a 2025 session with. */
+  readonly conversation: Upstream;
   /** Fails everything in flight with this error (the session ended, the server exited). */
   fail(code: number, message: string): void;
   /** Releases what berth holds for the server (an http upstream's session and connections); the sandbox stops apart. */

@@ -14,7 +14,7 @@ import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
 import type { Request2026Call } from './calls.js';
-import { Server2025Bridge, relayed, type RelayedServer } from '../bridge/server-2025.js';
+import { Server2025Bridge } from '../bridge/server-2025.js';
 import { bridgeInitialize, Server2026Bridge } from '../bridge/server-2026.js';
 import { ListenFanout } from './listen.js';
 import { SharedPool, type PoolMember } from '../session/shared-pool.js';
@@ -86,14 +86,10 @@ export class Client2026Pool {
       log,
       start: async () => ({ server: await this.starts.run(() => startReady(ctx), { refill: true }), info: undefined }),
       // Bridged calls keep their server (suspended) until the client's retry: one call per server.
-      extraLoad: (m) => {
-        const server = relayed(m.server);
-        return server ? this.bridge.callsOn(server.upstream.relay) : 0;
-      },
+      extraLoad: (m) => this.bridge.callsOn(m.server.upstream.relay),
       // A principal's listens reach the servers it has claimed, present and future, and no one else's.
       onClaim: (m) => {
-        const server = relayed(m.server);
-        if (!server) return;
+        const server = m.server;
         for (const [fan, owner] of this.listens) if (owner === m.owner) fan.join(server.upstream.relay);
         // A 2025 server announces changes only once initialized: a new one is, while its principal listens.
         const listens = this.server2025Listens.get(m.owner!);
@@ -174,7 +170,7 @@ export class Client2026Pool {
     return is2026 ? '2026' : '2025';
   }
 
-  /** The server's era, or a refusal when it cannot be served (not started; a 2025-era http server). */
+  /** The server's era, or a refusal when it cannot be learned (its server could not start). */
   async serverEraFor(call: Request2026Call): Promise<'2026' | '2025'> {
     const request = call.request;
     const era = await this.serverEraOf().catch((e: Error) => {
@@ -182,14 +178,6 @@ export class Client2026Pool {
         id: request.id,
       });
     });
-    if (era === '2025' && this.ctx.config.upstream !== 'stdio') {
-      throw new HttpError(
-        501,
-        ErrorCode.MethodNotFound,
-        'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet (host it over stdio, or use a 2025 client)',
-        { id: request.id },
-      );
-    }
     return era;
   }
 
@@ -206,7 +194,7 @@ export class Client2026Pool {
       try {
         return await this.bridge.serve(res, request, caller, async () => {
           reserved = await this.pick(request.id, owner, true);
-          return relayed(reserved.server)!; // a 2025-era server is bridged over stdio only (serverEraFor)
+          return reserved.server;
         });
       } finally {
         if (reserved) reserved.inFlight--;
@@ -232,12 +220,6 @@ export class Client2026Pool {
     if (!messages.some(isRequest)) return void res.writeHead(202).end();
     const member = await this.pick(null, owner);
     const relay = member.server.upstream.relay;
-    if (!relay)
-      throw new HttpError(
-        501,
-        ErrorCode.MethodNotFound,
-        'Not Implemented: 2025 clients of a stateless runtime whose http server speaks only 2026-07-28',
-      );
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) return sendJson(res, 200, await bridgeInitialize(relay, init));
     member.inFlight++;
@@ -263,9 +245,9 @@ export class Client2026Pool {
     let listens = this.server2025Listens.get(owner);
     if (!listens) this.server2025Listens.set(owner, (listens = new Server2025Listens({ keepAlive: this.ctx.config.streams.keepAlive })));
     const first = await this.pick(request.id, owner);
-    const init = await this.bridge.initialized(relayed(first.server)!, request.id);
+    const init = await this.bridge.initialized(first.server, request.id);
     for (const m of this.pool.members) {
-      const server = m.owner === owner ? relayed(m.server) : undefined;
+      const server = m.owner === owner ? m.server : undefined;
       if (server)
         void this.bridge.initialized(server, request.id).then(
           () => listens.add(server.upstream.relay),
@@ -278,12 +260,7 @@ export class Client2026Pool {
   }
 
   /** A listen inside a runtime session on a 2025-era server: that sandbox's announcements only. */
-  async listen2025ServerIn(
-    server: RelayedServer,
-    res: ServerResponse,
-    request: JsonRpcRequest,
-    headers: Record<string, string>,
-  ): Promise<void> {
+  async listen2025ServerIn(server: Launched, res: ServerResponse, request: JsonRpcRequest, headers: Record<string, string>): Promise<void> {
     const init = await this.bridge.initialized(server, request.id);
     const relay = server.upstream.relay;
     let listens = this.sessionListens.get(relay);

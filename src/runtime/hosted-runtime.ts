@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { RuntimeConfig, ServerConfig } from '../config/schema.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { Connector } from '../session/connector.js';
 import type { SandboxDriver } from '../sandbox/index.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import type { LaunchContext } from '../session/launch.js';
@@ -18,7 +19,6 @@ import { RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import type { Post2025Call, Request2026Call } from './calls.js';
-import { relayed } from '../bridge/server-2025.js';
 import { Client2026Pool, client2026LaunchContext, serveOn } from './clients-2026.js';
 
 export type { Post2025Call, Request2026Call };
@@ -46,6 +46,8 @@ export interface RuntimeOptions {
   server: ServerConfig;
   /** The sandbox driver, chosen for this host before the runtime is built. */
   driver: SandboxDriver;
+  /** How berth reaches the servers it starts (stdio or HTTP), chosen with the driver. */
+  connector: Connector;
   baseDir: string;
   log: Logger;
   metrics?: Metrics;
@@ -79,6 +81,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       runtimeName: opts.name,
       config: opts.config,
       driver: opts.driver,
+      connector: opts.connector,
       sessionRoot: opts.server.sessionRoot,
       baseDir: opts.baseDir,
       log: this.log,
@@ -178,22 +181,14 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     const server = session.server;
     const headers = { [RUNTIME_SESSION_HEADER]: runtimeSession };
     if (era === '2025') {
-      const bridged = relayed(server);
-      if (!bridged)
-        throw new HttpError(
-          501,
-          ErrorCode.MethodNotFound,
-          'Not Implemented: a 2025-era http upstream is not bridged to 2026-07-28 clients yet',
-          { id: request.id },
-        );
-      if (request.method === 'subscriptions/listen') return this.clients2026.listen2025ServerIn(bridged, res, request, headers);
+      if (request.method === 'subscriptions/listen') return this.clients2026.listen2025ServerIn(server, res, request, headers);
       const caller = {
         rs: runtimeSession,
         principalKey: principalKey(call.principal),
         clientCapabilities: call.clientCapabilities,
         headers,
       };
-      return this.clients2026.bridge.serve(res, request, caller, async () => bridged);
+      return this.clients2026.bridge.serve(res, request, caller, async () => server);
     }
     const { jsonWindow, keepAlive } = this.config.streams;
     await serveOn(server, req, res, call, { jsonWindow, keepAlive, headers });

@@ -7,8 +7,8 @@ import { SessionTable } from '../session/table.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
-import { bridgeInitialize, InitExchange, Server2026Bridge } from '../bridge/server-2026.js';
-import { relayed } from '../bridge/server-2025.js';
+import { bridgeInitialize, Server2026Bridge } from '../bridge/server-2026.js';
+import { Exchange } from '../relay/exchange.js';
 import { checkBatchAllowed, checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
@@ -87,7 +87,7 @@ export class StatefulRuntime extends HostedRuntime {
     // knows the one it negotiated (so a 2025-06-18 session's headerless batch is refused, as with the header).
     const version = header(req, VERSION_HEADER) === undefined ? (session.protocolVersion ?? ctx.version) : ctx.version;
     checkBatchAllowed(ctx.parsed, version);
-    await session.server.upstream.post2025(req, res, {
+    await session.upstream.post2025(req, res, {
       messages,
       batch,
       body: ctx.body,
@@ -135,50 +135,23 @@ export class StatefulRuntime extends HostedRuntime {
       this.table.created(session, { t0, warm });
       this.emit('session:created', session);
     };
-    const relayedServer = relayed(server);
-    if (!relayedServer) {
-      // Served by the upstream itself (http): its status says whether the session exists.
-      const onStatus = (status: number) =>
-        status >= 400 ? void session.end('init-failed', `the server answered initialize with HTTP ${status}`) : created();
-      const o = { messages: [init], batch: false, body: ctx.body, sessionId: session.id, priming: false, jsonWindow: 0, onStatus };
-      await server.upstream.post2025(req, res, o).catch((e: Error) => {
-        void session.end('init-failed', e.message);
-        throw e;
-      });
-      return;
-    }
-    const relay = relayedServer.upstream.relay;
-    // initialize is answered at once, as JSON: the protocol version (and so priming) is not known before it.
-    const exchange = new InitExchange(res, {
-      batch: false,
-      headers: { [SESSION_HEADER]: session.id },
-      streams: relay.streams,
-      priming: false,
-      jsonWindow: 60_000,
-    });
-    exchange.beforeRespond = (m) => {
-      if (m.error) {
-        delete exchange.headers[SESSION_HEADER];
-        void session.end('init-failed', `the server answered initialize with an error: ${m.error.message}`);
-        return;
-      }
-      const v = (m.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
-      if (typeof v === 'string') session.protocolVersion = v;
+    const request = init as JsonRpcRequest;
+    const answered = (a: { protocolVersion?: unknown; error?: string }) => {
+      if (a.error !== undefined) return void session.end('init-failed', a.error);
+      if (typeof a.protocolVersion === 'string') session.protocolVersion = a.protocolVersion;
       created();
     };
-    // A 2026-era server is served through bridge B: berth answers initialize from its server/discover.
-    const request = init as JsonRpcRequest;
+    // A 2026-era server serves a 2025 session through bridge B: berth answers initialize from its server/discover
+    // and speaks to it message by message (its conversation: over stdio the relay itself, over HTTP a session of berth's own).
     const bridged = async (): Promise<JsonRpcResponse> => {
+      const relay = server.upstream.relay;
       const r = await bridgeInitialize(relay, request);
       if (r.error || !session.live) return r;
       const p = request.params ?? {};
       const bridge = new Server2026Bridge(
         relay,
         { capabilities: p.capabilities, clientInfo: p.clientInfo },
-        {
-          answerTimeout: this.config.limits.serverRequestTimeout,
-          track: () => session.beginRequest(),
-        },
+        { answerTimeout: this.config.limits.serverRequestTimeout, track: () => session.beginRequest() },
       );
       session.bridge = bridge;
       session.once('ended', () => bridge.close());
@@ -186,22 +159,46 @@ export class StatefulRuntime extends HostedRuntime {
       return r;
     };
     if (this.config.serverEra === '2026') {
+      const exchange = new Exchange(res, {
+        batch: false,
+        headers: { [SESSION_HEADER]: session.id },
+        streams: server.upstream.relay.streams,
+        priming: false,
+        jsonWindow: 60_000,
+      });
+      exchange.beforeRespond = (m) => {
+        if (m.error) delete exchange.headers[SESSION_HEADER];
+        answered(m.error ? { error: `the server answered initialize with an error: ${m.error.message}` } : (m.result ?? {}));
+      };
       exchange.expect(`c:${idKey(request.id)}`);
       void bridged().then((r) => exchange.respond(`c:${idKey(request.id)}`, r));
       return;
     }
-    if (this.config.serverEra === 'auto') {
-      exchange.onError = async (m) =>
-        m.error?.code === ErrorCode2026.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m;
-    }
-    relay.fromClient([init], exchange);
+    // Under serverEra auto a 2026-era server refuses the 2025 initialize (-32022): bridge B answers instead.
+    const onError =
+      this.config.serverEra === 'auto'
+        ? async (m: JsonRpcResponse) =>
+            m.error?.code === ErrorCode2026.UnsupportedProtocolVersion ? bridged().then((r) => (r.error ? m : r)) : m
+        : undefined;
+    await server.upstream
+      .open2025(req, res, {
+        init: request,
+        body: ctx.body,
+        sessionId: session.id,
+        answered: (a) => answered(a.error === undefined ? a : { error: `the server answered initialize with an error: ${a.error}` }),
+        onError,
+      })
+      .catch((e: Error) => {
+        void session.end('init-failed', e.message);
+        throw e;
+      });
   }
 
   async get(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {
     checkGetHeaders(req);
     const session = this.lookup(req, principal);
     session.touch();
-    await session.server.upstream.get2025(req, res, { sessionId: session.id, priming: (session.protocolVersion ?? '') >= PRIMING_VERSION });
+    await session.upstream.get2025(req, res, { sessionId: session.id, priming: (session.protocolVersion ?? '') >= PRIMING_VERSION });
   }
 
   protected async deleteSession(req: IncomingMessage, res: ServerResponse, principal: Principal): Promise<void> {

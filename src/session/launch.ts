@@ -2,19 +2,14 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
 import { commandArgv } from '../config/schema.js';
-import { HttpUpstream } from '../relay/http-upstream.js';
-import { StdioChannel } from '../relay/stdio-channel.js';
-import { StdioRelay } from '../relay/stdio-relay.js';
-import { StdioUpstream } from '../relay/stdio-upstream.js';
 import type { Upstream } from '../relay/upstream.js';
-import { ErrorCode } from '../wire/jsonrpc.js';
 import type { StartRecord } from './start-record.js';
+import type { Connector } from './connector.js';
 import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
 import { commandRoots } from '../sandbox/command-files.js';
@@ -52,6 +47,8 @@ export interface LaunchContext {
   requestState?: { key: Buffer; owner: string };
   /** The runtime's record of its starts (/healthz, /readyz); closing it gives up the starts under way. */
   startRecord?: StartRecord;
+  /** How berth reaches a started server (stdio or HTTP), chosen by the composition root. */
+  connector: Connector;
 }
 
 export type Launched = {
@@ -62,7 +59,7 @@ export type Launched = {
   /** Resolves when the server is warm; rejects when it cannot start. */
   ready: Promise<void>;
   isReady: boolean;
-  /** How berth reaches it: stdio or http, decided here and nowhere else. */
+  /** How berth reaches it (the runtime's Connector made it); nothing else asks whether it is stdio or HTTP. */
   upstream: Upstream;
 };
 
@@ -88,18 +85,6 @@ function allowRules(entries: readonly string[]): Promise<AllowRule[]> {
   return p;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 export async function launch(ctx: LaunchContext): Promise<Launched> {
   const { config, log } = ctx;
   const id = ctx.newId?.() ?? newSessionId();
@@ -107,7 +92,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   const env: Record<string, string> = {};
   for (const k of [...BASE_ENV, ...config.inheritEnv]) if (process.env[k] !== undefined) env[k] = process.env[k]!;
   Object.assign(env, config.env, { BERTH_SESSION_ID: id, HOME: workDir, TMPDIR: workDir });
-  const port = config.upstream === 'http' ? await freePort() : undefined;
+  const port = await ctx.connector.port();
   if (port !== undefined) env.PORT = String(port);
   let argv = commandArgv(config.command);
   let sandbox: Sandbox;
@@ -146,58 +131,17 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   const tail: string[] = [];
   noise.follow(sandbox.stderr, tail);
   const startedAt = performance.now();
-  if (config.upstream === 'http') {
-    // Inside a network of its own the server is reached through the sandbox's Unix socket, never a host port.
-    const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, config.forwardHeaders);
-    const launched: Launched = { id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
-    launched.ready = recorded(ctx, upstream.waitReady(config.limits.startupTimeout, sandbox.exited), sandbox, tail).then(
-      () => void (launched.isReady = true),
-    );
-    launched.ready.catch(() => undefined);
-    return launched;
-  }
-  const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize);
-  channel.on('overflow', (bytes) => {
-    slog.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
-    // Its pending calls hear why now, not the "killed by SIGKILL" of the stop below.
-    relay.close(ErrorCode.ServerError, `Server error: ${channel.overflowed}`);
-    void sandbox.stop(0);
-  });
-  channel.on(
-    'invalid',
-    (line, reason, bytes) =>
-      noise.admit('stdout', bytes, 200) &&
-      slog.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`),
-  );
-  const relay = new StdioRelay(channel, {
-    stateless: config.mode === 'stateless',
-    streams: config.streams,
-    requestTimeout: config.limits.requestTimeout,
-    serverRequestTimeout: config.limits.serverRequestTimeout,
-  });
-  relay.on('log', (level, msg, extra) => slog[level](extra ?? {}, msg));
-  const m = ctx.metrics;
-  if (m) {
-    const runtime = ctx.runtimeName;
-    channel.onBytes = (direction, n) => m.bytes.inc({ runtime, direction }, n);
-    relay.on('answered', (method, ms) => m.serverRequestSeconds.observe({ runtime, method }, ms / 1000));
-  }
-  const launched: Launched = {
-    id,
-    workDir,
+  const { upstream, warm } = ctx.connector.connect({
+    config,
+    runtimeName: ctx.runtimeName,
     sandbox,
-    startedAt,
-    upstream: new StdioUpstream(channel, relay),
-    isReady: false,
-    ready: Promise.resolve(),
-  };
-  const probe = config.readyProbe === 'ping' ? relay.call('ping').then(() => undefined) : Promise.resolve();
-  launched.ready = recorded(
-    ctx,
-    withinStartup(sandbox, config.limits.startupTimeout, probe, 'the server did not answer a ping'),
-    sandbox,
-    tail,
-  ).then(() => void (launched.isReady = true));
+    port,
+    log: slog,
+    noise,
+    metrics: ctx.metrics,
+  });
+  const launched: Launched = { id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
+  launched.ready = recorded(ctx, warm, sandbox, tail).then(() => void (launched.isReady = true));
   launched.ready.catch(() => undefined);
   return launched;
 }
@@ -218,6 +162,8 @@ function recorded(ctx: LaunchContext, ready: Promise<void>, sandbox: Sandbox, st
   );
 }
 
+export { withinStartup } from './within-startup.js';
+
 /** A launched server once it is warm; one that cannot get there is disposed, never left running. */
 export async function launchReady(ctx: LaunchContext): Promise<Launched> {
   const l = await launch(ctx);
@@ -228,23 +174,6 @@ export async function launchReady(ctx: LaunchContext): Promise<Launched> {
     throw e;
   }
   return l;
-}
-
-/**
- * A start-up step bounded the way every one is: it fails when the server exits first, or after timeoutMs.
- * A server that dies or hangs while starting must never stall a pool (or shutdown).
- */
-export function withinStartup<T>(sandbox: Sandbox, timeoutMs: number, work: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${timeoutMs} ms (startupTimeout)`)), timeoutMs);
-    timer.unref();
-  });
-  const died = sandbox.exited.then((info) => {
-    throw new Error(`the server exited during start-up (${info.reason ?? `code ${info.code}, signal ${info.signal}`})`);
-  });
-  died.catch(() => undefined); // it may exit long after the race is over
-  return Promise.race([work, died, late]).finally(() => clearTimeout(timer));
 }
 
 /** Stops a launched server and removes its working directory. */

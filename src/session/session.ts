@@ -7,6 +7,7 @@ import { principalKey, type Principal } from '../security/auth.js';
 import { dispose, type Launched } from './launch.js';
 import type { JsonRpcMessage } from '../wire/jsonrpc.js';
 import type { Exchange } from '../relay/exchange.js';
+import type { Upstream } from '../relay/upstream.js';
 
 /** What a session needs of bridge B (a 2025 client on a 2026-era server), which lives in a layer above. */
 export interface SessionBridge {
@@ -79,6 +80,11 @@ export class Session extends EventEmitter<SessionEvents> {
       void this.end('crashed', `the server process exited (${why})`);
     });
     this.armIdle();
+  }
+
+  /** What this session's POSTs and GETs go to: the server's upstream, or under bridge B berth's own conversation with it. */
+  get upstream(): Upstream {
+    return this.bridge ? this.server.upstream.conversation : this.server.upstream;
   }
 
   get inFlight(): number {

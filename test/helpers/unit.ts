@@ -12,6 +12,8 @@ import { StdioChannel } from '../../src/relay/stdio-channel.ts';
 import { StdioRelay, type RelayOptions } from '../../src/relay/stdio-relay.ts';
 import { StreamsSchema } from '../../src/config/schema.ts';
 import { processDriver } from '../../src/sandbox/process.ts';
+import { httpConnector } from '../../src/session/connect-http.ts';
+import { stdioConnector } from '../../src/session/connect-stdio.ts';
 import type { LaunchContext } from '../../src/session/launch.ts';
 import type { JsonRpcMessage } from '../../src/wire/jsonrpc.ts';
 import { PROBE, ROOT, sseEvents } from './berth.ts';
@@ -222,5 +224,6 @@ export function freePort(): Promise<number> {
 export function launchContext(runtime: Partial<RuntimeConfigInput> & { command: string[] }): LaunchContext {
   // disk 0: no tmpfs per server (the process driver mounts one as root); these tests are not about the disk cap.
   const config = RuntimeSchema.parse({ isolation: 'process', network: 'host', ...runtime, limits: { disk: 0, ...runtime.limits } });
-  return { runtimeName: 'unit', config, driver: processDriver, sessionRoot: undefined, baseDir: ROOT, log: silentLog };
+  const connector = config.upstream === 'http' ? httpConnector : stdioConnector;
+  return { runtimeName: 'unit', config, driver: processDriver, connector, sessionRoot: undefined, baseDir: ROOT, log: silentLog };
 }

@@ -1,23 +1,34 @@
-// A server that speaks MCP on stdio, as an Upstream: its messages go through the stdio relay, which rewrites ids
-// and routes every server message to the stream it belongs on (stdio-relay.ts).
+// A server spoken to message by message, as an Upstream: its messages go through the relay, which rewrites ids and
+// routes every server message to the stream it belongs on (stdio-relay.ts). A stdio server is always reached this
+// way; an HTTP server is when berth holds the session with it itself (bridge B: HttpUpstream.conversation).
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { header, LAST_EVENT_ID_HEADER, SESSION_HEADER } from '../wire/headers.js';
 import { isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { relayClient2026 } from './client-2026-exchange.js';
-import { Exchange } from './exchange.js';
-import type { StdioChannel } from './stdio-channel.js';
+import { Exchange, InitExchange } from './exchange.js';
 import type { StdioRelay } from './stdio-relay.js';
-import type { Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
+import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 
-export class StdioUpstream extends EventEmitter<UpstreamEvents> implements Upstream {
+/** What the relay's channel tells besides messages: a stdio pipe knows whether the server overflowed it. */
+export interface ChannelState {
+  readonly overflowed?: string | undefined;
+  on(event: 'message', listener: () => void): unknown;
+}
+
+export class RelayUpstream extends EventEmitter<UpstreamEvents> implements Upstream {
   constructor(
-    private readonly channel: StdioChannel,
     readonly relay: StdioRelay,
+    private readonly channel: ChannelState,
   ) {
     super();
     relay.on('busy', (busy) => this.emit('busy', busy));
     channel.on('message', () => this.emit('traffic'));
+  }
+
+  /** Already spoken to message by message. */
+  get conversation(): Upstream {
+    return this;
   }
 
   call(method: string, params?: Record<string, unknown>): Promise<JsonRpcResponse> {
@@ -30,6 +41,23 @@ export class StdioUpstream extends EventEmitter<UpstreamEvents> implements Upstr
     const r = await this.relay.call('initialize', params);
     if (!r.error) this.relay.notify('notifications/initialized');
     return { result: r.result as Record<string, unknown> | undefined, error: r.error };
+  }
+
+  async open2025(_req: IncomingMessage, res: ServerResponse, o: Open2025Options): Promise<void> {
+    // Answered at once, as JSON: the protocol version (and so priming) is not known before it.
+    const exchange = new InitExchange(res, {
+      batch: false,
+      headers: { [SESSION_HEADER]: o.sessionId },
+      streams: this.relay.streams,
+      priming: false,
+      jsonWindow: 60_000,
+    });
+    exchange.beforeRespond = (m) => {
+      if (m.error) delete exchange.headers[SESSION_HEADER];
+      o.answered(m.error ? { error: m.error.message } : { protocolVersion: (m.result as { protocolVersion?: unknown }).protocolVersion });
+    };
+    exchange.onError = o.onError;
+    this.relay.fromClient([o.init], exchange);
   }
 
   async post2025(_req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void> {

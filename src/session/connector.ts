@@ -1,0 +1,38 @@
+// How berth reaches a server it has started: the one choice between the ways a server speaks MCP, made by the
+// composition root per runtime (app/berth.ts) and nowhere else. Each way is its own file: connect-stdio.ts
+// (MCP on the sandbox's stdin/stdout) and connect-http.ts (Streamable HTTP on $PORT, the AgentCore contract).
+import type { Logger } from 'pino';
+import type { RuntimeConfig } from '../config/schema.js';
+import type { Metrics } from '../observe/metrics.js';
+import type { RelayOptions } from '../relay/stdio-relay.js';
+import type { Upstream } from '../relay/upstream.js';
+import type { Sandbox } from '../sandbox/index.js';
+import type { ServerNoise } from './noise.js';
+
+export interface Connecting {
+  config: RuntimeConfig;
+  runtimeName: string;
+  sandbox: Sandbox;
+  /** The port chosen by `port()`, if any. */
+  port: number | undefined;
+  log: Logger;
+  noise: ServerNoise;
+  metrics?: Metrics;
+}
+
+export interface Connector {
+  /** The port the server is told to listen on ($PORT), chosen before its sandbox starts; undefined for none. */
+  port(): Promise<number | undefined>;
+  /** The upstream for a started server, and the start-up step that says it is warm (bounded by the caller). */
+  connect(c: Connecting): { upstream: Upstream; warm: Promise<void> };
+}
+
+/** How a relay over this runtime's servers routes and times out. */
+export function relayOptions(config: RuntimeConfig): RelayOptions {
+  return {
+    stateless: config.mode === 'stateless',
+    streams: config.streams,
+    requestTimeout: config.limits.requestTimeout,
+    serverRequestTimeout: config.limits.serverRequestTimeout,
+  };
+}
