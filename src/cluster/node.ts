@@ -35,6 +35,8 @@ function sessionClaim(req: IncomingMessage, runtimeSession: string | undefined):
 export interface ClusterCall {
   runtime: string;
   config: RuntimeConfig;
+  /** How late the headers of the runtime's answer may come, ms (its Connector says; 0: within the forward timeout). */
+  headersWithin: number;
   principal: Principal;
   /** POST only: the request as the wire layer read it. */
   post?: InboundPost;
@@ -53,6 +55,8 @@ export interface ClusterNodeHooks {
 export interface RouteRequest {
   runtime: string;
   config: RuntimeConfig;
+  /** How late the headers of the runtime's answer may come, ms (0: within the forward timeout). */
+  headersWithin: number;
   principal: Principal;
   body?: Buffer;
   /** The request creates a session (initialize). */
@@ -216,6 +220,7 @@ export class ClusterNode {
     const r: RouteRequest = {
       runtime: c.runtime,
       config: c.config,
+      headersWithin: c.headersWithin,
       principal: c.principal,
       body: post?.body,
       creates: post ? createsSession(post) : false,
@@ -271,9 +276,7 @@ export class ClusterNode {
     timeout: number,
     retryable: boolean,
   ): Promise<{ retry?: boolean }> {
-    let headersTimeout = timeout;
-    // An http upstream's own headers may come as late as its requestTimeout.
-    if (r.config.upstream === 'http') headersTimeout = Math.max(headersTimeout, r.config.limits.requestTimeout || headersTimeout);
+    const headersTimeout = Math.max(timeout, r.headersWithin);
     const header = signForwarded(this.keys, {
       from: this.nodeId,
       to: target.id,

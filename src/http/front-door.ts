@@ -158,6 +158,7 @@ export class FrontDoor {
     const call = {
       runtime: this.runtime.name,
       config: this.runtime.config,
+      headersWithin: this.runtime.headersWithin,
       principal: t.principal!,
       post: t.post,
       runtimeSession: t.runtimeSession,

@@ -136,7 +136,7 @@ export class Client2026Pool {
 
   /** A runtime whose server is known to be 2026-era keeps its pool warm from the start. */
   start(): void {
-    if (this.serverEra === '2026' && this.ctx.config.upstream === 'stdio') this.pool.fill();
+    if (this.serverEra === '2026') this.pool.fill();
   }
 
   /** The hosted server's era: configured, or learned from the first pooled server (auto). */
@@ -200,8 +200,8 @@ export class Client2026Pool {
         if (reserved) reserved.inFlight--;
       }
     }
-    // An http upstream holds its own listens; over stdio berth merges every member's.
-    if (request.method === 'subscriptions/listen' && this.ctx.config.upstream === 'stdio') return this.listen(res, request, owner);
+    // Each pooled server has its own state: berth merges every member's listen (over HTTP too, through its relay).
+    if (request.method === 'subscriptions/listen') return this.listen(res, request, owner);
     const member = await this.pick(request.id, owner);
     member.inFlight++;
     try {

@@ -104,6 +104,11 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     return this.opts.baseDir;
   }
 
+  /** How late the headers of this runtime's answers may come, ms (0: within the JSON window). */
+  get headersWithin(): number {
+    return this.opts.connector.headersWithin(this.config);
+  }
+
   get driverName(): string {
     return this.launchCtx.driver.name;
   }

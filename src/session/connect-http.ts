@@ -19,6 +19,8 @@ function freePort(): Promise<number> {
 
 export const httpConnector: Connector = {
   port: freePort,
+  // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
+  headersWithin: (config) => config.limits.requestTimeout,
   connect({ config, sandbox, port }: Connecting) {
     const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, relayOptions(config), config.forwardHeaders);
     return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };

@@ -10,6 +10,7 @@ import { withinStartup } from './within-startup.js';
 
 export const stdioConnector: Connector = {
   port: async () => undefined,
+  headersWithin: () => 0,
   connect({ config, runtimeName, sandbox, log, noise, metrics }: Connecting) {
     const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize);
     const relay = new StdioRelay(channel, relayOptions(config));

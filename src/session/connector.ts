@@ -23,6 +23,11 @@ export interface Connecting {
 export interface Connector {
   /** The port the server is told to listen on ($PORT), chosen before its sandbox starts; undefined for none. */
   port(): Promise<number | undefined>;
+  /**
+   * How late the headers of an answer may come, ms (a cluster peer forwarding to this node waits that long):
+   * 0 when they come within the JSON window (a relayed call becomes a stream by then).
+   */
+  headersWithin(config: RuntimeConfig): number;
   /** The upstream for a started server, and the start-up step that says it is warm (bounded by the caller). */
   connect(c: Connecting): { upstream: Upstream; warm: Promise<void> };
 }
