@@ -47,7 +47,7 @@ function int(v: string): number {
  */
 async function firstStartsOrExit(berth: Berth): Promise<void> {
   for (const [name, rt] of berth.runtimes) {
-    if (rt.config.warmPool === 0) continue;
+    if (rt.config.warmPool.min === 0) continue;
     // Bounded: a runtime that starts nothing ahead of demand after all must not hold the listening line forever.
     const wait = rt.config.limits.startupTimeout + installAllowance(rt.config) + 5000;
     const first = await Promise.race([rt.startRecord.first, delay(wait, undefined, { ref: false })]);

@@ -205,6 +205,49 @@ export const AuthSchema = z
     'Who may call this runtime: none (loopback only unless dangerouslyAllowUnauthenticated), api-key, or jwt (OAuth 2.1 bearer tokens).',
   );
 
+/** What `warmPool: auto` means. */
+export const WARM_POOL_AUTO = { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000 } as const;
+
+/** A warm pool's bounds as the pool reads them: a fixed size N is min = max = N. */
+export interface WarmPoolSize {
+  min: number;
+  max: number;
+  /** ms: new sessions are counted over this sliding window to size the pool. */
+  window: number;
+  /** ms without a new session after which the pool stops its servers above min. */
+  shrinkAfter: number;
+}
+
+const poolCount = z.number().int().nonnegative();
+const WarmPoolSchema = z
+  .union(
+    [
+      poolCount,
+      z.literal('auto'),
+      z
+        .object({
+          min: poolCount.describe('Servers kept warm even when no session starts.'),
+          max: z.number().int().positive().max(1000).describe('Most warm servers the pool grows to under a burst of new sessions.'),
+          window: duration('New sessions are counted over this sliding window to size the pool.').prefault('30s'),
+          shrinkAfter: duration('After this long without a new session, the warm servers above min are stopped.').prefault('2m'),
+        })
+        .strict()
+        .refine((o) => o.min <= o.max, { message: 'warmPool.min must not exceed warmPool.max', path: ['min'] })
+        .refine((o) => o.window > 0, { message: 'warmPool.window must be more than 0', path: ['window'] }),
+    ],
+    {
+      error:
+        'expected a number of servers, auto, or {min, max, window, shrinkAfter} (min and max numbers of servers, the others durations)',
+    },
+  )
+  .transform((v): WarmPoolSize =>
+    v === 'auto' ? { ...WARM_POOL_AUTO } : typeof v === 'number' ? { min: v, max: v, window: WARM_POOL_AUTO.window, shrinkAfter: 0 } : v,
+  )
+  .describe(
+    "Servers started ahead of demand so a new session (or a stateless request) finds one ready. A number: that many, always. {min, max, window, shrinkAfter} or auto: the pool of a stateful runtime (and of its 2026 runtime sessions) follows demand (a stateless pool keeps min): it aims at min plus twice the new sessions expected while one server starts (their rate over window, taken over at least one start time, times the measured start time), at most max and, above min, half the available host memory divided by limits.memory (unset: 256MiB a server); refills take the start slots of limits.maxConcurrentStarts after clients' own starts; after shrinkAfter without a new session the servers above min are stopped. auto is {min: 2, max: 16, window: 30s, shrinkAfter: 2m}.",
+  )
+  .prefault(2);
+
 export const RuntimeSchema = z
   .object({
     command: z
@@ -247,12 +290,7 @@ export const RuntimeSchema = z
       .default([]),
     idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').prefault('15m'),
     maxLifetime: duration('A session ends this long after creation, even while busy.').prefault('8h'),
-    warmPool: z
-      .number()
-      .int()
-      .nonnegative()
-      .describe('Servers started ahead of demand so a new session (or a stateless request) finds one ready.')
-      .default(2),
+    warmPool: WarmPoolSchema,
     readyProbe: z
       .enum(['ping', 'none'])
       .describe('How a warm stdio server is known to be ready: a JSON-RPC ping before initialize, or not at all.')
