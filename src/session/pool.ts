@@ -22,6 +22,8 @@ export class WarmPool {
   /** When recent sessions took a server (ms, monotonic), oldest first, within size.window. */
   private readonly takes: number[] = [];
   private lastTake = -Infinity;
+  /** Sessions waiting for a server started for them (the pool was empty). */
+  private coldTakes = 0;
   /** Measured start-to-ready time of recent launches (ms, moving average). */
   private startMs = ASSUMED_START_MS;
   private shrinkTimer: NodeJS.Timeout | undefined;
@@ -108,6 +110,7 @@ export class WarmPool {
     this.failures = 0;
     // A cold start is one of the pool's launches: close() waits for it (it gives up at shutdown and stops its server),
     // and one that comes up after close is stopped, never handed out — else berth exits with its sandbox running.
+    this.coldTakes++;
     const p = this.gate
       .run(() => this.launchTimed(), o)
       .then(async (started) => {
@@ -115,10 +118,16 @@ export class WarmPool {
         await dispose(started, this.ctx.config.limits.stopGrace);
         throw new Error('the pool is closed');
       });
+    // close() awaits all of them: a failed start must not fail the close. A session waiting for its cold start is
+    // demand still arriving: the pool does not shrink under it, and the quiet period counts from its end.
     const settled = p.then(
       () => undefined,
       () => undefined,
-    ); // close() awaits all of them: a failed start must not fail the close
+    );
+    void settled.then(() => {
+      this.coldTakes--;
+      if (this.size.max > this.size.min) this.lastTake = performance.now();
+    });
     this.launches.add(settled);
     void settled.finally(() => this.launches.delete(settled));
     return p;
@@ -152,7 +161,7 @@ export class WarmPool {
     this.shrinkTimer = setTimeout(() => {
       this.shrinkTimer = undefined;
       const quietFor = performance.now() - this.lastTake;
-      if (quietFor < this.size.shrinkAfter) return this.armShrink(this.size.shrinkAfter - quietFor);
+      if (this.coldTakes > 0 || quietFor < this.size.shrinkAfter) return this.armShrink(Math.max(100, this.size.shrinkAfter - quietFor));
       this.takes.length = 0; // demand forgotten: the target is min again
       this.shrinkIfIdle();
     }, ms);
@@ -162,7 +171,7 @@ export class WarmPool {
   /** Once no session has started for shrinkAfter, the warm servers above the target are stopped (refills landing late too). */
   private shrinkIfIdle(): void {
     if (this.closed || this.size.max <= this.size.min) return;
-    if (performance.now() - this.lastTake < this.size.shrinkAfter) return;
+    if (this.coldTakes > 0 || performance.now() - this.lastTake < this.size.shrinkAfter) return;
     const surplus = this.idle.length - this.target;
     if (surplus <= 0) return;
     const stopped = this.idle.splice(this.target, surplus);
