@@ -205,6 +205,35 @@ export const AuthSchema = z
     'Who may call this runtime: none (loopback only unless dangerouslyAllowUnauthenticated), api-key, or jwt (OAuth 2.1 bearer tokens).',
   );
 
+/** "*" or an origin exactly as a browser sends it in its Origin header. */
+const isOrigin = (s: string) => {
+  if (s === '*') return true;
+  try {
+    return new URL(s).origin === s;
+  } catch {
+    return false;
+  }
+};
+
+export const CorsSchema = z
+  .object({
+    allowedOrigins: z
+      .array(
+        z
+          .string()
+          .refine(
+            isOrigin,
+            'cors origins are "*" or scheme://host[:port] as a browser sends them: lower case, no path, no trailing slash, no default port',
+          ),
+      )
+      .describe(
+        'Web origins (https://app.example.com, exactly as a browser sends Origin) whose pages may call this runtime from a browser (CORS): their preflights (OPTIONS) are answered 204 when they ask only for headers berth reads (else 403), and every response to them, refusals included, carries Access-Control-Allow-Origin and exposes Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Berth-Runtime-Session and Retry-After; "*": any origin. A listed origin also passes the server.allowedOrigins check (DNS-rebinding protection) for this runtime. Empty: no CORS headers, and OPTIONS is refused (405) as any method berth does not serve.',
+      )
+      .default([]),
+    maxAge: duration('How long a browser may reuse a preflight answer (Access-Control-Max-Age; Chromium caps it at 2h).').prefault('10m'),
+  })
+  .strict();
+
 /** What `warmPool: auto` means. */
 export const WARM_POOL_AUTO = { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000 } as const;
 
@@ -316,6 +345,7 @@ export const RuntimeSchema = z
         "Client request headers passed on to an http upstream (e.g. authorization). By default the caller's credentials never reach the server.",
       )
       .default([]),
+    cors: CorsSchema.default(CorsSchema.parse({})),
     limits: LimitsSchema.default(LimitsSchema.parse({})),
     streams: StreamsSchema.default(StreamsSchema.parse({})),
     packageCache: PackageCacheSchema.default(PackageCacheSchema.parse({})),
@@ -469,6 +499,7 @@ function secretVariables(c: {
 export type LimitsConfig = z.output<typeof LimitsSchema>;
 export type AuthConfig = z.output<typeof AuthSchema>;
 export type StreamsConfig = z.output<typeof StreamsSchema>;
+export type CorsConfig = z.output<typeof CorsSchema>;
 export type RuntimeConfig = z.output<typeof RuntimeSchema>;
 export type ServerConfig = z.output<typeof ServerSchema>;
 export type ClusterConfig = z.output<typeof ClusterSchema>;
