@@ -5,6 +5,7 @@
 // fresh input_required (MRTR, Error Handling), not -32602.
 // Build first: npx tsc -p tsconfig.json && node --import tsx --test test/param-headers.test.ts
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
@@ -208,6 +209,12 @@ for (const era of ['2026', '2025'] as const) {
         7,
         zurich,
       );
+    });
+
+    test('inside a runtime session too: refused without the header, served with it', async () => {
+      const session = { 'berth-runtime-session': randomBytes(16).toString('base64url') };
+      refused(await call(berth.url, 8, 'route', args, session), 8, /Mcp-Param-Region is required/);
+      routed(await call(berth.url, 9, 'route', args, { ...session, 'mcp-param-region': 'us-west1' }), 9, args);
     });
 
     test('the official SDK v2 client, which mirrors the headers itself, gets through', async () => {
