@@ -11,6 +11,9 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { ACCEPT_BOTH, runBerth, sseMessages, textOf, type BerthProcess } from './helpers/berth.ts';
+import pino from 'pino';
+import type { HttpError } from '../src/wire/http-error.ts';
+import { ToolSchemaCache } from '../src/session/tool-schemas.ts';
 import { decodeParamValue, encodeParamValue, scanParamHeaders, validateParamHeaders } from '../src/wire/param-headers.ts';
 
 const MODERN = '2026-07-28';
@@ -99,6 +102,40 @@ describe('Mcp-Param-* value encoding and check (property)', () => {
         headers: [{ name: 'R', path: ['o', 'r'], type: 'string' }],
       },
     );
+  });
+});
+
+describe('ToolSchemaCache', () => {
+  const route = { name: 'route', inputSchema: ROUTE_SCHEMA };
+  const request = (id: number, name: string, args: Record<string, unknown>) => ({
+    jsonrpc: '2.0' as const,
+    id,
+    method: 'tools/call',
+    params: { name, arguments: args },
+  });
+
+  test('concurrent calls share one tools/list; an unlisted tool asks again only after the refresh interval', async () => {
+    let lists = 0;
+    const cache = new ToolSchemaCache(async () => (lists++, [route]), pino({ level: 'silent' }), 2000);
+    await Promise.all([1, 2, 3].map((id) => cache.check({ 'mcp-param-region': 'x' }, request(id, 'route', { region: 'x' }))));
+    assert.equal(lists, 1, 'one tools/list for three concurrent first calls');
+    await assert.rejects(cache.check({}, request(4, 'route', { region: 'x' })), (e: HttpError) => e.status === 400 && e.code === -32020);
+    await cache.check({}, request(5, 'not_listed', { region: 'x' }));
+    assert.equal(lists, 1, 'a miss within the refresh interval does not ask again (the server answers an unknown tool)');
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline && lists === 1) {
+      await new Promise((r) => setTimeout(r, 20));
+      await cache.check({}, request(6, 'not_listed', {}));
+    }
+    assert.equal(lists, 2, 'a miss after the interval asks again');
+  });
+
+  test('a failed tools/list lets calls through unchecked, and is not retried before the refresh interval', async () => {
+    let lists = 0;
+    const cache = new ToolSchemaCache(() => (lists++, Promise.reject(new Error('no server'))), pino({ level: 'silent' }), 60_000);
+    await cache.check({}, request(1, 'route', { region: 'x' }));
+    await cache.check({}, request(2, 'route', { region: 'x' }));
+    assert.equal(lists, 1);
   });
 });
 
