@@ -102,19 +102,18 @@ async function listAll(upstream: Upstream, era: '2025' | '2026'): Promise<unknow
 
 /**
  * A lister that starts a server of the runtime (in a start slot, like any), asks it for its tools within
- * startupTimeout, and stops it.
+ * startupTimeout, and stops it. The era is often being learned at the same moment (auto: by another server's
+ * server/discover), so both go on at once.
  */
 export function probeToolList(ctx: LaunchContext, starts: StartGate, eraOf: () => Promise<'2025' | '2026'>): ListTools {
   return async () => {
-    const era = await eraOf();
-    const server = await starts.run(() => launchReady(ctx));
+    const [era, started] = await Promise.allSettled([eraOf(), starts.run(() => launchReady(ctx))]);
+    if (started.status === 'rejected') throw started.reason;
+    const server = started.value;
     try {
-      return await withinStartup(
-        server.sandbox,
-        ctx.config.limits.startupTimeout,
-        listAll(server.upstream, era),
-        'the server did not list its tools',
-      );
+      if (era.status === 'rejected') throw era.reason;
+      const listing = listAll(server.upstream, era.value);
+      return await withinStartup(server.sandbox, ctx.config.limits.startupTimeout, listing, 'the server did not list its tools');
     } finally {
       void dispose(server, ctx.config.limits.stopGrace).catch(() => undefined);
     }
