@@ -6,8 +6,11 @@
  *   (stateful runs with --json-window 0, so every call is a resumable SSE stream; stateless keeps the JSON path)
  *   berth stateless  berth run --stateless -- <fixture --stdio> (only the scenarios that apply)
  *
- *   node --import tsx scripts/conformance.ts [--only direct,stateful,stateless] [--scenario NAME]...
- *                                            [--out DIR] [--timeout SECONDS] [--list]
+ * and then servers berth did not write (scripts/conformance/servers.ts), each direct, through berth over stdio and
+ * through berth as an http upstream.
+ *
+ *   node --import tsx scripts/conformance.ts [--only direct,stateful,stateless,everything,sdk-example]
+ *                                            [--scenario NAME]... [--out DIR] [--timeout SECONDS] [--list]
  *
  * Every scenario is judged by the checks in its checks.json (a FAILURE check fails it),
  * never by the suite's exit code. See docs/conformance.md.
@@ -28,6 +31,7 @@ import {
   type CheckSummary,
   type Outcome,
 } from './conformance/checks.js';
+import { mainServers, SERVERS } from './conformance/servers.js';
 import { cleanup, freePort, ROOT, runToEnd, startChild, stopChild, waitForOutput, type RunningTarget } from './conformance/processes.js';
 
 /**
@@ -69,6 +73,8 @@ interface Options {
   /** Which revision's suite: 2025 (0.1.16, per scenario) and/or 2026 (0.2.0 pre-release, --requirements 2026-07-28). */
   suites: ('2025' | '2026')[];
   targets: Target[];
+  /** Servers berth did not write (scripts/conformance/servers.ts), by id. */
+  servers: string[];
   scenarios: string[];
   out: string;
   timeoutMs: number;
@@ -82,7 +88,9 @@ function usage(code: number): never {
   --suite S          2025 (suite 0.1.16, every server scenario), 2026 (suite 0.2.0-alpha.12,
                      --requirements 2026-07-28, against the 2026-era fixture) or all (default)
   --only LIST        targets to run, comma-separated: direct, stateful, stateless
-                     (also berth = stateful,stateless); default: all three
+                     (also berth = stateful,stateless), and servers berth did not write:
+                     ${SERVERS.map((s) => s.id).join(', ')} (each run direct, berth stdio, berth http
+                     upstream); default: all of them
   --scenario NAME    run only this scenario (repeatable, or comma-separated)
   --out DIR          results directory (default: conformance-results)
   --timeout SECONDS  per-scenario limit (default: 150)
@@ -97,12 +105,14 @@ function parseOptions(argv: string[]): Options {
   const o: Options = {
     suites: ['2025', '2026'],
     targets: [...TARGETS],
+    servers: SERVERS.map((s) => s.id),
     scenarios: [],
     out: join(ROOT, 'conformance-results'),
     timeoutMs: 150_000,
     list: false,
   };
   let only: Target[] | undefined;
+  const onlyServers: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] =
@@ -122,10 +132,16 @@ function parseOptions(argv: string[]): Options {
           .split(',')
           .map((s) => s.trim())
           .filter(Boolean)) {
+          if (SERVERS.some((s) => s.id === t)) {
+            onlyServers.push(t);
+            continue;
+          }
           const names = t === 'berth' ? ['stateful', 'stateless'] : [t.replace(/^berth-/, '')];
           for (const name of names) {
             if (!(TARGETS as readonly string[]).includes(name)) {
-              process.stderr.write(`conformance: unknown target "${t}" (expected direct, stateful, stateless, berth)\n`);
+              process.stderr.write(
+                `conformance: unknown target "${t}" (expected direct, stateful, stateless, berth, ${SERVERS.map((s) => s.id).join(', ')})\n`,
+              );
               usage(2);
             }
             if (!only.includes(name as Target)) only.push(name as Target);
@@ -170,7 +186,10 @@ function parseOptions(argv: string[]): Options {
         usage(2);
     }
   }
-  if (only) o.targets = TARGETS.filter((t) => only.includes(t));
+  if (only) {
+    o.targets = TARGETS.filter((t) => only!.includes(t));
+    o.servers = onlyServers;
+  }
   return o;
 }
 
@@ -249,8 +268,15 @@ async function runScenario(url: string, scenario: string, targetDir: string, tim
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
   let code = 0;
-  if (opts.suites.includes('2025')) code = Math.max(code, await main2025(opts));
-  if (opts.suites.includes('2026') && !opts.list && opts.scenarios.length === 0) code = Math.max(code, await main2026(opts));
+  if (opts.targets.length || opts.list) {
+    if (opts.suites.includes('2025')) code = Math.max(code, await main2025(opts));
+    if (opts.suites.includes('2026') && !opts.list && opts.scenarios.length === 0) code = Math.max(code, await main2026(opts));
+  }
+  // The other servers run each suite whole, once per column: --scenario and --list concern the fixture's columns.
+  if (opts.servers.length && !opts.list && opts.scenarios.length === 0) {
+    const servers = SERVERS.filter((s) => opts.servers.includes(s.id));
+    code = Math.max(code, await mainServers(servers, opts.suites, opts.out, opts.timeoutMs));
+  }
   return code;
 }
 
