@@ -6,22 +6,34 @@
  *   (stateful runs with --json-window 0, so every call is a resumable SSE stream; stateless keeps the JSON path)
  *   berth stateless  berth run --stateless -- <fixture --stdio> (only the scenarios that apply)
  *
- *   node --import tsx scripts/conformance.ts [--only direct,stateful,stateless] [--scenario NAME]...
- *                                            [--out DIR] [--timeout SECONDS] [--list]
+ * and then servers berth did not write (scripts/conformance/servers.ts), each direct, through berth over stdio and
+ * through berth as an http upstream.
+ *
+ *   node --import tsx scripts/conformance.ts [--only direct,stateful,stateless,everything,sdk-example]
+ *                                            [--scenario NAME]... [--out DIR] [--timeout SECONDS] [--list]
  *
  * Every scenario is judged by the checks in its checks.json (a FAILURE check fails it),
  * never by the suite's exit code. See docs/conformance.md.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import {
+  cellText,
+  checksByScenario,
+  judge,
+  newestChecksFile,
+  notRun,
+  NPX_2026,
+  NPX_PREFIX,
+  SUITE_2026,
+  SUITE_PACKAGE,
+  type CellResult,
+  type CheckSummary,
+  type Outcome,
+} from './conformance/checks.js';
+import { mainServers, SERVERS } from './conformance/servers.js';
+import { cleanup, freePort, ROOT, runToEnd, startChild, stopChild, waitForOutput, type RunningTarget } from './conformance/processes.js';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const SUITE_PACKAGE = '@modelcontextprotocol/conformance@0.1.16';
-/** Releases after 0.1.13 need Node 22; npx puts node@22 first on the suite's PATH. */
-const NPX_PREFIX = ['-y', '-p', 'node@22', '-p', SUITE_PACKAGE, '--', 'conformance'];
 /**
  * `node --import tsx test/fixtures/conformance-server.ts`, spelled with absolute paths: berth starts
  * each server in its own per-session working directory, where neither a relative script path nor a
@@ -61,6 +73,8 @@ interface Options {
   /** Which revision's suite: 2025 (0.1.16, per scenario) and/or 2026 (0.2.0 pre-release, --requirements 2026-07-28). */
   suites: ('2025' | '2026')[];
   targets: Target[];
+  /** Servers berth did not write (scripts/conformance/servers.ts), by id. */
+  servers: string[];
   scenarios: string[];
   out: string;
   timeoutMs: number;
@@ -74,7 +88,9 @@ function usage(code: number): never {
   --suite S          2025 (suite 0.1.16, every server scenario), 2026 (suite 0.2.0-alpha.12,
                      --requirements 2026-07-28, against the 2026-era fixture) or all (default)
   --only LIST        targets to run, comma-separated: direct, stateful, stateless
-                     (also berth = stateful,stateless); default: all three
+                     (also berth = stateful,stateless), and servers berth did not write:
+                     ${SERVERS.map((s) => s.id).join(', ')} (each run direct, berth stdio, berth http
+                     upstream); default: all of them
   --scenario NAME    run only this scenario (repeatable, or comma-separated)
   --out DIR          results directory (default: conformance-results)
   --timeout SECONDS  per-scenario limit (default: 150)
@@ -89,12 +105,14 @@ function parseOptions(argv: string[]): Options {
   const o: Options = {
     suites: ['2025', '2026'],
     targets: [...TARGETS],
+    servers: SERVERS.map((s) => s.id),
     scenarios: [],
     out: join(ROOT, 'conformance-results'),
     timeoutMs: 150_000,
     list: false,
   };
   let only: Target[] | undefined;
+  const onlyServers: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [flag, inline] =
@@ -114,10 +132,16 @@ function parseOptions(argv: string[]): Options {
           .split(',')
           .map((s) => s.trim())
           .filter(Boolean)) {
+          if (SERVERS.some((s) => s.id === t)) {
+            onlyServers.push(t);
+            continue;
+          }
           const names = t === 'berth' ? ['stateful', 'stateless'] : [t.replace(/^berth-/, '')];
           for (const name of names) {
             if (!(TARGETS as readonly string[]).includes(name)) {
-              process.stderr.write(`conformance: unknown target "${t}" (expected direct, stateful, stateless, berth)\n`);
+              process.stderr.write(
+                `conformance: unknown target "${t}" (expected direct, stateful, stateless, berth, ${SERVERS.map((s) => s.id).join(', ')})\n`,
+              );
               usage(2);
             }
             if (!only.includes(name as Target)) only.push(name as Target);
@@ -162,152 +186,11 @@ function parseOptions(argv: string[]): Options {
         usage(2);
     }
   }
-  if (only) o.targets = TARGETS.filter((t) => only.includes(t));
+  if (only) {
+    o.targets = TARGETS.filter((t) => only!.includes(t));
+    o.servers = onlyServers;
+  }
   return o;
-}
-
-// ------------------------------------------------------- child processes
-
-const children = new Set<ChildProcess>();
-
-/** Every child gets its own process group so that it and all it started can be ended together. */
-function startChild(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; log?: string } = {}): ChildProcess {
-  const child = spawn(cmd, args, {
-    cwd: ROOT,
-    env: { ...process.env, ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  if (opts.log) {
-    const log = createWriteStream(opts.log);
-    log.write(`$ ${[cmd, ...args].join(' ')}\n`);
-    child.stdout!.pipe(log, { end: false });
-    child.stderr!.pipe(log, { end: false });
-    child.once('close', () => log.end());
-  }
-  return child;
-}
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined) return;
-  try {
-    process.kill(-child.pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
-
-function exited(child: ChildProcess, ms: number): Promise<boolean> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms);
-    child.once('exit', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
-/** SIGTERM the process itself (so berth can end its sessions), then SIGKILL whatever is left of its group. */
-async function stopChild(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    try {
-      process.kill(child.pid, 'SIGTERM');
-    } catch {
-      /* already gone */
-    }
-    if (!(await exited(child, graceMs))) signalGroup(child, 'SIGTERM');
-    await exited(child, 2_000);
-  }
-  signalGroup(child, 'SIGKILL');
-}
-
-let cleaningUp = false;
-async function cleanup(): Promise<void> {
-  if (cleaningUp) return;
-  cleaningUp = true;
-  await Promise.all([...children].map((c) => stopChild(c, 5_000)));
-}
-process.on('exit', () => {
-  for (const c of children) signalGroup(c, 'SIGKILL');
-});
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    process.stderr.write(`\nconformance: ${sig}, stopping child processes\n`);
-    void cleanup().finally(() => process.exit(130));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves with the first match of `pattern` in the child's output, or rejects if it exits or time runs out. */
-function waitForOutput(child: ChildProcess, streams: ('stdout' | 'stderr')[], pattern: RegExp, ms: number): Promise<RegExpMatchArray> {
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const tail = () => seen.split('\n').slice(-15).join('\n');
-    const timer = setTimeout(() => finish(new Error(`no line matching ${pattern} within ${ms / 1000}s; output:\n${tail()}`)), ms);
-    const onData = (chunk: Buffer) => {
-      seen += chunk.toString('utf8');
-      const m = seen.match(pattern);
-      if (m) finish(undefined, m);
-    };
-    const onExit = (code: number | null, signal: string | null) =>
-      finish(new Error(`exited (${signal ?? `code ${code}`}) before it was ready; output:\n${tail()}`));
-    const finish = (err?: Error, m?: RegExpMatchArray) => {
-      clearTimeout(timer);
-      for (const s of streams) child[s]!.off('data', onData);
-      child.off('exit', onExit);
-      if (err) reject(err);
-      else resolve(m!);
-    };
-    for (const s of streams) child[s]!.on('data', onData);
-    child.once('exit', onExit);
-  });
-}
-
-/** Runs a command to completion (or the time limit) and returns its combined output. */
-function runToEnd(
-  cmd: string,
-  args: string[],
-  timeoutMs: number,
-  log?: string,
-): Promise<{ code: number | null; timedOut: boolean; output: string }> {
-  return new Promise((resolve) => {
-    const child = startChild(cmd, args, { log });
-    let output = '';
-    child.stdout!.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    child.stderr!.on('data', (c: Buffer) => (output += c.toString('utf8')));
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      void stopChild(child, 1_000);
-    }, timeoutMs);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      signalGroup(child, 'SIGKILL'); // anything it left behind
-      resolve({ code, timedOut, output });
-    });
-  });
-}
-
-// --------------------------------------------------------------- targets
-
-interface RunningTarget {
-  url: string;
-  command: string[];
-  stop: () => Promise<void>;
 }
 
 async function startDirect(log: string): Promise<RunningTarget> {
@@ -349,44 +232,6 @@ async function startBerth(stateless: boolean, log: string): Promise<RunningTarge
   return { url: url.href, command, stop: () => stopChild(child) };
 }
 
-// ------------------------------------------------------------- scenarios
-
-type Outcome = 'pass' | 'fail' | 'error' | 'n/a' | 'not-run';
-
-interface CheckSummary {
-  id: string;
-  name?: string;
-  status: string;
-  description?: string;
-  errorMessage?: string;
-  details?: unknown;
-}
-
-interface CellResult {
-  outcome: Outcome;
-  /** SUCCESS checks */
-  passed: number;
-  /** FAILURE checks */
-  failed: number;
-  warnings: number;
-  failures: CheckSummary[];
-  warningChecks: CheckSummary[];
-  reason?: string;
-  checksFile?: string;
-  log?: string;
-  durationMs?: number;
-}
-
-const notRun = (outcome: Outcome, reason?: string): CellResult => ({
-  outcome,
-  passed: 0,
-  failed: 0,
-  warnings: 0,
-  failures: [],
-  warningChecks: [],
-  ...(reason ? { reason } : {}),
-});
-
 async function listScenarios(): Promise<string[]> {
   const r = await runToEnd('npx', [...NPX_PREFIX, 'list', '--server'], 300_000);
   const names = [...r.output.matchAll(/^\s*-\s+([a-z0-9][\w.-]*)/gim)].map((m) => m[1]!);
@@ -394,49 +239,6 @@ async function listScenarios(): Promise<string[]> {
     throw new Error(`could not list the suite's server scenarios (exit ${r.code}):\n${r.output.slice(-2000)}`);
   }
   return names;
-}
-
-function newestChecksFile(dir: string): string | undefined {
-  if (!existsSync(dir)) return undefined;
-  const found = readdirSync(dir)
-    .map((d) => join(dir, d, 'checks.json'))
-    .filter((f) => existsSync(f))
-    .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
-  return found[0];
-}
-
-const brief = (c: CheckSummary): CheckSummary => ({
-  id: c.id,
-  ...(c.name ? { name: c.name } : {}),
-  status: c.status,
-  ...(c.description ? { description: c.description } : {}),
-  ...(c.errorMessage ? { errorMessage: c.errorMessage } : {}),
-  ...(c.details !== undefined ? { details: c.details } : {}),
-});
-
-/**
- * Several scenarios only look for *some* text content in a tool result, so calling a tool the server
- * does not have ("Tool x not found", isError: true) passes them. Where a check records the tool
- * result, an isError result fails the scenario here (except in tools-call-error, which expects one).
- */
-function harnessFailures(scenario: string, checks: CheckSummary[]): CheckSummary[] {
-  if (scenario === 'tools-call-error') return [];
-  const out: CheckSummary[] = [];
-  for (const c of checks) {
-    const result = (c.details as { result?: { isError?: unknown; content?: { text?: unknown }[] } } | undefined)?.result;
-    if (c.status !== 'SUCCESS' || result?.isError !== true) continue;
-    const text = result.content
-      ?.map((x) => (typeof x.text === 'string' ? x.text : ''))
-      .join(' ')
-      .trim();
-    out.push({
-      id: `harness/${c.id}-is-error`,
-      status: 'FAILURE',
-      description: `added by scripts/conformance.ts: check ${c.id} passed on a tool result with isError: true`,
-      errorMessage: `tool call returned isError: true${text ? `: ${text}` : ''}`,
-    });
-  }
-  return out;
 }
 
 async function runScenario(url: string, scenario: string, targetDir: string, timeoutMs: number): Promise<CellResult> {
@@ -461,43 +263,20 @@ async function runScenario(url: string, scenario: string, targetDir: string, tim
   return { ...judge(scenario, checks, file), ...base };
 }
 
-/** A scenario's cell from its checks: any FAILURE (or a harness failure) fails it. */
-function judge(scenario: string, checks: CheckSummary[], file: string): CellResult {
-  const failures = [...checks.filter((c) => c.status === 'FAILURE').map(brief), ...harnessFailures(scenario, checks)];
-  const warningChecks = checks.filter((c) => c.status === 'WARNING').map(brief);
-  return {
-    outcome: failures.length ? 'fail' : 'pass',
-    passed: checks.filter((c) => c.status === 'SUCCESS').length,
-    failed: failures.length,
-    warnings: warningChecks.length,
-    failures,
-    warningChecks,
-    checksFile: relative(ROOT, file),
-  };
-}
-
-function cellText(c: CellResult): string {
-  switch (c.outcome) {
-    case 'pass':
-      return `pass ${c.passed}/${c.passed}` + (c.warnings ? ` +${c.warnings}w` : '');
-    case 'fail':
-      return `FAIL ${c.failed}/${c.passed + c.failed}` + (c.warnings ? ` +${c.warnings}w` : '');
-    case 'error':
-      return 'ERROR';
-    case 'n/a':
-      return 'n/a';
-    case 'not-run':
-      return '-';
-  }
-}
-
 // -------------------------------------------------------------------- main
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
   let code = 0;
-  if (opts.suites.includes('2025')) code = Math.max(code, await main2025(opts));
-  if (opts.suites.includes('2026') && !opts.list && opts.scenarios.length === 0) code = Math.max(code, await main2026(opts));
+  if (opts.targets.length || opts.list) {
+    if (opts.suites.includes('2025')) code = Math.max(code, await main2025(opts));
+    if (opts.suites.includes('2026') && !opts.list && opts.scenarios.length === 0) code = Math.max(code, await main2026(opts));
+  }
+  // The other servers run each suite whole, once per column: --scenario and --list concern the fixture's columns.
+  if (opts.servers.length && !opts.list && opts.scenarios.length === 0) {
+    const servers = SERVERS.filter((s) => opts.servers.includes(s.id));
+    code = Math.max(code, await mainServers(servers, opts.suites, opts.out, opts.timeoutMs));
+  }
   return code;
 }
 
@@ -660,10 +439,6 @@ async function main2025(opts: Options): Promise<number> {
 }
 
 // ------------------------------------------------------ the 2026-07-28 suite
-
-/** The suite's 2026-07-28 requirements ship in its 0.2.0 pre-releases (frozen list, --requirements). */
-const SUITE_2026 = '@modelcontextprotocol/conformance@0.2.0-alpha.12';
-const NPX_2026 = ['-y', '-p', 'node@22', '-p', SUITE_2026, '--', 'conformance'];
 /** A server of the 2026-07-28 era (no initialize, MRTR tools): berth hosts it over stdio, the direct column serves it over HTTP. */
 const FIXTURE_2026 = [
   process.execPath,
@@ -706,18 +481,6 @@ async function startBerth2026(target: Exclude<Target2026, 'direct'>, log: string
     throw e;
   });
   return { url: m[1]!, command, stop: () => stopChild(child) };
-}
-
-/** `<dir>/server-<scenario>-<ISO time>/checks.json` → scenario name → its newest checks file. */
-function checksByScenario(dir: string): Map<string, string> {
-  const out = new Map<string, string>();
-  if (!existsSync(dir)) return out;
-  for (const d of readdirSync(dir).sort()) {
-    const m = d.match(/^server-(.+)-\d{4}-\d\d-\d\dT[\d-]+Z$/);
-    const f = join(dir, d, 'checks.json');
-    if (m && existsSync(f)) out.set(m[1]!, f);
-  }
-  return out;
 }
 
 /**

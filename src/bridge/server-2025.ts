@@ -364,8 +364,11 @@ export class Server2025Bridge {
 
   /** One 2026 client's POST. `server` gives the sandbox for a new call; a retry goes to its suspended call's. Resolves when the response has closed. */
   async serve(res: ServerResponse, request: JsonRpcRequest, caller: BridgeCaller, server: () => Promise<Launched>): Promise<void> {
+    // Only a requestState names a suspended call. inputResponses without one answer nothing berth asked in this
+    // call: they are dropped (strip2026Envelope) and the call starts afresh, so the server asks again and the client
+    // gets a new input_required rather than an error (2026-07-28 MRTR, Error Handling).
     const params = request.params ?? {};
-    if ('requestState' in params || 'inputResponses' in params) return this.retry(res, request, caller);
+    if ('requestState' in params) return this.retry(res, request, caller);
     const s = await server();
     const init = await this.initialized(s, request.id);
     if (request.method === 'server/discover')

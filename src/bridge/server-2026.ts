@@ -213,7 +213,9 @@ export class Server2026Bridge {
       .then((r) => {
         this.calls.delete(idKey(m.id));
         done();
-        exchange.respond(key, { ...r, id: m.id });
+        // A cancelled call gets no response (2025-11-25 cancellation: "Not send a response for the cancelled request").
+        if (call.cancelled) exchange.cancelled(key);
+        else exchange.respond(key, { ...r, id: m.id });
       });
   }
 

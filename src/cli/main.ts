@@ -47,7 +47,7 @@ function int(v: string): number {
  */
 async function firstStartsOrExit(berth: Berth): Promise<void> {
   for (const [name, rt] of berth.runtimes) {
-    if (rt.config.warmPool === 0) continue;
+    if (rt.config.warmPool.min === 0) continue;
     // Bounded: a runtime that starts nothing ahead of demand after all must not hold the listening line forever.
     const wait = rt.config.limits.startupTimeout + installAllowance(rt.config) + 5000;
     const first = await Promise.race([rt.startRecord.first, delay(wait, undefined, { ref: false })]);
@@ -228,6 +228,12 @@ program
     'allow --auth none on a non-loopback --host: anyone who reaches the port can open sessions',
   )
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
+  .option(
+    '--cors-origin <origin>',
+    'an origin (https://app.example.com) whose web pages may call berth from a browser: CORS preflights answered, responses readable (repeatable)',
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
   .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, '30s')
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, '30s')
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, '30s')
@@ -262,6 +268,7 @@ program
               allowNet: o.allowNet,
               mounts: o.mount,
               auth: authFlags(o),
+              cors: { allowedOrigins: o.corsOrigin },
               streams: { retainEvents: o.retainEvents, keepAlive: o.keepAlive, jsonWindow: o.jsonWindow },
               limits: {
                 bodyTimeout: o.bodyTimeout,

@@ -205,6 +205,78 @@ export const AuthSchema = z
     'Who may call this runtime: none (loopback only unless dangerouslyAllowUnauthenticated), api-key, or jwt (OAuth 2.1 bearer tokens).',
   );
 
+/** "*" or an origin exactly as a browser sends it in its Origin header. */
+const isOrigin = (s: string) => {
+  if (s === '*') return true;
+  try {
+    return new URL(s).origin === s;
+  } catch {
+    return false;
+  }
+};
+
+export const CorsSchema = z
+  .object({
+    allowedOrigins: z
+      .array(
+        z
+          .string()
+          .refine(
+            isOrigin,
+            'cors origins are "*" or scheme://host[:port] as a browser sends them: lower case, no path, no trailing slash, no default port',
+          ),
+      )
+      .describe(
+        'Web origins (https://app.example.com, exactly as a browser sends Origin) whose pages may call this runtime from a browser (CORS): their preflights (OPTIONS) are answered 204 when they ask only for headers berth reads (else 403), and every response to them, refusals included, carries Access-Control-Allow-Origin and exposes Mcp-Session-Id, MCP-Protocol-Version, WWW-Authenticate, Berth-Runtime-Session and Retry-After; "*": any origin. A listed origin also passes the server.allowedOrigins check (DNS-rebinding protection) for this runtime. Empty: no CORS headers, and OPTIONS is refused (405) as any method berth does not serve.',
+      )
+      .default([]),
+    maxAge: duration('How long a browser may reuse a preflight answer (Access-Control-Max-Age; Chromium caps it at 2h).').prefault('10m'),
+  })
+  .strict();
+
+/** What `warmPool: auto` means. */
+export const WARM_POOL_AUTO = { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000 } as const;
+
+/** A warm pool's bounds as the pool reads them: a fixed size N is min = max = N. */
+export interface WarmPoolSize {
+  min: number;
+  max: number;
+  /** ms: new sessions are counted over this sliding window to size the pool. */
+  window: number;
+  /** ms without a new session after which the pool stops its servers above min. */
+  shrinkAfter: number;
+}
+
+const poolCount = z.number().int().nonnegative();
+const WarmPoolSchema = z
+  .union(
+    [
+      poolCount,
+      z.literal('auto'),
+      z
+        .object({
+          min: poolCount.describe('Servers kept warm even when no session starts.'),
+          max: z.number().int().positive().max(1000).describe('Most warm servers the pool grows to under a burst of new sessions.'),
+          window: duration('New sessions are counted over this sliding window to size the pool.').prefault('30s'),
+          shrinkAfter: duration('After this long without a new session, the warm servers above min are stopped.').prefault('2m'),
+        })
+        .strict()
+        .refine((o) => o.min <= o.max, { message: 'warmPool.min must not exceed warmPool.max', path: ['min'] })
+        .refine((o) => o.window > 0, { message: 'warmPool.window must be more than 0', path: ['window'] }),
+    ],
+    {
+      error:
+        'expected a number of servers, auto, or {min, max, window, shrinkAfter} (min and max numbers of servers, the others durations)',
+    },
+  )
+  .transform((v): WarmPoolSize =>
+    v === 'auto' ? { ...WARM_POOL_AUTO } : typeof v === 'number' ? { min: v, max: v, window: WARM_POOL_AUTO.window, shrinkAfter: 0 } : v,
+  )
+  .describe(
+    "Servers started ahead of demand so a new session (or a stateless request) finds one ready. A number: that many, always. {min, max, window, shrinkAfter} or auto: the pool of a stateful runtime (and of its 2026 runtime sessions) follows demand (a stateless pool keeps min): it aims at min plus twice the new sessions expected while one server starts (their rate over window, taken over at least one start time, times the measured start time), at most max and, above min, half the available host memory divided by limits.memory (unset: 256MiB a server); refills take the start slots of limits.maxConcurrentStarts after clients' own starts; after shrinkAfter without a new session the servers above min are stopped. auto is {min: 2, max: 16, window: 30s, shrinkAfter: 2m}.",
+  )
+  .prefault(2);
+
 export const RuntimeSchema = z
   .object({
     command: z
@@ -247,12 +319,7 @@ export const RuntimeSchema = z
       .default([]),
     idleTimeout: duration('A session with no request in flight and no client traffic for this long ends.').prefault('15m'),
     maxLifetime: duration('A session ends this long after creation, even while busy.').prefault('8h'),
-    warmPool: z
-      .number()
-      .int()
-      .nonnegative()
-      .describe('Servers started ahead of demand so a new session (or a stateless request) finds one ready.')
-      .default(2),
+    warmPool: WarmPoolSchema,
     readyProbe: z
       .enum(['ping', 'none'])
       .describe('How a warm stdio server is known to be ready: a JSON-RPC ping before initialize, or not at all.')
@@ -278,6 +345,7 @@ export const RuntimeSchema = z
         "Client request headers passed on to an http upstream (e.g. authorization). By default the caller's credentials never reach the server.",
       )
       .default([]),
+    cors: CorsSchema.default(CorsSchema.parse({})),
     limits: LimitsSchema.default(LimitsSchema.parse({})),
     streams: StreamsSchema.default(StreamsSchema.parse({})),
     packageCache: PackageCacheSchema.default(PackageCacheSchema.parse({})),
@@ -431,6 +499,7 @@ function secretVariables(c: {
 export type LimitsConfig = z.output<typeof LimitsSchema>;
 export type AuthConfig = z.output<typeof AuthSchema>;
 export type StreamsConfig = z.output<typeof StreamsSchema>;
+export type CorsConfig = z.output<typeof CorsSchema>;
 export type RuntimeConfig = z.output<typeof RuntimeSchema>;
 export type ServerConfig = z.output<typeof ServerSchema>;
 export type ClusterConfig = z.output<typeof ClusterSchema>;

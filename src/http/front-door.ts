@@ -1,9 +1,11 @@
 // The front door of one runtime: every MCP request (POST, GET, DELETE) passes the same short pipeline,
-//   observe → origin → admit → read → place → serve
-// observe logs and counts the request when its response ends, and renders any refusal; origin keeps foreign browser
-// pages out; admit names the caller (authenticated here, or signed by the cluster peer that authenticated it) within
-// their rate; read parses the body and decides its client's era; place asks the cluster, once, whether the request
-// is served on this node or forwarded to its owner; serve calls the runtime's endpoint.
+//   observe → cors → origin → admit → read → place → serve
+// observe logs and counts the request when its response ends, and renders any refusal; cors answers a browser's
+// preflight and marks responses for the origins the runtime lists (nothing without cors.allowedOrigins); origin
+// keeps foreign browser pages out (server.allowedOrigins, and this runtime's cors.allowedOrigins); admit names the
+// caller (authenticated here, or signed by the cluster peer that authenticated it) within their rate; read parses
+// the body and decides its client's era; place asks the cluster, once, whether the request is served on this node
+// or forwarded to its owner; serve calls the runtime's endpoint.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ClusterNode } from '../cluster/node.js';
@@ -22,6 +24,7 @@ import { checkOrigin, checkPostHeaders, parseMessages, readBody, sessionIdOf, wi
 import { wire2026 } from '../wire/streamable-http-2026.js';
 import { Admission } from './admission.js';
 import { compose } from './compose.js';
+import { CorsPolicy, corsStep } from './cors.js';
 
 /** One request on its way through the pipeline; each step fills in what it learned. */
 interface Turn {
@@ -49,6 +52,8 @@ export interface FrontDoorOptions {
 
 export class FrontDoor {
   private readonly admission: Admission;
+  /** What a browser may do here; the router marks its own refusals of this runtime's requests with it too. */
+  readonly cors: CorsPolicy;
   private readonly log: Logger;
   private readonly pipeline: (t: Turn) => Promise<void>;
 
@@ -58,9 +63,13 @@ export class FrontDoor {
   ) {
     this.admission = new Admission(runtime.name, runtime.config, o.resource, o.metrics);
     this.log = o.log.child({ runtime: runtime.name });
+    this.cors = new CorsPolicy(runtime.config.cors, runtime.config.forwardHeaders);
+    // An origin whose pages may call this runtime is no foreign page here: the two lists agree by construction.
+    const origins = [...o.allowedOrigins, ...runtime.config.cors.allowedOrigins];
     this.pipeline = compose<Turn>(
       (t, next) => this.observe(t, next),
-      (t, next) => (checkOrigin(t.req, o.allowedOrigins), next()),
+      corsStep(this.cors),
+      (t, next) => (checkOrigin(t.req, origins), next()),
       (t, next) => this.admit(t, next),
       (t, next) => this.read(t, next),
       (t, next) => this.place(t, next),

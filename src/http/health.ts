@@ -46,7 +46,7 @@ export function readyz(v: HealthView): { status: number; body: Record<string, un
     const starts = r.startRecord.health;
     if (starts.consecutiveFailures > 0 && r.warmServers === 0)
       reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
-    else if (r.config.warmPool > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
+    else if (r.config.warmPool.min > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
     if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
   }
   return { status: reasons.length ? 503 : 200, body: { ready: reasons.length === 0, reasons } };

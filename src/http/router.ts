@@ -78,12 +78,14 @@ export function route(v: RouterView, req: IncomingMessage, res: ServerResponse):
   const named = [at.session, header(req, AGENTCORE_SESSION_HEADER), header(req, RUNTIME_SESSION_HEADER)].filter(
     (s): s is string => s !== undefined,
   );
-  if (new Set(named).size > 1)
+  if (new Set(named).size > 1) {
+    at.door.cors.decorate(req, res);
     return new HttpError(
       400,
       ErrorCode.ServerError,
       'Bad Request: the URL and the runtime-session headers name different runtime sessions',
     ).send(res);
+  }
   void at.door.handle(req, res, named[0]);
 }
 

@@ -94,6 +94,20 @@ export class Client2026Exchange implements CallSink {
     return true;
   }
 
+  /**
+   * The request was cancelled (a 2026 client cancels by closing its stream): no answer is sent. Should the client
+   * still be connected, its response ends empty: an SSE stream just ends, and one still in its JSON window becomes
+   * an empty SSE stream (a request's answer is JSON or SSE; an empty JSON body would not parse).
+   */
+  cancelled(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.stop();
+    if (this.abandoned || this.out.destroyed) return;
+    if (!this.out.headersSent) this.out.writeHead(200, sseHeaders(this.o.headers));
+    this.out.end();
+  }
+
   private startStream(): void {
     if (this.streaming || this.out.headersSent) return;
     this.streaming = true;

@@ -5,6 +5,7 @@ import type { ServerResponse } from 'node:http';
 import type { JsonRpcMessage, JsonRpcResponse } from '../wire/jsonrpc.js';
 import type { CallSink } from './sink.js';
 import type { SseStream, StreamLog } from './stream-log.js';
+import { sseHeaders } from '../wire/sse.js';
 
 export interface ExchangeOptions {
   batch: boolean;
@@ -89,6 +90,17 @@ export class Exchange implements CallSink {
     return delivered;
   }
 
+  /**
+   * The client cancelled one of this POST's requests: it gets no answer ("Not send a response for the cancelled
+   * request", 2025-11-25 cancellation), and the exchange ends once nothing else is outstanding. A stream already
+   * open simply ends: "The SSE stream SHOULD eventually include a JSON-RPC response" is a SHOULD the cancellation
+   * utility's SHOULD NOT overrides.
+   */
+  cancelled(key: string): void {
+    if (!this.outstanding.delete(key)) return;
+    if (this.outstanding.size === 0) this.finish();
+  }
+
   /** Turns the response into an SSE stream (once); false when that is no longer possible. */
   private upgrade(): boolean {
     if (this.upgraded) return true;
@@ -110,6 +122,17 @@ export class Exchange implements CallSink {
       return;
     }
     if (this.clientGone || this.res.destroyed) return;
+    if (this.responses.length === 0) {
+      // Everything in this POST was cancelled inside its JSON window, before a byte was written. A request must be
+      // answered with application/json or text/event-stream (Streamable HTTP), and JSON has nothing to carry: so an
+      // empty SSE stream, without the priming event, since there is nothing to resume. The official TypeScript SDK
+      // client (1.32) reads it and does nothing more: no message, no error, no reconnection (it resumes a POST
+      // stream only after an event with an id). 202 is for notifications and responses; an empty JSON body or 204
+      // fails that client's parse ("Unexpected content type").
+      this.res.writeHead(200, sseHeaders(this.headers));
+      this.res.end();
+      return;
+    }
     const body = JSON.stringify(this.opts.batch ? this.responses : this.responses[0]);
     this.res.writeHead(200, { ...this.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.res.end(body);

@@ -3,9 +3,11 @@
 import { SESSION_HEADER } from '../wire/headers.js';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { HttpError } from '../wire/http-error.js';
-import { ErrorCode, isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { ErrorCode, idKey, isNotification, isRequest, type JsonRpcMessage, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { sseHeaders } from '../wire/sse.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import { withAllVersions } from '../wire/streamable-http-2026.js';
 import { HttpChannel } from './http-channel.js';
@@ -53,6 +55,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   upstreamSessionId: string | undefined;
   bytesOut = 0;
   private calls = 0;
+  /** A 2025 session's requests being answered, by session and id: what a client's cancellation ends. */
+  private readonly answering = new Map<string, () => void>();
   /** berth sees no server requests or stream events of an http upstream: it keeps its own. */
   readonly pendingServerRequests = null;
   readonly retainedEvents = null;
@@ -131,6 +135,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     onResponse?: (r: ForwardResult) => void,
     /** Rewrites a JSON answer's result (berth's server/discover names the versions berth itself serves). */
     transformResult?: (result: Record<string, unknown>) => Record<string, unknown>,
+    /** Aborted when the client cancelled the request: the forward ends and the client gets no response. */
+    cancelled?: AbortSignal,
   ): Promise<ForwardResult> {
     const headers: Record<string, string> = {};
     for (const h of [...FORWARDED_REQUEST_HEADERS, ...this.forwardHeaders]) {
@@ -144,6 +150,19 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       if (!res.writableFinished) controller.abort();
     };
     res.on('close', onClose);
+    // The cancelled request's response ends without an answer (2025-11-25 cancellation: "Not send a response for the
+    // cancelled request"). Not yet begun: an empty SSE stream, as the stdio relay gives (exchange.ts says why). A
+    // stream ends where it is; a JSON answer already under way is the server's answer and is let through.
+    let piped: Readable | undefined;
+    const onCancel = () => {
+      if (res.writableEnded || res.destroyed) return;
+      if (res.headersSent && !piped) return; // a JSON answer being written
+      piped?.unpipe(res);
+      if (!res.headersSent) res.writeHead(200, sseHeaders(sessionHeader ? { [SESSION_HEADER]: sessionHeader } : {}));
+      res.end();
+      controller.abort();
+    };
+    cancelled?.addEventListener('abort', onCancel, { once: true });
     let r;
     try {
       r = await this.pool.request({
@@ -155,7 +174,13 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       });
     } catch (e) {
       res.off('close', onClose);
+      if (cancelled?.aborted) return { status: 200 };
       throw new HttpError(502, ErrorCode.InternalError, `Bad Gateway: the MCP server did not answer: ${(e as Error).message}`);
+    }
+    if (cancelled?.aborted) {
+      // Cancelled while the server's answer was on its way: the client's response has already ended.
+      r.body.destroy();
+      return { status: r.statusCode };
     }
     const upstreamSessionId = typeof r.headers[SESSION_HEADER] === 'string' ? (r.headers[SESSION_HEADER] as string) : undefined;
     onResponse?.({ status: r.statusCode, upstreamSessionId });
@@ -165,7 +190,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       if (typeof v === 'string') out[h] = v;
     }
     if (sessionHeader) out[SESSION_HEADER] = sessionHeader;
-    if (String(out['content-type'] ?? '').startsWith('text/event-stream')) out['x-accel-buffering'] = 'no';
+    const streamed = String(out['content-type'] ?? '').startsWith('text/event-stream');
+    if (streamed) out['x-accel-buffering'] = 'no';
     else if (transformResult && String(out['content-type'] ?? '').startsWith('application/json')) {
       let text = await r.body.text();
       try {
@@ -189,10 +215,11 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       });
       r.body.once('end', resolve);
       r.body.once('error', () => {
-        res.destroy();
+        if (!res.writableEnded) res.destroy(); // not a cancelled call's stream, ended on purpose
         resolve();
       });
       res.once('close', resolve);
+      if (streamed) piped = r.body;
       r.body.pipe(res);
     });
     res.off('close', onClose);
@@ -226,13 +253,42 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
 
   async post2025(req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void> {
     const initialize = o.messages.some((m) => isRequest(m) && m.method === 'initialize');
+    // The server hears a cancellation as the client sent it (ids pass through unchanged), and does as it will; berth
+    // ends the cancelled call's forward itself, so a server that keeps the stream open (the SDK's does) neither holds
+    // the client's connection nor keeps the session busy. Keyed by berth's session: a shared server's clients
+    // (stateless, no session) cannot reach each other's calls.
+    // (A batch's one response cannot lose a part of it: only a POST of one request is cancellable here.)
+    const requests = o.messages.filter(isRequest);
+    const key = o.sessionId !== undefined && requests.length === 1 ? `${o.sessionId}|${idKey(requests[0]!.id)}` : undefined;
+    const cancel = new AbortController();
+    if (key) this.answering.set(key, () => cancel.abort());
     const forward = () =>
-      this.forward(req, res, o.body, o.sessionId, (r) => {
-        // The upstream's own session: kept by berth, sent on every later request, never shown to the client.
-        if (initialize) this.upstreamSessionId = r.upstreamSessionId;
-        o.onStatus?.(r.status);
-      });
-    await (o.messages.some(isRequest) ? this.counted(forward) : forward());
+      this.forward(
+        req,
+        res,
+        o.body,
+        o.sessionId,
+        (r) => {
+          // The upstream's own session: kept by berth, sent on every later request, never shown to the client.
+          if (initialize) this.upstreamSessionId = r.upstreamSessionId;
+          o.onStatus?.(r.status);
+        },
+        undefined,
+        key ? cancel.signal : undefined,
+      );
+    try {
+      await (requests.length > 0 ? this.counted(forward) : forward());
+    } finally {
+      if (key) this.answering.delete(key);
+    }
+    // After the server has the cancellation, the call it names ends here.
+    if (o.sessionId !== undefined) for (const m of o.messages) this.cancelledBy(o.sessionId, m);
+  }
+
+  private cancelledBy(sessionId: string, m: JsonRpcMessage): void {
+    if (!isNotification(m) || m.method !== 'notifications/cancelled') return;
+    const id = m.params?.requestId;
+    if (typeof id === 'string' || typeof id === 'number') this.answering.get(`${sessionId}|${idKey(id)}`)?.();
   }
 
   async get2025(req: IncomingMessage, res: ServerResponse, o: { sessionId: string }): Promise<void> {

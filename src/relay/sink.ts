@@ -16,6 +16,8 @@ export interface CallSink {
   deliver(message: JsonRpcMessage, onLost?: () => void): boolean;
   /** The final answer to the request under `key`; false when the client can no longer be reached. */
   respond(key: string, message: JsonRpcResponse): boolean;
+  /** The client cancelled the request under `key`: no answer will come, and none is sent (2025-11-25 cancellation). */
+  cancelled?(key: string): void;
 }
 
 let next = 0;

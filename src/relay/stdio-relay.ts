@@ -155,7 +155,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     for (const m of messages) {
       if (isRequest(m)) this.clientRequest(m, exchange);
       else if (isResponse(m)) this.clientResponse(m);
-      else if (isNotification(m)) this.clientNotification(m);
+      else if (isNotification(m)) this.clientNotification(m, exchange);
     }
   }
 
@@ -229,15 +229,18 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     this.channel.send(m);
   }
 
-  private clientNotification(m: JsonRpcMessage & { method: string; params?: Record<string, unknown> }): void {
+  private clientNotification(m: JsonRpcMessage & { method: string; params?: Record<string, unknown> }, exchange: CallSink): void {
     if (m.method === 'notifications/cancelled') {
       const requestId = m.params?.requestId;
       if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
-      const internalId = this.byClientId.get(this.clientKey(requestId));
+      // A stateless relay keys ids by the sink that sent them: a cancel names a request of its own POST (or 2026 call).
+      const internalId = this.byClientId.get(this.clientKey(requestId, exchange));
       if (internalId === undefined) return; // already finished: the spec lets receivers ignore it
       this.channel.send({ ...m, params: { ...m.params, requestId: internalId } });
-      // The server will not answer a cancelled request; close out the client's stream now.
-      this.complete(internalId, errorResponse(requestId, ErrorCode.RequestCancelled, 'Request cancelled by the client'));
+      // "Receivers of cancellation notifications SHOULD: ... Not send a response for the cancelled request"
+      // (2025-11-25, cancellation): the call is forgotten now, its stream ends without an answer, and an answer
+      // the server sends anyway finds nothing in flight and is dropped.
+      this.complete(internalId, 'cancelled');
       return;
     }
     this.channel.send(m);
@@ -271,7 +274,7 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
         this.complete(id, { ...m, id: this.inflight.get(id)!.clientId });
         return;
       }
-      if (id !== null) {
+      if (id !== null && id !== undefined) {
         const cb = this.internal.get(idKey(id));
         if (cb) {
           this.internal.delete(idKey(id));
@@ -451,13 +454,26 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
     f.timer.unref();
   }
 
-  private complete(internalId: number, response: JsonRpcResponse): void {
+  /** Ends a call: with its answer, or with none when the client cancelled it. */
+  private complete(internalId: number, response: JsonRpcResponse | 'cancelled'): void {
     const f = this.inflight.get(internalId);
     if (!f) return;
     this.inflight.delete(internalId);
     clearTimeout(f.timer);
     this.byClientId.delete(this.clientKey(f.clientId, f.exchange));
     if (f.progressToken !== undefined) this.progress.delete(f.progressToken);
+    if (response === 'cancelled') {
+      const key = `c:${idKey(f.clientId)}`;
+      if (f.exchange.cancelled) f.exchange.cancelled(key);
+      // A sink that cannot end without an answer is berth's own (a listen leg, a bridged call whose client left):
+      // the answer reaches no client.
+      else f.exchange.respond(key, errorResponse(f.clientId, ErrorCode.RequestCancelled, 'Request cancelled by the client'));
+    } else this.respond(f, response);
+    if (f.method === 'subscriptions/listen') this.listens--;
+    else if (this.inFlightCount === 0) this.emit('busy', false);
+  }
+
+  private respond(f: InFlight, response: JsonRpcResponse): void {
     const result = (response as { result?: { _meta?: Record<string, unknown> } }).result;
     if (f.method === 'subscriptions/listen' && result?._meta?.[META_SUBSCRIPTION_ID] !== undefined) {
       response = { ...response, result: { ...result, _meta: { ...result._meta, [META_SUBSCRIPTION_ID]: f.clientId } } } as JsonRpcResponse;
@@ -468,8 +484,6 @@ export class StdioRelay extends EventEmitter<RelayEvents> {
         method: f.method,
       });
     }
-    if (f.method === 'subscriptions/listen') this.listens--;
-    else if (this.inFlightCount === 0) this.emit('busy', false);
   }
 
   /** Ends the relay: every in-flight client request and internal call fails with this error. */

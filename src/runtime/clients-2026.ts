@@ -78,7 +78,7 @@ export class Client2026Pool {
     private readonly starts: StartGate,
   ) {
     this.pool = new SharedPool<undefined>({
-      size: Math.max(1, ctx.config.warmPool),
+      size: Math.max(1, ctx.config.warmPool.min),
       max: ctx.config.limits.maxSessions,
       startupTimeout: ctx.config.limits.startupTimeout,
       stopGrace: ctx.config.limits.stopGrace,

@@ -15,6 +15,7 @@ import { RuntimeSessions } from '../session/runtime-session.js';
 import type { EndReason, Session } from '../session/session.js';
 import { StartGate } from '../session/start-gate.js';
 import { StartRecord } from '../session/start-record.js';
+import { probeToolList, ToolSchemaCache } from '../session/tool-schemas.js';
 import { RUNTIME_SESSION_HEADER } from '../wire/headers.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -162,6 +163,9 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     res.writeHead(204).end();
   }
 
+  /** Tool schemas for 2026 clients' Mcp-Param-* headers; over http the 2026-era server gets the same headers and checks them. */
+  private toolSchemas: ToolSchemaCache | undefined;
+
   /** A 2026-07-28 client's request: on the shared pool, or in the runtime session it names. */
   async post2026(req: IncomingMessage, res: ServerResponse, call: Request2026Call): Promise<void> {
     const request = call.request;
@@ -170,6 +174,13 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
         id: request.id,
         headers: { 'retry-after': '5' },
       });
+    if (request.method === 'tools/call' && this.config.upstream === 'stdio') {
+      this.toolSchemas ??= new ToolSchemaCache(
+        probeToolList(client2026LaunchContext(this.launchCtx), this.starts, () => this.clients2026.serverEraOf()),
+        this.log,
+      );
+      await this.toolSchemas.check(req.headers, request);
+    }
     const runtimeSession = call.runtimeSession;
     if (runtimeSession === undefined) return this.clients2026.serve(req, res, call);
     if (this.config.mode === 'stateless') {

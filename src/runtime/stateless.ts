@@ -25,9 +25,9 @@ export class StatelessRuntime extends HostedRuntime {
   constructor(opts: RuntimeOptions) {
     super(opts);
     this.pool = new SharedPool({
-      size: Math.max(1, opts.config.warmPool),
+      size: Math.max(1, opts.config.warmPool.min),
       // Claimed servers count as sessions would: one principal's server is never another's.
-      max: Math.max(1, opts.config.warmPool, opts.config.limits.maxSessions),
+      max: Math.max(1, opts.config.warmPool.min, opts.config.limits.maxSessions),
       startupTimeout: opts.config.limits.startupTimeout,
       stopGrace: opts.config.limits.stopGrace,
       ownerIdle: opts.config.idleTimeout,

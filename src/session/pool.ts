@@ -1,7 +1,17 @@
 // Warm servers started ahead of demand: a new session takes one that is already running and answering.
+// A fixed pool (min = max) holds its size. A pool with room to grow sizes itself from demand: a burst of new sessions
+// outruns a pool of 2 (from the third session on, each would be a cold start), so each new session raises the target
+// by the starts expected while one replacement comes up, and the servers above min are stopped once sessions stop.
+import { freemem } from 'node:os';
 import type { Logger } from 'pino';
+import type { WarmPoolSize } from '../config/schema.js';
 import { dispose, launchReady, type LaunchContext, type Launched } from './launch.js';
 import { StartGate } from './start-gate.js';
+
+/** Memory assumed per warm server above min when limits.memory is unset. */
+const ASSUMED_SERVER_BYTES = 256 * 2 ** 20;
+/** Start time assumed until one was measured (a Node server here: ~0.2–0.5 s). */
+const ASSUMED_START_MS = 500;
 
 export class WarmPool {
   private readonly idle: Launched[] = [];
@@ -9,26 +19,54 @@ export class WarmPool {
   private readonly launches = new Set<Promise<unknown>>();
   private failures = 0;
   private closed = false;
+  /** When recent sessions took a server (ms, monotonic), oldest first, within size.window. */
+  private readonly takes: number[] = [];
+  private lastTake = -Infinity;
+  /** Sessions waiting for a server started for them (the pool was empty). */
+  private coldTakes = 0;
+  /** Measured start-to-ready time of recent launches (ms, moving average). */
+  private startMs = ASSUMED_START_MS;
+  private shrinkTimer: NodeJS.Timeout | undefined;
+  private readonly size: WarmPoolSize;
 
   constructor(
     private readonly ctx: LaunchContext,
-    private readonly size: number,
+    size: number | WarmPoolSize,
     private readonly log: Logger,
     /** The runtime's start slots (limits.maxConcurrentStarts), shared with its clients' cold starts; else its own. */
     private readonly gate = new StartGate(ctx.config.limits.maxConcurrentStarts),
-  ) {}
+  ) {
+    this.size = typeof size === 'number' ? { min: size, max: size, window: 1, shrinkAfter: 0 } : size;
+  }
 
   get available(): number {
     return this.idle.length;
   }
 
+  /** Servers the pool aims to hold now: min, plus what recent demand asks for (never above max or the memory cap). */
+  get target(): number {
+    const { min, max, window } = this.size;
+    if (max <= min) return min;
+    const now = performance.now();
+    while (this.takes.length && this.takes[0]! <= now - window) this.takes.shift();
+    if (!this.takes.length) return min;
+    // Sessions expected while one replacement starts (rate × start time), doubled for headroom. The rate is taken over
+    // at least one start time, so a burst of k sessions inside one start time asks for 2k more servers.
+    const span = Math.max(this.startMs, now - this.takes[0]!);
+    const demand = Math.ceil((2 * this.takes.length * this.startMs) / span);
+    const perServer = this.ctx.config.limits.memory ?? ASSUMED_SERVER_BYTES;
+    const byMemory = Math.floor(freemem() / 2 / perServer); // at most half the memory left goes to extra warm servers
+    return Math.min(max, min + Math.min(demand, byMemory));
+  }
+
   fill(): void {
     // Back off after repeated start failures so a broken command does not spin.
     if (this.closed || this.failures >= 5) return;
-    while (this.idle.length + this.starting < this.size) {
+    const target = this.target;
+    while (this.idle.length + this.starting < target) {
       this.starting++;
       const p = this.gate
-        .run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), { refill: true })
+        .run(() => this.launchTimed(), { refill: true })
         .then(
           (l) => {
             this.starting--;
@@ -44,6 +82,7 @@ export class WarmPool {
                 this.fill();
               }
             });
+            this.shrinkIfIdle();
           },
           (err: Error) => {
             this.starting--;
@@ -64,23 +103,31 @@ export class WarmPool {
    * replacement's start-up CPU does not compete with that session's initialize.
    */
   async take(o: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Launched> {
+    this.noteDemand();
     const l = this.idle.shift();
     if (l) return l;
     if (this.closed) throw new Error('the pool is closed');
     this.failures = 0;
     // A cold start is one of the pool's launches: close() waits for it (it gives up at shutdown and stops its server),
     // and one that comes up after close is stopped, never handed out — else berth exits with its sandbox running.
+    this.coldTakes++;
     const p = this.gate
-      .run(() => (this.closed ? Promise.reject(new Error('the pool is closed')) : launchReady(this.ctx)), o)
+      .run(() => this.launchTimed(), o)
       .then(async (started) => {
         if (!this.closed) return started;
         await dispose(started, this.ctx.config.limits.stopGrace);
         throw new Error('the pool is closed');
       });
+    // close() awaits all of them: a failed start must not fail the close. A session waiting for its cold start is
+    // demand still arriving: the pool does not shrink under it, and the quiet period counts from its end.
     const settled = p.then(
       () => undefined,
       () => undefined,
-    ); // close() awaits all of them: a failed start must not fail the close
+    );
+    void settled.then(() => {
+      this.coldTakes--;
+      if (this.size.max > this.size.min) this.lastTake = performance.now();
+    });
     this.launches.add(settled);
     void settled.finally(() => this.launches.delete(settled));
     return p;
@@ -88,8 +135,47 @@ export class WarmPool {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.shrinkTimer);
     await Promise.all(this.launches); // launches finishing now dispose themselves (closed)
     const all = this.idle.splice(0);
     await Promise.all(all.map((l) => dispose(l, this.ctx.config.limits.stopGrace)));
+  }
+
+  /** One launch in its start slot, timed from the slot to ready: the start time the target is sized by. */
+  private async launchTimed(): Promise<Launched> {
+    if (this.closed) throw new Error('the pool is closed');
+    const t0 = performance.now();
+    const l = await launchReady(this.ctx);
+    this.startMs = 0.7 * this.startMs + 0.3 * (performance.now() - t0);
+    return l;
+  }
+
+  private noteDemand(): void {
+    if (this.size.max <= this.size.min) return;
+    this.lastTake = performance.now();
+    this.takes.push(this.lastTake);
+    if (!this.shrinkTimer) this.armShrink(this.size.shrinkAfter);
+  }
+
+  private armShrink(ms: number): void {
+    this.shrinkTimer = setTimeout(() => {
+      this.shrinkTimer = undefined;
+      const quietFor = performance.now() - this.lastTake;
+      if (this.coldTakes > 0 || quietFor < this.size.shrinkAfter) return this.armShrink(Math.max(100, this.size.shrinkAfter - quietFor));
+      this.takes.length = 0; // demand forgotten: the target is min again
+      this.shrinkIfIdle();
+    }, ms);
+    this.shrinkTimer.unref();
+  }
+
+  /** Once no session has started for shrinkAfter, the warm servers above the target are stopped (refills landing late too). */
+  private shrinkIfIdle(): void {
+    if (this.closed || this.size.max <= this.size.min) return;
+    if (this.coldTakes > 0 || performance.now() - this.lastTake < this.size.shrinkAfter) return;
+    const surplus = this.idle.length - this.target;
+    if (surplus <= 0) return;
+    const stopped = this.idle.splice(this.target, surplus);
+    this.log.info({ stopped: stopped.length, warm: this.idle.length }, 'warm pool shrunk: no new session for shrinkAfter');
+    for (const l of stopped) void dispose(l, this.ctx.config.limits.stopGrace);
   }
 }

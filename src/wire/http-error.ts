@@ -1,13 +1,14 @@
 // The one refusal class. Whatever layer refuses a request throws an HttpError; the front door (or Node's own
 // error hooks) asks it to render itself: always a JSON-RPC error body, never HTML or an empty answer.
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { type IncomingMessage, STATUS_CODES, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ErrorCode, errorResponse, type JsonRpcId } from './jsonrpc.js';
+import { header, VERSION_HEADER } from './headers.js';
+import { ErrorCode, errorResponse, type JsonRpcId, unreadId } from './jsonrpc.js';
 
 export interface HttpErrorDetails {
   /** Extra response headers (Retry-After, Allow, ...). */
   headers?: Record<string, string>;
-  /** The request the refusal answers, when known (else the body says id null). */
+  /** The request the refusal answers, when known (else the body's id follows `unreadId`). */
   id?: JsonRpcId | null;
   /** The JSON-RPC error's `data` (the 2026 codes carry one: supported versions, the mismatch). */
   data?: unknown;
@@ -42,8 +43,12 @@ export class HttpError extends Error {
       : new HttpError(500, ErrorCode.InternalError, `Internal error: ${(e as Error)?.message ?? String(e)}`);
   }
 
-  get body(): string {
-    return JSON.stringify(errorResponse(this.id, this.code, this.message, this.data));
+  /**
+   * The JSON-RPC error body. A refusal that cannot name its request follows the version in play (the request's
+   * MCP-Protocol-Version): no id member from 2025-11-25 on, `id: null` before and when the version is unknown.
+   */
+  bodyFor(protocolVersion: string | undefined): string {
+    return JSON.stringify(errorResponse(this.id ?? unreadId(protocolVersion), this.code, this.message, this.data));
   }
 
   /** Answers on a response; one already under way cannot be replaced (the bytes would corrupt it), so it is cut. */
@@ -52,7 +57,9 @@ export class HttpError extends Error {
       res.destroy();
       return;
     }
-    const body = this.body;
+    // Node keeps the request on its response; a response made without one (a test's) has no version to go by.
+    const req = (res as { req?: IncomingMessage }).req;
+    const body = this.bodyFor(req ? header(req, VERSION_HEADER) : undefined);
     res.writeHead(this.status, { ...this.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }
@@ -66,7 +73,8 @@ export class HttpError extends Error {
       socket.destroy();
       return;
     }
-    const body = this.body;
+    // Node's parser refused the request: no header of it was read, so no version is known.
+    const body = this.bodyFor(undefined);
     const extra = Object.entries(this.headers)
       .map(([k, v]) => `${k}: ${v}\r\n`)
       .join('');

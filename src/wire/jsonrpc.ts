@@ -14,7 +14,8 @@ export interface JsonRpcNotification {
 }
 export interface JsonRpcResponse {
   jsonrpc: '2.0';
-  id: JsonRpcId | null;
+  /** null or absent: an error answering a request whose id could not be read (see `unreadId`). */
+  id?: JsonRpcId | null;
   result?: unknown;
   error?: JsonRpcErrorObject;
 }
@@ -56,10 +57,29 @@ export function isResponse(m: JsonRpcMessage): m is JsonRpcResponse {
   return !('method' in m) && ('result' in m || 'error' in m);
 }
 
-export function errorResponse(id: JsonRpcId | null, code: number, message: string, data?: unknown): JsonRpcResponse {
+/** An error response; an `id` of undefined leaves the member out (see `unreadId`). */
+export function errorResponse(id: JsonRpcId | null | undefined, code: number, message: string, data?: unknown): JsonRpcResponse {
   const error: JsonRpcErrorObject = { code, message };
   if (data !== undefined) error.data = data;
-  return { jsonrpc: '2.0', id, error };
+  return id === undefined ? { jsonrpc: '2.0', error } : { jsonrpc: '2.0', id, error };
+}
+
+/**
+ * Revisions whose schema makes an error response's id optional (`JSONRPCErrorResponse.id?: RequestId`, never null):
+ * "Error responses MUST include the same ID as the request they correspond to (except in error cases where the ID
+ * could not be read due a malformed request)" (2025-11-25 and 2026-07-28, basic/index, Error Responses).
+ */
+const ID_MAY_BE_OMITTED = new Set(['2025-11-25', '2026-07-28']);
+
+/**
+ * The id of an error that cannot name its request, under the protocol version in play: left out (undefined) from
+ * 2025-11-25 on, JSON-RPC 2.0's `null` before. An unknown version (no MCP-Protocol-Version header, or one berth does
+ * not speak) is taken as 2025-03-26, as the Streamable HTTP transport tells a server to assume when nothing else
+ * says the version; so is a request refused before any header was read. `null` is also what every JSON-RPC 2.0
+ * peer accepts.
+ */
+export function unreadId(protocolVersion: string | undefined): null | undefined {
+  return protocolVersion !== undefined && ID_MAY_BE_OMITTED.has(protocolVersion) ? undefined : null;
 }
 
 /** Why a parsed value is not a JSON-RPC 2.0 message, or undefined when it is one. */

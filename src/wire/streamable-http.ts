@@ -15,7 +15,11 @@ export function sessionIdOf(req: IncomingMessage): string | undefined {
   return header(req, SESSION_HEADER);
 }
 
-/** Loopback origins are allowed by default: a browser page elsewhere must not drive a local server (DNS rebinding). */
+/**
+ * Loopback origins are allowed by default: a browser page elsewhere must not drive a local server (DNS rebinding).
+ * `allowed` is server.allowedOrigins plus the runtime's cors.allowedOrigins: a page the runtime lets read its answers
+ * is one it lets call.
+ */
 export function checkOrigin(req: IncomingMessage, allowed: readonly string[]): void {
   const origin = header(req, ORIGIN_HEADER);
   if (origin === undefined) return; // non-browser clients send no Origin
@@ -28,7 +32,11 @@ export function checkOrigin(req: IncomingMessage, allowed: readonly string[]): v
       // fall through to the refusal
     }
   }
-  throw new HttpError(403, ErrorCode.ServerError, `Forbidden: Origin ${JSON.stringify(origin)} is not allowed (allowedOrigins)`);
+  throw new HttpError(
+    403,
+    ErrorCode.ServerError,
+    `Forbidden: Origin ${JSON.stringify(origin)} is not allowed (server.allowedOrigins, or the runtime's cors.allowedOrigins)`,
+  );
 }
 
 function accepts(req: IncomingMessage, type: string): boolean {

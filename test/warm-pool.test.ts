@@ -1,0 +1,117 @@
+// Issue 17 item 2: a warm pool that follows demand. A real berth on loopback (library API, process driver) hosting the
+// probe server; the pool is watched through /metrics (berth_warm_servers: servers started and waiting for a session).
+// Sizes and counts only, never latency: the speed of a burst is the bench's "burst" scenario.
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRuntime } from '../src/index.ts';
+import { RuntimeSchema } from '../src/config/schema.ts';
+import { connect, PROBE, textOf } from './helpers/berth.ts';
+
+type Berth = ReturnType<typeof createRuntime>;
+
+async function gauge(berth: Berth, name: string, labels = 'runtime="default"'): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', berth.endpoint()))).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : NaN;
+}
+
+/** Polls until `check` holds, within a deadline. */
+/** Every warm-pool size /metrics showed during the current test. */
+let seen: number[] = [];
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} (warm pool sizes seen: ${seen.join(',')})`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function withBerth(warmPool: unknown, body: (berth: Berth, seen: number[]) => Promise<void>): Promise<void> {
+  const berth = createRuntime({
+    server: { port: 0 },
+    runtimes: { default: { command: PROBE, isolation: 'process', network: 'host', warmPool, idleTimeout: '5m' } as never },
+  });
+  await berth.start();
+  seen = [];
+  let watching = true;
+  // Every size the pool passes through, sampled while the test runs (so "never above" is checked, not assumed).
+  const watcher = (async () => {
+    while (watching) {
+      const w = await gauge(berth, 'berth_warm_servers').catch(() => NaN);
+      if (!Number.isNaN(w)) seen.push(w);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  })();
+  try {
+    await body(berth, seen);
+  } finally {
+    watching = false;
+    await watcher;
+    await berth.stop();
+  }
+}
+
+/** Opens n sessions one after another, each answering a call (so each really has its own server). */
+async function burst(berth: Berth, n: number) {
+  const sessions = [];
+  for (let i = 0; i < n; i++) {
+    const s = await connect(berth.endpoint());
+    assert.equal(textOf(await s.client.callTool({ name: 'echo', arguments: { text: `s${i}` } })), `s${i}`);
+    sessions.push(s);
+  }
+  return sessions;
+}
+
+const idleStarts = async (berth: Berth) =>
+  (await gauge(berth, 'berth_server_starts', 'runtime="default",state="running"')) === 0 &&
+  (await gauge(berth, 'berth_server_starts', 'runtime="default",state="queued"')) === 0;
+
+describe('warm pool sizing (issue 17)', () => {
+  test('auto means min 2, max 16; a number n is min = max = n; bad shapes are refused with the key named', () => {
+    const pool = (warmPool: unknown) => RuntimeSchema.parse({ command: 'x', warmPool }).warmPool;
+    assert.deepEqual(pool('auto'), { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000 });
+    assert.deepEqual(pool(3), { min: 3, max: 3, window: 30_000, shrinkAfter: 0 });
+    assert.deepEqual(pool({ min: 1, max: 4, shrinkAfter: '2s' }), { min: 1, max: 4, window: 30_000, shrinkAfter: 2000 });
+    assert.throws(() => pool({ min: 5, max: 4 }), /warmPool\.min must not exceed warmPool\.max/);
+    assert.throws(() => pool({ min: 1, max: 4, shrinkAfter: 2 }), /duration with its unit/);
+    assert.throws(() => pool('lots'), /expected a number of servers, auto, or \{min, max/);
+  });
+
+  test('{min, max}: a burst of new sessions grows the pool above min, within max; it shrinks back to min after shrinkAfter', async () => {
+    const MIN = 1;
+    const MAX = 5;
+    const N = 5;
+    await withBerth({ min: MIN, max: MAX, shrinkAfter: '10s' }, async (berth, seen) => {
+      await waitFor('the first warm server', async () => (await gauge(berth, 'berth_warm_servers')) === MIN);
+      const sessions = await burst(berth, N);
+      // The pool grows while the sessions keep coming and after: at least two warm servers above min.
+      await waitFor('the pool to grow above min', async () => Math.max(...seen) >= MIN + 2);
+      assert.equal(await gauge(berth, 'berth_sessions_live'), N);
+      // No new session for shrinkAfter: back to min, and the live sessions untouched.
+      await waitFor(
+        'the pool to shrink back to min',
+        async () => (await gauge(berth, 'berth_warm_servers')) === MIN && (await idleStarts(berth)),
+      );
+      assert.ok(Math.max(...seen) <= MAX, `never above max: saw ${Math.max(...seen)}`);
+      for (const [i, s] of sessions.entries())
+        assert.equal(textOf(await s.client.callTool({ name: 'echo', arguments: { text: `again ${i}` } })), `again ${i}`);
+      assert.equal(await gauge(berth, 'berth_sessions_live'), N);
+      for (const s of sessions) await s.transport.terminateSession();
+      // Ending sessions is no demand: the pool stays at min.
+      await waitFor('the sessions to end', async () => (await gauge(berth, 'berth_sessions_live')) === 0);
+      assert.equal(await gauge(berth, 'berth_warm_servers'), MIN);
+    });
+  });
+
+  test('a fixed number keeps its size through the same burst: refilled to it, never above it', async () => {
+    const SIZE = 2;
+    await withBerth(SIZE, async (berth, seen) => {
+      await waitFor('the warm pool', async () => (await gauge(berth, 'berth_warm_servers')) === SIZE);
+      const sessions = await burst(berth, 5);
+      await waitFor('the refill', async () => (await gauge(berth, 'berth_warm_servers')) === SIZE && (await idleStarts(berth)));
+      assert.ok(Math.max(...seen) <= SIZE, `never above ${SIZE}: saw ${Math.max(...seen)}`);
+      assert.equal(await gauge(berth, 'berth_sessions_live'), 5);
+      for (const s of sessions) await s.transport.terminateSession();
+    });
+  });
+});
