@@ -163,7 +163,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     res.writeHead(204).end();
   }
 
-  /** Tool schemas for 2026 clients' Mcp-Param-* headers; over http the 2026-era server gets the same headers and checks them. */
+  /** Tool schemas for 2026 clients' Mcp-Param-* headers (a 2026-era HTTP server checks them again, harmlessly). */
   private toolSchemas: ToolSchemaCache | undefined;
 
   /** A 2026-07-28 client's request: on the shared pool, or in the runtime session it names. */
@@ -174,7 +174,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
         id: request.id,
         headers: { 'retry-after': '5' },
       });
-    if (request.method === 'tools/call' && this.config.upstream === 'stdio') {
+    if (request.method === 'tools/call') {
       this.toolSchemas ??= new ToolSchemaCache(
         probeToolList(client2026LaunchContext(this.launchCtx), this.starts, () => this.clients2026.serverEraOf()),
         this.log,

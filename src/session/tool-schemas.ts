@@ -76,7 +76,9 @@ export class ToolSchemaCache {
 }
 
 /** Every page of tools/list from a server, as a 2025-era server (after berth's initialize) or a 2026-era one answers it. */
-async function listAll(upstream: Upstream, era: '2025' | '2026'): Promise<unknown[]> {
+async function listAll(server: Upstream, era: '2025' | '2026'): Promise<unknown[]> {
+  // Message by message, in a session of berth's own (over HTTP too): a 2025-era server wants its initialize first.
+  const upstream = server.conversation;
   if (era === '2025') {
     const init = await upstream.initialize({
       protocolVersion: LATEST_PROTOCOL_VERSION,
