@@ -3,15 +3,19 @@
 //   stdio      berth stateful, server over stdio             (berth run -- node probe.mjs)
 //   http       berth stateful, server serving HTTP on $PORT  (berth run --upstream http -- node probe.mjs --http)
 //   stateless  berth stateless, a shared warm pool over stdio (berth run --stateless -- node probe.mjs)
-// plus, for cold session start, stdio and http berths with --warm-pool 0.
+//   supergateway, mcp-proxy: the peers users would otherwise pick (pinned devDependencies), hosting the same probe
+//              over stdio on loopback: supergateway --stateful (one process per session), mcp-proxy (one for all)
+// plus, for cold session start, stdio and http berths with --warm-pool 0; throughput at 8 and 16 sessions; and the
+// burst scenario: 16 sessions opened one after another after idle, on a fixed warm pool of 2 and on a pool that
+// follows demand (warmPool {min 2, max 16}).
 // Then, per sandbox driver (bench/drivers.ts), the bundled demo server: session start warm and cold, a tool call,
 // memory per idle session, and how many idle sessions fit in this machine's memory.
 //
 // All targets run at once and every measurement is taken in rounds that rotate over the targets, so load from
 // elsewhere on the machine (CI neighbours, other jobs) hits each target alike; samples are pooled over rounds.
 //
-// Flags: --quick (about half the time), --concurrency N (default 8), --only stdio,http,stateless (direct is
-//        always run), --warm-pool N (default 4), --out FILE (default .bench/results.json),
+// Flags: --quick (about half the time), --concurrency N[,M…] (default 8,16; memory is read at the first),
+//        --only stdio,http,stateless,supergateway,mcpproxy (direct is always run), --no-burst, --warm-pool N (default 4), --out FILE (default .bench/results.json),
 //        --berth-bin PATH (the berth launcher to measure; default bin/berth.js),
 //        --isolation KIND (passed to berth; default: berth's default, auto),
 //        --drivers process,namespace,namespace-limits,gvisor,microvm (the per-driver section; microvm-unbundled
@@ -24,14 +28,16 @@ import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
 import { driverReport, driverTargets, runDrivers, VARIANTS, type DriverResult } from './drivers.js';
-import { systemCpu } from './procfs.js';
+import { cpuMs, systemCpu } from './procfs.js';
 import { runCluster, type ClusterResult } from './cluster.js';
-import { ROOT, settle, startBerth, startDirect, type Target } from './targets.js';
+import { ROOT, settle, startBerth, startDirect, startPeer, type Target } from './targets.js';
 import {
   connect,
   disconnect,
   dist,
+  callsMade,
   elicitRound,
+  isolationProbe,
   loadRound,
   memory,
   openSessions,
@@ -40,6 +46,7 @@ import {
   type Conn,
   type ConnectSample,
   type Dist,
+  type IsolationResult,
   type LoadResult,
   type LoadRound,
   type MemoryResult,
@@ -53,12 +60,13 @@ const opt = (name: string, dflt: string) => {
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
 };
 const QUICK = flag('quick');
-const CONCURRENCY = Number(opt('concurrency', '8'));
+const CONCURRENCIES = opt('concurrency', '8,16').split(',').map(Number);
+const CONCURRENCY = CONCURRENCIES[0]!;
 const WARM = Number(opt('warm-pool', '4'));
 const OUT = resolve(ROOT, opt('out', '.bench/results.json')); // an absolute --out is kept as given
 const BERTH_BIN = opt('berth-bin', 'bin/berth.js');
 const ISOLATION = opt('isolation', '') || undefined;
-const ALL = ['direct', 'stdio', 'http', 'stateless'] as const;
+const ALL = ['direct', 'stdio', 'http', 'stateless', 'supergateway', 'mcpproxy'] as const;
 type Id = (typeof ALL)[number];
 const ONLY = new Set(opt('only', ALL.join(',')).split(',') as Id[]);
 ONLY.add('direct'); // ratios need the baseline
@@ -101,7 +109,18 @@ const DP = QUICK
       openConcurrency: 4,
     };
 
-const LABEL: Record<Id, string> = { direct: 'direct (SDK)', stdio: 'berth stdio', http: 'berth http', stateless: 'berth stateless' };
+const LABEL: Record<Id, string> = {
+  direct: 'direct (SDK)',
+  stdio: 'berth stdio',
+  http: 'berth http',
+  stateless: 'berth stateless',
+  supergateway: 'supergateway',
+  mcpproxy: 'mcp-proxy',
+};
+const PEER = (id: Id) => id === 'supergateway' || id === 'mcpproxy';
+/** The peers' versions, as installed (pinned in package.json). */
+const peerVersion = (pkg: string) =>
+  (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version;
 
 // fetch (undici) removes a request's abort listener from the SDK transport's shared AbortSignal only when the request
 // is garbage-collected, so a few thousand calls on one client between two GCs trip Node's listener-leak warning
@@ -169,8 +188,14 @@ interface SutResult {
   /** direct only: the same N-client load on N direct server processes, one session each. */
   throughputProcessPerSession?: LoadResult;
   latency?: LoadResult;
-  elicitation?: { latencyMs: Dist; errors: number };
+  /** Latencies of the calls that got the client's answer back; errors and the first error's text for the others. */
+  elicitation?: { latencyMs: Dist; errors: number; firstError?: string };
   throughput?: LoadResult;
+  /** The same load at every --concurrency (the first is `throughput`). */
+  throughputAt?: Record<number, LoadResult>;
+  sessionIsolation?: IsolationResult & { sessions: number; serverProcesses: number };
+  /** The gateway process's CPU over the whole comparison, divided by every call the bench made to it. */
+  gatewayCpuRun?: { cpuMs: number; calls: number; msPerCall: number };
   memory?: MemoryResult;
   failed?: string;
 }
@@ -255,15 +280,17 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
         const t =
           id === 'direct'
             ? await startDirect(probe)
-            : await startBerth(probe, {
-                bin: BERTH_BIN,
-                isolation: ISOLATION,
-                warmPool: WARM,
-                stateless: id === 'stateless',
-                upstream: id === 'http' ? 'http' : 'stdio',
-              });
+            : PEER(id)
+              ? await startPeer(id === 'mcpproxy' ? 'mcp-proxy' : 'supergateway', probe)
+              : await startBerth(probe, {
+                  bin: BERTH_BIN,
+                  isolation: ISOLATION,
+                  warmPool: WARM,
+                  stateless: id === 'stateless',
+                  upstream: id === 'http' ? 'http' : 'stdio',
+                });
         started.push(t);
-        const s: Sut = { id, label, t, servers: id === 'direct' ? 1 : WARM };
+        const s: Sut = { id, label, t, servers: id === 'direct' ? 1 : PEER(id) ? 0 : WARM };
         suts.push(s);
         if (id === 'stdio' || id === 'http') {
           try {
@@ -282,6 +309,8 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
     }
     log('waiting for warm pools to fill and go quiet');
     await quiet(suts);
+    const cpuAtStart = new Map(live(suts).map((s) => [s, s.t.gatewayPid ? cpuMs(s.t.gatewayPid) : 0]));
+    const callsAtStart = new Map(live(suts).map((s) => [s, callsMade.get(s.t.url) ?? 0]));
     const idle = new Map<Sut, SutResult['idle']>();
     for (const s of live(suts)) {
       const m = memory(s.t, []);
@@ -366,7 +395,7 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
       }
     }
     log(`elicitation round trip: ${P.elicitCalls} calls per target`);
-    const elicit = new Map<Sut, { latencies: number[]; errors: number }>();
+    const elicit = new Map<Sut, { latencies: number[]; errors: number; firstError?: string }>();
     const stateful = () => live(suts).filter((s) => s.id !== 'stateless');
     for (const s of stateful()) await elicitRound(single.get(s)![0]!, 10).catch((e) => fail(s, e)); // warm-up
     for (let r = 0; r < P.rounds; r++) {
@@ -374,7 +403,11 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
         try {
           const x = await elicitRound(single.get(s)![0]!, Math.ceil(P.elicitCalls / P.rounds));
           const prev = elicit.get(s) ?? { latencies: [], errors: 0 };
-          elicit.set(s, { latencies: [...prev.latencies, ...x.latencies], errors: prev.errors + x.errors });
+          elicit.set(s, {
+            latencies: [...prev.latencies, ...x.latencies],
+            errors: prev.errors + x.errors,
+            firstError: prev.firstError ?? x.firstError,
+          });
         } catch (e) {
           fail(s, e);
         }
@@ -382,42 +415,72 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
     }
     for (const conns of single.values()) for (const c of conns) await disconnect(c);
 
-    // ---- throughput, N clients (N sessions) per target ----------------------------------------------------------
-    log(`echo throughput, ${CONCURRENCY} clients: ${P.rounds} rounds of ${P.loadMs} ms per target`);
-    const many = new Map<Sut, Conn[]>();
-    for (const s of live(suts)) {
+    // ---- isolation: what one session leaves behind, as the next session sees it ---------------------------------
+    log('isolation: state_set in one session, state_get in the next');
+    const isolation = new Map<Sut, IsolationResult>();
+    for (const s of live(suts).filter((x) => x.id !== 'stateless')) {
       try {
-        many.set(s, await openSessions(s.t, CONCURRENCY));
+        isolation.set(s, await isolationProbe(s.t));
       } catch (e) {
         fail(s, e);
       }
     }
-    // Reference: the direct server with one process per session — what berth's stateful mode runs, minus berth.
-    const refProcs = await Promise.all(Array.from({ length: CONCURRENCY }, () => startDirect(probe)));
-    started.push(...refProcs);
-    const ref: Target = { ...refProcs[0]!, serverPids: () => refProcs.map((t) => t.pid), gatewayPid: undefined };
-    const refConns = (await Promise.all(refProcs.map((t) => openSessions(t, 1)))).flat();
+
+    // ---- throughput, N clients (N sessions) per target, at each --concurrency -------------------------------------
+    const loadAt = new Map<number, Map<Sut, LoadRound[]>>();
+    const many = new Map<Sut, Conn[]>();
     const refRounds: LoadRound[] = [];
-    const loadRounds = new Map<Sut, LoadRound[]>();
-    for (let r = 0; r < P.rounds; r++) {
-      for (const s of rotate<Sut | 'ref'>([...live(suts), 'ref'], r)) {
-        await quiet(suts);
-        const warmup = r ? P.warmupMs : P.firstWarmupMs;
-        if (s === 'ref') {
-          refRounds.push(await loadRound(ref, refConns, warmup, P.loadMs));
-          continue;
-        }
+    for (const n of CONCURRENCIES) {
+      log(`echo throughput, ${n} clients: ${P.rounds} rounds of ${P.loadMs} ms per target`);
+      const open = new Map<Sut, Conn[]>();
+      for (const s of live(suts)) {
         try {
-          loadRounds.set(s, [...(loadRounds.get(s) ?? []), await loadRound(s.t, many.get(s)!, warmup, P.loadMs)]);
+          open.set(s, await openSessions(s.t, n));
         } catch (e) {
           fail(s, e);
         }
       }
+      const withRef = n === CONCURRENCY;
+      // Reference: the direct server with one process per session — what berth's stateful mode runs, minus berth.
+      const refProcs = withRef ? await Promise.all(Array.from({ length: n }, () => startDirect(probe))) : [];
+      started.push(...refProcs);
+      const ref: Target | undefined = withRef
+        ? { ...refProcs[0]!, serverPids: () => refProcs.map((t) => t.pid), gatewayPid: undefined }
+        : undefined;
+      const refConns = (await Promise.all(refProcs.map((t) => openSessions(t, 1)))).flat();
+      const loadRounds = new Map<Sut, LoadRound[]>();
+      loadAt.set(n, loadRounds);
+      for (let r = 0; r < P.rounds; r++) {
+        for (const s of rotate<Sut | 'ref'>([...live(suts), ...(ref ? (['ref'] as const) : [])], r)) {
+          await quiet(suts);
+          const warmup = r ? P.warmupMs : P.firstWarmupMs;
+          if (s === 'ref') {
+            refRounds.push(await loadRound(ref!, refConns, warmup, P.loadMs));
+            continue;
+          }
+          try {
+            loadRounds.set(s, [...(loadRounds.get(s) ?? []), await loadRound(s.t, open.get(s)!, warmup, P.loadMs)]);
+          } catch (e) {
+            fail(s, e);
+          }
+        }
+      }
+      for (const c of refConns) await disconnect(c);
+      for (const t of refProcs) {
+        started.splice(started.indexOf(t), 1);
+        await t.stop();
+      }
+      // Memory is read with the first concurrency's sessions open; the others' sessions end now.
+      if (n === CONCURRENCY) for (const [s, conns] of open) many.set(s, conns);
+      else for (const conns of open.values()) for (const c of conns) await disconnect(c);
     }
-    for (const c of refConns) await disconnect(c);
-    for (const t of refProcs) {
-      started.splice(started.indexOf(t), 1);
-      await t.stop();
+    const loadRounds = loadAt.get(CONCURRENCY)!;
+    const gatewayCpuRun = new Map<Sut, SutResult['gatewayCpuRun']>();
+    for (const s of live(suts)) {
+      if (!s.t.gatewayPid) continue;
+      const cpu = cpuMs(s.t.gatewayPid) - cpuAtStart.get(s)!;
+      const calls = (callsMade.get(s.t.url) ?? 0) - callsAtStart.get(s)!;
+      gatewayCpuRun.set(s, { cpuMs: Math.round(cpu), calls, msPerCall: Math.round((cpu / Math.max(1, calls)) * 1000) / 1000 });
     }
     const mem = new Map<Sut, MemoryResult>();
     for (const s of live(suts))
@@ -446,7 +509,7 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
         idle: idle.get(s)!,
         sessionStartWarm: sessionResult(warmSamples.get(s), s),
         sessionStartCold:
-          s.id === 'stateless'
+          s.id === 'stateless' || PEER(s.id)
             ? undefined
             : {
                 ...sessionResult(cold, s)!,
@@ -454,8 +517,17 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
               },
         sessionStartFresh: s.id === 'direct' ? sessionResult(directFresh, s) : undefined,
         latency: latRounds.get(s)?.length ? summarize(1, latRounds.get(s)!) : undefined,
-        elicitation: elicit.get(s) ? { latencyMs: dist(elicit.get(s)!.latencies), errors: elicit.get(s)!.errors } : undefined,
+        elicitation: elicit.get(s)
+          ? { latencyMs: dist(elicit.get(s)!.latencies), errors: elicit.get(s)!.errors, firstError: elicit.get(s)!.firstError }
+          : undefined,
         throughput: loadRounds.get(s)?.length ? summarize(CONCURRENCY, loadRounds.get(s)!) : undefined,
+        throughputAt: Object.fromEntries([...loadAt].filter(([, m]) => m.get(s)?.length).map(([n, m]) => [n, summarize(n, m.get(s)!)])),
+        sessionIsolation: isolation.get(s) && {
+          ...isolation.get(s)!,
+          sessions: many.get(s)?.length ?? 0,
+          serverProcesses: new Set(many.get(s)?.map((c) => c.instance)).size,
+        },
+        gatewayCpuRun: gatewayCpuRun.get(s),
         throughputProcessPerSession: s.id === 'direct' ? summarize(CONCURRENCY, refRounds) : undefined,
         memory: mem.get(s),
         failed: s.failed ?? (s.coldFailed ? `cold start (--warm-pool 0): ${s.coldFailed}` : undefined),
@@ -468,7 +540,112 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
   }
 }
 
+// ---- burst: 16 new sessions one after another after idle, fixed pool 2 vs a pool that follows demand -------------
+interface BurstResult {
+  id: string;
+  label: string;
+  warmPool: unknown;
+  rounds: number;
+  sessionsPerRound: number;
+  /** client.connect() of each session of the burst, pooled over rounds. */
+  connectMs: Dist;
+  /** Sessions that found a warm server waiting (berth_session_start_seconds_count{warm="yes"}), per round. */
+  warmHits: number[];
+  /** Warm servers waiting when the burst's last session had connected, per round. */
+  warmAtEnd: number[];
+  failed?: string;
+}
+const BURST_SESSIONS = 16;
+const BURST_VARIANTS = [
+  { id: 'fixed2', label: 'warm pool 2', warmPool: 2 as unknown },
+  // auto's min and max; shrinkAfter cut from 2m to 3s so that every round starts from an idle pool of min.
+  { id: 'auto', label: 'auto (2..16)', warmPool: { min: 2, max: 16, window: '30s', shrinkAfter: '3s' } as unknown },
+];
+
+/** Sums the samples of a berth metric whose line starts with `prefix` and contains `has`. */
+async function metric(t: Target, prefix: string, has = ''): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', t.url))).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(prefix) && l.includes(has))
+    .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
+}
+const warmStarts = (t: Target) => metric(t, 'berth_session_start_seconds_count{', 'warm="yes"');
+const warmServers = (t: Target) => metric(t, 'berth_warm_servers{');
+
+async function burstScenario(): Promise<BurstResult[]> {
+  const rounds = QUICK ? 2 : 4;
+  const xs: Array<BurstResult & { t?: Target; samples: number[] }> = [];
+  try {
+    for (const v of BURST_VARIANTS) {
+      const x: BurstResult & { t?: Target; samples: number[] } = {
+        ...v,
+        rounds,
+        sessionsPerRound: BURST_SESSIONS,
+        connectMs: dist([]),
+        warmHits: [],
+        warmAtEnd: [],
+        samples: [] as number[],
+      };
+      xs.push(x);
+      try {
+        const t = await startBerth(probe, { bin: BERTH_BIN, isolation: ISOLATION, warmPool: 2, runtimeConfig: { warmPool: v.warmPool } });
+        started.push(t);
+        x.t = t;
+      } catch (e) {
+        x.failed = (e as Error).message;
+      }
+    }
+    const up = () => xs.filter((x) => x.t && !x.failed);
+    for (let r = 0; r < rounds; r++) {
+      for (const x of rotate(up(), r)) {
+        // After idle: every pool back at its min of 2 (the grown one stops its extra servers after shrinkAfter), quiet.
+        const deadline = performance.now() + 60_000;
+        while (performance.now() < deadline) {
+          const atMin = await Promise.all(up().map(async (y) => (await warmServers(y.t!)) === 2));
+          if (
+            atMin.every(Boolean) &&
+            (await settle(
+              up().map((y) => ({ t: y.t!, servers: 2 })),
+              5000,
+            ))
+          )
+            break;
+          await new Promise((res) => setTimeout(res, 200));
+        }
+        const t = x.t!;
+        try {
+          const hitsBefore = await warmStarts(t);
+          const conns: Conn[] = [];
+          for (let i = 0; i < BURST_SESSIONS; i++) {
+            const t0 = performance.now();
+            conns.push(await connect(t.url));
+            x.samples.push(performance.now() - t0);
+          }
+          x.warmAtEnd.push(await warmServers(t));
+          x.warmHits.push((await warmStarts(t)) - hitsBefore);
+          for (const c of conns) await disconnect(c);
+        } catch (e) {
+          x.failed = `${(e as Error).message}${t.exitInfo() ? `; stderr: ${crashText(t)}` : ''}`;
+        }
+      }
+    }
+    return xs.map(({ t: _t, samples, ...x }) => ({ ...x, connectMs: dist(samples) }));
+  } finally {
+    await stopAll();
+  }
+}
+
 const compared = DRIVERS_ONLY ? {} : await compare();
+let burst: BurstResult[] = [];
+if (!DRIVERS_ONLY && !flag('no-burst')) {
+  log(`burst: ${BURST_SESSIONS} sessions one after another after idle, ${BURST_VARIANTS.map((v) => v.label).join(' vs ')}`);
+  try {
+    burst = await burstScenario();
+  } catch (e) {
+    log(`burst: FAILED: ${(e as Error).message}`); // the comparison's results are still reported
+  }
+}
 let drivers: DriverResult[] = [];
 if (DRIVER_IDS.length) {
   driversBackgroundCores = await background();
@@ -496,7 +673,7 @@ if (!flag('no-cluster') && !DRIVERS_ONLY) {
     log(`cluster: FAILED: ${(e as Error).message}`);
   }
 }
-report(compared, drivers);
+report(compared, drivers, burst);
 
 /**
  * The commit measured, and whether its src/ had uncommitted changes: of the checkout that holds the berth launcher
@@ -514,7 +691,7 @@ function gitState(): { commit?: string; srcDirty?: boolean; checkout?: string } 
 }
 
 // ---- report -------------------------------------------------------------------------------------------------------
-function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]): void {
+function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[], burst: BurstResult[]): void {
   const d = results.direct ?? ({} as SutResult);
   const ids = ALL.filter((id) => results[id]);
   const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 1000) / 1000 : undefined);
@@ -540,13 +717,16 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
       }),
   );
   const targets = Object.fromEntries(
-    Object.keys(ratios).map((id) => [
-      id,
-      {
-        throughputAtLeast0_9xDirect: (ratios[id]!.throughput ?? 0) >= 0.9,
-        warmSessionStartP50AtMost15ms: (results[id as Id]!.sessionStartWarm?.connectMs.p50 ?? Infinity) <= 15,
-      },
-    ]),
+    Object.keys(ratios)
+      .filter((id) => !PEER(id as Id))
+      .map((id) => [
+        id,
+        {
+          throughputAtLeast0_9xDirect: (ratios[id]!.throughput ?? 0) >= 0.9,
+          warmSessionStartP50AtMost15ms: (results[id as Id]!.sessionStartWarm?.connectMs.p50 ?? Infinity) <= 15,
+          berthCpuPerRelayedCallAtMost0_05ms: (results[id as Id]!.throughput?.cpuMsPerCall.gateway ?? Infinity) <= 0.05,
+        },
+      ]),
   );
   const durationS = Math.round((performance.now() - T0) / 100) / 10;
   const out = {
@@ -561,7 +741,9 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
       backgroundCores,
       quick: QUICK,
       concurrency: CONCURRENCY,
+      concurrencies: CONCURRENCIES,
       warmPool: WARM,
+      peers: { supergateway: peerVersion('supergateway'), 'mcp-proxy': peerVersion('mcp-proxy') },
       berthBin: BERTH_BIN,
       isolation: ISOLATION ?? 'auto',
       git: gitState(),
@@ -571,6 +753,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     scenarios: results,
     ratios,
     targets,
+    burst,
     cluster,
     drivers: {
       server: 'the bundled demo server (berth run with no command: node dist/demo/server.js)',
@@ -600,12 +783,40 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     [`  latency p50 ms`, (r) => r.throughput?.latencyMs.p50, 'direct'],
     [`  latency p99 ms`, (r) => r.throughput?.latencyMs.p99, 'direct'],
     [`  CPU ms/call: client`, (r) => r.throughput?.cpuMsPerCall.client, 'direct'],
-    [`  CPU ms/call: berth`, (r) => r.throughput?.cpuMsPerCall.gateway || undefined, 'none'],
+    [`  CPU ms/call: gateway (berth, peer)`, (r) => r.throughput?.cpuMsPerCall.gateway || undefined, 'none'],
     [`  CPU ms/call: server(s)`, (r) => r.throughput?.cpuMsPerCall.servers, 'direct'],
     [`  CPU ms/call: total`, (r) => r.throughput?.cpuMsPerCall.total, 'direct'],
     [`  cores busy / of it not ours`, (r) => r.throughput?.coresBusy, 'none', f1, (r) => busy(r.throughput)],
     [`  vs direct, 1 process/session: calls/s`, (r) => (r === d ? d.throughputProcessPerSession : r.throughput)?.callsPerS, 'ref'],
     [`    server CPU ms/call`, (r) => (r === d ? d.throughputProcessPerSession : r.throughput)?.cpuMsPerCall.servers, 'ref'],
+    ...CONCURRENCIES.slice(1).flatMap((n): Row[] => [
+      [`echo calls/s, ${n} clients`, (r) => r.throughputAt?.[n]?.callsPerS, 'direct'],
+      [`  latency p50 ms`, (r) => r.throughputAt?.[n]?.latencyMs.p50, 'direct'],
+      [`  latency p99 ms`, (r) => r.throughputAt?.[n]?.latencyMs.p99, 'direct'],
+      [`  CPU ms/call: gateway (berth, peer)`, (r) => r.throughputAt?.[n]?.cpuMsPerCall.gateway || undefined, 'none'],
+      [`  CPU ms/call: total`, (r) => r.throughputAt?.[n]?.cpuMsPerCall.total, 'direct'],
+      [`  cores busy / of it not ours`, (r) => r.throughputAt?.[n]?.coresBusy, 'none', f1, (r) => busy(r.throughputAt?.[n])],
+    ]),
+    [`gateway CPU ms per call, whole run`, (r) => r.gatewayCpuRun?.msPerCall, 'none'],
+    [
+      `isolation: server processes for ${CONCURRENCY} sessions`,
+      (r) => r.sessionIsolation?.serverProcesses,
+      'none',
+      f1,
+      (r) => (r.sessionIsolation ? `${r.sessionIsolation.serverProcesses} of ${r.sessionIsolation.sessions}` : '–'),
+    ],
+    [
+      `  a file session A wrote, read by B`,
+      (r) => (r.sessionIsolation ? Number(r.sessionIsolation.stateSeenByNextSession) : undefined),
+      'none',
+      f1,
+      (r) =>
+        r.sessionIsolation
+          ? r.sessionIsolation.stateSeenByNextSession
+            ? 'yes (shared)'
+            : `no: ${r.sessionIsolation.nextSessionRead}`
+          : '–',
+    ],
     [`echo calls/s, 1 client`, (r) => r.latency?.callsPerS, 'direct'],
     [`  latency p50 ms`, (r) => r.latency?.latencyMs.p50, 'direct'],
     [`  latency p99 ms`, (r) => r.latency?.latencyMs.p99, 'direct'],
@@ -639,7 +850,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
       name,
       ...cols.map((c) => {
         const r = results[c]!;
-        if (mode === 'ref' && c === 'stateless') return '–';
+        if (mode === 'ref' && (c === 'stateless' || c === 'mcpproxy')) return '–';
         const v = get(r);
         let s = fmt(v);
         if (cell) return cell(r);
@@ -659,7 +870,12 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
   w(
     `berth ${g.commit ?? '?'}${g.srcDirty ? ' + uncommitted src/ changes' : ''}${g.checkout && g.checkout !== '.' ? ` (checkout ${g.checkout})` : ''}, isolation ${iso}; ${CONCURRENCY} clients = ${CONCURRENCY} sessions; warm pool ${WARM}\n`,
   );
-  w(`client, berth and servers share this machine${results.direct ? '; (×) = berth / direct' : ''}\n\n`);
+  w(`client, berth and servers share this machine${results.direct ? '; (×) = berth / direct' : ''}\n`);
+  if (ids.some(PEER))
+    w(
+      `peers on loopback, the same probe over stdio: supergateway ${out.meta.peers.supergateway} --stateful (one server process per session), mcp-proxy ${out.meta.peers['mcp-proxy']} (one server process for all sessions)\n`,
+    );
+  w('\n');
   if (results.direct) {
     w([line(cells[0]!), widths.map((x) => '-'.repeat(x)).join('  '), ...cells.slice(1).map(line)].join('\n') + '\n');
     w(`"vs direct" rows: the direct column shows the same probe with one process per session (no gateway), and the ratio\n`);
@@ -668,7 +884,8 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
   for (const [id, t] of Object.entries(targets)) {
     w(
       `target ${LABEL[id as Id].padEnd(16)} throughput ≥ 0.9× direct: ${t.throughputAtLeast0_9xDirect ? 'met   ' : 'MISSED'} (${ratios[id]!.throughput?.toFixed(2)}×)` +
-        `   warm session start p50 ≤ 15 ms: ${t.warmSessionStartP50AtMost15ms ? 'met   ' : 'MISSED'} (${f1(results[id as Id]!.sessionStartWarm?.connectMs.p50)} ms)\n`,
+        `   warm session start p50 ≤ 15 ms: ${t.warmSessionStartP50AtMost15ms ? 'met   ' : 'MISSED'} (${f1(results[id as Id]!.sessionStartWarm?.connectMs.p50)} ms)` +
+        `   berth CPU per relayed call ≤ 0.05 ms: ${t.berthCpuPerRelayedCallAtMost0_05ms ? 'met   ' : 'MISSED'} (${f1(results[id as Id]!.throughput?.cpuMsPerCall.gateway)} ms)\n`,
     );
   }
   if (backgroundCores > 0.2)
@@ -676,10 +893,26 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
   for (const id of ids) {
     const r = results[id]!;
     const e = (r.throughput?.errors ?? 0) + (r.latency?.errors ?? 0) + (r.elicitation?.errors ?? 0);
-    if (e) w(`warning: ${r.label}: ${e} failed calls\n`);
+    if (e) w(`warning: ${r.label}: ${e} failed calls${r.elicitation?.firstError ? ` (elicitation: "${r.elicitation.firstError}")` : ''}\n`);
     if (r.sessionStartWarm?.unsettled)
       w(`warning: ${r.label}: ${r.sessionStartWarm.unsettled} session samples taken before the targets went quiet\n`);
     if (r.failed) w(`FAILED ${r.label}: ${r.failed}\n`);
+  }
+  if (burst.length) {
+    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
+    const bc: string[][] = [
+      [`burst: ${BURST_SESSIONS} sessions one after another after idle`, ...burst.map((b) => b.label)],
+      [`  session start p50 ms`, ...burst.map((b) => f1(b.connectMs.p50))],
+      [`  p99 ms`, ...burst.map((b) => f1(b.connectMs.p99))],
+      [`  mean ms`, ...burst.map((b) => f1(b.connectMs.mean))],
+      [`  found a warm server, of ${BURST_SESSIONS} (mean of rounds)`, ...burst.map((b) => f1(mean(b.warmHits)))],
+      [`  warm servers waiting after the burst (mean)`, ...burst.map((b) => f1(mean(b.warmAtEnd)))],
+    ];
+    const bw = bc[0]!.map((_, i) => Math.max(...bc.map((r) => r[i]!.length)));
+    const bl = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(bw[i]!) : c.padStart(bw[i]!))).join('  ');
+    w(`\n${[bl(bc[0]!), bw.map((x) => '-'.repeat(x)).join('  '), ...bc.slice(1).map(bl)].join('\n')}\n`);
+    w(`(${burst[0]!.rounds} rounds, rotating; auto with shrinkAfter 3s so each round starts from an idle pool of 2)\n`);
+    for (const b of burst) if (b.failed) w(`FAILED burst ${b.label}: ${b.failed}\n`);
   }
   if (cluster && 'skipped' in cluster) w(`\ncluster: skipped (${cluster.skipped})\n`);
   else if (cluster) {

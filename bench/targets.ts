@@ -1,16 +1,22 @@
 // The systems under test, each a separate OS process started by the bench:
 //   direct  - the probe server serving Streamable HTTP itself (the SDK's StreamableHTTPServerTransport), no gateway
-//   berth   - `berth run` (the built CLI) hosting the probe server over stdio or http, stateful or stateless
+//   berth   - `berth run` (the built CLI) hosting the probe server over stdio or http, stateful or stateless, or
+//             `berth serve` of a config file (options `berth run` has no flag for, such as warmPool {min, max})
+//   peers   - the gateways users would otherwise pick, hosting the same probe over stdio (pinned devDependencies):
+//             supergateway 4.0.0 --stateful (one server process per session) and mcp-proxy 6.7.19 (one for all)
 import { listeningUrl } from '../test/helpers/berth.js';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { alive, childrenOf, cpuMs, descendantsOf, processTable, startTime } from './procfs.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export interface Target {
-  kind: 'direct' | 'stateful' | 'stateless';
+  kind: 'direct' | 'stateful' | 'stateless' | 'peer';
   /** The process clients talk to: berth, or the direct server. */
   pid: number;
   url: string;
@@ -107,8 +113,9 @@ async function waitHttp(url: string, proc: ChildProcess, timeoutMs: number): Pro
 export async function startDirect(probe: string): Promise<Target> {
   const port = await freePort();
   const t0 = performance.now();
+  const cwd = scratchDir('direct');
   const proc = spawn(process.execPath, [probe, '--http'], {
-    cwd: ROOT,
+    cwd,
     env: { ...process.env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -127,7 +134,107 @@ export async function startDirect(probe: string): Promise<Target> {
     startedInMs,
     exitInfo,
     isolation: () => undefined,
-    stop: () => stopProc(proc, proc.pid!),
+    stop: () => stopProc(proc, proc.pid!).finally(() => rmSync(cwd, { recursive: true, force: true })),
+    stderrTail,
+  };
+}
+
+/** A directory of its own for a server that shares one between sessions (the probe's state_set writes there). */
+function scratchDir(what: string): string {
+  return mkdtempSync(join(tmpdir(), `berth-bench-${what}-`));
+}
+
+/** Local addresses of the TCP sockets listening on `port` (from /proc/net/tcp and tcp6), hex as the kernel writes them. */
+function listenersOn(port: number): string[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const out: string[] = [];
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const [, local, , state] = line.trim().split(/\s+/);
+      if (state === '0A' && local?.endsWith(`:${hexPort}`)) out.push(local.slice(0, local.lastIndexOf(':')));
+    }
+  }
+  return out;
+}
+const LOOPBACK = new Set(['0100007F', '00000000000000000000000001000000']); // 127.0.0.1, ::1
+
+export type PeerKind = 'supergateway' | 'mcp-proxy';
+
+/**
+ * A peer gateway hosting the probe over stdio, on loopback only: mcp-proxy is told --host 127.0.0.1; supergateway has
+ * no host option, so bench/loopback-only.mjs makes its listen() bind 127.0.0.1. Refused if it listens anywhere else.
+ */
+export async function startPeer(kind: PeerKind, probe: string): Promise<Target> {
+  const port = await freePort();
+  const cwd = scratchDir(kind);
+  const bin = (p: string) => join(ROOT, 'node_modules', p);
+  const argv =
+    kind === 'supergateway'
+      ? [
+          '--import',
+          join(ROOT, 'bench/loopback-only.mjs'),
+          bin('supergateway/dist/index.js'),
+          '--stdio',
+          `${process.execPath} ${probe}`,
+          '--outputTransport',
+          'streamableHttp',
+          '--stateful',
+          '--port',
+          String(port),
+          '--logLevel',
+          'none',
+        ]
+      : [
+          bin('mcp-proxy/dist/bin/mcp-proxy.mjs'),
+          '--host',
+          '127.0.0.1',
+          '--port',
+          String(port),
+          '--server',
+          'stream',
+          '--',
+          process.execPath,
+          probe,
+        ];
+  const t0 = performance.now();
+  const proc = spawn(process.execPath, argv, { cwd, env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const stderrTail = tail(proc);
+  const exitInfo = exitWatch(proc);
+  const url = `http://127.0.0.1:${port}/mcp`;
+  const stop = () => stopProc(proc, pid, seen, watch).finally(() => rmSync(cwd, { recursive: true, force: true }));
+  const pid = proc.pid!;
+  const seen: Seen = new Map();
+  const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
+  watch.unref();
+  try {
+    await waitHttp(url, proc, 30_000);
+    const wide = listenersOn(port).filter((a) => !LOOPBACK.has(a));
+    if (wide.length) throw new Error(`${kind} listens on a non-loopback address (${wide.join(', ')}): refusing to measure it`);
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return {
+    kind: 'peer',
+    pid,
+    url,
+    gatewayPid: pid,
+    sandboxes: () => childrenOf(pid),
+    serverPids: () => {
+      const d = descendantsOf(pid);
+      remember(seen, d);
+      return d;
+    },
+    startedInMs: performance.now() - t0,
+    exitInfo,
+    isolation: () => undefined,
+    stop,
     stderrTail,
   };
 }
@@ -144,20 +251,40 @@ export interface BerthOptions {
   flags?: string[];
   /** More environment for berth (e.g. BERTH_MICROVM_BUNDLE=0). */
   env?: Record<string, string>;
+  /**
+   * `berth serve` of one runtime with this config merged over what the options above say (the probe over stdio,
+   * port 0): for settings `berth run` has no flag for. The runtime is served at /runtimes/default/mcp.
+   */
+  runtimeConfig?: Record<string, unknown>;
 }
 
 /**
  * `berth run` hosting `probe` (the compiled probe server), or, with probe `null`, no command at all: berth then
  * hosts its bundled demo server (`node dist/demo/server.js`).
  */
+let configs = 0;
+
 export async function startBerth(probe: string | null, o: BerthOptions): Promise<Target> {
   const flags = ['--port', '0', '--warm-pool', String(o.warmPool), ...(o.flags ?? [])];
   if (o.stateless) flags.push('--stateless');
   if (o.isolation) flags.push('--isolation', o.isolation);
   if (o.upstream === 'http') flags.push('--upstream', 'http');
   const serverArgv = probe === null ? [] : ['--', process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
+  let args = ['run', ...flags, ...serverArgv];
+  if (o.runtimeConfig) {
+    mkdirSync(join(ROOT, '.bench'), { recursive: true });
+    const file = join(ROOT, '.bench', `berth-${process.pid}-${++configs}.json.yaml`);
+    const runtime = {
+      command: serverArgv.slice(1),
+      warmPool: o.warmPool,
+      ...(o.isolation ? { isolation: o.isolation } : {}),
+      ...o.runtimeConfig,
+    };
+    writeFileSync(file, JSON.stringify({ server: { port: 0 }, runtimes: { default: runtime } }));
+    args = ['serve', '--config', file];
+  }
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', 'run', ...flags, ...serverArgv], {
+  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', ...args], {
     cwd: ROOT,
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -32,7 +32,14 @@ export function dist(samples: number[]): Dist {
   };
 }
 
+/** Every tools/call the bench made to each endpoint (url → calls), warm-ups and probes included: the whole run's count. */
+export const callsMade = new Map<string, number>();
+const counted = (url: string) => callsMade.set(url, (callsMade.get(url) ?? 0) + 1);
+
 export interface Conn {
+  url?: string;
+  /** The server process that answered whoami (the probe's INSTANCE, unique per process). */
+  instance?: string;
   client: Client;
   transport: StreamableHTTPClientTransport;
   /** BERTH_SESSION_ID as the server that answered whoami sees it (stateful berth: identifies its sandbox). */
@@ -52,7 +59,7 @@ export function newClient(url: string, onPost?: () => void): Conn {
     if (init?.method === 'POST') onPost?.();
     return fetch(input, init);
   };
-  return { client, transport: new StreamableHTTPClientTransport(new URL(url), { fetch: f }) };
+  return { url, client, transport: new StreamableHTTPClientTransport(new URL(url), { fetch: f }) };
 }
 
 /** Generous: a session on a microVM under emulation waits for a VM to boot when the pool is empty. */
@@ -93,6 +100,7 @@ export async function sessionSample(t: Target, tool: { name: string; arguments: 
   await c.client.connect(c.transport, CONNECT);
   const t1 = performance.now();
   await c.client.callTool(tool);
+  counted(t.url);
   const t2 = performance.now();
   await disconnect(c);
   return { connect: t1 - t0, initialize: initializedAt - t0, firstCall: t2 - t1 };
@@ -106,7 +114,10 @@ export async function openSessions(t: Target, n: number): Promise<Conn[]> {
   for (let i = 0; i < n; i++) conns.push(await connect(t.url));
   for (const c of conns) {
     const r = (await c.client.callTool({ name: 'whoami', arguments: {} })) as { content: Array<{ text: string }> };
-    c.sessionId = (JSON.parse(r.content[0]!.text) as { session?: string }).session ?? undefined;
+    counted(t.url);
+    const who = JSON.parse(r.content[0]!.text) as { session?: string; instance?: string };
+    c.sessionId = who.session ?? undefined;
+    c.instance = who.instance;
   }
   return conns;
 }
@@ -161,6 +172,7 @@ export async function loadRound(
         const t0 = performance.now();
         try {
           const r = await c.client.callTool(tool);
+          counted(t.url);
           if ((r as { isError?: boolean }).isError) errors++;
         } catch {
           errors++;
@@ -273,12 +285,43 @@ export function memory(t: Target, sessionIds: Array<string | undefined>): Memory
   };
 }
 
+// ---- isolation ------------------------------------------------------------------------------------------------
+
+export interface IsolationResult {
+  /** A value one session stored (the probe's state_set, a file in the server's working directory) was read by the next. */
+  stateSeenByNextSession: boolean;
+  /** What the next session read. */
+  nextSessionRead: string;
+}
+
+/**
+ * Shown, not asserted: session A stores a fresh value with state_set, then a new session B asks state_get. A gateway
+ * that runs one server for all sessions hands B what A wrote; one server (and directory) per session reads (none).
+ */
+export async function isolationProbe(t: Target): Promise<IsolationResult> {
+  const value = `from-session-a-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  const a = await connect(t.url);
+  const b = await connect(t.url);
+  try {
+    await a.client.callTool({ name: 'state_set', arguments: { value } });
+    const r = (await b.client.callTool({ name: 'state_get', arguments: {} })) as { content: Array<{ text: string }> };
+    counted(t.url);
+    counted(t.url);
+    const read = r.content[0]?.text ?? '';
+    return { stateSeenByNextSession: read === value, nextSessionRead: read === value ? 'the value session A set' : read };
+  } finally {
+    await disconnect(a);
+    await disconnect(b);
+  }
+}
+
 // ---- elicitation ----------------------------------------------------------------------------------------------
 
 /** Sequential `ask` calls on one session: the server elicits, the client's handler answers at once. */
-export async function elicitRound(c: Conn, calls: number): Promise<{ latencies: number[]; errors: number }> {
+export async function elicitRound(c: Conn, calls: number): Promise<{ latencies: number[]; errors: number; firstError?: string }> {
   const latencies: number[] = [];
   let errors = 0;
+  let firstError: string | undefined;
   for (let i = 0; i < calls; i++) {
     const t0 = performance.now();
     try {
@@ -286,11 +329,15 @@ export async function elicitRound(c: Conn, calls: number): Promise<{ latencies: 
         content: Array<{ text: string }>;
         isError?: boolean;
       };
-      if (r.isError || !r.content[0]?.text.includes('"accept"')) errors++;
-    } catch {
+      if (c.url) counted(c.url);
+      if (r.isError || !r.content[0]?.text.includes('"accept"')) {
+        errors++;
+        firstError ??= r.content[0]?.text;
+      } else latencies.push(performance.now() - t0);
+    } catch (e) {
       errors++;
+      firstError ??= (e as Error).message;
     }
-    latencies.push(performance.now() - t0);
   }
-  return { latencies, errors };
+  return { latencies, errors, firstError };
 }

@@ -94,7 +94,9 @@ export class Exchange implements CallSink {
    * The client cancelled one of this POST's requests: it gets no answer ("Not send a response for the cancelled
    * request", 2025-11-25 cancellation), and the exchange ends once nothing else is outstanding. A stream already
    * open simply ends: "The SSE stream SHOULD eventually include a JSON-RPC response" is a SHOULD the cancellation
-   * utility's SHOULD NOT overrides.
+   * utility's SHOULD NOT overrides. A primed stream (2025-11-25) that ends so is one the official SDK client (1.32)
+   * tries to resume, as it does after any error response (only a result stops it): GET + Last-Event-ID, which berth
+   * answers 400 (the stream is over); it gives up after its maxRetries, telling onerror, and its calls go on.
    */
   cancelled(key: string): void {
     if (!this.outstanding.delete(key)) return;
