@@ -278,6 +278,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
   if (o.upstream === 'http') flags.push('--upstream', 'http');
   const serverArgv = probe === null ? [] : ['--', process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
   let args = ['run', ...flags, ...serverArgv];
+  let configFile: string | undefined;
   if (o.runtimeConfig) {
     mkdirSync(join(ROOT, '.bench'), { recursive: true });
     const file = join(ROOT, '.bench', `berth-${process.pid}-${++configs}.json.yaml`);
@@ -288,6 +289,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
       ...o.runtimeConfig,
     };
     writeFileSync(file, JSON.stringify({ server: { port: 0 }, runtimes: { default: runtime } }));
+    configFile = file;
     args = ['serve', '--config', file];
   }
   const t0 = performance.now();
@@ -327,7 +329,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
     startedInMs,
     exitInfo,
     isolation: () => isolation,
-    stop: () => stopProc(proc, pid, seen, watch),
+    stop: () => stopProc(proc, pid, seen, watch).finally(() => configFile && rmSync(configFile, { force: true })),
     stderrTail,
   };
 }
