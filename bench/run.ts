@@ -442,9 +442,20 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
       }
       const withRef = n === CONCURRENCY;
       // Reference: the direct server with one process per session — what berth's stateful mode runs, minus berth.
-      const refProcs = withRef ? await Promise.all(Array.from({ length: n }, () => startDirect(probe))) : [];
+      // Each started one is kept for stopAll even when another fails to start (a loaded machine); then no reference.
+      const refStarts = withRef ? await Promise.allSettled(Array.from({ length: n }, () => startDirect(probe))) : [];
+      const refProcs = refStarts.flatMap((x) => (x.status === 'fulfilled' ? [x.value] : []));
       started.push(...refProcs);
-      const ref: Target | undefined = withRef
+      if (refProcs.length < refStarts.length) {
+        log(
+          `the 1-process-per-session reference: ${refStarts.length - refProcs.length} of ${n} direct processes did not start; no reference`,
+        );
+        for (const t of refProcs.splice(0)) {
+          started.splice(started.indexOf(t), 1);
+          await t.stop();
+        }
+      }
+      const ref: Target | undefined = refProcs.length
         ? { ...refProcs[0]!, serverPids: () => refProcs.map((t) => t.pid), gatewayPid: undefined }
         : undefined;
       const refConns = (await Promise.all(refProcs.map((t) => openSessions(t, 1)))).flat();
@@ -528,7 +539,7 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
           serverProcesses: new Set(many.get(s)?.map((c) => c.instance)).size,
         },
         gatewayCpuRun: gatewayCpuRun.get(s),
-        throughputProcessPerSession: s.id === 'direct' ? summarize(CONCURRENCY, refRounds) : undefined,
+        throughputProcessPerSession: s.id === 'direct' && refRounds.length ? summarize(CONCURRENCY, refRounds) : undefined,
         memory: mem.get(s),
         failed: s.failed ?? (s.coldFailed ? `cold start (--warm-pool 0): ${s.coldFailed}` : undefined),
       };

@@ -36,6 +36,9 @@ export interface Target {
   stderrTail(): string;
 }
 
+/** How long a target may take to answer after its spawn. */
+const START_TIMEOUT_MS = 60_000;
+
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
@@ -122,7 +125,11 @@ export async function startDirect(probe: string): Promise<Target> {
   const stderrTail = tail(proc);
   const exitInfo = exitWatch(proc);
   const url = `http://127.0.0.1:${port}/mcp`;
-  await waitHttp(url, proc, 20_000);
+  // A loaded machine (other jobs on 2 cores) can take tens of seconds; one that never answers is stopped, not left.
+  await waitHttp(url, proc, START_TIMEOUT_MS).catch(async (e: unknown) => {
+    await stopProc(proc, proc.pid!).finally(() => rmSync(cwd, { recursive: true, force: true }));
+    throw e;
+  });
   const startedInMs = performance.now() - t0;
   return {
     kind: 'direct',
@@ -213,7 +220,7 @@ export async function startPeer(kind: PeerKind, probe: string): Promise<Target> 
   const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
   watch.unref();
   try {
-    await waitHttp(url, proc, 30_000);
+    await waitHttp(url, proc, START_TIMEOUT_MS);
     const wide = listenersOn(port).filter((a) => !LOOPBACK.has(a));
     if (wide.length) throw new Error(`${kind} listens on a non-loopback address (${wide.join(', ')}): refusing to measure it`);
   } catch (e) {
@@ -271,6 +278,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
   if (o.upstream === 'http') flags.push('--upstream', 'http');
   const serverArgv = probe === null ? [] : ['--', process.execPath, probe, ...(o.upstream === 'http' ? ['--http'] : [])];
   let args = ['run', ...flags, ...serverArgv];
+  let configFile: string | undefined;
   if (o.runtimeConfig) {
     mkdirSync(join(ROOT, '.bench'), { recursive: true });
     const file = join(ROOT, '.bench', `berth-${process.pid}-${++configs}.json.yaml`);
@@ -281,6 +289,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
       ...o.runtimeConfig,
     };
     writeFileSync(file, JSON.stringify({ server: { port: 0 }, runtimes: { default: runtime } }));
+    configFile = file;
     args = ['serve', '--config', file];
   }
   const t0 = performance.now();
@@ -297,7 +306,10 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
   });
   if (o.isolation && o.isolation !== 'auto') isolation = o.isolation;
   const exitInfo = exitWatch(proc);
-  const url = await listeningUrl(proc, { timeoutMs: 20_000, context: stderrTail });
+  const url = await listeningUrl(proc, { timeoutMs: START_TIMEOUT_MS, context: stderrTail }).catch(async (e: unknown) => {
+    await stopProc(proc, proc.pid!); // a berth that did not say it listens must not outlive the bench, nor its servers
+    throw e;
+  });
   const startedInMs = performance.now() - t0;
   const pid = proc.pid!;
   const seen: Seen = new Map();
@@ -317,7 +329,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
     startedInMs,
     exitInfo,
     isolation: () => isolation,
-    stop: () => stopProc(proc, pid, seen, watch),
+    stop: () => stopProc(proc, pid, seen, watch).finally(() => configFile && rmSync(configFile, { force: true })),
     stderrTail,
   };
 }
