@@ -9,6 +9,23 @@ import { microvmDriver } from '../src/sandbox/microvm.ts';
 import { compiledProbe, ensureMicrovmAssets, warm } from './fixtures/slow-boot.ts';
 import { connect, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Polls `cond` every 50 ms until it holds; fails after 15 s. */
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (const deadline = Date.now() + 15_000; !cond();) {
+    if (Date.now() > deadline) throw new Error(`timed out: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 describe('http upstream', () => {
   let berth: BerthProcess;
   before(async () => {
@@ -26,8 +43,7 @@ describe('http upstream', () => {
     assert.equal(wa.session, a.transport.sessionId);
     assert.match(a.transport.sessionId!, /^[A-Za-z0-9_-]{32}$/, "berth's own id, not the upstream's UUID");
     await a.transport.terminateSession();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.throws(() => process.kill(wa.pid, 0), 'DELETE stops the server process');
+    await until(() => !alive(wa.pid), 'DELETE stops the server process');
     assert.equal(textOf(await b.client.callTool({ name: 'echo', arguments: { text: 'ok' } })), 'ok');
     await b.transport.terminateSession();
     await Promise.all([a.client.close(), b.client.close()]);
@@ -39,8 +55,8 @@ describe('http upstream', () => {
     const ask = JSON.parse(textOf(await client.callTool({ name: 'ask', arguments: { question: 'q' } })));
     assert.deepEqual(ask.content, { answer: 'via proxy' });
     const seen: number[] = [];
+    // Progress comes on the call's stream before its result: all of it has arrived when the call returns.
     await client.callTool({ name: 'progress', arguments: { steps: 4 } }, undefined, { onprogress: (p) => void seen.push(p.progress) });
-    await new Promise((r) => setTimeout(r, 50));
     assert.ok(seen.length >= 3, `progress: ${seen}`);
     const big = textOf(await client.callTool({ name: 'big', arguments: { bytes: 2 * 1024 * 1024 } }));
     assert.equal(big.length, 2 * 1024 * 1024);
@@ -51,16 +67,22 @@ describe('http upstream', () => {
   test('a crashing http server ends its session with 404 afterwards', async () => {
     const { client, transport } = await connect(berth.url);
     await assert.rejects(client.callTool({ name: 'crash', arguments: {} }));
-    await new Promise((r) => setTimeout(r, 200));
-    const r = await fetch(berth.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        'mcp-session-id': transport.sessionId!,
-      },
-      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
-    });
+    // The session ends once berth sees the server's exit: from then on its id answers 404.
+    const post = () =>
+      fetch(berth.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': transport.sessionId!,
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      });
+    let r = await post();
+    for (const deadline = Date.now() + 15_000; r.status !== 404 && Date.now() < deadline; r = await post()) {
+      await r.body?.cancel();
+      await new Promise((done) => setTimeout(done, 50));
+    }
     assert.equal(r.status, 404);
     await client.close();
   });

@@ -5,7 +5,8 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRuntime } from '../src/index.ts';
 import { RuntimeSchema } from '../src/config/schema.ts';
-import { connect, PROBE, textOf } from './helpers/berth.ts';
+import { spawnSync } from 'node:child_process';
+import { connect, PROBE, ROOT, runBerth, textOf } from './helpers/berth.ts';
 
 type Berth = ReturnType<typeof createRuntime>;
 
@@ -113,5 +114,26 @@ describe('warm pool sizing (issue 17)', () => {
       assert.equal(await gauge(berth, 'berth_sessions_live'), 5);
       for (const s of sessions) await s.transport.terminateSession();
     });
+  });
+
+  test('berth run --warm-pool MIN..MAX sizes the pool from MIN; a reversed range is refused before anything starts', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1..3']);
+    try {
+      const health = async () => (await (await fetch(new URL('/healthz', berth.url))).json()).runtimes.default;
+      const deadline = Date.now() + 60_000;
+      while ((await health()).warm !== 1) {
+        if (Date.now() > deadline) throw new Error('the pool never held its minimum of 1');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      await berth.stop();
+    }
+    const bad = spawnSync(process.execPath, ['bin/berth.js', 'run', '--warm-pool', '5..2'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /--warm-pool .* argument '5\.\.2' is invalid\. expected MIN\.\.MAX with MIN <= MAX/);
   });
 });

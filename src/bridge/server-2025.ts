@@ -1,4 +1,5 @@
-// Bridge A: 2026-07-28 clients served by a 2025-era stdio server. berth initializes the server itself, answers
+// Bridge A: 2026-07-28 clients served by a 2025-era server (stdio, or HTTP through a session berth holds with it:
+// Upstream.relay either way). berth initializes the server itself, answers
 // server/discover from its InitializeResult, strips the 2026 envelope before forwarding, and turns the server's
 // requests to the client (elicitation, sampling, roots) into MRTR rounds: the client's POST is answered
 // `input_required`, the server's call stays suspended in its sandbox, and the client's retry (authenticated by a

@@ -1,4 +1,5 @@
-// Bridge B: a 2025 client (initialize + Mcp-Session-Id) served by a 2026-07-28 stdio server. berth answers
+// Bridge B: a 2025 client (initialize + Mcp-Session-Id) served by a 2026-07-28 server (stdio, or HTTP through a
+// session berth holds with it: Upstream.relay either way). berth answers
 // initialize from the server's server/discover, then forwards each request with the per-request _meta envelope.
 // An `input_required` result is turned into ordinary server->client requests on the call's stream; once the client
 // has answered them all, the call is retried with inputResponses and the server's requestState, up to MAX_ROUNDS.

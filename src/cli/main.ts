@@ -41,6 +41,18 @@ function int(v: string): number {
   return n;
 }
 
+/** --warm-pool: N (fixed), auto, or MIN..MAX (grows with the rate of new sessions; config files add window and shrinkAfter). */
+function warmPoolArg(v: string): number | 'auto' | { min: number; max: number } {
+  if (v === 'auto') return 'auto';
+  const range = /^(\d+)\.\.(\d+)$/.exec(v);
+  if (range) {
+    const [min, max] = [Number(range[1]), Number(range[2])];
+    if (min > max || max === 0) throw new InvalidArgumentError(`expected MIN..MAX with MIN <= MAX and MAX >= 1, got "${v}"`);
+    return { min, max };
+  }
+  return int(v);
+}
+
 /**
  * berth run: waits for each runtime's first server (those with a warm pool) before saying it listens; one that
  * cannot start ends berth with its reason and the server's last stderr lines, never a "listening" over nothing.
@@ -156,7 +168,12 @@ program
     return n;
   })
   .option('--pids <n>', 'most processes per session (cgroups)', int)
-  .option('--warm-pool <n>', 'servers started ahead of demand', int, 2)
+  .option(
+    '--warm-pool <n|auto|min..max>',
+    'servers started ahead of demand: a fixed number, auto (2..16), or min..max sized by the rate of new sessions',
+    warmPoolArg,
+    2,
+  )
   .option('--max-sessions <n>', 'most live sessions', int, 1000)
   .option('--max-body <size>', 'largest request body', size, '4MiB')
   .option('--retain-events <n>', 'SSE events kept per session for resuming dropped streams (and for a GET stream not yet open)', int, 1000)
