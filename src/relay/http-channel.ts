@@ -8,7 +8,7 @@
 // HTTP level (404 after it forgot the session, 5xx, a dropped connection) is answered here with a JSON-RPC error
 // under its id, so the call that sent it ends instead of waiting.
 import { EventEmitter } from 'node:events';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcMessage } from '../wire/jsonrpc.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
@@ -31,8 +31,11 @@ function headers2026(body: unknown, headers: Headers): void {
   if (typeof name === 'string') headers.set('mcp-name', name);
 }
 
+/** Loaded on first use: only the bridges speak to an HTTP server message by message, and the module costs ~5 MB of RSS. */
+let transportModule: Promise<typeof import('@modelcontextprotocol/sdk/client/streamableHttp.js')> | undefined;
+
 export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> implements MessageChannel {
-  private readonly transport: StreamableHTTPClientTransport;
+  private transport: StreamableHTTPClientTransport | undefined;
   private readonly agent: Agent | undefined;
   private readonly started: Promise<void>;
   /** Pending while berth's initialize is unanswered; later messages wait for it. */
@@ -54,14 +57,18 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
         ...(agent ? { dispatcher: agent } : {}),
       }) as unknown as Promise<Response>;
     };
-    // No reconnection: a server that drops its GET stream has nothing berth could resume on its behalf.
-    this.transport = new StreamableHTTPClientTransport(url, {
-      fetch: fetchLike,
-      reconnectionOptions: { maxRetries: 0, initialReconnectionDelay: 1000, maxReconnectionDelay: 1000, reconnectionDelayGrowFactor: 1 },
+    transportModule ??= import('@modelcontextprotocol/sdk/client/streamableHttp.js');
+    this.started = transportModule.then(({ StreamableHTTPClientTransport }) => {
+      // No reconnection: a server that drops its GET stream has nothing berth could resume on its behalf.
+      const transport = new StreamableHTTPClientTransport(url, {
+        fetch: fetchLike,
+        reconnectionOptions: { maxRetries: 0, initialReconnectionDelay: 1000, maxReconnectionDelay: 1000, reconnectionDelayGrowFactor: 1 },
+      });
+      transport.onmessage = (m) => this.received(m as JsonRpcMessage);
+      transport.onerror = () => undefined; // a failed send is answered per message below; a dropped GET just ends
+      this.transport = transport;
+      return transport.start();
     });
-    this.transport.onmessage = (m) => this.received(m as JsonRpcMessage);
-    this.transport.onerror = () => undefined; // a failed send is answered per message below; a dropped GET just ends
-    this.started = this.transport.start();
   }
 
   send(message: JsonRpcMessage): boolean {
@@ -73,10 +80,10 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
       this.initializing = { id: message.id, answered, done };
     }
     void (async () => {
-      await this.started;
-      if (waitFor) await waitFor;
       try {
-        await this.transport.send(message as Parameters<StreamableHTTPClientTransport['send']>[0]);
+        await this.started;
+        if (waitFor) await waitFor;
+        await this.transport!.send(message as Parameters<StreamableHTTPClientTransport['send']>[0]);
       } catch (e) {
         if (this.initializing?.id === (message as { id?: unknown }).id) this.initializing?.done();
         if (isRequest(message) && !this.closed)
@@ -93,7 +100,7 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
     const init = this.initializing;
     if (init && isResponse(m) && m.id === init.id) {
       const v = (m.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;
-      if (typeof v === 'string') this.transport.setProtocolVersion(v);
+      if (typeof v === 'string') this.transport?.setProtocolVersion(v);
       this.initializing = undefined;
       init.done();
     }
@@ -104,8 +111,10 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.transport.sessionId) await this.transport.terminateSession().catch(() => undefined);
-    await this.transport.close().catch(() => undefined);
+    await this.started.catch(() => undefined);
+    const transport = this.transport;
+    if (transport?.sessionId) await transport.terminateSession().catch(() => undefined);
+    await transport?.close().catch(() => undefined);
     await this.agent?.close().catch(() => undefined);
   }
 }
