@@ -61,7 +61,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   readonly pendingServerRequests = null;
   readonly retainedEvents = null;
   readonly overflowed = undefined;
-  private own: { relay: StdioRelay; channel: HttpChannel; upstream: RelayUpstream } | undefined;
+  /** berth's own session with the server (opened by `conversation`): its channel, and the relay over it. */
+  private own: { channel: HttpChannel; upstream: RelayUpstream } | undefined;
 
   constructor(
     /** The server's port on the host's loopback (network host), or the Unix socket reaching it in its own network. */
@@ -95,7 +96,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       const upstream = new RelayUpstream(relay, channel);
       upstream.on('busy', (busy) => this.emit('busy', busy));
       upstream.on('traffic', () => this.emit('traffic'));
-      this.own = { relay, channel, upstream };
+      this.own = { channel, upstream };
     }
     return this.own.upstream;
   }
@@ -227,7 +228,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   }
 
   get inFlight(): number {
-    return this.calls + (this.own?.relay.inFlightCount ?? 0);
+    return this.calls + (this.own?.upstream.inFlight ?? 0);
   }
 
   /** Counts a client call for its whole response (an answer streamed for minutes is a call in flight). */
@@ -317,7 +318,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
 
   /** Forwarded requests end with their own connections; berth's own conversation (the bridges') fails here. */
   fail(code: number, message: string): void {
-    this.own?.relay.close(code, message);
+    this.own?.upstream.fail(code, message);
   }
 
   /** berth's own 2026-07-28 request to the upstream (server/discover, to learn its era): the JSON-RPC answer. */
