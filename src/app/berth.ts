@@ -23,7 +23,10 @@ import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
 import { checkExposure, checkRuntime, secretPaths } from './preflight.js';
-import { httpConnector } from '../session/connect-http.js';
+import { httpConnector, httpConnectorAt } from '../session/connect-http.js';
+import { resolveImage, type ResolvedImage } from '../sandbox/image.js';
+import { commandSource } from '../session/source-command.js';
+import { imagePort, imageSource } from '../session/source-image.js';
 import { stdioConnector } from '../session/connect-stdio.js';
 
 export interface BerthEvents {
@@ -151,15 +154,20 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   /** Builds one runtime around the driver chosen for it, and its front door. */
   private async build(name: string, rc: RuntimeConfig): Promise<void> {
     const baseDir = rc.cwd ?? this.options.baseDir ?? process.cwd();
-    const driver = await chooseDriver(rc.isolation, baseDir, this.log, this.config.server.sessionRoot);
-    checkRuntime(name, rc, driver, baseDir, this.config.server.sessionRoot, this.log);
+    // An image is pulled and unpacked now (or found in the cache): a runtime whose image cannot be had is refused.
+    const image = rc.image ? await this.resolve(name, rc, baseDir) : undefined;
+    // The directory a driver's canary must read: the image's root, else the runtime's own directory.
+    const driver = await chooseDriver(rc.isolation, image?.rootfs ?? baseDir, this.log, this.config.server.sessionRoot);
+    // The one place that decides what this runtime's servers are, and how berth speaks to them.
+    const source = image ? imageSource(rc, image) : commandSource(rc, baseDir);
+    checkRuntime(name, rc, driver, source, this.config.server.sessionRoot, this.log);
     const opts: RuntimeOptions = {
       name,
       config: rc,
       server: this.config.server,
       driver,
-      // The one place that decides how berth speaks to this runtime's servers.
-      connector: rc.upstream === 'http' ? httpConnector : stdioConnector,
+      connector: rc.upstream === 'stdio' ? stdioConnector : image ? httpConnectorAt(imagePort(rc, image)) : httpConnector,
+      source,
       baseDir,
       log: this.log,
       metrics: this.metrics,
@@ -178,6 +186,19 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
       cluster: this.cluster,
     };
     this.doors.set(name, new FrontDoor(rt, door));
+  }
+
+  private async resolve(name: string, rc: RuntimeConfig, baseDir: string): Promise<ResolvedImage> {
+    try {
+      const image = await resolveImage(rc.image!, { ...rc.imageCache, baseDir });
+      this.log.info(
+        { runtime: name, image: image.pinned, rootfs: image.rootfs },
+        image.unpacked ? 'image pulled and unpacked' : 'image found in the cache (nothing unpacked)',
+      );
+      return image;
+    } catch (e) {
+      throw new Error(`runtime "${name}": ${(e as Error).message}`, { cause: e });
+    }
   }
 
   async start(): Promise<this> {

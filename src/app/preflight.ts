@@ -1,14 +1,12 @@
 // What berth refuses at start rather than at every session's start: an unauthenticated runtime on a public
-// address, a network mode the driver cannot give, a command or mount that is not there.
+// address, a network mode the driver cannot give, a command, image or mount that cannot be used.
 import { existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { Logger } from 'pino';
-import { commandArgv, type BerthConfig, type RuntimeConfig } from '../config/schema.js';
+import type { BerthConfig, RuntimeConfig } from '../config/schema.js';
 import { networkProblem, warnUnenforceableLimits, type SandboxDriver } from '../sandbox/index.js';
 import { stateRoot } from '../sandbox/registry.js';
-import { commandFiles } from '../sandbox/command-files.js';
-import { sandboxCannotRead } from '../sandbox/readable.js';
-import { neededRoots } from '../session/launch.js';
+import type { ServerSource } from '../session/source.js';
 
 /** Refuses an unauthenticated runtime on a non-loopback address unless the operator said so, loudly. */
 export function checkExposure(config: BerthConfig, log: Logger): void {
@@ -30,25 +28,15 @@ export function checkRuntime(
   name: string,
   rc: RuntimeConfig,
   driver: SandboxDriver,
-  baseDir: string,
+  source: ServerSource,
   sessionRoot: string | undefined,
   log: Logger,
 ): void {
   const netProblem = networkProblem(driver, rc.network, rc.upstream === 'http');
   if (netProblem) throw new Error(`runtime "${name}": ${netProblem}`);
-  // The command's own files (program, scripts, their package roots) are shown to every sandbox; one that cannot
-  // be found, or whose files would expose the host, is refused now rather than at every session's start.
   try {
     for (const m of rc.mounts) if (!existsSync(m)) throw new Error(`the mount ${m} does not exist on this host`);
-    const argv = commandArgv(rc.command);
-    const roots = neededRoots(argv, baseDir, rc.mounts, sessionRoot ?? tmpdir());
-    // What the sandbox uid must read; else the server (or QEMU) fails at every start, saying little.
-    const cannotRead = sandboxCannotRead(driver, {
-      dirs: [baseDir, ...rc.mounts, ...roots],
-      pass: [sessionRoot ?? tmpdir()],
-      ...commandFiles(argv, baseDir),
-    });
-    if (cannotRead) throw new Error(cannotRead);
+    source.check(driver, sessionRoot ?? tmpdir());
   } catch (e) {
     throw new Error(`runtime "${name}": ${(e as Error).message}`, { cause: e });
   }

@@ -155,6 +155,20 @@ export const PackageCacheSchema = z
   })
   .strict();
 
+/** Container images (runtimes with image:): where they are unpacked, and how long a pull may take. */
+export const ImageCacheSchema = z
+  .object({
+    dir: z
+      .string()
+      .startsWith('/', 'imageCache.dir must be absolute')
+      .optional()
+      .describe(
+        'Where images are unpacked, one directory per manifest digest, shared by every runtime and kept across restarts (default: $BERTH_IMAGE_CACHE, else /var/cache/berth/images as root, else $XDG_CACHE_HOME/berth/images).',
+      ),
+    pullTimeout: duration('How long pulling and unpacking one image may take at start; past it the start fails.').prefault('10m'),
+  })
+  .strict();
+
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** Asymmetric algorithms only: a JWKS holds public keys, and "none" or HMAC would let a caller forge tokens. */
 export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
@@ -281,15 +295,37 @@ export const RuntimeSchema = z
   .object({
     command: z
       .union([z.string().min(1), z.array(z.string()).min(1)])
-      .describe('The MCP server to host: an argv array, or one string split on spaces.'),
+      .optional()
+      .describe(
+        "The MCP server to host: an argv array, or one string split on spaces. With image: replaces the image's entrypoint and cmd, run inside the image.",
+      ),
+    image: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "An OCI container image to run each session's server from, instead of a command on the host: docker://NAME[:TAG|@DIGEST] (a registry; a bare NAME:TAG means the same), oci:DIR[:TAG] (an OCI layout), oci-archive:FILE or docker-archive:FILE. Pulled and unpacked once per manifest digest (imageCache); each session gets the image's root read-only plus a writable layer of its own. The image's config gives the server's entrypoint, cmd, env, working directory and user. The default upstream for an image is http: its server listens on imagePort and serves Streamable HTTP at /mcp (AgentCore's contract).",
+      ),
+    imagePort: z
+      .number()
+      .int()
+      .min(1)
+      .max(65535)
+      .optional()
+      .describe(
+        "For an image served over HTTP: the port its server listens on inside its own network (default: the one TCP port the image exposes, else 8000, AgentCore's contract).",
+      ),
+    imageCache: ImageCacheSchema.default(ImageCacheSchema.parse({})),
     mode: z
       .enum(['stateful', 'stateless'])
       .describe('stateful: one server per session; stateless: a shared warm pool, no session id.')
       .default('stateful'),
     upstream: z
       .enum(['stdio', 'http'])
-      .describe('stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp.')
-      .default('stdio'),
+      .optional()
+      .describe(
+        'stdio: the server speaks MCP on stdin/stdout; http: it serves Streamable HTTP on $PORT at /mcp. Default: stdio for a command, http for an image.',
+      ),
     isolation: z
       .enum(ISOLATION_KINDS)
       .describe('Sandbox driver for each session server; auto picks the strongest one this host supports.')
@@ -351,6 +387,15 @@ export const RuntimeSchema = z
     packageCache: PackageCacheSchema.default(PackageCacheSchema.parse({})),
   })
   .strict()
+  .refine((r) => r.command !== undefined || r.image !== undefined, {
+    message: 'a runtime needs a command (the server to run) or an image (a container image holding it)',
+    path: ['command'],
+  })
+  .refine((r) => r.imagePort === undefined || r.image !== undefined, {
+    message: 'imagePort applies to image runtimes only',
+    path: ['imagePort'],
+  })
+  .transform((r) => ({ ...r, upstream: r.upstream ?? (r.image ? ('http' as const) : ('stdio' as const)) }))
   .refine((r) => r.allowNet.length === 0 || r.network === 'egress', {
     message: 'allowNet applies to network egress only',
     path: ['allowNet'],

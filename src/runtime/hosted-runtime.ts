@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { RuntimeConfig, ServerConfig } from '../config/schema.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Connector } from '../session/connector.js';
+import type { ServerSource } from '../session/source.js';
 import type { SandboxDriver } from '../sandbox/index.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import type { LaunchContext } from '../session/launch.js';
@@ -49,6 +50,8 @@ export interface RuntimeOptions {
   driver: SandboxDriver;
   /** How berth reaches the servers it starts (stdio or HTTP), chosen with the driver. */
   connector: Connector;
+  /** What the servers are (a command on the host, or an image). */
+  source: ServerSource;
   baseDir: string;
   log: Logger;
   metrics?: Metrics;
@@ -83,6 +86,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       config: opts.config,
       driver: opts.driver,
       connector: opts.connector,
+      source: opts.source,
       sessionRoot: opts.server.sessionRoot,
       baseDir: opts.baseDir,
       log: this.log,

@@ -11,6 +11,17 @@ export interface SandboxLimits {
   disk?: number;
 }
 
+/** An OCI image's unpacked root filesystem, as the sandbox's `/` (sandbox/image.ts). */
+export interface ImageRoot {
+  /** Shared by every session of the image and never written: each session writes into a layer of its own. */
+  rootfs: string;
+  /** The working directory inside the image (its WorkingDir). */
+  cwd: string;
+  /** The user the image's config names, as the server sees itself (never the host's root). */
+  uid: number;
+  gid: number;
+}
+
 export interface SandboxSpec {
   /** The session this sandbox serves; also exported to the server as BERTH_SESSION_ID. */
   sessionId: string;
@@ -34,6 +45,11 @@ export interface SandboxSpec {
   mounts: string[];
   /** Host paths the sandbox must not see although they lie in cwd or mounts (berth's own config file). */
   hide?: string[];
+  /**
+   * Run inside this image's root filesystem instead of the host's: argv is resolved inside it, cwd (the runtime's
+   * directory) is not shown, workDir still is (the session's own writable directory, its HOME).
+   */
+  image?: ImageRoot;
   /** Hears what the driver sees happen to the sandbox that the server would not say itself (its disk cap reached). */
   notice?: (what: string) => void;
 }

@@ -5,13 +5,14 @@
 // the sandbox's own in-memory overlay (--overlay), so nothing it writes reaches the host. The runtime directory
 // is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
 // a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
+// A server from an image has the image's root as its root instead (writeImageBundle), under the same overlay.
 import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroupPath } from './cgroups.js';
 import { startChild } from './child.js';
-import type { SandboxDriver, SandboxSpec } from './driver.js';
+import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
@@ -78,12 +79,10 @@ function entryArgv(spec: SandboxSpec, argv: string[]): { uid: number; caps: stri
 }
 
 /** tmpfs options for a writable mount under limits.disk (gVisor's tmpfs honours size=). */
-const quota = (spec: SandboxSpec, mode: string) => [
-  ...(spec.limits.disk ? [`size=${spec.limits.disk}`] : []),
-  `mode=${mode}`,
-  `uid=${SANDBOX_UID}`,
-  `gid=${SANDBOX_UID}`,
-];
+const quota = (spec: SandboxSpec, mode: string) => {
+  const owner = spec.image ?? { uid: SANDBOX_UID, gid: SANDBOX_UID };
+  return [...(spec.limits.disk ? [`size=${spec.limits.disk}`] : []), `mode=${mode}`, `uid=${owner.uid}`, `gid=${owner.gid}`];
+};
 
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
 function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: 'host' | 'none', resolvConf?: string): void {
@@ -119,25 +118,65 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
       ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') }
       : bind(spec.workDir, true),
   ];
+  const user = { uid: entry?.uid ?? SANDBOX_UID, gid: entry?.uid ?? SANDBOX_UID };
+  const proc = { user, args: entry?.args ?? argv, cwd: spec.workDir, caps: entry?.caps ?? [] };
+  writeConfig(dir, spec, proc, { path: 'rootfs', readonly: true }, mounts, netstack);
+}
+
+/**
+ * A server from an image: the image's unpacked root as the container's root (every write lands in the sandbox's
+ * in-memory overlay, --overlay, never in the shared root), run as the image's user (gVisor's, never the host's)
+ * with no capabilities, in the image's working directory. Of the host it sees the session's working directory,
+ * the configured mounts and, with egress, the session's resolver.
+ */
+function writeImageBundle(dir: string, spec: SandboxSpec, image: ImageRoot, netstack: 'host' | 'none', resolvConf?: string): void {
+  const bind = (p: string) => ({ destination: p, type: 'bind', source: p, options: ['rbind', 'ro'] });
+  const mounts = [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: quota(spec, '1777') },
+    ...(resolvConf ? [{ ...bind('/etc/resolv.conf'), source: resolvConf }] : []),
+    ...spec.mounts.map((m) => bind(m)),
+    ...masks(spec.hide).map((m) =>
+      m.dir
+        ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' }
+        : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] },
+    ),
+    spec.limits.disk
+      ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') }
+      : { destination: spec.workDir, type: 'bind', source: spec.workDir, options: ['rbind', 'rw'] },
+  ];
+  const proc = { user: { uid: image.uid, gid: image.gid }, args: spec.argv, cwd: image.cwd, caps: [] };
+  writeConfig(dir, spec, proc, { path: image.rootfs, readonly: false }, mounts, netstack);
+}
+
+interface OciProcess {
+  user: { uid: number; gid: number };
+  args: string[];
+  cwd: string;
+  caps: string[];
+}
+
+function writeConfig(
+  dir: string,
+  spec: SandboxSpec,
+  p: OciProcess,
+  root: { path: string; readonly: boolean },
+  mounts: unknown[],
+  netstack: 'host' | 'none',
+): void {
   const config = {
     ociVersion: '1.0.0',
     process: {
       terminal: false,
-      user: { uid: entry?.uid ?? SANDBOX_UID, gid: entry?.uid ?? SANDBOX_UID },
-      args: entry?.args ?? argv,
+      user: p.user,
+      args: p.args,
       env: Object.entries(spec.env).map(([k, v]) => `${k}=${v}`),
-      cwd: spec.workDir,
-      capabilities: {
-        bounding: entry?.caps ?? [],
-        effective: entry?.caps ?? [],
-        inheritable: [],
-        permitted: entry?.caps ?? [],
-        ambient: [],
-      },
+      cwd: p.cwd,
+      capabilities: { bounding: p.caps, effective: p.caps, inheritable: [], permitted: p.caps, ambient: [] },
       noNewPrivileges: true,
       rlimits: ociRlimits(spec),
     },
-    root: { path: 'rootfs', readonly: true },
+    root,
     hostname: 'berth',
     mounts,
     // runsc would otherwise move its sandbox to a cgroup of its own: cgroupsPath keeps it in the session's cgroup,
@@ -197,7 +236,8 @@ export const gvisorDriver: SandboxDriver = {
     const runsc = which('runsc');
     if (!runsc) throw new Error('runsc is not installed');
     // The server runs as the sandbox uid and must own its working directory.
-    if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
+    // (an image's server runs as the image's user: gVisor's, which owns it inside as on the host).
+    if (isRoot()) chownSync(spec.workDir, spec.image?.uid ?? SANDBOX_UID, spec.image?.gid ?? SANDBOX_UID);
     const scratch = await mkdtemp(join(tmpdir(), 'berth-gv-'));
     const bundle = join(scratch, 'bundle');
     const state = join(scratch, 'state');
@@ -206,7 +246,8 @@ export const gvisorDriver: SandboxDriver = {
     const isolated = spec.network === 'none' && spec.port === undefined;
     const netstack = isolated ? 'none' : 'host';
     const net = isolated ? undefined : await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId });
-    writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd), netstack, net?.resolvConf);
+    if (spec.image) writeImageBundle(bundle, spec, spec.image, netstack, net?.resolvConf);
+    else writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd), netstack, net?.resolvConf);
     const id = hostName(spec.sessionId);
     return startChild({
       driver: 'gvisor',

@@ -12,7 +12,7 @@ import { processDriver } from './process.js';
 import { sandboxCannotRead } from './readable.js';
 import { which } from './host.js';
 
-export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits } from './driver.js';
+export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits, ImageRoot } from './driver.js';
 
 /** Every driver, strongest first. */
 const drivers: SandboxDriver[] = [microvmDriver, gvisorDriver, namespaceDriver, processDriver];
@@ -100,4 +100,12 @@ export function networkProblem(driver: SandboxDriver, mode: NetworkMode, http: b
   if (mode === 'host') return undefined;
   const selfContained = mode === 'none' && !http && driver !== processDriver;
   return selfContained ? undefined : networkUnavailable(mode);
+}
+
+/** Why this driver cannot run a server from an image, or undefined. */
+export function imageProblem(driver: SandboxDriver): string | undefined {
+  if (driver === processDriver)
+    return "isolation process runs servers in the host's own filesystem, and an image needs a root filesystem of its own: use isolation namespace or gvisor";
+  if (driver === microvmDriver) return 'isolation microvm cannot run images yet: use isolation namespace or gvisor';
+  return undefined;
 }

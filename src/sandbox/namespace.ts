@@ -4,13 +4,16 @@
 // read-only, its own /proc, /dev and /tmp, its private working directory, the runtime's directory (read-only, or a
 // per-session overlay when berth is root) and any --mount paths read-only. Nothing else of the host. What it
 // writes (working directory, /tmp, overlay) shares one tmpfs of limits.disk when berth is root (disk.ts).
+// A server from an image sees the image's root as / instead (a per-session overlay of the shared unpacked root
+// when berth is root, else read-only) and of the host only its working directory and the --mount paths; it runs
+// as the image's user inside its user namespace, which is the unprivileged sandbox uid outside.
 import { spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, mkdirSync } from 'node:fs';
+import { chownSync, chmodSync, existsSync, mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startChild } from './child.js';
-import type { SandboxDriver, SandboxSpec } from './driver.js';
+import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
 import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { mountCapped } from './disk.js';
@@ -41,13 +44,8 @@ interface Writable {
   tmp: string;
 }
 
-function bwrapArgs(
-  spec: SandboxSpec,
-  base: { src: string; writable: boolean },
-  argv: string[],
-  net: NetView = { shared: false },
-  writable?: Writable,
-): string[] {
+/** Every namespace, no capabilities, no way back out; the session's network when berth made one. */
+function isolationFlags(net: NetView): string[] {
   // No nested user namespaces: they would hand the server a full capability set against more kernel surface.
   const a = [
     '--unshare-all',
@@ -62,6 +60,17 @@ function bwrapArgs(
     '3',
   ];
   if (net.shared) a.push('--share-net');
+  return a;
+}
+
+function bwrapArgs(
+  spec: SandboxSpec,
+  base: { src: string; writable: boolean },
+  argv: string[],
+  net: NetView = { shared: false },
+  writable?: Writable,
+): string[] {
+  const a = isolationFlags(net);
   a.push('--ro-bind', '/usr', '/usr');
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) a.push('--symlink', `usr/${l}`, `/${l}`);
   for (const f of ETC_FILES) {
@@ -91,6 +100,45 @@ function bwrapArgs(
   a.push('--bind', writable?.home ?? spec.workDir, spec.workDir, '--chdir', spec.workDir);
   a.push('--', ...argv);
   return a;
+}
+
+/**
+ * bwrap's arguments for a server from an image: the image's root as `/` (the session's overlay of it as root, else
+ * read-only), the image's user as the uid the server sees (mapped to the unprivileged sandbox uid outside), and of
+ * the host nothing but the configured mounts and the session's own working directory.
+ */
+function bwrapImageArgs(
+  spec: SandboxSpec,
+  image: ImageRoot,
+  root: { src: string; writable: boolean },
+  net: NetView,
+  writable?: Writable,
+): string[] {
+  const a = [...isolationFlags(net), '--uid', String(image.uid), '--gid', String(image.gid)];
+  a.push(root.writable ? '--bind' : '--ro-bind', root.src, '/');
+  a.push('--proc', '/proc', '--dev', '/dev');
+  if (writable) a.push('--bind', writable.tmp, '/tmp');
+  else a.push(...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/tmp');
+  // The session's resolver (egress); an image without /etc keeps whatever it has.
+  if (net.resolvConf && root.writable && existsSync(join(image.rootfs, 'etc'))) a.push('--ro-bind', net.resolvConf, '/etc/resolv.conf');
+  for (const m of spec.mounts) a.push('--ro-bind', m, m);
+  for (const m of masks(spec.hide)) a.push(...(m.dir ? ['--tmpfs', m.path] : ['--ro-bind', '/dev/null', m.path]));
+  a.push('--bind', writable?.home ?? spec.workDir, spec.workDir, '--chdir', image.cwd);
+  a.push('--', ...spec.argv);
+  return a;
+}
+
+/** A directory of the image, in the session's own layer, owned by the sandbox uid: the server writes there. */
+function giveDir(merged: string, path: string): void {
+  const dir = join(merged, path);
+  mkdirSync(dir, { recursive: true });
+  chownSync(dir, SANDBOX_UID, SANDBOX_UID);
+}
+
+/** The image's HOME when it lies inside the image (not the session's working directory, which is bound in). */
+function imageHome(spec: SandboxSpec): string | undefined {
+  const home = spec.env.HOME;
+  return home?.startsWith('/') && home !== spec.workDir && !home.startsWith('/proc') && !home.startsWith('/dev') ? home : undefined;
 }
 
 export const namespaceDriver: SandboxDriver = {
@@ -129,7 +177,8 @@ export const namespaceDriver: SandboxDriver = {
   async start(spec) {
     const bwrap = which('bwrap');
     if (!bwrap) throw new Error('bubblewrap is not installed');
-    const argv = resolveArgv(spec.argv, spec.cwd);
+    // An image's command is looked up inside it (execvp with the image's PATH), never on the host.
+    const argv = spec.image ? spec.argv : resolveArgv(spec.argv, spec.cwd);
     if (isRoot()) {
       chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
       chmodSync(spec.workDir, 0o700);
@@ -150,20 +199,18 @@ export const namespaceDriver: SandboxDriver = {
       mkdirSync(writable.tmp);
       chmodSync(writable.tmp, 0o1777);
     }
-    const merged = await mountOverlay(spec.cwd, scratch);
+    const merged = await mountOverlay(spec.image?.rootfs ?? spec.cwd, scratch);
+    // The image's working directory and home, in the session's own layer, are the server's to write.
+    if (merged && spec.image) for (const d of new Set([spec.image.cwd, imageHome(spec)])) if (d) giveDir(merged, d);
     // As root, berth makes the session's network (none: loopback only; egress: user-mode NAT behind rules) and bwrap
     // shares it; otherwise bwrap's own empty namespace is the only non-host network there is.
     const own = isRoot() || spec.network === 'host';
     if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
     const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
     const drop = dropPrivileges();
-    const args = bwrapArgs(
-      spec,
-      merged ? { src: merged, writable: true } : { src: spec.cwd, writable: false },
-      argv,
-      { shared: own, resolvConf: net?.resolvConf },
-      writable,
-    );
+    const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
+    const view = { shared: own, resolvConf: net?.resolvConf };
+    const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
     const full = [...drop, bwrap, ...args];
     return startChild({
       driver: 'namespace',

@@ -112,7 +112,8 @@ export function packageDir(root: string, runtimeName: string, cmd: PackageComman
  * How much longer than a server's start-up a runtime's first start may take: an npx command is installed first
  * (up to packageCache.installTimeout); berth run waits that long before it says it listens.
  */
-export function installAllowance(config: { command: string | string[]; packageCache: PackageCacheConfig }): number {
+export function installAllowance(config: { command?: string | string[]; image?: string; packageCache: PackageCacheConfig }): number {
+  if (config.command === undefined || config.image !== undefined) return 0; // an image is pulled before berth listens
   const argv = Array.isArray(config.command) ? config.command : config.command.trim().split(/\s+/);
   try {
     return parsePackageCommand(argv) ? config.packageCache.installTimeout : 0;

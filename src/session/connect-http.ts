@@ -17,12 +17,21 @@ function freePort(): Promise<number> {
   });
 }
 
-export const httpConnector: Connector = {
-  port: freePort,
-  // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
-  headersWithin: (config) => config.limits.requestTimeout,
-  connect({ config, sandbox, port }: Connecting) {
-    const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, relayOptions(config), config.forwardHeaders);
-    return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };
-  },
-};
+/** A server told to listen on a loopback port berth picks for each session. */
+export const httpConnector: Connector = httpConnectorAt();
+
+/**
+ * Listening on `fixedPort` (an image's, inside a network of its own: no two sessions share a network), or on a port
+ * berth picks.
+ */
+export function httpConnectorAt(fixedPort?: number): Connector {
+  return {
+    port: fixedPort === undefined ? freePort : async () => fixedPort,
+    // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
+    headersWithin: (config) => config.limits.requestTimeout,
+    connect({ config, sandbox, port }: Connecting) {
+      const upstream = new HttpUpstream(sandbox.httpSocket ?? port!, relayOptions(config), config.forwardHeaders);
+      return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };
+    },
+  };
+}

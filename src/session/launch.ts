@@ -6,14 +6,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
-import { commandArgv } from '../config/schema.js';
 import type { Upstream } from '../relay/upstream.js';
 import type { StartRecord } from './start-record.js';
 import type { Connector } from './connector.js';
+import type { ServerSource } from './source.js';
 import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
-import { commandRoots } from '../sandbox/command-files.js';
-import { packageArgv, parsePackageCommand, type PackageInstallError } from '../sandbox/package-cache.js';
+import type { PackageInstallError } from '../sandbox/package-cache.js';
 import { parseAllow, type AllowRule } from '../sandbox/network.js';
 import type { Metrics } from '../observe/metrics.js';
 
@@ -49,6 +48,8 @@ export interface LaunchContext {
   startRecord?: StartRecord;
   /** How berth reaches a started server (stdio or HTTP), chosen by the composition root. */
   connector: Connector;
+  /** What the server is (a command on the host, or an image), chosen by the composition root. */
+  source: ServerSource;
 }
 
 export type Launched = {
@@ -63,19 +64,6 @@ export type Launched = {
   upstream: Upstream;
 };
 
-/** Environment the sandbox starts with: a small allow-list, never berth's own secrets. */
-const BASE_ENV = ['PATH', 'LANG', 'LC_ALL', 'TZ', 'TERM', 'NODE_EXTRA_CA_CERTS', 'SSL_CERT_FILE'];
-
-/** The directories a command needs shown (command-files.ts), found once per command, not per session. */
-const rootsCache = new Map<string, string[]>();
-export function neededRoots(argv: readonly string[], baseDir: string, mounts: readonly string[], sessionRoot: string): string[] {
-  const key = JSON.stringify([argv, baseDir, mounts, sessionRoot]);
-  let roots = rootsCache.get(key);
-  // An npx command is checked here (refused forms throw); its files are found once it is installed (launch).
-  if (!roots) rootsCache.set(key, (roots = parsePackageCommand(argv) ? [] : commandRoots(argv, baseDir, mounts, sessionRoot)));
-  return roots;
-}
-
 /** allowNet parsed (host names resolved) once per list, not per session. */
 const allowCache = new Map<string, Promise<AllowRule[]>>();
 function allowRules(entries: readonly string[]): Promise<AllowRule[]> {
@@ -89,20 +77,22 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
   const { config, log } = ctx;
   const id = ctx.newId?.() ?? newSessionId();
   const workDir = await mkdtemp(join(ctx.sessionRoot ?? tmpdir(), `berth-${ctx.runtimeName}-`));
-  const env: Record<string, string> = {};
-  for (const k of [...BASE_ENV, ...config.inheritEnv]) if (process.env[k] !== undefined) env[k] = process.env[k]!;
-  Object.assign(env, config.env, { BERTH_SESSION_ID: id, HOME: workDir, TMPDIR: workDir });
   const port = await ctx.connector.port();
-  if (port !== undefined) env.PORT = String(port);
-  let argv = commandArgv(config.command);
   let sandbox: Sandbox;
   try {
-    // npx -y PACKAGE: run from the runtime's package directory, installed once (sandbox/package-cache.ts).
-    const pkg = await packageArgv(ctx.runtimeName, argv, config.packageCache, log, ctx.startRecord?.closed);
-    if (pkg) [argv, env.PATH] = [pkg.argv, [pkg.binDir, env.PATH].filter(Boolean).join(':')];
+    const prepared = await ctx.source.prepare({
+      runtimeName: ctx.runtimeName,
+      config,
+      baseDir: ctx.baseDir,
+      workDir,
+      sessionRoot: ctx.sessionRoot ?? tmpdir(),
+      log,
+      closed: ctx.startRecord?.closed,
+    });
+    const { argv, mounts, image } = prepared;
+    const env = { ...prepared.env, BERTH_SESSION_ID: id, ...(port !== undefined ? { PORT: String(port) } : {}) };
     const { memory, cpus, pids, disk } = config.limits;
     const allowNet = await allowRules(config.allowNet);
-    const mounts = [...config.mounts, ...neededRoots(argv, ctx.baseDir, config.mounts, ctx.sessionRoot ?? tmpdir())];
     sandbox = await ctx.driver.start({
       sessionId: id,
       argv,
@@ -114,6 +104,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
       network: config.network,
       allowNet,
       mounts,
+      image,
       hide: ctx.hide,
       notice: (what) => log.child({ session: logId(id) }).warn(what),
     });

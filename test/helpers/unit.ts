@@ -14,6 +14,7 @@ import { StreamsSchema } from '../../src/config/schema.ts';
 import { processDriver } from '../../src/sandbox/process.ts';
 import { httpConnector } from '../../src/session/connect-http.ts';
 import { stdioConnector } from '../../src/session/connect-stdio.ts';
+import { commandSource } from '../../src/session/source-command.ts';
 import type { LaunchContext } from '../../src/session/launch.ts';
 import type { JsonRpcMessage } from '../../src/wire/jsonrpc.ts';
 import { PROBE, ROOT, sseEvents } from './berth.ts';
@@ -225,5 +226,6 @@ export function launchContext(runtime: Partial<RuntimeConfigInput> & { command: 
   // disk 0: no tmpfs per server (the process driver mounts one as root); these tests are not about the disk cap.
   const config = RuntimeSchema.parse({ isolation: 'process', network: 'host', ...runtime, limits: { disk: 0, ...runtime.limits } });
   const connector = config.upstream === 'http' ? httpConnector : stdioConnector;
-  return { runtimeName: 'unit', config, driver: processDriver, connector, sessionRoot: undefined, baseDir: ROOT, log: silentLog };
+  const source = commandSource(config, ROOT);
+  return { runtimeName: 'unit', config, driver: processDriver, connector, source, sessionRoot: undefined, baseDir: ROOT, log: silentLog };
 }
