@@ -6,7 +6,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { ConfigError, loadConfigFile, parseConfig } from '../config/load.js';
-import { ConfigSchema, ISOLATION_KINDS, type BerthConfig } from '../config/schema.js';
+import { ConfigSchema, ImageCacheSchema, ISOLATION_KINDS, type BerthConfig } from '../config/schema.js';
 import { Berth } from '../app/berth.js';
 import { sha256Hex } from '../security/auth.js';
 import { parseDuration, parseSize } from '../util/units.js';
@@ -132,7 +132,16 @@ program
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--port <port>', 'port to listen on (0 = any free port)', int, 8787)
   .option('--stateless', 'serve without sessions from a warm pool; no server-to-client requests')
-  .addOption(new Option('--upstream <kind>', 'how the server speaks MCP').choices(['stdio', 'http']).default('stdio'))
+  .option(
+    '--image <ref>',
+    "run each session's server from this OCI image (docker://NAME[:TAG], oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE); a COMMAND then replaces its entrypoint",
+  )
+  .addOption(
+    new Option('--upstream <kind>', 'how the server speaks MCP (default: stdio; http for an --image, on its port 8000 at /mcp)').choices([
+      'stdio',
+      'http',
+    ]),
+  )
   .option('--idle-timeout <duration>', 'end a session after this much idleness', duration, '15m')
   .option('--max-lifetime <duration>', 'end a session this long after it started', duration, '8h')
   .option('--isolation <kind>', `sandbox per session: ${ISOLATION_KINDS.join(', ')}`, 'auto')
@@ -257,7 +266,7 @@ program
   .action(async (command: string[], o) => {
     if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation))
       fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
-    const argv = command.length ? command : [process.execPath, DEMO_SERVER];
+    const argv = command.length ? command : o.image ? undefined : [process.execPath, DEMO_SERVER];
     let config: BerthConfig;
     try {
       config = parseConfig(
@@ -274,6 +283,7 @@ program
           runtimes: {
             default: {
               command: argv,
+              image: o.image,
               mode: o.stateless ? 'stateless' : 'stateful',
               upstream: o.upstream,
               serverEra: o.serverEra,
@@ -409,6 +419,28 @@ program
     try {
       const a = buildAssets((m) => process.stderr.write(`berth: ${m}\n`));
       process.stdout.write(`berth: microvm assets ready: ${a.kernel}, ${a.initrd}\n`);
+    } catch (e) {
+      fail(e);
+    }
+  });
+
+const image = program.command('image').description('Container images for runtimes that run one (image:)');
+image
+  .command('prefetch')
+  .description('Pull and unpack an image into the image cache ahead of the first session (berth start then unpacks nothing)')
+  .argument('<ref>', 'docker://NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE')
+  .option('--cache <dir>', 'the image cache (default: $BERTH_IMAGE_CACHE, else /var/cache/berth/images as root)')
+  .option('--pull-timeout <duration>', 'how long pulling and unpacking may take', duration, '10m')
+  .action(async (ref: string, o) => {
+    const { resolveImage } = await import('../sandbox/image.js');
+    try {
+      const c = ImageCacheSchema.parse({ dir: o.cache && resolve(o.cache), pullTimeout: o.pullTimeout });
+      const img = await resolveImage(ref, { ...c, baseDir: process.cwd() });
+      const p = img.process;
+      process.stdout.write(
+        `${img.pinned}\n  ${img.unpacked ? 'pulled and unpacked into' : 'already in the cache at'} ${img.rootfs}\n` +
+          `  runs: ${JSON.stringify(p.args)} as ${p.uid}:${p.gid} in ${p.cwd}${img.exposedPort ? `, exposes ${img.exposedPort}/tcp` : ''}\n`,
+      );
     } catch (e) {
       fail(e);
     }

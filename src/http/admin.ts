@@ -90,6 +90,8 @@ function status(ctx: AdminContext): Record<string, unknown> {
       {
         mode: r.config.mode,
         upstream: r.config.upstream,
+        // What the servers are: the image pinned by its digest, or the command (and an image's override of it).
+        ...r.shown,
         isolation: r.driverName,
         auth: r.config.auth.kind,
         sessions: r.sessionCount,

@@ -14,7 +14,15 @@ export function healthz(v: HealthView): { status: number; body: Record<string, u
   const runtimes = Object.fromEntries(
     [...v.runtimes].map(([n, r]) => [
       n,
-      { sessions: r.sessionCount, warm: r.warmServers, mode: r.config.mode, isolation: r.driverName, starts: r.startRecord.health },
+      {
+        sessions: r.sessionCount,
+        warm: r.warmServers,
+        mode: r.config.mode,
+        isolation: r.driverName,
+        // An image's server is named by the digest it was resolved to at start (a moved tag does not change it).
+        ...(r.shown.image ? { image: r.shown.image } : {}),
+        starts: r.startRecord.health,
+      },
     ]),
   );
   const c = v.cluster;

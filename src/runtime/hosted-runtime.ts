@@ -114,6 +114,11 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     return this.opts.connector.headersWithin(this.config);
   }
 
+  /** What this runtime's servers are, as /healthz and the admin API show it. */
+  get shown(): ServerSource['shown'] {
+    return this.opts.source.shown;
+  }
+
   get driverName(): string {
     return this.launchCtx.driver.name;
   }

@@ -111,7 +111,11 @@ function exec(file: string, args: string[], timeoutMs: number, what: string): Pr
       if (!e) return resolveOut(out);
       const killed = (e as { killed?: boolean }).killed;
       const last = err.toString('utf8').trim().split('\n').filter(Boolean).pop() ?? e.message;
-      reject(new ImageError(killed ? `${what}: took longer than ${timeoutMs} ms (imageCache.pullTimeout)` : `${what}: ${tidy(last)}`));
+      const why = tidy(last);
+      const corrupt = /digest did not match|checksum mismatch|verify.*digest/i.test(why)
+        ? 'a layer does not match its digest (corrupted or tampered with): '
+        : '';
+      reject(new ImageError(killed ? `${what}: took longer than ${timeoutMs} ms (imageCache.pullTimeout)` : `${what}: ${corrupt}${why}`));
     });
   });
 }

@@ -430,6 +430,7 @@ function Dashboard({ token, onRefused, onSignOut }) {
             <th>Name</th>
             <th>Mode</th>
             <th>Upstream</th>
+            <th>Server</th>
             <th>Isolation</th>
             <th>Auth</th>
             <th class="num">Sessions</th>
@@ -443,6 +444,7 @@ function Dashboard({ token, onRefused, onSignOut }) {
                 <td>${name}</td>
                 <td>${r.mode}</td>
                 <td>${r.upstream}</td>
+                <td class="server" title=${r.image ?? (r.command ?? []).join(' ')}>${r.image ?? (r.command ?? []).join(' ')}</td>
                 <td>${r.isolation}</td>
                 <td>${r.auth}</td>
                 <td class="num">${r.sessions}</td>
