@@ -185,7 +185,10 @@ function pinnedRef(ref: string, digest: string): string {
 }
 
 async function unpack(ref: string, configured: string, digest: string, root: string, dir: string, timeoutMs: number): Promise<void> {
-  mkdirSync(root, { recursive: true, mode: 0o755 });
+  // Root's alone: unpacked as root, a layer keeps its device nodes and setuid files, which no host user may reach
+  // (sandboxes see the root through their own nodev,nosuid overlay; gVisor's gofer runs as root).
+  mkdirSync(root, { recursive: true, mode: 0o700 });
+  if (isRoot()) chmodSync(root, 0o700);
   const tmp = await mkdtemp(join(root, '.unpacking-'));
   try {
     const layout = join(tmp, 'layout');

@@ -25,7 +25,10 @@ async function mountOverlay(baseDir: string, scratch: string): Promise<string | 
   if (!isRoot()) return undefined;
   const [upper, work, merged] = ['upper', 'work', 'merged'].map((d) => join(scratch, d)) as [string, string, string];
   for (const d of [upper, work, merged]) mkdirSync(d);
-  const r = await run('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${baseDir},upperdir=${upper},workdir=${work}`, merged]);
+  // nodev, nosuid: an image's layers may hold device nodes and setuid files (umoci unpacks them as root); under a
+  // mount of the host's user namespace a 0666 block device would be the host's disk.
+  const opts = `nodev,nosuid,lowerdir=${baseDir},upperdir=${upper},workdir=${work}`;
+  const r = await run('mount', ['-t', 'overlay', 'overlay', '-o', opts, merged]);
   if (r.code !== 0) return undefined;
   // The top directory is copied up with the sandbox uid as owner, so a server can write beside its code.
   chownSync(merged, SANDBOX_UID, SANDBOX_UID);
