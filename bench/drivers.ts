@@ -8,6 +8,7 @@
 // Start and tool-call samples rotate over the drivers in rounds, as the main section does, so background load hits
 // every driver alike. The capacity runs take one driver at a time (they read the machine's MemAvailable).
 import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   childrenOf,
@@ -23,6 +24,7 @@ import {
   threads,
 } from './procfs.js';
 import { hostName } from '../src/sandbox/host.js';
+import { buildTestImages, ImageToolsMissing } from '../test/fixtures/images/build.js';
 import { settle, startBerth, type Target } from './targets.js';
 import {
   connect,
@@ -52,7 +54,15 @@ export interface Variant {
   env?: Record<string, string>;
   /** Only run when named in `--drivers`. */
   optIn?: boolean;
+  /**
+   * Run the demo server from an OCI image (the test fixtures' `demo` tag: the same bundled server, node and its
+   * libraries in one layer) instead of as a command on the host: the image column beside the command's.
+   */
+  image?: boolean;
 }
+
+/** Where the image variants unpack their image: kept across bench runs, apart from berth's system cache. */
+const IMAGE_CACHE = join(tmpdir(), 'berth-bench-images');
 
 /** The microVM runs under TCG emulation on hosts without usable KVM: a VM takes 10-30 s to boot. */
 // Its first calls run cold code under emulation for seconds: longer warm-up and windows, or none would finish.
@@ -78,7 +88,18 @@ export const VARIANTS: Variant[] = [
     isolation: 'namespace',
     flags: ['--network', 'none', '--memory', '256m', '--cpus', '1', '--pids', '256'],
   },
+  // The same demo server from an OCI image: the image's root through a per-session overlay, its own user.
+  { id: 'namespace-image', label: 'namespace image', isolation: 'namespace', flags: ['--upstream', 'stdio'], image: true },
   { id: 'gvisor', label: 'gvisor', isolation: 'gvisor', flags: [], params: { capacitySessions: 20, coldSamples: 4 }, settleMs: 30_000 },
+  {
+    id: 'gvisor-image',
+    label: 'gvisor image',
+    isolation: 'gvisor',
+    flags: ['--upstream', 'stdio'],
+    params: { capacitySessions: 20, coldSamples: 4 },
+    settleMs: 30_000,
+    image: true,
+  },
   { id: 'microvm', label: 'microvm', isolation: 'microvm', flags: ['--startup-timeout', '300s'], params: MICROVM, settleMs: 240_000 },
   // The same without the driver's bundling of the server (BERTH_MICROVM_BUNDLE=0): what bundling buys.
   {
@@ -249,6 +270,16 @@ const cmdline = (pid: number) => {
   }
 };
 
+/** The demo server's image, built locally (no registry) once per set of inputs; a skip when umoci/skopeo are missing. */
+async function demoImage(): Promise<{ ref: string } | { skipped: string }> {
+  try {
+    return { ref: (await buildTestImages()).demo };
+  } catch (e) {
+    if (e instanceof ImageToolsMissing) return { skipped: e.message };
+    throw e;
+  }
+}
+
 interface Run {
   v: Variant;
   r: DriverResult;
@@ -313,7 +344,15 @@ export async function runDrivers(ctx: DriverContext, variants: Variant[], P: Dri
         continue;
       }
       try {
-        const o = { bin: ctx.bin, isolation: x.v.isolation, flags: x.v.flags, env: x.v.env };
+        const image = x.v.image ? await demoImage() : undefined;
+        if (image && 'skipped' in image) {
+          x.r.skipped = image.skipped;
+          log(`driver ${x.v.label}: skipped: ${x.r.skipped}`);
+          continue;
+        }
+        const flags = image ? [...x.v.flags, '--image', image.ref] : x.v.flags;
+        const env = image ? { ...x.v.env, BERTH_IMAGE_CACHE: IMAGE_CACHE } : x.v.env;
+        const o = { bin: ctx.bin, isolation: x.v.isolation, flags, env };
         x.warm = await startBerth(null, { ...o, warmPool: params(x).warmPool });
         started.push(x.warm);
         x.cold = await startBerth(null, { ...o, warmPool: 0 });

@@ -156,8 +156,7 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     const baseDir = rc.cwd ?? this.options.baseDir ?? process.cwd();
     // An image is pulled and unpacked now (or found in the cache): a runtime whose image cannot be had is refused.
     const image = rc.image ? await this.resolve(name, rc, baseDir) : undefined;
-    // The directory a driver's canary must read: the image's root, else the runtime's own directory.
-    const driver = await chooseDriver(rc.isolation, image?.rootfs ?? baseDir, this.log, this.config.server.sessionRoot);
+    const driver = await chooseDriver(rc.isolation, baseDir, this.log, this.config.server.sessionRoot);
     // The one place that decides what this runtime's servers are, and how berth speaks to them.
     const source = image ? imageSource(rc, image) : commandSource(rc, baseDir);
     checkRuntime(name, rc, driver, source, this.config.server.sessionRoot, this.log);

@@ -8,10 +8,10 @@
 // when berth is root, else read-only) and of the host only its working directory and the --mount paths; it runs
 // as the image's user inside its user namespace, which is the unprivileged sandbox uid outside.
 import { spawnSync } from 'node:child_process';
-import { chownSync, chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chownSync, chmodSync, existsSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { startChild } from './child.js';
 import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
@@ -131,11 +131,41 @@ function bwrapImageArgs(
   return a;
 }
 
+/**
+ * `path` inside the session's root as a directory, made where missing; undefined when a component is a symlink, a
+ * file or `..`. berth works here as root outside the sandbox, where an image's symlink (/app -> /etc) would resolve
+ * against the host's root: nothing is followed.
+ */
+function dirWithin(merged: string, path: string): string | undefined {
+  let at = merged;
+  for (const part of path.split('/').filter((p) => p && p !== '.')) {
+    if (part === '..') return undefined;
+    at = join(at, part);
+    const st = lstatSync(at, { throwIfNoEntry: false });
+    if (!st) mkdirSync(at, { mode: 0o755 });
+    else if (!st.isDirectory()) return undefined;
+  }
+  return at;
+}
+
 /** A directory of the image, in the session's own layer, owned by the sandbox uid: the server writes there. */
-function giveDir(merged: string, path: string): void {
-  const dir = join(merged, path);
-  mkdirSync(dir, { recursive: true });
-  chownSync(dir, SANDBOX_UID, SANDBOX_UID);
+function giveDir(merged: string, path: string, notice?: (what: string) => void): void {
+  const dir = dirWithin(merged, path);
+  if (dir) chownSync(dir, SANDBOX_UID, SANDBOX_UID);
+  else notice?.(`the image's ${path} passes through a symlink or a file: left read-only to the server`);
+}
+
+/** Empty files or directories (as the host path is) where host paths are bound into the session's image root. */
+function makeMountPoints(merged: string, paths: string[]): void {
+  for (const p of paths) {
+    const file = p === '/etc/resolv.conf' || !statSync(p).isDirectory();
+    const dir = dirWithin(merged, file ? dirname(p) : p);
+    if (!dir) throw new Error(`cannot show ${p} to the image's server: a symlink or a file of the image is in the way`);
+    if (!file) continue;
+    const at = join(dir, basename(p));
+    // 'wx': never through an existing name (a symlink of the image's included); whatever is there stays.
+    if (!lstatSync(at, { throwIfNoEntry: false })) writeFileSync(at, '', { flag: 'wx' });
+  }
 }
 
 /** The image's HOME when it lies inside the image (not the session's working directory, which is bound in). */
@@ -204,13 +234,15 @@ export const namespaceDriver: SandboxDriver = {
     }
     const merged = await mountOverlay(spec.image?.rootfs ?? spec.cwd, scratch);
     // The image's working directory and home, in the session's own layer, are the server's to write.
-    if (merged && spec.image) for (const d of new Set([spec.image.cwd, imageHome(spec)])) if (d) giveDir(merged, d);
+    if (merged && spec.image) for (const d of new Set([spec.image.cwd, imageHome(spec)])) if (d) giveDir(merged, d, spec.notice);
     // As root, berth makes the session's network (none: loopback only; egress: user-mode NAT behind rules) and bwrap
     // shares it; otherwise bwrap's own empty namespace is the only non-host network there is.
     const own = isRoot() || spec.network === 'host';
     if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
     const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
     const drop = dropPrivileges();
+    // bwrap (unprivileged) cannot make a mount point inside the image's root-owned directories: made here, as root.
+    if (merged && spec.image) makeMountPoints(merged, [...(net?.resolvConf ? ['/etc/resolv.conf'] : []), ...spec.mounts]);
     const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
     const view = { shared: own, resolvConf: net?.resolvConf };
     const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
