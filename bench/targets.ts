@@ -258,6 +258,8 @@ export interface BerthOptions {
   flags?: string[];
   /** More environment for berth (e.g. BERTH_MICROVM_BUNDLE=0). */
   env?: Record<string, string>;
+  /** Flags for berth's own node (e.g. --cpu-prof), before the launcher. */
+  nodeArgs?: string[];
   /**
    * `berth serve` of one runtime with this config merged over what the options above say (the probe over stdio,
    * port 0): for settings `berth run` has no flag for. The runtime is served at /runtimes/default/mcp.
@@ -293,7 +295,7 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
     args = ['serve', '--config', file];
   }
   const t0 = performance.now();
-  const proc = spawn(process.execPath, [o.bin ?? 'bin/berth.js', ...args], {
+  const proc = spawn(process.execPath, [...(o.nodeArgs ?? []), o.bin ?? 'bin/berth.js', ...args], {
     cwd: ROOT,
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],

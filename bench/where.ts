@@ -1,0 +1,153 @@
+// Where berth's time goes on the relayed tool-call path: one berth hosting the probe server, S official SDK
+// clients calling `echo` back to back, and berth's own cost per call read from /proc over the measured window —
+// CPU (user and system), context switches (voluntary: it waited; involuntary: it was preempted) — and, on request,
+// a CPU profile of berth (node --cpu-prof, summarised by bench/cpuprofile-top.ts) or its syscalls (strace -c -f).
+//
+//   node --import tsx bench/where.ts [--isolation process|namespace] [--upstream stdio|http] [--sessions 8]
+//        [--seconds 5] [--warmup 1] [--prof DIR] [--strace FILE] [--perf FILE] [--berth-bin bin/berth.js]
+//
+// --prof samples wall time on berth's main thread: a write(2) that wakes another process and is preempted by it
+// counts as time in that write. --perf (perf record -e cpu-clock, with node --perf-basic-prof for the JS names)
+// samples only on-CPU time, kernel included, over all of berth's threads.
+//
+// Short by design (the machine is shared): one target, a few seconds. The comparison across targets and peers is
+// `npm run bench`; this is the magnifying glass for one of them.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { buildSync } from 'esbuild';
+import { cpuMs, systemCpu } from './procfs.js';
+import { ROOT, settle, startBerth } from './targets.js';
+import { connect, disconnect, dist, type Conn } from './workloads.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: string) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 && argv[i + 1] ? argv[i + 1]! : dflt;
+};
+const ISOLATION = opt('isolation', 'process');
+const UPSTREAM = opt('upstream', 'stdio') as 'stdio' | 'http';
+const SESSIONS = Number(opt('sessions', '8'));
+const SECONDS = Number(opt('seconds', '5'));
+const WARMUP = Number(opt('warmup', '1'));
+const PROF = opt('prof', '');
+const STRACE = opt('strace', '');
+const PERF = opt('perf', '');
+/** Every syscall of the window, one a line (strace -f -tt): to read what one call does, with --sessions 1. */
+const STRACE_ALL = opt('strace-all', '');
+const BIN = opt('berth-bin', 'bin/berth.js');
+
+/** utime and stime (ms) of a process, all threads. */
+function times(pid: number): { user: number; sys: number } {
+  const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(f[11]) * 10, sys: Number(f[12]) * 10 };
+}
+
+/** Context switches of a process, summed over its threads. */
+function switches(pid: number): { voluntary: number; involuntary: number } {
+  let voluntary = 0;
+  let involuntary = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    let st: string;
+    try {
+      st = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue; // a thread that ended
+    }
+    voluntary += Number(/voluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
+    involuntary += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
+  }
+  return { voluntary, involuntary };
+}
+
+function compileProbe(): string {
+  const out = join(ROOT, '.bench', 'probe-server.mjs');
+  mkdirSync(join(ROOT, '.bench'), { recursive: true });
+  buildSync({
+    entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')],
+    outfile: out,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    bundle: true,
+    packages: 'external',
+    logLevel: 'warning',
+  });
+  return out;
+}
+
+const probe = compileProbe();
+const nodeArgs = [...(PROF ? ['--cpu-prof', '--cpu-prof-dir', resolve(PROF)] : []), ...(PERF ? ['--perf-basic-prof'] : [])];
+const WARM = 2;
+const t = await startBerth(probe, { bin: BIN, warmPool: WARM, isolation: ISOLATION, upstream: UPSTREAM, nodeArgs });
+let conns: Conn[] = [];
+try {
+  await settle([{ t, servers: WARM }], 60_000);
+  conns = await Promise.all(Array.from({ length: SESSIONS }, () => connect(t.url)));
+  // The pool refills after the sessions took its servers: starting ones must not run inside the window.
+  await settle([{ t, servers: SESSIONS + WARM }], 60_000);
+  const pid = t.gatewayPid!;
+  const echo = { name: 'echo', arguments: { text: 'hello from the bench' } };
+  let stop = false;
+  let measuring = false;
+  let calls = 0;
+  let errors = 0;
+  const lat: number[] = [];
+  const loops = conns.map(async (c) => {
+    while (!stop) {
+      const t0 = performance.now();
+      try {
+        await c.client.callTool(echo);
+        if (measuring) {
+          calls++;
+          lat.push(performance.now() - t0);
+        }
+      } catch {
+        errors++;
+      }
+    }
+  });
+  await new Promise((r) => setTimeout(r, WARMUP * 1000));
+  const straceArgs = STRACE ? ['-c', '-o', resolve(STRACE)] : STRACE_ALL ? ['-tt', '-s', '80', '-o', resolve(STRACE_ALL)] : undefined;
+  const strace = straceArgs && spawn('strace', ['-f', '-p', String(pid), ...straceArgs], { stdio: 'ignore' });
+  if (strace) await new Promise((r) => setTimeout(r, 300)); // attached to every thread
+  const perf = PERF
+    ? spawn('perf', ['record', '-e', 'cpu-clock', '-F', '1999', '-p', String(pid), '-o', resolve(PERF)], { stdio: 'ignore' })
+    : undefined;
+  if (perf) await new Promise((r) => setTimeout(r, 300));
+  const servers = () => t.serverPids().reduce((a, p) => a + cpuMs(p), 0);
+  const a = { times: times(pid), sw: switches(pid), servers: servers(), sys: systemCpu(), at: performance.now() };
+  // The profile's clock is the monotonic one process.hrtime reads: the window lets cpuprofile-top.ts skip start-up.
+  const from = process.hrtime.bigint() / 1000n;
+  measuring = true;
+  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  measuring = false;
+  const to = process.hrtime.bigint() / 1000n;
+  for (const tracer of [strace, perf]) tracer?.kill('SIGINT');
+  const b = { times: times(pid), sw: switches(pid), servers: servers(), sys: systemCpu(), at: performance.now() };
+  stop = true;
+  await Promise.all(loops);
+  for (const tracer of [strace, perf]) if (tracer && tracer.exitCode === null) await new Promise((r) => tracer.once('exit', r));
+  if (PROF) mkdirSync(PROF, { recursive: true });
+  if (PROF) writeFileSync(join(PROF, 'window.json'), JSON.stringify({ from: Number(from), to: Number(to), calls }));
+  const per = (x: number) => Math.round((x / Math.max(1, calls)) * 1000) / 1000;
+  const user = b.times.user - a.times.user;
+  const sys = b.times.sys - a.times.sys;
+  const wall = (b.at - a.at) / 1000;
+  const busy = (b.sys.busy - a.sys.busy) / (b.sys.total - a.sys.total || 1);
+  const l = dist(lat);
+  process.stdout.write(
+    [
+      `berth ${ISOLATION}/${UPSTREAM}, ${SESSIONS} sessions, ${SECONDS} s${PROF ? ' (profiled)' : ''}${STRACE || STRACE_ALL ? ' (straced)' : ''}`,
+      `  calls ${calls} (${Math.round(calls / wall)}/s), errors ${errors}, latency p50 ${l.p50} ms p99 ${l.p99} ms`,
+      `  berth CPU ms/call ${per(user + sys)} (user ${per(user)}, sys ${per(sys)})`,
+      `  berth context switches/call: voluntary ${per(b.sw.voluntary - a.sw.voluntary)}, involuntary ${per(b.sw.involuntary - a.sw.involuntary)}`,
+      `  servers CPU ms/call ${per(b.servers - a.servers)}; machine busy ${Math.round(busy * 100)}% of ${Math.round(wall * 10) / 10} s`,
+      '',
+    ].join('\n'),
+  );
+} finally {
+  await Promise.all(conns.map(disconnect));
+  await t.stop();
+}
