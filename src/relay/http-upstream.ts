@@ -138,6 +138,11 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     transformResult?: (result: Record<string, unknown>) => Record<string, unknown>,
     /** Aborted when the client cancelled the request: the forward ends and the client gets no response. */
     cancelled?: AbortSignal,
+    /**
+     * How long the response's headers may wait for its first body bytes, ms (0: sent at once). Headers sent alone
+     * cost the client a read and a wake-up of their own; a POST's answer waits as a stdio call's does (jsonWindow).
+     */
+    holdHeaders = 0,
   ): Promise<ForwardResult> {
     const headers: Record<string, string> = {};
     for (const h of [...FORWARDED_REQUEST_HEADERS, ...this.forwardHeaders]) {
@@ -207,12 +212,27 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       return { status: r.statusCode, upstreamSessionId };
     }
     res.writeHead(r.statusCode, out);
-    res.flushHeaders();
+    // The headers go out with the first body bytes, or alone once holdHeaders has passed without any.
+    let headersTimer: NodeJS.Timeout | undefined;
+    if (holdHeaders > 0) headersTimer = setTimeout(() => res.flushHeaders(), holdHeaders);
+    else res.flushHeaders();
+    // What the upstream sent in one read goes out in one write: the response is corked on its first chunk and
+    // uncorked after the chunks (and the end) that came with it, so an SSE answer is one write, not event + end.
+    let corked = false;
+    const uncork = () => {
+      corked = false;
+      res.uncork();
+    };
     // pipe() honours backpressure: a slow client slows the upstream read instead of growing a buffer.
     await new Promise<void>((resolve) => {
       r.body.on('data', (chunk: Buffer) => {
         this.bytesOut += chunk.length;
         this.emit('traffic');
+        clearTimeout(headersTimer);
+        if (corked) return;
+        corked = true;
+        res.cork();
+        setImmediate(uncork);
       });
       r.body.once('end', resolve);
       r.body.once('error', () => {
@@ -223,6 +243,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       if (streamed) piped = r.body;
       r.body.pipe(res);
     });
+    clearTimeout(headersTimer);
     res.off('close', onClose);
     return { status: r.statusCode, upstreamSessionId };
   }
@@ -276,6 +297,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
         },
         undefined,
         key ? cancel.signal : undefined,
+        o.jsonWindow,
       );
     try {
       await (requests.length > 0 ? this.counted(forward) : forward());
@@ -301,7 +323,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     for (const [k, v] of Object.entries(o.headers ?? {})) res.setHeader(k, v);
     // berth's server/discover names every version berth itself serves.
     const transform = o.request.method === 'server/discover' ? withAllVersions : undefined;
-    await this.counted(() => this.forward(req, res, o.body, undefined, undefined, transform));
+    await this.counted(() => this.forward(req, res, o.body, undefined, undefined, transform, undefined, o.jsonWindow));
   }
 
   async call(method: string, params: Record<string, unknown> | undefined, protocolVersion?: string): Promise<JsonRpcResponse> {
