@@ -24,6 +24,7 @@ const tsx = (fixture: string) => [
 const CANCEL_SERVER = tsx('./fixtures/cancel-server.ts');
 const PROBE_HTTP = [...tsx('./fixtures/probe-server.ts'), '--http'];
 const SERVER_2026 = tsx('./fixtures/server-2026.ts');
+const MRTR_2025 = [...tsx('./fixtures/conformance-server.ts'), '--stdio'];
 const ADMIN_TOKEN = 'protocol-edges-admin-token';
 const V = '2025-11-25';
 
@@ -327,5 +328,43 @@ describe('issue 16 item 3: a 2026 client cancels by closing its stream (stateles
       return log.includes('stateless-cut') && log;
     }, 'the server to record the cancelled sleep');
     assert.match(cancelled, /stateless-cut/);
+  });
+});
+
+// 2026-07-28, basic/transports/streamable-http: a request refused for a capability the client lacks is answered
+// "HTTP 400 Bad Request" with -32021. Under bridge A the refusal comes when the 2025 server asks (an elicitation), which
+// may be long after the JSON window: a response already opened as a 200 stream could not carry the 400 (seen as a
+// flake of the conformance scenario sep-2575-missing-capability-http-400 on a loaded machine). A 2026 response now
+// opens its stream when it first has something to send.
+describe('a late refusal keeps its status (bridge A, 2026 client, 2025 server)', { timeout: 90_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    // A 1 ms window: the server's refusal (after it asked berth for sampling and was told -32601) always comes later.
+    berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--json-window', '1ms', '--server-era', '2025'], MRTR_2025);
+  });
+  after(() => berth?.stop());
+
+  test('a tool needing sampling, called by a client without it, refused after the JSON window: 400 -32021, not a 200 stream', async () => {
+    const meta = { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} };
+    const r = await fetch(berth.url, {
+      method: 'POST',
+      headers: {
+        accept: ACCEPT_BOTH,
+        'content-type': 'application/json',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'test_missing_capability',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 'late-1',
+        method: 'tools/call',
+        params: { name: 'test_missing_capability', arguments: {}, _meta: meta },
+      }),
+    });
+    const body = await r.text();
+    assert.equal(r.status, 400, `status ${r.status}: ${body}`);
+    assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal((JSON.parse(body) as { error?: { code?: number } }).error?.code, -32021, body);
   });
 });

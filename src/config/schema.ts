@@ -106,7 +106,7 @@ export const LimitsSchema = z
 export const StreamsSchema = z
   .object({
     jsonWindow: duration(
-      'A call answered within this long gets plain JSON; a longer one (or one that sends progress or a request first) becomes a resumable SSE stream. 0: every call streams.',
+      "A call answered within this long gets plain JSON; a longer one (or one that sends progress or a request first) becomes a resumable SSE stream. A 2026-07-28 client's call past it becomes a stream when it first has something to send, or when keepAlive more has passed, so a late error keeps its own HTTP status. 0: every call streams.",
     ).prefault('200ms'),
     keepAlive: duration('An SSE stream with nothing to say for this long gets a comment line, so proxies keep it open. 0: never.').prefault(
       '15s',

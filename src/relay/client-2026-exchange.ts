@@ -12,8 +12,9 @@ import { sinkId } from './sink.js';
 import type { StdioRelay } from './stdio-relay.js';
 
 /**
- * One 2026 client's request and its response: plain JSON, or an SSE stream once the JSON window passes or a
- * notification must go first. Nothing of the 2025 machinery (stream log, event ids, priming, resumption) is used.
+ * One 2026 client's request and its response: plain JSON, or an SSE stream once a notification must go first or the
+ * call outlasts the JSON window by a keep-alive interval. Nothing of the 2025 machinery (stream log, event ids,
+ * priming, resumption) is used.
  */
 export class Client2026Exchange implements CallSink {
   readonly streamId = sinkId('c26-');
@@ -54,10 +55,15 @@ export class Client2026Exchange implements CallSink {
     return this.reachable;
   }
 
+  /**
+   * Past the JSON window the response becomes a stream when it first has something to send (a notification, or a
+   * keep-alive once one is due), not at once: an error that comes late still gets its own status (a missing
+   * capability is 400), where a stream opened on time would have sent 200 already.
+   */
   expect(): void {
     if (this.o.jsonWindow === 0) this.startStream();
-    else {
-      this.window = setTimeout(() => this.reachable && this.startStream(), this.o.jsonWindow);
+    else if (this.o.keepAlive > 0) {
+      this.window = setTimeout(() => this.reachable && this.startStream(), this.o.jsonWindow + this.o.keepAlive);
       this.window.unref();
     }
   }
