@@ -4,7 +4,7 @@
 # (`a && b` would skip the conformance suite after one failing node test, and say nothing of it.)
 # The tests that load the whole machine on purpose (floods, bursts of starts, microVMs under emulation) or that
 # time a cluster's failover run one at a time, after the others, so none of them measures another's load.
-HEAVY="test/noise.test.ts test/cluster.test.ts test/adversary-network.test.ts test/isolation.test.ts test/http-upstream.test.ts test/image.test.ts test/shutdown.test.ts"
+HEAVY="test/noise.test.ts test/cluster.test.ts test/adversary-network.test.ts test/isolation.test.ts test/http-upstream.test.ts test/image.test.ts test/shutdown.test.ts test/image-runtime.test.ts test/image-hostile.test.ts test/image-microvm.test.ts"
 LIGHT=$(for f in test/*.test.ts; do case " $HEAVY " in *" $f "*) ;; *) printf '%s ' "$f" ;; esac; done)
 npm run --silent lint
 lint=$?
