@@ -84,6 +84,24 @@ const quota = (spec: SandboxSpec, mode: string) => {
   return [...(spec.limits.disk ? [`size=${spec.limits.disk}`] : []), `mode=${mode}`, `uid=${owner.uid}`, `gid=${owner.gid}`];
 };
 
+const bind = (p: string, rw = false) => ({ destination: p, type: 'bind', source: p, options: ['rbind', rw ? 'rw' : 'ro'] });
+
+/** What every sandbox's mounts end with: what berth hides, masked, and the session's own working directory. */
+function maskedAndOwn(spec: SandboxSpec): unknown[] {
+  return [
+    // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
+    ...masks(spec.hide).map((m) =>
+      m.dir
+        ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' }
+        : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] },
+    ),
+    // With a disk cap the working directory is a sized tmpfs of gVisor's own (ENOSPC at the cap), not the host's.
+    spec.limits.disk
+      ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') }
+      : bind(spec.workDir, true),
+  ];
+}
+
 /** An OCI bundle: an empty read-only root with /usr, chosen /etc files, the runtime dir and the mounts bound in. */
 function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: 'host' | 'none', resolvConf?: string): void {
   const entry = entryArgv(spec, argv);
@@ -97,7 +115,6 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
     mkdirSync(join(rootfs, 'etc'));
     symlinkSync(zone, join(rootfs, 'etc/localtime'));
   }
-  const bind = (p: string, rw = false) => ({ destination: p, type: 'bind', source: p, options: ['rbind', rw ? 'rw' : 'ro'] });
   const mounts = [
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: quota(spec, '1777') },
@@ -107,16 +124,7 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
     ),
     bind(spec.cwd, entry !== undefined), // writable only into the overlay, and only with the entry step
     ...spec.mounts.map((m) => bind(m)),
-    // berth's own config (and whatever else it hides) is masked: an empty file, or an empty directory.
-    ...masks(spec.hide).map((m) =>
-      m.dir
-        ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' }
-        : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] },
-    ),
-    // With a disk cap the working directory is a sized tmpfs of gVisor's own (ENOSPC at the cap), not the host's.
-    spec.limits.disk
-      ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') }
-      : bind(spec.workDir, true),
+    ...maskedAndOwn(spec),
   ];
   const user = { uid: entry?.uid ?? SANDBOX_UID, gid: entry?.uid ?? SANDBOX_UID };
   const proc = { user, args: entry?.args ?? argv, cwd: spec.workDir, caps: entry?.caps ?? [] };
@@ -130,20 +138,12 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
  * the configured mounts and, with egress, the session's resolver.
  */
 function writeImageBundle(dir: string, spec: SandboxSpec, image: ImageRoot, netstack: 'host' | 'none', resolvConf?: string): void {
-  const bind = (p: string) => ({ destination: p, type: 'bind', source: p, options: ['rbind', 'ro'] });
   const mounts = [
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: quota(spec, '1777') },
     ...(resolvConf ? [{ ...bind('/etc/resolv.conf'), source: resolvConf }] : []),
     ...spec.mounts.map((m) => bind(m)),
-    ...masks(spec.hide).map((m) =>
-      m.dir
-        ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' }
-        : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] },
-    ),
-    spec.limits.disk
-      ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') }
-      : { destination: spec.workDir, type: 'bind', source: spec.workDir, options: ['rbind', 'rw'] },
+    ...maskedAndOwn(spec),
   ];
   const proc = { user: { uid: image.uid, gid: image.gid }, args: spec.argv, cwd: image.cwd, caps: [] };
   writeConfig(dir, spec, proc, { path: image.rootfs, readonly: false }, mounts, netstack);
