@@ -106,6 +106,5 @@ export function networkProblem(driver: SandboxDriver, mode: NetworkMode, http: b
 export function imageProblem(driver: SandboxDriver): string | undefined {
   if (driver === processDriver)
     return "isolation process runs servers in the host's own filesystem, and an image needs a root filesystem of its own: use isolation namespace or gvisor";
-  if (driver === microvmDriver) return 'isolation microvm cannot run images yet: use isolation namespace or gvisor';
   return undefined;
 }

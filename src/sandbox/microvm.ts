@@ -6,6 +6,17 @@
 // as an overlay whose lower is the read-only 9p share and whose upper is guest tmpfs, so writes beside the code
 // stay in the VM's memory. MCP travels over a virtio-serial port wired to QEMU's stdio, and the guest console
 // (the server's stderr) over a unix socket.
+// A server from an image (writeImageGuest): the image's unpacked root is the only filesystem shared besides the
+// working directory and the mounts — read-only over 9p (QEMU refuses writes whatever the guest does), as the lower
+// of an overlay whose upper is guest tmpfs, so the shared root is never written and a session's writes vanish
+// with its VM. The guest's /usr share is an empty directory then: nothing of the host's /usr or /etc is shown.
+// QEMU opens the root through a read-only nodev,nosuid,noexec bind in the VM's scratch that only uid 65534 may
+// enter (the cache itself is root's alone), and its 9p server never follows a symlink out of a share.
+// The server is chrooted into that overlay (busybox nsenter -r) as the image's uid/gid. The guest kernel is the
+// boundary, not the chroot: an image that runs as root is root in its own VM (as a command's server is) and can
+// leave the chroot, reaching only what the VM already holds — the shares QEMU exposes, read-only but the
+// working directory. For a non-root image user the working directory's share keeps guest owners in host xattrs
+// (security_model=mapped-xattr), so the guest can give it to that uid while the host files stay uid 65534's.
 // An http upstream's server gets HOST=0.0.0.0: QEMU forwards $PORT to the guest's NIC, not its loopback.
 // A node server is bundled into one file first when it can be (microvm-bundle.ts): far fewer files over 9p.
 import { spawnSync } from 'node:child_process';
@@ -13,16 +24,17 @@ import { chmodSync, chownSync, copyFileSync, existsSync, lstatSync, mkdirSync, r
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, posix } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startChild } from './child.js';
-import type { ExitInfo, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
-import { dropPrivileges, ETC_FILES, isRoot, SANDBOX_UID, which } from './host.js';
+import type { ExitInfo, ImageRoot, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
+import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { bundleFor, type Bundle } from './microvm-bundle.js';
 import { mountCapped } from './disk.js';
 import { openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
+import { track } from './registry.js';
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 let accel: 'kvm' | 'tcg' | undefined;
@@ -70,7 +82,8 @@ function hostEtc(): { dirs: string[]; files: string[]; links: Array<[string, str
   return out;
 }
 
-function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acceleration: 'kvm' | 'tcg'): string[] {
+/** `imageRoot`: where QEMU opens the image's root (shareImageRoot), for a server from an image. */
+function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acceleration: 'kvm' | 'tcg', imageRoot?: string): string[] {
   const memMiB = Math.max(128, Math.round((spec.limits.memory ?? 512 * 1048576) / 1048576));
   const a = ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off'];
   a.push(...(acceleration === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,tb-size=32', '-cpu', 'max']));
@@ -80,19 +93,26 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
   a.push('-append', 'console=ttyS0 quiet loglevel=1 panic=-1 tsc_early_khz=2000000 tsc=reliable lpj=4000000 rdinit=/init');
   a.push('-chardev', `socket,id=con,path=${join(scratch, 'console.sock')}`, '-serial', 'chardev:con');
   a.push('-device', 'virtio-serial-device', '-chardev', 'stdio,id=mcp,signal=off', '-device', 'virtserialport,chardev=mcp,name=mcp');
-  const share = (tag: string, path: string, ro: boolean) =>
+  const share = (tag: string, path: string, ro: boolean, model = 'none') =>
     a.push(
       '-fsdev',
-      `local,id=${tag},path=${path},security_model=none${ro ? ',readonly=on' : ''}`,
+      `local,id=${tag},path=${path},security_model=${model}${ro ? ',readonly=on' : ''}`,
       '-device',
       `virtio-9p-device,fsdev=${tag},mount_tag=${tag}`,
     );
-  share('usr', '/usr', true);
   share('cfg', join(scratch, 'cfg'), true);
-  share('app', spec.cwd, true);
-  share('work', spec.workDir, false);
+  if (spec.image && imageRoot) {
+    // The guest's /init mounts a `usr` share: an empty one, so an image's VM holds nothing of the host's /usr.
+    share('usr', join(scratch, 'empty'), true);
+    share('img', imageRoot, true);
+    share('work', spec.workDir, false, spec.image.uid === 0 ? 'none' : 'mapped-xattr');
+  } else {
+    share('usr', '/usr', true);
+    share('app', spec.cwd, true);
+    share('work', spec.workDir, false);
+    hostEtc().dirs.forEach((d, i) => share(`e${i}`, d, true));
+  }
   spec.mounts.forEach((m, i) => share(`m${i}`, m, true));
-  hostEtc().dirs.forEach((d, i) => share(`e${i}`, d, true));
   if (guestNic(spec)) {
     // User-mode NAT: outbound access as QEMU has it (in the session's network namespace unless network: host);
     // none keeps only the forward of an http upstream's $PORT (restrict=on: the guest reaches nothing).
@@ -105,11 +125,23 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
 /** Whether the guest gets a NIC: for any network but none, and for an http upstream's $PORT. */
 const guestNic = (spec: SandboxSpec) => spec.network !== 'none' || spec.port !== undefined;
 
+/** The guest command that mounts a 9p share at `path` (made first), without a newline. */
+const mount9p = (tag: string, path: string, ro: boolean) =>
+  `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}`;
+
+/** The server's environment as run.sh exports it (/init passes $BERTH_ENV to `env -i` unquoted, which splits values at spaces). */
+function exportsOf(spec: SandboxSpec): string {
+  const env = spec.port !== undefined ? { HOST: '0.0.0.0', ...spec.env } : spec.env;
+  return Object.entries(env)
+    .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
+    .map(([k, v]) => `export ${k}=${q(v)}\n`)
+    .join('');
+}
+
 /** What the guest's /init sources: where to mount the shares, the environment, the command. */
 function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle: Bundle | undefined, resolvConf?: string): void {
   mkdirSync(dir);
-  const mount = (tag: string, path: string, ro: boolean) =>
-    `$B mkdir -p ${q(path)} && $B mount -t 9p -o trans=virtio,version=9p2000.L${ro ? ',ro' : ''},msize=262144 ${tag} ${q(path)}\n`;
+  const mount = (tag: string, path: string, ro: boolean) => `${mount9p(tag, path, ro)}\n`;
   // The runtime dir: 9p lower, tmpfs upper (the VM's memory). Without overlay support it stays read-only.
   const app =
     mount('app', '/run/berth-app', true) +
@@ -128,13 +160,8 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
     join(dir, 'mounts.sh'),
     app + mount('work', spec.workDir, false) + spec.mounts.map((m, i) => mount(`m${i}`, m, true)).join('') + etcSetup,
   );
-  const env = spec.port !== undefined ? { HOST: '0.0.0.0', ...spec.env } : spec.env;
-  // /init passes $BERTH_ENV unquoted to `env -i`, which splits values at spaces: run.sh exports them instead.
   writeFileSync(join(dir, 'env.sh'), 'BERTH_ENV=\n');
-  const exports = Object.entries(env)
-    .filter(([k]) => /^[A-Za-z_][A-Za-z0-9_]*$/.test(k))
-    .map(([k, v]) => `export ${k}=${q(v)}\n`)
-    .join('');
+  const exports = exportsOf(spec);
   if (guestNic(spec)) writeFileSync(join(dir, 'net'), '');
   let run = `exec ${argv.map(q).join(' ')}`;
   if (bundle) {
@@ -144,6 +171,92 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
     run = `/bin/busybox cp /cfg/server.mjs ${q(beside)} 2>/dev/null && exec ${[argv[0]!, beside, ...argv.slice(2)].map(q).join(' ')}\n${run}`;
   }
   writeFileSync(join(dir, 'run.sh'), `${exports}cd ${q(spec.workDir)} || exit 1\n${run}\n`);
+}
+
+/**
+ * Where QEMU (uid 65534 under root) opens the image's root. The cache is root's alone (image.ts), so as root the
+ * root is bind-mounted read-only, nodev, nosuid, noexec into the VM's scratch, in a directory only uid 65534 may
+ * enter: QEMU reaches it, no other host user does, and nothing of it is a device or a program on the host.
+ * Undefined when the bind fails; unprivileged, the cache is berth's user's own and QEMU runs as that user.
+ */
+async function shareImageRoot(image: ImageRoot, scratch: string): Promise<string | undefined> {
+  if (!isRoot()) return image.rootfs;
+  const holder = join(scratch, 'image');
+  mkdirSync(join(holder, 'root'), { recursive: true, mode: 0o700 });
+  chownSync(holder, SANDBOX_UID, SANDBOX_UID);
+  const r = await run('mount', ['--bind', '-o', 'ro,nodev,nosuid,noexec', image.rootfs, join(holder, 'root')]);
+  return r.code === 0 ? join(holder, 'root') : undefined;
+}
+
+/** Where the guest assembles an image's root: the overlay of the shared image over the session's tmpfs layer. */
+const GUEST_ROOT = '/run/berth-root';
+
+/** The image's working directory and its home when that lies inside the image: the server's own to write. */
+function imageOwnDirs(spec: SandboxSpec, image: ImageRoot): string[] {
+  const home = spec.env.HOME;
+  const inImage = home?.startsWith('/') && home !== spec.workDir && !/^\/(proc|dev|tmp)(\/|$)/.test(home) ? [home] : [];
+  return [...new Set([image.cwd, ...inImage])];
+}
+
+/**
+ * The guest side of a server from an image. /init's mounts.sh has nothing to do; run.sh (as guest root, its
+ * stdout already the MCP port, so everything it says goes to the console) assembles the root — the image share
+ * read-only under a tmpfs upper, /proc, /dev, a fresh /tmp, the working directory share at its host path, the
+ * mounts — then chroots into it as the image's user, in the image's working directory, with spec.env. A step that
+ * fails ends the VM with the reason on the console (the server's stderr).
+ */
+function writeImageGuest(dir: string, spec: SandboxSpec, image: ImageRoot): void {
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'mounts.sh'), '');
+  writeFileSync(join(dir, 'env.sh'), 'BERTH_ENV=\n');
+  if (guestNic(spec)) writeFileSync(join(dir, 'net'), '');
+  const at = (p: string) => q(posix.join(GUEST_ROOT, p));
+  const owner = `${image.uid}:${image.gid}`;
+  const lines = [
+    'B=/bin/busybox',
+    'fail() { echo "berth:init $*" >&2; exit 1; }',
+    `${mount9p('img', '/run/berth-image', true)} || fail "cannot mount the image's root"`,
+    `$B mkdir -p /run/berth-layer ${GUEST_ROOT} && $B mount -t tmpfs -o mode=0755 tmpfs /run/berth-layer && $B mkdir /run/berth-layer/upper /run/berth-layer/work || fail "cannot make the session's layer"`,
+    `$B mount -t overlay -o lowerdir=/run/berth-image,upperdir=/run/berth-layer/upper,workdir=/run/berth-layer/work overlay ${GUEST_ROOT} || fail "no overlay over the image's root"`,
+    `$B mkdir -p ${at('/proc')} ${at('/dev')} ${at('/tmp')} && $B mount -t proc proc ${at('/proc')} && $B mount -t devtmpfs dev ${at('/dev')} || fail "cannot mount /proc and /dev"`,
+    `$B mkdir -p ${at('/dev/shm')} && $B mount -t tmpfs -o mode=1777 shm ${at('/dev/shm')} && $B mount -t tmpfs -o mode=1777 tmp ${at('/tmp')} || fail "cannot mount /tmp"`,
+    // After /tmp: a working directory under the host's /tmp lies in the guest's fresh one.
+    `${mount9p('work', posix.join(GUEST_ROOT, spec.workDir), false)} || fail "cannot mount the working directory"`,
+    // Guest root needs no ownership; another uid gets it through the share's mapped-xattr (see qemuArgs).
+    ...(image.uid === 0
+      ? []
+      : [
+          `$B chown ${owner} ${at(spec.workDir)} || fail "cannot give the working directory to uid ${image.uid} (its host filesystem needs user xattrs)"`,
+        ]),
+    ...spec.mounts.map((m, i) => `${mount9p(`m${i}`, posix.join(GUEST_ROOT, m), true)} || fail ${q(`cannot mount ${m}`)}`),
+    // Copied up into the session's layer, so the server may write its working directory and home as in the image;
+    // only through real directories: guest root never follows the image's symlinks to hand something else over.
+    `own() { d=${GUEST_ROOT}; IFS=/; set -- $1; unset IFS; for c; do [ -n "$c" ] || continue; d=$d/$c; ` +
+      `if [ -L "$d" ]; then echo "berth:init $d is a symlink: not given to uid ${image.uid}" >&2; return 0; fi; done; ` +
+      // QEMU reads the image as uid 65534: a directory private to another host owner (/root, 0700) cannot be read
+      // through the share even by guest root, so the server gets an empty one of its own there, not EACCES.
+      `if [ -d "$d" ] && ! $B ls -a "$d" >/dev/null 2>&1; then echo "berth:init $d is not readable through the VM's share: an empty tmpfs instead" >&2; ` +
+      `$B mount -t tmpfs -o mode=0700,uid=${image.uid},gid=${image.gid} tmpfs "$d"; return; fi; ` +
+      `$B mkdir -p "$d" && $B chown ${owner} "$d"; }`,
+    ...imageOwnDirs(spec, image).map((d) => `own ${q(d)} || fail ${q(`cannot give ${d} to uid ${image.uid}`)}`),
+  ];
+  // /init wrote QEMU's resolver to the guest's /etc; an image with an /etc of its own gets it too (never through a symlink of its).
+  if (spec.network !== 'none')
+    lines.push(`if [ -d ${at('/etc')} ]; then $B rm -f ${at('/etc/resolv.conf')}; $B cp /etc/resolv.conf ${at('/etc/resolv.conf')}; fi`);
+  const chroot = [
+    '$B',
+    'nsenter',
+    '-F',
+    `-r${q(GUEST_ROOT)}`,
+    `-w${at(image.cwd)}`,
+    '-S',
+    String(image.uid),
+    '-G',
+    String(image.gid),
+    '--',
+  ];
+  // The image's PATH is in the exports: nsenter looks a bare argv[0] up on it, inside the image.
+  writeFileSync(join(dir, 'run.sh'), `${lines.join('\n')}\n${exportsOf(spec)}exec ${chroot.join(' ')} ${spec.argv.map(q).join(' ')}\n`);
 }
 
 export const microvmDriver: SandboxDriver = {
@@ -167,13 +280,34 @@ export const microvmDriver: SandboxDriver = {
     const acceleration = await chooseAccel(assets);
     const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
     chmodSync(scratch, 0o711);
-    const argv = resolveArgv(spec.argv, spec.cwd);
+    // First, so that nothing else is open yet should it fail.
+    let imageRoot: string | undefined;
+    if (spec.image) {
+      // Recorded before the bind, so a berth killed meanwhile leaves nothing mounted; startChild's record replaces it.
+      const record = track(hostName(spec.sessionId), {
+        driver: 'microvm',
+        mounts: [join(scratch, 'image/root')],
+        dirs: [scratch, spec.workDir],
+      });
+      imageRoot = await shareImageRoot(spec.image, scratch);
+      if (!imageRoot) {
+        record.drop();
+        await rm(scratch, { recursive: true, force: true });
+        throw new Error(`cannot share the image's root ${spec.image.rootfs} with the microVM (bind mount failed)`);
+      }
+    }
     // QEMU runs in the session's network (its user-mode NAT connects out from there), unless it needs none at all.
     const net = guestNic(spec)
       ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId })
       : undefined;
     // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
-    writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
+    if (spec.image) {
+      mkdirSync(join(scratch, 'empty'));
+      writeImageGuest(join(scratch, 'cfg'), spec, spec.image);
+    } else {
+      const argv = resolveArgv(spec.argv, spec.cwd);
+      writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
+    }
     // The 9p-shared working directory is the only host storage a VM writes to; its tmpfs and overlay live in its memory.
     const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, SANDBOX_UID, 0o700, spec.notice) : undefined;
     if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
@@ -201,8 +335,10 @@ export const microvmDriver: SandboxDriver = {
     const sock = join(scratch, 'console.sock');
     await new Promise<void>((resolve) => consoleServer.listen(sock, resolve));
     chmodSync(sock, 0o777);
+    // The image's root as bind-mounted into the scratch (as root), which the cleanup detaches.
+    const bound = imageRoot !== spec.image?.rootfs ? imageRoot : undefined;
     const drop = dropPrivileges();
-    const full = [...drop, which('qemu-system-x86_64')!, ...qemuArgs(spec, assets, scratch, acceleration)];
+    const full = [...drop, which('qemu-system-x86_64')!, ...qemuArgs(spec, assets, scratch, acceleration, imageRoot)];
     const sandbox = await startChild({
       driver: 'microvm',
       file: full[0]!,
@@ -212,10 +348,12 @@ export const microvmDriver: SandboxDriver = {
       spec,
       net,
       scratchDirs: [scratch],
-      scratchMounts: capped ? [capped.dir] : [],
+      scratchMounts: [...(capped ? [capped.dir] : []), ...(bound ? [bound] : [])],
       cleanup: async () => {
         consoleServer.close();
         capped?.release();
+        // Detached before the scratch is removed: rm must never walk into the image's root.
+        if (bound) spawnSync('umount', ['-l', bound]);
         await rm(scratch, { recursive: true, force: true });
       },
     });
