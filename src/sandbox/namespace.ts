@@ -106,6 +106,18 @@ function bwrapArgs(
 }
 
 /**
+ * What the C library and its loader act on in every program that starts: LD_PRELOAD loads a library, LD_DEBUG_OUTPUT
+ * writes a file, GCONV_PATH and LOCPATH read modules and locales from a path, GLIBC_TUNABLES (CVE-2023-4911)… An
+ * image sets them for its own programs; the host programs that start its sandbox (nsenter and setpriv as root, bwrap
+ * as the sandbox uid before it has made any namespace) must not run with them, so they reach the server through
+ * bwrap's --setenv instead. glibc's list of what it ignores in setuid programs, and the locale variables.
+ */
+const LOADER_VARS =
+  /^(LD_|MALLOC_|GLIBC_|LC_|(GCONV_PATH|GETCONF_DIR|HOSTALIASES|LANG|LANGUAGE|LOCALDOMAIN|LOCPATH|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZ|TZDIR)$)/;
+const forLoader = (env: Record<string, string>, loader: boolean) =>
+  Object.fromEntries(Object.entries(env).filter(([k]) => LOADER_VARS.test(k) === loader));
+
+/**
  * bwrap's arguments for a server from an image: the image's root as `/` (the session's overlay of it as root, else
  * read-only), the image's user as the uid the server sees (mapped to the unprivileged sandbox uid outside), and of
  * the host nothing but the configured mounts and the session's own working directory.
@@ -118,6 +130,7 @@ function bwrapImageArgs(
   writable?: Writable,
 ): string[] {
   const a = [...isolationFlags(net), '--uid', String(image.uid), '--gid', String(image.gid)];
+  for (const [k, v] of Object.entries(forLoader(spec.env, true))) a.push('--setenv', k, v);
   a.push(root.writable ? '--bind' : '--ro-bind', root.src, '/');
   a.push('--proc', '/proc', '--dev', '/dev');
   if (writable) a.push('--bind', writable.tmp, '/tmp');
@@ -252,7 +265,8 @@ export const namespaceDriver: SandboxDriver = {
       file: full[0]!,
       args: full.slice(1),
       cwd: '/',
-      env: spec.env,
+      // An image's loader variables go to its server alone (bwrapImageArgs), never to the host programs before it.
+      env: spec.image ? forLoader(spec.env, false) : spec.env,
       spec,
       blockFd: true,
       net,
