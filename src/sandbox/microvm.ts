@@ -11,11 +11,13 @@
 // of an overlay whose upper is guest tmpfs, so the shared root is never written and a session's writes vanish
 // with its VM. The guest's /usr share is an empty directory then: nothing of the host's /usr or /etc is shown.
 // QEMU opens the root through a read-only nodev,nosuid,noexec bind in the VM's scratch that only uid 65534 may
-// enter (the cache itself is root's alone), and its 9p server never follows a symlink out of a share.
+// enter (the cache itself is root's alone), and its 9p server never follows a symlink out of a share. So what
+// uid 65534 may not read on the host (a 0700 /root) cannot be read in the guest either, even by guest root; the
+// image's working directory and home, when so, are an empty tmpfs of the image user's instead.
 // The server is chrooted into that overlay (busybox nsenter -r) as the image's uid/gid. The guest kernel is the
 // boundary, not the chroot: an image that runs as root is root in its own VM (as a command's server is) and can
 // leave the chroot, reaching only what the VM already holds — the shares QEMU exposes, read-only but the
-// working directory. For a non-root image user the working directory's share keeps guest owners in host xattrs
+// working directory (and a non-root image user may become guest root through the image's own setuid files). For a non-root image user the working directory's share keeps guest owners in host xattrs
 // (security_model=mapped-xattr), so the guest can give it to that uid while the host files stay uid 65534's.
 // An http upstream's server gets HOST=0.0.0.0: QEMU forwards $PORT to the guest's NIC, not its loopback.
 // A node server is bundled into one file first when it can be (microvm-bundle.ts): far fewer files over 9p.
