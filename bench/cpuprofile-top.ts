@@ -67,6 +67,7 @@ for (let i = 0; i < p.samples.length; i++) {
 const fnSelf = new Map<string, number>();
 const fnTotal = new Map<string, number>();
 const partTotal = new Map<string, number>();
+const partSelf = new Map<string, number>();
 const keyOf = (f: Node['callFrame']) =>
   `${f.functionName || '(anonymous)'}  ${f.url.replace(/^.*\/(node_modules|dist|src)\//, '$1/')}:${f.lineNumber + 1}`;
 for (const [id, us] of self) {
@@ -74,6 +75,8 @@ for (const [id, us] of self) {
   const f = n.callFrame;
   const key = keyOf(f);
   fnSelf.set(key, (fnSelf.get(key) ?? 0) + us);
+  const own = part(f.url, f.functionName);
+  partSelf.set(own, (partSelf.get(own) ?? 0) + us);
   // Inclusive per part and per function: each one on the sample's stack counted once.
   const seen = new Set<string>();
   const fns = new Set<string>();
@@ -100,6 +103,8 @@ for (const [k, us] of [...fnTotal]
   .sort((a, b) => b[1] - a[1])
   .slice(0, TOP))
   out.push(`  ${fmt(us)}  ${k}`);
+out.push('', 'self time by part (where the CPU was when sampled):');
+for (const [k, us] of [...partSelf].sort((a, b) => b[1] - a[1]).slice(0, TOP)) out.push(`  ${fmt(us)}  ${k}`);
 out.push('', 'inclusive time by part:');
 for (const [k, us] of [...partTotal].sort((a, b) => b[1] - a[1]).slice(0, TOP)) out.push(`  ${fmt(us)}  ${k}`);
 process.stdout.write(out.join('\n') + '\n');

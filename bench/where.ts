@@ -5,6 +5,10 @@
 //
 //   node --import tsx bench/where.ts [--isolation process|namespace] [--upstream stdio|http] [--sessions 8]
 //        [--seconds 5] [--warmup 1] [--prof DIR] [--strace FILE] [--perf FILE] [--berth-bin bin/berth.js]
+//        [--floor relay|http]
+//
+// --floor measures bench/floor-relay.mjs in berth's place, under the same load: the least Node.js does to relay a
+// call to a stdio server (relay), or to answer it over node:http at all (http): what berth's figure is bounded by.
 //
 // --prof samples wall time on berth's main thread: a write(2) that wakes another process and is preempted by it
 // counts as time in that write. --perf (perf record -e cpu-clock, with node --perf-basic-prof for the JS names)
@@ -13,11 +17,12 @@
 // Short by design (the machine is shared): one target, a few seconds. The comparison across targets and peers is
 // `npm run bench`; this is the magnifying glass for one of them.
 import { spawn } from 'node:child_process';
+import { listeningUrl } from '../test/helpers/berth.js';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { buildSync } from 'esbuild';
-import { cpuMs, systemCpu } from './procfs.js';
-import { ROOT, settle, startBerth } from './targets.js';
+import { cpuMs, descendantsOf, systemCpu } from './procfs.js';
+import { ROOT, settle, startBerth, type Target } from './targets.js';
 import { connect, disconnect, dist, type Conn } from './workloads.js';
 
 const argv = process.argv.slice(2);
@@ -36,6 +41,7 @@ const PERF = opt('perf', '');
 /** Every syscall of the window, one a line (strace -f -tt): to read what one call does, with --sessions 1. */
 const STRACE_ALL = opt('strace-all', '');
 const BIN = opt('berth-bin', 'bin/berth.js');
+const FLOOR = opt('floor', '') as '' | 'relay' | 'http';
 
 /** utime and stime (ms) of a process, all threads. */
 function times(pid: number): { user: number; sys: number } {
@@ -79,8 +85,40 @@ function compileProbe(): string {
 
 const probe = compileProbe();
 const nodeArgs = [...(PROF ? ['--cpu-prof', '--cpu-prof-dir', resolve(PROF)] : []), ...(PERF ? ['--perf-basic-prof'] : [])];
-const WARM = 2;
-const t = await startBerth(probe, { bin: BIN, warmPool: WARM, isolation: ISOLATION, upstream: UPSTREAM, nodeArgs });
+/** bench/floor-relay.mjs as a target: its sessions' children start at initialize, so there is no pool. */
+async function startFloor(kind: 'relay' | 'http'): Promise<Target> {
+  const proc = spawn(
+    process.execPath,
+    [...nodeArgs, join(ROOT, 'bench/floor-relay.mjs'), ...(kind === 'http' ? ['--no-child'] : []), '--', process.execPath, probe],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  const url = await listeningUrl(proc, { what: 'floor' });
+  const pid = proc.pid!;
+  return {
+    kind: 'stateful',
+    pid,
+    url,
+    gatewayPid: pid,
+    sandboxes: () => [],
+    serverPids: () => descendantsOf(pid),
+    startedInMs: 0,
+    exitInfo: () => (proc.exitCode === null ? undefined : `exit code ${proc.exitCode}`),
+    isolation: () => 'none',
+    stop: async () => {
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+    },
+    stderrTail: () => '',
+  };
+}
+
+const WARM = FLOOR ? 0 : 2;
+const t = FLOOR
+  ? await startFloor(FLOOR)
+  : await startBerth(probe, { bin: BIN, warmPool: WARM, isolation: ISOLATION, upstream: UPSTREAM, nodeArgs });
 let conns: Conn[] = [];
 try {
   await settle([{ t, servers: WARM }], 60_000);
@@ -139,7 +177,7 @@ try {
   const l = dist(lat);
   process.stdout.write(
     [
-      `berth ${ISOLATION}/${UPSTREAM}, ${SESSIONS} sessions, ${SECONDS} s${PROF ? ' (profiled)' : ''}${STRACE || STRACE_ALL ? ' (straced)' : ''}`,
+      `${FLOOR ? `floor-relay.mjs (${FLOOR})` : `berth ${ISOLATION}/${UPSTREAM}`}, ${SESSIONS} sessions, ${SECONDS} s${PROF ? ' (profiled)' : ''}${STRACE || STRACE_ALL ? ' (straced)' : ''}`,
       `  calls ${calls} (${Math.round(calls / wall)}/s), errors ${errors}, latency p50 ${l.p50} ms p99 ${l.p99} ms`,
       `  berth CPU ms/call ${per(user + sys)} (user ${per(user)}, sys ${per(sys)})`,
       `  berth context switches/call: voluntary ${per(b.sw.voluntary - a.sw.voluntary)}, involuntary ${per(b.sw.involuntary - a.sw.involuntary)}`,
