@@ -164,6 +164,7 @@ export class FrontDoor {
   /** The one question to the cluster: is this request served here? (A forwarded one always is.) */
   private async place(t: Turn, next: () => Promise<void>): Promise<void> {
     const cluster = this.o.cluster;
+    if (!cluster || t.forwarded) return next(); // the common case: nothing to ask, nothing to build
     const call = {
       runtime: this.runtime.name,
       config: this.runtime.config,
@@ -172,7 +173,7 @@ export class FrontDoor {
       post: t.post,
       runtimeSession: t.runtimeSession,
     };
-    if (cluster && !t.forwarded && (await cluster.decide(t.req, t.res, call))) return;
+    if (await cluster.decide(t.req, t.res, call)) return;
     return next();
   }
 

@@ -194,11 +194,14 @@ export function nestedDeeperThan(text: string, limit: number): boolean {
   return false;
 }
 
+/** One decoder for every body: decode() without `stream` keeps no state between calls, and building one costs. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** Parses a POST body into JSON-RPC messages (a single one, or a batch for 2025-03-26 clients). */
 export function parseMessages(body: Buffer): ParsedBody {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
+    text = UTF8.decode(body);
   } catch {
     throw new HttpError(400, ErrorCode.ParseError, 'Parse error: the body is not valid UTF-8');
   }
