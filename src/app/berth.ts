@@ -18,7 +18,7 @@ import { Metrics } from '../observe/metrics.js';
 import type { ClusterHooks, HostedRuntime, RuntimeOptions } from '../runtime/hosted-runtime.js';
 import { StatefulRuntime } from '../runtime/stateful.js';
 import { StatelessRuntime } from '../runtime/stateless.js';
-import { checkIsolationKind, chooseDriver } from '../sandbox/index.js';
+import { checkIsolationKind, chooseDriver, imageProblem } from '../sandbox/index.js';
 import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
@@ -154,9 +154,12 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   /** Builds one runtime around the driver chosen for it, and its front door. */
   private async build(name: string, rc: RuntimeConfig): Promise<void> {
     const baseDir = rc.cwd ?? this.options.baseDir ?? process.cwd();
-    // An image is pulled and unpacked now (or found in the cache): a runtime whose image cannot be had is refused.
-    const image = rc.image ? await this.resolve(name, rc, baseDir) : undefined;
     const driver = await chooseDriver(rc.isolation, baseDir, this.log, this.config.server.sessionRoot);
+    // An image is pulled and unpacked now (or found in the cache): a runtime whose image cannot be had is refused,
+    // as is one whose driver cannot run images (before a pull that would be wasted).
+    const cannot = rc.image ? imageProblem(driver) : undefined;
+    if (cannot) throw new Error(`runtime "${name}": ${cannot}`);
+    const image = rc.image ? await this.resolve(name, rc, baseDir) : undefined;
     // The one place that decides what this runtime's servers are, and how berth speaks to them.
     const source = image ? imageSource(rc, image) : commandSource(rc, baseDir);
     checkRuntime(name, rc, driver, source, this.config.server.sessionRoot, this.log);

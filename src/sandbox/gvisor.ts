@@ -6,6 +6,7 @@
 // is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
 // a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
 // A server from an image has the image's root as its root instead (writeImageBundle), under the same overlay.
+import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +16,8 @@ import { startChild } from './child.js';
 import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { openNetwork } from './network.js';
+import { mountOverlay } from './overlay.js';
+import { track } from './registry.js';
 import { resolveArgv } from './process.js';
 
 const platform = () => process.env.BERTH_GVISOR_PLATFORM ?? 'ptrace';
@@ -95,8 +98,9 @@ function maskedAndOwn(spec: SandboxSpec): unknown[] {
         ? { destination: m.path, type: 'tmpfs', source: 'tmpfs' }
         : { destination: m.path, type: 'bind', source: '/dev/null', options: ['rbind', 'ro'] },
     ),
-    // With a disk cap the working directory is a sized tmpfs of gVisor's own (ENOSPC at the cap), not the host's.
-    spec.limits.disk
+    // With a disk cap the working directory is a sized tmpfs of gVisor's own (ENOSPC at the cap), not the host's;
+    // an image's server always gets one, owned by the image's user there, so no host uid ever owns its files.
+    spec.limits.disk || spec.image
       ? { destination: spec.workDir, type: 'tmpfs', source: 'tmpfs', options: quota(spec, '0700') }
       : bind(spec.workDir, true),
   ];
@@ -137,7 +141,14 @@ function writeBundle(dir: string, spec: SandboxSpec, argv: string[], netstack: '
  * with no capabilities, in the image's working directory. Of the host it sees the session's working directory,
  * the configured mounts and, with egress, the session's resolver.
  */
-function writeImageBundle(dir: string, spec: SandboxSpec, image: ImageRoot, netstack: 'host' | 'none', resolvConf?: string): void {
+function writeImageBundle(
+  dir: string,
+  spec: SandboxSpec,
+  image: ImageRoot,
+  netstack: 'host' | 'none',
+  resolvConf: string | undefined,
+  shared: boolean,
+): void {
   const mounts = [
     { destination: '/proc', type: 'proc', source: 'proc' },
     { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: quota(spec, '1777') },
@@ -146,7 +157,8 @@ function writeImageBundle(dir: string, spec: SandboxSpec, image: ImageRoot, nets
     ...maskedAndOwn(spec),
   ];
   const proc = { user: { uid: image.uid, gid: image.gid }, args: spec.argv, cwd: image.cwd, caps: [] };
-  writeConfig(dir, spec, proc, { path: image.rootfs, readonly: false }, mounts, netstack);
+  // The shared root itself (berth not root: no overlay) only read-only, so runsc can change nothing in it.
+  writeConfig(dir, spec, proc, { path: image.rootfs, readonly: shared }, mounts, netstack);
 }
 
 interface OciProcess {
@@ -235,10 +247,11 @@ export const gvisorDriver: SandboxDriver = {
   async start(spec) {
     const runsc = which('runsc');
     if (!runsc) throw new Error('runsc is not installed');
-    // The server runs as the sandbox uid and must own its working directory.
-    // (an image's server runs as the image's user: gVisor's, which owns it inside as on the host).
-    if (isRoot()) chownSync(spec.workDir, spec.image?.uid ?? SANDBOX_UID, spec.image?.gid ?? SANDBOX_UID);
+    // The server runs as the sandbox uid and must own its working directory (an image's server has a tmpfs of
+    // gVisor's there instead: its user may be a real user's uid on the host).
+    if (isRoot() && !spec.image) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
     const scratch = await mkdtemp(join(tmpdir(), 'berth-gv-'));
+    const id = hostName(spec.sessionId);
     const bundle = join(scratch, 'bundle');
     const state = join(scratch, 'state');
     mkdirSync(bundle);
@@ -246,9 +259,13 @@ export const gvisorDriver: SandboxDriver = {
     const isolated = spec.network === 'none' && spec.port === undefined;
     const netstack = isolated ? 'none' : 'host';
     const net = isolated ? undefined : await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId });
-    if (spec.image) writeImageBundle(bundle, spec, spec.image, netstack, net?.resolvConf);
+    // runsc makes the mount points a bundle needs inside its root: for an image, in the session's own overlay of the
+    // shared root, never in the root every session shares.
+    if (spec.image) track(id, { driver: 'gvisor', mounts: [join(scratch, 'merged')], dirs: [scratch, spec.workDir] });
+    const merged = spec.image ? await mountOverlay(spec.image.rootfs, scratch) : undefined;
+    if (spec.image)
+      writeImageBundle(bundle, spec, { ...spec.image, rootfs: merged ?? spec.image.rootfs }, netstack, net?.resolvConf, !merged);
     else writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd), netstack, net?.resolvConf);
-    const id = hostName(spec.sessionId);
     return startChild({
       driver: 'gvisor',
       file: runsc,
@@ -259,8 +276,10 @@ export const gvisorDriver: SandboxDriver = {
       // The session cgroup holds runsc as well as the server: its pids bound is runsc's (see hostPids).
       spec: spec.limits.pids ? { ...spec, limits: { ...spec.limits, pids: hostPids(spec.limits.pids) } } : spec,
       scratchDirs: [scratch],
+      scratchMounts: merged ? [merged] : [],
       cleanup: async () => {
         await run(runsc, ['--rootless', '--root', state, 'delete', '--force', id]);
+        if (merged) spawnSync('umount', ['-l', merged]);
         await rm(scratch, { recursive: true, force: true });
       },
     });
