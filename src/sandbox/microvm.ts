@@ -197,7 +197,8 @@ const GUEST_ROOT = '/run/berth-root';
 function imageOwnDirs(spec: SandboxSpec, image: ImageRoot): string[] {
   const home = spec.env.HOME;
   const inImage = home?.startsWith('/') && home !== spec.workDir && !/^\/(proc|dev|tmp)(\/|$)/.test(home) ? [home] : [];
-  return [...new Set([image.cwd, ...inImage])];
+  // As inside the image: `..` stops at its root.
+  return [...new Set([image.cwd, ...inImage].map((d) => posix.resolve('/', d)))];
 }
 
 /**
@@ -245,20 +246,20 @@ function writeImageGuest(dir: string, spec: SandboxSpec, image: ImageRoot): void
   // /init wrote QEMU's resolver to the guest's /etc; an image with an /etc of its own gets it too (never through a symlink of its).
   if (spec.network !== 'none')
     lines.push(`if [ -d ${at('/etc')} ]; then $B rm -f ${at('/etc/resolv.conf')}; $B cp /etc/resolv.conf ${at('/etc/resolv.conf')}; fi`);
-  const chroot = [
-    '$B',
-    'nsenter',
-    '-F',
-    `-r${q(GUEST_ROOT)}`,
-    `-w${at(image.cwd)}`,
-    '-S',
-    String(image.uid),
-    '-G',
-    String(image.gid),
-    '--',
-  ];
-  // The image's PATH is in the exports: nsenter looks a bare argv[0] up on it, inside the image.
-  writeFileSync(join(dir, 'run.sh'), `${lines.join('\n')}\n${exportsOf(spec)}exec ${chroot.join(' ')} ${spec.argv.map(q).join(' ')}\n`);
+  // Inside the chroot, still guest root, with busybox reached through /init's root (/proc/1/root): the working
+  // directory and a bare argv[0] are resolved there, so the image's own symlinks and `..` mean what they mean in
+  // it; argv[0] becomes a path, or busybox would run an applet of that name (sh, env) instead of the image's.
+  // nsenter -S/-G then drops to the image's uid/gid (no supplementary groups; a non-root uid keeps no capabilities).
+  const entry = [
+    'cd "$1" || { echo "berth:init cannot enter the working directory $1" >&2; exit 1; }',
+    'u=$2; g=$3; shift 3; p=$1',
+    'case $p in */*) ;; *) p=; IFS=:; for d in $PATH; do if [ -f "${d:-.}/$1" ] && [ -x "${d:-.}/$1" ]; then p=${d:-.}/$1; break; fi; done; unset IFS;; esac',
+    '[ -n "$p" ] || { echo "berth:init $1: not found on the image\'s PATH" >&2; exit 127; }',
+    'shift; exec /proc/1/root/bin/busybox nsenter -F -S "$u" -G "$g" -- "$p" "$@"',
+  ].join('\n');
+  const chroot = ['$B', 'chroot', GUEST_ROOT, '/proc/1/root/bin/busybox', 'sh', '-c', q(entry), 'berth-entry'];
+  const args = [image.cwd, String(image.uid), String(image.gid), ...spec.argv].map(q);
+  writeFileSync(join(dir, 'run.sh'), `${lines.join('\n')}\n${exportsOf(spec)}exec ${chroot.join(' ')} ${args.join(' ')}\n`);
 }
 
 export const microvmDriver: SandboxDriver = {
