@@ -13,27 +13,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { startChild } from './child.js';
+import { mountOverlay } from './overlay.js';
 import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
 import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { mountCapped } from './disk.js';
 import { networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
-
-/** Mounts a per-session overlay of baseDir (root only): reads see the code, writes land in the session's layer. */
-async function mountOverlay(baseDir: string, scratch: string): Promise<string | undefined> {
-  if (!isRoot()) return undefined;
-  const [upper, work, merged] = ['upper', 'work', 'merged'].map((d) => join(scratch, d)) as [string, string, string];
-  for (const d of [upper, work, merged]) mkdirSync(d);
-  // nodev, nosuid: an image's layers may hold device nodes and setuid files (umoci unpacks them as root); under a
-  // mount of the host's user namespace a 0666 block device would be the host's disk.
-  const opts = `nodev,nosuid,lowerdir=${baseDir},upperdir=${upper},workdir=${work}`;
-  const r = await run('mount', ['-t', 'overlay', 'overlay', '-o', opts, merged]);
-  if (r.code !== 0) return undefined;
-  // The top directory is copied up with the sandbox uid as owner, so a server can write beside its code.
-  chownSync(merged, SANDBOX_UID, SANDBOX_UID);
-  return merged;
-}
 
 /** The network bwrap runs in: one berth made (or the host's), shared; else a fresh, empty one of bwrap's own. */
 interface NetView {
@@ -246,6 +232,8 @@ export const namespaceDriver: SandboxDriver = {
       chmodSync(writable.tmp, 0o1777);
     }
     const merged = await mountOverlay(spec.image?.rootfs ?? spec.cwd, scratch);
+    // The top directory is copied up with the sandbox uid as owner, so a server can write beside its code.
+    if (merged) chownSync(merged, SANDBOX_UID, SANDBOX_UID);
     // The image's working directory and home, in the session's own layer, are the server's to write.
     if (merged && spec.image) for (const d of new Set([spec.image.cwd, imageHome(spec)])) if (d) giveDir(merged, d, spec.notice);
     // As root, berth makes the session's network (none: loopback only; egress: user-mode NAT behind rules) and bwrap
