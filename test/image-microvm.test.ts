@@ -98,6 +98,13 @@ for (const { upstream, user, skip } of CASES) {
     });
     after(async () => {
       await berth?.stop();
+      // As root each VM sees the image's root through a bind mount of its own: none may outlive berth's sessions.
+      const bound = () =>
+        readFileSync('/proc/self/mountinfo', 'utf8')
+          .split('\n')
+          .filter((l) => cache && l.includes(`${cache}/`));
+      for (const end = Date.now() + 15_000; bound().length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(bound(), [], "the image root's bind mounts are detached");
       if (scratch) rmSync(scratch, { recursive: true, force: true });
     });
 
