@@ -76,6 +76,30 @@ describe('metrics and request logs', () => {
     }
   });
 
+  test('a method the client makes up is counted as "other": no metric series per made-up name', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '0']);
+    try {
+      const names = Array.from({ length: 20 }, (_, i) => `made-up/${i}-${Math.random().toString(36).slice(2)}`);
+      for (const method of names) {
+        const r = await fetch(berth.url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: {} }),
+        });
+        await r.body?.cancel();
+      }
+      const text = await (await fetch(new URL('/metrics', berth.url))).text();
+      for (const n of names) assert.ok(!text.includes(n), `a series named after ${n}`);
+      const other = text
+        .split('\n')
+        .filter((l) => l.startsWith('berth_requests_total{runtime="default",method="other"'))
+        .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+      assert.equal(other, names.length, 'every made-up method counted under "other"');
+    } finally {
+      await berth.stop();
+    }
+  });
+
   test('/readyz: 503 until a warm server waits, 200 then, 503 again at maxSessions', async () => {
     const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--max-sessions', '1']);
     try {

@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { ClusterNode } from '../cluster/node.js';
 import type { ForwardClaims } from '../cluster/forwarded.js';
-import type { Metrics } from '../observe/metrics.js';
+import { methodLabel, type Metrics } from '../observe/metrics.js';
 import type { HostedRuntime } from '../runtime/hosted-runtime.js';
 import type { Principal, ResourceInfo } from '../security/auth.js';
 import { logId } from '../session/launch.js';
@@ -90,8 +90,9 @@ export class FrontDoor {
     t.res.once('close', () => {
       const seconds = (performance.now() - started) / 1000;
       const status = t.res.headersSent ? t.res.statusCode : 499; // 499: the client left before any answer
-      metrics?.requests.inc({ runtime, method: t.seen.method, status: String(status) });
-      metrics?.requestSeconds.observe({ runtime, method: t.seen.method }, seconds);
+      const method = methodLabel(t.seen.method);
+      metrics?.requests.inc({ runtime, method, status: String(status) });
+      metrics?.requestSeconds.observe({ runtime, method }, seconds);
       const sid = sessionIdOf(t.req);
       this.log.info(
         {

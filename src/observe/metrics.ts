@@ -179,3 +179,24 @@ export class Metrics {
     });
   }
 }
+
+/**
+ * The methods a metric may name: MCP's own (both eras, both directions) and the HTTP methods. Anything else — a
+ * client or a server can send any method string — is counted as "other": each label value is a time series kept
+ * for the life of the process, so a label taken from the wire would let anyone grow berth's memory without bound.
+ */
+const METHOD_LABELS = new Set([
+  ...['GET', 'POST', 'DELETE', 'OPTIONS', 'UNKNOWN', 'batch', 'response'],
+  ...['initialize', 'ping', 'server/discover', 'subscriptions/listen', 'logging/setLevel', 'completion/complete'],
+  ...['tools/list', 'tools/call', 'prompts/list', 'prompts/get', 'resources/list', 'resources/read'],
+  ...['resources/templates/list', 'resources/subscribe', 'resources/unsubscribe'],
+  ...['sampling/createMessage', 'elicitation/create', 'roots/list'],
+  ...['tasks/get', 'tasks/list', 'tasks/result', 'tasks/cancel'],
+  ...['notifications/initialized', 'notifications/cancelled', 'notifications/progress', 'notifications/message'],
+  ...['notifications/roots/list_changed', 'notifications/tools/list_changed', 'notifications/prompts/list_changed'],
+  ...['notifications/resources/list_changed', 'notifications/resources/updated', 'notifications/elicitation/complete'],
+]);
+
+export function methodLabel(method: string): string {
+  return METHOD_LABELS.has(method) ? method : 'other';
+}

@@ -1,6 +1,7 @@
 // A server that speaks MCP on stdio: berth writes to its stdin and reads its stdout, one JSON-RPC message a line,
 // through the stdio relay. A line over limits.maxMessageSize stops the server (it would otherwise grow berth's
 // buffer without bound); a non-JSON line is logged, rate-limited with the server's other noise.
+import { methodLabel } from '../observe/metrics.js';
 import { StdioChannel } from '../relay/stdio-channel.js';
 import { StdioRelay } from '../relay/stdio-relay.js';
 import { RelayUpstream } from '../relay/relay-upstream.js';
@@ -29,7 +30,9 @@ export const stdioConnector: Connector = {
     relay.on('log', (level, msg, extra) => log[level](extra ?? {}, msg));
     if (metrics) {
       channel.onBytes = (direction, n) => metrics.bytes.inc({ runtime: runtimeName, direction }, n);
-      relay.on('answered', (method, ms) => metrics.serverRequestSeconds.observe({ runtime: runtimeName, method }, ms / 1000));
+      relay.on('answered', (method, ms) =>
+        metrics.serverRequestSeconds.observe({ runtime: runtimeName, method: methodLabel(method) }, ms / 1000),
+      );
     }
     const ping = config.readyProbe === 'ping' ? relay.call('ping').then(() => undefined) : Promise.resolve();
     const warm = withinStartup(sandbox, config.limits.startupTimeout, ping, 'the server did not answer a ping');
