@@ -320,6 +320,7 @@ export const microvmDriver: SandboxDriver = {
     const consoleServer = createServer((c) => {
       let buf = '';
       let opened = false;
+      let tail = ''; // the console's last bytes: under TCG it may arrive a byte at a time
       c.on('data', (d: Buffer) => {
         if (!opened) {
           buf += d.toString('utf8');
@@ -329,12 +330,17 @@ export const microvmDriver: SandboxDriver = {
             stdin.pipe(sandbox.stdin);
           }
         }
-        if (d.includes('berth:oom')) oom = true;
+        tail = (tail + d.toString('latin1')).slice(-256);
+        if (tail.includes('berth:oom')) oom = true;
+        // The last report counts: /init writes it after the server (which shares the console) has exited.
+        for (const m of tail.matchAll(/berth:exit (\d+)\r?\n/g)) guestStatus = Number(m[1]);
         stderr.write(d);
       });
       c.on('end', () => stderr.end());
     });
     let oom = false;
+    /** The server's exit status as /init reports it: QEMU itself exits 0 when the guest powers off. */
+    let guestStatus: number | undefined;
     const sock = join(scratch, 'console.sock');
     await new Promise<void>((resolve) => consoleServer.listen(sock, resolve));
     chmodSync(sock, 0o777);
@@ -362,7 +368,10 @@ export const microvmDriver: SandboxDriver = {
     });
     sandbox.stderr.pipe(stderr, { end: false }); // QEMU's own complaints
     // QEMU exits normally after a guest OOM kill: only the guest's report on the console says why.
-    const verdict = (info: ExitInfo): ExitInfo => (oom ? { ...info, reason: 'oom' } : info);
+    const verdict = (info: ExitInfo): ExitInfo => {
+      const code = info.code === 0 && guestStatus !== undefined ? guestStatus : info.code;
+      return { ...info, code, ...(oom ? { reason: 'oom' } : {}) };
+    };
     return {
       driver: 'microvm',
       pid: sandbox.pid,
