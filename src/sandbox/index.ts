@@ -105,6 +105,6 @@ export function networkProblem(driver: SandboxDriver, mode: NetworkMode, http: b
 /** Why this driver cannot run a server from an image, or undefined. */
 export function imageProblem(driver: SandboxDriver): string | undefined {
   if (driver === processDriver)
-    return "isolation process runs servers in the host's own filesystem, and an image needs a root filesystem of its own: use isolation namespace or gvisor";
+    return "isolation process runs servers in the host's own filesystem, and an image needs a root filesystem of its own: use isolation namespace, gvisor or microvm";
   return undefined;
 }
