@@ -353,7 +353,7 @@ describe('images berth cannot run are refused at start, naming the runtime and t
   test('isolation process: an image needs a root filesystem of its own', async () => {
     await refuse(
       images!.http,
-      /isolation process runs servers in the host's own filesystem, and an image needs a root filesystem of its own: use isolation namespace or gvisor/,
+      /isolation process runs servers in the host's own filesystem, and an image needs a root filesystem of its own: use isolation namespace, gvisor or microvm/,
       // The shared cache: the image is (likely) there already, so the refusal need not wait for an unpack.
       { isolation: 'process', imageCache: { dir: sharedCache } },
     );
