@@ -26,11 +26,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
-import { buildSync } from 'esbuild';
 import { driverReport, driverTargets, runDrivers, VARIANTS, type DriverResult } from './drivers.js';
 import { cpuMs, systemCpu } from './procfs.js';
 import { runCluster, type ClusterResult } from './cluster.js';
-import { ROOT, settle, startBerth, startDirect, startPeer, type Target } from './targets.js';
+import { compileProbe, ROOT, settle, startBerth, startDirect, startPeer, type Target } from './targets.js';
 import {
   connect,
   disconnect,
@@ -133,24 +132,6 @@ process.on('warning', (w) => {
 const T0 = performance.now();
 function log(msg: string): void {
   process.stderr.write(`[bench ${((performance.now() - T0) / 1000).toFixed(1).padStart(5)}s] ${msg}\n`);
-}
-
-// ---- the probe server, precompiled so server start-up is what a deployment sees (no tsx) --------------------------
-function compileProbe(): string {
-  const out = join(ROOT, '.bench', 'probe-server.mjs');
-  // Its own files bundled (it shares serve-fixture.ts with the other fixtures); packages stay external, so it loads
-  // the SDK from node_modules exactly as the .ts source does.
-  buildSync({
-    entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')],
-    outfile: out,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    bundle: true,
-    packages: 'external',
-    logLevel: 'warning',
-  });
-  return out;
 }
 
 // ---- systems under test -------------------------------------------------------------------------------------------

@@ -11,9 +11,31 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildSync } from 'esbuild';
 import { alive, childrenOf, cpuMs, descendantsOf, processTable, startTime } from './procfs.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The probe server, precompiled so server start-up is what a deployment sees (no tsx). Its own files are bundled (it
+ * shares serve-fixture.ts with the other fixtures); packages stay external, so it loads the SDK from node_modules
+ * exactly as the .ts source does.
+ */
+export function compileProbe(): string {
+  const out = join(ROOT, '.bench', 'probe-server.mjs');
+  mkdirSync(join(ROOT, '.bench'), { recursive: true });
+  buildSync({
+    entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')],
+    outfile: out,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    bundle: true,
+    packages: 'external',
+    logLevel: 'warning',
+  });
+  return out;
+}
 
 export interface Target {
   kind: 'direct' | 'stateful' | 'stateless' | 'peer';

@@ -20,9 +20,8 @@ import { spawn } from 'node:child_process';
 import { listeningUrl } from '../test/helpers/berth.js';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { buildSync } from 'esbuild';
 import { cpuMs, descendantsOf, systemCpu } from './procfs.js';
-import { ROOT, settle, startBerth, type Target } from './targets.js';
+import { compileProbe, ROOT, settle, startBerth, type Target } from './targets.js';
 import { connect, disconnect, dist, type Conn } from './workloads.js';
 
 const argv = process.argv.slice(2);
@@ -65,22 +64,6 @@ function switches(pid: number): { voluntary: number; involuntary: number } {
     involuntary += Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(st)?.[1] ?? 0);
   }
   return { voluntary, involuntary };
-}
-
-function compileProbe(): string {
-  const out = join(ROOT, '.bench', 'probe-server.mjs');
-  mkdirSync(join(ROOT, '.bench'), { recursive: true });
-  buildSync({
-    entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')],
-    outfile: out,
-    format: 'esm',
-    platform: 'node',
-    target: 'node20',
-    bundle: true,
-    packages: 'external',
-    logLevel: 'warning',
-  });
-  return out;
 }
 
 const probe = compileProbe();
