@@ -6,14 +6,26 @@
 # time a cluster's failover run one at a time, after the others, so none of them measures another's load.
 HEAVY="test/noise.test.ts test/cluster.test.ts test/adversary-network.test.ts test/isolation.test.ts test/http-upstream.test.ts test/image.test.ts test/shutdown.test.ts test/image-runtime.test.ts test/image-hostile.test.ts test/image-microvm.test.ts"
 LIGHT=$(for f in test/*.test.ts; do case " $HEAVY " in *" $f "*) ;; *) printf '%s ' "$f" ;; esac; done)
+# Each node run also writes TAP to a file, so the end of the output can name what failed (CI shows only the tail).
+tap=$(mktemp -d)
+trap 'rm -rf "$tap"' EXIT
 npm run --silent lint
 lint=$?
-node --import tsx --test --test-concurrency=2 $LIGHT
+node --import tsx --test --test-concurrency=2 --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap/light.tap" $LIGHT
 light=$?
-node --import tsx --test --test-concurrency=1 $HEAVY
+node --import tsx --test --test-concurrency=1 --test-reporter=spec --test-reporter-destination=stdout \
+  --test-reporter=tap --test-reporter-destination="$tap/heavy.tap" $HEAVY
 heavy=$?
 npm run --silent conformance
 conformance=$?
+# A failure's name, then its file:line (TAP's "location:" follows each "not ok").
+failed() {
+  awk '/^ *not ok /{ sub(/^ *not ok [0-9]+ - /, ""); name = $0; next }
+       name != "" && /^ *location:/{ sub(/^ *location: /, ""); gsub(/\x27/, ""); print "  " name "  (" $0 ")"; name = "" }' \
+    "$tap"/*.tap 2>/dev/null | head -40
+}
+[ $light -eq 0 ] && [ $heavy -eq 0 ] || { echo "failed tests (and the files and suites holding them):"; failed; }
 verdict() { [ "$1" -eq 0 ] && echo passed || echo "FAILED (exit $1)"; }
 echo "npm test: lint $(verdict $lint), node tests $(verdict $light), machine-loading tests $(verdict $heavy), conformance $(verdict $conformance)"
 [ $lint -eq 0 ] && [ $light -eq 0 ] && [ $heavy -eq 0 ] && [ $conformance -eq 0 ]
