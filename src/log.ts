@@ -75,7 +75,7 @@ function logFlush(value: string): number {
   try {
     return parseDuration(value);
   } catch (e) {
-    throw new Error(`BERTH_LOG_FLUSH: ${(e as Error).message}`);
+    throw new Error(`BERTH_LOG_FLUSH: ${(e as Error).message}`, { cause: e });
   }
 }
 /** Lines gathered up to this many characters are written at once, without waiting. */

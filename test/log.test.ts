@@ -23,22 +23,26 @@ function run(body: string, env: Record<string, string> = {}): Promise<Run> {
   });
   const chunks: string[] = [];
   child.stderr.setEncoding('utf8').on('data', (c: string) => chunks.push(c));
-  return new Promise((resolve) =>
-    child.on('close', (code) => resolve({ code, chunks, stderr: chunks.join('') })),
-  );
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, chunks, stderr: chunks.join('') })));
 }
 
-const lines = (r: Run) => r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { i?: number; msg: string });
+const lines = (r: Run) =>
+  r.stderr
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as { i?: number; msg: string });
 
 test('lines logged close together reach stderr in one write', async () => {
   // Five lines 1 ms apart: written one by one, each would be its own write(2), so its own chunk for the reader
   // unless the reader happened to be slower than all five. Gathered (BERTH_LOG_FLUSH 200ms), they are one write.
-  const r = await run(
-    `for (let i = 0; i < 5; i++) { log.info({ i }, 'line'); await new Promise((r) => setTimeout(r, 1)); }`,
-    { BERTH_LOG_FLUSH: '200ms' },
-  );
+  const r = await run(`for (let i = 0; i < 5; i++) { log.info({ i }, 'line'); await new Promise((r) => setTimeout(r, 1)); }`, {
+    BERTH_LOG_FLUSH: '200ms',
+  });
   assert.equal(r.code, 0);
-  assert.deepEqual(lines(r).map((l) => l.i), [0, 1, 2, 3, 4]);
+  assert.deepEqual(
+    lines(r).map((l) => l.i),
+    [0, 1, 2, 3, 4],
+  );
   assert.equal(r.chunks.length, 1, `read in ${r.chunks.length} chunks`);
 });
 
@@ -63,9 +67,7 @@ test('a gathered line is written while the process runs on, without waiting for 
 });
 
 test('process.exit() right after logging loses no line', async () => {
-  const r = await run(
-    `for (let i = 0; i < 1000; i++) log.info({ i, pad: 'x'.repeat(100) }, 'line');\nprocess.exit(3);`,
-  );
+  const r = await run(`for (let i = 0; i < 1000; i++) log.info({ i, pad: 'x'.repeat(100) }, 'line');\nprocess.exit(3);`);
   assert.equal(r.code, 3);
   const got = lines(r);
   assert.equal(got.length, 1000);
@@ -83,7 +85,10 @@ test('a natural exit loses no line', async () => {
 
 test('BERTH_LOG_FLUSH=0 writes each line at once; a value without a unit is refused, naming the variable', async () => {
   const zero = await run(`log.info('a'); log.info('b');`, { BERTH_LOG_FLUSH: '0' });
-  assert.deepEqual(lines(zero).map((l) => l.msg), ['a', 'b']);
+  assert.deepEqual(
+    lines(zero).map((l) => l.msg),
+    ['a', 'b'],
+  );
   const bad = await run(`log.info('never');`, { BERTH_LOG_FLUSH: '5' });
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /BERTH_LOG_FLUSH: invalid duration "5": say its unit/);
