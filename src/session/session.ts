@@ -124,14 +124,18 @@ export class Session extends EventEmitter<SessionEvents> {
     return this.createdAt + this.config.maxLifetime;
   }
 
-  /** Idle = nothing in flight and no client traffic for idleTimeout. An open, silent GET stream is not activity. */
+  /**
+   * Idle = nothing in flight and no client traffic for idleTimeout. An open, silent GET stream is not activity.
+   * One timer stays armed; traffic only moves lastActivity, and the timer, when it fires early, re-arms for what is
+   * left (calls would otherwise clear and set a timer two or three times each).
+   */
   private armIdle(): void {
-    clearTimeout(this.idleTimer);
-    this.idleTimer = undefined;
-    if (!this.live || this.inFlight > 0) return;
-    const due = this.lastActivity + this.config.idleTimeout - Date.now();
+    if (!this.live || this.idleTimer !== undefined) return;
+    // While a call is in flight its end moves lastActivity; look again a whole timeout later.
+    const due = this.inFlight > 0 ? this.config.idleTimeout : this.lastActivity + this.config.idleTimeout - Date.now();
     this.idleTimer = setTimeout(
       () => {
+        this.idleTimer = undefined;
         if (this.inFlight === 0 && Date.now() - this.lastActivity >= this.config.idleTimeout - 5) void this.end('idle');
         else this.armIdle();
       },
