@@ -6,8 +6,9 @@
 //   supergateway, mcp-proxy: the peers users would otherwise pick (pinned devDependencies), hosting the same probe
 //              over stdio on loopback: supergateway --stateful (one process per session), mcp-proxy (one for all)
 // plus, for cold session start, stdio and http berths with --warm-pool 0; throughput at 8 and 16 sessions; and the
-// burst scenario: 16 sessions opened one after another after idle, on a fixed warm pool of 2 and on a pool that
-// follows demand (warmPool {min 2, max 16}).
+// burst scenarios (bench/bursts.ts, issue 17), on berth's default warm pool (a fixed 2) and on warmPool auto:
+//   repeat     16 sessions opened one after another on fresh berths, then 16 more after --idle
+//   storm      8 live sessions calling echo while --storm new sessions arrive over --storm-over
 // Then, per sandbox driver (bench/drivers.ts), the bundled demo server: session start warm and cold, a tool call,
 // memory per idle session, and how many idle sessions fit in this machine's memory.
 //
@@ -20,7 +21,9 @@
 //        --isolation KIND (passed to berth; default: berth's default, auto),
 //        --drivers process,namespace,namespace-limits,gvisor,microvm (the per-driver section; microvm-unbundled
 //        only when named; none skips it), --drivers-only (skip the comparison), --capacity N (idle sessions),
-//        --no-cluster (skip the cluster figure: echo calls/s through the owner node vs a non-owner, bench/cluster.ts)
+//        --no-cluster (skip the cluster figure: echo calls/s through the owner node vs a non-owner, bench/cluster.ts),
+//        --idle DURATION (between the repeat scenario's bursts; default 30s), --storm N (new sessions; default 100),
+//        --storm-over DURATION (default 5s), --bursts-only (only the burst scenarios)
 // Output: a table on stdout, JSON in .bench/results.json. Targets are shown, never asserted.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -29,6 +32,8 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { driverReport, driverTargets, runDrivers, VARIANTS, type DriverResult } from './drivers.js';
 import { cpuMs, systemCpu } from './procfs.js';
 import { runCluster, type ClusterResult } from './cluster.js';
+import { burstReport, repeatScenario, stormScenario, type BurstResults } from './bursts.js';
+import { parseDuration } from '../src/util/units.js';
 import { compileProbe, ROOT, settle, startBerth, startDirect, startPeer, type Target } from './targets.js';
 import {
   connect,
@@ -70,6 +75,20 @@ type Id = (typeof ALL)[number];
 const ONLY = new Set(opt('only', ALL.join(',')).split(',') as Id[]);
 ONLY.add('direct'); // ratios need the baseline
 const DRIVERS_ONLY = flag('drivers-only');
+const BURSTS_ONLY = flag('bursts-only');
+/** A duration flag: its unit is required (30s, 500ms), as in berth's config. */
+const durationOpt = (name: string, dflt: string) => {
+  try {
+    return parseDuration(opt(name, dflt));
+  } catch (e) {
+    throw new Error(`--${name}: ${(e as Error).message}`, { cause: e });
+  }
+};
+const IDLE_MS = durationOpt('idle', '30s');
+const STORM = Number(opt('storm', '100'));
+if (!Number.isInteger(STORM) || STORM < 1)
+  throw new Error(`--storm: expected a whole number of new sessions ≥ 1, got "${opt('storm', '')}"`);
+const STORM_OVER_MS = durationOpt('storm-over', '5s');
 const DRIVER_IDS = opt(
   'drivers',
   VARIANTS.filter((v) => !v.optIn)
@@ -532,114 +551,36 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
   }
 }
 
-// ---- burst: 16 new sessions one after another after idle, fixed pool 2 vs a pool that follows demand -------------
-interface BurstResult {
-  id: string;
-  label: string;
-  warmPool: unknown;
-  rounds: number;
-  sessionsPerRound: number;
-  /** client.connect() of each session of the burst, pooled over rounds. */
-  connectMs: Dist;
-  /** Sessions that found a warm server waiting (berth_session_start_seconds_count{warm="yes"}), per round. */
-  warmHits: number[];
-  /** Warm servers waiting when the burst's last session had connected, per round. */
-  warmAtEnd: number[];
-  failed?: string;
-}
-const BURST_SESSIONS = 16;
-const BURST_VARIANTS = [
-  { id: 'fixed2', label: 'warm pool 2', warmPool: 2 as unknown },
-  // auto's min and max; shrinkAfter cut from 2m to 3s so that every round starts from an idle pool of min.
-  { id: 'auto', label: 'auto (2..16)', warmPool: { min: 2, max: 16, window: '30s', shrinkAfter: '3s' } as unknown },
-];
-
-/** Sums the samples of a berth metric whose line starts with `prefix` and contains `has`. */
-async function metric(t: Target, prefix: string, has = ''): Promise<number> {
-  const text = await (await fetch(new URL('/metrics', t.url))).text();
-  return text
-    .split('\n')
-    .filter((l) => l.startsWith(prefix) && l.includes(has))
-    .reduce((a, l) => a + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
-}
-const warmStarts = (t: Target) => metric(t, 'berth_session_start_seconds_count{', 'warm="yes"');
-const warmServers = (t: Target) => metric(t, 'berth_warm_servers{');
-
-async function burstScenario(): Promise<BurstResult[]> {
-  const rounds = QUICK ? 2 : 4;
-  const xs: Array<BurstResult & { t?: Target; samples: number[] }> = [];
-  try {
-    for (const v of BURST_VARIANTS) {
-      const x: BurstResult & { t?: Target; samples: number[] } = {
-        ...v,
-        rounds,
-        sessionsPerRound: BURST_SESSIONS,
-        connectMs: dist([]),
-        warmHits: [],
-        warmAtEnd: [],
-        samples: [] as number[],
-      };
-      xs.push(x);
-      try {
-        const t = await startBerth(probe, { bin: BERTH_BIN, isolation: ISOLATION, warmPool: 2, runtimeConfig: { warmPool: v.warmPool } });
-        started.push(t);
-        x.t = t;
-      } catch (e) {
-        x.failed = (e as Error).message;
-      }
-    }
-    const up = () => xs.filter((x) => x.t && !x.failed);
-    for (let r = 0; r < rounds; r++) {
-      for (const x of rotate(up(), r)) {
-        // After idle: every pool back at its min of 2 (the grown one stops its extra servers after shrinkAfter), quiet.
-        const deadline = performance.now() + 60_000;
-        while (performance.now() < deadline) {
-          const atMin = await Promise.all(up().map(async (y) => (await warmServers(y.t!)) === 2));
-          if (
-            atMin.every(Boolean) &&
-            (await settle(
-              up().map((y) => ({ t: y.t!, servers: 2 })),
-              5000,
-            ))
-          )
-            break;
-          await new Promise((res) => setTimeout(res, 200));
-        }
-        const t = x.t!;
-        try {
-          const hitsBefore = await warmStarts(t);
-          const conns: Conn[] = [];
-          for (let i = 0; i < BURST_SESSIONS; i++) {
-            const t0 = performance.now();
-            conns.push(await connect(t.url));
-            x.samples.push(performance.now() - t0);
-          }
-          x.warmAtEnd.push(await warmServers(t));
-          x.warmHits.push((await warmStarts(t)) - hitsBefore);
-          for (const c of conns) await disconnect(c);
-        } catch (e) {
-          x.failed = `${(e as Error).message}${t.exitInfo() ? `; stderr: ${crashText(t)}` : ''}`;
-        }
-      }
-    }
-    return xs.map(({ t: _t, samples, ...x }) => ({ ...x, connectMs: dist(samples) }));
-  } finally {
-    await stopAll();
-  }
-}
-
-const compared = DRIVERS_ONLY ? {} : await compare();
-let burst: BurstResult[] = [];
+const compared = DRIVERS_ONLY || BURSTS_ONLY ? {} : await compare();
+// The burst scenarios (bench/bursts.ts): issue 17's acceptance lines (a) and (b).
+const burst: BurstResults = {};
 if (!DRIVERS_ONLY && !flag('no-burst')) {
-  log(`burst: ${BURST_SESSIONS} sessions one after another after idle, ${BURST_VARIANTS.map((v) => v.label).join(' vs ')}`);
+  const o = {
+    probe,
+    bin: BERTH_BIN,
+    isolation: ISOLATION,
+    quick: QUICK,
+    idleMs: IDLE_MS,
+    storm: STORM,
+    stormOverMs: STORM_OVER_MS,
+    started,
+    log,
+  };
+  log(`burst: 16 sessions one after another on fresh berths, then again after ${IDLE_MS / 1000} s idle; default pool vs auto`);
   try {
-    burst = await burstScenario();
+    burst.repeat = await repeatScenario(o);
   } catch (e) {
-    log(`burst: FAILED: ${(e as Error).message}`); // the comparison's results are still reported
+    log(`burst: FAILED: ${(e as Error).message}`); // the other results are still reported
+  }
+  log(`storm: ${STORM} new sessions over ${STORM_OVER_MS / 1000} s beside 8 live sessions; default pool vs auto`);
+  try {
+    burst.storm = await stormScenario(o);
+  } catch (e) {
+    log(`storm: FAILED: ${(e as Error).message}`);
   }
 }
 let drivers: DriverResult[] = [];
-if (DRIVER_IDS.length) {
+if (DRIVER_IDS.length && !BURSTS_ONLY) {
   driversBackgroundCores = await background();
   log(
     `per-driver section: ${DRIVER_IDS.join(', ')}; the bundled demo server; ${DP.capacitySessions} idle sessions per driver; background load ${driversBackgroundCores} cores`,
@@ -656,7 +597,7 @@ if (DRIVER_IDS.length) {
 }
 // The cluster figure: one forwarding hop's cost, owner vs non-owner in the same run (needs redis-server).
 let cluster: ClusterResult | { skipped: string } | undefined;
-if (!flag('no-cluster') && !DRIVERS_ONLY) {
+if (!flag('no-cluster') && !DRIVERS_ONLY && !BURSTS_ONLY) {
   log('cluster section: two nodes on one Redis; echo through the owner vs through the other node');
   try {
     cluster = await runCluster({ probe: compileProbe(), concurrency: CONCURRENCY, rounds: P.rounds, windowMs: P.loadMs, log });
@@ -683,7 +624,7 @@ function gitState(): { commit?: string; srcDirty?: boolean; checkout?: string } 
 }
 
 // ---- report -------------------------------------------------------------------------------------------------------
-function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[], burst: BurstResult[]): void {
+function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[], burst: BurstResults): void {
   const d = results.direct ?? ({} as SutResult);
   const ids = ALL.filter((id) => results[id]);
   const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 1000) / 1000 : undefined);
@@ -890,22 +831,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
       w(`warning: ${r.label}: ${r.sessionStartWarm.unsettled} session samples taken before the targets went quiet\n`);
     if (r.failed) w(`FAILED ${r.label}: ${r.failed}\n`);
   }
-  if (burst.length) {
-    const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : undefined);
-    const bc: string[][] = [
-      [`burst: ${BURST_SESSIONS} sessions one after another after idle`, ...burst.map((b) => b.label)],
-      [`  session start p50 ms`, ...burst.map((b) => f1(b.connectMs.p50))],
-      [`  p99 ms`, ...burst.map((b) => f1(b.connectMs.p99))],
-      [`  mean ms`, ...burst.map((b) => f1(b.connectMs.mean))],
-      [`  found a warm server, of ${BURST_SESSIONS} (mean of rounds)`, ...burst.map((b) => f1(mean(b.warmHits)))],
-      [`  warm servers waiting after the burst (mean)`, ...burst.map((b) => f1(mean(b.warmAtEnd)))],
-    ];
-    const bw = bc[0]!.map((_, i) => Math.max(...bc.map((r) => r[i]!.length)));
-    const bl = (r: string[]) => r.map((c, i) => (i === 0 ? c.padEnd(bw[i]!) : c.padStart(bw[i]!))).join('  ');
-    w(`\n${[bl(bc[0]!), bw.map((x) => '-'.repeat(x)).join('  '), ...bc.slice(1).map(bl)].join('\n')}\n`);
-    w(`(${burst[0]!.rounds} rounds, rotating; auto with shrinkAfter 3s so each round starts from an idle pool of 2)\n`);
-    for (const b of burst) if (b.failed) w(`FAILED burst ${b.label}: ${b.failed}\n`);
-  }
+  w(burstReport(burst, f1));
   if (cluster && 'skipped' in cluster) w(`\ncluster: skipped (${cluster.skipped})\n`);
   else if (cluster) {
     w(`\ncluster (2 nodes, one Redis; ${cluster.concurrency} clients, echo, ${cluster.rounds} alternating rounds)\n`);
