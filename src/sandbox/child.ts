@@ -3,12 +3,13 @@
 // Every sandbox is recorded (registry.ts) from before its process starts until it is cleaned up, so what a
 // berth killed outright leaves, the next berth sweeps.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { rm } from 'node:fs/promises';
 import type { Writable } from 'node:stream';
 import { cgroupPath, SessionCgroup } from './cgroups.js';
 import type { ExitInfo, Sandbox, SandboxSpec } from './driver.js';
-import { hostName, procStat } from './host.js';
+import { hostName, isRoot, procStat, which } from './host.js';
 import type { SessionNetwork } from './network.js';
 import { track } from './registry.js';
 
@@ -32,6 +33,22 @@ export interface ChildOptions {
   scratchMounts?: string[];
   /** The session's own network: the program runs inside it, an http upstream's $PORT is forwarded out of it. */
   net?: SessionNetwork;
+}
+
+/**
+ * The niceness a sandbox starts at, until its server answers. 10 gives a starting sandbox about a tenth of the CPU
+ * share of a live one, so a burst of new sessions (or the warm pool refilling after it) cannot starve the calls of
+ * live sessions, while an idle host still starts it at full speed. Only root may raise it back, so only as root.
+ */
+const STARTING_NICE = 10;
+
+/** Sets the CPU share of pid's autogroup; a host without autogroups (or a pid gone) has nothing to set. */
+function setAutogroupNice(pid: number, nice: number): void {
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, String(nice));
+  } catch {
+    // no sched_autogroup here, or the process is gone
+  }
 }
 
 /** Children (and their children) of a process, waiting briefly for the first one to appear. */
@@ -73,8 +90,15 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     await cleanup(); // a half-made cgroup stays recorded, for the sweep after this berth ends
     throw e;
   }
-  // nsenter enters the network and execs the program in place: the pid berth holds is still the program's.
-  const [file, ...args] = [...(o.net?.enter ?? []), o.file, ...o.args] as [string, ...string[]];
+  // nsenter enters the network and execs the program in place: the pid berth holds is still the program's; so does
+  // nice, which starts the whole sandbox at STARTING_NICE (its processes inherit it) until started().
+  // (Absolute: spawn would look `nice` up in the sandbox's PATH, which an image sets.)
+  const nice = isRoot() ? which('nice') : undefined;
+  const yieldWhileStarting = nice !== undefined;
+  const [file, ...args] = [...(nice ? [nice, '-n', String(STARTING_NICE)] : []), ...(o.net?.enter ?? []), o.file, ...o.args] as [
+    string,
+    ...string[],
+  ];
   const child = spawn(file, args, {
     cwd: o.cwd,
     env: o.env,
@@ -88,6 +112,9 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   });
   spawned.catch(() => undefined);
   if (child.pid) record.update({ pid: child.pid, start: procStat(child.pid)?.start, pgid: child.pid });
+  // The sandbox is its own session (detached: setsid), so where the kernel groups CPU time by session
+  // (sched_autogroup) its share is the autogroup's nice, not its processes'.
+  if (yieldWhileStarting && child.pid) setAutogroupNice(child.pid, STARTING_NICE);
   if (cgroup && child.pid) {
     try {
       await cgroup.addPid(child.pid);
@@ -148,9 +175,24 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
       }
     }
   };
+  let starting = yieldWhileStarting;
   return {
     driver: o.driver,
     pid: child.pid,
+    started() {
+      if (!starting || done || !child.pid) return;
+      starting = false;
+      void descendants(child.pid, 0).then((pids) => {
+        for (const pid of [child.pid!, ...pids]) {
+          try {
+            setPriority(pid, 0);
+          } catch {
+            // gone meanwhile
+          }
+        }
+        setAutogroupNice(child.pid!, 0);
+      });
+    },
     stdin: child.stdin!,
     stdout: child.stdout!,
     stderr: child.stderr!,

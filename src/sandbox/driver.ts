@@ -73,6 +73,11 @@ export interface Sandbox {
   readonly exited: Promise<ExitInfo>;
   /** SIGTERM, then SIGKILL after graceMs; resolves when the server is gone. */
   stop(graceMs: number): Promise<ExitInfo>;
+  /**
+   * The server has answered: from now on it gets the host's CPU like every live session. Until then a sandbox
+   * runs at a lower priority (when berth is root), so a burst of starts and pool refills yields to live sessions.
+   */
+  started(): void;
 }
 
 export interface SandboxDriver {

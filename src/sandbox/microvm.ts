@@ -380,6 +380,7 @@ export const microvmDriver: SandboxDriver = {
       stdout: sandbox.stdout,
       stderr,
       exited: sandbox.exited.then(verdict),
+      started: () => sandbox.started(),
       stop: async (grace) => {
         stdin.end(); // the server sees EOF and exits; /init powers the VM off
         return verdict(await sandbox.stop(grace));

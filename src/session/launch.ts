@@ -132,7 +132,10 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     metrics: ctx.metrics,
   });
   const launched: Launched = { id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
-  launched.ready = recorded(ctx, warm, sandbox, tail).then(() => void (launched.isReady = true));
+  launched.ready = recorded(ctx, warm, sandbox, tail).then(() => {
+    sandbox.started();
+    launched.isReady = true;
+  });
   launched.ready.catch(() => undefined);
   return launched;
 }

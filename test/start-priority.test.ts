@@ -1,0 +1,134 @@
+// A sandbox starts at a lower CPU priority (nice 10, and its autogroup's nice where the kernel groups CPU time by
+// session) until its server answers, so a burst of new sessions yields the CPU to live ones (issue 17). Real
+// sandboxes (the process and namespace drivers), then a real berth: once its warm servers have answered, none of
+// their processes is left at the starting priority. As root only: only root may give the priority back.
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { SandboxDriver } from '../src/sandbox/driver.ts';
+import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { processDriver } from '../src/sandbox/process.ts';
+import { warm } from './fixtures/slow-boot.ts';
+import { ROOT, startBerth, type BerthProcess } from './helpers/berth.ts';
+
+const root = process.getuid?.() === 0;
+
+/** A process's nice value (field 19 of /proc/PID/stat), or undefined once it is gone. */
+function niceOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The nice of pid's autogroup ("/autogroup-12 nice 10"), or undefined on a kernel without autogroups. */
+function autogroupNiceOf(pid: number): number | undefined {
+  try {
+    return Number(/nice (-?\d+)/.exec(readFileSync(`/proc/${pid}/autogroup`, 'utf8'))?.[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+function descendants(pid: number): number[] {
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    let kids: number[] = [];
+    try {
+      kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      // gone
+    }
+    out.push(...kids);
+    queue.push(...kids);
+  }
+  return out;
+}
+
+async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {
+  for (const deadline = Date.now() + timeoutMs; ;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const drivers: Array<[string, SandboxDriver]> = [
+  ['process', processDriver],
+  ['namespace', namespaceDriver],
+];
+
+describe('a starting sandbox yields the CPU until its server answers', { skip: root ? false : 'needs root' }, () => {
+  for (const [name, driver] of drivers) {
+    test(`${name}: started at nice 10 (process tree and autogroup), at 0 after started()`, async (t) => {
+      const probed = await driver.probe(ROOT);
+      if (!probed.ok) return t.skip(probed.reason);
+      const workDir = mkdtempSync(join(tmpdir(), 'berth-prio-'));
+      const sandbox = await driver.start({
+        sessionId: `prio-${name}-${process.pid}`,
+        // A shell that forks: the child must inherit the starting priority too.
+        argv: ['sh', '-c', 'sleep 60 & wait'],
+        cwd: ROOT,
+        workDir,
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+        limits: {},
+        network: 'host',
+        mounts: [],
+      });
+      try {
+        const pid = sandbox.pid!;
+        // Every process of the sandbox, once the shell has forked its sleep.
+        const tree = await until('the sleep inside the sandbox', () => {
+          const all = [pid, ...descendants(pid)];
+          return all.some((p) => readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sleep')) ? all : undefined;
+        });
+        assert.deepEqual(
+          tree.map(niceOf),
+          tree.map(() => 10),
+          'every process starts at nice 10',
+        );
+        if (existsSync(`/proc/${pid}/autogroup`)) assert.equal(autogroupNiceOf(pid), 10);
+
+        sandbox.started();
+        await until('every process back at nice 0', () => (tree.every((p) => niceOf(p) === 0) ? true : undefined));
+        if (existsSync(`/proc/${pid}/autogroup`)) assert.equal(autogroupNiceOf(pid), 0);
+      } finally {
+        await sandbox.stop(2000);
+        rmSync(workDir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  describe('berth', () => {
+    let berth: BerthProcess | undefined;
+    after(async () => {
+      await berth?.stop();
+    });
+
+    test('once its warm servers have answered, none of their processes is left at the starting priority', async () => {
+      // The bundled demo server, warm pool 2, berth's default sandbox.
+      berth = await startBerth(['run', '--port', '0', '--warm-pool', '2']);
+      await warm(berth.url, 2, 60_000);
+      const servers = descendants(berth.proc.pid!).filter((p) => {
+        try {
+          return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('demo/server.js');
+        } catch {
+          return false;
+        }
+      });
+      assert.ok(servers.length >= 2, `found ${servers.length} demo servers among berth's processes`);
+      // started() runs right after the server answers; allow it that moment.
+      await until('the warm servers at nice 0', () => (servers.every((p) => niceOf(p) === 0) ? true : undefined), 5000).catch(() =>
+        assert.fail(`nice of the warm servers: ${servers.map(niceOf).join(', ')}`),
+      );
+      for (const p of servers) if (existsSync(`/proc/${p}/autogroup`)) assert.equal(autogroupNiceOf(p), 0);
+    });
+  });
+});
