@@ -3,9 +3,10 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { RuntimeSchema } from '../src/config/schema.ts';
 import { createRuntime } from '../src/index.ts';
 import { generate } from '../scripts/gen-schema.ts';
 import { connect, PROBE, ROOT, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
@@ -65,6 +66,17 @@ describe('config validation', () => {
     assert.match(r.stderr, new RegExp(`${r.file}: runtimes\\.a\\.idleTimeout: expected a duration`));
     assert.match(r.stderr, /runtimes\.a\.mode: .*stateful.*stateless/);
     assert.match(r.stderr, /runtimes\.a: Unrecognized key: "colour"/);
+  });
+
+  test('limits.maxConcurrentStarts: auto (the default) is half the cores, at least 2; a number is taken; anything else is refused', () => {
+    const parse = (limits: unknown) => RuntimeSchema.parse({ command: ['node'], ...(limits === undefined ? {} : { limits }) });
+    const auto = Math.max(2, Math.floor(availableParallelism() / 2));
+    assert.equal(parse(undefined).limits.maxConcurrentStarts, auto);
+    assert.equal(parse({ maxConcurrentStarts: 'auto' }).limits.maxConcurrentStarts, auto);
+    assert.equal(parse({ maxConcurrentStarts: 7 }).limits.maxConcurrentStarts, 7);
+    const r = check('server: {port: 0}\nruntimes:\n  a:\n    command: [node]\n    limits: {maxConcurrentStarts: 0}\n');
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /runtimes\.a\.limits\.maxConcurrentStarts: /);
   });
 
   test('YAML syntax errors name the file and line', () => {

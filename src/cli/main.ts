@@ -236,7 +236,7 @@ program
     'JSON-RPC messages one principal may send at once before --rps applies (default 100; a larger batch is refused)',
     int,
   )
-  .option('--max-concurrent-starts <n>', 'servers started at once; more initializes queue (default 4)', int)
+  .option('--max-concurrent-starts <n>', 'servers started at once; more initializes queue (default: half the CPU cores, at least 2)', int)
   .option('--start-queue-timeout <duration>', 'how long an initialize waits for a start slot before 503 (default 10s)', duration)
   .option(
     '--stderr-rate <size>',

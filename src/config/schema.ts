@@ -1,4 +1,5 @@
 // The one source of truth for configuration: validated with zod, exported as JSON Schema (scripts/gen-schema.ts).
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseDuration, parseSize } from '../util/units.js';
 
@@ -86,13 +87,12 @@ export const LimitsSchema = z
       'Longest stderr line logged; the rest of a longer line is dropped (and counted), the line marked [truncated].',
     ).prefault('16KiB'),
     maxConcurrentStarts: z
-      .number()
-      .int()
-      .positive()
+      .union([z.number().int().positive(), z.literal('auto')])
+      .transform((v) => (v === 'auto' ? autoConcurrentStarts() : v))
       .describe(
-        'Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU.',
+        "Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU. auto: half the host's CPU cores, at least 2 (a start is a burst of CPU for the sandbox's set-up and the server's own; on 2 cores, during a storm of new sessions, 4 at once took live calls' p99 from 35 to 220-340 ms, 2 at once to 90-95 ms, 1 at once to under 50 ms but made cold starts wait behind pool refills; docs/benchmarks.md).",
       )
-      .default(4),
+      .prefault('auto'),
     startQueueTimeout: duration(
       'How long an initialize waits in the start queue (maxConcurrentStarts) for its server to begin starting; then it gets 503 with Retry-After. 0: refused at once when every start slot is busy.',
     ).prefault('10s'),
@@ -247,6 +247,14 @@ export const CorsSchema = z
     maxAge: duration('How long a browser may reuse a preflight answer (Access-Control-Max-Age; Chromium caps it at 2h).').prefault('10m'),
   })
   .strict();
+
+/**
+ * What `maxConcurrentStarts: auto` means: half the CPU cores, at least 2. One slot alone made a client's cold start
+ * wait behind the warm pool's refill: on a loaded 2-core host that wait passed startQueueTimeout (a 503).
+ */
+export function autoConcurrentStarts(): number {
+  return Math.max(2, Math.floor(availableParallelism() / 2));
+}
 
 /** What `warmPool: auto` means. */
 export const WARM_POOL_AUTO = { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000 } as const;
