@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { createRuntime } from '../src/index.ts';
 import { RuntimeSchema } from '../src/config/schema.ts';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { connect, PROBE, ROOT, runBerth, textOf } from './helpers/berth.ts';
 
 type Berth = ReturnType<typeof createRuntime>;
@@ -27,10 +28,10 @@ async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 
   }
 }
 
-async function withBerth(warmPool: unknown, body: (berth: Berth, seen: number[]) => Promise<void>): Promise<void> {
+async function withBerth(warmPool: unknown, body: (berth: Berth, seen: number[]) => Promise<void>, limits: object = {}): Promise<void> {
   const berth = createRuntime({
     server: { port: 0 },
-    runtimes: { default: { command: PROBE, isolation: 'process', network: 'host', warmPool, idleTimeout: '5m' } as never },
+    runtimes: { default: { command: PROBE, isolation: 'process', network: 'host', warmPool, idleTimeout: '5m', limits } as never },
   });
   await berth.start();
   seen = [];
@@ -61,6 +62,30 @@ async function burst(berth: Berth, n: number) {
     sessions.push(s);
   }
   return sessions;
+}
+
+/** Probe servers running as this process's descendants (the process driver runs them as berth's children). */
+function probeServers(): number[] {
+  const out: number[] = [];
+  const queue = [process.pid];
+  while (queue.length) {
+    const p = queue.shift()!;
+    let kids: number[] = [];
+    try {
+      kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      // gone
+    }
+    for (const k of kids) {
+      queue.push(k);
+      try {
+        if (readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('probe-server')) out.push(k);
+      } catch {
+        // gone
+      }
+    }
+  }
+  return out;
 }
 
 const idleStarts = async (berth: Berth) =>
@@ -102,6 +127,36 @@ describe('warm pool sizing (issue 17)', () => {
       await waitFor('the sessions to end', async () => (await gauge(berth, 'berth_sessions_live')) === 0);
       assert.equal(await gauge(berth, 'berth_warm_servers'), MIN);
     });
+  });
+
+  test('a session that finds the pool empty while a refill is starting gets that refill, not a start of its own', async () => {
+    // One start slot: the refill after session A holds it, so session B's own start could not even begin before the
+    // refill is ready. B is served by the refill (a server already starting when B arrived); B's own place in the
+    // start queue is given up, and the pool stays at its size.
+    await withBerth(
+      1,
+      async (berth, seen) => {
+        await waitFor('the warm server', async () => (await gauge(berth, 'berth_warm_servers')) === 1 && (await idleStarts(berth)));
+        const a = await connect(berth.endpoint());
+        const pidOf = async (c: typeof a) =>
+          (JSON.parse(textOf(await c.client.callTool({ name: 'whoami', arguments: {} }))) as { pid: number }).pid;
+        const aPid = await pidOf(a);
+        await waitFor(
+          "the refill after A's initialize, in the only start slot",
+          async () =>
+            (await gauge(berth, 'berth_server_starts', 'runtime="default",state="running"')) === 1 &&
+            (await gauge(berth, 'berth_warm_servers')) === 0,
+        );
+        const starting = probeServers().filter((p) => p !== aPid);
+        assert.equal(starting.length, 1, `one server starting beside A's: ${starting.join(', ')}`);
+        const b = await connect(berth.endpoint());
+        assert.equal(await pidOf(b), starting[0], 'B runs on the refill that was starting when it arrived');
+        await waitFor('the pool refilled to 1', async () => (await gauge(berth, 'berth_warm_servers')) === 1 && (await idleStarts(berth)));
+        assert.ok(Math.max(...seen) <= 1, `never above 1: saw ${Math.max(...seen)}`);
+        for (const s of [a, b]) await s.transport.terminateSession();
+      },
+      { maxConcurrentStarts: 1 },
+    );
   });
 
   test('a fixed number keeps its size through the same burst: refilled to it, never above it', async () => {

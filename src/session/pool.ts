@@ -24,6 +24,11 @@ export class WarmPool {
   private lastTake = -Infinity;
   /** Sessions waiting for a server started for them (the pool was empty). */
   private coldTakes = 0;
+  /**
+   * Those of them that take a refill instead, if one is ready before their own start (first come, first served):
+   * a refill in flight is further along than a start not begun. Each returns false once it was served otherwise.
+   */
+  private readonly handoffs: Array<(l: Launched) => boolean> = [];
   /** Measured start-to-ready time of recent launches (ms, moving average). */
   private startMs = ASSUMED_START_MS;
   private shrinkTimer: NodeJS.Timeout | undefined;
@@ -65,25 +70,20 @@ export class WarmPool {
     const target = this.target;
     while (this.idle.length + this.starting < target) {
       this.starting++;
+      // Parked inside the start slot: a session waiting in the start queue is handed this server before the slot is
+      // released, so it leaves the queue instead of starting a server of its own.
       const p = this.gate
-        .run(() => this.launchTimed(), { refill: true })
-        .then(
-          (l) => {
+        .run(
+          async () => {
+            const l = await this.launchTimed();
             this.starting--;
-            if (this.closed) return dispose(l, this.ctx.config.limits.stopGrace);
             this.failures = 0;
-            this.idle.push(l);
-            // A warm server that dies while waiting is replaced, never handed out.
-            void l.sandbox.exited.then(() => {
-              const i = this.idle.indexOf(l);
-              if (i >= 0) {
-                this.idle.splice(i, 1);
-                void dispose(l, 0);
-                this.fill();
-              }
-            });
-            this.shrinkIfIdle();
+            this.park(l);
           },
+          { refill: true },
+        )
+        .then(
+          () => undefined,
           (err: Error) => {
             this.starting--;
             if (this.closed) return;
@@ -98,8 +98,9 @@ export class WarmPool {
   }
 
   /**
-   * A warm server if one is ready, else a freshly launched one, once a start slot is free: after waitMs in the
-   * queue this rejects with StartQueueTimeout. The caller refills (fill()) once its session has started, so the
+   * A warm server if one is ready; else whichever comes first of a refill already starting and a server launched for
+   * this session once a start slot is free (after waitMs in the queue that rejects with StartQueueTimeout; the other
+   * of the two then waits in the pool). The caller refills (fill()) once its session has started, so the
    * replacement's start-up CPU does not compete with that session's initialize.
    */
   async take(o: { waitMs?: number; signal?: AbortSignal } = {}): Promise<Launched> {
@@ -111,26 +112,86 @@ export class WarmPool {
     // A cold start is one of the pool's launches: close() waits for it (it gives up at shutdown and stops its server),
     // and one that comes up after close is stopped, never handed out — else berth exits with its sandbox running.
     this.coldTakes++;
-    const p = this.gate
-      .run(() => this.launchTimed(), o)
-      .then(async (started) => {
-        if (!this.closed) return started;
-        await dispose(started, this.ctx.config.limits.stopGrace);
-        throw new Error('the pool is closed');
-      });
-    // close() awaits all of them: a failed start must not fail the close. A session waiting for its cold start is
-    // demand still arriving: the pool does not shrink under it, and the quiet period counts from its end.
-    const settled = p.then(
-      () => undefined,
-      () => undefined,
-    );
-    void settled.then(() => {
-      this.coldTakes--;
-      if (this.size.max > this.size.min) this.lastTake = performance.now();
+    let served = false;
+    const queued = new AbortController(); // leaves the start queue once a refill served this session
+    const p = new Promise<Launched>((resolve, reject) => {
+      const handoff = (refill: Launched) => {
+        if (served || o.signal?.aborted) return false; // a client gone meanwhile leaves the refill to the next one
+        served = true;
+        queued.abort();
+        resolve(refill);
+        return true;
+      };
+      this.handoffs.push(handoff);
+      const own = this.gate.run(
+        async () => {
+          const started = await this.launchTimed();
+          // Still in the slot: a start that lost the race to a refill waits for the next session right away.
+          if (served) this.park(started);
+          return started;
+        },
+        {
+          waitMs: o.waitMs,
+          signal: o.signal ? AbortSignal.any([o.signal, queued.signal]) : queued.signal,
+        },
+      );
+      own.then(
+        async (started) => {
+          if (served) return; // a refill came first: parked above
+          served = true;
+          if (!this.closed) return resolve(started);
+          await dispose(started, this.ctx.config.limits.stopGrace);
+          reject(new Error('the pool is closed'));
+        },
+        (err: Error) => {
+          if (served) return; // left the queue because a refill served it
+          served = true;
+          reject(err);
+        },
+      );
+      const unlist = () => {
+        const i = this.handoffs.indexOf(handoff);
+        if (i >= 0) this.handoffs.splice(i, 1);
+      };
+      own.then(unlist, unlist);
+      // close() awaits every launch: a failed start must not fail the close. A session waiting for its cold start is
+      // demand still arriving: the pool does not shrink under it, and the quiet period counts from its end.
+      const settled = own.then(
+        () => undefined,
+        () => undefined,
+      );
+      this.launches.add(settled);
+      void settled.finally(() => this.launches.delete(settled));
     });
-    this.launches.add(settled);
-    void settled.finally(() => this.launches.delete(settled));
+    void p.then(
+      () => this.tookCold(),
+      () => this.tookCold(),
+    );
     return p;
+  }
+
+  private tookCold(): void {
+    this.coldTakes--;
+    if (this.size.max > this.size.min) this.lastTake = performance.now();
+  }
+
+  /** A server that is ready goes to the first session waiting for one, else waits in the pool. */
+  private park(l: Launched): void {
+    if (this.closed) return void dispose(l, this.ctx.config.limits.stopGrace);
+    while (this.handoffs.length) if (this.handoffs.shift()!(l)) return;
+    // A session's own start that lost to a refill, with the pool already full: never above max.
+    if (this.idle.length >= this.size.max) return void dispose(l, this.ctx.config.limits.stopGrace);
+    this.idle.push(l);
+    // A warm server that dies while waiting is replaced, never handed out.
+    void l.sandbox.exited.then(() => {
+      const i = this.idle.indexOf(l);
+      if (i >= 0) {
+        this.idle.splice(i, 1);
+        void dispose(l, 0);
+        this.fill();
+      }
+    });
+    this.shrinkIfIdle();
   }
 
   async close(): Promise<void> {
