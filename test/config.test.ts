@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { RuntimeSchema } from '../src/config/schema.ts';
+import { RuntimeSchema, WARM_POOL_AUTO } from '../src/config/schema.ts';
 import { createRuntime } from '../src/index.ts';
 import { generate } from '../scripts/gen-schema.ts';
 import { connect, PROBE, ROOT, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
@@ -74,6 +74,8 @@ describe('config validation', () => {
     assert.equal(parse(undefined).limits.maxConcurrentStarts, auto);
     assert.equal(parse({ maxConcurrentStarts: 'auto' }).limits.maxConcurrentStarts, auto);
     assert.equal(parse({ maxConcurrentStarts: 7 }).limits.maxConcurrentStarts, 7);
+    // The warm pool's default follows demand too (issue 17: a repeated burst finds its servers ready).
+    assert.deepEqual(parse(undefined).warmPool, { ...WARM_POOL_AUTO });
     const r = check('server: {port: 0}\nruntimes:\n  a:\n    command: [node]\n    limits: {maxConcurrentStarts: 0}\n');
     assert.equal(r.status, 2);
     assert.match(r.stderr, /runtimes\.a\.limits\.maxConcurrentStarts: /);

@@ -179,9 +179,9 @@ program
   .option('--pids <n>', 'most processes per session (cgroups)', int)
   .option(
     '--warm-pool <n|auto|min..max>',
-    'servers started ahead of demand: a fixed number, auto (2..16), or min..max sized by the rate of new sessions',
+    'servers started ahead of demand: auto (2..16, the default), a fixed number, or min..max sized by recent new sessions',
     warmPoolArg,
-    2,
+    'auto' as const,
   )
   .option('--max-sessions <n>', 'most live sessions', int, 1000)
   .option('--max-body <size>', 'largest request body', size, '4MiB')

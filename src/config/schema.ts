@@ -295,9 +295,9 @@ const WarmPoolSchema = z
     v === 'auto' ? { ...WARM_POOL_AUTO } : typeof v === 'number' ? { min: v, max: v, window: WARM_POOL_AUTO.window, shrinkAfter: 0 } : v,
   )
   .describe(
-    "Servers started ahead of demand so a new session (or a stateless request) finds one ready. A number: that many, always. {min, max, window, shrinkAfter} or auto: the pool of a stateful runtime (and of its 2026 runtime sessions) follows demand (a stateless pool keeps min): it aims at min plus twice the new sessions expected while one server starts (their rate over window, taken over at least one start time, times the measured start time), at most max and, above min, half the available host memory divided by limits.memory (unset: 256MiB a server); refills take the start slots of limits.maxConcurrentStarts after clients' own starts; after shrinkAfter without a new session the servers above min are stopped. auto is {min: 2, max: 16, window: 30s, shrinkAfter: 2m}.",
+    "Servers started ahead of demand so a new session (or a stateless request) finds one ready. A number: that many, always. {min, max, window, shrinkAfter} or auto: the pool of a stateful runtime (and of its 2026 runtime sessions) follows demand (a stateless pool keeps min): it aims at min plus the larger of twice the new sessions expected while one server starts (their rate over window, taken over at least one start time, times the measured start time) and the most sessions that started within one window since the pool last shrank (a burst that came once is expected again), at most max and, above min, half the available host memory divided by limits.memory (unset: 256MiB a server); refills take the start slots of limits.maxConcurrentStarts after clients' own starts; after shrinkAfter without a new session the servers above min are stopped. auto is {min: 2, max: 16, window: 30s, shrinkAfter: 2m}.",
   )
-  .prefault(2);
+  .prefault('auto');
 
 export const RuntimeSchema = z
   .object({

@@ -22,6 +22,8 @@ export class WarmPool {
   /** When recent sessions took a server (ms, monotonic), oldest first, within size.window. */
   private readonly takes: number[] = [];
   private lastTake = -Infinity;
+  /** The most sessions that started within one window since demand was last forgotten (after shrinkAfter). */
+  private peak = 0;
   /** Sessions waiting for a server started for them (the pool was empty). */
   private coldTakes = 0;
   /**
@@ -50,15 +52,18 @@ export class WarmPool {
 
   /** Servers the pool aims to hold now: min, plus what recent demand asks for (never above max or the memory cap). */
   get target(): number {
-    const { min, max, window } = this.size;
+    const { min, max } = this.size;
     if (max <= min) return min;
     const now = performance.now();
-    while (this.takes.length && this.takes[0]! <= now - window) this.takes.shift();
-    if (!this.takes.length) return min;
+    this.forgetOlderThan(now);
     // Sessions expected while one replacement starts (rate × start time), doubled for headroom. The rate is taken over
-    // at least one start time, so a burst of k sessions inside one start time asks for 2k more servers.
-    const span = Math.max(this.startMs, now - this.takes[0]!);
-    const demand = Math.ceil((2 * this.takes.length * this.startMs) / span);
+    // at least one start time, so a burst of k sessions inside one start time asks for 2k more servers. And at least
+    // the most sessions that started within one window since the pool last shrank: a burst that came once is
+    // expected again, so its servers are ready before it (sessions arriving one after another, each waiting for a
+    // start, would otherwise find the pool empty every time; between bursts the rate term alone falls back to 0).
+    const span = this.takes.length ? Math.max(this.startMs, now - this.takes[0]!) : 1;
+    const demand = Math.max(this.peak, Math.ceil((2 * this.takes.length * this.startMs) / span));
+    if (demand === 0) return min;
     const perServer = this.ctx.config.limits.memory ?? ASSUMED_SERVER_BYTES;
     const byMemory = Math.floor(freemem() / 2 / perServer); // at most half the memory left goes to extra warm servers
     return Math.min(max, min + Math.min(demand, byMemory));
@@ -211,10 +216,16 @@ export class WarmPool {
     return l;
   }
 
+  private forgetOlderThan(now: number): void {
+    while (this.takes.length && this.takes[0]! <= now - this.size.window) this.takes.shift();
+  }
+
   private noteDemand(): void {
     if (this.size.max <= this.size.min) return;
     this.lastTake = performance.now();
     this.takes.push(this.lastTake);
+    this.forgetOlderThan(this.lastTake);
+    this.peak = Math.max(this.peak, this.takes.length);
     if (!this.shrinkTimer) this.armShrink(this.size.shrinkAfter);
   }
 
@@ -224,6 +235,7 @@ export class WarmPool {
       const quietFor = performance.now() - this.lastTake;
       if (this.coldTakes > 0 || quietFor < this.size.shrinkAfter) return this.armShrink(Math.max(100, this.size.shrinkAfter - quietFor));
       this.takes.length = 0; // demand forgotten: the target is min again
+      this.peak = 0;
       this.shrinkIfIdle();
     }, ms);
     this.shrinkTimer.unref();
