@@ -281,6 +281,23 @@ describe('StartGate', () => {
     assert.equal(gate.active, 0);
   });
 
+  test('refills hold at most all slots but one: a client starts at once beside them', async () => {
+    const gate = new StartGate(2);
+    const refills = [held(), held()];
+    const running = refills.map((r) => gate.run(r.work, { refill: true }));
+    assert.equal(gate.active, 1, 'the second refill waits: one slot stays free for clients');
+    assert.equal(gate.queued, 1);
+    // A client does not queue behind the waiting refill, and needs no wait at all.
+    assert.equal(await gate.run(async () => 'started', { waitMs: 0 }), 'started');
+    refills[0]!.finish();
+    await running[0];
+    assert.equal(gate.active, 1, 'the queued refill took the freed refill slot');
+    refills[1]!.finish();
+    await running[1];
+    assert.equal(gate.active, 0);
+    assert.equal(gate.queued, 0);
+  });
+
   test("a client's start waits at most waitMs (0: not at all) and leaves the queue when its client goes away", async () => {
     const gate = new StartGate(1);
     const first = held();

@@ -36,9 +36,10 @@ export interface ChildOptions {
 }
 
 /**
- * The niceness a sandbox starts at, until its server answers. 10 gives a starting sandbox about a tenth of the CPU
- * share of a live one, so a burst of new sessions (or the warm pool refilling after it) cannot starve the calls of
- * live sessions, while an idle host still starts it at full speed. Only root may raise it back, so only as root.
+ * The niceness a sandbox started ahead of demand (a pool growing above its min) runs at until its server answers. 10 gives it about
+ * a tenth of the CPU share of a live one, so refills after a burst of new sessions cannot starve the calls of live
+ * sessions, while an idle host still starts it at full speed. A start a client waits for is not lowered: on a host
+ * saturated by other work it would crawl past startQueueTimeout. Only root may raise it back, so only as root.
  */
 const STARTING_NICE = 10;
 
@@ -93,7 +94,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   // nsenter enters the network and execs the program in place: the pid berth holds is still the program's; so does
   // nice, which starts the whole sandbox at STARTING_NICE (its processes inherit it) until started().
   // (Absolute: spawn would look `nice` up in the sandbox's PATH, which an image sets.)
-  const nice = isRoot() ? which('nice') : undefined;
+  const nice = o.spec.yieldWhileStarting && isRoot() ? which('nice') : undefined;
   const yieldWhileStarting = nice !== undefined;
   const [file, ...args] = [...(nice ? [nice, '-n', String(STARTING_NICE)] : []), ...(o.net?.enter ?? []), o.file, ...o.args] as [
     string,

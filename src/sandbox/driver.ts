@@ -50,6 +50,11 @@ export interface SandboxSpec {
    * directory) is not shown, workDir still is (the session's own writable directory, its HOME).
    */
   image?: ImageRoot;
+  /**
+   * Started ahead of demand (a warm pool growing above its min): it runs at a lower CPU priority until started(), so it
+   * yields to live sessions and to the starts clients wait for. Root only.
+   */
+  yieldWhileStarting?: boolean;
   /** Hears what the driver sees happen to the sandbox that the server would not say itself (its disk cap reached). */
   notice?: (what: string) => void;
 }
@@ -74,8 +79,8 @@ export interface Sandbox {
   /** SIGTERM, then SIGKILL after graceMs; resolves when the server is gone. */
   stop(graceMs: number): Promise<ExitInfo>;
   /**
-   * The server has answered: from now on it gets the host's CPU like every live session. Until then a sandbox
-   * runs at a lower priority (when berth is root), so a burst of starts and pool refills yields to live sessions.
+   * The server has answered: from now on it gets the host's CPU like every live session. Until then a sandbox started
+   * ahead of demand (spec.yieldWhileStarting) runs at a lower priority (when berth is root), so pool refills yield.
    */
   started(): void;
 }

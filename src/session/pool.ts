@@ -74,13 +74,16 @@ export class WarmPool {
     if (this.closed || this.failures >= 5) return;
     const target = this.target;
     while (this.idle.length + this.starting < target) {
+      // Only growth above min is speculative and yields the CPU while it starts: min is what the runtime is
+      // configured to hold (berth run waits for its first server, and a session may need it any moment).
+      const aboveMin = this.idle.length + this.starting >= this.size.min;
       this.starting++;
       // Parked inside the start slot: a session waiting in the start queue is handed this server before the slot is
       // released, so it leaves the queue instead of starting a server of its own.
       const p = this.gate
         .run(
           async () => {
-            const l = await this.launchTimed();
+            const l = await this.launchTimed(aboveMin);
             this.starting--;
             this.failures = 0;
             this.park(l);
@@ -208,10 +211,10 @@ export class WarmPool {
   }
 
   /** One launch in its start slot, timed from the slot to ready: the start time the target is sized by. */
-  private async launchTimed(): Promise<Launched> {
+  private async launchTimed(speculative = false): Promise<Launched> {
     if (this.closed) throw new Error('the pool is closed');
     const t0 = performance.now();
-    const l = await launchReady(this.ctx);
+    const l = await launchReady(this.ctx, { speculative });
     this.startMs = 0.7 * this.startMs + 0.3 * (performance.now() - t0);
     return l;
   }

@@ -1,6 +1,7 @@
 // At most N servers of a runtime start at once (limits.maxConcurrentStarts). A server's start is a burst of CPU
 // (a Node server: ~0.5 s of one core); 500 initializes once started ~49 at a time and stalled /healthz and every
-// live session for over 10 s. Further starts queue: a client's first, then pool refills.
+// live session for over 10 s. Further starts queue: a client's first, then pool refills. Refills hold at most all
+// slots but one, so a client's start never waits behind speculative ones alone.
 
 export class StartQueueTimeout extends Error {}
 
@@ -10,10 +11,14 @@ interface Waiter {
 
 export class StartGate {
   private running = 0;
+  private refillsRunning = 0;
+  private readonly refillSlots: number;
   private readonly clients: Waiter[] = [];
   private readonly refills: Waiter[] = [];
 
-  constructor(private readonly slots: number) {}
+  constructor(private readonly slots: number) {
+    this.refillSlots = Math.max(1, slots - 1);
+  }
 
   get active(): number {
     return this.running;
@@ -32,13 +37,17 @@ export class StartGate {
     try {
       return await work();
     } finally {
+      if (o.refill) this.refillsRunning--;
       this.release();
     }
   }
 
   private acquire(o: { refill?: boolean; waitMs?: number; signal?: AbortSignal }): Promise<void> {
-    if (this.running < this.slots && this.queued === 0) {
+    // A client goes ahead of queued refills (they may be waiting only for the refill cap); a refill goes behind anyone.
+    const free = this.running < this.slots && this.clients.length === 0;
+    if (free && (!o.refill || (this.refills.length === 0 && this.refillsRunning < this.refillSlots))) {
       this.running++;
+      if (o.refill) this.refillsRunning++;
       return Promise.resolve();
     }
     const queue = o.refill ? this.refills : this.clients;
@@ -54,6 +63,7 @@ export class StartGate {
       const aborted = () => leave(new Error('the client went away while its server waited to start'));
       const waiter: Waiter = {
         grant: () => {
+          if (o.refill) this.refillsRunning++;
           clearTimeout(timer);
           o.signal?.removeEventListener('abort', aborted);
           resolve();
@@ -69,9 +79,12 @@ export class StartGate {
     });
   }
 
-  /** The slot goes straight to the next waiter (clients before refills), so running never exceeds slots. */
+  /**
+   * The slot goes straight to the next waiter (clients before refills, a refill only below refillSlots), so running
+   * never exceeds slots.
+   */
   private release(): void {
-    const next = this.clients.shift() ?? this.refills.shift();
+    const next = this.clients.shift() ?? (this.refillsRunning < this.refillSlots ? this.refills.shift() : undefined);
     if (next) next.grant();
     else this.running--;
   }
