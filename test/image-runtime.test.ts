@@ -54,14 +54,19 @@ interface ImageLog {
   image: string;
   rootfs: string;
 }
-/** What berth logged at start about a runtime's image (pulled, or found in the cache). */
-function imageLog(berth: BerthProcess, runtime: string): ImageLog {
-  for (const line of berth.logs().split('\n')) {
-    if (!line.startsWith('{')) continue;
-    const l = JSON.parse(line) as Partial<ImageLog> & { runtime?: string };
-    if (l.runtime === runtime && l.rootfs && /^image /.test(l.msg ?? '')) return l as ImageLog;
+/**
+ * What berth logged at start about a runtime's image (pulled, or found in the cache). Waited for: berth gathers log
+ * lines for up to BERTH_LOG_FLUSH (20ms) before writing them, so `berth serve` may print its URL first.
+ */
+async function imageLog(berth: BerthProcess, runtime: string): Promise<ImageLog> {
+  for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 25))) {
+    for (const line of berth.logs().split('\n')) {
+      if (!line.startsWith('{')) continue;
+      const l = JSON.parse(line) as Partial<ImageLog> & { runtime?: string };
+      if (l.runtime === runtime && l.rootfs && /^image /.test(l.msg ?? '')) return l as ImageLog;
+    }
   }
-  assert.fail(`berth logged nothing about runtime ${runtime}'s image:\n${berth.logs()}`);
+  assert.fail(`berth logged nothing about runtime ${runtime}'s image within 10 s:\n${berth.logs()}`);
 }
 
 /** Every path under `dir` with its size, mode and mtime: what a write into the shared root would change. */
@@ -169,7 +174,7 @@ for (const driver of ['namespace', 'gvisor'] as const) {
       });
 
       test(`${runtime} image: two sessions do not see each other's writes, and the shared unpacked root is unchanged`, async () => {
-        const rootfs = imageLog(b.berth, runtime).rootfs;
+        const rootfs = (await imageLog(b.berth, runtime)).rootfs;
         assert.ok(rootfs.startsWith(`${sharedCache}/sha256-`), `the rootfs is in the configured cache: ${rootfs}`);
         const a = await session(b.berth, b.url(runtime), 'A');
         const z = await session(b.berth, b.url(runtime), 'B');
@@ -195,7 +200,7 @@ for (const driver of ['namespace', 'gvisor'] as const) {
       });
 
       test(`${runtime} image: nothing in the shared unpacked root was added or changed after it was unpacked`, () => {
-        const rootfs = imageLog(b.berth, runtime).rootfs;
+        const rootfs = (await imageLog(b.berth, runtime)).rootfs;
         // berth writes berth-image.json beside the rootfs once umoci has unpacked it, restoring the layer's mtimes.
         const unpackedAt = statSync(join(rootfs, '..', 'berth-image.json')).mtimeMs;
         const later = [...tree(rootfs)].filter(([, v]) => Number(v.split(' ')[2]) > unpackedAt);
@@ -204,8 +209,8 @@ for (const driver of ['namespace', 'gvisor'] as const) {
     }
 
     test('a second runtime naming the same image unpacks nothing: it is found in the cache, the same root', () => {
-      const first = imageLog(b.berth, 'http');
-      const again = imageLog(b.berth, 'again');
+      const first = await imageLog(b.berth, 'http');
+      const again = await imageLog(b.berth, 'again');
       assert.match(again.msg, /found in the cache \(nothing unpacked\)/);
       assert.equal(again.rootfs, first.rootfs);
       assert.equal(again.image, first.image);
@@ -217,7 +222,7 @@ for (const driver of ['namespace', 'gvisor'] as const) {
         runtimes: Record<string, { image?: string; isolation?: string }>;
       };
       for (const runtime of ['http', 'stdio', 'again'])
-        assert.equal(health.runtimes[runtime]!.image, imageLog(b.berth, runtime).image, `${runtime} in /healthz`);
+        assert.equal(health.runtimes[runtime]!.image, (await imageLog(b.berth, runtime)).image, `${runtime} in /healthz`);
       assert.equal(health.runtimes.http!.isolation, driver);
     });
   });
@@ -247,7 +252,7 @@ describe('the image cache across berth starts', { skip: skipAll }, () => {
       writeConfig({ img: { image: images!.http, isolation: 'namespace', network: 'none', warmPool: 1, imageCache: { dir: sharedCache } } }),
     ]);
     try {
-      const log = imageLog(berth, 'img');
+      const log = await imageLog(berth, 'img');
       assert.match(log.msg, /found in the cache \(nothing unpacked\)/);
       const dir = log.rootfs
         .replace(/\/rootfs$/, '')
@@ -284,7 +289,7 @@ describe('images loaded from saved archives, under isolation namespace', { skip:
         ['docker', images!.dockerArchive],
         ['ociarchive', images!.ociArchive],
       ] as const) {
-        const log = imageLog(b.berth, runtime);
+        const log = await imageLog(b.berth, runtime);
         assert.equal(log.msg, 'image pulled and unpacked', runtime);
         assert.equal(log.image.replace(/@sha256:[0-9a-f]{64}$/, ''), ref, `${runtime}: pinned ${log.image}`);
         assert.ok(log.rootfs.startsWith(`${cache}/sha256-`), log.rootfs);
@@ -298,7 +303,7 @@ describe('images loaded from saved archives, under isolation namespace', { skip:
         }
       }
       // A docker-archive's manifest is Docker's, not the OCI one: a different digest, a root of its own.
-      assert.notEqual(imageLog(b.berth, 'docker').rootfs, imageLog(b.berth, 'ociarchive').rootfs);
+      assert.notEqual((await imageLog(b.berth, 'docker')).rootfs, (await imageLog(b.berth, 'ociarchive')).rootfs);
     } finally {
       await b.berth.stop();
     }
