@@ -199,7 +199,7 @@ for (const driver of ['namespace', 'gvisor'] as const) {
         assert.deepEqual(tree(rootfs), before, 'the shared unpacked root is unchanged (names, sizes, modes, mtimes)');
       });
 
-      test(`${runtime} image: nothing in the shared unpacked root was added or changed after it was unpacked`, () => {
+      test(`${runtime} image: nothing in the shared unpacked root was added or changed after it was unpacked`, async () => {
         const rootfs = (await imageLog(b.berth, runtime)).rootfs;
         // berth writes berth-image.json beside the rootfs once umoci has unpacked it, restoring the layer's mtimes.
         const unpackedAt = statSync(join(rootfs, '..', 'berth-image.json')).mtimeMs;
@@ -208,7 +208,7 @@ for (const driver of ['namespace', 'gvisor'] as const) {
       });
     }
 
-    test('a second runtime naming the same image unpacks nothing: it is found in the cache, the same root', () => {
+    test('a second runtime naming the same image unpacks nothing: it is found in the cache, the same root', async () => {
       const first = await imageLog(b.berth, 'http');
       const again = await imageLog(b.berth, 'again');
       assert.match(again.msg, /found in the cache \(nothing unpacked\)/);
