@@ -135,9 +135,9 @@ describe('a sandbox started ahead of demand yields the CPU until its server answ
       await berth?.stop();
     });
 
-    test('once the servers it grew its pool by have answered, none of their processes is left at the starting priority', async () => {
-      // The bundled demo server, berth's default sandbox, a pool of 0..2: every warm server is growth above min (the
-      // session's own start is not), started at nice 10 and put back at 0 once it answers.
+    test('berth lowers none of its own starts: its warm servers and their processes run at nice 0', async () => {
+      // The bundled demo server, berth's default sandbox, a pool of 0..2 (every warm server is growth above min).
+      // Lowering the pool's growth starved it on a saturated host (CI), so berth does not use yieldWhileStarting.
       berth = await startBerth(['run', '--port', '0', '--warm-pool', '0..2']);
       const session = await connect(berth.url);
       await warm(berth.url, 1, 60_000);

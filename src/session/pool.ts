@@ -74,16 +74,15 @@ export class WarmPool {
     if (this.closed || this.failures >= 5) return;
     const target = this.target;
     while (this.idle.length + this.starting < target) {
-      // Only growth above min is speculative and yields the CPU while it starts: min is what the runtime is
-      // configured to hold (berth run waits for its first server, and a session may need it any moment).
-      const aboveMin = this.idle.length + this.starting >= this.size.min;
       this.starting++;
       // Parked inside the start slot: a session waiting in the start queue is handed this server before the slot is
       // released, so it leaves the queue instead of starting a server of its own.
       const p = this.gate
         .run(
           async () => {
-            const l = await this.launchTimed(aboveMin);
+            // Not lowered (launch's `speculative`): on a host saturated by other work, refills at nice 10 crawled
+            // past startupTimeout in CI and the pool stopped growing. Start slots alone bound what refills take.
+            const l = await this.launchTimed();
             this.starting--;
             this.failures = 0;
             this.park(l);
@@ -211,10 +210,10 @@ export class WarmPool {
   }
 
   /** One launch in its start slot, timed from the slot to ready: the start time the target is sized by. */
-  private async launchTimed(speculative = false): Promise<Launched> {
+  private async launchTimed(): Promise<Launched> {
     if (this.closed) throw new Error('the pool is closed');
     const t0 = performance.now();
-    const l = await launchReady(this.ctx, { speculative });
+    const l = await launchReady(this.ctx);
     this.startMs = 0.7 * this.startMs + 0.3 * (performance.now() - t0);
     return l;
   }
