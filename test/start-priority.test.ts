@@ -13,6 +13,7 @@ import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { processDriver } from '../src/sandbox/process.ts';
 import { warm } from './fixtures/slow-boot.ts';
 import { connect, ROOT, startBerth, type BerthProcess } from './helpers/berth.ts';
+import { descendants } from './helpers/procs.ts';
 
 const root = process.getuid?.() === 0;
 
@@ -33,23 +34,6 @@ function autogroupNiceOf(pid: number): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-function descendants(pid: number): number[] {
-  const out: number[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    let kids: number[] = [];
-    try {
-      kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    } catch {
-      // gone
-    }
-    out.push(...kids);
-    queue.push(...kids);
-  }
-  return out;
 }
 
 async function until<T>(what: string, probe: () => T | undefined, timeoutMs = 20_000): Promise<T> {

@@ -8,6 +8,7 @@ import { RuntimeSchema } from '../src/config/schema.ts';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { connect, PROBE, ROOT, runBerth, textOf } from './helpers/berth.ts';
+import { descendants } from './helpers/procs.ts';
 
 type Berth = ReturnType<typeof createRuntime>;
 
@@ -66,26 +67,13 @@ async function burst(berth: Berth, n: number) {
 
 /** Probe servers running as this process's descendants (the process driver runs them as berth's children). */
 function probeServers(): number[] {
-  const out: number[] = [];
-  const queue = [process.pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    let kids: number[] = [];
+  return descendants(process.pid).filter((p) => {
     try {
-      kids = readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+      return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('probe-server');
     } catch {
-      // gone
+      return false; // gone
     }
-    for (const k of kids) {
-      queue.push(k);
-      try {
-        if (readFileSync(`/proc/${k}/cmdline`, 'utf8').includes('probe-server')) out.push(k);
-      } catch {
-        // gone
-      }
-    }
-  }
-  return out;
+  });
 }
 
 const idleStarts = async (berth: Berth) =>

@@ -73,8 +73,7 @@ function allowRules(entries: readonly string[]): Promise<AllowRule[]> {
   return p;
 }
 
-/** speculative: started ahead of demand (a pool refill), so it yields the CPU until it is warm (Sandbox.started). */
-export async function launch(ctx: LaunchContext, o: { speculative?: boolean } = {}): Promise<Launched> {
+export async function launch(ctx: LaunchContext): Promise<Launched> {
   const { config, log } = ctx;
   const id = ctx.newId?.() ?? newSessionId();
   const workDir = await mkdtemp(join(ctx.sessionRoot ?? tmpdir(), `berth-${ctx.runtimeName}-`));
@@ -107,7 +106,6 @@ export async function launch(ctx: LaunchContext, o: { speculative?: boolean } = 
       mounts,
       image,
       hide: ctx.hide,
-      yieldWhileStarting: o.speculative,
       notice: (what) => log.child({ session: logId(id) }).warn(what),
     });
   } catch (e) {
@@ -161,8 +159,8 @@ function recorded(ctx: LaunchContext, ready: Promise<void>, sandbox: Sandbox, st
 export { withinStartup } from './within-startup.js';
 
 /** A launched server once it is warm; one that cannot get there is disposed, never left running. */
-export async function launchReady(ctx: LaunchContext, o: { speculative?: boolean } = {}): Promise<Launched> {
-  const l = await launch(ctx, o);
+export async function launchReady(ctx: LaunchContext): Promise<Launched> {
+  const l = await launch(ctx);
   try {
     await l.ready;
   } catch (e) {

@@ -80,7 +80,7 @@ export class WarmPool {
       const p = this.gate
         .run(
           async () => {
-            // Not lowered (launch's `speculative`): on a host saturated by other work, refills at nice 10 crawled
+            // Not lowered (the sandbox's yieldWhileStarting): on a host saturated by other work, refills at nice 10 crawled
             // past startupTimeout in CI and the pool stopped growing. Start slots alone bound what refills take.
             const l = await this.launchTimed();
             this.starting--;
