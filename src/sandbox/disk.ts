@@ -2,14 +2,13 @@
 // session writes, so a server that fills it gets ENOSPC and the host's disk never sees a byte of it. tmpfs lives
 // in memory (and swap): what a session writes is charged to its memory cgroup too, so with a memory limit below
 // the disk cap the session is OOM-killed first. Sizes are bytes.
-import { spawnSync } from 'node:child_process';
 import { statfs } from 'node:fs/promises';
 import { run } from './host.js';
 
 export interface CappedMount {
   readonly dir: string;
   /** Stops watching and detaches the mount (lazily: a straggler's open file must not keep it). */
-  release(): void;
+  release(): Promise<void>;
 }
 
 /**
@@ -45,9 +44,9 @@ export async function mountCapped(
   timer.unref();
   return {
     dir,
-    release() {
+    async release() {
       clearInterval(timer);
-      spawnSync('umount', ['-l', dir]);
+      await run('umount', ['-l', dir]);
     },
   };
 }

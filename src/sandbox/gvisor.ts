@@ -6,7 +6,6 @@
 // is bound writable under that overlay and its top handed to the sandbox uid inside gVisor (see entryArgv), so
 // a server can write beside its code; its files keep their owners and modes, so a 0600 secret stays unreadable.
 // A server from an image has the image's root as its root instead (writeImageBundle), under the same overlay.
-import { spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -279,7 +278,7 @@ export const gvisorDriver: SandboxDriver = {
       scratchMounts: merged ? [merged] : [],
       cleanup: async () => {
         await run(runsc, ['--rootless', '--root', state, 'delete', '--force', id]);
-        if (merged) spawnSync('umount', ['-l', merged]);
+        if (merged) await run('umount', ['-l', merged]);
         await rm(scratch, { recursive: true, force: true });
       },
     });

@@ -1,8 +1,8 @@
 // Host facts the sandbox drivers share: the unprivileged uid, which /etc files a server may see, tool lookup.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { shellRun } from './host-shell.js';
 
 /**
  * A name for host-visible things of a session (cgroups, container ids): world-readable, so never the
@@ -55,19 +55,10 @@ export function dropPrivileges(): string[] {
   return isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--'] : [];
 }
 
-/** Runs a tool to its end: its exit code and stderr; `input`, when given, is its stdin. */
+/** Runs a tool to its end: its exit code and stderr; `input`, when given, is its stdin. Through the host shell
+ * (host-shell.ts), so berth's event loop does not wait while the kernel copies berth for a fork. */
 export function run(file: string, args: string[], input?: string): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(file, args, { stdio: [input === undefined ? 'ignore' : 'pipe', 'ignore', 'pipe'] });
-    let stderr = '';
-    p.stderr!.on('data', (d) => (stderr += d));
-    p.on('error', (e) => resolve({ code: null, stderr: e.message }));
-    p.on('exit', (code) => resolve({ code, stderr }));
-    if (input !== undefined) {
-      p.stdin!.on('error', () => undefined); // a tool that exits early: its exit code says why
-      p.stdin!.end(input);
-    }
-  });
+  return shellRun(file, args, input);
 }
 
 /**

@@ -360,9 +360,9 @@ export const microvmDriver: SandboxDriver = {
       scratchMounts: [...(capped ? [capped.dir] : []), ...(bound ? [bound] : [])],
       cleanup: async () => {
         consoleServer.close();
-        capped?.release();
+        await capped?.release();
         // Detached before the scratch is removed: rm must never walk into the image's root.
-        if (bound) spawnSync('umount', ['-l', bound]);
+        if (bound) await run('umount', ['-l', bound]);
         await rm(scratch, { recursive: true, force: true });
       },
     });

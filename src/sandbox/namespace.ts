@@ -7,7 +7,6 @@
 // A server from an image sees the image's root as / instead (a per-session overlay of the shared unpacked root
 // when berth is root, else read-only) and of the host only its working directory and the --mount paths; it runs
 // as the image's user inside its user namespace, which is the unprivileged sandbox uid outside.
-import { spawnSync } from 'node:child_process';
 import { chownSync, chmodSync, existsSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -261,8 +260,8 @@ export const namespaceDriver: SandboxDriver = {
       scratchDirs: [scratch],
       scratchMounts: mounts,
       cleanup: async () => {
-        if (merged) spawnSync('umount', ['-l', merged]);
-        capped?.release();
+        if (merged) await run('umount', ['-l', merged]);
+        await capped?.release();
         await rm(scratch, { recursive: true, force: true });
       },
     });

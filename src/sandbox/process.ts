@@ -41,7 +41,7 @@ export const processDriver: SandboxDriver = {
       spec,
       net,
       scratchMounts: capped ? [capped.dir] : [],
-      cleanup: async () => capped?.release(),
+      cleanup: async () => await capped?.release(),
     });
   },
 };
