@@ -5,8 +5,10 @@
 //   storm   8 live sessions call echo back to back while --storm N (100) new sessions arrive at an even rate over
 //           --storm-over (5s): (b) "calls on 8 live sessions keep p99 ≤ 100 ms"
 // Targets are printed, never asserted. Loopback only; every wait has a deadline.
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { Arrival } from './storm-arrivals.js';
 import { settle, startBerth, type Target } from './targets.js';
 import { connect, disconnect, dist, type Conn, type Dist } from './workloads.js';
 
@@ -56,6 +58,12 @@ async function metric(t: Target, prefix: string, has = ''): Promise<number> {
 }
 const warmStarts = (t: Target) => metric(t, 'berth_session_start_seconds_count{', 'warm="yes"');
 const warmServers = (t: Target) => metric(t, 'berth_warm_servers{');
+/** berth's event-loop delay since the last read, in ms (prom-client resets its histogram on every scrape). */
+const loopDelay = async (t: Target) => {
+  const text = await (await fetch(new URL('/metrics', t.url), { signal: AbortSignal.timeout(CALL_TIMEOUT_MS) })).text();
+  const read = (name: string) => Number(new RegExp(`\n${name} (\\S+)`).exec(text)?.[1] ?? NaN) * 1000;
+  return { p99: read('berth_nodejs_eventloop_lag_p99_seconds'), max: read('berth_nodejs_eventloop_lag_max_seconds') };
+};
 
 function why(e: unknown, t: Target): string {
   const exit = t.exitInfo();
@@ -216,6 +224,9 @@ export interface StormResult {
   /** Per round: warm servers waiting when the storm began, and how many new sessions found one. */
   warmBefore: number[];
   warmHits: number[];
+  /** Per round: berth's own event-loop delay during the storm (prom-client's histogram, reset at its start), ms. */
+  loopP99Ms: number[];
+  loopMaxMs: number[];
   failed?: string;
 }
 
@@ -271,49 +282,38 @@ const liveCalls = (p: Phase): LiveCalls => ({
   latencyMs: dist(p.latencies),
 });
 
-interface Arrival {
-  conn?: Conn;
-  connectMs?: number;
-  /** When its echo was answered, or it failed. */
-  doneAt: number;
-  error?: string;
-  status?: number;
-  retryAfter?: string;
-}
-
-/** One new session: connect, echo once, stay open. Never rejects. */
-async function arrive(url: string): Promise<Arrival> {
-  let retryAfter: string | undefined;
-  // Our own fetch, to see berth's Retry-After (the SDK's error carries only the status).
-  const f: typeof fetch = async (input, init) => {
-    const res = await fetch(input, init);
-    if (res.status === 503) retryAfter ??= res.headers.get('retry-after') ?? '(none)';
-    return res;
+/** The storm's arrivals, run by bench/storm-arrivals.ts in a process of its own, started before the storm. */
+async function arrivalsProcess(url: string, n: number, overMs: number) {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL('./storm-arrivals.ts', import.meta.url)), url, String(n), String(overMs)],
+    {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      detached: true, // its own session (and CPU share): clients elsewhere
+    },
+  );
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const lines = createInterface({ input: child.stdout! });
+  const line = () =>
+    Promise.race([
+      new Promise<string>((r) => lines.once('line', r)),
+      exited.then(() => Promise.reject(new Error('the storm process ended early'))),
+      sleep(CONNECT_TIMEOUT_MS + CALL_TIMEOUT_MS + overMs).then(() => Promise.reject(new Error('the storm process did not answer'))),
+    ]);
+  if ((await line()) !== 'ready') throw new Error('the storm process did not start');
+  return {
+    /** Starts the arrivals; resolves with them once each has connected and echoed, or failed. */
+    async go(): Promise<Arrival[]> {
+      child.stdin!.write('go\n');
+      return JSON.parse(await line()) as Arrival[];
+    },
+    /** Closes its sessions and waits for it to end. */
+    async close(): Promise<void> {
+      child.stdin!.end();
+      await Promise.race([exited, sleep(CLOSE_TIMEOUT_MS)]);
+      child.kill('SIGKILL');
+    },
   };
-  const conn: Conn = {
-    url,
-    client: new Client({ name: 'berth-bench-storm', version: '1.0.0' }),
-    transport: new StreamableHTTPClientTransport(new URL(url), { fetch: f }),
-  };
-  const t0 = performance.now();
-  let connectMs: number | undefined;
-  try {
-    await conn.client.connect(conn.transport, { timeout: CONNECT_TIMEOUT_MS });
-    connectMs = performance.now() - t0;
-    const r = await conn.client.callTool(ECHO, undefined, { timeout: CALL_TIMEOUT_MS });
-    if (r.isError) throw new Error(`echo answered isError: ${JSON.stringify(r.content).slice(0, 200)}`);
-    return { conn, connectMs, doneAt: performance.now() };
-  } catch (e) {
-    await conn.client.close().catch(() => undefined);
-    const status = (e as { code?: unknown }).code;
-    return {
-      connectMs,
-      doneAt: performance.now(),
-      error: (e as Error).message,
-      status: typeof status === 'number' ? status : undefined,
-      retryAfter,
-    };
-  }
 }
 
 export async function stormScenario(o: BurstOptions): Promise<StormResult[]> {
@@ -329,6 +329,8 @@ export async function stormScenario(o: BurstOptions): Promise<StormResult[]> {
     firstError: undefined as string | undefined,
     warmBefore: [] as number[],
     warmHits: [] as number[],
+    loopP99Ms: [] as number[],
+    loopMaxMs: [] as number[],
     failed: undefined as string | undefined,
   }));
   // One berth per variant for all rounds (auto's pool, grown by a storm, shows in warmBefore of the next round).
@@ -341,8 +343,8 @@ export async function stormScenario(o: BurstOptions): Promise<StormResult[]> {
       )) {
         const t = ts.get(x)!;
         const live: Conn[] = [];
-        const arrivals: Array<Promise<Arrival>> = [];
         let load: ReturnType<typeof liveLoad> | undefined;
+        let storm: Awaited<ReturnType<typeof arrivalsProcess>> | undefined;
         try {
           await quiet(ts.values());
           for (let i = 0; i < LIVE; i++) live.push(await connect(t.url));
@@ -350,19 +352,20 @@ export async function stormScenario(o: BurstOptions): Promise<StormResult[]> {
           const deadline = performance.now() + 30_000;
           while (performance.now() < deadline && !((await warmServers(t)) >= 2 && (await quiet(ts.values())))) await sleep(100);
           x.warmBefore.push(await warmServers(t));
+          storm = await arrivalsProcess(t.url, o.storm, o.stormOverMs);
           const hitsBefore = await warmStarts(t);
           load = liveLoad(live);
           await sleep(WARMUP_MS);
           const b0 = performance.now();
           await sleep(BASELINE_MS);
+          await loopDelay(t); // reading the histogram resets it: what the next read shows is the storm's
           const s0 = performance.now();
           o.log(`storm: round ${r + 1}, ${x.label}: ${o.storm} new sessions over ${o.stormOverMs / 1000} s`);
-          for (let i = 0; i < o.storm; i++) {
-            await sleep(s0 + (i * o.stormOverMs) / o.storm - performance.now());
-            arrivals.push(arrive(t.url));
-          }
-          const got = await Promise.all(arrivals); // bounded: each arrival has its own timeouts
-          const s1 = Math.max(...got.map((a) => a.doneAt));
+          const got = await storm.go();
+          const s1 = s0 + Math.max(...got.map((a) => a.doneAt));
+          const loop = await loopDelay(t);
+          x.loopP99Ms.push(loop.p99);
+          x.loopMaxMs.push(loop.max);
           await load.stop();
           addPhase(x.baseline, load.calls, b0, s0);
           addPhase(x.storm, load.calls, s0, s1);
@@ -379,9 +382,8 @@ export async function stormScenario(o: BurstOptions): Promise<StormResult[]> {
           x.failed = why(e, t);
         } finally {
           await load?.stop();
-          // Every arrival is awaited (each bounded by its timeouts) before its session is closed.
-          const conns = (await Promise.all(arrivals)).flatMap((a) => (a.conn ? [a.conn] : []));
-          await closeAll([...conns, ...live]);
+          await storm?.close();
+          await closeAll(live);
         }
       }
     }
@@ -405,6 +407,8 @@ export async function stormScenario(o: BurstOptions): Promise<StormResult[]> {
     firstError: x.firstError,
     warmBefore: x.warmBefore,
     warmHits: x.warmHits,
+    loopP99Ms: x.loopP99Ms,
+    loopMaxMs: x.loopMaxMs,
     failed: x.failed,
   }));
 }
@@ -471,6 +475,8 @@ export function burstReport(b: BurstResults, f1: (x: number | undefined) => stri
       [`  failed, of ${n} (503 start queue full)`, ...xs.map((x) => `${x.newFailed} (${x.newRefused503})`)],
       ['  found a warm server (mean of rounds)', ...xs.map((x) => f1(mean(x.warmHits)))],
       ['  warm servers waiting before (mean)', ...xs.map((x) => f1(mean(x.warmBefore)))],
+      ["berth's event-loop delay during the storm: p99 ms", ...xs.map((x) => f1(mean(x.loopP99Ms)))],
+      ['  max ms', ...xs.map((x) => f1(Math.max(...x.loopMaxMs)))],
     ])}`;
     out += `(${xs[0]!.rounds} round${xs[0]!.rounds > 1 ? 's' : ''}, one berth per variant, rotating)\n`;
     for (const x of xs) {

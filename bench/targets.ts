@@ -143,6 +143,7 @@ export async function startDirect(probe: string): Promise<Target> {
     cwd,
     env: { ...process.env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
+    detached: true, // its own session, as a service runs (see startBerth)
   });
   const stderrTail = tail(proc);
   const exitInfo = exitWatch(proc);
@@ -232,7 +233,7 @@ export async function startPeer(kind: PeerKind, probe: string): Promise<Target> 
           probe,
         ];
   const t0 = performance.now();
-  const proc = spawn(process.execPath, argv, { cwd, env: process.env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const proc = spawn(process.execPath, argv, { cwd, env: process.env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
   const stderrTail = tail(proc);
   const exitInfo = exitWatch(proc);
   const url = `http://127.0.0.1:${port}/mcp`;
@@ -321,6 +322,9 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
     cwd: ROOT,
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own session, as a service manager would start it: where the kernel groups CPU time by session
+    // (sched_autogroup), a target in the bench's session would share one CPU share with the bench's clients.
+    detached: true,
   });
   let isolation: string | undefined;
   const stderrTail = tail(proc, (text) => {
