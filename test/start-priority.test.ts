@@ -1,11 +1,11 @@
-// A sandbox started ahead of demand (a warm pool refill) runs at a lower CPU priority (nice 10, and its autogroup's
-// nice where the kernel groups CPU time by session) until its server answers, so refills after a burst of new
-// sessions yield the CPU to live ones (issue 17); a start a client waits for is not lowered. Real
-// sandboxes (the process and namespace drivers), then a real berth: once its warm servers have answered, none of
-// their processes is left at the starting priority. As root only: only root may give the priority back.
+// A sandbox asked to yield while starting runs at a lower CPU priority (nice 10, and its autogroup's nice where the
+// kernel groups CPU time by session) until its server answers, so a storm of new sessions yields the CPU to live ones
+// (issue 17). Real sandboxes (the process and namespace drivers), then a real berth: by default it lowers no start;
+// with --lower-starts (limits.lowerStarts) a starting server is at nice 10, and at 0 once it has answered.
+// As root only: only root may give the priority back.
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { SandboxDriver } from '../src/sandbox/driver.ts';
@@ -139,6 +139,53 @@ describe('a sandbox started ahead of demand yields the CPU until its server answ
         assert.fail(`nice of the warm servers: ${servers.map(niceOf).join(', ')}`),
       );
       for (const p of servers) if (existsSync(`/proc/${p}/autogroup`)) assert.equal(autogroupNiceOf(p), 0);
+    });
+
+    test('with --lower-starts, a starting server runs at nice 10 and at 0 once it has answered', async () => {
+      // The server waits at a gate (armed after berth is up) before it execs the demo server: the test sees it starting.
+      const dir = mkdtempSync(join(tmpdir(), 'berth-prio-gate-'));
+      after(() => rmSync(dir, { recursive: true, force: true }));
+      const [armed, gate] = [join(dir, 'armed'), join(dir, 'gate')];
+      const wait = `if [ -e ${armed} ]; then i=0; while [ ! -e ${gate} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done; fi`;
+      const lowered = await startBerth([
+        'run',
+        '--port',
+        '0',
+        '--warm-pool',
+        '0',
+        '--isolation',
+        'process',
+        '--lower-starts',
+        '--',
+        'sh',
+        '-c',
+        `${wait}; exec node ${ROOT}/dist/demo/server.js`,
+      ]);
+      try {
+        writeFileSync(armed, '');
+        const connecting = connect(lowered.url);
+        const waiting = await until('the server waiting at its gate', () =>
+          descendants(lowered.proc.pid!).find((p) => {
+            try {
+              return readFileSync(`/proc/${p}/cmdline`, 'utf8').startsWith('sh\0-c');
+            } catch {
+              return false;
+            }
+          }),
+        );
+        assert.equal(niceOf(waiting), 10, 'a start is lowered');
+        if (existsSync(`/proc/${waiting}/autogroup`)) assert.equal(autogroupNiceOf(waiting), 10);
+        writeFileSync(gate, '');
+        const session = await connecting;
+        // The shell exec'd the demo server in place: the same pid, back at 0 once it answered initialize.
+        await until('the server back at nice 0', () => (niceOf(waiting) === 0 ? true : undefined), 10_000).catch(() =>
+          assert.fail(`nice of the server: ${niceOf(waiting)}`),
+        );
+        if (existsSync(`/proc/${waiting}/autogroup`)) assert.equal(autogroupNiceOf(waiting), 0);
+        await session.client.close();
+      } finally {
+        await lowered.stop();
+      }
     });
   });
 });

@@ -237,6 +237,7 @@ program
     int,
   )
   .option('--max-concurrent-starts <n>', 'servers started at once; more initializes queue (default: half the CPU cores, at least 2)', int)
+  .option('--lower-starts', 'start each server at CPU nice 10 until it answers, so starts yield to live sessions (root; default off)')
   .option('--start-queue-timeout <duration>', 'how long an initialize waits for a start slot before 503 (default 10s)', duration)
   .option(
     '--stderr-rate <size>',
@@ -308,6 +309,7 @@ program
                 requestsPerSecond: o.rps,
                 requestBurst: o.requestBurst,
                 maxConcurrentStarts: o.maxConcurrentStarts,
+                lowerStarts: o.lowerStarts,
                 startQueueTimeout: o.startQueueTimeout,
                 stderrRate: o.stderrRate,
                 stderrBurst: o.stderrBurst,

@@ -93,6 +93,12 @@ export const LimitsSchema = z
         "Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU. auto: half the host's CPU cores, at least 2 (a start is a burst of CPU for the sandbox's set-up and the server's own; on 2 cores, during a storm of new sessions, 4 at once took live calls' p99 from 35 to 220-340 ms, 2 at once to 90-95 ms, 1 at once to under 50 ms but made cold starts wait behind pool refills; docs/benchmarks.md).",
       )
       .prefault('auto'),
+    lowerStarts: z
+      .boolean()
+      .describe(
+        "Start each server at CPU nice 10 (its whole sandbox, and its scheduling group where the kernel groups CPU time by session) until it has answered initialize, then at 0, so starts yield the CPU to live sessions (as root only). Off by default: on a host saturated by other work, lowered starts crawl (a refill or a cold start past startupTimeout, a microVM boot past a minute). On: during 100 new sessions in 5 s on 2 cores, 8 live sessions' call p99 fell from 90-130 ms to under 100 ms (docs/benchmarks.md).",
+      )
+      .default(false),
     startQueueTimeout: duration(
       'How long an initialize waits in the start queue (maxConcurrentStarts) for its server to begin starting; then it gets 503 with Retry-After. 0: refused at once when every start slot is busy.',
     ).prefault('10s'),

@@ -106,6 +106,8 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
       mounts,
       image,
       hide: ctx.hide,
+      // Until started() (below, once it answers): a start yields the CPU to live sessions when the runtime asks.
+      yieldWhileStarting: config.limits.lowerStarts,
       notice: (what) => log.child({ session: logId(id) }).warn(what),
     });
   } catch (e) {

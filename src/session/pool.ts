@@ -80,8 +80,8 @@ export class WarmPool {
       const p = this.gate
         .run(
           async () => {
-            // Not lowered (the sandbox's yieldWhileStarting): on a host saturated by other work, refills at nice 10 crawled
-            // past startupTimeout in CI and the pool stopped growing. Start slots alone bound what refills take.
+            // Lowered only as every start is (limits.lowerStarts, off by default): on a host saturated by other work,
+            // refills at nice 10 crawled past startupTimeout in CI and the pool stopped growing.
             const l = await this.launchTimed();
             this.starting--;
             this.failures = 0;
