@@ -1,11 +1,11 @@
 // berth's host commands (mount, umount, ip, nft) run through one long-lived shell, not a fork of berth each
 // (issue 17: every fork stalled berth's event loop 6–25 ms, ten of them per namespace session). Real /bin/sh, real
 // commands: what the command sees (arguments, stdin, its parent), what berth gets back (exit code, stderr), many
-// at once, and a shell retired after its quota while its commands still report.
+// at once, no zombies left, a shell killed under a running command, and a shell whose berth was killed.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { hostShells, shellRun } from '../src/sandbox/host-shell.ts';
@@ -23,7 +23,7 @@ test("a host command is the shell's child, not a fork of berth", async () => {
 
 test('arguments reach the command exactly, never expanded by the shell', async () => {
   const odd = [`it's`, '$(touch /nonexistent/x)', '`id`', '$HOME', 'two\nlines', '*', '"', '\\', '', ' lead'];
-  const r = await shellRun('/usr/bin/node', ['-e', 'process.stderr.write(JSON.stringify(process.argv.slice(1)))', ...odd]);
+  const r = await shellRun(process.execPath, ['-e', 'process.stderr.write(JSON.stringify(process.argv.slice(1)))', ...odd]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stderr), odd);
 });
@@ -54,36 +54,64 @@ test('exit codes and stderr come back per command, many at once', async () => {
   assert.match(missing.stderr, /nonexistent\/tool/);
 });
 
-test('a NUL byte in an argument is refused, not truncated', async () => {
-  const r = await shellRun('/bin/echo', ['a\0b']);
-  assert.equal(r.code, null);
-  assert.match(r.stderr, /NUL/);
+test('a NUL byte in an argument or the input is refused, not truncated', async () => {
+  for (const r of [await shellRun('/bin/echo', ['a\0b']), await shellRun('/bin/cat', [], 'a\0b')]) {
+    assert.equal(r.code, null);
+    assert.match(r.stderr, /NUL/);
+  }
 });
 
-test('a shell is retired after its quota; its slow commands still report, the next shell takes new ones', async () => {
-  const runner = hostShells(3);
-  // Which shell ran a command: each runs in a subshell of its shell, so the shell is its parent's parent.
-  const SHELL = 'read -r _ _ _ shell _ < /proc/$PPID/stat; echo "$shell"';
-  // The first shell's three commands: one slow, so it is still running when the shell is retired.
+test('finished commands leave no zombie behind in the shell', async () => {
+  await Promise.all(Array.from({ length: 40 }, () => shellRun('/bin/true', [])));
+  const last = await shellRun('/bin/sh', [
+    '-c',
+    'read -r _ _ _ job _ < /proc/$PPID/stat; read -r _ _ _ shell _ < /proc/$job/stat; echo "$shell" >&2',
+  ]);
+  const shell = Number(last.stderr.trim());
+  assert.ok(shell > 1, `no shell pid in ${JSON.stringify(last.stderr)}`);
+  // Each command reaps the jobs that ended before it: at most the last few may still be zombies.
+  const zombies = descendants(shell).filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+    } catch {
+      return false;
+    }
+  });
+  assert.ok(zombies.length <= 3, `${zombies.length} zombies under the shell`);
+});
+
+test('a shell that dies is replaced at the next command; a command it was running still reports', async () => {
+  const runner = hostShells();
   const dir = mkdtempSync(join(tmpdir(), 'berth-shell-test-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const gate = join(dir, 'go');
-  // Waits (bounded: 60 s) until the test lets it end, after its shell has been retired.
-  const wait = `i=0; while [ ! -e '${gate}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done`;
-  // (Its shell is read first: a retired shell ends while its commands run on, and they are then init's.)
-  const slow = runner('/bin/sh', ['-c', `s=$(${SHELL}); ${wait}; read line; echo "$s $line" >&2`], 'late');
-  const quick = await Promise.all([runner('/bin/sh', ['-c', `${SHELL} >&2`]), runner('/bin/sh', ['-c', `${SHELL} >&2`])]);
-  const later = await Promise.all(Array.from({ length: 4 }, () => runner('/bin/sh', ['-c', `${SHELL} >&2`])));
-  const shells = new Set([...quick, ...later].map((r) => r.stderr.trim().split(' ')[0]));
+  // Which shell ran a command: its stderr file lies in that shell's own directory.
+  const SHELL = 'dirname "$(readlink /proc/self/fd/2)" >&2';
+  // Waits (bounded: 60 s) until the test lets it end.
+  const slow = runner('/bin/sh', ['-c', `${SHELL}; i=0; while [ ! -e '${gate}' ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done`]);
+  // The command's parent is `timeout`, whose parent is the job's subshell, whose parent is the shell.
+  const first = await runner('/bin/sh', [
+    '-c',
+    `${SHELL}; read -r _ _ _ job _ < /proc/$PPID/stat; read -r _ _ _ shell _ < /proc/$job/stat; echo "$shell" >&2`,
+  ]);
+  const [firstDir, shellPid] = first.stderr.trim().split('\n');
+  const shell = Number(shellPid);
+  process.kill(shell, 'SIGKILL');
+  await waitFor(
+    () => (existsSync(`/proc/${shell}`) && !readFileSync(`/proc/${shell}/stat`, 'utf8').includes(') Z') ? undefined : true),
+    'the shell lived on',
+  );
+  // The dead shell's job still holds its stdout open; a new command must not wait for it.
+  const next = await runner('/bin/sh', ['-c', SHELL]);
+  assert.equal(next.code, 0);
+  assert.notEqual(next.stderr.trim(), firstDir, 'a new shell ran it');
   writeFileSync(gate, '');
-  const first = (await slow).stderr.trim().split(' ');
-  assert.equal(first[1], 'late');
-  assert.equal(quick[0]!.stderr.trim(), first[0], 'the first three commands ran in one shell');
-  // 3 + 3 + 1 commands: three shells.
-  assert.equal(new Set([first[0], ...shells]).size, 3);
+  const done = await slow;
+  assert.equal(done.code, 0);
+  assert.equal(done.stderr.trim(), firstDir);
 });
 
-test("a shell whose berth is gone removes its own stderr directory once its commands end", async () => {
+test('a shell whose berth is gone removes its own stderr directory once its commands end', async () => {
   // A child process stands in for a berth killed by SIGKILL: it starts a command and is killed while it runs.
   const dir = mkdtempSync(join(tmpdir(), 'berth-shell-test-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
@@ -107,7 +135,7 @@ function ownShellDir(pid: number): string | undefined {
   for (const p of descendants(pid)) {
     try {
       const err = readlinkSync(`/proc/${p}/fd/2`);
-      if (basename(dirname(err)).startsWith('berth-host-')) return dirname(err);
+      if (basename(dirname(err)).startsWith('host-')) return dirname(err);
     } catch {
       // gone meanwhile
     }

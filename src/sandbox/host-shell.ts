@@ -4,61 +4,60 @@
 // A namespace sandbox's start and end made ten of them (two with spawnSync, which also waits for the command),
 // so a burst of new sessions stalled every live session's calls. The shell is a megabyte; its forks cost berth
 // nothing. Each command runs as a background job of the shell, so commands run side by side as spawn() did.
-// Protocol (berth → shell stdin): `( 'file' 'arg'… <input 2>'dir/ID' ; echo "ID $?" ) &`, every argument
-// single-quoted (no expansion of anything berth did not write); input, when given, as a here-document with a
-// random delimiter. Shell stdout: one short "ID CODE" line per command (atomic: well under PIPE_BUF), after which
-// berth reads the command's stderr from dir/ID. Threat model: the shell runs as berth's user with berth's
-// environment, exactly as spawn() would; only berth writes its stdin; its stderr files live in a 0700 directory.
-// A non-interactive shell keeps a record of every background job until a `wait`, so after ROTATE_AFTER commands
-// the shell is retired (stdin closed: its jobs finish and report) and a fresh one takes the next commands.
-// Each shell has its own stderr directory. berth removes it once a retired shell's jobs have all reported; if berth
-// dies first (even by SIGKILL), the shell sees its stdin end and removes it itself after its jobs (an EXIT trap).
+// Protocol (berth → shell stdin), one command:
+//   ( trap 'echo "ID $?"' EXIT; timeout -k 5s 120s 'file' 'arg'… >/dev/null 2>'dir/ID' <input ) &
+//   jobs >/dev/null
+// Every argument is single-quoted (nothing berth did not write is expanded); input, when given, is a here-document
+// with a random delimiter. The EXIT trap reports even when the job fails before its command runs (a failed fork, a
+// failed redirection); `timeout` bounds a hung command; `jobs` reaps finished jobs (a non-interactive shell keeps
+// each one, a zombie and a record, until asked). Shell stdout: one short "ID CODE" line per command (atomic: well
+// under PIPE_BUF); berth then reads the command's stderr from dir/ID.
+// Threat model: the shell runs as berth's user with berth's environment, exactly as spawn() would; only berth
+// writes its stdin. Its stderr files live in a directory under berth's state root (state-root.ts: only berth's
+// user may write there), never the shared temp directory, where another user could replace a removed directory
+// with one of symlinks that root's `2>` would follow; berth reads them without following a symlink.
+// A shell whose berth dies (even by SIGKILL) sees its stdin end and, once its jobs have ended, removes its
+// directory itself (its own EXIT trap).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { readFile, rm, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { constants, mkdtempSync } from 'node:fs';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { usableRoot } from './state-root.js';
 
 export interface RunResult {
   code: number | null;
   stderr: string;
 }
 
-/** Commands one shell runs before it is retired (each leaves a job record in the shell until it ends). */
-const ROTATE_AFTER = 1000;
-/** At most this much of a command's stderr is kept: enough for any error message, bounded for a noisy tool. */
+/** How long a host command may run before `timeout` stops it (TERM, then KILL 5 s later). */
+export const HOST_COMMAND_TIMEOUT_S = 120;
+/** berth's own bound on a report, past the command's: a job killed outright never reports. */
+const REPORT_GRACE_MS = 15_000;
+/** At most this much of a command's stderr is read: enough for any error message, bounded for a noisy tool. */
 const STDERR_LIMIT = 64 * 1024;
+/** What `timeout` exits with when it stopped the command. */
+const TIMED_OUT = 124;
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-interface Pending {
-  resolve: (r: RunResult) => void;
-}
-
-/** Every live shell's stderr directory, removed when berth exits. */
-const dirs = new Set<string>();
-let exitHook = false;
 
 class HostShell {
   private readonly proc: ChildProcess;
   private readonly dir: string;
-  private readonly pending = new Map<number, Pending>();
-  private readonly reads = new Set<Promise<void>>();
+  private readonly pending = new Map<number, (r: RunResult) => void>();
+  /** Reported, stderr being read. */
+  private readonly reading = new Map<number, Promise<void>>();
   private complaints = '';
-  sent = 0;
-  private gone = false;
+  /** The shell has exited: new commands go to a new one (its jobs may still report here). */
+  exited = false;
+  /** Its stdout has closed: nothing pending can report any more. */
+  private closed = false;
 
-  constructor(private readonly onGone: (shell: HostShell) => void) {
-    this.dir = mkdtempSync(join(tmpdir(), 'berth-host-'));
-    dirs.add(this.dir);
-    if (!exitHook) {
-      exitHook = true;
-      process.once('exit', () => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-    }
+  constructor() {
+    this.dir = mkdtempSync(join(usableRoot(), 'host-'));
     // -s: commands from stdin. The shell's own stderr (its complaints, never a command's) is kept for errors.
     this.proc = spawn('/bin/sh', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'], env: process.env });
-    this.proc.stdin!.on('error', () => undefined); // a dead shell: 'exit' fails what is pending
+    this.proc.stdin!.on('error', () => undefined); // a dead shell: 'exit' and 'close' say so
     this.proc.stdin!.write(`trap ${quote(`wait; rm -rf ${quote(this.dir)}`)} EXIT\n`);
     this.proc.stderr!.on('data', (d: Buffer) => (this.complaints = (this.complaints + d.toString()).slice(-2000)));
     let buf = '';
@@ -66,20 +65,24 @@ class HostShell {
       buf += d.toString();
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
+        const m = /^(\d+) (\d+)$/.exec(buf.slice(0, nl));
         buf = buf.slice(nl + 1);
-        const m = /^(\d+) (\d+)$/.exec(line);
-        if (!m) continue;
-        const read = this.finish(Number(m[1]), Number(m[2]));
-        this.reads.add(read);
-        void read.finally(() => this.reads.delete(read));
+        const id = Number(m?.[1]);
+        if (!m || !this.pending.has(id) || this.reading.has(id)) continue;
+        this.reading.set(
+          id,
+          this.finish(id, Number(m[2])).finally(() => this.reading.delete(id)),
+        );
       }
     });
-    this.proc.on('error', (e) => this.fail(e.message));
-    // stdout ends only when the shell and every job it started have closed it: nothing pending can still report.
-    this.proc.stdout!.on('close', () => {
-      this.fail(`the host shell ended (${this.complaints.trim() || 'no message'})`);
-      void Promise.all(this.reads).then(() => rm(this.dir, { recursive: true, force: true }).finally(() => dirs.delete(this.dir)));
+    this.proc.once('error', () => (this.exited = true));
+    this.proc.once('exit', () => (this.exited = true));
+    // stdout closes only once the shell and every job it started have closed it: nothing pending can still report.
+    this.proc.stdout!.once('close', () => {
+      this.exited = this.closed = true;
+      for (const id of [...this.pending.keys()])
+        if (!this.reading.has(id)) this.settle(id, { code: null, stderr: this.why('ended before the command reported') });
+      void Promise.all(this.reading.values()).then(() => rm(this.dir, { recursive: true, force: true }));
     });
     this.hold(false);
   }
@@ -90,67 +93,76 @@ class HostShell {
     for (const h of handles) (on ? h.ref : h.unref)?.call(h);
   }
 
+  private why(what: string): string {
+    return `the host shell ${what}${this.complaints.trim() ? ` (${this.complaints.trim()})` : ''}`;
+  }
+
   run(id: number, file: string, args: string[], input?: string): Promise<RunResult> {
     return new Promise((resolve) => {
-      if (this.gone || [file, ...args].some((a) => a.includes('\0'))) {
-        resolve({ code: null, stderr: this.gone ? 'the host shell ended' : 'an argument holds a NUL byte' });
-        return;
-      }
+      if (this.closed) return resolve({ code: null, stderr: this.why('has ended') });
       if (this.pending.size === 0) this.hold(true);
-      this.pending.set(id, { resolve });
-      this.sent++;
-      const cmd = [file, ...args].map(quote).join(' ');
-      const err = quote(join(this.dir, String(id)));
+      this.pending.set(id, resolve);
+      // A job killed outright (or a shell killed with its jobs) never reports: berth stops waiting past the timeout.
+      const deadline = setTimeout(
+        () =>
+          this.settle(id, {
+            code: null,
+            stderr: this.why(`got no report within ${HOST_COMMAND_TIMEOUT_S} s and ${REPORT_GRACE_MS / 1000} s`),
+          }),
+        HOST_COMMAND_TIMEOUT_S * 1000 + REPORT_GRACE_MS,
+      );
+      deadline.unref();
+      const cmd = ['timeout', '-k', '5s', `${HOST_COMMAND_TIMEOUT_S}s`, file, ...args].map(quote).join(' ');
+      const job = `trap ${quote(`echo "${id} $?"`)} EXIT; ${cmd} >/dev/null 2>${quote(join(this.dir, String(id)))}`;
       let text: string;
-      if (input === undefined) text = `( ${cmd} </dev/null >/dev/null 2>${err}; echo "${id} $?" ) &\n`;
+      if (input === undefined) text = `( ${job} </dev/null ) &\n`;
       else {
         const end = `BERTH_INPUT_${randomBytes(12).toString('hex')}`;
-        const body = input.endsWith('\n') ? input : `${input}\n`;
-        text = `( ${cmd} >/dev/null 2>${err} <<'${end}'\n${body}${end}\necho "${id} $?" ) &\n`;
+        text = `( ${job} <<'${end}'\n${input.endsWith('\n') ? input : `${input}\n`}${end}\n) &\n`;
       }
-      this.proc.stdin!.write(text);
+      this.proc.stdin!.write(`${text}jobs >/dev/null\n`);
     });
   }
 
-  /** No more commands: the shell ends at once, its jobs when they have; their reports still arrive. berth, not the
-   * shell's EXIT trap, then removes the directory: only berth knows when it has read the last stderr file. */
-  retire(): void {
-    this.proc.stdin!.end('trap - EXIT\n');
+  private settle(id: number, r: RunResult): void {
+    const resolve = this.pending.get(id);
+    if (!resolve) return;
+    this.pending.delete(id);
+    if (this.pending.size === 0) this.hold(false);
+    resolve(r);
   }
 
   private async finish(id: number, code: number): Promise<void> {
-    const p = this.pending.get(id);
-    if (!p) return;
-    this.pending.delete(id);
-    if (this.pending.size === 0) this.hold(false);
     const file = join(this.dir, String(id));
-    const stderr = await readFile(file)
-      .then((b) => b.subarray(0, STDERR_LIMIT).toString())
-      .catch(() => '');
-    await unlink(file).catch(() => undefined);
-    p.resolve({ code, stderr });
-  }
-
-  private fail(why: string): void {
-    if (this.gone) return;
-    this.gone = true;
-    for (const [, p] of this.pending) p.resolve({ code: null, stderr: why });
-    this.pending.clear();
-    this.onGone(this);
+    let stderr: string;
+    try {
+      // Never through a symlink; only the first STDERR_LIMIT bytes.
+      const fh = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        const { buffer, bytesRead } = await fh.read(Buffer.alloc(STDERR_LIMIT), 0, STDERR_LIMIT, 0);
+        stderr = buffer.subarray(0, bytesRead).toString();
+      } finally {
+        await fh.close();
+      }
+      await rm(file, { force: true });
+    } catch (e) {
+      // The redirection makes the file before the command runs: without it, the command never ran.
+      this.settle(id, { code: null, stderr: this.why(`could not run the command (its stderr file: ${(e as Error).message})`) });
+      return;
+    }
+    if (code === TIMED_OUT) stderr += `${stderr && !stderr.endsWith('\n') ? '\n' : ''}(stopped after ${HOST_COMMAND_TIMEOUT_S} s)`;
+    this.settle(id, { code, stderr });
   }
 }
 
-/** A runner of host commands: one shell at a time, retired after `rotateAfter` commands (the test makes it small). */
-export function hostShells(rotateAfter = ROTATE_AFTER): (file: string, args: string[], input?: string) => Promise<RunResult> {
+/** A runner of host commands through one shell at a time; a shell that exits is replaced at the next command. */
+export function hostShells(): (file: string, args: string[], input?: string) => Promise<RunResult> {
   let current: HostShell | undefined;
   let ids = 0;
   return (file, args, input) => {
-    if (!current || current.sent >= rotateAfter) {
-      current?.retire();
-      current = new HostShell((s) => {
-        if (current === s) current = undefined;
-      });
-    }
+    if ([file, ...args, input ?? ''].some((a) => a.includes('\0')))
+      return Promise.resolve({ code: null, stderr: 'a host command may not hold a NUL byte (in an argument or its input)' });
+    if (!current || current.exited) current = new HostShell();
     return current.run(++ids, file, args, input);
   };
 }

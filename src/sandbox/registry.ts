@@ -12,15 +12,16 @@ import {
   renameSync,
   rmdirSync,
   rmSync,
-  statSync,
   unlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { cgroupRoots, removeCgroupDir } from './cgroups.js';
-import { isRoot, procStat } from './host.js';
+import { procStat } from './host.js';
+import { stateRoot, usableRoot } from './state-root.js';
+
+export { stateRoot, useStateRoot } from './state-root.js';
 
 export interface SandboxRecord {
   driver: string;
@@ -44,37 +45,9 @@ export interface Tracked {
   drop(): void;
 }
 
-let root: string | undefined;
 let instanceDir: string | undefined;
 /** Liveness is read from /proc (pid and start time); without it every owner would look dead. */
 const supported = existsSync('/proc/self/stat');
-
-/** Sets the state root (server.stateDir) before any sandbox starts; one per process. */
-export function useStateRoot(dir: string): void {
-  root = dir;
-}
-
-/** server.stateDir, else BERTH_STATE_DIR, else /run/berth as root, else $XDG_RUNTIME_DIR/berth, else a per-user dir in the OS temp dir. */
-export function stateRoot(): string {
-  root ??=
-    process.env.BERTH_STATE_DIR ??
-    (isRoot()
-      ? '/run/berth'
-      : process.env.XDG_RUNTIME_DIR
-        ? join(process.env.XDG_RUNTIME_DIR, 'berth')
-        : join(tmpdir(), `berth-state-${process.getuid?.() ?? 'user'}`));
-  return root;
-}
-
-/** The state root, made if missing; refused unless only we can write it (records say what to kill and delete). */
-function usableRoot(): string {
-  const dir = stateRoot();
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = statSync(dir);
-  if (process.getuid && st.uid !== process.getuid()) throw new Error(`${dir} is owned by uid ${st.uid}, not berth's`);
-  if (st.mode & 0o022) throw new Error(`${dir} is writable by others`);
-  return dir;
-}
 
 const myStart = () => procStat(process.pid)?.start ?? 0;
 
