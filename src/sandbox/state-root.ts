@@ -32,4 +32,3 @@ export function usableRoot(): string {
   if (st.mode & 0o022) throw new Error(`${dir} is writable by others`);
   return dir;
 }
-
