@@ -135,6 +135,8 @@ describe('warm pool sizing (issue 17)', () => {
             (await gauge(berth, 'berth_server_starts', 'runtime="default",state="running"')) === 1 &&
             (await gauge(berth, 'berth_warm_servers')) === 0,
         );
+        // The slot is taken before the sandbox is made (its directory, mounts, then the spawn): wait for the process.
+        await waitFor("the refill's server process", async () => probeServers().filter((p) => p !== aPid).length >= 1);
         const starting = probeServers().filter((p) => p !== aPid);
         assert.equal(starting.length, 1, `one server starting beside A's: ${starting.join(', ')}`);
         const b = await connect(berth.endpoint());
