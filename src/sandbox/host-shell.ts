@@ -44,7 +44,7 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 class HostShell {
   private readonly proc: ChildProcess;
   private readonly dir: string;
-  private readonly pending = new Map<number, (r: RunResult) => void>();
+  private readonly pending = new Map<number, { resolve: (r: RunResult) => void; deadline: NodeJS.Timeout }>();
   /** Reported, stderr being read. */
   private readonly reading = new Map<number, Promise<void>>();
   private complaints = '';
@@ -101,7 +101,6 @@ class HostShell {
     return new Promise((resolve) => {
       if (this.closed) return resolve({ code: null, stderr: this.why('has ended') });
       if (this.pending.size === 0) this.hold(true);
-      this.pending.set(id, resolve);
       // A job killed outright (or a shell killed with its jobs) never reports: berth stops waiting past the timeout.
       const deadline = setTimeout(
         () =>
@@ -112,6 +111,7 @@ class HostShell {
         HOST_COMMAND_TIMEOUT_S * 1000 + REPORT_GRACE_MS,
       );
       deadline.unref();
+      this.pending.set(id, { resolve, deadline });
       const cmd = ['timeout', '-k', '5s', `${HOST_COMMAND_TIMEOUT_S}s`, file, ...args].map(quote).join(' ');
       const job = `trap ${quote(`echo "${id} $?"`)} EXIT; ${cmd} >/dev/null 2>${quote(join(this.dir, String(id)))}`;
       let text: string;
@@ -125,11 +125,12 @@ class HostShell {
   }
 
   private settle(id: number, r: RunResult): void {
-    const resolve = this.pending.get(id);
-    if (!resolve) return;
+    const p = this.pending.get(id);
+    if (!p) return;
     this.pending.delete(id);
+    clearTimeout(p.deadline);
     if (this.pending.size === 0) this.hold(false);
-    resolve(r);
+    p.resolve(r);
   }
 
   private async finish(id: number, code: number): Promise<void> {
