@@ -97,7 +97,8 @@ class HostShell {
     return `the host shell ${what}${this.complaints.trim() ? ` (${this.complaints.trim()})` : ''}`;
   }
 
-  run(id: number, file: string, args: string[], input?: string): Promise<RunResult> {
+  /** `again` runs the command elsewhere: used when this shell died before it could read it (nothing ran). */
+  run(id: number, file: string, args: string[], input: string | undefined, again: () => Promise<RunResult>): Promise<RunResult> {
     return new Promise((resolve) => {
       if (this.closed) return resolve({ code: null, stderr: this.why('has ended') });
       if (this.pending.size === 0) this.hold(true);
@@ -120,7 +121,16 @@ class HostShell {
         const end = `BERTH_INPUT_${randomBytes(12).toString('hex')}`;
         text = `( ${job} <<'${end}'\n${input.endsWith('\n') ? input : `${input}\n`}${end}\n) &\n`;
       }
-      this.proc.stdin!.write(`${text}jobs >/dev/null\n`);
+      // A write that fails (EPIPE: the shell died, its 'exit' not yet seen) reached no one: the command did not run.
+      this.proc.stdin!.write(`${text}jobs >/dev/null\n`, (err) => {
+        if (!err || !this.pending.has(id)) return;
+        this.exited = true;
+        const p = this.pending.get(id)!;
+        this.pending.delete(id);
+        clearTimeout(p.deadline);
+        if (this.pending.size === 0) this.hold(false);
+        resolve(again());
+      });
     });
   }
 
@@ -163,8 +173,15 @@ export function hostShells(): (file: string, args: string[], input?: string) => 
   return (file, args, input) => {
     if ([file, ...args, input ?? ''].some((a) => a.includes('\0')))
       return Promise.resolve({ code: null, stderr: 'a host command may not hold a NUL byte (in an argument or its input)' });
-    if (!current || current.exited) current = new HostShell();
-    return current.run(++ids, file, args, input);
+    const attempt = (retries: number): Promise<RunResult> => {
+      if (!current || current.exited) current = new HostShell();
+      const again = () =>
+        retries > 0
+          ? attempt(retries - 1)
+          : Promise.resolve({ code: null, stderr: 'the host shell died before it read the command, twice' });
+      return current.run(++ids, file, args, input, again);
+    };
+    return attempt(1);
   };
 }
 
