@@ -44,7 +44,7 @@ const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 class HostShell {
   private readonly proc: ChildProcess;
   private readonly dir: string;
-  private readonly pending = new Map<number, { resolve: (r: RunResult) => void; deadline: NodeJS.Timeout }>();
+  private readonly pending = new Map<number, { resolve: (r: RunResult | Promise<RunResult>) => void; deadline: NodeJS.Timeout }>();
   /** Reported, stderr being read. */
   private readonly reading = new Map<number, Promise<void>>();
   private complaints = '';
@@ -125,16 +125,12 @@ class HostShell {
       this.proc.stdin!.write(`${text}jobs >/dev/null\n`, (err) => {
         if (!err || !this.pending.has(id)) return;
         this.exited = true;
-        const p = this.pending.get(id)!;
-        this.pending.delete(id);
-        clearTimeout(p.deadline);
-        if (this.pending.size === 0) this.hold(false);
-        resolve(again());
+        this.settle(id, again());
       });
     });
   }
 
-  private settle(id: number, r: RunResult): void {
+  private settle(id: number, r: RunResult | Promise<RunResult>): void {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
