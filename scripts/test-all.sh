@@ -19,11 +19,18 @@ node --import tsx --test --test-concurrency=1 --test-reporter=spec --test-report
 heavy=$?
 npm run --silent conformance
 conformance=$?
-# A failure's name, then its file:line (TAP's "location:" follows each "not ok").
+# A failure's name, its file:line (TAP's "location:" follows each "not ok"), then the first lines of its error and
+# the first frame of its stack, so the end of a CI log says why, not only what.
 failed() {
-  awk '/^ *not ok /{ sub(/^ *not ok [0-9]+ - /, ""); name = $0; next }
-       name != "" && /^ *location:/{ sub(/^ *location: /, ""); gsub(/\x27/, ""); print "  " name "  (" $0 ")"; name = "" }' \
-    "$tap"/*.tap 2>/dev/null | head -40
+  awk '/^ *not ok /{ sub(/^ *not ok [0-9]+ - /, ""); name = $0; err = 0; stack = 0; next }
+       name != "" && /^ *location:/{ sub(/^ *location: /, ""); gsub(/\x27/, ""); print "  " name "  (" $0 ")"; name = ""; shown = 0; next }
+       /^ *error: \|-$/{ err = 1; next }
+       /^ *error: /{ sub(/^ *error: /, ""); print "      error: " $0; next }
+       err && /^ *(code|name|expected|actual|operator|stack|failureType|\.\.\.)[:]?/{ err = 0 }
+       err && shown < 4 { sub(/^ */, ""); print "      error: " $0; shown++; next }
+       /^ *stack: \|-$/{ stack = 1; next }
+       stack { sub(/^ */, ""); print "      at " $0; stack = 0 }' \
+    "$tap"/*.tap 2>/dev/null | head -80
 }
 [ $light -eq 0 ] && [ $heavy -eq 0 ] || { echo "failed tests (and the files and suites holding them):"; failed; }
 verdict() { [ "$1" -eq 0 ] && echo passed || echo "FAILED (exit $1)"; }
