@@ -509,6 +509,10 @@ describe('berth call against berth', () => {
       [asked.code, asked.stderr],
       [1, 'berth connect: stdin closed before every question was answered; ending the session\n'],
     );
+    // Answers piped in and ended at once: the question is answered before the end of input is noticed.
+    const piped = await berthCli(['connect', b.url, '--call', 'echo'], { stdin: 'piped in\n' });
+    assert.deepEqual([piped.code, piped.stderr], [0, '']);
+    assert.match(piped.stdout, /calling echo \{"text":"piped in"\}\npiped in\n$/);
     const elicited = await berthCli(['connect', b.url, '--call', 'ask', '--args', '{"question":"anyone?"}']);
     assert.equal(elicited.code, 0);
     assert.match(elicited.stdout, /stdin closed: the elicitation is cancelled\n[\s\S]*\{"action":"cancel"\}/);

@@ -39,7 +39,9 @@ export class Terminal {
     readonly input: NodeJS.ReadableStream = process.stdin,
     readonly output: NodeJS.WritableStream = process.stdout,
   ) {
-    const gone = () => this.inputGone.abort(new InputClosedError());
+    // Deferred past the current turn: answers piped in arrive with the end of input, and the prompt that reads the
+    // last one settles a few promise turns after its line event; ended at once, that answer was thrown away.
+    const gone = () => setImmediate(() => this.inputGone.abort(new InputClosedError()));
     input.once('end', gone);
     input.once('close', gone);
     if ((input as NodeJS.ReadStream).readableEnded) gone();
