@@ -3,13 +3,15 @@
 // found is refused at start, naming it.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { listeningUrl, ROOT, textOf } from './helpers/berth.ts';
+import { isRoot, which } from '../src/sandbox/host.ts';
+import { namespaceDriver } from '../src/sandbox/namespace.ts';
 
 /** A dependency-free MCP server over stdio: one tool, `where`, answering the file it runs from. */
 const TINY_SERVER = `import { createInterface } from 'node:readline';
@@ -24,6 +26,32 @@ createInterface({ input: process.stdin }).on('line', (line) => {
 });
 `;
 
+const SETPRIV = which('setpriv');
+const asUser = (uid: number) => [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--'];
+/** Whether uid 65534 can run this checkout's berth (a checkout under a 0700 directory it cannot). */
+const nobodyCanRun = () =>
+  isRoot() &&
+  !!SETPRIV &&
+  spawnSync(SETPRIV, [
+    ...asUser(65534),
+    process.execPath,
+    '-e',
+    `require('fs').accessSync(${JSON.stringify(join(ROOT, 'dist/demo/server.js'))})`,
+  ]).status === 0;
+
+/** Calls the demo's note_list through the official SDK client: the demo's first session works end to end. */
+async function demoAnswers(url: string): Promise<string> {
+  const client = new Client({ name: 'first-run', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(url));
+  await client.connect(transport);
+  try {
+    return textOf(await client.callTool({ name: 'note_list', arguments: {} }));
+  } finally {
+    await transport.terminateSession();
+    await client.close();
+  }
+}
+
 let top: string;
 before(() => {
   top = mkdtempSync(join(tmpdir(), 'berth-first-run-'));
@@ -35,9 +63,11 @@ before(() => {
 });
 after(() => rmSync(top, { recursive: true, force: true }));
 
-function berth(args: string[]) {
-  const proc = spawn(process.execPath, [join(ROOT, 'bin/berth.js'), ...args], {
-    cwd: join(top, 'start'),
+function berth(args: string[], o: { cwd?: string; as?: number } = {}) {
+  // As another user: setpriv drops root for the whole berth (uid and gid 65534, no supplementary groups).
+  const [file, ...prefix] = o.as === undefined ? [process.execPath] : [SETPRIV!, ...asUser(o.as), process.execPath];
+  const proc = spawn(file!, [...prefix, join(ROOT, 'bin/berth.js'), ...args], {
+    cwd: o.cwd ?? join(top, 'start'),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -90,3 +120,52 @@ test('a --mount that does not exist is refused at start, naming it', async () =>
   assert.notEqual(await b.exited, 0);
   assert.ok(b.err().includes(`the mount ${join(top, 'absent')} does not exist`), b.err());
 });
+
+test('the bundled demo (berth run, no command) answers when started in a directory other users cannot enter', async () => {
+  // mkdtemp makes it 0700: a sandboxed server (uid 65534) cannot enter it, so the demo runs from its own directory.
+  const closed = mkdtempSync(join(tmpdir(), 'berth-first-run-0700-'));
+  const b = berth(['run', '--port', '0'], { cwd: closed });
+  try {
+    const url = await listeningUrl(b.proc, { timeoutMs: 60_000, context: b.err });
+    assert.match(await demoAnswers(url), /No notes yet/);
+  } finally {
+    b.proc.kill('SIGTERM');
+    await b.exited;
+    rmSync(closed, { recursive: true, force: true });
+  }
+});
+
+test(
+  'the bundled demo answers when berth runs as a user other than root, with no flags (its network: none)',
+  { skip: !nobodyCanRun() && 'needs root (to become uid 65534) and a checkout uid 65534 can read' },
+  async () => {
+    const b = berth(['run', '--port', '0'], { cwd: '/', as: 65534 });
+    try {
+      const url = await listeningUrl(b.proc, { timeoutMs: 60_000, context: b.err });
+      assert.match(await demoAnswers(url), /No notes yet/);
+    } finally {
+      b.proc.kill('SIGTERM');
+      await b.exited;
+    }
+  },
+);
+
+test(
+  'isolation auto started in /tmp is refused when a sandbox could run, instead of running servers unsandboxed',
+  { skip: !(await namespaceDriver.probe(ROOT)).ok && 'the namespace driver cannot run here' },
+  async () => {
+    const b = berth(['run', '--port', '0', '--', 'node', join(top, 'srv', 'lib', 'server.js')], { cwd: tmpdir() });
+    const listening = listeningUrl(b.proc, { timeoutMs: 60_000 }).then(() => 'listening (servers unsandboxed)');
+    listening.catch(() => undefined);
+    const outcome = await Promise.race([b.exited, listening]);
+    if (outcome === 'listening (servers unsandboxed)') {
+      b.proc.kill('SIGTERM');
+      await b.exited;
+    }
+    assert.equal(outcome, 2, b.err());
+    assert.match(
+      b.err(),
+      /isolation auto: \w+ could sandbox each session, but the runtime directory \S+ contains \S+, where session directories live;.*--isolation process/,
+    );
+  },
+);

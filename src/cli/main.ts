@@ -1,7 +1,7 @@
 // The command line: a thin layer over createRuntime().
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
@@ -148,7 +148,7 @@ program
   .addOption(
     new Option(
       '--network <mode>',
-      "none: the session's own loopback only; egress: outbound to the outside world, never the host's loopback, private or link-local ranges; host: the host's network",
+      "none: the session's own loopback only; egress: outbound to the outside world, never the host's loopback, private or link-local ranges; host: the host's network (the bundled demo, run without a command: none unless given)",
     )
       .choices(['none', 'egress', 'host'])
       .default('egress'),
@@ -264,10 +264,15 @@ program
   .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, '30s')
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, '30s')
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, '30s')
-  .action(async (command: string[], o) => {
+  .action(async (command: string[], o, cmd: Command) => {
     if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation))
       fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
-    const argv = command.length ? command : o.image ? undefined : [process.execPath, DEMO_SERVER];
+    // The bundled demo needs no network and is resolved from its own (world-readable) directory, so a first
+    // `berth run` works as any user and from any directory: egress needs root, and a sandboxed server (uid 65534)
+    // cannot enter a directory such as /root.
+    const demo = !command.length && !o.image;
+    const argv = demo ? [process.execPath, DEMO_SERVER] : command.length ? command : undefined;
+    const network = demo && cmd.getOptionValueSource('network') === 'default' ? 'none' : o.network;
     let config: BerthConfig;
     try {
       config = parseConfig(
@@ -292,8 +297,9 @@ program
               idleTimeout: o.idleTimeout,
               maxLifetime: o.maxLifetime,
               warmPool: o.warmPool,
-              network: o.network,
+              network,
               allowNet: o.allowNet,
+              cwd: demo ? dirname(DEMO_SERVER) : undefined,
               mounts: o.mount,
               auth: authFlags(o),
               cors: { allowedOrigins: o.corsOrigin },

@@ -70,10 +70,13 @@ export function commandRoots(argv: readonly string[], baseDir: string, visible: 
   const shown = ['/usr', '/bin', '/lib', '/lib64', '/sbin', baseDir, ...visible];
   const roots: string[] = [];
   /** Shows root for path; an argument whose root is too wide is left alone (it may be a file the server opens itself). */
+  // A path already visible still needs its root: a script in the runtime directory may load its dependencies from
+  // the package above it (the bundled demo, dist/demo/server.js, runs from dist/demo and loads ../../node_modules).
   const need = (path: string, root: string, what: 'program' | 'script') => {
-    for (const p of [path, root]) if (shown.some((v) => within(p, v)) || roots.some((r) => within(p, r))) return;
+    const isShown = (p: string) => shown.some((v) => within(p, v)) || roots.some((r) => within(p, r));
+    if (isShown(root)) return;
     const unsafe = TOO_WIDE.has(root) ? `${root} is too wide to show a session` : unsafeRuntimeDir(root, sessionRoot);
-    if (unsafe && what === 'script') return;
+    if (unsafe && (what === 'script' || isShown(path))) return;
     if (unsafe)
       throw new Error(
         `the ${what} ${path} needs ${root} visible in the sandbox, but ${unsafe}; move it to a directory of its own or pass --mount with a narrower path`,

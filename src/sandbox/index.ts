@@ -54,11 +54,17 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
   }
   const refused: Record<string, string> = {};
   for (const d of autoOrder) {
+    const p = await d.probe(baseDir);
+    // A sandbox that could run here, refused only because of where berth started, is not silently traded for no
+    // sandbox at all: the operator chooses (another directory, or --isolation process on purpose).
     if (unsafe && d !== processDriver) {
+      if (p.ok && !(d === microvmDriver && p.reason))
+        throw new Error(
+          `isolation auto: ${d.name} could sandbox each session, but ${unsafe}; start berth in the server's own directory, set runtimes.NAME.cwd, or pass --isolation process to run servers without a sandbox`,
+        );
       refused[d.name] = unsafe;
       continue;
     }
-    const p = await d.probe(baseDir);
     // A microVM is only the default when hardware virtualisation makes it fast (its probe then gives no caveat).
     if (p.ok && d === microvmDriver && p.reason) {
       refused[d.name] = p.reason;
