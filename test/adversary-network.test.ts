@@ -48,7 +48,9 @@ async function berthIn(world: World, flags: string[], command = HOSTILE): Promis
   const proc = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   proc.stderr!.on('data', (d) => (err += d));
-  const printed = await listeningUrl(proc, { timeoutMs: 60_000, context: () => err });
+  // berth prints its URL once its first server has started: a microVM boots under emulation here, two at once with
+  // a warm pool, so it gets what its --startup-timeout allows (60 s was too short on a loaded CI machine).
+  const printed = await listeningUrl(proc, { timeoutMs: flags.includes('microvm') ? 300_000 : 60_000, context: () => err });
   const port = Number(new URL(printed).port);
   const exited = new Promise((r) => proc.once('exit', r));
   return {
