@@ -121,16 +121,24 @@ test('a --mount that does not exist is refused at start, naming it', async () =>
   assert.ok(b.err().includes(`the mount ${join(top, 'absent')} does not exist`), b.err());
 });
 
-test('the bundled demo (berth run, no command) answers when started in a directory other users cannot enter', async () => {
-  // mkdtemp makes it 0700: a sandboxed server (uid 65534) cannot enter it, so the demo runs from its own directory.
-  const closed = mkdtempSync(join(tmpdir(), 'berth-first-run-0700-'));
-  const b = berth(['run', '--port', '0'], { cwd: closed });
+/** `berth run` with no command serves the bundled demo, and its first session answers. */
+async function demoServes(o: { cwd: string; as?: number }): Promise<void> {
+  const b = berth(['run', '--port', '0'], o);
   try {
     const url = await listeningUrl(b.proc, { timeoutMs: 60_000, context: b.err });
     assert.match(await demoAnswers(url), /No notes yet/);
   } finally {
     b.proc.kill('SIGTERM');
     await b.exited;
+  }
+}
+
+test('the bundled demo (berth run, no command) answers when started in a directory other users cannot enter', async () => {
+  // mkdtemp makes it 0700: a sandboxed server (uid 65534) cannot enter it, so the demo runs from its own directory.
+  const closed = mkdtempSync(join(tmpdir(), 'berth-first-run-0700-'));
+  try {
+    await demoServes({ cwd: closed });
+  } finally {
     rmSync(closed, { recursive: true, force: true });
   }
 });
@@ -138,16 +146,7 @@ test('the bundled demo (berth run, no command) answers when started in a directo
 test(
   'the bundled demo answers when berth runs as a user other than root, with no flags (its network: none)',
   { skip: !nobodyCanRun() && 'needs root (to become uid 65534) and a checkout uid 65534 can read' },
-  async () => {
-    const b = berth(['run', '--port', '0'], { cwd: '/', as: 65534 });
-    try {
-      const url = await listeningUrl(b.proc, { timeoutMs: 60_000, context: b.err });
-      assert.match(await demoAnswers(url), /No notes yet/);
-    } finally {
-      b.proc.kill('SIGTERM');
-      await b.exited;
-    }
-  },
+  () => demoServes({ cwd: '/', as: 65534 }),
 );
 
 test(
