@@ -50,7 +50,7 @@ export const LimitsSchema = z
       .int()
       .positive()
       .describe(
-        'Most live sessions one principal (token subject or API key) holds in this runtime; beyond it initialize gets 429. Not applied without auth (every caller is the one principal "anonymous").',
+        'Most live sessions one principal (token subject or API key) holds in this runtime; beyond it initialize gets 429. Also the most pooled servers it may claim in each pool of shared servers (a stateless runtime\'s, and the one answering 2026-07-28 clients without a runtime session, where each bridged call to a 2025-era stdio server holds one until the client\'s retry): a call that needs one more gets 429 once none of its own frees within startupTimeout, at once when all of them hold bridged calls. Not applied without auth (every caller is the one principal "anonymous").',
       )
       .default(100),
     requestsPerSecond: z

@@ -17,9 +17,9 @@ import type { Request2026Call } from './calls.js';
 import { Server2025Bridge } from '../bridge/server-2025.js';
 import { bridgeInitialize, Server2026Bridge } from '../bridge/server-2026.js';
 import { ListenFanout } from './listen.js';
-import { SharedPool, type PoolMember } from '../session/shared-pool.js';
+import { perPrincipalCap, pooledServersRefusal, SharedPool, type PoolMember } from '../session/shared-pool.js';
 import { Server2025Listens } from '../bridge/server-2025-listens.js';
-import { principalKey } from '../security/auth.js';
+import { principalKey, type Principal } from '../security/auth.js';
 
 export type ServerEra = 'auto' | '2025' | '2026';
 /** One 2026 client's request on one server, relayed or forwarded by its upstream. */
@@ -80,6 +80,8 @@ export class Client2026Pool {
     this.pool = new SharedPool<undefined>({
       size: Math.max(1, ctx.config.warmPool.min),
       max: ctx.config.limits.maxSessions,
+      // Each bridged call holds a server of its own: without a cap one principal's suspended calls could hold them all.
+      maxPerOwner: perPrincipalCap(ctx.config.limits.maxSessionsPerPrincipal),
       startupTimeout: ctx.config.limits.startupTimeout,
       stopGrace: ctx.config.limits.stopGrace,
       ownerIdle: ctx.config.idleTimeout,
@@ -185,7 +187,7 @@ export class Client2026Pool {
     const request = call.request;
     const owner = principalKey(call.principal);
     if ((await this.serverEraFor(call)) === '2025') {
-      if (request.method === 'subscriptions/listen') return this.listen2025Server(res, request, owner);
+      if (request.method === 'subscriptions/listen') return this.listen2025Server(res, request, call.principal);
       // A retry finds its suspended call through its requestState, whichever member holds it.
       const caller = { rs: 'pool', principalKey: owner, clientCapabilities: call.clientCapabilities, headers: {} };
       // Over stdio a 2025 server's request names no call, so each bridged call gets a server of its own; the
@@ -193,7 +195,7 @@ export class Client2026Pool {
       let reserved: Member | undefined;
       try {
         return await this.bridge.serve(res, request, caller, async () => {
-          reserved = await this.pick(request.id, owner, true);
+          reserved = await this.pick(request.id, call.principal, true);
           return reserved.server;
         });
       } finally {
@@ -201,8 +203,8 @@ export class Client2026Pool {
       }
     }
     // Each pooled server has its own state: berth merges every member's listen (over HTTP too, through its relay).
-    if (request.method === 'subscriptions/listen') return this.listen(res, request, owner);
-    const member = await this.pick(request.id, owner);
+    if (request.method === 'subscriptions/listen') return this.listen(res, request, call.principal);
+    const member = await this.pick(request.id, call.principal);
     member.inFlight++;
     try {
       await serveOn(member.server, req, res, call, this.ctx.config.streams);
@@ -215,10 +217,10 @@ export class Client2026Pool {
    * A 2025 client of a stateless runtime whose server speaks only 2026-07-28: initialize is answered from
    * server/discover, each request goes out with the envelope, and a server asking for input is refused.
    */
-  async serve2025ClientsStateless(res: ServerResponse, messages: JsonRpcMessage[], batch: boolean, owner: string): Promise<void> {
+  async serve2025ClientsStateless(res: ServerResponse, messages: JsonRpcMessage[], batch: boolean, principal: Principal): Promise<void> {
     // Notifications (initialized, cancelled) and responses have nowhere to go without a session.
     if (!messages.some(isRequest)) return void res.writeHead(202).end();
-    const member = await this.pick(null, owner);
+    const member = await this.pick(null, principal);
     const relay = member.server.upstream.relay;
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) return sendJson(res, 200, await bridgeInitialize(relay, init));
@@ -241,10 +243,11 @@ export class Client2026Pool {
   }
 
   /** A listen on 2025-era servers: the principal's pooled servers are initialized (so they announce changes), berth acknowledges. */
-  private async listen2025Server(res: ServerResponse, request: JsonRpcRequest, owner: string): Promise<void> {
+  private async listen2025Server(res: ServerResponse, request: JsonRpcRequest, principal: Principal): Promise<void> {
+    const owner = principalKey(principal);
     let listens = this.server2025Listens.get(owner);
     if (!listens) this.server2025Listens.set(owner, (listens = new Server2025Listens({ keepAlive: this.ctx.config.streams.keepAlive })));
-    const first = await this.pick(request.id, owner);
+    const first = await this.pick(request.id, principal);
     const init = await this.bridge.initialized(first.server, request.id);
     for (const m of this.pool.members) {
       const server = m.owner === owner ? m.server : undefined;
@@ -275,8 +278,9 @@ export class Client2026Pool {
   }
 
   /** A listen reaches every member of its principal, present and future: a change may happen in any of them. */
-  private async listen(res: ServerResponse, request: JsonRpcRequest, owner: string): Promise<void> {
-    await this.pick(request.id, owner); // at least one member of this principal, or 503
+  private async listen(res: ServerResponse, request: JsonRpcRequest, principal: Principal): Promise<void> {
+    const owner = principalKey(principal);
+    await this.pick(request.id, principal); // at least one member of this principal, or 503
     const fan = new ListenFanout(res, request, { keepAlive: this.ctx.config.streams.keepAlive });
     this.listens.set(fan, owner);
     for (const m of this.pool.members) {
@@ -287,15 +291,20 @@ export class Client2026Pool {
     this.listens.delete(fan);
   }
 
-  /** A pooled server of this principal (or 503 naming the request); `exclusive` reserves one of its own (see SharedPool.pick). */
-  private pick(id: JsonRpcId | null, owner: string, exclusive = false): Promise<Member> {
+  /**
+   * A pooled server of this principal (or 503 naming the request; 429 when it holds as many as it may, all busy);
+   * `exclusive` reserves one of its own (see SharedPool.pick).
+   */
+  private pick(id: JsonRpcId | null, principal: Principal, exclusive = false): Promise<Member> {
     return this.pool.pick(
-      owner,
-      () =>
-        new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', {
-          id: id,
-          headers: { 'retry-after': '1' },
-        }),
+      principalKey(principal),
+      (atCap) =>
+        atCap
+          ? pooledServersRefusal(principal.subject, atCap, id)
+          : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', {
+              id: id,
+              headers: { 'retry-after': '1' },
+            }),
       exclusive,
     );
   }

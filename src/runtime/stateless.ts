@@ -3,13 +3,13 @@
 // principal only (see SharedPool): the pool holds `warmPool` fresh servers plus the ones principals have claimed.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { dispose, launch, withinStartup, type Launched } from '../session/launch.js';
-import { SharedPool, type PoolMember } from '../session/shared-pool.js';
+import { perPrincipalCap, pooledServersRefusal, SharedPool, type PoolMember } from '../session/shared-pool.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
 import { ErrorCode, isRequest, type JsonRpcRequest } from '../wire/jsonrpc.js';
 import { LATEST_PROTOCOL_VERSION, SUPPORTED_PROTOCOL_VERSIONS } from '../wire/streamable-http.js';
 import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
 import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
-import { principalKey } from '../security/auth.js';
+import { principalKey, type Principal } from '../security/auth.js';
 import type { Session } from '../session/session.js';
 
 const BERTH_CLIENT_INFO = { name: 'berth', version: '0.1.0' };
@@ -28,6 +28,7 @@ export class StatelessRuntime extends HostedRuntime {
       size: Math.max(1, opts.config.warmPool.min),
       // Claimed servers count as sessions would: one principal's server is never another's.
       max: Math.max(1, opts.config.warmPool.min, opts.config.limits.maxSessions),
+      maxPerOwner: perPrincipalCap(opts.config.limits.maxSessionsPerPrincipal),
       startupTimeout: opts.config.limits.startupTimeout,
       stopGrace: opts.config.limits.stopGrace,
       ownerIdle: opts.config.idleTimeout,
@@ -97,15 +98,17 @@ export class StatelessRuntime extends HostedRuntime {
     }
   }
 
-  private pick(owner: string): Promise<Member> {
-    return this.pool.pick(owner, () =>
-      this.server2026Only
-        ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', {
-            headers: { 'retry-after': '0' },
-          })
-        : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', {
-            headers: { 'retry-after': '1' },
-          }),
+  private pick(principal: Principal): Promise<Member> {
+    return this.pool.pick(principalKey(principal), (atCap) =>
+      atCap
+        ? pooledServersRefusal(principal.subject, atCap, null)
+        : this.server2026Only
+          ? new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: the server turned out to speak 2026-07-28 only; retry', {
+              headers: { 'retry-after': '0' },
+            })
+          : new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: no server is ready to take the request', {
+              headers: { 'retry-after': '1' },
+            }),
     );
   }
 
@@ -113,18 +116,18 @@ export class StatelessRuntime extends HostedRuntime {
     if (this.draining)
       throw new HttpError(503, ErrorCode.ServerError, 'Service Unavailable: berth is shutting down', { headers: { 'retry-after': '5' } });
     const { messages, batch } = ctx.parsed;
-    const owner = principalKey(ctx.principal);
+    const principal = ctx.principal;
     // Until a server has started, its era is unknown: a 2026-only one refuses initialize and is bridged from then on.
     if (!this.server2026Only && this.pool.members.length === 0)
-      await this.pick(owner).catch((e: Error) => {
+      await this.pick(principal).catch((e: Error) => {
         if (!this.server2026Only) throw e;
       });
-    if (this.server2026Only) return this.clients2026.serve2025ClientsStateless(res, messages, batch, owner);
+    if (this.server2026Only) return this.clients2026.serve2025ClientsStateless(res, messages, batch, principal);
     const init = messages.find((m) => isRequest(m) && m.method === 'initialize') as JsonRpcRequest | undefined;
     if (init) {
       if (messages.length > 1)
         throw new HttpError(400, ErrorCode.InvalidRequest, 'Invalid Request: initialize must be the only message in its request');
-      const member = await this.pick(owner);
+      const member = await this.pick(principal);
       // Never claim more than the pooled server speaks: the client's version if the server has it, else the server's.
       const requested = init.params?.protocolVersion;
       const serverVersion = String(member.info.protocolVersion ?? LATEST_PROTOCOL_VERSION);
@@ -143,7 +146,7 @@ export class StatelessRuntime extends HostedRuntime {
       res.writeHead(202).end();
       return;
     }
-    const member = await this.pick(owner);
+    const member = await this.pick(principal);
     member.inFlight++;
     try {
       // No session id, no priming: without a session there is no stream to resume.

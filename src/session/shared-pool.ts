@@ -5,8 +5,12 @@
 // A server keeps whatever its clients told it (roots, answers, remembered values), so a member never crosses
 // principals: it starts fresh (no owner), is claimed by the first principal it serves, and from then on serves only
 // that principal until it has been idle for `ownerIdle`, when it is stopped (never handed back). `size` fresh members
-// are kept ready; under pressure an idle member of another principal is stopped to make room.
+// are kept ready; under pressure an idle member of another principal is stopped to make room. A principal holds at
+// most `maxPerOwner` members (claimed servers count as sessions would: limits.maxSessionsPerPrincipal).
 import type { Logger } from 'pino';
+import { ANONYMOUS, principalKey } from '../security/auth.js';
+import { HttpError } from '../wire/http-error.js';
+import { ErrorCode, type JsonRpcId } from '../wire/jsonrpc.js';
 import { dispose, type Launched } from './launch.js';
 
 /** A member just picked is never stopped: its caller counts its call (inFlight) only once the pick resolves. */
@@ -21,6 +25,28 @@ export interface PoolMember<T> {
   owner?: string;
   /** When it was last seen in use (for ownerIdle). */
   usedAt: number;
+}
+
+/** A pick refused because its principal holds as many members as it may, every one of them busy. */
+export interface OwnerAtCap {
+  held: number;
+  limit: number;
+}
+
+/** limits.maxSessionsPerPrincipal as a pool's maxPerOwner: not applied without auth (the one principal "anonymous"). */
+export function perPrincipalCap(limit: number): (owner: string) => number {
+  const anonymous = principalKey(ANONYMOUS);
+  return (owner) => (owner === anonymous ? Infinity : limit);
+}
+
+/** The 429 for a principal at its cap in a pool, worded as SessionTable's for sessions. */
+export function pooledServersRefusal(subject: string, cap: OwnerAtCap, id: JsonRpcId | null): HttpError {
+  return new HttpError(
+    429,
+    ErrorCode.ServerError,
+    `Too Many Requests: ${subject} already holds ${cap.held} pooled servers, each busy with a call of its own (limits.maxSessionsPerPrincipal = ${cap.limit}); finish one first (a suspended call: retry it)`,
+    { id, headers: { 'retry-after': '5' } },
+  );
 }
 
 export interface SharedPoolOptions<T> {
@@ -38,7 +64,12 @@ export interface SharedPoolOptions<T> {
   start: () => Promise<{ server: Launched; info: T }>;
   /** A start failed: 'retry' (after a pause) or 'stop' (filling ends: the server cannot be pooled this way). */
   onStartError?: (err: Error) => 'retry' | 'stop';
-  /** Work on a member besides its relayed calls (e.g. bridged calls suspended in it). */
+  /** Most members one principal may hold; none given: no cap. */
+  maxPerOwner?: (owner: string) => number;
+  /**
+   * Work on a member besides its relayed calls (inFlight): bridged calls, suspended in it until their client's retry
+   * or carried on by one. Unlike a relayed call, such work ends when the client comes back, not on its own.
+   */
   extraLoad?: (m: PoolMember<T>) => number;
   onAdopt?: (m: PoolMember<T>) => void;
   /** A fresh member was claimed by its first principal. */
@@ -151,30 +182,51 @@ export class SharedPool<T> {
    * `unavailable` makes the error when none comes. A principal spreads its requests over at most `size` members of
    * its own, as the pool did before it was per principal. `exclusive` waits for an idle one while the pool may still
    * grow (or make room), and reserves the member at once (inFlight + 1, released by the caller), so concurrent picks
-   * never share it.
+   * never share it. A principal holding `maxPerOwner` members gets only its own: an exclusive pick waits for one of
+   * them to be idle, and `unavailable(atCap)` makes the refusal when none is.
    */
-  async pick(owner: string, unavailable: () => Error, exclusive = false): Promise<PoolMember<T>> {
+  async pick(owner: string, unavailable: (atCap?: OwnerAtCap) => Error, exclusive = false): Promise<PoolMember<T>> {
     const deadline = Date.now() + this.o.startupTimeout;
+    const limit = this.o.maxPerOwner?.(owner) ?? Infinity;
+    const mine = () => this.members.filter((m) => m.owner === owner);
     const usable = () => {
-      const mine = this.members.filter((m) => m.owner === owner);
-      return exclusive || mine.length < this.o.size ? [...mine, ...this.members.filter((m) => m.owner === undefined)] : mine;
+      const own = mine();
+      const more = own.length < limit && (exclusive || own.length < this.o.size);
+      return more ? [...own, ...this.members.filter((m) => m.owner === undefined)] : own;
     };
     const canMakeRoom = () =>
       this.room || this.starting > 0 || this.members.some((m) => m.owner !== owner && m.owner !== undefined && this.load(m) === 0);
-    const enough = (ms: PoolMember<T>[]) => ms.length > 0 && (!exclusive || ms.some((m) => this.load(m) === 0) || !canMakeRoom());
-    this.wanted++;
+    // A full pool lets an exclusive pick share a busy member; at its own cap it may not: it waits for an idle one.
+    const enough = (ms: PoolMember<T>[]) =>
+      ms.length > 0 && (!exclusive || ms.some((m) => this.load(m) === 0) || (mine().length < limit && !canMakeRoom()));
+    // Only a pick that may claim one more wants a fresh member: one at its cap never makes the pool start or evict.
+    let wanting = false;
+    const want = (on: boolean) => {
+      if (on !== wanting) this.wanted += on ? 1 : -1;
+      wanting = on;
+    };
     try {
       while (!enough(usable())) {
-        if (this.ended || Date.now() > deadline) throw unavailable();
-        this.evictFor(owner);
-        this.fill();
+        const own = mine();
+        const atCap = own.length >= limit ? { held: own.length, limit } : undefined;
+        // Refused at once when every member of its own is held only by bridged calls: each frees when its client
+        // retries (within limits.pendingInputTimeout, 15 min by default, far beyond startupTimeout), and that client
+        // is often the one waiting on this very request, so waiting would hold the request only to refuse it later.
+        // A relayed call in flight ends on its own: that is worth waiting for.
+        if (atCap && own.every((m) => m.inFlight === 0)) throw unavailable(atCap);
+        if (this.ended || Date.now() > deadline) throw unavailable(atCap);
+        want(!atCap);
+        if (!atCap) {
+          this.evictFor(owner);
+          this.fill();
+        }
         await new Promise<void>((r) => {
           this.waiters.push(r);
           setTimeout(r, 200).unref();
         });
       }
     } finally {
-      this.wanted--;
+      want(false);
     }
     // Least busy; between equals, one already claimed (a fresh member is kept for a principal that has none).
     const rank = (m: PoolMember<T>) => this.load(m) * 2 + (m.owner === undefined ? 1 : 0);
