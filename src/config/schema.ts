@@ -90,7 +90,7 @@ export const LimitsSchema = z
       .union([z.number().int().positive(), z.literal('auto')])
       .transform((v) => (v === 'auto' ? autoConcurrentStarts() : v))
       .describe(
-        "Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU. auto: half the host's CPU cores, at least 2 (a start is a burst of CPU for the sandbox's set-up and the server's own; on 2 cores, during a storm of new sessions, 4 at once took live calls' p99 from 35 to 220-340 ms, 2 at once to 90-95 ms, 1 at once to under 50 ms but made cold starts wait behind pool refills; docs/benchmarks.md).",
+        "Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU. auto: half the host's CPU cores, at least 2 (a start is a burst of CPU for the sandbox's set-up and the server's own; on 2 cores, during a storm of new sessions, 4 at once took live calls' p99 from 35 to 220-340 ms, 2 at once to 84-100 ms, 1 at once to 53-76 ms with fewer sessions started, and a client arriving while the only slot holds a slow pool refill (a microVM) waits for it; docs/benchmarks.md).",
       )
       .prefault('auto'),
     lowerStarts: z
