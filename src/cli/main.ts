@@ -220,7 +220,7 @@ program
   )
   .option('--public-url <url>', 'the URL clients reach berth at (OAuth metadata, default JWT audience)')
   .option('--admin-token-env <var>', 'environment variable holding the admin API token (enables /admin/)')
-  .option('--max-sessions-per-principal <n>', 'live sessions one principal may hold (with auth)', int, 100)
+  .option('--max-sessions-per-principal <n>', 'live sessions (and pooled servers) one principal may hold (with auth)', int, 100)
   .option(
     '--rps <n>',
     'requests per second per principal (with auth)',
