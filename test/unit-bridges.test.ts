@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { Server2025Bridge, type BridgeCaller } from '../src/bridge/server-2025.ts';
 import { bridgeInitialize, Server2026Bridge } from '../src/bridge/server-2026.ts';
 import { Exchange } from '../src/relay/exchange.ts';
-import type { StdioRelay } from '../src/relay/stdio-relay.ts';
+import type { MessageRelay } from '../src/relay/message-relay.ts';
 import { INVALID_STATE } from '../src/security/request-state.ts';
 import { dispose, launchReady, type Launched } from '../src/session/launch.ts';
 import { ErrorCode, isRequest, type JsonRpcMessage, type JsonRpcRequest } from '../src/wire/jsonrpc.ts';
@@ -202,7 +202,7 @@ describe('bridge A (Server2025Bridge): 2026 clients on 2025-era stdio servers', 
 
 describe('bridge B: a 2025 client on a 2026-07-28 stdio server', () => {
   let srv: StdioServer;
-  let relay: StdioRelay;
+  let relay: MessageRelay;
   let bridge: Server2026Bridge;
   let lb: Loopback;
   let tracked = 0;

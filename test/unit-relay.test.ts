@@ -1,4 +1,4 @@
-// The relay layer on its own: StdioRelay over a StdioChannel to a real stdio MCP server (the probe fixture, SDK v1),
+// The relay layer on its own: MessageRelay over a StdioChannel to a real stdio MCP server (the probe fixture, SDK v1),
 // the exchanges writing to real ServerResponses of a loopback node:http server, and HttpUpstream forwarding to the
 // probe fixture serving Streamable HTTP (the official SDK's transport). No berth process: a failure here names the
 // relay module, not the whole request path.
@@ -11,7 +11,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { Exchange } from '../src/relay/exchange.ts';
 import { HttpUpstream } from '../src/relay/http-upstream.ts';
 import { StreamsSchema } from '../src/config/schema.ts';
-import type { StdioRelay } from '../src/relay/stdio-relay.ts';
+import type { MessageRelay } from '../src/relay/message-relay.ts';
 import { RelayUpstream } from '../src/relay/relay-upstream.ts';
 import { ErrorCode, isRequest, type JsonRpcMessage, type JsonRpcRequest } from '../src/wire/jsonrpc.ts';
 import { textOf } from './helpers/berth.ts';
@@ -51,9 +51,9 @@ function post2025Handler(up: RelayUpstream | HttpUpstream, jsonWindow: () => num
   };
 }
 
-describe('StdioRelay: a stateless relay (one server shared by unrelated clients)', () => {
+describe('MessageRelay: a stateless relay (one server shared by unrelated clients)', () => {
   let srv: StdioServer;
-  let relay: StdioRelay;
+  let relay: MessageRelay;
   let lb: Loopback;
   before(async () => {
     srv = stdioServer(PROBE);
@@ -91,9 +91,9 @@ describe('StdioRelay: a stateless relay (one server shared by unrelated clients)
   });
 });
 
-describe('StdioRelay: a stateful relay (one session)', () => {
+describe('MessageRelay: a stateful relay (one session)', () => {
   let srv: StdioServer;
-  let relay: StdioRelay;
+  let relay: MessageRelay;
   let up: RelayUpstream;
   let lb: Loopback;
   let jsonWindow = 60_000;
@@ -260,7 +260,7 @@ describe('StdioRelay: a stateful relay (one session)', () => {
   });
 });
 
-describe('StdioRelay: the handshake fence (a server that answers the post-initialized ping late)', () => {
+describe('MessageRelay: the handshake fence (a server that answers the post-initialized ping late)', () => {
   const LATE_PING = [
     process.execPath,
     '--import',
@@ -268,7 +268,7 @@ describe('StdioRelay: the handshake fence (a server that answers the post-initia
     new URL('./fixtures/late-ping-server.ts', import.meta.url).pathname,
   ];
   let srv: StdioServer;
-  let relay: StdioRelay;
+  let relay: MessageRelay;
   let lb: Loopback;
   /** initialize + notifications/initialized, without waiting for the ping answer (a client's call may come at once). */
   async function start(env: Record<string, string>): Promise<void> {
@@ -337,9 +337,9 @@ describe('StdioRelay: the handshake fence (a server that answers the post-initia
   );
 });
 
-describe('StdioRelay.close', () => {
+describe('MessageRelay.close', () => {
   let srv: StdioServer;
-  let relay: StdioRelay;
+  let relay: MessageRelay;
   let lb: Loopback;
   before(async () => {
     srv = stdioServer(PROBE);

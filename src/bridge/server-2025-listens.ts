@@ -4,7 +4,7 @@
 // pooled server's matching announcements to each listen, tagged with that listen's id. Resource subscriptions are
 // made at the servers by berth (resources/subscribe), counted across listens and withdrawn when none wants them.
 import type { ServerResponse } from 'node:http';
-import type { StdioRelay } from '../relay/stdio-relay.js';
+import type { MessageRelay } from '../relay/message-relay.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { JsonRpcMessage, JsonRpcRequest } from '../wire/jsonrpc.js';
 import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
@@ -48,7 +48,7 @@ export function honoured(asked: unknown, capabilities: Params): Filter {
 
 export class Server2025Listens {
   private readonly listens = new Set<Listen>();
-  private readonly relays = new Set<StdioRelay>();
+  private readonly relays = new Set<MessageRelay>();
   /** Watched resource URI -> how many listens want it. */
   private readonly watched = new Map<string, number>();
 
@@ -59,14 +59,14 @@ export class Server2025Listens {
   }
 
   /** A pooled server berth has initialized: its announcements reach the listens, and it watches what they watch. */
-  add(relay: StdioRelay): void {
+  add(relay: MessageRelay): void {
     if (this.relays.has(relay)) return;
     this.relays.add(relay);
     relay.onUnrouted = (m) => this.announce(m);
     for (const uri of this.watched.keys()) void relay.call('resources/subscribe', { uri });
   }
 
-  remove(relay: StdioRelay): void {
+  remove(relay: MessageRelay): void {
     this.relays.delete(relay);
   }
 

@@ -6,7 +6,7 @@
 // requestState berth minted) delivers the answers and carries the call on to its next round or its result.
 import { HttpError } from '../wire/http-error.js';
 import type { ServerResponse } from 'node:http';
-import type { StdioRelay } from '../relay/stdio-relay.js';
+import type { MessageRelay } from '../relay/message-relay.js';
 import { withinStartup, type Launched } from '../session/launch.js';
 import { INVALID_STATE, principalDigest, requestDigest, RequestStateCodec, type StateClaims } from '../security/request-state.js';
 import { ALL_SUPPORTED_VERSIONS } from '../wire/streamable-http-2026.js';
@@ -49,7 +49,7 @@ export interface BridgeOptions {
   /** A bridged call ended (answered, cancelled or expired): its sandbox may be free again. */
   onCallEnded?: () => void;
   /** berth has initialized this server: from now on it may announce changes (to listens). */
-  onServerInitialized?: (relay: StdioRelay) => void;
+  onServerInitialized?: (relay: MessageRelay) => void;
   /** Cluster mode: the shared token key and this node's owner claim (nodeId.incarnation). */
   requestState?: { key: Buffer; owner: string };
 }
@@ -145,7 +145,7 @@ class BridgeCall implements CallSink {
 
   constructor(
     private readonly bridge: Server2025Bridge,
-    readonly relay: StdioRelay,
+    readonly relay: MessageRelay,
     readonly id: string,
     readonly request: JsonRpcRequest,
     readonly caller: BridgeCaller,
@@ -288,7 +288,7 @@ class BridgeCall implements CallSink {
 export class Server2025Bridge {
   private readonly codec: RequestStateCodec;
   private readonly calls = new Map<string, BridgeCall>();
-  private readonly inits = new WeakMap<StdioRelay, Promise<Record<string, unknown>>>();
+  private readonly inits = new WeakMap<MessageRelay, Promise<Record<string, unknown>>>();
 
   constructor(readonly o: BridgeOptions) {
     this.codec = new RequestStateCodec(o.requestState?.key);
@@ -304,7 +304,7 @@ export class Server2025Bridge {
   }
 
   /** Bridged calls running or suspended on this server. */
-  callsOn(relay: StdioRelay): number {
+  callsOn(relay: MessageRelay): number {
     let n = 0;
     for (const c of this.calls.values()) if (c.relay === relay) n++;
     return n;

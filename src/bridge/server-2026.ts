@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { Exchange } from '../relay/exchange.js';
 import { sinkId, type CallSink } from '../relay/sink.js';
-import type { StdioRelay } from '../relay/stdio-relay.js';
+import type { MessageRelay } from '../relay/message-relay.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, META_SERVER_INFO, META_SUBSCRIPTION_ID, VERSIONS_2026 } from '../wire/era.js';
 import {
   ErrorCode,
@@ -32,7 +32,7 @@ type Params = Record<string, unknown>;
 const isObj = (v: unknown): v is Params => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Answers the 2025 initialize from the server's server/discover; an error response when it is not 2026-era. */
-export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest): Promise<JsonRpcResponse> {
+export async function bridgeInitialize(relay: MessageRelay, init: JsonRpcRequest): Promise<JsonRpcResponse> {
   const envelope = { [META_PROTOCOL_VERSION]: VERSIONS_2026[0], [META_CLIENT_CAPABILITIES]: {} };
   const r = await relay.call('server/discover', { _meta: envelope });
   const d = r.result as { supportedVersions?: unknown; capabilities?: Params; instructions?: unknown; _meta?: Params } | undefined;
@@ -61,7 +61,7 @@ export async function bridgeInitialize(relay: StdioRelay, init: JsonRpcRequest):
 class ListenSink implements CallSink {
   ended = false;
   readonly streamId = sinkId('session-listen-');
-  constructor(private readonly relay: StdioRelay) {}
+  constructor(private readonly relay: MessageRelay) {}
   get reachable(): boolean {
     return !this.ended;
   }
@@ -124,7 +124,7 @@ export class Server2026Bridge {
   private listenId = '';
 
   constructor(
-    private readonly relay: StdioRelay,
+    private readonly relay: MessageRelay,
     private readonly client: { capabilities: unknown; clientInfo: unknown },
     private readonly o: {
       answerTimeout: number;

@@ -9,7 +9,7 @@ import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
 import { statusOfServerError, withAllVersions } from '../wire/streamable-http-2026.js';
 import type { CallSink } from './sink.js';
 import { sinkId } from './sink.js';
-import type { StdioRelay } from './stdio-relay.js';
+import type { MessageRelay } from './message-relay.js';
 
 /**
  * One 2026 client's request and its response: plain JSON, or an SSE stream once a notification must go first or the
@@ -139,7 +139,7 @@ let nextId = 0;
  * server, and pooled servers are shared by unrelated clients, so every request gets a berth-wide id first.
  */
 export function relayClient2026(
-  relay: StdioRelay,
+  relay: MessageRelay,
   res: ServerResponse,
   request: JsonRpcRequest,
   o: { jsonWindow: number; keepAlive: number; headers?: Record<string, string> },

@@ -11,7 +11,7 @@ import { sseHeaders } from '../wire/sse.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import { withAllVersions } from '../wire/streamable-http-2026.js';
 import { HttpChannel } from './http-channel.js';
-import { StdioRelay, type RelayOptions } from './stdio-relay.js';
+import { MessageRelay, type RelayOptions } from './message-relay.js';
 import { RelayUpstream } from './relay-upstream.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 
@@ -84,7 +84,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
    * The server spoken to message by message, over an HTTP session of berth's own (opened on first use: only the
    * bridges need it; forwarded clients have sessions of their own with the server).
    */
-  get relay(): StdioRelay {
+  get relay(): MessageRelay {
     return this.conversation.relay;
   }
 
@@ -92,7 +92,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   get conversation(): RelayUpstream {
     if (!this.own) {
       const channel = new HttpChannel(this.address);
-      const relay = new StdioRelay(channel, this.relayOptions);
+      const relay = new MessageRelay(channel, this.relayOptions);
       const upstream = new RelayUpstream(relay, channel);
       upstream.on('busy', (busy) => this.emit('busy', busy));
       upstream.on('traffic', () => this.emit('traffic'));

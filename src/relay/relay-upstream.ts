@@ -1,5 +1,5 @@
 // A server spoken to message by message, as an Upstream: its messages go through the relay, which rewrites ids and
-// routes every server message to the stream it belongs on (stdio-relay.ts). A stdio server is always reached this
+// routes every server message to the stream it belongs on (message-relay.ts). A stdio server is always reached this
 // way; an HTTP server is when berth holds the session with it itself (bridge B: HttpUpstream.conversation).
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -7,7 +7,7 @@ import { header, LAST_EVENT_ID_HEADER, SESSION_HEADER } from '../wire/headers.js
 import { isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { relayClient2026 } from './client-2026-exchange.js';
 import { Exchange, InitExchange } from './exchange.js';
-import type { StdioRelay } from './stdio-relay.js';
+import type { MessageRelay } from './message-relay.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 
 /** What the relay's channel tells besides messages: a stdio pipe knows whether the server overflowed it. */
@@ -18,7 +18,7 @@ export interface ChannelState {
 
 export class RelayUpstream extends EventEmitter<UpstreamEvents> implements Upstream {
   constructor(
-    readonly relay: StdioRelay,
+    readonly relay: MessageRelay,
     private readonly channel: ChannelState,
   ) {
     super();

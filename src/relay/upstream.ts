@@ -4,7 +4,7 @@ import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JsonRpcMessage, JsonRpcRequest, JsonRpcResponse } from '../wire/jsonrpc.js';
 import type { Exchange } from './exchange.js';
-import type { StdioRelay } from './stdio-relay.js';
+import type { MessageRelay } from './message-relay.js';
 
 export interface UpstreamEvents {
   /** Client calls in flight went from none to some (true) or back to none (false). */
@@ -82,7 +82,7 @@ export interface Upstream extends EventEmitter<UpstreamEvents> {
    * The server spoken to message by message, for the bridges (they initialize it and answer its requests
    * themselves): the stdio relay itself, or one over an HTTP session berth holds as the server's client.
    */
-  readonly relay: StdioRelay;
+  readonly relay: MessageRelay;
   /** This server as an Upstream over `relay` (itself, for a stdio server): what bridge B serves a 2025 session with. */
   readonly conversation: Upstream;
   /** Fails everything in flight with this error (the session ended, the server exited). */

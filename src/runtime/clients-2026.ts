@@ -1,5 +1,5 @@
 // Serving 2026-07-28 clients' requests to a server of that era: each request stands alone, relayed with its id
-// rewritten through the server's StdioRelay, answered as JSON or as an SSE stream without event ids or priming
+// rewritten through the server's MessageRelay, answered as JSON or as an SSE stream without event ids or priming
 // (nothing is resumable in this revision), and closing that stream cancels the request at the server.
 // Without a runtime session, requests go to a warm pool of servers shared statelessly. A 2025-era server is
 // served through the bridge (src/bridge/server-2025.ts).
@@ -7,7 +7,7 @@ import type { StartGate } from '../session/start-gate.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { Exchange } from '../relay/exchange.js';
-import type { StdioRelay } from '../relay/stdio-relay.js';
+import type { MessageRelay } from '../relay/message-relay.js';
 import { dispose, launchReady, withinStartup, type LaunchContext, type Launched } from '../session/launch.js';
 import { META_CLIENT_CAPABILITIES, META_PROTOCOL_VERSION, VERSIONS_2026 } from '../wire/era.js';
 import { HttpError, sendJson } from '../wire/http-error.js';
@@ -66,7 +66,7 @@ export class Client2026Pool {
   /** Open listens on 2026-era servers, and whose. */
   private readonly listens = new Map<ListenFanout, string>();
   /** Listens inside runtime sessions on 2025-era servers, per sandbox. */
-  private readonly sessionListens = new WeakMap<StdioRelay, Server2025Listens>();
+  private readonly sessionListens = new WeakMap<MessageRelay, Server2025Listens>();
   /** The server is known to be 2025-era: its calls are bridged, one server each. */
   private server2025 = false;
   private era: Promise<'2026' | '2025'> | undefined;

@@ -5,7 +5,7 @@
 // listen; when every member's listen has ended, so does the client's.
 import type { ServerResponse } from 'node:http';
 import { sinkId, type CallSink } from '../relay/sink.js';
-import type { StdioRelay } from '../relay/stdio-relay.js';
+import type { MessageRelay } from '../relay/message-relay.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import { sendJson } from '../wire/http-error.js';
 import { isNotification, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
@@ -22,7 +22,7 @@ class ListenLeg implements CallSink {
 
   constructor(
     private readonly fan: ListenFanout,
-    readonly relay: StdioRelay,
+    readonly relay: MessageRelay,
   ) {}
 
   get reachable(): boolean {
@@ -79,7 +79,7 @@ export class ListenFanout {
   }
 
   /** Opens the client's listen on one more server. */
-  join(relay: StdioRelay): void {
+  join(relay: MessageRelay): void {
     if (!this.open) return;
     const leg = new ListenLeg(this, relay);
     this.legs.push(leg);

@@ -3,7 +3,7 @@
 // buffer without bound); a non-JSON line is logged, rate-limited with the server's other noise.
 import { methodLabel } from '../observe/metrics.js';
 import { StdioChannel } from '../relay/stdio-channel.js';
-import { StdioRelay } from '../relay/stdio-relay.js';
+import { MessageRelay } from '../relay/message-relay.js';
 import { RelayUpstream } from '../relay/relay-upstream.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { relayOptions, type Connecting, type Connector } from './connector.js';
@@ -14,7 +14,7 @@ export const stdioConnector: Connector = {
   headersWithin: () => 0,
   connect({ config, runtimeName, sandbox, log, noise, metrics }: Connecting) {
     const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize);
-    const relay = new StdioRelay(channel, relayOptions(config));
+    const relay = new MessageRelay(channel, relayOptions(config));
     channel.on('overflow', (bytes) => {
       log.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
       // Its pending calls hear why now, not the "killed by SIGKILL" of the stop below.

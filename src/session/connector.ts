@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { RelayOptions } from '../relay/stdio-relay.js';
+import type { RelayOptions } from '../relay/message-relay.js';
 import type { Upstream } from '../relay/upstream.js';
 import type { Sandbox } from '../sandbox/index.js';
 import type { ServerNoise } from './noise.js';

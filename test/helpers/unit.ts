@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { RuntimeSchema, type RuntimeConfigInput } from '../../src/config/schema.ts';
 import { StdioChannel } from '../../src/relay/stdio-channel.ts';
-import { StdioRelay, type RelayOptions } from '../../src/relay/stdio-relay.ts';
+import { MessageRelay, type RelayOptions } from '../../src/relay/message-relay.ts';
 import { StreamsSchema } from '../../src/config/schema.ts';
 import { processDriver } from '../../src/sandbox/process.ts';
 import { httpConnector } from '../../src/session/connect-http.ts';
@@ -89,8 +89,8 @@ export function stdioServer(argv: string[], env: Record<string, string> = {}): S
 }
 
 /** A relay over `server` with the default stream settings; no timeouts unless given. */
-export function relayOver(server: StdioServer, o: Partial<RelayOptions> = {}): StdioRelay {
-  return new StdioRelay(server.channel, {
+export function relayOver(server: StdioServer, o: Partial<RelayOptions> = {}): MessageRelay {
+  return new MessageRelay(server.channel, {
     stateless: false,
     streams: StreamsSchema.parse({}),
     requestTimeout: 0,
@@ -100,7 +100,7 @@ export function relayOver(server: StdioServer, o: Partial<RelayOptions> = {}): S
 }
 
 /** berth's 2025 handshake with a server over `relay`, declaring the client capabilities a test needs. */
-export async function handshake2025(relay: StdioRelay, capabilities: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+export async function handshake2025(relay: MessageRelay, capabilities: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
   const r = await relay.call('initialize', {
     protocolVersion: '2025-11-25',
     capabilities,

@@ -1,5 +1,6 @@
-// Relays one stdio MCP server to HTTP clients: rewrites client request ids (so concurrent POSTs never collide),
-// and routes every server message to the stream it belongs on.
+// Relays one MCP server, spoken to message by message over a channel (its stdio, or a Streamable HTTP session berth
+// holds with it), to HTTP clients: rewrites client request ids (so concurrent POSTs never collide), and routes every
+// server message to the stream it belongs on.
 //
 // Routing rules (the server's stdio gives no "related request" hint, so berth infers it):
 //   response              -> the POST that carried the request
@@ -73,7 +74,7 @@ export interface RelayEvents {
   answered: [method: string, ms: number];
 }
 
-export class StdioRelay extends EventEmitter<RelayEvents> {
+export class MessageRelay extends EventEmitter<RelayEvents> {
   private nextId = 1;
   private readonly inflight = new Map<number, InFlight>();
   /** How many of `inflight` are subscriptions/listen. */
