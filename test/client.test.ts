@@ -15,17 +15,9 @@ import { elicitationAnswerer } from '../src/client/call.js';
 import { describeError, endpointUrl } from '../src/client/session.js';
 import { forwardSampling, toChatRequest } from '../src/client/sampling.js';
 import { Terminal } from '../src/client/terminal.js';
+import { freePort } from '../src/util/free-port.js';
 import { ROOT, runBerth, type BerthProcess } from './helpers/berth.js';
 import { startProxy } from './helpers/proxy.js';
-
-/** A loopback port nothing listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 const FORM = {
   type: 'object',

@@ -1,21 +1,9 @@
 // A server that serves Streamable HTTP itself on $PORT at /mcp (the AgentCore container contract). Inside a
 // network of its own it is reached through the sandbox's Unix socket, never a host port; on the host network,
 // through a loopback port berth picked for it. It is warm once it answers any HTTP request on /mcp.
-import { createServer } from 'node:net';
 import { HttpUpstream } from '../relay/http-upstream.js';
+import { freePort } from '../util/free-port.js';
 import { relayOptions, type Connecting, type Connector } from './connector.js';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A server told to listen on a loopback port berth picks for each session. */
 export const httpConnector: Connector = httpConnectorAt();

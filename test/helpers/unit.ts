@@ -3,7 +3,6 @@
 // deadline-bounded poll, and a launch context for the process sandbox driver.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
@@ -210,16 +209,7 @@ export class SseReader {
 }
 
 /** A port nothing listens on right now (for an http upstream's $PORT). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../src/util/free-port.ts';
 
 /** A launch context for the process driver (host network: no namespace per server, nothing to clean up). */
 export function launchContext(runtime: Partial<RuntimeConfigInput> & { command: string[] }): LaunchContext {
