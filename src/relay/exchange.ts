@@ -5,6 +5,7 @@ import type { ServerResponse } from 'node:http';
 import type { JsonRpcMessage, JsonRpcResponse } from '../wire/jsonrpc.js';
 import type { CallSink } from './sink.js';
 import type { SseStream, StreamLog } from './stream-log.js';
+import { SESSION_HEADER } from '../wire/headers.js';
 import { sseHeaders } from '../wire/sse.js';
 
 export interface ExchangeOptions {
@@ -154,4 +155,33 @@ export class InitExchange extends Exchange {
     void f(message).then((r) => super.respond(key, r));
     return true;
   }
+}
+
+/**
+ * The exchange that answers a 2025 initialize, and so opens a session: as JSON (the protocol version, and with it
+ * priming, is not known before the answer), carrying the new session's id unless the answer is an error. `answered`
+ * sees the answer before it is written (the session ends on an error); `onError` as for InitExchange.
+ */
+export function sessionOpening(
+  res: ServerResponse,
+  o: {
+    sessionId: string;
+    streams: StreamLog;
+    answered: (m: JsonRpcResponse) => void;
+    onError?: (m: JsonRpcResponse) => Promise<JsonRpcResponse>;
+  },
+): InitExchange {
+  const exchange = new InitExchange(res, {
+    batch: false,
+    headers: { [SESSION_HEADER]: o.sessionId },
+    streams: o.streams,
+    priming: false,
+    jsonWindow: 60_000,
+  });
+  exchange.beforeRespond = (m) => {
+    if (m.error) delete exchange.headers[SESSION_HEADER];
+    o.answered(m);
+  };
+  exchange.onError = o.onError;
+  return exchange;
 }

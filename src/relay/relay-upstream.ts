@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { header, LAST_EVENT_ID_HEADER, SESSION_HEADER } from '../wire/headers.js';
 import { isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { relayClient2026 } from './client-2026-exchange.js';
-import { Exchange, InitExchange } from './exchange.js';
+import { Exchange, sessionOpening } from './exchange.js';
 import type { MessageRelay } from './message-relay.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 
@@ -44,19 +44,13 @@ export class RelayUpstream extends EventEmitter<UpstreamEvents> implements Upstr
   }
 
   async open2025(_req: IncomingMessage, res: ServerResponse, o: Open2025Options): Promise<void> {
-    // Answered at once, as JSON: the protocol version (and so priming) is not known before it.
-    const exchange = new InitExchange(res, {
-      batch: false,
-      headers: { [SESSION_HEADER]: o.sessionId },
+    const exchange = sessionOpening(res, {
+      sessionId: o.sessionId,
       streams: this.relay.streams,
-      priming: false,
-      jsonWindow: 60_000,
+      onError: o.onError,
+      answered: (m) =>
+        o.answered(m.error ? { error: m.error.message } : { protocolVersion: (m.result as { protocolVersion?: unknown }).protocolVersion }),
     });
-    exchange.beforeRespond = (m) => {
-      if (m.error) delete exchange.headers[SESSION_HEADER];
-      o.answered(m.error ? { error: m.error.message } : { protocolVersion: (m.result as { protocolVersion?: unknown }).protocolVersion });
-    };
-    exchange.onError = o.onError;
     this.relay.fromClient([o.init], exchange);
   }
 

@@ -1,5 +1,5 @@
 // Stateful runtimes: initialize creates a session with its own server; every later request is routed to it.
-import { header, SESSION_HEADER, VERSION_HEADER } from '../wire/headers.js';
+import { header, VERSION_HEADER } from '../wire/headers.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Session } from '../session/session.js';
 import { WarmPool } from '../session/pool.js';
@@ -8,7 +8,7 @@ import { HttpError } from '../wire/http-error.js';
 import { ErrorCode, idKey, isRequest, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { ErrorCode2026 } from '../wire/streamable-http-2026.js';
 import { bridgeInitialize, Server2026Bridge } from '../bridge/server-2026.js';
-import { Exchange } from '../relay/exchange.js';
+import { sessionOpening } from '../relay/exchange.js';
 import { checkBatchAllowed, checkGetHeaders, sessionIdOf } from '../wire/streamable-http.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { HostedRuntime, type Post2025Call, type RuntimeOptions } from './hosted-runtime.js';
@@ -159,17 +159,13 @@ export class StatefulRuntime extends HostedRuntime {
       return r;
     };
     if (this.config.serverEra === '2026') {
-      const exchange = new Exchange(res, {
-        batch: false,
-        headers: { [SESSION_HEADER]: session.id },
+      // Answered by berth from the server's server/discover, as the server would answer it.
+      const exchange = sessionOpening(res, {
+        sessionId: session.id,
         streams: server.upstream.relay.streams,
-        priming: false,
-        jsonWindow: 60_000,
+        answered: (m) =>
+          answered(m.error ? { error: `the server answered initialize with an error: ${m.error.message}` } : (m.result ?? {})),
       });
-      exchange.beforeRespond = (m) => {
-        if (m.error) delete exchange.headers[SESSION_HEADER];
-        answered(m.error ? { error: `the server answered initialize with an error: ${m.error.message}` } : (m.result ?? {}));
-      };
       exchange.expect(`c:${idKey(request.id)}`);
       void bridged().then((r) => exchange.respond(`c:${idKey(request.id)}`, r));
       return;
