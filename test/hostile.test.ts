@@ -912,6 +912,24 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       assertRefusal(r, what, status, -32000, message);
       assert.ok((await r.closed(3000)) >= 0, `${what}: the connection is closed after the refusal`);
     }
+    // Refused by the parser while its body is still coming: Node reports the same error again for every later chunk,
+    // and answering a repeat by destroying the socket reset the connection, so a client could lose its 400 (seen in
+    // CI: "connection closed without any HTTP answer after 2 ms", a 1 MiB body after a control character in
+    // Mcp-Session-Id). The answer comes first; the rest of the upload is read and dropped, no reset.
+    const upload = tcpConnect({ host: '127.0.0.1', port });
+    let answer = '';
+    const reset = new Promise<string>((resolve) => {
+      upload.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+      upload.on('close', () => resolve('closed'));
+    });
+    upload.on('data', (d) => (answer += d));
+    upload.write(post('mcp-session-id: ab\x01cd\r\n', '').replace('content-length: 0', `content-length: ${1024 * 1024}`));
+    for (let i = 0; i < 64 && !upload.destroyed; i++) {
+      await new Promise<void>((r) => upload.write(Buffer.alloc(16 * 1024, 'y'), () => r()));
+    }
+    upload.end();
+    assert.equal(await reset, 'closed', 'the rest of the upload is read and dropped, the connection is not reset');
+    assert.match(answer, /^HTTP\/1\.1 400 /);
     // HTTP/1.0 needs no Host; the request is served as usual.
     const old = await rawExchange([`GET /healthz HTTP/1.0\r\n\r\n`], { port });
     assert.equal(old.status, 200);

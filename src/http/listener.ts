@@ -31,13 +31,20 @@ export function createListener(handler: (req: IncomingMessage, res: ServerRespon
     handler,
   );
   server.maxHeadersCount = MAX_HEADERS + 1;
+  // Node reports a parse error again for every later chunk of the same connection (its parser stays failed). The
+  // first report is answered, and the answer lingers while the rest of the upload is read and dropped (sendRaw); a
+  // repeat must not destroy the socket, or the kernel resets the connection under the answer before the client
+  // reads it (seen in CI: a 1 MiB body after a bad header got no answer at all).
+  const answered = new WeakSet<Duplex>();
   server.on('clientError', (err: Error & { code?: string }, socket: Duplex) => {
+    if (answered.has(socket)) return;
     // A response already under way cannot be replaced (the bytes would corrupt it); a reset peer hears nothing.
     const inFlight = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) {
       socket.destroy();
       return;
     }
+    answered.add(socket);
     clientErrorAnswer(err, MAX_HEADER_SIZE).sendRaw(socket);
   });
   server.on('checkExpectation', (_req, res) => {
