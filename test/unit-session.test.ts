@@ -91,8 +91,13 @@ describe('Session', () => {
     // When the upstream saw its last call end (the client reads the answer later, on a loaded machine much later).
     let quietAt = 0;
     s.server.upstream.on('busy', (busy) => void (busy || (quietAt = Date.now())));
+    // Held until the call is in flight: on a loaded machine the POST can take longer than the 300 ms idle timeout
+    // to arrive (seen in a clean-clone CI beside other load), and the session would idle out before it.
+    const hold = s.session.beginRequest();
     const response = postJson(lb.url, call('long', 'sleep', { ms: 1500 }));
-    await waitFor(() => s.session.inFlight === 1, 'the call in flight');
+    await waitFor(() => s.session.inFlight === 2, 'the call in flight');
+    hold();
+    assert.equal(s.session.inFlight, 1);
     assert.equal(s.session.idleExpiresAt, undefined, 'no idle deadline while a call runs');
     const answer = await (await response).json();
     assert.equal(textOf(answer.result), 'slept 1500', 'the call outlived five idle timeouts and still got its answer');
