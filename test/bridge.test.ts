@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { ACCEPT_BOTH, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { call2026 as rawCall } from './helpers/call-2026.ts';
 import { principalDigest, requestDigest, RequestStateCodec, type StateClaims } from '../src/security/request-state.ts';
 
 const MODERN = '2026-07-28';
@@ -66,43 +67,6 @@ async function pinnedClient(url: string, headers: Record<string, string>): Promi
   client.setRequestHandler('roots/list', async () => ({ roots: [{ uri: 'file:///work', name: 'work' }] }));
   await client.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers } }));
   return client;
-}
-
-async function rawCall(
-  url: string,
-  headers: Record<string, string>,
-  id: number,
-  name: string,
-  args: Record<string, unknown>,
-  extra: Record<string, unknown> = {},
-  caps: Record<string, unknown> = { elicitation: { form: {} } },
-) {
-  const body = {
-    jsonrpc: '2.0',
-    id,
-    method: 'tools/call',
-    params: {
-      name,
-      arguments: args,
-      ...extra,
-      _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps },
-    },
-  };
-  const r = await fetch(url, {
-    method: 'POST',
-    headers: {
-      accept: ACCEPT_BOTH,
-      'content-type': 'application/json',
-      'mcp-protocol-version': MODERN,
-      'mcp-method': 'tools/call',
-      'mcp-name': name,
-      ...headers,
-    },
-    body: JSON.stringify(body),
-  });
-  const text = await r.text();
-  const json = text.startsWith('{') ? JSON.parse(text) : JSON.parse(/data: (.*)\n\n$/.exec(text)![1]!);
-  return { status: r.status, body: json };
 }
 
 describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, () => {

@@ -6,7 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { ACCEPT_BOTH, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { call2026 } from './helpers/call-2026.ts';
 import { launchContext, PROBE, silentLog, waitFor } from './helpers/unit.ts';
 import { launchReady } from '../src/session/launch.ts';
 import { perPrincipalCap, SharedPool, type OwnerAtCap, type PoolMember } from '../src/session/shared-pool.ts';
@@ -14,32 +15,10 @@ import { ANONYMOUS, principalKey } from '../src/security/auth.ts';
 
 const MODERN = '2026-07-28';
 
-/** One tools/call of a 2026 client without a runtime session; `extra` carries a retry's inputResponses and requestState. */
+/** One tools/call of `ask` by a 2026 client without a runtime session; `extra` carries a retry's inputResponses and requestState. */
 async function callTool(url: string, key: string, id: number, question: string, extra: Record<string, unknown> = {}) {
-  const meta = {
-    'io.modelcontextprotocol/protocolVersion': MODERN,
-    'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } },
-  };
-  const r = await fetch(url, {
-    method: 'POST',
-    headers: {
-      accept: ACCEPT_BOTH,
-      'content-type': 'application/json',
-      'mcp-protocol-version': MODERN,
-      'mcp-method': 'tools/call',
-      'mcp-name': 'ask',
-      authorization: `Bearer ${key}`,
-    },
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id,
-      method: 'tools/call',
-      params: { name: 'ask', arguments: { question }, ...extra, _meta: meta },
-    }),
-  });
-  const text = await r.text();
-  const body = text.startsWith('{') ? JSON.parse(text) : JSON.parse(/data: (.*)\n\n$/.exec(text)![1]!);
-  return { status: r.status, retryAfter: r.headers.get('retry-after'), body };
+  const r = await call2026(url, { authorization: `Bearer ${key}` }, id, 'ask', { question }, extra);
+  return { ...r, retryAfter: r.headers.get('retry-after') };
 }
 
 /** The retry of a suspended `ask`, answering its one question. */
