@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { ACCEPT_BOTH, runBerth, sseMessages, textOf, type BerthProcess } from './helpers/berth.ts';
+import { runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { call2026 } from './helpers/call-2026.ts';
 import pino from 'pino';
 import type { HttpError } from '../src/wire/http-error.ts';
 import { ToolSchemaCache } from '../src/session/tool-schemas.ts';
@@ -145,44 +146,14 @@ interface Reply {
 }
 
 /** One raw 2026-07-28 tools/call with the standard headers and `extra` ones. */
-async function call(
+const call = (
   url: string,
   id: number,
   name: string,
   args: Record<string, unknown>,
   extra: Record<string, string> = {},
   params: Record<string, unknown> = {},
-): Promise<Reply> {
-  const body = {
-    jsonrpc: '2.0',
-    id,
-    method: 'tools/call',
-    params: {
-      name,
-      arguments: args,
-      ...params,
-      _meta: {
-        'io.modelcontextprotocol/protocolVersion': MODERN,
-        'io.modelcontextprotocol/clientCapabilities': { elicitation: { form: {} } },
-      },
-    },
-  };
-  const r = await fetch(url, {
-    method: 'POST',
-    headers: {
-      accept: ACCEPT_BOTH,
-      'content-type': 'application/json',
-      'mcp-protocol-version': MODERN,
-      'mcp-method': 'tools/call',
-      'mcp-name': name,
-      ...extra,
-    },
-    body: JSON.stringify(body),
-  });
-  const text = await r.text();
-  const streamed = (r.headers.get('content-type') ?? '').startsWith('text/event-stream');
-  return { status: r.status, body: streamed ? sseMessages(text).at(-1) : JSON.parse(text) };
-}
+): Promise<Reply> => call2026(url, extra, id, name, args, params);
 
 function refused(r: Reply, id: number, header: RegExp): void {
   assert.equal(r.status, 400, JSON.stringify(r.body));

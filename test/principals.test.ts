@@ -11,6 +11,7 @@ import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/cli
 import { Client as Client2025 } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as Transport2025 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ACCEPT_BOTH, readUntil, runBerth, sseEvents, textOf, type BerthProcess } from './helpers/berth.ts';
+import { call2026 } from './helpers/call-2026.ts';
 
 const HOSTILE = [
   process.execPath,
@@ -52,34 +53,6 @@ async function modernClient(url: string, who: string, headers: Record<string, st
 const call = async (c: Client | Client2025, name: string, args: Record<string, unknown> = {}) =>
   textOf(await c.callTool({ name, arguments: args }));
 const noneOf = (text: string, who: string) => Object.values(secretsOf(who)).filter((secret) => text.includes(secret));
-
-/** One raw 2026 tools/call (for what the SDK hides: the resultType of the first answer). */
-async function rawModernCall(url: string, headers: Record<string, string>, id: number, name: string, caps: Record<string, unknown>) {
-  const body = {
-    jsonrpc: '2.0',
-    id,
-    method: 'tools/call',
-    params: {
-      name,
-      arguments: {},
-      _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps },
-    },
-  };
-  const r = await fetch(url, {
-    method: 'POST',
-    headers: {
-      accept: ACCEPT_BOTH,
-      'content-type': 'application/json',
-      'mcp-protocol-version': MODERN,
-      'mcp-method': 'tools/call',
-      'mcp-name': name,
-      ...headers,
-    },
-    body: JSON.stringify(body),
-  });
-  const text = await r.text();
-  return text.startsWith('{') ? JSON.parse(text) : JSON.parse(/data: (.*)\n\n$/.exec(text)![1]!);
-}
 
 describe('two principals through the 2026 bridge (pooled 2025-era servers)', { timeout: 120_000 }, () => {
   let berth: BerthProcess;
@@ -132,7 +105,8 @@ describe('two principals through the 2026 bridge (pooled 2025-era servers)', { t
 
   test("a server's startup request is answered by berth (empty roots), never made a round of the call that follows", async () => {
     // A new principal's first call lands on a fresh server, whose startup roots/list comes during berth's handshake.
-    const first = await rawModernCall(berth.url, carol, 7, 'heard', { roots: {}, elicitation: { form: {} } });
+    // Raw, for what the SDK hides: the resultType of the first answer.
+    const first = (await call2026(berth.url, carol, 7, 'heard', {}, {}, { roots: {}, elicitation: { form: {} } })).body;
     assert.equal(first.result?.resultType, 'complete', `not an input_required round: ${JSON.stringify(first)}`);
     const heard = JSON.parse(first.result.content[0].text) as unknown[];
     assert.ok(heard.length > 0, 'the startup ask was answered');
