@@ -2,12 +2,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { stringify } from 'yaml';
 import { RuntimeSchema, WARM_POOL_AUTO } from '../src/config/schema.ts';
-import { createRuntime } from '../src/index.ts';
+import { createRuntime, loadConfigFile } from '../src/index.ts';
 import { generate } from '../scripts/gen-schema.ts';
 import { connect, PROBE, ROOT, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
@@ -136,6 +136,20 @@ describe('config validation', () => {
   test('the bundled example config is valid', () => {
     const r = spawnSync(process.execPath, ['bin/berth.js', 'check', '--config', 'examples/berth.yaml'], { cwd: ROOT, encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
+  });
+
+  test("a runtime's relative cwd is relative to the config file, not to where berth runs; an absolute one is kept", () => {
+    const sub = join(dir, 'conf');
+    mkdirSync(sub, { recursive: true });
+    const file = join(sub, 'rel.yaml');
+    writeFileSync(
+      file,
+      stringify({ runtimes: { a: { command: ['x'], cwd: '../srv' }, b: { command: ['x'], cwd: '/opt/x' }, c: { command: ['x'] } } }),
+    );
+    const c = loadConfigFile(relative(process.cwd(), file)); // named relative to where this test runs, as a user would
+    assert.equal(c.runtimes.a!.cwd, join(dir, 'srv'));
+    assert.equal(c.runtimes.b!.cwd, '/opt/x');
+    assert.equal(c.runtimes.c!.cwd, undefined, 'no cwd: where berth started, decided at start');
   });
 
   test('docs/config.md and docs/config.schema.json are generated from the current schema', () => {

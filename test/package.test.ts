@@ -156,3 +156,34 @@ test(
     }
   },
 );
+
+test(
+  '`berth serve --config` of the installed example, from a directory outside it: the demo answers the official SDK client',
+  { timeout: 120_000 },
+  async () => {
+    // The example names its command relative to itself (cwd: ..), so it works wherever berth is started.
+    const example = join(prefix, 'node_modules', PKG.name, 'examples', 'berth.yaml');
+    const proc = spawn(bin(), ['serve', '--config', example, '--port', '0'], {
+      cwd: elsewhere,
+      env: cleanEnv(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    proc.stderr!.on('data', (d) => (err += d));
+    const exited = new Promise((r) => proc.once('exit', r));
+    try {
+      const url = await listeningUrl(proc, { timeoutMs: 60_000, context: () => err });
+      assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/, 'the default runtime, on the port --port 0 chose');
+      assert.notEqual(new URL(url).port, '8787');
+      const client = new Client({ name: 'package-test', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(url)), { timeout: 60_000 });
+      await client.callTool({ name: 'note_write', arguments: { name: 'hello', content: 'from a stranger' } });
+      const r = (await client.callTool({ name: 'note_read', arguments: { name: 'hello' } })) as { content: Array<{ text: string }> };
+      assert.equal(r.content[0]!.text, 'from a stranger');
+      await client.close();
+    } finally {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await exited;
+    }
+  },
+);

@@ -8,7 +8,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Command, Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { program } from '../src/cli/main.ts';
 import { ROOT, startBerth, type BerthProcess } from './helpers/berth.ts';
 
@@ -244,13 +243,11 @@ describe("README's client examples, against berth serving examples/berth.yaml", 
   let dir: string;
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'berth-readme-'));
-    const config = parseYaml(readFileSync(join(ROOT, 'examples/berth.yaml'), 'utf8')) as { server: { port: number } };
-    config.server.port = 0; // a free port: 8787 may be taken
-    writeFileSync(join(dir, 'berth.yaml'), JSON.stringify(config));
     // `berth` on the PATH, as `npm install -g` or `npm link` would put it.
     writeFileSync(join(dir, 'berth'), `#!/bin/sh\nexec '${process.execPath}' '${join(ROOT, 'bin/berth.js')}' "$@"\n`);
     chmodSync(join(dir, 'berth'), 0o755);
-    berth = await startBerth(['serve', '--config', join(dir, 'berth.yaml')]);
+    // The file itself, on a free port (8787 may be taken).
+    berth = await startBerth(['serve', '--config', join(ROOT, 'examples/berth.yaml'), '--port', '0']);
   });
   after(async () => {
     await berth?.stop();

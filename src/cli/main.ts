@@ -371,9 +371,12 @@ program
   .command('serve')
   .description('Host the named runtimes of a config file, each at /runtimes/NAME/mcp')
   .requiredOption('-c, --config <file>', 'YAML config file (see docs/config.md)')
+  .option('--port <port>', "listen on this port instead of the config's server.port (0: any free port)", int)
   .action(async (o) => {
     try {
-      await serve(loadConfigFile(o.config), resolve(o.config));
+      const config = loadConfigFile(o.config);
+      if (o.port !== undefined) config.server.port = o.port;
+      await serve(config, resolve(o.config));
     } catch (e) {
       fail(e);
     }

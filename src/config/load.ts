@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigSchema, type BerthConfig, type BerthConfigInput } from './schema.js';
@@ -32,5 +33,9 @@ export function loadConfigFile(path: string): BerthConfig {
   if (doc.errors.length) {
     throw new ConfigError(doc.errors.map((e) => `${path}: YAML: ${e.message}`).join('\n'));
   }
-  return parseConfig(doc.toJS(), path);
+  const config = parseConfig(doc.toJS(), path);
+  // A runtime's relative cwd is the config file's neighbour, not wherever berth was started: a config (the bundled
+  // example's included) then works from any directory, as a compose file's relative paths do.
+  for (const rc of Object.values(config.runtimes)) if (rc.cwd !== undefined) rc.cwd = resolve(dirname(resolve(path)), rc.cwd);
+  return config;
 }

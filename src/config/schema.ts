@@ -382,7 +382,12 @@ export const RuntimeSchema = z
       .default('auto'),
     env: z.record(z.string(), z.string()).describe('Extra environment variables for the server.').default({}),
     inheritEnv: z.array(z.string()).describe("Names of berth's own environment variables to pass through to the server.").default([]),
-    cwd: z.string().optional().describe('Working directory the command is resolved from (default: where berth started).'),
+    cwd: z
+      .string()
+      .optional()
+      .describe(
+        "Working directory the command is resolved from; relative paths are relative to the config file's directory (default: where berth started).",
+      ),
     auth: AuthSchema.default({ kind: 'none' }),
     forwardHeaders: z
       .array(
