@@ -5,7 +5,7 @@
 //
 //   node --import tsx bench/where.ts [--isolation process|namespace] [--upstream stdio|http] [--sessions 8]
 //        [--seconds 5] [--warmup 1] [--prof DIR] [--strace FILE] [--perf FILE] [--berth-bin bin/berth.js]
-//        [--floor relay|http]
+//        [--floor relay|http] [--network none|egress|host]
 //
 // --floor measures bench/floor-relay.mjs in berth's place, under the same load: the least Node.js does to relay a
 // call to a stdio server (relay), or to answer it over node:http at all (http): what berth's figure is bounded by.
@@ -41,6 +41,8 @@ const PERF = opt('perf', '');
 const STRACE_ALL = opt('strace-all', '');
 const BIN = opt('berth-bin', 'bin/berth.js');
 const FLOOR = opt('floor', '') as '' | 'relay' | 'http';
+/** berth's --network for its sessions ('' = berth's default). */
+const NETWORK = opt('network', '');
 
 /** utime and stime (ms) of a process, all threads. */
 function times(pid: number): { user: number; sys: number } {
@@ -101,7 +103,14 @@ async function startFloor(kind: 'relay' | 'http'): Promise<Target> {
 const WARM = FLOOR ? 0 : 2;
 const t = FLOOR
   ? await startFloor(FLOOR)
-  : await startBerth(probe, { bin: BIN, warmPool: WARM, isolation: ISOLATION, upstream: UPSTREAM, nodeArgs });
+  : await startBerth(probe, {
+      bin: BIN,
+      warmPool: WARM,
+      isolation: ISOLATION,
+      upstream: UPSTREAM,
+      nodeArgs,
+      flags: NETWORK ? ['--network', NETWORK] : [],
+    });
 let conns: Conn[] = [];
 try {
   await settle([{ t, servers: WARM }], 60_000);
@@ -138,6 +147,21 @@ try {
     : undefined;
   if (perf) await new Promise((r) => setTimeout(r, 300));
   const servers = () => t.serverPids().reduce((a, p) => a + cpuMs(p), 0);
+  // The servers' CPU by program (node, socat, slirp4netns, bwrap…): what each process on the path costs.
+  const byProgram = () => {
+    const m = new Map<string, number>();
+    for (const p of t.serverPids()) {
+      let comm: string;
+      try {
+        comm = readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+      } catch {
+        continue; // gone
+      }
+      m.set(comm, (m.get(comm) ?? 0) + cpuMs(p));
+    }
+    return m;
+  };
+  const programsBefore = byProgram();
   const a = { times: times(pid), sw: switches(pid), servers: servers(), sys: systemCpu(), at: performance.now() };
   // The profile's clock is the monotonic one process.hrtime reads: the window lets cpuprofile-top.ts skip start-up.
   const from = process.hrtime.bigint() / 1000n;
@@ -147,6 +171,7 @@ try {
   const to = process.hrtime.bigint() / 1000n;
   for (const tracer of [strace, perf]) tracer?.kill('SIGINT');
   const b = { times: times(pid), sw: switches(pid), servers: servers(), sys: systemCpu(), at: performance.now() };
+  const programsAfter = byProgram();
   stop = true;
   await Promise.all(loops);
   for (const tracer of [strace, perf]) if (tracer && tracer.exitCode === null) await new Promise((r) => tracer.once('exit', r));
@@ -165,6 +190,11 @@ try {
       `  berth CPU ms/call ${per(user + sys)} (user ${per(user)}, sys ${per(sys)})`,
       `  berth context switches/call: voluntary ${per(b.sw.voluntary - a.sw.voluntary)}, involuntary ${per(b.sw.involuntary - a.sw.involuntary)}`,
       `  servers CPU ms/call ${per(b.servers - a.servers)}; machine busy ${Math.round(busy * 100)}% of ${Math.round(wall * 10) / 10} s`,
+      `  by program, ms/call: ${[...programsAfter]
+        .map(([k, v]) => [k, per(v - (programsBefore.get(k) ?? 0))] as const)
+        .sort((x, y) => y[1] - x[1])
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`,
       '',
     ].join('\n'),
   );

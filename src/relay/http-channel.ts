@@ -12,7 +12,9 @@ import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/cl
 import { Agent, fetch as undiciFetch } from 'undici';
 import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcMessage } from '../wire/jsonrpc.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
+import type { Dial } from '../sandbox/dial.js';
 import type { MessageChannel } from './channel.js';
+import { undiciConnect } from './dial-connect.js';
 
 /** The 2026-07-28 headers that mirror a request's body, which a server of that era checks (the SDK v1 transport sends none). */
 function headers2026(body: unknown, headers: Headers): void {
@@ -42,11 +44,11 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
   private initializing: { id: unknown; answered: Promise<void>; done: () => void } | undefined;
   private closed = false;
 
-  /** `address`: the server's loopback port, or the Unix socket that reaches it inside its own network. */
-  constructor(address: number | string) {
+  /** `address`: the server's loopback port, or how to connect to it inside its own network. */
+  constructor(address: number | Dial) {
     super();
-    this.agent = typeof address === 'string' ? new Agent({ connect: { socketPath: address } }) : undefined;
-    const url = new URL(typeof address === 'string' ? 'http://localhost/mcp' : `http://127.0.0.1:${address}/mcp`);
+    this.agent = typeof address === 'number' ? undefined : new Agent({ connect: undiciConnect(address) });
+    const url = new URL(typeof address === 'number' ? `http://127.0.0.1:${address}/mcp` : 'http://localhost/mcp');
     const agent = this.agent;
     const fetchLike = (input: string | URL, init?: RequestInit) => {
       const headers = new Headers(init?.headers);

@@ -14,6 +14,8 @@ import { HttpChannel } from './http-channel.js';
 import { MessageRelay, type RelayOptions } from './message-relay.js';
 import { RelayUpstream } from './relay-upstream.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
+import type { Dial } from '../sandbox/dial.js';
+import { undiciConnect } from './dial-connect.js';
 
 // mcp-method, mcp-name and mcp-param-* are the 2026-07-28 headers that mirror the body; a 2026 server checks them.
 const FORWARDED_REQUEST_HEADERS = ['accept', 'content-type', 'mcp-protocol-version', 'last-event-id', 'mcp-method', 'mcp-name'];
@@ -65,8 +67,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   private own: { channel: HttpChannel; upstream: RelayUpstream } | undefined;
 
   constructor(
-    /** The server's port on the host's loopback (network host), or the Unix socket reaching it in its own network. */
-    readonly address: number | string,
+    /** The server's port on the host's loopback (network host), or how to connect to it in its own network. */
+    readonly address: number | Dial,
     /** How the message-by-message relay (`relay`, used by the bridges only) routes and times out. */
     private readonly relayOptions: RelayOptions,
     /** Client headers a runtime opted in to passing on (forwardHeaders); credentials stay with berth otherwise. */
@@ -75,9 +77,9 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     super();
     const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
     this.pool =
-      typeof address === 'string'
-        ? new Pool('http://localhost', { ...options, socketPath: address })
-        : new Pool(`http://127.0.0.1:${address}`, options);
+      typeof address === 'number'
+        ? new Pool(`http://127.0.0.1:${address}`, options)
+        : new Pool('http://localhost', { ...options, connect: undiciConnect(address) });
   }
 
   /**
@@ -116,7 +118,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       } catch {
         if (Date.now() > deadline)
           throw new Error(
-            `the server did not answer on ${typeof this.address === 'string' ? '$PORT (in its own network)' : `port ${this.address}`} within ${timeoutMs} ms`,
+            `the server did not answer on ${typeof this.address === 'number' ? `port ${this.address}` : '$PORT (in its own network)'} within ${timeoutMs} ms`,
           );
         await new Promise((r) => setTimeout(r, delay));
       }

@@ -11,6 +11,7 @@ import { cgroupPath, SessionCgroup } from './cgroups.js';
 import type { ExitInfo, Sandbox, SandboxSpec } from './driver.js';
 import { hostName, isRoot, procStat, which } from './host.js';
 import type { SessionNetwork } from './network.js';
+import type { Dial } from './dial.js';
 import { track } from './registry.js';
 
 export interface ChildOptions {
@@ -155,10 +156,10 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     return info;
   });
   await spawned;
-  let httpSocket: string | undefined;
+  let dialHttp: Dial | undefined;
   if (o.net?.name && o.spec.port !== undefined) {
     try {
-      httpSocket = await o.net.forward(o.spec.port);
+      dialHttp = await o.net.dialer(o.spec.port);
     } catch (e) {
       child.kill('SIGKILL');
       await cleanedUp;
@@ -197,7 +198,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     stdin: child.stdin!,
     stdout: child.stdout!,
     stderr: child.stderr!,
-    httpSocket,
+    dialHttp,
     exited,
     async stop(graceMs: number) {
       if (!done) {

@@ -1,6 +1,7 @@
 // The one small interface every sandbox driver implements (process today; namespace, gVisor, microVM next).
 import type { Readable, Writable } from 'node:stream';
 import type { AllowRule, NetworkMode } from './network.js';
+import type { Dial } from './dial.js';
 
 export interface SandboxLimits {
   /** Bytes of memory, or undefined for no limit. */
@@ -72,8 +73,8 @@ export interface Sandbox {
   readonly stdin: Writable;
   readonly stdout: Readable;
   readonly stderr: Readable;
-  /** For http upstreams in a network of their own: the Unix socket (berth's alone) that reaches $PORT inside. */
-  readonly httpSocket?: string;
+  /** For http upstreams in a network of their own: opens a connection (berth's alone) to $PORT inside it. */
+  readonly dialHttp?: Dial;
   /** Resolves once, when the server has exited for any reason. */
   readonly exited: Promise<ExitInfo>;
   /** SIGTERM, then SIGKILL after graceMs; resolves when the server is gone. */

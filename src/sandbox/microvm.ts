@@ -375,7 +375,7 @@ export const microvmDriver: SandboxDriver = {
     return {
       driver: 'microvm',
       pid: sandbox.pid,
-      httpSocket: sandbox.httpSocket,
+      dialHttp: sandbox.dialHttp,
       stdin,
       stdout: sandbox.stdout,
       stderr,

@@ -6,19 +6,21 @@
 //           server, uid 65534 with no capabilities, cannot change it) rejects the host's loopback, every private,
 //           shared and link-local range, and berth's own addresses, unless listed in allowNet.
 //   host    no namespace: the host's network, as any process of berth's user has.
-// An http upstream's server listens on $PORT inside the namespace; berth reaches it through a Unix socket that a
-// socat in the namespace serves, in a directory only berth's user can open: no other session, no host process.
+// An http upstream's server listens on $PORT inside the namespace; berth reaches it over connections a helper of
+// its own opens there and hands over (dial.ts): no listener outside the namespace, so no other session and no host
+// process can reach the server.
 // Threat model: the server may run any code as uid 65534 inside its sandbox. What it may reach is the rule set
 // below; everything it reaches goes through slirp4netns, which runs with seccomp and its own mount namespace.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { namespaceDialer, type Dial, type NamespaceDialer } from './dial.js';
 import { isRoot, run, which } from './host.js';
 
 export type NetworkMode = 'none' | 'egress' | 'host';
@@ -48,8 +50,8 @@ export interface SessionNetwork {
   readonly name: string | undefined;
   /** A resolv.conf to show the sandbox instead of the host's (egress: slirp4netns's DNS forwarder). */
   readonly resolvConf: string | undefined;
-  /** A Unix socket (mode 0600, in a directory of berth's) that reaches 127.0.0.1:port inside the namespace. */
-  forward(port: number): Promise<string>;
+  /** Opens connections to 127.0.0.1:port inside the namespace, for berth alone (dial.ts). */
+  dialer(port: number): Promise<Dial>;
   close(): Promise<void>;
 }
 
@@ -190,7 +192,7 @@ const HOST_NETWORK: SessionNetwork = {
   enter: [],
   name: undefined,
   resolvConf: undefined,
-  forward: () => Promise.reject(new Error('network host: no namespace to forward into')),
+  dialer: () => Promise.reject(new Error('network host: no namespace to dial into')),
   close: async () => undefined,
 };
 
@@ -208,10 +210,12 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
   const name = netnsName(o.sessionId);
   const path = `/var/run/netns/${name}`;
   const helpers: ChildProcess[] = [];
-  // resolv.conf must be readable by the sandbox uid (0711 dir, 0644 file); the socket is root's alone (0600).
+  const dialers: NamespaceDialer[] = [];
+  // resolv.conf must be readable by the sandbox uid (0711 dir, 0644 file).
   const scratch = await mkdtemp(join(tmpdir(), 'berth-net-'));
   chmodSync(scratch, 0o711);
   const close = async () => {
+    for (const d of dialers) d.close();
     await Promise.all(helpers.map(kill));
     await run(tool('ip'), ['netns', 'del', name]);
     await rm(scratch, { recursive: true, force: true });
@@ -247,17 +251,10 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
       enter: [tool('nsenter'), `--net=${path}`, '--'],
       name,
       resolvConf,
-      async forward(port) {
-        const socketPath = join(scratch, `http-${port}.sock`);
-        const socat = which('socat');
-        if (!socat) throw new Error('an http upstream in its own network needs socat (apt-get install socat)');
-        const p = helper(
-          [tool('nsenter'), `--net=${path}`, '--', socat, `UNIX-LISTEN:${socketPath},fork,mode=600,unlink-early`, `TCP:127.0.0.1:${port}`],
-          ['ignore', 'ignore', 'pipe'],
-        );
-        helpers.push(p);
-        await waitForSocket(socketPath, p);
-        return socketPath;
+      async dialer(port) {
+        const d = await namespaceDialer([tool('nsenter'), `--net=${path}`, '--'], port, [tool('setpriv'), '--pdeathsig', 'KILL', '--']);
+        dialers.push(d);
+        return d.dial;
       },
       close,
     };
@@ -265,15 +262,4 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
     await close();
     throw e;
   }
-}
-
-async function waitForSocket(path: string, p: ChildProcess): Promise<void> {
-  let err = '';
-  (p.stderr as Readable).on('data', (d) => (err += d));
-  for (let i = 0; i < 500; i++) {
-    if (existsSync(path)) return;
-    if (p.exitCode !== null) throw new Error(`the socket forwarder exited: ${err.trim()}`);
-    await new Promise((r) => setTimeout(r, 4));
-  }
-  throw new Error(`the socket forwarder did not listen within 2 s: ${err.trim()}`);
 }

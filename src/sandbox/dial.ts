@@ -1,0 +1,128 @@
+// Connections to an http upstream's $PORT inside a session's network namespace, with no process in the middle.
+// A socket belongs to the namespace it was made in, for its whole life: a helper of berth's, run by nsenter in the
+// namespace (never inside the sandbox: host mount and pid namespaces, berth's user), opens each TCP connection to
+// 127.0.0.1:$PORT there and hands the connected socket to berth over Node's IPC channel (SCM_RIGHTS). berth then
+// reads and writes the server's connection itself: no copy through a forwarder and no forwarder to wake, each way.
+// Threat model: the helper takes orders from berth alone (its IPC channel) and connects only to the port berth
+// names; the sandboxed server cannot see or signal it (other pid namespace, other uid). What berth gets is a socket
+// in the session's namespace, which reaches only what that namespace reaches: the server's own listener.
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { Socket } from 'node:net';
+
+/** Opens one connection to the server's $PORT (berth's alone). */
+export type Dial = () => Promise<Socket>;
+
+export interface NamespaceDialer {
+  dial: Dial;
+  /** The helper's pid (it is berth's, outside the sandbox). */
+  readonly pid: number | undefined;
+  /** Ends the helper; later dials fail. */
+  close(): void;
+}
+
+// The helper's whole program (node -e): small enough to read here, and no file to find beside the built code.
+const HELPER = `
+const { connect } = require('node:net');
+process.on('disconnect', () => process.exit(0));
+process.on('message', (m) => {
+  const s = connect({ host: '127.0.0.1', port: m.port });
+  s.once('connect', () => process.send({ id: m.id }, s));
+  s.once('error', (e) => process.send({ id: m.id, error: e.code || e.message }));
+});
+process.send({ ready: true });
+`;
+
+interface Reply {
+  id?: number;
+  ready?: boolean;
+  error?: string;
+}
+
+/**
+ * A dialer into the namespace `enter` runs a command in (nsenter --net=…), reaching 127.0.0.1:port there. `wrap`
+ * prefixes the helper's argv (setpriv --pdeathsig: it dies with berth). Resolves once the helper is ready.
+ */
+export async function namespaceDialer(enter: string[], port: number, wrap: string[] = [], timeoutMs = 10_000): Promise<NamespaceDialer> {
+  // A small heap and no V8 worker threads: it holds nothing; ~9 MB PSS, ~6 MB of it its own, against socat's ~1 MB.
+  const argv = [
+    ...wrap,
+    ...enter,
+    process.execPath,
+    '--max-old-space-size=16',
+    '--max-semi-space-size=1',
+    '--v8-pool-size=0',
+    '-e',
+    HELPER,
+  ];
+  const helper: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  let stderr = '';
+  helper.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
+  const waiting = new Map<number, { resolve: (s: Socket) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  let ids = 0;
+  let gone: Error | undefined;
+  const fail = (e: Error) => {
+    gone ??= e;
+    for (const w of waiting.values()) {
+      clearTimeout(w.timer);
+      w.reject(gone);
+    }
+    waiting.clear();
+  };
+  const ready = new Promise<void>((resolve, reject) => {
+    helper.on('message', (m: Reply, handle?: Socket) => {
+      if (m.ready) return resolve();
+      const w = m.id === undefined ? undefined : waiting.get(m.id);
+      if (!w) return void handle?.destroy(); // timed out meanwhile: nobody wants it
+      waiting.delete(m.id!);
+      clearTimeout(w.timer);
+      if (handle) w.resolve(handle);
+      else w.reject(new Error(`connect to $PORT ${port} in the session's network: ${m.error ?? 'no socket'}`));
+    });
+    helper.once('exit', (code, signal) => {
+      const e = new Error(`the connection helper for $PORT exited (${signal ?? `code ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`);
+      reject(e);
+      fail(e);
+    });
+    helper.once('error', (e) => (reject(e), fail(e)));
+  });
+  const timer = setTimeout(() => helper.kill('SIGKILL'), timeoutMs);
+  try {
+    await ready;
+  } finally {
+    clearTimeout(timer);
+  }
+  // Idle, the channel must not keep berth running; a dial in flight holds it.
+  const hold = () => helper.channel?.ref();
+  const release = () => waiting.size === 0 && helper.channel?.unref();
+  release();
+  return {
+    pid: helper.pid,
+    dial() {
+      if (gone) return Promise.reject(gone);
+      const id = ++ids;
+      return new Promise<Socket>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          release();
+          reject(new Error(`connect to $PORT ${port} in the session's network: no answer from the helper within ${timeoutMs} ms`));
+        }, timeoutMs);
+        waiting.set(id, {
+          resolve: (s) => (release(), resolve(s)),
+          reject: (e) => (release(), reject(e)),
+          timer,
+        });
+        hold();
+        helper.send({ id, port }, (e) => {
+          if (!e || !waiting.has(id)) return;
+          waiting.get(id)!.reject(e); // the channel closed under it; the exit reports the rest
+          clearTimeout(timer);
+          waiting.delete(id);
+        });
+      });
+    },
+    close() {
+      fail(new Error('the session network is closed'));
+      if (helper.exitCode === null && helper.signalCode === null) helper.kill('SIGKILL');
+    },
+  };
+}

@@ -1,0 +1,99 @@
+// sandbox/dial.ts: berth's connections into a session's network namespace, made there by a helper and handed over.
+// A namespace of the test's own (root only) holds a TCP server; the host's loopback holds another on the same port,
+// so a connection made in the wrong namespace answers differently.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { namespaceDialer, type NamespaceDialer } from '../src/sandbox/dial.ts';
+import { netnsAvailable } from './helpers/netns.ts';
+
+const skip = netnsAvailable() ? false : 'needs root and network namespaces';
+const NS = `bt-dial-${process.pid}`;
+const ENTER = ['nsenter', `--net=/var/run/netns/${NS}`, '--'];
+
+/** Sends a line and reads what comes back until the peer ends. */
+function exchange(s: Socket, line: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let got = '';
+    s.on('data', (d) => (got += d));
+    s.once('end', () => resolve(got));
+    s.once('error', reject);
+    s.end(line);
+  });
+}
+
+async function until(what: string, probe: () => boolean, timeoutMs = 10_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !probe();) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+describe('connections into a session network (dial.ts)', { skip, timeout: 60_000 }, () => {
+  let inside: ChildProcess;
+  let hostTwin: Server;
+  let port: number;
+  let d: NamespaceDialer;
+  before(async () => {
+    spawnSync('ip', ['netns', 'add', NS]);
+    spawnSync('ip', ['-n', NS, 'link', 'set', 'lo', 'up']);
+    // The host's loopback first, on a free port; then the namespace's server on the same one.
+    hostTwin = createServer((s) => s.end('host\n'));
+    await new Promise<void>((r) => hostTwin.listen(0, '127.0.0.1', r));
+    port = (hostTwin.address() as { port: number }).port;
+    const script = `require('net').createServer((s) => { let b = ''; s.on('data', (d) => (b += d)); s.on('end', () => s.end('namespace heard ' + b)); }).listen(${port}, '127.0.0.1', () => console.log('up'))`;
+    inside = spawn(ENTER[0]!, [...ENTER.slice(1), process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      inside.stdout!.once('data', () => resolve());
+      inside.once('exit', (c) => reject(new Error(`the namespace's server exited: ${c}`)));
+    });
+    d = await namespaceDialer(ENTER, port);
+  });
+  after(async () => {
+    d?.close();
+    inside?.kill('SIGKILL');
+    hostTwin?.close();
+    spawnSync('ip', ['netns', 'del', NS]);
+  });
+
+  test("a dialed socket reaches the namespace's server, not the host's twin on the same port", async () => {
+    const answers = await Promise.all([1, 2, 3].map(async (i) => exchange(await d.dial(), `call ${i}`)));
+    assert.deepEqual(answers, ['namespace heard call 1', 'namespace heard call 2', 'namespace heard call 3']);
+  });
+
+  test('a port nothing listens on in the namespace is refused, named, and the dialer goes on', async () => {
+    const other = await namespaceDialer(ENTER, port === 65535 ? port - 1 : port + 1);
+    try {
+      await assert.rejects(other.dial(), /connect to \$PORT \d+ in the session's network: ECONNREFUSED/);
+      await assert.rejects(other.dial(), /ECONNREFUSED/);
+    } finally {
+      other.close();
+    }
+    assert.equal(await exchange(await d.dial(), 'again'), 'namespace heard again');
+  });
+
+  test('a dialer whose helper died fails its dials at once, saying so; closing one ends its helper', async () => {
+    const dead = await namespaceDialer(ENTER, port);
+    assert.equal(await exchange(await dead.dial(), 'x'), 'namespace heard x');
+    process.kill(dead.pid!, 'SIGKILL');
+    await until('the helper gone', () => !existsSync(`/proc/${dead.pid}`));
+    // The exit is seen on berth's side a moment after the kernel reaps it: until then a dial fails on the channel.
+    let last: Error | undefined;
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      last = await dead.dial().then(
+        () => assert.fail('a dead helper handed over a socket'),
+        (e: Error) => e,
+      );
+      if (/exited/.test(last.message)) break;
+    }
+    assert.match(last!.message, /the connection helper for \$PORT exited \(SIGKILL\)/);
+    dead.close();
+    const closed = await namespaceDialer(ENTER, port);
+    closed.close();
+    await assert.rejects(closed.dial(), /the session network is closed/);
+    await until('the closed dialer helper gone', () => !existsSync(`/proc/${closed.pid}`));
+    assert.equal(await exchange(await d.dial(), 'still'), 'namespace heard still', 'another dialer is untouched');
+  });
+});
