@@ -442,10 +442,11 @@ image
   .argument('<ref>', 'docker://NAME[:TAG|@DIGEST], oci:DIR[:TAG], oci-archive:FILE or docker-archive:FILE')
   .option('--cache <dir>', 'the image cache (default: $BERTH_IMAGE_CACHE, else /var/cache/berth/images as root)')
   .option('--pull-timeout <duration>', 'how long pulling and unpacking may take', duration, '10m')
+  .option('--max-size <size>', 'most disk the image may take, copied and unpacked (0: no cap)', size, '8GiB')
   .action(async (ref: string, o) => {
     const { resolveImage } = await import('../sandbox/image.js');
     try {
-      const c = ImageCacheSchema.parse({ dir: o.cache && resolve(o.cache), pullTimeout: o.pullTimeout });
+      const c = ImageCacheSchema.parse({ dir: o.cache && resolve(o.cache), pullTimeout: o.pullTimeout, maxSize: o.maxSize });
       const img = await resolveImage(ref, { ...c, baseDir: process.cwd() });
       const p = img.process;
       process.stdout.write(

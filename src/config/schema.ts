@@ -172,6 +172,9 @@ export const ImageCacheSchema = z
         'Where images are unpacked, one directory per manifest digest, shared by every runtime and kept across restarts (default: $BERTH_IMAGE_CACHE, else /var/cache/berth/images as root, else $XDG_CACHE_HOME/berth/images).',
       ),
     pullTimeout: duration('How long pulling and unpacking one image may take at start; past it the start fails.').prefault('10m'),
+    maxSize: size(
+      'Most disk one image may take while it is copied and unpacked (its layers, then its root filesystem); past it the pull is stopped and the start fails, naming this key. A layer can unpack to far more than it weighs. 0: no cap.',
+    ).prefault('8GiB'),
   })
   .strict();
 

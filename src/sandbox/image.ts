@@ -8,9 +8,10 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
+import { formatSize } from '../util/units.js';
 import { isRoot, which } from './host.js';
 
 /** What the image's config says to run, as umoci resolved it (user names through the image's /etc/passwd). */
@@ -44,6 +45,8 @@ export interface ImageCacheOptions {
   dir?: string;
   /** How long pulling and unpacking one image may take, ms. */
   pullTimeout: number;
+  /** Most disk one image may take while copied and unpacked, bytes (0: no cap). */
+  maxSize?: number;
   /** What relative oci:/archive paths are relative to (the runtime's directory). */
   baseDir: string;
 }
@@ -104,19 +107,65 @@ function tool(name: 'skopeo' | 'umoci'): string {
   return p;
 }
 
-/** Runs a tool to its end within `timeoutMs`; its stdout, or an ImageError with the last line it wrote. */
-function exec(file: string, args: string[], timeoutMs: number, what: string): Promise<Buffer> {
+/** A cap on the disk a pull takes: `dir` (what it writes into) may hold at most `bytes`. */
+interface DiskCap {
+  dir: string;
+  bytes: number;
+}
+
+/** The disk `dir` takes (allocated blocks: a sparse file counts what it really uses); what vanished meanwhile is 0. */
+export async function diskUsage(dir: string): Promise<number> {
+  let total = 0;
+  const walk = async (d: string): Promise<void> => {
+    const entries = await readdir(d, { withFileTypes: true }).catch(() => []);
+    for (const e of entries) {
+      const p = join(d, e.name);
+      total += ((await lstat(p).catch(() => undefined))?.blocks ?? 0) * 512;
+      if (e.isDirectory()) await walk(p);
+    }
+  };
+  await walk(dir);
+  return total;
+}
+
+const overCap = (what: string, cap: DiskCap) =>
+  new ImageError(`${what}: it takes more than ${formatSize(cap.bytes)} of disk (imageCache.maxSize)`);
+
+/**
+ * Runs a tool to its end within `timeoutMs`; its stdout, or an ImageError with the last line it wrote. With a `cap`,
+ * the disk under cap.dir is measured every second while it runs, and the tool is stopped once it is over: a layer
+ * that unpacks to far more than it weighs (a compression bomb) must not fill berth's disk.
+ */
+function exec(file: string, args: string[], timeoutMs: number, what: string, cap?: DiskCap): Promise<Buffer> {
   return new Promise((resolveOut, reject) => {
-    execFile(file, args, { encoding: 'buffer', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, killSignal: 'SIGKILL' }, (e, out, err) => {
-      if (!e) return resolveOut(out);
-      const killed = (e as { killed?: boolean }).killed;
-      const last = err.toString('utf8').trim().split('\n').filter(Boolean).pop() ?? e.message;
-      const why = tidy(last);
-      const corrupt = /digest did not match|checksum mismatch|verify.*digest/i.test(why)
-        ? 'a layer does not match its digest (corrupted or tampered with): '
-        : '';
-      reject(new ImageError(killed ? `${what}: took longer than ${timeoutMs} ms (imageCache.pullTimeout)` : `${what}: ${corrupt}${why}`));
-    });
+    let over = false;
+    let watching: NodeJS.Timeout | undefined;
+    const child = execFile(
+      file,
+      args,
+      { encoding: 'buffer', timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024, killSignal: 'SIGKILL' },
+      (e, out, err) => {
+        clearTimeout(watching);
+        watching = undefined;
+        if (over) return reject(overCap(what, cap!));
+        if (!e) return resolveOut(out);
+        const killed = (e as { killed?: boolean }).killed;
+        const last = err.toString('utf8').trim().split('\n').filter(Boolean).pop() ?? e.message;
+        const why = tidy(last);
+        const corrupt = /digest did not match|checksum mismatch|verify.*digest/i.test(why)
+          ? 'a layer does not match its digest (corrupted or tampered with): '
+          : '';
+        reject(new ImageError(killed ? `${what}: took longer than ${timeoutMs} ms (imageCache.pullTimeout)` : `${what}: ${corrupt}${why}`));
+      },
+    );
+    if (!cap || cap.bytes <= 0) return;
+    const measure = async () => {
+      if ((await diskUsage(cap.dir)) > cap.bytes && child.exitCode === null) {
+        over = true;
+        child.kill('SIGKILL');
+      } else if (watching) watching = setTimeout(() => void measure(), 1000);
+    };
+    watching = setTimeout(() => void measure(), 1000);
   });
 }
 
@@ -158,7 +207,7 @@ export async function resolveImage(configured: string, o: ImageCacheOptions): Pr
     let p = inFlight.get(dir);
     if (!p) {
       unpacked = true;
-      p = unpack(ref, configured, digest, root, dir, o.pullTimeout).finally(() => inFlight.delete(dir));
+      p = unpack(ref, configured, digest, root, dir, o.pullTimeout, o.maxSize ?? 0).finally(() => inFlight.delete(dir));
       inFlight.set(dir, p);
     }
     await p;
@@ -184,7 +233,15 @@ function pinnedRef(ref: string, digest: string): string {
   return `docker://${colon > slash ? name.slice(0, colon) : name}@${digest}`;
 }
 
-async function unpack(ref: string, configured: string, digest: string, root: string, dir: string, timeoutMs: number): Promise<void> {
+async function unpack(
+  ref: string,
+  configured: string,
+  digest: string,
+  root: string,
+  dir: string,
+  timeoutMs: number,
+  maxSize: number,
+): Promise<void> {
   // Root's alone: unpacked as root, a layer keeps its device nodes and setuid files, which no host user may reach
   // (sandboxes see the root through their own nodev,nosuid overlay; gVisor's gofer runs as root).
   mkdirSync(root, { recursive: true, mode: 0o700 });
@@ -195,7 +252,8 @@ async function unpack(ref: string, configured: string, digest: string, root: str
     const bundle = join(tmp, 'bundle');
     const deadline = Date.now() + timeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
-    await exec(tool('skopeo'), ['copy', '--quiet', ref, `oci:${layout}:image`], left(), `image "${configured}": cannot copy it`);
+    const cap = { dir: tmp, bytes: maxSize };
+    await exec(tool('skopeo'), ['copy', '--quiet', ref, `oci:${layout}:image`], left(), `image "${configured}": cannot copy it`, cap);
     // As root the image's owners are kept (the drivers map them); otherwise every file becomes berth's user's.
     const rootless = isRoot() ? [] : ['--rootless'];
     await exec(
@@ -203,7 +261,10 @@ async function unpack(ref: string, configured: string, digest: string, root: str
       ['unpack', ...rootless, '--image', `${layout}:image`, bundle],
       left(),
       `image "${configured}": cannot unpack it`,
+      cap,
     );
+    // What finished between two measurements is measured once more, whole.
+    if (maxSize > 0 && (await diskUsage(tmp)) > maxSize) throw overCap(`image "${configured}": cannot unpack it`, cap);
     const meta = readMeta(bundle, configured, digest);
     writeFileSync(join(bundle, 'berth-image.json'), JSON.stringify(meta, null, 2));
     chmodSync(bundle, 0o755); // umoci makes it 0700; the rootfs under it keeps the image's own modes
