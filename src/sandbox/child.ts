@@ -27,6 +27,11 @@ export interface ChildOptions {
    * can be put in the session's cgroup before the server starts.
    */
   blockFd?: boolean;
+  /**
+   * Arguments the program reads from fd 4 (bwrap --args 4), NUL-separated: kept off its command line, which every
+   * host user can read. Needs blockFd (fd 3).
+   */
+  argsFd?: string[];
   /** Runs after the server is gone (e.g. removing the driver's scratch directories). */
   cleanup?: () => Promise<void>;
   /** Host directories and mount points the driver made for this sandbox (what `cleanup` removes). */
@@ -104,9 +109,14 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   const child = spawn(file, args, {
     cwd: o.cwd,
     env: o.env,
-    stdio: o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
+    stdio: o.argsFd ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
     detached: true,
   });
+  if (o.argsFd) {
+    const args = child.stdio[4] as Writable | null;
+    args?.on('error', () => undefined); // a program that died first: its exit says why
+    args?.end(o.argsFd.map((a) => `${a}\0`).join(''));
+  }
   // Listened for at once: the awaits below would otherwise let 'spawn' fire unheard.
   const spawned = new Promise<void>((resolve, reject) => {
     child.once('spawn', resolve);

@@ -91,16 +91,20 @@ function bwrapArgs(
 }
 
 /**
- * What the C library and its loader act on in every program that starts: LD_PRELOAD loads a library, LD_DEBUG_OUTPUT
- * writes a file, GCONV_PATH and LOCPATH read modules and locales from a path, GLIBC_TUNABLES (CVE-2023-4911)… An
- * image sets them for its own programs; the host programs that start its sandbox (nsenter and setpriv as root, bwrap
- * as the sandbox uid before it has made any namespace) must not run with them, so they reach the server through
- * bwrap's --setenv instead. glibc's list of what it ignores in setuid programs, and the locale variables.
+ * The environment of the host programs that start an image's sandbox (nsenter and setpriv as root, bwrap as the
+ * sandbox uid before it has made any namespace): a fixed PATH and nothing of the image's. An image's Env may set what
+ * the C library and its loader act on in every program that starts (LD_PRELOAD loads a library, LD_DEBUG_OUTPUT
+ * writes a file, GCONV_PATH reads modules from a path, GLIBC_TUNABLES: CVE-2023-4911…); none of it may reach a host
+ * program, and no list of such names can be known complete, so the whole of it reaches the server through bwrap's
+ * --clearenv and --setenv instead. Those go to bwrap over a pipe (--args 4), not on its command line: every host user
+ * may read a command line, and the runtime's env may hold its secrets.
  */
-const LOADER_VARS =
-  /^(LD_|MALLOC_|GLIBC_|LC_|(GCONV_PATH|GETCONF_DIR|HOSTALIASES|LANG|LANGUAGE|LOCALDOMAIN|LOCPATH|NIS_PATH|NLSPATH|RESOLV_HOST_CONF|RES_OPTIONS|TMPDIR|TZ|TZDIR)$)/;
-const forLoader = (env: Record<string, string>, loader: boolean) =>
-  Object.fromEntries(Object.entries(env).filter(([k]) => LOADER_VARS.test(k) === loader));
+const ARGS_FD = 4;
+/** bubblewrap's own limit on its arguments, command line and --args together (MAX_ARGS in bubblewrap.c). */
+const BWRAP_MAX_ARGS = 9000;
+/** What bwrap reads at --args ARGS_FD for an image's server: its whole environment, and nothing else of the host's. */
+const imageEnvArgs = (env: Record<string, string>) => ['--clearenv', ...Object.entries(env).flatMap(([k, v]) => ['--setenv', k, v])];
+const HOST_PROGRAMS_ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
 
 /**
  * bwrap's arguments for a server from an image: the image's root as `/` (the session's overlay of it as root, else
@@ -115,7 +119,7 @@ function bwrapImageArgs(
   writable?: Writable,
 ): string[] {
   const a = [...isolationFlags(net), '--uid', String(image.uid), '--gid', String(image.gid)];
-  for (const [k, v] of Object.entries(forLoader(spec.env, true))) a.push('--setenv', k, v);
+  a.push('--args', String(ARGS_FD));
   a.push(root.writable ? '--bind' : '--ro-bind', root.src, '/');
   a.push('--proc', '/proc', '--dev', '/dev');
   if (writable) a.push('--bind', writable.tmp, '/tmp');
@@ -246,14 +250,20 @@ export const namespaceDriver: SandboxDriver = {
     const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
     const view = { shared: own, resolvConf: net?.resolvConf };
     const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
+    const envArgs = spec.image ? imageEnvArgs(spec.env) : undefined;
+    if (envArgs && args.length + envArgs.length > BWRAP_MAX_ARGS)
+      throw new Error(
+        `the image's environment has ${Object.keys(spec.env).length} variables: under isolation namespace a server gets at most ${Math.floor((BWRAP_MAX_ARGS - args.length - 1) / 3)} (bubblewrap reads at most ${BWRAP_MAX_ARGS} arguments)`,
+      );
     const full = [...drop, bwrap, ...args];
     return startChild({
       driver: 'namespace',
       file: full[0]!,
       args: full.slice(1),
       cwd: '/',
-      // An image's loader variables go to its server alone (bwrapImageArgs), never to the host programs before it.
-      env: spec.image ? forLoader(spec.env, false) : spec.env,
+      // An image's environment goes to its server alone (bwrapImageArgs), never to the host programs before it.
+      env: spec.image ? HOST_PROGRAMS_ENV : spec.env,
+      ...(envArgs ? { argsFd: envArgs } : {}),
       spec,
       blockFd: true,
       net,
