@@ -293,6 +293,8 @@ function readMeta(bundle: string, configured: string, digest: string): Meta {
   if (os && os !== 'linux') throw new ImageError(`image "${configured}": built for ${os}, not linux`);
   const env: Record<string, string> = {};
   for (const kv of spec.process?.env ?? []) {
+    // No environment can hold a NUL (exec takes C strings); the drivers pass the Env on as NUL-separated arguments.
+    if (kv.includes('\0')) throw new ImageError(`image "${configured}": its Env has a NUL byte in ${JSON.stringify(kv.split('=')[0])}`);
     const i = kv.indexOf('=');
     if (i > 0) env[kv.slice(0, i)] = kv.slice(i + 1);
   }

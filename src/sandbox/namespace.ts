@@ -210,6 +210,10 @@ export const namespaceDriver: SandboxDriver = {
   },
 
   async start(spec) {
+    // A NUL would end an argument early in bwrap's --args stream, and what follows would be read as bwrap's options.
+    const withNul = Object.entries(spec.env).find(([k, v]) => k.includes('\0') || v.includes('\0'));
+    if (spec.image && withNul)
+      throw new Error(`the environment variable ${JSON.stringify(withNul[0])} holds a NUL byte, which no environment can`);
     const bwrap = which('bwrap');
     if (!bwrap) throw new Error('bubblewrap is not installed');
     // An image's command is looked up inside it (execvp with the image's PATH), never on the host.
