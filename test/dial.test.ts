@@ -4,7 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { namespaceDialer, type NamespaceDialer } from '../src/sandbox/dial.ts';
 import { netnsAvailable } from './helpers/netns.ts';
@@ -61,6 +61,34 @@ describe('connections into a session network (dial.ts)', { skip, timeout: 60_000
   test("a dialed socket reaches the namespace's server, not the host's twin on the same port", async () => {
     const answers = await Promise.all([1, 2, 3].map(async (i) => exchange(await d.dial(), `call ${i}`)));
     assert.deepEqual(answers, ['namespace heard call 1', 'namespace heard call 2', 'namespace heard call 3']);
+  });
+
+  test("the helper gets none of berth's environment (NODE_OPTIONS=--inspect would open a debugger inside the session's network)", async () => {
+    const saved = process.env.NODE_OPTIONS;
+    process.env.NODE_OPTIONS = '--inspect=127.0.0.1:0';
+    let e: NamespaceDialer | undefined;
+    try {
+      e = await namespaceDialer(ENTER, port);
+    } finally {
+      if (saved === undefined) delete process.env.NODE_OPTIONS;
+      else process.env.NODE_OPTIONS = saved;
+    }
+    try {
+      assert.match(
+        readFileSync(`/proc/${e.pid}/cmdline`, 'utf8'),
+        /^[^\0]*node\0/,
+        'the helper itself (nsenter and setpriv exec it in place)',
+      );
+      const environ = readFileSync(`/proc/${e.pid}/environ`, 'utf8').split('\0').filter(Boolean);
+      assert.deepEqual(
+        environ.filter((kv) => !kv.startsWith('NODE_CHANNEL_')),
+        [],
+        `nothing but the IPC channel's own variables: ${environ.join(' ')}`,
+      );
+      assert.equal(await exchange(await e.dial(), 'clean'), 'namespace heard clean');
+    } finally {
+      e.close();
+    }
   });
 
   test('a port nothing listens on in the namespace is refused, named, and the dialer goes on', async () => {

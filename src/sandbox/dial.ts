@@ -25,9 +25,10 @@ const HELPER = `
 const { connect } = require('node:net');
 process.on('disconnect', () => process.exit(0));
 process.on('message', (m) => {
-  const s = connect({ host: '127.0.0.1', port: m.port });
-  s.once('connect', () => process.send({ id: m.id }, s));
+  const s = connect({ host: '127.0.0.1', port: m.port, timeout: m.timeoutMs });
+  s.once('connect', () => (s.setTimeout(0), process.send({ id: m.id }, s)));
   s.once('error', (e) => process.send({ id: m.id, error: e.code || e.message }));
+  s.once('timeout', () => (s.destroy(), process.send({ id: m.id, error: 'no answer within ' + m.timeoutMs + ' ms' })));
 });
 process.send({ ready: true });
 `;
@@ -54,9 +55,14 @@ export async function namespaceDialer(enter: string[], port: number, wrap: strin
     '-e',
     HELPER,
   ];
-  const helper: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  // An empty environment: nothing of berth's reaches a root process inside the session's network (NODE_OPTIONS
+  // with --inspect would open a debugger there, on the server's own loopback).
+  const helper: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: {} });
   let stderr = '';
   helper.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
+  // Idle, neither the helper nor its pipes keep berth running (the IPC channel is let go below).
+  helper.unref();
+  (helper.stderr as unknown as { unref?: () => void }).unref?.();
   const waiting = new Map<number, { resolve: (s: Socket) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   let ids = 0;
   let gone: Error | undefined;
@@ -112,7 +118,7 @@ export async function namespaceDialer(enter: string[], port: number, wrap: strin
           timer,
         });
         hold();
-        helper.send({ id, port }, (e) => {
+        helper.send({ id, port, timeoutMs }, (e) => {
           if (!e || !waiting.has(id)) return;
           waiting.get(id)!.reject(e); // the channel closed under it; the exit reports the rest
           clearTimeout(timer);
