@@ -27,6 +27,20 @@ test("a NUL byte in an image's environment is refused before the sandbox is made
         /the environment variable "X(\\u0000--bind)?" holds a NUL byte/,
       );
     }
+    await assert.rejects(
+      namespaceDriver.start({
+        sessionId: 'eq-env',
+        argv: ['/bin/true'],
+        cwd: '/',
+        workDir: work,
+        env: { 'A=B': 'v' },
+        limits: {},
+        network: 'none',
+        mounts: [],
+        image: { rootfs: join(work, 'no-root'), cwd: '/', uid: 1000, gid: 1000 },
+      }),
+      /the environment variable name "A=B" is empty or holds "="/,
+    );
     assert.deepEqual(readdirSync(work), [], 'nothing was made for it');
   } finally {
     rmSync(work, { recursive: true, force: true });

@@ -214,6 +214,9 @@ export const namespaceDriver: SandboxDriver = {
     const withNul = Object.entries(spec.env).find(([k, v]) => k.includes('\0') || v.includes('\0'));
     if (spec.image && withNul)
       throw new Error(`the environment variable ${JSON.stringify(withNul[0])} holds a NUL byte, which no environment can`);
+    const badName = Object.keys(spec.env).find((k) => k === '' || k.includes('='));
+    if (spec.image && badName !== undefined)
+      throw new Error(`the environment variable name ${JSON.stringify(badName)} is empty or holds "="`);
     const bwrap = which('bwrap');
     if (!bwrap) throw new Error('bubblewrap is not installed');
     // An image's command is looked up inside it (execvp with the image's PATH), never on the host.
