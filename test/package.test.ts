@@ -66,6 +66,20 @@ after(() => {
 
 const bin = () => join(prefix, 'node_modules/.bin/berth');
 
+/** Runs the installed `berth` with `args` from `elsewhere` until it prints its URL, gives that to `use`, then stops it. */
+async function withInstalledBerth(args: string[], use: (url: string) => Promise<void>): Promise<void> {
+  const proc = spawn(bin(), args, { cwd: elsewhere, env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d));
+  const exited = new Promise((r) => proc.once('exit', r));
+  try {
+    await use(await listeningUrl(proc, { timeoutMs: 60_000, context: () => err }));
+  } finally {
+    if (proc.exitCode === null) proc.kill('SIGTERM');
+    await exited;
+  }
+}
+
 test('the tarball holds the built code, the launcher, the dashboard files, examples, README and LICENSE, and no sources or tests', () => {
   assert.equal(PKG.name, 'berth-mcp');
   assert.equal(PKG.bin.berth, './bin/berth.js');
@@ -134,26 +148,14 @@ test(
     const script = join(serverDir, 'server.mjs');
     writeFileSync(script, SERVER);
     // No --mount: berth shows the sandbox the command's own files (issue 14.3).
-    const proc = spawn(bin(), ['run', '--port', '0', '--', process.execPath, script], {
-      cwd: elsewhere,
-      env: cleanEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let err = '';
-    proc.stderr!.on('data', (d) => (err += d));
-    const exited = new Promise((r) => proc.once('exit', r));
-    try {
-      const url = await listeningUrl(proc, { timeoutMs: 60_000, context: () => err });
+    await withInstalledBerth(['run', '--port', '0', '--', process.execPath, script], async (url) => {
       const client = new Client({ name: 'package-test', version: '1.0.0' });
       await client.connect(new StreamableHTTPClientTransport(new URL(url)), { timeout: 60_000 });
       assert.equal(client.getServerVersion()?.name, 'third-dir');
       const r = await client.callTool({ name: 'echo', arguments: { text: 'from a stranger' } });
       assert.deepEqual(r.content, [{ type: 'text', text: 'echo: from a stranger' }]);
       await client.close();
-    } finally {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      await exited;
-    }
+    });
   },
 );
 
@@ -163,16 +165,7 @@ test(
   async () => {
     // The example names its command relative to itself (cwd: ..), so it works wherever berth is started.
     const example = join(prefix, 'node_modules', PKG.name, 'examples', 'berth.yaml');
-    const proc = spawn(bin(), ['serve', '--config', example, '--port', '0'], {
-      cwd: elsewhere,
-      env: cleanEnv(),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let err = '';
-    proc.stderr!.on('data', (d) => (err += d));
-    const exited = new Promise((r) => proc.once('exit', r));
-    try {
-      const url = await listeningUrl(proc, { timeoutMs: 60_000, context: () => err });
+    await withInstalledBerth(['serve', '--config', example, '--port', '0'], async (url) => {
       assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/, 'the default runtime, on the port --port 0 chose');
       assert.notEqual(new URL(url).port, '8787');
       const client = new Client({ name: 'package-test', version: '1.0.0' });
@@ -181,9 +174,6 @@ test(
       const r = (await client.callTool({ name: 'note_read', arguments: { name: 'hello' } })) as { content: Array<{ text: string }> };
       assert.equal(r.content[0]!.text, 'from a stranger');
       await client.close();
-    } finally {
-      if (proc.exitCode === null) proc.kill('SIGTERM');
-      await exited;
-    }
+    });
   },
 );
