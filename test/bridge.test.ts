@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
-import { ACCEPT_BOTH, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 import { call2026 as rawCall } from './helpers/call-2026.ts';
 import { principalDigest, requestDigest, RequestStateCodec, type StateClaims } from '../src/security/request-state.ts';
 
@@ -159,29 +159,9 @@ describe('a 2026 client and a 2025-era server (bridge A)', { timeout: 90_000 }, 
   test("the server's log messages reach only a request that asked for them (_meta logLevel), at or above that level", async () => {
     const auth = { authorization: 'Bearer key-two' };
     const logged = async (id: number, logLevel?: string) => {
-      const meta = {
-        'io.modelcontextprotocol/protocolVersion': MODERN,
-        'io.modelcontextprotocol/clientCapabilities': {},
-        ...(logLevel ? { 'io.modelcontextprotocol/logLevel': logLevel } : {}),
-      };
-      const r = await fetch(berth.url, {
-        method: 'POST',
-        headers: {
-          accept: ACCEPT_BOTH,
-          'content-type': 'application/json',
-          'mcp-protocol-version': MODERN,
-          'mcp-method': 'tools/call',
-          'mcp-name': 'log',
-          ...auth,
-        },
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id,
-          method: 'tools/call',
-          params: { name: 'log', arguments: { message: `m${id}` }, _meta: meta },
-        }),
-      });
-      return (await r.text()).includes('notifications/message');
+      const meta = logLevel ? { _meta: { 'io.modelcontextprotocol/logLevel': logLevel } } : {};
+      const r = await rawCall(berth.url, auth, id, 'log', { message: `m${id}` }, meta, {});
+      return r.text.includes('notifications/message');
     };
     assert.equal(await logged(300), false, 'no logLevel: no log messages');
     assert.equal(await logged(301, 'info'), true);

@@ -21,7 +21,12 @@ export async function call2026(
       name,
       arguments: args,
       ...extra,
-      _meta: { 'io.modelcontextprotocol/protocolVersion': MODERN, 'io.modelcontextprotocol/clientCapabilities': caps },
+      // extra._meta adds to the era's own fields (a logLevel, say); it does not replace them.
+      _meta: {
+        'io.modelcontextprotocol/protocolVersion': MODERN,
+        'io.modelcontextprotocol/clientCapabilities': caps,
+        ...(extra._meta as Record<string, unknown> | undefined),
+      },
     },
   };
   const r = await fetch(url, {
@@ -38,5 +43,5 @@ export async function call2026(
   });
   const text = await r.text();
   const json = text.startsWith('{') ? JSON.parse(text) : JSON.parse(/data: (.*)\n\n$/.exec(text)![1]!);
-  return { status: r.status, headers: r.headers, body: json };
+  return { status: r.status, headers: r.headers, body: json, text };
 }
