@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { namespaceDialer, type NamespaceDialer } from '../src/sandbox/dial.ts';
+import { DIAL_UID, namespaceDialer, type NamespaceDialer } from '../src/sandbox/dial.ts';
 import { netnsAvailable } from './helpers/netns.ts';
 
 const skip = netnsAvailable() ? false : 'needs root and network namespaces';
@@ -102,26 +102,40 @@ describe('connections into a session network (dial.ts)', { skip, timeout: 60_000
     assert.equal(await exchange(await d.dial(), 'again'), 'namespace heard again');
   });
 
-  test('a dialer whose helper died fails its dials at once, saying so; closing one ends its helper', async () => {
+  test('a dialer whose helper died fails the dials it had in flight, saying so, and starts a new helper for the next', async () => {
     const dead = await namespaceDialer(ENTER, port);
     assert.equal(await exchange(await dead.dial(), 'x'), 'namespace heard x');
-    process.kill(dead.pid!, 'SIGKILL');
-    await until('the helper gone', () => !existsSync(`/proc/${dead.pid}`));
-    // The exit is seen on berth's side a moment after the kernel reaps it: until then a dial fails on the channel.
+    const first = dead.pid!;
+    process.kill(first, 'SIGKILL');
+    await until('the helper gone', () => !existsSync(`/proc/${first}`));
+    // Until berth sees the exit a dial may still fail on the closed channel; after it, a new helper answers.
+    let answer: string | undefined;
     let last: Error | undefined;
-    for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
-      last = await dead.dial().then(
-        () => assert.fail('a dead helper handed over a socket'),
-        (e: Error) => e,
+    for (const deadline = Date.now() + 10_000; answer === undefined && Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+      answer = await dead.dial().then(
+        (s) => exchange(s, 'again'),
+        (e: Error) => void (last = e),
       );
-      if (/exited/.test(last.message)) break;
     }
-    assert.match(last!.message, /the connection helper for \$PORT exited \(SIGKILL\)/);
+    assert.equal(answer, 'namespace heard again', `no new helper answered: ${last?.message}`);
+    assert.notEqual(dead.pid, first, 'a new helper');
+    if (last) assert.match(last.message, /the connection helper for \$PORT exited \(SIGKILL\)|channel closed/);
     dead.close();
     const closed = await namespaceDialer(ENTER, port);
     closed.close();
     await assert.rejects(closed.dial(), /the session network is closed/);
     await until('the closed dialer helper gone', () => !existsSync(`/proc/${closed.pid}`));
     assert.equal(await exchange(await d.dial(), 'still'), 'namespace heard still', 'another dialer is untouched');
+  });
+
+  test('the helper holds no privilege: its own uid (neither root nor the sandbox uid), no groups, no capabilities, no_new_privs', async () => {
+    const status = readFileSync(`/proc/${d.pid}/status`, 'utf8');
+    const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(status)?.[1]?.trim();
+    assert.equal(field('Uid'), `${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}`);
+    assert.equal(field('Gid'), `${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}`);
+    assert.equal(field('Groups'), '');
+    for (const caps of ['CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'CapInh']) assert.equal(field(caps), '0000000000000000', caps);
+    assert.equal(field('NoNewPrivs'), '1');
+    assert.equal(await exchange(await d.dial(), 'unprivileged'), 'namespace heard unprivileged');
   });
 });

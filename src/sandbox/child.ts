@@ -12,6 +12,7 @@ import type { ExitInfo, Sandbox, SandboxSpec } from './driver.js';
 import { hostName, isRoot, procStat, which } from './host.js';
 import type { SessionNetwork } from './network.js';
 import type { Dial } from './dial.js';
+import { closeInheritedFds } from './inherited-fds.js';
 import { track } from './registry.js';
 
 export interface ChildOptions {
@@ -106,6 +107,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     string,
     ...string[],
   ];
+  closeInheritedFds(); // or bwrap would pass them on to the server
   const child = spawn(file, args, {
     cwd: o.cwd,
     env: o.env,

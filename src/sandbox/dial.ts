@@ -1,24 +1,35 @@
 // Connections to an http upstream's $PORT inside a session's network namespace, with no process in the middle.
 // A socket belongs to the namespace it was made in, for its whole life: a helper of berth's, run by nsenter in the
-// namespace (never inside the sandbox: host mount and pid namespaces, berth's user), opens each TCP connection to
+// namespace (never inside the sandbox: host mount and pid namespaces), opens each TCP connection to
 // 127.0.0.1:$PORT there and hands the connected socket to berth over Node's IPC channel (SCM_RIGHTS). berth then
 // reads and writes the server's connection itself: no copy through a forwarder and no forwarder to wake, each way.
 // Threat model: the helper takes orders from berth alone (its IPC channel) and connects only to the port berth
 // names; the sandboxed server cannot see or signal it (other pid namespace, other uid). What berth gets is a socket
 // in the session's namespace, which reaches only what that namespace reaches: the server's own listener.
+// Defence in depth, should the helper ever be made to run code: it holds no privilege. nsenter needs root, but
+// setpriv then drops the helper to its own uid (DIAL_UID: not root, not the sandbox's uid), with no groups, no
+// capabilities (bounding set emptied) and no_new_privs; it gets an empty environment and no descriptor berth
+// inherited (inherited-fds.ts). A helper that dies (killed, OOM) is replaced on the next dial.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { constants, accessSync, realpathSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { dirname } from 'node:path';
+import { isRoot, which } from './host.js';
+import { closeInheritedFds } from './inherited-fds.js';
 
 /** Opens one connection to the server's $PORT (berth's alone). */
 export type Dial = () => Promise<Socket>;
 
 export interface NamespaceDialer {
   dial: Dial;
-  /** The helper's pid (it is berth's, outside the sandbox). */
+  /** The current helper's pid (it is berth's, outside the sandbox). */
   readonly pid: number | undefined;
   /** Ends the helper; later dials fail. */
   close(): void;
 }
+
+/** The uid the helper runs as when berth is root: neither root nor the sandbox's uid (65534). */
+export const DIAL_UID = 65533;
 
 // The helper's whole program (node -e): small enough to read here, and no file to find beside the built code.
 const HELPER = `
@@ -39,31 +50,61 @@ interface Reply {
   error?: string;
 }
 
+/** May a uid that is neither owner nor group run `file`? (Every directory above it searchable, the file executable.) */
+function othersMayRun(file: string): boolean {
+  try {
+    let p = realpathSync(file);
+    if ((statSync(p).mode & 0o001) === 0) return false;
+    for (p = dirname(p); ; p = dirname(p)) {
+      if ((statSync(p).mode & 0o001) === 0) return false;
+      if (p === '/') return true;
+    }
+  } catch {
+    return false;
+  }
+}
+
+let dropCache: string[] | undefined;
 /**
- * A dialer into the namespace `enter` runs a command in (nsenter --net=…), reaching 127.0.0.1:port there. `wrap`
- * prefixes the helper's argv (setpriv --pdeathsig: it dies with berth). Resolves once the helper is ready.
+ * setpriv's argv dropping root for the helper (after nsenter, which needs it). A Node the helper's uid could not
+ * run (installed under /root, say) keeps uid 0 but still loses every capability: root without capabilities can
+ * still write root's own files, so the uid is dropped wherever it can be. Not root: berth's user already has no
+ * privilege to drop.
  */
-export async function namespaceDialer(enter: string[], port: number, wrap: string[] = [], timeoutMs = 10_000): Promise<NamespaceDialer> {
-  // A small heap and no V8 worker threads: it holds nothing; ~9 MB PSS, ~6 MB of it its own, against socat's ~1 MB.
-  const argv = [
-    ...wrap,
-    ...enter,
-    process.execPath,
-    '--max-old-space-size=16',
-    '--max-semi-space-size=1',
-    '--v8-pool-size=0',
-    '-e',
-    HELPER,
-  ];
-  // An empty environment: nothing of berth's reaches a root process inside the session's network (NODE_OPTIONS
-  // with --inspect would open a debugger there, on the server's own loopback).
+function dropPrivileges(): string[] {
+  if (dropCache) return dropCache;
+  const setpriv = which('setpriv');
+  if (!isRoot() || !setpriv) return (dropCache = []);
+  try {
+    accessSync(setpriv, constants.X_OK);
+  } catch {
+    return (dropCache = []);
+  }
+  const uid = othersMayRun(process.execPath) ? ['--reuid', String(DIAL_UID), '--regid', String(DIAL_UID), '--clear-groups'] : [];
+  // --pdeathsig last: a change of uid clears it, and setpriv sets it after the change.
+  return (dropCache = [setpriv, ...uid, '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--pdeathsig', 'KILL', '--']);
+}
+
+/** One helper process: its dials, until it exits or is closed. */
+interface Helper {
+  readonly pid: number | undefined;
+  /** Why it cannot dial any more (exited, closed); undefined while it can. */
+  readonly gone: Error | undefined;
+  dial(port: number): Promise<Socket>;
+  close(why: Error): void;
+}
+
+async function startHelper(argv: string[], timeoutMs: number): Promise<Helper> {
+  closeInheritedFds();
+  // An empty environment: nothing of berth's reaches a process inside the session's network (NODE_OPTIONS with
+  // --inspect would open a debugger there, on the server's own loopback).
   const helper: ChildProcess = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'ignore', 'pipe', 'ipc'], env: {} });
   let stderr = '';
   helper.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
   // Idle, neither the helper nor its pipes keep berth running (the IPC channel is let go below).
   helper.unref();
   (helper.stderr as unknown as { unref?: () => void }).unref?.();
-  const waiting = new Map<number, { resolve: (s: Socket) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  const waiting = new Map<number, { resolve: (s: Socket) => void; reject: (e: Error) => void; timer: NodeJS.Timeout; port: number }>();
   let ids = 0;
   let gone: Error | undefined;
   const fail = (e: Error) => {
@@ -82,7 +123,7 @@ export async function namespaceDialer(enter: string[], port: number, wrap: strin
       waiting.delete(m.id!);
       clearTimeout(w.timer);
       if (handle) w.resolve(handle);
-      else w.reject(new Error(`connect to $PORT ${port} in the session's network: ${m.error ?? 'no socket'}`));
+      else w.reject(new Error(`connect to $PORT ${w.port} in the session's network: ${m.error ?? 'no socket'}`));
     });
     helper.once('exit', (code, signal) => {
       const e = new Error(`the connection helper for $PORT exited (${signal ?? `code ${code}`})${stderr ? `: ${stderr.trim()}` : ''}`);
@@ -103,7 +144,10 @@ export async function namespaceDialer(enter: string[], port: number, wrap: strin
   release();
   return {
     pid: helper.pid,
-    dial() {
+    get gone() {
+      return gone;
+    },
+    dial(port) {
       if (gone) return Promise.reject(gone);
       const id = ++ids;
       return new Promise<Socket>((resolve, reject) => {
@@ -112,11 +156,7 @@ export async function namespaceDialer(enter: string[], port: number, wrap: strin
           release();
           reject(new Error(`connect to $PORT ${port} in the session's network: no answer from the helper within ${timeoutMs} ms`));
         }, timeoutMs);
-        waiting.set(id, {
-          resolve: (s) => (release(), resolve(s)),
-          reject: (e) => (release(), reject(e)),
-          timer,
-        });
+        waiting.set(id, { resolve: (s) => (release(), resolve(s)), reject: (e) => (release(), reject(e)), timer, port });
         hold();
         helper.send({ id, port, timeoutMs }, (e) => {
           if (!e || !waiting.has(id)) return;
@@ -126,9 +166,54 @@ export async function namespaceDialer(enter: string[], port: number, wrap: strin
         });
       });
     },
-    close() {
-      fail(new Error('the session network is closed'));
+    close(why) {
+      fail(why);
       if (helper.exitCode === null && helper.signalCode === null) helper.kill('SIGKILL');
+    },
+  };
+}
+
+/**
+ * A dialer into the namespace `enter` runs a command in (nsenter --net=…), reaching 127.0.0.1:port there. `wrap`
+ * prefixes the helper's argv (setpriv --pdeathsig: it dies with berth). Resolves once the helper is ready.
+ */
+export async function namespaceDialer(enter: string[], port: number, wrap: string[] = [], timeoutMs = 10_000): Promise<NamespaceDialer> {
+  // A small heap and no V8 worker threads: it holds nothing; ~9 MB PSS, ~6 MB of it its own, against socat's ~1 MB.
+  const argv = [
+    ...wrap,
+    ...enter,
+    ...dropPrivileges(),
+    process.execPath,
+    '--max-old-space-size=16',
+    '--max-semi-space-size=1',
+    '--v8-pool-size=0',
+    '-e',
+    HELPER,
+  ];
+  let current = await startHelper(argv, timeoutMs);
+  let replacing: Promise<Helper> | undefined;
+  let closed: Error | undefined;
+  return {
+    get pid() {
+      return current.pid;
+    },
+    async dial() {
+      if (closed) throw closed;
+      if (current.gone) {
+        // Dials in flight when it died failed with its exit; this one gets a new helper (one start for all waiting).
+        replacing ??= startHelper(argv, timeoutMs).finally(() => (replacing = undefined));
+        const next = await replacing;
+        if (closed) {
+          next.close(closed);
+          throw closed;
+        }
+        current = next;
+      }
+      return current.dial(port);
+    },
+    close() {
+      closed ??= new Error('the session network is closed');
+      current.close(closed);
     },
   };
 }

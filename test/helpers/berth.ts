@@ -25,9 +25,13 @@ export interface BerthProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-/** `berth <args...>`; resolves once it prints its endpoint URL. */
-export async function startBerth(args: string[], env: Record<string, string> = {}): Promise<BerthProcess> {
-  const proc = spawn(process.execPath, ['bin/berth.js', ...args], {
+/**
+ * `berth <args...>`; resolves once it prints its endpoint URL. `launcher` is a command berth is started through
+ * (it ends by exec'ing its arguments), e.g. a shell that leaves a descriptor open, as a supervisor might.
+ */
+export async function startBerth(args: string[], env: Record<string, string> = {}, launcher: string[] = []): Promise<BerthProcess> {
+  const [file, ...rest] = [...launcher, process.execPath, 'bin/berth.js', ...args] as [string, ...string[]];
+  const proc = spawn(file, rest, {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
