@@ -68,12 +68,16 @@ describe('config validation', () => {
     assert.match(r.stderr, /runtimes\.a: Unrecognized key: "colour"/);
   });
 
-  test('limits.maxConcurrentStarts: auto (the default) is half the cores, at least 2; a number is taken; anything else is refused', () => {
-    const parse = (limits: unknown) => RuntimeSchema.parse({ command: ['node'], ...(limits === undefined ? {} : { limits }) });
-    const auto = Math.max(2, Math.floor(availableParallelism() / 2));
-    assert.equal(parse(undefined).limits.maxConcurrentStarts, auto);
-    assert.equal(parse({ maxConcurrentStarts: 'auto' }).limits.maxConcurrentStarts, auto);
+  test('limits.maxConcurrentStarts: auto (the default) is half the cores, at least 1 (2 for microvm and gvisor); a number is taken; anything else is refused', () => {
+    const parse = (limits: unknown, isolation = 'auto') =>
+      RuntimeSchema.parse({ command: ['node'], isolation, ...(limits === undefined ? {} : { limits }) });
+    const half = Math.floor(availableParallelism() / 2);
+    assert.equal(parse(undefined).limits.maxConcurrentStarts, Math.max(1, half));
+    assert.equal(parse({ maxConcurrentStarts: 'auto' }, 'namespace').limits.maxConcurrentStarts, Math.max(1, half));
+    assert.equal(parse(undefined, 'microvm').limits.maxConcurrentStarts, Math.max(2, half));
+    assert.equal(parse({ maxConcurrentStarts: 'auto' }, 'gvisor').limits.maxConcurrentStarts, Math.max(2, half));
     assert.equal(parse({ maxConcurrentStarts: 7 }).limits.maxConcurrentStarts, 7);
+    assert.equal(parse({ maxConcurrentStarts: 1 }, 'microvm').limits.maxConcurrentStarts, 1, 'a number is kept, whatever the isolation');
     // The warm pool's default follows demand too (issue 17: a repeated burst finds its servers ready).
     assert.deepEqual(parse(undefined).warmPool, { ...WARM_POOL_AUTO });
     const r = check('server: {port: 0}\nruntimes:\n  a:\n    command: [node]\n    limits: {maxConcurrentStarts: 0}\n');

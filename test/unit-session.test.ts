@@ -303,6 +303,32 @@ describe('StartGate', () => {
     assert.equal(gate.queued, 0);
   });
 
+  test("with one slot, a client's start does not wait behind a refill: it starts beside it, and a second client waits", async () => {
+    const gate = new StartGate(1);
+    const refill = held();
+    const refilling = gate.run(refill.work, { refill: true });
+    assert.equal(gate.active, 1);
+    const client = held();
+    const starting = gate.run(client.work, { waitMs: 0 });
+    assert.equal(gate.active, 2, 'the client started beside the refill, one over the cap');
+    await assert.rejects(
+      gate.run(async () => 'never', { waitMs: 0 }),
+      (e) => e instanceof StartQueueTimeout,
+      'a second client waits (here: not at all): only refills may be passed',
+    );
+    const later = gate.run(async () => 'refilled later', { refill: true });
+    const second = gate.run(async () => 'second client');
+    refill.finish();
+    await refilling;
+    assert.equal(gate.active, 1, "the refill's end frees no slot: the first client still holds the only one");
+    client.finish();
+    await starting;
+    assert.equal(await second, 'second client', 'clients go first');
+    assert.equal(await later, 'refilled later');
+    assert.equal(gate.active, 0);
+    assert.equal(gate.queued, 0);
+  });
+
   test("a client's start waits at most waitMs (0: not at all) and leaves the queue when its client goes away", async () => {
     const gate = new StartGate(1);
     const first = held();

@@ -236,7 +236,11 @@ program
     'JSON-RPC messages one principal may send at once before --rps applies (default 100; a larger batch is refused)',
     int,
   )
-  .option('--max-concurrent-starts <n>', 'servers started at once; more initializes queue (default: half the CPU cores, at least 2)', int)
+  .option(
+    '--max-concurrent-starts <n>',
+    'servers started at once; more initializes queue (default: half the CPU cores, at least 1; 2 for microvm and gvisor)',
+    int,
+  )
   .option('--lower-starts', 'start each server at CPU nice 10 until it answers, so starts yield to live sessions (root; default off)')
   .option('--start-queue-timeout <duration>', 'how long an initialize waits for a start slot before 503 (default 10s)', duration)
   .option(

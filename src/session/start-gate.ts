@@ -1,7 +1,8 @@
 // At most N servers of a runtime start at once (limits.maxConcurrentStarts). A server's start is a burst of CPU
 // (a Node server: ~0.5 s of one core); 500 initializes once started ~49 at a time and stalled /healthz and every
 // live session for over 10 s. Further starts queue: a client's first, then pool refills. Refills hold at most all
-// slots but one, so a client's start never waits behind speculative ones alone.
+// slots but one, and a client whose only obstacle is refills starts beside them (one over the cap, as long as no
+// other client's start runs): a client's start never waits behind speculative ones alone, even with one slot.
 
 export class StartQueueTimeout extends Error {}
 
@@ -44,10 +45,14 @@ export class StartGate {
 
   private acquire(o: { refill?: boolean; waitMs?: number; signal?: AbortSignal }): Promise<void> {
     // A client goes ahead of queued refills (they may be waiting only for the refill cap); a refill goes behind anyone.
-    const free = this.running < this.slots && this.clients.length === 0;
-    if (free && (!o.refill || (this.refills.length === 0 && this.refillsRunning < this.refillSlots))) {
+    if (!o.refill && this.clients.length === 0 && this.clientMayStart()) {
       this.running++;
-      if (o.refill) this.refillsRunning++;
+      return Promise.resolve();
+    }
+    const free = this.running < this.slots && this.clients.length === 0;
+    if (free && o.refill && this.refills.length === 0 && this.refillsRunning < this.refillSlots) {
+      this.running++;
+      this.refillsRunning++;
       return Promise.resolve();
     }
     const queue = o.refill ? this.refills : this.clients;
@@ -79,13 +84,24 @@ export class StartGate {
     });
   }
 
+  /** A client may start below the cap, or beside refills alone (never more than one client over it). */
+  private clientMayStart(): boolean {
+    return this.running < this.slots || this.running === this.refillsRunning;
+  }
+
   /**
-   * The slot goes straight to the next waiter (clients before refills, a refill only below refillSlots), so running
-   * never exceeds slots.
+   * A freed slot goes to the next waiters: clients first (below the cap, or beside refills alone), then refills
+   * (below the cap and refillSlots, when no client waits).
    */
   private release(): void {
-    const next = this.clients.shift() ?? (this.refillsRunning < this.refillSlots ? this.refills.shift() : undefined);
-    if (next) next.grant();
-    else this.running--;
+    this.running--;
+    while (this.clients.length > 0 && this.clientMayStart()) {
+      this.running++;
+      this.clients.shift()!.grant();
+    }
+    while (this.clients.length === 0 && this.refills.length > 0 && this.running < this.slots && this.refillsRunning < this.refillSlots) {
+      this.running++;
+      this.refills.shift()!.grant(); // counts itself in refillsRunning
+    }
   }
 }
