@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { stringify } from 'yaml';
-import { RuntimeSchema, WARM_POOL_AUTO } from '../src/config/schema.ts';
+import { RuntimeSchema, startSlots, WARM_POOL_AUTO } from '../src/config/schema.ts';
 import { createRuntime, loadConfigFile } from '../src/index.ts';
 import { generate } from '../scripts/gen-schema.ts';
 import { connect, PROBE, ROOT, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
@@ -68,16 +68,14 @@ describe('config validation', () => {
     assert.match(r.stderr, /runtimes\.a: Unrecognized key: "colour"/);
   });
 
-  test('limits.maxConcurrentStarts: auto (the default) is half the cores, at least 1 (2 for microvm and gvisor); a number is taken; anything else is refused', () => {
-    const parse = (limits: unknown, isolation = 'auto') =>
-      RuntimeSchema.parse({ command: ['node'], isolation, ...(limits === undefined ? {} : { limits }) });
+  test('limits.maxConcurrentStarts: auto (the default) is half the cores, at least 1 (2 for microvm and gvisor sandboxes); a number is taken; anything else is refused', () => {
+    const parse = (limits: unknown) => RuntimeSchema.parse({ command: ['node'], ...(limits === undefined ? {} : { limits }) });
     const half = Math.floor(availableParallelism() / 2);
-    assert.equal(parse(undefined).limits.maxConcurrentStarts, Math.max(1, half));
-    assert.equal(parse({ maxConcurrentStarts: 'auto' }, 'namespace').limits.maxConcurrentStarts, Math.max(1, half));
-    assert.equal(parse(undefined, 'microvm').limits.maxConcurrentStarts, Math.max(2, half));
-    assert.equal(parse({ maxConcurrentStarts: 'auto' }, 'gvisor').limits.maxConcurrentStarts, Math.max(2, half));
+    assert.equal(parse(undefined).limits.maxConcurrentStarts, 'auto', 'resolved once the sandbox driver is known');
+    for (const driver of ['process', 'namespace']) assert.equal(startSlots('auto', driver), Math.max(1, half), driver);
+    for (const driver of ['microvm', 'gvisor']) assert.equal(startSlots('auto', driver), Math.max(2, half), driver);
     assert.equal(parse({ maxConcurrentStarts: 7 }).limits.maxConcurrentStarts, 7);
-    assert.equal(parse({ maxConcurrentStarts: 1 }, 'microvm').limits.maxConcurrentStarts, 1, 'a number is kept, whatever the isolation');
+    assert.equal(startSlots(1, 'microvm'), 1, 'a number is kept, whatever the driver');
     // The warm pool's default follows demand too (issue 17: a repeated burst finds its servers ready).
     assert.deepEqual(parse(undefined).warmPool, { ...WARM_POOL_AUTO });
     const r = check('server: {port: 0}\nruntimes:\n  a:\n    command: [node]\n    limits: {maxConcurrentStarts: 0}\n');

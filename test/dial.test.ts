@@ -128,14 +128,28 @@ describe('connections into a session network (dial.ts)', { skip, timeout: 60_000
     assert.equal(await exchange(await d.dial(), 'still'), 'namespace heard still', 'another dialer is untouched');
   });
 
-  test('the helper holds no privilege: its own uid (neither root nor the sandbox uid), no groups, no capabilities, no_new_privs', async () => {
+  test('the helper holds no privilege: its own uid (neither root nor the sandbox uid), no groups, no capabilities, no_new_privs, not dumpable', async () => {
     const status = readFileSync(`/proc/${d.pid}/status`, 'utf8');
     const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(status)?.[1]?.trim();
     assert.equal(field('Uid'), `${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}`);
     assert.equal(field('Gid'), `${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}\t${DIAL_UID}`);
     assert.equal(field('Groups'), '');
-    for (const caps of ['CapPrm', 'CapEff', 'CapBnd', 'CapAmb', 'CapInh']) assert.equal(field(caps), '0000000000000000', caps);
+    for (const caps of ['CapPrm', 'CapEff', 'CapAmb', 'CapInh']) assert.equal(field(caps), '0000000000000000', caps);
+    // The bounding set keeps only CAP_SETGID and CAP_SETUID (bits 6, 7), what its own drop needed: with no_new_privs
+    // and no capabilities left, no exec can give them back.
+    assert.equal(field('CapBnd'), '00000000000000c0');
     assert.equal(field('NoNewPrivs'), '1');
+    // It changed uid itself, so it is not dumpable: another process of the same uid (another session's helper)
+    // cannot ptrace it, read its memory or list and take its descriptors.
+    const peer = spawnSync(
+      'setpriv',
+      ['--reuid', String(DIAL_UID), '--regid', String(DIAL_UID), '--clear-groups', 'ls', `/proc/${d.pid}/fd`],
+      {
+        encoding: 'utf8',
+      },
+    );
+    assert.notEqual(peer.status, 0, `a process of the same uid listed its descriptors: ${peer.stdout}`);
+    assert.match(peer.stderr, /Permission denied/);
     assert.equal(await exchange(await d.dial(), 'unprivileged'), 'namespace heard unprivileged');
   });
 });

@@ -12,6 +12,7 @@ import { sha256Hex } from '../security/auth.js';
 import { parseDuration, parseSize } from '../util/units.js';
 import { registerClientCommands } from '../client/cli.js';
 import { installAllowance } from '../sandbox/package-cache.js';
+import { closeInheritedFds } from '../sandbox/inherited-fds.js';
 
 const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url));
 /** The installed package's version (dist/cli/main.js -> ../../package.json). */
@@ -482,5 +483,8 @@ export { program };
 
 /** Runs the command line (bin/berth.js); importing this module runs nothing. */
 export async function main(argv: string[] = process.argv): Promise<void> {
+  // Before anything is spawned (the host shell, the startup sweep, the drivers' probes): a descriptor a supervisor
+  // left open must reach no child of berth's, not only its sandboxes (which close them again, for library users).
+  closeInheritedFds();
   await program.parseAsync(argv);
 }

@@ -89,7 +89,7 @@ export const LimitsSchema = z
     maxConcurrentStarts: z
       .union([z.number().int().positive(), z.literal('auto')])
       .describe(
-        "Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU. Refills take at most all slots but one, and a client's start never waits behind refills alone: it starts beside them, one over the cap. auto: half the host's CPU cores, at least 1; at least 2 for isolation microvm and gvisor, whose starts last seconds (a start is a burst of CPU for the sandbox's set-up and the server's own; on 2 cores, during a storm of new sessions, 4 at once took live calls' p99 from 35 to 220-340 ms, 2 at once to 84-122 ms, 1 at once to 53-87 ms with about a quarter fewer sessions started; docs/benchmarks.md).",
+        "Servers this runtime starts at once (cold starts for sessions without a warm server, and warm pool refills); further starts wait in a queue, so a burst of initializes cannot starve live sessions and /healthz of CPU. Refills take at most all slots but one (at least one), and a client's start never waits behind refills alone: it starts beside them, one over the cap. auto: half the host's CPU cores, at least 1; at least 2 when the runtime's sandbox is a microVM or gVisor (isolation auto included), whose starts last seconds (a start is a burst of CPU for the sandbox's set-up and the server's own; on 2 cores, during a storm of new sessions, 4 at once took live calls' p99 from 35 to 220-340 ms, 2 at once to 84-122 ms, 1 at once to 53-87 ms with about a quarter fewer sessions started; docs/benchmarks.md).",
       )
       .prefault('auto'),
     lowerStarts: z
@@ -257,14 +257,16 @@ export const CorsSchema = z
   .strict();
 
 /**
- * What `maxConcurrentStarts: auto` means for a runtime's isolation: half the CPU cores, at least 1. A start is CPU
- * (sandbox set-up, then the server's own start-up), so on 2 cores a second one at once took the calls of live
- * sessions from 53-87 to 105-122 ms p99 in a storm of new sessions. A microVM's or gVisor's start lasts seconds,
- * mostly waiting on its boot: with one slot, clients arriving together would wait out each other's boots past
- * startQueueTimeout, so they keep at least 2. (A client never waits behind pool refills alone: StartGate.)
+ * A runtime's start slots: `limits.maxConcurrentStarts` for the sandbox driver its isolation resolved to (`auto`
+ * isolation may pick a microVM). auto: half the CPU cores, at least 1. A start is CPU (sandbox set-up, then the
+ * server's own start-up), so on 2 cores a second one at once took the calls of live sessions from 53-87 to
+ * 105-122 ms p99 in a storm of new sessions. A microVM's or gVisor's start lasts seconds, mostly waiting on its
+ * boot: with one slot, clients arriving together would wait out each other's boots past startQueueTimeout, so
+ * they keep at least 2. (A client never waits behind pool refills alone: StartGate.)
  */
-export function autoConcurrentStarts(isolation: string): number {
-  const floor = isolation === 'microvm' || isolation === 'gvisor' ? 2 : 1;
+export function startSlots(setting: number | 'auto', driver: string): number {
+  if (setting !== 'auto') return setting;
+  const floor = driver === 'microvm' || driver === 'gvisor' ? 2 : 1;
   return Math.max(floor, Math.floor(availableParallelism() / 2));
 }
 
@@ -420,14 +422,7 @@ export const RuntimeSchema = z
     message: 'imagePort applies to image runtimes only',
     path: ['imagePort'],
   })
-  .transform((r) => ({
-    ...r,
-    upstream: r.upstream ?? (r.image ? ('http' as const) : ('stdio' as const)),
-    limits: {
-      ...r.limits,
-      maxConcurrentStarts: r.limits.maxConcurrentStarts === 'auto' ? autoConcurrentStarts(r.isolation) : r.limits.maxConcurrentStarts,
-    },
-  }))
+  .transform((r) => ({ ...r, upstream: r.upstream ?? (r.image ? ('http' as const) : ('stdio' as const)) }))
   .refine((r) => r.allowNet.length === 0 || r.network === 'egress', {
     message: 'allowNet applies to network egress only',
     path: ['allowNet'],

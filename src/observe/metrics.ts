@@ -122,7 +122,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'berth_server_starts',
-      help: 'Servers starting now (state=running, at most limits.maxConcurrentStarts) and waiting for a start slot (state=queued).',
+      help: 'Servers starting now (state=running: at most limits.maxConcurrentStarts, one more while a client starts beside pool refills) and waiting for a start slot (state=queued).',
       labelNames: ['runtime', 'state'],
       registers,
       collect() {

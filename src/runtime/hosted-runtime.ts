@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import type { RuntimeConfig, ServerConfig } from '../config/schema.js';
+import { startSlots, type RuntimeConfig, type ServerConfig } from '../config/schema.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Connector } from '../session/connector.js';
 import type { ServerSource } from '../session/source.js';
@@ -80,7 +80,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     this.name = opts.name;
     this.config = opts.config;
     this.log = opts.log.child({ runtime: opts.name });
-    this.starts = new StartGate(opts.config.limits.maxConcurrentStarts);
+    this.starts = new StartGate(startSlots(opts.config.limits.maxConcurrentStarts, opts.driver.name));
     this.launchCtx = {
       runtimeName: opts.name,
       config: opts.config,

@@ -6,14 +6,16 @@
 // Threat model: the helper takes orders from berth alone (its IPC channel) and connects only to the port berth
 // names; the sandboxed server cannot see or signal it (other pid namespace, other uid). What berth gets is a socket
 // in the session's namespace, which reaches only what that namespace reaches: the server's own listener.
-// Defence in depth, should the helper ever be made to run code: it holds no privilege. nsenter needs root, but
-// setpriv then drops the helper to its own uid (DIAL_UID: not root, not the sandbox's uid), with no groups, no
-// capabilities (bounding set emptied) and no_new_privs; it gets an empty environment and no descriptor berth
-// inherited (inherited-fds.ts). A helper that dies (killed, OOM) is replaced on the next dial.
+// Defence in depth, should the helper ever be made to run code: it holds no privilege. nsenter needs root; setpriv
+// then leaves the helper only CAP_SETUID and CAP_SETGID (bounding set) and no_new_privs, and the helper's first
+// lines drop to its own uid (DIAL_UID: not root, not the sandbox's uid) with no groups, losing those too (with
+// no_new_privs no exec can regain them). Changing
+// uid in the process itself, not in setpriv before exec, leaves it non-dumpable: another process of that uid (another
+// session's helper) cannot ptrace it, read its memory or take its descriptors, only signal it, and a helper that
+// dies (killed, OOM) is replaced on the next dial. It gets an empty environment and no descriptor berth inherited
+// (inherited-fds.ts).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { constants, accessSync, realpathSync, statSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { dirname } from 'node:path';
 import { isRoot, which } from './host.js';
 import { closeInheritedFds } from './inherited-fds.js';
 
@@ -32,7 +34,9 @@ export interface NamespaceDialer {
 export const DIAL_UID = 65533;
 
 // The helper's whole program (node -e): small enough to read here, and no file to find beside the built code.
+// As root (berth is, to enter a namespace) it first drops to DIAL_UID: groups, then gid, then uid.
 const HELPER = `
+if (process.getuid() === 0) (process.setgroups([]), process.setgid(${DIAL_UID}), process.setuid(${DIAL_UID}));
 const { connect } = require('node:net');
 process.on('disconnect', () => process.exit(0));
 process.on('message', (m) => {
@@ -50,39 +54,14 @@ interface Reply {
   error?: string;
 }
 
-/** May a uid that is neither owner nor group run `file`? (Every directory above it searchable, the file executable.) */
-function othersMayRun(file: string): boolean {
-  try {
-    let p = realpathSync(file);
-    if ((statSync(p).mode & 0o001) === 0) return false;
-    for (p = dirname(p); ; p = dirname(p)) {
-      if ((statSync(p).mode & 0o001) === 0) return false;
-      if (p === '/') return true;
-    }
-  } catch {
-    return false;
-  }
-}
-
-let dropCache: string[] | undefined;
 /**
- * setpriv's argv dropping root for the helper (after nsenter, which needs it). A Node the helper's uid could not
- * run (installed under /root, say) keeps uid 0 but still loses every capability: root without capabilities can
- * still write root's own files, so the uid is dropped wherever it can be. Not root: berth's user already has no
- * privilege to drop.
+ * setpriv's argv for the helper as root (after nsenter, which needs root): only what the helper's own uid drop needs
+ * (CAP_SETUID, CAP_SETGID), no_new_privs, and death with berth. Not root: berth's user has no privilege to drop.
  */
 function dropPrivileges(): string[] {
-  if (dropCache) return dropCache;
   const setpriv = which('setpriv');
-  if (!isRoot() || !setpriv) return (dropCache = []);
-  try {
-    accessSync(setpriv, constants.X_OK);
-  } catch {
-    return (dropCache = []);
-  }
-  const uid = othersMayRun(process.execPath) ? ['--reuid', String(DIAL_UID), '--regid', String(DIAL_UID), '--clear-groups'] : [];
-  // --pdeathsig last: a change of uid clears it, and setpriv sets it after the change.
-  return (dropCache = [setpriv, ...uid, '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all', '--pdeathsig', 'KILL', '--']);
+  if (!isRoot() || !setpriv) return [];
+  return [setpriv, '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all,+setuid,+setgid', '--pdeathsig', 'KILL', '--'];
 }
 
 /** One helper process: its dials, until it exits or is closed. */

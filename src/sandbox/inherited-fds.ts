@@ -5,8 +5,10 @@
 // pipe, read a file opened outside its sandbox, use a socket of the host's network.
 // Threat model: the server must start with stdin, stdout, stderr and the descriptors berth hands it on purpose
 // (bwrap's block and args pipes), nothing else. This closes, in berth itself, every inherited descriptor from 3 up
-// that lacks close-on-exec, except Node's own IPC channel (NODE_CHANNEL_FD, when berth was forked). Everything berth
-// opens later is close-on-exec, so once is enough.
+// that lacks close-on-exec, except Node's own IPC channel (NODE_CHANNEL_FD, when berth was forked). The CLI does so
+// first thing, before the host shell, the startup sweep or a driver's probe spawns anything; starting a sandbox or
+// a dial helper does so too, for berth used as a library. Everything berth opens itself is close-on-exec, so once
+// is enough. Without /proc (no fdinfo to read the flags from) nothing is closed.
 import { closeSync, readdirSync, readFileSync } from 'node:fs';
 
 const O_CLOEXEC = 0o2000000;

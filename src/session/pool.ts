@@ -4,7 +4,7 @@
 // by the starts expected while one replacement comes up, and the servers above min are stopped once sessions stop.
 import { freemem } from 'node:os';
 import type { Logger } from 'pino';
-import type { WarmPoolSize } from '../config/schema.js';
+import { startSlots, type WarmPoolSize } from '../config/schema.js';
 import { dispose, launchReady, type LaunchContext, type Launched } from './launch.js';
 import { StartGate } from './start-gate.js';
 
@@ -41,7 +41,7 @@ export class WarmPool {
     size: number | WarmPoolSize,
     private readonly log: Logger,
     /** The runtime's start slots (limits.maxConcurrentStarts), shared with its clients' cold starts; else its own. */
-    private readonly gate = new StartGate(ctx.config.limits.maxConcurrentStarts),
+    private readonly gate = new StartGate(startSlots(ctx.config.limits.maxConcurrentStarts, ctx.driver.name)),
   ) {
     this.size = typeof size === 'number' ? { min: size, max: size, window: 1, shrinkAfter: 0 } : size;
   }

@@ -4,7 +4,15 @@
 // slots but one, and a client whose only obstacle is refills starts beside them (one over the cap, as long as no
 // other client's start runs): a client's start never waits behind speculative ones alone, even with one slot.
 
-export class StartQueueTimeout extends Error {}
+export class StartQueueTimeout extends Error {
+  constructor(
+    message: string,
+    /** The gate's slots, for the refusal to name. */
+    readonly slots: number,
+  ) {
+    super(message);
+  }
+}
 
 interface Waiter {
   grant: () => void;
@@ -76,8 +84,8 @@ export class StartGate {
       };
       if (o.signal?.aborted) return aborted();
       if (!o.refill && o.waitMs !== undefined) {
-        if (o.waitMs === 0) return leave(new StartQueueTimeout('every start slot is busy'));
-        timer = setTimeout(() => leave(new StartQueueTimeout(`no start slot came free within ${o.waitMs} ms`)), o.waitMs);
+        if (o.waitMs === 0) return leave(new StartQueueTimeout('every start slot is busy', this.slots));
+        timer = setTimeout(() => leave(new StartQueueTimeout(`no start slot came free within ${o.waitMs} ms`, this.slots)), o.waitMs);
       }
       o.signal?.addEventListener('abort', aborted, { once: true });
       queue.push(waiter);

@@ -54,7 +54,7 @@ export class SessionTable {
    * is audited and counted, and frees its place; `created()` records the start once the session is established.
    */
   async open(principal: Principal, requestId: JsonRpcId | null, take: () => Promise<Launched>, audit: AuditFields = {}): Promise<Session> {
-    const { maxSessions, maxSessionsPerPrincipal, maxConcurrentStarts, startQueueTimeout } = this.o.config.limits;
+    const { maxSessions, maxSessionsPerPrincipal, startQueueTimeout } = this.o.config.limits;
     // Sessions still being started count too, or concurrent starts could overshoot the cap.
     if (this.live.size + this.starting >= maxSessions) {
       throw new HttpError(
@@ -90,7 +90,7 @@ export class SessionTable {
         throw new HttpError(
           503,
           ErrorCode.ServerError,
-          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${maxConcurrentStarts}) and this ${this.o.kind === 'protocol' ? 'initialize' : 'request'} waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
+          `Service Unavailable: every start slot is busy (limits.maxConcurrentStarts = ${e.slots}) and this ${this.o.kind === 'protocol' ? 'initialize' : 'request'} waited its ${startQueueTimeout} ms (limits.startQueueTimeout); retry later`,
           { id: requestId, headers: { 'retry-after': String(Math.max(1, Math.ceil(startQueueTimeout / 1000))) } },
         );
       }
