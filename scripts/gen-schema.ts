@@ -11,6 +11,8 @@ type Node = {
   properties?: Record<string, Node>;
   additionalProperties?: Node | boolean;
   anyOf?: Node[];
+  oneOf?: Node[];
+  const?: unknown;
   enum?: unknown[];
   items?: Node;
   pattern?: string;
@@ -33,9 +35,17 @@ export function generate(): { json: string; markdown: string } {
           walk(v, p);
           continue;
         }
+        // A union of objects told apart by `kind` (auth): the kinds, then each kind's own keys.
+        const kinds = v.oneOf?.filter((o) => o.properties?.kind?.const !== undefined);
         rows.push(
-          `| \`${p}\` | ${typeOf(v)} | ${v.default === undefined ? '' : `\`${JSON.stringify(v.default)}\``} | ${v.description ?? ''} |`,
+          `| \`${p}\` | ${kinds?.length ? `object: \`kind\` ${kinds.map((o) => `\`${String(o.properties!.kind!.const)}\``).join(' \\| ')}` : typeOf(v)} | ${v.default === undefined ? '' : `\`${JSON.stringify(v.default)}\``} | ${v.description ?? ''} |`,
         );
+        for (const o of kinds ?? [])
+          for (const [k, w] of Object.entries(o.properties!))
+            if (k !== 'kind')
+              rows.push(
+                `| \`${p}.${k}\` | ${typeOf(w)} | ${w.default === undefined ? '' : `\`${JSON.stringify(w.default)}\``} | (kind \`${String(o.properties!.kind!.const)}\`) ${w.description ?? ''} |`,
+              );
         if (typeof v.additionalProperties === 'object') walk(v.additionalProperties, `${p}.NAME`);
       }
     }
@@ -47,8 +57,9 @@ Generated from \`src/config/schema.ts\` by \`npm run schema\`; do not edit by ha
 \`berth serve --config FILE\` (errors name the file, the key and what is wrong) and is published as
 [config.schema.json](config.schema.json) for editors.
 
-Durations are a number of milliseconds or a string with \`ms\`, \`s\`, \`m\` or \`h\` (\`250ms\`, \`15m\`, \`8h\`).
-Sizes are a number of bytes or a string with \`B\`, \`KiB\`, \`MiB\` or \`GiB\` (\`4MiB\`).
+Durations and sizes always carry their unit; only \`0\` goes without (a bare \`900000\` is refused, naming the key).
+Durations: a number with \`ms\`, \`s\`, \`m\` or \`h\` (\`250ms\`, \`15m\`, \`8h\`), at most 24 days. Sizes: a number with
+\`B\`, \`KiB\`, \`MiB\` or \`GiB\` (\`4MiB\`); \`K\`/\`KB\`, \`M\`/\`MB\` and \`G\`/\`GB\` are read as the same binary units.
 
 | key | type | default | meaning |
 |---|---|---|---|

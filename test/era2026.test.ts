@@ -2,7 +2,7 @@
 // Streamable HTTP rules say (status, JSON-RPC code, data, the request id echoed), while 2025 clients keep working.
 // Build first: npx tsc -p tsconfig.json && node --import tsx --test test/era2026.test.ts
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
@@ -391,7 +391,7 @@ describe('runtime sessions (Berth-Runtime-Session)', { timeout: 90_000 }, () => 
       const mine = (await listed()).filter((s) => !before.has(s.id));
       assert.equal(mine.length, 1, JSON.stringify(mine));
       assert.equal(mine[0]!.kind, 'runtime');
-      assert.equal(mine[0]!.principal.subject, 'key-1');
+      assert.equal(mine[0]!.principal.subject, `key-${createHash('sha256').update('key-one').digest('hex').slice(0, 12)}`);
       const metrics = await (await fetch(`${base}/metrics`)).text();
       assert.match(metrics, /berth_runtime_sessions_live\{runtime="default"\} [1-9]/);
       assert.equal((await fetch(`${base}/admin/sessions/${mine[0]!.id}`, { method: 'DELETE', headers: admin })).status, 204);

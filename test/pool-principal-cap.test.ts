@@ -4,6 +4,7 @@
 // client for the other principal; SharedPool on its own with real launched servers for the wait at the cap.
 // Build first: npm run build && node --import tsx --test test/pool-principal-cap.test.ts
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
@@ -51,7 +52,12 @@ describe('pooled servers per principal, bridged calls (limits.maxSessionsPerPrin
     assert.equal(third.status, 429, JSON.stringify(third.body));
     assert.equal(third.body.id, 3);
     assert.equal(third.body.error.code, -32000);
-    assert.match(third.body.error.message, /^Too Many Requests: key-1 already holds 2 pooled servers/);
+    assert.match(
+      third.body.error.message,
+      new RegExp(
+        `^Too Many Requests: key-${createHash('sha256').update('alice-key').digest('hex').slice(0, 12)} already holds 2 pooled servers`,
+      ),
+    );
     assert.match(third.body.error.message, /\(limits\.maxSessionsPerPrincipal = 2\)/);
     assert.equal(third.retryAfter, '5');
     // Its servers wait on the client, not on themselves: refused without waiting out startupTimeout (90 s).

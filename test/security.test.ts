@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +13,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { createAuthenticator } from '../src/security/auth.ts';
 import { ACCEPT_BOTH, connect, initBody, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -328,4 +329,22 @@ describe('exposure', () => {
       await berth.stop();
     }
   });
+});
+
+test("keysEnv keys are principals by their digest, not their place: reordering or removing keys re-binds no one's sessions", async () => {
+  const info = { metadataUrl: () => 'http://127.0.0.1/.well-known/oauth-protected-resource', resourceUrls: () => [] };
+  const as = async (keys: string, key: string) => {
+    process.env.BERTH_TEST_ORDER_KEYS = keys;
+    try {
+      const auth = createAuthenticator({ kind: 'api-key', keys: [], keysEnv: 'BERTH_TEST_ORDER_KEYS' }, info);
+      return (await auth.authenticate({ headers: { authorization: `Bearer ${key}` } } as IncomingMessage)).subject;
+    } finally {
+      delete process.env.BERTH_TEST_ORDER_KEYS;
+    }
+  };
+  const bob = await as('alice-key,bob-key', 'bob-key');
+  assert.equal(bob, `key-${createHash('sha256').update('bob-key').digest('hex').slice(0, 12)}`);
+  assert.equal(await as('bob-key,alice-key', 'bob-key'), bob, 'reordered');
+  assert.equal(await as('bob-key', 'bob-key'), bob, 'alice-key removed: bob does not become the first key');
+  assert.notEqual(await as('bob-key,alice-key', 'alice-key'), bob);
 });

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { microvmDriver } from '../src/sandbox/microvm.ts';
-import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { canaryHint, namespaceDriver } from '../src/sandbox/namespace.ts';
 import { compiledProbe, ensureMicrovmAssets } from './fixtures/slow-boot.ts';
 import { ROOT, runBerth } from './helpers/berth.ts';
+import { which } from '../src/sandbox/host.ts';
 
 /** How long a refusal may take: the drivers' canaries run first (a gVisor sandbox, a 3 s QEMU boot for microvm). */
 const QUICK_MS = 30_000;
@@ -105,5 +106,19 @@ describe('the drivers that do not drop privileges', async () => {
       const berth = await runBerth(['--isolation', 'process', '--network', 'host'], [node!, script]);
       assert.equal(await berth.stop(), 0);
     },
+  );
+});
+
+test("a failed namespace canary says what bwrap's complaint most likely means", { skip: !which('bwrap') && 'no bubblewrap here' }, () => {
+  const bwrap = which('bwrap')!;
+  // An older bubblewrap (Ubuntu 22.04's 0.6) does not know --disable-userns: the hint names the version needed and the one found.
+  assert.match(
+    canaryHint(bwrap, 'bwrap: Unknown option --disable-userns', '/srv/x'),
+    /needs bubblewrap 0\.8 or later .*this host has bubblewrap \d/,
+  );
+  // Anything else: the directory the sandbox uid must read.
+  assert.match(
+    canaryHint(bwrap, "bwrap: Can't find source path /srv/x: No such file or directory", '/srv/x'),
+    /is \/srv\/x readable by uid 65534\?/,
   );
 });

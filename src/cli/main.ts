@@ -239,7 +239,7 @@ program
   )
   .option(
     '--max-concurrent-starts <n>',
-    'servers started at once; more initializes queue (default: half the CPU cores, at least 1; 2 for microvm and gvisor)',
+    'servers started at once; more initializes queue (default: half the CPU cores, at least 1; at least 2 under microvm and gvisor)',
     int,
   )
   .option('--lower-starts', 'start each server at CPU nice 10 until it answers, so starts yield to live sessions (root; default off)')

@@ -202,7 +202,9 @@ export const AuthSchema = z
           .string()
           .min(1)
           .optional()
-          .describe('Environment variable holding more API keys in plain text, comma-separated (principals key-1, key-2, ...).'),
+          .describe(
+            "Environment variable holding more API keys in plain text, comma-separated (each key's principal is key- and the first 12 hex digits of its SHA-256, so reordering the list re-binds nothing).",
+          ),
       })
       .strict(),
     z

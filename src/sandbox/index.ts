@@ -75,7 +75,13 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
     const cannotRead = sandboxCannotRead(d, { dirs: [baseDir] });
     if (cannotRead && (p.ok || (d === namespaceDriver && which('bwrap')))) throw new Error(`isolation auto: ${cannotRead}`);
     if (p.ok) {
-      log.info({ isolation: d.name, refused }, `isolation auto: using ${d.name}`);
+      // No sandbox at all is worth a warning: an operator who installed berth as root expects isolation.
+      if (d === processDriver)
+        log.warn(
+          { isolation: d.name, refused },
+          "isolation auto: using process: servers run without a sandbox, as berth's own user (see refused for why)",
+        );
+      else log.info({ isolation: d.name, refused }, `isolation auto: using ${d.name}`);
       return d;
     }
     refused[d.name] = p.reason ?? 'unavailable';

@@ -7,7 +7,8 @@
 // A server from an image sees the image's root as / instead (a per-session overlay of the shared unpacked root
 // when berth is root, else read-only) and of the host only its working directory and the --mount paths; it runs
 // as the image's user inside its user namespace, which is the unprivileged sandbox uid outside.
-import { chownSync, chmodSync, existsSync, lstatSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chownSync, chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -176,6 +177,25 @@ function imageHome(spec: SandboxSpec): string | undefined {
   return home?.startsWith('/') && home !== spec.workDir && !home.startsWith('/proc') && !home.startsWith('/dev') ? home : undefined;
 }
 
+/** What a failed canary most likely means, from bwrap's complaint: an old bwrap, a host forbidding user namespaces, or the directory. */
+export function canaryHint(bwrap: string, stderr: string, baseDir: string): string {
+  if (/unknown option|unrecognized option/i.test(stderr)) {
+    const v = spawnSync(bwrap, ['--version'], { encoding: 'utf8', timeout: 5000 }).stdout?.trim() || 'an older version';
+    return `berth needs bubblewrap 0.8 or later (--disable-userns); this host has ${v}`;
+  }
+  if (/permission denied|operation not permitted|no permissions to create/i.test(stderr)) {
+    let restricted = false;
+    try {
+      restricted = readFileSync('/proc/sys/kernel/apparmor_restrict_unprivileged_userns', 'utf8').trim() === '1';
+    } catch {
+      // not an AppArmor host that restricts user namespaces
+    }
+    if (restricted)
+      return 'this host restricts user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1, as Ubuntu 24.04 does): run berth as root, or give bwrap an AppArmor profile that allows userns';
+  }
+  return `is ${baseDir} readable by uid ${SANDBOX_UID}?`;
+}
+
 export const namespaceDriver: SandboxDriver = {
   name: 'namespace',
 
@@ -200,12 +220,11 @@ export const namespaceDriver: SandboxDriver = {
     );
     const full = [...dropPrivileges(), bwrap, ...args];
     const r = await run(full[0]!, full.slice(1));
-    if (r.code !== 0) {
+    if (r.code !== 0)
       return {
         ok: false,
-        reason: `a canary sandbox failed (${r.stderr.trim() || `exit ${r.code}`}); is ${baseDir} readable by uid ${SANDBOX_UID}?`,
+        reason: `a canary sandbox failed (${r.stderr.trim() || `exit ${r.code}`}); ${canaryHint(bwrap, r.stderr, baseDir)}`,
       };
-    }
     return { ok: true };
   },
 

@@ -69,6 +69,11 @@ export function createAuthenticator(auth: AuthConfig, info: ResourceInfo): Authe
   }
 }
 
+/** The principal of a keysEnv key: `key-` and the first 12 hex digits of its SHA-256 (as `berth hash-key` prints it). */
+export function keysEnvPrincipal(digest: Buffer): string {
+  return `key-${digest.toString('hex').slice(0, 12)}`;
+}
+
 function apiKeyAuthenticator(auth: Extract<AuthConfig, { kind: 'api-key' }>, info: ResourceInfo): Authenticator {
   const keys = auth.keys.map((k) => ({ name: k.name, digest: Buffer.from(k.sha256, 'hex') }));
   if (auth.keysEnv) {
@@ -78,7 +83,13 @@ function apiKeyAuthenticator(auth: Extract<AuthConfig, { kind: 'api-key' }>, inf
       .filter(Boolean);
     if (plain.length === 0 && keys.length === 0)
       throw new Error(`auth: the environment variable ${auth.keysEnv} (keysEnv) holds no API keys`);
-    plain.forEach((k, i) => keys.push({ name: `key-${i + 1}`, digest: createHash('sha256').update(k).digest() }));
+    // Each key's principal is named after its digest, not its place in the list: sessions are bound to principals,
+    // and a list reordered on one node of a cluster (a key removed in a rolling rotation) must not hand one key's
+    // name, and with it the sessions it owns on the other nodes, to another key.
+    for (const k of plain) {
+      const digest = createHash('sha256').update(k).digest();
+      keys.push({ name: keysEnvPrincipal(digest), digest });
+    }
   }
   return {
     kind: 'api-key',
