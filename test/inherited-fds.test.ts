@@ -1,12 +1,13 @@
 // Descriptors berth inherited open across exec (a supervisor's pipe, a file a shell redirected) never reach a
-// sandboxed server or berth's dial helper: berth closes them before its first sandbox (inherited-fds.ts).
+// sandboxed server, berth's helpers or any other process berth starts: berth closes them first thing (inherited-fds.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { connect, PROBE, ROOT, startBerth, textOf } from './helpers/berth.ts';
+import { descendants, fdTargets } from './helpers/procs.ts';
 
 const skip = !(await namespaceDriver.probe(ROOT)).ok && 'the namespace driver cannot run here';
 
@@ -37,37 +38,15 @@ test(
         !Object.values(fds).some((target) => target.includes('inherited-secret')),
         `the server holds the inherited file: ${JSON.stringify(fds)}`,
       );
-      // Nor does berth, or any process it started (its host shell, the sandbox's bwrap), so no later child gets it.
-      const targets = (pid: number) =>
-        (() => {
-          try {
-            return readdirSync(`/proc/${pid}/fd`);
-          } catch {
-            return []; // gone meanwhile
-          }
-        })().map((n) => {
-          try {
-            return readlinkSync(`/proc/${pid}/fd/${n}`);
-          } catch {
-            return '';
-          }
-        });
-      const children = readdirSync('/proc')
-        .filter((p) => /^\d+$/.test(p))
-        .filter((p) => {
-          try {
-            return Number(/\) \S+ (\d+)/.exec(readFileSync(`/proc/${p}/stat`, 'utf8'))?.[1]) === berth.proc.pid;
-          } catch {
-            return false;
-          }
-        })
-        .map(Number);
-      assert.ok(children.length >= 1, 'berth has children (its host shell, the sandbox)');
-      for (const pid of [berth.proc.pid!, ...children])
-        assert.ok(
-          !targets(pid).some((t) => t.includes('inherited-secret')),
-          `process ${pid} (${readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]}) holds it`,
-        );
+      // Nor does berth, or any process it started (its host shell, the sandbox), so no later child gets it.
+      const started = descendants(berth.proc.pid!);
+      assert.ok(started.length >= 1, 'berth has children (its host shell, the sandbox)');
+      const holders = [berth.proc.pid!, ...started].filter((pid) => fdTargets(pid).some((t) => t.includes('inherited-secret')));
+      assert.deepEqual(
+        holders.map((pid) => `${pid} ${readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]}`),
+        [],
+        'processes holding the inherited file',
+      );
     } finally {
       await c.client.close();
     }

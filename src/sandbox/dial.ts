@@ -58,7 +58,7 @@ interface Reply {
  * setpriv's argv for the helper as root (after nsenter, which needs root): only what the helper's own uid drop needs
  * (CAP_SETUID, CAP_SETGID), no_new_privs, and death with berth. Not root: berth's user has no privilege to drop.
  */
-function dropPrivileges(): string[] {
+function helperLimits(): string[] {
   const setpriv = which('setpriv');
   if (!isRoot() || !setpriv) return [];
   return [setpriv, '--no-new-privs', '--inh-caps=-all', '--bounding-set=-all,+setuid,+setgid', '--pdeathsig', 'KILL', '--'];
@@ -161,7 +161,7 @@ export async function namespaceDialer(enter: string[], port: number, wrap: strin
   const argv = [
     ...wrap,
     ...enter,
-    ...dropPrivileges(),
+    ...helperLimits(),
     process.execPath,
     '--max-old-space-size=16',
     '--max-semi-space-size=1',

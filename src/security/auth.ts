@@ -70,7 +70,7 @@ export function createAuthenticator(auth: AuthConfig, info: ResourceInfo): Authe
 }
 
 /** The principal of a keysEnv key: `key-` and the first 12 hex digits of its SHA-256 (as `berth hash-key` prints it). */
-export function keysEnvPrincipal(digest: Buffer): string {
+function keysEnvPrincipal(digest: Buffer): string {
   return `key-${digest.toString('hex').slice(0, 12)}`;
 }
 

@@ -1,5 +1,5 @@
 // The processes below a pid, read from /proc (each task's children file), for tests that look at a sandbox's tree.
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** Every descendant of pid, breadth first; processes gone meanwhile are skipped. */
 export function descendants(pid: number): number[] {
@@ -17,4 +17,21 @@ export function descendants(pid: number): number[] {
     queue.push(...kids);
   }
   return out;
+}
+
+/** What each open descriptor of pid points at ("pipe:[…]", a path); empty when the process is gone. */
+export function fdTargets(pid: number): string[] {
+  let fds: string[] = [];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    // gone
+  }
+  return fds.map((n) => {
+    try {
+      return readlinkSync(`/proc/${pid}/fd/${n}`);
+    } catch {
+      return ''; // closed meanwhile
+    }
+  });
 }
