@@ -23,7 +23,7 @@
 //        only when named; none skips it), --drivers-only (skip the comparison), --capacity N (idle sessions),
 //        --no-cluster (skip the cluster figure: echo calls/s through the owner node vs a non-owner, bench/cluster.ts),
 //        --idle DURATION (between the repeat scenario's bursts; default 30s), --storm N (new sessions; default 100),
-//        --storm-over DURATION (default 5s), --bursts-only (only the burst scenarios)
+//        --storm-over DURATION (default 5s), --bursts-only (only the burst scenarios), --no-storm (the repeat burst without the storm)
 // Output: a table on stdout, JSON in .bench/results.json. Targets are shown, never asserted.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -572,11 +572,13 @@ if (!DRIVERS_ONLY && !flag('no-burst')) {
   } catch (e) {
     log(`burst: FAILED: ${(e as Error).message}`); // the other results are still reported
   }
-  log(`storm: ${STORM} new sessions over ${STORM_OVER_MS / 1000} s beside 8 live sessions; default pool vs auto`);
-  try {
-    burst.storm = await stormScenario(o);
-  } catch (e) {
-    log(`storm: FAILED: ${(e as Error).message}`);
+  if (!flag('no-storm')) {
+    log(`storm: ${STORM} new sessions over ${STORM_OVER_MS / 1000} s beside 8 live sessions; default pool vs auto`);
+    try {
+      burst.storm = await stormScenario(o);
+    } catch (e) {
+      log(`storm: FAILED: ${(e as Error).message}`);
+    }
   }
 }
 let drivers: DriverResult[] = [];

@@ -83,9 +83,10 @@ const idleStarts = async (berth: Berth) =>
 describe('warm pool sizing (issue 17)', () => {
   test('auto means min 2, max 16; a number n is min = max = n; bad shapes are refused with the key named', () => {
     const pool = (warmPool: unknown) => RuntimeSchema.parse({ command: 'x', warmPool }).warmPool;
-    assert.deepEqual(pool('auto'), { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000 });
-    assert.deepEqual(pool(3), { min: 3, max: 3, window: 30_000, shrinkAfter: 0 });
-    assert.deepEqual(pool({ min: 1, max: 4, shrinkAfter: '2s' }), { min: 1, max: 4, window: 30_000, shrinkAfter: 2000 });
+    assert.deepEqual(pool('auto'), { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000, burstGap: 100 });
+    assert.deepEqual(pool(3), { min: 3, max: 3, window: 30_000, shrinkAfter: 0, burstGap: 0 });
+    assert.deepEqual(pool({ min: 1, max: 4, shrinkAfter: '2s' }), { min: 1, max: 4, window: 30_000, shrinkAfter: 2000, burstGap: 100 });
+    assert.throws(() => pool({ min: 1, max: 4, burstGap: 100 }), /duration with its unit/);
     assert.throws(() => pool({ min: 5, max: 4 }), /warmPool\.min must not exceed warmPool\.max/);
     assert.throws(() => pool({ min: 1, max: 4, shrinkAfter: 2 }), /duration with its unit/);
     assert.throws(() => pool('lots'), /expected a number of servers, auto, or \{min, max/);
@@ -147,6 +148,28 @@ describe('warm pool sizing (issue 17)', () => {
       },
       { maxConcurrentStarts: 1 },
     );
+  });
+
+  test('refills wait while a burst is served from warm servers (burstGap), and fill the pool once it ends', async () => {
+    const GAP_MS = 6000;
+    await withBerth({ min: 4, max: 4, burstGap: `${GAP_MS}ms` }, async (berth) => {
+      await waitFor('the warm pool', async () => (await gauge(berth, 'berth_warm_servers')) === 4 && (await idleStarts(berth)));
+      const sessions = await burst(berth, 3); // each arrives well within 6 s of the one before, even on a loaded host
+      const burstEnd = Date.now();
+      // Without the hold the first refill starts 250 ms after the first session's initialize, inside the burst.
+      await waitFor(
+        'the first refill',
+        async () =>
+          (await gauge(berth, 'berth_server_starts', 'runtime="default",state="running"')) > 0 ||
+          (await gauge(berth, 'berth_warm_servers')) > 1,
+      );
+      const heldFor = Date.now() - burstEnd;
+      // The last arrival came before burstEnd by at most its connect and one call: 3 s of slack for a loaded host.
+      assert.ok(heldFor >= GAP_MS - 3000, `refills held for ${heldFor} ms after the burst, not ~${GAP_MS} ms`);
+      await waitFor('the pool refilled to 4', async () => (await gauge(berth, 'berth_warm_servers')) === 4 && (await idleStarts(berth)));
+      assert.equal(await gauge(berth, 'berth_sessions_live'), 3);
+      for (const s of sessions) await s.transport.terminateSession();
+    });
   });
 
   test('a fixed number keeps its size through the same burst: refilled to it, never above it', async () => {

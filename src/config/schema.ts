@@ -273,7 +273,7 @@ export function startSlots(setting: number | 'auto', driver: string): number {
 }
 
 /** What `warmPool: auto` means. */
-export const WARM_POOL_AUTO = { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000 } as const;
+export const WARM_POOL_AUTO = { min: 2, max: 16, window: 30_000, shrinkAfter: 120_000, burstGap: 100 } as const;
 
 /** A warm pool's bounds as the pool reads them: a fixed size N is min = max = N. */
 export interface WarmPoolSize {
@@ -283,6 +283,11 @@ export interface WarmPoolSize {
   window: number;
   /** ms without a new session after which the pool stops its servers above min. */
   shrinkAfter: number;
+  /**
+   * ms: new sessions that arrive less than this apart are one burst; while a burst is served from warm servers,
+   * refills wait for it to end (or for the pool to run out). 0: refills start at once.
+   */
+  burstGap: number;
 }
 
 const poolCount = z.number().int().nonnegative();
@@ -297,6 +302,9 @@ const WarmPoolSchema = z
           max: z.number().int().positive().max(1000).describe('Most warm servers the pool grows to under a burst of new sessions.'),
           window: duration('New sessions are counted over this sliding window to size the pool.').prefault('30s'),
           shrinkAfter: duration('After this long without a new session, the warm servers above min are stopped.').prefault('2m'),
+          burstGap: duration(
+            'New sessions arriving less than this apart are one burst: while warm servers are left, refills wait until it ends, so the burst does not share the CPU with servers starting. 0 refills at once.',
+          ).prefault('100ms'),
         })
         .strict()
         .refine((o) => o.min <= o.max, { message: 'warmPool.min must not exceed warmPool.max', path: ['min'] })
@@ -304,14 +312,18 @@ const WarmPoolSchema = z
     ],
     {
       error:
-        'expected a number of servers, auto, or {min, max, window, shrinkAfter} (min and max numbers of servers, the others durations)',
+        'expected a number of servers, auto, or {min, max, window, shrinkAfter, burstGap} (min and max numbers of servers, the others durations)',
     },
   )
   .transform((v): WarmPoolSize =>
-    v === 'auto' ? { ...WARM_POOL_AUTO } : typeof v === 'number' ? { min: v, max: v, window: WARM_POOL_AUTO.window, shrinkAfter: 0 } : v,
+    v === 'auto'
+      ? { ...WARM_POOL_AUTO }
+      : typeof v === 'number'
+        ? { min: v, max: v, window: WARM_POOL_AUTO.window, shrinkAfter: 0, burstGap: 0 }
+        : v,
   )
   .describe(
-    "Servers started ahead of demand so a new session (or a stateless request) finds one ready. A number: that many, always. {min, max, window, shrinkAfter} or auto: the pool of a stateful runtime (and of its 2026 runtime sessions) follows demand (a stateless pool keeps min): it aims at min plus the larger of twice the new sessions expected while one server starts (their rate over window, taken over at least one start time, times the measured start time) and the most sessions that started within one window since the pool last shrank (a burst that came once is expected again), at most max and, above min, half the available host memory divided by limits.memory (unset: 256MiB a server); refills take the start slots of limits.maxConcurrentStarts after clients' own starts; after shrinkAfter without a new session the servers above min are stopped. auto is {min: 2, max: 16, window: 30s, shrinkAfter: 2m}.",
+    "Servers started ahead of demand so a new session (or a stateless request) finds one ready. A number: that many, always. {min, max, window, shrinkAfter, burstGap} or auto: the pool of a stateful runtime (and of its 2026 runtime sessions) follows demand (a stateless pool keeps min): it aims at min plus the larger of twice the new sessions expected while one server starts (their rate over window, taken over at least one start time, times the measured start time) and the most sessions that started within one window since the pool last shrank (a burst that came once is expected again), at most max and, above min, half the available host memory divided by limits.memory (unset: 256MiB a server); refills take the start slots of limits.maxConcurrentStarts after clients' own starts, and wait while new sessions keep arriving less than burstGap apart and warm servers are left; after shrinkAfter without a new session the servers above min are stopped. auto is {min: 2, max: 16, window: 30s, shrinkAfter: 2m, burstGap: 100ms}.",
   )
   .prefault('auto');
 
