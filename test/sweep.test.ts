@@ -77,11 +77,18 @@ function onHost(recs: Rec[]) {
     // Each session's network namespace (src/sandbox/network.ts), while its name is still there.
     out.netns.push(...(r.netns ?? []).filter((n) => existsSync(`/var/run/netns/${n}`)));
   }
+  // A session's network is recorded twice: in its sandbox's record and in one of its own (made first).
+  out.netns = [...new Set(out.netns)];
   return out;
 }
 
 /** The records of one berth process (its state directory is named by pid and start time). */
 function records(b: BerthProcess): Rec[] {
+  return allRecords(b).filter((r) => r.driver !== 'network');
+}
+
+/** Its sandboxes' records and its sessions' networks' own (src/sandbox/network.ts). */
+function allRecords(b: BerthProcess): Rec[] {
   const dir = readdirSync(STATE).find((d) => d.startsWith(`i-${b.proc.pid}-`));
   if (!dir) return [];
   return readdirSync(join(STATE, dir))
@@ -146,9 +153,20 @@ for (const c of CASES) {
 
     test('are left on the host by the kill, and removed by the next berth to start, sparing a live berth', async () => {
       const victim = await berthWithSandboxes(flags, 2);
-      const recs = records(victim.berth);
-      assert.equal(recs.length, 3, 'two warm sandboxes and one session, each recorded');
-      assert.ok(recs.every((r) => r.driver === c.driver && r.pid && r.start && r.dirs.length >= 1));
+      const sandboxes = records(victim.berth);
+      assert.equal(sandboxes.length, 3, 'two warm sandboxes and one session, each recorded');
+      assert.ok(sandboxes.every((r) => r.driver === c.driver && r.pid && r.start && r.dirs.length >= 1));
+      const recs = allRecords(victim.berth);
+      // As root each session has a network namespace, recorded on its own before it is made, with its scratch
+      // directory (resolv.conf); a berth killed while making one used to leave both behind.
+      const nets = recs.filter((r) => r.driver === 'network');
+      if (process.getuid?.() === 0 && c.driver !== 'gvisor') {
+        assert.equal(nets.length, 3, 'a network record per sandbox (root)');
+        assert.ok(
+          nets.every((r) => r.netns?.length === 1 && r.dirs.length === 1 && existsSync(r.dirs[0]!)),
+          JSON.stringify(nets),
+        );
+      }
       const liveRecs = records(live.berth);
       assert.equal(liveRecs.length, 2);
       const liveBefore = onHost(liveRecs);
@@ -206,8 +224,8 @@ for (const c of CASES) {
 
 test('two berths starting at once sweep each dead sandbox exactly once', async () => {
   const victim = await berthWithSandboxes(['--isolation', 'process'], 2);
-  const recs = records(victim.berth);
-  assert.equal(recs.length, 3);
+  assert.equal(records(victim.berth).length, 3);
+  const recs = allRecords(victim.berth);
   await victim.berth.stop('SIGKILL');
   const config = { server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process' as const, warmPool: 0 } } };
   const quiet = pino({ level: 'silent' });
@@ -240,4 +258,23 @@ test('server.stateDir in the config chooses where the records are kept', async (
     await berth.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a host shell's scratch directory left by a berth killed with its shell is removed; a live berth's is kept", async () => {
+  const { spawnSync } = await import('node:child_process');
+  const { mkdirSync, writeFileSync } = await import('node:fs');
+  const dead = spawnSync('true').pid!; // exited: its pid names no live berth (or a later process with another start time)
+  const myStart = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[19]);
+  const left = join(STATE, `host-${dead}-12345-Ab1Cd2`);
+  const live = join(STATE, `host-${process.pid}-${myStart}-Ef3Gh4`);
+  for (const d of [left, live]) {
+    mkdirSync(d);
+    writeFileSync(join(d, '7'), "a command's stderr");
+  }
+  const again = createRuntime({ server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } });
+  await again.start();
+  await again.stop();
+  assert.equal(existsSync(left), false, "the dead berth's host-shell directory is swept");
+  assert.equal(existsSync(join(live, '7')), true, "a live berth's is kept");
+  rmSync(live, { recursive: true, force: true });
 });

@@ -1,7 +1,16 @@
 // The one small interface every sandbox driver implements (process today; namespace, gVisor, microVM next).
 import type { Readable, Writable } from 'node:stream';
-import type { AllowRule, NetworkMode } from './network.js';
 import type { Dial } from './dial.js';
+
+/** A session's network: none (loopback only), egress (outbound through rules, network.ts) or the host's. */
+export type NetworkMode = 'none' | 'egress' | 'host';
+
+/** One allowNet entry, resolved: a range (and port) an egress session may reach past the blocked ranges. */
+export interface AllowRule {
+  cidr: string;
+  port?: number;
+  family: 4 | 6;
+}
 
 export interface SandboxLimits {
   /** Bytes of memory, or undefined for no limit. */

@@ -17,12 +17,13 @@
 // user may write there), never the shared temp directory, where another user could replace a removed directory
 // with one of symlinks that root's `2>` would follow; berth reads them without following a symlink.
 // A shell whose berth dies (even by SIGKILL) sees its stdin end and, once its jobs have ended, removes its
-// directory itself (its own EXIT trap).
+// directory itself (its own EXIT trap); one killed with berth leaves it to the next berth's sweep.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { constants, mkdtempSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { procStat } from './proc-stat.js';
 import { usableRoot } from './state-root.js';
 
 export interface RunResult {
@@ -54,7 +55,9 @@ class HostShell {
   private closed = false;
 
   constructor() {
-    this.dir = mkdtempSync(join(usableRoot(), 'host-'));
+    // Named by berth's pid and start time: a shell killed outright (with its process group) cannot remove it, and the
+    // next berth's sweep removes those whose berth is dead (registry.ts).
+    this.dir = mkdtempSync(join(usableRoot(), `host-${process.pid}-${procStat(process.pid)?.start ?? 0}-`));
     // -s: commands from stdin. The shell's own stderr (its complaints, never a command's) is kept for errors.
     this.proc = spawn('/bin/sh', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'], env: process.env });
     this.proc.stdin!.on('error', () => undefined); // a dead shell: 'exit' and 'close' say so

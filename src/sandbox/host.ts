@@ -1,8 +1,10 @@
 // Host facts the sandbox drivers share: the unprivileged uid, which /etc files a server may see, tool lookup.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { existsSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { shellRun } from './host-shell.js';
+
+export { procStat } from './proc-stat.js';
 
 /**
  * A name for host-visible things of a session (cgroups, container ids): world-readable, so never the
@@ -59,21 +61,6 @@ export function dropPrivileges(): string[] {
  * (host-shell.ts), so berth's event loop does not wait while the kernel copies berth for a fork. */
 export function run(file: string, args: string[], input?: string): Promise<{ code: number | null; stderr: string }> {
   return shellRun(file, args, input);
-}
-
-/**
- * A process's start time (clock ticks since boot), parent and process group from /proc/PID/stat, or undefined
- * when it is gone or a zombie. The start time tells a process apart from a later one that reused its pid.
- */
-export function procStat(pid: number): { start: number; ppid: number; pgid: number } | undefined {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' '); // fields from the 3rd (state) on; comm may hold spaces
-    if (f[0] === 'Z' || f[0] === 'X') return undefined;
-    return { start: Number(f[19]), ppid: Number(f[1]), pgid: Number(f[2]) };
-  } catch {
-    return undefined;
-  }
 }
 
 /** Where a symlinked /etc/localtime points inside /usr (kept a symlink in sandboxes: bound as a file, time-zone

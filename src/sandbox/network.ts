@@ -22,8 +22,10 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { namespaceDialer, type Dial, type NamespaceDialer } from './dial.js';
 import { isRoot, run, which } from './host.js';
+import { track } from './registry.js';
+import type { AllowRule, NetworkMode } from './driver.js';
 
-export type NetworkMode = 'none' | 'egress' | 'host';
+export type { AllowRule, NetworkMode };
 
 /** Ranges a session never reaches in egress mode unless allowNet names them. */
 export const BLOCKED_V4 = [
@@ -56,11 +58,6 @@ export interface SessionNetwork {
 }
 
 /** One allowNet entry: a CIDR (or a bare address), or HOST:PORT for one TCP port. */
-export interface AllowRule {
-  cidr: string;
-  port?: number;
-  family: 4 | 6;
-}
 
 /** Parses allowNet entries, resolving host names once; throws naming the entry that is not one. */
 export async function parseAllow(entries: readonly string[]): Promise<AllowRule[]> {
@@ -214,11 +211,15 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
   // resolv.conf must be readable by the sandbox uid (0711 dir, 0644 file).
   const scratch = await mkdtemp(join(tmpdir(), 'berth-net-'));
   chmodSync(scratch, 0o711);
+  // Recorded before the namespace is made, on its own: a berth killed at any point after this (SIGKILL, OOM) leaves
+  // the namespace and the directory to the next berth's sweep (its helpers die with it: pdeathsig).
+  const record = track(`net-${name}`, { driver: 'network', mounts: [], dirs: [scratch], netns: [name] });
   const close = async () => {
     for (const d of dialers) d.close();
     await Promise.all(helpers.map(kill));
     await run(tool('ip'), ['netns', 'del', name]);
     await rm(scratch, { recursive: true, force: true });
+    record.drop();
   };
   try {
     await must(tool('ip'), ['netns', 'add', name], `making network namespace ${name}`);

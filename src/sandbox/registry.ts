@@ -186,7 +186,9 @@ async function sweepInstance(claimed: string, owner: string, log: Logger): Promi
     try {
       const done = await sweepRecord(rec);
       unlinkSync(join(claimed, f));
-      swept++;
+      // A session's network has a record of its own (network.ts), so one made before its sandbox is swept too; it is
+      // part of that sandbox, not another one.
+      if (rec.driver !== 'network') swept++;
       log.info({ owner, driver: rec.driver, ...done }, 'swept a sandbox left by a dead berth');
     } catch (e) {
       failed = true;
@@ -208,6 +210,10 @@ export async function sweepDeadInstances(log: Logger): Promise<number> {
   try {
     const dir = usableRoot();
     for (const entry of readdirSync(dir)) {
+      // A host shell's scratch directory (host-shell.ts), left when it was killed with its berth: only its commands'
+      // stderr files, nothing to act on.
+      const shell = /^host-(\d+)-(\d+)-/.exec(entry);
+      if (shell && !ownerAlive(Number(shell[1]), Number(shell[2]))) rmSync(join(dir, entry), { recursive: true, force: true });
       const m = /^[is]-(\d+)-(\d+)(?:-|$)/.exec(entry);
       if (!m || ownerAlive(Number(m[1]), Number(m[2]))) continue;
       // Claimed by an atomic rename, so two berths starting together never sweep the same directory.
