@@ -3,8 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -18,6 +17,7 @@ import { candidates, choose } from '../src/cluster/placement.ts';
 import { ACCEPT_BOTH, initBody, listeningUrl, PROBE, readUntil, ROOT, sseEvents, sseMessages, textOf } from './helpers/berth.ts';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.ts';
 import { makeNet, netnsAvailable, type Net } from './helpers/netns.ts';
+import { tempDir } from './helpers/temp.ts';
 
 const SECRET = 'cluster-secret-for-tests-0123456789abcdef';
 const KEYS = { alice: 'alice-key-0123456789', bob: 'bob-key-0123456789' };
@@ -130,7 +130,7 @@ async function startNode(
   prefix: string[],
   cluster: Record<string, unknown> = {},
 ): Promise<Node> {
-  const dir = mkdtempSync(join(tmpdir(), `berth-cluster-${name}-`));
+  const dir = tempDir(`berth-cluster-${name}-`);
   const file = join(dir, 'berth.yaml');
   const config = {
     server: { host, port: 0, admin: { tokenEnv: 'BERTH_ADMIN_TOKEN' }, drainTimeout: '2s' },

@@ -2,16 +2,17 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join, relative } from 'node:path';
 import { stringify } from 'yaml';
 import { RuntimeSchema, startSlots, WARM_POOL_AUTO } from '../src/config/schema.ts';
 import { createRuntime, loadConfigFile } from '../src/index.ts';
 import { generate } from '../scripts/gen-schema.ts';
 import { connect, PROBE, ROOT, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { tempDir } from './helpers/temp.ts';
 
-const dir = mkdtempSync(join(tmpdir(), 'berth-config-test-'));
+const dir = tempDir('berth-config-test-');
 
 describe('berth serve --config', () => {
   let berth: BerthProcess;

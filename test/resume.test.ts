@@ -2,9 +2,8 @@
 // keep-alives, slow readers, and timeouts — with raw HTTP for the wire details and the official SDK client
 // across a real network cut (a TCP proxy that resets connections).
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
@@ -24,6 +23,7 @@ import {
   type SseEvent,
 } from './helpers/berth.ts';
 import { startProxy } from './helpers/proxy.ts';
+import { tempDir } from './helpers/temp.ts';
 
 const V = '2025-11-25';
 
@@ -59,7 +59,7 @@ const progressOf = (events: SseEvent[]) =>
     .map((m) => m.params!.progress);
 
 async function serveConfig(streams: Record<string, unknown>, limits: Record<string, unknown> = {}): Promise<BerthProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-resume-'));
+  const dir = tempDir('berth-resume-');
   const file = join(dir, 'berth.yaml');
   writeFileSync(
     file,

@@ -2,9 +2,8 @@
 // API keys, principal binding, quotas, the admin API, the audit log and the no-auth exposure guard.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +14,7 @@ import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { createAuthenticator } from '../src/security/auth.ts';
 import { ACCEPT_BOTH, connect, initBody, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { tempDir } from './helpers/temp.ts';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -87,7 +87,7 @@ describe('authentication, binding, quotas, admin', () => {
   before(async () => {
     await issuer.start();
     await issuer.addKey('k1');
-    const dir = mkdtempSync(join(tmpdir(), 'berth-sec-'));
+    const dir = tempDir('berth-sec-');
     const runtime = { command: PROBE, isolation: 'process', warmPool: 1 };
     const config = {
       server: { port: 0, admin: { tokenEnv: 'BERTH_TEST_ADMIN' } },
@@ -286,7 +286,7 @@ for (const driver of [namespaceDriver, gvisorDriver]) {
     const probe = await driver.probe(ROOT);
     if (!probe.ok) console.log(`# SKIP config hiding (${driver.name}): driver unavailable here: ${probe.reason}`);
     test('the config file in the runtime directory cannot be read inside the sandbox', { skip: !probe.ok && probe.reason }, async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'berth-hide-'));
+      const dir = tempDir('berth-hide-');
       chmodSync(dir, 0o755); // readable by the sandbox's uid, and so is the (0644) config: only the mask hides it
       const file = join(dir, 'berth.json');
       writeFileSync(join(dir, 'beside.txt'), 'visible');
