@@ -1,5 +1,5 @@
 // The burst scenarios of `npm run bench`, for issue 17's acceptance lines, on berth's default warm pool (a fixed 2)
-// and on warmPool auto (min 2, max 16, window 30s, shrinkAfter 2m):
+// and on warmPool auto (min 2, max 16, window 30s, shrinkAfter 2m, burstGap 100ms):
 //   repeat  16 sessions opened one after another on fresh berths, then 16 more after --idle (default 30s):
 //           (a) "16 sessions opened one after another after 30 s idle, defaults: start p50 ≤ 25 ms, p99 ≤ 100 ms"
 //   storm   8 live sessions call echo back to back while --storm N (100) new sessions arrive at an even rate over

@@ -278,3 +278,33 @@ test("a host shell's scratch directory left by a berth killed with its shell is 
   assert.equal(existsSync(join(live, '7')), true, "a live berth's is kept");
   rmSync(live, { recursive: true, force: true });
 });
+
+test(
+  "the sweep removes a recorded directory only if it is still berth's: one another user took the name of is left",
+  {
+    skip: process.getuid?.() !== 0 && 'needs root to make a directory of another user',
+  },
+  async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { chownSync, mkdirSync, writeFileSync } = await import('node:fs');
+    const dead = spawnSync('true').pid!;
+    const mine = mkdtempSync(join(tmpdir(), 'berth-net-'));
+    const taken = mkdtempSync(join(tmpdir(), 'berth-net-'));
+    writeFileSync(join(taken, 'theirs'), 'another user made this directory after berth removed its own');
+    chownSync(taken, 4242, 4242);
+    const instance = join(STATE, `i-${dead}-12345`);
+    mkdirSync(instance);
+    writeFileSync(join(instance, 'net-x.json'), JSON.stringify({ driver: 'network', mounts: [], dirs: [mine, taken] }));
+    try {
+      const again = createRuntime({ server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } });
+      await again.start();
+      await again.stop();
+      assert.equal(existsSync(mine), false, "berth's own directory is removed");
+      assert.equal(existsSync(join(taken, 'theirs')), true, "another user's is left as it is");
+      assert.equal(existsSync(instance), false, 'the record is swept');
+    } finally {
+      rmSync(mine, { recursive: true, force: true });
+      rmSync(taken, { recursive: true, force: true });
+    }
+  },
+);

@@ -42,7 +42,7 @@ function int(v: string): number {
   return n;
 }
 
-/** --warm-pool: N (fixed), auto, or MIN..MAX (grows with the rate of new sessions; config files add window and shrinkAfter). */
+/** --warm-pool: N (fixed), auto, or MIN..MAX (grows with the rate of new sessions; config files add window, shrinkAfter and burstGap). */
 function warmPoolArg(v: string): number | 'auto' | { min: number; max: number } {
   if (v === 'auto') return 'auto';
   const range = /^(\d+)\.\.(\d+)$/.exec(v);

@@ -14,7 +14,7 @@ import { cgroupPath } from './cgroups.js';
 import { startChild } from './child.js';
 import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
-import { openNetwork } from './network.js';
+import { closedOnError, openNetwork } from './network.js';
 import { mountOverlay } from './overlay.js';
 import { track } from './registry.js';
 import { resolveArgv } from './process.js';
@@ -261,10 +261,13 @@ export const gvisorDriver: SandboxDriver = {
     // runsc makes the mount points a bundle needs inside its root: for an image, in the session's own overlay of the
     // shared root, never in the root every session shares.
     if (spec.image) track(id, { driver: 'gvisor', mounts: [join(scratch, 'merged')], dirs: [scratch, spec.workDir] });
-    const merged = spec.image ? await mountOverlay(spec.image.rootfs, scratch) : undefined;
-    if (spec.image)
-      writeImageBundle(bundle, spec, { ...spec.image, rootfs: merged ?? spec.image.rootfs }, netstack, net?.resolvConf, !merged);
-    else writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd), netstack, net?.resolvConf);
+    const merged = await closedOnError(net, async () => {
+      const merged = spec.image ? await mountOverlay(spec.image.rootfs, scratch) : undefined;
+      if (spec.image)
+        writeImageBundle(bundle, spec, { ...spec.image, rootfs: merged ?? spec.image.rootfs }, netstack, net?.resolvConf, !merged);
+      else writeBundle(bundle, spec, resolveArgv(spec.argv, spec.cwd), netstack, net?.resolvConf);
+      return merged;
+    });
     return startChild({
       driver: 'gvisor',
       file: runsc,

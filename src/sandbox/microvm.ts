@@ -34,7 +34,7 @@ import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which } 
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { bundleFor, type Bundle } from './microvm-bundle.js';
 import { mountCapped } from './disk.js';
-import { openNetwork } from './network.js';
+import { closedOnError, openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
 import { track } from './registry.js';
 
@@ -303,17 +303,20 @@ export const microvmDriver: SandboxDriver = {
     const net = guestNic(spec)
       ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId })
       : undefined;
-    // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
-    if (spec.image) {
-      mkdirSync(join(scratch, 'empty'));
-      writeImageGuest(join(scratch, 'cfg'), spec, spec.image);
-    } else {
-      const argv = resolveArgv(spec.argv, spec.cwd);
-      writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
-    }
-    // The 9p-shared working directory is the only host storage a VM writes to; its tmpfs and overlay live in its memory.
-    const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, SANDBOX_UID, 0o700, spec.notice) : undefined;
-    if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
+    const capped = await closedOnError(net, async () => {
+      // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
+      if (spec.image) {
+        mkdirSync(join(scratch, 'empty'));
+        writeImageGuest(join(scratch, 'cfg'), spec, spec.image);
+      } else {
+        const argv = resolveArgv(spec.argv, spec.cwd);
+        writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
+      }
+      // The 9p-shared working directory is the only host storage a VM writes to; its tmpfs and overlay live in its memory.
+      const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, SANDBOX_UID, 0o700, spec.notice) : undefined;
+      if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
+      return capped;
+    });
     // The guest console arrives on a unix socket QEMU connects to; it is the server's stderr.
     const stderr = new PassThrough();
     const stdin = new PassThrough();

@@ -18,7 +18,7 @@ import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
 import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { mountCapped } from './disk.js';
-import { networkUnavailable, openNetwork } from './network.js';
+import { closedOnError, networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
 
 /** The network bwrap runs in: one berth made (or the host's), shared; else a fresh, empty one of bwrap's own. */
@@ -271,16 +271,19 @@ export const namespaceDriver: SandboxDriver = {
     if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
     const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
     const drop = dropPrivileges();
-    // bwrap (unprivileged) cannot make a mount point inside the image's root-owned directories: made here, as root.
-    if (merged && spec.image) makeMountPoints(merged, [...(net?.resolvConf ? ['/etc/resolv.conf'] : []), ...spec.mounts]);
-    const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
-    const view = { shared: own, resolvConf: net?.resolvConf };
-    const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
-    const envArgs = spec.image ? imageEnvArgs(spec.env) : undefined;
-    if (envArgs && args.length + envArgs.length > BWRAP_MAX_ARGS)
-      throw new Error(
-        `the image's environment has ${Object.keys(spec.env).length} variables: under isolation namespace a server gets at most ${Math.floor((BWRAP_MAX_ARGS - args.length - 1) / 3)} (bubblewrap reads at most ${BWRAP_MAX_ARGS} arguments)`,
-      );
+    const { args, envArgs } = await closedOnError(net, () => {
+      // bwrap (unprivileged) cannot make a mount point inside the image's root-owned directories: made here, as root.
+      if (merged && spec.image) makeMountPoints(merged, [...(net?.resolvConf ? ['/etc/resolv.conf'] : []), ...spec.mounts]);
+      const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
+      const view = { shared: own, resolvConf: net?.resolvConf };
+      const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
+      const envArgs = spec.image ? imageEnvArgs(spec.env) : undefined;
+      if (envArgs && args.length + envArgs.length > BWRAP_MAX_ARGS)
+        throw new Error(
+          `the image's environment has ${Object.keys(spec.env).length} variables: under isolation namespace a server gets at most ${Math.floor((BWRAP_MAX_ARGS - args.length - 1) / 3)} (bubblewrap reads at most ${BWRAP_MAX_ARGS} arguments)`,
+        );
+      return { args, envArgs };
+    });
     const full = [...drop, bwrap, ...args];
     return startChild({
       driver: 'namespace',

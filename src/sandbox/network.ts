@@ -264,3 +264,17 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
     throw e;
   }
 }
+
+/**
+ * Runs what a driver does between making the session's network and handing it to startChild (which owns it from
+ * then on, closing it on its own failures): a step that throws removes the network at once, rather than leaving the
+ * namespace to the next berth's sweep while this one runs.
+ */
+export async function closedOnError<T>(net: SessionNetwork | undefined, step: () => T | Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (e) {
+    await net?.close();
+    throw e;
+  }
+}

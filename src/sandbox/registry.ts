@@ -4,11 +4,22 @@
 // directories whose owner is dead, and only those, so concurrent berths never touch each other's sandboxes.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { cgroupRoots, removeCgroupDir } from './cgroups.js';
-import { procStat } from './host.js';
+import { procStat, SANDBOX_UID } from './host.js';
 import { stateRoot, usableRoot } from './state-root.js';
 
 export { stateRoot, useStateRoot } from './state-root.js';
@@ -130,6 +141,16 @@ function mountPoints(): string[] {
     .map((l) => unescape(l.split(' ')[4]!));
 }
 
+/** A real directory (not a symlink to one) owned by berth's user, or by the sandbox uid berth gives working directories to. */
+function ownDirectory(p: string): boolean {
+  try {
+    const st = lstatSync(p);
+    return st.isDirectory() && (st.uid === (process.getuid?.() ?? st.uid) || st.uid === SANDBOX_UID);
+  } catch {
+    return false;
+  }
+}
+
 /** Guards against a damaged record naming / or a top-level directory. */
 const deepEnough = (p: unknown): p is string =>
   typeof p === 'string' && p.startsWith('/') && !p.includes('/../') && p.split('/').filter(Boolean).length >= 2;
@@ -162,6 +183,9 @@ async function sweepRecord(
   for (const d of (rec.dirs ?? []).filter(deepEnough)) {
     // rm -r through a live mount would delete what it shows (an overlay's upper layer, a bind-mounted host dir).
     if (!existsSync(d) || still.some((m) => m === d || m.startsWith(`${d}/`))) continue;
+    // Only a directory of berth's own user: a scratch directory in the shared temp dir may have gone (a tmpfiles age
+    // cleanup, a reboot under a persistent stateDir) and its name been taken by another user since it was recorded.
+    if (!ownDirectory(d)) continue;
     rmSync(d, { recursive: true, force: true });
     dirs.push(d);
   }
@@ -213,7 +237,14 @@ export async function sweepDeadInstances(log: Logger): Promise<number> {
       // A host shell's scratch directory (host-shell.ts), left when it was killed with its berth: only its commands'
       // stderr files, nothing to act on.
       const shell = /^host-(\d+)-(\d+)-/.exec(entry);
-      if (shell && !ownerAlive(Number(shell[1]), Number(shell[2]))) rmSync(join(dir, entry), { recursive: true, force: true });
+      if (shell && !ownerAlive(Number(shell[1]), Number(shell[2]))) {
+        try {
+          rmSync(join(dir, entry), { recursive: true, force: true });
+        } catch {
+          // left for a later berth: it never stops the sandboxes' sweep below
+        }
+        continue;
+      }
       const m = /^[is]-(\d+)-(\d+)(?:-|$)/.exec(entry);
       if (!m || ownerAlive(Number(m[1]), Number(m[2]))) continue;
       // Claimed by an atomic rename, so two berths starting together never sweep the same directory.
