@@ -118,10 +118,11 @@ describe('warm pool sizing (issue 17)', () => {
     });
   });
 
-  test('a session that finds the pool empty while a refill is starting gets that refill, not a start of its own', async () => {
-    // One start slot: the refill after session A holds it, so session B's own start could not even begin before the
-    // refill is ready. B is served by the refill (a server already starting when B arrived); B's own place in the
-    // start queue is given up, and the pool stays at its size.
+  test('a session that finds the pool empty while a refill is starting takes whichever is ready first, the refill or its own start; the other waits in the pool', async () => {
+    // One start slot, held by the refill after session A. Session B may start beside refills alone (StartGate), so B's
+    // own start and the refill race: usually the refill, begun first, is ready first and B leaves the start queue;
+    // on a loaded host B's own start can win (seen in CI). Either way nothing is thrown away and nothing is doubled:
+    // the other server waits in the pool, which stays at its size.
     await withBerth(
       1,
       async (berth, seen) => {
@@ -141,9 +142,15 @@ describe('warm pool sizing (issue 17)', () => {
         const starting = probeServers().filter((p) => p !== aPid);
         assert.equal(starting.length, 1, `one server starting beside A's: ${starting.join(', ')}`);
         const b = await connect(berth.endpoint());
-        assert.equal(await pidOf(b), starting[0], 'B runs on the refill that was starting when it arrived');
+        const bPid = await pidOf(b);
         await waitFor('the pool refilled to 1', async () => (await gauge(berth, 'berth_warm_servers')) === 1 && (await idleStarts(berth)));
         assert.ok(Math.max(...seen) <= 1, `never above 1: saw ${Math.max(...seen)}`);
+        const warm = probeServers().filter((p) => p !== aPid && p !== bPid);
+        assert.equal(warm.length, 1, `A's, B's and one warm server, no more: warm ${warm.join(', ')}`);
+        assert.ok(
+          bPid === starting[0] || warm[0] === starting[0],
+          `the refill that was starting when B arrived (${starting[0]}) serves B (${bPid}) or waits in the pool (${warm[0]})`,
+        );
         for (const s of [a, b]) await s.transport.terminateSession();
       },
       { maxConcurrentStarts: 1 },
