@@ -105,7 +105,9 @@ for (const d of DRIVER_IDS)
 // supergateway, the 1-process reference) new server processes, still unoptimised by V8 (at 0.5 s of warm-up each of
 // 8 had answered ~30 calls). With 0.5 s every target's calls/s rose round after round (at 8 sessions, direct
 // 424 → 730 → 1025, 390 → 544 → 652, 344 → 455 → 677 in three runs; berth 451 → 480 → 602, 503 → 311 → 576,
-// 312 → 579 → 602), so the figures mixed warm-up into the steady state a session that lives minutes sees.
+// 312 → 579 → 602), so the figures mixed warm-up into the steady state a session that lives minutes sees. With 2–3 s
+// the shared direct process still rises (654 → 839 → 1125): one process answering every session keeps getting faster
+// with their calls, each of berth's servers sees an eighth of them (docs/benchmarks.md, "Eighth session").
 const P = QUICK
   ? { rounds: 3, firstWarmupMs: 2000, warmupMs: 150, latencyMs: 400, loadMs: 600, sessionSamples: 6, coldSamples: 3, elicitCalls: 30 }
   : { rounds: 5, firstWarmupMs: 3000, warmupMs: 150, latencyMs: 500, loadMs: 900, sessionSamples: 12, coldSamples: 5, elicitCalls: 60 };
