@@ -130,6 +130,14 @@ const skipUnless = async (d: typeof namespaceDriver) => {
 
 after(() => rmSync(STATE, { recursive: true, force: true }));
 
+/** Starts and stops a berth in this process (it sweeps at start); how many dead sandboxes it swept. */
+async function sweepOnce(): Promise<number> {
+  const b = createRuntime({ server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } });
+  await b.start();
+  await b.stop();
+  return b.sweptSandboxes;
+}
+
 // What survives berth's SIGKILL differs: bwrap (--die-with-parent) takes its namespace down, leaving the mount,
 // cgroup and directories; a plain process and runsc outlive berth.
 const CASES = [
@@ -209,10 +217,7 @@ for (const c of CASES) {
     });
 
     test('a second sweep finds nothing, and a berth stopped gracefully leaves no records', async () => {
-      const again = createRuntime({ server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } });
-      await again.start();
-      await again.stop();
-      assert.equal(again.sweptSandboxes, 0);
+      assert.equal(await sweepOnce(), 0);
       const liveRecs = records(live.berth);
       assert.equal(liveRecs.length, 2);
       await live.berth.stop();
@@ -264,16 +269,13 @@ test("a host shell's scratch directory left by a berth killed with its shell is 
   const { spawnSync } = await import('node:child_process');
   const { mkdirSync, writeFileSync } = await import('node:fs');
   const dead = spawnSync('true').pid!; // exited: its pid names no live berth (or a later process with another start time)
-  const myStart = Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')[19]);
   const left = join(STATE, `host-${dead}-12345-Ab1Cd2`);
-  const live = join(STATE, `host-${process.pid}-${myStart}-Ef3Gh4`);
+  const live = join(STATE, `host-${process.pid}-${stat(process.pid)!.start}-Ef3Gh4`);
   for (const d of [left, live]) {
     mkdirSync(d);
     writeFileSync(join(d, '7'), "a command's stderr");
   }
-  const again = createRuntime({ server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } });
-  await again.start();
-  await again.stop();
+  await sweepOnce();
   assert.equal(existsSync(left), false, "the dead berth's host-shell directory is swept");
   assert.equal(existsSync(join(live, '7')), true, "a live berth's is kept");
   rmSync(live, { recursive: true, force: true });
@@ -296,9 +298,7 @@ test(
     mkdirSync(instance);
     writeFileSync(join(instance, 'net-x.json'), JSON.stringify({ driver: 'network', mounts: [], dirs: [mine, taken] }));
     try {
-      const again = createRuntime({ server: { port: 0 }, runtimes: { default: { command: COMMAND, isolation: 'process', warmPool: 0 } } });
-      await again.start();
-      await again.stop();
+      await sweepOnce();
       assert.equal(existsSync(mine), false, "berth's own directory is removed");
       assert.equal(existsSync(join(taken, 'theirs')), true, "another user's is left as it is");
       assert.equal(existsSync(instance), false, 'the record is swept');

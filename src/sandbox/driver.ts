@@ -5,7 +5,7 @@ import type { Dial } from './dial.js';
 /** A session's network: none (loopback only), egress (outbound through rules, network.ts) or the host's. */
 export type NetworkMode = 'none' | 'egress' | 'host';
 
-/** One allowNet entry, resolved: a range (and port) an egress session may reach past the blocked ranges. */
+/** One allowNet entry, resolved (a CIDR or a bare address, or HOST:PORT for one TCP port): what an egress session may reach past the blocked ranges. */
 export interface AllowRule {
   cidr: string;
   port?: number;

@@ -23,7 +23,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, mkdtempSync } from 'node:fs';
 import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { procStat } from './proc-stat.js';
+import { ownerTag } from './proc-stat.js';
 import { usableRoot } from './state-root.js';
 
 export interface RunResult {
@@ -57,7 +57,7 @@ class HostShell {
   constructor() {
     // Named by berth's pid and start time: a shell killed outright (with its process group) cannot remove it, and the
     // next berth's sweep removes those whose berth is dead (registry.ts).
-    this.dir = mkdtempSync(join(usableRoot(), `host-${process.pid}-${procStat(process.pid)?.start ?? 0}-`));
+    this.dir = mkdtempSync(join(usableRoot(), `host-${ownerTag()}-`));
     // -s: commands from stdin. The shell's own stderr (its complaints, never a command's) is kept for errors.
     this.proc = spawn('/bin/sh', ['-s'], { stdio: ['pipe', 'pipe', 'pipe'], env: process.env });
     this.proc.stdin!.on('error', () => undefined); // a dead shell: 'exit' and 'close' say so

@@ -57,8 +57,6 @@ export interface SessionNetwork {
   close(): Promise<void>;
 }
 
-/** One allowNet entry: a CIDR (or a bare address), or HOST:PORT for one TCP port. */
-
 /** Parses allowNet entries, resolving host names once; throws naming the entry that is not one. */
 export async function parseAllow(entries: readonly string[]): Promise<AllowRule[]> {
   const out: AllowRule[] = [];

@@ -15,3 +15,14 @@ export function procStat(pid: number): { start: number; ppid: number; pgid: numb
     return undefined;
   }
 }
+
+/**
+ * This process as an owner: its pid and start time, `PID-START`. State named with it (registry.ts's instance
+ * directories, host-shell.ts's scratch directory) is another berth's to sweep once ownerAlive says it is gone.
+ */
+export function ownerTag(): string {
+  return `${process.pid}-${procStat(process.pid)?.start ?? 0}`;
+}
+
+/** Whether the process an owner tag names still runs: same pid, same start time (not a later one reusing the pid). */
+export const ownerAlive = (pid: number, start: number): boolean => procStat(pid)?.start === start;

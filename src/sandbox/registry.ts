@@ -19,7 +19,8 @@ import {
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { cgroupRoots, removeCgroupDir } from './cgroups.js';
-import { procStat, SANDBOX_UID } from './host.js';
+import { SANDBOX_UID } from './host.js';
+import { ownerAlive, ownerTag, procStat } from './proc-stat.js';
 import { stateRoot, usableRoot } from './state-root.js';
 
 export { stateRoot, useStateRoot } from './state-root.js';
@@ -50,11 +51,9 @@ let instanceDir: string | undefined;
 /** Liveness is read from /proc (pid and start time); without it every owner would look dead. */
 const supported = existsSync('/proc/self/stat');
 
-const myStart = () => procStat(process.pid)?.start ?? 0;
-
 function ownDir(): string {
   if (instanceDir) return instanceDir;
-  const dir = join(usableRoot(), `i-${process.pid}-${myStart()}`);
+  const dir = join(usableRoot(), `i-${ownerTag()}`);
   mkdirSync(dir, { recursive: true });
   // A clean exit leaves no records; the empty directory goes too (rmdir fails, harmlessly, if not empty).
   process.once('exit', () => {
@@ -182,10 +181,9 @@ async function sweepRecord(
   const still = mountPoints();
   for (const d of (rec.dirs ?? []).filter(deepEnough)) {
     // rm -r through a live mount would delete what it shows (an overlay's upper layer, a bind-mounted host dir).
-    if (!existsSync(d) || still.some((m) => m === d || m.startsWith(`${d}/`))) continue;
-    // Only a directory of berth's own user: a scratch directory in the shared temp dir may have gone (a tmpfiles age
-    // cleanup, a reboot under a persistent stateDir) and its name been taken by another user since it was recorded.
-    if (!ownDirectory(d)) continue;
+    // Only a directory of berth's own user (gone: nothing to do): a scratch directory in the shared temp dir may have
+    // gone (a tmpfiles age cleanup, a reboot under a persistent stateDir) and its name been taken by another user since.
+    if (!ownDirectory(d) || still.some((m) => m === d || m.startsWith(`${d}/`))) continue;
     rmSync(d, { recursive: true, force: true });
     dirs.push(d);
   }
@@ -193,8 +191,6 @@ async function sweepRecord(
   for (const n of netns) spawnSync('ip', ['netns', 'del', n]);
   return { killed: pids.length, cgroups, mounts, dirs, netns };
 }
-
-const ownerAlive = (pid: number, start: number) => procStat(pid)?.start === start;
 
 /** Sweeps the records of one claimed instance directory; a record that cannot be swept stays for a later berth. */
 async function sweepInstance(claimed: string, owner: string, log: Logger): Promise<number> {
@@ -248,7 +244,7 @@ export async function sweepDeadInstances(log: Logger): Promise<number> {
       const m = /^[is]-(\d+)-(\d+)(?:-|$)/.exec(entry);
       if (!m || ownerAlive(Number(m[1]), Number(m[2]))) continue;
       // Claimed by an atomic rename, so two berths starting together never sweep the same directory.
-      const claimed = join(dir, `s-${process.pid}-${myStart()}-${randomBytes(4).toString('hex')}`);
+      const claimed = join(dir, `s-${ownerTag()}-${randomBytes(4).toString('hex')}`);
       try {
         renameSync(join(dir, entry), claimed);
       } catch {
