@@ -23,7 +23,9 @@
 //        only when named; none skips it), --drivers-only (skip the comparison), --capacity N (idle sessions),
 //        --no-cluster (skip the cluster figure: echo calls/s through the owner node vs a non-owner, bench/cluster.ts),
 //        --idle DURATION (between the repeat scenario's bursts; default 30s), --storm N (new sessions; default 100),
-//        --storm-over DURATION (default 5s), --bursts-only (only the burst scenarios), --no-storm (the repeat burst without the storm)
+//        --storm-over DURATION (default 5s), --bursts-only (only the burst scenarios), --no-storm (the repeat burst without the storm),
+//        --rounds N, --load DURATION (the comparison's rounds and each target's measured window in a round; defaults 5 and
+//        900ms, --quick 3 and 600ms), --no-floor (skip the byte relay floor, bench/floor-relay.mjs, in the throughput rounds)
 // Output: a table on stdout, JSON in .bench/results.json. Targets are shown, never asserted.
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -34,7 +36,7 @@ import { cpuMs, systemCpu } from './procfs.js';
 import { runCluster, type ClusterResult } from './cluster.js';
 import { burstReport, repeatScenario, stormScenario, type BurstResults } from './bursts.js';
 import { parseDuration } from '../src/util/units.js';
-import { compileProbe, ROOT, settle, startBerth, startDirect, startPeer, type Target } from './targets.js';
+import { compileProbe, ROOT, settle, startBerth, startDirect, startFloor, startPeer, type Target } from './targets.js';
 import {
   connect,
   disconnect,
@@ -76,6 +78,7 @@ const ONLY = new Set(opt('only', ALL.join(',')).split(',') as Id[]);
 ONLY.add('direct'); // ratios need the baseline
 const DRIVERS_ONLY = flag('drivers-only');
 const BURSTS_ONLY = flag('bursts-only');
+const NO_FLOOR = flag('no-floor');
 /** A duration flag: its unit is required (30s, 500ms), as in berth's config. */
 const durationOpt = (name: string, dflt: string) => {
   try {
@@ -111,6 +114,12 @@ for (const d of DRIVER_IDS)
 const P = QUICK
   ? { rounds: 3, firstWarmupMs: 2000, warmupMs: 150, latencyMs: 400, loadMs: 600, sessionSamples: 6, coldSamples: 3, elicitCalls: 30 }
   : { rounds: 5, firstWarmupMs: 3000, warmupMs: 150, latencyMs: 500, loadMs: 900, sessionSamples: 12, coldSamples: 5, elicitCalls: 60 };
+// --rounds and --load lengthen the comparison: a target's calls/s moves by up to 1.7x between rounds of one run.
+if (argv.includes('--rounds')) {
+  P.rounds = Number(opt('rounds', ''));
+  if (!Number.isInteger(P.rounds) || P.rounds < 1) throw new Error(`--rounds: expected a whole number ≥ 1, got "${opt('rounds', '')}"`);
+}
+if (argv.includes('--load')) P.loadMs = durationOpt('load', '');
 
 const DP = QUICK
   ? {
@@ -194,6 +203,8 @@ interface SutResult {
   sessionStartFresh?: SessionStartResult;
   /** direct only: the same N-client load on N direct server processes, one session each. */
   throughputProcessPerSession?: LoadResult;
+  /** direct only: the same load through bench/floor-relay.mjs (node:http, a child per session, bytes only), by N. */
+  throughputFloorAt?: Record<number, LoadResult>;
   latency?: LoadResult;
   /** Latencies of the calls that got the client's answer back; errors and the first error's text for the others. */
   elicitation?: { latencyMs: Dist; errors: number; firstError?: string };
@@ -437,6 +448,7 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
     const loadAt = new Map<number, Map<Sut, LoadRound[]>>();
     const many = new Map<Sut, Conn[]>();
     const refRounds: LoadRound[] = [];
+    const floorRoundsAt = new Map<number, LoadRound[]>();
     for (const n of CONCURRENCIES) {
       log(`echo throughput, ${n} clients: ${P.rounds} rounds of ${P.loadMs} ms per target`);
       const open = new Map<Sut, Conn[]>();
@@ -466,14 +478,30 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
         ? { ...refProcs[0]!, serverPids: () => refProcs.map((t) => t.pid), gatewayPid: undefined }
         : undefined;
       const refConns = (await Promise.all(refProcs.map((t) => openSessions(t, 1)))).flat();
+      // The floor: node:http relaying bytes to one child per session (bench/floor-relay.mjs), what any Node.js relay
+      // that isolates sessions by process is bounded by, measured in the same rounds. A floor that fails is left out.
+      const floor = NO_FLOOR
+        ? undefined
+        : await startFloor(probe, 'relay').catch((e: unknown) => void log(`the byte relay floor did not start: ${(e as Error).message}`));
+      if (floor) started.push(floor);
+      const floorConns = floor
+        ? await openSessions(floor, n).catch((e: unknown) => void log(`the byte relay floor: ${(e as Error).message}`))
+        : undefined;
+      const floorRounds: LoadRound[] = [];
+      if (floorConns) floorRoundsAt.set(n, floorRounds);
       const loadRounds = new Map<Sut, LoadRound[]>();
       loadAt.set(n, loadRounds);
       for (let r = 0; r < P.rounds; r++) {
-        for (const s of rotate<Sut | 'ref'>([...live(suts), ...(ref ? (['ref'] as const) : [])], r)) {
+        const refs = [...(ref ? (['ref'] as const) : []), ...(floorConns ? (['floor'] as const) : [])];
+        for (const s of rotate<Sut | 'ref' | 'floor'>([...live(suts), ...refs], r)) {
           await quiet(suts);
           const warmup = r ? P.warmupMs : P.firstWarmupMs;
           if (s === 'ref') {
             refRounds.push(await loadRound(ref!, refConns, warmup, P.loadMs));
+            continue;
+          }
+          if (s === 'floor') {
+            floorRounds.push(await loadRound(floor!, floorConns!, warmup, P.loadMs));
             continue;
           }
           try {
@@ -483,7 +511,11 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
           }
         }
       }
-      for (const c of refConns) await disconnect(c);
+      for (const c of [...refConns, ...(floorConns ?? [])]) await disconnect(c);
+      if (floor) {
+        started.splice(started.indexOf(floor), 1);
+        await floor.stop();
+      }
       for (const t of refProcs) {
         started.splice(started.indexOf(t), 1);
         await t.stop();
@@ -547,6 +579,10 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
         },
         gatewayCpuRun: gatewayCpuRun.get(s),
         throughputProcessPerSession: s.id === 'direct' && refRounds.length ? summarize(CONCURRENCY, refRounds) : undefined,
+        throughputFloorAt:
+          s.id === 'direct'
+            ? Object.fromEntries([...floorRoundsAt].filter(([, x]) => x.length).map(([n, x]) => [n, summarize(n, x)]))
+            : undefined,
         memory: mem.get(s),
         failed: s.failed ?? (s.coldFailed ? `cold start (--warm-pool 0): ${s.coldFailed}` : undefined),
       };
@@ -658,6 +694,16 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
         ];
       }),
   );
+  // The byte relay floor against direct, and berth stdio against the floor, at each concurrency that measured it.
+  const floorRatios = Object.fromEntries(
+    Object.entries(d.throughputFloorAt ?? {}).map(([n, f]) => [
+      n,
+      {
+        floorVsDirect: ratio(f.callsPerS, d.throughputAt?.[Number(n)]?.callsPerS),
+        stdioVsFloor: ratio(results.stdio?.throughputAt?.[Number(n)]?.callsPerS, f.callsPerS),
+      },
+    ]),
+  );
   const targets = Object.fromEntries(
     Object.keys(ratios)
       .filter((id) => !PEER(id as Id))
@@ -694,6 +740,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     },
     scenarios: results,
     ratios,
+    floorRatios,
     targets,
     burst,
     cluster,
@@ -715,7 +762,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
   type Row = [
     string,
     (r: SutResult) => number | undefined,
-    'direct' | 'ref' | 'none',
+    'direct' | 'ref' | 'floor' | 'none',
     ((x: number | undefined) => string)?,
     ((r: SutResult) => string)?,
   ];
@@ -731,6 +778,11 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     [`  cores busy / of it not ours`, (r) => r.throughput?.coresBusy, 'none', f1, (r) => busy(r.throughput)],
     [`  vs direct, 1 process/session: calls/s`, (r) => (r === d ? d.throughputProcessPerSession : r.throughput)?.callsPerS, 'ref'],
     [`    server CPU ms/call`, (r) => (r === d ? d.throughputProcessPerSession : r.throughput)?.cpuMsPerCall.servers, 'ref'],
+    [
+      `  vs the byte relay floor (in direct's column): calls/s`,
+      (r) => (r === d ? d.throughputFloorAt?.[CONCURRENCY] : r.throughputAt?.[CONCURRENCY])?.callsPerS,
+      'floor',
+    ],
     ...CONCURRENCIES.slice(1).flatMap((n): Row[] => [
       [`echo calls/s, ${n} clients`, (r) => r.throughputAt?.[n]?.callsPerS, 'direct'],
       [`  latency p50 ms`, (r) => r.throughputAt?.[n]?.latencyMs.p50, 'direct'],
@@ -738,6 +790,11 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
       [`  CPU ms/call: gateway (berth, peer)`, (r) => r.throughputAt?.[n]?.cpuMsPerCall.gateway || undefined, 'none'],
       [`  CPU ms/call: total`, (r) => r.throughputAt?.[n]?.cpuMsPerCall.total, 'direct'],
       [`  cores busy / of it not ours`, (r) => r.throughputAt?.[n]?.coresBusy, 'none', f1, (r) => busy(r.throughputAt?.[n])],
+      [
+        `  vs the byte relay floor (in direct's column): calls/s`,
+        (r) => (r === d ? d.throughputFloorAt?.[n] : r.throughputAt?.[n])?.callsPerS,
+        'floor',
+      ],
     ]),
     [`gateway CPU ms per call, whole run`, (r) => r.gatewayCpuRun?.msPerCall, 'none'],
     [
@@ -821,7 +878,15 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
   if (results.direct) {
     w([line(cells[0]!), widths.map((x) => '-'.repeat(x)).join('  '), ...cells.slice(1).map(line)].join('\n') + '\n');
     w(`"vs direct" rows: the direct column shows the same probe with one process per session (no gateway), and the ratio\n`);
-    w(`compares berth with that instead of with the single shared direct process. See docs/benchmarks.md.\n\n`);
+    w(`compares berth with that instead of with the single shared direct process. "vs the byte relay floor" rows: the direct\n`);
+    w(`column shows bench/floor-relay.mjs (node:http passing bytes to one child per session, nothing else) and the ratio\n`);
+    w(`compares each target with it. See docs/benchmarks.md.\n\n`);
+    for (const [n, x] of Object.entries(floorRatios))
+      w(
+        `byte relay floor, ${n} sessions: ${f1(d.throughputFloorAt?.[Number(n)]?.callsPerS)} calls/s = ${x.floorVsDirect?.toFixed(2)}× direct` +
+          ` (node:http and pipes, nothing else); berth stdio = ${x.stdioVsFloor?.toFixed(2)}× the floor\n`,
+      );
+    if (Object.keys(floorRatios).length) w('\n');
   }
   for (const [id, t] of Object.entries(targets)) {
     w(

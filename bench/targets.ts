@@ -258,6 +258,48 @@ export async function startPeer(kind: PeerKind, probe: string): Promise<Target> 
   };
 }
 
+/**
+ * bench/floor-relay.mjs hosting the probe: the least a Node.js process does to relay Streamable HTTP to one stdio
+ * server per session (`relay`), or to answer over node:http at all (`http`, no child). Its sessions' children start at
+ * initialize, so there is no pool. A yardstick, never a gateway: what any relay with a server per session is bounded by.
+ */
+export async function startFloor(probe: string, kind: 'relay' | 'http', nodeArgs: string[] = []): Promise<Target> {
+  const proc = spawn(
+    process.execPath,
+    [...nodeArgs, join(ROOT, 'bench/floor-relay.mjs'), ...(kind === 'http' ? ['--no-child'] : []), '--', process.execPath, probe],
+    { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  const stderrTail = tail(proc);
+  const exitInfo = exitWatch(proc);
+  const t0 = performance.now();
+  const pid = proc.pid!;
+  const seen: Seen = new Map();
+  const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
+  watch.unref();
+  const stop = () => stopProc(proc, pid, seen, watch);
+  const url = await listeningUrl(proc, { what: 'floor', timeoutMs: START_TIMEOUT_MS, context: stderrTail }).catch(async (e: unknown) => {
+    await stop();
+    throw e;
+  });
+  return {
+    kind: 'peer',
+    pid,
+    url,
+    gatewayPid: pid,
+    sandboxes: () => childrenOf(pid),
+    serverPids: () => {
+      const d = descendantsOf(pid);
+      remember(seen, d);
+      return d;
+    },
+    startedInMs: performance.now() - t0,
+    exitInfo,
+    isolation: () => 'none',
+    stop,
+    stderrTail,
+  };
+}
+
 export interface BerthOptions {
   /** The berth launcher (default bin/berth.js): lets one bench compare builds. */
   bin?: string;

@@ -17,11 +17,10 @@
 // Short by design (the machine is shared): one target, a few seconds. The comparison across targets and peers is
 // `npm run bench`; this is the magnifying glass for one of them.
 import { spawn } from 'node:child_process';
-import { listeningUrl } from '../test/helpers/berth.js';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { cpuMs, descendantsOf, systemCpu } from './procfs.js';
-import { compileProbe, ROOT, settle, startBerth, type Target } from './targets.js';
+import { cpuMs, systemCpu } from './procfs.js';
+import { compileProbe, settle, startBerth, startFloor } from './targets.js';
 import { connect, disconnect, dist, type Conn } from './workloads.js';
 
 const argv = process.argv.slice(2);
@@ -70,39 +69,9 @@ function switches(pid: number): { voluntary: number; involuntary: number } {
 
 const probe = compileProbe();
 const nodeArgs = [...(PROF ? ['--cpu-prof', '--cpu-prof-dir', resolve(PROF)] : []), ...(PERF ? ['--perf-basic-prof'] : [])];
-/** bench/floor-relay.mjs as a target: its sessions' children start at initialize, so there is no pool. */
-async function startFloor(kind: 'relay' | 'http'): Promise<Target> {
-  const proc = spawn(
-    process.execPath,
-    [...nodeArgs, join(ROOT, 'bench/floor-relay.mjs'), ...(kind === 'http' ? ['--no-child'] : []), '--', process.execPath, probe],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  const url = await listeningUrl(proc, { what: 'floor' });
-  const pid = proc.pid!;
-  return {
-    kind: 'stateful',
-    pid,
-    url,
-    gatewayPid: pid,
-    sandboxes: () => [],
-    serverPids: () => descendantsOf(pid),
-    startedInMs: 0,
-    exitInfo: () => (proc.exitCode === null ? undefined : `exit code ${proc.exitCode}`),
-    isolation: () => 'none',
-    stop: async () => {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGTERM');
-      await exited;
-    },
-    stderrTail: () => '',
-  };
-}
-
 const WARM = FLOOR ? 0 : 2;
 const t = FLOOR
-  ? await startFloor(FLOOR)
+  ? await startFloor(probe, FLOOR, nodeArgs)
   : await startBerth(probe, {
       bin: BIN,
       warmPool: WARM,
