@@ -6,6 +6,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
@@ -13,6 +14,7 @@ import { microvmDriver } from '../src/sandbox/microvm.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { compiledFixture, ensureMicrovmAssets } from './fixtures/slow-boot.ts';
 import { listeningUrl, ROOT, textOf } from './helpers/berth.ts';
+import { descendants } from './helpers/procs.ts';
 import { BERTH_OUTSIDE, INTERNET, makeWorld, PRIVATE_TARGETS, WORLD_PORT, worldUnavailable, type World } from './helpers/world.ts';
 
 // Bundled: tsx compiling at every server start would make each sandbox start seconds long (gVisor: many more).
@@ -25,6 +27,7 @@ if (worldMissing) console.log(`# SKIP hostile-tenant network tests: ${worldMissi
 interface Berth {
   url: string;
   port: number;
+  pid: number;
   logs: () => string;
   stop: () => Promise<void>;
 }
@@ -56,6 +59,7 @@ async function berthIn(world: World, flags: string[], command = HOSTILE): Promis
   return {
     url: `http://${world.berthAddress}:${port}/mcp`,
     port,
+    pid: proc.pid!,
     logs: () => err,
     stop: async () => {
       proc.kill('SIGTERM');
@@ -72,6 +76,15 @@ async function session(url: string) {
     textOf(await client.callTool({ name, arguments: args }, undefined, { timeout: 120_000 }));
   return { client, call, close: async () => (await transport.terminateSession().catch(() => undefined), await client.close()) };
 }
+
+/** A process's name, or '' once it is gone. */
+const comm = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+};
 
 const refused = /^error: (ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|EACCES|EPERM|timeout)/;
 
@@ -126,6 +139,19 @@ for (const driver of [namespaceDriver, gvisorDriver, microvmDriver]) {
           !listeners.includes(berth.port) && !listeners.includes(hostService),
           `the sandbox's /proc/net/tcp shows no host listener: ${listeners}`,
         );
+        // What parses the server's packets, slirp4netns, holds no capability but binding low ports, in a mount
+        // namespace of its own (--enable-sandbox): it used to run as root with every capability, in the host's.
+        const slirps = vm ? [] : descendants(berth.pid).filter((p) => comm(p) === 'slirp4netns');
+        if (!vm) assert.ok(slirps.length > 0, 'a slirp4netns serves the session');
+        for (const p of slirps) {
+          const capEff = BigInt(`0x${/CapEff:\s*([0-9a-f]+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))![1]}`);
+          assert.equal(capEff & ~0x400n, 0n, `slirp4netns ${p} keeps capabilities ${capEff.toString(16)}`);
+          assert.notEqual(
+            readlinkSync(`/proc/${p}/ns/mnt`),
+            readlinkSync(`/proc/${berth.pid}/ns/mnt`),
+            'slirp4netns has its own mount namespace',
+          );
+        }
       } finally {
         await s.close();
         await berth.stop();

@@ -46,6 +46,28 @@ function answerTo(id: string, contentType: string | string[] | undefined, text: 
   return undefined;
 }
 
+/**
+ * A body berth reads whole (an answer it rewrites, or one to its own request), up to maxBytes: a server that sends
+ * more is refused with 502, never buffered without bound (the stdio relay's maxMessageSize, kept here too).
+ */
+async function textWithin(body: AsyncIterable<Buffer> & { destroy(): unknown }, maxBytes: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of body) {
+    bytes += chunk.length;
+    if (bytes > maxBytes) {
+      body.destroy();
+      throw new HttpError(
+        502,
+        ErrorCode.InternalError,
+        `Bad Gateway: the MCP server's answer is larger than maxMessageSize (${maxBytes} bytes); berth read no further`,
+      );
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 export interface ForwardResult {
   status: number;
   /** The upstream's own session id, when the response carried one. */
@@ -73,6 +95,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     private readonly relayOptions: RelayOptions,
     /** Client headers a runtime opted in to passing on (forwardHeaders); credentials stay with berth otherwise. */
     private readonly forwardHeaders: readonly string[] = [],
+    /** The most berth reads of one answer it keeps whole (limits.maxMessageSize); answers passed on stream through. */
+    private readonly maxMessageSize = 64 * 2 ** 20,
   ) {
     super();
     const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
@@ -201,7 +225,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     const streamed = String(out['content-type'] ?? '').startsWith('text/event-stream');
     if (streamed) out['x-accel-buffering'] = 'no';
     else if (transformResult && String(out['content-type'] ?? '').startsWith('application/json')) {
-      let text = await r.body.text();
+      let text = await textWithin(r.body, this.maxMessageSize);
       try {
         const msg = JSON.parse(text) as { result?: Record<string, unknown> };
         if (msg.result) text = JSON.stringify({ ...msg, result: transformResult(msg.result) });
@@ -345,6 +369,14 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     this.own?.upstream.fail(code, message);
   }
 
+  /**
+   * berth's own requests (the era probe, a stateless pool's handshake) end with the runtime's requestTimeout, as a
+   * client's call does (0: never); the pool's own timeouts are off for the SSE streams it passes on.
+   */
+  private get ownTimeouts() {
+    return { headersTimeout: this.relayOptions.requestTimeout, bodyTimeout: this.relayOptions.requestTimeout };
+  }
+
   /** berth's own 2026-07-28 request to the upstream (server/discover, to learn its era): the JSON-RPC answer. */
   async call2026(
     method: string,
@@ -362,8 +394,9 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
         'mcp-method': method,
       },
       body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
+      ...this.ownTimeouts,
     });
-    const text = await r.body.text();
+    const text = await textWithin(r.body, this.maxMessageSize);
     return (
       answerTo(id, r.headers['content-type'], text) ?? {
         error: { code: r.statusCode, message: `HTTP ${r.statusCode}: ${text.slice(0, 200)}` },
@@ -379,8 +412,9 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       method: 'POST',
       headers,
       body: JSON.stringify({ jsonrpc: '2.0', id: 'berth:init', method: 'initialize', params }),
+      ...this.ownTimeouts,
     });
-    const text = await r.body.text();
+    const text = await textWithin(r.body, this.maxMessageSize);
     if (r.statusCode >= 400) throw new Error(`initialize answered HTTP ${r.statusCode}: ${text.slice(0, 200)}`);
     const sid = r.headers[SESSION_HEADER];
     if (typeof sid === 'string') this.upstreamSessionId = sid;

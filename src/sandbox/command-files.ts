@@ -4,7 +4,7 @@
 // command whose files cannot be found, or whose root would expose the host or other sessions, is refused at start.
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, resolve, sep } from 'node:path';
-import { unsafeRuntimeDir, which } from './host.js';
+import { homes, unsafeRuntimeDir, which } from './host.js';
 
 /** Files that mark a directory as the root of what a script needs (its dependencies live under it). */
 const ROOT_MARKERS = ['package.json', 'pyvenv.cfg', 'pyproject.toml', 'requirements.txt', 'setup.py', 'go.mod', 'Cargo.toml', 'deno.json'];
@@ -28,11 +28,16 @@ const TOO_WIDE = new Set([
 
 const within = (path: string, dir: string) => path === dir || path.startsWith(dir.endsWith(sep) ? dir : dir + sep);
 
+/** Never shown whole: the host's top directories, and users' homes (any directory right under /home included). */
+function tooWide(dir: string, home: Set<string>): boolean {
+  return TOO_WIDE.has(dir) || home.has(dir) || dirname(dir) === '/home';
+}
+
 /** The directory a script's dependencies hang from: the nearest marked ancestor, lifted out of node_modules. */
-export function packageRoot(file: string): string {
+export function packageRoot(file: string, home = homes()): string {
   let found: string | undefined;
   for (let d = dirname(file); ; d = dirname(d)) {
-    if (TOO_WIDE.has(d)) break;
+    if (tooWide(d, home)) break;
     if (ROOT_MARKERS.some((m) => existsSync(join(d, m)))) {
       found = d;
       break;
@@ -46,10 +51,17 @@ export function packageRoot(file: string): string {
   return root;
 }
 
-/** A program's install prefix: /opt/node for /opt/node/bin/node (its lib/ holds what it loads), else its directory. */
-function programRoot(file: string): string {
+/**
+ * What a program needs of its install prefix: /opt/node for /opt/node/bin/node (its lib/ holds what it loads), else
+ * its package root. A prefix in a user's home (~/.local for ~/.local/bin/x) is shown as its bin/ and lib/ only: the
+ * rest of it (~/.local/share) holds the user's data, keyrings among it.
+ */
+function programRoots(file: string, home: Set<string>): string[] {
   const dir = dirname(file);
-  return basename(dir) === 'bin' ? dirname(dir) : packageRoot(file);
+  const prefix = dirname(dir);
+  if (basename(dir) !== 'bin' || tooWide(prefix, home)) return [packageRoot(file, home)];
+  if (![...home].some((h) => within(prefix, h))) return [prefix];
+  return [dir, ...(existsSync(join(prefix, 'lib')) ? [join(prefix, 'lib')] : [])];
 }
 
 function real(p: string): string | undefined {
@@ -69,13 +81,14 @@ export function commandRoots(argv: readonly string[], baseDir: string, visible: 
   // /bin, /lib, /lib64 and /sbin are /usr's in every sandbox (symlinks on a merged-/usr host).
   const shown = ['/usr', '/bin', '/lib', '/lib64', '/sbin', baseDir, ...visible];
   const roots: string[] = [];
+  const home = homes();
   /** Shows root for path; an argument whose root is too wide is left alone (it may be a file the server opens itself). */
   // A path already visible still needs its root: a script in the runtime directory may load its dependencies from
   // the package above it (the bundled demo, dist/demo/server.js, runs from dist/demo and loads ../../node_modules).
   const need = (path: string, root: string, what: 'program' | 'script') => {
     const isShown = (p: string) => shown.some((v) => within(p, v)) || roots.some((r) => within(p, r));
     if (isShown(root)) return;
-    const unsafe = TOO_WIDE.has(root) ? `${root} is too wide to show a session` : unsafeRuntimeDir(root, sessionRoot);
+    const unsafe = tooWide(root, home) ? `${root} is too wide to show a session` : unsafeRuntimeDir(root, sessionRoot);
     if (unsafe && (what === 'script' || isShown(path))) return;
     if (unsafe)
       throw new Error(
@@ -94,14 +107,14 @@ export function commandRoots(argv: readonly string[], baseDir: string, visible: 
   }
   // The path the sandbox execs (a symlink, say /usr/local/bin/x) and the file it points to must both be visible.
   need(programPath, dirname(programPath), 'program');
-  need(programReal, programRoot(programReal), 'program');
+  for (const root of programRoots(programReal, home)) need(programReal, root, 'program');
   for (const arg of argv.slice(1)) {
     if (arg.startsWith('-')) continue;
     const path = isAbsolute(arg) ? arg : resolve(baseDir, arg);
     const file = existsSync(path) && statSync(path).isFile() ? real(path) : undefined;
     if (!file) continue;
-    need(path, packageRoot(path), 'script');
-    need(file, packageRoot(file), 'script');
+    need(path, packageRoot(path, home), 'script');
+    need(file, packageRoot(file, home), 'script');
   }
   return roots;
 }

@@ -1,7 +1,8 @@
 // Host facts the sandbox drivers share: the unprivileged uid, which /etc files a server may see, tool lookup.
 import { createHash } from 'node:crypto';
-import { existsSync, readlinkSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, chownSync, existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
 import { shellRun } from './host-shell.js';
 
 export { procStat } from './proc-stat.js';
@@ -23,7 +24,44 @@ export function unsafeRuntimeDir(baseDir: string, sessionRoot: string): string |
   if (baseDir === '/') return 'the runtime directory is / (the whole host)';
   for (const p of [sessionRoot, '/tmp'])
     if (`${p}/`.startsWith(b)) return `the runtime directory ${baseDir} contains ${p}, where session directories live`;
+  for (const h of homes())
+    if (`${h}/`.startsWith(b))
+      return `the runtime directory ${baseDir} ${h === baseDir ? 'is' : 'contains'} the home directory ${h}, whose keys and tokens (~/.ssh, ~/.aws, ~/.npmrc) every session would see`;
   return undefined;
+}
+
+/**
+ * People's home directories: berth's own ($HOME), root's, and those of /etc/passwd's login users (uid 1000 and up;
+ * system accounts' "homes" are /bin, /var/www and the like). A home holds its user's keys and tokens (~/.ssh, ~/.aws,
+ * ~/.npmrc), so it is never shown to a sandbox whole, even when a program lives in ~/bin or a stray ~/package.json
+ * makes it look like a package's root.
+ */
+export function homes(): Set<string> {
+  const out = new Set<string>([homedir()]);
+  try {
+    for (const line of readFileSync('/etc/passwd', 'utf8').split('\n')) {
+      const [, , uid, , , home] = line.split(':');
+      const id = Number(uid);
+      if (home && isAbsolute(home) && home !== '/' && (id === 0 || (id >= 1000 && id !== SANDBOX_UID))) out.add(home);
+    }
+  } catch {
+    // no /etc/passwd: $HOME alone
+  }
+  out.delete('/');
+  return out;
+}
+
+/**
+ * Makes a sandbox's scratch directory (in the shared temp dir, under a name anyone may list) one that only berth and
+ * the sandbox's user may enter: as root, root's with group SANDBOX_UID and mode 0710, so a sandbox (gid 65534) can
+ * pass through to what it is shown and no other host user can reach the session's /tmp, overlay or VM config; as
+ * another user, berth's own and 0700 (the sandbox runs as that user).
+ */
+export function privateScratch(dir: string): void {
+  if (isRoot()) {
+    chownSync(dir, 0, SANDBOX_UID);
+    chmodSync(dir, 0o710);
+  } else chmodSync(dir, 0o700);
 }
 
 /** The uid/gid sessions run as on the host (nobody). */

@@ -111,7 +111,12 @@ export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, 
 export function networkProblem(driver: SandboxDriver, mode: NetworkMode, http: boolean): string | undefined {
   if (mode === 'host') return undefined;
   const selfContained = mode === 'none' && !http && driver !== processDriver;
-  return selfContained ? undefined : networkUnavailable(mode);
+  if (selfContained) return undefined;
+  const why = networkUnavailable(mode);
+  // As another user, "none" is had from a sandbox that brings its own empty network: say which one, and why not here.
+  if (why && mode === 'none' && !http && driver === processDriver)
+    return `${why}; isolation process gives a server no network of its own, isolation namespace does (it needs bubblewrap, with unprivileged user namespaces allowed)`;
+  return why;
 }
 
 /** Why this driver cannot run a server from an image, or undefined. */

@@ -30,7 +30,7 @@ import { basename, dirname, join, posix } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startChild } from './child.js';
 import type { ExitInfo, ImageRoot, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
-import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which } from './host.js';
+import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, privateScratch } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { bundleFor, type Bundle } from './microvm-bundle.js';
 import { mountCapped } from './disk.js';
@@ -90,7 +90,10 @@ function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acc
   const a = ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off'];
   a.push(...(acceleration === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,tb-size=32', '-cpu', 'max']));
   a.push('-m', `${memMiB}M`, '-smp', String(Math.max(1, Math.ceil(spec.limits.cpus ?? 1))));
-  a.push('-nodefaults', '-no-user-config', '-nographic', '-no-reboot', '-sandbox', 'on');
+  // seccomp with every optional deny: a QEMU taken over by its guest may not exec, fork, change its ids or its
+  // scheduling, nor use obsolete syscalls (plain `on` allows all of these).
+  a.push('-nodefaults', '-no-user-config', '-nographic', '-no-reboot');
+  a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   a.push('-kernel', assets.kernel, '-initrd', assets.initrd);
   a.push('-append', 'console=ttyS0 quiet loglevel=1 panic=-1 tsc_early_khz=2000000 tsc=reliable lpj=4000000 rdinit=/init');
   a.push('-chardev', `socket,id=con,path=${join(scratch, 'console.sock')}`, '-serial', 'chardev:con');
@@ -282,7 +285,9 @@ export const microvmDriver: SandboxDriver = {
     if (!assets) throw new Error('no microVM kernel/initramfs: run `berth setup microvm`');
     const acceleration = await chooseAccel(assets);
     const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
-    chmodSync(scratch, 0o711);
+    // QEMU (the sandbox uid, as root) reads its config and connects to the console here; no other host user may:
+    // the config holds the server's environment, and the console is the server's stdin and stdout.
+    privateScratch(scratch);
     // First, so that nothing else is open yet should it fail.
     let imageRoot: string | undefined;
     if (spec.image) {
@@ -345,8 +350,11 @@ export const microvmDriver: SandboxDriver = {
     /** The server's exit status as /init reports it: QEMU itself exits 0 when the guest powers off. */
     let guestStatus: number | undefined;
     const sock = join(scratch, 'console.sock');
+    // One connection, QEMU's: another (an escaped sandbox of the same uid) could inject MCP bytes or fake an exit.
+    consoleServer.maxConnections = 1;
     await new Promise<void>((resolve) => consoleServer.listen(sock, resolve));
-    chmodSync(sock, 0o777);
+    chmodSync(sock, 0o600);
+    if (isRoot()) chownSync(sock, SANDBOX_UID, SANDBOX_UID);
     // The image's root as bind-mounted into the scratch (as root), which the cleanup detaches.
     const bound = imageRoot !== spec.image?.rootfs ? imageRoot : undefined;
     const drop = dropPrivileges();

@@ -16,7 +16,7 @@ import { startChild } from './child.js';
 import { mountOverlay } from './overlay.js';
 import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
-import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
+import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks, privateScratch } from './host.js';
 import { mountCapped } from './disk.js';
 import { closedOnError, networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
@@ -252,7 +252,7 @@ export const namespaceDriver: SandboxDriver = {
     // With a disk cap (root), everything the session may write lives in one sized tmpfs: its home (shown at its
     // working directory), its /tmp and the overlay's upper layer; it gets ENOSPC at the cap, the host disk nothing.
     const capped = spec.limits.disk ? await mountCapped(scratch, spec.limits.disk, 0, 0o711, spec.notice) : undefined;
-    chmodSync(scratch, 0o711); // the sandbox uid must traverse it to reach the overlay
+    privateScratch(scratch); // the sandbox uid must traverse it to reach the overlay; no other host user may
     const writable = capped ? { home: join(scratch, 'home'), tmp: join(scratch, 'tmp') } : undefined;
     if (writable) {
       mkdirSync(writable.home, { mode: 0o700 });

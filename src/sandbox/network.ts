@@ -10,7 +10,8 @@
 // its own opens there and hands over (dial.ts): no listener outside the namespace, so no other session and no host
 // process can reach the server.
 // Threat model: the server may run any code as uid 65534 inside its sandbox. What it may reach is the rule set
-// below; everything it reaches goes through slirp4netns, which runs with seccomp and its own mount namespace.
+// below; everything it reaches goes through slirp4netns, which runs with seccomp, in its own mount namespace and
+// pivoted root, with no capabilities left (--enable-sandbox).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, writeFileSync } from 'node:fs';
@@ -27,19 +28,39 @@ import type { AllowRule, NetworkMode } from './driver.js';
 
 export type { AllowRule, NetworkMode };
 
-/** Ranges a session never reaches in egress mode unless allowNet names them. */
+/**
+ * Ranges a session never reaches in egress mode unless allowNet names them: the host's loopback, private, shared
+ * (CGNAT, where Alibaba's metadata lives) and link-local ranges (169.254.169.254), multicast and reserved space, the
+ * IETF's 192.0.0.0/24 and the benchmarking 198.18.0.0/15 (both used inside clouds and labs), and Azure's WireServer
+ * (168.63.129.16, a platform endpoint on a public address). IPv6: loopback, unspecified, IPv4-mapped, unique-local
+ * (AWS's IPv6 metadata, fd00:ec2::254), link-local, multicast, and the NAT64 and 6to4 prefixes, through which an
+ * IPv6 address can name any IPv4 one, private ones included.
+ */
 export const BLOCKED_V4 = [
   '127.0.0.0/8',
   '0.0.0.0/8',
   '10.0.0.0/8',
   '100.64.0.0/10',
+  '168.63.129.16/32',
   '169.254.0.0/16',
   '172.16.0.0/12',
+  '192.0.0.0/24',
   '192.168.0.0/16',
+  '198.18.0.0/15',
   '224.0.0.0/4',
   '240.0.0.0/4',
 ];
-export const BLOCKED_V6 = ['::1/128', '::/128', '::ffff:0:0/96', 'fc00::/7', 'fe80::/10', 'ff00::/8'];
+export const BLOCKED_V6 = [
+  '::1/128',
+  '::/128',
+  '::ffff:0:0/96',
+  '64:ff9b::/96',
+  '64:ff9b:1::/48',
+  '2002::/16',
+  'fc00::/7',
+  'fe80::/10',
+  'ff00::/8',
+];
 
 /** slirp4netns's fixed addresses inside the namespace: the gateway (the host's loopback, when allowed) and DNS. */
 const GATEWAY = '10.0.2.2';
@@ -127,13 +148,14 @@ export function egressRules(allow: readonly AllowRule[]): string {
 export function networkUnavailable(mode: NetworkMode): string | undefined {
   if (mode === 'host') return undefined;
   if (!isRoot())
-    return `network "${mode}" needs berth to run as root (it makes a network namespace per session); run as root, or choose network: host`;
+    return `network "${mode}" needs berth to run as root (it makes a network namespace per session); run as root, or choose network: host (--network host)`;
   for (const [tool, pkg] of [
     ['ip', 'iproute2'],
     ['nsenter', 'util-linux'],
     ['setpriv', 'util-linux'],
     ...(mode === 'egress'
       ? [
+          ['unshare', 'util-linux'],
           ['slirp4netns', 'slirp4netns'],
           ['nft', 'nftables'],
         ]
@@ -229,11 +251,21 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
       const loopbackAllowed = o.allow.some(hostLoopback);
       const slirp = helper(
         [
+          // A mount namespace of its own first, a slave of the host's: slirp4netns's sandbox (below) unmounts what
+          // it does not need, and from a namespace that shares the host's mounts those unmounts would reach the
+          // host's, /run/netns among them (every session's network would vanish from under nsenter).
+          tool('unshare'),
+          '--mount',
+          '--propagation',
+          'slave',
           tool('slirp4netns'),
           '--configure',
           '--mtu=65520',
           '--ready-fd=3',
           '--enable-seccomp',
+          // Its own mount namespace, pivoted into an empty root, with every capability dropped: libslirp parses
+          // the packets a hostile server crafts, and would otherwise do so as root with all of root's capabilities.
+          '--enable-sandbox',
           ...(loopbackAllowed ? [] : ['--disable-host-loopback']),
           '--netns-type=path',
           path,

@@ -18,7 +18,12 @@ export function httpConnectorAt(fixedPort?: number): Connector {
     // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
     headersWithin: (config) => config.limits.requestTimeout,
     connect({ config, sandbox, port }: Connecting) {
-      const upstream = new HttpUpstream(sandbox.dialHttp ?? port!, relayOptions(config), config.forwardHeaders);
+      const upstream = new HttpUpstream(
+        sandbox.dialHttp ?? port!,
+        relayOptions(config),
+        config.forwardHeaders,
+        config.limits.maxMessageSize,
+      );
       return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };
     },
   };

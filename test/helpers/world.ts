@@ -12,8 +12,11 @@ function ip(...args: string[]): void {
 
 export const INTERNET = '198.51.100.1';
 export const BERTH_OUTSIDE = '198.51.100.2';
-/** Private, shared and link-local addresses the world answers on (as a cloud's metadata service or a LAN would). */
-export const PRIVATE_TARGETS = ['10.99.0.1', '192.168.77.1', '100.64.0.1', '169.254.169.254'];
+/**
+ * Private, shared and link-local addresses the world answers on (as a cloud's metadata service or a LAN would), and
+ * platform addresses outside those ranges (Azure's WireServer, 168.63.129.16; the benchmarking 198.18.0.0/15).
+ */
+export const PRIVATE_TARGETS = ['10.99.0.1', '192.168.77.1', '100.64.0.1', '169.254.169.254', '168.63.129.16', '198.18.0.1'];
 export const WORLD_PORT = 80;
 
 export interface World {
