@@ -131,7 +131,14 @@ try {
     return m;
   };
   const programsBefore = byProgram();
-  const a = { times: times(pid), sw: switches(pid), servers: servers(), sys: systemCpu(), at: performance.now() };
+  const a = {
+    times: times(pid),
+    sw: switches(pid),
+    servers: servers(),
+    sys: systemCpu(),
+    at: performance.now(),
+    client: process.cpuUsage(),
+  };
   // The profile's clock is the monotonic one process.hrtime reads: the window lets cpuprofile-top.ts skip start-up.
   const from = process.hrtime.bigint() / 1000n;
   measuring = true;
@@ -139,7 +146,14 @@ try {
   measuring = false;
   const to = process.hrtime.bigint() / 1000n;
   for (const tracer of [strace, perf]) tracer?.kill('SIGINT');
-  const b = { times: times(pid), sw: switches(pid), servers: servers(), sys: systemCpu(), at: performance.now() };
+  const b = {
+    times: times(pid),
+    sw: switches(pid),
+    servers: servers(),
+    sys: systemCpu(),
+    at: performance.now(),
+    client: process.cpuUsage(a.client),
+  };
   const programsAfter = byProgram();
   stop = true;
   await Promise.all(loops);
@@ -158,6 +172,7 @@ try {
       `  calls ${calls} (${Math.round(calls / wall)}/s), errors ${errors}, latency p50 ${l.p50} ms p99 ${l.p99} ms`,
       `  berth CPU ms/call ${per(user + sys)} (user ${per(user)}, sys ${per(sys)})`,
       `  berth context switches/call: voluntary ${per(b.sw.voluntary - a.sw.voluntary)}, involuntary ${per(b.sw.involuntary - a.sw.involuntary)}`,
+      `  clients (this process) CPU ms/call ${per((b.client.user + b.client.system) / 1000)}`,
       `  servers CPU ms/call ${per(b.servers - a.servers)}; machine busy ${Math.round(busy * 100)}% of ${Math.round(wall * 10) / 10} s`,
       `  by program, ms/call: ${[...programsAfter]
         .map(([k, v]) => [k, per(v - (programsBefore.get(k) ?? 0))] as const)

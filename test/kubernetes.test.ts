@@ -214,12 +214,13 @@ function berthProblems(w: Obj, c: Obj, configPath: string, docs: Obj[]): string[
   if (headless && !matches(headless.spec?.selector, w.spec.template.metadata?.labels))
     out.push(`serviceName ${w.spec.serviceName} does not select these pods`);
 
-  // SIGTERM drains for drainTimeout, then stops each session (stopGrace) and leaves the cluster.
+  // SIGTERM drains for drainTimeout, then stops the sessions and the pool (stopGrace each) and leaves the cluster;
+  // berth exits by itself within drainTimeout + 2 x stopGrace + 10 s (src/cli/main.ts), the least to give it.
   const stopGrace = Math.max(...Object.values(config.runtimes).map((r) => r.limits.stopGrace));
-  const needMs = config.server.drainTimeout + stopGrace + 5000;
+  const needMs = config.server.drainTimeout + 2 * stopGrace + 10_000;
   const grace = pod.terminationGracePeriodSeconds ?? 30;
   if (grace * 1000 <= needMs)
-    out.push(`terminationGracePeriodSeconds ${grace} must exceed drainTimeout + stopGrace + 5 s = ${needMs / 1000} s`);
+    out.push(`terminationGracePeriodSeconds ${grace} must exceed drainTimeout + 2 × stopGrace + 10 s = ${needMs / 1000} s`);
   const live = c.livenessProbe ?? {};
   if ((live.periodSeconds ?? 10) * (live.failureThreshold ?? 3) * 1000 <= config.server.drainTimeout)
     out.push('livenessProbe gives up before drainTimeout (/healthz answers 503 while draining)');

@@ -100,8 +100,8 @@ describe('metrics and request logs', () => {
     }
   });
 
-  test('/readyz: 503 until a warm server waits, 200 then, 503 again at maxSessions', async () => {
-    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--max-sessions', '1']);
+  test('/readyz: 503 until a warm server waits, 200 then (also while a session emptied the pool), 503 at maxSessions', async () => {
+    const berth = await runBerth(['--isolation', 'process', '--warm-pool', '1', '--max-sessions', '2']);
     try {
       const ready = async () => {
         const r = await fetch(new URL('/readyz', berth.url));
@@ -115,12 +115,19 @@ describe('metrics and request logs', () => {
         r = await ready();
       }
       assert.deepEqual(r, { status: 200, body: { ready: true, reasons: [] } });
-      const { client, transport } = await connect(berth.url);
+      // The first session took the only warm server; its refill takes a cold start (hundreds of ms), and a new
+      // session would start cold meanwhile: still ready.
+      const a = await connect(berth.url);
+      r = await ready();
+      assert.deepEqual(r, { status: 200, body: { ready: true, reasons: [] } });
+      const b = await connect(berth.url);
       r = await ready();
       assert.equal(r.status, 503);
       assert.match(r.body.reasons.join(), /at maxSessions/);
-      await transport.terminateSession();
-      await client.close();
+      for (const { client, transport } of [a, b]) {
+        await transport.terminateSession();
+        await client.close();
+      }
     } finally {
       await berth.stop();
     }

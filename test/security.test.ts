@@ -12,6 +12,9 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { pino } from 'pino';
+import { checkExposure } from '../src/app/preflight.ts';
+import { parseConfig } from '../src/config/load.ts';
 import { createAuthenticator } from '../src/security/auth.ts';
 import { ACCEPT_BOTH, connect, initBody, PROBE, ROOT, runBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 import { tempDir } from './helpers/temp.ts';
@@ -318,6 +321,23 @@ describe('exposure', () => {
       runBerth(['--host', '0.0.0.0', '--isolation', 'process']),
       /refusing to listen on 0\.0\.0\.0 without authentication.*--dangerously-allow-unauthenticated/s,
     );
+  });
+
+  test('jwt on every address without a public URL refuses to start: no token could name its default audience', async () => {
+    // The JWKS URL is never fetched: berth refuses before it listens.
+    const jwt = ['--auth', 'jwt', '--jwks-url', 'http://127.0.0.1:9/jwks.json', '--issuer', 'https://issuer.test'];
+    await assert.rejects(
+      runBerth(['--host', '0.0.0.0', '--isolation', 'process', '--warm-pool', '0', ...jwt]),
+      /accept JWTs for their resource URL.*0\.0\.0\.0 names no address a token could: set server\.publicUrl \(--public-url\)/s,
+    );
+    // Either names what tokens carry, and the check passes (checked without listening on every address).
+    const auth = { kind: 'jwt', jwksUrl: 'http://127.0.0.1:9/jwks.json', issuer: 'https://issuer.test' };
+    const config = (server: object, audience?: string) =>
+      parseConfig({ server: { host: '0.0.0.0', ...server }, runtimes: { default: { command: ['true'], auth: { ...auth, audience } } } });
+    const log = pino({ level: 'silent' });
+    assert.throws(() => checkExposure(config({}), log), /names no address a token could/);
+    checkExposure(config({ publicUrl: 'https://mcp.example.test' }), log);
+    checkExposure(config({}, 'berth-test'), log);
   });
 
   test('the admin API is off unless configured', async () => {

@@ -22,7 +22,7 @@ import { checkIsolationKind, chooseDriver, imageProblem } from '../sandbox/index
 import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
-import { checkExposure, checkRuntime, secretPaths } from './preflight.js';
+import { checkExposure, checkRuntime, demoNetwork, secretPaths } from './preflight.js';
 import { httpConnector, httpConnectorAt } from '../session/connect-http.js';
 import { resolveImage, type ResolvedImage } from '../sandbox/image.js';
 import { commandSource } from '../session/source-command.js';
@@ -152,9 +152,10 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   }
 
   /** Builds one runtime around the driver chosen for it, and its front door. */
-  private async build(name: string, rc: RuntimeConfig): Promise<void> {
-    const baseDir = rc.cwd ?? this.options.baseDir ?? process.cwd();
-    const driver = await chooseDriver(rc.isolation, baseDir, this.log, this.config.server.sessionRoot);
+  private async build(name: string, configured: RuntimeConfig): Promise<void> {
+    const baseDir = configured.cwd ?? this.options.baseDir ?? process.cwd();
+    const driver = await chooseDriver(configured.isolation, baseDir, this.log, this.config.server.sessionRoot);
+    const rc = demoNetwork(name, configured, driver, this.log);
     // An image is pulled and unpacked now (or found in the cache): a runtime whose image cannot be had is refused,
     // as is one whose driver cannot run images (before a pull that would be wasted).
     const cannot = rc.image ? imageProblem(driver) : undefined;

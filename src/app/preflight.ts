@@ -2,6 +2,7 @@
 // address, a network mode the driver cannot give, a command, image or mount that cannot be used.
 import { existsSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BerthConfig, RuntimeConfig } from '../config/schema.js';
 import { networkProblem, warnUnenforceableLimits, type SandboxDriver } from '../sandbox/index.js';
@@ -14,6 +15,14 @@ export function checkExposure(config: BerthConfig, log: Logger): void {
   const open = Object.entries(config.runtimes)
     .filter(([, r]) => r.auth.kind === 'none')
     .map(([n]) => n);
+  // A JWT's default audience is the runtime's resource URL, from publicUrl or else the listening address: on every
+  // address (0.0.0.0) no token could name it, and every call would get 401 for a reason the operator cannot see.
+  const wildcard = host === '0.0.0.0' || host === '::' || host === '[::]';
+  const guessing = Object.entries(config.runtimes).filter(([, r]) => r.auth.kind === 'jwt' && r.auth.audience === undefined);
+  if (wildcard && !config.server.publicUrl && guessing.length)
+    throw new Error(
+      `runtime(s) ${guessing.map(([n]) => n).join(', ')} accept JWTs for their resource URL, which berth takes from server.publicUrl or else the address it listens on, and ${host} names no address a token could: set server.publicUrl (--public-url) to the URL clients reach berth at, or the runtime's auth.audience (--audience)`,
+    );
   if (open.length === 0 || isLoopback(host)) return;
   if (!dangerouslyAllowUnauthenticated) {
     throw new Error(
@@ -21,6 +30,22 @@ export function checkExposure(config: BerthConfig, log: Logger): void {
     );
   }
   log.warn({ host, runtimes: open }, 'UNAUTHENTICATED runtimes on a non-loopback address (dangerouslyAllowUnauthenticated)');
+}
+
+const DEMO_SERVER = fileURLToPath(new URL('../demo/server.js', import.meta.url));
+
+/**
+ * The bundled demo's network. It makes no network calls, and `berth run` gives it "none" so that a first run works
+ * as any user; where "none" cannot be had (not root, and no sandbox with a network of its own, e.g. bubblewrap
+ * blocked), the demo gets the host's network rather than a refusal. Any other server's network is as configured.
+ */
+export function demoNetwork(name: string, rc: RuntimeConfig, driver: SandboxDriver, log: Logger): RuntimeConfig {
+  if (rc.network !== 'none' || rc.command?.[1] !== DEMO_SERVER || !networkProblem(driver, 'none', rc.upstream === 'http')) return rc;
+  log.warn(
+    { runtime: name, isolation: driver.name },
+    'the bundled demo server runs on the host network: network "none" needs root or a sandbox with a network of its own',
+  );
+  return { ...rc, network: 'host' };
 }
 
 /** One runtime's checks once its driver is known; throws naming the runtime. */

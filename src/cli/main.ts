@@ -110,6 +110,9 @@ async function serve(config: BerthConfig, configFile?: string, awaitFirstStart =
   berth.on('cluster:fenced', () => process.exit(1));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
+  // A closed terminal (or a supervisor's hang-up) stops berth as SIGTERM does: Node's default would end it at once,
+  // leaving its sandboxes to the next berth's sweep. berth has no configuration reload to give SIGHUP instead.
+  process.on('SIGHUP', () => shutdown('SIGHUP'));
   if (awaitFirstStart) await firstStartsOrExit(berth);
   // Only now: a SIGTERM sent as soon as the URL appears must drain, not kill berth and orphan its sandboxes.
   for (const name of berth.runtimes.keys()) {
@@ -391,13 +394,13 @@ program
   .command('drain')
   .description('Cluster mode: stop placing new sessions on a node (its own sessions keep working); --undo takes it back')
   .requiredOption('--url <url>', "the node's base URL, e.g. http://10.0.0.5:8787")
-  .option('--deadline <duration>', "end the node's remaining sessions after this long (default: never)")
+  .option('--deadline <duration>', "end the node's remaining sessions after this long (default: never)", duration)
   .option('--undo', 'stop draining')
   .option('--admin-token-env <var>', 'environment variable holding the admin API token', 'BERTH_ADMIN_TOKEN')
   .action(async (o) => {
     const token = process.env[o.adminTokenEnv];
     if (!token) fail(new Error(`the environment variable ${o.adminTokenEnv} (the admin token) is empty or unset`));
-    const deadline = o.deadline === undefined ? undefined : duration(o.deadline);
+    const deadline = o.deadline as string | undefined; // checked by commander (duration)
     const url = `${String(o.url).replace(/\/+$/, '')}/admin/drain`;
     let r: Response;
     try {

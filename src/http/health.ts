@@ -40,8 +40,10 @@ export function healthz(v: HealthView): { status: number; body: Record<string, u
 }
 
 /**
- * Ready for new sessions: not draining, every runtime below its session cap with a warm server waiting (when it
- * keeps a pool). A load balancer sends new sessions elsewhere meanwhile; /healthz says alive.
+ * Ready for new sessions: not draining, every runtime below its session cap, its servers starting, and (when it keeps
+ * a pool) its first warm server ready. A load balancer sends new sessions elsewhere meanwhile; /healthz says alive.
+ * A pool emptied later by a burst is no reason: its next session starts cold (or waits for a refill under way), and a
+ * node taken out of rotation mid-burst would take its live sessions' traffic with it behind a single-node balancer.
  */
 export function readyz(v: HealthView): { status: number; body: Record<string, unknown> } {
   const reasons: string[] = [];
@@ -54,7 +56,8 @@ export function readyz(v: HealthView): { status: number; body: Record<string, un
     const starts = r.startRecord.health;
     if (starts.consecutiveFailures > 0 && r.warmServers === 0)
       reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
-    else if (r.config.warmPool.min > 0 && r.warmServers === 0) reasons.push(`runtime ${n}: no warm server yet`);
+    else if (r.config.warmPool.min > 0 && r.warmServers === 0 && starts.lastSuccessAt === null)
+      reasons.push(`runtime ${n}: no warm server yet`);
     if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
   }
   return { status: reasons.length ? 503 : 200, body: { ready: reasons.length === 0, reasons } };
