@@ -122,11 +122,12 @@ test('a --mount that does not exist is refused at start, naming it', async () =>
 });
 
 /** `berth run` with no command serves the bundled demo, and its first session answers. */
-async function demoServes(o: { cwd: string; as?: number }): Promise<void> {
-  const b = berth(['run', '--port', '0'], o);
+async function demoServes(o: { cwd: string; as?: number; args?: string[]; logs?: RegExp }): Promise<void> {
+  const b = berth(['run', '--port', '0', ...(o.args ?? [])], o);
   try {
     const url = await listeningUrl(b.proc, { timeoutMs: 60_000, context: b.err });
     assert.match(await demoAnswers(url), /No notes yet/);
+    if (o.logs) assert.match(b.err(), o.logs);
   } finally {
     b.proc.kill('SIGTERM');
     await b.exited;
@@ -147,6 +148,18 @@ test(
   'the bundled demo answers when berth runs as a user other than root, with no flags (its network: none)',
   { skip: !nobodyCanRun() && 'needs root (to become uid 65534) and a checkout uid 65534 can read' },
   () => demoServes({ cwd: '/', as: 65534 }),
+);
+
+test(
+  'as another user without a sandbox that brings its own network (isolation process), the demo runs on the host network, saying so',
+  { skip: !nobodyCanRun() && 'needs root (to become uid 65534) and a checkout uid 65534 can read' },
+  () =>
+    demoServes({
+      cwd: '/',
+      as: 65534,
+      args: ['--isolation', 'process'],
+      logs: /the bundled demo server runs on the host network: network \\"none\\" needs root or a sandbox with a network of its own/,
+    }),
 );
 
 test(
