@@ -2,6 +2,7 @@
 // official SDK client or raw HTTP on loopback. Drivers this host cannot run are skipped with the reason printed.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect } from 'node:net';
@@ -10,7 +11,18 @@ import { join } from 'node:path';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { compiledFixture } from './fixtures/slow-boot.ts';
-import { connect, PROBE, ROOT, runBerth, serveBerth, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import {
+  ACCEPT_BOTH,
+  connect,
+  PROBE,
+  rawInit,
+  ROOT,
+  runBerth,
+  serveBerth,
+  startBerth,
+  textOf,
+  type BerthProcess,
+} from './helpers/berth.ts';
 
 /** False when the driver works here, else why not (printed as a skip). */
 async function unavailable(d: typeof namespaceDriver): Promise<string | false> {
@@ -165,6 +177,67 @@ describe('refusals that say what happened', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+test("a server's answer nested too deep to pass on fails that call with a clear error; the session keeps working", async () => {
+  const berth = await runBerth(['--isolation', 'process', '--network', 'host', '--warm-pool', '1']);
+  try {
+    const { client, transport } = await connect(berth.url);
+    const err = await client.callTool({ name: 'deep_answer', arguments: { depth: 100_000 } }).then(
+      (r) => new Error(`answered: ${JSON.stringify(r).slice(0, 200)}`),
+      (e: Error) => e,
+    );
+    assert.match(err.message, /the server's answer could not be passed on/);
+    assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'still here');
+    await transport.terminateSession();
+    await client.close();
+  } finally {
+    await berth.stop();
+  }
+});
+
+test('a client that stops reading its answers has its connection closed after stalledWriteTimeout; berth serves the rest', async () => {
+  const dir = tmp('berth-traps-stall-');
+  const file = join(dir, 'berth.json');
+  writeFileSync(
+    file,
+    JSON.stringify({
+      server: { port: 0, stalledWriteTimeout: '1s' },
+      runtimes: { default: { command: PROBE, isolation: 'process', network: 'host', warmPool: 1 } },
+    }),
+  );
+  const berth = await startBerth(['serve', '--config', file]);
+  try {
+    const sid = await rawInit(berth.url);
+    // 48 MiB asked for over a raw connection that reads nothing: more than loopback's socket buffers hold.
+    const bytes = 48 * 2 ** 20;
+    const call = JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'big', arguments: { bytes } } });
+    const u = new URL(berth.url);
+    const socket = tcpConnect(Number(u.port), u.hostname);
+    socket.pause();
+    socket.write(
+      `POST ${u.pathname} HTTP/1.1\r\nhost: ${u.host}\r\naccept: ${ACCEPT_BOTH}\r\ncontent-type: application/json\r\n` +
+        `mcp-session-id: ${sid}\r\nmcp-protocol-version: 2025-11-25\r\ncontent-length: ${Buffer.byteLength(call)}\r\n\r\n${call}`,
+    );
+    // berth says when it cuts the connection; then whatever the socket still holds is read, short of the answer.
+    for (let i = 0; i < 600 && !berth.logs().includes('closed a connection whose client read none of its answers'); i++)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.match(berth.logs(), /closed a connection whose client read none of its answers for stalledWriteTimeout/);
+    let received = 0;
+    socket.on('data', (d: Buffer) => (received += d.length));
+    socket.on('error', () => undefined); // the reset berth's close may cause
+    socket.resume();
+    await once(socket, 'close');
+    assert.ok(received < bytes, `the whole answer arrived (${received} bytes): the connection was not cut`);
+    // Another client is served as before.
+    const { client, transport } = await connect(berth.url);
+    assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'served' } })), 'served');
+    await transport.terminateSession();
+    await client.close();
+  } finally {
+    await berth.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 type Health = { status: string; runtimes: Record<string, { starts: { consecutiveFailures: number; lastError: string | null } }> };

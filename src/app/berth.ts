@@ -212,7 +212,17 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     for (const [name, rc] of Object.entries(this.config.runtimes)) await this.build(name, rc);
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
     const bodyTimeout = Math.max(...Object.values(this.config.runtimes).map((r) => r.limits.bodyTimeout));
-    const server = createListener((req, res) => route(this, req, res), bodyTimeout);
+    const { stalledWriteTimeout } = this.config.server;
+    const server = createListener(
+      (req, res) => route(this, req, res),
+      bodyTimeout,
+      stalledWriteTimeout,
+      (queuedBytes) =>
+        this.log.warn(
+          { queuedBytes, stalledWriteTimeout },
+          'closed a connection whose client read none of its answers for stalledWriteTimeout',
+        ),
+    );
     this.http = server;
     if (this.adminDigest) this.history.start();
     await new Promise<void>((resolve, reject) => {

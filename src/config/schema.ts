@@ -459,6 +459,9 @@ export const ServerSchema = z
       .describe('Origin header values allowed to call berth; "loopback" allows localhost origins, "*" any.')
       .default(['loopback']),
     drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').prefault('30s'),
+    stalledWriteTimeout: duration(
+      'A connection whose client has read none of the answer bytes berth queued for it this long is closed, so a client that stops reading cannot make berth hold its answers in memory. 0: never.',
+    ).prefault('30s'),
     sessionRoot: z
       .string()
       .optional()

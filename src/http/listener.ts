@@ -1,6 +1,7 @@
 // The HTTP server itself, with the bounds that hold before any handler runs, and whatever Node answers on its own
 // (parser errors, timeouts, Expect, CONNECT) answered as berth answers everything: a JSON-RPC error body.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { clientErrorAnswer, HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
@@ -14,7 +15,14 @@ const MAX_HEADER_SIZE = 16 * 1024;
  * longest of the runtimes'), the whole request within head + body time (a body nobody reads, after a refusal,
  * included).
  */
-export function createListener(handler: (req: IncomingMessage, res: ServerResponse) => void, bodyTimeout: number): Server {
+export function createListener(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+  bodyTimeout: number,
+  /** How long a connection may hold queued answer bytes of which its client reads none (0: no bound). */
+  stalledWriteTimeout = 0,
+  /** Told of each connection cut for it, with the bytes it held. */
+  onStalledCut?: (queuedBytes: number) => void,
+): Server {
   const headersTimeout = Math.max(1000, bodyTimeout);
   const server = createServer(
     {
@@ -31,6 +39,7 @@ export function createListener(handler: (req: IncomingMessage, res: ServerRespon
     handler,
   );
   server.maxHeadersCount = MAX_HEADERS + 1;
+  if (stalledWriteTimeout > 0) cutStalledReaders(server, stalledWriteTimeout, onStalledCut);
   // Node reports a parse error again for every later chunk of the same connection (its parser stays failed). The
   // first report is answered, and the answer lingers while the rest of the upload is read and dropped (sendRaw); a
   // repeat must not destroy the socket, or the kernel resets the connection under the answer before the client
@@ -59,4 +68,41 @@ export function createListener(handler: (req: IncomingMessage, res: ServerRespon
     }).sendRaw(socket);
   });
   return server;
+}
+
+/**
+ * A client that stops reading makes Node keep what berth answered it (a finished JSON answer of up to maxMessageSize,
+ * an SSE stream's events) in memory until the connection closes; calls keep coming while their answers stay queued.
+ * Every connection holding queued bytes that its client has not taken any of for `timeout` is closed. A slow
+ * reader that makes progress is left alone; an SSE stream whose client stalls is also cut by its own buffer bound.
+ * The check runs every timeout / 4 (at least 250 ms), on connections that hold queued bytes only.
+ */
+function cutStalledReaders(server: Server, timeout: number, onCut?: (queuedBytes: number) => void): void {
+  type Seen = { queued: number; inKernelQueue: number; since: number };
+  const sockets = new Map<Socket, Seen>();
+  server.on('connection', (s: Socket) => {
+    sockets.set(s, { queued: 0, inKernelQueue: 0, since: 0 });
+    s.once('close', () => sockets.delete(s));
+  });
+  const every = Math.max(250, Math.floor(timeout / 4));
+  const timer = setInterval(() => {
+    const now = Date.now();
+    for (const [s, seen] of sockets) {
+      // writableLength counts a write until it has all gone to the kernel; libuv's write queue shrinks as the kernel
+      // takes each part of it, which is when the client reads.
+      const queued = s.writableLength;
+      const inKernelQueue = (s as Socket & { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
+      const progress = queued < seen.queued || inKernelQueue < seen.inKernelQueue;
+      if (queued === 0 || progress || seen.queued === 0) seen.since = now;
+      seen.queued = queued;
+      seen.inKernelQueue = inKernelQueue;
+      if (queued > 0 && now - seen.since >= timeout) {
+        sockets.delete(s);
+        s.destroy();
+        onCut?.(queued);
+      }
+    }
+  }, every);
+  timer.unref();
+  server.once('close', () => clearInterval(timer));
 }

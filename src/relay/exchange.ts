@@ -2,7 +2,7 @@
 // a resumable SSE stream when a related message (progress, elicitation, ...) must go out first, or when the call
 // outlasts the JSON window (so a long call gets keep-alives and survives a dropped connection).
 import type { ServerResponse } from 'node:http';
-import type { JsonRpcMessage, JsonRpcResponse } from '../wire/jsonrpc.js';
+import { ErrorCode, errorResponse, type JsonRpcMessage, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import type { CallSink } from './sink.js';
 import type { SseStream, StreamLog } from './stream-log.js';
 import { SESSION_HEADER } from '../wire/headers.js';
@@ -85,7 +85,7 @@ export class Exchange implements CallSink {
     if (!this.outstanding.delete(key)) return false;
     const delivered = this.reachable;
     this.beforeRespond?.(message);
-    if (this.upgraded) this.stream!.send(message);
+    if (this.upgraded) this.sendOnStream(message);
     else this.responses.push(message);
     if (this.outstanding.size === 0) this.finish();
     return delivered;
@@ -112,8 +112,16 @@ export class Exchange implements CallSink {
     this.stream ??= this.opts.streams.open();
     this.stream.attach(this.res, this.headers, 0, this.opts.priming);
     // Batch responses that came while this was still plain JSON go first.
-    for (const r of this.responses.splice(0)) this.stream.send(r);
+    for (const r of this.responses.splice(0)) this.sendOnStream(r);
     return true;
+  }
+
+  private sendOnStream(message: JsonRpcResponse): void {
+    try {
+      this.stream!.send(message);
+    } catch (e) {
+      this.stream!.send(unsendable(message, e));
+    }
   }
 
   private finish(): void {
@@ -136,10 +144,31 @@ export class Exchange implements CallSink {
       this.res.end();
       return;
     }
-    const body = JSON.stringify(this.opts.batch ? this.responses : this.responses[0]);
+    let body: string;
+    try {
+      body = JSON.stringify(this.opts.batch ? this.responses : this.responses[0]);
+    } catch {
+      const sendable = this.responses.map((r) => {
+        try {
+          JSON.stringify(r);
+          return r;
+        } catch (e) {
+          return unsendable(r, e);
+        }
+      });
+      body = JSON.stringify(this.opts.batch ? sendable : sendable[0]);
+    }
     this.res.writeHead(200, { ...this.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
     this.res.end(body);
   }
+}
+
+/**
+ * An answer berth cannot write (valid JSON nested deeper than JSON.stringify's stack allows, from a hostile server)
+ * becomes an error for that call alone; thrown on, it would leave the client waiting and the session busy.
+ */
+function unsendable(m: JsonRpcResponse, e: unknown): JsonRpcResponse {
+  return errorResponse(m.id, ErrorCode.InternalError, `the server's answer could not be passed on: ${(e as Error).message}`);
 }
 
 /**

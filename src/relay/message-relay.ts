@@ -469,7 +469,23 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
       // A sink that cannot end without an answer is berth's own (a listen leg, a bridged call whose client left):
       // the answer reaches no client.
       else f.exchange.respond(key, errorResponse(f.clientId, ErrorCode.RequestCancelled, 'Request cancelled by the client'));
-    } else this.respond(f, response);
+    } else {
+      try {
+        this.respond(f, response);
+      } catch (e) {
+        // An answer berth cannot serialise (valid JSON nested deeper than the stack allows, from a hostile server)
+        // fails this call alone; thrown on, it would leave the session counted busy and the client waiting.
+        this.emit('log', 'warn', "the server's answer could not be passed on", {
+          id: f.clientId,
+          method: f.method,
+          error: (e as Error).message,
+        });
+        this.respond(
+          f,
+          errorResponse(f.clientId, ErrorCode.InternalError, `the server's answer could not be passed on: ${(e as Error).message}`),
+        );
+      }
+    }
     if (f.method === 'subscriptions/listen') this.listens--;
     else if (this.inFlightCount === 0) this.emit('busy', false);
   }

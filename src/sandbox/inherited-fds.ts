@@ -5,7 +5,7 @@
 // pipe, read a file opened outside its sandbox, use a socket of the host's network.
 // Threat model: the server must start with stdin, stdout, stderr and the descriptors berth hands it on purpose
 // (bwrap's block and args pipes), nothing else. This closes, in berth itself, every inherited descriptor from 3 up
-// that lacks close-on-exec, except Node's own IPC channel (NODE_CHANNEL_FD, when berth was forked). The CLI does so
+// that lacks close-on-exec, except Node's own IPC channel (when berth was forked; Node opens it close-on-exec). The CLI does so
 // first thing, before the host shell, the startup sweep or a driver's probe spawns anything; starting a sandbox or
 // a dial helper does so too, for berth used as a library. Everything berth opens itself is close-on-exec, so once
 // is enough. Without /proc (no fdinfo to read the flags from) nothing is closed.
@@ -18,7 +18,10 @@ let done = false;
 export function closeInheritedFds(): number[] {
   if (done) return [];
   done = true;
-  const keep = new Set([0, 1, 2, Number(process.env.NODE_CHANNEL_FD ?? -1)]);
+  // Node removes NODE_CHANNEL_FD from the environment once it has opened the channel (close-on-exec, so a sandbox
+  // never holds it): the channel's own descriptor says which it is.
+  const channel = (process as { channel?: { fd?: number } }).channel?.fd;
+  const keep = new Set([0, 1, 2, channel ?? -1]);
   const closed: number[] = [];
   let fds: string[];
   try {
