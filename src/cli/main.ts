@@ -141,7 +141,7 @@ program
     "run each session's server from this OCI image (docker://NAME[:TAG], oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE); a COMMAND then replaces its entrypoint",
   )
   .addOption(
-    new Option('--upstream <kind>', 'how the server speaks MCP (default: stdio; http for an --image, on its port 8000 at /mcp)').choices([
+    new Option('--upstream <kind>', 'how the server speaks MCP (default: stdio; http for an --image, on the one port the image exposes, else 8000, at /mcp)').choices([
       'stdio',
       'http',
     ]),

@@ -78,23 +78,25 @@ export function createListener(
  * The check runs every timeout / 4 (at least 250 ms), on connections that hold queued bytes only.
  */
 function cutStalledReaders(server: Server, timeout: number, onCut?: (queuedBytes: number) => void): void {
-  type Seen = { queued: number; inKernelQueue: number; since: number };
+  type Seen = { flushed: number; inKernelQueue: number; since: number };
   const sockets = new Map<Socket, Seen>();
   server.on('connection', (s: Socket) => {
-    sockets.set(s, { queued: 0, inKernelQueue: 0, since: 0 });
+    sockets.set(s, { flushed: 0, inKernelQueue: 0, since: Date.now() });
     s.once('close', () => sockets.delete(s));
   });
   const every = Math.max(250, Math.floor(timeout / 4));
   const timer = setInterval(() => {
     const now = Date.now();
     for (const [s, seen] of sockets) {
-      // writableLength counts a write until it has all gone to the kernel; libuv's write queue shrinks as the kernel
-      // takes each part of it, which is when the client reads.
+      // What the client took: every write that has completed (bytesWritten counts writes once queued,
+      // writableLength until they complete), and, within one large write, how much of it the kernel has taken
+      // (libuv's write queue shrinks as it does). A stream the client reads keeps completing writes, however fast
+      // berth queues more.
       const queued = s.writableLength;
+      const flushed = s.bytesWritten - queued;
       const inKernelQueue = (s as Socket & { _handle?: { writeQueueSize?: number } })._handle?.writeQueueSize ?? 0;
-      const progress = queued < seen.queued || inKernelQueue < seen.inKernelQueue;
-      if (queued === 0 || progress || seen.queued === 0) seen.since = now;
-      seen.queued = queued;
+      if (queued === 0 || flushed > seen.flushed || inKernelQueue < seen.inKernelQueue) seen.since = now;
+      seen.flushed = flushed;
       seen.inKernelQueue = inKernelQueue;
       if (queued > 0 && now - seen.since >= timeout) {
         sockets.delete(s);
