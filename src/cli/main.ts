@@ -141,10 +141,10 @@ program
     "run each session's server from this OCI image (docker://NAME[:TAG], oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE); a COMMAND then replaces its entrypoint",
   )
   .addOption(
-    new Option('--upstream <kind>', 'how the server speaks MCP (default: stdio; http for an --image, on the one port the image exposes, else 8000, at /mcp)').choices([
-      'stdio',
-      'http',
-    ]),
+    new Option(
+      '--upstream <kind>',
+      'how the server speaks MCP (default: stdio; http for an --image, on the one port the image exposes, else 8000, at /mcp)',
+    ).choices(['stdio', 'http']),
   )
   .option('--idle-timeout <duration>', 'end a session after this much idleness', duration, '15m')
   .option('--max-lifetime <duration>', 'end a session this long after it started', duration, '8h')
