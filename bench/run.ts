@@ -884,7 +884,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     for (const [n, x] of Object.entries(floorRatios))
       w(
         `byte relay floor, ${n} sessions: ${f1(d.throughputFloorAt?.[Number(n)]?.callsPerS)} calls/s = ${x.floorVsDirect?.toFixed(2)}× direct` +
-          ` (node:http and pipes, nothing else); berth stdio = ${x.stdioVsFloor?.toFixed(2)}× the floor\n`,
+          ` (node:http and pipes, nothing else)${x.stdioVsFloor === undefined ? '' : `; berth stdio = ${x.stdioVsFloor.toFixed(2)}× the floor`}\n`,
       );
     if (Object.keys(floorRatios).length) w('\n');
   }

@@ -183,6 +183,40 @@ function listenersOn(port: number): string[] {
 }
 const LOOPBACK = new Set(['0100007F', '00000000000000000000000001000000']); // 127.0.0.1, ::1
 
+/**
+ * A gateway process of the bench's own (a peer, the floor) as a target: the server processes it starts are remembered
+ * as they appear, so stop() reaps every one even when the gateway itself dies first; `cleanup` runs after the stop.
+ */
+function gatewayTarget(proc: ChildProcess, isolation: string | undefined, cleanup: () => void = () => undefined) {
+  const pid = proc.pid!;
+  const t0 = performance.now();
+  const stderrTail = tail(proc);
+  const exitInfo = exitWatch(proc);
+  const seen: Seen = new Map();
+  const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
+  watch.unref();
+  const stop = () => stopProc(proc, pid, seen, watch).finally(cleanup);
+  /** The target, once `url` answers. */
+  const at = (url: string): Target => ({
+    kind: 'peer',
+    pid,
+    url,
+    gatewayPid: pid,
+    sandboxes: () => childrenOf(pid),
+    serverPids: () => {
+      const d = descendantsOf(pid);
+      remember(seen, d);
+      return d;
+    },
+    startedInMs: performance.now() - t0,
+    exitInfo,
+    isolation: () => isolation,
+    stop,
+    stderrTail,
+  });
+  return { stop, stderrTail, at };
+}
+
 export type PeerKind = 'supergateway' | 'mcp-proxy';
 
 /**
@@ -221,41 +255,18 @@ export async function startPeer(kind: PeerKind, probe: string): Promise<Target> 
           process.execPath,
           probe,
         ];
-  const t0 = performance.now();
   const proc = spawn(process.execPath, argv, { cwd, env: process.env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  const stderrTail = tail(proc);
-  const exitInfo = exitWatch(proc);
+  const g = gatewayTarget(proc, undefined, () => rmSync(cwd, { recursive: true, force: true }));
   const url = `http://127.0.0.1:${port}/mcp`;
-  const stop = () => stopProc(proc, pid, seen, watch).finally(() => rmSync(cwd, { recursive: true, force: true }));
-  const pid = proc.pid!;
-  const seen: Seen = new Map();
-  const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
-  watch.unref();
   try {
     await waitHttp(url, proc, START_TIMEOUT_MS);
     const wide = listenersOn(port).filter((a) => !LOOPBACK.has(a));
     if (wide.length) throw new Error(`${kind} listens on a non-loopback address (${wide.join(', ')}): refusing to measure it`);
   } catch (e) {
-    await stop();
+    await g.stop();
     throw e;
   }
-  return {
-    kind: 'peer',
-    pid,
-    url,
-    gatewayPid: pid,
-    sandboxes: () => childrenOf(pid),
-    serverPids: () => {
-      const d = descendantsOf(pid);
-      remember(seen, d);
-      return d;
-    },
-    startedInMs: performance.now() - t0,
-    exitInfo,
-    isolation: () => undefined,
-    stop,
-    stderrTail,
-  };
+  return g.at(url);
 }
 
 /**
@@ -269,35 +280,12 @@ export async function startFloor(probe: string, kind: 'relay' | 'http', nodeArgs
     [...nodeArgs, join(ROOT, 'bench/floor-relay.mjs'), ...(kind === 'http' ? ['--no-child'] : []), '--', process.execPath, probe],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
-  const stderrTail = tail(proc);
-  const exitInfo = exitWatch(proc);
-  const t0 = performance.now();
-  const pid = proc.pid!;
-  const seen: Seen = new Map();
-  const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
-  watch.unref();
-  const stop = () => stopProc(proc, pid, seen, watch);
-  const url = await listeningUrl(proc, { what: 'floor', timeoutMs: START_TIMEOUT_MS, context: stderrTail }).catch(async (e: unknown) => {
-    await stop();
+  const g = gatewayTarget(proc, 'none');
+  const url = await listeningUrl(proc, { what: 'floor', timeoutMs: START_TIMEOUT_MS, context: g.stderrTail }).catch(async (e: unknown) => {
+    await g.stop();
     throw e;
   });
-  return {
-    kind: 'peer',
-    pid,
-    url,
-    gatewayPid: pid,
-    sandboxes: () => childrenOf(pid),
-    serverPids: () => {
-      const d = descendantsOf(pid);
-      remember(seen, d);
-      return d;
-    },
-    startedInMs: performance.now() - t0,
-    exitInfo,
-    isolation: () => 'none',
-    stop,
-    stderrTail,
-  };
+  return g.at(url);
 }
 
 export interface BerthOptions {
