@@ -52,3 +52,24 @@ test(
     }
   },
 );
+
+test("berth under node --perf-basic-prof keeps V8's own map file open: its lines never reach the host shell", { skip }, async (t) => {
+  // V8 opens /tmp/perf-PID.map without close-on-exec. Closed as if inherited, its number went to the host shell's
+  // stdin pipe, and every map line V8 wrote became a shell command: no namespace sandbox could start.
+  const berth = await startBerth(['run', '--port', '0', '--isolation', 'namespace', '--warm-pool', '0', '--', ...PROBE], {}, [
+    'env',
+    'NODE_OPTIONS=--perf-basic-prof',
+  ]);
+  t.after(() => berth.stop());
+  const c = await connect(berth.url);
+  try {
+    assert.equal(textOf(await c.client.callTool({ name: 'echo', arguments: { text: 'profiled' } })), 'profiled');
+    assert.ok(
+      fdTargets(berth.proc.pid!).some((target) => target.endsWith(`/perf-${berth.proc.pid}.map`)),
+      'berth still holds its perf map',
+    );
+  } finally {
+    await c.client.close();
+    rmSync(`/tmp/perf-${berth.proc.pid}.map`, { force: true });
+  }
+});

@@ -9,10 +9,25 @@
 // first thing, before the host shell, the startup sweep or a driver's probe spawns anything; starting a sandbox or
 // a dial helper does so too, for berth used as a library. Everything berth opens itself is close-on-exec, so once
 // is enough. Without /proc (no fdinfo to read the flags from) nothing is closed.
-import { closeSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 const O_CLOEXEC = 0o2000000;
 let done = false;
+
+/** Files V8 opens itself without close-on-exec when asked to by a flag: `--perf-basic-prof`'s map, `--prof`'s log.
+ * Closing one would hand its number to berth's next pipe, and V8 would go on writing its lines into it. */
+function v8Own(fd: number): boolean {
+  let target: string;
+  try {
+    target = readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return false;
+  }
+  const pid = process.pid;
+  return (
+    target.endsWith(`/perf-${pid}.map`) || target.endsWith(`/jit-${pid}.dump`) || new RegExp(`isolate-0x[0-9a-f]+-${pid}-`).test(target)
+  );
+}
 
 /** Closes inherited descriptors that would reach children (once per process); returns those it closed. */
 export function closeInheritedFds(): number[] {
@@ -34,7 +49,7 @@ export function closeInheritedFds(): number[] {
     if (!Number.isInteger(fd) || keep.has(fd)) continue;
     try {
       const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
-      if (flags === undefined || (parseInt(flags, 8) & O_CLOEXEC) !== 0) continue;
+      if (flags === undefined || (parseInt(flags, 8) & O_CLOEXEC) !== 0 || v8Own(fd)) continue;
       closeSync(fd);
       closed.push(fd);
     } catch {
