@@ -5,7 +5,7 @@
 //
 //   node --import tsx bench/where.ts [--isolation process|namespace] [--upstream stdio|http] [--sessions 8]
 //        [--seconds 5] [--warmup 1] [--prof DIR] [--strace FILE] [--perf FILE] [--berth-bin bin/berth.js]
-//        [--floor relay|http] [--network none|egress|host]
+//        [--floor relay|http] [--network none|egress|host] [--every SECONDS] [--big BYTES]
 //
 // --floor measures bench/floor-relay.mjs in berth's place, under the same load: the least Node.js does to relay a
 // call to a stdio server (relay), or to answer it over node:http at all (http): what berth's figure is bounded by.
@@ -42,6 +42,10 @@ const BIN = opt('berth-bin', 'bin/berth.js');
 const FLOOR = opt('floor', '') as '' | 'relay' | 'http';
 /** berth's --network for its sessions ('' = berth's default). */
 const NETWORK = opt('network', '');
+/** Also print calls/s and berth's CPU per call every this many seconds of the window (0: only the total). */
+const EVERY = Number(opt('every', '0'));
+/** Call the probe's `big` tool for an answer of this many bytes instead of `echo` (0: echo). */
+const BIG = Number(opt('big', '0'));
 
 /** utime and stime (ms) of a process, all threads. */
 function times(pid: number): { user: number; sys: number } {
@@ -87,7 +91,7 @@ try {
   // The pool refills after the sessions took its servers: starting ones must not run inside the window.
   await settle([{ t, servers: SESSIONS + WARM }], 60_000);
   const pid = t.gatewayPid!;
-  const echo = { name: 'echo', arguments: { text: 'hello from the bench' } };
+  const echo = BIG > 0 ? { name: 'big', arguments: { bytes: BIG } } : { name: 'echo', arguments: { text: 'hello from the bench' } };
   let stop = false;
   let measuring = false;
   let calls = 0;
@@ -112,7 +116,11 @@ try {
   const strace = straceArgs && spawn('strace', ['-f', '-p', String(pid), ...straceArgs], { stdio: 'ignore' });
   if (strace) await new Promise((r) => setTimeout(r, 300)); // attached to every thread
   const perf = PERF
-    ? spawn('perf', ['record', '-e', 'cpu-clock', '-F', '1999', '-p', String(pid), '-o', resolve(PERF)], { stdio: 'ignore' })
+    ? spawn(
+        'perf',
+        ['record', ...(process.env.PERF_G ? ['-g'] : []), '-e', 'cpu-clock', '-F', '1999', '-p', String(pid), '-o', resolve(PERF)],
+        { stdio: 'ignore' },
+      )
     : undefined;
   if (perf) await new Promise((r) => setTimeout(r, 300));
   const servers = () => t.serverPids().reduce((a, p) => a + cpuMs(p), 0);
@@ -142,7 +150,18 @@ try {
   // The profile's clock is the monotonic one process.hrtime reads: the window lets cpuprofile-top.ts skip start-up.
   const from = process.hrtime.bigint() / 1000n;
   measuring = true;
-  await new Promise((r) => setTimeout(r, SECONDS * 1000));
+  // --every: the window in slices, to see whether a target speeds up as it runs (JIT, caches) or slows (growth).
+  const slices = EVERY > 0 ? Math.max(1, Math.round(SECONDS / EVERY)) : 1;
+  for (let i = 0, mark = { calls: 0, cpu: a.times.user + a.times.sys, at: performance.now() }; i < slices; i++) {
+    await new Promise((r) => setTimeout(r, (SECONDS * 1000) / slices));
+    if (slices === 1) break;
+    const now = { calls, cpu: times(pid).user + times(pid).sys, at: performance.now() };
+    const n = Math.max(1, now.calls - mark.calls);
+    process.stdout.write(
+      `  slice ${i + 1}: ${Math.round((n / (now.at - mark.at)) * 1000)} calls/s, berth CPU ${Math.round(((now.cpu - mark.cpu) / n) * 1000) / 1000} ms/call\n`,
+    );
+    mark = now;
+  }
   measuring = false;
   const to = process.hrtime.bigint() / 1000n;
   for (const tracer of [strace, perf]) tracer?.kill('SIGINT');
