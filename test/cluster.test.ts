@@ -15,6 +15,7 @@ import { mintSessionId, newIncarnation, sessionOwner } from '../src/cluster/ids.
 import { NonceCache, signForwarded, verifyForwarded } from '../src/cluster/forwarded.ts';
 import { candidates, choose } from '../src/cluster/placement.ts';
 import { ACCEPT_BOTH, initBody, listeningUrl, PROBE, readUntil, ROOT, sseEvents, sseMessages, textOf } from './helpers/berth.ts';
+import { Redis } from 'ioredis';
 import { redisAvailable, startRedis, type RedisServer } from './helpers/redis.ts';
 import { makeNet, netnsAvailable, type Net } from './helpers/netns.ts';
 import { tempDir } from './helpers/temp.ts';
@@ -154,6 +155,15 @@ async function startNode(
         warmPool: 1,
         auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
         limits: { requestsPerSecond: 1000, requestBurst: 1000, startQueueTimeout: '120s' },
+      },
+      // A principal may hold one of its sessions per node: a runtime session past that is refused after its claim.
+      capped: {
+        command: PROBE,
+        isolation: 'process',
+        network: 'host',
+        warmPool: 0,
+        auth: { kind: 'api-key', keys: Object.entries(KEYS).map(([n, k]) => ({ name: n, sha256: sha(k) })) },
+        limits: { requestsPerSecond: 1000, requestBurst: 1000, startQueueTimeout: '10s', maxSessionsPerPrincipal: 1 },
       },
     },
     cluster: {
@@ -457,6 +467,65 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
     assert.equal((await del(C)).status, 404, 'gone, whichever node is asked');
     assert.notEqual(await post(C, 30, 'state_get', {}), 'rs-kept', 'the id names a fresh sandbox after DELETE');
     assert.equal((await del(A)).status, 204);
+  });
+
+  test("a runtime session's Redis record lives for the session's lifetime once it exists; a refused one's lapses within its placing time", async () => {
+    const db = redis.url.startsWith('redis://') ? new Redis(redis.url, { password: redis.password }) : new Redis({ path: redis.url });
+    const created: string[] = [];
+    const call = (rs: string) =>
+      fetch(`${A.url}/runtimes/capped/mcp`, {
+        method: 'POST',
+        headers: {
+          ...auth(),
+          accept: ACCEPT_BOTH,
+          'content-type': 'application/json',
+          'mcp-protocol-version': MODERN,
+          'mcp-method': 'tools/call',
+          'mcp-name': 'echo',
+          'berth-runtime-session': rs,
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'tools/call',
+          params: { name: 'echo', arguments: { text: 'x' }, _meta: ENVELOPE },
+        }),
+      });
+    try {
+      const records = async () => new Set(await db.keys('{berth}:rs:*'));
+      const seen = { served: 0, refused: 0 };
+      // One session per node for this principal: of four new ids, at least one is refused (429) after its claim.
+      for (let i = 0; i < 4; i++) {
+        const before = await records();
+        const rs = randomBytes(16).toString('base64url');
+        const r = await call(rs);
+        const body = await r.text();
+        const added = [...(await records())].filter((k) => !before.has(k));
+        assert.equal(added.length, 1, `one new record for id ${i}: ${added.join(', ')}`);
+        const key = added[0]!;
+        if (r.status === 429) {
+          seen.refused++;
+          // startQueueTimeout 10 s + startupTimeout 30 s + 60 s. Before, it stood for maxLifetime (8 h).
+          const lapses = await db.pttl(key);
+          assert.ok(lapses > 0 && lapses <= 100_000, `the refused one's record lapses within 100 s: ${lapses} ms`);
+          continue;
+        }
+        assert.equal(r.status, 200, body);
+        seen.served++;
+        created.push(rs);
+        // Its owner extends it to maxLifetime (8 h) + 60 s once the session exists.
+        for (let t = 0; (await db.pttl(key)) <= 100_000; t++) {
+          assert.ok(t < 200, 'the owner extends the record');
+          await sleep(50);
+        }
+        assert.ok((await db.pttl(key)) > 8 * 3_600_000 - 60_000, 'lives for the session');
+      }
+      assert.ok(seen.refused >= 1 && seen.served >= 1, JSON.stringify(seen));
+    } finally {
+      for (const rs of created)
+        await fetch(`${A.url}/runtimes/capped/mcp`, { method: 'DELETE', headers: { ...auth(), 'berth-runtime-session': rs } });
+      db.disconnect();
+    }
   });
 
   test('bridged multi-round-trip calls (2026 client, no runtime session; stateful and stateless runtimes): the retry finds its call through any node', async () => {

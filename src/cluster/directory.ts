@@ -60,6 +60,9 @@ return out`;
 // Deletes a key only while it still holds the value we expect.
 const DEL_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
+// Extend a record's life, only while it still names ARGV[1].
+const EXPIRE_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+
 // Leave: only our own incarnation's lease is deleted.
 const LEAVE = `
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1], KEYS[2]) redis.call('SREM', KEYS[3], ARGV[2]) return 1 end
@@ -131,6 +134,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     this.redis.defineCommand('berthView', { numberOfKeys: 1, lua: VIEW });
     this.redis.defineCommand('berthLeave', { numberOfKeys: 3, lua: LEAVE });
     this.redis.defineCommand('berthDelIf', { numberOfKeys: 1, lua: DEL_IF });
+    this.redis.defineCommand('berthExpireIf', { numberOfKeys: 1, lua: EXPIRE_IF });
     const p = cfg.prefix;
     this.keys = { lease: `${p}:lease:${self.id}`, node: `${p}:node:${self.id}`, nodes: `${p}:nodes`, events: `${p}:events` };
   }
@@ -317,6 +321,15 @@ export class Directory extends EventEmitter<DirectoryEvents> {
   /** The owner recorded for a runtime session, or null. Throws when Redis cannot answer. */
   async getRoute(key: string): Promise<string | null> {
     return this.redis.get(`${this.cfg.prefix}:rs:${key}`);
+  }
+
+  /** Gives a runtime session's record `ttlMs` more to live, only while it still names `value`; false when it does not. */
+  async extendRoute(key: string, value: string, ttlMs: number): Promise<boolean> {
+    if (this.redis.status !== 'ready') return false;
+    const n = await (this.redis as unknown as { berthExpireIf: (...a: string[]) => Promise<number> })
+      .berthExpireIf(`${this.cfg.prefix}:rs:${key}`, value, String(Math.max(1000, Math.round(ttlMs))))
+      .catch(() => 0);
+    return n === 1;
   }
 
   /** Forgets a runtime session's record (it was deleted), only while it still names `value`. */

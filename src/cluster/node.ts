@@ -23,6 +23,8 @@ import { candidates, choose } from './placement.js';
 const NOT_FOUND = 'Session not found: it is unknown, ended or expired; initialize a new session';
 /** Runtime-session routes remembered for when Redis cannot answer. */
 const ROUTE_CACHE = 10_000;
+/** A runtime session's record outlives what it covers by this much (clocks, a request in flight at the end). */
+const CLAIM_MARGIN_MS = 60_000;
 
 /** What a Berth-Forwarded header binds as the session: Mcp-Session-Id, else the runtime session, else nothing. */
 function sessionClaim(req: IncomingMessage, runtimeSession: string | undefined): string {
@@ -330,7 +332,11 @@ export class ClusterNode {
         if (owner === undefined && req.method === 'DELETE') return false; // nothing anywhere: the local 404
         if (owner === undefined) {
           const target = this.place(r);
-          owner = await d.claimRoute(key, target ? `${target.id}.${target.inc}` : me, r.config.maxLifetime + 60_000);
+          // Claimed for as long as placing it may take; the owner extends it to the session's lifetime once the
+          // session exists (holdRuntimeSession). A claim for one it refused (a cap, a failed start) lapses soon, so
+          // a caller naming new ids cannot fill Redis with records of sessions that never were.
+          const { startQueueTimeout, startupTimeout } = r.config.limits;
+          owner = await d.claimRoute(key, target ? `${target.id}.${target.inc}` : me, startQueueTimeout + startupTimeout + CLAIM_MARGIN_MS);
           creating = true;
         }
       } catch (e) {
@@ -379,7 +385,9 @@ export class ClusterNode {
   holdRuntimeSession(runtime: string, principal: Principal, id: string, maxLifetime: number): void {
     const key = this.rsKey(runtime, principal, id);
     if (this.held.has(key)) return;
-    this.held.set(key, Date.now() + maxLifetime + 60_000);
+    this.held.set(key, Date.now() + maxLifetime + CLAIM_MARGIN_MS);
+    // The session exists: its record lives as long as it may (and its tombstone after it), no longer the claim's while.
+    void this.directory.extendRoute(key, `${this.nodeId}.${this.inc}`, maxLifetime + CLAIM_MARGIN_MS);
     if (this.held.size > ROUTE_CACHE * 10) this.held.delete(this.held.keys().next().value!); // oldest first
   }
 
