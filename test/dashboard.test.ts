@@ -146,13 +146,14 @@ describe('dashboard feed and figures', () => {
       assert.equal(calm.pendingServerRequests, 0);
       assert.ok(calm.idleExpiresInSeconds! > 800 && calm.idleExpiresInSeconds! <= 900, 'idle timeout 15 min');
       assert.ok(calm.expiresInSeconds > 8 * 3600 - 60, 'max lifetime 8 h');
-      // The runtime's limits come with each session: the defaults here (no memory, CPU or pids limit set).
+      // The runtime's limits come with each session: the defaults here (no memory or CPU limit set; pids' own default,
+      // marked not enforced where this host cannot hold it).
       assert.deepEqual(
         { ...calm.limits, notEnforced: [] },
         {
           memoryBytes: null,
           cpus: null,
-          pids: null,
+          pids: 512,
           diskBytes: 1073741824,
           idleTimeoutSeconds: 900,
           maxLifetimeSeconds: 28800,

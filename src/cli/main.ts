@@ -180,7 +180,11 @@ program
     if (!(n > 0)) throw new InvalidArgumentError(`expected a positive number of CPUs, got "${v}"`);
     return n;
   })
-  .option('--pids <n>', 'most processes per session (cgroups)', int)
+  .option(
+    '--pids <n>',
+    'most processes and threads per session (cgroups); 0 = no limit (default 512 where berth can set cgroup limits)',
+    int,
+  )
   .option(
     '--warm-pool <n|auto|min..max>',
     'servers started ahead of demand: auto (2..16, the default), a fixed number, or min..max sized by recent new sessions',

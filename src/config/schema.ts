@@ -24,6 +24,9 @@ const size = (desc: string) =>
     .transform((v) => parseSize(v))
     .describe(desc);
 
+/** limits.pids when unset: processes and threads per session. */
+export const DEFAULT_PIDS = 512;
+
 export const ISOLATION_KINDS = ['auto', 'process', 'namespace', 'gvisor', 'microvm'] as const;
 
 export const LimitsSchema = z
@@ -41,7 +44,17 @@ export const LimitsSchema = z
     bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),
     memory: size('Memory limit per session (cgroups); a session over it is killed alone. Unset: no limit.').optional(),
     cpus: z.number().positive().describe('CPU limit per session, in CPUs (cgroups). Unset: no limit.').optional(),
-    pids: z.number().int().positive().describe('Most processes/threads per session (cgroups). Unset: no limit.').optional(),
+    pids: z
+      .number()
+      .int()
+      .nonnegative()
+      .optional()
+      .describe(
+        `Most tasks (processes and threads together, as the kernel counts them) one session may have at once: its server, everything it starts, their threads, and under the namespace driver bubblewrap's two small processes. Past it fork() and new threads fail with EAGAIN inside that session alone; other sessions and the host keep theirs. Enforced with the session's pids cgroup (berth as root, or a cgroup tree it may write); gVisor: its kernel's RLIMIT_NPROC on the server's tasks, the cgroup a wider bound that leaves room for runsc's own threads; microVM: QEMU's threads (the guest has a kernel of its own). Unset: ${DEFAULT_PIDS} where berth can set cgroup limits (an idle node server uses about 11, a server started through npx a few more), else none, and berth says so once at start. 0: no limit.`,
+      )
+      // The JSON Schema's default: parsing leaves it unset, so the sandbox can tell the default (applied where this
+      // host can) from a configured limit (warned about where it cannot be enforced).
+      .meta({ default: DEFAULT_PIDS }),
     disk: size(
       'Bytes a session may write: its working directory, /tmp and (namespace driver) writes beside its code share one tmpfs of this size (gVisor: each of its working directory and /tmp; microVM: its working directory), so a server past it gets ENOSPC and the host disk is untouched. tmpfs is memory: writes count against the memory limit too. Needs berth as root (gVisor: any user). 0: no cap.',
     ).prefault('1GiB'),

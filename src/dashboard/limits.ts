@@ -1,7 +1,7 @@
 // The limits a session runs under, as the admin API and the dashboard show them: its runtime's configured values,
 // and which of them this host cannot enforce (berth warns once at start; an operator reading the dashboard later
 // should not take a limit that is not there on trust).
-import type { RuntimeConfig } from '../config/schema.js';
+import { DEFAULT_PIDS, type RuntimeConfig } from '../config/schema.js';
 import { detectCgroups } from '../sandbox/cgroups.js';
 
 export interface SessionLimits {
@@ -25,8 +25,10 @@ export function sessionLimits(config: RuntimeConfig, driver: string): SessionLim
   const { limits } = config;
   const notEnforced: string[] = [];
   const cg = detectCgroups();
+  // limits.pids unset: DEFAULT_PIDS, marked not enforced where this host cannot hold it (as a configured one is).
+  const pids = limits.pids === undefined ? DEFAULT_PIDS : limits.pids || null;
   for (const key of ['memory', 'cpus', 'pids'] as const) {
-    if (!limits[key]) continue;
+    if (!(key === 'pids' ? pids : limits[key])) continue;
     if (!cg.version) notEnforced.push(`${key}: ${cg.reason}`);
     else if (!cg.controllers.includes(CGROUP_CONTROLLER[key])) notEnforced.push(`${key}: no ${CGROUP_CONTROLLER[key]} cgroup controller`);
   }
@@ -35,7 +37,7 @@ export function sessionLimits(config: RuntimeConfig, driver: string): SessionLim
   return {
     memoryBytes: limits.memory ?? null,
     cpus: limits.cpus ?? null,
-    pids: limits.pids ?? null,
+    pids,
     diskBytes: limits.disk || null,
     idleTimeoutSeconds: config.idleTimeout / 1000,
     maxLifetimeSeconds: config.maxLifetime / 1000,

@@ -3,6 +3,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmdirSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { DEFAULT_PIDS } from '../config/schema.js';
 import type { SandboxLimits } from './driver.js';
 import { hostName } from './host.js';
 
@@ -47,6 +48,23 @@ export function detectCgroups(): CgroupSupport {
         ? 'the cgroup v2 hierarchy has no usable controllers and no v1 hierarchy is writable'
         : 'no writable cgroup hierarchy was found under /sys/fs/cgroup';
   return (cached = { version: null, controllers: [], reason });
+}
+
+/** Why this host cannot hold a pids limit per session (no cgroups berth may write, no pids controller), or undefined. */
+export function pidsUnavailable(): string | undefined {
+  const cg = detectCgroups();
+  if (!cg.version) return cg.reason;
+  return cg.controllers.includes('pids') ? undefined : 'no pids cgroup controller';
+}
+
+/**
+ * The pids limit a session gets: the configured one (0: none), else DEFAULT_PIDS where this host's cgroups can hold
+ * it. A default that cannot be applied is no limit, never a refusal (berth says so once at start,
+ * warnUnenforceableLimits); a configured one is passed on as it is.
+ */
+export function sessionPids(configured: number | undefined): number | undefined {
+  if (configured !== undefined) return configured || undefined;
+  return pidsUnavailable() ? undefined : DEFAULT_PIDS;
 }
 
 /** The session's cgroup, relative to each hierarchy's root. */

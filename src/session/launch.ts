@@ -12,6 +12,7 @@ import type { Connector } from './connector.js';
 import type { ServerSource } from './source.js';
 import { ServerNoise } from './noise.js';
 import type { Sandbox, SandboxDriver } from '../sandbox/index.js';
+import { sessionPids } from '../sandbox/cgroups.js';
 import type { PackageInstallError } from '../sandbox/package-cache.js';
 import { parseAllow, type AllowRule } from '../sandbox/network.js';
 import type { Metrics } from '../observe/metrics.js';
@@ -99,7 +100,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
       cwd: ctx.baseDir,
       workDir,
       env,
-      limits: { memory, cpus, pids, disk: disk || undefined },
+      limits: { memory, cpus, pids: sessionPids(pids), disk: disk || undefined },
       port,
       network: config.network,
       allowNet,
