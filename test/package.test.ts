@@ -1,19 +1,45 @@
-// The npm package as a stranger gets it: `npm pack` of this checkout, installed into an empty directory, then run
-// from directories that have nothing to do with the checkout: `berth --version`, `berth run` of a small stdio
-// server kept in a third directory (answering the official SDK client), and the library imported by its name.
+// The npm package as a stranger gets it: `npm pack` of this checkout (its prepack script included, as on a publish),
+// installed into an empty directory, then run from directories that have nothing to do with the checkout:
+// `berth --version`, `berth run` of a small stdio server kept in a third directory (answering the official SDK
+// client), and the library imported by its name. Also what the tarball promises: built from an empty dist/ (no
+// leftover of a removed source), no source maps named, and README's links reaching files it ships or the repository.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, posix, relative } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ROOT, listeningUrl } from './helpers/berth.js';
 
 const run = promisify(execFile);
-const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { name: string; version: string; bin: Record<string, string> };
+interface Manifest {
+  name: string;
+  version: string;
+  bin: Record<string, string>;
+  files: string[];
+  scripts?: Record<string, string>;
+  repository?: { type?: string; url?: string };
+  homepage?: string;
+  bugs?: { url?: string };
+}
+const PKG = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as Manifest;
+/** A previous build's output from sources since removed, left in the copy's dist/ before packing. */
+const STALE = ['dist/stale-leftover.js', 'dist/stale-leftover.d.ts', 'dist/removed-dir/gone.js'];
 
 /** The environment without what `npm test` sets for its children (npm_config_*, npm_package_*, …), so each npm here
  * behaves as one typed at a shell. */
@@ -27,23 +53,34 @@ let top: string; // everything of this test, removed at the end
 let prefix: string; // where the tarball is installed: an empty project outside the checkout
 let elsewhere: string; // where berth is run from
 let serverDir: string; // where the hosted server lives
+let packDir: string; // the copy of the checkout that is packed
 let tarball: string;
 let files: string[];
 
 before(
   async () => {
-    assert.ok(existsSync(join(ROOT, 'dist/cli/main.js')), 'dist/ is missing: run `npm run build` first (npm test does)');
     top = realpathSync(mkdtempSync(join(tmpdir(), 'berth-package-')));
     chmodSync(top, 0o755); // the sandbox uid (65534) must reach the server; a 0700 directory is refused at start
     prefix = join(top, 'install');
     elsewhere = join(top, 'elsewhere');
     serverDir = join(top, 'server');
+    packDir = join(top, 'checkout');
     for (const d of [prefix, elsewhere, serverDir]) mkdirSync(d);
-    // --ignore-scripts: `npm test` has just built dist/ (prepack would build it again, under other tests' feet).
-    const packed = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', top], {
-      cwd: ROOT,
+    // Packed from a copy, so prepack empties and rebuilds that copy's dist/, not the one other tests are running:
+    // what the manifest's "files" names, the sources and compiler settings prepack builds from, and (shared) the
+    // checkout's node_modules for the compiler. The copy's dist/ starts with a previous build's leftovers.
+    const tops = new Set(['package.json', 'tsconfig.json', 'src', ...PKG.files.map((f) => f.split('/')[0]!)]);
+    for (const name of tops)
+      if (name !== 'dist' && existsSync(join(ROOT, name))) cpSync(join(ROOT, name), join(packDir, name), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(packDir, 'node_modules'));
+    for (const f of STALE) {
+      mkdirSync(dirname(join(packDir, f)), { recursive: true });
+      writeFileSync(join(packDir, f), '// built from a source that no longer exists\n');
+    }
+    const packed = await run('npm', ['pack', '--json', '--pack-destination', top], {
+      cwd: packDir,
       env: cleanEnv(),
-      timeout: 60_000,
+      timeout: 120_000,
       maxBuffer: 64 << 20,
     });
     const info = (JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>)[0]!;
@@ -57,7 +94,7 @@ before(
       maxBuffer: 64 << 20,
     });
   },
-  { timeout: 240_000 },
+  { timeout: 300_000 },
 );
 
 after(() => {
@@ -80,12 +117,13 @@ async function withInstalledBerth(args: string[], use: (url: string) => Promise<
   }
 }
 
-test('the tarball holds the built code, the launcher, the dashboard files, examples, README and LICENSE, and no sources or tests', () => {
+test('the tarball holds the built code, the launcher, the dashboard files, examples, README, ARCHITECTURE and LICENSE, and no sources or tests', () => {
   assert.equal(PKG.name, 'berth-mcp');
   assert.equal(PKG.bin.berth, './bin/berth.js');
   for (const f of [
     'package.json',
     'README.md',
+    'ARCHITECTURE.md',
     'LICENSE',
     'bin/berth.js',
     'dist/index.js',
@@ -106,11 +144,65 @@ test('the tarball holds the built code, the launcher, the dashboard files, examp
   );
   assert.deepEqual(stray, []);
   // Installing ran no compiler: the installed package has no TypeScript and no build script to run.
-  const installed = JSON.parse(readFileSync(join(prefix, 'node_modules', PKG.name, 'package.json'), 'utf8')) as {
-    scripts?: Record<string, string>;
-  };
+  const installed = JSON.parse(readFileSync(join(prefix, 'node_modules', PKG.name, 'package.json'), 'utf8')) as Manifest;
   assert.equal(installed.scripts?.prepare, undefined);
   assert.equal(installed.scripts?.install ?? installed.scripts?.postinstall, undefined);
+});
+
+test('the tarball is built from an empty dist/: no leftover of a removed source, every script has its source', () => {
+  assert.deepEqual(
+    STALE.filter((f) => files.includes(f)),
+    [],
+    "prepack must empty dist/ before building (a previous build's leftovers were shipped)",
+  );
+  const orphans = files.filter(
+    (f) => /^dist\/.*\.js$/.test(f) && !existsSync(join(packDir, f.replace(/^dist\//, 'src/').replace(/\.js$/, '.ts'))),
+  );
+  assert.deepEqual(orphans, [], 'shipped scripts without a source');
+});
+
+/** Every file under `dir`, recursively. */
+const walk = (dir: string): string[] =>
+  readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)]));
+
+test('no source maps: none is shipped and no shipped script names one (the comment would point at a missing file)', () => {
+  assert.deepEqual(
+    files.filter((f) => f.endsWith('.map')),
+    [],
+  );
+  const installed = join(prefix, 'node_modules', PKG.name);
+  const scripts = walk(join(installed, 'dist'))
+    .filter((f) => f.endsWith('.js'))
+    .map((f) => relative(installed, f));
+  assert.ok(scripts.length > 50, `found ${scripts.length} installed scripts`);
+  assert.deepEqual(
+    scripts.filter((f) => readFileSync(join(installed, f), 'utf8').includes('sourceMappingURL')),
+    [],
+  );
+});
+
+test("repository, homepage and bugs are set; README's links reach a file the tarball holds, or the repository", () => {
+  const installed = JSON.parse(readFileSync(join(prefix, 'node_modules', PKG.name, 'package.json'), 'utf8')) as Manifest;
+  assert.match(installed.repository?.url ?? '', /^git\+https:\/\/\S+\.git$/, 'repository.url');
+  // Until the public repository is decided, package.json names a placeholder (its "//" says so); all must agree.
+  const repo = installed.repository!.url!.replace(/^git\+/, '').replace(/\.git$/, '');
+  assert.equal(installed.homepage, `${repo}#readme`);
+  assert.equal(installed.bugs?.url, `${repo}/issues`);
+  // What npmjs.com shows: README as shipped. Code blocks and code spans hold no links.
+  const readme = readFileSync(join(prefix, 'node_modules', PKG.name, 'README.md'), 'utf8')
+    .replace(/^```[\s\S]*?^```/gm, '')
+    .replace(/`[^`\n]*`/g, '');
+  const targets = [...readme.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)|^\[[^\]]+\]:\s*(\S+)/gm)].map((m) => (m[1] ?? m[2])!);
+  assert.ok(targets.length > 10, `found ${targets.length} links`);
+  const broken = targets.filter((t) => {
+    if (t.startsWith('#')) return false;
+    // A link into the repository uses package.json's URL; one left naming the placeholder after it was replaced is broken.
+    if (/^[a-z][a-z+.-]*:/i.test(t))
+      return (t.includes(new URL(repo).host) || t.includes('placeholder.invalid')) && !t.startsWith(`${repo}/`);
+    const path = posix.normalize(decodeURIComponent(t.replace(/[?#].*$/, ''))).replace(/\/$/, '');
+    return !files.includes(path) && !files.some((f) => f.startsWith(`${path}/`));
+  });
+  assert.deepEqual(broken, [], 'README links to files the tarball lacks (ship them, or link them in the repository)');
 });
 
 test('`berth --version` prints the package version, from a directory outside the checkout', async () => {
