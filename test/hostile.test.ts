@@ -325,7 +325,7 @@ function send(req: RawRequest, extra: Partial<RawOptions> = {}): Promise<RawRepl
 
 async function health(): Promise<void> {
   assert.equal(berth.proc.exitCode, null, `berth exited\n${berth.logs().slice(-3000)}`);
-  const r = await send({ method: 'GET', target: '/healthz', headers: [['host', 'x']] });
+  const r = await send({ method: 'GET', target: '/healthz', headers: [['host', 'localhost']] });
   assert.equal(r.status, 200, r.body.toString());
   assert.equal((JSON.parse(r.body.toString()) as { status: string }).status, 'ok');
 }
@@ -743,7 +743,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       method: 'DELETE',
       target: PATHS.stateful,
       headers: [
-        ['host', 'x'],
+        ['host', 'localhost'],
         ['mcp-session-id', endedSid],
       ],
     });
@@ -878,7 +878,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
 
   test("refusals Node's HTTP server makes on its own carry a JSON-RPC error body too", async () => {
     const post = (extra: string, body = '{"jsonrpc":"2.0","id":1,"method":"ping"}') =>
-      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\n${extra}content-length: ${body.length}\r\n\r\n${body}`;
+      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: localhost\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\n${extra}content-length: ${body.length}\r\n\r\n${body}`;
     const cases: Array<[string, string, number, RegExp]> = [
       [
         'a control character in a header value',
@@ -888,8 +888,8 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       ],
       ['a header line without a colon', post('garbage\r\n'), 400, /Bad Request/],
       ['20 KiB of headers', post(`x-big: ${'b'.repeat(20_000)}\r\n`), 431, /Request Header Fields Too Large.*16384/],
-      ['an unknown method', `BREW /mcp HTTP/1.1\r\nhost: x\r\n\r\n`, 400, /Bad Request/],
-      ['a malformed protocol in the request line', `GET /mcp HTTQ/1.1\r\nhost: x\r\n\r\n`, 400, /Bad Request/],
+      ['an unknown method', `BREW /mcp HTTP/1.1\r\nhost: localhost\r\n\r\n`, 400, /Bad Request/],
+      ['a malformed protocol in the request line', `GET /mcp HTTQ/1.1\r\nhost: localhost\r\n\r\n`, 400, /Bad Request/],
       ['Content-Length and Transfer-Encoding together', post('transfer-encoding: chunked\r\n'), 400, /Bad Request/],
       ['two different Content-Lengths', post('content-length: 7\r\n'), 400, /Bad Request/],
       ['CONNECT', `CONNECT 127.0.0.1:${port} HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\n\r\n`, 405, /Method Not Allowed: CONNECT/],
@@ -942,7 +942,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       const sock = tcpConnect({ host: '127.0.0.1', port });
       await new Promise((r) => sock.once('connect', r));
       sock.write(
-        `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"jsonrpc":`,
+        `POST ${PATHS.stateful} HTTP/1.1\r\nhost: localhost\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"jsonrpc":`,
       );
       await sleep(100);
       sock.destroy();
@@ -955,7 +955,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
   test('pipelined requests on one connection are answered in order, a bad one among them included', async () => {
     const ping = (id: number) => `{"jsonrpc":"2.0","id":${id},"method":"ping"}`;
     const req = (body: string) =>
-      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\nmcp-session-id: ${attackerSid}\r\nmcp-protocol-version: ${V}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: localhost\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\nmcp-session-id: ${attackerSid}\r\nmcp-protocol-version: ${V}\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
     const all = await new Promise<string>((resolve) => {
       // One write: all three are in berth's buffer before the first is answered.
       const sock = tcpConnect({ host: '127.0.0.1', port }, () => sock.write(req(ping(1)) + req('{"jsonrpc":') + req(ping(3))));
@@ -1035,7 +1035,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     await check('session ids', arb, 300, async ({ method, session }) => {
       const sid = sessionValue(session)!;
       const headers: Array<[string, string | Buffer]> = [
-        ['host', 'x'],
+        ['host', 'localhost'],
         ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT],
         ['content-type', 'application/json'],
         ['mcp-session-id', sid],
@@ -1095,7 +1095,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
           method: 'GET',
           target: PATHS.stateful,
           headers: [
-            ['host', 'x'],
+            ['host', 'localhost'],
             ['accept', 'text/event-stream'],
             ['mcp-session-id', sid],
             ['mcp-protocol-version', V],
@@ -1134,7 +1134,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       method: 'DELETE',
       target: PATHS.stateful,
       headers: [
-        ['host', 'x'],
+        ['host', 'localhost'],
         ['mcp-session-id', owner],
       ],
     });
@@ -1142,7 +1142,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
       method: 'DELETE',
       target: PATHS.stateful,
       headers: [
-        ['host', 'x'],
+        ['host', 'localhost'],
         ['mcp-session-id', intruder],
       ],
     });
@@ -1222,7 +1222,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     await check('credentials', arb, 150, async ({ credential: cred, method, session }) => {
       const sid = session === 'alice' ? alice : session === 'ended' ? endedSid : session === 'near-miss' ? `${alice}x` : undefined;
       const headers: Array<[string, string | Buffer]> = [
-        ['host', 'x'],
+        ['host', 'localhost'],
         ['accept', method === 'GET' ? 'text/event-stream' : ACCEPT],
         ['content-type', 'application/json'],
         ...cred,
@@ -1277,7 +1277,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
 
   describe('slow clients', () => {
     const head = (len: number | 'chunked') =>
-      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\n${len === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${len}`}\r\n\r\n`;
+      `POST ${PATHS.stateful} HTTP/1.1\r\nhost: localhost\r\naccept: ${ACCEPT}\r\ncontent-type: application/json\r\n${len === 'chunked' ? 'transfer-encoding: chunked' : `content-length: ${len}`}\r\n\r\n`;
     const drip = (unit: string, n: number, every: number): Part[] =>
       Array.from({ length: n }, () => [unit, { pause: every }] as Part[]).flat();
 
@@ -1302,7 +1302,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     });
 
     test('request headers trickled forever -> 408 JSON (or a close) within the headers timeout', async () => {
-      const parts: Part[] = [`POST ${PATHS.stateful} HTTP/1.1\r\nhost: x\r\nx-slow: `, ...drip('a', 100, 200)];
+      const parts: Part[] = [`POST ${PATHS.stateful} HTTP/1.1\r\nhost: localhost\r\nx-slow: `, ...drip('a', 100, 200)];
       const r = await rawExchange(parts, { port, timeoutMs: 12_000 });
       assertRefusal(r, 'trickled headers', 408, undefined, /Request Timeout/);
       assert.ok(r.ms < 8000, `answered after ${r.ms} ms`);
@@ -1310,7 +1310,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
     });
 
     test('an idle keep-alive connection is not taken for a slow client: it serves a request after idling past the timeouts', async () => {
-      const get = 'GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n';
+      const get = 'GET /healthz HTTP/1.1\r\nhost: localhost\r\n\r\n';
       const got = await new Promise<string>((resolve) => {
         let text = '';
         const sock = tcpConnect({ host: '127.0.0.1', port }, () => sock.write(get));
@@ -1333,7 +1333,7 @@ describe('hostile input at the front door', { timeout: 240_000 }, () => {
 
     test('a refused request whose body keeps trickling is not held open', async () => {
       const parts: Part[] = [
-        `POST /nope HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`,
+        `POST /nope HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n`,
         ...drip(' ', 200, 100),
       ];
       const r = await rawExchange(parts, { port, timeoutMs: 5000 });

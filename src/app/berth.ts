@@ -2,13 +2,14 @@
 // host, builds the runtimes with what they need (the cluster's hooks included) and a front door for each, and
 // serves them all behind one HTTP listener; stop() drains and ends everything it started.
 import { EventEmitter } from 'node:events';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ClusterNode } from '../cluster/node.js';
 import { parseConfig } from '../config/load.js';
 import type { BerthConfig, BerthConfigInput, RuntimeConfig } from '../config/schema.js';
 import { adminTokenDigest } from '../http/admin.js';
 import { FrontDoor } from '../http/front-door.js';
+import { hostCheck } from '../http/host-check.js';
 import { createListener } from '../http/listener.js';
 import { METADATA_PREFIX, runtimePaths } from '../http/metadata.js';
 import { route, type RouterView } from '../http/router.js';
@@ -64,6 +65,7 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   /** Cluster mode (config.cluster): membership, routing and draining; undefined on a single node. */
   readonly cluster: ClusterNode | undefined;
   private readonly hide: string[];
+  readonly checkHost: (req: IncomingMessage) => void;
 
   constructor(
     config: BerthConfig,
@@ -75,6 +77,11 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     if (config.server.stateDir) useStateRoot(config.server.stateDir);
     for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
     this.metrics = new Metrics({ runtimes: () => this.runtimes.values() });
+    this.checkHost = hostCheck({
+      allowedHosts: config.server.allowedHosts,
+      listen: config.server.host,
+      urls: [config.server.publicUrl, config.cluster?.advertiseUrl ?? (config.cluster ? process.env.BERTH_ADVERTISE_URL : undefined)],
+    });
     this.history = new History({
       read: async () => ({
         sessions: [...this.runtimes.values()].reduce((n, r) => n + r.sessionCount, 0),

@@ -268,6 +268,11 @@ program
   )
   .option('--allowed-origin <origin...>', 'Origin values allowed (loopback, *, or exact origins)', ['loopback'])
   .option(
+    '--allowed-host <name...>',
+    "Host header names berth answers to (auto, loopback, *, or exact names; auto on loopback: loopback names and --public-url's host)",
+    ['auto'],
+  )
+  .option(
     '--cors-origin <origin>',
     'an origin (https://app.example.com) whose web pages may call berth from a browser: CORS preflights answered, responses readable (repeatable)',
     (v: string, acc: string[]) => [...acc, v],
@@ -293,6 +298,7 @@ program
             host: o.host,
             port: o.port,
             allowedOrigins: o.allowedOrigin,
+            allowedHosts: o.allowedHost,
             drainTimeout: o.drainTimeout,
             publicUrl: o.publicUrl,
             dangerouslyAllowUnauthenticated: !!o.dangerouslyAllowUnauthenticated,

@@ -37,6 +37,8 @@ export interface RouterView {
   readonly adminDigest: Buffer | undefined;
   readonly cluster?: ClusterNode;
   readonly publicUrl: string;
+  /** Throws 403 when the request's Host is not a name berth answers to (host-check.ts). */
+  readonly checkHost: (req: IncomingMessage) => void;
 }
 
 export function route(v: RouterView, req: IncomingMessage, res: ServerResponse): void {
@@ -49,6 +51,11 @@ export function route(v: RouterView, req: IncomingMessage, res: ServerResponse):
     return new HttpError(400, ErrorCode.ServerError, 'Bad Request: an HTTP/1.1 request must carry a Host header', {
       headers: { connection: 'close' },
     }).send(res);
+  }
+  try {
+    v.checkHost(req);
+  } catch (e) {
+    return HttpError.from(e).send(res);
   }
   const path = (req.url ?? '/').split('?')[0]!;
   if (path === '/healthz' || path === '/readyz') {
