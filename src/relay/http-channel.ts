@@ -7,30 +7,99 @@
 // unanswered: every later message needs the session id that answer carries. A request the server refuses at the
 // HTTP level (404 after it forgot the session, 5xx, a dropped connection) is answered here with a JSON-RPC error
 // under its id, so the call that sent it ends instead of waiting.
+//
+// What the server sends is read within limits.maxMessageSize, as a stdio line is: a JSON body whole, an SSE stream
+// event by event (what the SDK's parser holds of one event before it ends). Past it berth stops reading that response
+// and answers the requests it carried that are still unanswered with an error naming the limit; the session, its
+// other calls and every other session go on.
 import { EventEmitter } from 'node:events';
 import type { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { Agent, fetch as undiciFetch } from 'undici';
-import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcMessage } from '../wire/jsonrpc.js';
+import { Agent, fetch as undiciFetch, Response as UndiciResponse } from 'undici';
+import { ErrorCode, errorResponse, isRequest, isResponse, type JsonRpcId, type JsonRpcMessage } from '../wire/jsonrpc.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import type { Dial } from '../sandbox/dial.js';
 import type { MessageChannel } from './channel.js';
 import { undiciConnect } from './dial-connect.js';
 
-/** The 2026-07-28 headers that mirror a request's body, which a server of that era checks (the SDK v1 transport sends none). */
-function headers2026(body: unknown, headers: Headers): void {
-  if (typeof body !== 'string') return;
-  let m: { method?: unknown; params?: { name?: unknown; uri?: unknown; _meta?: Record<string, unknown> } };
+type Sent = { id?: unknown; method?: unknown; params?: { name?: unknown; uri?: unknown; _meta?: Record<string, unknown> } };
+
+/** The message(s) a POST carries (the transport sends one, or a batch), or none for anything else. */
+function sentIn(body: unknown): Sent[] {
+  if (typeof body !== 'string') return [];
   try {
-    m = JSON.parse(body) as typeof m;
+    const m = JSON.parse(body) as unknown;
+    return (Array.isArray(m) ? m : [m]).filter((x): x is Sent => typeof x === 'object' && x !== null);
   } catch {
-    return;
+    return [];
   }
+}
+
+/** The 2026-07-28 headers that mirror a request's body, which a server of that era checks (the SDK v1 transport sends none). */
+function headers2026(sent: Sent[], headers: Headers): void {
+  const m = sent.length === 1 ? sent[0]! : undefined;
+  if (!m) return;
   const version = m.params?._meta?.[META_PROTOCOL_VERSION];
   if (typeof version !== 'string' || typeof m.method !== 'string') return;
   headers.set('mcp-protocol-version', version);
   headers.set('mcp-method', m.method);
   const name = m.params?.name ?? m.params?.uri;
   if (typeof name === 'string') headers.set('mcp-name', name);
+}
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/**
+ * `body` read through a bound of `maxBytes`: an SSE stream per event (the bytes since the last blank line, whichever
+ * of CRLF, LF or CR ends its lines), any other body whole. Past it the stream fails, which cancels the server's body
+ * (berth reads no further), after `over` is told why.
+ */
+function bounded(
+  body: ReadableStream<Uint8Array>,
+  sse: boolean,
+  maxBytes: number,
+  over: (why: string) => void,
+): ReadableStream<Uint8Array> {
+  let held = 0; // bytes of the current event (SSE) or of the body so far
+  let lineEmpty = true; // nothing yet on the current line: a line break here ends the event
+  let afterCR = false; // the last byte was CR: an LF now is the same line break
+  const why = sse
+    ? `the MCP server sent an SSE event larger than maxMessageSize (${maxBytes} bytes); berth read no further`
+    : `the MCP server's answer is larger than maxMessageSize (${maxBytes} bytes); berth read no further`;
+  return body.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        if (!sse) held += chunk.length;
+        else
+          for (let i = 0, nextLF = -2, nextCR = -2; i < chunk.length && held <= maxBytes;) {
+            const b = chunk[i]!;
+            if (b === LF || b === CR) {
+              if (!(b === LF && afterCR)) {
+                if (lineEmpty) held = 0; // a blank line: the event is complete
+                lineEmpty = true;
+              }
+              afterCR = b === CR;
+              i++;
+              continue;
+            }
+            // A run of the line's bytes, up to its next line break (each break's place found once per chunk).
+            if (nextLF !== -1 && nextLF < i) nextLF = chunk.indexOf(LF, i);
+            if (nextCR !== -1 && nextCR < i) nextCR = chunk.indexOf(CR, i);
+            const end = Math.min(nextLF < 0 ? chunk.length : nextLF, nextCR < 0 ? chunk.length : nextCR);
+            held += end - i;
+            lineEmpty = false;
+            afterCR = false;
+            i = end;
+          }
+        if (held > maxBytes) {
+          over(why);
+          controller.error(new Error(why));
+          return;
+        }
+        controller.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 /** Loaded on first use: only the bridges speak to an HTTP server message by message, and the module costs ~5 MB of RSS. */
@@ -43,21 +112,36 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
   /** Pending while berth's initialize is unanswered; later messages wait for it. */
   private initializing: { id: unknown; answered: Promise<void>; done: () => void } | undefined;
   private closed = false;
+  /** berth's requests the server has not answered (nor been answered for, here): each gets exactly one answer. */
+  private readonly unanswered = new Set<unknown>();
 
-  /** `address`: the server's loopback port, or how to connect to it inside its own network. */
-  constructor(address: number | Dial) {
+  /**
+   * `address`: the server's loopback port, or how to connect to it inside its own network. `maxMessageSize`: the most
+   * berth reads of one JSON answer or one SSE event (limits.maxMessageSize).
+   */
+  constructor(
+    address: number | Dial,
+    private readonly maxMessageSize = 64 * 2 ** 20,
+  ) {
     super();
     this.agent = typeof address === 'number' ? undefined : new Agent({ connect: undiciConnect(address) });
     const url = new URL(typeof address === 'number' ? `http://127.0.0.1:${address}/mcp` : 'http://localhost/mcp');
     const agent = this.agent;
-    const fetchLike = (input: string | URL, init?: RequestInit) => {
+    const fetchLike = async (input: string | URL, init?: RequestInit) => {
       const headers = new Headers(init?.headers);
-      headers2026(init?.body, headers);
-      return undiciFetch(input, {
+      const sent = sentIn(init?.body);
+      headers2026(sent, headers);
+      const r = await undiciFetch(input, {
         ...(init as object),
         headers: Object.fromEntries(headers),
         ...(agent ? { dispatcher: agent } : {}),
-      }) as unknown as Promise<Response>;
+      });
+      if (!r.body) return r as unknown as Response;
+      // The requests this response answers: what fails, should berth stop reading it (none for the GET stream).
+      const ids = sent.filter((m) => typeof m.method === 'string' && m.id !== undefined && m.id !== null).map((m) => m.id);
+      const sse = (r.headers.get('content-type') ?? '').toLowerCase().startsWith('text/event-stream');
+      const body = bounded(r.body as ReadableStream<Uint8Array>, sse, this.maxMessageSize, (why) => this.fail(ids, why));
+      return new UndiciResponse(body, { status: r.status, statusText: r.statusText, headers: r.headers }) as unknown as Response;
     };
     transportModule ??= import('@modelcontextprotocol/sdk/client/streamableHttp.js');
     this.started = transportModule.then(({ StreamableHTTPClientTransport }) => {
@@ -81,24 +165,33 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
       const answered = new Promise<void>((r) => (done = r));
       this.initializing = { id: message.id, answered, done };
     }
+    if (isRequest(message)) this.unanswered.add(message.id);
+    // A request berth gave up on (requestTimeout, the client cancelled) is the relay's to forget, and so here.
+    else if ((message as { method?: unknown }).method === 'notifications/cancelled')
+      this.unanswered.delete((message as { params?: { requestId?: unknown } }).params?.requestId);
     void (async () => {
       try {
         await this.started;
         if (waitFor) await waitFor;
         await this.transport!.send(message as Parameters<StreamableHTTPClientTransport['send']>[0]);
       } catch (e) {
-        if (this.initializing?.id === (message as { id?: unknown }).id) this.initializing?.done();
-        if (isRequest(message) && !this.closed)
-          this.emit(
-            'message',
-            errorResponse(message.id, ErrorCode.InternalError, `the MCP server did not answer: ${(e as Error).message}`),
-          );
+        if (isRequest(message)) this.fail([message.id], `the MCP server did not answer: ${(e as Error).message}`);
       }
     })();
     return true;
   }
 
+  /** Answers those of `ids` still unanswered with an error saying why (once each: a late answer is the relay's to drop). */
+  private fail(ids: unknown[], why: string): void {
+    for (const id of ids) {
+      if (!this.unanswered.delete(id)) continue;
+      if (!this.closed) this.received(errorResponse(id as JsonRpcId, ErrorCode.InternalError, why));
+      else if (this.initializing?.id === id) this.initializing?.done(); // nothing waits on a closed channel's answers
+    }
+  }
+
   private received(m: JsonRpcMessage): void {
+    if (isResponse(m)) this.unanswered.delete(m.id);
     const init = this.initializing;
     if (init && isResponse(m) && m.id === init.id) {
       const v = (m.result as { protocolVersion?: unknown } | undefined)?.protocolVersion;

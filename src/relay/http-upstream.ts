@@ -117,7 +117,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   /** This server over berth's own session with it, message by message (bridge B serves a 2025 session so). */
   get conversation(): RelayUpstream {
     if (!this.own) {
-      const channel = new HttpChannel(this.address);
+      const channel = new HttpChannel(this.address, this.maxMessageSize);
       const relay = new MessageRelay(channel, this.relayOptions);
       const upstream = new RelayUpstream(relay, channel);
       upstream.on('busy', (busy) => this.emit('busy', busy));
