@@ -2,13 +2,10 @@
 // GETs carry no Origin, only its own name as Host. berth on loopback answers only to loopback names and the hosts of
 // its publicUrl (server.allowedHosts: auto), on every path (src/http/host-check.ts).
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { hostCheck } from '../src/http/host-check.ts';
-import { connect, PROBE, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { connect, PROBE, serveConfig, textOf, type BerthProcess } from './helpers/berth.ts';
 
 /** One request to berth's loopback port, naming `host` as the Host header (what a rebound page would send). */
 function ask(url: string, host: string, path: string, method = 'GET', body?: string): Promise<{ status: number; text: string }> {
@@ -37,16 +34,8 @@ function ask(url: string, host: string, path: string, method = 'GET', body?: str
   });
 }
 
-async function serve(server: Record<string, unknown>): Promise<BerthProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'berth-hosts-'));
-  const file = join(dir, 'berth.yaml');
-  writeFileSync(
-    file,
-    JSON.stringify({ server: { port: 0, ...server }, runtimes: { default: { command: PROBE, isolation: 'process', network: 'host' } } }),
-  );
-  const b = await startBerth(['serve', '--config', file]);
-  b.proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  return b;
+function serve(server: Record<string, unknown>): Promise<BerthProcess> {
+  return serveConfig({ server: { port: 0, ...server }, runtimes: { default: { command: PROBE, isolation: 'process', network: 'host' } } });
 }
 
 const INIT = JSON.stringify({

@@ -16,6 +16,7 @@ import { route, type RouterView } from '../http/router.js';
 import { createLogger, type Logger } from '../log.js';
 import { History } from '../observe/history.js';
 import { Metrics } from '../observe/metrics.js';
+import { RetentionBudget } from '../relay/stream-log.js';
 import type { ClusterHooks, HostedRuntime, RuntimeOptions } from '../runtime/hosted-runtime.js';
 import { StatefulRuntime } from '../runtime/stateful.js';
 import { StatelessRuntime } from '../runtime/stateless.js';
@@ -66,6 +67,8 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   readonly cluster: ClusterNode | undefined;
   private readonly hide: string[];
   readonly checkHost: (req: IncomingMessage) => void;
+  /** What every session's retained SSE events may take together (server.retainBudget). */
+  readonly retention: RetentionBudget;
 
   constructor(
     config: BerthConfig,
@@ -76,7 +79,8 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     this.log = options.logger ?? createLogger();
     if (config.server.stateDir) useStateRoot(config.server.stateDir);
     for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
-    this.metrics = new Metrics({ runtimes: () => this.runtimes.values() });
+    this.retention = new RetentionBudget(config.server.retainBudget);
+    this.metrics = new Metrics({ runtimes: () => this.runtimes.values(), retainedBytes: () => this.retention.bytes });
     this.checkHost = hostCheck({
       allowedHosts: config.server.allowedHosts,
       listen: config.server.host,
@@ -183,6 +187,7 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
       metrics: this.metrics,
       hide: this.hide,
       cluster: this.clusterHooks(name),
+      retention: this.retention,
     };
     const rt: HostedRuntime = rc.mode === 'stateless' ? new StatelessRuntime(opts) : new StatefulRuntime(opts);
     rt.on('session:created', (s) => this.emit('session:created', s, name));

@@ -20,6 +20,8 @@ export const DEFAULT_METRICS_PREFIX = 'berth_';
 
 export interface LiveView {
   runtimes(): Iterable<RuntimeGauges>;
+  /** Bytes of SSE events kept for replay, all sessions together (bounded by server.retainBudget). */
+  retainedBytes?(): number;
 }
 
 export class Metrics {
@@ -166,6 +168,14 @@ export class Metrics {
       registers,
       collect() {
         for (const rt of view.runtimes()) this.set({ runtime: rt.name }, rt.pendingServerRequests + rt.pendingInputRounds);
+      },
+    });
+    new Gauge({
+      name: 'berth_stream_retained_bytes',
+      help: 'Bytes of SSE events kept for replay (Last-Event-ID), all sessions together; server.retainBudget bounds it.',
+      registers,
+      collect() {
+        this.set(view.retainedBytes?.() ?? 0);
       },
     });
     new Gauge({

@@ -37,7 +37,7 @@ import {
 import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { MessageChannel } from './channel.js';
-import { type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
+import { type RetentionBudget, type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
 
 /** Server requests that, asked during the handshake fence, are taken as the server's own start-up questions. */
 const UNPROMPTED = new Set(['roots/list', 'ping']);
@@ -64,6 +64,8 @@ export interface RelayOptions {
   requestTimeout: number;
   /** A server->client request unanswered this long fails for the server (0: never). */
   serverRequestTimeout: number;
+  /** What every session's retained events may take together (server.retainBudget). */
+  retention?: RetentionBudget;
 }
 
 export interface RelayEvents {
@@ -102,11 +104,20 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
     private readonly opts: RelayOptions,
   ) {
     super();
-    this.streams = new StreamLog(opts.streams, !opts.stateless, (seq, stream) =>
-      this.emit('log', 'warn', 'a message no client stream carried was dropped from retention (streams.retainEvents / retainBytes)', {
-        stream: stream.slice(0, 6),
-        seq,
-      }),
+    this.streams = new StreamLog(
+      opts.streams,
+      !opts.stateless,
+      (seq, stream) =>
+        this.emit(
+          'log',
+          'warn',
+          'a message no client stream carried was dropped from retention (streams.retainEvents / retainBytes, server.retainBudget)',
+          {
+            stream: stream.slice(0, 6),
+            seq,
+          },
+        ),
+      opts.retention,
     );
     channel.on('message', (m) => this.fromServer(m));
   }
@@ -348,7 +359,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
         errorResponse(
           m.id,
           ErrorCode.ServerError,
-          `berth: no client stream carried "${m.method}" before newer messages displaced it (streams.retainEvents / retainBytes)`,
+          `berth: no client stream carried "${m.method}" before newer messages displaced it (streams.retainEvents / retainBytes, server.retainBudget)`,
         ),
       );
     });
@@ -398,7 +409,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
       this.emit(
         'log',
         'warn',
-        'notification dropped: no client stream carried it before newer messages displaced it (streams.retainEvents / retainBytes)',
+        'notification dropped: no client stream carried it before newer messages displaced it (streams.retainEvents / retainBytes, server.retainBudget)',
         { method: m.method },
       ),
     );

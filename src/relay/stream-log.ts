@@ -23,6 +23,47 @@ interface Retained {
   onLost?: () => void;
 }
 
+/**
+ * The bytes every session of a berth may keep for replay, together (server.retainBudget). Each session is bounded by
+ * streams.retainBytes, but a thousand sessions at their bound are gigabytes: past the budget, the session holding
+ * the most lets go of its oldest events first, so a session hoarding answers no client reads loses its own history
+ * before a small one loses any.
+ */
+export class RetentionBudget {
+  private readonly logs = new Set<StreamLog>();
+  private total = 0;
+
+  /** `limit` bytes in all; 0: no limit. */
+  constructor(readonly limit: number) {}
+
+  get bytes(): number {
+    return this.total;
+  }
+
+  /** @internal */
+  join(log: StreamLog): void {
+    this.logs.add(log);
+  }
+
+  /** @internal */
+  leave(log: StreamLog): void {
+    this.logs.delete(log);
+  }
+
+  /** @internal A log's retained bytes changed by `delta`; sheds from the largest holders while over the limit. */
+  change(delta: number): void {
+    this.total += delta;
+    if (this.limit === 0 || delta <= 0) return;
+    const tried = new Set<StreamLog>();
+    while (this.total > this.limit) {
+      let largest: StreamLog | undefined;
+      for (const l of this.logs) if (!tried.has(l) && (!largest || l.retainedBytes > largest.retainedBytes)) largest = l;
+      if (!largest) return; // everything left is on its way to a reading client
+      if (!largest.shedOldest()) tried.add(largest);
+    }
+  }
+}
+
 /** The events of one session, for replay; a log with `retain: false` keeps nothing (stateless runtimes). */
 export class StreamLog {
   private readonly streams = new Map<string, SseStream>();
@@ -34,7 +75,15 @@ export class StreamLog {
     readonly retain = true,
     /** Told when an event no connection carried is let go and nobody else hears of it (a lost response). */
     private readonly onDiscard?: (seq: number, streamId: string) => void,
-  ) {}
+    /** Shared with every other session's log: the bound on what they keep together. */
+    private readonly budget?: RetentionBudget,
+  ) {
+    if (retain) budget?.join(this);
+  }
+
+  get retainedBytes(): number {
+    return this.bytes;
+  }
 
   open(): SseStream {
     const s = new SseStream(randomBytes(12).toString('base64url'), this);
@@ -76,20 +125,23 @@ export class StreamLog {
   keep(e: Retained): void {
     this.fifo.push(e);
     this.bytes += e.bytes;
-    for (let i = 0; this.over() && i < this.fifo.length;) {
-      const old = this.fifo[i]!;
-      if (!old.written && old.stream.attached) {
-        i++;
-        continue;
-      }
-      this.fifo.splice(i, 1);
-      this.bytes -= old.bytes;
-      old.stream.dropped(old);
-      if (!old.written) {
-        if (old.onLost) old.onLost();
-        else this.onDiscard?.(old.seq, old.stream.id);
-      }
+    while (this.over() && this.shedOldest());
+    this.budget?.change(e.bytes);
+  }
+
+  /** @internal Lets go of the oldest event not on its way to an open connection; false when there is none. */
+  shedOldest(): boolean {
+    const i = this.fifo.findIndex((old) => old.written || !old.stream.attached);
+    if (i < 0) return false;
+    const [old] = this.fifo.splice(i, 1) as [Retained];
+    this.bytes -= old.bytes;
+    this.budget?.change(-old.bytes);
+    old.stream.dropped(old);
+    if (!old.written) {
+      if (old.onLost) old.onLost();
+      else this.onDiscard?.(old.seq, old.stream.id);
     }
+    return true;
   }
 
   private over(): boolean {
@@ -106,6 +158,8 @@ export class StreamLog {
     for (const s of this.streams.values()) s.finish();
     this.streams.clear();
     this.fifo.length = 0;
+    this.budget?.change(-this.bytes);
+    this.budget?.leave(this);
     this.bytes = 0;
   }
 }
@@ -154,8 +208,10 @@ export class SseStream {
    * carried yet), paced by the socket, then goes live. A newer connection replaces an older one.
    */
   attach(res: ServerResponse, headers: Record<string, string>, after: number | 'unwritten', priming: boolean): void {
-    const from = after === 'unwritten' ? this.writtenThrough : after;
-    this.checkResumable(from);
+    // A fresh GET promises no continuity: it starts at what no connection carried yet and is still kept (what
+    // retention let go unseen was reported as lost then). Only a resume (Last-Event-ID) must not skip a gap.
+    const from = after === 'unwritten' ? Math.max(this.writtenThrough, this.droppedThrough) : after;
+    if (after !== 'unwritten') this.checkResumable(from);
     this.detach();
     res.writeHead(200, sseHeaders(headers));
     const conn: Connection = { res, cursor: from, lastWrite: Date.now(), waiting: false, stalled: 0 };

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { startSlots, type RuntimeConfig, type ServerConfig } from '../config/schema.js';
 import type { Metrics } from '../observe/metrics.js';
+import type { RetentionBudget } from '../relay/stream-log.js';
 import type { Connector } from '../session/connector.js';
 import type { ServerSource } from '../session/source.js';
 import type { SandboxDriver } from '../sandbox/index.js';
@@ -58,6 +59,8 @@ export interface RuntimeOptions {
   /** Host paths no sandbox may see (berth's config file). */
   hide?: string[];
   cluster?: ClusterHooks;
+  /** What every session's retained events may take together, across runtimes (server.retainBudget). */
+  retention?: RetentionBudget;
 }
 
 export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
@@ -95,6 +98,7 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
       newId: opts.cluster?.newId,
       requestState: opts.cluster?.requestState,
       startRecord: this.startRecord,
+      retention: opts.retention,
     };
     // Every server this runtime starts takes one of its start slots (limits.maxConcurrentStarts), whichever pool asks.
     this.clients2026 = new Client2026Pool(this.launchCtx, opts.config.serverEra, this.log, this.starts);

@@ -17,10 +17,10 @@ export function httpConnectorAt(fixedPort?: number): Connector {
     port: fixedPort === undefined ? freePort : async () => fixedPort,
     // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
     headersWithin: (config) => config.limits.requestTimeout,
-    connect({ config, sandbox, port }: Connecting) {
+    connect({ config, sandbox, port, retention }: Connecting) {
       const upstream = new HttpUpstream(
         sandbox.dialHttp ?? port!,
-        relayOptions(config),
+        relayOptions(config, retention),
         config.forwardHeaders,
         config.limits.maxMessageSize,
       );

@@ -12,9 +12,9 @@ import { withinStartup } from './within-startup.js';
 export const stdioConnector: Connector = {
   port: async () => undefined,
   headersWithin: () => 0,
-  connect({ config, runtimeName, sandbox, log, noise, metrics }: Connecting) {
+  connect({ config, runtimeName, sandbox, log, noise, metrics, retention }: Connecting) {
     const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize);
-    const relay = new MessageRelay(channel, relayOptions(config));
+    const relay = new MessageRelay(channel, relayOptions(config, retention));
     channel.on('overflow', (bytes) => {
       log.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
       // Its pending calls hear why now, not the "killed by SIGKILL" of the stop below.

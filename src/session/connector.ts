@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { RelayOptions } from '../relay/message-relay.js';
+import type { RetentionBudget } from '../relay/stream-log.js';
 import type { Upstream } from '../relay/upstream.js';
 import type { Sandbox } from '../sandbox/index.js';
 import type { ServerNoise } from './noise.js';
@@ -18,6 +19,8 @@ export interface Connecting {
   log: Logger;
   noise: ServerNoise;
   metrics?: Metrics;
+  /** What every session's retained events may take together (server.retainBudget). */
+  retention?: RetentionBudget;
 }
 
 export interface Connector {
@@ -33,11 +36,12 @@ export interface Connector {
 }
 
 /** How a relay over this runtime's servers routes and times out. */
-export function relayOptions(config: RuntimeConfig): RelayOptions {
+export function relayOptions(config: RuntimeConfig, retention?: RetentionBudget): RelayOptions {
   return {
     stateless: config.mode === 'stateless',
     streams: config.streams,
     requestTimeout: config.limits.requestTimeout,
     serverRequestTimeout: config.limits.serverRequestTimeout,
+    retention,
   };
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
+import type { RetentionBudget } from '../relay/stream-log.js';
 import type { Upstream } from '../relay/upstream.js';
 import type { StartRecord } from './start-record.js';
 import type { Connector } from './connector.js';
@@ -49,6 +50,8 @@ export interface LaunchContext {
   startRecord?: StartRecord;
   /** How berth reaches a started server (stdio or HTTP), chosen by the composition root. */
   connector: Connector;
+  /** What every session's retained events may take together (server.retainBudget). */
+  retention?: RetentionBudget;
   /** What the server is (a command on the host, or an image), chosen by the composition root. */
   source: ServerSource;
 }
@@ -133,6 +136,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     log: slog,
     noise,
     metrics: ctx.metrics,
+    retention: ctx.retention,
   });
   const launched: Launched = { id, workDir, sandbox, startedAt, upstream, isReady: false, ready: Promise.resolve() };
   launched.ready = recorded(ctx, warm, sandbox, tail).then(() => {

@@ -85,10 +85,15 @@ export function listeningUrl(proc: ChildProcess, o: { timeoutMs?: number; what?:
  * `berth serve` of one runtime (`runtime` is its config; JSON is YAML) on a free port. Unlike `berth run`, serve says
  * it listens before its first server is up: for tests of servers that never start, or start slowly on purpose.
  */
-export async function serveBerth(runtime: Record<string, unknown>, env: Record<string, string> = {}): Promise<BerthProcess> {
+export function serveBerth(runtime: Record<string, unknown>, env: Record<string, string> = {}): Promise<BerthProcess> {
+  return serveConfig({ server: { port: 0 }, runtimes: { default: runtime } }, env);
+}
+
+/** `berth serve` with this whole configuration (written to a temporary file, removed when berth exits). */
+export async function serveConfig(config: Record<string, unknown>, env: Record<string, string> = {}): Promise<BerthProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'berth-serve-'));
   const file = join(dir, 'berth.json.yaml');
-  writeFileSync(file, JSON.stringify({ server: { port: 0 }, runtimes: { default: runtime } }));
+  writeFileSync(file, JSON.stringify(config));
   const b = await startBerth(['serve', '--config', file], env);
   b.proc.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   return b;
