@@ -118,4 +118,9 @@ test('auto on an address that is not loopback judges no name; an IPv6 loopback a
   assert.doesNotThrow(() => v6(req('[::1]:8787')));
   assert.doesNotThrow(() => v6(req('peer-a.test:9000')), 'cluster.advertiseUrl');
   assert.throws(() => v6(req('anything.test')), /403|not a name berth answers to/);
+  // Listed bare, an IPv6 address is still that address; a Host with no name at all is no name on the list.
+  const listed = hostCheck({ allowedHosts: ['::1', 'mcp.internal.test'], listen: '127.0.0.1', urls: [] });
+  assert.doesNotThrow(() => listed(req('[::1]:8787')));
+  for (const odd of [':80', '[x', '', '[]:80', 'localhost'])
+    assert.throws(() => listed(req(odd)), /not a name berth answers to/, JSON.stringify(odd));
 });

@@ -2,7 +2,7 @@
 // sandboxed server, berth's helpers or any other process berth starts: berth closes them first thing (inherited-fds.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
@@ -68,8 +68,17 @@ test("berth under node --perf-basic-prof keeps V8's own map file open: its lines
       fdTargets(berth.proc.pid!).some((target) => target.endsWith(`/perf-${berth.proc.pid}.map`)),
       'berth still holds its perf map',
     );
+    // ...close-on-exec now, so no sandboxed server (nor any other process berth starts) holds that host file.
+    const map = `/perf-${berth.proc.pid}.map`;
+    const fds = JSON.parse(textOf(await c.client.callTool({ name: 'fds', arguments: {} }))) as Record<string, string>;
+    assert.ok(Object.keys(fds).length >= 3, `the probe lists its descriptors: ${JSON.stringify(fds)}`);
+    assert.ok(!Object.values(fds).some((target) => target.endsWith(map)), `the server holds berth's perf map: ${JSON.stringify(fds)}`);
+    const holders = descendants(berth.proc.pid!).filter((pid) => fdTargets(pid).some((target) => target.endsWith(map)));
+    assert.deepEqual(holders, [], "processes berth started that hold berth's perf map");
   } finally {
     await c.client.close();
     rmSync(`/tmp/perf-${berth.proc.pid}.map`, { force: true });
+    // V8 also logs code events under --perf-basic-prof, to isolate-*-PID-v8.log in berth's working directory.
+    for (const f of readdirSync(ROOT)) if (f.endsWith(`-${berth.proc.pid}-v8.log`)) rmSync(join(ROOT, f), { force: true });
   }
 });

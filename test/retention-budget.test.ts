@@ -52,13 +52,14 @@ async function retainedBytes(): Promise<number> {
   return Number(m[1]);
 }
 
-test('past server.retainBudget the session keeping the most sheds its oldest events; a small one keeps all of its own', async () => {
-  const small = await rawInit(berth.url);
+test('past server.retainBudget the session keeping the most sheds its oldest events, even when another one went over; all of it goes with the sessions', async () => {
   const hoarder = await rawInit(berth.url);
-  // Five notifications for the small session's GET stream, which it has not opened: kept for it.
-  await notify(small, 5);
-  // A thousand for the hoarder's (about 90 bytes each: ~90 KB, far under its own retainBytes of 16 MiB).
+  const small = await rawInit(berth.url);
+  // A thousand notifications for the hoarder's GET stream, which it has not opened (about 90 bytes each: ~90 KB,
+  // far under its own retainBytes of 16 MiB, over the budget of 24 KiB).
   await notify(hoarder, 1000);
+  // Then five for the small session: its events are the newest, and they are not the ones let go.
+  await notify(small, 5);
   const kept = await retainedBytes();
   assert.ok(kept > 0 && kept <= BUDGET, `all sessions keep ${kept} bytes, within the budget of ${BUDGET}`);
 
@@ -72,4 +73,14 @@ test('past server.retainBudget the session keeping the most sheds its oldest eve
   assert.ok(theirs.seqs[0]! > 1, 'its oldest went first');
   // berth said so: each notification no client got is a warning naming the settings.
   assert.match(berth.logs(), /notification dropped: no client stream carried it .*server\.retainBudget/);
+
+  // Ended sessions give back everything they kept.
+  for (const sid of [hoarder, small]) {
+    const r = await fetch(berth.url, { method: 'DELETE', headers: { 'mcp-session-id': sid, 'mcp-protocol-version': V } });
+    assert.equal(r.status, 204);
+  }
+  for (let t = 0; (await retainedBytes()) !== 0; t++) {
+    assert.ok(t < 200, `berth still counts ${await retainedBytes()} bytes for ended sessions`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 });

@@ -6,7 +6,6 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BerthConfig, RuntimeConfig } from '../config/schema.js';
 import { networkProblem, warnUnenforceableLimits, type SandboxDriver } from '../sandbox/index.js';
-import { isLoopbackName } from '../http/host-check.js';
 import { stateRoot } from '../sandbox/registry.js';
 import type { ServerSource } from '../session/source.js';
 
@@ -24,7 +23,7 @@ export function checkExposure(config: BerthConfig, log: Logger): void {
     throw new Error(
       `runtime(s) ${guessing.map(([n]) => n).join(', ')} accept JWTs for their resource URL, which berth takes from server.publicUrl or else the address it listens on, and ${host} names no address a token could: set server.publicUrl (--public-url) to the URL clients reach berth at, or the runtime's auth.audience (--audience)`,
     );
-  if (open.length === 0 || isLoopbackName(host)) return;
+  if (open.length === 0 || isLoopback(host)) return;
   if (!dangerouslyAllowUnauthenticated) {
     throw new Error(
       `refusing to listen on ${host} without authentication: runtime(s) ${open.join(', ')} have auth "none", so anyone who can reach the port could open sessions and run the server. Configure auth (api-key or jwt), listen on 127.0.0.1, or pass --dangerously-allow-unauthenticated (server.dangerouslyAllowUnauthenticated).`,
@@ -88,4 +87,9 @@ export function secretPaths(configFile: string | undefined): string[] {
     }
   };
   return [...new Set([...(configFile ? [real(configFile)] : []), real(stateRoot())])];
+}
+
+/** An address that is loopback whatever DNS says (a name such as foo.localhost is resolved by DNS, so it is not). */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

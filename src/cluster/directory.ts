@@ -60,8 +60,13 @@ return out`;
 // Deletes a key only while it still holds the value we expect.
 const DEL_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
-// Extend a record's life, only while it still names ARGV[1].
-const EXPIRE_IF = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
+// Extend a record's life while it names ARGV[1], or put it back when it is gone (it lapsed, or Redis lost it);
+// 0 when it names another node.
+const EXTEND = `
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0`;
 
 // Leave: only our own incarnation's lease is deleted.
 const LEAVE = `
@@ -134,7 +139,7 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     this.redis.defineCommand('berthView', { numberOfKeys: 1, lua: VIEW });
     this.redis.defineCommand('berthLeave', { numberOfKeys: 3, lua: LEAVE });
     this.redis.defineCommand('berthDelIf', { numberOfKeys: 1, lua: DEL_IF });
-    this.redis.defineCommand('berthExpireIf', { numberOfKeys: 1, lua: EXPIRE_IF });
+    this.redis.defineCommand('berthExtend', { numberOfKeys: 1, lua: EXTEND });
     const p = cfg.prefix;
     this.keys = { lease: `${p}:lease:${self.id}`, node: `${p}:node:${self.id}`, nodes: `${p}:nodes`, events: `${p}:events` };
   }
@@ -323,12 +328,17 @@ export class Directory extends EventEmitter<DirectoryEvents> {
     return this.redis.get(`${this.cfg.prefix}:rs:${key}`);
   }
 
-  /** Gives a runtime session's record `ttlMs` more to live, only while it still names `value`; false when it does not. */
+  /**
+   * Gives a runtime session's record `ttlMs` to live while it names `value` (putting it back if it is gone); false
+   * when it names another node. Throws when Redis cannot answer.
+   */
   async extendRoute(key: string, value: string, ttlMs: number): Promise<boolean> {
-    if (this.redis.status !== 'ready') return false;
-    const n = await (this.redis as unknown as { berthExpireIf: (...a: string[]) => Promise<number> })
-      .berthExpireIf(`${this.cfg.prefix}:rs:${key}`, value, String(Math.max(1000, Math.round(ttlMs))))
-      .catch(() => 0);
+    if (this.redis.status !== 'ready') throw new Error(`Redis is ${this.redis.status}`);
+    const n = await (this.redis as unknown as { berthExtend: (...a: string[]) => Promise<number> }).berthExtend(
+      `${this.cfg.prefix}:rs:${key}`,
+      value,
+      String(Math.max(1000, Math.round(ttlMs))),
+    );
     return n === 1;
   }
 

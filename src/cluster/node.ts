@@ -380,15 +380,46 @@ export class ClusterNode {
 
   /** Runtime sessions served here (key → when the record may expire), restored if Redis comes back empty. */
   private readonly held = new Map<string, number>();
+  /** Of those, the ones whose record Redis confirmed for their whole life (extendRoute); the rest are tried again. */
+  private readonly extended = new Set<string>();
+  private readonly extending = new Set<string>();
 
-  /** A runtime session was served here: remembered, so its record can be restored after Redis lost it. */
+  /**
+   * A runtime session was served here: its record is made to live as long as the session may (and its tombstone
+   * after it), no longer the claim's short while; and it is remembered, so the record can be restored after Redis
+   * lost it. Until Redis confirms the extension, every request served tries it again.
+   */
   holdRuntimeSession(runtime: string, principal: Principal, id: string, maxLifetime: number): void {
     const key = this.rsKey(runtime, principal, id);
-    if (this.held.has(key)) return;
-    this.held.set(key, Date.now() + maxLifetime + CLAIM_MARGIN_MS);
-    // The session exists: its record lives as long as it may (and its tombstone after it), no longer the claim's while.
-    void this.directory.extendRoute(key, `${this.nodeId}.${this.inc}`, maxLifetime + CLAIM_MARGIN_MS);
-    if (this.held.size > ROUTE_CACHE * 10) this.held.delete(this.held.keys().next().value!); // oldest first
+    const now = Date.now();
+    const until = this.held.get(key);
+    if (until === undefined || until <= now) {
+      // New, or an id named again after its old record's life: the session is a new one.
+      this.held.delete(key);
+      this.held.set(key, now + maxLifetime + CLAIM_MARGIN_MS);
+      this.extended.delete(key);
+      if (this.held.size > ROUTE_CACHE * 10) {
+        const oldest = this.held.keys().next().value!;
+        this.held.delete(oldest);
+        this.extended.delete(oldest);
+      }
+    }
+    if (this.extended.has(key) || this.extending.has(key)) return;
+    this.extending.add(key);
+    const me = `${this.nodeId}.${this.inc}`;
+    void this.directory
+      .extendRoute(key, me, this.held.get(key)! - now)
+      .then((ok) => {
+        if (ok) this.extended.add(key);
+        else this.log.warn({ runtimeSession: id.slice(0, 8) }, 'cluster: a runtime session held here is recorded for another node');
+      })
+      .catch((e: Error) =>
+        this.log.warn(
+          { runtimeSession: id.slice(0, 8), err: e.message },
+          'cluster: could not extend a runtime session record; tried again at its next request',
+        ),
+      )
+      .finally(() => this.extending.delete(key));
   }
 
   /** After our lease had to be taken again: put back the records of the runtime sessions we hold (SET NX). */
@@ -399,6 +430,7 @@ export class ClusterNode {
     for (const [key, until] of this.held) {
       if (until <= now) {
         this.held.delete(key);
+        this.extended.delete(key);
         continue;
       }
       try {
@@ -415,6 +447,7 @@ export class ClusterNode {
     const key = this.rsKey(runtime, principal, id);
     this.routes.delete(key);
     this.held.delete(key);
+    this.extended.delete(key);
     void this.directory.dropRoute(key, `${this.nodeId}.${this.inc}`);
   }
 

@@ -480,7 +480,7 @@ export const ServerSchema = z
       .default(['auto']),
     drainTimeout: duration('On SIGTERM, how long in-flight calls may take to finish before sessions are ended.').prefault('30s'),
     retainBudget: size(
-      "Bytes of SSE events every session of this berth may keep for replay together (each session is also bounded by its runtime's streams.retainBytes). Past it, the session keeping the most lets go of its oldest events first: a client resuming from before them gets 410, and an answer no client had read yet is lost as under streams.retainBytes (its call fails, logged). Events being written to an open connection are never let go. 0: no bound.",
+      "Bytes of SSE events every session of this berth may keep for replay together (each session is also bounded by its runtime's streams.retainBytes). Past it berth lets go of events some connection already carried first (a client resuming from before them gets 410), then of events no client has seen (lost as under streams.retainBytes: a request among them is answered for the server with an error, a notification is logged), each time from the session keeping the most. Events still to be written to an open connection are never let go; those are bounded by streams.maxBuffer per connection. Counts UTF-8 bytes. 0: no bound.",
     ).prefault('512MiB'),
     stalledWriteTimeout: duration(
       'A connection whose client has read none of the answer bytes berth queued for it this long is closed, so a client that stops reading cannot make berth hold its answers in memory. 0: never.',

@@ -25,6 +25,12 @@ export function hostName(header: string): string {
   return name.replace(/\.$/, '');
 }
 
+/** A name as configured (an address berth listens on, an allowedHosts entry): a bare IPv6 address is bracketed. */
+function configuredName(name: string): string {
+  const bareV6 = !name.startsWith('[') && (name.match(/:/g)?.length ?? 0) >= 2;
+  return hostName(bareV6 ? `[${name}]` : name);
+}
+
 export interface HostPolicyInput {
   allowedHosts: readonly string[];
   /** The address berth listens on (server.host). */
@@ -38,13 +44,14 @@ export function hostCheck(o: HostPolicyInput): (req: IncomingMessage) => void {
   const list = o.allowedHosts.map((h) => h.toLowerCase());
   const auto = list.includes('auto');
   // An IPv6 listening address comes bare (::1); as a Host it is bracketed.
-  const listen = hostName(o.listen.includes(':') && !o.listen.startsWith('[') ? `[${o.listen}]` : o.listen);
+  const listen = configuredName(o.listen);
   if (list.includes('*') || (auto && !isLoopbackName(listen))) return () => undefined;
   const loopback = auto || list.includes('loopback');
   const names = new Set(
     [...list, listen, ...o.urls.map((u) => (u ? new URL(u).host : undefined))]
       .filter((h): h is string => h !== undefined && h !== 'auto' && h !== 'loopback')
-      .map(hostName),
+      .map(configuredName)
+      .filter((h) => h !== ''),
   );
   return (req) => {
     const host = req.headers.host;

@@ -25,11 +25,14 @@ interface Retained {
 
 /**
  * The bytes every session of a berth may keep for replay, together (server.retainBudget). Each session is bounded by
- * streams.retainBytes, but a thousand sessions at their bound are gigabytes: past the budget, the session holding
- * the most lets go of its oldest events first, so a session hoarding answers no client reads loses its own history
- * before a small one loses any.
+ * streams.retainBytes, but a thousand sessions at their bound are gigabytes. Past the budget berth lets go of events
+ * in two passes: first events some connection already carried (only a resume from before them is lost: 410), then
+ * events no client has seen (their calls fail, as under streams.retainBytes); in each pass the session keeping the
+ * most goes first, so a session hoarding answers loses its own before a small session loses any. Events on their
+ * way to an open connection are never let go here; what those hold is bounded per connection by maxBuffer.
  */
 export class RetentionBudget {
+  /** Logs keeping anything (a log joins with its first event and leaves when it keeps none). */
   private readonly logs = new Set<StreamLog>();
   private total = 0;
 
@@ -40,35 +43,47 @@ export class RetentionBudget {
     return this.total;
   }
 
-  /** @internal */
-  join(log: StreamLog): void {
-    this.logs.add(log);
-  }
-
-  /** @internal */
-  leave(log: StreamLog): void {
-    this.logs.delete(log);
-  }
-
-  /** @internal A log's retained bytes changed by `delta`; sheds from the largest holders while over the limit. */
-  change(delta: number): void {
+  /** @internal A log's retained bytes changed by `delta` (it now keeps `now`); sheds while over the limit. */
+  change(log: StreamLog, delta: number, now: number): void {
     this.total += delta;
-    if (this.limit === 0 || delta <= 0) return;
-    const tried = new Set<StreamLog>();
-    while (this.total > this.limit) {
-      let largest: StreamLog | undefined;
-      for (const l of this.logs) if (!tried.has(l) && (!largest || l.retainedBytes > largest.retainedBytes)) largest = l;
-      if (!largest) return; // everything left is on its way to a reading client
-      if (!largest.shedOldest()) tried.add(largest);
+    if (now > 0) this.logs.add(log);
+    else this.logs.delete(log);
+    if (this.limit === 0 || delta <= 0 || this.total <= this.limit) return;
+    for (const delivered of [true, false]) {
+      // One scan finds the largest and the runner-up; the largest sheds until it is no longer the largest. Work per
+      // event is bounded: past SHED_ROUNDS scans the rest waits for the next event (a few over, never without end).
+      const spent = new Set<StreamLog>();
+      for (let round = 0; round < SHED_ROUNDS && this.total > this.limit; round++) {
+        let largest: StreamLog | undefined;
+        let second = 0;
+        for (const l of this.logs) {
+          if (spent.has(l)) continue;
+          if (!largest || l.retainedBytes > largest.retainedBytes) {
+            second = largest?.retainedBytes ?? 0;
+            largest = l;
+          } else if (l.retainedBytes > second) second = l.retainedBytes;
+        }
+        if (!largest) break; // this pass has nothing left to let go
+        let shed = false;
+        while (this.total > this.limit && largest.retainedBytes >= second && largest.shedOldest(delivered)) shed = true;
+        if (!shed) spent.add(largest);
+      }
+      if (this.total <= this.limit) return;
     }
   }
 }
+
+/** Scans of the sessions per event past the budget (each scan is one pass over the sessions keeping anything). */
+const SHED_ROUNDS = 16;
 
 /** The events of one session, for replay; a log with `retain: false` keeps nothing (stateless runtimes). */
 export class StreamLog {
   private readonly streams = new Map<string, SseStream>();
   private readonly fifo: Retained[] = [];
   private bytes = 0;
+
+  /** The session is over: nothing more is kept (a server still writing while it stops adds nothing). */
+  private closed = false;
 
   constructor(
     readonly opts: StreamOptions,
@@ -77,8 +92,11 @@ export class StreamLog {
     private readonly onDiscard?: (seq: number, streamId: string) => void,
     /** Shared with every other session's log: the bound on what they keep together. */
     private readonly budget?: RetentionBudget,
-  ) {
-    if (retain) budget?.join(this);
+  ) {}
+
+  /** Nothing is kept any more: the session is over (or the log keeps nothing at all, stateless). */
+  get keeping(): boolean {
+    return this.retain && !this.closed;
   }
 
   get retainedBytes(): number {
@@ -87,7 +105,7 @@ export class StreamLog {
 
   open(): SseStream {
     const s = new SseStream(randomBytes(12).toString('base64url'), this);
-    if (this.retain) this.streams.set(s.id, s);
+    if (this.keeping) this.streams.set(s.id, s);
     return s;
   }
 
@@ -125,17 +143,20 @@ export class StreamLog {
   keep(e: Retained): void {
     this.fifo.push(e);
     this.bytes += e.bytes;
-    while (this.over() && this.shedOldest());
-    this.budget?.change(e.bytes);
+    while (this.over() && this.shedOldest(false));
+    this.budget?.change(this, e.bytes, this.bytes);
   }
 
-  /** @internal Lets go of the oldest event not on its way to an open connection; false when there is none. */
-  shedOldest(): boolean {
-    const i = this.fifo.findIndex((old) => old.written || !old.stream.attached);
+  /**
+   * @internal Lets go of the oldest event not on its way to an open connection (with `delivered`, only one some
+   * connection carried already); false when there is none.
+   */
+  shedOldest(delivered: boolean): boolean {
+    const i = this.fifo.findIndex((old) => old.written || (!delivered && !old.stream.attached));
     if (i < 0) return false;
     const [old] = this.fifo.splice(i, 1) as [Retained];
     this.bytes -= old.bytes;
-    this.budget?.change(-old.bytes);
+    this.budget?.change(this, -old.bytes, this.bytes);
     old.stream.dropped(old);
     if (!old.written) {
       if (old.onLost) old.onLost();
@@ -158,8 +179,8 @@ export class StreamLog {
     for (const s of this.streams.values()) s.finish();
     this.streams.clear();
     this.fifo.length = 0;
-    this.budget?.change(-this.bytes);
-    this.budget?.leave(this);
+    this.closed = true;
+    this.budget?.change(this, -this.bytes, 0);
     this.bytes = 0;
   }
 }
@@ -200,7 +221,7 @@ export class SseStream {
 
   /** Events sent now can still reach the client: live, or kept until it resumes. */
   get reachable(): boolean {
-    return !this.done && (this.log.retain || this.attached);
+    return !this.done && (this.log.keeping || this.attached);
   }
 
   /**
@@ -243,8 +264,9 @@ export class SseStream {
     const frame = messageEvent(`${this.id}.${seq}`, message);
     const e: Retained = { stream: this, seq, frame, bytes: Buffer.byteLength(frame), written: false, onLost };
     const c = this.conn;
-    if (!this.log.retain) {
-      // Nothing to replay from (stateless): written at once or lost, and a reader that falls maxBuffer behind is cut.
+    if (!this.log.keeping) {
+      // Nothing to replay from (stateless, or the session is over): written at once or lost, and a reader that falls
+      // maxBuffer behind is cut.
       if (c && c.res.writableLength > this.log.opts.maxBuffer) this.cut(c);
       if (this.conn && this.write(this.conn, frame)) this.conn.cursor = seq;
       else onLost?.();
@@ -288,7 +310,7 @@ export class SseStream {
       throw new HttpError(
         410,
         ErrorCode.ServerError,
-        `Gone: events after ${this.id}.${seq} are no longer retained (the session keeps its last ${this.log.opts.retainEvents} events / ${this.log.opts.retainBytes} bytes: streams.retainEvents, streams.retainBytes)`,
+        `Gone: events after ${this.id}.${seq} are no longer retained (the session keeps its last ${this.log.opts.retainEvents} events / ${this.log.opts.retainBytes} bytes: streams.retainEvents, streams.retainBytes; all sessions together at most server.retainBudget)`,
       );
     }
   }

@@ -9,24 +9,47 @@
 // first thing, before the host shell, the startup sweep or a driver's probe spawns anything; starting a sandbox or
 // a dial helper does so too, for berth used as a library. Everything berth opens itself is close-on-exec, so once
 // is enough. Without /proc (no fdinfo to read the flags from) nothing is closed.
-import { closeSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 const O_CLOEXEC = 0o2000000;
 let done = false;
 
-/** Files V8 opens itself without close-on-exec when asked to by a flag: `--perf-basic-prof`'s map, `--prof`'s log.
- * Closing one would hand its number to berth's next pipe, and V8 would go on writing its lines into it. */
-function v8Own(fd: number): boolean {
+/**
+ * The file, when `fd` is one V8 opens itself without close-on-exec when asked to by a flag: `--perf-basic-prof`'s
+ * map, `--prof`'s log. Closing one would hand its number to berth's next pipe, and V8 would go on writing its lines
+ * into it; leaving it would hand every sandbox a writable descriptor of a host file.
+ */
+function v8Own(fd: number): string | undefined {
   let target: string;
   try {
     target = readlinkSync(`/proc/self/fd/${fd}`);
   } catch {
-    return false;
+    return undefined;
   }
   const pid = process.pid;
-  return (
-    target.endsWith(`/perf-${pid}.map`) || target.endsWith(`/jit-${pid}.dump`) || new RegExp(`isolate-0x[0-9a-f]+-${pid}-`).test(target)
-  );
+  const own =
+    target.endsWith(`/perf-${pid}.map`) || target.endsWith(`/jit-${pid}.dump`) || new RegExp(`isolate-0x[0-9a-f]+-${pid}-`).test(target);
+  return own ? target : undefined;
+}
+
+/**
+ * Opens `path` again at the number `fd` (appending, as V8 writes it), this time close-on-exec (libuv opens every
+ * file so): once closed, the number is the lowest free one but for any lower free ones, which are filled meanwhile.
+ * Runs before berth opens anything else; false when the number went elsewhere (V8's descriptor is then lost).
+ */
+function reopenCloseOnExec(fd: number, path: string): boolean {
+  const fillers: number[] = [];
+  try {
+    closeSync(fd);
+    for (;;) {
+      const n = openSync(path, 'a');
+      if (n === fd) return true;
+      fillers.push(n);
+      if (n > fd) return false;
+    }
+  } finally {
+    for (const n of fillers) closeSync(n);
+  }
 }
 
 /** Closes inherited descriptors that would reach children (once per process); returns those it closed. */
@@ -49,7 +72,12 @@ export function closeInheritedFds(): number[] {
     if (!Number.isInteger(fd) || keep.has(fd)) continue;
     try {
       const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1];
-      if (flags === undefined || (parseInt(flags, 8) & O_CLOEXEC) !== 0 || v8Own(fd)) continue;
+      if (flags === undefined || (parseInt(flags, 8) & O_CLOEXEC) !== 0) continue;
+      const v8 = v8Own(fd);
+      if (v8 !== undefined) {
+        reopenCloseOnExec(fd, v8);
+        continue;
+      }
       closeSync(fd);
       closed.push(fd);
     } catch {
