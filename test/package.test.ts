@@ -117,7 +117,7 @@ async function withInstalledBerth(args: string[], use: (url: string) => Promise<
   }
 }
 
-test('the tarball holds the built code, the launcher, the dashboard files, examples, README, ARCHITECTURE and LICENSE, and no sources or tests', () => {
+test('the tarball holds the built code, the launcher, the dashboard files, examples, the Kubernetes manifests, README, ARCHITECTURE and LICENSE, and no sources or tests', () => {
   assert.equal(PKG.name, 'berth-mcp');
   assert.equal(PKG.bin.berth, './bin/berth.js');
   for (const f of [
@@ -133,12 +133,16 @@ test('the tarball holds the built code, the launcher, the dashboard files, examp
     'dist/dashboard/assets.js',
     'src/dashboard/static/index.html',
     'examples/berth.yaml',
+    // README links their README; they are YAML, small, and what a cluster deployment starts from.
+    'deploy/kubernetes/README.md',
+    'deploy/kubernetes/berth.yaml',
   ]) {
     assert.ok(files.includes(f), `${f} is not in the tarball`);
   }
   const stray = files.filter(
     (f) =>
-      /^(test|bench|scripts|deploy|node_modules)\//.test(f) ||
+      /^(test|bench|scripts|node_modules)\//.test(f) ||
+      (/^deploy\//.test(f) && !f.startsWith('deploy/kubernetes/')) ||
       (/^src\//.test(f) && !f.startsWith('src/dashboard/static/')) ||
       f.endsWith('.map'),
   );
