@@ -116,6 +116,9 @@ test('auto on an address that is not loopback judges no name; an IPv6 loopback a
   assert.doesNotThrow(() => hostCheck({ allowedHosts: ['auto'], listen: '10.1.2.3', urls: [] })(req('anything.test')));
   const v6 = hostCheck({ allowedHosts: ['auto'], listen: '::1', urls: [undefined, 'http://peer-a.test:9000'] });
   assert.doesNotThrow(() => v6(req('[::1]:8787')));
+  for (const form of ['::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1'])
+    assert.doesNotThrow(() => hostCheck({ allowedHosts: ['auto'], listen: form, urls: [] })(req('[::1]')), `${form} is loopback`);
+  assert.throws(() => hostCheck({ allowedHosts: ['auto'], listen: '::ffff:127.0.0.1', urls: [] })(req('rebound.test')));
   assert.doesNotThrow(() => v6(req('peer-a.test:9000')), 'cluster.advertiseUrl');
   assert.throws(() => v6(req('anything.test')), /403|not a name berth answers to/);
   // Listed bare, an IPv6 address is still that address; a Host with no name at all is no name on the list.

@@ -190,7 +190,8 @@ function resultOf(r: Reply): Record<string, any> {
   return msg.result as Record<string, any>;
 }
 
-describe('Streamable HTTP wire rules', { timeout: 60_000 }, () => {
+// The whole suite's bound, a safety net rather than a measurement: it took 20-70 s here, the longer on a loaded machine.
+describe('Streamable HTTP wire rules', { timeout: 240_000 }, () => {
   let sid: string; // one live session shared by the checks that need one
 
   before(async () => {

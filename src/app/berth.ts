@@ -156,7 +156,7 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
       c && {
         newId: c.mintId,
         requestState: c.requestState,
-        runtimeSessionServed: (principal, id, maxLifetime) => c.holdRuntimeSession(name, principal, id, maxLifetime),
+        runtimeSessionServed: (principal, id, session) => c.holdRuntimeSession(name, principal, id, session),
         runtimeSessionDeleted: (principal, id) => c.forgetRuntimeSession(name, principal, id),
       }
     );

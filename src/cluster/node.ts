@@ -25,6 +25,8 @@ const NOT_FOUND = 'Session not found: it is unknown, ended or expired; initializ
 const ROUTE_CACHE = 10_000;
 /** A runtime session's record outlives what it covers by this much (clocks, a request in flight at the end). */
 const CLAIM_MARGIN_MS = 60_000;
+/** How soon an extension Redis could not take is tried again. */
+const EXTEND_RETRY_MS = 5_000;
 
 /** What a Berth-Forwarded header binds as the session: Mcp-Session-Id, else the runtime session, else nothing. */
 function sessionClaim(req: IncomingMessage, runtimeSession: string | undefined): string {
@@ -330,7 +332,11 @@ export class ClusterNode {
       try {
         owner = (await d.getRoute(key)) ?? undefined;
         if (owner === undefined && req.method === 'DELETE') return false; // nothing anywhere: the local 404
-        if (owner === undefined) {
+        const heldUntil = owner === undefined ? this.heldUntil(key) : undefined;
+        if (heldUntil !== undefined) {
+          // Its record lapsed or Redis lost it, but the session lives here: put it back rather than start another.
+          owner = await d.claimRoute(key, me, heldUntil - Date.now());
+        } else if (owner === undefined) {
           const target = this.place(r);
           // Claimed for as long as placing it may take; the owner extends it to the session's lifetime once the
           // session exists (holdRuntimeSession). A claim for one it refused (a cap, a failed start) lapses soon, so
@@ -379,47 +385,75 @@ export class ClusterNode {
   }
 
   /** Runtime sessions served here (key → when the record may expire), restored if Redis comes back empty. */
-  private readonly held = new Map<string, number>();
+  private readonly held = new Map<string, { until: number; createdAt: number }>();
   /** Of those, the ones whose record Redis confirmed for their whole life (extendRoute); the rest are tried again. */
   private readonly extended = new Set<string>();
   private readonly extending = new Set<string>();
+  /** Keys whose extension failed and was logged: once is enough. */
+  private readonly warned = new Set<string>();
 
   /**
    * A runtime session was served here: its record is made to live as long as the session may (and its tombstone
    * after it), no longer the claim's short while; and it is remembered, so the record can be restored after Redis
-   * lost it. Until Redis confirms the extension, every request served tries it again.
+   * lost it or it lapsed. Until Redis confirms the extension, every request served tries it again.
    */
-  holdRuntimeSession(runtime: string, principal: Principal, id: string, maxLifetime: number): void {
+  holdRuntimeSession(runtime: string, principal: Principal, id: string, session: { createdAt: number; maxLifetime: number }): void {
     const key = this.rsKey(runtime, principal, id);
     const now = Date.now();
-    const until = this.held.get(key);
-    if (until === undefined || until <= now) {
-      // New, or an id named again after its old record's life: the session is a new one.
+    const was = this.held.get(key);
+    if (was?.createdAt !== session.createdAt) {
+      // New here, or the same id naming a new session (the old one ended and its tombstone expired).
       this.held.delete(key);
-      this.held.set(key, now + maxLifetime + CLAIM_MARGIN_MS);
+      this.held.set(key, { until: session.createdAt + session.maxLifetime + CLAIM_MARGIN_MS, createdAt: session.createdAt });
       this.extended.delete(key);
-      if (this.held.size > ROUTE_CACHE * 10) {
-        const oldest = this.held.keys().next().value!;
-        this.held.delete(oldest);
-        this.extended.delete(oldest);
-      }
+      this.warned.delete(key);
+      if (this.held.size > ROUTE_CACHE * 10) this.unhold(this.held.keys().next().value!); // oldest first
     }
     if (this.extended.has(key) || this.extending.has(key)) return;
     this.extending.add(key);
     const me = `${this.nodeId}.${this.inc}`;
+    const warnOnce = (msg: string, extra: Record<string, unknown> = {}) => {
+      if (this.warned.has(key)) return;
+      this.warned.add(key);
+      this.log.warn({ runtimeSession: id.slice(0, 8), ...extra }, msg);
+    };
     void this.directory
-      .extendRoute(key, me, this.held.get(key)! - now)
+      .extendRoute(key, me, this.held.get(key)!.until - now)
       .then((ok) => {
-        if (ok) this.extended.add(key);
-        else this.log.warn({ runtimeSession: id.slice(0, 8) }, 'cluster: a runtime session held here is recorded for another node');
+        if (!this.held.has(key)) return; // forgotten meanwhile
+        // Recorded for another node: nothing to extend here, ever (the route sends its requests there).
+        this.extended.add(key);
+        if (!ok) warnOnce('cluster: a runtime session held here is recorded for another node');
       })
-      .catch((e: Error) =>
-        this.log.warn(
-          { runtimeSession: id.slice(0, 8), err: e.message },
-          'cluster: could not extend a runtime session record; tried again at its next request',
-        ),
-      )
+      .catch((e: Error) => {
+        warnOnce('cluster: could not extend a runtime session record; tried again shortly and at its next request', { err: e.message });
+        this.retryExtension(runtime, principal, id, session);
+      })
       .finally(() => this.extending.delete(key));
+  }
+
+  /**
+   * An extension Redis could not take is tried again a little later, not only at the session's next request: its
+   * short claim lapses meanwhile, and a request through another node would then place the id anew.
+   */
+  private retryExtension(runtime: string, principal: Principal, id: string, session: { createdAt: number; maxLifetime: number }): void {
+    setTimeout(() => {
+      const key = this.rsKey(runtime, principal, id);
+      const live = this.heldUntil(key) !== undefined && this.held.get(key)!.createdAt === session.createdAt;
+      if (live && !this.extended.has(key)) this.holdRuntimeSession(runtime, principal, id, session);
+    }, EXTEND_RETRY_MS).unref();
+  }
+
+  /** The record of a runtime session held here, when one is: its life's end. */
+  private heldUntil(key: string): number | undefined {
+    const h = this.held.get(key);
+    return h && h.until > Date.now() ? h.until : undefined;
+  }
+
+  private unhold(key: string): void {
+    this.held.delete(key);
+    this.extended.delete(key);
+    this.warned.delete(key);
   }
 
   /** After our lease had to be taken again: put back the records of the runtime sessions we hold (SET NX). */
@@ -427,10 +461,9 @@ export class ClusterNode {
     const me = `${this.nodeId}.${this.inc}`;
     const now = Date.now();
     let restored = 0;
-    for (const [key, until] of this.held) {
+    for (const [key, { until }] of this.held) {
       if (until <= now) {
-        this.held.delete(key);
-        this.extended.delete(key);
+        this.unhold(key);
         continue;
       }
       try {
@@ -446,8 +479,7 @@ export class ClusterNode {
   forgetRuntimeSession(runtime: string, principal: Principal, id: string): void {
     const key = this.rsKey(runtime, principal, id);
     this.routes.delete(key);
-    this.held.delete(key);
-    this.extended.delete(key);
+    this.unhold(key);
     void this.directory.dropRoute(key, `${this.nodeId}.${this.inc}`);
   }
 

@@ -472,7 +472,7 @@ export const ServerSchema = z
       .describe('Origin header values allowed to call berth; "loopback" allows localhost origins, "*" any.')
       .default(['loopback']),
     allowedHosts: z
-      .array(z.string().min(1))
+      .array(z.string().regex(/^[^\s/]+$/, 'a host name (mcp.example.com), without scheme, path or spaces'))
       .min(1)
       .describe(
         'Host header names berth answers to, on every path (DNS-rebinding protection: a page whose name was re-pointed at 127.0.0.1 sends its own name as Host). "auto": where berth listens on a loopback address, the loopback names (localhost, *.localhost, 127.0.0.0/8, [::1]) and the hosts of publicUrl and cluster.advertiseUrl; on any other address, every name. "loopback": those loopback names; "*": every name; else exact host names (no port). The listening address and publicUrl\'s host are always allowed. Any other Host gets 403.',

@@ -12,10 +12,19 @@ import type { IncomingMessage } from 'node:http';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 
-/** localhost, *.localhost, 127.0.0.0/8, ::1 (bracketed or not). */
+/** localhost, *.localhost, 127.0.0.0/8, ::1 in its forms (bracketed or not, written out, IPv4-mapped 127/8). */
 export function isLoopbackName(host: string): boolean {
-  const h = host.toLowerCase().replace(/\.$/, '');
-  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || h === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(h);
+  const h = host
+    .toLowerCase()
+    .replace(/\.$/, '')
+    .replace(/^\[(.*)\]$/, '$1');
+  return (
+    h === 'localhost' ||
+    h.endsWith('.localhost') ||
+    /^127\.\d+\.\d+\.\d+$/.test(h) ||
+    /^(0{0,4}:){2,7}0{0,3}1$/.test(h) ||
+    /^(0{0,4}:){2,5}ffff:127\.\d+\.\d+\.\d+$/.test(h)
+  );
 }
 
 /** The name in a Host header, without its port, lower-cased: `[::1]:8787` → `[::1]`, `Example.COM.:80` → `example.com`. */

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { header, LAST_EVENT_ID_HEADER, SESSION_HEADER } from '../wire/headers.js';
-import { isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { ErrorCode, isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { relayClient2026 } from './client-2026-exchange.js';
 import { Exchange, sessionOpening } from './exchange.js';
 import type { MessageRelay } from './message-relay.js';
@@ -100,5 +100,8 @@ export class RelayUpstream extends EventEmitter<UpstreamEvents> implements Upstr
     this.relay.close(code, message);
   }
 
-  async close(): Promise<void> {}
+  /** What the relay keeps (its events, counted in server.retainBudget) goes with it, session or not. */
+  async close(): Promise<void> {
+    this.relay.close(ErrorCode.SessionEnded, 'the server was stopped');
+  }
 }

@@ -49,23 +49,28 @@ export class RetentionBudget {
     if (now > 0) this.logs.add(log);
     else this.logs.delete(log);
     if (this.limit === 0 || delta <= 0 || this.total <= this.limit) return;
-    for (const delivered of [true, false]) {
-      // One scan finds the largest and the runner-up; the largest sheds until it is no longer the largest. Work per
-      // event is bounded: past SHED_ROUNDS scans the rest waits for the next event (a few over, never without end).
+    // Each pass ranks the sessions by what it may take from them: bytes already delivered, then bytes not yet seen.
+    const passes = [(l: StreamLog) => l.deliveredBytes, (l: StreamLog) => l.retainedBytes - l.deliveredBytes] as const;
+    for (const [pass, sheddable] of passes.entries()) {
+      // One scan finds the largest and the runner-up; the largest sheds until it is no longer the largest. A log
+      // whose unseen events are all on their way to open connections sheds nothing and costs a round: past
+      // SHED_ROUNDS per pass the rest waits for the next event (a little over for a while, never without end).
       const spent = new Set<StreamLog>();
       for (let round = 0; round < SHED_ROUNDS && this.total > this.limit; round++) {
         let largest: StreamLog | undefined;
+        let most = 0;
         let second = 0;
         for (const l of this.logs) {
-          if (spent.has(l)) continue;
-          if (!largest || l.retainedBytes > largest.retainedBytes) {
-            second = largest?.retainedBytes ?? 0;
+          const n = spent.has(l) ? 0 : sheddable(l);
+          if (n > most) {
+            second = most;
+            most = n;
             largest = l;
-          } else if (l.retainedBytes > second) second = l.retainedBytes;
+          } else if (n > second) second = n;
         }
         if (!largest) break; // this pass has nothing left to let go
         let shed = false;
-        while (this.total > this.limit && largest.retainedBytes >= second && largest.shedOldest(delivered)) shed = true;
+        while (this.total > this.limit && sheddable(largest) >= second && largest.shedOldest(pass === 0)) shed = true;
         if (!shed) spent.add(largest);
       }
       if (this.total <= this.limit) return;
@@ -73,7 +78,7 @@ export class RetentionBudget {
   }
 }
 
-/** Scans of the sessions per event past the budget (each scan is one pass over the sessions keeping anything). */
+/** Scans of the sessions per pass, per event past the budget (a scan is one look at each session keeping anything). */
 const SHED_ROUNDS = 16;
 
 /** The events of one session, for replay; a log with `retain: false` keeps nothing (stateless runtimes). */
@@ -81,6 +86,7 @@ export class StreamLog {
   private readonly streams = new Map<string, SseStream>();
   private readonly fifo: Retained[] = [];
   private bytes = 0;
+  private delivered = 0;
 
   /** The session is over: nothing more is kept (a server still writing while it stops adds nothing). */
   private closed = false;
@@ -101,6 +107,19 @@ export class StreamLog {
 
   get retainedBytes(): number {
     return this.bytes;
+  }
+
+  /** Of those, the bytes of events some connection has carried (only a resume from before them needs them). */
+  get deliveredBytes(): number {
+    return this.delivered;
+  }
+
+  /**
+   * @internal An event of a stream of this log was written to a connection for the first time. While the log keeps,
+   * a stream's events are all in it (retention lets go of a stream's oldest first); once closed, it keeps none.
+   */
+  carried(e: Retained): void {
+    if (this.keeping) this.delivered += e.bytes;
   }
 
   open(): SseStream {
@@ -156,6 +175,7 @@ export class StreamLog {
     if (i < 0) return false;
     const [old] = this.fifo.splice(i, 1) as [Retained];
     this.bytes -= old.bytes;
+    if (old.written) this.delivered -= old.bytes;
     this.budget?.change(this, -old.bytes, this.bytes);
     old.stream.dropped(old);
     if (!old.written) {
@@ -182,6 +202,7 @@ export class StreamLog {
     this.closed = true;
     this.budget?.change(this, -this.bytes, 0);
     this.bytes = 0;
+    this.delivered = 0;
   }
 }
 
@@ -333,7 +354,10 @@ export class SseStream {
       const e = this.events[i]!;
       if (!this.write(c, e.frame)) return;
       c.cursor = e.seq;
-      e.written = true;
+      if (!e.written) {
+        e.written = true;
+        this.log.carried(e);
+      }
       this.writtenThrough = Math.max(this.writtenThrough, e.seq);
       if (c.res.writableLength > c.res.writableHighWaterMark) {
         c.waiting = true; // 'drain' resumes the pump

@@ -38,7 +38,7 @@ export interface ClusterHooks {
   /** The shared key bridged calls' requestState tokens are signed with, and this node's owner claim. */
   requestState: { key: Buffer; owner: string };
   /** A runtime session was served here: its route is remembered (and restored should Redis lose it). */
-  runtimeSessionServed(principal: Principal, id: string, maxLifetime: number): void;
+  runtimeSessionServed(principal: Principal, id: string, session: { createdAt: number; maxLifetime: number }): void;
   /** A runtime session was deleted here: its route goes, so the id may be placed anew. */
   runtimeSessionDeleted(principal: Principal, id: string): void;
 }
@@ -206,7 +206,10 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
     }
     const era = await this.clients2026.serverEraFor(call);
     const session = await this.runtimeSessions.get(runtimeSession, call.principal, request.id);
-    this.opts.cluster?.runtimeSessionServed(call.principal, runtimeSession, this.config.maxLifetime);
+    this.opts.cluster?.runtimeSessionServed(call.principal, runtimeSession, {
+      createdAt: session.createdAt,
+      maxLifetime: this.config.maxLifetime,
+    });
     const server = session.server;
     const headers = { [RUNTIME_SESSION_HEADER]: runtimeSession };
     if (era === '2025') {

@@ -9,7 +9,7 @@
 // first thing, before the host shell, the startup sweep or a driver's probe spawns anything; starting a sandbox or
 // a dial helper does so too, for berth used as a library. Everything berth opens itself is close-on-exec, so once
 // is enough. Without /proc (no fdinfo to read the flags from) nothing is closed.
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 const O_CLOEXEC = 0o2000000;
 let done = false;
@@ -29,24 +29,33 @@ function v8Own(fd: number): string | undefined {
   const pid = process.pid;
   const own =
     target.endsWith(`/perf-${pid}.map`) || target.endsWith(`/jit-${pid}.dump`) || new RegExp(`isolate-0x[0-9a-f]+-${pid}-`).test(target);
-  return own ? target : undefined;
+  // A file V8 writes to after it was removed is named "… (deleted)": there is nothing to open again.
+  return own && !target.endsWith(' (deleted)') ? target : undefined;
 }
 
 /**
  * Opens `path` again at the number `fd` (appending, as V8 writes it), this time close-on-exec (libuv opens every
- * file so): once closed, the number is the lowest free one but for any lower free ones, which are filled meanwhile.
- * Runs before berth opens anything else; false when the number went elsewhere (V8's descriptor is then lost).
+ * file so). The file is opened once first, so `fd` is closed only when it can be reopened; once closed, the number
+ * is the lowest free one but for any lower free ones, which are filled meanwhile. Runs before berth opens anything
+ * else (no other thread opens files yet); false when the number went elsewhere (V8's lines then go astray).
  */
 function reopenCloseOnExec(fd: number, path: string): boolean {
   const fillers: number[] = [];
   try {
+    fillers.push(openSync(path, constants.O_WRONLY | constants.O_APPEND)); // no O_CREAT: the file must be there
+  } catch {
+    return false; // left as it is: open to children, but V8's own
+  }
+  try {
     closeSync(fd);
     for (;;) {
-      const n = openSync(path, 'a');
+      const n = openSync(path, constants.O_WRONLY | constants.O_APPEND);
       if (n === fd) return true;
       fillers.push(n);
       if (n > fd) return false;
     }
+  } catch {
+    return false;
   } finally {
     for (const n of fillers) closeSync(n);
   }
