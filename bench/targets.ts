@@ -184,21 +184,33 @@ function listenersOn(port: number): string[] {
 const LOOPBACK = new Set(['0100007F', '00000000000000000000000001000000']); // 127.0.0.1, ::1
 
 /**
- * A gateway process of the bench's own (a peer, the floor) as a target: the server processes it starts are remembered
- * as they appear, so stop() reaps every one even when the gateway itself dies first; `cleanup` runs after the stop.
+ * A gateway process as a target (berth, a peer, the floor): the server processes it starts are remembered as they
+ * appear, so stop() reaps every one even when the gateway itself dies first; `cleanup` runs after the stop.
  */
-function gatewayTarget(proc: ChildProcess, isolation: string | undefined, cleanup: () => void = () => undefined) {
+function gatewayTarget(
+  proc: ChildProcess,
+  o: {
+    kind?: Target['kind'];
+    /** The isolation it gives its servers, as far as known when asked. */
+    isolation?: () => string | undefined;
+    cleanup?: () => void;
+    /** Sees its stderr so far, each time more comes. */
+    onStderr?: (text: string) => void;
+    /** When the start began (default: now, just after the spawn). */
+    t0?: number;
+  } = {},
+) {
   const pid = proc.pid!;
-  const t0 = performance.now();
-  const stderrTail = tail(proc);
+  const t0 = o.t0 ?? performance.now();
+  const stderrTail = tail(proc, o.onStderr);
   const exitInfo = exitWatch(proc);
   const seen: Seen = new Map();
   const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
   watch.unref();
-  const stop = () => stopProc(proc, pid, seen, watch).finally(cleanup);
+  const stop = () => stopProc(proc, pid, seen, watch).finally(() => o.cleanup?.());
   /** The target, once `url` answers. */
   const at = (url: string): Target => ({
-    kind: 'peer',
+    kind: o.kind ?? 'peer',
     pid,
     url,
     gatewayPid: pid,
@@ -210,7 +222,7 @@ function gatewayTarget(proc: ChildProcess, isolation: string | undefined, cleanu
     },
     startedInMs: performance.now() - t0,
     exitInfo,
-    isolation: () => isolation,
+    isolation: o.isolation ?? (() => undefined),
     stop,
     stderrTail,
   });
@@ -256,7 +268,7 @@ export async function startPeer(kind: PeerKind, probe: string): Promise<Target> 
           probe,
         ];
   const proc = spawn(process.execPath, argv, { cwd, env: process.env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
-  const g = gatewayTarget(proc, undefined, () => rmSync(cwd, { recursive: true, force: true }));
+  const g = gatewayTarget(proc, { cleanup: () => rmSync(cwd, { recursive: true, force: true }) });
   const url = `http://127.0.0.1:${port}/mcp`;
   try {
     await waitHttp(url, proc, START_TIMEOUT_MS);
@@ -280,7 +292,7 @@ export async function startFloor(probe: string, kind: 'relay' | 'http', nodeArgs
     [...nodeArgs, join(ROOT, 'bench/floor-relay.mjs'), ...(kind === 'http' ? ['--no-child'] : []), '--', process.execPath, probe],
     { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
-  const g = gatewayTarget(proc, 'none');
+  const g = gatewayTarget(proc, { isolation: () => 'none' });
   const url = await listeningUrl(proc, { what: 'floor', timeoutMs: START_TIMEOUT_MS, context: g.stderrTail }).catch(async (e: unknown) => {
     await g.stop();
     throw e;
@@ -345,40 +357,20 @@ export async function startBerth(probe: string | null, o: BerthOptions): Promise
     // (sched_autogroup), a target in the bench's session would share one CPU share with the bench's clients.
     detached: true,
   });
-  let isolation: string | undefined;
-  const stderrTail = tail(proc, (text) => {
-    if (isolation) return;
+  let isolation: string | undefined = o.isolation && o.isolation !== 'auto' ? o.isolation : undefined;
+  const g = gatewayTarget(proc, {
+    kind: o.stateless ? 'stateless' : 'stateful',
+    isolation: () => isolation,
+    cleanup: () => configFile && rmSync(configFile, { force: true }),
     // auto logs its choice; an explicit kind is what was asked for
-    isolation = /isolation auto: using (\w+)/.exec(text)?.[1];
+    onStderr: (text) => void (isolation ??= /isolation auto: using (\w+)/.exec(text)?.[1]),
+    t0,
   });
-  if (o.isolation && o.isolation !== 'auto') isolation = o.isolation;
-  const exitInfo = exitWatch(proc);
-  const url = await listeningUrl(proc, { timeoutMs: START_TIMEOUT_MS, context: stderrTail }).catch(async (e: unknown) => {
-    await stopProc(proc, proc.pid!); // a berth that did not say it listens must not outlive the bench, nor its servers
+  const url = await listeningUrl(proc, { timeoutMs: START_TIMEOUT_MS, context: g.stderrTail }).catch(async (e: unknown) => {
+    await g.stop(); // a berth that did not say it listens must not outlive the bench, nor its servers
     throw e;
   });
-  const startedInMs = performance.now() - t0;
-  const pid = proc.pid!;
-  const seen: Seen = new Map();
-  const watch = setInterval(() => remember(seen, descendantsOf(pid)), 250);
-  watch.unref();
-  return {
-    kind: o.stateless ? 'stateless' : 'stateful',
-    pid,
-    url,
-    gatewayPid: pid,
-    sandboxes: () => childrenOf(pid),
-    serverPids: () => {
-      const d = descendantsOf(pid);
-      remember(seen, d);
-      return d;
-    },
-    startedInMs,
-    exitInfo,
-    isolation: () => isolation,
-    stop: () => stopProc(proc, pid, seen, watch).finally(() => configFile && rmSync(configFile, { force: true })),
-    stderrTail,
-  };
+  return g.at(url);
 }
 
 /**
