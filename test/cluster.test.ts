@@ -255,7 +255,12 @@ async function admin(node: Node, path: string, method = 'GET', body?: unknown): 
 
 /** A 2026-07-28 tools/call in runtime session `rs`; the result's text. */
 async function rsCall(node: Node, rs: string, n: number, name: string, args: Record<string, unknown>): Promise<string> {
-  const r = await fetch(node.mcp, {
+  return resultText(await rsPost(node, rs, n, name, args));
+}
+
+/** The same call's response, to runtime `runtime` (default: the one at /mcp). */
+function rsPost(node: Node, rs: string, n: number, name: string, args: Record<string, unknown>, runtime?: string): Promise<Response> {
+  return fetch(runtime ? `${node.url}/runtimes/${runtime}/mcp` : node.mcp, {
     method: 'POST',
     headers: {
       ...auth(),
@@ -268,7 +273,6 @@ async function rsCall(node: Node, rs: string, n: number, name: string, args: Rec
     },
     body: JSON.stringify({ jsonrpc: '2.0', id: n, method: 'tools/call', params: { name, arguments: args, _meta: ENVELOPE } }),
   });
-  return resultText(r);
 }
 
 /** An SDK client whose every HTTP request goes to the next node in turn. */
@@ -472,25 +476,7 @@ describe('cluster: three nodes on one Redis', { skip: !HAVE_REDIS && 'redis-serv
   test("a runtime session's Redis record lives for the session's lifetime once it exists; a refused one's lapses within its placing time", async () => {
     const db = redis.url.startsWith('redis://') ? new Redis(redis.url, { password: redis.password }) : new Redis({ path: redis.url });
     const created: string[] = [];
-    const call = (rs: string) =>
-      fetch(`${A.url}/runtimes/capped/mcp`, {
-        method: 'POST',
-        headers: {
-          ...auth(),
-          accept: ACCEPT_BOTH,
-          'content-type': 'application/json',
-          'mcp-protocol-version': MODERN,
-          'mcp-method': 'tools/call',
-          'mcp-name': 'echo',
-          'berth-runtime-session': rs,
-        },
-        body: JSON.stringify({
-          jsonrpc: '2.0',
-          id: 1,
-          method: 'tools/call',
-          params: { name: 'echo', arguments: { text: 'x' }, _meta: ENVELOPE },
-        }),
-      });
+    const call = (rs: string) => rsPost(A, rs, 1, 'echo', { text: 'x' }, 'capped');
     try {
       const records = async () => new Set(await db.keys('{berth}:rs:*'));
       const seen = { served: 0, refused: 0 };

@@ -81,11 +81,6 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
     this.retention = new RetentionBudget(config.server.retainBudget);
     this.metrics = new Metrics({ runtimes: () => this.runtimes.values(), retainedBytes: () => this.retention.bytes });
-    this.checkHost = hostCheck({
-      allowedHosts: config.server.allowedHosts,
-      listen: config.server.host,
-      urls: [config.server.publicUrl, config.cluster?.advertiseUrl ?? (config.cluster ? process.env.BERTH_ADVERTISE_URL : undefined)],
-    });
     this.history = new History({
       read: async () => ({
         sessions: [...this.runtimes.values()].reduce((n, r) => n + r.sessionCount, 0),
@@ -103,6 +98,13 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
         },
       });
     this.hide = secretPaths(options.configFile);
+    // The node's advertised URL as the cluster took it (config or BERTH_ADVERTISE_URL); empty until berth listens,
+    // when it becomes the listening address, which the check allows anyway.
+    this.checkHost = hostCheck({
+      allowedHosts: config.server.allowedHosts,
+      listen: config.server.host,
+      urls: [config.server.publicUrl, this.cluster?.directory.self.url || undefined],
+    });
   }
 
   /** What this node publishes for placement: per stateful runtime, its sessions, cap and warm servers. */

@@ -421,7 +421,7 @@ export class ClusterNode {
       .extendRoute(key, me, this.held.get(key)!.until - now)
       .then((ok) => {
         if (!this.held.has(key)) return; // forgotten meanwhile
-        // Recorded for another node: nothing to extend here, ever (the route sends its requests there).
+        // Confirmed; or recorded for another node, where there is nothing to extend, ever (its requests go there).
         this.extended.add(key);
         if (!ok) warnOnce('cluster: a runtime session held here is recorded for another node');
       })

@@ -37,7 +37,7 @@ import {
 import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { MessageChannel } from './channel.js';
-import { type RetentionBudget, type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
+import { RETENTION_SETTINGS, type RetentionBudget, type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
 
 /** Server requests that, asked during the handshake fence, are taken as the server's own start-up questions. */
 const UNPROMPTED = new Set(['roots/list', 'ping']);
@@ -108,15 +108,10 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
       opts.streams,
       !opts.stateless,
       (seq, stream) =>
-        this.emit(
-          'log',
-          'warn',
-          'a message no client stream carried was dropped from retention (streams.retainEvents / retainBytes, server.retainBudget)',
-          {
-            stream: stream.slice(0, 6),
-            seq,
-          },
-        ),
+        this.emit('log', 'warn', `a message no client stream carried was dropped from retention (${RETENTION_SETTINGS})`, {
+          stream: stream.slice(0, 6),
+          seq,
+        }),
       opts.retention,
     );
     channel.on('message', (m) => this.fromServer(m));
@@ -359,7 +354,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
         errorResponse(
           m.id,
           ErrorCode.ServerError,
-          `berth: no client stream carried "${m.method}" before newer messages displaced it (streams.retainEvents / retainBytes, server.retainBudget)`,
+          `berth: no client stream carried "${m.method}" before newer messages displaced it (${RETENTION_SETTINGS})`,
         ),
       );
     });
@@ -409,7 +404,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
       this.emit(
         'log',
         'warn',
-        'notification dropped: no client stream carried it before newer messages displaced it (streams.retainEvents / retainBytes, server.retainBudget)',
+        `notification dropped: no client stream carried it before newer messages displaced it (${RETENTION_SETTINGS})`,
         { method: m.method },
       ),
     );

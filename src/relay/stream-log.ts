@@ -78,6 +78,9 @@ export class RetentionBudget {
   }
 }
 
+/** The settings that bound what is kept, as messages about an event retention let go name them. */
+export const RETENTION_SETTINGS = 'streams.retainEvents / retainBytes, server.retainBudget';
+
 /** Scans of the sessions per pass, per event past the budget (a scan is one look at each session keeping anything). */
 const SHED_ROUNDS = 16;
 
