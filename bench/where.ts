@@ -5,7 +5,7 @@
 //
 //   node --import tsx bench/where.ts [--isolation process|namespace] [--upstream stdio|http] [--sessions 8]
 //        [--seconds 5] [--warmup 1] [--prof DIR] [--strace FILE] [--perf FILE] [--berth-bin bin/berth.js]
-//        [--floor relay|http] [--network none|egress|host] [--every SECONDS] [--big BYTES]
+//        [--floor relay|http] [--network none|egress|host] [--every SECONDS] [--big BYTES] [--node-args '…']
 //
 // --floor measures bench/floor-relay.mjs in berth's place, under the same load: the least Node.js does to relay a
 // call to a stdio server (relay), or to answer it over node:http at all (http): what berth's figure is bounded by.
@@ -72,7 +72,9 @@ function switches(pid: number): { voluntary: number; involuntary: number } {
 }
 
 const probe = compileProbe();
-const nodeArgs = [...(PROF ? ['--cpu-prof', '--cpu-prof-dir', resolve(PROF)] : []), ...(PERF ? ['--perf-basic-prof'] : [])];
+/** More node options for the target (space-separated), e.g. '--trace-deopt' to see what V8 keeps recompiling. */
+const NODE_ARGS = opt('node-args', '').split(' ').filter(Boolean);
+const nodeArgs = [...(PROF ? ['--cpu-prof', '--cpu-prof-dir', resolve(PROF)] : []), ...(PERF ? ['--perf-basic-prof'] : []), ...NODE_ARGS];
 const WARM = FLOOR ? 0 : 2;
 const t = FLOOR
   ? await startFloor(probe, FLOOR, nodeArgs)

@@ -146,12 +146,12 @@ describe('dashboard feed and figures', () => {
       assert.equal(calm.pendingServerRequests, 0);
       assert.ok(calm.idleExpiresInSeconds! > 800 && calm.idleExpiresInSeconds! <= 900, 'idle timeout 15 min');
       assert.ok(calm.expiresInSeconds > 8 * 3600 - 60, 'max lifetime 8 h');
-      // The runtime's limits come with each session: the defaults here (no memory or CPU limit set; pids' own default,
-      // marked not enforced where this host cannot hold it).
+      // The runtime's limits come with each session: the defaults here (no CPU limit set; memory's and pids' own
+      // defaults, marked not enforced where this host cannot hold them).
       assert.deepEqual(
         { ...calm.limits, notEnforced: [] },
         {
-          memoryBytes: null,
+          memoryBytes: 2 * 1024 ** 3,
           cpus: null,
           pids: 512,
           diskBytes: 1073741824,

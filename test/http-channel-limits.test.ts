@@ -18,43 +18,48 @@ const LIMIT = 1024 * 1024;
 /** The most the server sends of one flood (bounded, as every test loop is): 64 times the limit. */
 const FLOOD_MIB = 64;
 
+/** berth hosting the flooding server (its stats written to `stats`), maxMessageSize 1 MiB. */
+const floodBerth = (stats: string, ...more: string[]) =>
+  serveBerth({
+    command: [
+      process.execPath,
+      '--import',
+      import.meta.resolve('tsx'),
+      fileURLToPath(new URL('./fixtures/flood-http-server.ts', import.meta.url)),
+      '--flood-mib',
+      String(FLOOD_MIB),
+      '--stats',
+      stats,
+      ...more,
+    ],
+    upstream: 'http',
+    serverEra: '2025',
+    isolation: 'process',
+    network: 'host',
+    warmPool: 1,
+    limits: { maxMessageSize: '1MiB' },
+  });
+
+/** The floods the server has ended so far (each line written when its reader hung up or it finished). */
+const floodsIn = (stats: string) =>
+  existsSync(stats)
+    ? readFileSync(stats, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { tool: string; bytes: number; hungUp: boolean })
+    : [];
+
 describe('bridge A over HTTP: answers past maxMessageSize', { timeout: 120_000 }, () => {
   let berth: BerthProcess;
   const dir = mkdtempSync(join(tmpdir(), 'berth-flood-'));
   const stats = join(dir, 'floods.jsonl');
-  before(async () => {
-    berth = await serveBerth({
-      command: [
-        process.execPath,
-        '--import',
-        import.meta.resolve('tsx'),
-        fileURLToPath(new URL('./fixtures/flood-http-server.ts', import.meta.url)),
-        '--flood-mib',
-        String(FLOOD_MIB),
-        '--stats',
-        stats,
-      ],
-      upstream: 'http',
-      serverEra: '2025',
-      isolation: 'process',
-      network: 'host',
-      warmPool: 1,
-      limits: { maxMessageSize: '1MiB' },
-    });
-  });
+  before(async () => (berth = await floodBerth(stats)));
   after(async () => {
     await berth?.stop();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  /** The floods the server has ended so far (each line written when its reader hung up or it finished). */
-  const floods = () =>
-    existsSync(stats)
-      ? readFileSync(stats, 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => JSON.parse(l) as { tool: string; bytes: number; hungUp: boolean })
-      : [];
+  const floods = () => floodsIn(stats);
 
   let id = 0;
   const call = (name: string, args: Record<string, unknown> = {}) => call2026(berth.url, {}, ++id, name, args);
@@ -102,5 +107,34 @@ describe('bridge A over HTTP: answers past maxMessageSize', { timeout: 120_000 }
       assert.equal(r.status, 200, JSON.stringify(r.body).slice(0, 400));
       assert.equal(textOf(r.body.result), 'after 8 events', eol);
     }
+  });
+});
+
+// The server's GET stream waits on no request: nobody's call can fail with why berth stopped reading it, so the
+// session's log says it. Before, it was dropped without a word.
+describe('bridge A over HTTP: a GET stream past maxMessageSize', { timeout: 120_000 }, () => {
+  let berth: BerthProcess;
+  const dir = mkdtempSync(join(tmpdir(), 'berth-flood-get-'));
+  const stats = join(dir, 'floods.jsonl');
+  before(async () => (berth = await floodBerth(stats, '--flood-get')));
+  after(async () => {
+    await berth?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('berth hangs up on it and logs why, naming maxMessageSize; calls go on', async () => {
+    const r = await call2026(berth.url, {}, 1, 'echo', { text: 'before' });
+    assert.equal(textOf(r.body.result), 'before', JSON.stringify(r.body).slice(0, 400));
+    const ended = await waitFor(() => floodsIn(stats).find((f) => f.tool === 'get'), 'the GET flood to end', 30_000);
+    assert.equal(ended.hungUp, true, JSON.stringify(ended));
+    assert.ok(ended.bytes < FLOOD_MIB * LIMIT, `the server sent all ${ended.bytes} bytes: berth kept reading`);
+    await waitFor(
+      () =>
+        /the server's GET stream was cut: the MCP server sent an SSE event larger than maxMessageSize \(1048576 bytes\)/.test(berth.logs()),
+      "the session's log to say why",
+      30_000,
+    );
+    const after = await call2026(berth.url, {}, 2, 'echo', { text: 'after' });
+    assert.equal(textOf(after.body.result), 'after');
   });
 });

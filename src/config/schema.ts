@@ -26,6 +26,11 @@ const size = (desc: string) =>
 
 /** limits.pids when unset: processes and threads per session. */
 export const DEFAULT_PIDS = 512;
+/**
+ * limits.memory when unset, in bytes: 2 GiB, the default disk cap (1 GiB of tmpfs, which is memory) plus room for
+ * the server itself, so a server filling its disk gets ENOSPC before its session is killed for memory.
+ */
+export const DEFAULT_MEMORY = 2 * 1024 ** 3;
 
 export const ISOLATION_KINDS = ['auto', 'process', 'namespace', 'gvisor', 'microvm'] as const;
 
@@ -42,7 +47,12 @@ export const LimitsSchema = z
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
     bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),
-    memory: size('Memory limit per session (cgroups); a session over it is killed alone. Unset: no limit.').optional(),
+    memory: size(
+      `Memory one session may use: its server and everything it starts, and what it writes to its tmpfs (limits.disk). Over it the kernel kills the session's largest process; the session ends with reason oom, alone. Enforced with the session's memory cgroup (berth as root, or a cgroup tree it may write); microVM: the guest's RAM, and QEMU's cgroup. Unset: 2GiB where berth can set cgroup limits (microVM: 512MiB of guest RAM, the cgroup 2GiB), else none, and berth says so once at start. 0: no limit. Whatever the limit, every sandboxed process has oom_score_adj 500, so when the host itself runs out of memory the kernel ends a session before berth.`,
+    )
+      .optional()
+      // Left unset by parsing, as pids: the default is applied where this host can hold it.
+      .meta({ default: '2GiB' }),
     cpus: z.number().positive().describe('CPU limit per session, in CPUs (cgroups). Unset: no limit.').optional(),
     pids: z
       .number()

@@ -105,7 +105,13 @@ function bounded(
 /** Loaded on first use: only the bridges speak to an HTTP server message by message, and the module costs ~5 MB of RSS. */
 let transportModule: Promise<typeof import('@modelcontextprotocol/sdk/client/streamableHttp.js')> | undefined;
 
-export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> implements MessageChannel {
+export interface HttpChannelEvents {
+  message: [JsonRpcMessage];
+  /** berth stopped reading a stream no request waits on (the server's GET stream), and why: what it carried is lost. */
+  dropped: [why: string];
+}
+
+export class HttpChannel extends EventEmitter<HttpChannelEvents> implements MessageChannel {
   private transport: StreamableHTTPClientTransport | undefined;
   private readonly agent: Agent | undefined;
   private readonly started: Promise<void>;
@@ -140,7 +146,9 @@ export class HttpChannel extends EventEmitter<{ message: [JsonRpcMessage] }> imp
       // The requests this response answers: what fails, should berth stop reading it (none for the GET stream).
       const ids = sent.filter((m) => typeof m.method === 'string' && m.id !== undefined && m.id !== null).map((m) => m.id);
       const sse = (r.headers.get('content-type') ?? '').toLowerCase().startsWith('text/event-stream');
-      const body = bounded(r.body as ReadableStream<Uint8Array>, sse, this.maxMessageSize, (why) => this.fail(ids, why));
+      // A stream no request waits on (the GET stream) has nobody to answer: it is said instead.
+      const over = (why: string) => (ids.length ? this.fail(ids, why) : this.emit('dropped', why));
+      const body = bounded(r.body as ReadableStream<Uint8Array>, sse, this.maxMessageSize, over);
       return new UndiciResponse(body, { status: r.status, statusText: r.statusText, headers: r.headers }) as unknown as Response;
     };
     transportModule ??= import('@modelcontextprotocol/sdk/client/streamableHttp.js');

@@ -11,7 +11,7 @@ import { sseHeaders } from '../wire/sse.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import { withAllVersions } from '../wire/streamable-http-2026.js';
 import { HttpChannel } from './http-channel.js';
-import { MessageRelay, type RelayOptions } from './message-relay.js';
+import { MessageRelay, type RelayLog, type RelayOptions } from './message-relay.js';
 import { RelayUpstream } from './relay-upstream.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 import type { Dial } from '../sandbox/dial.js';
@@ -97,6 +97,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     private readonly forwardHeaders: readonly string[] = [],
     /** The most berth reads of one answer it keeps whole (limits.maxMessageSize); answers passed on stream through. */
     private readonly maxMessageSize = 64 * 2 ** 20,
+    /** Where berth's own session with the server (`conversation`) says what it dropped or could not pass on. */
+    private readonly log?: RelayLog,
   ) {
     super();
     const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
@@ -119,6 +121,11 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     if (!this.own) {
       const channel = new HttpChannel(this.address, this.maxMessageSize);
       const relay = new MessageRelay(channel, this.relayOptions);
+      const log = this.log;
+      if (log) {
+        relay.on('log', log);
+        channel.on('dropped', (why) => log('warn', `the server's GET stream was cut: ${why}`));
+      }
       const upstream = new RelayUpstream(relay, channel);
       upstream.on('busy', (busy) => this.emit('busy', busy));
       upstream.on('traffic', () => this.emit('traffic'));

@@ -68,6 +68,9 @@ export interface RelayOptions {
   retention?: RetentionBudget;
 }
 
+/** Where a relay's (and its channel's) log lines go: the session's logger, by level. */
+export type RelayLog = (...line: RelayEvents['log']) => void;
+
 export interface RelayEvents {
   /** In-flight client request count went from 0 to 1 (busy) or back to 0 (quiet). */
   busy: [boolean];

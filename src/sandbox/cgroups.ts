@@ -3,7 +3,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmdirSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DEFAULT_PIDS } from '../config/schema.js';
+import { DEFAULT_MEMORY, DEFAULT_PIDS } from '../config/schema.js';
 import type { SandboxLimits } from './driver.js';
 import { hostName } from './host.js';
 
@@ -50,22 +50,35 @@ export function detectCgroups(): CgroupSupport {
   return (cached = { version: null, controllers: [], reason });
 }
 
-/** Why this host cannot hold a pids limit per session (no cgroups berth may write, no pids controller), or undefined. */
-export function pidsUnavailable(): string | undefined {
+/** Why this host cannot hold a per-session limit of `controller` (no cgroups berth may write, no such controller), or undefined. */
+function unavailable(controller: 'memory' | 'pids'): string | undefined {
   const cg = detectCgroups();
   if (!cg.version) return cg.reason;
-  return cg.controllers.includes('pids') ? undefined : 'no pids cgroup controller';
+  return cg.controllers.includes(controller) ? undefined : `no ${controller} cgroup controller`;
 }
 
+export const pidsUnavailable = () => unavailable('pids');
+export const memoryUnavailable = () => unavailable('memory');
+
 /**
- * The pids limit a session gets: the configured one (0: none), else DEFAULT_PIDS where this host's cgroups can hold
- * it. A default that cannot be applied is no limit, never a refusal (berth says so once at start,
- * warnUnenforceableLimits); a configured one is passed on as it is.
+ * A limit as configured (0: none), else its default where this host's cgroups can hold it. A default that cannot
+ * be applied is no limit, never a refusal (berth says so once at start, warnUnenforceableLimits); a configured one
+ * is passed on as it is.
  */
-export function sessionPids(configured: number | undefined): number | undefined {
+function withDefault(configured: number | undefined, controller: 'memory' | 'pids', dflt: number): number | undefined {
   if (configured !== undefined) return configured || undefined;
-  return pidsUnavailable() ? undefined : DEFAULT_PIDS;
+  return unavailable(controller) ? undefined : dflt;
 }
+
+/** The pids limit a session gets (resolved at launch, into the spec every driver reads). */
+export const sessionPids = (configured: number | undefined) => withDefault(configured, 'pids', DEFAULT_PIDS);
+
+/**
+ * The memory limit a session's cgroup gets. Resolved at the cgroup rather than in the spec: a microVM sizes its
+ * guest from the configured limit only (512 MiB unset), while its QEMU's cgroup takes the default like every other
+ * sandbox.
+ */
+export const sessionMemory = (configured: number | undefined) => withDefault(configured, 'memory', DEFAULT_MEMORY);
 
 /** The session's cgroup, relative to each hierarchy's root. */
 export function cgroupPath(sessionId: string): string {
@@ -85,7 +98,9 @@ export class SessionCgroup {
     private readonly limits: SandboxLimits,
   ) {}
 
-  static create(sessionId: string, limits: SandboxLimits): SessionCgroup | undefined {
+  /** `limits.memory` unset takes the default (sessionMemory); pids come resolved (sessionPids, at launch). */
+  static create(sessionId: string, configured: SandboxLimits): SessionCgroup | undefined {
+    const limits = { ...configured, memory: sessionMemory(configured.memory) };
     const support = detectCgroups();
     const wanted = (['memory', 'pids', 'cpu'] as const).filter(
       (c) => (c === 'memory' && limits.memory) || (c === 'pids' && limits.pids) || (c === 'cpu' && limits.cpus),
@@ -159,6 +174,17 @@ export class SessionCgroup {
       return !!m && Number(m[1]) > 0;
     } catch {
       return false;
+    }
+  }
+
+  /** How many times a fork or a new thread of this session was refused at its pids limit (pids.events' max). */
+  pidsLimitHits(): number {
+    const dir = this.dirs.pids;
+    if (!dir) return 0;
+    try {
+      return Number(/^max (\d+)/m.exec(readFileSync(join(dir, 'pids.events'), 'utf8'))?.[1] ?? 0);
+    } catch {
+      return 0; // removed already, or a kernel without pids.events
     }
   }
 

@@ -50,6 +50,22 @@ export interface ChildOptions {
  */
 const STARTING_NICE = 10;
 
+/**
+ * Every sandboxed process's oom_score_adj (-1000..1000, inherited by what it starts): when the host itself runs
+ * out of memory, the kernel's OOM killer takes a session's process before berth (0) or the host's services. Raising
+ * it needs no privilege.
+ */
+export const SANDBOX_OOM_SCORE_ADJ = 500;
+
+/** Raises pid's oom_score_adj to SANDBOX_OOM_SCORE_ADJ; a process already gone has nothing to raise. */
+function raiseOomScore(pid: number): void {
+  try {
+    writeFileSync(`/proc/${pid}/oom_score_adj`, String(SANDBOX_OOM_SCORE_ADJ));
+  } catch {
+    // gone already: its exit says why
+  }
+}
+
 /** Sets the CPU share of pid's autogroup; a host without autogroups (or a pid gone) has nothing to set. */
 function setAutogroupNice(pid: number, nice: number): void {
   try {
@@ -129,6 +145,9 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   // The sandbox is its own session (detached: setsid), so where the kernel groups CPU time by session
   // (sched_autogroup) its share is the autogroup's nice, not its processes'.
   if (yieldWhileStarting && child.pid) setAutogroupNice(child.pid, STARTING_NICE);
+  // Before the cgroup's awaits, so what the program forks from now on inherits it. A program held at fd 3
+  // (bwrap --block-fd) has started nothing of the server yet: its forks so far are raised below.
+  if (child.pid) raiseOomScore(child.pid);
   if (cgroup && child.pid) {
     try {
       await cgroup.addPid(child.pid);
@@ -141,6 +160,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     }
   }
   if (o.blockFd) {
+    if (child.pid) for (const pid of await descendants(child.pid, 0)) raiseOomScore(pid);
     const release = child.stdio[3] as Writable;
     release.on('error', () => undefined); // the program closes its end once released
     release.end('go');
@@ -151,6 +171,12 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
       done = true;
       const info: ExitInfo = { code, signal };
       if (cgroup?.oomKilled()) info.reason = 'oom';
+      // Each refusal was an EAGAIN inside the sandbox, which berth never sees: said once, at the end.
+      const refused = cgroup?.pidsLimitHits() ?? 0;
+      if (refused)
+        o.spec.notice?.(
+          `the session reached its limit of ${o.spec.limits.pids} processes and threads (limits.pids): ${refused} forks or new threads were refused with EAGAIN`,
+        );
       resolve(info);
     });
     child.once('error', (err) => {

@@ -13,7 +13,10 @@ export interface AllowRule {
 }
 
 export interface SandboxLimits {
-  /** Bytes of memory, or undefined for no limit. */
+  /**
+   * Bytes of memory as configured (0: no limit). Unset, the session's cgroup takes DEFAULT_MEMORY where it can
+   * (cgroups.ts sessionMemory); a microVM's guest RAM is 512 MiB.
+   */
   memory?: number;
   cpus?: number;
   pids?: number;

@@ -10,8 +10,8 @@ import { chownSync, existsSync, mkdirSync, symlinkSync, writeFileSync } from 'no
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cgroupPath } from './cgroups.js';
-import { startChild } from './child.js';
+import { cgroupPath, sessionMemory } from './cgroups.js';
+import { SANDBOX_OOM_SCORE_ADJ, startChild } from './child.js';
 import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { closedOnError, openNetwork } from './network.js';
@@ -47,7 +47,8 @@ function ociRlimits(spec: SandboxSpec): Array<{ type: string; hard: number; soft
 }
 
 function ociResources(spec: SandboxSpec): Record<string, unknown> {
-  const { memory, cpus, pids } = spec.limits;
+  const { cpus, pids } = spec.limits;
+  const memory = sessionMemory(spec.limits.memory); // the same value berth's own cgroup setup wrote there
   const r: Record<string, unknown> = {};
   if (memory) r.memory = { limit: memory, swap: memory };
   if (pids) r.pids = { limit: hostPids(pids) };
@@ -186,6 +187,7 @@ function writeConfig(
       capabilities: { bounding: p.caps, effective: p.caps, inheritable: [], permitted: p.caps, ambient: [] },
       noNewPrivileges: true,
       rlimits: ociRlimits(spec),
+      oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
     },
     root,
     hostname: 'berth',

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
-import { DEFAULT_PIDS, ISOLATION_KINDS } from '../config/schema.js';
+import { DEFAULT_MEMORY, DEFAULT_PIDS, ISOLATION_KINDS } from '../config/schema.js';
 import { tmpdir } from 'node:os';
-import { detectCgroups, pidsUnavailable } from './cgroups.js';
+import { detectCgroups, memoryUnavailable, pidsUnavailable } from './cgroups.js';
 import { unsafeRuntimeDir } from './host.js';
 import type { SandboxDriver, SandboxLimits } from './driver.js';
 import { gvisorDriver } from './gvisor.js';
@@ -89,19 +89,24 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
   return processDriver;
 }
 
-let saidNoDefaultPids = false;
+let saidNoDefaults = false;
 
-/** Says clearly, once, when configured limits (or the default pids limit) cannot be enforced on this host. */
+/** Says clearly, once, when configured limits (or the default pids and memory limits) cannot be enforced on this host. */
 export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, log: Logger): void {
   if (limits.disk && process.getuid?.() !== 0)
     log.warn({ runtime }, 'limits.disk is enforced only when berth runs as root (and always under gVisor)');
-  // limits.pids unset is DEFAULT_PIDS where cgroups can hold it (sessionPids); where they cannot, no limit: said once.
-  const noDefault = limits.pids === undefined ? pidsUnavailable() : undefined;
-  if (noDefault && !saidNoDefaultPids) {
-    saidNoDefaultPids = true;
+  // Unset pids and memory are defaults where cgroups can hold them (sessionPids, sessionMemory); where they cannot,
+  // no limit: said once.
+  const lost = [
+    ...(limits.pids === undefined && pidsUnavailable() ? [`limits.pids (${DEFAULT_PIDS} processes and threads, --pids)`] : []),
+    ...(limits.memory === undefined && memoryUnavailable() ? [`limits.memory (${DEFAULT_MEMORY / 1024 ** 3} GiB, --memory)`] : []),
+  ];
+  if (lost.length && !saidNoDefaults) {
+    saidNoDefaults = true;
+    const reason = pidsUnavailable() ?? memoryUnavailable();
     log.warn(
-      { runtime, reason: noDefault },
-      `limits.pids: the default of ${DEFAULT_PIDS} processes and threads per session is not applied (${noDefault}): one session may start processes until the host's own limits stop it, for every session and berth alike; run berth as root to apply it, or set limits.pids (--pids) to 0 to say no limit is wanted`,
+      { runtime, reason },
+      `the default per-session limits ${lost.join(' and ')} are not applied (${reason}): one session may start processes or take memory until the host's own limits stop it, for every session and berth alike; run berth as root to apply them, or set them to 0 to say no limit is wanted`,
     );
   }
   if (!limits.memory && !limits.cpus && !limits.pids) return;

@@ -17,12 +17,13 @@ export function httpConnectorAt(fixedPort?: number): Connector {
     port: fixedPort === undefined ? freePort : async () => fixedPort,
     // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
     headersWithin: (config) => config.limits.requestTimeout,
-    connect({ config, sandbox, port, retention }: Connecting) {
+    connect({ config, sandbox, port, retention, log }: Connecting) {
       const upstream = new HttpUpstream(
         sandbox.dialHttp ?? port!,
         relayOptions(config, retention),
         config.forwardHeaders,
         config.limits.maxMessageSize,
+        (level, msg, extra) => log[level](extra ?? {}, msg),
       );
       return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };
     },
