@@ -53,18 +53,21 @@ export function homes(): Set<string> {
 
 /**
  * Makes a sandbox's scratch directory (in the shared temp dir, under a name anyone may list) one that only berth and
- * the sandbox's user may enter: as root, root's with group SANDBOX_UID and mode 0710, so a sandbox (gid 65534) can
- * pass through to what it is shown and no other host user can reach the session's /tmp, overlay or VM config; as
- * another user, berth's own and 0700 (the sandbox runs as that user).
+ * that sandbox may enter: as root, root's with the sandbox's own group (`gid`, uids.ts) and mode 0710, so its
+ * processes can pass through to what they are shown and no other host user, nor another sandbox, can reach the
+ * session's /tmp, overlay or VM config; as another user, berth's own and 0700 (the sandbox runs as that user).
  */
-export function privateScratch(dir: string): void {
+export function privateScratch(dir: string, gid: number): void {
   if (isRoot()) {
-    chownSync(dir, 0, SANDBOX_UID);
+    chownSync(dir, 0, gid);
     chmodSync(dir, 0o710);
   } else chmodSync(dir, 0o700);
 }
 
-/** The uid/gid sessions run as on the host (nobody). */
+/**
+ * The uid and gid a server has inside its sandbox (nobody). As root each sandbox's host uid and gid are its own
+ * (uids.ts); gVisor's servers (on gVisor's kernel) and the drivers' canaries run as 65534 itself.
+ */
 export const SANDBOX_UID = 65534;
 export const ETC_FILES = [
   '/etc/ssl',
@@ -90,9 +93,9 @@ export function which(cmd: string): string | undefined {
   return undefined;
 }
 
-/** The command prefix that drops to the sandbox uid (only needed, and only possible, as root). */
-export function dropPrivileges(): string[] {
-  return isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--'] : [];
+/** The command prefix that drops to `uid` (its gid the same number, no other groups); only needed, and only possible, as root. */
+export function dropPrivileges(uid: number = SANDBOX_UID): string[] {
+  return isRoot() ? [which('setpriv') ?? 'setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--'] : [];
 }
 
 /** Runs a tool to its end: its exit code and stderr; `input`, when given, is its stdin. Through the host shell

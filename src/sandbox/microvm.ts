@@ -37,6 +37,7 @@ import { mountCapped } from './disk.js';
 import { closedOnError, openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
 import { track } from './registry.js';
+import { claimSandboxUid, releaseSandboxUid } from './uids.js';
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 let accel: 'kvm' | 'tcg' | undefined;
@@ -184,11 +185,11 @@ function writeGuestConfig(dir: string, spec: SandboxSpec, argv: string[], bundle
  * enter: QEMU reaches it, no other host user does, and nothing of it is a device or a program on the host.
  * Undefined when the bind fails; unprivileged, the cache is berth's user's own and QEMU runs as that user.
  */
-async function shareImageRoot(image: ImageRoot, scratch: string): Promise<string | undefined> {
+async function shareImageRoot(image: ImageRoot, scratch: string, uid: number): Promise<string | undefined> {
   if (!isRoot()) return image.rootfs;
   const holder = join(scratch, 'image');
   mkdirSync(join(holder, 'root'), { recursive: true, mode: 0o700 });
-  chownSync(holder, SANDBOX_UID, SANDBOX_UID);
+  chownSync(holder, uid, uid);
   const r = await run('mount', ['--bind', '-o', 'ro,nodev,nosuid,noexec', image.rootfs, join(holder, 'root')]);
   return r.code === 0 ? join(holder, 'root') : undefined;
 }
@@ -281,121 +282,131 @@ export const microvmDriver: SandboxDriver = {
   },
 
   async start(spec): Promise<Sandbox> {
-    const assets = findAssets();
-    if (!assets) throw new Error('no microVM kernel/initramfs: run `berth setup microvm`');
-    const acceleration = await chooseAccel(assets);
-    const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
-    // QEMU (the sandbox uid, as root) reads its config and connects to the console here; no other host user may:
-    // the config holds the server's environment, and the console is the server's stdin and stdout.
-    privateScratch(scratch);
-    // First, so that nothing else is open yet should it fail.
-    let imageRoot: string | undefined;
-    if (spec.image) {
-      // Recorded before the bind, so a berth killed meanwhile leaves nothing mounted; startChild's record replaces it.
-      const record = track(hostName(spec.sessionId), {
-        driver: 'microvm',
-        mounts: [join(scratch, 'image/root')],
-        dirs: [scratch, spec.workDir],
-      });
-      imageRoot = await shareImageRoot(spec.image, scratch);
-      if (!imageRoot) {
-        record.drop();
-        await rm(scratch, { recursive: true, force: true });
-        throw new Error(`cannot share the image's root ${spec.image.rootfs} with the microVM (bind mount failed)`);
-      }
+    // As root QEMU runs as a host uid of its own (uids.ts), given back once it is gone.
+    const uid = isRoot() ? claimSandboxUid() : undefined;
+    try {
+      return await startVm(spec, uid ?? SANDBOX_UID, () => uid !== undefined && releaseSandboxUid(uid));
+    } catch (e) {
+      if (uid !== undefined) releaseSandboxUid(uid);
+      throw e;
     }
-    // QEMU runs in the session's network (its user-mode NAT connects out from there), unless it needs none at all.
-    const net = guestNic(spec)
-      ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId })
-      : undefined;
-    const capped = await closedOnError(net, async () => {
-      // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
-      if (spec.image) {
-        mkdirSync(join(scratch, 'empty'));
-        writeImageGuest(join(scratch, 'cfg'), spec, spec.image);
-      } else {
-        const argv = resolveArgv(spec.argv, spec.cwd);
-        writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
-      }
-      // The 9p-shared working directory is the only host storage a VM writes to; its tmpfs and overlay live in its memory.
-      const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, SANDBOX_UID, 0o700, spec.notice) : undefined;
-      if (isRoot()) chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
-      return capped;
-    });
-    // The guest console arrives on a unix socket QEMU connects to; it is the server's stderr.
-    const stderr = new PassThrough();
-    const stdin = new PassThrough();
-    const consoleServer = createServer((c) => {
-      let buf = '';
-      let opened = false;
-      let tail = ''; // the console's last bytes: under TCG it may arrive a byte at a time
-      c.on('data', (d: Buffer) => {
-        if (!opened) {
-          buf += d.toString('utf8');
-          // Only once the guest holds the port open may MCP bytes flow; earlier ones would be lost.
-          if (buf.includes('berth:port-open')) {
-            opened = true;
-            stdin.pipe(sandbox.stdin);
-          }
-        }
-        tail = (tail + d.toString('latin1')).slice(-256);
-        if (tail.includes('berth:oom')) oom = true;
-        // The last report counts: /init writes it after the server (which shares the console) has exited.
-        for (const m of tail.matchAll(/berth:exit (\d+)\r?\n/g)) guestStatus = Number(m[1]);
-        stderr.write(d);
-      });
-      c.on('end', () => stderr.end());
-    });
-    let oom = false;
-    /** The server's exit status as /init reports it: QEMU itself exits 0 when the guest powers off. */
-    let guestStatus: number | undefined;
-    const sock = join(scratch, 'console.sock');
-    // One connection, QEMU's: another (an escaped sandbox of the same uid) could inject MCP bytes or fake an exit.
-    consoleServer.maxConnections = 1;
-    await new Promise<void>((resolve) => consoleServer.listen(sock, resolve));
-    chmodSync(sock, 0o600);
-    if (isRoot()) chownSync(sock, SANDBOX_UID, SANDBOX_UID);
-    // The image's root as bind-mounted into the scratch (as root), which the cleanup detaches.
-    const bound = imageRoot !== spec.image?.rootfs ? imageRoot : undefined;
-    const drop = dropPrivileges();
-    const full = [...drop, which('qemu-system-x86_64')!, ...qemuArgs(spec, assets, scratch, acceleration, imageRoot)];
-    const sandbox = await startChild({
-      driver: 'microvm',
-      file: full[0]!,
-      args: full.slice(1),
-      cwd: scratch,
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-      spec,
-      net,
-      scratchDirs: [scratch],
-      scratchMounts: [...(capped ? [capped.dir] : []), ...(bound ? [bound] : [])],
-      cleanup: async () => {
-        consoleServer.close();
-        await capped?.release();
-        // Detached before the scratch is removed: rm must never walk into the image's root.
-        if (bound) await run('umount', ['-l', bound]);
-        await rm(scratch, { recursive: true, force: true });
-      },
-    });
-    sandbox.stderr.pipe(stderr, { end: false }); // QEMU's own complaints
-    // QEMU exits normally after a guest OOM kill: only the guest's report on the console says why.
-    const verdict = (info: ExitInfo): ExitInfo => {
-      const code = info.code === 0 && guestStatus !== undefined ? guestStatus : info.code;
-      return { ...info, code, ...(oom ? { reason: 'oom' } : {}) };
-    };
-    return {
-      driver: 'microvm',
-      pid: sandbox.pid,
-      dialHttp: sandbox.dialHttp,
-      stdin,
-      stdout: sandbox.stdout,
-      stderr,
-      exited: sandbox.exited.then(verdict),
-      started: () => sandbox.started(),
-      stop: async (grace) => {
-        stdin.end(); // the server sees EOF and exits; /init powers the VM off
-        return verdict(await sandbox.stop(grace));
-      },
-    };
   },
 };
+
+async function startVm(spec: SandboxSpec, uid: number, releaseUid: () => void): Promise<Sandbox> {
+  const assets = findAssets();
+  if (!assets) throw new Error('no microVM kernel/initramfs: run `berth setup microvm`');
+  const acceleration = await chooseAccel(assets);
+  const scratch = await mkdtemp(join(tmpdir(), 'berth-vm-'));
+  // QEMU (the sandbox uid, as root) reads its config and connects to the console here; no other host user may:
+  // the config holds the server's environment, and the console is the server's stdin and stdout.
+  privateScratch(scratch, uid);
+  // First, so that nothing else is open yet should it fail.
+  let imageRoot: string | undefined;
+  if (spec.image) {
+    // Recorded before the bind, so a berth killed meanwhile leaves nothing mounted; startChild's record replaces it.
+    const record = track(hostName(spec.sessionId), {
+      driver: 'microvm',
+      mounts: [join(scratch, 'image/root')],
+      dirs: [scratch, spec.workDir],
+    });
+    imageRoot = await shareImageRoot(spec.image, scratch, uid);
+    if (!imageRoot) {
+      record.drop();
+      await rm(scratch, { recursive: true, force: true });
+      throw new Error(`cannot share the image's root ${spec.image.rootfs} with the microVM (bind mount failed)`);
+    }
+  }
+  // QEMU runs in the session's network (its user-mode NAT connects out from there), unless it needs none at all.
+  const net = guestNic(spec) ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
+  const capped = await closedOnError(net, async () => {
+    // QEMU's DNS forwarder (10.0.2.3) answers the guest; egress: it asks slirp4netns's, at the same address.
+    if (spec.image) {
+      mkdirSync(join(scratch, 'empty'));
+      writeImageGuest(join(scratch, 'cfg'), spec, spec.image);
+    } else {
+      const argv = resolveArgv(spec.argv, spec.cwd);
+      writeGuestConfig(join(scratch, 'cfg'), spec, argv, await bundleFor(argv, spec.cwd), net?.resolvConf);
+    }
+    // The 9p-shared working directory is the only host storage a VM writes to; its tmpfs and overlay live in its memory.
+    const capped = spec.limits.disk ? await mountCapped(spec.workDir, spec.limits.disk, uid, 0o700, spec.notice) : undefined;
+    if (isRoot()) chownSync(spec.workDir, uid, uid);
+    return capped;
+  });
+  // The guest console arrives on a unix socket QEMU connects to; it is the server's stderr.
+  const stderr = new PassThrough();
+  const stdin = new PassThrough();
+  const consoleServer = createServer((c) => {
+    let buf = '';
+    let opened = false;
+    let tail = ''; // the console's last bytes: under TCG it may arrive a byte at a time
+    c.on('data', (d: Buffer) => {
+      if (!opened) {
+        buf += d.toString('utf8');
+        // Only once the guest holds the port open may MCP bytes flow; earlier ones would be lost.
+        if (buf.includes('berth:port-open')) {
+          opened = true;
+          stdin.pipe(sandbox.stdin);
+        }
+      }
+      tail = (tail + d.toString('latin1')).slice(-256);
+      if (tail.includes('berth:oom')) oom = true;
+      // The last report counts: /init writes it after the server (which shares the console) has exited.
+      for (const m of tail.matchAll(/berth:exit (\d+)\r?\n/g)) guestStatus = Number(m[1]);
+      stderr.write(d);
+    });
+    c.on('end', () => stderr.end());
+  });
+  let oom = false;
+  /** The server's exit status as /init reports it: QEMU itself exits 0 when the guest powers off. */
+  let guestStatus: number | undefined;
+  const sock = join(scratch, 'console.sock');
+  // One connection, QEMU's: another (an escaped sandbox of the same uid) could inject MCP bytes or fake an exit.
+  consoleServer.maxConnections = 1;
+  await new Promise<void>((resolve) => consoleServer.listen(sock, resolve));
+  chmodSync(sock, 0o600);
+  if (isRoot()) chownSync(sock, uid, uid);
+  // The image's root as bind-mounted into the scratch (as root), which the cleanup detaches.
+  const bound = imageRoot !== spec.image?.rootfs ? imageRoot : undefined;
+  const drop = dropPrivileges(uid);
+  const full = [...drop, which('qemu-system-x86_64')!, ...qemuArgs(spec, assets, scratch, acceleration, imageRoot)];
+  const sandbox = await startChild({
+    driver: 'microvm',
+    file: full[0]!,
+    args: full.slice(1),
+    cwd: scratch,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    spec,
+    net,
+    scratchDirs: [scratch],
+    scratchMounts: [...(capped ? [capped.dir] : []), ...(bound ? [bound] : [])],
+    cleanup: async () => {
+      consoleServer.close();
+      await capped?.release();
+      // Detached before the scratch is removed: rm must never walk into the image's root.
+      if (bound) await run('umount', ['-l', bound]);
+      await rm(scratch, { recursive: true, force: true });
+      releaseUid(); // QEMU is gone: startChild removed its cgroup first
+    },
+  });
+  sandbox.stderr.pipe(stderr, { end: false }); // QEMU's own complaints
+  // QEMU exits normally after a guest OOM kill: only the guest's report on the console says why.
+  const verdict = (info: ExitInfo): ExitInfo => {
+    const code = info.code === 0 && guestStatus !== undefined ? guestStatus : info.code;
+    return { ...info, code, ...(oom ? { reason: 'oom' } : {}) };
+  };
+  return {
+    driver: 'microvm',
+    pid: sandbox.pid,
+    dialHttp: sandbox.dialHttp,
+    stdin,
+    stdout: sandbox.stdout,
+    stderr,
+    exited: sandbox.exited.then(verdict),
+    started: () => sandbox.started(),
+    stop: async (grace) => {
+      stdin.end(); // the server sees EOF and exits; /init powers the VM off
+      return verdict(await sandbox.stop(grace));
+    },
+  };
+}

@@ -14,12 +14,13 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { startChild } from './child.js';
 import { mountOverlay } from './overlay.js';
-import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
+import type { ImageRoot, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
 import { resolveArgv } from './process.js';
 import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks, privateScratch } from './host.js';
 import { mountCapped } from './disk.js';
 import { closedOnError, networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
+import { claimSandboxUid, releaseSandboxUid } from './uids.js';
 
 /** The network bwrap runs in: one berth made (or the host's), shared; else a fresh, empty one of bwrap's own. */
 interface NetView {
@@ -60,6 +61,8 @@ function bwrapArgs(
   writable?: Writable,
 ): string[] {
   const a = isolationFlags(net);
+  // Inside, the server is nobody, whichever host uid its sandbox runs as (uids.ts).
+  if (isRoot()) a.push('--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID));
   a.push('--ro-bind', '/usr', '/usr');
   for (const l of ['bin', 'lib', 'lib64', 'sbin']) a.push('--symlink', `usr/${l}`, `/${l}`);
   for (const f of ETC_FILES) {
@@ -151,10 +154,10 @@ function dirWithin(merged: string, path: string): string | undefined {
   return at;
 }
 
-/** A directory of the image, in the session's own layer, owned by the sandbox uid: the server writes there. */
-function giveDir(merged: string, path: string, notice?: (what: string) => void): void {
+/** A directory of the image, in the session's own layer, owned by the sandbox's uid: the server writes there. */
+function giveDir(merged: string, path: string, uid: number, notice?: (what: string) => void): void {
   const dir = dirWithin(merged, path);
-  if (dir) chownSync(dir, SANDBOX_UID, SANDBOX_UID);
+  if (dir) chownSync(dir, uid, uid);
   else notice?.(`the image's ${path} passes through a symlink or a file: left read-only to the server`);
 }
 
@@ -240,69 +243,82 @@ export const namespaceDriver: SandboxDriver = {
     if (!bwrap) throw new Error('bubblewrap is not installed');
     // An image's command is looked up inside it (execvp with the image's PATH), never on the host.
     const argv = spec.image ? spec.argv : resolveArgv(spec.argv, spec.cwd);
-    if (isRoot()) {
-      chownSync(spec.workDir, SANDBOX_UID, SANDBOX_UID);
-      chmodSync(spec.workDir, 0o700);
+    // As root the sandbox runs as a host uid of its own (uids.ts), given back once its last process is gone.
+    const uid = isRoot() ? claimSandboxUid() : undefined;
+    try {
+      return await startAs(spec, argv, bwrap, uid);
+    } catch (e) {
+      if (uid !== undefined) releaseSandboxUid(uid);
+      throw e;
     }
-    const scratch = await mkdtemp(join(tmpdir(), 'berth-ns-'));
-    const mounts = [join(scratch, 'merged'), scratch];
-    // Recorded before anything is mounted, so a berth killed meanwhile leaves nothing unswept; startChild's
-    // record for this sandbox (same name) replaces this one.
-    track(hostName(spec.sessionId), { driver: 'namespace', mounts, dirs: [scratch, spec.workDir] });
-    // With a disk cap (root), everything the session may write lives in one sized tmpfs: its home (shown at its
-    // working directory), its /tmp and the overlay's upper layer; it gets ENOSPC at the cap, the host disk nothing.
-    const capped = spec.limits.disk ? await mountCapped(scratch, spec.limits.disk, 0, 0o711, spec.notice) : undefined;
-    privateScratch(scratch); // the sandbox uid must traverse it to reach the overlay; no other host user may
-    const writable = capped ? { home: join(scratch, 'home'), tmp: join(scratch, 'tmp') } : undefined;
-    if (writable) {
-      mkdirSync(writable.home, { mode: 0o700 });
-      chownSync(writable.home, SANDBOX_UID, SANDBOX_UID);
-      mkdirSync(writable.tmp);
-      chmodSync(writable.tmp, 0o1777);
-    }
-    const merged = await mountOverlay(spec.image?.rootfs ?? spec.cwd, scratch);
-    // The top directory is copied up with the sandbox uid as owner, so a server can write beside its code.
-    if (merged) chownSync(merged, SANDBOX_UID, SANDBOX_UID);
-    // The image's working directory and home, in the session's own layer, are the server's to write.
-    if (merged && spec.image) for (const d of new Set([spec.image.cwd, imageHome(spec)])) if (d) giveDir(merged, d, spec.notice);
-    // As root, berth makes the session's network (none: loopback only; egress: user-mode NAT behind rules) and bwrap
-    // shares it; otherwise bwrap's own empty namespace is the only non-host network there is.
-    const own = isRoot() || spec.network === 'host';
-    if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
-    const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
-    const drop = dropPrivileges();
-    const { args, envArgs } = await closedOnError(net, () => {
-      // bwrap (unprivileged) cannot make a mount point inside the image's root-owned directories: made here, as root.
-      if (merged && spec.image) makeMountPoints(merged, [...(net?.resolvConf ? ['/etc/resolv.conf'] : []), ...spec.mounts]);
-      const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
-      const view = { shared: own, resolvConf: net?.resolvConf };
-      const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
-      const envArgs = spec.image ? imageEnvArgs(spec.env) : undefined;
-      if (envArgs && args.length + envArgs.length > BWRAP_MAX_ARGS)
-        throw new Error(
-          `the image's environment has ${Object.keys(spec.env).length} variables: under isolation namespace a server gets at most ${Math.floor((BWRAP_MAX_ARGS - args.length - 1) / 3)} (bubblewrap reads at most ${BWRAP_MAX_ARGS} arguments)`,
-        );
-      return { args, envArgs };
-    });
-    const full = [...drop, bwrap, ...args];
-    return startChild({
-      driver: 'namespace',
-      file: full[0]!,
-      args: full.slice(1),
-      cwd: '/',
-      // An image's environment goes to its server alone (bwrapImageArgs), never to the host programs before it.
-      env: spec.image ? HOST_PROGRAMS_ENV : spec.env,
-      ...(envArgs ? { argsFd: envArgs } : {}),
-      spec,
-      blockFd: true,
-      net,
-      scratchDirs: [scratch],
-      scratchMounts: mounts,
-      cleanup: async () => {
-        if (merged) await run('umount', ['-l', merged]);
-        await capped?.release();
-        await rm(scratch, { recursive: true, force: true });
-      },
-    });
   },
 };
+
+async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, uid: number | undefined): Promise<Sandbox> {
+  const owner = uid ?? SANDBOX_UID;
+  if (isRoot()) {
+    chownSync(spec.workDir, owner, owner);
+    chmodSync(spec.workDir, 0o700);
+  }
+  const scratch = await mkdtemp(join(tmpdir(), 'berth-ns-'));
+  const mounts = [join(scratch, 'merged'), scratch];
+  // Recorded before anything is mounted, so a berth killed meanwhile leaves nothing unswept; startChild's
+  // record for this sandbox (same name) replaces this one.
+  track(hostName(spec.sessionId), { driver: 'namespace', mounts, dirs: [scratch, spec.workDir] });
+  // With a disk cap (root), everything the session may write lives in one sized tmpfs: its home (shown at its
+  // working directory), its /tmp and the overlay's upper layer; it gets ENOSPC at the cap, the host disk nothing.
+  const capped = spec.limits.disk ? await mountCapped(scratch, spec.limits.disk, 0, 0o711, spec.notice) : undefined;
+  privateScratch(scratch, owner); // the sandbox uid must traverse it to reach the overlay; no other host user may
+  const writable = capped ? { home: join(scratch, 'home'), tmp: join(scratch, 'tmp') } : undefined;
+  if (writable) {
+    mkdirSync(writable.home, { mode: 0o700 });
+    chownSync(writable.home, owner, owner);
+    mkdirSync(writable.tmp);
+    chmodSync(writable.tmp, 0o1777);
+  }
+  const merged = await mountOverlay(spec.image?.rootfs ?? spec.cwd, scratch);
+  // The top directory is copied up with the sandbox uid as owner, so a server can write beside its code.
+  if (merged) chownSync(merged, owner, owner);
+  // The image's working directory and home, in the session's own layer, are the server's to write.
+  if (merged && spec.image) for (const d of new Set([spec.image.cwd, imageHome(spec)])) if (d) giveDir(merged, d, owner, spec.notice);
+  // As root, berth makes the session's network (none: loopback only; egress: user-mode NAT behind rules) and bwrap
+  // shares it; otherwise bwrap's own empty namespace is the only non-host network there is.
+  const own = isRoot() || spec.network === 'host';
+  if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
+  const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
+  const drop = dropPrivileges(owner);
+  const { args, envArgs } = await closedOnError(net, () => {
+    // bwrap (unprivileged) cannot make a mount point inside the image's root-owned directories: made here, as root.
+    if (merged && spec.image) makeMountPoints(merged, [...(net?.resolvConf ? ['/etc/resolv.conf'] : []), ...spec.mounts]);
+    const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
+    const view = { shared: own, resolvConf: net?.resolvConf };
+    const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
+    const envArgs = spec.image ? imageEnvArgs(spec.env) : undefined;
+    if (envArgs && args.length + envArgs.length > BWRAP_MAX_ARGS)
+      throw new Error(
+        `the image's environment has ${Object.keys(spec.env).length} variables: under isolation namespace a server gets at most ${Math.floor((BWRAP_MAX_ARGS - args.length - 1) / 3)} (bubblewrap reads at most ${BWRAP_MAX_ARGS} arguments)`,
+      );
+    return { args, envArgs };
+  });
+  const full = [...drop, bwrap, ...args];
+  return startChild({
+    driver: 'namespace',
+    file: full[0]!,
+    args: full.slice(1),
+    cwd: '/',
+    // An image's environment goes to its server alone (bwrapImageArgs), never to the host programs before it.
+    env: spec.image ? HOST_PROGRAMS_ENV : spec.env,
+    ...(envArgs ? { argsFd: envArgs } : {}),
+    spec,
+    blockFd: true,
+    net,
+    scratchDirs: [scratch],
+    scratchMounts: mounts,
+    cleanup: async () => {
+      if (merged) await run('umount', ['-l', merged]);
+      await capped?.release();
+      await rm(scratch, { recursive: true, force: true });
+      if (uid !== undefined) releaseSandboxUid(uid); // its processes are gone: startChild removed its cgroup first
+    },
+  });
+}

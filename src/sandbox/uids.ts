@@ -1,0 +1,33 @@
+// Each sandbox's own host uid (berth as root). The kernel counts some resources per user, across every process of
+// a uid whatever its namespaces: inotify instances (fs.inotify.max_user_instances, 128 by default) and watches, user
+// namespaces, processes under RLIMIT_NPROC, POSIX message queue bytes, fanotify groups, keys. With one uid for every
+// sandbox, one session could take them all from every other: a server holding 128 inotify instances left none to
+// the other sessions' servers (fs.watch failed with EMFILE) nor to the host's own uid-65534 processes. So each
+// sandbox runs as a uid of its own, drawn from SANDBOX_UIDS, with the gid of the same number (its scratch directory's
+// group: no other sandbox passes), and appears inside as 65534 (nobody), as before. Under gVisor these counts are
+// gVisor's own.
+import { randomInt } from 'node:crypto';
+
+/**
+ * The host uids sandboxes run as: 2^20 uids from 0x70000000, above the ranges Linux distributions hand out (regular
+ * users, subordinate ids for rootless containers from 100000, systemd-nspawn's 0x80000–0x6FFFFFFF). A uid is unique
+ * among one berth's live sandboxes; two berths on one host draw at random, so they share one only by a 1-in-2^20
+ * chance per pair of sandboxes (and then those two share the per-user counts, as every sandbox did before).
+ */
+export const SANDBOX_UIDS = { first: 0x70000000, count: 2 ** 20 } as const;
+
+const inUse = new Set<number>();
+
+/** A uid no live sandbox of this berth has; given back with releaseSandboxUid once every process of it is gone. */
+export function claimSandboxUid(): number {
+  for (;;) {
+    const uid = SANDBOX_UIDS.first + randomInt(SANDBOX_UIDS.count);
+    if (inUse.has(uid)) continue; // at most maxSessions of 2^20 are taken: a free one comes within a few draws
+    inUse.add(uid);
+    return uid;
+  }
+}
+
+export function releaseSandboxUid(uid: number): void {
+  inUse.delete(uid);
+}

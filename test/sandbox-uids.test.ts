@@ -1,0 +1,92 @@
+// Each sandbox runs as a host uid of its own (src/sandbox/uids.ts; berth as root): the kernel counts some resources
+// per user across namespaces — inotify instances above all (fs.inotify.max_user_instances, 128 by default) — and
+// with every sandbox as uid 65534, one server holding them all left every other session without (fs.watch and
+// `tail -f` failed or fell back to polling), and the host's own uid-65534 processes too. Real berth, the hostile
+// fixture server, GNU tail (one inotify instance per `tail -f`). Skipped, with the reason, where the namespace
+// driver cannot run or berth is not root.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cgroupPath, detectCgroups } from '../src/sandbox/cgroups.ts';
+import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { SANDBOX_UIDS } from '../src/sandbox/uids.ts';
+import { compiledFixture } from './fixtures/slow-boot.ts';
+import { connect, ROOT, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+
+type Client = Awaited<ReturnType<typeof connect>>;
+const sh = async (c: Client, cmd: string) =>
+  JSON.parse(textOf(await c.client.callTool({ name: 'sh', arguments: { cmd, timeoutMs: 60_000 } }, undefined, { timeout: 120_000 }))) as {
+    status: number;
+    stdout: string;
+    stderr: string;
+  };
+const whoami = async (c: Client) => JSON.parse(textOf(await c.client.callTool({ name: 'whoami', arguments: {} }))).session as string;
+
+/** The host uids of a session's processes, read from the host through its cgroup. */
+function hostUids(session: string): number[] {
+  const cg = detectCgroups();
+  const dir = cg.version === 2 ? join('/sys/fs/cgroup', cgroupPath(session)) : join('/sys/fs/cgroup/pids', cgroupPath(session));
+  return readFileSync(join(dir, 'cgroup.procs'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((pid) => Number(/^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]));
+}
+
+const INSTANCES = Number(readFileSync('/proc/sys/fs/inotify/max_user_instances', 'utf8'));
+const probe = await namespaceDriver.probe(ROOT);
+const skip =
+  process.getuid?.() !== 0
+    ? 'berth is not root: every sandbox runs as berth’s own user'
+    : !probe.ok
+      ? `namespace driver unavailable here: ${probe.reason}`
+      : !detectCgroups().version
+        ? 'no cgroup berth may write (the test finds a session’s processes through it)'
+        : INSTANCES > 400
+          ? `fs.inotify.max_user_instances is ${INSTANCES}: more tail processes than the pids limit allows`
+          : false;
+if (skip) console.log(`# SKIP per-session uids: ${skip}`);
+
+describe('namespace: every sandbox its own host uid', { skip, timeout: 240_000 }, () => {
+  let berth: BerthProcess;
+  before(async () => {
+    const hostile = await compiledFixture('hostile-server');
+    berth = await runBerth(['--isolation', 'namespace', '--network', 'none', '--warm-pool', '2'], hostile);
+  });
+  after(() => berth?.stop());
+
+  test('two sessions run as two distinct uids from the sandbox range on the host, and as nobody inside', async () => {
+    const a = await connect(berth.url);
+    const b = await connect(berth.url);
+    const [ua, ub] = [hostUids(await whoami(a)), hostUids(await whoami(b))];
+    for (const uids of [ua, ub]) {
+      assert.equal(new Set(uids).size, 1, `one uid for all of a session's processes: ${uids}`);
+      assert.ok(uids[0]! >= SANDBOX_UIDS.first && uids[0]! < SANDBOX_UIDS.first + SANDBOX_UIDS.count, `uid ${uids[0]}`);
+    }
+    assert.notEqual(ua[0], ub[0]);
+    const inside = await sh(a, 'id -u; id -g; stat -c %u .');
+    assert.deepEqual(inside.stdout.split('\n').filter(Boolean), ['65534', '65534', '65534'], 'its working directory is its own');
+    await Promise.all([a, b].map(async (c) => (await c.transport.terminateSession(), await c.client.close())));
+  });
+
+  test("a server holding every inotify instance its uid may have leaves another session's untouched", async () => {
+    const a = await connect(berth.url);
+    const b = await connect(berth.url);
+    // A: one `tail -f` (one inotify instance each) past the per-user limit, each ending by itself within 60 s.
+    const held = await sh(
+      a,
+      `: > f; i=0; while [ $i -lt ${INSTANCES + 4} ]; do timeout 60 tail -f f >/dev/null 2>>err & i=$((i+1)); done; ` +
+        // Until every tail has either its instance or its complaint: both are said within a moment of starting.
+        `n=0; while [ $n -lt 100 ] && [ "$(ls /proc/*/fd/* -l 2>/dev/null | grep -c anon_inode:inotify)" -lt ${INSTANCES} ] && ! grep -q inotify err; do sleep 0.1; n=$((n+1)); done; ` +
+        `ls -l /proc/*/fd/* 2>/dev/null | grep -c anon_inode:inotify; cat err`,
+    );
+    const [count, ...complaints] = held.stdout.split('\n');
+    assert.ok(Number(count) >= INSTANCES - 4, `A holds ${count} inotify instances (limit ${INSTANCES})`);
+    assert.match(complaints.join('\n'), /inotify/, 'A itself ran out: its last tails fell back to polling');
+    // B: its own uid, its own count.
+    const mine = await sh(b, ': > g; timeout 1 tail -f g; echo "status $?"');
+    assert.doesNotMatch(mine.stderr + mine.stdout, /inotify/, `B's tail had inotify: ${mine.stderr}`);
+    assert.match(mine.stdout, /status 124/, 'tail -f ran until timeout stopped it');
+    await Promise.all([a, b].map(async (c) => (await c.transport.terminateSession(), await c.client.close())));
+  });
+});
