@@ -145,7 +145,7 @@ export const StreamsSchema = z
       .int()
       .positive()
       .describe(
-        'SSE events kept per session for replay after a dropped stream (Last-Event-ID), including messages waiting for a stream to open; the oldest go first, and a message dropped before any client saw it is answered with an error (requests) or logged (notifications).',
+        'SSE events kept per session for replay after a dropped stream (Last-Event-ID), including messages waiting for a stream to open; the oldest go first, and a message dropped before any client saw it is answered with an error (requests) or logged (notifications), and counted in berth_stream_dropped_total; the log says how many at most once per 10 s per session.',
       )
       .default(1000),
     retainBytes: size('Bytes of SSE events kept per session for replay (see retainEvents).').prefault('16MiB'),

@@ -35,6 +35,7 @@ export class Metrics {
   readonly bytes: Counter<'runtime' | 'direction'>;
   readonly swept: Counter;
   readonly outputDropped: Counter<'runtime' | 'stream'>;
+  readonly streamDropped: Counter<'runtime' | 'reason'>;
   readonly rateLimited: Counter<'runtime'>;
   readonly startsRefused: Counter<'runtime'>;
 
@@ -97,6 +98,12 @@ export class Metrics {
       name: 'berth_server_output_dropped_bytes_total',
       help: "Bytes of session servers' stderr (and non-JSON-RPC stdout lines) not logged: over limits.stderrRate/stderrBurst, or past stderrLineSize.",
       labelNames: ['runtime', 'stream'],
+      registers,
+    });
+    this.streamDropped = new Counter({
+      name: 'berth_stream_dropped_total',
+      help: "Server messages no client received, by reason: retention (displaced from a session's retained events before any client stream carried them: streams.retainEvents / retainBytes, server.retainBudget), no_stream (a stateless runtime's notification with no call stream), client_gone (progress for a call whose client left), not_in_flight (an answer to a request no longer in flight). The log says so at most once per 10 s per session.",
+      labelNames: ['runtime', 'reason'],
       registers,
     });
     this.rateLimited = new Counter({

@@ -11,7 +11,7 @@ import { sseHeaders } from '../wire/sse.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import { withAllVersions } from '../wire/streamable-http-2026.js';
 import { HttpChannel } from './http-channel.js';
-import { MessageRelay, type RelayLog, type RelayOptions } from './message-relay.js';
+import { MessageRelay, type DropReason, type RelayLog, type RelayOptions } from './message-relay.js';
 import { RelayUpstream } from './relay-upstream.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 import type { Dial } from '../sandbox/dial.js';
@@ -99,6 +99,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     private readonly maxMessageSize = 64 * 2 ** 20,
     /** Where berth's own session with the server (`conversation`) says what it dropped or could not pass on. */
     private readonly log?: RelayLog,
+    /** Told of each server message that relay drops (berth_stream_dropped_total). */
+    private readonly onDropped?: (reason: DropReason) => void,
   ) {
     super();
     const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
@@ -126,6 +128,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
         relay.on('log', log);
         channel.on('dropped', (why) => log('warn', `the server's GET stream was cut: ${why}`));
       }
+      const onDropped = this.onDropped;
+      if (onDropped) relay.on('dropped', onDropped);
       const upstream = new RelayUpstream(relay, channel);
       upstream.on('busy', (busy) => this.emit('busy', busy));
       upstream.on('traffic', () => this.emit('traffic'));

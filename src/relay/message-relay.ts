@@ -37,6 +37,7 @@ import {
 import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { MessageChannel } from './channel.js';
+import { DropTally } from './drop-tally.js';
 import { RETENTION_SETTINGS, type RetentionBudget, type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
 
 /** Server requests that, asked during the handshake fence, are taken as the server's own start-up questions. */
@@ -68,6 +69,13 @@ export interface RelayOptions {
   retention?: RetentionBudget;
 }
 
+/**
+ * Why a server message was dropped (berth_stream_dropped_total's reason): displaced from retention before any client
+ * stream carried it; a stateless runtime with no stream for a notification; progress for a call whose client is
+ * gone; an answer to a request no longer in flight (cancelled, timed out, or never sent).
+ */
+export type DropReason = 'retention' | 'no_stream' | 'client_gone' | 'not_in_flight';
+
 /** Where a relay's (and its channel's) log lines go: the session's logger, by level. */
 export type RelayLog = (...line: RelayEvents['log']) => void;
 
@@ -77,6 +85,8 @@ export interface RelayEvents {
   log: [level: 'debug' | 'info' | 'warn', msg: string, extra?: Record<string, unknown>];
   /** The client answered a server request after `ms`. */
   answered: [method: string, ms: number];
+  /** One server message dropped (counted per message; the log says so at most once per DROP_LOG_INTERVAL). */
+  dropped: [reason: DropReason];
 }
 
 export class MessageRelay extends EventEmitter<RelayEvents> {
@@ -101,6 +111,25 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
   /** The standalone (GET) stream: one logical stream for the session's life, carried by whichever GET is open. */
   private standalone: SseStream | undefined;
   private closed: { code: number; message: string } | undefined;
+  /**
+   * What a server (or a client) can cause once per message it sends, counted and said at most once per
+   * DROP_LOG_INTERVAL each (drop-tally.ts), never a log line per message.
+   */
+  private readonly tallies: Record<DropReason | 'unexpected_answer', DropTally> = {
+    retention: this.tally(
+      'warn',
+      ['server message', 'server messages'],
+      `dropped: no client stream carried them before newer messages displaced them (${RETENTION_SETTINGS})`,
+    ),
+    no_stream: this.tally(
+      'debug',
+      ['server notification', 'server notifications'],
+      'dropped: a stateless runtime has no client stream for them',
+    ),
+    client_gone: this.tally('debug', ['progress notification', 'progress notifications'], "dropped: their request's client is gone"),
+    not_in_flight: this.tally('debug', ['server answer', 'server answers'], 'dropped: their request is no longer in flight'),
+    unexpected_answer: this.tally('warn', ['client answer', 'client answers'], 'ignored: they answer no pending server request'),
+  };
 
   constructor(
     private readonly channel: MessageChannel,
@@ -110,11 +139,8 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
     this.streams = new StreamLog(
       opts.streams,
       !opts.stateless,
-      (seq, stream) =>
-        this.emit('log', 'warn', `a message no client stream carried was dropped from retention (${RETENTION_SETTINGS})`, {
-          stream: stream.slice(0, 6),
-          seq,
-        }),
+      // What no onLost of the relay's covers: a call's response whose client did not come back for it.
+      () => this.drop('retention', 'response'),
       opts.retention,
     );
     channel.on('message', (m) => this.fromServer(m));
@@ -230,7 +256,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
     const key = idKey(m.id as JsonRpcId);
     const pending = this.serverRequests.get(key);
     if (!pending) {
-      this.emit('log', 'warn', 'client answered a server request that is not pending', { id: m.id });
+      this.tallies.unexpected_answer.add(`id ${JSON.stringify(m.id).slice(0, 40)}`);
       return;
     }
     this.serverRequests.delete(key);
@@ -258,8 +284,8 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
   }
 
   /** A server notification that belongs to no call, put on the session's GET stream (kept until read). */
-  announce(m: JsonRpcMessage): void {
-    this.route(m, 'get');
+  announce(m: JsonRpcMessage & { method: string }): void {
+    this.route(m, 'get', () => this.drop('retention', m.method));
   }
 
   /** A GET without Last-Event-ID: carries the standalone stream, starting with what no connection carried yet. */
@@ -292,7 +318,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
           return;
         }
       }
-      this.emit('log', 'debug', 'server answered a request that is no longer in flight', { id });
+      this.drop('not_in_flight', `id ${JSON.stringify(id).slice(0, 40)}`);
       return;
     }
     if (isRequest(m)) {
@@ -345,11 +371,13 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
             params: { requestId: m.id, reason: 'the server stopped waiting (serverRequestTimeout)' },
           },
           pending.target,
+          () => this.drop('retention', 'notifications/cancelled'),
         );
       }, timeout);
       pending.timer.unref();
     }
     this.route(m, target, () => {
+      this.drop('retention', m.method);
       if (this.serverRequests.get(key) !== pending) return;
       this.serverRequests.delete(key);
       clearTimeout(pending.timer);
@@ -373,13 +401,14 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
         ...m,
         params: { ...m.params, _meta: { ...(m.params!._meta as Record<string, unknown>), [META_SUBSCRIPTION_ID]: listen.clientId } },
       };
-      if (listen.exchange.reachable) this.route(m, listen.exchange);
+      const method = m.method;
+      if (listen.exchange.reachable) this.route(m, listen.exchange, () => this.drop('retention', method));
       return;
     }
     if (m.method === 'notifications/progress') {
       const route = typeof m.params?.progressToken === 'number' ? this.progress.get(m.params.progressToken) : undefined;
       if (!route || !route.exchange.reachable) {
-        this.emit('log', 'debug', 'progress for a request whose client is gone', { token: m.params?.progressToken });
+        this.drop('client_gone', m.method);
         return;
       }
       this.armTimeout(m.params!.progressToken as number); // progress is a sign of life
@@ -399,17 +428,28 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
     }
     if (!target && this.onUnrouted?.(m)) return;
     if (this.opts.stateless) {
-      if (target) this.route(m, target);
-      else this.emit('log', 'debug', 'stateless runtime: no client stream for a server notification', { method: m.method });
+      const method = m.method;
+      if (target) this.route(m, target, () => this.drop('no_stream', method));
+      else this.drop('no_stream', method);
       return;
     }
-    this.route(m, target ?? 'get', () =>
-      this.emit(
-        'log',
-        'warn',
-        `notification dropped: no client stream carried it before newer messages displaced it (${RETENTION_SETTINGS})`,
-        { method: m.method },
-      ),
+    this.route(m, target ?? 'get', () => this.drop('retention', m.method));
+  }
+
+  /** One server message dropped: counted (the 'dropped' event, for the metric) and tallied for the log. */
+  private drop(reason: DropReason, what: string): void {
+    this.tallies[reason].add(what);
+    this.emit('dropped', reason);
+  }
+
+  private tally(level: 'debug' | 'warn', [one, many]: [string, string], what: string): DropTally {
+    return new DropTally(({ count, since, first, last }) =>
+      this.emit('log', level, `${count} ${count === 1 ? one : many} ${what} (since ${since}; first ${first}, last ${last})`, {
+        count,
+        since,
+        first,
+        last,
+      }),
     );
   }
 
@@ -524,5 +564,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
     for (const p of this.serverRequests.values()) clearTimeout(p.timer);
     this.serverRequests.clear();
     this.streams.close();
+    // Nothing counted goes unsaid when the session ends.
+    for (const t of Object.values(this.tallies)) t.flush();
   }
 }

@@ -17,13 +17,14 @@ export function httpConnectorAt(fixedPort?: number): Connector {
     port: fixedPort === undefined ? freePort : async () => fixedPort,
     // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
     headersWithin: (config) => config.limits.requestTimeout,
-    connect({ config, sandbox, port, retention, log }: Connecting) {
+    connect({ config, runtimeName, sandbox, port, retention, log, metrics }: Connecting) {
       const upstream = new HttpUpstream(
         sandbox.dialHttp ?? port!,
         relayOptions(config, retention),
         config.forwardHeaders,
         config.limits.maxMessageSize,
         (level, msg, extra) => log[level](extra ?? {}, msg),
+        metrics && ((reason) => metrics.streamDropped.inc({ runtime: runtimeName, reason })),
       );
       return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };
     },

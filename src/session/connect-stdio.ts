@@ -30,6 +30,7 @@ export const stdioConnector: Connector = {
     relay.on('log', (level, msg, extra) => log[level](extra ?? {}, msg));
     if (metrics) {
       channel.onBytes = (direction, n) => metrics.bytes.inc({ runtime: runtimeName, direction }, n);
+      relay.on('dropped', (reason) => metrics.streamDropped.inc({ runtime: runtimeName, reason }));
       relay.on('answered', (method, ms) =>
         metrics.serverRequestSeconds.observe({ runtime: runtimeName, method: methodLabel(method) }, ms / 1000),
       );
