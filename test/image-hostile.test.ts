@@ -30,13 +30,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
+import { SANDBOX_UIDS } from '../src/sandbox/uids.ts';
 import { connect, ROOT, startBerth, textOf, type BerthProcess } from './helpers/berth.ts';
 
 const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ESBUILD = join(ROOT, 'node_modules', '.bin', 'esbuild');
 const IMAGE_PATH = '/usr/local/bin:/usr/bin:/bin';
-const SANDBOX_UID = 65534;
 
 function missingTools(): string | false {
   if (process.getuid?.() !== 0) return 'the hostile images need root (device nodes, setuid files, image owners)';
@@ -322,7 +322,7 @@ async function untilLogged(berth: BerthProcess, what: RegExp, message: string): 
 }
 
 const asNobody = (args: string[]) =>
-  spawnSync('setpriv', [`--reuid=${SANDBOX_UID}`, `--regid=${SANDBOX_UID}`, '--clear-groups', '--', ...args], { encoding: 'utf8' });
+  spawnSync('setpriv', [`--reuid=65534`, `--regid=65534`, '--clear-groups', '--', ...args], { encoding: 'utf8' });
 
 const DRIVERS = { namespace: namespaceDriver, gvisor: gvisorDriver };
 async function driverSkip(driver: keyof typeof DRIVERS): Promise<string | false> {
@@ -412,7 +412,11 @@ for (const driver of ['namespace', 'gvisor'] as const) {
         if (driver === 'namespace') {
           const uids = hostServerUids();
           assert.ok(uids.length > 0, 'the server is a host process under namespace');
-          for (const u of uids) assert.deepEqual(u, [SANDBOX_UID, SANDBOX_UID, SANDBOX_UID, SANDBOX_UID], 'on the host it is uid 65534');
+          // No one: the sandbox's own unprivileged uid (src/sandbox/uids.ts), real, effective, saved and filesystem alike.
+          for (const u of uids) {
+            assert.equal(new Set(u).size, 1, `one uid: ${u}`);
+            assert.ok(u[0]! >= SANDBOX_UIDS.first && u[0]! < SANDBOX_UIDS.first + SANDBOX_UIDS.count, `on the host it is uid ${u[0]}`);
+          }
         }
       } finally {
         await end(s);
