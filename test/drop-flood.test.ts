@@ -1,7 +1,7 @@
 // A server writing notifications for a GET stream nobody opened: past streams.retainEvents each one displaces an
 // older one, and each used to be a ~285-byte warning in berth's log (200,000 of them: 17 MB of log in 1.9 s, and
 // another session's p99 went from 92 ms to over a second). Now every drop is counted (berth_stream_dropped_total)
-// and the session's log says how many at most once per DROP_LOG_INTERVAL (src/relay/drop-tally.ts).
+// and the session's log says how many at most once per DROP_LOG_INTERVAL (src/util/tally.ts).
 // Build first: npm run build && node --import tsx --test test/drop-flood.test.ts
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';

@@ -10,13 +10,14 @@ import type { BerthConfig, BerthConfigInput, RuntimeConfig } from '../config/sch
 import { adminTokenDigest } from '../http/admin.js';
 import { FrontDoor } from '../http/front-door.js';
 import { hostCheck } from '../http/host-check.js';
-import { createListener } from '../http/listener.js';
+import { connectionCap, createListener } from '../http/listener.js';
 import { METADATA_PREFIX, runtimePaths } from '../http/metadata.js';
 import { route, type RouterView } from '../http/router.js';
 import { createLogger, type Logger } from '../log.js';
 import { History } from '../observe/history.js';
 import { Metrics } from '../observe/metrics.js';
 import { RetentionBudget } from '../relay/stream-log.js';
+import { DropTally } from '../util/tally.js';
 import type { ClusterHooks, HostedRuntime, RuntimeOptions } from '../runtime/hosted-runtime.js';
 import { StatefulRuntime } from '../runtime/stateful.js';
 import { StatelessRuntime } from '../runtime/stateless.js';
@@ -80,7 +81,11 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     if (config.server.stateDir) useStateRoot(config.server.stateDir);
     for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
     this.retention = new RetentionBudget(config.server.retainBudget);
-    this.metrics = new Metrics({ runtimes: () => this.runtimes.values(), retainedBytes: () => this.retention.bytes });
+    this.metrics = new Metrics({
+      runtimes: () => this.runtimes.values(),
+      retainedBytes: () => this.retention.bytes,
+      connections: () => new Promise((resolve) => (this.http ? this.http.getConnections((_e, n) => resolve(n ?? 0)) : resolve(0))),
+    });
     this.history = new History({
       read: async () => ({
         sessions: [...this.runtimes.values()].reduce((n, r) => n + r.sessionCount, 0),
@@ -226,17 +231,35 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     for (const [name, rc] of Object.entries(this.config.runtimes)) await this.build(name, rc);
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
     const bodyTimeout = Math.max(...Object.values(this.config.runtimes).map((r) => r.limits.bodyTimeout));
-    const { stalledWriteTimeout } = this.config.server;
-    const server = createListener(
-      (req, res) => route(this, req, res),
+    const { stalledWriteTimeout, idleConnectionTimeout } = this.config.server;
+    const cap = connectionCap(this.config.server.maxConnections);
+    if (cap.openFiles)
+      this.log.info(
+        { maxConnections: cap.max, openFileLimit: cap.openFiles },
+        'client connections capped at half the open-file limit (server.maxConnections auto)',
+      );
+    const refused = new DropTally(({ count, since }) =>
+      this.log.warn(
+        { count, since, maxConnections: cap.max },
+        `${count} client connection${count === 1 ? '' : 's'} closed at once (since ${since}): ${cap.max} were open (server.maxConnections)`,
+      ),
+    );
+    const server = createListener((req, res) => route(this, req, res), {
       bodyTimeout,
       stalledWriteTimeout,
-      (queuedBytes) =>
+      onStalledCut: (queuedBytes) =>
         this.log.warn(
           { queuedBytes, stalledWriteTimeout },
           'closed a connection whose client read none of its answers for stalledWriteTimeout',
         ),
-    );
+      idleConnectionTimeout,
+      onIdleClosed: () => this.metrics.connectionsIdleClosed.inc(),
+      maxConnections: cap.max,
+      onRefused: () => {
+        this.metrics.connectionsRefused.inc();
+        refused.add('connection');
+      },
+    });
     this.http = server;
     if (this.adminDigest) this.history.start();
     await new Promise<void>((resolve, reject) => {

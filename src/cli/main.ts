@@ -281,6 +281,18 @@ program
   .option('--body-timeout <duration>', 'how long a client may take to send a request body (408 beyond)', duration, '30s')
   .option('--startup-timeout <duration>', 'how long a server may take to start and answer', duration, '30s')
   .option('--drain-timeout <duration>', 'on SIGTERM, time for in-flight calls to finish', duration, '30s')
+  .option(
+    '--idle-connection-timeout <duration>',
+    'close a client connection that sends no request for this long, before its first and between requests (0 = never)',
+    duration,
+    '30s',
+  )
+  .option(
+    '--max-connections <n|auto>',
+    'most client connections open at once; past it new ones are closed at once (auto: half the open-file limit; 0 = no cap)',
+    (v: string) => (v === 'auto' ? 'auto' : int(v)),
+    'auto',
+  )
   .action(async (command: string[], o, cmd: Command) => {
     if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation))
       fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
@@ -300,6 +312,8 @@ program
             allowedOrigins: o.allowedOrigin,
             allowedHosts: o.allowedHost,
             drainTimeout: o.drainTimeout,
+            idleConnectionTimeout: o.idleConnectionTimeout,
+            maxConnections: o.maxConnections,
             publicUrl: o.publicUrl,
             dangerouslyAllowUnauthenticated: !!o.dangerouslyAllowUnauthenticated,
             admin: o.adminTokenEnv ? { tokenEnv: o.adminTokenEnv } : undefined,

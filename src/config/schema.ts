@@ -495,6 +495,15 @@ export const ServerSchema = z
     stalledWriteTimeout: duration(
       'A connection whose client has read none of the answer bytes berth queued for it this long is closed, so a client that stops reading cannot make berth hold its answers in memory. 0: never.',
     ).prefault('30s'),
+    idleConnectionTimeout: duration(
+      "A client connection that sends no request for this long is closed: one whose first request's head has not arrived this long after it connected (a connection that never sends a byte included), and a kept-alive connection between requests (Node's keepAliveTimeout). A request under way (a long call, an SSE stream) is never cut by it. 0: never, so a silent connection holds one of berth's file descriptors for as long as its client likes.",
+    ).prefault('30s'),
+    maxConnections: z
+      .union([z.literal('auto'), z.number().int().min(0)])
+      .describe(
+        "Most client connections open at once (a count). Past it a new connection is closed as soon as it is accepted, so the connections already open (a kept-alive probe of /healthz, a session's streams) go on while a flood of connections cannot take the file descriptors berth needs for its sandboxes; refusals are counted (berth_connections_refused_total) and logged at most once per 10 s. \"auto\": half of berth's open-file limit (RLIMIT_NOFILE, which Node raises to the hard limit at start; 10000 with a limit of 20000), the other half left to sessions' pipes and files; 4096 where the limit cannot be read. 0: no cap.",
+      )
+      .default('auto'),
     sessionRoot: z
       .string()
       .optional()

@@ -22,6 +22,8 @@ export interface LiveView {
   runtimes(): Iterable<RuntimeGauges>;
   /** Bytes of SSE events kept for replay, all sessions together (bounded by server.retainBudget). */
   retainedBytes?(): number;
+  /** Client connections open now (bounded by server.maxConnections). */
+  connections?(): Promise<number>;
 }
 
 export class Metrics {
@@ -36,6 +38,8 @@ export class Metrics {
   readonly swept: Counter;
   readonly outputDropped: Counter<'runtime' | 'stream'>;
   readonly streamDropped: Counter<'runtime' | 'reason'>;
+  readonly connectionsRefused: Counter;
+  readonly connectionsIdleClosed: Counter;
   readonly rateLimited: Counter<'runtime'>;
   readonly startsRefused: Counter<'runtime'>;
 
@@ -105,6 +109,24 @@ export class Metrics {
       help: "Server messages no client received, by reason: retention (displaced from a session's retained events before any client stream carried them: streams.retainEvents / retainBytes, server.retainBudget), no_stream (a stateless runtime's notification with no call stream), client_gone (progress for a call whose client left), not_in_flight (an answer to a request no longer in flight). The log says so at most once per 10 s per session.",
       labelNames: ['runtime', 'reason'],
       registers,
+    });
+    this.connectionsRefused = new Counter({
+      name: 'berth_connections_refused_total',
+      help: 'Client connections closed as soon as they were accepted because server.maxConnections were open.',
+      registers,
+    });
+    this.connectionsIdleClosed = new Counter({
+      name: 'berth_connections_idle_closed_total',
+      help: 'Client connections closed because their first request had not arrived within server.idleConnectionTimeout.',
+      registers,
+    });
+    new Gauge({
+      name: 'berth_connections_open',
+      help: 'Client connections open now (at most server.maxConnections).',
+      registers,
+      async collect() {
+        this.set((await view.connections?.()) ?? 0);
+      },
     });
     this.rateLimited = new Counter({
       name: 'berth_rate_limited_calls_total',

@@ -37,7 +37,7 @@ import {
 import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
 import type { MessageChannel } from './channel.js';
-import { DropTally } from './drop-tally.js';
+import { DropTally } from '../util/tally.js';
 import { RETENTION_SETTINGS, type RetentionBudget, type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
 
 /** Server requests that, asked during the handshake fence, are taken as the server's own start-up questions. */
@@ -113,7 +113,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
   private closed: { code: number; message: string } | undefined;
   /**
    * What a server (or a client) can cause once per message it sends, counted and said at most once per
-   * DROP_LOG_INTERVAL each (drop-tally.ts), never a log line per message.
+   * DROP_LOG_INTERVAL each (util/tally.ts), never a log line per message.
    */
   private readonly tallies: Record<DropReason | 'unexpected_answer', DropTally> = {
     retention: this.tally(

@@ -1,14 +1,14 @@
-// What a server can make a relay drop, or refuse, once per message it writes (notifications displaced from
-// retention, progress for a call whose client left, answers to requests no longer in flight) is counted here and
-// said in the log at most once per DROP_LOG_INTERVAL per session: one line per message let a server write 200,000
-// small notifications into 17 MB of berth's log in two seconds, and slowed every other session with the logging.
+// Something a peer can cause once per message or connection (a server's notifications displaced from retention,
+// connections refused over server.maxConnections) is counted here and said in the log at most once per
+// DROP_LOG_INTERVAL: one line per message let a server write 200,000 small notifications into 17 MB of berth's log in
+// two seconds, and slowed every other session with the logging.
 //
 // Not the byte budget of a server's stderr (session/noise.ts): that one logs lines until the budget is spent and then
 // says once that it dropped some, which suits a server's own words; a drop must be counted whole, so here every
 // drop is counted and only the saying is bounded.
 
 /**
- * How often, at most, one session says what it dropped of one kind. The first drop is said at once (an operator
+ * How often, at most, one tally (one session's drops of one kind, say) is said. The first drop is said at once (an operator
  * sees it when it happens), the rest within this long in one line with their count; not a user setting.
  */
 export const DROP_LOG_INTERVAL = 10_000;
