@@ -169,7 +169,11 @@ program
     (v: string, acc: string[]) => [...acc, v],
     [] as string[],
   )
-  .option('--memory <size>', 'memory limit per session (cgroups), e.g. 256m', size)
+  .option(
+    '--memory <size>',
+    'memory limit per session (cgroups), e.g. 256MiB; 0 = no limit (default 2GiB where berth can set cgroup limits)',
+    size,
+  )
   .option(
     '--disk <size>',
     'writable space per session (working directory, /tmp, writes beside the code), e.g. 512MiB; 0 = no cap (default 1GiB)',
