@@ -12,7 +12,8 @@ import { cgroupPath, detectCgroups } from '../src/sandbox/cgroups.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { SANDBOX_UIDS } from '../src/sandbox/uids.ts';
 import { compiledFixture } from './fixtures/slow-boot.ts';
-import { connect, ROOT, runBerth, textOf, type BerthProcess } from './helpers/berth.ts';
+import { connect, ROOT, runBerth, serveConfig, textOf, type BerthProcess } from './helpers/berth.ts';
+import { ConfigSchema } from '../src/config/schema.ts';
 
 type Client = Awaited<ReturnType<typeof connect>>;
 const sh = async (c: Client, cmd: string) =>
@@ -88,5 +89,36 @@ describe('namespace: every sandbox its own host uid', { skip, timeout: 240_000 }
     assert.doesNotMatch(mine.stderr + mine.stdout, /inotify/, `B's tail had inotify: ${mine.stderr}`);
     assert.match(mine.stdout, /status 124/, 'tail -f ran until timeout stopped it');
     await Promise.all([a, b].map(async (c) => (await c.transport.terminateSession(), await c.client.close())));
+  });
+});
+
+test('server.sandboxUids: a range holding nobody, or running past the last uid, is refused; unset is 2^20 uids at 0x70000000', () => {
+  const runtimes = { default: { command: ['node', 'server.js'] } };
+  const server = (sandboxUids: unknown) => ConfigSchema.safeParse({ server: { sandboxUids }, runtimes });
+  assert.deepEqual(ConfigSchema.parse({ runtimes }).server.sandboxUids, { first: 0x70000000, count: 2 ** 20 });
+  assert.match(JSON.stringify(server({ first: 60000, count: 10000 }).error?.issues), /must not hold 65534/);
+  assert.match(JSON.stringify(server({ first: 2 ** 32 - 10, count: 16 }).error?.issues), /must end below 4294967295/);
+  assert.match(JSON.stringify(server({ first: 0, count: 16 }).error?.issues), /too_small/);
+  assert.equal(server({ first: 200_000, count: 16 }).success, true);
+});
+
+describe('namespace: server.sandboxUids', { skip, timeout: 240_000 }, () => {
+  const FIRST = 0x71000000;
+  let berth: BerthProcess;
+  before(async () => {
+    const hostile = await compiledFixture('hostile-server');
+    berth = await serveConfig({
+      server: { port: 0, sandboxUids: { first: FIRST, count: 16 } },
+      runtimes: { default: { command: hostile, isolation: 'namespace', network: 'none', warmPool: 1 } },
+    });
+  });
+  after(() => berth?.stop());
+
+  test('sessions run as uids of the configured range', async () => {
+    const clients = await Promise.all([connect(berth.url), connect(berth.url)]);
+    const uids = await Promise.all(clients.map(async (c) => hostUids(await whoami(c))[0]!));
+    for (const uid of uids) assert.ok(uid >= FIRST && uid < FIRST + 16, `uid ${uid}`);
+    assert.notEqual(uids[0], uids[1]);
+    await Promise.all(clients.map(async (c) => (await c.transport.terminateSession(), await c.client.close())));
   });
 });

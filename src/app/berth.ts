@@ -23,6 +23,7 @@ import { StatefulRuntime } from '../runtime/stateful.js';
 import { StatelessRuntime } from '../runtime/stateless.js';
 import { checkIsolationKind, chooseDriver, imageProblem } from '../sandbox/index.js';
 import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
+import { useSandboxUids } from '../sandbox/uids.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
 import { checkExposure, checkRuntime, demoNetwork, secretPaths } from './preflight.js';
@@ -79,6 +80,7 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     this.config = config;
     this.log = options.logger ?? createLogger();
     if (config.server.stateDir) useStateRoot(config.server.stateDir);
+    useSandboxUids(config.server.sandboxUids);
     for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
     this.retention = new RetentionBudget(config.server.retainBudget);
     this.metrics = new Metrics({

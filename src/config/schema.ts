@@ -495,6 +495,26 @@ export const ServerSchema = z
     stalledWriteTimeout: duration(
       'A connection whose client has read none of the answer bytes berth queued for it this long is closed, so a client that stops reading cannot make berth hold its answers in memory. 0: never.',
     ).prefault('30s'),
+    sandboxUids: z
+      .object({
+        first: z
+          .number()
+          .int()
+          .min(1000)
+          .describe(
+            "The first of the host uids (and gids of the same numbers) sandboxes run as when berth is root: one of its own to each live sandbox (namespace: the server; microVM: QEMU), so what the kernel counts per user — inotify instances and watches, user namespaces, processes, message queues — is counted per session; inside, the server is nobody (65534). Drawn at random, unique among this berth's sandboxes (two berths on one host share one by a 1-in-count chance per pair). Pick a range no host user, subordinate-id range (/etc/subuid) or directory service (SSSD's id mapping) hands out.",
+          )
+          .default(0x70000000),
+        count: z
+          .number()
+          .int()
+          .min(16)
+          .describe('How many uids server.sandboxUids holds; a sandbox that finds every one taken fails to start, naming this setting.')
+          .default(2 ** 20),
+      })
+      .refine((r) => r.first + r.count <= 2 ** 32 - 1, 'the range must end below 4294967295 (the invalid uid)')
+      .refine((r) => r.first > 65534 || r.first + r.count <= 65534, 'the range must not hold 65534 (nobody)')
+      .prefault({}),
     idleConnectionTimeout: duration(
       "A client connection that sends no request for this long is closed: one whose first request's head has not arrived this long after it connected (a connection that never sends a byte included), and a kept-alive connection between requests (Node's keepAliveTimeout). A request under way (a long call, an SSE stream) is never cut by it. 0: never, so a silent connection holds one of berth's file descriptors for as long as its client likes.",
     ).prefault('30s'),

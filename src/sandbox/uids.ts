@@ -9,20 +9,28 @@
 import { randomInt } from 'node:crypto';
 
 /**
- * The host uids sandboxes run as: 2^20 uids from 0x70000000, above the ranges Linux distributions hand out (regular
- * users, subordinate ids for rootless containers from 100000, systemd-nspawn's 0x80000–0x6FFFFFFF). A uid is unique
- * among one berth's live sandboxes; two berths on one host draw at random, so they share one only by a 1-in-2^20
- * chance per pair of sandboxes (and then those two share the per-user counts, as every sandbox did before).
+ * The host uids sandboxes run as (server.sandboxUids): by default 2^20 uids from 0x70000000, above the ranges Linux
+ * distributions hand out (regular users, subordinate ids for rootless containers from 100000, systemd-nspawn's
+ * 0x80000–0x6FFFFFFF). A uid is unique among one berth's live sandboxes; two berths on one host draw at random, so
+ * they share one only by a 1-in-count chance per pair of sandboxes (and then those two share the per-user counts, as
+ * every sandbox did before).
  */
-export const SANDBOX_UIDS = { first: 0x70000000, count: 2 ** 20 } as const;
+export let SANDBOX_UIDS: { readonly first: number; readonly count: number } = { first: 0x70000000, count: 2 ** 20 };
+
+/** Takes the range of server.sandboxUids (once, at start, before any sandbox). */
+export function useSandboxUids(range: { first: number; count: number }): void {
+  SANDBOX_UIDS = { ...range };
+}
 
 const inUse = new Set<number>();
 
 /** A uid no live sandbox of this berth has; given back with releaseSandboxUid once every process of it is gone. */
 export function claimSandboxUid(): number {
+  if (inUse.size >= SANDBOX_UIDS.count)
+    throw new Error(`every one of the ${SANDBOX_UIDS.count} uids of server.sandboxUids is taken by a live sandbox: widen the range`);
   for (;;) {
     const uid = SANDBOX_UIDS.first + randomInt(SANDBOX_UIDS.count);
-    if (inUse.has(uid)) continue; // at most maxSessions of 2^20 are taken: a free one comes within a few draws
+    if (inUse.has(uid)) continue; // a free one comes within a few draws unless the range is nearly full
     inUse.add(uid);
     return uid;
   }
