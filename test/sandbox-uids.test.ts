@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroupPath, detectCgroups } from '../src/sandbox/cgroups.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
-import { SANDBOX_UIDS } from '../src/sandbox/uids.ts';
+import { claimSandboxUid, SANDBOX_UIDS, sandboxUidOverlaps, useSandboxUids } from '../src/sandbox/uids.ts';
 import { compiledFixture } from './fixtures/slow-boot.ts';
 import { connect, ROOT, runBerth, serveConfig, textOf, type BerthProcess } from './helpers/berth.ts';
 import { ConfigSchema } from '../src/config/schema.ts';
@@ -92,11 +92,12 @@ describe('namespace: every sandbox its own host uid', { skip, timeout: 240_000 }
   });
 });
 
-test('server.sandboxUids: a range holding nobody, or running past the last uid, is refused; unset is 2^20 uids at 0x70000000', () => {
+test('server.sandboxUids: a range holding nobody (or 65533), or running past the last uid, is refused; unset is 2^20 uids at 0x70000000', () => {
   const runtimes = { default: { command: ['node', 'server.js'] } };
   const server = (sandboxUids: unknown) => ConfigSchema.safeParse({ server: { sandboxUids }, runtimes });
   assert.deepEqual(ConfigSchema.parse({ runtimes }).server.sandboxUids, { first: 0x70000000, count: 2 ** 20 });
   assert.match(JSON.stringify(server({ first: 60000, count: 10000 }).error?.issues), /must not hold 65534/);
+  assert.match(JSON.stringify(server({ first: 65520, count: 14 }).error?.issues), /nor 65533/);
   assert.match(JSON.stringify(server({ first: 2 ** 32 - 10, count: 16 }).error?.issues), /must end below 4294967295/);
   assert.match(JSON.stringify(server({ first: 0, count: 16 }).error?.issues), /too_small/);
   assert.equal(server({ first: 200_000, count: 16 }).success, true);
@@ -121,4 +122,29 @@ describe('namespace: server.sandboxUids', { skip, timeout: 240_000 }, () => {
     assert.notEqual(uids[0], uids[1]);
     await Promise.all(clients.map(async (c) => (await c.transport.terminateSession(), await c.client.close())));
   });
+});
+
+test('uid leases: a full range refuses, naming the setting; a lease released twice frees one uid, not two; overlaps with host users are found', () => {
+  const saved = { ...SANDBOX_UIDS };
+  try {
+    useSandboxUids({ first: 5_000_000, count: 16 });
+    const leases = Array.from({ length: 16 }, () => claimSandboxUid());
+    assert.equal(new Set(leases.map((l) => l.uid)).size, 16, 'every uid of the range, each once');
+    assert.throws(() => claimSandboxUid(), /every one of the 16 uids of server\.sandboxUids is taken/);
+    leases[0]!.release();
+    leases[0]!.release(); // an error path after the driver's own cleanup
+    const again = claimSandboxUid();
+    assert.equal(again.uid, leases[0]!.uid);
+    assert.throws(() => claimSandboxUid(), /is taken/, 'the second release freed nothing: the uid is live again');
+    for (const l of [again, ...leases.slice(1)]) l.release();
+    useSandboxUids({ first: 0, count: 1 }); // below the schema's floor, to meet a user every host has
+    assert.match(sandboxUidOverlaps().join('\n'), /user root \(uid 0, \/etc\/passwd\)/);
+    useSandboxUids({ first: 0x70000000, count: 16 });
+    assert.deepEqual(
+      sandboxUidOverlaps().filter((o) => o.startsWith('user ')),
+      [],
+    );
+  } finally {
+    useSandboxUids(saved);
+  }
 });

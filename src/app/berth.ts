@@ -23,7 +23,7 @@ import { StatefulRuntime } from '../runtime/stateful.js';
 import { StatelessRuntime } from '../runtime/stateless.js';
 import { checkIsolationKind, chooseDriver, imageProblem } from '../sandbox/index.js';
 import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
-import { useSandboxUids } from '../sandbox/uids.js';
+import { sandboxUidOverlaps, useSandboxUids } from '../sandbox/uids.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
 import { checkExposure, checkRuntime, demoNetwork, secretPaths } from './preflight.js';
@@ -81,6 +81,12 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     this.log = options.logger ?? createLogger();
     if (config.server.stateDir) useStateRoot(config.server.stateDir);
     useSandboxUids(config.server.sandboxUids);
+    const overlaps = process.getuid?.() === 0 ? sandboxUidOverlaps() : [];
+    if (overlaps.length)
+      this.log.warn(
+        { sandboxUids: config.server.sandboxUids, overlaps: overlaps.slice(0, 10) },
+        `server.sandboxUids overlaps ${overlaps.length} host user(s) or subordinate-id range(s): a sandbox may run as one of them; move the range`,
+      );
     for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
     this.retention = new RetentionBudget(config.server.retainBudget);
     this.metrics = new Metrics({

@@ -48,7 +48,7 @@ export const LimitsSchema = z
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
     bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),
     memory: size(
-      `Memory one session may use: its server and everything it starts, and what it writes to its tmpfs (limits.disk). Over it the kernel kills the session's largest process; the session ends with reason oom, alone. Enforced with the session's memory cgroup (berth as root, or a cgroup tree it may write); microVM: the guest's RAM, and QEMU's cgroup. Unset: 2GiB where berth can set cgroup limits (microVM: 512MiB of guest RAM, the cgroup 2GiB), else none, and berth says so once at start. 0: no limit. Whatever the limit, every sandboxed process has oom_score_adj 500, so when the host itself runs out of memory the kernel ends a session before berth.`,
+      `Memory one session may use: its server and everything it starts, and what it writes to its tmpfs (limits.disk). Over it the kernel kills the session's largest process; the session ends with reason oom, alone. Enforced with the session's memory cgroup (berth as root, or a cgroup tree it may write); microVM: the guest's RAM, and QEMU's cgroup. Unset: 2GiB where berth can set cgroup limits (microVM: 512MiB of guest RAM, the cgroup 2GiB), else none, and berth says so once at start; 2GiB leaves room for the server beside a full 1GiB disk, except under gVisor, whose working directory and /tmp are each limits.disk and both in memory (raise it there if servers fill both). 0: no limit. Whatever the limit, every sandboxed process has oom_score_adj 500, so when the host itself runs out of memory the kernel ends a session before berth.`,
     )
       .optional()
       // Left unset by parsing, as pids: the default is applied where this host can hold it.
@@ -502,7 +502,7 @@ export const ServerSchema = z
           .int()
           .min(1000)
           .describe(
-            "The first of the host uids (and gids of the same numbers) sandboxes run as when berth is root: one of its own to each live sandbox (namespace: the server; microVM: QEMU), so what the kernel counts per user — inotify instances and watches, user namespaces, processes, message queues — is counted per session; inside, the server is nobody (65534). Drawn at random, unique among this berth's sandboxes (two berths on one host share one by a 1-in-count chance per pair). Pick a range no host user, subordinate-id range (/etc/subuid) or directory service (SSSD's id mapping) hands out.",
+            "The first of the host uids (and gids of the same numbers) sandboxes run as when berth is root: one of its own to each live sandbox (namespace: the server; microVM: QEMU), so what the kernel counts per user — inotify instances and watches, user namespaces, processes, message queues — is counted per session; inside, the server is nobody (65534). Drawn at random, unique among this berth's sandboxes (two berths on one host share one by a 1-in-count chance per pair). Pick a range no host user, subordinate-id range (/etc/subuid) or directory service hands out: the default lies above what Debian and systemd hand out, but inside SSSD's default id-mapping range (200000–2000200000) on hosts joined to a directory. berth warns at start about users in /etc/passwd and ranges in /etc/subuid that overlap it.",
           )
           .default(0x70000000),
         count: z
@@ -513,7 +513,10 @@ export const ServerSchema = z
           .default(2 ** 20),
       })
       .refine((r) => r.first + r.count <= 2 ** 32 - 1, 'the range must end below 4294967295 (the invalid uid)')
-      .refine((r) => r.first > 65534 || r.first + r.count <= 65534, 'the range must not hold 65534 (nobody)')
+      .refine(
+        (r) => r.first > 65534 || r.first + r.count <= 65533,
+        "the range must not hold 65534 (nobody) nor 65533 (the uid berth dials sandboxes' ports as)",
+      )
       .prefault({}),
     idleConnectionTimeout: duration(
       "A client connection that sends no request for this long is closed: one whose first request's head has not arrived this long after it connected (a connection that never sends a byte included), and a kept-alive connection between requests (Node's keepAliveTimeout). A request under way (a long call, an SSE stream) is never cut by it. 0: never, so a silent connection holds one of berth's file descriptors for as long as its client likes.",

@@ -52,17 +52,37 @@ const STARTING_NICE = 10;
 
 /**
  * Every sandboxed process's oom_score_adj (-1000..1000, inherited by what it starts): when the host itself runs
- * out of memory, the kernel's OOM killer takes a session's process before berth (0) or the host's services. Raising
- * it needs no privilege.
+ * out of memory, the kernel's OOM killer takes a session's process before berth or the host's services. At least
+ * berth's own (a berth in a Kubernetes pod may run at up to 1000): a sandbox never ranks below the berth that runs
+ * it. Raising it needs no privilege; written by root it is also the floor the sandbox cannot go below (as another
+ * user, a server may write its own back down to berth's).
  */
 export const SANDBOX_OOM_SCORE_ADJ = 500;
 
-/** Raises pid's oom_score_adj to SANDBOX_OOM_SCORE_ADJ; a process already gone has nothing to raise. */
-function raiseOomScore(pid: number): void {
+let ownOomScoreAdj: number | undefined;
+let saidOomScore = false;
+
+/** The oom_score_adj a sandbox gets: SANDBOX_OOM_SCORE_ADJ, or berth's own when that is higher. */
+export function sandboxOomScoreAdj(): number {
+  if (ownOomScoreAdj === undefined) {
+    try {
+      ownOomScoreAdj = Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()) || 0;
+    } catch {
+      ownOomScoreAdj = 0; // not Linux
+    }
+  }
+  return Math.max(SANDBOX_OOM_SCORE_ADJ, ownOomScoreAdj);
+}
+
+/** Raises pid's oom_score_adj; a process already gone has nothing to raise, any other failure is said once. */
+function raiseOomScore(pid: number, notice?: (what: string) => void): void {
   try {
-    writeFileSync(`/proc/${pid}/oom_score_adj`, String(SANDBOX_OOM_SCORE_ADJ));
-  } catch {
-    // gone already: its exit says why
+    writeFileSync(`/proc/${pid}/oom_score_adj`, String(sandboxOomScoreAdj()));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH' || saidOomScore) return; // gone already: its exit says why
+    saidOomScore = true;
+    notice?.(`cannot raise the sandbox's oom_score_adj (${(e as Error).message}): a host out of memory may end berth before a session`);
   }
 }
 
@@ -147,7 +167,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   if (yieldWhileStarting && child.pid) setAutogroupNice(child.pid, STARTING_NICE);
   // Before the cgroup's awaits, so what the program forks from now on inherits it. A program held at fd 3
   // (bwrap --block-fd) has started nothing of the server yet: its forks so far are raised below.
-  if (child.pid) raiseOomScore(child.pid);
+  if (child.pid) raiseOomScore(child.pid, o.spec.notice);
   if (cgroup && child.pid) {
     try {
       await cgroup.addPid(child.pid);
@@ -160,7 +180,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     }
   }
   if (o.blockFd) {
-    if (child.pid) for (const pid of await descendants(child.pid, 0)) raiseOomScore(pid);
+    if (child.pid) for (const pid of await descendants(child.pid, 0)) raiseOomScore(pid, o.spec.notice);
     const release = child.stdio[3] as Writable;
     release.on('error', () => undefined); // the program closes its end once released
     release.end('go');

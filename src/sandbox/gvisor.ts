@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cgroupPath, sessionMemory } from './cgroups.js';
-import { SANDBOX_OOM_SCORE_ADJ, startChild } from './child.js';
+import { sandboxOomScoreAdj, startChild } from './child.js';
 import type { ImageRoot, SandboxDriver, SandboxSpec } from './driver.js';
 import { ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, localtimeTarget, masks } from './host.js';
 import { closedOnError, openNetwork } from './network.js';
@@ -187,7 +187,7 @@ function writeConfig(
       capabilities: { bounding: p.caps, effective: p.caps, inheritable: [], permitted: p.caps, ambient: [] },
       noNewPrivileges: true,
       rlimits: ociRlimits(spec),
-      oomScoreAdj: SANDBOX_OOM_SCORE_ADJ,
+      oomScoreAdj: sandboxOomScoreAdj(),
     },
     root,
     hostname: 'berth',

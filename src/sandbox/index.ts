@@ -89,24 +89,29 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
   return processDriver;
 }
 
-let saidNoDefaults = false;
+/** The defaults already said to be unenforceable here: each is said once, whichever runtime lost it first. */
+const saidNoDefault = new Set<string>();
 
 /** Says clearly, once, when configured limits (or the default pids and memory limits) cannot be enforced on this host. */
 export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, log: Logger): void {
   if (limits.disk && process.getuid?.() !== 0)
     log.warn({ runtime }, 'limits.disk is enforced only when berth runs as root (and always under gVisor)');
   // Unset pids and memory are defaults where cgroups can hold them (sessionPids, sessionMemory); where they cannot,
-  // no limit: said once.
+  // no limit: each said once, with its own reason.
   const lost = [
-    ...(limits.pids === undefined && pidsUnavailable() ? [`limits.pids (${DEFAULT_PIDS} processes and threads, --pids)`] : []),
-    ...(limits.memory === undefined && memoryUnavailable() ? [`limits.memory (${DEFAULT_MEMORY / 1024 ** 3} GiB, --memory)`] : []),
-  ];
-  if (lost.length && !saidNoDefaults) {
-    saidNoDefaults = true;
-    const reason = pidsUnavailable() ?? memoryUnavailable();
+    { key: 'limits.pids', what: `${DEFAULT_PIDS} processes and threads, --pids`, unset: limits.pids === undefined, why: pidsUnavailable() },
+    {
+      key: 'limits.memory',
+      what: `${DEFAULT_MEMORY / 1024 ** 3} GiB, --memory`,
+      unset: limits.memory === undefined,
+      why: memoryUnavailable(),
+    },
+  ].filter((d) => d.unset && d.why && !saidNoDefault.has(d.key));
+  if (lost.length) {
+    for (const d of lost) saidNoDefault.add(d.key);
     log.warn(
-      { runtime, reason },
-      `the default per-session limits ${lost.join(' and ')} are not applied (${reason}): one session may start processes or take memory until the host's own limits stop it, for every session and berth alike; run berth as root to apply them, or set them to 0 to say no limit is wanted`,
+      { runtime, reason: lost.map((d) => d.why).join('; ') },
+      `the default per-session limits ${lost.map((d) => `${d.key} (${d.what})`).join(' and ')} are not applied (${[...new Set(lost.map((d) => d.why))].join('; ')}): one session may start processes or take memory until the host's own limits stop it, for every session and berth alike; run berth as root to apply them, or set them to 0 to say no limit is wanted`,
     );
   }
   if (!limits.memory && !limits.cpus && !limits.pids) return;

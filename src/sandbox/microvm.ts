@@ -37,7 +37,7 @@ import { mountCapped } from './disk.js';
 import { closedOnError, openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
 import { track } from './registry.js';
-import { claimSandboxUid, releaseSandboxUid } from './uids.js';
+import { claimSandboxUid } from './uids.js';
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 let accel: 'kvm' | 'tcg' | undefined;
@@ -87,7 +87,7 @@ function hostEtc(): { dirs: string[]; files: string[]; links: Array<[string, str
 
 /** `imageRoot`: where QEMU opens the image's root (shareImageRoot), for a server from an image. */
 function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acceleration: 'kvm' | 'tcg', imageRoot?: string): string[] {
-  const memMiB = Math.max(128, Math.round((spec.limits.memory ?? 512 * 1048576) / 1048576));
+  const memMiB = Math.max(128, Math.round((spec.limits.memory || 512 * 1048576) / 1048576)); // 0, no limit: the default size
   const a = ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off'];
   a.push(...(acceleration === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,tb-size=32', '-cpu', 'max']));
   a.push('-m', `${memMiB}M`, '-smp', String(Math.max(1, Math.ceil(spec.limits.cpus ?? 1))));
@@ -283,11 +283,11 @@ export const microvmDriver: SandboxDriver = {
 
   async start(spec): Promise<Sandbox> {
     // As root QEMU runs as a host uid of its own (uids.ts), given back once it is gone.
-    const uid = isRoot() ? claimSandboxUid() : undefined;
+    const lease = isRoot() ? claimSandboxUid() : undefined;
     try {
-      return await startVm(spec, uid ?? SANDBOX_UID, () => uid !== undefined && releaseSandboxUid(uid));
+      return await startVm(spec, lease?.uid ?? SANDBOX_UID, () => lease?.release());
     } catch (e) {
-      if (uid !== undefined) releaseSandboxUid(uid);
+      lease?.release();
       throw e;
     }
   },
@@ -381,12 +381,15 @@ async function startVm(spec: SandboxSpec, uid: number, releaseUid: () => void): 
     scratchDirs: [scratch],
     scratchMounts: [...(capped ? [capped.dir] : []), ...(bound ? [bound] : [])],
     cleanup: async () => {
-      consoleServer.close();
-      await capped?.release();
-      // Detached before the scratch is removed: rm must never walk into the image's root.
-      if (bound) await run('umount', ['-l', bound]);
-      await rm(scratch, { recursive: true, force: true });
-      releaseUid(); // QEMU is gone: startChild removed its cgroup first
+      try {
+        consoleServer.close();
+        await capped?.release();
+        // Detached before the scratch is removed: rm must never walk into the image's root.
+        if (bound) await run('umount', ['-l', bound]);
+        await rm(scratch, { recursive: true, force: true });
+      } finally {
+        releaseUid(); // QEMU is gone: startChild removed its cgroup first
+      }
     },
   });
   sandbox.stderr.pipe(stderr, { end: false }); // QEMU's own complaints

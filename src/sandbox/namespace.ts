@@ -20,7 +20,7 @@ import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, l
 import { mountCapped } from './disk.js';
 import { closedOnError, networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
-import { claimSandboxUid, releaseSandboxUid } from './uids.js';
+import { claimSandboxUid, type UidLease } from './uids.js';
 
 /** The network bwrap runs in: one berth made (or the host's), shared; else a fresh, empty one of bwrap's own. */
 interface NetView {
@@ -244,18 +244,18 @@ export const namespaceDriver: SandboxDriver = {
     // An image's command is looked up inside it (execvp with the image's PATH), never on the host.
     const argv = spec.image ? spec.argv : resolveArgv(spec.argv, spec.cwd);
     // As root the sandbox runs as a host uid of its own (uids.ts), given back once its last process is gone.
-    const uid = isRoot() ? claimSandboxUid() : undefined;
+    const lease = isRoot() ? claimSandboxUid() : undefined;
     try {
-      return await startAs(spec, argv, bwrap, uid);
+      return await startAs(spec, argv, bwrap, lease);
     } catch (e) {
-      if (uid !== undefined) releaseSandboxUid(uid);
+      lease?.release();
       throw e;
     }
   },
 };
 
-async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, uid: number | undefined): Promise<Sandbox> {
-  const owner = uid ?? SANDBOX_UID;
+async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, lease: UidLease | undefined): Promise<Sandbox> {
+  const owner = lease?.uid ?? SANDBOX_UID;
   if (isRoot()) {
     chownSync(spec.workDir, owner, owner);
     chmodSync(spec.workDir, 0o700);
@@ -315,10 +315,13 @@ async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, uid: nu
     scratchDirs: [scratch],
     scratchMounts: mounts,
     cleanup: async () => {
-      if (merged) await run('umount', ['-l', merged]);
-      await capped?.release();
-      await rm(scratch, { recursive: true, force: true });
-      if (uid !== undefined) releaseSandboxUid(uid); // its processes are gone: startChild removed its cgroup first
+      try {
+        if (merged) await run('umount', ['-l', merged]);
+        await capped?.release();
+        await rm(scratch, { recursive: true, force: true });
+      } finally {
+        lease?.release(); // its processes are gone: startChild removed its cgroup first
+      }
     },
   });
 }

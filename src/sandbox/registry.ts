@@ -22,6 +22,7 @@ import { cgroupRoots, removeCgroupDir } from './cgroups.js';
 import { SANDBOX_UID } from './host.js';
 import { ownerAlive, ownerTag, procStat } from './proc-stat.js';
 import { stateRoot, usableRoot } from './state-root.js';
+import { isSandboxUid } from './uids.js';
 
 export { stateRoot, useStateRoot } from './state-root.js';
 
@@ -140,11 +141,14 @@ function mountPoints(): string[] {
     .map((l) => unescape(l.split(' ')[4]!));
 }
 
-/** A real directory (not a symlink to one) owned by berth's user, or by the sandbox uid berth gives working directories to. */
+/**
+ * A real directory (not a symlink to one) owned by berth's user, or by a sandbox uid berth gives working directories
+ * to: 65534 (gVisor) or one of server.sandboxUids (namespace, microVM).
+ */
 function ownDirectory(p: string): boolean {
   try {
     const st = lstatSync(p);
-    return st.isDirectory() && (st.uid === (process.getuid?.() ?? st.uid) || st.uid === SANDBOX_UID);
+    return st.isDirectory() && (st.uid === (process.getuid?.() ?? st.uid) || st.uid === SANDBOX_UID || isSandboxUid(st.uid));
   } catch {
     return false;
   }

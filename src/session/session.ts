@@ -72,7 +72,8 @@ export class Session extends EventEmitter<SessionEvents> {
     server.upstream.on('traffic', () => (this.lastTraffic = Date.now()));
     void server.sandbox.exited.then((info) => {
       if (info.reason === 'oom') {
-        const cap = sessionMemory(config.limits.memory);
+        // A microVM's guest is sized by the configured limit alone (512 MiB unset); its QEMU's cgroup by the default.
+        const cap = server.sandbox.driver === 'microvm' ? config.limits.memory || 512 * 1048576 : sessionMemory(config.limits.memory);
         const limit = cap ? ` of ${Math.round(cap / 1048576)} MiB, limits.memory` : '';
         return void this.end('oom', `the server ran out of memory (memory limit${limit}) and was killed`);
       }
