@@ -42,6 +42,15 @@ for (const driver of [processDriver, namespaceDriver, gvisorDriver]) {
           assert.equal(tmp.error, 'ENOSPC');
           assert.ok(tmp.writtenMiB <= CAP_MIB);
         }
+        if (driver === namespaceDriver) {
+          // bwrap's /dev and /dev/shm were tmpfs of half the host's memory, the server's to fill past the cap (a
+          // review wrote 1.1 GB to /dev/shm under 1 GiB): /dev/shm is capped too, /dev read-only.
+          const shm = await call('write', { path: '/dev/shm/fill', mb: CAP_MIB * 4 });
+          assert.equal(shm.error, 'ENOSPC');
+          assert.ok(shm.writtenMiB <= CAP_MIB, `/dev/shm stopped at the cap (${shm.writtenMiB} MiB)`);
+          const dev = await call('write', { path: '/dev/fill', mb: 1 });
+          assert.equal(dev.error, 'EROFS', JSON.stringify(dev));
+        }
         const where = await call('sh', { cmd: `df -P .${isolated ? ' /tmp' : ''} | tail -n +2` });
         // Both are tmpfs of the cap's size (1K blocks), not the host's filesystem.
         for (const line of String(where.stdout).trim().split('\n')) assert.equal(Number(line.split(/\s+/)[1]), CAP_MIB * 1024, line);

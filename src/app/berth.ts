@@ -269,6 +269,8 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
       },
     });
     this.http = server;
+    // Refusals of the last interval are said as berth stops, not lost with its timer.
+    server.once('close', () => refused.flush());
     if (this.adminDigest) this.history.start();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

@@ -53,6 +53,16 @@ function isolationFlags(net: NetView): string[] {
   return a;
 }
 
+/**
+ * The sandbox's own /proc and /dev. bwrap's /dev is a tmpfs the server owns, as is its /dev/shm, each up to half the
+ * host's memory whatever limits.disk says (a review wrote 1.1 GB to /dev/shm under a 1 GiB cap): /dev/shm is a
+ * tmpfs of limits.disk of its own, and /dev itself read-only (its devices still read and write).
+ */
+function procAndDev(spec: SandboxSpec): string[] {
+  const shm = [...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/dev/shm'];
+  return ['--proc', '/proc', '--dev', '/dev', ...shm, '--remount-ro', '/dev'];
+}
+
 function bwrapArgs(
   spec: SandboxSpec,
   base: { src: string; writable: boolean },
@@ -72,7 +82,7 @@ function bwrapArgs(
     else if (f === '/etc/resolv.conf' && net.resolvConf) a.push('--ro-bind', net.resolvConf, f);
     else a.push('--ro-bind-try', f, f);
   }
-  a.push('--proc', '/proc', '--dev', '/dev');
+  a.push(...procAndDev(spec));
   if (writable) a.push('--bind', writable.tmp, '/tmp');
   else a.push(...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/tmp');
   a.push(base.writable ? '--bind' : '--ro-bind', base.src, spec.cwd);
@@ -125,7 +135,7 @@ function bwrapImageArgs(
   const a = [...isolationFlags(net), '--uid', String(image.uid), '--gid', String(image.gid)];
   a.push('--args', String(ARGS_FD));
   a.push(root.writable ? '--bind' : '--ro-bind', root.src, '/');
-  a.push('--proc', '/proc', '--dev', '/dev');
+  a.push(...procAndDev(spec));
   if (writable) a.push('--bind', writable.tmp, '/tmp');
   else a.push(...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/tmp');
   // The session's resolver (egress); an image without /etc keeps whatever it has.
