@@ -164,6 +164,11 @@ export class SessionCgroup {
     for (const dir of new Set(Object.values(this.dirs))) await writeFile(join(dir, 'cgroup.procs'), String(pid));
   }
 
+  /** The memory limit this cgroup holds (the configured one or the default), if any. */
+  get memoryLimit(): number | undefined {
+    return this.dirs.memory ? this.limits.memory : undefined;
+  }
+
   /** True when the kernel OOM-killed a process of this session. */
   oomKilled(): boolean {
     const dir = this.dirs.memory;

@@ -190,7 +190,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     child.once('exit', (code, signal) => {
       done = true;
       const info: ExitInfo = { code, signal };
-      if (cgroup?.oomKilled()) info.reason = 'oom';
+      if (cgroup?.oomKilled()) Object.assign(info, { reason: 'oom', memoryLimit: cgroup.memoryLimit });
       // Each refusal was an EAGAIN inside the sandbox, which berth never sees: said once, at the end.
       const refused = cgroup?.pidsLimitHits() ?? 0;
       if (refused)

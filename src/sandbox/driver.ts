@@ -77,6 +77,8 @@ export interface ExitInfo {
   signal: NodeJS.Signals | null;
   /** Set when the driver knows why (e.g. 'oom'). */
   reason?: string;
+  /** With reason 'oom': the bytes of the limit the server ran into (its cgroup's, or a microVM guest's RAM). */
+  memoryLimit?: number;
 }
 
 export interface Sandbox {

@@ -30,14 +30,14 @@ import { basename, dirname, join, posix } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { startChild } from './child.js';
 import type { ExitInfo, ImageRoot, Sandbox, SandboxDriver, SandboxSpec } from './driver.js';
-import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, privateScratch } from './host.js';
+import { dropPrivileges, ETC_FILES, hostName, isRoot, run, which, privateScratch } from './host.js';
 import { findAssets, type MicrovmAssets } from './microvm-assets.js';
 import { bundleFor, type Bundle } from './microvm-bundle.js';
 import { mountCapped } from './disk.js';
 import { closedOnError, openNetwork } from './network.js';
 import { resolveArgv } from './process.js';
 import { track } from './registry.js';
-import { claimSandboxUid } from './uids.js';
+import { withSandboxUid } from './uids.js';
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 let accel: 'kvm' | 'tcg' | undefined;
@@ -85,9 +85,12 @@ function hostEtc(): { dirs: string[]; files: string[]; links: Array<[string, str
   return out;
 }
 
+/** The guest's RAM: the configured memory limit, else (unset, or 0 for no limit) 512 MiB; at least 128 MiB. */
+const guestMiB = (spec: SandboxSpec) => Math.max(128, Math.round((spec.limits.memory || 512 * 1048576) / 1048576));
+
 /** `imageRoot`: where QEMU opens the image's root (shareImageRoot), for a server from an image. */
 function qemuArgs(spec: SandboxSpec, assets: MicrovmAssets, scratch: string, acceleration: 'kvm' | 'tcg', imageRoot?: string): string[] {
-  const memMiB = Math.max(128, Math.round((spec.limits.memory || 512 * 1048576) / 1048576)); // 0, no limit: the default size
+  const memMiB = guestMiB(spec);
   const a = ['-M', 'microvm,x-option-roms=off,isa-serial=on,rtc=off'];
   a.push(...(acceleration === 'kvm' ? ['-accel', 'kvm', '-cpu', 'host'] : ['-accel', 'tcg,tb-size=32', '-cpu', 'max']));
   a.push('-m', `${memMiB}M`, '-smp', String(Math.max(1, Math.ceil(spec.limits.cpus ?? 1))));
@@ -283,13 +286,7 @@ export const microvmDriver: SandboxDriver = {
 
   async start(spec): Promise<Sandbox> {
     // As root QEMU runs as a host uid of its own (uids.ts), given back once it is gone.
-    const lease = isRoot() ? claimSandboxUid() : undefined;
-    try {
-      return await startVm(spec, lease?.uid ?? SANDBOX_UID, () => lease?.release());
-    } catch (e) {
-      lease?.release();
-      throw e;
-    }
+    return withSandboxUid((uid, release) => startVm(spec, uid, release));
   },
 };
 
@@ -396,7 +393,7 @@ async function startVm(spec: SandboxSpec, uid: number, releaseUid: () => void): 
   // QEMU exits normally after a guest OOM kill: only the guest's report on the console says why.
   const verdict = (info: ExitInfo): ExitInfo => {
     const code = info.code === 0 && guestStatus !== undefined ? guestStatus : info.code;
-    return { ...info, code, ...(oom ? { reason: 'oom' } : {}) };
+    return { ...info, code, ...(oom ? { reason: 'oom', memoryLimit: guestMiB(spec) * 1048576 } : {}) };
   };
   return {
     driver: 'microvm',

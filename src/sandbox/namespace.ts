@@ -20,7 +20,7 @@ import { dropPrivileges, ETC_FILES, hostName, isRoot, run, SANDBOX_UID, which, l
 import { mountCapped } from './disk.js';
 import { closedOnError, networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
-import { claimSandboxUid, type UidLease } from './uids.js';
+import { withSandboxUid } from './uids.js';
 
 /** The network bwrap runs in: one berth made (or the host's), shared; else a fresh, empty one of bwrap's own. */
 interface NetView {
@@ -254,18 +254,11 @@ export const namespaceDriver: SandboxDriver = {
     // An image's command is looked up inside it (execvp with the image's PATH), never on the host.
     const argv = spec.image ? spec.argv : resolveArgv(spec.argv, spec.cwd);
     // As root the sandbox runs as a host uid of its own (uids.ts), given back once its last process is gone.
-    const lease = isRoot() ? claimSandboxUid() : undefined;
-    try {
-      return await startAs(spec, argv, bwrap, lease);
-    } catch (e) {
-      lease?.release();
-      throw e;
-    }
+    return withSandboxUid((uid, release) => startAs(spec, argv, bwrap, uid, release));
   },
 };
 
-async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, lease: UidLease | undefined): Promise<Sandbox> {
-  const owner = lease?.uid ?? SANDBOX_UID;
+async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, owner: number, releaseUid: () => void): Promise<Sandbox> {
   if (isRoot()) {
     chownSync(spec.workDir, owner, owner);
     chmodSync(spec.workDir, 0o700);
@@ -330,7 +323,7 @@ async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, lease: 
         await capped?.release();
         await rm(scratch, { recursive: true, force: true });
       } finally {
-        lease?.release(); // its processes are gone: startChild removed its cgroup first
+        releaseUid(); // its processes are gone: startChild removed its cgroup first
       }
     },
   });

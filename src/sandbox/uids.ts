@@ -8,14 +8,15 @@
 // gVisor's own.
 import { randomInt } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { isRoot, SANDBOX_UID } from './host.js';
 
 /**
  * The host uids sandboxes run as (server.sandboxUids): by default 2^20 uids from 0x70000000, above the ranges Debian
  * and systemd hand out (regular users, subordinate ids for rootless containers from 100000, systemd-nspawn's
  * 0x80000–0x6FFFFFFF), though inside SSSD's default id mapping on a host joined to a directory (hence the setting,
- * and sandboxUidOverlaps at start). A uid is unique among one berth's live sandboxes; two berths on one host draw at random, so
- * they share one only by a 1-in-count chance per pair of sandboxes (and then those two share the per-user counts, as
- * every sandbox did before).
+ * and sandboxUidOverlaps at start). A uid is unique among one berth's live sandboxes; two berths on one host draw
+ * at random, so they share one only by a 1-in-count chance per pair of sandboxes (and then those two share the
+ * per-user counts, as every sandbox did before).
  */
 export let SANDBOX_UIDS: { readonly first: number; readonly count: number } = { first: 0x70000000, count: 2 ** 20 };
 
@@ -70,5 +71,21 @@ export function claimSandboxUid(): UidLease {
     // Once: a second release (an error path after the driver's cleanup gave it back) would free a uid another
     // sandbox has claimed since.
     return { uid, release: () => void (held && ((held = false), inUse.delete(uid))) };
+  }
+}
+
+/**
+ * Starts a sandbox as a host uid of its own (as root; otherwise as berth's user, which `uid` then does not name:
+ * SANDBOX_UID, for the root-only steps). `start` gets the uid and its release, to call once every process of the
+ * sandbox is gone; a start that throws has it released here.
+ */
+export async function withSandboxUid<T>(start: (uid: number, release: () => void) => Promise<T>): Promise<T> {
+  const lease = isRoot() ? claimSandboxUid() : undefined;
+  const release = () => lease?.release();
+  try {
+    return await start(lease?.uid ?? SANDBOX_UID, release);
+  } catch (e) {
+    release();
+    throw e;
   }
 }

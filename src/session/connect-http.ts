@@ -3,7 +3,7 @@
 // through a loopback port berth picked for it. It is warm once it answers any HTTP request on /mcp.
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { freePort } from '../util/free-port.js';
-import { relayOptions, type Connecting, type Connector } from './connector.js';
+import { dropCounter, relayLog, relayOptions, type Connecting, type Connector } from './connector.js';
 
 /** A server told to listen on a loopback port berth picks for each session. */
 export const httpConnector: Connector = httpConnectorAt();
@@ -23,8 +23,8 @@ export function httpConnectorAt(fixedPort?: number): Connector {
         relayOptions(config, retention),
         config.forwardHeaders,
         config.limits.maxMessageSize,
-        (level, msg, extra) => log[level](extra ?? {}, msg),
-        metrics && ((reason) => metrics.streamDropped.inc({ runtime: runtimeName, reason })),
+        relayLog(log),
+        metrics && dropCounter(metrics, runtimeName),
       );
       return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };
     },

@@ -6,7 +6,7 @@ import { StdioChannel } from '../relay/stdio-channel.js';
 import { MessageRelay } from '../relay/message-relay.js';
 import { RelayUpstream } from '../relay/relay-upstream.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { relayOptions, type Connecting, type Connector } from './connector.js';
+import { dropCounter, relayLog, relayOptions, type Connecting, type Connector } from './connector.js';
 import { withinStartup } from './within-startup.js';
 
 export const stdioConnector: Connector = {
@@ -27,10 +27,10 @@ export const stdioConnector: Connector = {
         noise.admit('stdout', bytes, 200) &&
         log.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`),
     );
-    relay.on('log', (level, msg, extra) => log[level](extra ?? {}, msg));
+    relay.on('log', relayLog(log));
     if (metrics) {
       channel.onBytes = (direction, n) => metrics.bytes.inc({ runtime: runtimeName, direction }, n);
-      relay.on('dropped', (reason) => metrics.streamDropped.inc({ runtime: runtimeName, reason }));
+      relay.on('dropped', dropCounter(metrics, runtimeName));
       relay.on('answered', (method, ms) =>
         metrics.serverRequestSeconds.observe({ runtime: runtimeName, method: methodLabel(method) }, ms / 1000),
       );

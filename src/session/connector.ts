@@ -4,7 +4,7 @@
 import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
 import type { Metrics } from '../observe/metrics.js';
-import type { RelayOptions } from '../relay/message-relay.js';
+import type { DropReason, RelayLog, RelayOptions } from '../relay/message-relay.js';
 import type { RetentionBudget } from '../relay/stream-log.js';
 import type { Upstream } from '../relay/upstream.js';
 import type { Sandbox } from '../sandbox/index.js';
@@ -34,6 +34,18 @@ export interface Connector {
   /** The upstream for a started server, and the start-up step that says it is warm (bounded by the caller). */
   connect(c: Connecting): { upstream: Upstream; warm: Promise<void> };
 }
+
+/** A relay's log lines, into the session's logger (each connector's relay, however it makes it). */
+export const relayLog =
+  (log: Logger): RelayLog =>
+  (level, msg, extra) =>
+    log[level](extra ?? {}, msg);
+
+/** A relay's dropped server messages, counted in berth_stream_dropped_total for this runtime. */
+export const dropCounter =
+  (metrics: Metrics, runtime: string) =>
+  (reason: DropReason): void =>
+    metrics.streamDropped.inc({ runtime, reason });
 
 /** How a relay over this runtime's servers routes and times out. */
 export function relayOptions(config: RuntimeConfig, retention?: RetentionBudget): RelayOptions {

@@ -5,7 +5,6 @@ import type { RuntimeConfig } from '../config/schema.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { principalKey, type Principal } from '../security/auth.js';
 import { dispose, type Launched } from './launch.js';
-import { sessionMemory } from '../sandbox/cgroups.js';
 import type { JsonRpcMessage } from '../wire/jsonrpc.js';
 import type { Exchange } from '../relay/exchange.js';
 import type { Upstream } from '../relay/upstream.js';
@@ -72,9 +71,7 @@ export class Session extends EventEmitter<SessionEvents> {
     server.upstream.on('traffic', () => (this.lastTraffic = Date.now()));
     void server.sandbox.exited.then((info) => {
       if (info.reason === 'oom') {
-        // A microVM's guest is sized by the configured limit alone (512 MiB unset); its QEMU's cgroup by the default.
-        const cap = server.sandbox.driver === 'microvm' ? config.limits.memory || 512 * 1048576 : sessionMemory(config.limits.memory);
-        const limit = cap ? ` of ${Math.round(cap / 1048576)} MiB, limits.memory` : '';
+        const limit = info.memoryLimit ? ` of ${Math.round(info.memoryLimit / 1048576)} MiB, limits.memory` : '';
         return void this.end('oom', `the server ran out of memory (memory limit${limit}) and was killed`);
       }
       const overflowed = server.upstream.overflowed;
