@@ -12,16 +12,11 @@ import { cgroupPath, detectCgroups } from '../src/sandbox/cgroups.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { claimSandboxUid, SANDBOX_UIDS, sandboxUidOverlaps, useSandboxUids } from '../src/sandbox/uids.ts';
 import { compiledFixture } from './fixtures/slow-boot.ts';
-import { connect, ROOT, runBerth, serveConfig, textOf, type BerthProcess } from './helpers/berth.ts';
+import { connect, ROOT, runBerth, shIn, serveConfig, textOf, type BerthProcess } from './helpers/berth.ts';
 import { ConfigSchema } from '../src/config/schema.ts';
 
 type Client = Awaited<ReturnType<typeof connect>>;
-const sh = async (c: Client, cmd: string) =>
-  JSON.parse(textOf(await c.client.callTool({ name: 'sh', arguments: { cmd, timeoutMs: 60_000 } }, undefined, { timeout: 120_000 }))) as {
-    status: number;
-    stdout: string;
-    stderr: string;
-  };
+const sh = shIn;
 const whoami = async (c: Client) => JSON.parse(textOf(await c.client.callTool({ name: 'whoami', arguments: {} }))).session as string;
 
 /** The host uids of a session's processes, read from the host through its cgroup. */

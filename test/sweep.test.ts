@@ -180,8 +180,8 @@ for (const c of CASES) {
       const liveBefore = onHost(liveRecs);
       const before = onHost(recs);
       assert.ok(before.procs.length >= 3 && before.dirs.length >= 3, JSON.stringify(before));
-      // An overlay and a tmpfs of limits.disk (the session's writable space) per sandbox (root).
-      if (c.driver === 'namespace') assert.equal(before.mounts.length, 6, 'an overlay and a capped tmpfs per sandbox (root)');
+      // An overlay, a devpts of limits.ptys and a tmpfs of limits.disk (the session's writable space) per sandbox (root).
+      if (c.driver === 'namespace') assert.equal(before.mounts.length, 9, 'an overlay, a devpts and a capped tmpfs per sandbox (root)');
       if (process.getuid?.() === 0) assert.equal(before.netns.length, 3, 'a network namespace per sandbox (root)');
       if (cgroupsHere) assert.ok(before.cgroups.length >= 3, 'a memory cgroup per sandbox');
 

@@ -70,7 +70,7 @@ export function checkRuntime(
       { runtime: name },
       "network host: this runtime's servers share the host's network (its loopback, berth's port, private and link-local addresses)",
     );
-  warnUnenforceableLimits(rc.limits, name, log);
+  warnUnenforceableLimits(rc.limits, name, log, driver);
 }
 
 /**

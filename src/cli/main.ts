@@ -189,6 +189,7 @@ program
     'most processes and threads per session (cgroups); 0 = no limit (default 512 where berth can set cgroup limits)',
     int,
   )
+  .option('--ptys <n>', 'most pseudo-terminals a session may hold open; 0 = none (default 16, namespace sandboxes as root)', int)
   .option(
     '--warm-pool <n|auto|min..max>',
     'servers started ahead of demand: auto (2..16, the default), a fixed number, or min..max sized by recent new sessions',
@@ -359,6 +360,7 @@ program
                 memory: o.memory,
                 cpus: o.cpus,
                 pids: o.pids,
+                ptys: o.ptys,
                 disk: o.disk,
               },
             },

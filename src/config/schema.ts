@@ -32,6 +32,9 @@ export const DEFAULT_PIDS = 512;
  */
 export const DEFAULT_MEMORY = 2 * 1024 ** 3;
 
+/** limits.ptys when unset: pseudo-terminals per session. */
+export const DEFAULT_PTYS = 16;
+
 export const ISOLATION_KINDS = ['auto', 'process', 'namespace', 'gvisor', 'microvm'] as const;
 
 export const LimitsSchema = z
@@ -65,6 +68,14 @@ export const LimitsSchema = z
       // The JSON Schema's default: parsing leaves it unset, so the sandbox can tell the default (applied where this
       // host can) from a configured limit (warned about where it cannot be enforced).
       .meta({ default: DEFAULT_PIDS }),
+    ptys: z
+      .number()
+      .int()
+      .nonnegative()
+      .describe(
+        `Most pseudo-terminals one session may hold open at once (a server running a shell or a REPL in a terminal opens one each). The kernel's kernel.pty.max is one pool for the whole host: without a cap one session took every pty, and other sessions and containers on the host could open none. Past it opening /dev/ptmx fails with ENOSPC inside that session alone. Namespace driver: the session's own devpts instance of this size (berth as root; as another user bubblewrap's has no cap, and berth says so once at start); gVisor and microVM servers have their own kernel's ptys. 0: no ptys.`,
+      )
+      .default(DEFAULT_PTYS),
     disk: size(
       'Bytes a session may write: its working directory, /tmp and (namespace driver) writes beside its code share one tmpfs of this size (gVisor: each of its working directory and /tmp; microVM: its working directory), so a server past it gets ENOSPC and the host disk is untouched. tmpfs is memory: writes count against the memory limit too. Needs berth as root (gVisor: any user). 0: no cap.',
     ).prefault('1GiB'),

@@ -29,10 +29,10 @@ export interface ChildOptions {
    */
   blockFd?: boolean;
   /**
-   * Arguments the program reads from fd 4 (bwrap --args 4), NUL-separated: kept off its command line, which every
-   * host user can read. Needs blockFd (fd 3).
+   * What the program reads from fds 4, 5, … in order (bwrap's --args, --seccomp), each through a pipe written whole
+   * and closed: kept off its command line, which every host user can read. Needs blockFd (fd 3).
    */
-  argsFd?: string[];
+  inputs?: Buffer[];
   /** Runs after the server is gone (e.g. removing the driver's scratch directories). */
   cleanup?: () => Promise<void>;
   /** Host directories and mount points the driver made for this sandbox (what `cleanup` removes). */
@@ -147,13 +147,13 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   const child = spawn(file, args, {
     cwd: o.cwd,
     env: o.env,
-    stdio: o.argsFd ? ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'] : o.blockFd ? ['pipe', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
+    stdio: Array<'pipe'>(3 + (o.blockFd ? 1 : 0) + (o.inputs?.length ?? 0)).fill('pipe'),
     detached: true,
   });
-  if (o.argsFd) {
-    const args = child.stdio[4] as Writable | null;
-    args?.on('error', () => undefined); // a program that died first: its exit says why
-    args?.end(o.argsFd.map((a) => `${a}\0`).join(''));
+  for (const [i, data] of (o.inputs ?? []).entries()) {
+    const input = child.stdio[4 + i] as Writable | null;
+    input?.on('error', () => undefined); // a program that died first: its exit says why
+    input?.end(data);
   }
   // Listened for at once: the awaits below would otherwise let 'spawn' fire unheard.
   const spawned = new Promise<void>((resolve, reject) => {

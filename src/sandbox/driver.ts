@@ -20,6 +20,8 @@ export interface SandboxLimits {
   memory?: number;
   cpus?: number;
   pids?: number;
+  /** Pseudo-terminals the session may hold open at once (namespace driver as root: its own devpts instance's max). */
+  ptys?: number;
   /** Bytes the session may write (working directory, /tmp, writes beside its code), or undefined for no cap. */
   disk?: number;
 }

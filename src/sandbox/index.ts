@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { DEFAULT_MEMORY, DEFAULT_PIDS, ISOLATION_KINDS } from '../config/schema.js';
+import { DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_PTYS, ISOLATION_KINDS } from '../config/schema.js';
 import { tmpdir } from 'node:os';
 import { detectCgroups, memoryUnavailable, pidsUnavailable } from './cgroups.js';
 import { unsafeRuntimeDir } from './host.js';
@@ -10,6 +10,7 @@ import { namespaceDriver } from './namespace.js';
 import { networkUnavailable, type NetworkMode } from './network.js';
 import { processDriver } from './process.js';
 import { sandboxCannotRead } from './readable.js';
+import { seccompUnavailable } from './seccomp.js';
 import { which } from './host.js';
 
 export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits, ImageRoot } from './driver.js';
@@ -92,10 +93,14 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
 /** The defaults already said to be unenforceable here: each is said once, whichever runtime lost it first. */
 const saidNoDefault = new Set<string>();
 
-/** Says clearly, once, when configured limits (or the default pids and memory limits) cannot be enforced on this host. */
-export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, log: Logger): void {
+/**
+ * Says clearly, once, when configured limits (or the default pids and memory limits) cannot be enforced on this host,
+ * and when a namespace sandbox lacks berth's seccomp filter or pty cap.
+ */
+export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, log: Logger, driver?: SandboxDriver): void {
   if (limits.disk && process.getuid?.() !== 0)
     log.warn({ runtime }, 'limits.disk is enforced only when berth runs as root (and always under gVisor)');
+  if (driver === namespaceDriver) warnWeakerNamespace(limits, runtime, log);
   // Unset pids and memory are defaults where cgroups can hold them (sessionPids, sessionMemory); where they cannot,
   // no limit: each said once, with its own reason.
   const lost = [
@@ -121,6 +126,25 @@ export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, 
     const missing = (['memory', 'cpus', 'pids'] as const).filter((k) => limits[k] && !cg.controllers.includes(k === 'cpus' ? 'cpu' : k));
     if (missing.length) log.warn({ runtime, missing }, `these limits cannot be enforced (no cgroup controller): ${missing.join(', ')}`);
     else log.info({ runtime, cgroup: `v${cg.version}` }, 'resource limits enforced with cgroups');
+  }
+}
+
+/** The namespace driver's own hardening this host cannot give: each said once per process. */
+function warnWeakerNamespace(limits: SandboxLimits, runtime: string, log: Logger): void {
+  const noFilter = seccompUnavailable();
+  if (noFilter && !saidNoDefault.has('seccomp')) {
+    saidNoDefault.add('seccomp');
+    log.warn(
+      { runtime, reason: noFilter },
+      `namespace sandboxes run without berth's seccomp filter (${noFilter}): a session may take the host's whole AIO quota (fs.aio-max-nr) and reach io_uring, userfaultfd, perf_event_open, bpf and the kernel keyrings`,
+    );
+  }
+  if (process.getuid?.() !== 0 && !saidNoDefault.has('limits.ptys')) {
+    saidNoDefault.add('limits.ptys');
+    log.warn(
+      { runtime },
+      `limits.ptys (${limits.ptys ?? DEFAULT_PTYS}) is enforced only when berth runs as root: bubblewrap's devpts has no cap, so one session may open every pty the host's other sessions and containers share (kernel.pty.max)`,
+    );
   }
 }
 

@@ -21,6 +21,9 @@ import { mountCapped } from './disk.js';
 import { closedOnError, networkUnavailable, openNetwork } from './network.js';
 import { track } from './registry.js';
 import { withSandboxUid } from './uids.js';
+import { mountPtys } from './ptys.js';
+import { seccompProgram } from './seccomp.js';
+import { DEFAULT_PTYS } from '../config/schema.js';
 
 /** The network bwrap runs in: one berth made (or the host's), shared; else a fresh, empty one of bwrap's own. */
 interface NetView {
@@ -34,8 +37,14 @@ interface Writable {
   tmp: string;
 }
 
+/** What berth adds as root, beyond bwrap's own: the session's devpts instance (ptys.ts), and the seccomp filter's fd (seccomp.ts). */
+interface Hardening {
+  pts?: string;
+  seccompFd?: number;
+}
+
 /** Every namespace, no capabilities, no way back out; the session's network when berth made one. */
-function isolationFlags(net: NetView): string[] {
+function isolationFlags(net: NetView, hard: Hardening): string[] {
   // No nested user namespaces: they would hand the server a full capability set against more kernel surface.
   const a = [
     '--unshare-all',
@@ -50,17 +59,20 @@ function isolationFlags(net: NetView): string[] {
     '3',
   ];
   if (net.shared) a.push('--share-net');
+  if (hard.seccompFd !== undefined) a.push('--seccomp', String(hard.seccompFd));
   return a;
 }
 
 /**
  * The sandbox's own /proc and /dev. bwrap's /dev is a tmpfs the server owns, as is its /dev/shm, each up to half the
  * host's memory whatever limits.disk says (a review wrote 1.1 GB to /dev/shm under a 1 GiB cap): /dev/shm is a
- * tmpfs of limits.disk of its own, and /dev itself read-only (its devices still read and write).
+ * tmpfs of limits.disk of its own, and /dev itself read-only (its devices still read and write). Its ptys are the
+ * session's own devpts instance when berth made one (ptys.ts): bwrap's has no cap.
  */
-function procAndDev(spec: SandboxSpec): string[] {
+function procAndDev(spec: SandboxSpec, hard: Hardening): string[] {
   const shm = [...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/dev/shm'];
-  return ['--proc', '/proc', '--dev', '/dev', ...shm, '--remount-ro', '/dev'];
+  const pts = hard.pts ? ['--dev-bind', hard.pts, '/dev/pts'] : [];
+  return ['--proc', '/proc', '--dev', '/dev', ...shm, ...pts, '--remount-ro', '/dev'];
 }
 
 function bwrapArgs(
@@ -69,8 +81,9 @@ function bwrapArgs(
   argv: string[],
   net: NetView = { shared: false },
   writable?: Writable,
+  hard: Hardening = {},
 ): string[] {
-  const a = isolationFlags(net);
+  const a = isolationFlags(net, hard);
   // Inside, the server is nobody, whichever host uid its sandbox runs as (uids.ts).
   if (isRoot()) a.push('--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID));
   a.push('--ro-bind', '/usr', '/usr');
@@ -82,7 +95,7 @@ function bwrapArgs(
     else if (f === '/etc/resolv.conf' && net.resolvConf) a.push('--ro-bind', net.resolvConf, f);
     else a.push('--ro-bind-try', f, f);
   }
-  a.push(...procAndDev(spec));
+  a.push(...procAndDev(spec, hard));
   if (writable) a.push('--bind', writable.tmp, '/tmp');
   else a.push(...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/tmp');
   a.push(base.writable ? '--bind' : '--ro-bind', base.src, spec.cwd);
@@ -130,12 +143,13 @@ function bwrapImageArgs(
   image: ImageRoot,
   root: { src: string; writable: boolean },
   net: NetView,
-  writable?: Writable,
+  writable: Writable | undefined,
+  hard: Hardening,
 ): string[] {
-  const a = [...isolationFlags(net), '--uid', String(image.uid), '--gid', String(image.gid)];
+  const a = [...isolationFlags(net, hard), '--uid', String(image.uid), '--gid', String(image.gid)];
   a.push('--args', String(ARGS_FD));
   a.push(root.writable ? '--bind' : '--ro-bind', root.src, '/');
-  a.push(...procAndDev(spec));
+  a.push(...procAndDev(spec, hard));
   if (writable) a.push('--bind', writable.tmp, '/tmp');
   else a.push(...(spec.limits.disk ? ['--size', String(spec.limits.disk)] : []), '--tmpfs', '/tmp');
   // The session's resolver (egress); an image without /etc keeps whatever it has.
@@ -264,7 +278,7 @@ async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, owner: 
     chmodSync(spec.workDir, 0o700);
   }
   const scratch = await mkdtemp(join(tmpdir(), 'berth-ns-'));
-  const mounts = [join(scratch, 'merged'), scratch];
+  const mounts = [join(scratch, 'merged'), join(scratch, 'pts'), scratch];
   // Recorded before anything is mounted, so a berth killed meanwhile leaves nothing unswept; startChild's
   // record for this sandbox (same name) replaces this one.
   track(hostName(spec.sessionId), { driver: 'namespace', mounts, dirs: [scratch, spec.workDir] });
@@ -272,6 +286,7 @@ async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, owner: 
   // working directory), its /tmp and the overlay's upper layer; it gets ENOSPC at the cap, the host disk nothing.
   const capped = spec.limits.disk ? await mountCapped(scratch, spec.limits.disk, 0, 0o711, spec.notice) : undefined;
   privateScratch(scratch, owner); // the sandbox uid must traverse it to reach the overlay; no other host user may
+  const ptys = await mountPtys(scratch, spec.limits.ptys ?? DEFAULT_PTYS);
   const writable = capped ? { home: join(scratch, 'home'), tmp: join(scratch, 'tmp') } : undefined;
   if (writable) {
     mkdirSync(writable.home, { mode: 0o700 });
@@ -290,13 +305,18 @@ async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, owner: 
   if (!own && (spec.network === 'egress' || spec.port !== undefined)) throw new Error(networkUnavailable(spec.network)!);
   const net = own ? await openNetwork({ mode: spec.network, allow: spec.allowNet ?? [], sessionId: spec.sessionId }) : undefined;
   const drop = dropPrivileges(owner);
+  const seccomp = seccompProgram();
   const { args, envArgs } = await closedOnError(net, () => {
     // bwrap (unprivileged) cannot make a mount point inside the image's root-owned directories: made here, as root.
     if (merged && spec.image) makeMountPoints(merged, [...(net?.resolvConf ? ['/etc/resolv.conf'] : []), ...spec.mounts]);
     const root = merged ? { src: merged, writable: true } : { src: spec.image?.rootfs ?? spec.cwd, writable: false };
     const view = { shared: own, resolvConf: net?.resolvConf };
-    const args = spec.image ? bwrapImageArgs(spec, spec.image, root, view, writable) : bwrapArgs(spec, root, argv, view, writable);
     const envArgs = spec.image ? imageEnvArgs(spec.env) : undefined;
+    // bwrap reads the image's environment at fd 4 (ARGS_FD), then the filter at the next.
+    const hard = { pts: ptys?.dir, seccompFd: seccomp ? ARGS_FD + (envArgs ? 1 : 0) : undefined };
+    const args = spec.image
+      ? bwrapImageArgs(spec, spec.image, root, view, writable, hard)
+      : bwrapArgs(spec, root, argv, view, writable, hard);
     if (envArgs && args.length + envArgs.length > BWRAP_MAX_ARGS)
       throw new Error(
         `the image's environment has ${Object.keys(spec.env).length} variables: under isolation namespace a server gets at most ${Math.floor((BWRAP_MAX_ARGS - args.length - 1) / 3)} (bubblewrap reads at most ${BWRAP_MAX_ARGS} arguments)`,
@@ -311,7 +331,7 @@ async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, owner: 
     cwd: '/',
     // An image's environment goes to its server alone (bwrapImageArgs), never to the host programs before it.
     env: spec.image ? HOST_PROGRAMS_ENV : spec.env,
-    ...(envArgs ? { argsFd: envArgs } : {}),
+    inputs: [...(envArgs ? [Buffer.from(envArgs.map((a) => `${a}\0`).join(''))] : []), ...(seccomp ? [seccomp] : [])],
     spec,
     blockFd: true,
     net,
@@ -320,6 +340,7 @@ async function startAs(spec: SandboxSpec, argv: string[], bwrap: string, owner: 
     cleanup: async () => {
       try {
         if (merged) await run('umount', ['-l', merged]);
+        await ptys?.release();
         await capped?.release();
         await rm(scratch, { recursive: true, force: true });
       } finally {

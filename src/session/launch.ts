@@ -95,7 +95,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
     });
     const { argv, mounts, image } = prepared;
     const env = { ...prepared.env, BERTH_SESSION_ID: id, ...(port !== undefined ? { PORT: String(port) } : {}) };
-    const { memory, cpus, pids, disk } = config.limits;
+    const { memory, cpus, pids, ptys, disk } = config.limits;
     const allowNet = await allowRules(config.allowNet);
     sandbox = await ctx.driver.start({
       sessionId: id,
@@ -103,7 +103,7 @@ export async function launch(ctx: LaunchContext): Promise<Launched> {
       cwd: ctx.baseDir,
       workDir,
       env,
-      limits: { memory, cpus, pids: sessionPids(pids), disk: disk || undefined },
+      limits: { memory, cpus, pids: sessionPids(pids), ptys, disk: disk || undefined },
       port,
       network: config.network,
       allowNet,

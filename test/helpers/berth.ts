@@ -120,6 +120,12 @@ export function textOf(result: unknown): string {
   return c.map((x) => x.text ?? '').join('');
 }
 
+/** Runs `cmd` with /bin/sh in the session's server through the hostile fixture's `sh` tool (up to 60 s). */
+export async function shIn(c: Awaited<ReturnType<typeof connect>>, cmd: string) {
+  const r = await c.client.callTool({ name: 'sh', arguments: { cmd, timeoutMs: 60_000 } }, undefined, { timeout: 120_000 });
+  return JSON.parse(textOf(r)) as { status: number; stdout: string; stderr: string };
+}
+
 /** Raw HTTP helpers for what the SDK hides. */
 export const ACCEPT_BOTH = 'application/json, text/event-stream';
 export function initBody(id: number | string = 1, protocolVersion = '2025-11-25') {
