@@ -4,7 +4,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, copyFileSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gvisorDriver } from '../src/sandbox/gvisor.ts';
@@ -50,7 +50,7 @@ function assertRefused(r: Awaited<ReturnType<typeof berthExit>>): void {
   assert.ok(r.ms < QUICK_MS, `the refusal took ${r.ms} ms`);
   // The directory, the uid, and both fixes.
   assert.ok(r.stderr.includes(locked), r.stderr);
-  assert.match(r.stderr, /uid 65534/);
+  assert.match(r.stderr, /uid 65534|a uid of its own \(server\.sandboxUids\)/);
   assert.match(r.stderr, /--mount/);
   assert.match(r.stderr, /chmod/);
 }
@@ -93,6 +93,38 @@ for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
   });
 }
 
+describe('a directory only uid 65534 and its group may read, under namespace', async () => {
+  // Sessions run as host uids and gids of their own (server.sandboxUids): nobody's bits are not theirs. Checked at
+  // start, and by the canary; before, both reasoned as 65534 and passed, and every session then died with EACCES.
+  const skip = root ? await unavailable(namespaceDriver) : 'needs root (per-session uids)';
+  test('is refused at start, naming the uids of their own', { skip }, async () => {
+    const nobodys = mkdtempSync(join(tmpdir(), 'berth-nobodys-'));
+    try {
+      copyFileSync(probe!, join(nobodys, 'server.mjs'));
+      chownSync(nobodys, 65534, 65534);
+      chownSync(join(nobodys, 'server.mjs'), 65534, 65534);
+      chmodSync(nobodys, 0o750);
+      const r = await berthExit([
+        'run',
+        '--port',
+        '0',
+        '--isolation',
+        'namespace',
+        '--network',
+        'none',
+        '--',
+        node!,
+        join(nobodys, 'server.mjs'),
+      ]);
+      assert.equal(r.listening, false, 'berth said it listens');
+      assert.match(r.stderr, /a uid of its own \(server\.sandboxUids\)/);
+      assert.ok(r.stderr.includes(nobodys), r.stderr);
+    } finally {
+      rmSync(nobodys, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('the drivers that do not drop privileges', async () => {
   const skip = await unavailable(namespaceDriver);
   test('isolation auto refuses it too, rather than falling back to the process driver', { skip }, async () => {
@@ -119,6 +151,6 @@ test("a failed namespace canary says what bwrap's complaint most likely means", 
   // Anything else: the directory the sandbox uid must read.
   assert.match(
     canaryHint(bwrap, "bwrap: Can't find source path /srv/x: No such file or directory", '/srv/x'),
-    /is \/srv\/x readable by uid 65534\?/,
+    root ? /is \/srv\/x readable by every user \(sandboxes run as uids of their own\)\?/ : /is \/srv\/x readable by berth's user\?/,
   );
 });

@@ -220,7 +220,9 @@ export function canaryHint(bwrap: string, stderr: string, baseDir: string): stri
     if (restricted)
       return 'this host restricts user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1, as Ubuntu 24.04 does): run berth as root, or give bwrap an AppArmor profile that allows userns';
   }
-  return `is ${baseDir} readable by uid ${SANDBOX_UID}?`;
+  return isRoot()
+    ? `is ${baseDir} readable by every user (sandboxes run as uids of their own)?`
+    : `is ${baseDir} readable by berth's user?`;
 }
 
 export const namespaceDriver: SandboxDriver = {
@@ -245,8 +247,11 @@ export const namespaceDriver: SandboxDriver = {
     const args = bwrapArgs(spec, { src: baseDir, writable: false }, ['/usr/bin/test', '-r', baseDir]).filter(
       (x, i, all) => x !== '--block-fd' && all[i - 1] !== '--block-fd',
     );
-    const full = [...dropPrivileges(), bwrap, ...args];
-    const r = await run(full[0]!, full.slice(1));
+    // As a sandbox uid of its own, as sessions run: a directory only 65534 (or its group) may read fails here too.
+    const r = await withSandboxUid(async (uid, release) => {
+      const full = [...dropPrivileges(uid), bwrap, ...args];
+      return run(full[0]!, full.slice(1)).finally(release);
+    });
     if (r.code !== 0)
       return {
         ok: false,
