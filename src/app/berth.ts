@@ -10,7 +10,7 @@ import type { BerthConfig, BerthConfigInput, RuntimeConfig } from '../config/sch
 import { adminTokenDigest } from '../http/admin.js';
 import { FrontDoor } from '../http/front-door.js';
 import { hostCheck } from '../http/host-check.js';
-import { connectionCap, createListener } from '../http/listener.js';
+import { addressCap, connectionCap, createListener } from '../http/listener.js';
 import { METADATA_PREFIX, runtimePaths } from '../http/metadata.js';
 import { route, type RouterView } from '../http/router.js';
 import { createLogger, type Logger } from '../log.js';
@@ -252,6 +252,13 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
         `${count} client connection${count === 1 ? '' : 's'} closed at once (since ${since}): ${cap.max} were open (server.maxConnections)`,
       ),
     );
+    const perAddress = addressCap(this.config.server.maxConnectionsPerAddress, cap.max);
+    const refusedAddress = new DropTally(({ count, since, first, last }) =>
+      this.log.warn(
+        { count, since, first, last, maxConnectionsPerAddress: perAddress },
+        `${count} client connection${count === 1 ? '' : 's'} closed at once (since ${since}): ${perAddress} were open from ${first === last ? first : `each of their addresses (the first ${first}, the last ${last})`} (server.maxConnectionsPerAddress)`,
+      ),
+    );
     const server = createListener((req, res) => route(this, req, res), {
       bodyTimeout,
       stalledWriteTimeout,
@@ -264,13 +271,18 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
       onIdleClosed: () => this.metrics.connectionsIdleClosed.inc(),
       maxConnections: cap.max,
       onRefused: () => {
-        this.metrics.connectionsRefused.inc();
+        this.metrics.connectionsRefused.inc({ cap: 'total' });
         refused.add('connection');
+      },
+      maxConnectionsPerAddress: perAddress,
+      onRefusedAddress: (address) => {
+        this.metrics.connectionsRefused.inc({ cap: 'address' });
+        refusedAddress.add(address);
       },
     });
     this.http = server;
     // Refusals of the last interval are said as berth stops, not lost with its timer.
-    server.once('close', () => refused.flush());
+    server.once('close', () => (refused.flush(), refusedAddress.flush()));
     if (this.adminDigest) this.history.start();
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

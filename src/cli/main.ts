@@ -298,6 +298,12 @@ program
     (v: string) => (v === 'auto' ? 'auto' : int(v)),
     'auto',
   )
+  .option(
+    '--max-connections-per-address <n|auto>',
+    'most client connections open at once from one address (IPv6: one /64); past it its new ones are closed at once (auto: half of --max-connections; 0 = no cap)',
+    (v: string) => (v === 'auto' ? 'auto' : int(v)),
+    'auto',
+  )
   .action(async (command: string[], o, cmd: Command) => {
     if (!(ISOLATION_KINDS as readonly string[]).includes(o.isolation))
       fail(new Error(`unknown --isolation "${o.isolation}"; expected one of: ${ISOLATION_KINDS.join(', ')}`));
@@ -319,6 +325,7 @@ program
             drainTimeout: o.drainTimeout,
             idleConnectionTimeout: o.idleConnectionTimeout,
             maxConnections: o.maxConnections,
+            maxConnectionsPerAddress: o.maxConnectionsPerAddress,
             publicUrl: o.publicUrl,
             dangerouslyAllowUnauthenticated: !!o.dangerouslyAllowUnauthenticated,
             admin: o.adminTokenEnv ? { tokenEnv: o.adminTokenEnv } : undefined,

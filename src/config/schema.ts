@@ -538,6 +538,12 @@ export const ServerSchema = z
         "Most client connections open at once (a count). Past it a new connection is closed as soon as it is accepted, so the connections already open (a kept-alive probe of /healthz, a session's streams) go on while a flood of connections cannot take the file descriptors berth needs for its sandboxes; refusals are counted (berth_connections_refused_total) and logged at most once per 10 s. \"auto\": half of berth's open-file limit (RLIMIT_NOFILE, which Node raises to the hard limit at start; 10000 with a limit of 20000), the other half left to sessions' pipes and files; 4096 where the limit cannot be read. 0: no cap.",
       )
       .default('auto'),
+    maxConnectionsPerAddress: z
+      .union([z.literal('auto'), z.number().int().min(0)])
+      .describe(
+        'Most client connections open at once from one client address (a count; IPv6 addresses by their /64, an IPv4-mapped one as its IPv4 address). Past it a new connection from that address is closed as soon as it is accepted, so one client flooding connections leaves the others room under maxConnections (before, a flood held every slot until idleConnectionTimeout closed it). Refusals are counted (berth_connections_refused_total{cap="address"}) and logged at most once per 10 s with the address. Behind a reverse proxy every connection comes from the proxy\'s address: raise it, or set 0. "auto": half of maxConnections (when that is 0, half of what its "auto" would be). 0: no cap.',
+      )
+      .default('auto'),
     sessionRoot: z
       .string()
       .optional()

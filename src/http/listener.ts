@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import ipaddr from 'ipaddr.js';
 import { clientErrorAnswer, HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { MAX_HEADERS } from './router.js';
@@ -26,6 +27,10 @@ export interface ListenerOptions {
   maxConnections?: number;
   /** Told of each connection closed over maxConnections. */
   onRefused?: () => void;
+  /** Most open connections from one client address (IPv6: its /64); past it a new one is closed as soon as it is accepted (0: no cap). */
+  maxConnectionsPerAddress?: number;
+  /** Told of each connection closed over maxConnectionsPerAddress, with the address (IPv6: its /64). */
+  onRefusedAddress?: (address: string) => void;
 }
 
 /**
@@ -35,7 +40,7 @@ export interface ListenerOptions {
  * most `maxConnections` are open at once.
  */
 export function createListener(handler: (req: IncomingMessage, res: ServerResponse) => void, o: ListenerOptions): Server {
-  const { bodyTimeout, stalledWriteTimeout = 0, idleConnectionTimeout = 0, maxConnections = 0 } = o;
+  const { bodyTimeout, stalledWriteTimeout = 0, idleConnectionTimeout = 0, maxConnections = 0, maxConnectionsPerAddress = 0 } = o;
   const headersTimeout = Math.max(1000, bodyTimeout);
   const server = createServer(
     {
@@ -59,6 +64,8 @@ export function createListener(handler: (req: IncomingMessage, res: ServerRespon
     server.maxConnections = maxConnections;
     server.on('drop', () => o.onRefused?.());
   }
+  // Before the idle watch's 'connection' listener: a refused connection is not watched.
+  if (maxConnectionsPerAddress > 0) capPerAddress(server, maxConnectionsPerAddress, o.onRefusedAddress);
   const settled = idleConnectionTimeout > 0 ? closeSilent(server, idleConnectionTimeout, o.onIdleClosed) : () => undefined;
   // Node reports a parse error again for every later chunk of the same connection (its parser stays failed). The
   // first report is answered, and the answer lingers while the rest of the upload is read and dropped (sendRaw); a
@@ -111,6 +118,50 @@ export function connectionCap(setting: number | 'auto'): { max: number; openFile
     // not Linux: the fallback
   }
   return openFiles ? { max: Math.max(1, Math.floor(openFiles / 2)), openFiles } : { max: FALLBACK_MAX_CONNECTIONS };
+}
+
+/** server.maxConnectionsPerAddress as a number: "auto" is half of the total cap (of what "auto" makes it, when that is 0). */
+export function addressCap(setting: number | 'auto', total: number): number {
+  if (setting !== 'auto') return setting;
+  return Math.max(1, Math.floor((total || connectionCap('auto').max) / 2));
+}
+
+/**
+ * Where a client's connections are counted: its address, an IPv4-mapped IPv6 address as the IPv4 one, any other IPv6
+ * address by its /64 (one host is commonly given a whole /64, so counting each address would cap nothing).
+ */
+export function addressKey(remote: string | undefined): string {
+  if (!remote || !ipaddr.isValid(remote)) return remote ?? 'unknown';
+  const a = ipaddr.process(remote); // unwraps ::ffff:a.b.c.d
+  if (a.kind() === 'ipv4') return a.toString();
+  const parts = (a as ipaddr.IPv6).parts.slice(0, 4).concat([0, 0, 0, 0]);
+  return `${new ipaddr.IPv6(parts).toString()}/64`;
+}
+
+/**
+ * server.maxConnections keeps a flood from taking berth's descriptors, but the flood then holds every slot until
+ * idleConnectionTimeout clears it, and no one else connects. Per client address (IPv6: per /64) at most `max` are
+ * open at once; past it a new connection is closed as soon as it is accepted, so one client's flood leaves the
+ * others room. Behind a proxy every connection comes from the proxy's address, which the default (half of
+ * maxConnections) leaves room for.
+ */
+function capPerAddress(server: Server, max: number, onRefused?: (address: string) => void): void {
+  const open = new Map<string, number>();
+  server.on('connection', (s: Socket) => {
+    const key = addressKey(s.remoteAddress);
+    const n = open.get(key) ?? 0;
+    if (n >= max) {
+      s.destroy();
+      onRefused?.(key);
+      return;
+    }
+    open.set(key, n + 1);
+    s.once('close', () => {
+      const left = open.get(key)! - 1;
+      if (left > 0) open.set(key, left);
+      else open.delete(key);
+    });
+  });
 }
 
 /**

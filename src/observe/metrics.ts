@@ -38,7 +38,7 @@ export class Metrics {
   readonly swept: Counter;
   readonly outputDropped: Counter<'runtime' | 'stream'>;
   readonly streamDropped: Counter<'runtime' | 'reason'>;
-  readonly connectionsRefused: Counter;
+  readonly connectionsRefused: Counter<'cap'>;
   readonly connectionsIdleClosed: Counter;
   readonly rateLimited: Counter<'runtime'>;
   readonly startsRefused: Counter<'runtime'>;
@@ -112,7 +112,8 @@ export class Metrics {
     });
     this.connectionsRefused = new Counter({
       name: 'berth_connections_refused_total',
-      help: 'Client connections closed as soon as they were accepted because server.maxConnections were open.',
+      help: 'Client connections closed as soon as they were accepted, by the cap they met: total (server.maxConnections were open) or address (server.maxConnectionsPerAddress were open from its address).',
+      labelNames: ['cap'],
       registers,
     });
     this.connectionsIdleClosed = new Counter({
