@@ -145,6 +145,15 @@ export class SessionCgroup {
         } catch {
           // swap accounting disabled on this host
         }
+        // v1 charges no socket buffer to a cgroup unless its kmem.tcp limit is set (v2 counts them in memory.max):
+        // a review's server queued 2.2 GB in TCP and 2.5 GB in UDP over its own loopback with 46 MB charged, past
+        // the host's tcp_mem (one pool for every socket of the host: its connections were reset). Set, a session's
+        // TCP and UDP buffers are bounded by its memory limit (a counter of their own on v1), as on v2.
+        try {
+          writeFileSync(join(this.dirs.memory, 'memory.kmem.tcp.limit_in_bytes'), String(memory));
+        } catch {
+          // a kernel that no longer has it (deprecated since 6.x)
+        }
       }
     }
     if (pids && this.dirs.pids) writeFileSync(join(this.dirs.pids, 'pids.max'), String(pids));
