@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ClusterConfig } from '../config/schema.js';
-import { freeMemory } from './memory.js';
+import { freeMemory } from '../util/free-memory.js';
 
 export interface RuntimeLoad {
   sessions: number;

@@ -46,6 +46,9 @@ export const LimitsSchema = z
       .positive()
       .describe('Most live sessions this runtime holds; beyond it initialize gets 503.')
       .default(1000),
+    minFreeMemory: size(
+      "A new session (an initialize, or a 2026-07-28 client's first request) is refused with 503 and Retry-After while this berth has less memory free than this: its cgroup's memory.max − memory.current, else the host's MemAvailable. Live sessions go on. Without it, one client opening sessions (every caller is one principal without auth, so maxSessionsPerPrincipal does not apply) could start servers until the host ran out of memory, and the kernel's OOM killer then ended other clients' sessions. Refusals are counted (berth_sessions_refused_total{reason=\"memory\"}) and logged at most once per 10 s. 0: no check.",
+    ).prefault('256MiB'),
     maxMessageSize: size('Largest JSON-RPC message accepted from a server; a server that sends more is stopped.').prefault('64MiB'),
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),

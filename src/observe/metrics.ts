@@ -42,6 +42,7 @@ export class Metrics {
   readonly connectionsIdleClosed: Counter;
   readonly rateLimited: Counter<'runtime'>;
   readonly startsRefused: Counter<'runtime'>;
+  readonly sessionsRefused: Counter<'runtime' | 'reason'>;
 
   constructor(view: LiveView) {
     const registers = [this.registry];
@@ -133,6 +134,12 @@ export class Metrics {
       name: 'berth_rate_limited_calls_total',
       help: 'JSON-RPC calls refused with 429 by the per-principal rate limit (a refused batch counts each of its messages).',
       labelNames: ['runtime'],
+      registers,
+    });
+    this.sessionsRefused = new Counter({
+      name: 'berth_sessions_refused_total',
+      help: 'New sessions refused before a server was started for them, by reason: memory (less free than limits.minFreeMemory).',
+      labelNames: ['runtime', 'reason'],
       registers,
     });
     this.startsRefused = new Counter({

@@ -11,6 +11,8 @@ import { ErrorCode, type JsonRpcId } from '../wire/jsonrpc.js';
 import { logId, type Launched } from './launch.js';
 import { Session, type EndReason } from './session.js';
 import { StartQueueTimeout } from './start-gate.js';
+import { freeMemory } from '../util/free-memory.js';
+import { DropTally } from '../util/tally.js';
 
 export interface SessionTableOptions {
   runtime: string;
@@ -23,8 +25,12 @@ export interface SessionTableOptions {
 /** What a session's audit lines carry besides who and which. */
 export type AuditFields = Record<string, unknown>;
 
+const MiB = 1024 * 1024;
+
 export class SessionTable {
   private readonly live = new Set<Session>();
+  /** Refusals for memory, said at most once per 10 s: a client retrying in a loop must not flood the log. */
+  private readonly shortOfMemory: DropTally;
   private starting = 0;
   private readonly perPrincipal = new Map<string, number>();
   /** Sessions of this kind are called so in refusals. */
@@ -32,6 +38,12 @@ export class SessionTable {
 
   constructor(private readonly o: SessionTableOptions) {
     this.noun = o.kind === 'protocol' ? 'sessions' : 'runtime sessions';
+    this.shortOfMemory = new DropTally(({ count, since }) =>
+      o.log.warn(
+        { count, since, minFreeMemory: o.config.limits.minFreeMemory },
+        `${count} new ${this.noun} refused since ${since}: less memory free than limits.minFreeMemory (${Math.round(o.config.limits.minFreeMemory / MiB)} MiB)`,
+      ),
+    );
   }
 
   /** Live sessions. */
@@ -67,6 +79,7 @@ export class SessionTable {
         },
       );
     }
+    this.checkMemory(requestId);
     const who = principalKey(principal);
     const held = this.perPrincipal.get(who) ?? 0;
     if (principal.kind !== 'anonymous' && held >= maxSessionsPerPrincipal) {
@@ -115,6 +128,22 @@ export class SessionTable {
       );
     });
     return session;
+  }
+
+  /** Refuses a new session while less memory is free than limits.minFreeMemory (live sessions keep theirs). */
+  private checkMemory(requestId: JsonRpcId | null): void {
+    const min = this.o.config.limits.minFreeMemory;
+    if (!min) return;
+    const free = freeMemory();
+    if (free === undefined || free >= min) return;
+    this.o.metrics?.sessionsRefused.inc({ runtime: this.o.runtime, reason: 'memory' });
+    this.shortOfMemory.add('memory');
+    throw new HttpError(
+      503,
+      ErrorCode.ServerError,
+      `Service Unavailable: this host has ${Math.round(free / MiB)} MiB of memory free, less than limits.minFreeMemory (${Math.round(min / MiB)} MiB); no new ${this.noun} until some end`,
+      { id: requestId, headers: { 'retry-after': '10' } },
+    );
   }
 
   /** The session is established (its initialize answered, or its first request started it): counted and audited. */

@@ -1,5 +1,6 @@
-// Free memory for placement: what this berth may still use. In a pod that is its cgroup's memory.max − memory.current
-// (os.freemem() would report the whole host); else the host's MemAvailable.
+// Free memory: what this berth may still use (cluster placement, and each runtime's limits.minFreeMemory). In a pod
+// that is its cgroup's memory.max − memory.current (os.freemem() would report the whole host); else the host's
+// MemAvailable.
 import { readFileSync } from 'node:fs';
 
 function read(path: string): string | undefined {
