@@ -10,7 +10,8 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
 import { seccompUnavailable } from '../src/sandbox/seccomp.ts';
-import { ConfigSchema, DEFAULT_PTYS } from '../src/config/schema.ts';
+import { ConfigSchema, DEFAULT_MEMORY, DEFAULT_PTYS } from '../src/config/schema.ts';
+import { BYTES_PER_OPEN_FILE } from '../src/sandbox/index.ts';
 import { compiledFixture } from './fixtures/slow-boot.ts';
 import { connect, ROOT, runBerth, shIn, type BerthProcess } from './helpers/berth.ts';
 
@@ -84,6 +85,13 @@ describe('namespace: the kernel’s host-wide pools', { skip, timeout: 240_000 }
     const listed = await sh(b, 'ls /dev/pts');
     assert.deepEqual(listed.stdout.split('\n').filter(Boolean), ['ptmx'], 'B’s /dev/pts holds none of A’s ptys');
     await Promise.all([a, b].map(async (c) => (await c.transport.terminateSession(), await c.client.close())));
+  });
+
+  test('berth says at start when one session’s memory limit pays for more open files than the host’s fs.file-max', async () => {
+    const fileMax = Number(readFileSync('/proc/sys/fs/file-max', 'utf8'));
+    const warned = berth.logs().includes('fs.file-max is');
+    // This berth runs with the default memory limit (2 GiB, as root with a memory cgroup).
+    assert.equal(warned, fileMax < DEFAULT_MEMORY / BYTES_PER_OPEN_FILE, `fs.file-max ${fileMax}; warned: ${warned}`);
   });
 
   test('io_setup and io_uring are refused with ENOSYS, userfaultfd, keyctl and perf_event_open with EPERM; the host’s AIO count is untouched', async () => {

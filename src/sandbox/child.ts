@@ -171,6 +171,8 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
   if (cgroup && child.pid) {
     try {
       await cgroup.addPid(child.pid);
+      // The session network's helpers (slirp4netns) too: what the server makes them hold is the session's to pay.
+      for (const pid of o.net?.helperPids ?? []) await cgroup.addPid(pid);
       // Whatever it forked before we got here (bwrap's namespace init) joins too; later forks inherit.
       if (o.blockFd) for (const pid of await descendants(child.pid)) await cgroup.addPid(pid);
     } catch (e) {

@@ -1,4 +1,6 @@
 import type { Logger } from 'pino';
+import { readFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_PTYS, ISOLATION_KINDS } from '../config/schema.js';
 import { tmpdir } from 'node:os';
 import { detectCgroups, memoryUnavailable, pidsUnavailable } from './cgroups.js';
@@ -101,6 +103,7 @@ export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, 
   if (limits.disk && process.getuid?.() !== 0)
     log.warn({ runtime }, 'limits.disk is enforced only when berth runs as root (and always under gVisor)');
   if (driver === namespaceDriver) warnWeakerNamespace(limits, runtime, log);
+  if (driver === namespaceDriver || driver === processDriver) warnFileMax(limits, runtime, log);
   // Unset pids and memory are defaults where cgroups can hold them (sessionPids, sessionMemory); where they cannot,
   // no limit: each said once, with its own reason.
   const lost = [
@@ -127,6 +130,36 @@ export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, 
     if (missing.length) log.warn({ runtime, missing }, `these limits cannot be enforced (no cgroup controller): ${missing.join(', ')}`);
     else log.info({ runtime, cgroup: `v${cg.version}` }, 'resource limits enforced with cgroups');
   }
+}
+
+/**
+ * Bytes of kernel memory one open file costs, charged to the session's memory cgroup (a review's 2,465,681 files
+ * were charged 561 MB: ~230 bytes, rounded up).
+ */
+export const BYTES_PER_OPEN_FILE = 256;
+
+/**
+ * fs.file-max is one count for the whole host, and no cgroup counts files: a session can open as many as its memory
+ * limit pays for (RLIMIT_NOFILE does not stop it: a mapped file needs no descriptor). A review's session took all
+ * 2,465,681 of this host's; other sessions' servers then failed with ENFILE, as did the host's own users (root is
+ * exempt). berth cannot divide that pool; it says when one session's memory can empty it.
+ */
+function warnFileMax(limits: SandboxLimits, runtime: string, log: Logger): void {
+  if (saidNoDefault.has('file-max')) return;
+  let fileMax: number;
+  try {
+    fileMax = Number(readFileSync('/proc/sys/fs/file-max', 'utf8').trim());
+  } catch {
+    return; // not Linux
+  }
+  const memory = limits.memory === undefined ? (memoryUnavailable() ? totalmem() : DEFAULT_MEMORY) : limits.memory || totalmem();
+  const files = Math.floor(memory / BYTES_PER_OPEN_FILE);
+  if (!(fileMax < files)) return;
+  saidNoDefault.add('file-max');
+  log.warn(
+    { runtime, fileMax, filesOneSessionCanOpen: files },
+    `fs.file-max is ${fileMax}, and one session may open about ${files} files within its memory limit (${Math.round(memory / 1024 ** 2)} MiB at about ${BYTES_PER_OPEN_FILE} bytes each; no cgroup counts files): a session can leave the other sessions and the host's users none (ENFILE). Raise it, e.g. sysctl -w fs.file-max=9223372036854775807 (the kernel's largest), or lower limits.memory`,
+  );
 }
 
 /** The namespace driver's own hardening this host cannot give: each said once per process. */

@@ -73,6 +73,12 @@ export interface SessionNetwork {
   readonly name: string | undefined;
   /** A resolv.conf to show the sandbox instead of the host's (egress: slirp4netns's DNS forwarder). */
   readonly resolvConf: string | undefined;
+  /**
+   * Its helpers' pids (slirp4netns), for the session's cgroup to take in: what a server makes slirp hold (its memory
+   * per connection, ~165 KB; a review's 2,800 connections made it 462 MB) counts against the session's limits, not
+   * berth's (slirp ran in berth's own cgroup).
+   */
+  readonly helperPids: readonly number[];
   /** Opens connections to 127.0.0.1:port inside the namespace, for berth alone (dial.ts). */
   dialer(port: number): Promise<Dial>;
   close(): Promise<void>;
@@ -209,6 +215,7 @@ const HOST_NETWORK: SessionNetwork = {
   enter: [],
   name: undefined,
   resolvConf: undefined,
+  helperPids: [],
   dialer: () => Promise.reject(new Error('network host: no namespace to dial into')),
   close: async () => undefined,
 };
@@ -282,6 +289,7 @@ export async function openNetwork(o: NetworkOptions): Promise<SessionNetwork> {
       enter: [tool('nsenter'), `--net=${path}`, '--'],
       name,
       resolvConf,
+      helperPids: helpers.flatMap((h) => (h.pid ? [h.pid] : [])),
       async dialer(port) {
         const d = await namespaceDialer([tool('nsenter'), `--net=${path}`, '--'], port, [tool('setpriv'), '--pdeathsig', 'KILL', '--']);
         dialers.push(d);
