@@ -161,32 +161,7 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     child.once('error', (err) => reject(new Error(`cannot start ${JSON.stringify(o.file)}: ${err.message}`)));
   });
   spawned.catch(() => undefined);
-  if (child.pid) record.update({ pid: child.pid, start: procStat(child.pid)?.start, pgid: child.pid });
-  // The sandbox is its own session (detached: setsid), so where the kernel groups CPU time by session
-  // (sched_autogroup) its share is the autogroup's nice, not its processes'.
-  if (yieldWhileStarting && child.pid) setAutogroupNice(child.pid, STARTING_NICE);
-  // Before the cgroup's awaits, so what the program forks from now on inherits it. A program held at fd 3
-  // (bwrap --block-fd) has started nothing of the server yet: its forks so far are raised below.
-  if (child.pid) raiseOomScore(child.pid, o.spec.notice);
-  if (cgroup && child.pid) {
-    try {
-      await cgroup.addPid(child.pid);
-      // The session network's helpers (slirp4netns) too: what the server makes them hold is the session's to pay.
-      for (const pid of o.net?.helperPids ?? []) await cgroup.addPid(pid);
-      // Whatever it forked before we got here (bwrap's namespace init) joins too; later forks inherit.
-      if (o.blockFd) for (const pid of await descendants(child.pid)) await cgroup.addPid(pid);
-    } catch (e) {
-      child.kill('SIGKILL');
-      await cgroup.remove();
-      throw new Error(`cannot apply resource limits: ${(e as Error).message}`, { cause: e });
-    }
-  }
-  if (o.blockFd) {
-    if (child.pid) for (const pid of await descendants(child.pid, 0)) raiseOomScore(pid, o.spec.notice);
-    const release = child.stdio[3] as Writable;
-    release.on('error', () => undefined); // the program closes its end once released
-    release.end('go');
-  }
+  // Listened for from here on, so every failure below ends in the same cleanup as a server's exit.
   let done = false;
   const exited = new Promise<ExitInfo>((resolve) => {
     child.once('exit', (code, signal) => {
@@ -215,7 +190,40 @@ export async function startChild(o: ChildOptions): Promise<Sandbox> {
     record.drop();
     return info;
   });
-  await spawned;
+  if (child.pid) record.update({ pid: child.pid, start: procStat(child.pid)?.start, pgid: child.pid });
+  // The sandbox is its own session (detached: setsid), so where the kernel groups CPU time by session
+  // (sched_autogroup) its share is the autogroup's nice, not its processes'.
+  if (yieldWhileStarting && child.pid) setAutogroupNice(child.pid, STARTING_NICE);
+  // Before the cgroup's awaits, so what the program forks from now on inherits it. A program held at fd 3
+  // (bwrap --block-fd) has started nothing of the server yet: its forks so far are raised below.
+  if (child.pid) raiseOomScore(child.pid, o.spec.notice);
+  if (cgroup && child.pid) {
+    try {
+      await cgroup.addPid(child.pid);
+      // The session network's helpers (slirp4netns) too: what the server makes them hold is the session's to pay.
+      for (const pid of o.net?.helperPids ?? []) await cgroup.addPid(pid);
+      // Whatever it forked before we got here (bwrap's namespace init) joins too; later forks inherit.
+      if (o.blockFd) for (const pid of await descendants(child.pid)) await cgroup.addPid(pid);
+    } catch (e) {
+      // Its network, scratch space, uid and record go too (before, only the cgroup did: the rest waited for the
+      // next berth's sweep, and a review saw a cgroup left behind).
+      child.kill('SIGKILL');
+      await cleanedUp;
+      throw new Error(`cannot apply resource limits: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  if (o.blockFd) {
+    if (child.pid) for (const pid of await descendants(child.pid, 0)) raiseOomScore(pid, o.spec.notice);
+    const release = child.stdio[3] as Writable;
+    release.on('error', () => undefined); // the program closes its end once released
+    release.end('go');
+  }
+  try {
+    await spawned;
+  } catch (e) {
+    await cleanedUp; // a spawn that failed (ENFILE, say) emits 'error' and no 'exit': exited resolved on it
+    throw e;
+  }
   let dialHttp: Dial | undefined;
   if (o.net?.name && o.spec.port !== undefined) {
     try {
