@@ -23,6 +23,7 @@ import { StatefulRuntime } from '../runtime/stateful.js';
 import { StatelessRuntime } from '../runtime/stateless.js';
 import { checkIsolationKind, chooseDriver, imageProblem } from '../sandbox/index.js';
 import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
+import { limitAllSessions } from '../sandbox/all-sessions.js';
 import { sandboxUidOverlaps, useSandboxUids } from '../sandbox/uids.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
@@ -231,11 +232,21 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
     }
   }
 
+  /** server.allSessions on the sessions' parent cgroup (root): said once, with what could not be set. */
+  private limitAllSessions(): void {
+    if (process.getuid?.() !== 0) return; // no cgroups berth may write: the per-session warnings say so
+    const { set, problems } = limitAllSessions(this.config.server.allSessions);
+    if (set.memory || set.pids)
+      this.log.info({ allSessions: set }, 'what every session of this host may use together (server.allSessions)');
+    for (const p of problems) this.log.warn(p);
+  }
+
   async start(): Promise<this> {
     checkExposure(this.config, this.log);
     this.adminDigest = adminTokenDigest(this.config.server.admin);
     this.sweptSandboxes = await sweepDeadInstances(this.log);
     this.metrics.swept.inc(this.sweptSandboxes);
+    this.limitAllSessions();
     for (const [name, rc] of Object.entries(this.config.runtimes)) await this.build(name, rc);
     await Promise.all([...this.runtimes.values()].map((r) => r.start()));
     const bodyTimeout = Math.max(...Object.values(this.config.runtimes).map((r) => r.limits.bodyTimeout));

@@ -509,6 +509,23 @@ export const ServerSchema = z
     stalledWriteTimeout: duration(
       'A connection whose client has read none of the answer bytes berth queued for it this long is closed, so a client that stops reading cannot make berth hold its answers in memory. 0: never.',
     ).prefault('30s'),
+    allSessions: z
+      .object({
+        memory: z
+          .union([z.literal('auto'), z.literal(0), z.string().regex(sizeRe, SIZE_HINT)], { error: `"auto", 0 or ${SIZE_HINT}` })
+          .transform((v) => (v === 'auto' ? ('auto' as const) : parseSize(v)))
+          .describe(
+            "Memory every session of every berth on this host may use together (each session is also bounded by its runtime's limits.memory): the limit of the cgroup all sessions' cgroups live under (berth is root and the memory controller is there). Past it the kernel's OOM killer ends a session's process; berth, the host's services and what the host keeps for itself go on. \"auto\": 80% of the host's memory. 0: none. The cgroup is shared by every berth of the host: set the same value on each.",
+          )
+          .default('auto'),
+        pids: z
+          .union([z.literal('auto'), z.number().int().min(0)])
+          .describe(
+            'Processes and threads every session of every berth on this host may have together (each session is also bounded by limits.pids): the pids limit of the cgroup all sessions\' cgroups live under. Without it 64 sessions at the default 512 could take every pid of a host with kernel.pid_max 32768, from berth and the host alike; past it forks fail with EAGAIN in whichever session asks. "auto": three quarters of the smaller of kernel.pid_max and kernel.threads-max. 0: none. Shared by every berth of the host, as memory.',
+          )
+          .default('auto'),
+      })
+      .prefault({}),
     sandboxUids: z
       .object({
         first: z

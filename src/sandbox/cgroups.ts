@@ -89,6 +89,24 @@ function cgroupName(sessionId: string): string {
   return hostName(sessionId);
 }
 
+/**
+ * The cgroup every session's cgroup of `controller` lives under (shared by every berth of the host), made if missing;
+ * undefined where berth cannot use that controller.
+ */
+export function sessionsParent(controller: 'memory' | 'pids'): string | undefined {
+  const support = detectCgroups();
+  if (!support.version || !support.controllers.includes(controller)) return undefined;
+  if (support.version === 1) {
+    const dir = join(ROOT, controller, GROUP);
+    mkdirSync(dir, { recursive: true });
+    return dir;
+  }
+  const dir = join(ROOT, GROUP);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'cgroup.subtree_control'), support.controllers.map((c) => `+${c}`).join(' '));
+  return dir;
+}
+
 /** One session's cgroup(s). */
 export class SessionCgroup {
   private readonly dirs: Partial<Record<'memory' | 'pids' | 'cpu', string>> = {};
