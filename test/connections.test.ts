@@ -17,14 +17,12 @@ const SILENT = 2 * CAP;
 let berth: BerthProcess;
 let origin: URL;
 
+/** A berth with the probe server and no sandbox: these tests are about its listener. */
+const PLAIN = ['--isolation', 'process', '--network', 'host', '--warm-pool', '1'];
+
 before(async () => {
   berth = await runBerth([
-    '--isolation',
-    'process',
-    '--network',
-    'host',
-    '--warm-pool',
-    '1',
+    ...PLAIN,
     '--max-connections',
     String(CAP),
     '--idle-connection-timeout',
@@ -141,18 +139,7 @@ test(`${SILENT} silent connections against maxConnections ${CAP}: the excess clo
 
 test('one address holding maxConnectionsPerAddress connections: its next ones closed at once, another address served', async () => {
   const PER = 5;
-  const other = await runBerth([
-    '--isolation',
-    'process',
-    '--network',
-    'host',
-    '--warm-pool',
-    '1',
-    '--max-connections',
-    '40',
-    '--max-connections-per-address',
-    String(PER),
-  ]);
+  const other = await runBerth([...PLAIN, '--max-connections', '40', '--max-connections-per-address', String(PER)]);
   try {
     const at = new URL(new URL(other.url).origin);
     // 127.0.0.2 is this host's loopback too: a second client address without leaving the machine.

@@ -96,14 +96,14 @@ function cgroupName(sessionId: string): string {
 export function sessionsParent(controller: 'memory' | 'pids'): string | undefined {
   const support = detectCgroups();
   if (!support.version || !support.controllers.includes(controller)) return undefined;
-  if (support.version === 1) {
-    const dir = join(ROOT, controller, GROUP);
-    mkdirSync(dir, { recursive: true });
-    return dir;
-  }
-  const dir = join(ROOT, GROUP);
+  return parentOf(support, controller);
+}
+
+/** The sessions' parent cgroup of `controller`, made if missing: v1 one per controller; v2 one, delegating every controller to its children. */
+function parentOf(support: CgroupSupport, controller: 'memory' | 'pids' | 'cpu'): string {
+  const dir = support.version === 1 ? join(ROOT, controller, GROUP) : join(ROOT, GROUP);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'cgroup.subtree_control'), support.controllers.map((c) => `+${c}`).join(' '));
+  if (support.version === 2) writeFileSync(join(dir, 'cgroup.subtree_control'), support.controllers.map((c) => `+${c}`).join(' '));
   return dir;
 }
 
@@ -127,16 +127,13 @@ export class SessionCgroup {
     const cg = new SessionCgroup(support, limits);
     const name = cgroupName(sessionId);
     if (support.version === 2) {
-      const parent = join(ROOT, GROUP);
-      mkdirSync(parent, { recursive: true });
-      writeFileSync(join(parent, 'cgroup.subtree_control'), support.controllers.map((c) => `+${c}`).join(' '));
-      const dir = join(parent, name);
+      const dir = join(parentOf(support, wanted[0]!), name);
       mkdirSync(dir, { recursive: true });
       for (const c of wanted) if (support.controllers.includes(c)) cg.dirs[c] = dir;
     } else {
       for (const c of wanted) {
         if (!support.controllers.includes(c)) continue;
-        const dir = join(ROOT, c, GROUP, name);
+        const dir = join(parentOf(support, c), name);
         mkdirSync(dir, { recursive: true });
         cg.dirs[c] = dir;
       }

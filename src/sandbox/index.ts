@@ -1,10 +1,9 @@
 import type { Logger } from 'pino';
 import { readFileSync } from 'node:fs';
-import { totalmem } from 'node:os';
+import { tmpdir, totalmem } from 'node:os';
 import { DEFAULT_MEMORY, DEFAULT_PIDS, DEFAULT_PTYS, ISOLATION_KINDS } from '../config/schema.js';
-import { tmpdir } from 'node:os';
-import { detectCgroups, memoryUnavailable, pidsUnavailable } from './cgroups.js';
-import { unsafeRuntimeDir } from './host.js';
+import { detectCgroups, memoryUnavailable, pidsUnavailable, sessionMemory } from './cgroups.js';
+import { unsafeRuntimeDir, which } from './host.js';
 import type { SandboxDriver, SandboxLimits } from './driver.js';
 import { gvisorDriver } from './gvisor.js';
 import { microvmDriver } from './microvm.js';
@@ -13,7 +12,6 @@ import { networkUnavailable, type NetworkMode } from './network.js';
 import { processDriver } from './process.js';
 import { sandboxCannotRead } from './readable.js';
 import { seccompUnavailable } from './seccomp.js';
-import { which } from './host.js';
 
 export type { Sandbox, SandboxDriver, SandboxSpec, ExitInfo, SandboxLimits, ImageRoot } from './driver.js';
 
@@ -92,8 +90,11 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
   return processDriver;
 }
 
-/** The defaults already said to be unenforceable here: each is said once, whichever runtime lost it first. */
-const saidNoDefault = new Set<string>();
+/**
+ * What is already said about this host (a default it cannot enforce, a hardening it lacks, fs.file-max): each once,
+ * whichever runtime met it first.
+ */
+const saidOnce = new Set<string>();
 
 /**
  * Says clearly, once, when configured limits (or the default pids and memory limits) cannot be enforced on this host,
@@ -114,9 +115,9 @@ export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, 
       unset: limits.memory === undefined,
       why: memoryUnavailable(),
     },
-  ].filter((d) => d.unset && d.why && !saidNoDefault.has(d.key));
+  ].filter((d) => d.unset && d.why && !saidOnce.has(d.key));
   if (lost.length) {
-    for (const d of lost) saidNoDefault.add(d.key);
+    for (const d of lost) saidOnce.add(d.key);
     log.warn(
       { runtime, reason: lost.map((d) => d.why).join('; ') },
       `the default per-session limits ${lost.map((d) => `${d.key} (${d.what})`).join(' and ')} are not applied (${[...new Set(lost.map((d) => d.why))].join('; ')}): one session may start processes or take memory until the host's own limits stop it, for every session and berth alike; run berth as root to apply them, or set them to 0 to say no limit is wanted`,
@@ -145,17 +146,18 @@ export const BYTES_PER_OPEN_FILE = 256;
  * exempt). berth cannot divide that pool; it says when one session's memory can empty it.
  */
 function warnFileMax(limits: SandboxLimits, runtime: string, log: Logger): void {
-  if (saidNoDefault.has('file-max')) return;
+  if (saidOnce.has('file-max')) return;
   let fileMax: number;
   try {
     fileMax = Number(readFileSync('/proc/sys/fs/file-max', 'utf8').trim());
   } catch {
     return; // not Linux
   }
-  const memory = limits.memory === undefined ? (memoryUnavailable() ? totalmem() : DEFAULT_MEMORY) : limits.memory || totalmem();
+  // The session's memory limit as its cgroup gets it; none: the host's.
+  const memory = sessionMemory(limits.memory) ?? totalmem();
   const files = Math.floor(memory / BYTES_PER_OPEN_FILE);
   if (!(fileMax < files)) return;
-  saidNoDefault.add('file-max');
+  saidOnce.add('file-max');
   log.warn(
     { runtime, fileMax, filesOneSessionCanOpen: files },
     `fs.file-max is ${fileMax}, and one session may open about ${files} files within its memory limit (${Math.round(memory / 1024 ** 2)} MiB at about ${BYTES_PER_OPEN_FILE} bytes each; no cgroup counts files): a session can leave the other sessions and the host's users none (ENFILE). Raise it, e.g. sysctl -w fs.file-max=9223372036854775807 (the kernel's largest), or lower limits.memory`,
@@ -165,15 +167,15 @@ function warnFileMax(limits: SandboxLimits, runtime: string, log: Logger): void 
 /** The namespace driver's own hardening this host cannot give: each said once per process. */
 function warnWeakerNamespace(limits: SandboxLimits, runtime: string, log: Logger): void {
   const noFilter = seccompUnavailable();
-  if (noFilter && !saidNoDefault.has('seccomp')) {
-    saidNoDefault.add('seccomp');
+  if (noFilter && !saidOnce.has('seccomp')) {
+    saidOnce.add('seccomp');
     log.warn(
       { runtime, reason: noFilter },
       `namespace sandboxes run without berth's seccomp filter (${noFilter}): a session may take the host's whole AIO quota (fs.aio-max-nr) and reach io_uring, userfaultfd, perf_event_open, bpf and the kernel keyrings`,
     );
   }
-  if (process.getuid?.() !== 0 && !saidNoDefault.has('limits.ptys')) {
-    saidNoDefault.add('limits.ptys');
+  if (process.getuid?.() !== 0 && !saidOnce.has('limits.ptys')) {
+    saidOnce.add('limits.ptys');
     log.warn(
       { runtime },
       `limits.ptys (${limits.ptys ?? DEFAULT_PTYS}) is enforced only when berth runs as root: bubblewrap's devpts has no cap, so one session may open every pty the host's other sessions and containers share (kernel.pty.max)`,

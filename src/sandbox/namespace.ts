@@ -37,7 +37,7 @@ interface Writable {
   tmp: string;
 }
 
-/** What berth adds as root, beyond bwrap's own: the session's devpts instance (ptys.ts), and the seccomp filter's fd (seccomp.ts). */
+/** What berth adds to bwrap's own: the session's devpts instance (ptys.ts, root only), and the seccomp filter's fd (seccomp.ts). */
 interface Hardening {
   pts?: string;
   seccompFd?: number;
