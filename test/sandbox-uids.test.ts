@@ -6,13 +6,15 @@
 // driver cannot run or berth is not root.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { cgroupPath, detectCgroups } from '../src/sandbox/cgroups.ts';
 import { namespaceDriver } from '../src/sandbox/namespace.ts';
-import { claimSandboxUid, SANDBOX_UIDS, sandboxUidOverlaps, useSandboxUids } from '../src/sandbox/uids.ts';
+import { ownerTag } from '../src/sandbox/proc-stat.ts';
+import { claimSandboxUid, SANDBOX_UIDS, sandboxUidOverlaps, sweepDeadLeases, UID_LEASE_DIR, useSandboxUids } from '../src/sandbox/uids.ts';
 import { compiledFixture } from './fixtures/slow-boot.ts';
-import { connect, ROOT, runBerth, shIn, serveConfig, textOf, type BerthProcess } from './helpers/berth.ts';
+import { ACCEPT_BOTH, connect, initBody, ROOT, runBerth, shIn, serveConfig, textOf, type BerthProcess } from './helpers/berth.ts';
 import { ConfigSchema } from '../src/config/schema.ts';
 
 type Client = Awaited<ReturnType<typeof connect>>;
@@ -141,5 +143,88 @@ test('uid leases: a full range refuses, naming the setting; a lease released twi
     );
   } finally {
     useSandboxUids(saved);
+  }
+});
+
+// Two berths on one host lease uids in one place (/run/berth-uids): before, each drew at random among its own
+// sandboxes only, so with 1000 sessions on each of two berths a shared uid was more likely than not. Here the test
+// itself holds 14 of a 16-uid range (as a third, live berth would), so the two berths must find the two free ones.
+describe('namespace: uids are leased host-wide, across berths', { skip, timeout: 240_000 }, () => {
+  const FIRST = 0x72000000;
+  const COUNT = 16;
+  const lease = (uid: number) => join(UID_LEASE_DIR, String(uid));
+  const config = (hostile: string) => ({
+    server: { port: 0, sandboxUids: { first: FIRST, count: COUNT } },
+    runtimes: { default: { command: hostile, isolation: 'namespace', network: 'none', warmPool: 0 } },
+  });
+  const free = [FIRST + 3, FIRST + 11];
+  const held = Array.from({ length: COUNT }, (_, i) => FIRST + i).filter((u) => !free.includes(u));
+  const berths: BerthProcess[] = [];
+  let hostile: string;
+  before(async () => {
+    hostile = await compiledFixture('hostile-server');
+    mkdirSync(UID_LEASE_DIR, { recursive: true, mode: 0o700 });
+    for (const uid of held) symlinkSync(ownerTag(), lease(uid));
+  });
+  after(async () => {
+    await Promise.all(berths.map((b) => b.stop())); // SIGTERM: each gives its leases back
+    for (const uid of held) rmSync(lease(uid), { force: true });
+  });
+
+  test('two berths take the two uids no one holds; a third session waits for one to be given back; a killed berth’s is freed by the next berth’s sweep', async () => {
+    const [a, b] = await Promise.all([serveConfig(config(hostile)), serveConfig(config(hostile))]);
+    berths.push(a, b);
+    const onA = await connect(a.url);
+    const onB = await connect(b.url);
+    const [ua] = hostUids(await whoami(onA));
+    const [ub] = hostUids(await whoami(onB));
+    assert.deepEqual([ua, ub].sort(), free, 'each berth leased one of the two free uids, a different one');
+    for (const uid of free) assert.match(readlinkSync(lease(uid)), /^\d+-\d+$/, `uid ${uid}'s lease names its berth`);
+
+    // The range is full host-wide: A's next session cannot start, and says why.
+    const third = await fetch(a.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: ACCEPT_BOTH },
+      body: initBody(),
+    });
+    assert.match(await third.text(), /every one of the 16 uids of server\.sandboxUids is taken by a live sandbox of a berth on this host/);
+
+    // B's session ends: its uid is given back, and A's next session takes it.
+    await onB.transport.terminateSession();
+    await onB.client.close();
+    for (let i = 0; i < 200 && existsSync(lease(ub!)); i++) await new Promise((r) => setTimeout(r, 50));
+    const again = await connect(a.url);
+    assert.deepEqual([...new Set(hostUids(await whoami(again)))], [ub]);
+
+    // A dies without cleaning up, holding both uids. A new berth's start sweeps A's sandboxes, then frees their leases.
+    await a.stop('SIGKILL');
+    const c = await serveConfig(config(hostile));
+    berths.push(c);
+    const onC = await connect(c.url);
+    assert.ok(free.includes(hostUids(await whoami(onC))[0]!), 'C leased a uid the dead berth held');
+    await onC.transport.terminateSession();
+  });
+});
+
+test('the lease sweep frees a dead berth’s uid only once no process runs as it', async (t) => {
+  if (process.getuid?.() !== 0) return t.skip('not root: uids are not leased');
+  const [busy, idle] = [0x73000000, 0x73000001];
+  mkdirSync(UID_LEASE_DIR, { recursive: true, mode: 0o700 });
+  // A pid above any pid_max: an owner that is surely dead.
+  for (const uid of [busy, idle]) symlinkSync('4194305-1', join(UID_LEASE_DIR, String(uid)));
+  const proc = spawn('setpriv', [`--reuid=${busy}`, `--regid=${busy}`, '--clear-groups', 'sleep', '60'], { stdio: 'ignore' });
+  try {
+    for (
+      let i = 0;
+      i < 200 && !/^Uid:\s+\d+\s+(\d+)/m.exec(readFileSync(`/proc/${proc.pid}/status`, 'utf8'))?.[1]?.startsWith(String(busy));
+      i++
+    )
+      await new Promise((r) => setTimeout(r, 20));
+    sweepDeadLeases();
+    assert.equal(existsSync(join(UID_LEASE_DIR, String(idle))), false, 'no process runs as it: freed');
+    assert.equal(readlinkSync(join(UID_LEASE_DIR, String(busy))), '4194305-1', 'a process still runs as it: kept');
+  } finally {
+    proc.kill('SIGKILL');
+    for (const uid of [busy, idle]) rmSync(join(UID_LEASE_DIR, String(uid)), { force: true });
   }
 });

@@ -24,7 +24,7 @@ import { StatelessRuntime } from '../runtime/stateless.js';
 import { checkIsolationKind, chooseDriver, imageProblem } from '../sandbox/index.js';
 import { sweepDeadInstances, useStateRoot } from '../sandbox/registry.js';
 import { limitAllSessions } from '../sandbox/all-sessions.js';
-import { sandboxUidOverlaps, useSandboxUids } from '../sandbox/uids.js';
+import { sandboxUidOverlaps, UID_LEASE_DIR, uidLeaseTrouble, useSandboxUids } from '../sandbox/uids.js';
 import type { ResourceInfo } from '../security/auth.js';
 import type { EndReason, Session } from '../session/session.js';
 import { checkExposure, checkRuntime, demoNetwork, secretPaths } from './preflight.js';
@@ -87,6 +87,12 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
       this.log.warn(
         { sandboxUids: config.server.sandboxUids, overlaps: overlaps.slice(0, 10) },
         `server.sandboxUids overlaps ${overlaps.length} host user(s) or subordinate-id range(s): a sandbox may run as one of them; move the range`,
+      );
+    const leaseTrouble = uidLeaseTrouble();
+    if (leaseTrouble)
+      this.log.warn(
+        { dir: UID_LEASE_DIR },
+        `sandbox uids are leased among this berth's sandboxes only (${leaseTrouble}): another berth on this host may draw one of them`,
       );
     for (const rc of Object.values(config.runtimes)) checkIsolationKind(rc.isolation);
     this.retention = new RetentionBudget(config.server.retainBudget);

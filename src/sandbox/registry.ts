@@ -22,7 +22,7 @@ import { cgroupRoots, removeCgroupDir } from './cgroups.js';
 import { SANDBOX_UID } from './host.js';
 import { ownerAlive, ownerTag, procStat } from './proc-stat.js';
 import { stateRoot, usableRoot } from './state-root.js';
-import { isSandboxUid } from './uids.js';
+import { isSandboxUid, sweepDeadLeases, UID_LEASE_DIR } from './uids.js';
 
 export { stateRoot, useStateRoot } from './state-root.js';
 
@@ -262,6 +262,13 @@ export async function sweepDeadInstances(log: Logger): Promise<number> {
       { stateDir: stateRoot() },
       `cannot sweep sandboxes left by dead berths (and a killed berth's will not be): ${(e as Error).message}`,
     );
+  }
+  // After the sandboxes: a dead berth's uid leases are freed once no process runs as their uids.
+  try {
+    const freed = sweepDeadLeases();
+    if (freed) log.info({ leases: freed, dir: UID_LEASE_DIR }, `freed ${freed} sandbox uid(s) leased by dead berth instances`);
+  } catch (e) {
+    log.warn({ dir: UID_LEASE_DIR }, `cannot free the sandbox uids of dead berths: ${(e as Error).message}`);
   }
   return swept;
 }
