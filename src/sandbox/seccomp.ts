@@ -12,6 +12,18 @@
 // - userfaultfd, perf_event_open, bpf: exploit helpers (stalling the kernel mid-copy, kernel-side code, counters of
 //   other processes' behaviour) that no server needs; keyctl, add_key, request_key: kernel keyrings are not
 //   namespaced. EPERM, as Docker's profile answers.
+// - socket, socketpair of any family but AF_UNIX, AF_INET, AF_INET6 and AF_NETLINK: EAFNOSUPPORT, the kernel's own
+//   answer for a family it lacks. AF_VSOCK is not scoped by the network namespace: a server under --network none
+//   reached the hypervisor's vsock services (CID 2) and the host's listeners. The other families are the rest of
+//   the kernel's protocol modules (AF_ALG, AF_PACKET, AF_TIPC, AF_RDS, AF_CAN, AF_KEY, Bluetooth, XDP...), loaded on
+//   a first socket() and the source of many of its exploits, which no MCP server uses: servers, their runtimes
+//   and libc speak unix, IP and netlink (interface lists, getaddrinfo's AI_ADDRCONFIG). So a list of what is
+//   allowed rather than of what is refused: a family a future kernel adds is refused too, and these four cover
+//   every user there is. Compared on the low 32 bits, the int the kernel reads, so garbage high bits do not pass.
+//   i386 may also ask through socketcall(2), which passes the family behind a pointer seccomp cannot read:
+//   libseccomp turns these rules into ones refusing its SYS_SOCKET and SYS_SOCKETPAIR for every family. 32-bit
+//   code has socket(2) since Linux 4.3; a glibc built for older kernels has no fallback and gets no sockets, the
+//   price of 32-bit binaries inside a 64-bit host's sandbox. io_uring's IORING_OP_SOCKET is refused with io_uring.
 // The same calls are refused through the host's 32-bit ABIs (on x86-64, i386 and x32), which reach the same kernel.
 // Built once per berth by libseccomp, the library made for this (Debian's python3-seccomp, whose export_bpf writes
 // the program bwrap loads); without it, sandboxes run without the filter and berth says so once at start.
@@ -33,14 +45,19 @@ export const REFUSED_SYSCALLS: Readonly<Record<string, 'ENOSYS' | 'EPERM'>> = {
   request_key: 'EPERM',
 };
 
+/** The socket families a sandbox may make; socket and socketpair refuse every other with EAFNOSUPPORT. */
+export const SOCKET_FAMILIES = { AF_UNIX: 1, AF_INET: 2, AF_INET6: 10, AF_NETLINK: 16 };
+
 /** The other ABIs of the host's architecture that reach the same kernel (libseccomp's names). */
 const COMPAT_ARCHES: Record<string, string[]> = { x64: ['X86', 'X32'], arm64: ['ARM'] };
 
 // libseccomp's Python binding: a rule for each refused call on every ABI of this host, exported as the BPF program.
-// A call one ABI lacks (x32 has no separate numbers for a few) is skipped there, not an error.
+// A call one ABI lacks (x32 has no separate numbers for a few) is skipped there, not an error. The families not
+// allowed are refused as aligned blocks of the 32-bit family number (one masked compare each: libseccomp takes one
+// comparison per argument in a rule, so "none of these four" cannot be one rule).
 const COMPILER = `
 import errno, json, sys, seccomp
-refused, arches = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+refused, arches, allowed = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sorted(json.loads(sys.argv[3]))
 f = seccomp.SyscallFilter(seccomp.ALLOW)
 for a in arches:
     f.add_arch(getattr(seccomp.Arch, a))
@@ -49,6 +66,16 @@ for name, err in refused.items():
         f.add_rule(seccomp.ERRNO(getattr(errno, err)), name)
     except Exception:
         pass
+v = 0
+for end in allowed + [1 << 32]:
+    while v < end:
+        size = v & -v or 1 << 32
+        while v + size > end:
+            size >>= 1
+        for name in ('socket', 'socketpair'):
+            f.add_rule(seccomp.ERRNO(errno.EAFNOSUPPORT), name, seccomp.Arg(0, seccomp.MASKED_EQ, 0xffffffff & ~(size - 1), v))
+        v += size
+    v = end + 1
 f.export_bpf(sys.stdout)
 `;
 
@@ -61,10 +88,8 @@ const python = () => (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : whic
 function compile(): Compiled {
   const py = python();
   if (!py) return { unavailable: 'python3 with libseccomp is not installed (apt-get install python3-seccomp)' };
-  const r = spawnSync(py, ['-c', COMPILER, JSON.stringify(REFUSED_SYSCALLS), JSON.stringify(COMPAT_ARCHES[process.arch] ?? [])], {
-    timeout: 30_000,
-    maxBuffer: 1024 * 1024,
-  });
+  const args = [REFUSED_SYSCALLS, COMPAT_ARCHES[process.arch] ?? [], Object.values(SOCKET_FAMILIES)].map((a) => JSON.stringify(a));
+  const r = spawnSync(py, ['-c', COMPILER, ...args], { timeout: 30_000, maxBuffer: 1024 * 1024 });
   const stderr = r.stderr?.toString().trim() ?? '';
   if (r.status !== 0 || !r.stdout?.length) {
     if (/No module named .?seccomp/.test(stderr))
