@@ -50,6 +50,9 @@ export const LimitsSchema = z
       "A new session (an initialize, or a 2026-07-28 client's first request) is refused with 503 and Retry-After while this berth has less memory free than this: its cgroup's memory.max − memory.current, else the host's MemAvailable. Live sessions go on. Without it, one client opening sessions (every caller is one principal without auth, so maxSessionsPerPrincipal does not apply) could start servers until the host ran out of memory, and the kernel's OOM killer then ended other clients' sessions. Refusals are counted (berth_sessions_refused_total{reason=\"memory\"}) and logged at most once per 10 s. 0: no check.",
     ).prefault('256MiB'),
     maxMessageSize: size('Largest JSON-RPC message accepted from a server; a server that sends more is stopped.').prefault('64MiB'),
+    inputBacklog: size(
+      "Most bytes of a session's client messages that may wait in berth for its stdio server to read them. A pipe holds 64 KiB; the rest waits in berth's own memory, so a server that stops reading its stdin (hostile, or busy in a long synchronous tool) would let its client grow berth without bound. Past it the session's POSTs (and 2026-07-28 requests) get 503 with Retry-After until the server reads; a message larger than this is still taken when nothing waits. Other sessions are not affected.",
+    ).prefault('4MiB'),
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
     bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),

@@ -4,15 +4,17 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { header, LAST_EVENT_ID_HEADER, SESSION_HEADER } from '../wire/headers.js';
-import { ErrorCode, isRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { HttpError } from '../wire/http-error.js';
+import { ErrorCode, isRequest, type JsonRpcId, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { relayClient2026 } from './client-2026-exchange.js';
 import { Exchange, sessionOpening } from './exchange.js';
 import type { MessageRelay } from './message-relay.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
 
-/** What the relay's channel tells besides messages: a stdio pipe knows whether the server overflowed it. */
+/** What the relay's channel tells besides messages: a stdio pipe knows whether the server overflowed it, or stopped reading. */
 export interface ChannelState {
   readonly overflowed?: string | undefined;
+  readonly backlogged?: string | undefined;
   on(event: 'message', listener: () => void): unknown;
 }
 
@@ -55,6 +57,7 @@ export class RelayUpstream extends EventEmitter<UpstreamEvents> implements Upstr
   }
 
   async post2025(_req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void> {
+    this.checkBacklog(o.messages.length === 1 && isRequest(o.messages[0]!) ? o.messages[0].id : null);
     const exchange = new Exchange(res, { batch: o.batch, streams: this.relay.streams, priming: o.priming, jsonWindow: o.jsonWindow });
     if (!o.messages.some(isRequest)) {
       (o.via ?? this.relay).fromClient(o.messages, exchange);
@@ -76,8 +79,15 @@ export class RelayUpstream extends EventEmitter<UpstreamEvents> implements Upstr
     else this.relay.openGet(res, headers, o.priming);
   }
 
-  request2026(_req: IncomingMessage, res: ServerResponse, o: Request2026Options): Promise<void> {
+  async request2026(_req: IncomingMessage, res: ServerResponse, o: Request2026Options): Promise<void> {
+    this.checkBacklog(o.request.id);
     return relayClient2026(this.relay, res, o.request, o);
+  }
+
+  /** Refuses a client's messages while the server leaves too many earlier ones unread (limits.inputBacklog). */
+  private checkBacklog(id: JsonRpcId | null): void {
+    const why = this.channel.backlogged;
+    if (why) throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: ${why}`, { id, headers: { 'retry-after': '1' } });
   }
 
   get inFlight(): number {

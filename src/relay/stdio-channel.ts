@@ -31,6 +31,8 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
     private readonly output: Readable,
     /** Longest message accepted from the server: a hostile one must not make berth buffer without bound. */
     private readonly maxLineBytes = 64 * 1024 * 1024,
+    /** Most bytes that may wait in berth for the server to read them (limits.inputBacklog); see `backlogged`. */
+    private readonly maxBacklog = 4 * 1024 * 1024,
   ) {
     super();
     output.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -88,6 +90,17 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
     const why = invalidMessageReason(value);
     if (why) this.emit('invalid', line.slice(0, 256), why, bytes.length);
     else this.emit('message', value as JsonRpcMessage);
+  }
+
+  /**
+   * Why the server takes no more client messages now, if it does not: a pipe holds 64 KiB, and what the server has
+   * not read past that waits in berth's memory, not the session's. A server that stops reading (hostile, or stuck in
+   * a long synchronous tool) would otherwise let its client grow berth without bound, 202 after 202.
+   */
+  get backlogged(): string | undefined {
+    const unread = this.input.writableLength;
+    if (unread <= this.maxBacklog) return undefined;
+    return `the server has not read ${(unread / 1048576).toFixed(1)} MiB of earlier messages from its stdin, more than limits.inputBacklog (${mib(this.maxBacklog)}); try again once it has`;
   }
 
   /** Writes one message; returns false when the server can no longer be written to. */

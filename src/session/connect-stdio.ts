@@ -13,7 +13,7 @@ export const stdioConnector: Connector = {
   port: async () => undefined,
   headersWithin: () => 0,
   connect({ config, runtimeName, sandbox, log, noise, metrics, retention }: Connecting) {
-    const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize);
+    const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize, config.limits.inputBacklog);
     const relay = new MessageRelay(channel, relayOptions(config, retention));
     channel.on('overflow', (bytes) => {
       log.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
