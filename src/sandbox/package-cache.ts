@@ -9,10 +9,23 @@
 // files, which command-files.ts already shows read-only.
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { accessSync, constants, existsSync, readFileSync, readdirSync, realpathSync, rmSync, statSync } from 'node:fs';
+import {
+  accessSync,
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname, join, relative, sep } from 'node:path';
 import type { Logger } from 'pino';
 import { isRoot, SANDBOX_UID, which } from './host.js';
 
@@ -326,14 +339,14 @@ function chooseBin(pkgDir: string): string {
  * `#!/usr/bin/env node`): command-files.ts then shows that node's install to the sandbox, wherever it lives.
  */
 function commandFrom(dir: string, cmd: PackageCommand): string[] {
-  let file: string;
+  let file: string, root: string, what: string;
   if (cmd.bin) {
     const link = join(dir, 'node_modules', '.bin', cmd.bin);
     if (!existsSync(link)) {
       const have = existsSync(dirname(link)) ? readdirSync(dirname(link)).join(', ') : 'none';
       throw new PackageInstallError(`no package of ${cmd.specs.join(' ')} provides a bin named ${cmd.bin} (bins: ${have})`, []);
     }
-    file = realpathSync(link);
+    [file, root, what] = [link, join(dir, 'node_modules'), `the bin ${cmd.bin} of ${cmd.specs.join(' ')}`];
   } else {
     const deps = Object.keys(
       (JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> }).dependencies ?? {},
@@ -343,10 +356,29 @@ function commandFrom(dir: string, cmd: PackageCommand): string[] {
         `npm install of ${cmd.specs[0]} recorded ${deps.length} packages in ${dir}/package.json, expected 1`,
         [],
       );
-    file = realpathSync(chooseBin(join(dir, 'node_modules', deps[0]!)));
+    root = join(dir, 'node_modules', deps[0]!);
+    file = chooseBin(root);
+    what = `the bin ${relative(root, file)} of the package ${deps[0]}`;
   }
-  const first = readFileSync(file, 'utf8').split('\n', 1)[0]!;
+  file = realpathSync(file);
+  // A package's bin is any path its package.json names, kept verbatim by npm ("../../../etc/x"), and what it runs
+  // is shown read-only to every session: only a file of the installed packages is run.
+  if (!file.startsWith(realpathSync(root) + sep)) throw new PackageInstallError(`${what} is ${file}, outside the package: refused`, []);
+  const first = firstLine(file, what);
   if (!first.startsWith('#!') || /\bnode\b/.test(first)) return [which('node') ?? process.execPath, file];
   accessSync(file, constants.X_OK);
   return [file];
+}
+
+/** The shebang line, if any: read on berth's main thread, so never blocking (a FIFO) nor endless (a device); 256
+ * bytes, as much of a shebang as the kernel reads. */
+function firstLine(file: string, what: string): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  try {
+    if (!fstatSync(fd).isFile()) throw new PackageInstallError(`${what} (${file}) is not a regular file: refused`, []);
+    const head = Buffer.alloc(256);
+    return head.toString('utf8', 0, readSync(fd, head, 0, head.length, 0)).split('\n', 1)[0]!;
+  } finally {
+    closeSync(fd);
+  }
 }
