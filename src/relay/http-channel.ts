@@ -102,6 +102,20 @@ function bounded(
   );
 }
 
+/**
+ * How long berth's goodbye to a server (the DELETE of its session) may take: a hostile server may never answer it, or
+ * never end the answer's body, and a session's end (its sandbox's stop) must not wait on that.
+ */
+export const CLOSE_WITHIN = 1000;
+
+/** `work` settled (its failure ignored), or `ms` passed: what a best-effort step of a teardown is given. */
+export async function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((r) => (timer = setTimeout(r, ms)));
+  await Promise.race([work.catch(() => undefined), late]);
+  clearTimeout(timer);
+}
+
 /** Loaded on first use: only the bridges speak to an HTTP server message by message, and the module costs ~5 MB of RSS. */
 let transportModule: Promise<typeof import('@modelcontextprotocol/sdk/client/streamableHttp.js')> | undefined;
 
@@ -113,7 +127,8 @@ export interface HttpChannelEvents {
 
 export class HttpChannel extends EventEmitter<HttpChannelEvents> implements MessageChannel {
   private transport: StreamableHTTPClientTransport | undefined;
-  private readonly agent: Agent | undefined;
+  /** Its own, even for a loopback port: close() destroys it, connections whose bodies never end included. */
+  private readonly agent: Agent;
   private readonly started: Promise<void>;
   /** Pending while berth's initialize is unanswered; later messages wait for it. */
   private initializing: { id: unknown; answered: Promise<void>; done: () => void } | undefined;
@@ -130,18 +145,14 @@ export class HttpChannel extends EventEmitter<HttpChannelEvents> implements Mess
     private readonly maxMessageSize = 64 * 2 ** 20,
   ) {
     super();
-    this.agent = typeof address === 'number' ? undefined : new Agent({ connect: undiciConnect(address) });
+    this.agent = new Agent(typeof address === 'number' ? {} : { connect: undiciConnect(address) });
     const url = new URL(typeof address === 'number' ? `http://127.0.0.1:${address}/mcp` : 'http://localhost/mcp');
     const agent = this.agent;
     const fetchLike = async (input: string | URL, init?: RequestInit) => {
       const headers = new Headers(init?.headers);
       const sent = sentIn(init?.body);
       headers2026(sent, headers);
-      const r = await undiciFetch(input, {
-        ...(init as object),
-        headers: Object.fromEntries(headers),
-        ...(agent ? { dispatcher: agent } : {}),
-      });
+      const r = await undiciFetch(input, { ...(init as object), headers: Object.fromEntries(headers), dispatcher: agent });
       if (!r.body) return r as unknown as Response;
       // The requests this response answers: what fails, should berth stop reading it (none for the GET stream).
       const ids = sent.filter((m) => typeof m.method === 'string' && m.id !== undefined && m.id !== null).map((m) => m.id);
@@ -210,14 +221,17 @@ export class HttpChannel extends EventEmitter<HttpChannelEvents> implements Mess
     this.emit('message', m);
   }
 
-  /** Ends berth's session with the server (DELETE, best effort) and drops its connections. */
+  /**
+   * Ends berth's session with the server (DELETE, best effort, for at most CLOSE_WITHIN) and destroys its connections
+   * (the transport's close aborts a DELETE still unanswered; destroying, not draining, ends bodies that never end).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     await this.started.catch(() => undefined);
     const transport = this.transport;
-    if (transport?.sessionId) await transport.terminateSession().catch(() => undefined);
+    if (transport?.sessionId) await settledWithin(transport.terminateSession(), CLOSE_WITHIN);
     await transport?.close().catch(() => undefined);
-    await this.agent?.close().catch(() => undefined);
+    await this.agent.destroy().catch(() => undefined);
   }
 }

@@ -10,7 +10,7 @@ import { ErrorCode, idKey, isNotification, isRequest, type JsonRpcMessage, type 
 import { sseHeaders } from '../wire/sse.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import { withAllVersions } from '../wire/streamable-http-2026.js';
-import { HttpChannel } from './http-channel.js';
+import { CLOSE_WITHIN, HttpChannel } from './http-channel.js';
 import { MessageRelay, type DropReason, type RelayLog, type RelayOptions } from './message-relay.js';
 import { RelayUpstream } from './relay-upstream.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
@@ -148,7 +148,8 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       if (gone) throw new Error('the server exited before it answered on $PORT');
       try {
         const r = await this.pool.request({ path: '/mcp', method: 'GET', headers: { accept: 'text/event-stream' }, headersTimeout: 1000 });
-        await r.body.dump({ limit: 0 }).catch(() => undefined);
+        // Its headers say it listens; the body is not read (an SSE stream may never end, and the pool has no body timeout).
+        r.body.destroy();
         return;
       } catch {
         if (Date.now() > deadline)
@@ -446,15 +447,24 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     return msg.result ?? {};
   }
 
-  /** Asks the upstream to end its session (best effort) and closes the connection pool. */
+  /**
+   * Asks the upstream to end its session (best effort, within CLOSE_WITHIN) and destroys the connection pool. A
+   * hostile server may answer DELETE and never end its body: the body is not read, the request is aborted at the
+   * bound, and the pool destroyed rather than drained, so a session's end never waits on the server.
+   */
   async close(): Promise<void> {
-    await this.own?.channel.close();
-    if (this.upstreamSessionId) {
-      await this.pool
-        .request({ path: '/mcp', method: 'DELETE', headers: { [SESSION_HEADER]: this.upstreamSessionId }, headersTimeout: 1000 })
-        .then((r) => r.body.dump())
-        .catch(() => undefined);
-    }
+    const deleting = this.upstreamSessionId
+      ? this.pool
+          .request({
+            path: '/mcp',
+            method: 'DELETE',
+            headers: { [SESSION_HEADER]: this.upstreamSessionId },
+            signal: AbortSignal.timeout(CLOSE_WITHIN),
+          })
+          .then((r) => r.body.destroy())
+          .catch(() => undefined)
+      : undefined;
+    await Promise.all([this.own?.channel.close(), deleting]);
     await this.pool.destroy().catch(() => undefined);
   }
 }

@@ -3,6 +3,7 @@
 // through a loopback port berth picked for it. It is warm once it answers any HTTP request on /mcp.
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { freePort } from '../util/free-port.js';
+import { withinStartup } from './within-startup.js';
 import { dropCounter, relayLog, relayOptions, type Connecting, type Connector } from './connector.js';
 
 /** A server told to listen on a loopback port berth picks for each session. */
@@ -26,7 +27,10 @@ export function httpConnectorAt(fixedPort?: number): Connector {
         relayLog(log),
         metrics && dropCounter(metrics, runtimeName),
       );
-      return { upstream, warm: upstream.waitReady(config.limits.startupTimeout, sandbox.exited) };
+      // Bounded as every start-up step is: whatever the server does, a start gives its slot back by startupTimeout.
+      const { startupTimeout } = config.limits;
+      const ready = upstream.waitReady(startupTimeout, sandbox.exited);
+      return { upstream, warm: withinStartup(sandbox, startupTimeout, ready, 'the server did not answer on $PORT') };
     },
   };
 }

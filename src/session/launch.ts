@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { RuntimeConfig } from '../config/schema.js';
 import type { RetentionBudget } from '../relay/stream-log.js';
 import type { Upstream } from '../relay/upstream.js';
+import { CLOSE_WITHIN, settledWithin } from '../relay/http-channel.js';
 import type { StartRecord } from './start-record.js';
 import type { Connector } from './connector.js';
 import type { ServerSource } from './source.js';
@@ -177,9 +178,12 @@ export async function launchReady(ctx: LaunchContext): Promise<Launched> {
   return l;
 }
 
-/** Stops a launched server and removes its working directory. */
+/**
+ * Stops a launched server and removes its working directory. The upstream's goodbye (an HTTP server's DELETE) gets
+ * CLOSE_WITHIN at most: a server that never answers it must not keep its sandbox running past its session.
+ */
 export async function dispose(l: Launched, graceMs: number): Promise<void> {
-  await l.upstream.close();
+  await settledWithin(l.upstream.close(), CLOSE_WITHIN);
   await l.sandbox.stop(graceMs);
   await rm(l.workDir, { recursive: true, force: true }).catch(() => undefined);
 }

@@ -46,7 +46,7 @@ export class SessionTable {
     );
   }
 
-  /** Live sessions. */
+  /** Sessions holding a place: live ones, and ended ones until their server has stopped. */
   get size(): number {
     return this.live.size;
   }
@@ -57,7 +57,7 @@ export class SessionTable {
 
   /** A call is in flight in some session. */
   get busy(): boolean {
-    return [...this.live].some((s) => s.inFlight > 0);
+    return this.list().some((s) => s.inFlight > 0);
   }
 
   /**
@@ -118,8 +118,12 @@ export class SessionTable {
     this.live.add(session);
     const line = this.auditLine(session, audit);
     session.once('ended', (reason: EndReason, detail: string) => {
-      this.release(who);
-      this.live.delete(session);
+      // Its place is freed once its server is stopped (end() resolves then; called again it waits for the same end):
+      // a server slow to stop must not let the caps admit new sandboxes beside the ones still running.
+      void session.end(reason).finally(() => {
+        this.release(who);
+        this.live.delete(session);
+      });
       this.o.metrics?.sessionsEnded.inc({ runtime: this.o.runtime, reason });
       // The audit trail: one line per session created and one per session ended (with why and how long).
       this.o.log.info(
