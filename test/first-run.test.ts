@@ -63,11 +63,12 @@ before(() => {
 });
 after(() => rmSync(top, { recursive: true, force: true }));
 
-function berth(args: string[], o: { cwd?: string; as?: number } = {}) {
+function berth(args: string[], o: { cwd?: string; as?: number; env?: Record<string, string> } = {}) {
   // As another user: setpriv drops root for the whole berth (uid and gid 65534, no supplementary groups).
   const [file, ...prefix] = o.as === undefined ? [process.execPath] : [SETPRIV!, ...asUser(o.as), process.execPath];
   const proc = spawn(file!, [...prefix, join(ROOT, 'bin/berth.js'), ...args], {
     cwd: o.cwd ?? join(top, 'start'),
+    env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
@@ -160,6 +161,27 @@ test(
       args: ['--isolation', 'process'],
       logs: /the bundled demo server runs on the host network: network \\"none\\" needs root or a sandbox with a network of its own/,
     }),
+);
+
+test(
+  'isolation auto started in a home of mode 0700 (as root in /root) is refused, not run unsandboxed as root',
+  { skip: !(isRoot() && which('bwrap')) && 'needs root and bubblewrap' },
+  async () => {
+    // Before, the namespace canary failed in such a directory (its uid cannot enter it), and auto took that failure
+    // as "no sandbox here": the servers ran as root without one (a newcomer's run from /root).
+    const home = join(top, 'home');
+    mkdirSync(home, { mode: 0o700 });
+    const b = berth(['run', '--port', '0', '--', 'node', join(top, 'srv', 'lib', 'server.js')], { cwd: home, env: { HOME: home } });
+    const listening = listeningUrl(b.proc, { timeoutMs: 60_000 }).then(() => 'listening (servers unsandboxed)');
+    listening.catch(() => undefined);
+    const outcome = await Promise.race([b.exited, listening]);
+    if (outcome === 'listening (servers unsandboxed)') {
+      b.proc.kill('SIGTERM');
+      await b.exited;
+    }
+    assert.equal(outcome, 2, b.err());
+    assert.match(b.err(), /isolation auto: namespace could sandbox each session, but the runtime directory \S+ is the home directory/);
+  },
 );
 
 test(

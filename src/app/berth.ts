@@ -187,7 +187,7 @@ export class Berth extends EventEmitter<BerthEvents> implements RouterView {
   /** Builds one runtime around the driver chosen for it, and its front door. */
   private async build(name: string, configured: RuntimeConfig): Promise<void> {
     const baseDir = configured.cwd ?? this.options.baseDir ?? process.cwd();
-    const driver = await chooseDriver(configured.isolation, baseDir, this.log, this.config.server.sessionRoot);
+    const driver = await chooseDriver(configured.isolation, baseDir, this.log.child({ runtime: name }), this.config.server.sessionRoot);
     const rc = demoNetwork(name, configured, driver, this.log);
     // An image is pulled and unpacked now (or found in the cache): a runtime whose image cannot be had is refused,
     // as is one whose driver cannot run images (before a pull that would be wasted).

@@ -59,7 +59,9 @@ export async function chooseDriver(kind: string, baseDir: string, log: Logger, s
     // A sandbox that could run here, refused only because of where berth started, is not silently traded for no
     // sandbox at all: the operator chooses (another directory, or --isolation process on purpose).
     if (unsafe && d !== processDriver) {
-      if (p.ok && !(d === microvmDriver && p.reason))
+      // The namespace canary itself fails in such a directory (a home of mode 0700: its uid cannot enter it), so its
+      // failure with bwrap installed counts as "could sandbox" too; before, auto then ran servers unsandboxed, as root.
+      if ((p.ok && !(d === microvmDriver && p.reason)) || (!p.ok && d === namespaceDriver && which('bwrap')))
         throw new Error(
           `isolation auto: ${d.name} could sandbox each session, but ${unsafe}; start berth in the server's own directory, set runtimes.NAME.cwd, or pass --isolation process to run servers without a sandbox`,
         );
@@ -118,9 +120,10 @@ export function warnUnenforceableLimits(limits: SandboxLimits, runtime: string, 
   ].filter((d) => d.unset && d.why && !saidOnce.has(d.key));
   if (lost.length) {
     for (const d of lost) saidOnce.add(d.key);
+    const why = [...new Set(lost.map((d) => d.why))].join('; ');
     log.warn(
-      { runtime, reason: lost.map((d) => d.why).join('; ') },
-      `the default per-session limits ${lost.map((d) => `${d.key} (${d.what})`).join(' and ')} are not applied (${[...new Set(lost.map((d) => d.why))].join('; ')}): one session may start processes or take memory until the host's own limits stop it, for every session and berth alike; run berth as root to apply them, or set them to 0 to say no limit is wanted`,
+      { runtime, reason: why },
+      `the default per-session limits ${lost.map((d) => `${d.key} (${d.what})`).join(' and ')} are not applied (${why}): one session may start processes or take memory until the host's own limits stop it, for every session and berth alike; run berth as root to apply them, or set them to 0 to say no limit is wanted`,
     );
   }
   if (!limits.memory && !limits.cpus && !limits.pids) return;

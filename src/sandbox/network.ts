@@ -154,7 +154,7 @@ export function egressRules(allow: readonly AllowRule[]): string {
 export function networkUnavailable(mode: NetworkMode): string | undefined {
   if (mode === 'host') return undefined;
   if (!isRoot())
-    return `network "${mode}" needs berth to run as root (it makes a network namespace per session); run as root, or choose network: host (--network host)`;
+    return `network "${mode}" needs berth to run as root (it makes a network namespace per session); run as root, or choose ${mode === 'egress' ? "network: none (--network none: under the namespace driver, the session's own loopback only) or " : ''}network: host (--network host)`;
   for (const [tool, pkg] of [
     ['ip', 'iproute2'],
     ['nsenter', 'util-linux'],
