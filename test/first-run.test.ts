@@ -163,6 +163,18 @@ test(
     }),
 );
 
+/** berth's exit code, or (stopping it) that it listened: servers it would have run unsandboxed. */
+async function exitOrListen(b: ReturnType<typeof berth>): Promise<number | null | string> {
+  const listening = listeningUrl(b.proc, { timeoutMs: 60_000 }).then(() => 'listening (servers unsandboxed)');
+  listening.catch(() => undefined);
+  const outcome = await Promise.race([b.exited, listening]);
+  if (outcome === 'listening (servers unsandboxed)') {
+    b.proc.kill('SIGTERM');
+    await b.exited;
+  }
+  return outcome;
+}
+
 test(
   'isolation auto started in a home of mode 0700 (as root in /root) is refused, not run unsandboxed as root',
   { skip: !(isRoot() && which('bwrap')) && 'needs root and bubblewrap' },
@@ -172,14 +184,7 @@ test(
     const home = join(top, 'home');
     mkdirSync(home, { mode: 0o700 });
     const b = berth(['run', '--port', '0', '--', 'node', join(top, 'srv', 'lib', 'server.js')], { cwd: home, env: { HOME: home } });
-    const listening = listeningUrl(b.proc, { timeoutMs: 60_000 }).then(() => 'listening (servers unsandboxed)');
-    listening.catch(() => undefined);
-    const outcome = await Promise.race([b.exited, listening]);
-    if (outcome === 'listening (servers unsandboxed)') {
-      b.proc.kill('SIGTERM');
-      await b.exited;
-    }
-    assert.equal(outcome, 2, b.err());
+    assert.equal(await exitOrListen(b), 2, b.err());
     assert.match(b.err(), /isolation auto: namespace could sandbox each session, but the runtime directory \S+ is the home directory/);
   },
 );
@@ -189,14 +194,7 @@ test(
   { skip: !(await namespaceDriver.probe(ROOT)).ok && 'the namespace driver cannot run here' },
   async () => {
     const b = berth(['run', '--port', '0', '--', 'node', join(top, 'srv', 'lib', 'server.js')], { cwd: tmpdir() });
-    const listening = listeningUrl(b.proc, { timeoutMs: 60_000 }).then(() => 'listening (servers unsandboxed)');
-    listening.catch(() => undefined);
-    const outcome = await Promise.race([b.exited, listening]);
-    if (outcome === 'listening (servers unsandboxed)') {
-      b.proc.kill('SIGTERM');
-      await b.exited;
-    }
-    assert.equal(outcome, 2, b.err());
+    assert.equal(await exitOrListen(b), 2, b.err());
     assert.match(
       b.err(),
       /isolation auto: \w+ could sandbox each session, but the runtime directory \S+ contains \S+, where session directories live;.*--isolation process/,
