@@ -174,7 +174,7 @@ function warnWeakerNamespace(limits: SandboxLimits, runtime: string, log: Logger
     saidOnce.add('seccomp');
     log.warn(
       { runtime, reason: noFilter },
-      `namespace sandboxes run without berth's seccomp filter (${noFilter}): a session may take the host's whole AIO quota (fs.aio-max-nr) and reach io_uring, userfaultfd, perf_event_open, bpf and the kernel keyrings`,
+      `namespace sandboxes run without berth's seccomp filter (${noFilter}): a session may take the host's whole AIO quota (fs.aio-max-nr) and reach io_uring, userfaultfd, perf_event_open, bpf, the kernel keyrings and every socket family (AF_VSOCK reaches host and hypervisor services whatever the network namespace)`,
     );
   }
   if (process.getuid?.() !== 0 && !saidOnce.has('limits.ptys')) {
