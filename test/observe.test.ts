@@ -114,12 +114,12 @@ describe('metrics and request logs', () => {
         await sleep(50);
         r = await ready();
       }
-      assert.deepEqual(r, { status: 200, body: { ready: true, reasons: [] } });
+      assert.deepEqual(r, { status: 200, body: { ready: true, reasons: [], runtimes: { default: { ready: true, reasons: [] } } } });
       // The first session took the only warm server; its refill takes a cold start (hundreds of ms), and a new
       // session would start cold meanwhile: still ready.
       const a = await connect(berth.url);
       r = await ready();
-      assert.deepEqual(r, { status: 200, body: { ready: true, reasons: [] } });
+      assert.deepEqual(r, { status: 200, body: { ready: true, reasons: [], runtimes: { default: { ready: true, reasons: [] } } } });
       const b = await connect(berth.url);
       r = await ready();
       assert.equal(r.status, 503);

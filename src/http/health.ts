@@ -2,6 +2,8 @@
 // Kubernetes probes them.
 import type { ClusterNode } from '../cluster/node.js';
 import type { HostedRuntime } from '../runtime/hosted-runtime.js';
+import { HttpError } from '../wire/http-error.js';
+import { ErrorCode } from '../wire/jsonrpc.js';
 
 export interface HealthView {
   readonly runtimes: ReadonlyMap<string, HostedRuntime>;
@@ -40,25 +42,45 @@ export function healthz(v: HealthView): { status: number; body: Record<string, u
 }
 
 /**
- * Ready for new sessions: not draining, every runtime below its session cap, its servers starting, and (when it keeps
- * a pool) its first warm server ready. A load balancer sends new sessions elsewhere meanwhile; /healthz says alive.
- * A pool emptied later by a burst is no reason: its next session starts cold (or waits for a refill under way), and a
- * node taken out of rotation mid-burst would take its live sessions' traffic with it behind a single-node balancer.
+ * Ready for new sessions: not draining, and (cluster) placing sessions; then, per runtime, below its session cap, its
+ * servers starting, and (when it keeps a pool) its first warm server ready. The node is ready while any runtime is:
+ * one tenant's runtime whose servers fail (a hostile server can make them) must not take the node, and every other
+ * runtime's live sessions, out of a load balancer. `?runtime=NAME` asks for that runtime alone. A pool emptied later
+ * by a burst is no reason: its next session starts cold (or waits for a refill under way), and a node taken out of
+ * rotation mid-burst would take its live sessions' traffic with it behind a single-node balancer.
  */
-export function readyz(v: HealthView): { status: number; body: Record<string, unknown> } {
-  const reasons: string[] = [];
+export function readyz(v: HealthView, only?: string): { status: number; body: Record<string, unknown> } {
+  const node: string[] = [];
   const c = v.cluster;
-  if (v.stopping || c?.draining) reasons.push('draining');
+  if (v.stopping || c?.draining) node.push('draining');
   // Cluster mode: a node that cannot reach Redis or lost its lease cannot place sessions (or be found).
-  if (c && !c.directory.redisOk) reasons.push('redis: the cluster directory is unreachable');
-  else if (c && !c.directory.leaseHeld) reasons.push('lease: this node does not hold its lease yet');
-  for (const [n, r] of v.runtimes) {
-    const starts = r.startRecord.health;
-    if (starts.consecutiveFailures > 0 && r.warmServers === 0)
-      reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
-    else if (r.config.warmPool.min > 0 && r.warmServers === 0 && starts.lastSuccessAt === null)
-      reasons.push(`runtime ${n}: no warm server yet`);
-    if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
-  }
-  return { status: reasons.length ? 503 : 200, body: { ready: reasons.length === 0, reasons } };
+  if (c && !c.directory.redisOk) node.push('redis: the cluster directory is unreachable');
+  else if (c && !c.directory.leaseHeld) node.push('lease: this node does not hold its lease yet');
+  if (only !== undefined && !v.runtimes.has(only))
+    throw new HttpError(404, ErrorCode.InvalidParams, `no runtime named ${JSON.stringify(only.slice(0, 100))} (readyz?runtime=NAME)`);
+  const asked = [...v.runtimes].filter(([n]) => only === undefined || n === only);
+  const runtimes = Object.fromEntries(asked.map(([n, r]) => [n, notReady(n, r)]));
+  const all = Object.values(runtimes);
+  // Not ready when nothing is: with one runtime (or one asked for), its reasons are the node's.
+  const reasons = [...node, ...(all.length && all.every((r) => r.length) ? all.flat() : [])];
+  return {
+    status: reasons.length ? 503 : 200,
+    body: {
+      ready: reasons.length === 0,
+      reasons,
+      runtimes: Object.fromEntries(Object.entries(runtimes).map(([n, r]) => [n, { ready: r.length === 0, reasons: r }])),
+    },
+  };
+}
+
+/** Why one runtime takes no new session now (none: ready). */
+function notReady(n: string, r: HostedRuntime): string[] {
+  const reasons: string[] = [];
+  const starts = r.startRecord.health;
+  if (starts.consecutiveFailures > 0 && r.warmServers === 0)
+    reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
+  else if (r.config.warmPool.min > 0 && r.warmServers === 0 && starts.lastSuccessAt === null)
+    reasons.push(`runtime ${n}: no warm server yet`);
+  if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
+  return reasons;
 }

@@ -1,7 +1,7 @@
 // Which handler a request goes to, by path:
 //   /mcp                  -> the runtime named "default" (or the only one)
 //   /runtimes/NAME/mcp    -> runtime NAME (either with /sessions/ID before /mcp: a runtime session named by the URL)
-//   /healthz, /readyz     -> liveness and readiness
+//   /healthz, /readyz     -> liveness and readiness (/readyz?runtime=NAME: one runtime's)
 //   /.well-known/oauth-protected-resource/...  -> RFC 9728 metadata of runtimes with auth
 //   /admin/...            -> the admin API and dashboard (its own token; off unless configured)
 //   /metrics              -> Prometheus metrics
@@ -58,9 +58,17 @@ export function route(v: RouterView, req: IncomingMessage, res: ServerResponse):
     return HttpError.from(e).send(res);
   }
   const path = (req.url ?? '/').split('?')[0]!;
-  if (path === '/healthz' || path === '/readyz') {
-    const { status, body } = (path === '/healthz' ? healthz : readyz)(v);
+  if (path === '/healthz') {
+    const { status, body } = healthz(v);
     return sendJson(res, status, body);
+  }
+  if (path === '/readyz') {
+    try {
+      const { status, body } = readyz(v, new URL(req.url ?? '/', 'http://x').searchParams.get('runtime') ?? undefined);
+      return sendJson(res, status, body);
+    } catch (e) {
+      return HttpError.from(e).send(res);
+    }
   }
   if (path === '/metrics' && req.method === 'GET') {
     v.metrics.registry.metrics().then(
