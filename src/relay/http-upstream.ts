@@ -47,6 +47,15 @@ function answerTo(id: string, contentType: string | string[] | undefined, text: 
 }
 
 /**
+ * Drops a body unread. undici fails a body destroyed before its end with an AbortError 'error' event, which, with no
+ * listener, would be an uncaught exception in berth: a server that keeps its stream open (an SDK server's GET) made it.
+ */
+function discard(body: { on(event: 'error', listener: () => void): unknown; destroy(): unknown }): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+/**
  * A body berth reads whole (an answer it rewrites, or one to its own request), up to maxBytes: a server that sends
  * more is refused with 502, never buffered without bound (the stdio relay's maxMessageSize, kept here too).
  */
@@ -149,7 +158,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       try {
         const r = await this.pool.request({ path: '/mcp', method: 'GET', headers: { accept: 'text/event-stream' }, headersTimeout: 1000 });
         // Its headers say it listens; the body is not read (an SSE stream may never end, and the pool has no body timeout).
-        r.body.destroy();
+        discard(r.body);
         return;
       } catch {
         if (Date.now() > deadline)
@@ -223,7 +232,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     }
     if (cancelled?.aborted) {
       // Cancelled while the server's answer was on its way: the client's response has already ended.
-      r.body.destroy();
+      discard(r.body);
       return { status: r.statusCode };
     }
     const upstreamSessionId = typeof r.headers[SESSION_HEADER] === 'string' ? (r.headers[SESSION_HEADER] as string) : undefined;
@@ -461,7 +470,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
             headers: { [SESSION_HEADER]: this.upstreamSessionId },
             signal: AbortSignal.timeout(CLOSE_WITHIN),
           })
-          .then((r) => r.body.destroy())
+          .then((r) => discard(r.body))
           .catch(() => undefined)
       : undefined;
     await Promise.all([this.own?.channel.close(), deleting]);
