@@ -179,15 +179,21 @@ describe('refusals that say what happened', () => {
   });
 });
 
-test("a server's answer nested too deep to pass on fails that call with a clear error; the session keeps working", async () => {
+test("a server's answer nested too deep to re-serialise fails that call with a clear error, a large one passes as its bytes; the session keeps working", async () => {
   const berth = await runBerth(['--isolation', 'process', '--network', 'host', '--warm-pool', '1']);
   try {
     const { client, transport } = await connect(berth.url);
-    const err = await client.callTool({ name: 'deep_answer', arguments: { depth: 100_000 } }).then(
-      (r) => new Error(`answered: ${JSON.stringify(r).slice(0, 200)}`),
+    // 20 KB of nesting: berth re-serialises a message this short, and JSON.stringify runs out of stack.
+    const err = await client.callTool({ name: 'deep_answer', arguments: { depth: 10_000 } }).then(
+      (r) => new Error(`answered: ${Object.keys(r).join(',')}`),
       (e: Error) => e,
     );
     assert.match(err.message, /the server's answer could not be passed on/);
+    // 200 KB of it passes through as the bytes it came as (src/wire/raw-json.ts): valid JSON, delivered as sent.
+    const deep = (await client.callTool({ name: 'deep_answer', arguments: { depth: 100_000 } })) as { deep?: unknown };
+    let depth = 0;
+    for (let v: unknown = deep.deep; Array.isArray(v); v = v[0]) depth++;
+    assert.equal(depth, 100_000);
     assert.equal(textOf(await client.callTool({ name: 'echo', arguments: { text: 'still here' } })), 'still here');
     await transport.terminateSession();
     await client.close();

@@ -53,6 +53,12 @@ export const LimitsSchema = z
     inputBacklog: size(
       "Most bytes of a session's client messages that may wait in berth for its stdio server to read them. A pipe holds 64 KiB; the rest waits in berth's own memory, so a server that stops reading its stdin (hostile, or busy in a long synchronous tool) would let its client grow berth without bound. Past it the session's POSTs (and 2026-07-28 requests) get 503 with Retry-After until the server reads; a message larger than this is still taken when nothing waits. Other sessions are not affected.",
     ).prefault('4MiB'),
+    outputTime: duration(
+      "Of each second, how much of berth's main thread one session's server output may take on average (reading its stdout, parsing its messages, passing them on). Past it, and past outputTimeBurst, berth stops reading that server's stdout until the time is paid back: the server's writes wait on its full pipe, nothing is dropped, and other sessions keep their share (a server writing 30 MiB messages as fast as it could took other sessions' p99 from 19 ms to 940 ms). Each pause is counted (berth_server_output_paused_seconds_total); the session's first is logged. 0: no limit.",
+    ).prefault('250ms'),
+    outputTimeBurst: duration(
+      "How much of berth's main thread a session's server output may take at once before outputTime paces it: a large answer is parsed and passed on whole.",
+    ).prefault('1s'),
     startupTimeout: duration('How long a server may take to start (and, for http upstreams, to answer).').prefault('30s'),
     stopGrace: duration('Time between SIGTERM and SIGKILL when a session server is stopped.').prefault('5s'),
     bodyTimeout: duration('How long a client may take to send a request body.').prefault('30s'),

@@ -37,6 +37,7 @@ export class Metrics {
   readonly bytes: Counter<'runtime' | 'direction'>;
   readonly swept: Counter;
   readonly outputDropped: Counter<'runtime' | 'stream'>;
+  readonly outputPaused: Counter<'runtime'>;
   readonly streamDropped: Counter<'runtime' | 'reason'>;
   readonly connectionsRefused: Counter<'cap'>;
   readonly connectionsIdleClosed: Counter;
@@ -103,6 +104,12 @@ export class Metrics {
       name: 'berth_server_output_dropped_bytes_total',
       help: "Bytes of session servers' stderr (and non-JSON-RPC stdout lines) not logged: over limits.stderrRate/stderrBurst, or past stderrLineSize.",
       labelNames: ['runtime', 'stream'],
+      registers,
+    });
+    this.outputPaused = new Counter({
+      name: 'berth_server_output_paused_seconds_total',
+      help: "Seconds berth did not read session servers' stdout because their output had taken its share of berth's main thread (limits.outputTime).",
+      labelNames: ['runtime'],
       registers,
     });
     this.streamDropped = new Counter({

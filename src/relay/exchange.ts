@@ -7,6 +7,7 @@ import type { CallSink } from './sink.js';
 import type { SseStream, StreamLog } from './stream-log.js';
 import { SESSION_HEADER } from '../wire/headers.js';
 import { sseHeaders } from '../wire/sse.js';
+import { jsonBytes, jsonOf, writeJson, type Json } from '../wire/raw-json.js';
 
 export interface ExchangeOptions {
   batch: boolean;
@@ -144,9 +145,9 @@ export class Exchange implements CallSink {
       this.res.end();
       return;
     }
-    let body: string;
+    let body: Json;
     try {
-      body = JSON.stringify(this.opts.batch ? this.responses : this.responses[0]);
+      body = this.opts.batch ? JSON.stringify(this.responses) : jsonOf(this.responses[0]);
     } catch {
       const sendable = this.responses.map((r) => {
         try {
@@ -158,8 +159,8 @@ export class Exchange implements CallSink {
       });
       body = JSON.stringify(this.opts.batch ? sendable : sendable[0]);
     }
-    this.res.writeHead(200, { ...this.headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-    this.res.end(body);
+    this.res.writeHead(200, { ...this.headers, 'content-type': 'application/json', 'content-length': jsonBytes(body) });
+    writeJson(this.res, body, true);
   }
 }
 

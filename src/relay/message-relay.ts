@@ -36,6 +36,7 @@ import {
 } from '../wire/jsonrpc.js';
 import type { CallSink } from './sink.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
+import { withId } from '../wire/raw-json.js';
 import type { MessageChannel } from './channel.js';
 import { DropTally } from '../util/tally.js';
 import { RETENTION_SETTINGS, type RetentionBudget, type SseStream, StreamLog, type StreamOptions } from './stream-log.js';
@@ -307,7 +308,7 @@ export class MessageRelay extends EventEmitter<RelayEvents> {
     if (isResponse(m)) {
       const id = m.id;
       if (typeof id === 'number' && this.inflight.has(id)) {
-        this.complete(id, { ...m, id: this.inflight.get(id)!.clientId });
+        this.complete(id, withId(m, this.inflight.get(id)!.clientId));
         return;
       }
       if (id !== null && id !== undefined) {

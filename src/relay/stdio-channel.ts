@@ -2,6 +2,9 @@
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { invalidMessageReason, type JsonRpcMessage } from '../wire/jsonrpc.js';
+import { keepBytes, RAW_MIN } from '../wire/raw-json.js';
+import { JsonLines, type Line } from './json-lines.js';
+import { Pacer } from '../util/pacer.js';
 
 export interface StdioChannelEvents {
   message: [JsonRpcMessage];
@@ -9,12 +12,26 @@ export interface StdioChannelEvents {
   invalid: [line: string, reason: string, bytes: number];
   /** The server sent a line longer than the limit; nothing more is read from it. */
   overflow: [bytes: number];
+  /** The server's output had its share of berth's main thread (outputTime): nothing is read from it for `ms`. */
+  paced: [ms: number];
+}
+
+export interface StdioChannelOptions {
+  /** Longest message accepted from the server: a hostile one must not make berth buffer without bound. */
+  maxLineBytes?: number;
+  /** Most bytes that may wait in berth for the server to read them (limits.inputBacklog); see `backlogged`. */
+  maxBacklog?: number;
+  /** ms of berth's main thread per second the server's output may take on average (limits.outputTime); 0: any. */
+  outputTime?: number;
+  /** ms it may take at once before outputTime applies (limits.outputTimeBurst). */
+  outputTimeBurst?: number;
 }
 
 export class StdioChannel extends EventEmitter<StdioChannelEvents> {
-  private chunks: Buffer[] = [];
-  private pending = 0;
+  private readonly lines = new JsonLines((line) => this.onLine(line));
   private stopped = false;
+  /** Not reading for a while: the output had its share (outputTime). */
+  private resting = false;
   private writable = true;
   /**
    * Why nothing more is read, once a line went over the limit: what the pending calls and the session's end say,
@@ -26,15 +43,20 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
   /** Told of every chunk read from the server (out of it) and every message written to it (in). */
   onBytes: ((direction: 'in' | 'out', n: number) => void) | undefined;
 
+  private readonly maxLineBytes: number;
+  private readonly maxBacklog: number;
+  private readonly pacer: Pacer;
+
   constructor(
     private readonly input: Writable,
     private readonly output: Readable,
-    /** Longest message accepted from the server: a hostile one must not make berth buffer without bound. */
-    private readonly maxLineBytes = 64 * 1024 * 1024,
-    /** Most bytes that may wait in berth for the server to read them (limits.inputBacklog); see `backlogged`. */
-    private readonly maxBacklog = 4 * 1024 * 1024,
+    o: StdioChannelOptions = {},
   ) {
     super();
+    this.maxLineBytes = o.maxLineBytes ?? 64 * 1024 * 1024;
+    this.maxBacklog = o.maxBacklog ?? 4 * 1024 * 1024;
+    // outputTime is ms per second: the pacer's rate, in the same ms it is told of.
+    this.pacer = new Pacer(o.outputTime ?? 0, o.outputTimeBurst ?? 0);
     output.on('data', (chunk: Buffer) => this.onData(chunk));
     input.on('error', () => {
       this.writable = false; // EPIPE once the server is gone; the session's exit handling reports it
@@ -43,53 +65,52 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
 
   private onData(chunk: Buffer): void {
     if (this.stopped) return;
+    const start = performance.now();
     this.bytesIn += chunk.length;
     this.onBytes?.('out', chunk.length);
-    let start = 0;
-    let nl = chunk.indexOf(0x0a, start);
-    while (nl !== -1) {
-      const tail = chunk.subarray(start, nl);
-      const line = this.chunks.length ? Buffer.concat([...this.chunks, tail]) : tail;
-      this.chunks = [];
-      this.pending = 0;
-      this.onLine(line);
-      start = nl + 1;
-      nl = chunk.indexOf(0x0a, start);
+    this.lines.push(chunk);
+    const spent = performance.now() - start;
+    const pause = this.pacer.add(spent);
+    if (pause > 0 && !this.stopped && !this.resting) {
+      // This server's output has had its share of berth's main thread: the rest waits in its pipe for a while.
+      this.resting = true;
+      this.output.pause();
+      setTimeout(() => {
+        this.resting = false;
+        this.output.resume();
+      }, pause).unref();
+      this.emit('paced', pause);
     }
-    if (start < chunk.length) {
-      this.chunks.push(chunk.subarray(start));
-      this.pending += chunk.length - start;
-      if (this.pending > this.maxLineBytes) {
-        this.stopped = true;
-        this.chunks = [];
-        this.overflowed = `the server sent a message larger than maxMessageSize (${mib(this.maxLineBytes)}); berth stopped it`;
-        this.output.destroy();
-        this.emit('overflow', this.pending);
-      }
+    if (this.lines.partial > this.maxLineBytes) {
+      this.stopped = true;
+      const bytes = this.lines.partial;
+      this.lines.reset();
+      this.overflowed = `the server sent a message larger than maxMessageSize (${mib(this.maxLineBytes)}); berth stopped it`;
+      this.output.destroy();
+      this.emit('overflow', bytes);
     }
   }
 
-  private onLine(bytes: Buffer): void {
-    let i = 0;
-    while (i < bytes.length && (bytes[i] === 0x20 || bytes[i] === 0x09 || bytes[i] === 0x0d)) i++;
-    if (i === bytes.length) return;
-    // Not JSON at all (a log line on stdout): judged by its first byte, never decoded whole — a server flooding
-    // stdout with text must cost berth next to nothing per line.
-    if (bytes[i] !== 0x7b && bytes[i] !== 0x5b) {
-      this.emit('invalid', bytes.subarray(0, 256).toString('utf8'), 'not JSON', bytes.length);
+  private onLine({ parts, text, bytes, head }: Line): void {
+    if (this.stopped) return;
+    if (text === undefined) {
+      this.emit('invalid', head, 'not JSON', bytes);
       return;
     }
-    const line = bytes.toString('utf8');
     let value: unknown;
     try {
-      value = JSON.parse(line);
+      value = JSON.parse(text);
     } catch {
-      this.emit('invalid', line.slice(0, 256), 'not JSON', bytes.length);
+      this.emit('invalid', head, 'not JSON', bytes);
       return;
     }
     const why = invalidMessageReason(value);
-    if (why) this.emit('invalid', line.slice(0, 256), why, bytes.length);
-    else this.emit('message', value as JsonRpcMessage);
+    if (why) {
+      this.emit('invalid', head, why, bytes);
+      return;
+    }
+    if (bytes >= RAW_MIN) keepBytes(value as object, parts, text);
+    this.emit('message', value as JsonRpcMessage);
   }
 
   /**

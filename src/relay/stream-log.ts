@@ -9,13 +9,14 @@ import type { StreamsConfig } from '../config/schema.js';
 import { HttpError } from '../wire/http-error.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
 import { KEEP_ALIVE, messageEvent, primingEvent, retryField, sseHeaders } from '../wire/sse.js';
+import { jsonBytes, writeJson, type Json } from '../wire/raw-json.js';
 
 export type StreamOptions = Pick<StreamsConfig, 'keepAlive' | 'retry' | 'retainEvents' | 'retainBytes' | 'maxBuffer'>;
 
 interface Retained {
   stream: SseStream;
   seq: number;
-  frame: string;
+  frame: Json;
   bytes: number;
   /** Written to a connection at least once (not necessarily read by the client). */
   written: boolean;
@@ -286,7 +287,7 @@ export class SseStream {
     if (this.done) return;
     const seq = ++this.seq;
     const frame = messageEvent(`${this.id}.${seq}`, message);
-    const e: Retained = { stream: this, seq, frame, bytes: Buffer.byteLength(frame), written: false, onLost };
+    const e: Retained = { stream: this, seq, frame, bytes: jsonBytes(frame), written: false, onLost };
     const c = this.conn;
     if (!this.log.keeping) {
       // Nothing to replay from (stateless, or the session is over): written at once or lost, and a reader that falls
@@ -370,9 +371,9 @@ export class SseStream {
     if (this.done && c.cursor >= this.seq) this.detach();
   }
 
-  private write(c: Connection, chunk: string): boolean {
+  private write(c: Connection, chunk: Json): boolean {
     if (this.conn !== c || c.res.destroyed || c.res.writableEnded) return false;
-    c.res.write(chunk);
+    writeJson(c.res, chunk);
     c.lastWrite = Date.now();
     return true;
   }

@@ -13,7 +13,13 @@ export const stdioConnector: Connector = {
   port: async () => undefined,
   headersWithin: () => 0,
   connect({ config, runtimeName, sandbox, log, noise, metrics, retention }: Connecting) {
-    const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, config.limits.maxMessageSize, config.limits.inputBacklog);
+    const { maxMessageSize, inputBacklog, outputTime, outputTimeBurst } = config.limits;
+    const channel = new StdioChannel(sandbox.stdin, sandbox.stdout, {
+      maxLineBytes: maxMessageSize,
+      maxBacklog: inputBacklog,
+      outputTime,
+      outputTimeBurst,
+    });
     const relay = new MessageRelay(channel, relayOptions(config, retention));
     channel.on('overflow', (bytes) => {
       log.error({ bytes, limit: config.limits.maxMessageSize }, 'the server sent a message over maxMessageSize; stopping it');
@@ -27,6 +33,16 @@ export const stdioConnector: Connector = {
         noise.admit('stdout', bytes, 200) &&
         log.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`),
     );
+    let paced = false;
+    channel.on('paced', (ms) => {
+      metrics?.outputPaused.inc({ runtime: runtimeName }, ms / 1000);
+      if (paced) return;
+      paced = true;
+      log.warn(
+        { pauseMs: ms, outputTime: config.limits.outputTime, outputTimeBurst: config.limits.outputTimeBurst },
+        "the server's output took more of berth's time than limits.outputTime allows: berth reads it more slowly (its writes wait; nothing is dropped), counted in berth_server_output_paused_seconds_total; this is said once per session",
+      );
+    });
     relay.on('log', relayLog(log));
     if (metrics) {
       channel.onBytes = (direction, n) => metrics.bytes.inc({ runtime: runtimeName, direction }, n);

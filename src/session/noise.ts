@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { LimitsConfig } from '../config/schema.js';
 import { eachLine, type LineGate } from '../util/lines.js';
+import { Pacer } from '../util/pacer.js';
 
 /** What one log line costs beyond its text (the JSON envelope): many tiny lines cannot log for free. */
 const LINE_COST = 128;
@@ -97,22 +98,15 @@ export class ServerNoise {
   gate(stream: NoiseStream): LineGate {
     const budget = this.budget;
     // Reading and dropping costs berth CPU too (~0.5 s a GiB): past stderrDrainRate the flood waits in its pipe.
-    const drain = { rate: this.limits.stderrDrainRate, debt: 0, at: performance.now() };
+    // A tenth of a second's worth may be read at full speed; beyond it, pause until the debt is paid.
+    const drain = new Pacer(this.limits.stderrDrainRate, this.limits.stderrDrainRate / 10);
     return {
       admit: (bytes) => budget.take(bytes + LINE_COST),
       get shut() {
         return budget.shut;
       },
       dropped: (bytes) => this.dropped(stream, bytes),
-      drained: (bytes) => {
-        if (drain.rate === 0) return 0;
-        const now = performance.now();
-        drain.debt = Math.max(0, drain.debt - ((now - drain.at) / 1000) * drain.rate) + bytes;
-        drain.at = now;
-        // A tenth of a second's worth may be read at full speed; beyond it, pause until the debt is paid.
-        const over = drain.debt - drain.rate / 10;
-        return over > 0 ? Math.ceil((over / drain.rate) * 1000) : 0;
-      },
+      drained: (bytes) => drain.add(bytes),
     };
   }
 

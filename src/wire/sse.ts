@@ -1,5 +1,6 @@
 // Server-Sent Events framing for Streamable HTTP: headers, message events, the priming event and keep-alives.
 // What is sent when, and what is kept for replay, lives in src/relay/stream-log.ts.
+import { jsonOf, type Json } from './raw-json.js';
 
 export function sseHeaders(extra: Record<string, string>): Record<string, string> {
   return {
@@ -12,10 +13,17 @@ export function sseHeaders(extra: Record<string, string>): Record<string, string
   };
 }
 
-/** One JSON-RPC message. JSON.stringify never emits a raw newline, so one data line always suffices. */
-export function messageEvent(id: string, message: unknown): string {
-  return `id: ${id}\nevent: message\ndata: ${JSON.stringify(message)}\n\n`;
+/**
+ * One JSON-RPC message. JSON.stringify never emits a raw newline, and kept bytes have none (raw-json.ts), so one data
+ * line always suffices. A message that passes through as its bytes makes an event in pieces, written as they are.
+ */
+export function messageEvent(id: string, message: unknown): Json {
+  const json = jsonOf(message);
+  if (typeof json === 'string') return `id: ${id}\nevent: message\ndata: ${json}\n\n`;
+  return [Buffer.from(`id: ${id}\nevent: message\ndata: `), ...json, EVENT_END];
 }
+
+const EVENT_END = Buffer.from('\n\n');
 
 /**
  * The 2025-11-25 priming event: an id and empty data, so the client can resume (GET + Last-Event-ID) even if the
