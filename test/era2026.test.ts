@@ -67,6 +67,17 @@ describe('2026-07-28 wire rules', { timeout: 60_000 }, () => {
   });
   after(() => berth?.stop());
 
+  test('a large answer passes intact, under the id the client gave (berth passes its bytes through)', async () => {
+    const big = 'é'.repeat(300_000) + 'end';
+    for (const id of ['big-1', 77]) {
+      const { message, headers } = modern('tools/call', { name: 'echo', arguments: { text: big } }, id);
+      const r = await post(url, message, headers);
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.body.id, id);
+      assert.equal(r.body.result.content[0].text, big);
+    }
+  });
+
   test('MCP-Protocol-Version missing on a request with the envelope -> 400 -32020', async () => {
     const { message, headers } = modern('tools/list');
     assertError(await post(url, message, without(headers, 'mcp-protocol-version')), 400, -32020, 'req-7');

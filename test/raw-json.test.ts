@@ -153,3 +153,12 @@ test('property: for any large answer, id and chunking, what is written parses to
     { numRuns: 200 },
   );
 });
+
+test('an id changed twice (berth → client, then renamed by a bridge) is spliced at the same place', () => {
+  const message = { result: { big: 'q'.repeat(RAW_MIN) }, jsonrpc: '2.0', id: 3 };
+  const { value } = read(JSON.stringify(message), [0.3]);
+  const twice = withId(withId(value, 'first'), 'second');
+  const out = jsonOf(twice);
+  assert.ok(Array.isArray(out));
+  assert.deepEqual(JSON.parse(text(out)), { ...message, id: 'second' });
+});

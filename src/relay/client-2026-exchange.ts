@@ -5,7 +5,8 @@ import type { ServerResponse } from 'node:http';
 import { sendJson } from '../wire/http-error.js';
 import { isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcRequest, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { META_SUBSCRIPTION_ID } from '../wire/era.js';
-import { KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
+import { dataEvent, KEEP_ALIVE, sseHeaders } from '../wire/sse.js';
+import { withId, writeJson } from '../wire/raw-json.js';
 import { statusOfServerError, withAllVersions } from '../wire/streamable-http-2026.js';
 import type { CallSink } from './sink.js';
 import { sinkId } from './sink.js';
@@ -72,7 +73,7 @@ export class Client2026Exchange implements CallSink {
   deliver(message: JsonRpcMessage): boolean {
     if (!this.reachable || isRequest(message)) return false;
     this.startStream();
-    this.out.write(`event: message\ndata: ${JSON.stringify(this.retag(message))}\n\n`);
+    writeJson(this.out, dataEvent(this.retag(message)));
     return true;
   }
 
@@ -93,10 +94,10 @@ export class Client2026Exchange implements CallSink {
     this.ended = true;
     this.stop();
     if (!delivered) return false;
-    let answer = this.retag({ ...message, id: this.clientId });
+    let answer = this.retag(withId(message, this.clientId));
     if (this.o.transform && answer.result) answer = { ...answer, result: this.o.transform(answer.result as Record<string, unknown>) };
     if (!this.streaming) sendJson(this.out, answer.error ? statusOfServerError(answer.error.code) : 200, answer, this.o.headers);
-    else this.out.end(`event: message\ndata: ${JSON.stringify(answer)}\n\n`);
+    else writeJson(this.out, dataEvent(answer), true);
     return true;
   }
 

@@ -4,6 +4,7 @@ import { type IncomingMessage, STATUS_CODES, type ServerResponse } from 'node:ht
 import type { Duplex } from 'node:stream';
 import { header, VERSION_HEADER } from './headers.js';
 import { ErrorCode, errorResponse, type JsonRpcId, unreadId } from './jsonrpc.js';
+import { jsonBytes, jsonOf, writeJson } from './raw-json.js';
 
 export interface HttpErrorDetails {
   /** Extra response headers (Retry-After, Allow, ...). */
@@ -90,9 +91,9 @@ export class HttpError extends Error {
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
-  const body = JSON.stringify(value);
-  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
+  const body = jsonOf(value);
+  res.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': jsonBytes(body) });
+  writeJson(res, body, true);
 }
 
 /** The refusal for a `clientError` from Node's HTTP server (parser errors and the header/request timeouts). */

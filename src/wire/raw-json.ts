@@ -77,7 +77,13 @@ export function writeJson(out: Writable, json: Json, end = false): void {
 export function withId<T extends JsonRpcResponse>(m: T, id: JsonRpcId): T {
   const moved = { ...m, id };
   const k = kept.get(m);
-  if (!k || k.idAt || typeof m.id !== 'number') return moved;
+  if (!k) return moved;
+  if (k.idAt) {
+    // Spliced already (berth's id gave way to the client's; a bridge may name it again): the same place, this id.
+    kept.set(moved, { ...k, id });
+    return moved;
+  }
+  if (typeof m.id !== 'number') return moved;
   const digits = String(m.id);
   // The last member first: of a key given twice JSON.parse keeps the last. (A hostile server that repeats the id
   // further in, after a leading one, gets its own client an answer with berth's id: the same as answering wrongly.)

@@ -18,9 +18,18 @@ export function sseHeaders(extra: Record<string, string>): Record<string, string
  * line always suffices. A message that passes through as its bytes makes an event in pieces, written as they are.
  */
 export function messageEvent(id: string, message: unknown): Json {
+  return event(`id: ${id}\nevent: message\ndata: `, message);
+}
+
+/** One JSON-RPC message as an event without an id (a 2026-07-28 response stream is not resumable). */
+export function dataEvent(message: unknown): Json {
+  return event('event: message\ndata: ', message);
+}
+
+function event(head: string, message: unknown): Json {
   const json = jsonOf(message);
-  if (typeof json === 'string') return `id: ${id}\nevent: message\ndata: ${json}\n\n`;
-  return [Buffer.from(`id: ${id}\nevent: message\ndata: `), ...json, EVENT_END];
+  if (typeof json === 'string') return `${head}${json}\n\n`;
+  return [Buffer.from(head), ...json, EVENT_END];
 }
 
 const EVENT_END = Buffer.from('\n\n');
