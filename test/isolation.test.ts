@@ -47,7 +47,9 @@ const DRIVERS = { namespace: namespaceDriver, gvisor: gvisorDriver, microvm: mic
 for (const driver of ['namespace', 'gvisor', 'microvm'] as const) {
   const skip = await availability(DRIVERS[driver]);
   // Under emulation a microVM's node server takes a while to come up.
-  const net = driver === 'microvm' ? ['--startup-timeout', '180s'] : [];
+  // A microVM boots under emulation here (tens of seconds on a loaded machine): a session's start may wait behind
+  // two others' boots for longer than the 10 s default start queue (seen in CI: 503 after 10 s).
+  const net = driver === 'microvm' ? ['--startup-timeout', '180s', '--start-queue-timeout', '180s'] : [];
   // In a microVM, "host network" is QEMU's user-mode NAT: the host's loopback is 10.0.2.2.
   const hostLoopback = driver === 'microvm' ? '10.0.2.2' : '127.0.0.1';
   const command = driver === 'microvm' && !skip ? await compiledProbe() : PROBE;
