@@ -81,6 +81,14 @@ function notReady(n: string, r: HostedRuntime): string[] {
     reasons.push(`runtime ${n}: its servers fail to start (${starts.consecutiveFailures} in a row; last: ${starts.lastError})`);
   else if (r.config.warmPool.min > 0 && r.warmServers === 0 && starts.lastSuccessAt === null)
     reasons.push(`runtime ${n}: no warm server yet`);
-  if (r.sessionCount >= r.config.limits.maxSessions) reasons.push(`runtime ${n}: at maxSessions (${r.config.limits.maxSessions})`);
+  // Places, not live sessions: an ended session holds its place until its server has stopped (up to stopGrace), and
+  // an initialize meanwhile gets 503; ready must not say otherwise.
+  const places = r.sessionPlaces;
+  if (places >= r.config.limits.maxSessions) {
+    const ending = places - r.sessionCount;
+    reasons.push(
+      `runtime ${n}: at maxSessions (${r.config.limits.maxSessions}${ending > 0 ? `; ${ending} of them ended or starting, their servers not yet stopped or started` : ''})`,
+    );
+  }
   return reasons;
 }

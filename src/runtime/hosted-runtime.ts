@@ -140,6 +140,11 @@ export abstract class HostedRuntime extends EventEmitter<RuntimeEvents> {
   }
   abstract close(): Promise<void>;
   abstract get sessionCount(): number;
+  /**
+   * Places taken under limits.maxSessions: live sessions, those starting, and ended ones whose server has not stopped
+   * yet. What an initialize is refused by, so what readiness must say.
+   */
+  abstract get sessionPlaces(): number;
 
   /** Protocol sessions (Mcp-Session-Id) of 2025 clients, live (none in a stateless runtime). */
   abstract get protocolSessionList(): Session[];

@@ -33,6 +33,10 @@ export class StatefulRuntime extends HostedRuntime {
     return this.sessions.size;
   }
 
+  get sessionPlaces(): number {
+    return this.table.places;
+  }
+
   get protocolSessionList(): Session[] {
     return [...this.sessions.values()];
   }

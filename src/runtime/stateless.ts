@@ -49,6 +49,10 @@ export class StatelessRuntime extends HostedRuntime {
     return 0;
   }
 
+  get sessionPlaces(): number {
+    return 0;
+  }
+
   get protocolSessionList(): Session[] {
     return [];
   }

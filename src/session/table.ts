@@ -51,6 +51,11 @@ export class SessionTable {
     return this.live.size;
   }
 
+  /** Places taken under maxSessions: sessions holding one (size) and those still starting. */
+  get places(): number {
+    return this.live.size + this.starting;
+  }
+
   list(): Session[] {
     return [...this.live].filter((s) => s.live);
   }
@@ -68,7 +73,7 @@ export class SessionTable {
   async open(principal: Principal, requestId: JsonRpcId | null, take: () => Promise<Launched>, audit: AuditFields = {}): Promise<Session> {
     const { maxSessions, maxSessionsPerPrincipal, startQueueTimeout } = this.o.config.limits;
     // Sessions still being started count too, or concurrent starts could overshoot the cap.
-    if (this.live.size + this.starting >= maxSessions) {
+    if (this.places >= maxSessions) {
       throw new HttpError(
         503,
         ErrorCode.ServerError,
