@@ -21,6 +21,7 @@
 //        --isolation KIND (passed to berth; default: berth's default, auto),
 //        --drivers process,namespace,namespace-limits,gvisor,microvm (the per-driver section; microvm-unbundled
 //        only when named; none skips it), --drivers-only (skip the comparison), --capacity N (idle sessions),
+//        --no-noisy (skip the noisy-neighbour scenario, bench/noisy.ts), --noisy-only (only it),
 //        --no-cluster (skip the cluster figure: echo calls/s through the owner node vs a non-owner, bench/cluster.ts),
 //        --idle DURATION (between the repeat scenario's bursts; default 30s), --storm N (new sessions; default 100),
 //        --storm-over DURATION (default 5s), --bursts-only (only the burst scenarios), --no-storm (the repeat burst without the storm),
@@ -35,6 +36,7 @@ import { driverReport, driverTargets, runDrivers, VARIANTS, type DriverResult } 
 import { cpuMs, systemCpu } from './procfs.js';
 import { runCluster, type ClusterResult } from './cluster.js';
 import { burstReport, repeatScenario, stormScenario, type BurstResults } from './bursts.js';
+import { noisyReport, noisyScenario, type NoisyResult } from './noisy.js';
 import { parseDuration } from '../src/util/units.js';
 import { compileProbe, ROOT, settle, startBerth, startDirect, startFloor, startPeer, type Target } from './targets.js';
 import {
@@ -78,6 +80,7 @@ const ONLY = new Set(opt('only', ALL.join(',')).split(',') as Id[]);
 ONLY.add('direct'); // ratios need the baseline
 const DRIVERS_ONLY = flag('drivers-only');
 const BURSTS_ONLY = flag('bursts-only');
+const NOISY_ONLY = flag('noisy-only');
 const NO_FLOOR = flag('no-floor');
 /** A duration flag: its unit is required (30s, 500ms), as in berth's config. */
 const durationOpt = (name: string, dflt: string) => {
@@ -594,10 +597,10 @@ async function compare(): Promise<Partial<Record<Id, SutResult>>> {
   }
 }
 
-const compared = DRIVERS_ONLY || BURSTS_ONLY ? {} : await compare();
+const compared = DRIVERS_ONLY || BURSTS_ONLY || NOISY_ONLY ? {} : await compare();
 // The burst scenarios (bench/bursts.ts): issue 17's acceptance lines (a) and (b).
 const burst: BurstResults = {};
-if (!DRIVERS_ONLY && !flag('no-burst')) {
+if (!DRIVERS_ONLY && !NOISY_ONLY && !flag('no-burst')) {
   const o = {
     probe,
     bin: BERTH_BIN,
@@ -624,8 +627,18 @@ if (!DRIVERS_ONLY && !flag('no-burst')) {
     }
   }
 }
+// The noisy neighbour (bench/noisy.ts): other sessions' calls while one server floods its stdout with large messages.
+let noisy: NoisyResult[] = [];
+if (!DRIVERS_ONLY && !BURSTS_ONLY && !flag('no-noisy')) {
+  log('noisy neighbour: 4 sessions calling while a fifth server writes 30 MiB messages; outputTime default vs off');
+  try {
+    noisy = await noisyScenario({ bin: BERTH_BIN, quick: QUICK, started, log });
+  } catch (e) {
+    log(`noisy: FAILED: ${(e as Error).message}`);
+  }
+}
 let drivers: DriverResult[] = [];
-if (DRIVER_IDS.length && !BURSTS_ONLY) {
+if (DRIVER_IDS.length && !BURSTS_ONLY && !NOISY_ONLY) {
   driversBackgroundCores = await background();
   log(
     `per-driver section: ${DRIVER_IDS.join(', ')}; the bundled demo server; ${DP.capacitySessions} idle sessions per driver; background load ${driversBackgroundCores} cores`,
@@ -642,7 +655,7 @@ if (DRIVER_IDS.length && !BURSTS_ONLY) {
 }
 // The cluster figure: one forwarding hop's cost, owner vs non-owner in the same run (needs redis-server).
 let cluster: ClusterResult | { skipped: string } | undefined;
-if (!flag('no-cluster') && !DRIVERS_ONLY && !BURSTS_ONLY) {
+if (!flag('no-cluster') && !DRIVERS_ONLY && !BURSTS_ONLY && !NOISY_ONLY) {
   log('cluster section: two nodes on one Redis; echo through the owner vs through the other node');
   try {
     cluster = await runCluster({ probe: compileProbe(), concurrency: CONCURRENCY, rounds: P.rounds, windowMs: P.loadMs, log });
@@ -743,6 +756,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     floorRatios,
     targets,
     burst,
+    noisy,
     cluster,
     drivers: {
       server: 'the bundled demo server (berth run with no command: node dist/demo/server.js)',
@@ -906,6 +920,7 @@ function report(results: Partial<Record<Id, SutResult>>, drivers: DriverResult[]
     if (r.failed) w(`FAILED ${r.label}: ${r.failed}\n`);
   }
   w(burstReport(burst, f1));
+  w(noisyReport(noisy, f1));
   if (cluster && 'skipped' in cluster) w(`\ncluster: skipped (${cluster.skipped})\n`);
   else if (cluster) {
     w(`\ncluster (2 nodes, one Redis; ${cluster.concurrency} clients, echo, ${cluster.rounds} alternating rounds)\n`);

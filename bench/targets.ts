@@ -22,10 +22,15 @@ export const ROOT = fileURLToPath(new URL('..', import.meta.url));
  * exactly as the .ts source does.
  */
 export function compileProbe(): string {
-  const out = join(ROOT, '.bench', 'probe-server.mjs');
+  return compileFixture('probe-server');
+}
+
+/** A server of test/fixtures (NAME.ts) bundled to .bench/NAME.mjs: run by node alone, no tsx at start-up. */
+export function compileFixture(name: string): string {
+  const out = join(ROOT, '.bench', `${name}.mjs`);
   mkdirSync(join(ROOT, '.bench'), { recursive: true });
   buildSync({
-    entryPoints: [join(ROOT, 'test/fixtures/probe-server.ts')],
+    entryPoints: [join(ROOT, `test/fixtures/${name}.ts`)],
     outfile: out,
     format: 'esm',
     platform: 'node',
