@@ -64,26 +64,27 @@ export const UID_LEASE_DIR = '/run/berth-uids';
 /** How many uids one claim tries, from a random one on, before saying the range is (nearly) full. */
 const MAX_PROBES = 4096;
 
-/** The lease directory, made if missing; undefined when not root or unusable (`leaseTrouble` says why). */
-let leaseDir: string | undefined | null = null;
-let leaseTrouble: string | undefined;
+/** Where leases live, looked at once: the directory, or why there is none (not root: no reason, nothing to say). */
+let leaseState: { dir: string } | { dir?: undefined; trouble?: string } | undefined;
 /** This berth as a lease's holder. */
 let tag: string | undefined;
 
-function leases(): string | undefined {
-  if (leaseDir !== null) return leaseDir;
-  leaseDir = undefined;
-  if (!isRoot()) return undefined;
+function leaseDirectory(): { dir: string } | { dir?: undefined; trouble?: string } {
+  if (!isRoot()) return {};
   try {
     mkdirSync(UID_LEASE_DIR, { mode: 0o700 });
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return void (leaseTrouble = (e as Error).message);
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') return { trouble: (e as Error).message };
   }
   const st = lstatSync(UID_LEASE_DIR);
   // Anyone else who could write here could free a live sandbox's uid or block the whole range.
-  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o022)
-    return void (leaseTrouble = `${UID_LEASE_DIR} is not a directory only root may write`);
-  return (leaseDir = UID_LEASE_DIR);
+  if (!st.isDirectory() || st.uid !== 0 || st.mode & 0o022) return { trouble: `${UID_LEASE_DIR} is not a directory only root may write` };
+  return { dir: UID_LEASE_DIR };
+}
+
+/** The lease directory, made if missing; undefined when not root or unusable (uidLeaseTrouble says why). */
+function leases(): string | undefined {
+  return (leaseState ??= leaseDirectory()).dir;
 }
 
 /**
@@ -91,8 +92,8 @@ function leases(): string | undefined {
  * berth's sandboxes only, and another berth on the host may draw one of them (1 in server.sandboxUids.count per pair).
  */
 export function uidLeaseTrouble(): string | undefined {
-  leases();
-  return leaseTrouble;
+  const state = (leaseState ??= leaseDirectory());
+  return 'trouble' in state ? state.trouble : undefined;
 }
 
 /** Leases `uid` host-wide; false if another sandbox (of any berth here) holds it. */
@@ -109,9 +110,10 @@ function lease(uid: number): boolean {
 }
 
 function unlease(uid: number): void {
-  if (!leaseDir) return;
+  const dir = leaseState?.dir;
+  if (!dir) return;
   try {
-    unlinkSync(join(leaseDir, String(uid)));
+    unlinkSync(join(dir, String(uid)));
   } catch {
     // gone already: a sweep found its owner dead (it never is while we run)
   }
