@@ -14,7 +14,7 @@ import { toolArgs } from '../src/client/args.js';
 import { elicitationAnswerer } from '../src/client/call.js';
 import { describeError, endpointUrl } from '../src/client/session.js';
 import { forwardSampling, toChatRequest } from '../src/client/sampling.js';
-import { Terminal } from '../src/client/terminal.js';
+import { plainOutput, Terminal } from '../src/client/terminal.js';
 import { freePort } from '../src/util/free-port.js';
 import { ROOT, runBerth, type BerthProcess } from './helpers/berth.js';
 import { startProxy } from './helpers/proxy.js';
@@ -219,25 +219,30 @@ describe('form from schema', () => {
 });
 
 /**
- * A Terminal on plain streams: `waitFor` waits (bounded) until what it printed since the last wait matches, with
- * colour and cursor escapes taken out when asked.
+ * A Terminal on streams that are not terminals: `waitFor` waits (bounded) until what it printed since the last wait
+ * matches, with colour and cursor escapes taken out when asked; `all` is everything printed. `plain: false` draws
+ * inquirer's prompts all the same (as on a terminal).
  */
-function plainTerminal(o: { stripEscapes?: boolean } = {}) {
+function streamTerminal(o: { stripEscapes?: boolean; plain?: boolean } = {}) {
   const input = new PassThrough();
   const output = new PassThrough();
   let screen = '';
-  output.on('data', (d) => (screen += o.stripEscapes ? String(d).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '') : d));
+  let all = '';
+  output.on('data', (d) => {
+    all += d;
+    screen += o.stripEscapes ? String(d).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '') : d;
+  });
   const waitFor = async (re: RegExp) => {
     for (let i = 0; i < 100 && !re.test(screen); i++) await new Promise((r) => setTimeout(r, 20));
     assert.match(screen, re);
     screen = '';
   };
-  return { input, term: new Terminal(input, output), waitFor };
+  return { input, term: new Terminal(input, output, { plain: o.plain }), waitFor, all: () => all };
 }
 
-describe('the terminal form on plain streams', () => {
+describe('the terminal form drawn by inquirer, on streams', () => {
   test('every prompt kind: bad values refused with a message and corrected, choices moved with arrow keys', async () => {
-    const { input, term, waitFor } = plainTerminal();
+    const { input, term, waitFor } = streamTerminal({ plain: false });
     const answer = term.elicit({
       message: 'Register',
       requestedSchema: {
@@ -277,7 +282,7 @@ describe('the terminal form on plain streams', () => {
   });
 
   test('defaults are pre-filled and can be kept, edited or cleared; a multi-select sends only what stays ticked', async () => {
-    const { input, term, waitFor } = plainTerminal({ stripEscapes: true });
+    const { input, term, waitFor } = streamTerminal({ stripEscapes: true, plain: false });
     const answer = term.elicit({
       message: 'Preferences',
       requestedSchema: {
@@ -310,17 +315,134 @@ describe('the terminal form on plain streams', () => {
     assert.deepEqual(await answer, { action: 'accept', content: { city: 'Paris', count: 4, tags: ['b'] } });
   });
 
-  test('an ended input cancels the form at once', async () => {
-    const input = new PassThrough();
-    const output = new PassThrough();
-    let screen = '';
-    output.on('data', (d) => (screen += d));
-    const term = new Terminal(input, output);
-    const answer = term.elicit({ message: 'Anyone?', requestedSchema: { type: 'object', properties: { a: { type: 'string' } } } });
-    input.end();
-    assert.deepEqual(await answer, { action: 'cancel' });
-    assert.ok(term.inputClosed);
-    assert.match(screen, /stdin closed: the elicitation is cancelled/);
+  for (const plain of [false, true]) {
+    test(`an ended input cancels the form at once (plain: ${plain})`, async () => {
+      const { input, term, all } = streamTerminal({ plain });
+      const answer = term.elicit({ message: 'Anyone?', requestedSchema: { type: 'object', properties: { a: { type: 'string' } } } });
+      input.end();
+      assert.deepEqual(await answer, { action: 'cancel' });
+      assert.ok(term.inputClosed);
+      assert.match(all(), /stdin closed: the elicitation is cancelled/);
+    });
+  }
+});
+
+describe('plain prompts: output that is not a terminal', () => {
+  test('chosen when the output is not a TTY, or NO_COLOR or TERM=dumb asks for it', () => {
+    const tty = Object.assign(new PassThrough(), { isTTY: true });
+    assert.equal(plainOutput(new PassThrough(), {}), true);
+    assert.equal(plainOutput(tty, {}), false);
+    assert.equal(plainOutput(tty, { NO_COLOR: '1' }), true);
+    assert.equal(plainOutput(tty, { NO_COLOR: '' }), false); // set but empty: not asked for
+    assert.equal(plainOutput(tty, { TERM: 'dumb' }), true);
+    assert.equal(new Terminal(new PassThrough(), new PassThrough()).plain, true);
+  });
+
+  test('every prompt kind as a numbered list and a line, answers piped in at once; bad ones said and asked again', async () => {
+    const { input, term, all } = streamTerminal();
+    const answer = term.elicit({
+      message: 'Register',
+      requestedSchema: {
+        type: 'object',
+        properties: {
+          name: { type: 'string', minLength: 2 },
+          age: { type: 'integer', maximum: 150 },
+          agree: { type: 'boolean', default: false },
+          size: {
+            type: 'string',
+            oneOf: [
+              { const: 's', title: 'Small' },
+              { const: 'l', title: 'Large' },
+            ],
+          },
+          nick: { type: 'string', default: 'ada' },
+          city: { type: 'string', default: 'Paris' },
+          count: { type: 'integer', default: 3 },
+          tags: { type: 'array', items: { type: 'string', enum: ['a', 'b', 'c'] }, default: ['a', 'b'] },
+          more: { type: 'array', items: { type: 'string', enum: ['x', 'y'] }, default: ['x'] },
+        },
+        required: ['name', 'age'],
+      },
+    });
+    const lines = ['', '1', 'A', 'Ada', '200', '36', 'yes', 'Large (l)', '-', '', '4', 'z', '3, a', '-'];
+    input.end(lines.map((l) => `${l}\n`).join('')); // ended at once: every line is still an answer
+    assert.deepEqual(await answer, {
+      action: 'accept',
+      content: { name: 'Ada', age: 36, agree: true, size: 'l', city: 'Paris', count: 4, tags: ['a', 'c'] },
+    });
+    const out = all();
+    assert.ok(!out.includes('\x1b'), `no escape codes:\n${out}`);
+    const expected = [
+      'The server asks: Register',
+      'Answer?',
+      '  1) Accept (fill in the form)',
+      '  2) Decline',
+      '  3) Cancel',
+      'Choose 1-3: ',
+      '! no answer: choose 1-3',
+      'Choose 1-3: 1',
+      'name (2..∞ chars): A',
+      '! name: at least 2 characters',
+      'name (2..∞ chars): Ada',
+      'age (integer, -∞..150): 200',
+      '! age: at most 150',
+      'age (integer, -∞..150): 36',
+      'agree (optional)',
+      '  1) yes',
+      '  2) no',
+      '  3) (leave empty)',
+      'Choose 1-3 (Enter for 2): yes',
+      'size (optional)',
+      '  1) Small (s)',
+      '  2) Large (l)',
+      '  3) (leave empty)',
+      'Choose 1-3: Large (l)',
+      'nick (optional) [ada] (Enter keeps it, - leaves it empty): -',
+      'city (optional) [Paris] (Enter keeps it, - leaves it empty): ',
+      'count (integer, optional) [3] (Enter keeps it, - leaves it empty): 4',
+      'tags (comma-separated, optional)',
+      '  1) [x] a',
+      '  2) [x] b',
+      '  3) [ ] c',
+      'Choose any of 1-3, comma-separated (Enter keeps 1, 2, - for none): z',
+      '! "z" is not one of the choices: answer 1-3 or a name as listed',
+      'Choose any of 1-3, comma-separated (Enter keeps 1, 2, - for none): 3, a',
+      'more (comma-separated, optional)',
+      '  1) [x] x',
+      '  2) [ ] y',
+      'Choose any of 1-2, comma-separated (Enter keeps 1, - for none): -',
+    ];
+    assert.equal(out, `\n${expected.join('\n')}\n`);
+  });
+
+  test('a sampling request and a menu, answered by number and by name; progress as lines', async () => {
+    const { input, term, all } = streamTerminal();
+    const reply = term.sample({ messages: [{ role: 'user', content: { type: 'text', text: 'Say hi' } }], maxTokens: 5 });
+    input.write('Reply\n\nhello\n');
+    assert.deepEqual(await reply, { role: 'assistant', content: { type: 'text', text: 'hello' }, model: 'human', stopReason: 'endTurn' });
+    term.progress({ progress: 1, total: 2, message: 'half' });
+    const pick = term.menu('What next?', [
+      { name: 'Call a tool', value: 'tool' },
+      { name: 'Quit', value: 'quit' },
+    ]);
+    input.write('2\n');
+    assert.equal(await pick, 'quit');
+    const chosen = term.choose('Tool', [
+      { name: 'echo', value: 1 },
+      { name: 'echo2', value: 2 },
+    ]);
+    input.end('echo2\n');
+    assert.equal(await chosen, 2);
+    const out = all();
+    assert.ok(!out.includes('\x1b'), `no escape codes:\n${out}`);
+    assert.match(
+      out,
+      /Answer\?\n {2}1\) Reply\n {2}2\) Decline\nChoose 1-2: Reply\nReply: \n! Reply: an answer is required\nReply: hello\n/,
+    );
+    assert.match(
+      out,
+      /progress 1\/2 half\nWhat next\?\n {2}1\) Call a tool\n {2}2\) Quit\nChoose 1-2: 2\nTool\n {2}1\) echo\n {2}2\) echo2\nChoose 1-2: echo2\n$/,
+    );
   });
 });
 
@@ -510,6 +632,22 @@ describe('berth call against berth', () => {
     assert.match(elicited.stdout, /stdin closed: the elicitation is cancelled\n[\s\S]*\{"action":"cancel"\}/);
   });
 
+  test('berth connect piped: plain numbered menus, answered by number (and name), no escape codes', async () => {
+    // The menu answered with a number out of range, then by number; the tool by name; its argument; then Quit.
+    const r = await berthCli(['connect', b.url], { stdin: '7\n1\necho\nhello plain\n3\n' });
+    assert.deepEqual([r.code, r.stderr], [0, '']);
+    assert.ok(!r.stdout.includes('\x1b'), `no escape codes:\n${JSON.stringify(r.stdout)}`);
+    const menu = 'What next?\n  1) Call a tool\n  2) List again\n  3) Quit\n';
+    assert.ok(
+      r.stdout.includes(
+        `${menu}Choose 1-3: 7\n! "7" is not one of the choices: answer 1-3 or a name as listed\nChoose 1-3: 1\nTool\n  1) echo\n`,
+      ),
+      r.stdout,
+    );
+    assert.match(r.stdout, /Choose 1-\d+: echo\ntext: hello plain\ncalling echo \{"text":"hello plain"\}\nhello plain\n/);
+    assert.ok(r.stdout.endsWith(`hello plain\n${menu}Choose 1-3: 3\n`), r.stdout);
+  });
+
   test('forwardSampling maps the request and the finish reason', async () => {
     const r = await forwardSampling(
       {
@@ -582,8 +720,18 @@ const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 class Pane {
   static n = 0;
   readonly name = `c${++Pane.n}`;
-  constructor(args: string[]) {
-    const cmd = `${[process.execPath, 'bin/berth.js', 'connect', ...args].map(sh).join(' ')}; echo "EXIT=$?"; sleep 600`;
+  /** `env` is added to the environment, from which NO_COLOR is taken out. */
+  constructor(args: string[], env: Record<string, string> = {}) {
+    const command = [
+      'env',
+      '-u',
+      'NO_COLOR',
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      process.execPath,
+      'bin/berth.js',
+      'connect',
+    ];
+    const cmd = `${[...command, ...args].map(sh).join(' ')}; echo "EXIT=$?"; sleep 600`;
     tmux('new-session', '-d', '-s', this.name, '-x', '120', '-y', '50', '-c', ROOT, cmd);
   }
   screen(): string {
@@ -757,6 +905,26 @@ describe('berth connect in a terminal (tmux)', { skip: !HAS_TMUX && 'tmux is not
     await p.waitFor(/calling echo \{"text":"hello pty"\}\nhello pty\n[\s\S]*What next\?/);
     p.keys('Down', 'Down', 'Enter'); // Call a tool, List again, Quit
     await p.waitFor(/EXIT=0/);
+    p.close();
+  });
+
+  test('NO_COLOR: the menu as a numbered list on the terminal too, answers not echoed twice', async () => {
+    const p = new Pane([b.url], { NO_COLOR: '1' });
+    await p.waitFor(/What next\?\n {2}1\) Call a tool\n {2}2\) List again\n {2}3\) Quit\nChoose 1-3: $/m);
+    p.type('1');
+    p.keys('Enter');
+    await p.waitFor(/^Choose 1-\d+: $/m);
+    p.type('echo');
+    p.keys('Enter');
+    await p.waitFor(/^text: $/m);
+    p.type('hello dumb');
+    p.keys('Enter');
+    await p.waitFor(/calling echo \{"text":"hello dumb"\}\nhello dumb\n[\s\S]*Choose 1-3: $/m);
+    p.type('Quit');
+    p.keys('Enter');
+    const screen = await p.waitFor(/EXIT=0/);
+    assert.match(screen.input, /^Choose 1-3: 1\nTool\n/m);
+    assert.match(screen.input, /^Choose 1-3: Quit\nEXIT=0/m);
     p.close();
   });
 });

@@ -1,4 +1,5 @@
 // The person at the terminal: forms, approvals, a progress bar and log lines, on given input/output streams.
+// Drawn by inquirer and cli-progress on a terminal; as plain lines (no escape codes) on anything else.
 import { checkbox, input, search, select } from '@inquirer/prompts';
 import cliProgress from 'cli-progress';
 import { PassThrough } from 'node:stream';
@@ -12,12 +13,18 @@ import type {
 } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { checkValue, fieldsOf, hint, parseField, validateContent, type Field } from './form.js';
+import { LineReader, plainPrompts, type Prompts } from './plain-prompts.js';
 import { textPrompt } from './text-prompt.js';
 import { describeSampling, forwardSampling, typedReply, type ChatEndpoint } from './sampling.js';
 
-/** Ctrl-C at a prompt (inquirer's ExitPromptError). */
+/** Ctrl-C at a prompt (inquirer's ExitPromptError), or a prompt left unanswered when the input ended. */
 export function isPromptExit(e: unknown): boolean {
-  return e instanceof Error && (e.name === 'ExitPromptError' || e.name === 'AbortPromptError');
+  return e instanceof Error && (e.name === 'ExitPromptError' || e.name === 'AbortPromptError' || e.name === 'InputClosedError');
+}
+
+/** Whether prompts are plain lines: the output is not a terminal, or asks for no colour (NO_COLOR) or cursor (TERM=dumb). */
+export function plainOutput(output: NodeJS.WritableStream, env: NodeJS.ProcessEnv = process.env): boolean {
+  return !(output as NodeJS.WriteStream).isTTY || !!env.NO_COLOR || env.TERM === 'dumb';
 }
 
 /** What a prompt rejects with once the input has ended: nobody is left to answer. */
@@ -34,11 +41,25 @@ export class Terminal {
   private bar: cliProgress.SingleBar | undefined;
   /** Aborted when the input ends: a prompt then fails at once instead of waiting (and redrawing) forever. */
   private readonly inputGone = new AbortController();
+  /** No escape codes: prompts are numbered lists answered by a line, progress is a line per step. */
+  readonly plain: boolean;
+  private readonly prompts: Prompts;
 
+  /** `plain` defaults to plainOutput(output). */
   constructor(
     readonly input: NodeJS.ReadableStream = process.stdin,
     readonly output: NodeJS.WritableStream = process.stdout,
+    o: { plain?: boolean } = {},
   ) {
+    this.plain = o.plain ?? plainOutput(output);
+    // The one place the kind of prompt is chosen. Plain answers are echoed unless a terminal shows them already.
+    this.prompts = this.plain
+      ? plainPrompts(
+          new LineReader(input, this.inputGone.signal),
+          (t) => output.write(t),
+          !((input as NodeJS.ReadStream).isTTY && this.tty),
+        )
+      : this.inquirerPrompts();
     // Deferred past the current turn: answers piped in arrive with the end of input, and the prompt that reads the
     // last one settles a few promise turns after its line event; ended at once, that answer was thrown away.
     const gone = () => setImmediate(() => this.inputGone.abort(new InputClosedError()));
@@ -65,6 +86,28 @@ export class Terminal {
     return !!(this.output as NodeJS.WriteStream).isTTY;
   }
 
+  private inquirerPrompts(): Prompts {
+    return {
+      select: (o) => select(o, this.ctx),
+      search: <T>(o: { message: string; items: Array<{ name: string; value: T; description?: string }> }) =>
+        search<T>(
+          {
+            message: o.message,
+            source: (term) => {
+              const t = (term ?? '').toLowerCase();
+              return o.items
+                .filter((i) => i.name.toLowerCase().includes(t))
+                .sort((a, b) => Number(!a.name.toLowerCase().startsWith(t)) - Number(!b.name.toLowerCase().startsWith(t)));
+            },
+          },
+          this.ctx,
+        ),
+      checkbox: (o) => checkbox({ ...o, validate: (items) => o.validate(items.map((i) => i.value)) }, this.ctx),
+      text: (o) => textPrompt(o, this.ctx),
+      reply: (message) => input({ message, required: true }, this.ctx),
+    };
+  }
+
   print(text: string): void {
     if (this.bars) this.bars.log(`${text}\n`);
     else this.output.write(`${text}\n`);
@@ -82,7 +125,7 @@ export class Terminal {
 
   progress(p: Progress): void {
     const msg = p.message ?? '';
-    if (!this.tty || p.total === undefined) {
+    if (this.plain || p.total === undefined) {
       this.print(`progress ${p.progress}${p.total !== undefined ? `/${p.total}` : ''}${msg ? ` ${msg}` : ''}`);
       return;
     }
@@ -140,39 +183,27 @@ export class Terminal {
             ]
           : f.choices.map((c) => ({ name: c.title === c.value ? c.value : `${c.title} (${c.value})`, value: c.value }));
       if (!f.required) choices.push({ name: '(leave empty)', value: SKIP }); // a default is pre-selected, not forced
-      const v = await select({ message, choices, default: f.default }, this.ctx);
+      const v = await this.prompts.select({ message, choices, default: f.default });
       return v === SKIP ? undefined : v;
     }
     if (f.kind === 'multi') {
-      const chosen = await checkbox(
-        {
-          message,
-          choices: f.choices.map((c) => ({ name: c.title, value: c.value, checked: f.default?.includes(c.value) })),
-          validate: (items) =>
-            (items.length === 0 && !f.required) ||
-            checkValue(
-              f,
-              items.map((i) => i.value),
-            ) ||
-            true,
-        },
-        this.ctx,
-      );
+      const chosen = await this.prompts.checkbox({
+        message,
+        choices: f.choices.map((c) => ({ name: c.title, value: c.value, checked: f.default?.includes(c.value) })),
+        validate: (values) => (values.length === 0 && !f.required) || checkValue(f, values) || true,
+      });
       return chosen.length === 0 && !f.required ? undefined : chosen;
     }
     // The default is on the line to start with: keep it, edit it, or delete it to leave the field empty.
     const prefill = f.default === undefined ? undefined : typeof f.default === 'string' ? f.default : JSON.stringify(f.default);
-    const raw = await textPrompt(
-      {
-        message,
-        prefill,
-        validate: (s) => {
-          const r = parseField(f, s);
-          return r.ok || r.error;
-        },
+    const raw = await this.prompts.text({
+      message,
+      prefill,
+      validate: (s) => {
+        const r = parseField(f, s);
+        return r.ok || r.error;
       },
-      this.ctx,
-    );
+    });
     const r = parseField(f, raw);
     return r.ok ? r.value : undefined;
   }
@@ -182,17 +213,14 @@ export class Terminal {
     return this.exclusive(async () => {
       this.output.write(`\nThe server asks: ${params.message}\n`);
       try {
-        const action = await select(
-          {
-            message: 'Answer?',
-            choices: [
-              { name: 'Accept (fill in the form)', value: 'accept' as const },
-              { name: 'Decline', value: 'decline' as const },
-              { name: 'Cancel', value: 'cancel' as const },
-            ],
-          },
-          this.ctx,
-        );
+        const action = await this.prompts.select({
+          message: 'Answer?',
+          choices: [
+            { name: 'Accept (fill in the form)', value: 'accept' as const },
+            { name: 'Decline', value: 'decline' as const },
+            { name: 'Cancel', value: 'cancel' as const },
+          ],
+        });
         if (action !== 'accept') return { action };
         const content = await this.form(fieldsOf(params.requestedSchema));
         return { action: 'accept', content: content as ElicitResult['content'] };
@@ -214,33 +242,27 @@ export class Terminal {
       this.output.write(`\nThe server asks for a model's reply:\n${describeSampling(params)}\n`);
       try {
         if (endpoint) {
-          const ok = await select(
-            {
-              message: `Send to ${endpoint.model}?`,
-              choices: [
-                { name: 'Send', value: true },
-                { name: 'Decline', value: false },
-              ],
-            },
-            this.ctx,
-          );
+          const ok = await this.prompts.select({
+            message: `Send to ${endpoint.model}?`,
+            choices: [
+              { name: 'Send', value: true },
+              { name: 'Decline', value: false },
+            ],
+          });
           if (!ok) throw refuse();
           const r = await forwardSampling(params, endpoint);
           this.output.write(`${endpoint.model} replied: ${r.content.type === 'text' ? r.content.text : `[${r.content.type}]`}\n`);
           return r;
         }
-        const how = await select(
-          {
-            message: 'Answer?',
-            choices: [
-              { name: 'Reply', value: 'reply' },
-              { name: 'Decline', value: 'decline' },
-            ],
-          },
-          this.ctx,
-        );
+        const how = await this.prompts.select({
+          message: 'Answer?',
+          choices: [
+            { name: 'Reply', value: 'reply' },
+            { name: 'Decline', value: 'decline' },
+          ],
+        });
         if (how === 'decline') throw refuse();
-        return typedReply(await input({ message: 'Reply', required: true }, this.ctx));
+        return typedReply(await this.prompts.reply('Reply'));
       } catch (e) {
         if (isPromptExit(e)) throw refuse();
         throw e;
@@ -250,24 +272,11 @@ export class Terminal {
 
   /** Picks one item by typing part of its name. */
   choose<T>(message: string, items: Array<{ name: string; value: T; description?: string }>): Promise<T> {
-    return this.exclusive(() =>
-      search<T>(
-        {
-          message,
-          source: (term) => {
-            const t = (term ?? '').toLowerCase();
-            return items
-              .filter((i) => i.name.toLowerCase().includes(t))
-              .sort((a, b) => Number(!a.name.toLowerCase().startsWith(t)) - Number(!b.name.toLowerCase().startsWith(t)));
-          },
-        },
-        this.ctx,
-      ),
-    );
+    return this.exclusive(() => this.prompts.search({ message, items }));
   }
 
   menu<T extends string>(message: string, choices: Array<{ name: string; value: T }>): Promise<T> {
-    return this.exclusive(() => select<T>({ message, choices }, this.ctx));
+    return this.exclusive(() => this.prompts.select({ message, choices }));
   }
 
   askFields(fields: Field[]): Promise<Record<string, unknown>> {
