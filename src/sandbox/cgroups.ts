@@ -120,8 +120,12 @@ export class SessionCgroup {
   static create(sessionId: string, configured: SandboxLimits): SessionCgroup | undefined {
     const limits = { ...configured, memory: sessionMemory(configured.memory) };
     const support = detectCgroups();
+    // cpu always, with or without limits.cpus: a cgroup of its own makes the session one entity to the scheduler,
+    // so it shares the CPU with other sessions (and berth) as one, however many processes or sessions (setsid) it
+    // makes. Left in berth's cgroup, each of its processes (each setsid, under autogroup) competed on its own: a
+    // server with 6 busy children took six times another session's CPU, and berth's.
     const wanted = (['memory', 'pids', 'cpu'] as const).filter(
-      (c) => (c === 'memory' && limits.memory) || (c === 'pids' && limits.pids) || (c === 'cpu' && limits.cpus),
+      (c) => (c === 'memory' && limits.memory) || (c === 'pids' && limits.pids) || (c === 'cpu' && support.controllers.includes('cpu')),
     );
     if (!wanted.length || !support.version) return undefined;
     const cg = new SessionCgroup(support, limits);
