@@ -35,7 +35,7 @@ function read(line: string, cuts: number[] = []): { value: JsonRpcResponse; line
   const [l] = linesOf(chunked(Buffer.from(`${line}\n`), cuts));
   assert.ok(l?.text !== undefined);
   const value = JSON.parse(l.text) as JsonRpcResponse;
-  if (l.bytes >= RAW_MIN) keepBytes(value, l.parts, l.text);
+  keepBytes(value, l.parts, l.text);
   return { value, line: l };
 }
 
@@ -161,4 +161,30 @@ test('an id changed twice (berth → client, then renamed by a bridge) is splice
   const out = jsonOf(twice);
   assert.ok(Array.isArray(out));
   assert.deepEqual(JSON.parse(text(out)), { ...message, id: 'second' });
+});
+
+test('what is kept holds no more memory than it counts: leading blanks do not count, small views of large reads are copied', () => {
+  // 64 KiB of blanks before a tiny message: kept it would be a 90-byte view holding a 64 KiB read (a review's 54 MiB
+  // per session, counted as 110 KB).
+  const padded = Buffer.from(`${' '.repeat(RAW_MIN)}{"jsonrpc":"2.0","method":"notifications/x","params":{}}\n`);
+  const [l] = linesOf([padded.subarray(0, RAW_MIN + 10), padded.subarray(RAW_MIN + 10)]);
+  const value = JSON.parse(l!.text!) as object;
+  keepBytes(value, l!.parts, l!.text!);
+  assert.equal(typeof jsonOf(value), 'string', 'not kept: its own bytes are under RAW_MIN');
+
+  // A large message whose first and last pieces are small views of 1 MiB reads: those two are copied.
+  const body = `{"jsonrpc":"2.0","method":"m","params":{"a":"${'x'.repeat(2 * RAW_MIN)}"}}`;
+  const read1 = Buffer.alloc(1 << 20, 0x20);
+  const read2 = Buffer.alloc(1 << 20, 0x20);
+  const split = 2 * RAW_MIN;
+  Buffer.from(body.slice(0, 100)).copy(read1, read1.length - 100);
+  const middle = Buffer.from(body.slice(100, split));
+  Buffer.from(body.slice(split)).copy(read2, 0);
+  const parts = [read1.subarray(read1.length - 100), middle, read2.subarray(0, body.length - split)];
+  const message = JSON.parse(body) as object;
+  keepBytes(message, parts, body);
+  const j = jsonOf(message) as Buffer[];
+  assert.equal(text(j), body);
+  for (const p of j)
+    assert.ok(p.buffer.byteLength <= 2 * p.length || p.buffer.byteLength <= 8192, `a ${p.length}-byte piece holds ${p.buffer.byteLength}`);
 });

@@ -1,8 +1,9 @@
-// Splits a server's stdout into lines, decoding a long line's text as its chunks arrive. A line of 30 MiB used to be
-// joined, decoded and parsed in one go when its newline came, a single stall of every other session; now only the
-// parse is left for the end, and the pieces stay as they were read, so the message can pass on as those bytes
-// (src/wire/raw-json.ts). A line that cannot be JSON (its first byte says so: a log line on stdout) is neither kept
-// nor decoded, only counted: a server flooding stdout with text costs berth next to nothing, however long its lines.
+// Splits a server's stdout into lines. A line's pieces stay as they were read (never joined), so a large message can
+// pass on as those bytes (src/wire/raw-json.ts); its text is decoded once the line ends, piece by piece into one
+// string. Not while it grows: a line that never ends would then sit on V8's heap, at twice its size for text outside
+// Latin-1, where a few sessions holding 60 MiB lines ran berth out of heap (a review); as buffers it is off the heap
+// and bounded by maxMessageSize. A line that cannot be JSON (its first byte says so: a log line on stdout) is
+// neither kept nor decoded, only counted: a server flooding stdout with text costs berth next to nothing.
 import { StringDecoder } from 'node:string_decoder';
 
 /** One line, without its newline. */
@@ -21,13 +22,11 @@ const HEAD = 256;
 
 export class JsonLines {
   private parts: Buffer[] = [];
-  private text = '';
   private pending = 0;
   /** Bytes kept of a line that cannot be JSON (its start, for the report). */
   private kept = 0;
   /** Whether the line read so far can be JSON: unknown until its first byte that is not blank. */
   private json: boolean | undefined;
-  private readonly decoder = new StringDecoder('utf8');
 
   constructor(private readonly onLine: (line: Line) => void) {}
 
@@ -52,10 +51,8 @@ export class JsonLines {
   reset(): void {
     this.parts = [];
     this.kept = 0;
-    this.text = '';
     this.pending = 0;
     this.json = undefined;
-    this.decoder.end();
   }
 
   private take(piece: Buffer): void {
@@ -68,10 +65,8 @@ export class JsonLines {
       this.json = piece[i] === 0x7b || piece[i] === 0x5b;
       piece = piece.subarray(i);
     }
-    if (this.json) {
-      this.parts.push(piece);
-      this.text += this.decoder.write(piece);
-    } else if (this.kept < HEAD) {
+    if (this.json) this.parts.push(piece);
+    else if (this.kept < HEAD) {
       // Only the start, for the report.
       const part = piece.subarray(0, HEAD - this.kept);
       this.parts.push(part);
@@ -81,10 +76,19 @@ export class JsonLines {
 
   private end(): void {
     const { parts, pending, json } = this;
-    const text = json ? this.text + this.decoder.end() : undefined;
+    const text = json ? decode(parts) : undefined;
     this.reset();
     if (json === undefined) return; // a blank line
     const head = text !== undefined ? text.slice(0, HEAD) : Buffer.concat(parts).toString('utf8');
     this.onLine({ parts, text, bytes: pending, head });
   }
+}
+
+/** UTF-8 pieces as one string: each decoded (a character split between pieces is joined whole), then joined once. */
+function decode(parts: Buffer[]): string {
+  if (parts.length === 1) return parts[0]!.toString('utf8');
+  const decoder = new StringDecoder('utf8');
+  const texts = parts.map((p) => decoder.write(p));
+  texts.push(decoder.end());
+  return texts.join('');
 }

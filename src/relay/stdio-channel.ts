@@ -2,7 +2,7 @@
 import { EventEmitter } from 'node:events';
 import type { Readable, Writable } from 'node:stream';
 import { invalidMessageReason, type JsonRpcMessage } from '../wire/jsonrpc.js';
-import { keepBytes, RAW_MIN } from '../wire/raw-json.js';
+import { keepBytes } from '../wire/raw-json.js';
 import { JsonLines, type Line } from './json-lines.js';
 import { Pacer } from '../util/pacer.js';
 
@@ -65,6 +65,9 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
 
   private onData(chunk: Buffer): void {
     if (this.stopped) return;
+    // Node resumes a child's stdout when the child exits (to flush it), pause or not: still resting, pause again,
+    // so a process still holding the pipe (a grandchild) cannot write at full speed until the pause ends.
+    if (this.resting) this.output.pause();
     const start = performance.now();
     this.bytesIn += chunk.length;
     this.onBytes?.('out', chunk.length);
@@ -109,7 +112,7 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
       this.emit('invalid', head, why, bytes);
       return;
     }
-    if (bytes >= RAW_MIN) keepBytes(value as object, parts, text);
+    keepBytes(value as object, parts, text);
     this.emit('message', value as JsonRpcMessage);
   }
 
