@@ -1,7 +1,7 @@
 // A session shares the CPU as one, however many processes it runs. Without a cpu cgroup of its own each of its
 // processes competed with every other session's on its own (and, under the kernel's autogroup, each child that
-// calls setsid was a group of its own): a server that started 8 busy children per core left a session running one
-// per core 6% of the work in a run here, and berth as little. Now every session's processes are in a cpu cgroup of
+// calls setsid was a group of its own): a server that started 4 busy children per core left a session running one
+// per core 14-15% of the work in a loaded run here (21-31% with this change), and berth as little. Now every session's processes are in a cpu cgroup of
 // the session's (src/sandbox/cgroups.ts), with or without limits.cpus, and setsid does not leave it. This checks
 // the mechanism on real berth as root (the hostile fixture's `burn` tool starts the children); how the scheduler
 // then divides the CPU depends on the host's load and is not timed here.
