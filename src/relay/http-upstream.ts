@@ -1,16 +1,18 @@
 // An upstream server that serves Streamable HTTP itself (the AgentCore container contract: $PORT, path /mcp).
 // berth forwards each client request and pipes the response back as it arrives: SSE streams are never buffered.
+// As for a stdio server, the bodies of a session's requests still under way are bounded (limits.inputBacklog: a
+// server that never reads nor answers them must not let its client grow berth), and so is the share of berth's main
+// thread the server's answers take (limits.outputTime: past it berth reads them more slowly).
 import { SESSION_HEADER } from '../wire/headers.js';
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { HttpError } from '../wire/http-error.js';
-import { ErrorCode, idKey, isNotification, isRequest, type JsonRpcMessage, type JsonRpcResponse } from '../wire/jsonrpc.js';
+import { ErrorCode, idKey, isNotification, isRequest, type JsonRpcId, type JsonRpcMessage, type JsonRpcResponse } from '../wire/jsonrpc.js';
 import { sseHeaders } from '../wire/sse.js';
 import { META_PROTOCOL_VERSION } from '../wire/era.js';
 import { withAllVersions } from '../wire/streamable-http-2026.js';
-import { CLOSE_WITHIN, HttpChannel } from './http-channel.js';
+import { CLOSE_WITHIN, HttpChannel, InputBacklog, OutputPacer } from './http-channel.js';
 import { MessageRelay, type DropReason, type RelayLog, type RelayOptions } from './message-relay.js';
 import { RelayUpstream } from './relay-upstream.js';
 import type { Open2025Options, Post2025Options, Request2026Options, Upstream, UpstreamEvents } from './upstream.js';
@@ -57,12 +59,14 @@ function discard(body: { on(event: 'error', listener: () => void): unknown; dest
 
 /**
  * A body berth reads whole (an answer it rewrites, or one to its own request), up to maxBytes: a server that sends
- * more is refused with 502, never buffered without bound (the stdio relay's maxMessageSize, kept here too).
+ * more is refused with 502, never buffered without bound (the stdio relay's maxMessageSize, kept here too). Read at
+ * the pace `pacer` allows; the caller's parse of the whole, in the same turn, is counted too.
  */
-async function textWithin(body: AsyncIterable<Buffer> & { destroy(): unknown }, maxBytes: number): Promise<string> {
+async function textWithin(body: AsyncIterable<Buffer> & { destroy(): unknown }, maxBytes: number, pacer: OutputPacer): Promise<string> {
   const chunks: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of body) {
+    const spent = pacer.spend();
     bytes += chunk.length;
     if (bytes > maxBytes) {
       body.destroy();
@@ -73,8 +77,19 @@ async function textWithin(body: AsyncIterable<Buffer> & { destroy(): unknown }, 
       );
     }
     chunks.push(chunk);
+    await OutputPacer.rest(spent);
   }
+  void pacer.spend();
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/** The bounds of what one server (one session's, or a stateless pool's) may make berth hold or spend. */
+export interface HttpUpstreamBounds {
+  /** limits.inputBacklog: bytes of request bodies under way past which the client's POSTs are refused. */
+  inputBacklog?: number;
+  /** limits.outputTime and limits.outputTimeBurst, ms: the share of berth's main thread the server's answers may take. */
+  outputTime?: number;
+  outputTimeBurst?: number;
 }
 
 export interface ForwardResult {
@@ -96,6 +111,10 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   readonly overflowed = undefined;
   /** berth's own session with the server (opened by `conversation`): its channel, and the relay over it. */
   private own: { channel: HttpChannel; upstream: RelayUpstream } | undefined;
+  /** The request bodies under way, forwarded or berth's own session's (limits.inputBacklog). */
+  private readonly backlog: InputBacklog;
+  /** The share of berth's main thread the server's answers take (limits.outputTime); 'paced' says when it rests. */
+  readonly outputPacer: OutputPacer;
 
   constructor(
     /** The server's port on the host's loopback (network host), or how to connect to it in its own network. */
@@ -110,8 +129,11 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     private readonly log?: RelayLog,
     /** Told of each server message that relay drops (berth_stream_dropped_total). */
     private readonly onDropped?: (reason: DropReason) => void,
+    bounds: HttpUpstreamBounds = {},
   ) {
     super();
+    this.backlog = new InputBacklog(bounds.inputBacklog);
+    this.outputPacer = new OutputPacer(bounds.outputTime, bounds.outputTimeBurst);
     const options = { connections: 64, pipelining: 1, bodyTimeout: 0, headersTimeout: 0 };
     this.pool =
       typeof address === 'number'
@@ -130,7 +152,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   /** This server over berth's own session with it, message by message (bridge B serves a 2025 session so). */
   get conversation(): RelayUpstream {
     if (!this.own) {
-      const channel = new HttpChannel(this.address, this.maxMessageSize);
+      const channel = new HttpChannel(this.address, this.maxMessageSize, { backlog: this.backlog, pacer: this.outputPacer });
       const relay = new MessageRelay(channel, this.relayOptions);
       const log = this.log;
       if (log) {
@@ -206,11 +228,11 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     // The cancelled request's response ends without an answer (2025-11-25 cancellation: "Not send a response for the
     // cancelled request"). Not yet begun: an empty SSE stream, as the stdio relay gives (exchange.ts says why). A
     // stream ends where it is; a JSON answer already under way is the server's answer and is let through.
-    let piped: Readable | undefined;
+    let stopStream: (() => void) | undefined;
     const onCancel = () => {
       if (res.writableEnded || res.destroyed) return;
-      if (res.headersSent && !piped) return; // a JSON answer being written
-      piped?.unpipe(res);
+      if (res.headersSent && !stopStream) return; // a JSON answer being written
+      stopStream?.();
       if (!res.headersSent) res.writeHead(200, sseHeaders(sessionHeader ? { [SESSION_HEADER]: sessionHeader } : {}));
       res.end();
       controller.abort();
@@ -246,7 +268,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     const streamed = String(out['content-type'] ?? '').startsWith('text/event-stream');
     if (streamed) out['x-accel-buffering'] = 'no';
     else if (transformResult && String(out['content-type'] ?? '').startsWith('application/json')) {
-      let text = await textWithin(r.body, this.maxMessageSize);
+      let text = await textWithin(r.body, this.maxMessageSize, this.outputPacer);
       try {
         const msg = JSON.parse(text) as { result?: Record<string, unknown> };
         if (msg.result) text = JSON.stringify({ ...msg, result: transformResult(msg.result) });
@@ -270,26 +292,56 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       corked = false;
       res.uncork();
     };
-    // pipe() honours backpressure: a slow client slows the upstream read instead of growing a buffer.
+    // Written on by hand, not piped: the server's answer stops being read while the client is slow (backpressure:
+    // a slow client slows the upstream read instead of growing a buffer) and while the server rests, past its share
+    // of berth's time (outputTime). pipe() would resume its source on the client's next drain, rest or not.
+    const answer = r.body;
+    let resting = false;
+    let stopped = false; // a cancelled call's stream ends where it is
+    const readOn = () => {
+      if (!resting && !stopped && !res.writableNeedDrain) answer.resume();
+    };
+    const rest = (ms: number) => {
+      if (ms <= 0 || resting || answer.readableEnded || answer.destroyed) return;
+      resting = true;
+      answer.pause();
+      setTimeout(() => {
+        resting = false;
+        readOn();
+      }, ms).unref();
+    };
+    if (streamed)
+      stopStream = () => {
+        stopped = true;
+        answer.pause();
+      };
+    res.on('drain', readOn);
     await new Promise<void>((resolve) => {
-      r.body.on('data', (chunk: Buffer) => {
+      answer.on('data', (chunk: Buffer) => {
+        // This chunk's write to the client follows in this turn: counted with it.
+        void this.outputPacer.spend()?.then(rest);
         this.bytesOut += chunk.length;
         this.emit('traffic');
         clearTimeout(headersTimer);
-        if (corked) return;
-        corked = true;
-        res.cork();
-        setImmediate(uncork);
+        if (stopped || res.writableEnded || res.destroyed) return;
+        if (!corked) {
+          corked = true;
+          res.cork();
+          setImmediate(uncork);
+        }
+        if (!res.write(chunk)) answer.pause();
       });
-      r.body.once('end', resolve);
-      r.body.once('error', () => {
+      answer.once('end', () => {
+        if (!stopped && !res.writableEnded && !res.destroyed) res.end();
+        resolve();
+      });
+      answer.once('error', () => {
         if (!res.writableEnded) res.destroy(); // not a cancelled call's stream, ended on purpose
         resolve();
       });
       res.once('close', resolve);
-      if (streamed) piped = r.body;
-      r.body.pipe(res);
     });
+    res.off('drain', readOn);
     clearTimeout(headersTimer);
     res.off('close', onClose);
     return { status: r.statusCode, upstreamSessionId };
@@ -321,6 +373,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
   }
 
   async post2025(req: IncomingMessage, res: ServerResponse, o: Post2025Options): Promise<void> {
+    const ended = this.admit(o.messages.length === 1 && isRequest(o.messages[0]!) ? o.messages[0].id : null, o.body);
     const initialize = o.messages.some((m) => isRequest(m) && m.method === 'initialize');
     // The server hears a cancellation as the client sent it (ids pass through unchanged), and does as it will; berth
     // ends the cancelled call's forward itself, so a server that keeps the stream open (the SDK's does) neither holds
@@ -349,10 +402,22 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
     try {
       await (requests.length > 0 ? this.counted(forward) : forward());
     } finally {
+      ended();
       if (key) this.answering.delete(key);
     }
     // After the server has the cancellation, the call it names ends here.
     if (o.sessionId !== undefined) for (const m of o.messages) this.cancelledBy(o.sessionId, m);
+  }
+
+  /**
+   * Refuses a client's POST while more than limits.inputBacklog of the server's requests' bodies are under way (as
+   * RelayUpstream does for a stdio server); else counts its body until the returned function is called, once its
+   * forward has ended.
+   */
+  private admit(id: JsonRpcId | null, body: Buffer | undefined): () => void {
+    const why = this.backlog.backlogged;
+    if (why) throw new HttpError(503, ErrorCode.ServerError, `Service Unavailable: ${why}`, { id, headers: { 'retry-after': '1' } });
+    return this.backlog.hold(body?.length ?? 0);
   }
 
   private cancelledBy(sessionId: string, m: JsonRpcMessage): void {
@@ -367,10 +432,15 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
 
   /** Forwarded as it came (its status, headers and stream pass through; closing the response aborts it). */
   async request2026(req: IncomingMessage, res: ServerResponse, o: Request2026Options): Promise<void> {
+    const ended = this.admit(o.request.id, o.body);
     for (const [k, v] of Object.entries(o.headers ?? {})) res.setHeader(k, v);
     // berth's server/discover names every version berth itself serves.
     const transform = o.request.method === 'server/discover' ? withAllVersions : undefined;
-    await this.counted(() => this.forward(req, res, o.body, undefined, undefined, transform, undefined, o.jsonWindow));
+    try {
+      await this.counted(() => this.forward(req, res, o.body, undefined, undefined, transform, undefined, o.jsonWindow));
+    } finally {
+      ended();
+    }
   }
 
   async call(method: string, params: Record<string, unknown> | undefined, protocolVersion?: string): Promise<JsonRpcResponse> {
@@ -417,7 +487,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       body: JSON.stringify({ jsonrpc: '2.0', id, method, params }),
       ...this.ownTimeouts,
     });
-    const text = await textWithin(r.body, this.maxMessageSize);
+    const text = await textWithin(r.body, this.maxMessageSize, this.outputPacer);
     return (
       answerTo(id, r.headers['content-type'], text) ?? {
         error: { code: r.statusCode, message: `HTTP ${r.statusCode}: ${text.slice(0, 200)}` },
@@ -435,7 +505,7 @@ export class HttpUpstream extends EventEmitter<UpstreamEvents> implements Upstre
       body: JSON.stringify({ jsonrpc: '2.0', id: 'berth:init', method: 'initialize', params }),
       ...this.ownTimeouts,
     });
-    const text = await textWithin(r.body, this.maxMessageSize);
+    const text = await textWithin(r.body, this.maxMessageSize, this.outputPacer);
     if (r.statusCode >= 400) throw new Error(`initialize answered HTTP ${r.statusCode}: ${text.slice(0, 200)}`);
     const sid = r.headers[SESSION_HEADER];
     if (typeof sid === 'string') this.upstreamSessionId = sid;

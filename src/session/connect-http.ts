@@ -1,6 +1,8 @@
 // A server that serves Streamable HTTP itself on $PORT at /mcp (the AgentCore container contract). Inside a
 // network of its own it is reached through the sandbox's Unix socket, never a host port; on the host network,
-// through a loopback port berth picked for it. It is warm once it answers any HTTP request on /mcp.
+// through a loopback port berth picked for it. It is warm once it answers any HTTP request on /mcp. Its session is
+// bounded as a stdio server's is: the bodies of requests under way (limits.inputBacklog) and the share of berth's
+// main thread its answers take (limits.outputTime).
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { freePort } from '../util/free-port.js';
 import { withinStartup } from './within-startup.js';
@@ -19,14 +21,26 @@ export function httpConnectorAt(fixedPort?: number): Connector {
     // The server's own headers: a JSON answer's come when the call ends, as late as its requestTimeout.
     headersWithin: (config) => config.limits.requestTimeout,
     connect({ config, runtimeName, sandbox, port, retention, log, metrics }: Connecting) {
+      const { maxMessageSize, inputBacklog, outputTime, outputTimeBurst } = config.limits;
       const upstream = new HttpUpstream(
         sandbox.dialHttp ?? port!,
         relayOptions(config, retention),
         config.forwardHeaders,
-        config.limits.maxMessageSize,
+        maxMessageSize,
         relayLog(log),
         metrics && dropCounter(metrics, runtimeName),
+        { inputBacklog, outputTime, outputTimeBurst },
       );
+      let paced = false;
+      upstream.outputPacer.on('paced', (ms) => {
+        metrics?.outputPaused.inc({ runtime: runtimeName }, ms / 1000);
+        if (paced) return;
+        paced = true;
+        log.warn(
+          { pauseMs: ms, outputTime, outputTimeBurst },
+          "the server's output took more of berth's time than limits.outputTime allows: berth reads it more slowly (its writes wait; nothing is dropped), counted in berth_server_output_paused_seconds_total; this is said once per session",
+        );
+      });
       // Bounded as every start-up step is: whatever the server does, a start gives its slot back by startupTimeout.
       const { startupTimeout } = config.limits;
       const ready = upstream.waitReady(startupTimeout, sandbox.exited);
