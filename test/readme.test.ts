@@ -153,23 +153,22 @@ describe("README's flag tables", () => {
 type Step = [RegExp, string | null]; // once stdout shows this, type that (null: close stdin, as Ctrl-D would)
 const EXAMPLES: Array<{ line: RegExp; stdout: RegExp; stderr?: RegExp; steps?: Step[] }> = [
   {
-    // The interactive session README suggests: write a note, then delete it, confirming in the form.
+    // The interactive session README suggests: write a note, then delete it, confirming in the form. Its output is a
+    // pipe here, so berth connect asks in plain numbered prompts (a terminal gets the menus; test/client.test.ts).
     line: /^berth connect \S+\s+#/,
     steps: [
-      [/Tools \(\d+\):[\s\S]*What next\?/, '\r'],
-      [/Tool/, 'note_write'],
-      [/❯ note_write/, '\r'],
-      [/name — Note name/, 'todo\r'],
-      [/content — /, 'buy milk\r'],
-      [/Created note "todo"[\s\S]*What next\?/, '\r'],
-      [/Tool/, 'note_del'],
-      [/❯ note_delete/, '\r'],
-      [/name — Note name/, 'todo\r'],
-      [/force — [\s\S]*leave empty/, '\x1b[B\x1b[B\r'],
-      [/The server asks: Delete note "todo"[\s\S]*Answer\?/, '\r'],
-      [/Yes, delete this note[\s\S]*❯ no/, '\x1b[A\r'],
-      [/Reason \(optional\)/, '\r'],
-      [/Deleted "todo"[\s\S]*What next\?/, null],
+      [/Tools \(\d+\):[\s\S]*What next\?[\s\S]*Choose 1-5: $/, '1\n'],
+      [/Tool[\s\S]*Choose 1-\d+: $/, 'note_write\n'],
+      [/name — Note name/, 'todo\n'],
+      [/content — /, 'buy milk\n'],
+      [/Created note "todo"[\s\S]*What next\?[\s\S]*Choose 1-5: $/, '1\n'],
+      [/Tool[\s\S]*Choose 1-\d+: $/, 'note_delete\n'],
+      [/name — Note name/, 'todo\n'],
+      [/force — [\s\S]*\(leave empty\)[\s\S]*Choose 1-3: $/, '3\n'],
+      [/The server asks: Delete note "todo"[\s\S]*Answer\?[\s\S]*Choose 1-3: $/, '1\n'],
+      [/Yes, delete this note[\s\S]*Choose 1-2 \(Enter for 2\): $/, '1\n'],
+      [/Reason \(optional\)/, '\n'],
+      [/Deleted "todo"[\s\S]*What next\?[\s\S]*Choose 1-5: $/, null],
     ],
     stdout: /Deleted "todo"\./,
     stderr: /stdin closed; quitting/,

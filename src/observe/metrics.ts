@@ -108,7 +108,7 @@ export class Metrics {
     });
     this.outputPaused = new Counter({
       name: 'berth_server_output_paused_seconds_total',
-      help: "Seconds berth did not read session servers' stdout because their output had taken its share of berth's main thread (limits.outputTime).",
+      help: "Seconds berth did not read session servers' output (stdout, or an http server's answers and streams) because it had taken its share of berth's main thread (limits.outputTime).",
       labelNames: ['runtime'],
       registers,
     });
