@@ -25,6 +25,7 @@ import type { Dial } from '../sandbox/dial.js';
 import type { MessageChannel } from './channel.js';
 import { undiciConnect } from './dial-connect.js';
 import { Pacer } from '../util/pacer.js';
+import { sizeInWords } from '../util/units.js';
 
 type Sent = { id?: unknown; method?: unknown; params?: { name?: unknown; uri?: unknown; _meta?: Record<string, unknown> } };
 
@@ -134,13 +135,6 @@ function bounded(
   );
 }
 
-/** A byte count as the config would write it: whole MiB or KiB when it is one, else bytes. */
-function mib(n: number): string {
-  if (n % 1048576 === 0) return `${n / 1048576} MiB`;
-  if (n % 1024 === 0) return `${n / 1024} KiB`;
-  return `${n} bytes`;
-}
-
 /**
  * The bytes of client messages berth has POSTed to an http server whose requests have not completed
  * (limits.inputBacklog): berth holds a body until then, and a server that never reads them (nor answers) would
@@ -165,7 +159,7 @@ export class InputBacklog {
   /** Why the server takes no more client messages now, if it does not (past limits.inputBacklog). */
   get backlogged(): string | undefined {
     if (this.bytes <= this.maxBytes) return undefined;
-    return `the server has not finished taking ${(this.bytes / 1048576).toFixed(1)} MiB of earlier messages (POSTs it has not answered in full), more than limits.inputBacklog (${mib(this.maxBytes)}); try again once it has`;
+    return `the server has not finished taking ${(this.bytes / 1048576).toFixed(1)} MiB of earlier messages (POSTs it has not answered in full), more than limits.inputBacklog (${sizeInWords(this.maxBytes)}); try again once it has`;
   }
 }
 

@@ -5,6 +5,7 @@ import { invalidMessageReason, type JsonRpcMessage } from '../wire/jsonrpc.js';
 import { keepBytes } from '../wire/raw-json.js';
 import { JsonLines, type Line } from './json-lines.js';
 import { Pacer } from '../util/pacer.js';
+import { sizeInWords } from '../util/units.js';
 
 export interface StdioChannelEvents {
   message: [JsonRpcMessage];
@@ -88,7 +89,7 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
       this.stopped = true;
       const bytes = this.lines.partial;
       this.lines.reset();
-      this.overflowed = `the server sent a message larger than maxMessageSize (${mib(this.maxLineBytes)}); berth stopped it`;
+      this.overflowed = `the server sent a message larger than maxMessageSize (${sizeInWords(this.maxLineBytes)}); berth stopped it`;
       this.output.destroy();
       this.emit('overflow', bytes);
     }
@@ -124,7 +125,7 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
   get backlogged(): string | undefined {
     const unread = this.input.writableLength;
     if (unread <= this.maxBacklog) return undefined;
-    return `the server has not read ${(unread / 1048576).toFixed(1)} MiB of earlier messages from its stdin, more than limits.inputBacklog (${mib(this.maxBacklog)}); try again once it has`;
+    return `the server has not read ${(unread / 1048576).toFixed(1)} MiB of earlier messages from its stdin, more than limits.inputBacklog (${sizeInWords(this.maxBacklog)}); try again once it has`;
   }
 
   /** Writes one message; returns false when the server can no longer be written to. */
@@ -136,11 +137,4 @@ export class StdioChannel extends EventEmitter<StdioChannelEvents> {
     this.input.write(data);
     return true;
   }
-}
-
-/** A byte count as the config would write it: whole MiB or KiB when it is one, else bytes. */
-function mib(n: number): string {
-  if (n % 1048576 === 0) return `${n / 1048576} MiB`;
-  if (n % 1024 === 0) return `${n / 1024} KiB`;
-  return `${n} bytes`;
 }

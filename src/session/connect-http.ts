@@ -6,7 +6,7 @@
 import { HttpUpstream } from '../relay/http-upstream.js';
 import { freePort } from '../util/free-port.js';
 import { withinStartup } from './within-startup.js';
-import { dropCounter, relayLog, relayOptions, type Connecting, type Connector } from './connector.js';
+import { dropCounter, pacedReport, relayLog, relayOptions, type Connecting, type Connector } from './connector.js';
 
 /** A server told to listen on a loopback port berth picks for each session. */
 export const httpConnector: Connector = httpConnectorAt();
@@ -31,16 +31,7 @@ export function httpConnectorAt(fixedPort?: number): Connector {
         metrics && dropCounter(metrics, runtimeName),
         { inputBacklog, outputTime, outputTimeBurst },
       );
-      let paced = false;
-      upstream.outputPacer.on('paced', (ms) => {
-        metrics?.outputPaused.inc({ runtime: runtimeName }, ms / 1000);
-        if (paced) return;
-        paced = true;
-        log.warn(
-          { pauseMs: ms, outputTime, outputTimeBurst },
-          "the server's output took more of berth's time than limits.outputTime allows: berth reads it more slowly (its writes wait; nothing is dropped), counted in berth_server_output_paused_seconds_total; this is said once per session",
-        );
-      });
+      upstream.outputPacer.on('paced', pacedReport(config, runtimeName, log, metrics));
       // Bounded as every start-up step is: whatever the server does, a start gives its slot back by startupTimeout.
       const { startupTimeout } = config.limits;
       const ready = upstream.waitReady(startupTimeout, sandbox.exited);

@@ -6,7 +6,7 @@ import { StdioChannel } from '../relay/stdio-channel.js';
 import { MessageRelay } from '../relay/message-relay.js';
 import { RelayUpstream } from '../relay/relay-upstream.js';
 import { ErrorCode } from '../wire/jsonrpc.js';
-import { dropCounter, relayLog, relayOptions, type Connecting, type Connector } from './connector.js';
+import { dropCounter, pacedReport, relayLog, relayOptions, type Connecting, type Connector } from './connector.js';
 import { withinStartup } from './within-startup.js';
 
 export const stdioConnector: Connector = {
@@ -33,16 +33,7 @@ export const stdioConnector: Connector = {
         noise.admit('stdout', bytes, 200) &&
         log.warn({ stream: 'stdout', reason }, `ignored a non-JSON-RPC line from the server: ${line.slice(0, 200)}`),
     );
-    let paced = false;
-    channel.on('paced', (ms) => {
-      metrics?.outputPaused.inc({ runtime: runtimeName }, ms / 1000);
-      if (paced) return;
-      paced = true;
-      log.warn(
-        { pauseMs: ms, outputTime: config.limits.outputTime, outputTimeBurst: config.limits.outputTimeBurst },
-        "the server's output took more of berth's time than limits.outputTime allows: berth reads it more slowly (its writes wait; nothing is dropped), counted in berth_server_output_paused_seconds_total; this is said once per session",
-      );
-    });
+    channel.on('paced', pacedReport(config, runtimeName, log, metrics));
     relay.on('log', relayLog(log));
     if (metrics) {
       channel.onBytes = (direction, n) => metrics.bytes.inc({ runtime: runtimeName, direction }, n);

@@ -47,6 +47,24 @@ export const dropCounter =
   (reason: DropReason): void =>
     metrics.streamDropped.inc({ runtime, reason });
 
+/**
+ * A session's 'paced' events (its server's output had its share of berth's main thread, limits.outputTime): each
+ * counted in berth_server_output_paused_seconds_total, the first said in the session's log.
+ */
+export function pacedReport(config: RuntimeConfig, runtime: string, log: Logger, metrics?: Metrics): (ms: number) => void {
+  let said = false;
+  return (ms) => {
+    metrics?.outputPaused.inc({ runtime }, ms / 1000);
+    if (said) return;
+    said = true;
+    const { outputTime, outputTimeBurst } = config.limits;
+    log.warn(
+      { pauseMs: ms, outputTime, outputTimeBurst },
+      "the server's output took more of berth's time than limits.outputTime allows: berth reads it more slowly (its writes wait; nothing is dropped), counted in berth_server_output_paused_seconds_total; this is said once per session",
+    );
+  };
+}
+
 /** How a relay over this runtime's servers routes and times out. */
 export function relayOptions(config: RuntimeConfig, retention?: RetentionBudget): RelayOptions {
   return {

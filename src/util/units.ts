@@ -59,6 +59,13 @@ export function formatSize(bytes: number): string {
   return `${bytes}B`;
 }
 
+/** A size as a refusal names a limit: whole MiB or KiB when it is one, else bytes ("4 MiB", "1500 bytes"). */
+export function sizeInWords(n: number): string {
+  if (n % 1048576 === 0) return `${n / 1048576} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
 export function formatDuration(ms: number): string {
   for (const [unit, size] of [
     ['h', 3_600_000],
